@@ -1,0 +1,1 @@
+"""Client and local simulator of the Thought Industries credits API."""

@@ -1,0 +1,280 @@
+"""A requests-based client of the credits API (../shared/api/credits-api.md).
+
+Retries are safe by construction: a request that may have reached the server
+is retried only when repeating it cannot issue credits twice (list, update).
+A create whose fate is unknown raises OutcomeUnknown and the applier resolves
+it by listing, never by a blind second POST.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+import time
+from collections.abc import Callable
+from urllib.parse import quote, urlsplit
+
+import requests
+import urllib3
+from requests.adapters import HTTPAdapter
+
+from provisioner.api.pacing import RateLimiter
+
+CONNECT_TIMEOUT = 5.0
+READ_TIMEOUT = 30.0
+RETRYABLE_STATUSES = {429, 500, 502, 503, 504}
+
+
+class ApiError(Exception):
+    """A failure to show the user: the message says what happened and what to do."""
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status
+
+
+class AuthError(ApiError):
+    pass
+
+
+class NotFoundError(ApiError):
+    pass
+
+
+class RequestRejected(ApiError):
+    """400/409/422: the server refused this request; it did nothing."""
+
+
+class OutcomeUnknown(ApiError):
+    """A create was sent and no definite answer came back: it may or may not exist."""
+
+
+class ConfigurationError(ApiError):
+    pass
+
+
+def check_base_url(url: str) -> str:
+    """The base URL without a trailing slash; https unless it is a loopback address."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigurationError(
+            f"the API base URL {url!r} is not a URL; expected e.g. https://yourschool.thoughtindustries.com"
+        )
+    if parts.scheme == "http" and not is_loopback(parts.hostname):
+        raise ConfigurationError(
+            f"the API base URL {url!r} uses plain http: the API key would cross the network "
+            "unencrypted. Use https:// (plain http is allowed only for loopback addresses, "
+            "such as the local sandbox)."
+        )
+    return url.strip().rstrip("/")
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class CreditsApi:
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        limiter: RateLimiter | None = None,
+        timeout: tuple[float, float] = (CONNECT_TIMEOUT, READ_TIMEOUT),
+        max_attempts: int = 6,
+        backoff_base: float = 0.5,
+        backoff_cap: float = 20.0,
+        pool_size: int = 10,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
+        if not api_key:
+            raise ConfigurationError(
+                "no API key: set TI_API_KEY in the environment (keys are never read from flags or files)."
+            )
+        self.base_url = check_base_url(base_url)
+        self.limiter = limiter or RateLimiter(None)
+        self.timeout = timeout
+        self.max_attempts = max_attempts
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        self._sleep = sleep
+        self._random = random.Random()
+        self.session = requests.Session()
+        self.session.headers.update(
+            {"Authorization": f"Bearer {api_key}", "Accept": "application/json", "User-Agent": "provisioner"}
+        )
+        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max(pool_size, 1), max_retries=0)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+
+    def close(self) -> None:
+        self.session.close()
+
+    # --- the three calls -------------------------------------------------
+
+    def create_batch(self, client_id: str, body: dict) -> dict:
+        path = f"/incoming/v2/clients/{quote(client_id, safe='')}/creditBatches"
+        payload = self._request("POST", path, json=body, idempotent=False, subject=f"client {client_id}")
+        return _unwrap(payload, "CreateCreditBatch")
+
+    def update_batch(self, batch_id: str, body: dict) -> dict:
+        path = f"/incoming/v2/clients/creditBatches/{quote(batch_id, safe='')}"
+        payload = self._request("PUT", path, json=body, idempotent=True, subject=f"batch {batch_id}")
+        return _unwrap(payload, "UpdateCreditBatch")
+
+    def list_batches(self, client_id: str, credit_account_id: str | None = None) -> list[dict]:
+        """Every batch of the client, following hasMore page after page."""
+        path = f"/incoming/v2/clients/{quote(client_id, safe='')}/creditBatches"
+        batches: list[dict] = []
+        page = 1
+        while True:
+            params = {"clientId": client_id, "page": page}
+            if credit_account_id:
+                params["creditAccountId"] = credit_account_id
+            payload = self._request("GET", path, params=params, idempotent=True, subject=f"client {client_id}")
+            listing = _unwrap(payload, "APICreditBatchesByClientAndCreditAccount")
+            page_batches = listing.get("creditBatches") or []
+            batches.extend(page_batches)
+            if not (listing.get("pageInfo") or {}).get("hasMore") or not page_batches:
+                return batches
+            page += 1
+
+    # --- one request, with retries --------------------------------------
+
+    def _request(self, method: str, path: str, *, idempotent: bool, subject: str, **kwargs) -> dict:
+        url = self.base_url + path
+        for attempt in range(1, self.max_attempts + 1):
+            last = attempt == self.max_attempts
+            self.limiter.acquire()
+            try:
+                response = self.session.request(method, url, timeout=self.timeout, **kwargs)
+            except requests.RequestException as exc:
+                if not _may_have_been_sent(exc):
+                    if last:
+                        raise ApiError(f"cannot reach {self.base_url}: {_reason(exc)}") from None
+                    self._backoff(attempt)
+                    continue
+                if not idempotent:
+                    raise OutcomeUnknown(
+                        f"{method} {path}: no answer ({_reason(exc)}); the request may have been processed."
+                    ) from None
+                if last:
+                    raise ApiError(f"{method} {path}: no answer from {self.base_url} ({_reason(exc)}).") from None
+                self._backoff(attempt)
+                continue
+            self.limiter.observe(response.headers)
+            if response.status_code < 300:
+                return _json(response, method, path)
+            status = response.status_code
+            retry_after = _retry_after(response)
+            if retry_after is not None and status in (429, 503):
+                self.limiter.pause(retry_after)
+            if status == 429:
+                # A refusal before any work: even a create is safe to send again.
+                if retry_after is None:
+                    self.limiter.pause(self._delay(attempt))
+                if last:
+                    raise ApiError(f"{method} {path}: still rate limited after {attempt} attempts (HTTP 429).", status)
+                continue
+            if status >= 500 and not idempotent:
+                raise OutcomeUnknown(
+                    f"{method} {path}: the server failed (HTTP {status}); the request may have been processed.",
+                    status,
+                )
+            if status in RETRYABLE_STATUSES and not last:
+                self._backoff(attempt)
+                continue
+            raise _error_for(response, method, path, subject, self.base_url)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _delay(self, attempt: int) -> float:
+        # Full jitter: spreads retries of parallel workers apart.
+        return self._random.uniform(0, min(self.backoff_cap, self.backoff_base * 2 ** (attempt - 1)))
+
+    def _backoff(self, attempt: int) -> None:
+        self._sleep(self._delay(attempt))
+
+
+def _may_have_been_sent(exc: requests.RequestException) -> bool:
+    """False only when the connection was never made, so the server saw nothing."""
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return False
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        reason = getattr(exc.args[0], "reason", None) if exc.args else None
+        if isinstance(reason, urllib3.exceptions.NewConnectionError | urllib3.exceptions.NameResolutionError):
+            return False
+    return True
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, requests.exceptions.Timeout):
+        return "timed out"
+    text = str(exc)
+    for marker in ("Connection refused", "RemoteDisconnected", "Connection reset", "Name or service not known"):
+        if marker in text:
+            return marker.lower()
+    return type(exc).__name__
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _json(response: requests.Response, method: str, path: str) -> dict:
+    try:
+        payload = response.json()
+    except ValueError:
+        raise ApiError(f"{method} {path}: the server answered HTTP {response.status_code} without JSON.") from None
+    if not isinstance(payload, dict):
+        raise ApiError(f"{method} {path}: unexpected answer shape (expected a JSON object).")
+    return payload
+
+
+def _unwrap(payload: dict, operation: str):
+    try:
+        return payload["data"][operation]
+    except (KeyError, TypeError):
+        raise ApiError(f"unexpected answer: no data.{operation} in the response.") from None
+
+
+def _server_message(response: requests.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text.strip()[:200]
+    if isinstance(body, dict):
+        for key in ("message", "error", "errors"):
+            if body.get(key):
+                return str(body[key])[:300]
+    return str(body)[:200]
+
+
+def _error_for(response: requests.Response, method: str, path: str, subject: str, base_url: str) -> ApiError:
+    status = response.status_code
+    message = _server_message(response)
+    if status == 401:
+        return AuthError(
+            f"the API rejected the key in TI_API_KEY (HTTP 401 Unauthorized) at {base_url}. "
+            "Check that the key belongs to this instance and has not been revoked.",
+            status,
+        )
+    if status == 403:
+        return AuthError(
+            f"the key in TI_API_KEY is valid but its role may not manage credit batches (HTTP 403 "
+            f"Forbidden) at {base_url}. Ask an administrator for a key with that permission.",
+            status,
+        )
+    if status == 404:
+        return NotFoundError(f"{subject} was not found at {base_url} (HTTP 404). Check the id.", status)
+    if status in (400, 409, 422):
+        return RequestRejected(f"the API refused {method} for {subject} (HTTP {status}): {message}", status)
+    return ApiError(f"{method} {path} failed with HTTP {status}: {message}", status)

@@ -1,0 +1,294 @@
+"""Executes a Plan through the API, exactly once per batch.
+
+The rules that keep credits from being issued twice or ids from being lost:
+- before each create, its intent reaches the journal (fsync); its id closes it
+  in one more journal line the moment the answer arrives;
+- a create whose answer was lost (timeout, 5xx, dropped connection) is never
+  sent blindly again: the client's batches are listed and the one made after
+  the intent, with the intent's attributes and claimed by no address, is adopted;
+  none found means it was never made; more than one stops and is reported;
+- open intents left by a crash are resolved the same way before new work;
+- creates with identical attributes for one client never run at the same time,
+  so a listing can always tell them apart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from provisioner.api.client import ApiError, AuthError, CreditsApi, OutcomeUnknown
+from provisioner.models import UPDATABLE_FIELDS, Change, Desired, Intent, Plan, Resource
+from provisioner.planner import same_value
+from provisioner.state import StateWriter
+from provisioner.timestamps import parse_timestamp, utc_now_text
+
+CLOCK_SKEW = timedelta(minutes=5)
+RECOVERY_ROUNDS = 3
+
+
+class AmbiguousRecovery(ApiError):
+    """More than one unclaimed batch could be the one an interrupted create made."""
+
+
+@dataclass
+class ApplyResult:
+    created: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    adopted: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    skipped: int = 0
+    interrupted: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.interrupted
+
+
+def request_digest(client_id: str, attributes: dict) -> str:
+    canonical = json.dumps({"clientId": client_id, "body": attributes}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class Applier:
+    def __init__(
+        self,
+        api: CreditsApi,
+        writer: StateWriter,
+        *,
+        parallelism: int = 10,
+        progress: Callable[[str], None] = lambda line: None,
+        stop: threading.Event | None = None,
+        settle_seconds: float = 1.0,
+    ):
+        self.api = api
+        self.writer = writer
+        self.parallelism = max(1, parallelism)
+        self.progress = progress
+        self.stop = stop or threading.Event()
+        self.settle_seconds = settle_seconds
+        self.result = ApplyResult()
+        self._result_guard = threading.Lock()
+        self._done = 0
+        self._total = 0
+
+    # --- entry point ------------------------------------------------------
+
+    def apply(self, plan: Plan, desired: Desired) -> ApplyResult:
+        work = [change for change in plan.changes if change.action in ("create", "replace", "update", "recover")]
+        self._total = len(work)
+        recoveries = [change for change in work if change.action == "recover"]
+        others = [change for change in work if change.action != "recover"]
+        # Interrupted creates come first: new work must not claim what they made.
+        self._run_groups(self._group_recoveries(recoveries), desired)
+        if not self.result.failed:
+            self._run_groups(self._group_by_request(others, desired), desired)
+        else:
+            self.result.skipped += len(others)
+        return self.result
+
+    def _group_recoveries(self, changes: list[Change]) -> list[list[Change]]:
+        groups: dict[tuple[str, str], list[Change]] = defaultdict(list)
+        for change in changes:
+            intent = self.writer.state.pending[change.address]
+            groups[(intent.client_id, intent.digest)].append(change)
+        return [sorted(group, key=lambda c: self.writer.state.pending[c.address].at) for group in groups.values()]
+
+    def _group_by_request(self, changes: list[Change], desired: Desired) -> list[list[Change]]:
+        groups: dict[str, list[Change]] = defaultdict(list)
+        for change in changes:
+            if change.action == "update":
+                groups[change.address].append(change)
+            else:
+                spec = desired.batches[change.address]
+                groups[request_digest(spec.client_id, spec.attributes())].append(change)
+        return list(groups.values())
+
+    def _run_groups(self, groups: list[list[Change]], desired: Desired) -> None:
+        if not groups:
+            return
+        with ThreadPoolExecutor(max_workers=min(self.parallelism, len(groups))) as pool:
+            pending: set[Future] = {pool.submit(self._run_group, group, desired) for group in groups}
+            while pending:
+                finished, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    future.result()  # internal bugs surface here; API errors are caught per change
+
+    def _run_group(self, group: list[Change], desired: Desired) -> None:
+        for change in group:
+            if self.stop.is_set():
+                with self._result_guard:
+                    self.result.interrupted = True
+                    self.result.skipped += 1
+                continue
+            try:
+                self._run_change(change, desired)
+            except ApiError as exc:
+                self._fail(change.address, str(exc))
+                if isinstance(exc, AuthError):
+                    self.stop.set()  # every other request would fail the same way
+
+    def _run_change(self, change: Change, desired: Desired) -> None:
+        if change.action == "update":
+            self._update(change, desired)
+        elif change.action == "recover":
+            self._recover(change, desired)
+        else:
+            self._create(change.address, desired)
+
+    # --- the three kinds of work -----------------------------------------
+
+    def _create(self, address: str, desired: Desired) -> None:
+        spec = desired.batches[address]
+        attributes = spec.attributes()
+        intent = Intent(
+            address=address,
+            client_id=spec.client_id,
+            attributes=attributes,
+            digest=request_digest(spec.client_id, attributes),
+            at=utc_now_text(),
+        )
+        self.writer.record_intent(intent)
+        try:
+            batch = self.api.create_batch(spec.client_id, attributes)
+        except OutcomeUnknown as exc:
+            self._report(address, f"outcome unknown ({exc}); looking it up")
+            self._resolve_after_ambiguity(intent, desired)
+            return
+        except ApiError:
+            self.writer.clear_intent(address)  # a definite refusal: nothing was made
+            raise
+        self._record_created(intent, batch, "created", "created")
+
+    def _update(self, change: Change, desired: Desired) -> None:
+        resource = self.writer.state.resources[change.address]
+        body = {
+            name: change.after[name]
+            for name in UPDATABLE_FIELDS
+            if name in change.after and not same_value(name, (change.before or {}).get(name), change.after[name])
+        }
+        batch = self.api.update_batch(resource.batch_id, body)
+        attributes = {**resource.attributes, **body}
+        self.writer.record(
+            change.address,
+            Resource(batch_id=resource.batch_id, client_id=resource.client_id, attributes=attributes, remote=batch),
+        )
+        self._done_one(change.address, "updated", f"updated ({', '.join(sorted(body))})")
+
+    def _recover(self, change: Change, desired: Desired) -> None:
+        intent = self.writer.state.pending[change.address]
+        batch = self._find_made_batch(intent)
+        if batch is not None:
+            self._record_created(intent, batch, "adopted", "found and recorded (made by an interrupted apply)")
+        elif change.address in desired.batches:
+            self._report(change.address, "the interrupted create never happened; creating it now")
+            self._create(change.address, desired)
+        else:
+            self.writer.clear_intent(change.address)
+            self._done_one(change.address, None, "the interrupted create never happened and it is no longer declared")
+
+    def _resolve_after_ambiguity(self, intent: Intent, desired: Desired) -> None:
+        for round_number in range(1, RECOVERY_ROUNDS + 1):
+            time.sleep(self.settle_seconds * round_number)
+            batch = self._find_made_batch(intent)
+            if batch is not None:
+                self._record_created(intent, batch, "adopted", "created (confirmed by listing)")
+                return
+            if self.stop.is_set():
+                raise OutcomeUnknown(
+                    "interrupted while checking whether the create happened; the next plan shows it "
+                    "as a recovery and apply resolves it"
+                )
+            self._report(intent.address, "the create did not happen; sending it again")
+            intent = intent.model_copy(update={"at": utc_now_text()})
+            self.writer.record_intent(intent)
+            try:
+                batch = self.api.create_batch(intent.client_id, intent.attributes)
+            except OutcomeUnknown:
+                continue
+            except ApiError:
+                self.writer.clear_intent(intent.address)
+                raise
+            self._record_created(intent, batch, "created", "created")
+            return
+        raise OutcomeUnknown(
+            f"the create's outcome is still unknown after {RECOVERY_ROUNDS} attempts; the intent stays "
+            "recorded, and the next apply looks it up before doing anything else"
+        )
+
+    # --- recovery -----------------------------------------------------------
+
+    def _find_made_batch(self, intent: Intent) -> dict | None:
+        """The batch this intent's create made, None if it made none."""
+        listed = self.api.list_batches(intent.client_id)
+        claimed = self.writer.claimed_ids()
+        since = parse_timestamp(intent.at) - CLOCK_SKEW
+        matches = [
+            batch
+            for batch in listed
+            if batch.get("id") not in claimed
+            and attributes_match(batch, intent.attributes)
+            and _created_since(batch, since)
+        ]
+        open_twins = self.writer.open_intents_like(intent)
+        if len(matches) > open_twins:
+            ids = ", ".join(sorted(str(batch.get("id")) for batch in matches))
+            raise AmbiguousRecovery(
+                f"{len(matches)} unclaimed batches match the interrupted create ({ids}); provisioner will "
+                "not guess which one is its own. Check them in Thought Industries, then record the right "
+                f"one with 'provisioner import {intent.address} BATCH_ID PATHS...'."
+            )
+        if not matches:
+            return None
+        return min(matches, key=lambda batch: (str(batch.get("createdAt")), str(batch.get("id"))))
+
+    def _record_created(self, intent: Intent, batch: dict, kind: str, outcome: str) -> None:
+        batch_id = batch.get("id")
+        if not batch_id:
+            raise ApiError(f"{intent.address}: the API answered without a batch id; the intent stays open.")
+        self.writer.record(
+            intent.address,
+            Resource(batch_id=str(batch_id), client_id=intent.client_id, attributes=intent.attributes, remote=batch),
+        )
+        self._done_one(intent.address, kind, f"{outcome} [id={batch_id}]")
+
+    # --- bookkeeping ----------------------------------------------------------
+
+    def _fail(self, address: str, message: str) -> None:
+        with self._result_guard:
+            self.result.failed.append((address, message))
+            self._done += 1
+        self.progress(f"{address}: error: {message}")
+
+    def _done_one(self, address: str, kind: str | None, outcome: str) -> None:
+        with self._result_guard:
+            if kind is not None:
+                getattr(self.result, kind).append(address)
+            self._done += 1
+            done = self._done
+        self.progress(f"[{done}/{self._total}] {address}: {outcome}")
+
+    def _report(self, address: str, message: str) -> None:
+        self.progress(f"{address}: {message}")
+
+
+def attributes_match(batch: dict, attributes: dict) -> bool:
+    """Only the fields that were sent are compared: the server may fill others in."""
+    return all(same_value(name, batch.get(name), value) for name, value in attributes.items())
+
+
+def _created_since(batch: dict, since: datetime) -> bool:
+    created = batch.get("createdAt")
+    if not created:
+        return True  # cannot tell: keep it a candidate rather than risk a second create
+    try:
+        return parse_timestamp(str(created)) >= since
+    except ValueError:
+        return True

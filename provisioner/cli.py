@@ -1,0 +1,503 @@
+"""Command line: parse options, call the layers, map user errors to exit code 1."""
+
+from __future__ import annotations
+
+import functools
+import json
+import signal
+import sys
+import threading
+from datetime import datetime, timezone
+from pathlib import Path
+
+import click
+
+from provisioner import __version__
+from provisioner.api.client import ApiError
+from provisioner.applier import Applier, ApplyResult
+from provisioner.connection import open_api
+from provisioner.lock import LockError, StateLock, force_unlock
+from provisioner.manifest import ManifestError, load, manifest_schema
+from provisioner.models import Desired, Plan, Policy
+from provisioner.planfile import PlanFileError, SavedPlan, is_saved_plan, load_plan, save_plan
+from provisioner.planner import make_plan
+from provisioner.refresh import observe
+from provisioner.render import render_json, render_markdown, render_text
+from provisioner.state import StateError, StateWriter, read_state
+from provisioner.statecmd import StateCommandError, import_batch, move_resource, remove_resource
+from provisioner.views import render_resource, render_resource_list, render_show
+
+DEFAULT_STATE = "state/default.json"
+SANDBOX_STATE = "state/sandbox.json"
+USER_ERRORS = (
+    ManifestError,
+    StateError,
+    LockError,
+    ApiError,
+    PlanFileError,
+    StateCommandError,
+    click.ClickException,
+)
+
+
+class UserError(click.ClickException):
+    """Exit 1 with one clear message; no traceback."""
+
+    def show(self, file=None) -> None:
+        click.echo(f"Error: {self.message}", err=True)
+
+
+def user_errors(command):
+    """Turns the errors a user can cause into one message and exit code 1."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except click.exceptions.Exit:
+            raise
+        except click.ClickException:
+            raise
+        except USER_ERRORS as exc:
+            raise UserError(str(exc)) from None
+
+    return wrapper
+
+
+def progress(line: str) -> None:
+    click.echo(line, err=True)
+
+
+def now_utc() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+# --- shared options ------------------------------------------------------------
+
+paths_argument = click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+
+
+def state_option(command):
+    return click.option(
+        "--state",
+        "state_path",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help=f"State file. Default: {DEFAULT_STATE} ({SANDBOX_STATE} with --sandbox).",
+    )(command)
+
+
+def api_options(command):
+    options = [
+        click.option("--sandbox", is_flag=True, help="Use an embedded local sandbox (data under state/) instead of TI_BASE_URL."),
+        click.option("--base-url", envvar=None, help="API base URL; default: $TI_BASE_URL. The key always comes from $TI_API_KEY."),
+        click.option("--parallelism", default=10, show_default=True, type=click.IntRange(1, 64), help="Requests in flight at once."),
+        click.option(
+            "--rate-limit",
+            default=120.0,
+            show_default=True,
+            type=click.FloatRange(0),
+            help="Requests per minute to stay under (Standard plan: 120, Enterprise: 600; 0: no limit).",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def lock_option(command):
+    return click.option(
+        "--lock-timeout",
+        default=0.0,
+        show_default=True,
+        type=click.FloatRange(0),
+        help="Seconds to wait for another run's lock on the state before failing.",
+    )(command)
+
+
+def policy_options(command):
+    options = [
+        click.option("--max-batch-credits", type=click.IntRange(0), help="Override policy maxBatchCredits."),
+        click.option("--max-apply-credits", type=click.IntRange(0), help="Override policy maxApplyCredits."),
+        click.option("--max-creates", type=click.IntRange(0), help="Override policy maxCreates."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def resolve_state_path(state_path: Path | None, sandbox: bool) -> Path:
+    return state_path or Path(SANDBOX_STATE if sandbox else DEFAULT_STATE)
+
+
+def effective_policy(desired: Desired, overrides: dict) -> Policy:
+    changes = {name: value for name, value in overrides.items() if value is not None}
+    return desired.policy.model_copy(update=changes)
+
+
+def api_context(sandbox: bool, base_url: str | None, state_path: Path, rate_limit: float, parallelism: int):
+    return open_api(
+        base_url=base_url,
+        sandbox_dir=state_path.parent if sandbox else None,
+        rate_limit=rate_limit or None,
+        parallelism=parallelism,
+    )
+
+
+def refreshed(desired: Desired, state, api, parallelism: int) -> dict:
+    client_ids = {spec.id for spec in desired.clients.values() if any(
+        batch.client_key == spec.key for batch in desired.batches.values()
+    )}
+    client_ids |= {resource.client_id for resource in state.resources.values()}
+    return observe(api, sorted(client_ids), parallelism=parallelism, progress=progress)
+
+
+# --- commands --------------------------------------------------------------------
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="provisioner")
+def main() -> None:
+    """Declare Thought Industries credit batches in YAML; plan, review, apply.
+
+    \b
+    Typical flow:
+      provisioner validate manifests/
+      provisioner plan manifests/
+      provisioner apply manifests/
+    Environment: TI_BASE_URL (https://<instance>.thoughtindustries.com), TI_API_KEY.
+    """
+
+
+@main.command()
+@paths_argument
+@user_errors
+def validate(paths: tuple[Path, ...]) -> None:
+    """Check manifests only: no state, no network."""
+    desired = load(paths)
+    click.echo(f"Success! {len(desired.batches)} batches of {len(desired.clients)} clients are valid.")
+
+
+@main.command()
+@paths_argument
+@state_option
+@api_options
+@policy_options
+@click.option("--refresh", is_flag=True, help="Compare with the live API as well as the state file.")
+@click.option("--format", "output_format", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True)
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), help="Save the plan for 'provisioner apply FILE'.")
+@click.option("--detailed-exitcode", is_flag=True, help="Exit 0: no changes, 1: error, 2: changes present.")
+@click.option("--no-color", is_flag=True, help="No ANSI colours in the text output.")
+@click.option("--replace", "replace", multiple=True, metavar="ADDRESS", help="Plan to recreate this batch on purpose.")
+@user_errors
+def plan(paths, state_path, sandbox, base_url, parallelism, rate_limit, refresh, output_format, out_path,
+         detailed_exitcode, no_color, replace, **policy_overrides) -> None:
+    """Show what apply would change, and the credits it would issue."""
+    desired = load(paths)
+    state_path = resolve_state_path(state_path, sandbox)
+    state = read_state(state_path)
+    check_replace_addresses(replace, state)
+    policy = effective_policy(desired, policy_overrides)
+    observed = None
+    if refresh:
+        with api_context(sandbox, base_url, state_path, rate_limit, parallelism) as api:
+            observed = refreshed(desired, state, api, parallelism)
+    result = make_plan(desired, state, now_utc(), observed=observed, replace=replace, policy=policy)
+    emit_plan(result, output_format, color=not no_color and sys.stdout.isatty())
+    if out_path is not None:
+        save_plan(out_path, desired, result, state, policy, list(replace))
+        progress(f"Saved the plan to {out_path}. Apply exactly this plan with: provisioner apply {out_path}")
+    if detailed_exitcode and result.has_changes:
+        sys.exit(2)
+
+
+def emit_plan(result: Plan, output_format: str, color: bool) -> None:
+    if output_format == "json":
+        click.echo(render_json(result))
+    elif output_format == "markdown":
+        click.echo(render_markdown(result))
+    else:
+        click.echo(render_text(result, color=color))
+
+
+def check_replace_addresses(replace, state) -> None:
+    unknown = [address for address in replace if address not in state.resources]
+    if unknown:
+        raise UserError(
+            f"--replace {unknown[0]}: no such address in state; 'provisioner state list' shows the recorded ones."
+        )
+
+
+@main.command()
+@paths_argument
+@state_option
+@api_options
+@policy_options
+@lock_option
+@click.option("--auto-approve", is_flag=True, help="Apply without asking for 'yes'.")
+@click.option("--refresh", is_flag=True, help="Compare with the live API before planning.")
+@click.option("--replace", "replace", multiple=True, metavar="ADDRESS", help="Recreate this batch on purpose (issues its credits again).")
+@click.option("--allow-large", is_flag=True, help="Apply even when the plan breaks a guardrail of the policy.")
+@click.option("--no-color", is_flag=True, help="No ANSI colours in the plan.")
+@user_errors
+def apply(paths, state_path, sandbox, base_url, parallelism, rate_limit, lock_timeout, auto_approve, refresh,
+          replace, allow_large, no_color, **policy_overrides) -> None:
+    """Create and update batches so the API matches the manifests (or a saved plan)."""
+    saved = load_plan(paths[0]) if len(paths) == 1 and is_saved_plan(paths[0]) else None
+    desired = saved.desired if saved else load(paths)
+    policy = saved.policy if saved else effective_policy(desired, policy_overrides)
+    replace = saved.replace if saved else list(replace)
+    state_path = resolve_state_path(state_path, sandbox)
+    with StateLock(state_path, command="apply", timeout=lock_timeout, warn=progress):
+        with StateWriter(state_path) as writer:
+            if saved:
+                saved.check_against(writer.state)
+            check_replace_addresses(replace, writer.state)
+            with api_context(sandbox, base_url, state_path, rate_limit, parallelism) as api:
+                observed = refreshed(desired, writer.state, api, parallelism) if refresh else None
+                result = make_plan(desired, writer.state, now_utc(), observed=observed, replace=replace, policy=policy)
+                if saved and not saved.matches(result):
+                    raise PlanFileError(
+                        f"{saved.path}: applying it now would differ from what was reviewed (a batch "
+                        "expired or the API changed). Make and review a new plan."
+                    )
+                click.echo(render_text(result, color=not no_color and sys.stdout.isatty()))
+                refuse_unsafe(result, allow_large)
+                if not result.has_changes:
+                    return
+                if not (auto_approve or saved):
+                    confirm()
+                outcome = run_apply(api, writer, result, desired, parallelism)
+    report(outcome, result)
+
+
+def refuse_unsafe(result: Plan, allow_large: bool) -> None:
+    if result.blocked:
+        raise UserError(
+            f"{len(result.blocked)} change(s) cannot be applied (marked '!' above); nothing was changed. "
+            "Fix them as the plan says, then run apply again."
+        )
+    if result.violations and not allow_large:
+        raise UserError(
+            f"the plan breaks {len(result.violations)} guardrail(s) of the policy (listed above); nothing "
+            "was changed. If this is intended, raise the policy in the manifest (visible in review) or "
+            "pass --allow-large."
+        )
+
+
+def confirm() -> None:
+    if not sys.stdin.isatty():
+        raise UserError(
+            "apply needs a 'yes' and there is no terminal to ask on. Review the plan above, then run "
+            "again with --auto-approve (or apply a saved plan: provisioner plan --out FILE)."
+        )
+    click.echo("\nDo you want to perform these actions?\n  Only 'yes' will be accepted to approve.\n")
+    answer = click.prompt("  Enter a value", default="", show_default=False)
+    if answer.strip() != "yes":
+        raise UserError("apply cancelled; nothing was changed.")
+
+
+def run_apply(api, writer: StateWriter, result: Plan, desired: Desired, parallelism: int) -> ApplyResult:
+    stop = threading.Event()
+
+    def on_interrupt(signum, frame):
+        if stop.is_set():
+            progress("Second interrupt: exiting now. State is consistent; the next apply resolves what was in flight.")
+            raise KeyboardInterrupt
+        stop.set()
+        progress("Interrupt received: no new requests; waiting for those in flight (Ctrl-C again to exit at once).")
+
+    previous = signal.signal(signal.SIGINT, on_interrupt) if threading.current_thread() is threading.main_thread() else None
+    try:
+        applier = Applier(api, writer, parallelism=parallelism, progress=progress, stop=stop)
+        return applier.apply(result, desired)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
+def report(outcome: ApplyResult, result: Plan) -> None:
+    issued = sum(change.credits for change in result.changes if change.address in set(outcome.created))
+    click.echo(
+        f"\nApply {'complete' if outcome.ok else 'stopped'}! Batches: {len(outcome.created)} created, "
+        f"{len(outcome.updated)} updated, {len(outcome.adopted)} recovered. Credits issued: {issued:,}."
+    )
+    if outcome.interrupted:
+        progress(f"Interrupted: {outcome.skipped} change(s) not started; run apply again to finish.")
+    if outcome.failed:
+        lines = "\n".join(f"  {address}: {message}" for address, message in outcome.failed)
+        raise UserError(f"{len(outcome.failed)} change(s) failed:\n{lines}")
+    if outcome.interrupted:
+        sys.exit(1)
+
+
+@main.command()
+@paths_argument
+@state_option
+@api_options
+@lock_option
+@user_errors
+def refresh(paths, state_path, sandbox, base_url, parallelism, rate_limit, lock_timeout) -> None:
+    """Update state from the live API (names, expiries, balances); creates nothing."""
+    from provisioner.statecmd import refresh_state
+
+    desired = load(paths)
+    state_path = resolve_state_path(state_path, sandbox)
+    with StateLock(state_path, command="refresh", timeout=lock_timeout, warn=progress):
+        with StateWriter(state_path) as writer:
+            with api_context(sandbox, base_url, state_path, rate_limit, parallelism) as api:
+                observed = refreshed(desired, writer.state, api, parallelism)
+            missing = refresh_state(writer, observed)
+    click.echo(f"Refreshed {len(read_state(state_path).resources)} recorded batches.")
+    for address in missing:
+        progress(f"Warning: {address} is recorded but the API no longer lists it (see 'provisioner plan --refresh').")
+
+
+@main.command(name="import")
+@click.argument("address")
+@click.argument("batch_id")
+@paths_argument
+@state_option
+@api_options
+@lock_option
+@user_errors
+def import_command(address, batch_id, paths, state_path, sandbox, base_url, parallelism, rate_limit, lock_timeout) -> None:
+    """Adopt an existing batch as ADDRESS, so provisioner manages it from now on."""
+    desired = load(paths)
+    state_path = resolve_state_path(state_path, sandbox)
+    with StateLock(state_path, command="import", timeout=lock_timeout, warn=progress):
+        with StateWriter(state_path) as writer:
+            with api_context(sandbox, base_url, state_path, rate_limit, parallelism) as api:
+                resource = import_batch(writer, api, desired, address, batch_id)
+    click.echo(f"Import successful! {address} is batch {resource.batch_id}. Run 'provisioner plan' to see any differences.")
+
+
+@main.command(name="force-unlock")
+@click.argument("lock_id")
+@state_option
+@click.option("--sandbox", is_flag=True, help="Unlock the sandbox's state file.")
+@user_errors
+def force_unlock_cmd(lock_id, state_path, sandbox) -> None:
+    """Remove the lock LOCK_ID left by a run that is gone (see the lock error for the ID)."""
+    info = force_unlock(resolve_state_path(state_path, sandbox), lock_id)
+    click.echo(f"Lock {info.id} ({info.command} by {info.user}@{info.host}, pid {info.pid}) removed.")
+
+
+@main.group()
+def state() -> None:
+    """Inspect and edit the state file (each edit under the lock, with a backup)."""
+
+
+@state.command(name="list")
+@state_option
+@click.option("--sandbox", is_flag=True, help="Use the sandbox's state file.")
+@user_errors
+def state_list(state_path, sandbox) -> None:
+    """List recorded addresses and their batch ids."""
+    click.echo(render_resource_list(read_state(resolve_state_path(state_path, sandbox))), nl=False)
+
+
+@state.command(name="show")
+@click.argument("address")
+@state_option
+@click.option("--sandbox", is_flag=True, help="Use the sandbox's state file.")
+@user_errors
+def state_show(address, state_path, sandbox) -> None:
+    """Show everything recorded for ADDRESS."""
+    click.echo(render_resource(read_state(resolve_state_path(state_path, sandbox)), address))
+
+
+@state.command(name="rm")
+@click.argument("address")
+@state_option
+@click.option("--sandbox", is_flag=True, help="Use the sandbox's state file.")
+@lock_option
+@user_errors
+def state_rm(address, state_path, sandbox, lock_timeout) -> None:
+    """Forget ADDRESS: the batch stays in Thought Industries, unmanaged."""
+    state_path = resolve_state_path(state_path, sandbox)
+    with StateLock(state_path, command="state rm", timeout=lock_timeout, warn=progress):
+        with StateWriter(state_path) as writer:
+            resource = remove_resource(writer, address)
+    click.echo(f"Removed {address} (batch {resource.batch_id}) from state; the batch itself is untouched.")
+
+
+@state.command(name="mv")
+@click.argument("source")
+@click.argument("destination")
+@state_option
+@click.option("--sandbox", is_flag=True, help="Use the sandbox's state file.")
+@lock_option
+@user_errors
+def state_mv(source, destination, state_path, sandbox, lock_timeout) -> None:
+    """Rename an address (after renaming its key in the manifest) without recreating it."""
+    state_path = resolve_state_path(state_path, sandbox)
+    with StateLock(state_path, command="state mv", timeout=lock_timeout, warn=progress):
+        with StateWriter(state_path) as writer:
+            move_resource(writer, source, destination)
+    click.echo(f"Moved {source} to {destination}.")
+
+
+@main.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@state_option
+@api_options
+@click.option("--refresh", is_flag=True, help="Read balances from the live API instead of the state file.")
+@user_errors
+def show(paths, state_path, sandbox, base_url, parallelism, rate_limit, refresh) -> None:
+    """A table per client of its batches: balances, usage, expiry, status."""
+    state_path = resolve_state_path(state_path, sandbox)
+    current = read_state(state_path)
+    observed = None
+    if refresh:
+        desired = load(paths) if paths else Desired()
+        with api_context(sandbox, base_url, state_path, rate_limit, parallelism) as api:
+            observed = refreshed(desired, current, api, parallelism)
+    click.echo(render_show(current, observed), nl=False)
+
+
+@main.command()
+def schema() -> None:
+    """Print the JSON Schema of a manifest file (for editors and CI)."""
+    click.echo(json.dumps(manifest_schema(), indent=2, sort_keys=True))
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8666, show_default=True, type=click.IntRange(0, 65535), help="Port (0: any free port).")
+@click.option("--data", "data_path", type=click.Path(dir_okay=False, path_type=Path), help="SQLite file; default: in memory.")
+@click.option("--api-key", envvar="SANDBOX_API_KEY", help="Accept only this key (default: any ti_test_ key).")
+@click.option("--rate-limit", type=click.FloatRange(0), help="Requests per minute per key (default: unlimited).")
+@click.option("--burst", type=click.IntRange(1), help="Burst allowance (default: rate-limit / 6).")
+@click.option("--page-size", default=25, show_default=True, type=click.IntRange(1))
+@click.option("--latency", default=0.0, type=click.FloatRange(0), help="Seconds added to every response.")
+@click.option("--error-rate", default=0.0, type=click.FloatRange(0, 1), help="Fraction answered 500/502/503 doing nothing.")
+@click.option("--error-after-commit-rate", default=0.0, type=click.FloatRange(0, 1), help="Fraction of creates committed, then answered 500.")
+@click.option("--drop-after-commit-rate", default=0.0, type=click.FloatRange(0, 1), help="Fraction of creates committed, then the connection dropped.")
+@click.option("--burst-429-rate", default=0.0, type=click.FloatRange(0, 1), help="Chance a request starts a storm of 429s.")
+@click.option("--seed", type=int, help="Seed of the fault injection, to repeat a run.")
+def sandbox(host, port, data_path, api_key, rate_limit, burst, page_size, latency, error_rate,
+            error_after_commit_rate, drop_after_commit_rate, burst_429_rate, seed) -> None:
+    """Serve a local simulator of the credits API (for demos and tests)."""
+    from provisioner.api.sandbox import Faults, Sandbox
+
+    faults = Faults(
+        latency=latency,
+        error_rate=error_rate,
+        error_after_commit_rate=error_after_commit_rate,
+        drop_after_commit_rate=drop_after_commit_rate,
+        burst_429_rate=burst_429_rate,
+        seed=seed,
+    )
+    server = Sandbox(host=host, port=port, data_path=data_path, api_key=api_key, rate_limit=rate_limit or None,
+                     burst=burst, faults=faults, page_size=page_size)
+    server.start()
+    click.echo(f"Sandbox listening on {server.url}", err=True)
+    click.echo(f"  export TI_BASE_URL={server.url}", err=True)
+    click.echo("  export TI_API_KEY=" + ("<the key you passed>" if api_key else "ti_test_anything"), err=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()

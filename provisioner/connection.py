@@ -1,0 +1,52 @@
+"""Where the API is: TI_BASE_URL/TI_API_KEY from the environment, or an embedded sandbox."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from provisioner.api.client import ConfigurationError, CreditsApi
+from provisioner.api.pacing import RateLimiter
+
+SANDBOX_DATA_FILE = "sandbox.sqlite"
+
+
+@contextmanager
+def open_api(
+    *,
+    base_url: str | None,
+    sandbox_dir: Path | None,
+    rate_limit: float | None,
+    parallelism: int,
+    timeout: tuple[float, float] | None = None,
+) -> Iterator[CreditsApi]:
+    """An API client for one command; with ``sandbox_dir`` a local sandbox serves it."""
+    limiter = RateLimiter(rate_limit)
+    options = {"limiter": limiter, "pool_size": parallelism}
+    if timeout is not None:
+        options["timeout"] = timeout
+    if sandbox_dir is not None:
+        from provisioner.api.sandbox import Sandbox
+
+        key = "ti_test_" + secrets.token_hex(16)
+        with Sandbox(data_path=sandbox_dir / SANDBOX_DATA_FILE, api_key=key) as server:
+            api = CreditsApi(server.url, key, **options)
+            try:
+                yield api
+            finally:
+                api.close()
+        return
+    url = base_url or os.environ.get("TI_BASE_URL")
+    if not url:
+        raise ConfigurationError(
+            "no API address: set TI_BASE_URL (e.g. https://yourschool.thoughtindustries.com) or pass "
+            "--base-url; to try provisioner without an account, add --sandbox."
+        )
+    api = CreditsApi(url, os.environ.get("TI_API_KEY", ""), **options)
+    try:
+        yield api
+    finally:
+        api.close()

@@ -1,0 +1,63 @@
+"""The write-ahead journal: one JSON object a line, each fsynced before it counts.
+
+The first line names the state it continues (lineage and serial). A torn last
+line is what a crash mid-write leaves: it never happened, and is ignored.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+
+class JournalError(Exception):
+    """The journal cannot be read; nothing was written."""
+
+
+class Journal:
+    def __init__(self, path: Path, fd: int):
+        self.path = path
+        self._fd = fd
+
+    @classmethod
+    def start(cls, path: Path, lineage: str, serial: int) -> Journal:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
+        journal = cls(path, fd)
+        journal.append({"op": "begin", "lineage": lineage, "serial": serial})
+        return journal
+
+    def append(self, entry: dict) -> None:
+        line = json.dumps(entry, sort_keys=True, separators=(",", ":")) + "\n"
+        os.write(self._fd, line.encode("utf-8"))
+        os.fsync(self._fd)
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+
+def read_journal(path: Path) -> tuple[dict | None, list[dict]]:
+    """(the begin entry, the entries after it); (None, []) when there is no journal."""
+    try:
+        lines = path.read_bytes().split(b"\n")
+    except FileNotFoundError:
+        return None, []
+    entries = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            entries.append(json.loads(line))
+        except ValueError:
+            if number == len(lines) or (number == len(lines) - 1 and not lines[-1]):
+                break  # torn by a crash while it was written: it never happened
+            raise JournalError(
+                f"{path}:{number}: the journal is damaged in the middle, not only at its end. "
+                "It was left untouched: keep it, it may hold ids of created batches."
+            ) from None
+    if not entries:
+        return None, []
+    begin = entries[0]
+    if begin.get("op") != "begin" or "lineage" not in begin or "serial" not in begin:
+        raise JournalError(f"{path}:1: the journal does not start with its begin entry; it was left untouched.")
+    return begin, entries[1:]

@@ -1,0 +1,141 @@
+"""Typed values shared by the manifest loader, the planner, the state store and the applier.
+
+Attribute dictionaries use the API's own field names (``startingBalance``,
+``expiresOn``...) so that what the plan shows, what state records and what is
+sent to the API are one and the same thing.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# Fields the create call accepts; the update call can change only the first two.
+UPDATABLE_FIELDS = ("name", "expiresOn")
+FIXED_FIELDS = ("startingBalance", "clientId", "creditAccountId")
+COMPARED_FIELDS = UPDATABLE_FIELDS + FIXED_FIELDS
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Policy(Frozen):
+    """Guardrails: the plan lists every violation; apply refuses them unless allowed."""
+
+    max_batch_credits: int = Field(1_000_000, ge=0, description="Largest startingBalance one batch may have.")
+    max_apply_credits: int = Field(10_000_000, ge=0, description="Most credits one apply may issue in total.")
+    max_creates: int = Field(1_000, ge=0, description="Most batches one apply may create.")
+
+
+class BatchSpec(Frozen):
+    """One declared batch, resolved: client defaults applied, timestamps normalised."""
+
+    client_key: str
+    batch_key: str
+    client_id: str
+    name: str
+    starting_balance: int
+    expires_on: str | None = None  # UTC, "YYYY-MM-DDTHH:MM:SS.mmmZ": exactly what is sent
+    credit_account_id: str | None = None
+    source: str = ""  # "file:line:column" of the batch key, for messages
+
+    @property
+    def address(self) -> str:
+        return f"{self.client_key}/{self.batch_key}"
+
+    def attributes(self) -> dict:
+        """The create request body: documented fields only, absent optionals omitted."""
+        body: dict = {
+            "clientId": self.client_id,
+            "name": self.name,
+            "startingBalance": self.starting_balance,
+        }
+        if self.expires_on is not None:
+            body["expiresOn"] = self.expires_on
+        if self.credit_account_id is not None:
+            body["creditAccountId"] = self.credit_account_id
+        return body
+
+
+class ClientSpec(Frozen):
+    key: str
+    id: str
+    source: str = ""
+
+
+class Desired(Frozen):
+    """Everything the manifests declare."""
+
+    clients: dict[str, ClientSpec] = Field(default_factory=dict)
+    batches: dict[str, BatchSpec] = Field(default_factory=dict)  # by address, sorted
+    policy: Policy = Field(default_factory=Policy)
+    policy_source: str | None = None  # where a policy section was declared, if any
+    digest: str = ""  # sha256 over the manifest files' bytes, for saved plans
+
+
+class Resource(BaseModel):
+    """One managed batch as recorded in state."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    batch_id: str
+    client_id: str
+    attributes: dict  # what was last sent (create body, then updated fields)
+    remote: dict = Field(default_factory=dict)  # the batch as the API last returned it
+
+
+class Intent(BaseModel):
+    """A create about to be sent: written durably before the request goes out."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    address: str
+    client_id: str
+    attributes: dict
+    digest: str
+    at: str  # ISO 8601 UTC, when the intent was written
+
+
+Action = Literal["create", "update", "blocked", "recover", "replace", "missing"]
+
+
+class Change(Frozen):
+    address: str
+    client_key: str
+    action: Action
+    before: dict | None = None
+    after: dict | None = None
+    reasons: tuple[str, ...] = ()
+    credits: int = 0  # credits this change issues
+
+
+class Plan(Frozen):
+    changes: tuple[Change, ...] = ()
+    unchanged: int = 0
+    warnings: tuple[str, ...] = ()
+    violations: tuple[str, ...] = ()  # guardrail violations
+    info: tuple[dict, ...] = ()  # per-address usage information from a refresh
+
+    @property
+    def has_changes(self) -> bool:
+        return any(c.action != "missing" for c in self.changes)
+
+    @property
+    def blocked(self) -> tuple[Change, ...]:
+        return tuple(c for c in self.changes if c.action in ("blocked", "missing"))
+
+    def count(self, action: str) -> int:
+        return sum(1 for c in self.changes if c.action == action)
+
+    @property
+    def total_credits(self) -> int:
+        return sum(c.credits for c in self.changes)
+
+    def credits_by_client(self) -> dict[str, int]:
+        totals: dict[str, int] = {}
+        for change in self.changes:
+            if change.credits:
+                totals[change.client_key] = totals.get(change.client_key, 0) + change.credits
+        return dict(sorted(totals.items()))
