@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import signal
 import sys
 import threading
@@ -36,7 +37,6 @@ USER_ERRORS = (
     ApiError,
     PlanFileError,
     StateCommandError,
-    click.ClickException,
 )
 
 
@@ -54,10 +54,6 @@ def user_errors(command):
     def wrapper(*args, **kwargs):
         try:
             return command(*args, **kwargs)
-        except click.exceptions.Exit:
-            raise
-        except click.ClickException:
-            raise
         except USER_ERRORS as exc:
             raise UserError(str(exc)) from None
 
@@ -302,8 +298,9 @@ def run_apply(api, writer: StateWriter, result: Plan, desired: Desired, parallel
 
     def on_interrupt(signum, frame):
         if stop.is_set():
-            progress("Second interrupt: exiting now. State is consistent; the next apply resolves what was in flight.")
-            raise KeyboardInterrupt
+            # Every intent and id is already in the fsynced journal: leaving now loses nothing.
+            progress("Second interrupt: exiting now. The next command resolves what was in flight.")
+            os._exit(130)
         stop.set()
         progress("Interrupt received: no new requests; waiting for those in flight (Ctrl-C again to exit at once).")
 

@@ -437,25 +437,28 @@ class _FileReader:
         if "batches" not in fields:
             return
         batches = self.entries(fields["batches"][1], f"{path}.batches", "a mapping of batch keys to batches")
+        owner = {"client_key": key, "client_id": client_id, "credit_account_id": account}
         for batch_key, batch_key_node, batch_node in batches or ():
-            owner = {"client_key": key, "client_id": client_id, "credit_account_id": account}
             self.read_batch(owner, batch_key, batch_key_node, batch_node)
 
-    def register_client(self, key: str, key_node: yaml.Node, client_id: str | None, id_nodes: Any) -> None:
-        here = self.source(key_node)
-        if key in self.collector.clients:
-            where = self.collector.clients[key]["source"]
-            self.report(key_node, f"clients.{key}", f"client '{key}' is also declared at {where}; declare each client in one file only")
+    def register_client(self, key: str, key_node: yaml.Node, client_id: str | None, id_field: Any) -> None:
+        """Check the rules that span files: one file per client key, one key per client id."""
+        clients, ids = self.collector.clients, self.collector.client_ids
+        if key in clients:
+            where = clients[key]["source"]
+            message = f"client '{key}' is also declared at {where}; declare each client in one file only"
+            self.report(key_node, f"clients.{key}", message)
             return
-        self.collector.clients[key] = {"key": key, "id": client_id, "source": here}
+        here = self.source(key_node)
+        clients[key] = {"key": key, "id": client_id, "source": here}
         if client_id is None:
             return
-        if client_id in self.collector.client_ids:
-            other_key, where = self.collector.client_ids[client_id]
-            message = f"client id {client_id} is also used by client '{other_key}' at {where}; give each client one key only"
-            self.report(id_nodes[1], f"clients.{key}.id", message)
+        if client_id in ids:
+            other_key, where = ids[client_id]
+            message = f"client id {client_id} is also used by client '{other_key}' at {where}"
+            self.report(id_field[1], f"clients.{key}.id", message + "; give each client one key only")
             return
-        self.collector.client_ids[client_id] = (key, here)
+        ids[client_id] = (key, here)
 
     def read_batch(self, owner: dict, key: str, key_node: yaml.Node, node: yaml.Node) -> None:
         path = f"clients.{owner['client_key']}.batches.{key}"
@@ -544,7 +547,9 @@ class _FileReader:
             key = key_node.value
             first = first_seen.get(key)
             if first is not None:
-                message = f"duplicate key '{_shorten(key)}' (first on line {first.start_mark.line + 1}); YAML would silently keep only the last one: keep one"
+                first_line = first.start_mark.line + 1
+                message = f"duplicate key '{_shorten(key)}' (first on line {first_line}); remove one of them"
+                message += " (YAML alone would silently keep the last)"
                 self.report(key_node, _join(path, key), message)
                 continue
             first_seen[key] = key_node
@@ -673,9 +678,11 @@ def _timestamp(node: yaml.Node) -> tuple[str | None, str | None]:
     if moment is None:
         return None, f"'{_shorten(text)}' is not a valid ISO 8601 timestamp; {fix}"
     if not isinstance(moment, datetime):
-        return None, f"'{text}' is a date without a time and time zone; write it with a time zone, e.g. {moment.isoformat()}T23:59:59Z"
+        example = f"{moment.isoformat()}T23:59:59Z"
+        return None, f"'{text}' is a date without a time and time zone; write it with a time zone, e.g. {example}"
     if moment.utcoffset() is None:
-        return None, f"'{text}' has no time zone; write it with a time zone, e.g. {moment.isoformat()}Z"
+        example = f"{moment.isoformat()}Z"
+        return None, f"'{text}' has no time zone; write it with a time zone, e.g. {example}"
     try:
         utc = moment.astimezone(timezone.utc)
     except OverflowError:

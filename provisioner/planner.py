@@ -94,6 +94,18 @@ def _change_for(
     if not differing:
         return None
     fixed = [field for field in differing if field in FIXED_FIELDS]
+    if "expiresOn" in differing and "expiresOn" not in wanted:
+        return Change(
+            address=address,
+            client_key=spec.client_key,
+            action="blocked",
+            before=current,
+            after=wanted,
+            reasons=(
+                "the API cannot remove an expiry once set (an update can only set a new one).",
+                "Fix: set expiresOn to a far-future time instead, e.g. 2099-12-31T23:59:59Z.",
+            ),
+        )
     if fixed:
         return Change(
             address=address,

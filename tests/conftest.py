@@ -1,0 +1,95 @@
+"""Shared fixtures: a real sandbox on a free loopback port, manifests on disk, the CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from provisioner.api.sandbox import Sandbox
+from provisioner.cli import main
+
+TEST_KEY = "ti_test_" + "k" * 24
+ACME_ID = "6a0c1d7e-3b2f-4c1a-9e8d-7f6a5b4c3d21"
+GLOBEX_ID = "0f1e2d3c-4b5a-4697-8877-665544332211"
+ACCOUNT_ID = "5e4d3c2b-1a09-4f8e-8d7c-6b5a49382716"
+
+
+@pytest.fixture
+def sandbox():
+    with Sandbox(api_key=TEST_KEY, page_size=5) as server:
+        yield server
+
+
+@pytest.fixture
+def api_env(sandbox, monkeypatch):
+    """TI_BASE_URL/TI_API_KEY pointing at the sandbox, for CliRunner and subprocesses."""
+    monkeypatch.setenv("TI_BASE_URL", sandbox.url)
+    monkeypatch.setenv("TI_API_KEY", TEST_KEY)
+    return {"TI_BASE_URL": sandbox.url, "TI_API_KEY": TEST_KEY}
+
+
+@pytest.fixture
+def write_manifest(tmp_path):
+    """write_manifest(text, name="m.yaml") -> Path of a manifest under tmp_path/manifests."""
+    directory = tmp_path / "manifests"
+    directory.mkdir(exist_ok=True)
+
+    def write(text: str, name: str = "m.yaml") -> Path:
+        path = directory / name
+        path.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
+        return path
+
+    return write
+
+
+def two_client_manifest(acme_balance: int = 5000, acme_name: str = "Acme Q1") -> str:
+    return f"""
+    clients:
+      acme:
+        id: {ACME_ID}
+        creditAccountId: {ACCOUNT_ID}
+        batches:
+          q1:
+            name: {acme_name}
+            startingBalance: {acme_balance}
+            expiresOn: 2030-03-31T23:59:59Z
+          q2:
+            startingBalance: 2500
+      globex:
+        id: {GLOBEX_ID}
+        batches:
+          starter:
+            startingBalance: 1200
+    """
+
+
+@pytest.fixture
+def cli(tmp_path):
+    """cli(*args) runs the CLI in-process with CliRunner; returns the click Result."""
+    runner = CliRunner()
+
+    def run(*args: str, input: str | None = None):
+        return runner.invoke(main, [str(arg) for arg in args], input=input, catch_exceptions=False)
+
+    return run
+
+
+def run_subprocess(*args: str, env: dict | None = None, cwd: Path | None = None, timeout: float = 60,
+                   input: str | None = None) -> subprocess.CompletedProcess:
+    """The CLI as a user runs it: a real process."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "provisioner", *map(str, args)],
+        env=full_env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        input=input,
+    )

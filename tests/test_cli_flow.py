@@ -1,0 +1,48 @@
+"""The main job end to end, as a user runs it: plan, apply, apply again, against a real sandbox."""
+
+from __future__ import annotations
+
+import json
+
+from conftest import ACME_ID, TEST_KEY, run_subprocess, two_client_manifest
+
+
+def test_plan_apply_and_second_apply_changes_nothing(cli, api_env, sandbox, write_manifest, tmp_path):
+    manifest = write_manifest(two_client_manifest())
+    state = tmp_path / "state" / "default.json"
+
+    planned = cli("plan", manifest, "--state", state)
+    assert planned.exit_code == 0
+    assert "Plan: 3 to create" in planned.output
+    assert "Credits to issue: 8,700" in planned.output
+    assert not state.exists()
+
+    applied = cli("apply", manifest, "--state", state, "--auto-approve")
+    assert applied.exit_code == 0, applied.output
+    recorded = json.loads(state.read_text())["resources"]
+    assert set(recorded) == {"acme/q1", "acme/q2", "globex/starter"}
+    listed = {batch["id"] for batch in sandbox.all_batches()}
+    assert {resource["batch_id"] for resource in recorded.values()} == listed
+
+    again = cli("apply", manifest, "--state", state, "--auto-approve")
+    assert again.exit_code == 0
+    assert "No changes" in again.output
+    assert len(sandbox.all_batches()) == 3
+
+
+def test_apply_without_terminal_or_auto_approve_refuses(api_env, sandbox, write_manifest, tmp_path):
+    manifest = write_manifest(two_client_manifest())
+    result = run_subprocess("apply", manifest, "--state", tmp_path / "s.json", env=api_env)
+    assert result.returncode == 1
+    assert "--auto-approve" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert sandbox.all_batches() == []
+
+
+def test_key_never_printed(api_env, sandbox, write_manifest, tmp_path):
+    manifest = write_manifest(two_client_manifest())
+    result = run_subprocess("apply", manifest, "--state", tmp_path / "s.json", "--auto-approve", env=api_env)
+    assert result.returncode == 0, result.stderr
+    assert TEST_KEY not in result.stdout + result.stderr
+    assert TEST_KEY not in (tmp_path / "s.json").read_text()
+    assert ACME_ID in (tmp_path / "s.json").read_text()
