@@ -22,15 +22,18 @@ from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
-from provisioner.api.client import ApiError, AuthError, CreditsApi, OutcomeUnknown
+from provisioner.api.client import READ_TIMEOUT, ApiError, AuthError, CreditsApi, OutcomeUnknown
 from provisioner.models import UPDATABLE_FIELDS, Change, Desired, Intent, Plan, Resource
 from provisioner.planner import same_value
 from provisioner.state import StateWriter
 from provisioner.timestamps import parse_timestamp, utc_now_text
 
 CLOCK_SKEW = timedelta(minutes=5)
+# How long a create may still be in progress on the server after its sender died;
+# the client gives up on an answer after its read timeout, so we wait as long.
+RECOVERY_WAIT = READ_TIMEOUT
 RECOVERY_ROUNDS = 3
 
 
@@ -67,6 +70,7 @@ class Applier:
         progress: Callable[[str], None] = lambda line: None,
         stop: threading.Event | None = None,
         settle_seconds: float = 1.0,
+        recovery_wait: float = RECOVERY_WAIT,
     ):
         self.api = api
         self.writer = writer
@@ -74,6 +78,7 @@ class Applier:
         self.progress = progress
         self.stop = stop or threading.Event()
         self.settle_seconds = settle_seconds
+        self.recovery_wait = recovery_wait
         self.result = ApplyResult()
         self._result_guard = threading.Lock()
         self._done = 0
@@ -87,12 +92,24 @@ class Applier:
         recoveries = [change for change in work if change.action == "recover"]
         others = [change for change in work if change.action != "recover"]
         # Interrupted creates come first: new work must not claim what they made.
+        if recoveries:
+            self._let_interrupted_creates_settle()
         self._run_groups(self._group_recoveries(recoveries), desired)
         if not self.result.failed:
             self._run_groups(self._group_by_request(others, desired), desired)
         else:
             self.result.skipped += len(others)
         return self.result
+
+    def _let_interrupted_creates_settle(self) -> None:
+        """A create sent just before a crash may still be running on the server: listing too
+        early would miss it and send it again. Wait until the youngest intent is old enough."""
+        youngest = max(parse_timestamp(intent.at) for intent in self.writer.state.pending.values())
+        age = (datetime.now(timezone.utc) - youngest).total_seconds()
+        if age < self.recovery_wait:
+            delay = self.recovery_wait - age
+            self.progress(f"Waiting {delay:.0f} s for interrupted creates to settle before looking them up...")
+            time.sleep(delay)
 
     def _group_recoveries(self, changes: list[Change]) -> list[list[Change]]:
         groups: dict[tuple[str, str], list[Change]] = defaultdict(list)

@@ -15,7 +15,7 @@ import click
 
 from provisioner import __version__
 from provisioner.api.client import ApiError
-from provisioner.applier import Applier, ApplyResult
+from provisioner.applier import RECOVERY_WAIT, Applier, ApplyResult
 from provisioner.connection import open_api
 from provisioner.lock import LockError, StateLock, force_unlock
 from provisioner.manifest import ManifestError, load, manifest_schema
@@ -234,10 +234,17 @@ def check_replace_addresses(replace, state) -> None:
 @click.option("--refresh", is_flag=True, help="Compare with the live API before planning.")
 @click.option("--replace", "replace", multiple=True, metavar="ADDRESS", help="Recreate this batch on purpose (issues its credits again).")
 @click.option("--allow-large", is_flag=True, help="Apply even when the plan breaks a guardrail of the policy.")
+@click.option(
+    "--recovery-wait",
+    default=RECOVERY_WAIT,
+    show_default=True,
+    type=click.FloatRange(0),
+    help="Seconds an interrupted create may still be running on the server; recovery waits that long after it.",
+)
 @click.option("--no-color", is_flag=True, help="No ANSI colours in the plan.")
 @user_errors
 def apply(paths, state_path, sandbox, base_url, parallelism, rate_limit, lock_timeout, auto_approve, refresh,
-          replace, allow_large, no_color, **policy_overrides) -> None:
+          replace, allow_large, recovery_wait, no_color, **policy_overrides) -> None:
     """Create and update batches so the API matches the manifests (or a saved plan)."""
     saved = load_plan(paths[0]) if len(paths) == 1 and is_saved_plan(paths[0]) else None
     desired = saved.desired if saved else load(paths)
@@ -263,7 +270,7 @@ def apply(paths, state_path, sandbox, base_url, parallelism, rate_limit, lock_ti
                     return
                 if not (auto_approve or saved):
                     confirm()
-                outcome = run_apply(api, writer, result, desired, parallelism)
+                outcome = run_apply(api, writer, result, desired, parallelism, recovery_wait)
     report(outcome, result)
 
 
@@ -293,7 +300,9 @@ def confirm() -> None:
         raise UserError("apply cancelled; nothing was changed.")
 
 
-def run_apply(api, writer: StateWriter, result: Plan, desired: Desired, parallelism: int) -> ApplyResult:
+def run_apply(
+    api, writer: StateWriter, result: Plan, desired: Desired, parallelism: int, recovery_wait: float
+) -> ApplyResult:
     stop = threading.Event()
 
     def on_interrupt(signum, frame):
@@ -306,7 +315,9 @@ def run_apply(api, writer: StateWriter, result: Plan, desired: Desired, parallel
 
     previous = signal.signal(signal.SIGINT, on_interrupt) if threading.current_thread() is threading.main_thread() else None
     try:
-        applier = Applier(api, writer, parallelism=parallelism, progress=progress, stop=stop)
+        applier = Applier(
+            api, writer, parallelism=parallelism, progress=progress, stop=stop, recovery_wait=recovery_wait
+        )
         return applier.apply(result, desired)
     finally:
         if previous is not None:

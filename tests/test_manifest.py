@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import textwrap
 import time
@@ -726,3 +727,19 @@ def test_pure_python_yaml_gives_the_same_answers(monkeypatch):
     monkeypatch.setattr(manifest, "_LOADER", yaml.SafeLoader)
     assert load(["acme.yaml"]) == fast
     assert problems(("m.yaml", text)) == fast_problems
+
+
+# --------------------------------------------------------------------------- the shipped examples
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def test_example_manifests_load():
+    desired = load([EXAMPLES / "manifests"])
+    assert desired.batches and desired.clients
+    assert desired.policy_source is not None
+
+
+def test_published_schema_file_is_up_to_date():
+    published = json.loads((EXAMPLES / "schema" / "manifest.schema.json").read_text())
+    assert published == manifest_schema(), "regenerate it: provisioner schema > examples/schema/manifest.schema.json"
