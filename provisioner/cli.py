@@ -20,7 +20,7 @@ from provisioner.connection import open_api
 from provisioner.lock import LockError, StateLock, force_unlock
 from provisioner.manifest import ManifestError, load, manifest_schema
 from provisioner.models import Desired, Plan, Policy
-from provisioner.planfile import PlanFileError, SavedPlan, is_saved_plan, load_plan, save_plan
+from provisioner.planfile import PlanFileError, refuse_saved_plans, save_plan, saved_plan_in
 from provisioner.planner import make_plan
 from provisioner.refresh import observe
 from provisioner.render import render_json, render_markdown, render_text
@@ -141,9 +141,7 @@ def api_context(sandbox: bool, base_url: str | None, state_path: Path, rate_limi
 
 
 def refreshed(desired: Desired, state, api, parallelism: int) -> dict:
-    client_ids = {spec.id for spec in desired.clients.values() if any(
-        batch.client_key == spec.key for batch in desired.batches.values()
-    )}
+    client_ids = {batch.client_id for batch in desired.batches.values()}
     client_ids |= {resource.client_id for resource in state.resources.values()}
     return observe(api, sorted(client_ids), parallelism=parallelism, progress=progress)
 
@@ -189,6 +187,7 @@ def validate(paths: tuple[Path, ...]) -> None:
 def plan(paths, state_path, sandbox, base_url, parallelism, rate_limit, refresh, output_format, out_path,
          detailed_exitcode, no_color, replace, **policy_overrides) -> None:
     """Show what apply would change, and the credits it would issue."""
+    refuse_saved_plans(paths)
     desired = load(paths)
     state_path = resolve_state_path(state_path, sandbox)
     state = read_state(state_path)
@@ -201,9 +200,9 @@ def plan(paths, state_path, sandbox, base_url, parallelism, rate_limit, refresh,
     result = make_plan(desired, state, now_utc(), observed=observed, replace=replace, policy=policy)
     emit_plan(result, output_format, color=not no_color and sys.stdout.isatty())
     if out_path is not None:
-        save_plan(out_path, desired, result, state, policy, list(replace))
+        save_plan(out_path, desired, result, state, policy, list(replace), refresh=refresh)
         progress(f"Saved the plan to {out_path}. Apply exactly this plan with: provisioner apply {out_path}")
-    if detailed_exitcode and result.has_changes:
+    if detailed_exitcode and result.changes:  # blocked and missing entries need a human too
         sys.exit(2)
 
 
@@ -246,15 +245,18 @@ def check_replace_addresses(replace, state) -> None:
 def apply(paths, state_path, sandbox, base_url, parallelism, rate_limit, lock_timeout, auto_approve, refresh,
           replace, allow_large, recovery_wait, no_color, **policy_overrides) -> None:
     """Create and update batches so the API matches the manifests (or a saved plan)."""
-    saved = load_plan(paths[0]) if len(paths) == 1 and is_saved_plan(paths[0]) else None
+    saved = saved_plan_in(paths)
+    if saved:
+        saved.refuse_options(replace=replace, refresh=refresh, **policy_overrides)
     desired = saved.desired if saved else load(paths)
     policy = saved.policy if saved else effective_policy(desired, policy_overrides)
     replace = saved.replace if saved else list(replace)
+    refresh = saved.refresh if saved else refresh
     state_path = resolve_state_path(state_path, sandbox)
     with StateLock(state_path, command="apply", timeout=lock_timeout, warn=progress):
+        if saved:  # before StateWriter folds a leftover journal in (which moves the serial on)
+            saved.check_against(read_state(state_path), state_path)
         with StateWriter(state_path) as writer:
-            if saved:
-                saved.check_against(writer.state)
             check_replace_addresses(replace, writer.state)
             with api_context(sandbox, base_url, state_path, rate_limit, parallelism) as api:
                 observed = refreshed(desired, writer.state, api, parallelism) if refresh else None
@@ -428,6 +430,11 @@ def state_rm(address, state_path, sandbox, lock_timeout) -> None:
         with StateWriter(state_path) as writer:
             resource = remove_resource(writer, address)
     click.echo(f"Removed {address} (batch {resource.batch_id}) from state; the batch itself is untouched.")
+    progress(
+        f"Note: while {address} is still declared, the next plan will create a new batch for it (issuing its "
+        f"credits again). To manage this batch again instead: provisioner import {address} "
+        f"{resource.batch_id} PATHS..."
+    )
 
 
 @state.command(name="mv")

@@ -22,6 +22,7 @@ class Journal:
 
     @classmethod
     def start(cls, path: Path, lineage: str, serial: int) -> Journal:
+        path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
         journal = cls(path, fd)
         journal.append({"op": "begin", "lineage": lineage, "serial": serial})
@@ -47,7 +48,10 @@ def read_journal(path: Path) -> tuple[dict | None, list[dict]]:
         if not line.strip():
             continue
         try:
-            entries.append(json.loads(line))
+            entry = json.loads(line)
+            if not isinstance(entry, dict) or not isinstance(entry.get("op"), str):
+                raise ValueError("not an entry")
+            entries.append(entry)
         except ValueError:
             if number == len(lines) or (number == len(lines) - 1 and not lines[-1]):
                 break  # torn by a crash while it was written: it never happened
@@ -58,6 +62,6 @@ def read_journal(path: Path) -> tuple[dict | None, list[dict]]:
     if not entries:
         return None, []
     begin = entries[0]
-    if begin.get("op") != "begin" or "lineage" not in begin or "serial" not in begin:
+    if begin["op"] != "begin" or not isinstance(begin.get("lineage"), str) or type(begin.get("serial")) is not int:
         raise JournalError(f"{path}:1: the journal does not start with its begin entry; it was left untouched.")
     return begin, entries[1:]

@@ -47,14 +47,19 @@ def lock_path(state_path: Path) -> Path:
     return state_path.with_name(state_path.name + ".lock")
 
 
-def process_start_time(pid: int) -> str | None:
-    """Start time of a process in clock ticks since boot (Linux), None where unknown."""
+def _stat_fields(pid: int) -> list[str]:
+    """The fields of /proc/PID/stat after the command name (Linux); [] where unknown."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
-        return None
+        return []
     # The command name (field 2) may contain spaces and parentheses: split after it.
-    fields = stat[stat.rfind(")") + 2 :].split()
+    return stat[stat.rfind(")") + 2 :].split()
+
+
+def process_start_time(pid: int) -> str | None:
+    """Start time of a process in clock ticks since boot (Linux), None where unknown."""
+    fields = _stat_fields(pid)
     return fields[19] if len(fields) > 19 else None
 
 
@@ -67,6 +72,8 @@ def holder_is_dead(info: LockInfo) -> bool:
         return True
     except PermissionError:
         pass
+    if _stat_fields(info.pid)[:1] == ["Z"]:
+        return True  # exited, only waiting for its parent to collect its status
     started = process_start_time(info.pid)
     return info.process_start is not None and started is not None and started != info.process_start
 
@@ -176,9 +183,11 @@ class StateLock:
     def release(self) -> None:
         if self._fd is None:
             return
-        # Unlink while still holding the flock, so nobody can see an empty, unlocked file.
+        # Unlink while still holding the flock, so nobody can see an empty, unlocked file;
+        # and only our own file: after a force-unlock the path may be the next run's lock.
         try:
-            self.path.unlink()
+            if os.path.samestat(os.stat(self.path), os.fstat(self._fd)):
+                self.path.unlink()
         except FileNotFoundError:
             pass
         os.close(self._fd)

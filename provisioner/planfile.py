@@ -2,14 +2,18 @@
 
 The file holds the resolved desired batches (so apply needs no manifests), the
 changes, the state's lineage and serial it was drawn against, the manifests'
-digest and the tool version, sealed by a sha256 over all of it. No secrets:
-neither the API key nor the base URL is written.
+digest and the tool version, sealed by a sha256 over all of it. The seal is a
+digest, not a signature: it catches a plan altered by mistake or by a careless
+edit, while the file's provenance (a CI artifact, a reviewed commit) vouches for
+its origin. No secrets: neither the API key nor the base URL is written.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from provisioner import __version__
@@ -30,34 +34,90 @@ def _seal(body: dict) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def save_plan(path: str | Path, desired: Desired, plan: Plan, state: State, policy: Policy, replace: list[str]) -> None:
+def is_fresh(state: State) -> bool:
+    """No state file yet: its lineage is made up on each read, so it identifies nothing."""
+    return state.serial == 0 and not state.resources and not state.pending
+
+
+def save_plan(
+    path: str | Path,
+    desired: Desired,
+    plan: Plan,
+    state: State,
+    policy: Policy,
+    replace: list[str],
+    refresh: bool = False,
+) -> None:
     body = {
         MARKER: FILE_VERSION,
         "tool_version": __version__,
-        "lineage": state.lineage,
+        "lineage": None if is_fresh(state) else state.lineage,
         "serial": state.serial,
         "pending": sorted(state.pending),
         "manifest_digest": desired.digest,
         "desired": desired.model_dump(mode="json"),
         "policy": policy.model_dump(mode="json"),
         "replace": sorted(replace),
+        "refresh": refresh,
         "plan": plan_to_json(plan),
     }
-    document = {"seal": _seal(body), **body}
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(json.dumps(document, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    # The marker leads, so that even a damaged file is recognised (and refused) as a saved plan.
+    document = {MARKER: FILE_VERSION, "seal": _seal(body)}
+    document.update((key, _sorted(body[key])) for key in sorted(body) if key != MARKER)
+    _write_atomically(Path(path), json.dumps(document, indent=2) + "\n")
+
+
+def _sorted(value):
+    if isinstance(value, dict):
+        return {key: _sorted(value[key]) for key in sorted(value)}
+    if isinstance(value, list):
+        return [_sorted(item) for item in value]
+    return value
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(text, encoding="utf-8")
+    os.replace(temporary, path)
 
 
 def is_saved_plan(path: str | Path) -> bool:
+    """Recognised by content (a JSON object carrying the marker), whatever the file is called."""
     path = Path(path)
     if not path.is_file():
         return False
     try:
         with open(path, "rb") as handle:
-            head = handle.read(4096)
+            if not handle.read(64).lstrip().startswith(b"{"):
+                return False
+            handle.seek(0)
+            return MARKER.encode() in handle.read()
     except OSError:
         return False
-    return head.lstrip().startswith(b"{") and MARKER.encode() in head
+
+
+def saved_plan_in(paths: Sequence[str | Path]) -> SavedPlan | None:
+    """The saved plan given instead of manifests, or None when PATHS are manifests."""
+    plans = [path for path in paths if is_saved_plan(path)]
+    if not plans:
+        return None
+    if len(paths) > 1:
+        raise PlanFileError(
+            f"{plans[0]}: a saved plan is applied on its own, without manifests (it holds them): "
+            f"provisioner apply {plans[0]}"
+        )
+    return load_plan(plans[0])
+
+
+def refuse_saved_plans(paths: Sequence[str | Path]) -> None:
+    """For commands that read manifests: a saved plan given by mistake gets a pointer, not YAML errors."""
+    for path in paths:
+        if is_saved_plan(path):
+            raise PlanFileError(
+                f"{path} is a saved plan, not a manifest: apply it with 'provisioner apply {path}' "
+                f"(read it with jq: jq .plan.summary {path})."
+            )
 
 
 class SavedPlan:
@@ -67,18 +127,42 @@ class SavedPlan:
         self.desired = Desired.model_validate(body["desired"])
         self.policy = Policy.model_validate(body["policy"])
         self.replace: list[str] = list(body["replace"])
+        self.refresh: bool = bool(body.get("refresh", False))
         self.changes: list[dict] = body["plan"]["changes"]
 
-    def check_against(self, state: State) -> None:
-        """Refuses a plan drawn against another state or an older version of this one."""
-        if self.body["lineage"] != state.lineage:
+    def refuse_options(self, **options) -> None:
+        """Options that shape a plan were fixed when it was made and reviewed."""
+        given = [f"--{name.replace('_', '-')}" for name, value in options.items() if _given(value)]
+        if given:
             raise PlanFileError(
-                f"{self.path}: this plan was made for another state (lineage {self.body['lineage']}; this "
-                f"state is {state.lineage}). Make a new plan against this state."
+                f"{self.path}: {', '.join(given)} cannot be combined with a saved plan: the plan was made "
+                "and reviewed with its own options. Pass them to 'provisioner plan --out' instead."
+            )
+
+    def check_against(self, state: State, state_path: str | Path) -> None:
+        """Refuses a plan drawn against another state or an older version of this one."""
+        lineage = self.body["lineage"]
+        if lineage is None:
+            if not is_fresh(state):
+                raise PlanFileError(
+                    f"{self.path}: the plan is stale: it was made when there was no state yet, and "
+                    f"{state_path} now records {len(state.resources)} batch(es) (serial {state.serial}). "
+                    "Run 'provisioner plan --out' again and review the new plan."
+                )
+            return
+        if is_fresh(state):
+            raise PlanFileError(
+                f"{self.path}: this plan was made for the state with lineage {lineage}, but {state_path} "
+                "holds no state. Pass the state file the plan was made with (--state)."
+            )
+        if lineage != state.lineage:
+            raise PlanFileError(
+                f"{self.path}: this plan was made for another state (lineage {lineage}; {state_path} is "
+                f"{state.lineage}). Make a new plan against this state."
             )
         if self.body["serial"] != state.serial or self.body["pending"] != sorted(state.pending):
             raise PlanFileError(
-                f"{self.path}: the plan is stale: the state changed since it was made (serial "
+                f"{self.path}: the plan is stale: {state_path} changed since it was made (serial "
                 f"{self.body['serial']} then, {state.serial} now). Run 'provisioner plan --out' again "
                 "and review the new plan."
             )
@@ -87,12 +171,18 @@ class SavedPlan:
         return plan_to_json(plan)["changes"] == self.changes
 
 
+def _given(value) -> bool:
+    return value is not None and value is not False and value != ()
+
+
 def load_plan(path: str | Path) -> SavedPlan:
     path = Path(path)
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise PlanFileError(f"{path}: cannot read the saved plan: {exc}") from None
+        raise PlanFileError(
+            f"{path}: cannot read the saved plan ({exc}); was it altered? Run 'provisioner plan --out' again."
+        ) from None
     if not isinstance(document, dict) or MARKER not in document:
         raise PlanFileError(f"{path}: not a saved plan made by 'provisioner plan --out'.")
     if document[MARKER] != FILE_VERSION:
@@ -110,5 +200,5 @@ def load_plan(path: str | Path) -> SavedPlan:
         )
     try:
         return SavedPlan(path, document)
-    except (KeyError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError) as exc:
         raise PlanFileError(f"{path}: the saved plan is incomplete: {exc}") from None

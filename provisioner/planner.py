@@ -93,32 +93,29 @@ def _change_for(
     differing = differing_fields(current, wanted)
     if not differing:
         return None
-    fixed = [field for field in differing if field in FIXED_FIELDS]
-    if "expiresOn" in differing and "expiresOn" not in wanted:
+    reasons = _unchangeable_reasons(differing, wanted)
+    if reasons:
         return Change(
             address=address,
             client_key=spec.client_key,
             action="blocked",
             before=current,
             after=wanted,
-            reasons=(
-                "the API cannot remove an expiry once set (an update can only set a new one).",
-                "Fix: set expiresOn to a far-future time instead, e.g. 2099-12-31T23:59:59Z.",
-            ),
-        )
-    if fixed:
-        return Change(
-            address=address,
-            client_key=spec.client_key,
-            action="blocked",
-            before=current,
-            after=wanted,
-            reasons=tuple(
-                f"{field} cannot be changed by the API once a batch exists." for field in fixed
-            )
-            + (FIX_FOR_FIXED_FIELD,),
+            reasons=reasons,
         )
     return Change(address=address, client_key=spec.client_key, action="update", before=current, after=wanted)
+
+
+def _unchangeable_reasons(differing: list[str], wanted: Mapping) -> tuple[str, ...]:
+    """Why the API cannot make this batch look like the manifest, with the fix; () if it can."""
+    fixed = [field for field in differing if field in FIXED_FIELDS]
+    reasons = [f"{field} cannot be changed by the API once a batch exists." for field in fixed]
+    if fixed:
+        reasons.append(FIX_FOR_FIXED_FIELD)
+    if "expiresOn" in differing and "expiresOn" not in wanted:
+        reasons.append("the API cannot remove an expiry once set (an update can only set a new one).")
+        reasons.append("Fix: set expiresOn to a far-future time instead, e.g. 2099-12-31T23:59:59Z.")
+    return tuple(reasons)
 
 
 def _create_change(spec: BatchSpec, wanted: dict, now: datetime, action: str, before: dict | None = None) -> Change:
@@ -220,7 +217,7 @@ def same_value(field: str, left, right) -> bool:
 
 
 def _undeclared_warnings(desired: Desired, state: State) -> Iterable[str]:
-    for address, resource in state.resources.items():
+    for address, resource in sorted(state.resources.items()):
         if address not in desired.batches:
             yield (
                 f"{address} (batch {resource.batch_id}) is recorded in state but no longer declared: "

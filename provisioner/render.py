@@ -5,7 +5,7 @@ Pure functions: nothing here reads or writes anything.
 JSON plan format (``format_version`` "1.0")
 ===========================================
 
-``provisioner plan --json`` prints one object. Keys are sorted, indentation is
+``provisioner plan --format json`` prints one object. Keys are sorted, indentation is
 two spaces. Within a major version fields are only ever added, never renamed,
 removed or given a new meaning; readers should ignore keys they do not know.
 

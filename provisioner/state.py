@@ -62,6 +62,8 @@ def read_snapshot(path: Path) -> State | None:
         return None
     except OSError as exc:
         raise StateError(f"{path}: cannot read the state file: {exc.strerror}.") from None
+    except UnicodeDecodeError:
+        raise StateError(f"{path}: the state file is not UTF-8 text; it was left untouched.") from None
     try:
         raw = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -73,7 +75,7 @@ def read_snapshot(path: Path) -> State | None:
     if not isinstance(raw, dict):
         raise StateError(f"{path}: the state file must hold a JSON object; it was left untouched.")
     version = raw.get("version")
-    if version != FORMAT_VERSION:
+    if type(version) is not int or version != FORMAT_VERSION:
         raise StateError(
             f"{path}: state format version {version!r} is not supported by this provisioner "
             f"(it reads version {FORMAT_VERSION}). Use the provisioner release that wrote it; "
@@ -92,21 +94,43 @@ def read_snapshot(path: Path) -> State | None:
 def read_state(path: str | Path) -> State:
     """Snapshot plus the journal of any unfinished run: the whole truth, read only."""
     path = Path(path)
+    while True:
+        state = read_snapshot(path)
+        entries, base = _read_journal_checked(path, state)
+        serial = 0 if state is None else state.serial
+        if base is None or base["serial"] < serial:
+            return State() if state is None else state  # no journal, or one already folded in
+        if base["serial"] == serial:
+            state = State(lineage=base["lineage"], serial=serial) if state is None else state
+            _replay(path, state, entries)
+            return state
+        # A writer starts a journal only after its snapshot is in place, so a journal
+        # ahead of the snapshot we read means the snapshot was replaced meanwhile: read
+        # both again. Still ahead of the current snapshot, it is a real mismatch.
+        if _snapshot_serial(path) < base["serial"]:
+            found = f"is at serial {serial}" if state is not None else "does not exist"
+            raise StateError(
+                f"{journal_path(path)}: this journal continues state serial {base['serial']}, but "
+                f"{path.name} {found}: the state file looks older than its journal "
+                "(restored from an old copy?). Nothing was changed; restore the newer state file."
+            )
+
+
+def _snapshot_serial(path: Path) -> int:
     state = read_snapshot(path)
-    entries, base = _read_journal_checked(path, state)
-    if state is None:
-        state = State(lineage=base["lineage"], serial=base["serial"]) if base else State()
-    if base is None or base["serial"] < state.serial:
-        return state  # no journal, or one already folded into the snapshot
-    if base["serial"] > state.serial:
-        raise StateError(
-            f"{journal_path(path)}: this journal continues state serial {base['serial']}, but "
-            f"{path.name} is at serial {state.serial}: the state file looks older than its journal "
-            "(restored from an old copy?). Nothing was changed; restore the newer state file."
-        )
-    for entry in entries:
-        apply_entry(state, entry)
-    return state
+    return 0 if state is None else state.serial
+
+
+def _replay(path: Path, state: State, entries: list[dict]) -> None:
+    for number, entry in enumerate(entries, start=1):
+        try:
+            apply_entry(state, entry)
+        except (KeyError, TypeError, ValueError, StateError) as exc:
+            reason = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc).splitlines()[0]
+            raise StateError(
+                f"{journal_path(path)}: entry {number} after the begin line ({entry['op']!r}) cannot be "
+                f"applied: {reason}. It was left untouched: keep it, it may hold ids of created batches."
+            ) from None
 
 
 def _read_journal_checked(path: Path, state: State | None) -> tuple[list[dict], dict | None]:
@@ -149,10 +173,14 @@ def write_snapshot(path: Path, state: State) -> None:
     """Atomic: temporary file, fsync, keep the previous file as .backup, rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(temporary, "w", encoding="utf-8") as handle:
-        handle.write(render_snapshot(state))
-        handle.flush()
-        os.fsync(handle.fileno())
+    try:
+        with open(temporary, "w", encoding="utf-8") as handle:
+            handle.write(render_snapshot(state))
+            handle.flush()
+            os.fsync(handle.fileno())
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
     if path.exists():
         _keep_backup(path)
     os.replace(temporary, path)
@@ -202,9 +230,7 @@ class StateWriter:
         self._dirty = False
         self._last_checkpoint = time.monotonic()
         if journal_path(self.path).exists():
-            # Fold an interrupted run in before anything new is written.
-            self._dirty = True
-            self.checkpoint()
+            self._fold_interrupted_run()
 
     def __enter__(self) -> StateWriter:
         return self
@@ -239,6 +265,16 @@ class StateWriter:
                 for other in self.state.pending.values()
                 if other.client_id == intent.client_id and other.digest == intent.digest
             )
+
+    def _fold_interrupted_run(self) -> None:
+        """Before anything new is written: fold in an interrupted run's journal, or drop
+        one the snapshot already holds (rewriting it would replace the real backup)."""
+        base, entries = read_journal(journal_path(self.path))
+        if base is not None and base["serial"] == self.state.serial and entries:
+            self._dirty = True
+            self.checkpoint()
+        else:
+            journal_path(self.path).unlink()
 
     def _write(self, entry: dict) -> None:
         with self._guard:

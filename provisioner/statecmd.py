@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
+from itertools import islice
 
 from provisioner.api.client import CreditsApi
-from provisioner.models import COMPARED_FIELDS, Desired, Resource
+from provisioner.manifest import KEY_PATTERN, KEY_RULE
+from provisioner.models import COMPARED_FIELDS, BatchSpec, Desired, Resource
 from provisioner.planner import live_attributes, normalized
 from provisioner.state import StateWriter
+
+ADDRESS = re.compile(f"{KEY_PATTERN}/{KEY_PATTERN}")
+# On a failed import, how many other declared clients are listed to name the batch's owner:
+# enough for the usual mix-up, few enough not to spend minutes of rate limit on an error path.
+OWNER_SEARCH_LIMIT = 25
 
 
 class StateCommandError(Exception):
@@ -27,15 +35,18 @@ def import_batch(writer: StateWriter, api: CreditsApi, desired: Desired, address
             f"{address} is already recorded as batch {existing.batch_id}; run 'provisioner state rm "
             f"{address}' first if you mean to manage another batch under that address."
         )
+    if address in writer.state.pending:
+        # Recording now would close the intent, and a batch that create did make would be lost.
+        raise StateCommandError(
+            f"an interrupted apply was creating {address}; run 'provisioner apply' first: it finds and "
+            "records that batch if it was made. Then import, if still needed."
+        )
     owner = next((name for name, res in writer.state.resources.items() if res.batch_id == batch_id), None)
     if owner is not None:
         raise StateCommandError(f"batch {batch_id} is already recorded as {owner}; one batch, one address.")
-    live = next((batch for batch in api.list_batches(spec.client_id) if str(batch.get("id")) == batch_id), None)
+    live = _listed(api, spec.client_id, batch_id)
     if live is None:
-        raise StateCommandError(
-            f"batch {batch_id} is not among the batches of client {spec.client_key} ({spec.client_id}) at "
-            f"{api.base_url}: check the batch id and the client's id in the manifest."
-        )
+        raise StateCommandError(_not_found_message(api, desired, spec, batch_id))
     attributes = {
         field: normalized(field, live[field]) for field in COMPARED_FIELDS if live.get(field) not in (None, "")
     }
@@ -43,6 +54,25 @@ def import_batch(writer: StateWriter, api: CreditsApi, desired: Desired, address
     resource = Resource(batch_id=batch_id, client_id=spec.client_id, attributes=attributes, remote=dict(live))
     writer.record(address, resource)
     return resource
+
+
+def _listed(api: CreditsApi, client_id: str, batch_id: str) -> dict | None:
+    return next((batch for batch in api.list_batches(client_id) if str(batch.get("id")) == batch_id), None)
+
+
+def _not_found_message(api: CreditsApi, desired: Desired, spec: BatchSpec, batch_id: str) -> str:
+    """Says whose batch it is when another declared client owns it: the likely mistake."""
+    others = (client for client in desired.clients.values() if client.id != spec.client_id)
+    for client in islice(others, OWNER_SEARCH_LIMIT):
+        if _listed(api, client.id, batch_id) is not None:
+            return (
+                f"batch {batch_id} belongs to client {client.key} ({client.id}), not to {spec.client_key} "
+                f"({spec.client_id}): import it under a {client.key}/... address, or check the batch id."
+            )
+    return (
+        f"batch {batch_id} is not among the batches of client {spec.client_key} ({spec.client_id}) at "
+        f"{api.base_url}: check the batch id and the client's id in the manifest."
+    )
 
 
 def remove_resource(writer: StateWriter, address: str) -> Resource:
@@ -55,8 +85,10 @@ def move_resource(writer: StateWriter, source: str, destination: str) -> None:
     _recorded(writer, source)
     if destination in writer.state.resources:
         raise StateCommandError(f"{destination} is already recorded; choose another address or 'state rm' it first.")
-    if destination.count("/") != 1 or not all(destination.split("/")):
-        raise StateCommandError(f"{destination!r} is not an address; expected CLIENT_KEY/BATCH_KEY.")
+    if not ADDRESS.fullmatch(destination):
+        raise StateCommandError(
+            f"{destination!r} is not an address; expected CLIENT_KEY/BATCH_KEY, each key {KEY_RULE}."
+        )
     writer.move(source, destination)
 
 

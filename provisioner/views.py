@@ -5,14 +5,20 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Mapping
+from datetime import datetime, timezone
 
+from provisioner.models import Resource
 from provisioner.state import State
+from provisioner.timestamps import parse_timestamp
 
 
 def render_resource_list(state: State) -> str:
-    lines = [f"{address}  {resource.batch_id}" for address, resource in sorted(state.resources.items())]
-    lines += [f"{address}  (create interrupted: recovered by the next apply)" for address in sorted(state.pending)]
-    return "".join(line + "\n" for line in lines)
+    rows = [(address, resource.batch_id) for address, resource in sorted(state.resources.items())]
+    rows += [(address, "(create interrupted: recovered by the next apply)") for address in sorted(state.pending)]
+    if not rows:
+        return "No batches recorded in state yet.\n"
+    width = max(len(address) for address, _ in rows)
+    return "".join(f"{address:<{width}}  {batch_id}\n" for address, batch_id in rows)
 
 
 def render_resource(state: State, address: str) -> str:
@@ -24,20 +30,24 @@ def render_resource(state: State, address: str) -> str:
     return json.dumps({"address": address, **resource.model_dump(mode="json")}, indent=2, sort_keys=True)
 
 
-def render_show(state: State, observed: Mapping[str, Mapping] | None = None) -> str:
-    """A table per client: how much of each batch is used, and until when."""
+def render_show(state: State, observed: Mapping[str, Mapping] | None = None, now: datetime | None = None) -> str:
+    """A table per client: how much of each batch is used, and until when.
+
+    Without ``observed`` the figures are the batch as the API last returned it to us.
+    """
+    now = now or datetime.now(timezone.utc)
     if not state.resources:
         return "No batches recorded in state yet.\n"
     by_client: dict[str, list[list[str]]] = defaultdict(list)
     totals: dict[str, list[float]] = defaultdict(lambda: [0, 0])
     for address, resource in sorted(state.resources.items()):
         client, batch = address.split("/", 1)
-        batch_view = dict(resource.remote)
-        if observed is not None:
-            live = observed.get(resource.batch_id)
-            batch_view = dict(live) if live is not None else {"status": "MISSING from the API"}
-        starting = _number(batch_view.get("startingBalance", resource.attributes.get("startingBalance")))
-        current = _number(batch_view.get("currentBalance"))
+        if observed is None:
+            view = _recorded_view(resource, now)
+        else:
+            view = observed.get(resource.batch_id) or {"status": "MISSING from the API"}
+        starting = _number(view.get("startingBalance", resource.attributes.get("startingBalance")))
+        current = _number(view.get("currentBalance"))
         used = starting - current if starting is not None and current is not None else None
         totals[client][0] += starting or 0
         totals[client][1] += used or 0
@@ -46,8 +56,8 @@ def render_show(state: State, observed: Mapping[str, Mapping] | None = None) -> 
             _credits(starting),
             _credits(current),
             _credits(used) + (f" ({used / starting:.0%})" if used is not None and starting else ""),
-            str(batch_view.get("expiresOn") or resource.attributes.get("expiresOn") or "never"),
-            str(batch_view.get("status") or "?"),
+            str(view.get("expiresOn") or resource.attributes.get("expiresOn") or "never"),
+            str(view.get("status") or "?"),
         ])
     header = ["batch", "starting", "current", "used", "expires", "status"]
     blocks = []
@@ -56,6 +66,18 @@ def render_show(state: State, observed: Mapping[str, Mapping] | None = None) -> 
         blocks.append(f"{client}: {_credits(starting)} credits issued, {_credits(used)} used\n" + _table(header, rows))
     source = "live from the API" if observed is not None else "as last recorded (add --refresh for live figures)"
     return f"Credit batches, {source}:\n\n" + "\n".join(blocks)
+
+
+def _recorded_view(resource: Resource, now: datetime) -> dict:
+    """The batch as last returned by the API; an expiry that has passed since shows as expired."""
+    view = dict(resource.remote)
+    expires = view.get("expiresOn") or resource.attributes.get("expiresOn")
+    try:
+        if expires and parse_timestamp(str(expires)) <= now:
+            view["status"] = "expired"
+    except ValueError:
+        pass
+    return view
 
 
 def _number(value) -> float | None:

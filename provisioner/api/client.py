@@ -120,7 +120,15 @@ class CreditsApi:
     def create_batch(self, client_id: str, body: dict) -> dict:
         path = f"/incoming/v2/clients/{quote(client_id, safe='')}/creditBatches"
         payload = self._request("POST", path, json=body, idempotent=False, subject=f"client {client_id}")
-        return _unwrap(payload, "CreateCreditBatch")
+        # The server accepted the create: the batch may exist even though we cannot read it.
+        try:
+            batch = _unwrap(payload, "CreateCreditBatch")
+        except ApiError as exc:
+            raise OutcomeUnknown(f"{exc} The create was accepted, so the batch may exist.") from None
+        if not isinstance(batch, dict):
+            raise OutcomeUnknown("unexpected answer: data.CreateCreditBatch is not a credit batch. "
+                                 "The create was accepted, so the batch may exist.")
+        return batch
 
     def update_batch(self, batch_id: str, body: dict) -> dict:
         path = f"/incoming/v2/clients/creditBatches/{quote(batch_id, safe='')}"
@@ -169,7 +177,15 @@ class CreditsApi:
                 continue
             self.limiter.observe(response.headers)
             if response.status_code < 300:
-                return _json(response, method, path)
+                try:
+                    return _json(response, method, path)
+                except ApiError as exc:
+                    if idempotent:
+                        raise
+                    raise OutcomeUnknown(
+                        f"{exc} It was accepted (HTTP {response.status_code}), so it may have been processed.",
+                        response.status_code,
+                    ) from None
             status = response.status_code
             retry_after = _retry_after(response)
             if retry_after is not None and status in (429, 503):

@@ -1,0 +1,492 @@
+"""The GitOps flow of examples/ci/, run locally with real git, real processes and the sandbox.
+
+A bare repository plays the git host; clones play developers and CI runners. The shell of the
+GitHub Actions example's steps is executed as written (with `gh` replaced by a recorder), so the
+example and the tested flow cannot drift apart. The other CI examples are checked for the same
+commands and safety settings.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import ACCOUNT_ID, ACME_ID, GLOBEX_ID, TEST_KEY
+from markdown_it import MarkdownIt
+
+from provisioner.api.sandbox import Sandbox
+from provisioner.models import Intent
+from provisioner.state import StateWriter, read_state
+
+CI = Path(__file__).resolve().parent.parent / "examples" / "ci"
+INITECH_ID = "9b8a7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d"
+UNKNOWN_CLIENT_ID = "11111111-2222-4333-8444-555555555555"
+
+# The commands every CI example runs; the examples must use them verbatim.
+VALIDATE = "provisioner validate manifests/"
+PR_PLAN = "provisioner plan manifests/ --format markdown --out provisioner.plan --detailed-exitcode"
+MAIN_PLAN = "provisioner plan manifests/ --out provisioner.plan --detailed-exitcode"
+APPLY_SAVED = "provisioner apply provisioner.plan --lock-timeout 60"
+STAGE_STATE = "git add --all -- state/ ':(exclude)state/*.lock' ':(exclude)state/*.backup'"
+
+ACME = f"""
+clients:
+  acme:
+    id: {ACME_ID}
+    creditAccountId: {ACCOUNT_ID}
+    batches:
+      q1:
+        name: Acme Q1
+        startingBalance: 5000
+"""
+ACME_WITH_Q2 = ACME + "      q2:\n        startingBalance: 2500\n"
+GLOBEX = f"""
+clients:
+  globex:
+    id: {GLOBEX_ID}
+    batches:
+      starter:
+        startingBalance: 1200
+"""
+INITECH = f"""
+clients:
+  initech:
+    id: {INITECH_ID}
+    batches:
+      pilot:
+        startingBalance: 800
+"""
+
+
+def load_yaml(path: Path):
+    # GitHub's `on:` key is a boolean to YAML 1.1; BaseLoader keeps every key and value as text.
+    return yaml.load(path.read_text(encoding="utf-8"), Loader=yaml.BaseLoader)
+
+
+GITHUB = load_yaml(CI / "github-actions.yml")
+
+
+# ------------------------------------------------------------------ the git host, developers, runners
+
+
+class Git:
+    def __init__(self, root: Path):
+        self.root = root
+        self.env = {
+            **os.environ,
+            "GIT_CONFIG_GLOBAL": str(root / "gitconfig"),
+            "GIT_CONFIG_NOSYSTEM": "1",
+            "GIT_AUTHOR_NAME": "Dev",
+            "GIT_AUTHOR_EMAIL": "dev@example.com",
+            "GIT_COMMITTER_NAME": "Dev",
+            "GIT_COMMITTER_EMAIL": "dev@example.com",
+        }
+        (root / "gitconfig").write_text("[init]\n\tdefaultBranch = main\n[advice]\n\tdetachedHead = false\n")
+        self.origin = root / "origin.git"
+        self("init", "--bare", "-q", str(self.origin), cwd=root)
+
+    def __call__(self, *args: str, cwd: Path) -> str:
+        done = subprocess.run(["git", *args], cwd=cwd, env=self.env, capture_output=True, text=True)
+        assert done.returncode == 0, f"git {' '.join(args)}: {done.stderr}"
+        return done.stdout
+
+    def clone(self, name: str, branch: str = "main") -> Path:
+        directory = self.root / name
+        self("clone", "-q", "--branch", branch, str(self.origin), str(directory), cwd=self.root)
+        return directory
+
+    def commit_all(self, directory: Path, message: str) -> None:
+        self("add", "--all", cwd=directory)
+        self("commit", "-q", "-m", message, cwd=directory)
+
+    def files_on_main(self, under: str) -> list[str]:
+        return self("ls-tree", "-r", "--name-only", "main", "--", under, cwd=self.origin).split()
+
+    def show_on_main(self, path: str) -> str:
+        return self("show", f"main:{path}", cwd=self.origin)
+
+
+def write(directory: Path, relative: str, text: str) -> None:
+    path = directory / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
+
+
+@pytest.fixture
+def git(tmp_path):
+    """A git host whose main branch holds manifests/acme.yaml and an empty state/."""
+    git = Git(tmp_path)
+    seed = tmp_path / "seed"
+    git("init", "-q", str(seed), cwd=tmp_path)
+    write(seed, "manifests/acme.yaml", ACME)
+    write(seed, "state/.gitkeep", "")
+    git.commit_all(seed, "Declare Acme's credits")
+    git("push", "-q", str(git.origin), "main", cwd=seed)
+    return git
+
+
+@pytest.fixture
+def bin_dir(tmp_path):
+    """`provisioner` as CI installs it, and a `gh` that records the comments it would post."""
+    directory = tmp_path / "bin"
+    directory.mkdir()
+    shim(directory / "provisioner", f'exec "{sys.executable}" -m provisioner "$@"')
+    shim(
+        directory / "gh",
+        """
+        call="$GH_CALLS/$(ls "$GH_CALLS" | wc -l)"
+        printf '%s\\n' "$@" > "$call.args"
+        while [ $# -gt 0 ]; do
+          if [ "$1" = --body-file ]; then cp "$2" "$call.body"; fi
+          shift
+        done
+        """,
+    )
+    return directory
+
+
+def shim(path: Path, body: str) -> None:
+    path.write_text("#!/bin/sh\n" + textwrap.dedent(body).lstrip("\n"))
+    path.chmod(0o755)
+
+
+class Runner:
+    """Runs one job's steps of the GitHub Actions example, as the runner would."""
+
+    def __init__(self, job: str, workspace: Path, bin_dir: Path, env: dict[str, str]):
+        self.job = job
+        self.workspace = workspace
+        self.outputs_file = workspace.parent / f"{workspace.name}.outputs"
+        self.outputs_file.touch()
+        self.gh_calls = workspace.parent / f"{workspace.name}.gh"
+        self.gh_calls.mkdir()
+        self.env = {
+            **os.environ,
+            **env,
+            "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+            "GITHUB_OUTPUT": str(self.outputs_file),
+            "GITHUB_SHA": "0123456789abcdef0123456789abcdef01234567",
+            "GH_CALLS": str(self.gh_calls),
+        }
+
+    def step(self, name: str, **env: str) -> subprocess.CompletedProcess:
+        script = workflow_step(self.job, name)["run"]
+        assert "${{" not in script, "expressions belong in the step's env, not in its shell"
+        return subprocess.run(
+            ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", script],
+            cwd=self.workspace,
+            env={**self.env, **env},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    @property
+    def outputs(self) -> dict[str, str]:
+        lines = self.outputs_file.read_text().splitlines()
+        return dict(line.split("=", 1) for line in lines)
+
+    def comments(self) -> list[str]:
+        return [path.read_text() for path in sorted(self.gh_calls.glob("*.body"))]
+
+
+def workflow_step(job: str, name: str) -> dict:
+    return next(step for step in GITHUB["jobs"][job]["steps"] if step.get("name") == name)
+
+
+def succeeded(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    return result
+
+
+def run(command: str, cwd: Path, env: dict[str, str], bin_dir: Path) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, **env, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    return subprocess.run(shlex.split(command), cwd=cwd, env=full_env, capture_output=True, text=True, timeout=60)
+
+
+def plan_job(git: Git, bin_dir: Path, branch: str) -> tuple[Runner, subprocess.CompletedProcess]:
+    """The pull-request job on a fresh checkout of the branch: no API key, no API address."""
+    runner = Runner("plan", git.clone(f"pr-{branch}", branch), bin_dir, env={"PR": "7"})
+    for name in ("Validate", "Plan", "Comment on the pull request"):
+        succeeded(runner.step(name))
+    check = runner.step("Check the plan can be applied", EXITCODE=runner.outputs["exitcode"])
+    return runner, check
+
+
+def apply_job(git: Git, bin_dir: Path, api_env: dict, name: str) -> tuple[Runner, subprocess.CompletedProcess]:
+    """The job on main: plan, apply the saved plan if there are changes, always commit the state back."""
+    runner = Runner("apply", git.clone(name), bin_dir, env=api_env)
+    succeeded(runner.step("Plan"))
+    applied = None
+    if runner.outputs["changes"] == "true":
+        applied = runner.step("Apply the saved plan")
+    succeeded(runner.step("Commit the state back"))
+    return runner, applied
+
+
+def merge(git: Git, branch: str) -> None:
+    maintainer = git.clone(f"merge-{branch}")
+    git("fetch", "-q", "origin", branch, cwd=maintainer)
+    git("merge", "-q", "--no-ff", "-m", f"Merge {branch}", f"origin/{branch}", cwd=maintainer)
+    git("push", "-q", "origin", "main", cwd=maintainer)
+
+
+def open_pull_request(git: Git, branch: str, files: dict[str, str]) -> None:
+    developer = git.clone(f"dev-{branch}")
+    git("checkout", "-q", "-b", branch, cwd=developer)
+    for relative, text in files.items():
+        write(developer, relative, text)
+    git.commit_all(developer, f"Credits: {branch}")
+    git("push", "-q", "origin", branch, cwd=developer)
+
+
+def recorded_on_main(git: Git) -> dict:
+    return json.loads(git.show_on_main("state/default.json"))["resources"]
+
+
+# ------------------------------------------------------------------ the flow
+
+
+def test_review_merge_apply_commit_then_no_changes(git, bin_dir, api_env, sandbox, tmp_path):
+    # The first merge: CI applies Acme's batch and commits the state.
+    runner, applied = apply_job(git, bin_dir, api_env, "ci-initial")
+    assert succeeded(applied)
+    assert set(recorded_on_main(git)) == {"acme/q1"}
+
+    # Two pull requests are opened at the same time; each gets a plan comment and a saved plan.
+    open_pull_request(git, "globex", {"manifests/globex.yaml": GLOBEX, "manifests/acme.yaml": ACME_WITH_Q2})
+    open_pull_request(git, "initech", {"manifests/initech.yaml": INITECH})
+    review, check = plan_job(git, bin_dir, "globex")
+    assert check.returncode == 0, check.stderr
+    assert review.outputs["exitcode"] == "2"
+    [comment] = review.comments()
+    assert_plan_comment(comment, "**Plan: 2 to create, 1 unchanged — 3,700 credits to issue**", tables=2)
+    reviewed_plan = tmp_path / "artifact-globex.plan"
+    shutil.copy(review.workspace / "provisioner.plan", reviewed_plan)
+    second_review, _ = plan_job(git, bin_dir, "initech")
+    second_plan = tmp_path / "artifact-initech.plan"
+    shutil.copy(second_review.workspace / "provisioner.plan", second_plan)
+
+    # The first is merged; CI applies exactly the plan that was reviewed and commits the state back.
+    merge(git, "globex")
+    ci = git.clone("ci-globex")
+    succeeded(run(f"provisioner apply {reviewed_plan} --lock-timeout 60", ci, api_env, bin_dir))
+    succeeded(Runner("apply", ci, bin_dir, api_env).step("Commit the state back"))
+    assert set(recorded_on_main(git)) == {"acme/q1", "acme/q2", "globex/starter"}
+
+    # The second was reviewed against the older state: its saved plan is refused as stale...
+    merge(git, "initech")
+    ci = git.clone("ci-initech-stale")
+    stale = run(f"provisioner apply {second_plan}", ci, api_env, bin_dir)
+    assert stale.returncode == 1 and "stale" in stale.stderr
+    assert len(sandbox.all_batches()) == 3
+    # ...and the workflow's apply job plans afresh on main and applies that.
+    runner, applied = apply_job(git, bin_dir, api_env, "ci-initech")
+    assert succeeded(applied)
+    assert "Apply complete! Batches: 1 created" in applied.stdout
+
+    # Main now holds every id; planning again shows no changes, as a real process with the exit code.
+    final = git.clone("final")
+    recorded = read_state(final / "state" / "default.json").resources
+    assert set(recorded) == {"acme/q1", "acme/q2", "globex/starter", "initech/pilot"}
+    assert {r.batch_id for r in recorded.values()} == {b["id"] for b in sandbox.all_batches()}
+    clean = run("provisioner plan manifests/ --detailed-exitcode", final, api_env, bin_dir)
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    assert clean.stdout.startswith("No changes.")
+    assert git("status", "--porcelain", cwd=final) == ""
+    assert git.files_on_main("state") == ["state/.gitkeep", "state/default.json"]  # no lock, no backup
+    state_commits = git("log", "--format=%s", "main", "--", "state/default.json", cwd=git.origin).splitlines()
+    assert len(state_commits) == 3 and all("[skip ci]" in subject for subject in state_commits)
+    history = git("log", "-p", "--all", cwd=git.origin)
+    assert TEST_KEY not in history and api_env["TI_BASE_URL"] not in history
+
+
+def assert_plan_comment(comment: str, summary: str, tables: int) -> None:
+    heading, blank, first, *_ = comment.splitlines()
+    assert heading == "### provisioner plan for 0123456"
+    assert (blank, first) == ("", summary)
+    tokens = MarkdownIt("commonmark").enable("table").parse(comment)
+    rows_per_table, cells = [], []
+    for token in tokens:
+        if token.type == "table_open":
+            rows_per_table.append([])
+        elif token.type == "tr_open":
+            cells = []
+        elif token.type in ("th_open", "td_open"):
+            cells.append(token)
+        elif token.type == "tr_close":
+            rows_per_table[-1].append(len(cells))
+    assert len(rows_per_table) == tables
+    assert all(set(rows) == {4} for rows in rows_per_table)
+    assert "<details><summary>Full plan</summary>" in comment
+    assert TEST_KEY not in comment
+
+
+def test_pull_request_with_a_blocked_change_fails_its_check(git, bin_dir, api_env, sandbox):
+    _, applied = apply_job(git, bin_dir, api_env, "ci-initial")
+    succeeded(applied)
+    open_pull_request(git, "more", {"manifests/acme.yaml": ACME.replace("5000", "6000")})
+
+    review, check = plan_job(git, bin_dir, "more")
+
+    assert review.outputs["exitcode"] == "2"
+    [comment] = review.comments()
+    assert "⛔ **acme/q1** cannot be applied" in comment
+    if shutil.which("jq"):  # the check's gate is a jq program over the saved plan
+        assert check.returncode != 0
+
+
+def test_pull_request_with_a_broken_manifest_posts_the_error(git, bin_dir, tmp_path):
+    open_pull_request(git, "typo", {"manifests/acme.yaml": ACME.replace("startingBalance", "startingBalence")})
+    runner = Runner("plan", git.clone("pr-typo", "typo"), bin_dir, env={"PR": "8"})
+    assert runner.step("Validate").returncode == 1
+    succeeded(runner.step("Plan"))  # records the failure for the comment instead of stopping
+    assert runner.outputs["exitcode"] == "1"
+    succeeded(runner.step("Comment on the pull request"))
+    [comment] = runner.comments()
+    assert "**The plan failed:**" in comment and "did you mean 'startingBalance'?" in comment
+    assert runner.step("Check the plan can be applied", EXITCODE="1").returncode != 0
+
+
+def test_plan_too_long_for_a_comment_is_shortened_to_fit(git, bin_dir):
+    many = ACME + "".join(f"      extra-{i}:\n        startingBalance: {i + 1}\n" for i in range(400))
+    open_pull_request(git, "many", {"manifests/acme.yaml": many})
+
+    review, check = plan_job(git, bin_dir, "many")
+
+    assert check.returncode == 0, check.stderr
+    assert len((review.workspace / "plan.md").read_bytes()) > 65536  # the artifact keeps it all
+    [comment] = review.comments()
+    assert len(comment.encode()) <= 65536  # GitHub's limit for a comment
+    assert comment.splitlines()[2].startswith("**Plan: 400 to create")
+    assert comment.rstrip().endswith('_Shortened: the full plan is in the "provisioner-plan" artifact of this run._')
+    tokens = MarkdownIt("commonmark").enable("table").parse(comment)
+    rows = [t for t in tokens if t.type == "tr_open"]
+    assert 100 < len(rows) < 401
+
+
+def test_apply_that_fails_partway_still_commits_what_it_created(git, bin_dir, tmp_path):
+    # The instance does not know one client: its batch fails, Acme's is created and must be recorded.
+    with Sandbox(api_key=TEST_KEY, known_clients={ACME_ID, GLOBEX_ID}) as instance:
+        env = {"TI_BASE_URL": instance.url, "TI_API_KEY": TEST_KEY}
+        stranger = INITECH.replace(INITECH_ID, UNKNOWN_CLIENT_ID)
+        open_pull_request(git, "partial", {"manifests/zz-unknown.yaml": stranger, "manifests/globex.yaml": GLOBEX})
+        merge(git, "partial")
+
+        _, applied = apply_job(git, bin_dir, env, "ci-partial")
+
+        assert applied.returncode == 1
+        assert "initech/pilot" in applied.stderr
+        assert set(recorded_on_main(git)) == {"acme/q1", "globex/starter"}
+        # The unknown client is removed; the next apply creates nothing twice.
+        fixer = git.clone("fix")
+        (fixer / "manifests" / "zz-unknown.yaml").unlink()
+        git.commit_all(fixer, "Drop the unknown client")
+        git("push", "-q", "origin", "main", cwd=fixer)
+        runner, applied = apply_job(git, bin_dir, env, "ci-fixed")
+        assert applied is None and runner.outputs["changes"] == "false"
+        assert len(instance.all_batches()) == 2
+
+
+def test_commit_step_keeps_the_journal_of_an_interrupted_apply_and_skips_lock_and_backup(git, bin_dir):
+    ci = git.clone("ci-killed")
+    state = ci / "state" / "default.json"
+    writer = StateWriter(state)
+    attributes = {"clientId": ACME_ID, "name": "q9", "startingBalance": 9}
+    writer.record_intent(Intent(address="acme/q9", client_id=ACME_ID, attributes=attributes, digest="d",
+                                at="2026-01-01T00:00:00.000Z"))
+    del writer  # killed before its first checkpoint: only the journal knows
+    (ci / "state" / "default.json.lock").write_text("{}")
+    (ci / "state" / "default.json.backup").write_text("{}")
+
+    succeeded(Runner("apply", ci, bin_dir, {}).step("Commit the state back"))
+
+    assert git.files_on_main("state") == ["state/.gitkeep", "state/default.json.journal"]
+    assert "acme/q9" in git.show_on_main("state/default.json.journal")
+
+
+# ------------------------------------------------------------------ the examples themselves
+
+
+def test_github_workflow_plans_pull_requests_and_applies_main_one_at_a_time():
+    triggers = GITHUB["on"]
+    assert "pull_request" in triggers and triggers["push"]["branches"] == ["main"]
+    plan, apply = GITHUB["jobs"]["plan"], GITHUB["jobs"]["apply"]
+    assert "pull_request" in plan["if"] and "refs/heads/main" in apply["if"]
+    assert "'push'" in apply["if"] and "schedule" not in apply["if"]  # the scheduled drift check applies nothing
+    assert "schedule" in GITHUB["jobs"]["drift"]["if"]
+    assert "--refresh --detailed-exitcode" in GITHUB["jobs"]["drift"]["steps"][-1]["run"]
+    assert apply["concurrency"]["cancel-in-progress"] == "false"
+    assert apply["permissions"]["contents"] == "write"
+    assert plan["permissions"]["pull-requests"] == "write"
+    assert workflow_step("apply", "Commit the state back")["if"] == "always()"
+    assert apply["env"]["TI_API_KEY"] == "${{ secrets.TI_API_KEY }}"
+    assert "env" not in plan or "TI_API_KEY" not in plan["env"]  # pull requests never see the key
+    checkout = next(step for step in apply["steps"] if step.get("uses", "").startswith("actions/checkout"))
+    assert checkout["with"]["ref"] == "main"  # the tip with the last committed state, not the pushed SHA
+    uploads = [step for step in plan["steps"] if step.get("uses", "").startswith("actions/upload-artifact")]
+    assert uploads and "provisioner.plan" in uploads[0]["with"]["path"]
+    assert "gh pr comment" in workflow_step("plan", "Comment on the pull request")["run"]
+
+
+def test_gitlab_pipeline_does_the_same():
+    pipeline = load_yaml(CI / "gitlab-ci.yml")
+    plan, apply = pipeline["plan"], pipeline["apply"]
+    assert any("merge_request_event" in rule["if"] for rule in plan["rules"])
+    assert all("CI_DEFAULT_BRANCH" in rule["if"] for rule in apply["rules"])
+    assert apply["resource_group"] and apply["interruptible"] == "false"
+    assert "provisioner.plan" in plan["artifacts"]["paths"]
+    notes = "\n".join(flatten(plan["script"]))
+    assert "/merge_requests/${CI_MERGE_REQUEST_IID}/notes" in notes
+    script, after = "\n".join(flatten(apply["script"])), "\n".join(flatten(apply["after_script"]))
+    assert STAGE_STATE in script and STAGE_STATE in after  # committed after a failed or cancelled apply too
+    assert "TI_API_KEY" not in pipeline.get("variables", {})
+
+
+def flatten(items):
+    for item in items:
+        if isinstance(item, list):
+            yield from flatten(item)
+        else:
+            yield item
+
+
+@pytest.mark.parametrize("name", ["github-actions.yml", "gitlab-ci.yml"])
+def test_ci_examples_run_the_tested_commands(name):
+    text = (CI / name).read_text(encoding="utf-8")
+    for command in (VALIDATE, PR_PLAN, MAIN_PLAN, APPLY_SAVED, STAGE_STATE):
+        assert command in text, f"{name} no longer runs: {command}"
+
+
+def test_ci_examples_hold_no_secrets():
+    for path in sorted(CI.iterdir()):
+        text = path.read_text(encoding="utf-8")
+        assert not re.search(r"ti_(live|test)_\w+", text), path.name
+        assert not re.search(r"TI_API_KEY\s*[:=]\s*['\"]?[A-Za-z0-9]", text), path.name
+
+
+def test_pre_commit_hook_runs_validate_on_the_manifests(git, bin_dir):
+    config = yaml.safe_load((CI / "pre-commit-config.yaml").read_text())
+    [hook] = config["repos"][0]["hooks"]
+    published = yaml.safe_load((CI / "pre-commit-hooks.yaml").read_text())
+    assert published[0]["id"] == hook["id"] and published[0]["entry"] == hook["entry"]
+    assert hook["pass_filenames"] is False  # validate needs every file at once
+    command = " ".join([hook["entry"], *hook["args"]])
+    assert command == VALIDATE
+    checkout = git.clone("dev")
+    assert re.search(hook["files"], "manifests/acme.yaml")
+
+    assert succeeded(run(command, checkout, {}, bin_dir)).stdout.startswith("Success!")
+    write(checkout, "manifests/acme-copy.yaml", ACME)  # acme declared twice
+    broken = run(command, checkout, {}, bin_dir)
+    assert broken.returncode == 1 and "declare each client in one file only" in broken.stderr
