@@ -37,6 +37,7 @@ USER_ERRORS = (
     ApiError,
     PlanFileError,
     StateCommandError,
+    OSError,  # disk full, permission denied: the message names the file
 )
 
 

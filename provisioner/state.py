@@ -284,7 +284,11 @@ class StateWriter:
             apply_entry(self.state, entry)
             self._dirty = True
             if time.monotonic() - self._last_checkpoint >= self.checkpoint_seconds:
-                self.checkpoint()
+                try:
+                    self.checkpoint()
+                except OSError:
+                    # The entry is safe in the journal; the final checkpoint reports the failure.
+                    self._last_checkpoint = time.monotonic()
 
     def checkpoint(self) -> None:
         """Rewrites the snapshot (serial + 1) and ends the journal it now contains."""
@@ -292,7 +296,11 @@ class StateWriter:
             if not self._dirty:
                 return
             self.state.serial += 1
-            write_snapshot(self.path, self.state)
+            try:
+                write_snapshot(self.path, self.state)
+            except OSError:
+                self.state.serial -= 1
+                raise
             if self._journal is not None:
                 self._journal.close()
                 self._journal = None

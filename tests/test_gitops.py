@@ -217,7 +217,7 @@ def run(command: str, cwd: Path, env: dict[str, str], bin_dir: Path) -> subproce
 def plan_job(git: Git, bin_dir: Path, branch: str) -> tuple[Runner, subprocess.CompletedProcess]:
     """The pull-request job on a fresh checkout of the branch: no API key, no API address."""
     runner = Runner("plan", git.clone(f"pr-{branch}", branch), bin_dir, env={"PR": "7"})
-    for name in ("Validate", "Plan", "Comment on the pull request"):
+    for name in ("Plan", "Comment on the pull request"):
         succeeded(runner.step(name))
     check = runner.step("Check the plan can be applied", EXITCODE=runner.outputs["exitcode"])
     return runner, check
@@ -349,7 +349,6 @@ def test_pull_request_with_a_blocked_change_fails_its_check(git, bin_dir, api_en
 def test_pull_request_with_a_broken_manifest_posts_the_error(git, bin_dir, tmp_path):
     open_pull_request(git, "typo", {"manifests/acme.yaml": ACME.replace("startingBalance", "startingBalence")})
     runner = Runner("plan", git.clone("pr-typo", "typo"), bin_dir, env={"PR": "8"})
-    assert runner.step("Validate").returncode == 1
     succeeded(runner.step("Plan"))  # records the failure for the comment instead of stopping
     assert runner.outputs["exitcode"] == "1"
     succeeded(runner.step("Comment on the pull request"))
@@ -368,7 +367,7 @@ def test_plan_too_long_for_a_comment_is_shortened_to_fit(git, bin_dir):
     assert len((review.workspace / "plan.md").read_bytes()) > 65536  # the artifact keeps it all
     [comment] = review.comments()
     assert len(comment.encode()) <= 65536  # GitHub's limit for a comment
-    assert comment.splitlines()[2].startswith("**Plan: 400 to create")
+    assert comment.splitlines()[2] == "**Plan: 401 to create — 85,200 credits to issue**"
     assert comment.rstrip().endswith('_Shortened: the full plan is in the "provisioner-plan" artifact of this run._')
     tokens = MarkdownIt("commonmark").enable("table").parse(comment)
     rows = [t for t in tokens if t.type == "tr_open"]
@@ -461,10 +460,16 @@ def flatten(items):
             yield item
 
 
-@pytest.mark.parametrize("name", ["github-actions.yml", "gitlab-ci.yml"])
-def test_ci_examples_run_the_tested_commands(name):
+@pytest.mark.parametrize(
+    ("name", "commands"),
+    [
+        ("github-actions.yml", (PR_PLAN, MAIN_PLAN, APPLY_SAVED, STAGE_STATE)),  # steps run above
+        ("gitlab-ci.yml", (VALIDATE, PR_PLAN, MAIN_PLAN, APPLY_SAVED, STAGE_STATE)),
+    ],
+)
+def test_ci_examples_run_the_tested_commands(name, commands):
     text = (CI / name).read_text(encoding="utf-8")
-    for command in (VALIDATE, PR_PLAN, MAIN_PLAN, APPLY_SAVED, STAGE_STATE):
+    for command in commands:
         assert command in text, f"{name} no longer runs: {command}"
 
 

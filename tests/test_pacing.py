@@ -5,6 +5,7 @@ The promise (issue 3): paced at the instance's limit, an apply meets no 429 in s
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -21,16 +22,13 @@ from provisioner.api.sandbox import Sandbox
 class FakeClock:
     """A monotonic clock that moves only when told; sleep() records, and advances time if asked to."""
 
-    def __init__(self, advance_on_sleep: bool = True, yield_on_read: bool = False):
+    def __init__(self, advance_on_sleep: bool = True):
         self.now = 1000.0
         self.sleeps: list[float] = []
         self._advance = advance_on_sleep
-        self._yield = yield_on_read
         self._lock = threading.Lock()
 
     def __call__(self) -> float:
-        if self._yield:
-            time.sleep(0.0001)  # lets other threads run here, so an unguarded read-modify-write interleaves
         return self.now
 
     def sleep(self, seconds: float) -> None:
@@ -83,16 +81,34 @@ def test_time_already_spent_is_not_waited_again():
     assert clock.sleeps == []
 
 
-def test_threads_share_one_sequence_of_slots():
-    # Time stands still: every caller's wait shows its slot.
-    clock = FakeClock(advance_on_sleep=False, yield_on_read=True)
+@pytest.fixture
+def frequent_thread_switches():
+    """Threads switch every microsecond, so an unguarded read-modify-write would be interleaved."""
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    yield
+    sys.setswitchinterval(previous)
+
+
+def test_threads_share_one_sequence_of_slots(frequent_thread_switches):
+    clock = FakeClock(advance_on_sleep=False)  # time stands still: every caller's wait shows its slot
     limiter = limiter_with(clock, 600)
 
-    with ThreadPoolExecutor(8) as pool:
-        list(pool.map(lambda _: limiter.acquire(), range(40)))
+    start = threading.Barrier(8)
 
-    # 40 distinct slots 0.1 s apart: the first one needs no wait.
-    assert sorted(clock.sleeps) == pytest.approx([0.1 * n for n in range(1, 40)])
+    def worker():
+        start.wait()
+        for _ in range(1000):
+            limiter.acquire()
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    # 8,000 distinct slots 0.1 s apart: the first one needs no wait.
+    assert sorted(clock.sleeps) == pytest.approx([0.1 * n for n in range(1, 8000)])
 
 
 # ---------------------------------------------------------------- pause
