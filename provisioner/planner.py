@@ -243,7 +243,7 @@ def guardrail_violations(changes: tuple[Change, ...], policy: Policy) -> Iterabl
     creates = sum(1 for change in issuing if change.action in ("create", "replace"))
     if creates > policy.max_creates:
         yield (
-            f"this plan creates {creates:,} batches, more than one apply may create "
+            f"this plan creates {creates:,} batch{'' if creates == 1 else 'es'}, more than one apply may create "
             f"({policy.max_creates:,}, policy maxCreates)."
         )
 

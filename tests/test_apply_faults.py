@@ -252,14 +252,16 @@ def test_latency_beyond_the_read_timeout_leaves_intents_the_next_apply_adopts(fa
     assert_each_declared_batch_exists_once(sandbox, manifest, state_path)
 
 
-def test_429_storms_are_waited_out_and_creates_retried_safely(faulty, manifest, state_path):
-    sandbox = faulty(burst_429_rate=0.2, burst_429_length=4)
-    api = fast_api(sandbox, max_attempts=10)
+def test_429_storms_are_waited_out_and_creates_sent_again_in_the_same_run(faulty, manifest, state_path):
+    sandbox = faulty(burst_429_rate=0.15, burst_429_length=3)
 
-    apply_until_success(manifest, state_path, api)
+    # A 429 is a refusal before any work: retried at once after Retry-After, no lookup, no second run.
+    result = apply_in_process(manifest, state_path, fast_api(sandbox, max_attempts=12))
 
     declared = len(load([manifest]).batches)
+    assert result.ok, result.failed
     assert posts(sandbox, 429) > 0
+    assert not any(method == "GET" for method, _, _ in sandbox.request_log), "a 429 was treated as ambiguous"
     assert sandbox.stats["creates"] == posts(sandbox, 201) == declared
     assert_each_declared_batch_exists_once(sandbox, manifest, state_path)
 

@@ -150,6 +150,20 @@ def test_create_with_only_the_required_field_adds_nothing(sandbox):
         7, "", None, None)
 
 
+def test_the_bytes_on_the_wire_are_the_body_given():
+    body = {"startingBalance": 5, "name": "Acme", "expiresOn": "2030-03-31T23:59:59Z"}
+    created = {"data": {"CreateCreditBatch": {"id": "b1", **body}}}
+    updated = {"data": {"UpdateCreditBatch": {"id": "b1"}}}
+    with ScriptedServer((201, {}, created), (200, {}, updated)) as server:
+        api = make_api(server.url)
+        api.create_batch(ACME_ID, dict(body))
+        api.update_batch("b1", {"name": "Acme 2"})
+
+    [(post, post_path, post_body), (put, put_path, put_body)] = server.received
+    assert (post, post_path, json.loads(post_body)) == ("POST", BATCHES_PATH, body)
+    assert (put, put_path, json.loads(put_body)) == ("PUT", "/incoming/v2/clients/creditBatches/b1", {"name": "Acme 2"})
+
+
 def test_list_follows_has_more_across_pages(sandbox):
     api = make_api(sandbox.url)
     created = [api.create_batch(ACME_ID, {"startingBalance": n})["id"] for n in range(12)]
@@ -426,10 +440,9 @@ def test_persistent_server_errors_end_in_a_clear_error_after_max_attempts(sandbo
 
 
 def test_update_is_retried_through_a_server_error_and_applied_once(sandbox):
-    api = make_api(sandbox.url)
+    api = make_api(sandbox.url, sleep=SleepRecorder(on_call={1: lambda: sandbox.set_faults(Faults())}))
     batch = api.create_batch(ACME_ID, {"startingBalance": 10})
     sandbox.set_faults(Faults(error_rate=1.0, retry_after=0.01, seed=1))
-    api._sleep = SleepRecorder(on_call={1: lambda: sandbox.set_faults(Faults())})
 
     assert api.update_batch(batch["id"], {"name": "renamed"})["name"] == "renamed"
 

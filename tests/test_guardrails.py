@@ -206,7 +206,7 @@ def test_replace_counts_as_a_create(cli, api_env, sandbox, write_manifest, state
     assert cli("apply", manifest, "--state", state, "--auto-approve").exit_code == 0
     write_manifest(manifest_text({"a": 500}, {"maxCreates": 0}))
     found = violations(cli, manifest, state, "--replace", "acme/a")
-    assert found == ["this plan creates 1 batches, more than one apply may create (0, policy maxCreates)."]
+    assert found == ["this plan creates 1 batch, more than one apply may create (0, policy maxCreates)."]
     refused = cli("apply", manifest, "--state", state, "--auto-approve", "--replace", "acme/a")
     assert refused.exit_code == 1
     assert len(sandbox.all_batches()) == 1

@@ -160,7 +160,8 @@ class CreditsApi:
             last = attempt == self.max_attempts
             self.limiter.acquire()
             try:
-                response = self.session.request(method, url, timeout=self.timeout, **kwargs)
+                # Never follow redirects: a 301/302 would turn a create into a GET, a 307 repeat it.
+                response = self.session.request(method, url, timeout=self.timeout, allow_redirects=False, **kwargs)
             except requests.RequestException as exc:
                 if not _may_have_been_sent(exc):
                     if last:
@@ -176,6 +177,12 @@ class CreditsApi:
                 self._backoff(attempt)
                 continue
             self.limiter.observe(response.headers)
+            if 300 <= response.status_code < 400:
+                raise (ApiError if idempotent else OutcomeUnknown)(
+                    f"{method} {path}: the server redirected to {response.headers.get('Location', '?')} "
+                    f"(HTTP {response.status_code}). Check TI_BASE_URL: it should be the instance's https address.",
+                    response.status_code,
+                )
             if response.status_code < 300:
                 try:
                     return _json(response, method, path)
@@ -193,7 +200,7 @@ class CreditsApi:
             if status == 429:
                 # A refusal before any work: even a create is safe to send again.
                 if retry_after is None:
-                    self.limiter.pause(self._delay(attempt))
+                    self.limiter.pause(max(1.0, self._delay(attempt)))
                 if last:
                     raise ApiError(f"{method} {path}: still rate limited after {attempt} attempts (HTTP 429).", status)
                 continue
@@ -231,9 +238,15 @@ def _reason(exc: Exception) -> str:
     if isinstance(exc, requests.exceptions.Timeout):
         return "timed out"
     text = str(exc)
-    for marker in ("Connection refused", "RemoteDisconnected", "Connection reset", "Name or service not known"):
+    reasons = {
+        "Connection refused": "connection refused",
+        "RemoteDisconnected": "the server closed the connection without an answer",
+        "Connection reset": "the connection was reset",
+        "Name or service not known": "the host name is unknown",
+    }
+    for marker, reason in reasons.items():
         if marker in text:
-            return marker.lower()
+            return reason
     return type(exc).__name__
 
 
@@ -290,7 +303,11 @@ def _error_for(response: requests.Response, method: str, path: str, subject: str
             status,
         )
     if status == 404:
-        return NotFoundError(f"{subject} was not found at {base_url} (HTTP 404). Check the id.", status)
+        return NotFoundError(
+            f"{subject} was not found at {base_url} (HTTP 404: {message}). Check the id, and that "
+            "TI_BASE_URL is the instance's address with no extra path.",
+            status,
+        )
     if status in (400, 409, 422):
         return RequestRejected(f"the API refused {method} for {subject} (HTTP {status}): {message}", status)
     return ApiError(f"{method} {path} failed with HTTP {status}: {message}", status)
