@@ -164,25 +164,40 @@ class Applier:
 
     def _create(self, address: str, desired: Desired) -> None:
         spec = desired.batches[address]
-        attributes = spec.attributes()
-        intent = Intent(
-            address=address,
-            client_id=spec.client_id,
-            attributes=attributes,
-            digest=request_digest(spec.client_id, attributes),
-            at=utc_now_text(),
-        )
-        self.writer.record_intent(intent)
+        intent, batch = self._send_create(address, spec.client_id, spec.attributes())
+        if batch is None:
+            self._resolve_after_ambiguity(intent, desired)
+        else:
+            self._record_created(intent, batch, "created", "created")
+
+    def _send_create(self, address: str, client_id: str, attributes: dict) -> tuple[Intent, dict | None]:
+        """Sends one create, its intent written the instant before the request leaves.
+
+        Returns the intent and the batch made, or None for the batch when the outcome is unknown.
+        """
+        written: list[Intent] = []
+
+        def write_intent() -> None:
+            intent = Intent(
+                address=address,
+                client_id=client_id,
+                attributes=attributes,
+                digest=request_digest(client_id, attributes),
+                at=utc_now_text(),
+            )
+            self.writer.record_intent(intent)
+            written.append(intent)
+
         try:
-            batch = self.api.create_batch(spec.client_id, attributes)
+            batch = self.api.create_batch(client_id, attributes, before_send=write_intent)
         except OutcomeUnknown as exc:
             self._report(address, f"outcome unknown ({exc}); looking it up")
-            self._resolve_after_ambiguity(intent, desired)
-            return
+            return written[0], None
         except ApiError:
-            self.writer.clear_intent(address)  # a definite refusal: nothing was made
+            if written:
+                self.writer.clear_intent(address)  # a definite refusal: nothing was made
             raise
-        self._record_created(intent, batch, "created", "created")
+        return written[0], batch
 
     def _update(self, change: Change, desired: Desired) -> None:
         resource = self.writer.state.resources[change.address]
@@ -224,17 +239,10 @@ class Applier:
                     "as a recovery and apply resolves it"
                 )
             self._report(intent.address, "the create did not happen; sending it again")
-            intent = intent.model_copy(update={"at": utc_now_text()})
-            self.writer.record_intent(intent)
-            try:
-                batch = self.api.create_batch(intent.client_id, intent.attributes)
-            except OutcomeUnknown:
-                continue
-            except ApiError:
-                self.writer.clear_intent(intent.address)
-                raise
-            self._record_created(intent, batch, "created", "created")
-            return
+            intent, batch = self._send_create(intent.address, intent.client_id, intent.attributes)
+            if batch is not None:
+                self._record_created(intent, batch, "created", "created")
+                return
         raise OutcomeUnknown(
             f"the create's outcome is still unknown after {RECOVERY_ROUNDS} attempts; the intent stays "
             "recorded, and the next apply looks it up before doing anything else"

@@ -93,8 +93,10 @@ def api_options(command):
             "--rate-limit",
             default=120.0,
             show_default=True,
+            envvar="TI_RATE_LIMIT",
             type=click.FloatRange(0),
-            help="Requests per minute to stay under (Standard plan: 120, Enterprise: 600; 0: no limit).",
+            help="Requests per minute to stay under (Standard plan: 120, Enterprise: 600; 0: no limit). "
+            "Default from $TI_RATE_LIMIT.",
         ),
     ]
     for option in reversed(options):
@@ -312,7 +314,7 @@ def run_apply(
         if stop.is_set():
             # Every intent and id is already in the fsynced journal: leaving now loses nothing.
             progress("Second interrupt: exiting now. The next command resolves what was in flight.")
-            os._exit(130)
+            os._exit(1)
         stop.set()
         progress("Interrupt received: no new requests; waiting for those in flight (Ctrl-C again to exit at once).")
 

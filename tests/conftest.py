@@ -29,9 +29,17 @@ def sandbox():
 @pytest.fixture
 def api_env(sandbox, monkeypatch):
     """TI_BASE_URL/TI_API_KEY pointing at the sandbox, for CliRunner and subprocesses."""
-    monkeypatch.setenv("TI_BASE_URL", sandbox.url)
-    monkeypatch.setenv("TI_API_KEY", TEST_KEY)
-    return {"TI_BASE_URL": sandbox.url, "TI_API_KEY": TEST_KEY}
+    # The sandbox has no rate limit to respect; pacing is tested on its own.
+    env = {"TI_BASE_URL": sandbox.url, "TI_API_KEY": TEST_KEY, "TI_RATE_LIMIT": "0"}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return env
+
+
+@pytest.fixture
+def state(tmp_path):
+    """Where the state file of a test lives (not created)."""
+    return tmp_path / "state" / "default.json"
 
 
 @pytest.fixture

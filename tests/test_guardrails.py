@@ -15,22 +15,6 @@ from provisioner.models import Policy
 ONE_MILLION = 1_000_000
 
 
-@pytest.fixture
-def cli(cli):
-    """The shared CliRunner without client-side pacing: the sandbox has no rate limit to respect."""
-
-    def run(command, *args, **kwargs):
-        unpaced = ("--rate-limit", "0") if command in ("plan", "apply") else ()
-        return cli(command, *args, *unpaced, **kwargs)
-
-    return run
-
-
-@pytest.fixture
-def state(tmp_path):
-    return tmp_path / "state" / "default.json"
-
-
 def manifest_text(balances: dict[str, int], policy: dict[str, int] | None = None) -> str:
     lines = []
     if policy:

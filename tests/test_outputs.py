@@ -60,22 +60,6 @@ JQ_EXAMPLES = {
 
 
 @pytest.fixture
-def cli(cli):
-    """The shared CliRunner without client-side pacing: the sandbox has no rate limit to respect."""
-
-    def run(command, *args, **kwargs):
-        unpaced = ("--rate-limit", "0") if command in ("plan", "apply") else ()
-        return cli(command, *args, *unpaced, **kwargs)
-
-    return run
-
-
-@pytest.fixture
-def state(tmp_path):
-    return tmp_path / "state" / "default.json"
-
-
-@pytest.fixture
 def reviewed(cli, api_env, sandbox, write_manifest, state):
     """The manifest under review, against the state of an earlier apply."""
     manifest = write_manifest(two_client_manifest(acme_balance=5000))

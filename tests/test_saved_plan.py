@@ -29,22 +29,6 @@ clients:
 
 
 @pytest.fixture
-def cli(cli):
-    """The shared CliRunner without client-side pacing: the sandbox has no rate limit to respect."""
-
-    def run(command, *args, **kwargs):
-        unpaced = ("--rate-limit", "0") if command in ("plan", "apply") else ()
-        return cli(command, *args, *unpaced, **kwargs)
-
-    return run
-
-
-@pytest.fixture
-def state(tmp_path):
-    return tmp_path / "state" / "default.json"
-
-
-@pytest.fixture
 def plan_file(tmp_path):
     return tmp_path / "reviewed.plan"
 

@@ -117,9 +117,12 @@ class CreditsApi:
 
     # --- the three calls -------------------------------------------------
 
-    def create_batch(self, client_id: str, body: dict) -> dict:
+    def create_batch(self, client_id: str, body: dict, before_send: Callable[[], None] | None = None) -> dict:
+        """``before_send`` runs once, the instant before the request first leaves (after pacing)."""
         path = f"/incoming/v2/clients/{quote(client_id, safe='')}/creditBatches"
-        payload = self._request("POST", path, json=body, idempotent=False, subject=f"client {client_id}")
+        payload = self._request(
+            "POST", path, json=body, idempotent=False, subject=f"client {client_id}", before_send=before_send
+        )
         # The server accepted the create: the batch may exist even though we cannot read it.
         try:
             batch = _unwrap(payload, "CreateCreditBatch")
@@ -154,11 +157,23 @@ class CreditsApi:
 
     # --- one request, with retries --------------------------------------
 
-    def _request(self, method: str, path: str, *, idempotent: bool, subject: str, **kwargs) -> dict:
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        idempotent: bool,
+        subject: str,
+        before_send: Callable[[], None] | None = None,
+        **kwargs,
+    ) -> dict:
         url = self.base_url + path
         for attempt in range(1, self.max_attempts + 1):
             last = attempt == self.max_attempts
             self.limiter.acquire()
+            if before_send is not None:
+                before_send()
+                before_send = None
             try:
                 # Never follow redirects: a 301/302 would turn a create into a GET, a 307 repeat it.
                 response = self.session.request(method, url, timeout=self.timeout, allow_redirects=False, **kwargs)
