@@ -46,3 +46,52 @@ def test_key_never_printed(api_env, sandbox, write_manifest, tmp_path):
     assert TEST_KEY not in result.stdout + result.stderr
     assert TEST_KEY not in (tmp_path / "s.json").read_text()
     assert ACME_ID in (tmp_path / "s.json").read_text()
+
+
+def run_on_terminal(args, env, answer: str, timeout: float = 30) -> tuple[int, str]:
+    """Runs the CLI on a real pseudo-terminal, typing ``answer`` at the prompt."""
+    import os
+    import pty
+    import select
+    import subprocess
+    import sys
+    import time
+
+    controller, terminal = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "provisioner", *map(str, args)],
+        stdin=terminal, stdout=terminal, stderr=terminal, env={**os.environ, **env}, close_fds=True,
+    )
+    os.close(terminal)
+    output, answered, deadline = b"", False, time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([controller], [], [], 0.2)
+        if ready:
+            try:
+                chunk = os.read(controller, 4096)
+            except OSError:  # the terminal closed: the process is done
+                break
+            output += chunk
+            if not answered and b"Enter a value" in output:
+                os.write(controller, answer.encode() + b"\n")
+                answered = True
+        elif process.poll() is not None:
+            break
+    code = process.wait(timeout=timeout)
+    os.close(controller)
+    return code, output.decode(errors="replace")
+
+
+def test_apply_on_a_terminal_asks_and_only_yes_approves(api_env, sandbox, write_manifest, tmp_path):
+    manifest = write_manifest(two_client_manifest())
+    state = tmp_path / "s.json"
+
+    code, output = run_on_terminal(["apply", manifest, "--state", state], api_env, answer="y")
+    assert "Only 'yes' will be accepted" in output
+    assert code == 1 and "cancelled" in output
+    assert sandbox.all_batches() == [] and not state.exists()
+
+    code, output = run_on_terminal(["apply", manifest, "--state", state], api_env, answer="yes")
+    assert code == 0, output
+    assert "Apply complete!" in output
+    assert len(sandbox.all_batches()) == 3
