@@ -24,7 +24,13 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
-from provisioner.api.client import READ_TIMEOUT, ApiError, AuthError, CreditsApi, OutcomeUnknown
+from provisioner.api.client import (
+    READ_TIMEOUT,
+    ApiError,
+    AuthError,
+    CreditsApi,
+    OutcomeUnknown,
+)
 from provisioner.models import UPDATABLE_FIELDS, Change, Desired, Intent, Plan, Resource
 from provisioner.planner import same_value
 from provisioner.state import StateWriter

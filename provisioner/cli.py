@@ -20,12 +20,22 @@ from provisioner.connection import open_api
 from provisioner.lock import LockError, StateLock, force_unlock
 from provisioner.manifest import ManifestError, load, manifest_schema
 from provisioner.models import Desired, Plan, Policy
-from provisioner.planfile import PlanFileError, refuse_saved_plans, save_plan, saved_plan_in
+from provisioner.planfile import (
+    PlanFileError,
+    refuse_saved_plans,
+    save_plan,
+    saved_plan_in,
+)
 from provisioner.planner import make_plan
 from provisioner.refresh import observe
 from provisioner.render import render_json, render_markdown, render_text
 from provisioner.state import StateError, StateWriter, read_state
-from provisioner.statecmd import StateCommandError, import_batch, move_resource, remove_resource
+from provisioner.statecmd import (
+    StateCommandError,
+    import_batch,
+    move_resource,
+    remove_resource,
+)
 from provisioner.views import render_resource, render_resource_list, render_show
 
 DEFAULT_STATE = "state/default.json"

@@ -9,6 +9,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import requests
 from click.testing import CliRunner
 
 from provisioner.api.sandbox import Sandbox
@@ -75,6 +76,24 @@ def two_client_manifest(acme_balance: int = 5000, acme_name: str = "Acme Q1") ->
           starter:
             startingBalance: 1200
     """
+
+
+@pytest.fixture
+def applied(cli, api_env, sandbox, write_manifest, state):
+    """Three batches (acme/q1, acme/q2, globex/starter) created and recorded; returns (manifest, state)."""
+    manifest = write_manifest(two_client_manifest())
+    result = cli("apply", manifest, "--state", state, "--auto-approve")
+    assert result.exit_code == 0, result.output
+    return manifest, state
+
+
+def call_api(sandbox, method: str, path: str, body: dict | None = None) -> dict:
+    """An admin at work in Thought Industries, outside provisioner: one request, its payload."""
+    response = requests.request(
+        method, sandbox.url + path, json=body, headers={"Authorization": f"Bearer {TEST_KEY}"}, timeout=10
+    )
+    assert response.status_code in (200, 201), response.text
+    return next(iter(response.json()["data"].values()))
 
 
 @pytest.fixture

@@ -20,8 +20,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
-
 from conftest import TEST_KEY, run_subprocess
+
 from provisioner.api.client import CreditsApi
 from provisioner.api.sandbox import Faults, Sandbox
 from provisioner.applier import Applier, ApplyResult, attributes_match, request_digest

@@ -16,8 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-
 from conftest import ACCOUNT_ID, ACME_ID, GLOBEX_ID, TEST_KEY
+
 from provisioner.api.client import (
     ApiError,
     AuthError,

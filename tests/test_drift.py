@@ -12,9 +12,15 @@ import sqlite3
 import threading
 
 import pytest
-import requests
+from conftest import (
+    ACME_ID,
+    GLOBEX_ID,
+    TEST_KEY,
+    call_api,
+    run_subprocess,
+    two_client_manifest,
+)
 
-from conftest import ACME_ID, GLOBEX_ID, TEST_KEY, run_subprocess, two_client_manifest
 from provisioner.api.client import CreditsApi
 from provisioner.api.pacing import RateLimiter
 from provisioner.api.sandbox import Sandbox
@@ -28,14 +34,7 @@ FAST = ("--rate-limit", "0")  # the sandbox has no rate limit; pacing is tested 
 
 
 def edit_by_hand(sandbox: Sandbox, batch_id: str, **fields) -> dict:
-    response = requests.put(
-        f"{sandbox.url}/incoming/v2/clients/creditBatches/{batch_id}",
-        json=fields,
-        headers={"Authorization": f"Bearer {TEST_KEY}"},
-        timeout=10,
-    )
-    assert response.status_code == 200, response.text
-    return response.json()["data"]["UpdateCreditBatch"]
+    return call_api(sandbox, "PUT", f"/incoming/v2/clients/creditBatches/{batch_id}", fields)
 
 
 def live_batch(sandbox: Sandbox, batch_id: str) -> dict | None:
@@ -56,16 +55,6 @@ def changed_line(field: str, before: str, after: str) -> re.Pattern:
 
 
 # --- fixtures ----------------------------------------------------------------------
-
-
-@pytest.fixture
-def applied(cli, api_env, sandbox, write_manifest, tmp_path):
-    """Three batches (acme/q1, acme/q2, globex/starter) created and recorded; returns (manifest, state)."""
-    manifest = write_manifest(two_client_manifest())
-    state = tmp_path / "state" / "default.json"
-    result = cli("apply", manifest, "--state", state, "--auto-approve", *FAST)
-    assert result.exit_code == 0, result.output
-    return manifest, state
 
 
 @pytest.fixture

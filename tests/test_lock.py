@@ -14,9 +14,17 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
-
 from conftest import run_subprocess, two_client_manifest
-from provisioner.lock import LockError, LockInfo, StateLock, force_unlock, lock_path, process_start_time, read_lock_info
+
+from provisioner.lock import (
+    LockError,
+    LockInfo,
+    StateLock,
+    force_unlock,
+    lock_path,
+    process_start_time,
+    read_lock_info,
+)
 from provisioner.models import Resource
 from provisioner.state import StateWriter, read_state
 

@@ -13,7 +13,13 @@ import pytest
 import yaml
 
 from provisioner import manifest
-from provisioner.manifest import ManifestError, ManifestIssue, find_manifest_files, load, manifest_schema
+from provisioner.manifest import (
+    ManifestError,
+    ManifestIssue,
+    find_manifest_files,
+    load,
+    manifest_schema,
+)
 from provisioner.models import Desired, Policy
 
 ACME_ID = "6a0c1d7e-2f3b-4c5d-9e8f-0a1b2c3d4e5f"

@@ -14,7 +14,14 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ACCOUNT_ID, ACME_ID, GLOBEX_ID, TEST_KEY, run_subprocess, two_client_manifest
+from conftest import (
+    ACCOUNT_ID,
+    ACME_ID,
+    GLOBEX_ID,
+    TEST_KEY,
+    run_subprocess,
+    two_client_manifest,
+)
 from markdown_it import MarkdownIt
 
 from provisioner.api.sandbox import Sandbox

@@ -12,8 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
-
 from conftest import ACME_ID, TEST_KEY
+
 from provisioner.api.client import CreditsApi
 from provisioner.api.pacing import RateLimiter
 from provisioner.api.sandbox import Sandbox

@@ -10,8 +10,8 @@ import sys
 from datetime import datetime, timezone
 
 import pytest
-
 from conftest import ACCOUNT_ID, ACME_ID, GLOBEX_ID, two_client_manifest
+
 from provisioner.manifest import load
 from provisioner.models import BatchSpec, Desired, Intent, Policy, Resource
 from provisioner.planner import make_plan

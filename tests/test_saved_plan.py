@@ -18,7 +18,7 @@ from provisioner.models import Intent
 from provisioner.planfile import _seal
 from provisioner.state import StateWriter, journal_path, read_state
 
-EXTRA_BATCH = f"""
+EXTRA_BATCH = """
 clients:
   initech:
     id: 9b8a7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d

@@ -6,39 +6,18 @@ import json
 import re
 from datetime import datetime, timezone
 
-import pytest
-import requests
+from conftest import GLOBEX_ID, call_api, run_subprocess
 
-from conftest import GLOBEX_ID, TEST_KEY, run_subprocess, two_client_manifest
-from provisioner.api.sandbox import Sandbox
 from provisioner.state import read_state
 from provisioner.views import render_show
 
 FAST = ("--rate-limit", "0")  # the sandbox has no rate limit
 
 
-def call_api(sandbox: Sandbox, method: str, path: str, body: dict) -> dict:
-    response = requests.request(
-        method, sandbox.url + path, json=body, headers={"Authorization": f"Bearer {TEST_KEY}"}, timeout=10
-    )
-    assert response.status_code in (200, 201), response.text
-    return next(iter(response.json()["data"].values()))
-
-
 def row(output: str, client: str, batch: str) -> str:
     """The table line of one batch, under its client's heading."""
     block = output[output.index(f"\n{client}: "):]
     return next(line for line in block.splitlines() if line.strip().startswith(batch + " "))
-
-
-@pytest.fixture
-def applied(cli, api_env, sandbox, write_manifest, tmp_path):
-    """Three batches (acme/q1, acme/q2, globex/starter) created and recorded; returns (manifest, state)."""
-    manifest = write_manifest(two_client_manifest())
-    state = tmp_path / "state" / "default.json"
-    result = cli("apply", manifest, "--state", state, "--auto-approve", *FAST)
-    assert result.exit_code == 0, result.output
-    return manifest, state
 
 
 def test_show_prints_the_recorded_table_without_the_network(applied, cli, sandbox, monkeypatch):

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import difflib
 import json
-import os
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import ACME_ID, run_subprocess, two_client_manifest
+
 from provisioner.models import Intent, Resource
 from provisioner.state import (
     FORMAT_VERSION,

@@ -11,9 +11,15 @@ import re
 import socket
 
 import pytest
-import requests
+from conftest import (
+    ACME_ID,
+    GLOBEX_ID,
+    TEST_KEY,
+    call_api,
+    run_subprocess,
+    two_client_manifest,
+)
 
-from conftest import ACME_ID, GLOBEX_ID, TEST_KEY, run_subprocess, two_client_manifest
 from provisioner.api.sandbox import Sandbox
 from provisioner.applier import request_digest
 from provisioner.lock import StateLock
@@ -26,14 +32,7 @@ FAST = ("--rate-limit", "0")  # the sandbox has no rate limit
 
 def create_by_hand(sandbox: Sandbox, client_id: str, **body) -> dict:
     """A batch made in Thought Industries directly, not by provisioner."""
-    response = requests.post(
-        f"{sandbox.url}/incoming/v2/clients/{client_id}/creditBatches",
-        json=body,
-        headers={"Authorization": f"Bearer {TEST_KEY}"},
-        timeout=10,
-    )
-    assert response.status_code == 201, response.text
-    return response.json()["data"]["CreateCreditBatch"]
+    return call_api(sandbox, "POST", f"/incoming/v2/clients/{client_id}/creditBatches", body)
 
 
 def recorded(state_path) -> dict:
@@ -64,16 +63,6 @@ def legacy_manifest(name: str = "Globex legacy") -> str:
 
 
 LEGACY_BATCH = {"name": "Globex legacy", "startingBalance": 800, "expiresOn": "2030-12-31T23:00:00Z"}
-
-
-@pytest.fixture
-def applied(cli, api_env, sandbox, write_manifest, tmp_path):
-    """Three batches (acme/q1, acme/q2, globex/starter) created and recorded; returns (manifest, state)."""
-    manifest = write_manifest(two_client_manifest())
-    state = tmp_path / "state" / "default.json"
-    result = cli("apply", manifest, "--state", state, "--auto-approve", *FAST)
-    assert result.exit_code == 0, result.output
-    return manifest, state
 
 
 # --- import ---------------------------------------------------------------------------------
