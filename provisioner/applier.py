@@ -115,7 +115,7 @@ class Applier:
         if age < self.recovery_wait:
             delay = self.recovery_wait - age
             self.progress(f"Waiting {delay:.0f} s for interrupted creates to settle before looking them up...")
-            time.sleep(delay)
+            self.stop.wait(delay)  # an interrupt ends the wait; nothing has been sent yet
 
     def _group_recoveries(self, changes: list[Change]) -> list[list[Change]]:
         groups: dict[tuple[str, str], list[Change]] = defaultdict(list)

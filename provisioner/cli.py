@@ -34,6 +34,7 @@ from provisioner.statecmd import (
     StateCommandError,
     import_batch,
     move_resource,
+    refresh_state,
     remove_resource,
 )
 from provisioner.views import render_resource, render_resource_list, render_show
@@ -92,6 +93,12 @@ def state_option(command):
         default=None,
         help=f"State file. Default: {DEFAULT_STATE} ({SANDBOX_STATE} with --sandbox).",
     )(command)
+
+
+def local_state_options(command):
+    """--state and --sandbox for commands that only touch the state file."""
+    command = click.option("--sandbox", is_flag=True, help=f"Use the sandbox's state file ({SANDBOX_STATE}).")(command)
+    return state_option(command)
 
 
 def api_options(command):
@@ -362,8 +369,6 @@ def report(outcome: ApplyResult, result: Plan) -> None:
 @user_errors
 def refresh(paths, state_path, sandbox, base_url, parallelism, rate_limit, lock_timeout) -> None:
     """Update state from the live API (names, expiries, balances); creates nothing."""
-    from provisioner.statecmd import refresh_state
-
     desired = load(paths)
     state_path = resolve_state_path(state_path, sandbox)
     with StateLock(state_path, command="refresh", timeout=lock_timeout, warn=progress):
@@ -371,7 +376,8 @@ def refresh(paths, state_path, sandbox, base_url, parallelism, rate_limit, lock_
             with api_context(sandbox, base_url, state_path, rate_limit, parallelism) as api:
                 observed = refreshed(desired, writer.state, api, parallelism)
             missing = refresh_state(writer, observed)
-    click.echo(f"Refreshed {len(read_state(state_path).resources)} recorded batches.")
+            recorded = len(writer.state.resources)
+    click.echo(f"Refreshed {recorded} recorded batches.")
     for address in missing:
         progress(f"Warning: {address} is recorded but the API no longer lists it (see 'provisioner plan --refresh').")
 
@@ -397,8 +403,7 @@ def import_command(address, batch_id, paths, state_path, sandbox, base_url, para
 
 @main.command(name="force-unlock")
 @click.argument("lock_id")
-@state_option
-@click.option("--sandbox", is_flag=True, help="Unlock the sandbox's state file.")
+@local_state_options
 @user_errors
 def force_unlock_cmd(lock_id, state_path, sandbox) -> None:
     """Remove the lock LOCK_ID left by a run that is gone (see the lock error for the ID)."""
@@ -412,8 +417,7 @@ def state() -> None:
 
 
 @state.command(name="list")
-@state_option
-@click.option("--sandbox", is_flag=True, help="Use the sandbox's state file.")
+@local_state_options
 @user_errors
 def state_list(state_path, sandbox) -> None:
     """List recorded addresses and their batch ids."""
@@ -422,8 +426,7 @@ def state_list(state_path, sandbox) -> None:
 
 @state.command(name="show")
 @click.argument("address")
-@state_option
-@click.option("--sandbox", is_flag=True, help="Use the sandbox's state file.")
+@local_state_options
 @user_errors
 def state_show(address, state_path, sandbox) -> None:
     """Show everything recorded for ADDRESS."""
@@ -432,8 +435,7 @@ def state_show(address, state_path, sandbox) -> None:
 
 @state.command(name="rm")
 @click.argument("address")
-@state_option
-@click.option("--sandbox", is_flag=True, help="Use the sandbox's state file.")
+@local_state_options
 @lock_option
 @user_errors
 def state_rm(address, state_path, sandbox, lock_timeout) -> None:
@@ -453,8 +455,7 @@ def state_rm(address, state_path, sandbox, lock_timeout) -> None:
 @state.command(name="mv")
 @click.argument("source")
 @click.argument("destination")
-@state_option
-@click.option("--sandbox", is_flag=True, help="Use the sandbox's state file.")
+@local_state_options
 @lock_option
 @user_errors
 def state_mv(source, destination, state_path, sandbox, lock_timeout) -> None:
