@@ -183,7 +183,7 @@ def main() -> None:
     """
 
 
-@main.command()
+@main.command(short_help="Check manifests only: no state, no network.")
 @paths_argument
 @user_errors
 def validate(paths: tuple[Path, ...]) -> None:
@@ -192,7 +192,7 @@ def validate(paths: tuple[Path, ...]) -> None:
     click.echo(f"Success! {len(desired.batches)} batches of {len(desired.clients)} clients are valid.")
 
 
-@main.command()
+@main.command(short_help="Show what apply would change, and the credits.")
 @paths_argument
 @state_option
 @api_options
@@ -243,7 +243,7 @@ def check_replace_addresses(replace, state) -> None:
         )
 
 
-@main.command()
+@main.command(short_help="Create and update batches (asks for 'yes').")
 @paths_argument
 @state_option
 @api_options
@@ -361,7 +361,7 @@ def report(outcome: ApplyResult, result: Plan) -> None:
         sys.exit(1)
 
 
-@main.command()
+@main.command(short_help="Update state from the live API; creates nothing.")
 @paths_argument
 @state_option
 @api_options
@@ -382,7 +382,7 @@ def refresh(paths, state_path, sandbox, base_url, parallelism, rate_limit, lock_
         progress(f"Warning: {address} is recorded but the API no longer lists it (see 'provisioner plan --refresh').")
 
 
-@main.command(name="import")
+@main.command(name="import", short_help="Adopt an existing batch under an address.")
 @click.argument("address")
 @click.argument("batch_id")
 @paths_argument
@@ -401,7 +401,7 @@ def import_command(address, batch_id, paths, state_path, sandbox, base_url, para
     click.echo(f"Import successful! {address} is batch {resource.batch_id}. Run 'provisioner plan' to see any differences.")
 
 
-@main.command(name="force-unlock")
+@main.command(name="force-unlock", short_help="Remove a lock left by a run that is gone.")
 @click.argument("lock_id")
 @local_state_options
 @user_errors
@@ -411,7 +411,7 @@ def force_unlock_cmd(lock_id, state_path, sandbox) -> None:
     click.echo(f"Lock {info.id} ({info.command} by {info.user}@{info.host}, pid {info.pid}) removed.")
 
 
-@main.group()
+@main.group(short_help="Inspect and edit the state file.")
 def state() -> None:
     """Inspect and edit the state file (each edit under the lock, with a backup)."""
 
@@ -467,7 +467,7 @@ def state_mv(source, destination, state_path, sandbox, lock_timeout) -> None:
     click.echo(f"Moved {source} to {destination}.")
 
 
-@main.command()
+@main.command(short_help="Balances, usage and expiry per client.")
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 @state_option
 @api_options
@@ -485,13 +485,13 @@ def show(paths, state_path, sandbox, base_url, parallelism, rate_limit, refresh)
     click.echo(render_show(current, observed), nl=False)
 
 
-@main.command()
+@main.command(short_help="Print the JSON Schema of a manifest file.")
 def schema() -> None:
     """Print the JSON Schema of a manifest file (for editors and CI)."""
     click.echo(json.dumps(manifest_schema(), indent=2, sort_keys=True))
 
 
-@main.command()
+@main.command(short_help="Serve a local simulator of the credits API.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8666, show_default=True, type=click.IntRange(0, 65535), help="Port (0: any free port).")
 @click.option("--data", "data_path", type=click.Path(dir_okay=False, path_type=Path), help="SQLite file; default: in memory.")
