@@ -8,8 +8,8 @@ The rules that keep credits from being issued twice or ids from being lost:
   the intent, with the intent's attributes and claimed by no address, is adopted;
   none found means it was never made; more than one stops and is reported;
 - open intents left by a crash are resolved the same way before new work;
-- creates with identical attributes for one client never run at the same time,
-  so a listing can always tell them apart.
+- creates that a listing could confuse (same client, name and balance) never run
+  at the same time, so a listing can always tell them apart.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from provisioner.api.client import (
     CreditsApi,
     OutcomeUnknown,
 )
-from provisioner.models import UPDATABLE_FIELDS, Change, Desired, Intent, Plan, Resource
+from provisioner.models import COMPARED_FIELDS, UPDATABLE_FIELDS, Change, Desired, Intent, Plan, Resource
 from provisioner.planner import same_value
 from provisioner.state import StateWriter
 from provisioner.timestamps import parse_timestamp, utc_now_text
@@ -118,20 +118,20 @@ class Applier:
             self.stop.wait(delay)  # an interrupt ends the wait; nothing has been sent yet
 
     def _group_recoveries(self, changes: list[Change]) -> list[list[Change]]:
-        groups: dict[tuple[str, str], list[Change]] = defaultdict(list)
+        groups: dict[tuple, list[Change]] = defaultdict(list)
         for change in changes:
             intent = self.writer.state.pending[change.address]
-            groups[(intent.client_id, intent.digest)].append(change)
+            groups[confusable_key(intent.client_id, intent.attributes)].append(change)
         return [sorted(group, key=lambda c: self.writer.state.pending[c.address].at) for group in groups.values()]
 
     def _group_by_request(self, changes: list[Change], desired: Desired) -> list[list[Change]]:
-        groups: dict[str, list[Change]] = defaultdict(list)
+        groups: dict[tuple, list[Change]] = defaultdict(list)
         for change in changes:
             if change.action == "update":
-                groups[change.address].append(change)
+                groups[("update", change.address)].append(change)
             else:
                 spec = desired.batches[change.address]
-                groups[request_digest(spec.client_id, spec.attributes())].append(change)
+                groups[confusable_key(spec.client_id, spec.attributes())].append(change)
         return list(groups.values())
 
     def _run_groups(self, groups: list[list[Change]], desired: Desired) -> None:
@@ -168,18 +168,22 @@ class Applier:
 
     # --- the three kinds of work -----------------------------------------
 
-    def _create(self, address: str, desired: Desired) -> None:
+    def _create(self, address: str, desired: Desired, previous: Intent | None = None) -> None:
         spec = desired.batches[address]
-        intent, batch = self._send_create(address, spec.client_id, spec.attributes())
+        intent, batch = self._send_create(address, spec.client_id, spec.attributes(), previous)
         if batch is None:
             self._resolve_after_ambiguity(intent, desired)
         else:
             self._record_created(intent, batch, "created", "created")
 
-    def _send_create(self, address: str, client_id: str, attributes: dict) -> tuple[Intent, dict | None]:
+    def _send_create(
+        self, address: str, client_id: str, attributes: dict, previous: Intent | None = None
+    ) -> tuple[Intent, dict | None]:
         """Sends one create, its intent written the instant before the request leaves.
 
         Returns the intent and the batch made, or None for the batch when the outcome is unknown.
+        ``previous`` is the intent of an earlier attempt whose outcome was never settled for
+        certain: a definite refusal of this attempt puts it back rather than forgetting it.
         """
         written: list[Intent] = []
 
@@ -200,7 +204,9 @@ class Applier:
             self._report(address, f"outcome unknown ({exc}); looking it up")
             return written[0], None
         except ApiError:
-            if written:
+            if written and previous is not None:
+                self.writer.record_intent(previous)
+            elif written:
                 self.writer.clear_intent(address)  # a definite refusal: nothing was made
             raise
         return written[0], batch
@@ -227,14 +233,14 @@ class Applier:
             self._record_created(intent, batch, "adopted", "found and recorded (made by an interrupted apply)")
         elif change.address in desired.batches:
             self._report(change.address, "the interrupted create never happened; creating it now")
-            self._create(change.address, desired)
+            self._create(change.address, desired, previous=intent)
         else:
             self.writer.clear_intent(change.address)
             self._done_one(change.address, None, "the interrupted create never happened and it is no longer declared")
 
     def _resolve_after_ambiguity(self, intent: Intent, desired: Desired) -> None:
-        for round_number in range(1, RECOVERY_ROUNDS + 1):
-            time.sleep(self.settle_seconds * round_number)
+        for _ in range(RECOVERY_ROUNDS):
+            self._wait_until_settled(intent)
             batch = self._find_made_batch(intent)
             if batch is not None:
                 self._record_created(intent, batch, "adopted", "created (confirmed by listing)")
@@ -245,7 +251,7 @@ class Applier:
                     "as a recovery and apply resolves it"
                 )
             self._report(intent.address, "the create did not happen; sending it again")
-            intent, batch = self._send_create(intent.address, intent.client_id, intent.attributes)
+            intent, batch = self._send_create(intent.address, intent.client_id, intent.attributes, previous=intent)
             if batch is not None:
                 self._record_created(intent, batch, "created", "created")
                 return
@@ -256,17 +262,24 @@ class Applier:
 
     # --- recovery -----------------------------------------------------------
 
+    def _wait_until_settled(self, intent: Intent) -> None:
+        """Before deciding a create did not happen, give the server the time it may still be
+        taking over it (a dropped connection does not stop the server's work)."""
+        age = (datetime.now(timezone.utc) - parse_timestamp(intent.at)).total_seconds()
+        time.sleep(max(self.settle_seconds, self.recovery_wait - age))
+
     def _find_made_batch(self, intent: Intent) -> dict | None:
         """The batch this intent's create made, None if it made none."""
         listed = self.api.list_batches(intent.client_id)
         claimed = self.writer.claimed_ids()
-        since = parse_timestamp(intent.at) - CLOCK_SKEW
+        others = self.writer.other_open_intents(intent)
         matches = [
             batch
             for batch in listed
             if batch.get("id") not in claimed
-            and attributes_match(batch, intent.attributes)
-            and _created_since(batch, since)
+            and could_be_made_by(batch, intent)
+            # A batch made exactly as another open intent asked is that intent's, not ours.
+            and not any(attributes_match(batch, other.attributes, strict=True) for other in others)
         ]
         open_twins = self.writer.open_intents_like(intent)
         if len(matches) > open_twins:
@@ -310,12 +323,31 @@ class Applier:
         self.progress(f"{address}: {message}")
 
 
-def attributes_match(batch: dict, attributes: dict) -> bool:
-    """Only the fields that were sent are compared: the server may fill others in."""
+def attributes_match(batch: dict, attributes: dict, strict: bool = False) -> bool:
+    """The fields that were sent are compared; ``strict`` also wants the others empty.
+
+    Leniently, a field not sent may hold anything: the server may fill it in (a credit
+    account's default expiry, say).
+    """
+    if strict and any(batch.get(name) not in (None, "") for name in COMPARED_FIELDS if name not in attributes):
+        return False
     return all(same_value(name, batch.get(name), value) for name, value in attributes.items())
 
 
-def _created_since(batch: dict, since: datetime) -> bool:
+def confusable_key(client_id: str, attributes: dict) -> tuple:
+    """Creates that a listing could mistake for one another share this key (the fields every
+    create sends): they are run one after the other, never at the same time."""
+    return (client_id, attributes.get("name"), attributes.get("startingBalance"))
+
+
+def could_be_made_by(batch: dict, intent: Intent) -> bool:
+    """True when the intent's create may have made this batch: what it asked for, made after it."""
+    return attributes_match(batch, intent.attributes) and created_since(
+        batch, parse_timestamp(intent.at) - CLOCK_SKEW
+    )
+
+
+def created_since(batch: dict, since: datetime) -> bool:
     created = batch.get("createdAt")
     if not created:
         return True  # cannot tell: keep it a candidate rather than risk a second create

@@ -143,7 +143,10 @@ def policy_options(command):
 
 
 def resolve_state_path(state_path: Path | None, sandbox: bool) -> Path:
-    return state_path or Path(SANDBOX_STATE if sandbox else DEFAULT_STATE)
+    path = state_path or Path(SANDBOX_STATE if sandbox else DEFAULT_STATE)
+    # Through a symlink, the lock would be the link's and the atomic rename would replace the
+    # link itself: work on the file it points to.
+    return path.resolve() if path.is_symlink() else path
 
 
 def effective_policy(desired: Desired, overrides: dict) -> Policy:

@@ -29,8 +29,9 @@ class Journal:
         return journal
 
     def append(self, entry: dict) -> None:
-        line = json.dumps(entry, sort_keys=True, separators=(",", ":")) + "\n"
-        os.write(self._fd, line.encode("utf-8"))
+        data = memoryview((json.dumps(entry, sort_keys=True, separators=(",", ":")) + "\n").encode("utf-8"))
+        while data:
+            data = data[os.write(self._fd, data) :]
         os.fsync(self._fd)
 
     def close(self) -> None:

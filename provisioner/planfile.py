@@ -54,6 +54,7 @@ def save_plan(
         "lineage": None if is_fresh(state) else state.lineage,
         "serial": state.serial,
         "pending": sorted(state.pending),
+        "state_digest": state.content_digest(),
         "manifest_digest": desired.digest,
         "desired": desired.model_dump(mode="json"),
         "policy": policy.model_dump(mode="json"),
@@ -160,7 +161,7 @@ class SavedPlan:
                 f"{self.path}: this plan was made for another state (lineage {lineage}; {state_path} is "
                 f"{state.lineage}). Make a new plan against this state."
             )
-        if self.body["serial"] != state.serial or self.body["pending"] != sorted(state.pending):
+        if self.body["serial"] != state.serial or self.body["state_digest"] != state.content_digest():
             raise PlanFileError(
                 f"{self.path}: the plan is stale: {state_path} changed since it was made (serial "
                 f"{self.body['serial']} then, {state.serial} now). Run 'provisioner plan --out' again "

@@ -13,6 +13,7 @@ loses nothing: every intent and every id reached the journal (fsync) first.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import threading
@@ -44,6 +45,12 @@ class State(BaseModel):
 
     def claimed_ids(self) -> set[str]:
         return {resource.batch_id for resource in self.resources.values()}
+
+    def content_digest(self) -> str:
+        """Changes whenever what is recorded changes, journal included (the serial alone
+        moves only when a snapshot is written)."""
+        content = self.model_dump(mode="json", include={"resources", "pending"})
+        return hashlib.sha256(json.dumps(content, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def backup_path(path: Path) -> Path:
@@ -275,6 +282,15 @@ class StateWriter:
             self.checkpoint()
         else:
             journal_path(self.path).unlink()
+
+    def other_open_intents(self, intent: Intent) -> list[Intent]:
+        """Open intents of the same client that would send a different create."""
+        with self._guard:
+            return [
+                other
+                for other in self.state.pending.values()
+                if other.client_id == intent.client_id and other.digest != intent.digest
+            ]
 
     def _write(self, entry: dict) -> None:
         with self._guard:

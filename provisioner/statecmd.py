@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from itertools import islice
 
 from provisioner.api.client import CreditsApi
+from provisioner.applier import could_be_made_by
 from provisioner.manifest import KEY_PATTERN, KEY_RULE
 from provisioner.models import COMPARED_FIELDS, BatchSpec, Desired, Resource
 from provisioner.planner import live_attributes, normalized
@@ -35,18 +36,21 @@ def import_batch(writer: StateWriter, api: CreditsApi, desired: Desired, address
             f"{address} is already recorded as batch {existing.batch_id}; run 'provisioner state rm "
             f"{address}' first if you mean to manage another batch under that address."
         )
-    if address in writer.state.pending:
-        # Recording now would close the intent, and a batch that create did make would be lost.
-        raise StateCommandError(
-            f"an interrupted apply was creating {address}; run 'provisioner apply' first: it finds and "
-            "records that batch if it was made. Then import, if still needed."
-        )
     owner = next((name for name, res in writer.state.resources.items() if res.batch_id == batch_id), None)
     if owner is not None:
         raise StateCommandError(f"batch {batch_id} is already recorded as {owner}; one batch, one address.")
     live = _listed(api, spec.client_id, batch_id)
     if live is None:
         raise StateCommandError(_not_found_message(api, desired, spec, batch_id))
+    intent = writer.state.pending.get(address)
+    if intent is not None and not could_be_made_by(live, intent):
+        # Recording would close the intent, and a batch that create did make would be lost;
+        # importing one of the batches it may have made is how an ambiguous recovery is settled.
+        raise StateCommandError(
+            f"an interrupted apply was creating {address}, and batch {batch_id} cannot be the one it "
+            "made (other attributes, or made before it). Run 'provisioner apply' first: it finds and "
+            "records that batch if it was made; when it reports several candidates, import one of those."
+        )
     attributes = {
         field: normalized(field, live[field]) for field in COMPARED_FIELDS if live.get(field) not in (None, "")
     }
@@ -83,6 +87,12 @@ def remove_resource(writer: StateWriter, address: str) -> Resource:
 
 def move_resource(writer: StateWriter, source: str, destination: str) -> None:
     _recorded(writer, source)
+    for address in (source, destination):
+        if address in writer.state.pending:
+            raise StateCommandError(
+                f"an interrupted apply was creating {address}; run 'provisioner apply' first, so that "
+                "the batch it may have made is recorded before addresses move."
+            )
     if destination in writer.state.resources:
         raise StateCommandError(f"{destination} is already recorded; choose another address or 'state rm' it first.")
     if not ADDRESS.fullmatch(destination):

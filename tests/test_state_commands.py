@@ -330,19 +330,40 @@ def test_a_held_lock_stops_state_rm_in_a_real_process(applied, api_env):
     assert "acme/q1" in recorded(state)
 
 
-def test_import_waits_for_an_interrupted_create_of_that_address(cli, api_env, sandbox, write_manifest, tmp_path):
-    """A crashed apply left an open intent: importing over it could lose the batch that create made."""
-    legacy = create_by_hand(sandbox, GLOBEX_ID, **LEGACY_BATCH)
-    manifest = write_manifest(legacy_manifest())
-    state = tmp_path / "state.json"
-    attributes = {"clientId": GLOBEX_ID, "name": "Globex legacy", "startingBalance": 800}
+def open_intent(state, attributes: dict) -> None:
+    """What a crashed apply leaves behind for globex/legacy."""
     with StateWriter(state) as writer:
         writer.record_intent(Intent(address="globex/legacy", client_id=GLOBEX_ID, attributes=attributes,
                                     digest=request_digest(GLOBEX_ID, attributes), at=utc_now_text()))
 
+
+def test_import_refuses_a_batch_an_interrupted_create_cannot_have_made(cli, api_env, sandbox, write_manifest, tmp_path):
+    """A crashed apply left an open intent: importing another batch over it could lose the one it made."""
+    legacy = create_by_hand(sandbox, GLOBEX_ID, **LEGACY_BATCH)
+    manifest = write_manifest(legacy_manifest())
+    state = tmp_path / "state.json"
+    open_intent(state, {"clientId": GLOBEX_ID, "name": "Globex legacy", "startingBalance": 900})
+
     result = cli("import", "globex/legacy", legacy["id"], manifest, "--state", state, *FAST)
 
     assert result.exit_code == 1
-    assert "an interrupted apply was creating globex/legacy; run 'provisioner apply' first" in result.stderr
+    assert "an interrupted apply was creating globex/legacy" in result.stderr
+    assert "Run 'provisioner apply' first" in result.stderr
     assert "globex/legacy" in read_state(state).pending
     assert read_state(state).resources == {}
+
+
+def test_import_of_a_batch_the_interrupted_create_may_have_made_settles_it(
+    cli, api_env, sandbox, write_manifest, tmp_path
+):
+    """How an ambiguous recovery is settled: the user picks one of the candidates."""
+    manifest = write_manifest(legacy_manifest())
+    state = tmp_path / "state.json"
+    open_intent(state, {"clientId": GLOBEX_ID, "name": "Globex legacy", "startingBalance": 800})
+    candidate = create_by_hand(sandbox, GLOBEX_ID, **LEGACY_BATCH)
+
+    result = cli("import", "globex/legacy", candidate["id"], manifest, "--state", state, *FAST)
+
+    assert result.exit_code == 0, result.output
+    assert read_state(state).pending == {}
+    assert read_state(state).resources["globex/legacy"].batch_id == candidate["id"]

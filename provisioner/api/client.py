@@ -141,7 +141,7 @@ class CreditsApi:
     def list_batches(self, client_id: str, credit_account_id: str | None = None) -> list[dict]:
         """Every batch of the client, following hasMore page after page."""
         path = f"/incoming/v2/clients/{quote(client_id, safe='')}/creditBatches"
-        batches: list[dict] = []
+        batches: dict[str, dict] = {}  # by id: a batch listed twice (pages shifting) counts once
         page = 1
         while True:
             params = {"clientId": client_id, "page": page}
@@ -149,10 +149,15 @@ class CreditsApi:
                 params["creditAccountId"] = credit_account_id
             payload = self._request("GET", path, params=params, idempotent=True, subject=f"client {client_id}")
             listing = _unwrap(payload, "APICreditBatchesByClientAndCreditAccount")
-            page_batches = listing.get("creditBatches") or []
-            batches.extend(page_batches)
-            if not (listing.get("pageInfo") or {}).get("hasMore") or not page_batches:
-                return batches
+            page_info = listing.get("pageInfo") or {}
+            before = len(batches)
+            for batch in listing.get("creditBatches") or []:
+                batches.setdefault(str(batch.get("id")), batch)
+            # A page with nothing new ends the walk even if hasMore says otherwise (a server
+            # ignoring ?page would otherwise be asked forever).
+            if not page_info.get("hasMore") or len(batches) == before:
+                _check_complete(client_id, batches, page_info.get("total"))
+                return list(batches.values())
             page += 1
 
     # --- one request, with retries --------------------------------------
@@ -236,6 +241,15 @@ class CreditsApi:
 
     def _backoff(self, attempt: int) -> None:
         self._sleep(self._delay(attempt))
+
+
+def _check_complete(client_id: str, batches: dict, total) -> None:
+    """A short listing must fail loudly: recovery would take a missing batch for one never made."""
+    if isinstance(total, int) and not isinstance(total, bool) and len(batches) < total:
+        raise ApiError(
+            f"listing the batches of client {client_id} gave {len(batches)} of the {total} the API counts "
+            "(pages changing while they were read?). Nothing was decided on it; run the command again."
+        )
 
 
 def _may_have_been_sent(exc: requests.RequestException) -> bool:
