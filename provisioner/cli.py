@@ -172,7 +172,27 @@ def refreshed(desired: Desired, state, api, parallelism: int) -> dict:
 # --- commands --------------------------------------------------------------------
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class ProvisionerGroup(click.Group):
+    """Exit codes are 0, 1 and (plan --detailed-exitcode) 2: a usage error is an error like any
+    other, exit 1, so that 2 always means "changes present" to a pipeline."""
+
+    def main(self, *args, **kwargs):
+        try:
+            return super().main(*args, **{**kwargs, "standalone_mode": False})
+        except click.exceptions.Exit as exit_:
+            sys.exit(exit_.exit_code)
+        except click.ClickException as error:
+            error.show()
+            sys.exit(1)
+        except (click.Abort, KeyboardInterrupt):
+            click.echo("\nInterrupted; nothing more was done.", err=True)
+            sys.exit(1)
+
+
+@click.group(
+    cls=ProvisionerGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.version_option(__version__, prog_name="provisioner")
 def main() -> None:
     """Declare Thought Industries credit batches in YAML; plan, review, apply.

@@ -128,8 +128,7 @@ class StateLock:
             if time.monotonic() >= deadline:
                 raise LockError(
                     f"the state {self.state_path} is locked by another run:\n  {holder.describe()}\n"
-                    "Wait for it to finish, or pass --lock-timeout SECONDS to wait. If you are sure "
-                    f"no run is active, release it with: provisioner force-unlock {holder.id}"
+                    + _what_to_do(holder)
                 )
             time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
 
@@ -194,7 +193,20 @@ class StateLock:
         self._fd = None
 
 
+def _what_to_do(holder: LockInfo) -> str:
+    if holder.host == socket.gethostname():
+        return (
+            f"That run is still going (pid {holder.pid} on this machine): wait for it to finish, or pass "
+            "--lock-timeout SECONDS to wait for it."
+        )
+    return (
+        "Wait for it to finish, or pass --lock-timeout SECONDS to wait. Only if you are sure that run is "
+        f"gone (its machine stopped), release the lock with: provisioner force-unlock {holder.id}"
+    )
+
+
 def force_unlock(state_path: str | Path, lock_id: str) -> LockInfo:
+    """Removes a lock left by a run that is gone; refuses while its holder still runs here."""
     state_path = Path(state_path)
     info = read_lock_info(state_path)
     if info is None:
@@ -203,8 +215,29 @@ def force_unlock(state_path: str | Path, lock_id: str) -> LockInfo:
         raise LockError(
             f"the lock on {state_path} has ID {info.id}, not {lock_id}; nothing was changed.\n  {info.describe()}"
         )
+    if _held_by_a_live_process(lock_path(state_path)):
+        # Two applies at once is exactly what the lock exists to prevent: credits issued twice.
+        raise LockError(
+            f"the run holding the lock is still alive (pid {info.pid} on {info.host}, {info.command}); "
+            "nothing was changed. Stop it (Ctrl-C) or wait for it: force-unlock is for locks left by "
+            "runs that are gone."
+        )
     lock_path(state_path).unlink(missing_ok=True)
     return info
+
+
+def _held_by_a_live_process(path: Path) -> bool:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
 
 
 def _user() -> str:

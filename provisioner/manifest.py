@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from pydantic.json_schema import SkipJsonSchema
 
 from provisioner.models import BatchSpec, ClientSpec, Desired, Policy
+from provisioner.planfile import MARKER as SAVED_PLAN_MARKER
 
 __all__ = [
     "ManifestIssue",
@@ -48,6 +49,8 @@ MAX_NAME_LENGTH = 255
 MANIFEST_SUFFIXES = (".yaml", ".yml")
 EXAMPLE_UUID = "6a0c1d7e-2f3b-4c5d-9e8f-0a1b2c3d4e5f"
 EXAMPLE_TIMESTAMP = "2026-12-31T23:59:59Z"
+# 2^53-1: the largest whole number that JSON tools reading plans and state (jq, JavaScript) hold exactly.
+MAX_WHOLE_NUMBER = 2**53 - 1
 
 
 # --------------------------------------------------------------------------- issues
@@ -97,7 +100,7 @@ class _FormatModel(BaseModel):
 def _policy_field(name: str, alias: str) -> Any:
     """Policy fields carry the shared model's default and description, so both say the same."""
     shared = Policy.model_fields[name]
-    return Field(shared.default, ge=0, alias=alias, description=shared.description)
+    return Field(shared.default, ge=0, le=MAX_WHOLE_NUMBER, alias=alias, description=shared.description)
 
 
 class PolicyModel(_FormatModel):
@@ -112,7 +115,7 @@ class BatchModel(_FormatModel):
     """One credit batch. Its address is "<client key>/<batch key>"."""
 
     starting_balance: int = Field(
-        alias="startingBalance", ge=0, description="Credits put into the batch: a whole number, 0 or more."
+        alias="startingBalance", ge=0, le=MAX_WHOLE_NUMBER, description="Credits put into the batch: a whole number, 0 or more."
     )
     name: str | SkipJsonSchema[None] = Field(
         None, min_length=1, max_length=MAX_NAME_LENGTH, description="Display name. Default: the batch key."
@@ -239,6 +242,9 @@ def load(paths: Sequence[str | Path]) -> Desired:
         if data is None:
             continue
         _add_to_digest(digest, path, data)
+        if _is_saved_plan(data):
+            issues.append(_saved_plan_issue(str(path)))
+            continue
         root = _compose(str(path), data, issues)
         _FileReader(str(path), collector).read(root)
     if issues:
@@ -260,6 +266,19 @@ def _add_to_digest(digest: Any, path: Path, data: bytes) -> None:
     name = path.name.encode("utf-8", "surrogateescape")
     digest.update(b"%d:%s%d:" % (len(name), name, len(data)))
     digest.update(data)
+
+
+def _is_saved_plan(data: bytes) -> bool:
+    # The test planfile.is_saved_plan applies, so that the advice to apply it holds.
+    return data[:64].lstrip().startswith(b"{") and SAVED_PLAN_MARKER.encode() in data
+
+
+def _saved_plan_issue(file: str) -> ManifestIssue:
+    message = (
+        f"this is a saved plan, not a manifest: apply it with 'provisioner apply {file}', "
+        "and keep it out of the manifests directory"
+    )
+    return ManifestIssue(file, 0, 0, "", message)
 
 
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -344,6 +363,38 @@ def _join(path: str, name: str) -> str:
     return f"{path}.{name}" if path else name
 
 
+# --------------------------------------------------------------------------- telling manifests from other YAML
+
+NOT_A_MANIFEST_HINT = "pass the directory of your manifests, not a parent of other YAML files"
+# Fields that only a client or a batch has: an entry holding one is a manifest's, misplaced.
+ENTRY_FIELDS = (frozenset(CLIENT_FIELDS) | frozenset(BATCH_FIELDS)) - {"name"}
+
+
+def _not_a_manifest(root: yaml.Node) -> str | None:
+    """Why a document is no manifest at all (a CI workflow, say), or None if it is meant as one, however wrong."""
+    if _is_null(root):
+        return None
+    if not isinstance(root, yaml.MappingNode):
+        return f"its top level is {_describe(root)}, not a mapping with 'clients' or 'policy'"
+    if not root.value or any(_meant_for_a_manifest(key, value) for key, value in root.value):
+        return None
+    return "no 'clients' or 'policy' at its top level"
+
+
+def _meant_for_a_manifest(key: yaml.Node, value: yaml.Node) -> bool:
+    """A top-level entry that shows its file is meant as a manifest: a manifest key or a typo of one
+    ('cleints:'), a policy limit or a client written without the mapping around it, or a merge."""
+    if key.tag == MERGE:
+        return True
+    if not isinstance(key, yaml.ScalarNode):
+        return False
+    if key.value in POLICY_FIELDS or difflib.get_close_matches(key.value, TOP_FIELDS, n=1):
+        return True
+    return isinstance(value, yaml.MappingNode) and any(
+        isinstance(field, yaml.ScalarNode) and field.value in ENTRY_FIELDS for field, _ in value.value
+    )
+
+
 # --------------------------------------------------------------------------- collecting across files
 
 
@@ -379,6 +430,9 @@ class _FileReader:
     def __init__(self, file: str, collector: _Collector):
         self.file = file
         self.collector = collector
+        # Paths of fields an unknown field was taken for a typo of ("did you mean ...?"):
+        # reporting such a field as missing as well would say the same thing twice.
+        self.suggested: set[str] = set()
 
     # -- reporting
 
@@ -394,6 +448,11 @@ class _FileReader:
 
     def read(self, root: yaml.Node | None) -> None:
         if root is None:
+            return
+        reason = _not_a_manifest(root)
+        if reason:
+            message = f"not a provisioner manifest ({reason}); {NOT_A_MANIFEST_HINT}"
+            self.collector.issues.append(ManifestIssue(self.file, 1, 1, "", message))
             return
         fields = self.fields(root, "", TOP_FIELDS, "a mapping with 'policy' and/or 'clients'", nests="clients")
         if fields is None:
@@ -507,14 +566,16 @@ class _FileReader:
             if name in known:
                 found[name] = (key_node, value_node)
             else:
-                hint = self.unknown_field_hint(name, value_node, known, nests)
+                hint = self.unknown_field_hint(name, value_node, known, path, nests)
                 self.report(key_node, _join(path, name), f"unknown field; {hint}")
         return found
 
-    @staticmethod
-    def unknown_field_hint(name: str, value_node: yaml.Node, known: dict[str, str], nests: str | None) -> str:
+    def unknown_field_hint(
+        self, name: str, value_node: yaml.Node, known: dict[str, str], path: str, nests: str | None
+    ) -> str:
         close = difflib.get_close_matches(name, known, n=1)
         if close:
+            self.suggested.add(_join(path, close[0]))
             return f"did you mean '{close[0]}'?"
         if nests and isinstance(value_node, yaml.MappingNode) and KEY.fullmatch(name):
             return f"expected one of: {', '.join(known)} (if '{name}' is meant as an entry, put it under '{nests}:')"
@@ -578,7 +639,8 @@ class _FileReader:
 
     def required(self, fields: dict, name: str, owner: yaml.Node, path: str, parse: Callable, example: str) -> Any:
         if name not in fields:
-            self.report(owner, _join(path, name), f"required field missing; add e.g. '{example}'")
+            if _join(path, name) not in self.suggested:
+                self.report(owner, _join(path, name), f"required field missing; add e.g. '{example}'")
             return None
         return parse(fields[name][1], _join(path, name))
 
@@ -592,9 +654,12 @@ class _FileReader:
         if problem:
             self.report(node, field, problem)
             return None
-        value = int(node.value.replace("_", ""))
+        value = _bounded_int(node.value)
         if value < 0:
-            self.report(node, field, f"must be 0 or more, got {node.value}")
+            self.report(node, field, f"must be 0 or more, got {_shorten(node.value)}")
+            return None
+        if value > MAX_WHOLE_NUMBER:
+            self.report(node, field, _too_large_message(node.value))
             return None
         return value
 
@@ -641,6 +706,23 @@ def _whole_number_problem(node: yaml.Node) -> str | None:
     if node.tag == STR and _is_quoted(node) and DECIMAL.fullmatch(text.strip()):
         return f"{expected}, got text ('{text}'); remove the quotes"
     return f"{expected}, got {_describe(node)}"
+
+
+def _bounded_int(text: str) -> int:
+    """A plain decimal's value; past the bound, with its sign, when it has more digits than the
+    bound (int() refuses thousands of digits, and no such number is allowed anyway)."""
+    digits = text.replace("_", "")
+    if len(digits.lstrip("+-")) > len(str(MAX_WHOLE_NUMBER)):
+        beyond = MAX_WHOLE_NUMBER + 1
+        return -beyond if digits.startswith("-") else beyond
+    return int(digits)
+
+
+def _too_large_message(text: str) -> str:
+    return (
+        f"too large: {_shorten(text)}; at most {MAX_WHOLE_NUMBER:,} (2^53-1), "
+        "the largest whole number JSON tools such as jq hold exactly"
+    )
 
 
 def _is_whole_float(text: str) -> bool:

@@ -586,3 +586,20 @@ def test_still_rate_limited_after_max_attempts_fails_clearly(sandbox):
 
     assert "rate limited" in str(caught.value) and caught.value.status == 429
     assert sandbox.all_batches() == [] and len(sandbox.request_log) == 3
+
+
+@pytest.mark.parametrize("key", [TEST_KEY + "\n", TEST_KEY + "\r", "ti_test_ spaced", "ti_test_SECRÉT€"])
+def test_a_key_that_cannot_be_sent_is_refused_before_any_request(sandbox, key):
+    requests_before = sandbox.stats["requests"]
+    with pytest.raises(ConfigurationError) as raised:
+        CreditsApi(sandbox.url, key)
+    assert "TI_API_KEY" in str(raised.value)
+    assert key.strip() not in str(raised.value)
+    assert sandbox.stats["requests"] == requests_before
+
+
+def test_credentials_in_the_base_url_are_refused_without_echoing_them():
+    with pytest.raises(ConfigurationError) as raised:
+        check_base_url("https://admin:hunter2@school.thoughtindustries.com")
+    assert "hunter2" not in str(raised.value)
+    assert "school.thoughtindustries.com" in str(raised.value)

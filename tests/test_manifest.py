@@ -261,7 +261,12 @@ def test_missing_path_is_reported_with_the_other_issues():
     [
         ("clientz: {}\n", "m.yaml:1:1: clientz: unknown field; did you mean 'clients'?"),
         ("polcy: {}\n", "m.yaml:1:1: polcy: unknown field; did you mean 'policy'?"),
-        ("stuff: 1\n", "m.yaml:1:1: stuff: unknown field; expected one of: policy, clients"),
+        ("clients: {}\nstuff: 1\n", "m.yaml:2:1: stuff: unknown field; expected one of: policy, clients"),
+        (
+            f"clients: {{}}\nacme:\n  id: {ACME_ID}\n",
+            "m.yaml:2:1: acme: unknown field; expected one of: policy, clients"
+            " (if 'acme' is meant as an entry, put it under 'clients:')",
+        ),
         ("policy:\n  maxCreate: 1\n", "m.yaml:2:3: policy.maxCreate: unknown field; did you mean 'maxCreates'?"),
         (
             f"clients:\n  acme:\n    id: {ACME_ID}\n    creditAcountId: {ACCOUNT_ID}\n",
@@ -278,10 +283,29 @@ def test_unknown_fields_are_rejected(text, expected):
     assert problems(("m.yaml", text)) == [expected]
 
 
-def test_unknown_batch_field_suggests_the_close_one():
-    lines = batch_problems("startingBalence: 5000\n")
-    assert "m.yaml:6:9: clients.acme.batches.q1.startingBalence: unknown field; did you mean 'startingBalance'?" in lines
-    assert "m.yaml:5:7: clients.acme.batches.q1.startingBalance: required field missing; add e.g. 'startingBalance: 5000'" in lines
+def test_a_typo_of_a_required_field_is_reported_once():
+    # Not also as "startingBalance: required field missing": that is the same mistake.
+    assert batch_problems("startingBalence: 5000\n") == [
+        "m.yaml:6:9: clients.acme.batches.q1.startingBalence: unknown field; did you mean 'startingBalance'?"
+    ]
+    assert problems(("m.yaml", f"clients:\n  acme:\n    ids: {ACME_ID}\n")) == [
+        "m.yaml:3:5: clients.acme.ids: unknown field; did you mean 'id'?"
+    ]
+
+
+def test_a_required_field_is_still_missing_next_to_an_unrelated_unknown_field():
+    assert batch_problems("colour: red\n") == [
+        "m.yaml:5:7: clients.acme.batches.q1.startingBalance: required field missing; add e.g. 'startingBalance: 5000'",
+        "m.yaml:6:9: clients.acme.batches.q1.colour: unknown field; expected one of: startingBalance, name, expiresOn, creditAccountId",
+    ]
+
+
+def test_a_typo_in_one_batch_does_not_excuse_another_batch():
+    text = f"clients:\n  acme:\n    id: {ACME_ID}\n    batches:\n      q1: {{startingBalence: 1}}\n      q2: {{name: x}}\n"
+    assert problems(("m.yaml", text)) == [
+        "m.yaml:5:12: clients.acme.batches.q1.startingBalence: unknown field; did you mean 'startingBalance'?",
+        "m.yaml:6:7: clients.acme.batches.q2.startingBalance: required field missing; add e.g. 'startingBalance: 5000'",
+    ]
 
 
 # --------------------------------------------------------------------------- duplicates
@@ -560,8 +584,6 @@ def test_expiry_in_the_past_is_not_the_loaders_business():
 @pytest.mark.parametrize(
     "text, expected",
     [
-        ("- a\n- b\n", "m.yaml:1:1: expected a mapping with 'policy' and/or 'clients', got a list"),
-        ("just text\n", "m.yaml:1:1: expected a mapping with 'policy' and/or 'clients', got text ('just text')"),
         ("clients:\n  - acme\n", "m.yaml:2:3: clients: expected a mapping of client keys to clients, got a list"),
         ("clients: acme\n", "m.yaml:1:10: clients: expected a mapping of client keys to clients, got text ('acme')"),
         ("policy: 5\n", "m.yaml:1:9: policy: expected a mapping of policy limits, got a number (5)"),
@@ -680,8 +702,11 @@ def test_schema_lists_the_fields_and_forbids_others():
     assert defs["BatchModel"]["properties"]["startingBalance"] == {
         "description": "Credits put into the batch: a whole number, 0 or more.",
         "minimum": 0,
+        "maximum": 2**53 - 1,
         "type": "integer",
     }
+    for limit in defs["PolicyModel"]["properties"].values():
+        assert (limit["minimum"], limit["maximum"]) == (0, 2**53 - 1)
 
 
 def test_schema_constrains_keys_with_the_loader_pattern():

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import random
+import re
 import time
 from collections.abc import Callable
 from urllib.parse import quote, urlsplit
@@ -23,6 +24,7 @@ from provisioner.api.pacing import RateLimiter
 CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 30.0
 RETRYABLE_STATUSES = {429, 500, 502, 503, 504}
+API_KEY_CHARACTERS = re.compile(r"[!-~]+")  # printable ASCII, no spaces
 
 
 class ApiError(Exception):
@@ -56,9 +58,16 @@ class ConfigurationError(ApiError):
 def check_base_url(url: str) -> str:
     """The base URL without a trailing slash; https unless it is a loopback address."""
     parts = urlsplit(url.strip())
+    if parts.username or parts.password:
+        # Not echoed: what stands before the @ may be a password.
+        raise ConfigurationError(
+            f"the API base URL for {parts.hostname} carries credentials (user:password@); remove them: "
+            "the API key comes from TI_API_KEY only."
+        )
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigurationError(
-            f"the API base URL {url!r} is not a URL; expected e.g. https://yourschool.thoughtindustries.com"
+            f"the API base URL {url!r} is not an https:// address; expected e.g. "
+            "https://yourschool.thoughtindustries.com"
         )
     if parts.scheme == "http" and not is_loopback(parts.hostname):
         raise ConfigurationError(
@@ -95,6 +104,12 @@ class CreditsApi:
         if not api_key:
             raise ConfigurationError(
                 "no API key: set TI_API_KEY in the environment (keys are never read from flags or files)."
+            )
+        if not API_KEY_CHARACTERS.fullmatch(api_key):
+            # Said before any request: a header that cannot be sent must not look like a lost answer.
+            raise ConfigurationError(
+                "TI_API_KEY contains spaces, line breaks or other characters an API key cannot have "
+                "(a trailing newline or \\r from a copied file?). Set it again without them."
             )
         self.base_url = check_base_url(base_url)
         self.limiter = limiter or RateLimiter(None)
@@ -252,9 +267,19 @@ def _check_complete(client_id: str, batches: dict, total) -> None:
         )
 
 
+NEVER_SENT = (
+    requests.exceptions.ConnectTimeout,
+    requests.exceptions.InvalidHeader,
+    requests.exceptions.InvalidURL,
+    requests.exceptions.InvalidSchema,
+    requests.exceptions.MissingSchema,
+    requests.exceptions.InvalidJSONError,
+)
+
+
 def _may_have_been_sent(exc: requests.RequestException) -> bool:
-    """False only when the connection was never made, so the server saw nothing."""
-    if isinstance(exc, requests.exceptions.ConnectTimeout):
+    """False only when the request never left, so the server saw nothing."""
+    if isinstance(exc, NEVER_SENT):
         return False
     if isinstance(exc, requests.exceptions.ConnectionError):
         reason = getattr(exc.args[0], "reason", None) if exc.args else None

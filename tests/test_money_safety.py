@@ -1,0 +1,473 @@
+"""Regression tests of the money-safety review (/tmp/review/r1..r7): credits issued once, no id lost.
+
+Each scenario of the review runs here against the real sandbox, most of them through a fault proxy
+(tests/faultproxy.py) that can drop a create's connection while the server still commits it later,
+refuse, delay an answer, or rewrite a listing. The proxy commits a dropped create just before the
+first request that arrives once it is due, so a lookup made after the recovery window always sees
+it and one made before never does: outcomes depend on what the applier waits for, not on races.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+from conftest import TEST_KEY
+from faultproxy import Answer, DropThenCommit, FaultProxy, Forward, ListingServer, ProxiedRequest
+
+from provisioner import journal
+from provisioner.api.client import ApiError, CreditsApi
+from provisioner.applier import Applier, ApplyResult, request_digest
+from provisioner.lock import StateLock
+from provisioner.manifest import load
+from provisioner.models import BatchSpec, Intent, Resource
+from provisioner.planner import make_plan
+from provisioner.state import StateWriter, read_state
+from provisioner.timestamps import utc_now_text
+
+CLIENT = "3f9d6c1e-8a2b-4c7d-9e0f-1a2b3c4d5e6f"
+SETTLE = 0.05  # seconds between an ambiguous answer and the first lookup, at least
+LATE_COMMIT = 0.4  # seconds after its connection dropped that the server commits a create
+RECOVERY_WAIT = 1.0  # the window the applier must wait: longer than LATE_COMMIT
+NEVER = 3600.0  # a dropped create that lands only when the test says so
+
+
+# --- scenery ---------------------------------------------------------------------------------------
+
+
+def manifest_text(*batches: tuple[str, str]) -> str:
+    """batches: (key, YAML lines of the batch, indented by 8)."""
+    lines = ["clients:", "  c0:", f"    id: {CLIENT}", "    batches:"]
+    for key, body in batches:
+        lines += [f"      {key}:", body.rstrip("\n")]
+    return "\n".join(lines) + "\n"
+
+
+def one_batch(key: str = "q1") -> tuple[str, str]:
+    return key, "        name: Q1\n        startingBalance: 1000"
+
+
+SIMILAR_PAIR = (
+    ("a", "        name: Q1\n        startingBalance: 100"),
+    ("b", "        name: Q1\n        startingBalance: 100\n        expiresOn: 2030-01-01T00:00:00Z"),
+)
+
+
+def fast_api(url: str, max_attempts: int = 6) -> CreditsApi:
+    return CreditsApi(url, TEST_KEY, timeout=(1.0, 5.0), max_attempts=max_attempts, backoff_base=0.01, backoff_cap=0.05)
+
+
+def apply_in_process(manifest: Path, state: Path, api: CreditsApi, *, recovery_wait: float, parallelism: int = 4) -> ApplyResult:
+    """What `provisioner apply --auto-approve` does, with a short settle time."""
+    desired = load([manifest])
+    with StateLock(state, command="apply"), StateWriter(state) as writer:
+        plan = make_plan(desired, writer.state, datetime.now(timezone.utc))
+        applier = Applier(api, writer, parallelism=parallelism, settle_seconds=SETTLE, recovery_wait=recovery_wait)
+        return applier.apply(plan, desired)
+
+
+def open_intent(state: Path, address: str, spec: BatchSpec) -> None:
+    """The journal line written before a create, left open as a killed apply leaves it."""
+    attributes = spec.attributes()
+    intent = Intent(
+        address=address,
+        client_id=spec.client_id,
+        attributes=attributes,
+        digest=request_digest(spec.client_id, attributes),
+        at=utc_now_text(),
+    )
+    with StateLock(state, command="test"), StateWriter(state) as writer:
+        writer.record_intent(intent)
+
+
+def live_by_id(sandbox) -> dict[str, dict]:
+    return {batch["id"]: batch for batch in sandbox.all_batches(CLIENT)}
+
+
+def recorded_ids(state: Path) -> dict[str, str]:
+    return {address: resource.batch_id for address, resource in read_state(state).resources.items()}
+
+
+def assert_each_live_batch_recorded_once(sandbox, state: Path, declared: int) -> None:
+    live = live_by_id(sandbox)
+    recorded = recorded_ids(state)
+    assert len(live) == declared, f"{len(live)} batches issued for {declared} declared"
+    assert sorted(recorded.values()) == sorted(live), f"state {recorded} does not name each live batch once"
+    assert not read_state(state).pending, "an intent is still open"
+
+
+def posting(first: object, then: object = None):
+    """A proxy rule: ``first`` for the first POST, ``then`` (default: forward) for later ones."""
+
+    def rule(request: ProxiedRequest):
+        if request.method == "POST" and request.number == 1:
+            return first
+        return then if (then is not None and request.method == "POST") else Forward()
+
+    return rule
+
+
+# --- r1: a create the server commits after the connection dropped ----------------------------------
+
+
+def test_a_create_committed_after_its_connection_dropped_is_adopted_not_sent_again(sandbox, write_manifest, state):
+    """Review P1: a lookup made before the server finished the create found nothing and sent it again."""
+    manifest = write_manifest(manifest_text(one_batch()))
+
+    with FaultProxy(sandbox.url, posting(DropThenCommit(after=LATE_COMMIT))) as proxy:
+        result = apply_in_process(manifest, state, fast_api(proxy.url), recovery_wait=RECOVERY_WAIT)
+        proxy.commit_late_requests()  # whatever was still in flight lands now
+
+    assert result.ok, result.failed
+    assert result.adopted == ["c0/q1"] and result.created == []
+    assert proxy.posts() == 1, "the create was sent again"
+    assert_each_live_batch_recorded_once(sandbox, state, declared=1)
+
+
+# --- r2: the resend after an unknown outcome is refused --------------------------------------------
+
+
+def test_a_refused_resend_keeps_the_intent_of_the_create_whose_outcome_is_unknown(sandbox, write_manifest, state):
+    """Review P2: a 429 storm on the resend cleared the intent, though the first POST may have made a
+    batch; when it landed, nothing remembered it and the next apply issued the credits again."""
+    manifest = write_manifest(manifest_text(one_batch()))
+    refusing = threading.Event()
+    refusing.set()
+
+    def rule(request: ProxiedRequest):
+        if request.method != "POST":
+            return Forward()
+        if request.number == 1:
+            return DropThenCommit(after=NEVER)
+        return Answer(429, {"Retry-After": "0.01"}) if refusing.is_set() else Forward()
+
+    with FaultProxy(sandbox.url, rule) as proxy:
+        api = fast_api(proxy.url, max_attempts=3)
+        first = apply_in_process(manifest, state, api, recovery_wait=0.2)
+
+        assert not first.ok and "rate limited" in first.failed[0][1]
+        assert set(read_state(state).pending) == {"c0/q1"}, "the refused resend erased the open intent"
+
+        proxy.commit_late_requests()  # the first POST had made the batch after all
+        refusing.clear()
+        second = apply_in_process(manifest, state, api, recovery_wait=0.2)
+
+    assert second.ok, second.failed
+    assert second.adopted == ["c0/q1"] and second.created == []
+    assert proxy.posts("forwarded 201") == 0
+    assert_each_live_batch_recorded_once(sandbox, state, declared=1)
+
+
+# --- r3: two creates a listing can confuse ----------------------------------------------------------
+
+
+def test_a_failed_create_never_adopts_the_batch_of_a_similar_create_beside_it(sandbox, write_manifest, state):
+    """Review P3: a={Q1,100} failed (502, nothing made) while b={Q1,100,expiresOn} was committed
+    with its answer still on the way; a's lookup took b's batch, so both addresses held one id."""
+    manifest = write_manifest(manifest_text(*SIMILAR_PAIR))
+    b_committed = threading.Event()
+    a_posts: list[ProxiedRequest] = []
+
+    def a_has_settled() -> bool:
+        return len(a_posts) > 1 or "c0/a" in read_state(state).resources
+
+    def rule(request: ProxiedRequest):
+        if request.method != "POST":
+            return Forward()
+        if "expiresOn" in request.body:  # b: made at once, answered only once a has settled
+            return Forward(after_upstream=b_committed.set, answer_when=a_has_settled)
+        a_posts.append(request)
+        if len(a_posts) == 1:  # a: fails, once b exists if b is being sent beside it
+            b_committed.wait(1.0)
+            return Answer(502)
+        return Forward()
+
+    with FaultProxy(sandbox.url, rule) as proxy:
+        result = apply_in_process(manifest, state, fast_api(proxy.url), recovery_wait=0.1, parallelism=4)
+
+    recorded = recorded_ids(state)
+    assert recorded["c0/a"] != recorded["c0/b"], "two addresses share one batch"
+    live = live_by_id(sandbox)
+    assert live[recorded["c0/a"]]["expiresOn"] is None, "c0/a holds b's batch, which expires"
+    assert live[recorded["c0/b"]]["expiresOn"] is not None
+    assert result.ok, result.failed
+    assert_each_live_batch_recorded_once(sandbox, state, declared=2)
+
+
+def test_recovery_leaves_the_batch_of_another_open_intent_to_that_intent(sandbox, write_manifest, state):
+    """Review P3b: a killed apply left intents for a and b; only b's POST had reached the server.
+    a's recovery adopted b's batch (a's fields are a subset of b's) and b was created again."""
+    manifest = write_manifest(manifest_text(*SIMILAR_PAIR))
+    desired = load([manifest])
+    open_intent(state, "c0/a", desired.batches["c0/a"])
+    open_intent(state, "c0/b", desired.batches["c0/b"])
+    made_by_b = fast_api(sandbox.url).create_batch(CLIENT, desired.batches["c0/b"].attributes())["id"]
+
+    result = apply_in_process(manifest, state, fast_api(sandbox.url), recovery_wait=0, parallelism=1)
+
+    assert result.ok, result.failed
+    assert recorded_ids(state)["c0/b"] == made_by_b, "b's own batch went to another address"
+    assert live_by_id(sandbox)[recorded_ids(state)["c0/a"]]["expiresOn"] is None
+    assert_each_live_batch_recorded_once(sandbox, state, declared=2)
+
+
+# --- r4: settling an ambiguous recovery --------------------------------------------------------------
+
+
+def test_an_ambiguous_recovery_is_settled_by_importing_one_of_its_candidates(cli, api_env, sandbox, write_manifest, state):
+    """Review P4: apply said 'import one of them', and import refused while the intent was open."""
+    manifest = write_manifest(manifest_text(one_batch()))
+    spec = load([manifest]).batches["c0/q1"]
+    open_intent(state, "c0/q1", spec)
+    api = fast_api(sandbox.url)
+    made_by_the_crash = api.create_batch(CLIENT, spec.attributes())["id"]
+    made_meanwhile = api.create_batch(CLIENT, spec.attributes())["id"]
+
+    stuck = cli("apply", manifest, "--state", state, "--auto-approve", "--recovery-wait", "0")
+    assert stuck.exit_code == 1
+    assert made_by_the_crash in stuck.output and made_meanwhile in stuck.output
+    assert "provisioner import c0/q1" in stuck.output
+
+    imported = cli("import", "c0/q1", made_by_the_crash, manifest, "--state", state)
+    assert imported.exit_code == 0, imported.output
+
+    settled = cli("apply", manifest, "--state", state, "--auto-approve", "--recovery-wait", "0")
+    assert settled.exit_code == 0, settled.output
+    assert recorded_ids(state) == {"c0/q1": made_by_the_crash}
+    assert not read_state(state).pending
+    assert len(live_by_id(sandbox)) == 2, "settling the recovery created a batch"
+
+
+# --- r5: state mv and open intents ---------------------------------------------------------------------
+
+
+def test_state_mv_refuses_a_destination_an_interrupted_apply_was_creating(cli, api_env, sandbox, write_manifest, state):
+    """Review P5: moving a batch onto an address with an open intent let the next apply create that
+    address anew, overwriting the moved record: credits issued twice, the old id lost."""
+    manifest = write_manifest(manifest_text(one_batch("q1")))
+    assert cli("apply", manifest, "--state", state, "--auto-approve").exit_code == 0
+    original = recorded_ids(state)["c0/q1"]
+    renamed = write_manifest(manifest_text(one_batch("q1-2025")))  # the key renamed, then an apply killed
+    open_intent(state, "c0/q1-2025", load([renamed]).batches["c0/q1-2025"])
+
+    moved = cli("state", "mv", "c0/q1", "c0/q1-2025", "--state", state)
+
+    assert moved.exit_code == 1
+    assert "an interrupted apply was creating c0/q1-2025" in moved.output
+    assert "Traceback" not in moved.output
+    assert recorded_ids(state) == {"c0/q1": original}
+    assert set(read_state(state).pending) == {"c0/q1-2025"}
+
+    applied = cli("apply", renamed, "--state", state, "--auto-approve", "--recovery-wait", "0")
+    assert applied.exit_code == 0, applied.output
+    assert original in recorded_ids(state).values(), "the moved batch's id was lost"
+    assert sorted(recorded_ids(state).values()) == sorted(live_by_id(sandbox))
+
+
+def test_state_mv_refuses_a_source_whose_replacement_was_interrupted(cli, api_env, sandbox, write_manifest, state):
+    """An apply --replace killed after its intent: the batch it may have made belongs to the source."""
+    manifest = write_manifest(manifest_text(one_batch("q1")))
+    assert cli("apply", manifest, "--state", state, "--auto-approve").exit_code == 0
+    original = recorded_ids(state)["c0/q1"]
+    open_intent(state, "c0/q1", load([manifest]).batches["c0/q1"])
+
+    moved = cli("state", "mv", "c0/q1", "c0/q2", "--state", state)
+
+    assert moved.exit_code == 1
+    assert "an interrupted apply was creating c0/q1" in moved.output
+    assert recorded_ids(state) == {"c0/q1": original}
+    assert set(read_state(state).pending) == {"c0/q1"}
+
+
+# --- r6: a symlinked state file -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def linked_state(tmp_path) -> tuple[Path, Path]:
+    """(the shared state file, a symlink to it at the usual place)."""
+    shared = tmp_path / "shared" / "prod.json"
+    shared.parent.mkdir()
+    link = tmp_path / "state" / "default.json"
+    link.parent.mkdir()
+    link.symlink_to(shared)
+    return shared, link
+
+
+def test_apply_through_a_symlinked_state_records_in_the_file_it_points_to(cli, api_env, sandbox, write_manifest, linked_state):
+    """Review P6: the snapshot's atomic rename replaced the symlink itself; the shared file never
+    learnt the new id, and an apply through it would issue the batch again."""
+    shared, link = linked_state
+    first = write_manifest(manifest_text(one_batch("q1")))
+    assert cli("apply", first, "--state", shared, "--auto-approve").exit_code == 0
+    both = write_manifest(manifest_text(one_batch("q1"), ("q2", "        name: Q2\n        startingBalance: 50")))
+
+    applied = cli("apply", both, "--state", link, "--auto-approve")
+
+    assert applied.exit_code == 0, applied.output
+    assert link.is_symlink(), "the symlink was replaced by a file"
+    assert set(recorded_ids(shared)) == {"c0/q1", "c0/q2"}
+    through_shared = cli("plan", both, "--state", shared, "--detailed-exitcode")
+    assert through_shared.exit_code == 0, through_shared.output
+    assert len(live_by_id(sandbox)) == 2
+
+
+def test_a_lock_on_the_real_state_file_stops_an_apply_through_a_symlink(cli, api_env, sandbox, write_manifest, linked_state):
+    """Review P6: the lock was taken on <link>.lock, so two applies of one state ran at once."""
+    shared, link = linked_state
+    manifest = write_manifest(manifest_text(one_batch()))
+
+    with StateLock(shared, command="apply"):
+        applied = cli("apply", manifest, "--state", link, "--auto-approve")
+
+    assert applied.exit_code == 1
+    assert "lock" in applied.output.lower() and "Traceback" not in applied.output
+    assert live_by_id(sandbox) == {}
+
+
+# --- r7: a saved plan applied again after a killed apply of it ---------------------------------------------
+
+KILLED_BEFORE_THE_FINAL_CHECKPOINT = """
+import os, signal, sys
+from provisioner.state import StateWriter
+StateWriter.close = lambda self: os.kill(os.getpid(), signal.SIGKILL)
+from provisioner.cli import main
+sys.argv = ["provisioner", *sys.argv[1:]]
+main()
+"""
+
+
+def test_a_saved_replace_is_refused_after_an_apply_of_it_was_killed(cli, api_env, sandbox, write_manifest, state, tmp_path):
+    """Review P7: killed after the replace reached the journal but before a snapshot, the serial had
+    not moved, so the same saved plan passed its checks and issued the replacement again."""
+    manifest = write_manifest(manifest_text(one_batch()))
+    assert cli("apply", manifest, "--state", state, "--auto-approve").exit_code == 0
+    saved = tmp_path / "replace.plan.json"
+    planned = cli("plan", manifest, "--state", state, "--replace", "c0/q1", "--out", saved)
+    assert planned.exit_code == 0, planned.output
+
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_BEFORE_THE_FINAL_CHECKPOINT, "apply", str(saved), "--state", str(state)],
+        env={**os.environ, **api_env}, capture_output=True, text=True, timeout=60,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    replacement = recorded_ids(state)["c0/q1"]  # from the journal the killed run left
+    assert len(live_by_id(sandbox)) == 2
+
+    again = cli("apply", saved, "--state", state)
+
+    assert again.exit_code == 1
+    assert "stale" in again.output and "Traceback" not in again.output
+    assert len(live_by_id(sandbox)) == 2, "the reviewed replace issued its credits twice"
+    assert recorded_ids(state) == {"c0/q1": replacement}
+
+
+# --- listings: every batch once, or an error ----------------------------------------------------------------
+
+
+def listed_batch(batch_id: str) -> dict:
+    return {"id": batch_id, "name": "Q1", "startingBalance": 10, "currentBalance": 10, "clientId": CLIENT,
+            "expiresOn": None, "creditAccountId": None, "createdAt": "2026-01-01T00:00:00.000Z"}
+
+
+def listing(ids: str, *, total: int | None, has_more: bool) -> dict:
+    return {
+        "clientId": CLIENT,
+        "creditAccountId": None,
+        "creditBatches": [listed_batch(batch_id) for batch_id in ids],
+        "pageInfo": {"perPage": 5, "cursor": None, "total": total, "hasMore": has_more},
+    }
+
+
+GIVE_UP = 20  # an endless walk is cut off here by the server, so a regression fails instead of hanging
+
+
+def test_a_server_that_ignores_page_ends_in_an_api_error_not_an_endless_walk():
+    def pages(page: int) -> dict:
+        if server.requests_served > GIVE_UP:
+            return listing("", total=12, has_more=False)
+        return listing("abcde", total=12, has_more=True)  # page 1, whatever page was asked
+
+    with ListingServer(pages) as server:
+        with pytest.raises(ApiError, match=CLIENT):
+            fast_api(server.url).list_batches(CLIENT)
+
+    assert server.requests_served <= 3
+
+
+def test_a_batch_listed_on_two_pages_is_counted_once():
+    pages = {1: listing("abcde", total=9, has_more=True), 2: listing("efghi", total=9, has_more=False)}
+
+    with ListingServer(pages.__getitem__) as server:
+        listed = fast_api(server.url).list_batches(CLIENT)
+
+    assert sorted(batch["id"] for batch in listed) == list("abcdefghi")
+
+
+def test_a_listing_short_of_its_total_is_an_api_error_naming_the_client():
+    with ListingServer(lambda page: listing("ab", total=3, has_more=False)) as server:
+        with pytest.raises(ApiError, match=f"client {CLIENT}.* 2 of the 3"):
+            fast_api(server.url).list_batches(CLIENT)
+
+
+def test_a_batch_listed_twice_does_not_hide_a_missing_one():
+    pages = {1: listing("abc", total=5, has_more=True), 2: listing("cd", total=5, has_more=False)}
+
+    with ListingServer(pages.__getitem__) as server:
+        with pytest.raises(ApiError, match="4 of the 5"):
+            fast_api(server.url).list_batches(CLIENT)
+
+
+def test_a_short_listing_stops_recovery_instead_of_creating_again(sandbox, write_manifest, state):
+    """The listing misses the batch the interrupted create made (pages shifting as they were read):
+    taking it at its word would issue the credits a second time."""
+    manifest = write_manifest(manifest_text(one_batch()))
+    spec = load([manifest]).batches["c0/q1"]
+    open_intent(state, "c0/q1", spec)
+    made = fast_api(sandbox.url).create_batch(CLIENT, spec.attributes())["id"]
+
+    def without_it(answer: dict) -> dict:
+        page = answer["data"]["APICreditBatchesByClientAndCreditAccount"]
+        page["creditBatches"] = [batch for batch in page["creditBatches"] if batch["id"] != made]
+        return answer
+
+    def rule(request: ProxiedRequest):
+        return Forward(rewrite=without_it) if request.method == "GET" else Forward()
+
+    with FaultProxy(sandbox.url, rule) as proxy:
+        result = apply_in_process(manifest, state, fast_api(proxy.url), recovery_wait=0)
+
+    assert not result.ok and CLIENT in result.failed[0][1]
+    assert proxy.posts() == 0, "recovery created the batch again"
+    assert set(read_state(state).pending) == {"c0/q1"}
+    assert list(live_by_id(sandbox)) == [made]
+
+
+# --- the journal under short writes -----------------------------------------------------------------------
+
+
+class ShortWritingOs:
+    """The os module, except that write() takes a few bytes at a time, as it may on any file."""
+
+    def __getattr__(self, name: str):
+        return getattr(os, name)
+
+    @staticmethod
+    def write(fd: int, data) -> int:
+        return os.write(fd, bytes(data[:7]))
+
+
+def test_journal_entries_survive_short_writes(state, monkeypatch):
+    monkeypatch.setattr(journal, "os", ShortWritingOs())
+    resource = Resource(batch_id="b-1", client_id=CLIENT, attributes={"name": "Q1", "startingBalance": 1000})
+
+    with StateWriter(state, checkpoint_seconds=3600) as writer:
+        writer.record("c0/q1", resource)
+        seen_by_a_reader = read_state(state)  # what the next run would find after a crash here
+
+    assert seen_by_a_reader.resources == {"c0/q1": resource}
