@@ -29,7 +29,7 @@ from provisioner.planfile import (
 from provisioner.planner import make_plan
 from provisioner.refresh import observe
 from provisioner.render import render_json, render_markdown, render_text
-from provisioner.state import StateError, StateWriter, read_state
+from provisioner.state import StateError, StateWriter, check_instance, read_state
 from provisioner.statecmd import (
     StateCommandError,
     import_batch,
@@ -239,6 +239,7 @@ def plan(paths, state_path, sandbox, base_url, parallelism, rate_limit, refresh,
     observed = None
     if refresh:
         with api_context(sandbox, base_url, state_path, rate_limit, parallelism) as api:
+            check_instance(state, api.instance, state_path)
             observed = refreshed(desired, state, api, parallelism)
     result = make_plan(desired, state, now_utc(), observed=observed, replace=replace, policy=policy)
     emit_plan(result, output_format, color=not no_color and sys.stdout.isatty())
@@ -302,6 +303,7 @@ def apply(paths, state_path, sandbox, base_url, parallelism, rate_limit, lock_ti
         with StateWriter(state_path) as writer:
             check_replace_addresses(replace, writer.state)
             with api_context(sandbox, base_url, state_path, rate_limit, parallelism) as api:
+                check_instance(writer.state, api.instance, state_path)
                 observed = refreshed(desired, writer.state, api, parallelism) if refresh else None
                 result = make_plan(desired, writer.state, now_utc(), observed=observed, replace=replace, policy=policy)
                 if saved and not saved.matches(result):
@@ -315,6 +317,7 @@ def apply(paths, state_path, sandbox, base_url, parallelism, rate_limit, lock_ti
                     return
                 if not (auto_approve or saved):
                     confirm()
+                writer.bind_instance(api.instance)
                 outcome = run_apply(api, writer, result, desired, parallelism, recovery_wait)
     report(outcome, result)
 
@@ -397,8 +400,10 @@ def refresh(paths, state_path, sandbox, base_url, parallelism, rate_limit, lock_
     with StateLock(state_path, command="refresh", timeout=lock_timeout, warn=progress):
         with StateWriter(state_path) as writer:
             with api_context(sandbox, base_url, state_path, rate_limit, parallelism) as api:
+                check_instance(writer.state, api.instance, state_path)
                 observed = refreshed(desired, writer.state, api, parallelism)
-            missing = refresh_state(writer, observed)
+                missing = refresh_state(writer, observed)
+                writer.bind_instance(api.instance)
             recorded = len(writer.state.resources)
     click.echo(f"Refreshed {recorded} recorded batches.")
     for address in missing:
@@ -420,7 +425,9 @@ def import_command(address, batch_id, paths, state_path, sandbox, base_url, para
     with StateLock(state_path, command="import", timeout=lock_timeout, warn=progress):
         with StateWriter(state_path) as writer:
             with api_context(sandbox, base_url, state_path, rate_limit, parallelism) as api:
+                check_instance(writer.state, api.instance, state_path)
                 resource = import_batch(writer, api, desired, address, batch_id)
+                writer.bind_instance(api.instance)
     click.echo(f"Import successful! {address} is batch {resource.batch_id}. Run 'provisioner plan' to see any differences.")
 
 
@@ -504,6 +511,7 @@ def show(paths, state_path, sandbox, base_url, parallelism, rate_limit, refresh)
     if refresh:
         desired = load(paths) if paths else Desired()
         with api_context(sandbox, base_url, state_path, rate_limit, parallelism) as api:
+            check_instance(current, api.instance, state_path)
             observed = refreshed(desired, current, api, parallelism)
     click.echo(render_show(current, observed), nl=False)
 

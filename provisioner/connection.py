@@ -12,6 +12,7 @@ from provisioner.api.client import ConfigurationError, CreditsApi
 from provisioner.api.pacing import RateLimiter
 
 SANDBOX_DATA_FILE = "sandbox.sqlite"
+EMBEDDED_SANDBOX = "the embedded sandbox (--sandbox)"
 
 
 @contextmanager
@@ -34,6 +35,7 @@ def open_api(
         key = "ti_test_" + secrets.token_hex(16)
         with Sandbox(data_path=sandbox_dir / SANDBOX_DATA_FILE, api_key=key) as server:
             api = CreditsApi(server.url, key, **options)
+            api.instance = EMBEDDED_SANDBOX
             try:
                 yield api
             finally:

@@ -161,7 +161,8 @@ class SavedPlan:
                 f"{self.path}: this plan was made for another state (lineage {lineage}; {state_path} is "
                 f"{state.lineage}). Make a new plan against this state."
             )
-        if self.body["serial"] != state.serial or self.body["state_digest"] != state.content_digest():
+        # .get: a plan saved before plans carried a digest is stale, not a crash.
+        if self.body["serial"] != state.serial or self.body.get("state_digest") != state.content_digest():
             raise PlanFileError(
                 f"{self.path}: the plan is stale: {state_path} changed since it was made (serial "
                 f"{self.body['serial']} then, {state.serial} now). Run 'provisioner plan --out' again "

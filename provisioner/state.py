@@ -40,6 +40,8 @@ class State(BaseModel):
     version: int = FORMAT_VERSION
     lineage: str = Field(default_factory=lambda: str(uuid.uuid4()))
     serial: int = 0
+    # The API these ids belong to: ids of one instance mean nothing to another.
+    instance: str | None = None
     resources: dict[str, Resource] = Field(default_factory=dict)
     pending: dict[str, Intent] = Field(default_factory=dict)
 
@@ -51,6 +53,15 @@ class State(BaseModel):
         moves only when a snapshot is written)."""
         content = self.model_dump(mode="json", include={"resources", "pending"})
         return hashlib.sha256(json.dumps(content, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def check_instance(state: State, instance: str, path: Path) -> None:
+    if state.instance is not None and state.instance != instance:
+        raise StateError(
+            f"{path} records the batches of {state.instance}, but this command talks to {instance}. "
+            "Ids of one instance mean nothing to another: use that instance's state file (--state), "
+            "or --sandbox for the embedded sandbox's."
+        )
 
 
 def backup_path(path: Path) -> Path:
@@ -168,6 +179,8 @@ def apply_entry(state: State, entry: dict) -> None:
         state.resources.pop(entry["address"], None)
     elif op == "move":
         state.resources[entry["to"]] = state.resources.pop(entry["from"])
+    elif op == "instance":
+        state.instance = entry["name"]
     else:
         raise StateError(f"unknown journal entry {op!r}: written by a newer provisioner?")
 
@@ -259,6 +272,12 @@ class StateWriter:
 
     def move(self, source: str, destination: str) -> None:
         self._write({"op": "move", "from": source, "to": destination})
+
+    def bind_instance(self, instance: str) -> None:
+        """Ties the state to the API it records; refuses another one."""
+        check_instance(self.state, instance, self.path)
+        if self.state.instance is None:
+            self._write({"op": "instance", "name": instance})
 
     def claimed_ids(self) -> set[str]:
         with self._guard:

@@ -95,3 +95,25 @@ def test_apply_on_a_terminal_asks_and_only_yes_approves(api_env, sandbox, write_
     assert code == 0, output
     assert "Apply complete!" in output
     assert len(sandbox.all_batches()) == 3
+
+
+def test_a_state_file_refuses_the_ids_of_another_instance(cli, api_env, sandbox, write_manifest, tmp_path):
+    """Sandbox ids recorded in a state must not make a real instance look up to date."""
+    manifest = write_manifest(two_client_manifest())
+    state = tmp_path / "shared.json"
+    assert cli("apply", manifest, "--state", state, "--sandbox", "--auto-approve").exit_code == 0
+    before = state.read_bytes()
+
+    for command in (["apply", "--auto-approve"], ["plan", "--refresh"], ["refresh"]):
+        result = cli(command[0], manifest, "--state", state, *command[1:])
+        assert result.exit_code == 1, (command, result.output)
+        assert "records the batches of the embedded sandbox" in result.output
+    assert state.read_bytes() == before
+    assert sandbox.all_batches() == []
+
+
+def test_usage_errors_exit_1_so_that_2_only_means_changes(write_manifest, tmp_path):
+    manifest = write_manifest(two_client_manifest())
+    result = run_subprocess("plan", manifest, "--detailed-exitcode", "--bogus-flag")
+    assert result.returncode == 1
+    assert "No such option" in result.stderr

@@ -7,6 +7,7 @@ import sys
 import textwrap
 import time
 import uuid
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,9 @@ from provisioner.manifest import (
     manifest_schema,
 )
 from provisioner.models import Desired, Policy
+from provisioner.planfile import is_saved_plan, save_plan
+from provisioner.planner import make_plan
+from provisioner.state import State
 
 ACME_ID = "6a0c1d7e-2f3b-4c5d-9e8f-0a1b2c3d4e5f"
 BETA_ID = "7b1d2e8f-3a4c-4d6e-8f90-1b2c3d4e5f60"
@@ -139,7 +143,7 @@ def test_files_combine_and_batches_sort_across_files():
     assert desired.policy_source == "m/policy.yml:1"
 
 
-@pytest.mark.parametrize("text", ["", "# only a comment\n", "---\n", "~\n", "clients:\n", "clients: {}\n"])
+@pytest.mark.parametrize("text", ["", "# only a comment\n", "---\n", "~\n", "{}\n", "clients:\n", "clients: {}\n"])
 def test_empty_manifests_declare_nothing(text):
     write("empty.yaml", text)
     desired = load(["empty.yaml"])
@@ -306,6 +310,129 @@ def test_a_typo_in_one_batch_does_not_excuse_another_batch():
         "m.yaml:5:12: clients.acme.batches.q1.startingBalence: unknown field; did you mean 'startingBalance'?",
         "m.yaml:6:7: clients.acme.batches.q2.startingBalance: required field missing; add e.g. 'startingBalance: 5000'",
     ]
+
+
+# --------------------------------------------------------------------------- other YAML and saved plans
+
+NOT_A_MANIFEST = (
+    "not a provisioner manifest (no 'clients' or 'policy' at its top level); "
+    "pass the directory of your manifests, not a parent of other YAML files"
+)
+GITHUB_WORKFLOW = """\
+    # A workflow: comments first, so its mapping starts on line 3.
+    name: plan
+    on:
+      pull_request:
+    jobs:
+      plan:
+        runs-on: ubuntu-latest
+        steps:
+          - id: plan
+            run: provisioner plan manifests/
+    """
+GITLAB_CI = """\
+    variables:
+      PIP_DISABLE_PIP_VERSION_CHECK: "1"
+    stages: [plan, apply]
+    plan:
+      stage: plan
+      script: [provisioner plan manifests/]
+    .commit_state: &commit
+      - git push
+    """
+PRE_COMMIT_CONFIG = "repos:\n  - repo: local\n    hooks:\n      - id: validate\n"
+
+
+@pytest.mark.parametrize("text", [GITHUB_WORKFLOW, GITLAB_CI, PRE_COMMIT_CONFIG, "on: push\non: push\n"])
+def test_other_yaml_is_one_issue_for_the_file(text):
+    # Not one "unknown field" per key with a hint to move 'jobs' under 'clients:'; duplicates are not its issue either.
+    assert problems(("ci.yml", text)) == [f"ci.yml:1:1: {NOT_A_MANIFEST}"]
+
+
+@pytest.mark.parametrize(
+    "text, shape",
+    [("- id: validate\n  entry: provisioner validate\n", "a list"), ("just text\n", "text ('just text')"), ("42\n", "a number (42)")],
+)
+def test_a_top_level_that_is_no_mapping_is_not_a_manifest(text, shape):
+    assert problems(("m.yaml", text)) == [
+        f"m.yaml:1:1: not a provisioner manifest (its top level is {shape}, not a mapping with 'clients' or 'policy'); "
+        "pass the directory of your manifests, not a parent of other YAML files"
+    ]
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("client:\n  acme: {}\n", "m.yaml:1:1: client: unknown field; did you mean 'clients'?"),
+        ("cleints:\n  acme: {}\n", "m.yaml:1:1: cleints: unknown field; did you mean 'clients'?"),
+        ("Clients: {}\n", "m.yaml:1:1: Clients: unknown field; did you mean 'clients'?"),
+        ("polices:\n  maxCreates: 1\n", "m.yaml:1:1: polices: unknown field; did you mean 'policy'?"),
+        ("maxCreates: 5\n", "m.yaml:1:1: maxCreates: unknown field; expected one of: policy, clients"),
+        (
+            f"acme:\n  id: {ACME_ID}\n",
+            "m.yaml:1:1: acme: unknown field; expected one of: policy, clients"
+            " (if 'acme' is meant as an entry, put it under 'clients:')",
+        ),
+        (
+            "q1:\n  startingBalance: 5\n",
+            "m.yaml:1:1: q1: unknown field; expected one of: policy, clients"
+            " (if 'q1' is meant as an entry, put it under 'clients:')",
+        ),
+    ],
+)
+def test_a_manifest_gone_wrong_at_the_top_keeps_its_field_errors(text, expected):
+    # A typo of 'clients', a policy limit or a client without 'clients:' around it: meant as a manifest.
+    assert problems(("m.yaml", text)) == [expected]
+
+
+def test_a_manifest_with_other_keys_as_well_reports_each_of_them():
+    text = f"clients:\n  acme:\n    id: {ACME_ID}\njobs:\n  plan: {{}}\nstages: []\n"
+    assert problems(("m.yaml", text)) == [
+        "m.yaml:4:1: jobs: unknown field; expected one of: policy, clients (if 'jobs' is meant as an entry, put it under 'clients:')",
+        "m.yaml:6:1: stages: unknown field; expected one of: policy, clients",
+    ]
+
+
+def test_other_yaml_does_not_hide_the_manifests_problems():
+    lines = problems(("m/ci.yml", GITLAB_CI), ("m/acme.yaml", "clients:\n  acme: {}\n"))
+    assert lines == [
+        "m/acme.yaml:2:3: clients.acme.id: required field missing; add e.g. 'id: 6a0c1d7e-2f3b-4c5d-9e8f-0a1b2c3d4e5f'",
+        f"m/ci.yml:1:1: {NOT_A_MANIFEST}",
+    ]
+
+
+def write_saved_plan(path: str) -> Path:
+    """A saved plan written by the code behind 'provisioner plan --out'."""
+    write("source/acme.yaml", batch_text("startingBalance: 5000\n"))
+    desired = load(["source"])
+    state = State()
+    plan = make_plan(desired, state, datetime.now(timezone.utc))
+    save_plan(path, desired, plan, state, desired.policy, [])
+    assert is_saved_plan(path)  # what 'provisioner apply' takes for a saved plan
+    return Path(path)
+
+
+@pytest.mark.parametrize("name", ["m/provisioner.plan", "m/plan.yaml"])
+def test_a_saved_plan_among_the_manifests_is_one_issue(name):
+    write_saved_plan(name)
+    write("m/acme.yaml", f"clients:\n  acme:\n    id: {ACME_ID}\n")
+    with pytest.raises(ManifestError) as caught:
+        load(["m", name])  # a directory holds it as *.yaml; any name when named directly
+    assert str(caught.value) == (
+        f"{name}: this is a saved plan, not a manifest: apply it with 'provisioner apply {name}', "
+        "and keep it out of the manifests directory"
+    )
+
+
+def test_a_manifest_written_as_json_is_no_saved_plan():
+    write("m.json", json.dumps({"clients": {"acme": {"id": ACME_ID}}}))
+    assert list(load(["m.json"]).clients) == ["acme"]
+
+
+def test_a_yaml_manifest_mentioning_the_marker_is_no_saved_plan():
+    write("m.yaml", "# this is not a provisioner_saved_plan\nclients: {}\n")
+    assert not is_saved_plan("m.yaml")
+    assert load(["m.yaml"]).clients == {}
 
 
 # --------------------------------------------------------------------------- duplicates
@@ -492,6 +619,41 @@ def test_starting_balance_is_required():
 def test_policy_limits_are_whole_numbers(written):
     (line,) = problems(("m.yaml", f"policy:\n  maxApplyCredits: {written}\n"))
     assert line.startswith("m.yaml:2:20: policy.maxApplyCredits: ")
+
+
+MAX_WHOLE = 9_007_199_254_740_991  # 2^53-1
+TOO_LARGE = "at most 9,007,199,254,740,991 (2^53-1), the largest whole number JSON tools such as jq hold exactly"
+
+
+def test_the_largest_whole_number_json_holds_exactly_is_allowed():
+    assert one_batch(f"startingBalance: {MAX_WHOLE}\n").starting_balance == MAX_WHOLE
+    write("p.yaml", f"policy:\n  maxBatchCredits: {MAX_WHOLE}\n  maxApplyCredits: {MAX_WHOLE}\n  maxCreates: {MAX_WHOLE}\n")
+    assert load(["p.yaml"]).policy == Policy(max_batch_credits=MAX_WHOLE, max_apply_credits=MAX_WHOLE, max_creates=MAX_WHOLE)
+
+
+@pytest.mark.parametrize(
+    "written, shown",
+    [
+        ("9007199254740992", "9007199254740992"),
+        ("9_007_199_254_740_992", "9_007_199_254_740_992"),
+        ("99999999999999999999999", "99999999999999999999999"),
+        ("1" + "0" * 5000, "1" + "0" * 36 + "..."),  # more digits than int() converts: no traceback
+    ],
+)
+def test_starting_balance_above_two_to_the_53_is_rejected(written, shown):
+    (line,) = batch_problems(f"startingBalance: {written}\n")
+    assert line == f"m.yaml:6:26: clients.acme.batches.q1.startingBalance: too large: {shown}; {TOO_LARGE}"
+
+
+def test_a_hugely_negative_balance_is_below_zero():
+    (line,) = batch_problems("startingBalance: -" + "9" * 5000 + "\n")
+    assert line == "m.yaml:6:26: clients.acme.batches.q1.startingBalance: must be 0 or more, got -" + "9" * 36 + "..."
+
+
+@pytest.mark.parametrize("limit", ["maxBatchCredits", "maxApplyCredits", "maxCreates"])
+def test_policy_limits_above_two_to_the_53_are_rejected(limit):
+    (line,) = problems(("m.yaml", f"policy:\n  {limit}: 99999999999999999999999\n"))
+    assert line == f"m.yaml:2:{len(limit) + 5}: policy.{limit}: too large: 99999999999999999999999; {TOO_LARGE}"
 
 
 # --------------------------------------------------------------------------- name
@@ -774,3 +936,15 @@ def test_example_manifests_load():
 def test_published_schema_file_is_up_to_date():
     published = json.loads((EXAMPLES / "schema" / "manifest.schema.json").read_text())
     assert published == manifest_schema(), "regenerate it: provisioner schema > examples/schema/manifest.schema.json"
+
+
+def test_validating_a_parent_of_other_yaml_gives_one_issue_per_file(cli):
+    """The examples hold CI workflows and pre-commit configs beside the manifests."""
+    result = cli("validate", EXAMPLES)
+    assert result.exit_code == 1
+    lines = result.output.splitlines()
+    ci_files = sorted(str(path) for path in (EXAMPLES / "ci").iterdir() if path.suffix in (".yml", ".yaml"))
+    assert len(ci_files) >= 2 and len(lines) == len(ci_files)
+    for line, ci_file in zip(lines, ci_files):
+        assert line.removeprefix("Error: ").startswith(f"{ci_file}:1:1: not a provisioner manifest (")
+        assert line.endswith("; pass the directory of your manifests, not a parent of other YAML files")

@@ -9,6 +9,7 @@ it and one made before never does: outcomes depend on what the applier waits for
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -19,9 +20,16 @@ from pathlib import Path
 
 import pytest
 from conftest import TEST_KEY
-from faultproxy import Answer, DropThenCommit, FaultProxy, Forward, ListingServer, ProxiedRequest
+from faultproxy import (
+    Answer,
+    DropThenCommit,
+    FaultProxy,
+    Forward,
+    ListingServer,
+    ProxiedRequest,
+)
 
-from provisioner import journal
+from provisioner import journal, planfile
 from provisioner.api.client import ApiError, CreditsApi
 from provisioner.applier import Applier, ApplyResult, request_digest
 from provisioner.lock import StateLock
@@ -124,9 +132,9 @@ def test_a_create_committed_after_its_connection_dropped_is_adopted_not_sent_aga
         result = apply_in_process(manifest, state, fast_api(proxy.url), recovery_wait=RECOVERY_WAIT)
         proxy.commit_late_requests()  # whatever was still in flight lands now
 
+    assert proxy.posts() == 1, "the create was sent again"
     assert result.ok, result.failed
     assert result.adopted == ["c0/q1"] and result.created == []
-    assert proxy.posts() == 1, "the create was sent again"
     assert_each_live_batch_recorded_once(sandbox, state, declared=1)
 
 
@@ -353,7 +361,7 @@ def test_a_saved_replace_is_refused_after_an_apply_of_it_was_killed(cli, api_env
 
     killed = subprocess.run(
         [sys.executable, "-c", KILLED_BEFORE_THE_FINAL_CHECKPOINT, "apply", str(saved), "--state", str(state)],
-        env={**os.environ, **api_env}, capture_output=True, text=True, timeout=60,
+        env={**os.environ, **api_env}, capture_output=True, text=True, timeout=60, check=False,
     )
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     replacement = recorded_ids(state)["c0/q1"]  # from the journal the killed run left
@@ -365,6 +373,25 @@ def test_a_saved_replace_is_refused_after_an_apply_of_it_was_killed(cli, api_env
     assert "stale" in again.output and "Traceback" not in again.output
     assert len(live_by_id(sandbox)) == 2, "the reviewed replace issued its credits twice"
     assert recorded_ids(state) == {"c0/q1": replacement}
+
+
+def test_a_saved_plan_made_before_plans_carried_a_state_digest_is_refused_as_stale(
+    cli, api_env, sandbox, write_manifest, state, tmp_path
+):
+    """Same tool version, older plan file: without the digest it cannot be checked, so it is stale."""
+    manifest = write_manifest(manifest_text(one_batch()))
+    assert cli("apply", manifest, "--state", state, "--auto-approve").exit_code == 0
+    saved = tmp_path / "replace.plan.json"
+    assert cli("plan", manifest, "--state", state, "--replace", "c0/q1", "--out", saved).exit_code == 0
+    document = json.loads(saved.read_text())
+    del document["seal"], document["state_digest"]
+    saved.write_text(json.dumps({**document, "seal": planfile._seal(document)}))
+
+    applied = cli("apply", saved, "--state", state)
+
+    assert applied.exit_code == 1
+    assert "stale" in applied.output
+    assert len(live_by_id(sandbox)) == 1
 
 
 # --- listings: every batch once, or an error ----------------------------------------------------------------
@@ -393,9 +420,8 @@ def test_a_server_that_ignores_page_ends_in_an_api_error_not_an_endless_walk():
             return listing("", total=12, has_more=False)
         return listing("abcde", total=12, has_more=True)  # page 1, whatever page was asked
 
-    with ListingServer(pages) as server:
-        with pytest.raises(ApiError, match=CLIENT):
-            fast_api(server.url).list_batches(CLIENT)
+    with ListingServer(pages) as server, pytest.raises(ApiError, match=CLIENT):
+        fast_api(server.url).list_batches(CLIENT)
 
     assert server.requests_served <= 3
 
@@ -410,17 +436,16 @@ def test_a_batch_listed_on_two_pages_is_counted_once():
 
 
 def test_a_listing_short_of_its_total_is_an_api_error_naming_the_client():
-    with ListingServer(lambda page: listing("ab", total=3, has_more=False)) as server:
-        with pytest.raises(ApiError, match=f"client {CLIENT}.* 2 of the 3"):
-            fast_api(server.url).list_batches(CLIENT)
+    short = ListingServer(lambda page: listing("ab", total=3, has_more=False))
+    with short, pytest.raises(ApiError, match=f"client {CLIENT}.* 2 of the 3"):
+        fast_api(short.url).list_batches(CLIENT)
 
 
 def test_a_batch_listed_twice_does_not_hide_a_missing_one():
     pages = {1: listing("abc", total=5, has_more=True), 2: listing("cd", total=5, has_more=False)}
 
-    with ListingServer(pages.__getitem__) as server:
-        with pytest.raises(ApiError, match="4 of the 5"):
-            fast_api(server.url).list_batches(CLIENT)
+    with ListingServer(pages.__getitem__) as server, pytest.raises(ApiError, match="4 of the 5"):
+        fast_api(server.url).list_batches(CLIENT)
 
 
 def test_a_short_listing_stops_recovery_instead_of_creating_again(sandbox, write_manifest, state):

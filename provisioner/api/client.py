@@ -78,6 +78,14 @@ def check_base_url(url: str) -> str:
     return url.strip().rstrip("/")
 
 
+def instance_name(base_url: str) -> str:
+    """What a state file records as its API: the host; any local simulator is one "loopback"."""
+    parts = urlsplit(base_url)
+    if is_loopback(parts.hostname or ""):
+        return "a loopback sandbox"
+    return f"{parts.scheme}://{parts.netloc.lower()}"
+
+
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -112,6 +120,7 @@ class CreditsApi:
                 "(a trailing newline or \\r from a copied file?). Set it again without them."
             )
         self.base_url = check_base_url(base_url)
+        self.instance = instance_name(self.base_url)
         self.limiter = limiter or RateLimiter(None)
         self.timeout = timeout
         self.max_attempts = max_attempts
