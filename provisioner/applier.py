@@ -37,9 +37,9 @@ from provisioner.state import StateWriter
 from provisioner.timestamps import parse_timestamp, utc_now_text
 
 CLOCK_SKEW = timedelta(minutes=5)
-# How long a create may still be in progress on the server after its sender died;
-# the client gives up on an answer after its read timeout, so we wait as long.
-RECOVERY_WAIT = READ_TIMEOUT
+# How long a create may still be in progress on the server after its sender stopped
+# waiting for it: the client's read timeout, and as much again as a margin.
+RECOVERY_WAIT = 2 * READ_TIMEOUT
 RECOVERY_ROUNDS = 3
 
 
@@ -240,7 +240,7 @@ class Applier:
 
     def _resolve_after_ambiguity(self, intent: Intent, desired: Desired) -> None:
         for _ in range(RECOVERY_ROUNDS):
-            self._wait_until_settled(intent)
+            self._wait_until_settled()
             batch = self._find_made_batch(intent)
             if batch is not None:
                 self._record_created(intent, batch, "adopted", "created (confirmed by listing)")
@@ -262,11 +262,11 @@ class Applier:
 
     # --- recovery -----------------------------------------------------------
 
-    def _wait_until_settled(self, intent: Intent) -> None:
+    def _wait_until_settled(self) -> None:
         """Before deciding a create did not happen, give the server the time it may still be
-        taking over it (a dropped connection does not stop the server's work)."""
-        age = (datetime.now(timezone.utc) - parse_timestamp(intent.at)).total_seconds()
-        time.sleep(max(self.settle_seconds, self.recovery_wait - age))
+        taking over it: a timeout or a dropped connection does not stop the server's work, so
+        the wait counts from now, not from when the request left."""
+        time.sleep(max(self.settle_seconds, self.recovery_wait))
 
     def _find_made_batch(self, intent: Intent) -> dict | None:
         """The batch this intent's create made, None if it made none."""

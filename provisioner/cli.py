@@ -6,6 +6,7 @@ import functools
 import json
 import os
 import signal
+import sqlite3
 import sys
 import threading
 from datetime import datetime, timezone
@@ -48,7 +49,6 @@ USER_ERRORS = (
     ApiError,
     PlanFileError,
     StateCommandError,
-    OSError,  # disk full, permission denied: the message names the file
 )
 
 
@@ -66,6 +66,9 @@ def user_errors(command):
     def wrapper(*args, **kwargs):
         try:
             return command(*args, **kwargs)
+        except OSError as exc:  # disk full, permission denied, a directory where a file should be
+            where = f"{exc.filename}: " if exc.filename else ""
+            raise UserError(f"{where}{exc.strerror or exc}. Check that the path exists and is writable.") from None
         except USER_ERRORS as exc:
             raise UserError(str(exc)) from None
 
@@ -212,7 +215,14 @@ def main() -> None:
 def validate(paths: tuple[Path, ...]) -> None:
     """Check manifests only: no state, no network."""
     desired = load(paths)
-    click.echo(f"Success! {len(desired.batches)} batches of {len(desired.clients)} clients are valid.")
+    click.echo(
+        f"Success! {plural(len(desired.batches), 'batch', 'batches')} of "
+        f"{plural(len(desired.clients), 'client', 'clients')} are valid."
+    )
+
+
+def plural(count: int, one: str, many: str) -> str:
+    return f"{count:,} {one if count == 1 else many}"
 
 
 @main.command(short_help="Show what apply would change, and the credits.")
@@ -221,7 +231,14 @@ def validate(paths: tuple[Path, ...]) -> None:
 @api_options
 @policy_options
 @click.option("--refresh", is_flag=True, help="Compare with the live API as well as the state file.")
-@click.option("--format", "output_format", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True)
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["text", "json", "markdown"]),
+    default="text",
+    show_default=True,
+    help="text for people, json for tools (documented format), markdown for a pull-request comment.",
+)
 @click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), help="Save the plan for 'provisioner apply FILE'.")
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 0: no changes, 1: error, 2: changes present.")
 @click.option("--no-color", is_flag=True, help="No ANSI colours in the text output.")
@@ -231,6 +248,8 @@ def plan(paths, state_path, sandbox, base_url, parallelism, rate_limit, refresh,
          detailed_exitcode, no_color, replace, **policy_overrides) -> None:
     """Show what apply would change, and the credits it would issue."""
     refuse_saved_plans(paths)
+    if out_path is not None:
+        refuse_plan_over_a_manifest(out_path)
     desired = load(paths)
     state_path = resolve_state_path(state_path, sandbox)
     state = read_state(state_path)
@@ -248,6 +267,14 @@ def plan(paths, state_path, sandbox, base_url, parallelism, rate_limit, refresh,
         progress(f"Saved the plan to {out_path}. Apply exactly this plan with: provisioner apply {out_path}")
     if detailed_exitcode and result.changes:  # blocked and missing entries need a human too
         sys.exit(2)
+
+
+def refuse_plan_over_a_manifest(out_path: Path) -> None:
+    if out_path.suffix.lower() in (".yaml", ".yml"):
+        raise UserError(
+            f"--out {out_path}: a saved plan is JSON, and a .yaml/.yml name would make it read as a "
+            "manifest (or overwrite one). Name it e.g. provisioner.plan, outside the manifests directory."
+        )
 
 
 def emit_plan(result: Plan, output_format: str, color: bool) -> None:
@@ -381,10 +408,21 @@ def report(outcome: ApplyResult, result: Plan) -> None:
     if outcome.interrupted:
         progress(f"Interrupted: {outcome.skipped} change(s) not started; run apply again to finish.")
     if outcome.failed:
-        lines = "\n".join(f"  {address}: {message}" for address, message in outcome.failed)
-        raise UserError(f"{len(outcome.failed)} change(s) failed:\n{lines}")
+        raise UserError(failure_summary(outcome.failed))
     if outcome.interrupted:
         sys.exit(1)
+
+
+def failure_summary(failed: list[tuple[str, str]]) -> str:
+    """One line per distinct reason: a wrong key must not print the same 401 for every batch."""
+    by_message: dict[str, list[str]] = {}
+    for address, message in failed:
+        by_message.setdefault(message, []).append(address)
+    lines = []
+    for message, addresses in by_message.items():
+        shown = ", ".join(addresses[:5]) + (f" and {len(addresses) - 5} more" if len(addresses) > 5 else "")
+        lines.append(f"  {shown}: {message}")
+    return f"{len(failed)} change(s) failed:\n" + "\n".join(lines)
 
 
 @main.command(short_help="Update state from the live API; creates nothing.")
@@ -451,7 +489,15 @@ def state() -> None:
 @user_errors
 def state_list(state_path, sandbox) -> None:
     """List recorded addresses and their batch ids."""
-    click.echo(render_resource_list(read_state(resolve_state_path(state_path, sandbox))), nl=False)
+    state_path = resolve_state_path(state_path, sandbox)
+    click.echo(render_resource_list(read_state(state_path)), nl=False)
+    hint_at_the_sandbox_state(state_path, sandbox)
+
+
+def hint_at_the_sandbox_state(state_path: Path, sandbox: bool) -> None:
+    """After the quick start, the batches are in the sandbox's state file, not the default one."""
+    if not sandbox and not read_state(state_path).resources and Path(SANDBOX_STATE).exists():
+        progress(f"({state_path} is empty; the sandbox's batches are in {SANDBOX_STATE}: add --sandbox.)")
 
 
 @state.command(name="show")
@@ -514,6 +560,7 @@ def show(paths, state_path, sandbox, base_url, parallelism, rate_limit, refresh)
             check_instance(current, api.instance, state_path)
             observed = refreshed(desired, current, api, parallelism)
     click.echo(render_show(current, observed), nl=False)
+    hint_at_the_sandbox_state(state_path, sandbox)
 
 
 @main.command(short_help="Print the JSON Schema of a manifest file.")
@@ -529,7 +576,7 @@ def schema() -> None:
 @click.option("--api-key", envvar="SANDBOX_API_KEY", help="Accept only this key (default: any ti_test_ key).")
 @click.option("--rate-limit", type=click.FloatRange(0), help="Requests per minute per key (default: unlimited).")
 @click.option("--burst", type=click.IntRange(1), help="Burst allowance (default: rate-limit / 6).")
-@click.option("--page-size", default=25, show_default=True, type=click.IntRange(1))
+@click.option("--page-size", default=25, show_default=True, type=click.IntRange(1), help="Batches per listed page.")
 @click.option("--latency", default=0.0, type=click.FloatRange(0), help="Seconds added to every response.")
 @click.option("--error-rate", default=0.0, type=click.FloatRange(0, 1), help="Fraction answered 500/502/503 doing nothing.")
 @click.option("--error-after-commit-rate", default=0.0, type=click.FloatRange(0, 1), help="Fraction of creates committed, then answered 500.")
@@ -549,11 +596,20 @@ def sandbox(host, port, data_path, api_key, rate_limit, burst, page_size, latenc
         burst_429_rate=burst_429_rate,
         seed=seed,
     )
-    server = Sandbox(host=host, port=port, data_path=data_path, api_key=api_key, rate_limit=rate_limit or None,
-                     burst=burst, faults=faults, page_size=page_size)
-    server.start()
+    try:
+        server = Sandbox(host=host, port=port, data_path=data_path, api_key=api_key or None,
+                         rate_limit=rate_limit or None, burst=burst, faults=faults, page_size=page_size)
+        server.start()
+    except (OSError, sqlite3.DatabaseError) as exc:
+        raise UserError(
+            f"the sandbox cannot start on {host}:{port}"
+            + (f" with data file {data_path}" if data_path else "")
+            + f": {getattr(exc, 'strerror', None) or exc}. Try another --port (0 picks a free one)"
+            + (" or another --data file." if data_path else ".")
+        ) from None
+    reachable = server.url.replace("//0.0.0.0:", "//127.0.0.1:").replace("//[::]:", "//[::1]:")
     click.echo(f"Sandbox listening on {server.url}", err=True)
-    click.echo(f"  export TI_BASE_URL={server.url}", err=True)
+    click.echo(f"  export TI_BASE_URL={reachable}", err=True)
     click.echo("  export TI_API_KEY=" + ("<the key you passed>" if api_key else "ti_test_anything"), err=True)
     try:
         threading.Event().wait()

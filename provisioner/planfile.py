@@ -165,8 +165,8 @@ class SavedPlan:
         if self.body["serial"] != state.serial or self.body.get("state_digest") != state.content_digest():
             raise PlanFileError(
                 f"{self.path}: the plan is stale: {state_path} changed since it was made (serial "
-                f"{self.body['serial']} then, {state.serial} now). Run 'provisioner plan --out' again "
-                "and review the new plan."
+                f"{self.body['serial']} then, {state.serial} now; an apply may have been interrupted "
+                "after recording some batches). Run 'provisioner plan --out' again and review the new plan."
             )
 
     def matches(self, plan: Plan) -> bool:

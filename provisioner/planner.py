@@ -86,7 +86,7 @@ def _change_for(
                 f"Batch {resource.batch_id} is recorded in state but the API no longer lists it "
                 "(deleted or moved by hand?). It is not recreated silently: that would issue its "
                 "credits again.",
-                f"Fix: run 'provisioner apply --replace {address}' to create it again on purpose, or "
+                f"Fix: run 'provisioner apply PATHS --refresh --replace {address}' to create it again on purpose, or "
                 f"'provisioner state rm {address}' to forget it.",
             ),
         )

@@ -87,8 +87,7 @@ def read_snapshot(path: Path) -> State | None:
     except json.JSONDecodeError as exc:
         raise StateError(
             f"{path}:{exc.lineno}:{exc.colno}: the state file is not valid JSON ({exc.msg}). "
-            f"It was left untouched; the previous version is in {backup_path(path).name} "
-            "if you need to restore it."
+            f"It was left untouched.{_backup_hint(path)}"
         ) from None
     if not isinstance(raw, dict):
         raise StateError(f"{path}: the state file must hold a JSON object; it was left untouched.")
@@ -107,6 +106,11 @@ def read_snapshot(path: Path) -> State | None:
         raise StateError(
             f"{path}: the state file is damaged at '{where}': {first['msg']}. It was left untouched."
         ) from None
+
+
+def _backup_hint(path: Path) -> str:
+    backup = backup_path(path)
+    return f" The previous version is in {backup.name}, if you need to restore it." if backup.exists() else ""
 
 
 def read_state(path: str | Path) -> State:

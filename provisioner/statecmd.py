@@ -99,6 +99,11 @@ def move_resource(writer: StateWriter, source: str, destination: str) -> None:
         raise StateCommandError(
             f"{destination!r} is not an address; expected CLIENT_KEY/BATCH_KEY, each key {KEY_RULE}."
         )
+    if source.split("/")[0] != destination.split("/")[0]:
+        raise StateCommandError(
+            f"{source} belongs to client {source.split('/')[0]}: a batch cannot move to another client "
+            f"({destination.split('/')[0]}). Rename the batch key only, e.g. {source.split('/')[0]}/new-key."
+        )
     writer.move(source, destination)
 
 

@@ -12,11 +12,14 @@ from provisioner.state import State
 from provisioner.timestamps import parse_timestamp
 
 
+NOTHING_RECORDED = "No batches recorded in this state file yet.\n"
+
+
 def render_resource_list(state: State) -> str:
     rows = [(address, resource.batch_id) for address, resource in sorted(state.resources.items())]
     rows += [(address, "(create interrupted: recovered by the next apply)") for address in sorted(state.pending)]
     if not rows:
-        return "No batches recorded in state yet.\n"
+        return NOTHING_RECORDED
     width = max(len(address) for address, _ in rows)
     return "".join(f"{address:<{width}}  {batch_id}\n" for address, batch_id in rows)
 
@@ -37,7 +40,7 @@ def render_show(state: State, observed: Mapping[str, Mapping] | None = None, now
     """
     now = now or datetime.now(timezone.utc)
     if not state.resources:
-        return "No batches recorded in state yet.\n"
+        return NOTHING_RECORDED
     by_client: dict[str, list[list[str]]] = defaultdict(list)
     totals: dict[str, list[float]] = defaultdict(lambda: [0, 0])
     for address, resource in sorted(state.resources.items()):

@@ -135,7 +135,7 @@ def test_batch_gone_is_drift_never_recreated_unless_replaced(cli, disk_sandbox, 
     assert planned.exit_code == 0
     assert "acme/q1 is recorded but no longer found in the API" in planned.stdout
     assert f"Batch {gone} is recorded in state but the API no longer lists it" in planned.stdout
-    assert "provisioner apply --replace acme/q1" in planned.stdout
+    assert "provisioner apply PATHS --refresh --replace acme/q1" in planned.stdout
     assert "1 missing" in planned.stdout
     as_json = json.loads(cli("plan", manifest, "--state", state, "--refresh", "--format", "json", *FAST).stdout)
     assert [(c["address"], c["action"], c["credits"]) for c in as_json["changes"]] == [("acme/q1", "missing", 0)]

@@ -82,12 +82,21 @@ def test_apply_saved_plan_creates_exactly_the_planned_batches_without_manifests_
 
 def test_saved_plan_is_recognised_by_content_whatever_its_name(cli, api_env, sandbox, write_manifest, tmp_path):
     manifest = write_manifest(two_client_manifest())
-    disguised = tmp_path / "plan.yaml"
+    disguised = tmp_path / "reviewed.txt"
     state = tmp_path / "s.json"
     assert cli("plan", manifest, "--state", state, "--out", disguised).exit_code == 0
     applied = cli("apply", disguised, "--state", state)
     assert applied.exit_code == 0, applied.output
     assert len(sandbox.all_batches()) == 3
+
+
+def test_a_plan_is_never_saved_under_a_manifest_name(cli, api_env, write_manifest, tmp_path):
+    manifest = write_manifest(two_client_manifest())
+    before = manifest.read_bytes()
+    result = cli("plan", manifest, "--state", tmp_path / "s.json", "--out", manifest)
+    assert result.exit_code == 1
+    assert "a saved plan is JSON" in result.output
+    assert manifest.read_bytes() == before
 
 
 def test_saved_plan_with_no_changes_applies_nothing(cli, api_env, sandbox, write_manifest, state, plan_file):

@@ -112,7 +112,7 @@ def test_show_refresh_as_a_real_process(applied, api_env):
 def test_show_of_an_empty_state(cli, tmp_path):
     result = cli("show", "--state", tmp_path / "none.json")
     assert result.exit_code == 0
-    assert result.stdout == "No batches recorded in state yet.\n"
+    assert result.stdout == "No batches recorded in this state file yet.\n"
 
 
 def test_recorded_batch_whose_expiry_has_passed_since_shows_expired(applied):

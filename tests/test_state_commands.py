@@ -203,7 +203,7 @@ def test_state_list_and_show(applied, cli):
 def test_state_list_of_an_empty_state(cli, tmp_path):
     result = cli("state", "list", "--state", tmp_path / "none.json")
     assert result.exit_code == 0
-    assert result.stdout == "No batches recorded in state yet.\n"
+    assert result.stdout == "No batches recorded in this state file yet.\n"
 
 
 # --- state rm ---------------------------------------------------------------------------------
@@ -277,6 +277,7 @@ def test_state_mv_after_renaming_the_key_leaves_nothing_to_do(applied, cli, sand
         ("acme/q1", "acme/Q 1", "'acme/Q 1' is not an address; expected CLIENT_KEY/BATCH_KEY"),
         ("acme/q1", "q1", "'q1' is not an address"),
         ("acme/q1", "acme/q1/x", "'acme/q1/x' is not an address"),
+        ("acme/q1", "globex/q1", "a batch cannot move to another client"),
     ],
 )
 def test_state_mv_refuses_what_makes_no_sense(applied, cli, source, destination, message):
