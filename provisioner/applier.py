@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-import time
 from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -89,6 +88,7 @@ class Applier:
         self._result_guard = threading.Lock()
         self._done = 0
         self._total = 0
+        self._deferred_creates: list[str] = []
 
     # --- entry point ------------------------------------------------------
 
@@ -101,6 +101,11 @@ class Applier:
         if recoveries:
             self._let_interrupted_creates_settle()
         self._run_groups(self._group_recoveries(recoveries), desired)
+        others += [
+            Change(address=address, client_key=address.split("/", 1)[0], action="create")
+            for address in self._deferred_creates
+        ]
+        self._total += len(self._deferred_creates)
         if not self.result.failed:
             self._run_groups(self._group_by_request(others, desired), desired)
         else:
@@ -114,6 +119,9 @@ class Applier:
         age = (datetime.now(timezone.utc) - youngest).total_seconds()
         if age < self.recovery_wait:
             delay = self.recovery_wait - age
+            if delay > self.recovery_wait:
+                self.progress(f"Warning: an interrupted create is dated {-age:.0f} s in the future: clocks disagree.")
+                delay = self.recovery_wait
             self.progress(f"Waiting {delay:.0f} s for interrupted creates to settle before looking them up...")
             self.stop.wait(delay)  # an interrupt ends the wait; nothing has been sent yet
 
@@ -157,6 +165,17 @@ class Applier:
                 self._fail(change.address, str(exc))
                 if isinstance(exc, AuthError):
                     self.stop.set()  # every other request would fail the same way
+                if change.address in self.writer.state.pending:
+                    # Its create may yet turn up: a look-alike sent now could be mistaken for it.
+                    self._skip_rest(group, change)
+                    return
+
+    def _skip_rest(self, group: list[Change], failed: Change) -> None:
+        rest = group[group.index(failed) + 1 :]
+        with self._result_guard:
+            self.result.skipped += len(rest)
+        for change in rest:
+            self.progress(f"{change.address}: not started: {failed.address}, which looks alike, is unresolved")
 
     def _run_change(self, change: Change, desired: Desired) -> None:
         if change.action == "update":
@@ -202,14 +221,14 @@ class Applier:
             batch = self.api.create_batch(client_id, attributes, before_send=write_intent)
         except OutcomeUnknown as exc:
             self._report(address, f"outcome unknown ({exc}); looking it up")
-            return written[0], None
+            return written[-1], None
         except ApiError:
             if written and previous is not None:
                 self.writer.record_intent(previous)
             elif written:
                 self.writer.clear_intent(address)  # a definite refusal: nothing was made
             raise
-        return written[0], batch
+        return written[-1], batch
 
     def _update(self, change: Change, desired: Desired) -> None:
         resource = self.writer.state.resources[change.address]
@@ -231,12 +250,19 @@ class Applier:
         batch = self._find_made_batch(intent)
         if batch is not None:
             self._record_created(intent, batch, "adopted", "found and recorded (made by an interrupted apply)")
-        elif change.address in desired.batches:
+        elif change.address in desired.batches and confusable_key(
+            intent.client_id, intent.attributes
+        ) == confusable_key(intent.client_id, desired.batches[change.address].attributes()):
             self._report(change.address, "the interrupted create never happened; creating it now")
             self._create(change.address, desired, previous=intent)
         else:
+            # Never made. A create with other attributes belongs to another group of look-alikes:
+            # it runs with the new work, where that group is kept in order.
             self.writer.clear_intent(change.address)
-            self._done_one(change.address, None, "the interrupted create never happened and it is no longer declared")
+            if change.address in desired.batches:
+                with self._result_guard:
+                    self._deferred_creates.append(change.address)
+            self._report(change.address, "the interrupted create never happened")
 
     def _resolve_after_ambiguity(self, intent: Intent, desired: Desired) -> None:
         for _ in range(RECOVERY_ROUNDS):
@@ -266,7 +292,7 @@ class Applier:
         """Before deciding a create did not happen, give the server the time it may still be
         taking over it: a timeout or a dropped connection does not stop the server's work, so
         the wait counts from now, not from when the request left."""
-        time.sleep(max(self.settle_seconds, self.recovery_wait))
+        self.stop.wait(max(self.settle_seconds, self.recovery_wait))
 
     def _find_made_batch(self, intent: Intent) -> dict | None:
         """The batch this intent's create made, None if it made none."""

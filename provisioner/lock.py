@@ -208,36 +208,37 @@ def _what_to_do(holder: LockInfo) -> str:
 def force_unlock(state_path: str | Path, lock_id: str) -> LockInfo:
     """Removes a lock left by a run that is gone; refuses while its holder still runs here."""
     state_path = Path(state_path)
-    info = read_lock_info(state_path)
-    if info is None:
-        raise LockError(f"the state {state_path} is not locked; nothing to unlock.")
-    if info.id != lock_id:
-        raise LockError(
-            f"the lock on {state_path} has ID {info.id}, not {lock_id}; nothing was changed.\n  {info.describe()}"
-        )
-    if _held_by_a_live_process(lock_path(state_path)):
-        # Two applies at once is exactly what the lock exists to prevent: credits issued twice.
-        raise LockError(
-            f"the run holding the lock is still alive (pid {info.pid} on {info.host}, {info.command}); "
-            "nothing was changed. Stop it (Ctrl-C) or wait for it: force-unlock is for locks left by "
-            "runs that are gone."
-        )
-    lock_path(state_path).unlink(missing_ok=True)
-    return info
-
-
-def _held_by_a_live_process(path: Path) -> bool:
+    path = lock_path(state_path)
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = os.open(path, os.O_RDWR)
     except FileNotFoundError:
-        return False
+        raise LockError(f"the state {state_path} is not locked; nothing to unlock.") from None
     try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
+        try:
+            # Holding the flock while checking and unlinking: a run starting meanwhile cannot
+            # take the lock and then have its fresh file removed under it.
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            info = _read_info(fd)
+            holder = f"pid {info.pid} on {info.host}, {info.command}" if info else "a running process"
+            # Two applies at once is exactly what the lock exists to prevent: credits issued twice.
+            raise LockError(
+                f"the run holding the lock is still alive ({holder}); nothing was changed. Stop it "
+                "(Ctrl-C) or wait for it: force-unlock is for locks left by runs that are gone."
+            ) from None
+        info = _read_info(fd)
+        if info is None or not os.path.samestat(os.fstat(fd), os.stat(path)):
+            raise LockError(f"the state {state_path} is not locked; nothing to unlock.")
+        if info.id != lock_id:
+            raise LockError(
+                f"the lock on {state_path} has ID {info.id}, not {lock_id}; nothing was changed.\n  {info.describe()}"
+            )
+        path.unlink()
+        return info
+    except FileNotFoundError:
+        raise LockError(f"the state {state_path} is not locked; nothing to unlock.") from None
     finally:
         os.close(fd)
-    return False
 
 
 def _user() -> str:

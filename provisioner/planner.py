@@ -208,7 +208,7 @@ def same_value(field: str, left, right) -> bool:
         return left is None and right is None
     if field == "expiresOn":
         try:
-            return parse_timestamp(left) == parse_timestamp(right)
+            return parse_timestamp(str(left)) == parse_timestamp(str(right))
         except ValueError:
             return left == right
     if field in ("clientId", "creditAccountId"):

@@ -142,7 +142,8 @@ class CreditsApi:
     # --- the three calls -------------------------------------------------
 
     def create_batch(self, client_id: str, body: dict, before_send: Callable[[], None] | None = None) -> dict:
-        """``before_send`` runs once, the instant before the request first leaves (after pacing)."""
+        """``before_send`` runs the instant before each attempt leaves (after pacing and any
+        Retry-After pause), so the caller's record of when the create went out is never early."""
         path = f"/incoming/v2/clients/{quote(client_id, safe='')}/creditBatches"
         payload = self._request(
             "POST", path, json=body, idempotent=False, subject=f"client {client_id}", before_send=before_send
@@ -179,7 +180,12 @@ class CreditsApi:
                 batches.setdefault(str(batch.get("id")), batch)
             # A page with nothing new ends the walk even if hasMore says otherwise (a server
             # ignoring ?page would otherwise be asked forever).
-            if not page_info.get("hasMore") or len(batches) == before:
+            if page_info.get("hasMore") and len(batches) == before:
+                raise ApiError(
+                    f"listing the batches of client {client_id}: page {page} added nothing new although "
+                    "the API says more follow (does it ignore ?page=?). Nothing was decided on it."
+                )
+            if not page_info.get("hasMore"):
                 _check_complete(client_id, batches, page_info.get("total"))
                 return list(batches.values())
             page += 1
@@ -202,7 +208,6 @@ class CreditsApi:
             self.limiter.acquire()
             if before_send is not None:
                 before_send()
-                before_send = None
             try:
                 # Never follow redirects: a 301/302 would turn a create into a GET, a 307 repeat it.
                 response = self.session.request(method, url, timeout=self.timeout, allow_redirects=False, **kwargs)
@@ -269,7 +274,11 @@ class CreditsApi:
 
 def _check_complete(client_id: str, batches: dict, total) -> None:
     """A short listing must fail loudly: recovery would take a missing batch for one never made."""
-    if isinstance(total, int) and not isinstance(total, bool) and len(batches) < total:
+    try:
+        total = None if isinstance(total, bool) or total is None else int(float(total))
+    except (TypeError, ValueError):
+        total = None  # unreadable: the walk itself (hasMore, pages adding batches) is the check
+    if total is not None and len(batches) < total:
         raise ApiError(
             f"listing the batches of client {client_id} gave {len(batches)} of the {total} the API counts "
             "(pages changing while they were read?). Nothing was decided on it; run the command again."
