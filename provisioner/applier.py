@@ -101,11 +101,11 @@ class Applier:
         if recoveries:
             self._let_interrupted_creates_settle()
         self._run_groups(self._group_recoveries(recoveries), desired)
+        # A deferred create finishes its recovery's piece of work: the total stays as planned.
         others += [
             Change(address=address, client_key=address.split("/", 1)[0], action="create")
             for address in self._deferred_creates
         ]
-        self._total += len(self._deferred_creates)
         if not self.result.failed:
             self._run_groups(self._group_by_request(others, desired), desired)
         else:
@@ -262,7 +262,9 @@ class Applier:
             if change.address in desired.batches:
                 with self._result_guard:
                     self._deferred_creates.append(change.address)
-            self._report(change.address, "the interrupted create never happened")
+                self._report(change.address, "the interrupted create never happened; it is created with the new work")
+            else:
+                self._done_one(change.address, None, "the interrupted create never happened and it is no longer declared")
 
     def _resolve_after_ambiguity(self, intent: Intent, desired: Desired) -> None:
         for _ in range(RECOVERY_ROUNDS):
@@ -368,9 +370,12 @@ def confusable_key(client_id: str, attributes: dict) -> tuple:
 
 def could_be_made_by(batch: dict, intent: Intent) -> bool:
     """True when the intent's create may have made this batch: what it asked for, made after it."""
-    return attributes_match(batch, intent.attributes) and created_since(
-        batch, parse_timestamp(intent.at) - CLOCK_SKEW
-    )
+    if not attributes_match(batch, intent.attributes):
+        return False
+    since = parse_timestamp(intent.at) - CLOCK_SKEW
+    # An intent dated in the future came from a clock that disagrees with ours: its date would rule
+    # out the very batch it made. Unsure, keep it a candidate rather than risk a second create.
+    return since > datetime.now(timezone.utc) or created_since(batch, since)
 
 
 def created_since(batch: dict, since: datetime) -> bool:

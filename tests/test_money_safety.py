@@ -12,14 +12,15 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from conftest import TEST_KEY
+from conftest import ACCOUNT_ID, TEST_KEY
 from faultproxy import (
     Answer,
     DropThenCommit,
@@ -32,12 +33,12 @@ from faultproxy import (
 from provisioner import journal, planfile
 from provisioner.api.client import ApiError, CreditsApi
 from provisioner.applier import Applier, ApplyResult, request_digest
-from provisioner.lock import StateLock
+from provisioner.lock import LockError, StateLock, force_unlock, lock_path
 from provisioner.manifest import load
 from provisioner.models import BatchSpec, Intent, Resource
 from provisioner.planner import make_plan
 from provisioner.state import StateWriter, read_state
-from provisioner.timestamps import utc_now_text
+from provisioner.timestamps import format_timestamp, parse_timestamp, utc_now_text
 
 CLIENT = "3f9d6c1e-8a2b-4c7d-9e0f-1a2b3c4d5e6f"
 SETTLE = 0.05  # seconds between an ambiguous answer and the first lookup, at least
@@ -80,7 +81,7 @@ def apply_in_process(manifest: Path, state: Path, api: CreditsApi, *, recovery_w
         return applier.apply(plan, desired)
 
 
-def open_intent(state: Path, address: str, spec: BatchSpec) -> None:
+def open_intent(state: Path, address: str, spec: BatchSpec, at: str | None = None) -> None:
     """The journal line written before a create, left open as a killed apply leaves it."""
     attributes = spec.attributes()
     intent = Intent(
@@ -88,7 +89,7 @@ def open_intent(state: Path, address: str, spec: BatchSpec) -> None:
         client_id=spec.client_id,
         attributes=attributes,
         digest=request_digest(spec.client_id, attributes),
-        at=utc_now_text(),
+        at=at or utc_now_text(),
     )
     with StateLock(state, command="test"), StateWriter(state) as writer:
         writer.record_intent(intent)
@@ -496,3 +497,306 @@ def test_journal_entries_survive_short_writes(state, monkeypatch):
         seen_by_a_reader = read_state(state)  # what the next run would find after a crash here
 
     assert seen_by_a_reader.resources == {"c0/q1": resource}
+
+
+# --- second review (/tmp/review2/p1..p5) ---------------------------------------------------------------------
+
+
+def apply_watched(
+    manifest: Path,
+    state: Path,
+    api: CreditsApi,
+    *,
+    recovery_wait: float,
+    stop: threading.Event | None = None,
+    progress: list[str] | None = None,
+    parallelism: int = 4,
+) -> ApplyResult:
+    """apply_in_process, with the run's stop event (Ctrl-C) and its progress lines in the test's hands."""
+    desired = load([manifest])
+    lines = progress if progress is not None else []
+    with StateLock(state, command="apply"), StateWriter(state) as writer:
+        plan = make_plan(desired, writer.state, datetime.now(timezone.utc))
+        applier = Applier(
+            api, writer, parallelism=parallelism, settle_seconds=SETTLE, recovery_wait=recovery_wait,
+            stop=stop, progress=lines.append,
+        )
+        return applier.apply(plan, desired)
+
+
+class RecordingStop(threading.Event):
+    """A stop event that notes how long each wait on it was meant to last; a wait is cut short
+    at ``cap`` so that a wrong one fails the test instead of hanging it."""
+
+    def __init__(self, cap: float):
+        super().__init__()
+        self.cap = cap
+        self.waits: list[float | None] = []
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.waits.append(timeout)
+        return super().wait(self.cap if timeout is None else min(timeout, self.cap))
+
+
+def test_a_create_sent_after_a_rate_limit_pause_is_dated_when_it_left(sandbox, write_manifest, state):
+    """Review2 P1: the intent was dated before a 429's Retry-After pause, so after a kill the next
+    apply counted its recovery window from a moment long before the create left, looked too early,
+    missed the batch the server was still making, and sent it again."""
+    manifest = write_manifest(manifest_text(one_batch()))
+    stop = threading.Event()
+    refused_at: list[datetime] = []
+
+    def rule(request: ProxiedRequest):
+        if request.method != "POST":
+            return Forward()
+        if request.number == 1:
+            refused_at.append(datetime.now(timezone.utc))
+            return Answer(429, {"Retry-After": str(RECOVERY_WAIT)})
+        if request.number == 2:
+            stop.set()  # the run dies while the server is still making the batch
+            return DropThenCommit(after=LATE_COMMIT)
+        return Forward()
+
+    with FaultProxy(sandbox.url, rule) as proxy:
+        apply_watched(manifest, state, fast_api(proxy.url), recovery_wait=0, stop=stop)
+        intent = read_state(state).pending["c0/q1"]
+        resumed = apply_in_process(manifest, state, fast_api(proxy.url), recovery_wait=RECOVERY_WAIT)
+        proxy.commit_late_requests()
+
+    assert parse_timestamp(intent.at) > refused_at[0], "the intent is dated before the rate-limit pause"
+    assert proxy.posts() == 2, "the create was sent again"
+    assert resumed.ok and resumed.adopted == ["c0/q1"], (resumed.adopted, resumed.created, resumed.failed)
+    assert_each_live_batch_recorded_once(sandbox, state, declared=1)
+
+
+SERVER_FILLED_EXPIRY = "2031-01-01T00:00:00.000Z"
+
+
+def fill_account_expiry(answer: dict) -> dict:
+    """A listing from an instance whose credit accounts give their batches a default expiry."""
+    for batch in answer["data"]["APICreditBatchesByClientAndCreditAccount"]["creditBatches"]:
+        if batch.get("creditAccountId") and batch.get("expiresOn") is None:
+            batch["expiresOn"] = SERVER_FILLED_EXPIRY
+    return answer
+
+
+def test_a_look_alike_is_not_sent_while_an_earlier_create_of_its_group_is_unresolved(sandbox, write_manifest, state):
+    """Review2 P2: a's create failed ambiguously and its resend met a 429 storm (intent kept), yet b,
+    which a listing can mistake for a, was sent; killed while b's answer was lost, the run left both
+    open. The server filled b's expiry, so the exclusion "made exactly as another intent asked" no
+    longer held b's batch back: a's recovery adopted it and b was issued a second time."""
+    manifest = write_manifest(manifest_text(
+        ("a", "        name: Q1\n        startingBalance: 100"),
+        ("b", f"        name: Q1\n        startingBalance: 100\n        creditAccountId: {ACCOUNT_ID}"),
+    ))
+    first_run = threading.Event()
+    first_run.set()
+    stop = threading.Event()
+    a_posts: list[ProxiedRequest] = []
+
+    def rule(request: ProxiedRequest):
+        if request.method == "GET":
+            return Forward(rewrite=fill_account_expiry)
+        if "creditAccountId" in request.body:  # b
+            if first_run.is_set():
+                stop.set()  # the run is killed while b's create is in progress
+                return DropThenCommit(after=LATE_COMMIT)
+            return Forward()
+        a_posts.append(request)
+        if len(a_posts) == 1:
+            return Answer(502)  # nothing made, but the client cannot know that
+        return Answer(429, {"Retry-After": "0.01"}) if first_run.is_set() else Forward()
+
+    with FaultProxy(sandbox.url, rule) as proxy:
+        first = apply_watched(
+            manifest, state, fast_api(proxy.url, max_attempts=3), recovery_wait=0.1, stop=stop, parallelism=1
+        )
+        assert set(read_state(state).pending) == {"c0/a"}, "b was sent while a's create was unresolved"
+        assert first.skipped == 1
+
+        first_run.clear()
+        second = apply_in_process(manifest, state, fast_api(proxy.url), recovery_wait=RECOVERY_WAIT)
+        proxy.commit_late_requests()
+
+    assert second.ok, second.failed
+    live = live_by_id(sandbox)
+    recorded = recorded_ids(state)
+    assert live[recorded["c0/a"]]["creditAccountId"] is None, "c0/a holds b's batch"
+    assert live[recorded["c0/b"]]["creditAccountId"] == ACCOUNT_ID
+    assert_each_live_batch_recorded_once(sandbox, state, declared=2)
+
+
+@pytest.mark.parametrize("total", [None, "12", 12.0, "many"], ids=["none", "text", "float", "word"])
+def test_a_listing_whose_next_page_adds_nothing_while_more_are_announced_is_an_api_error(total):
+    """Review2 P3: a server ignoring ?page without a usable integer total gave page 1 only, silently;
+    recovery would have decided "never made" on it."""
+    def pages(page: int) -> dict:
+        if server.requests_served > GIVE_UP:
+            return listing("", total=None, has_more=False)
+        return listing("abcde", total=total, has_more=True)  # page 1, whatever page was asked
+
+    with ListingServer(pages) as server, pytest.raises(ApiError, match=f"client {CLIENT}.*page 2 added nothing"):
+        fast_api(server.url).list_batches(CLIENT)
+
+
+@pytest.mark.parametrize("total", ["3", 3.0, "3.0"], ids=["text", "float", "decimal-text"])
+def test_a_short_listing_whose_total_is_not_an_int_is_still_an_api_error(total):
+    short = ListingServer(lambda page: listing("ab", total=total, has_more=False))
+    with short, pytest.raises(ApiError, match=f"client {CLIENT}.* 2 of the 3"):
+        fast_api(short.url).list_batches(CLIENT)
+
+
+def test_a_recovery_whose_manifest_changed_creates_in_the_group_of_its_new_attributes(sandbox, write_manifest, state):
+    """Review2 P4: recoveries were grouped by what their intents asked, but one that found nothing
+    created what the manifest says now. Here each manifest entry was changed into what the other's
+    intent had asked, so each create ran beside a recovery looking for exactly that batch: the
+    second lookup adopted the first's fresh batch, and both addresses recorded one id."""
+    before = write_manifest(manifest_text(
+        ("a", "        name: Q1\n        startingBalance: 100"),
+        ("b", "        name: Q1\n        startingBalance: 200"),
+    ), name="before.yaml")
+    for address, spec in load([before]).batches.items():
+        open_intent(state, address, spec)  # neither create reached the server before the kill
+    manifest = write_manifest(manifest_text(
+        ("a", "        name: Q1\n        startingBalance: 200"),
+        ("b", "        name: Q1\n        startingBalance: 100"),
+    ))
+    created = threading.Event()
+    gets: list[ProxiedRequest] = []
+
+    def a_lookup_may_see_the_others_create() -> None:
+        # The second lookup comes once the first recovery has either created (its batch is
+        # listed) or let its intent go: whichever this version does.
+        while not created.is_set() and len(read_state(state).pending) == 2:
+            created.wait(0.01)
+
+    def rule(request: ProxiedRequest):
+        if request.method == "GET":
+            gets.append(request)
+            if len(gets) == 2:
+                a_lookup_may_see_the_others_create()
+            return Forward()
+        if request.number == 1:  # made at once, answered once the other address holds a batch
+            return Forward(after_upstream=created.set, answer_when=lambda: bool(recorded_ids(state)))
+        return Forward()
+
+    progress: list[str] = []
+    with FaultProxy(sandbox.url, rule) as proxy:
+        result = apply_watched(manifest, state, fast_api(proxy.url), recovery_wait=0, progress=progress)
+
+    recorded = recorded_ids(state)
+    assert recorded["c0/a"] != recorded["c0/b"], "two addresses record one batch"
+    assert result.ok, result.failed
+    live = live_by_id(sandbox)
+    assert live[recorded["c0/a"]]["startingBalance"] == 200
+    assert live[recorded["c0/b"]]["startingBalance"] == 100
+    assert_each_live_batch_recorded_once(sandbox, state, declared=2)
+    counted = [line.split("]", 1)[0] for line in progress if line.startswith("[")]
+    assert counted[-1] == "[2/2", f"the progress count does not reach its total: {counted}"
+
+
+def test_an_intent_dated_in_the_future_delays_recovery_by_the_window_at_most(sandbox, write_manifest, state):
+    """Review2 P5a: an intent written by a run whose clock was ahead made the next apply wait for
+    the difference as well, hours if need be."""
+    manifest = write_manifest(manifest_text(one_batch()))
+    in_six_hours = format_timestamp(datetime.now(timezone.utc) + timedelta(hours=6))
+    open_intent(state, "c0/q1", load([manifest]).batches["c0/q1"], at=in_six_hours)
+    stop = RecordingStop(cap=2.0)
+    progress: list[str] = []
+
+    result = apply_watched(manifest, state, fast_api(sandbox.url), recovery_wait=0.2, stop=stop, progress=progress)
+
+    assert stop.waits and max(stop.waits) <= 0.2, f"waited {stop.waits} s for a window of 0.2 s"
+    assert any("in the future" in line and "clocks disagree" in line for line in progress), progress
+    assert result.ok and result.created == ["c0/q1"], result.failed
+    assert_each_live_batch_recorded_once(sandbox, state, declared=1)
+
+
+def test_an_interrupt_ends_the_wait_before_an_ambiguous_create_is_looked_up(sandbox, write_manifest, state):
+    """Review2 P5b: the wait after an unanswered create slept through Ctrl-C (time.sleep), so the
+    first interrupt did not stop the run for the whole recovery window."""
+    manifest = write_manifest(manifest_text(one_batch()))
+    stop = threading.Event()
+    window = 3.0
+    lands_after = window / 2  # within the window: only a run that waited it out would find it
+
+    def rule(request: ProxiedRequest):
+        if request.method == "POST":
+            stop.set()  # Ctrl-C while the create is in progress
+            return DropThenCommit(after=lands_after)
+        return Forward()
+
+    with FaultProxy(sandbox.url, rule) as proxy:
+        result = apply_watched(manifest, state, fast_api(proxy.url), recovery_wait=window, stop=stop)
+        proxy.commit_late_requests()
+
+    assert [address for address, _ in result.failed] == ["c0/q1"], "the run waited out the window"
+    assert "interrupted while checking" in result.failed[0][1]
+    assert proxy.posts() == 1
+    assert set(read_state(state).pending) == {"c0/q1"}, "the interrupted create's intent was lost"
+
+
+def leave_lock_of_a_dead_run(state: Path) -> str:
+    """The lock file of a run on this host that was killed; returns its lock ID."""
+    finished = subprocess.Popen(["true"])
+    finished.wait()
+    lock_id = "0d1e2a3d-0000-4000-8000-000000000001"
+    info = {"id": lock_id, "pid": finished.pid, "host": socket.gethostname(), "user": "ci", "command": "apply",
+            "created": "2026-01-01T00:00:00+00:00", "process_start": None}
+    state.parent.mkdir(parents=True, exist_ok=True)
+    lock_path(state).write_text(json.dumps(info))
+    return lock_id
+
+
+def test_force_unlock_never_removes_the_lock_of_a_run_that_started_meanwhile(state, monkeypatch):
+    """force-unlock checked the lock, then unlinked the file: an apply that took the lock in
+    between lost it, and a third run could then lock a fresh file beside it: two applies at once."""
+    dead_lock = leave_lock_of_a_dead_run(state)
+    started_meanwhile = StateLock(state, command="apply", warn=lambda message: None)
+    real_unlink = Path.unlink
+
+    def unlink_once_a_run_tried_to_start(self: Path, *args, **kwargs):
+        if self == lock_path(state) and started_meanwhile.info is None:
+            try:
+                started_meanwhile.acquire()
+            except LockError:
+                pass  # refused while force-unlock holds the lock: it will try again
+        return real_unlink(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "unlink", unlink_once_a_run_tried_to_start)
+    force_unlock(state, dead_lock)
+    monkeypatch.undo()
+
+    if started_meanwhile.info is None:
+        started_meanwhile.acquire()
+    try:
+        with pytest.raises(LockError, match="locked by another run"):
+            StateLock(state, command="apply").acquire()
+    finally:
+        started_meanwhile.release()
+
+
+def test_the_batch_of_an_intent_dated_in_the_future_is_adopted_not_created_again(sandbox, write_manifest, state):
+    """Review2 P5a, its money side: a killed run whose clock was hours ahead dated its intent in the
+    future; the batch its create made was listed as created before that date minus the clock
+    allowance, so it was ruled out, "never happened", and the credits were issued again."""
+    manifest = write_manifest(manifest_text(one_batch()))
+    spec = load([manifest]).batches["c0/q1"]
+    open_intent(state, "c0/q1", spec, at=format_timestamp(datetime.now(timezone.utc) + timedelta(hours=6)))
+    made_by_the_killed_run = fast_api(sandbox.url).create_batch(CLIENT, spec.attributes())["id"]
+    stop = RecordingStop(cap=2.0)  # a version waiting for the clocks' difference fails, not hangs
+
+    result = apply_watched(manifest, state, fast_api(sandbox.url), recovery_wait=0.1, stop=stop)
+
+    assert result.ok and result.adopted == ["c0/q1"], (result.created, result.failed)
+    assert recorded_ids(state) == {"c0/q1": made_by_the_killed_run}
+    assert_each_live_batch_recorded_once(sandbox, state, declared=1)
+
+
+@pytest.mark.parametrize("total", ["inf", "1e400", "nan"])
+def test_an_unreadable_total_leaves_the_walk_to_decide_instead_of_crashing(total):
+    complete = ListingServer(lambda page: listing("ab", total=total, has_more=False))
+    with complete:
+        listed = fast_api(complete.url).list_batches(CLIENT)
+
+    assert sorted(batch["id"] for batch in listed) == ["a", "b"]

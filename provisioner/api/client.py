@@ -276,7 +276,7 @@ def _check_complete(client_id: str, batches: dict, total) -> None:
     """A short listing must fail loudly: recovery would take a missing batch for one never made."""
     try:
         total = None if isinstance(total, bool) or total is None else int(float(total))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: "inf", 1e400
         total = None  # unreadable: the walk itself (hasMore, pages adding batches) is the check
     if total is not None and len(batches) < total:
         raise ApiError(
