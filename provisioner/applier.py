@@ -305,7 +305,7 @@ class Applier:
             batch
             for batch in listed
             if batch.get("id") not in claimed
-            and could_be_made_by(batch, intent)
+            and could_be_made_by(batch, intent, self.api.server_clock_offset)
             # A batch made exactly as another open intent asked is that intent's, not ours.
             and not any(attributes_match(batch, other.attributes, strict=True) for other in others)
         ]
@@ -368,14 +368,20 @@ def confusable_key(client_id: str, attributes: dict) -> tuple:
     return (client_id, attributes.get("name"), attributes.get("startingBalance"))
 
 
-def could_be_made_by(batch: dict, intent: Intent) -> bool:
-    """True when the intent's create may have made this batch: what it asked for, made after it."""
+def could_be_made_by(batch: dict, intent: Intent, server_clock_offset: float = 0.0) -> bool:
+    """True when the intent's create may have made this batch: what it asked for, made after it.
+
+    ``server_clock_offset`` (seconds the server's clock is ahead of ours) puts the intent's
+    time on the server's clock, which is the one createdAt is written with.
+    """
     if not attributes_match(batch, intent.attributes):
         return False
     since = parse_timestamp(intent.at) - CLOCK_SKEW
     # An intent dated in the future came from a clock that disagrees with ours: its date would rule
     # out the very batch it made. Unsure, keep it a candidate rather than risk a second create.
-    return since > datetime.now(timezone.utc) or created_since(batch, since)
+    if since > datetime.now(timezone.utc):
+        return True
+    return created_since(batch, since + timedelta(seconds=server_clock_offset))
 
 
 def created_since(batch: dict, since: datetime) -> bool:

@@ -43,7 +43,7 @@ def import_batch(writer: StateWriter, api: CreditsApi, desired: Desired, address
     if live is None:
         raise StateCommandError(_not_found_message(api, desired, spec, batch_id))
     intent = writer.state.pending.get(address)
-    if intent is not None and not could_be_made_by(live, intent):
+    if intent is not None and not could_be_made_by(live, intent, api.server_clock_offset):
         # Recording would close the intent, and a batch that create did make would be lost;
         # importing one of the batches it may have made is how an ambiguous recovery is settled.
         raise StateCommandError(

@@ -20,7 +20,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from conftest import ACCOUNT_ID, TEST_KEY
+from conftest import ACCOUNT_ID, ACME_ID, TEST_KEY
 from faultproxy import (
     Answer,
     DropThenCommit,
@@ -800,3 +800,26 @@ def test_an_unreadable_total_leaves_the_walk_to_decide_instead_of_crashing(total
         listed = fast_api(complete.url).list_batches(CLIENT)
 
     assert sorted(batch["id"] for batch in listed) == ["a", "b"]
+
+
+def test_a_client_clock_hours_ahead_still_recognises_the_batch_its_create_made(sandbox):
+    """createdAt is written on the server's clock: the intent's time is moved onto it (Date header)."""
+    from email.utils import format_datetime
+
+    from provisioner.api.client import CreditsApi
+    from provisioner.applier import could_be_made_by
+
+    api = CreditsApi(sandbox.url, TEST_KEY)
+    api.list_batches(ACME_ID)
+    assert abs(api.server_clock_offset) < 5, "the sandbox's Date header is read"
+
+    six_hours_behind = datetime.now(timezone.utc) - timedelta(hours=6)
+    api._observe_server_clock({"Date": format_datetime(six_hours_behind, usegmt=True)})
+    assert -21610 < api.server_clock_offset < -21590
+
+    attributes = {"clientId": ACME_ID, "name": "Q1", "startingBalance": 100}
+    intent = Intent(address="acme/q1", client_id=ACME_ID, attributes=attributes,
+                    digest=request_digest(ACME_ID, attributes), at=utc_now_text())
+    made = {**attributes, "id": "b1", "createdAt": format_timestamp(six_hours_behind + timedelta(seconds=1))}
+    assert not could_be_made_by(made, intent), "without the offset the batch looks older than its intent"
+    assert could_be_made_by(made, intent, api.server_clock_offset)

@@ -13,6 +13,8 @@ import random
 import re
 import time
 from collections.abc import Callable
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
 from urllib.parse import quote, urlsplit
 
 import requests
@@ -121,6 +123,7 @@ class CreditsApi:
             )
         self.base_url = check_base_url(base_url)
         self.instance = instance_name(self.base_url)
+        self.server_clock_offset = 0.0  # seconds the server's clock is ahead of ours
         self.limiter = limiter or RateLimiter(None)
         self.timeout = timeout
         self.max_attempts = max_attempts
@@ -226,6 +229,7 @@ class CreditsApi:
                 self._backoff(attempt)
                 continue
             self.limiter.observe(response.headers)
+            self._observe_server_clock(response.headers)
             if 300 <= response.status_code < 400:
                 raise (ApiError if idempotent else OutcomeUnknown)(
                     f"{method} {path}: the server redirected to {response.headers.get('Location', '?')} "
@@ -263,6 +267,19 @@ class CreditsApi:
                 continue
             raise _error_for(response, method, path, subject, self.base_url)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _observe_server_clock(self, headers) -> None:
+        """How far the server's clock is ahead of ours, from its Date header (1 s resolution).
+
+        Recovery compares the server's createdAt with our intent's time: without this, a
+        client clock minutes ahead would rule out the very batch a create made.
+        """
+        try:
+            server_now = parsedate_to_datetime(headers.get("Date", ""))
+        except (TypeError, ValueError, IndexError):
+            return
+        if server_now is not None and server_now.tzinfo is not None:
+            self.server_clock_offset = (server_now - datetime.now(timezone.utc)).total_seconds()
 
     def _delay(self, attempt: int) -> float:
         # Full jitter: spreads retries of parallel workers apart.
