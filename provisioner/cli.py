@@ -30,7 +30,7 @@ from provisioner.planfile import (
 from provisioner.planner import make_plan
 from provisioner.refresh import observe
 from provisioner.render import render_json, render_markdown, render_text
-from provisioner.state import StateError, StateWriter, check_instance, read_state
+from provisioner.state import State, StateError, StateWriter, check_instance, read_state
 from provisioner.statecmd import (
     StateCommandError,
     import_batch,
@@ -490,13 +490,14 @@ def state() -> None:
 def state_list(state_path, sandbox) -> None:
     """List recorded addresses and their batch ids."""
     state_path = resolve_state_path(state_path, sandbox)
-    click.echo(render_resource_list(read_state(state_path)), nl=False)
-    hint_at_the_sandbox_state(state_path, sandbox)
+    recorded = read_state(state_path)
+    click.echo(render_resource_list(recorded), nl=False)
+    hint_at_the_sandbox_state(recorded, state_path, sandbox)
 
 
-def hint_at_the_sandbox_state(state_path: Path, sandbox: bool) -> None:
+def hint_at_the_sandbox_state(recorded: State, state_path: Path, sandbox: bool) -> None:
     """After the quick start, the batches are in the sandbox's state file, not the default one."""
-    if not sandbox and not read_state(state_path).resources and Path(SANDBOX_STATE).exists():
+    if not sandbox and not recorded.resources and Path(SANDBOX_STATE).exists():
         progress(f"({state_path} is empty; the sandbox's batches are in {SANDBOX_STATE}: add --sandbox.)")
 
 
@@ -560,7 +561,7 @@ def show(paths, state_path, sandbox, base_url, parallelism, rate_limit, refresh)
             check_instance(current, api.instance, state_path)
             observed = refreshed(desired, current, api, parallelism)
     click.echo(render_show(current, observed), nl=False)
-    hint_at_the_sandbox_state(state_path, sandbox)
+    hint_at_the_sandbox_state(current, state_path, sandbox)
 
 
 @main.command(short_help="Print the JSON Schema of a manifest file.")

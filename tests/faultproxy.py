@@ -66,17 +66,11 @@ def forward_everything(request: ProxiedRequest) -> Forward:
     return Forward()
 
 
-class FaultProxy:
-    def __init__(self, upstream: str, rule: Rule = forward_everything):
-        self.upstream = upstream
-        self.rule = rule
-        self.log: list[tuple[str, str, str]] = []  # (method, path, what the proxy did)
-        self._counts: dict[str, int] = {}
-        self._late: list[tuple[float, Callable[[], None]]] = []  # (due, send) of dropped requests
-        self._guard = threading.Lock()
-        self._commit_guard = threading.Lock()
-        self._session = requests.Session()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+class LoopbackServer:
+    """A threaded HTTP server on a free loopback port, served while the ``with`` block runs."""
+
+    def _listen(self, handler) -> None:
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
 
@@ -87,6 +81,22 @@ class FaultProxy:
     def __exit__(self, *exc_info) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+class FaultProxy(LoopbackServer):
+    def __init__(self, upstream: str, rule: Rule = forward_everything):
+        self.upstream = upstream
+        self.rule = rule
+        self.log: list[tuple[str, str, str]] = []  # (method, path, what the proxy did)
+        self._counts: dict[str, int] = {}
+        self._late: list[tuple[float, Callable[[], None]]] = []  # (due, send) of dropped requests
+        self._guard = threading.Lock()
+        self._commit_guard = threading.Lock()
+        self._session = requests.Session()
+        self._listen(self._handler_class())
+
+    def __exit__(self, *exc_info) -> None:
+        super().__exit__(*exc_info)
         self._session.close()
 
     def posts(self, outcome: str | None = None) -> int:
@@ -183,7 +193,7 @@ class FaultProxy:
         return Handler
 
 
-class ListingServer:
+class ListingServer(LoopbackServer):
     """A real HTTP server that answers every listing from ``pages(page_number) -> listing``.
 
     ``listing`` is the APICreditBatchesByClientAndCreditAccount object; ``requests_served``
@@ -211,14 +221,4 @@ class ListingServer:
                 self.end_headers()
                 self.wfile.write(data)
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def __enter__(self) -> Self:
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._listen(Handler)
