@@ -1,12 +1,16 @@
 """Executes a Plan through the API, exactly once per batch.
 
 The rules that keep credits from being issued twice or ids from being lost:
-- before each create, its intent reaches the journal (fsync); its id closes it
-  in one more journal line the moment the answer arrives;
-- a create whose answer was lost (timeout, 5xx, dropped connection) is never
-  sent blindly again: the client's batches are listed and the one made after
-  the intent, with the intent's attributes and claimed by no address, is adopted;
-  none found means it was never made; more than one stops and is reported;
+- before each create, its intent is made durable (a fsynced journal line or a
+  committed transaction); its id closes it the moment the answer arrives;
+- before a client's first create of the run, its batches are listed: a batch
+  already there, claimed by no address, with the same name and balance, stops
+  that create (the duplicate guard): import it, or allow the duplicate on purpose;
+- a create whose answer was lost (timeout, 5xx, dropped connection) is never sent
+  blindly again: the client's batches are listed at once, and the batch made as
+  asked is adopted (recovery.py holds the rules). Only when nothing is found does
+  the applier wait out the recovery window, then list again: still nothing proves
+  the create never happened. A batch that only looks alike stops that address;
 - open intents left by a crash are resolved the same way before new work;
 - creates that a listing could confuse (same client, name and balance) never run
   at the same time, so a listing can always tell them apart.
@@ -17,25 +21,27 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
 
 from provisioner.api.client import (
     READ_TIMEOUT,
     ApiError,
     AuthError,
     CreditsApi,
+    NotFoundError,
     OutcomeUnknown,
 )
-from provisioner.models import COMPARED_FIELDS, UPDATABLE_FIELDS, Change, Desired, Intent, Plan, Resource
+from provisioner.backends.base import StateError, StateWriter
+from provisioner.listings import ClientListings
+from provisioner.models import UPDATABLE_FIELDS, Change, Desired, Intent, Plan, Resource
 from provisioner.planner import same_value
-from provisioner.state import StateWriter
-from provisioner.timestamps import parse_timestamp, utc_now_text
+from provisioner.recovery import Findings, describe, differences, duplicates_of, find, intent_since
+from provisioner.timestamps import format_timestamp, utc_now_text
 
-CLOCK_SKEW = timedelta(minutes=5)
 # How long a create may still be in progress on the server after its sender stopped
 # waiting for it: the client's read timeout, and as much again as a margin.
 RECOVERY_WAIT = 2 * READ_TIMEOUT
@@ -43,7 +49,11 @@ RECOVERY_ROUNDS = 3
 
 
 class AmbiguousRecovery(ApiError):
-    """More than one unclaimed batch could be the one an interrupted create made."""
+    """Batches that could be the one an interrupted create made: a person must decide."""
+
+
+class DuplicateFound(ApiError):
+    """The client already has an unclaimed batch just like the one a create would make."""
 
 
 @dataclass
@@ -76,6 +86,8 @@ class Applier:
         stop: threading.Event | None = None,
         settle_seconds: float = 1.0,
         recovery_wait: float = RECOVERY_WAIT,
+        duplicate_check: bool = True,
+        allow_duplicates: Iterable[str] = (),
     ):
         self.api = api
         self.writer = writer
@@ -84,11 +96,15 @@ class Applier:
         self.stop = stop or threading.Event()
         self.settle_seconds = settle_seconds
         self.recovery_wait = recovery_wait
+        self.duplicate_check = duplicate_check
+        self.allow_duplicates = set(allow_duplicates)
+        self.listings = ClientListings(api)
         self.result = ApplyResult()
         self._result_guard = threading.Lock()
         self._done = 0
         self._total = 0
         self._deferred_creates: list[str] = []
+        self._clock_warned = False
 
     # --- entry point ------------------------------------------------------
 
@@ -98,8 +114,6 @@ class Applier:
         recoveries = [change for change in work if change.action == "recover"]
         others = [change for change in work if change.action != "recover"]
         # Interrupted creates come first: new work must not claim what they made.
-        if recoveries:
-            self._let_interrupted_creates_settle()
         self._run_groups(self._group_recoveries(recoveries), desired)
         # A deferred create finishes its recovery's piece of work: the total stays as planned.
         others += [
@@ -111,19 +125,6 @@ class Applier:
         else:
             self.result.skipped += len(others)
         return self.result
-
-    def _let_interrupted_creates_settle(self) -> None:
-        """A create sent just before a crash may still be running on the server: listing too
-        early would miss it and send it again. Wait until the youngest intent is old enough."""
-        youngest = max(parse_timestamp(intent.at) for intent in self.writer.state.pending.values())
-        age = (datetime.now(timezone.utc) - youngest).total_seconds()
-        if age < self.recovery_wait:
-            delay = self.recovery_wait - age
-            if delay > self.recovery_wait:
-                self.progress(f"Warning: an interrupted create is dated {-age:.0f} s in the future: clocks disagree.")
-                delay = self.recovery_wait
-            self.progress(f"Waiting {delay:.0f} s for interrupted creates to settle before looking them up...")
-            self.stop.wait(delay)  # an interrupt ends the wait; nothing has been sent yet
 
     def _group_recoveries(self, changes: list[Change]) -> list[list[Change]]:
         groups: dict[tuple, list[Change]] = defaultdict(list)
@@ -161,10 +162,10 @@ class Applier:
                 continue
             try:
                 self._run_change(change, desired)
-            except ApiError as exc:
+            except (ApiError, StateError) as exc:
                 self._fail(change.address, str(exc))
-                if isinstance(exc, AuthError):
-                    self.stop.set()  # every other request would fail the same way
+                if isinstance(exc, AuthError | StateError):
+                    self.stop.set()  # every other request would fail the same way, or could not be recorded
                 if change.address in self.writer.state.pending:
                     # Its create may yet turn up: a look-alike sent now could be mistaken for it.
                     self._skip_rest(group, change)
@@ -185,15 +186,27 @@ class Applier:
         else:
             self._create(change.address, desired)
 
-    # --- the three kinds of work -----------------------------------------
+    # --- creates ------------------------------------------------------------
 
     def _create(self, address: str, desired: Desired, previous: Intent | None = None) -> None:
         spec = desired.batches[address]
-        intent, batch = self._send_create(address, spec.client_id, spec.attributes(), previous)
+        attributes = spec.attributes()
+        if previous is None:
+            self._guard_against_duplicates(address, spec.client_id, attributes)
+        intent, batch = self._send_create(address, spec.client_id, attributes, previous)
         if batch is None:
-            self._resolve_after_ambiguity(intent, desired)
+            self._resolve_after_ambiguity(intent, desired, time.monotonic())
         else:
             self._record_created(intent, batch, "created", "created")
+
+    def _guard_against_duplicates(self, address: str, client_id: str, attributes: dict) -> None:
+        """Never create what already exists, unrecorded: a lost state entry, a batch made by hand."""
+        if not self.duplicate_check or address in self.allow_duplicates:
+            return
+        listed = self.listings.current(client_id)
+        found = duplicates_of(attributes, listed, self.writer.claimed_ids(), self.writer.open_intents())
+        if found:
+            raise DuplicateFound(duplicate_message(address, found))
 
     def _send_create(
         self, address: str, client_id: str, attributes: dict, previous: Intent | None = None
@@ -207,12 +220,17 @@ class Applier:
         written: list[Intent] = []
 
         def write_intent() -> None:
+            # Tied to its instance with the first thing it records, not before: an apply that
+            # records nothing leaves the state (and its serial) as it was.
+            self.writer.bind_instance(self.api.instance)
+            server_now = self.api.clock.now()
             intent = Intent(
                 address=address,
                 client_id=client_id,
                 attributes=attributes,
                 digest=request_digest(client_id, attributes),
                 at=utc_now_text(),
+                server_at=format_timestamp(server_now) if server_now is not None else None,
             )
             self.writer.record_intent(intent)
             written.append(intent)
@@ -230,6 +248,131 @@ class Applier:
             raise
         return written[-1], batch
 
+    def _resolve_after_ambiguity(self, intent: Intent, desired: Desired, failed_at: float) -> None:
+        """Look at once; wait out the recovery window only when nothing is found, then look again."""
+        for _ in range(RECOVERY_ROUNDS):
+            if self._adopt_if_found(intent, self.listings.fresh(intent.client_id), "created (confirmed by listing)"):
+                return
+            self._wait(self.recovery_wait - (time.monotonic() - failed_at))
+            if self.stop.is_set():
+                raise OutcomeUnknown(
+                    "interrupted while checking whether the create happened; the next plan shows it "
+                    "as a recovery and apply resolves it"
+                )
+            if self._adopt_if_found(intent, self.listings.confirmed(intent.client_id), "created (confirmed by listing)"):
+                return
+            self._report(intent.address, "the create did not happen; sending it again")
+            intent, batch = self._send_create(intent.address, intent.client_id, intent.attributes, previous=intent)
+            if batch is not None:
+                self._record_created(intent, batch, "created", "created")
+                return
+            failed_at = time.monotonic()
+        raise OutcomeUnknown(
+            f"the create's outcome is still unknown after {RECOVERY_ROUNDS} attempts; the intent stays "
+            "recorded, and the next apply looks it up before doing anything else"
+        )
+
+    # --- recovery of intents left by an interrupted run ---------------------------
+
+    def _recover(self, change: Change, desired: Desired) -> None:
+        intent = self.writer.state.pending[change.address]
+        outcome = "found and recorded (made by an interrupted apply)"
+        try:
+            if self._adopt_if_found(intent, self.listings.fresh(intent.client_id), outcome):
+                return
+            self._wait(self._window_left(intent))
+            if self.stop.is_set():
+                raise OutcomeUnknown("interrupted before the interrupted create could be settled; run apply again")
+            if self._adopt_if_found(intent, self.listings.confirmed(intent.client_id), outcome):
+                return
+        except NotFoundError as exc:
+            self._settle_unknown_client(intent, exc)
+            return
+        self._never_made(change, intent, desired)
+
+    def _never_made(self, change: Change, intent: Intent, desired: Desired) -> None:
+        if change.address in desired.batches and confusable_key(
+            intent.client_id, intent.attributes
+        ) == confusable_key(intent.client_id, desired.batches[change.address].attributes()):
+            self._report(change.address, "the interrupted create never happened; creating it now")
+            self._create(change.address, desired, previous=intent)
+            return
+        # Never made. A create with other attributes belongs to another group of look-alikes:
+        # it runs with the new work, where that group is kept in order.
+        self.writer.clear_intent(change.address)
+        if change.address in desired.batches:
+            with self._result_guard:
+                self._deferred_creates.append(change.address)
+            self._report(change.address, "the interrupted create never happened; it is created with the new work")
+        else:
+            self._done_one(change.address, None, "the interrupted create never happened and it is no longer declared")
+
+    def _window_left(self, intent: Intent) -> float:
+        """What is left of an interrupted create's recovery window, on the server's clock.
+
+        When that clock cannot be read, or the intent has no server time, its age is unknown:
+        the whole window is waited, on this machine's own steady clock, before deciding."""
+        since, server_now = intent_since(intent), self.api.clock.now()
+        if since is None or server_now is None:
+            if not self._clock_warned:
+                self._clock_warned = True
+                reason = ("the interrupted run could not read the API's clock" if since is None
+                          else self.api.clock.describe())
+                self.progress(f"Note: {reason}; waiting the whole recovery window before deciding that a "
+                              "create never happened.")
+            return self.recovery_wait
+        age = (server_now - since).total_seconds()
+        return min(self.recovery_wait, max(0.0, self.recovery_wait - age))
+
+    def _settle_unknown_client(self, intent: Intent, error: NotFoundError) -> None:
+        """The API says the intent's client does not exist: then it has no batch, and the intent is
+        closed, but only once the API has proven it answers at this address (a wrong TI_BASE_URL
+        answers 404 to everything)."""
+        if not self._api_address_proven(intent.client_id):
+            raise ApiError(
+                f"the API answers 404 for client {intent.client_id} and has answered nothing else yet, so "
+                f"provisioner cannot tell a deleted client from a wrong TI_BASE_URL. Check TI_BASE_URL; if the "
+                f"client is really gone: provisioner state forget-intent {intent.address}"
+            ) from None
+        self.writer.clear_intent(intent.address)
+        self.progress(
+            f"Warning: {intent.address}: client {intent.client_id} does not exist in the API (404), so the "
+            "interrupted create made nothing; its intent is closed. Check the client's id in the manifest."
+        )
+        self._done_one(intent.address, None, "closed: the client does not exist, so nothing was made")
+
+    def _api_address_proven(self, unknown_client: str) -> bool:
+        if self.api.answered:
+            return True
+        known = {resource.client_id for resource in self.writer.state.resources.values()}
+        known |= {intent.client_id for intent in self.writer.open_intents()}
+        for client_id in sorted(known - {unknown_client}):
+            try:
+                self.listings.current(client_id)
+                return True
+            except NotFoundError:
+                continue
+        return False
+
+    # --- the findings ------------------------------------------------------------
+
+    def _adopt_if_found(self, intent: Intent, listed, outcome: str) -> bool:
+        """Records the batch the intent made if the listing shows it; stops on look-alikes."""
+        findings = find(listed, intent, self.writer.claimed_ids(), self.writer.open_intents())
+        batch = findings.adoptable
+        if batch is not None:
+            self._record_created(intent, batch, "adopted", outcome)
+            return True
+        if not findings.nothing:
+            raise AmbiguousRecovery(ambiguity_message(intent, findings))
+        return False
+
+    def _wait(self, seconds: float) -> None:
+        """An interrupt ends the wait; nothing is sent during it."""
+        self.stop.wait(max(self.settle_seconds, seconds))
+
+    # --- updates -------------------------------------------------------------------
+
     def _update(self, change: Change, desired: Desired) -> None:
         resource = self.writer.state.resources[change.address]
         body = {
@@ -245,93 +388,19 @@ class Applier:
         )
         self._done_one(change.address, "updated", f"updated ({', '.join(sorted(body))})")
 
-    def _recover(self, change: Change, desired: Desired) -> None:
-        intent = self.writer.state.pending[change.address]
-        batch = self._find_made_batch(intent)
-        if batch is not None:
-            self._record_created(intent, batch, "adopted", "found and recorded (made by an interrupted apply)")
-        elif change.address in desired.batches and confusable_key(
-            intent.client_id, intent.attributes
-        ) == confusable_key(intent.client_id, desired.batches[change.address].attributes()):
-            self._report(change.address, "the interrupted create never happened; creating it now")
-            self._create(change.address, desired, previous=intent)
-        else:
-            # Never made. A create with other attributes belongs to another group of look-alikes:
-            # it runs with the new work, where that group is kept in order.
-            self.writer.clear_intent(change.address)
-            if change.address in desired.batches:
-                with self._result_guard:
-                    self._deferred_creates.append(change.address)
-                self._report(change.address, "the interrupted create never happened; it is created with the new work")
-            else:
-                self._done_one(change.address, None, "the interrupted create never happened and it is no longer declared")
-
-    def _resolve_after_ambiguity(self, intent: Intent, desired: Desired) -> None:
-        for _ in range(RECOVERY_ROUNDS):
-            self._wait_until_settled()
-            batch = self._find_made_batch(intent)
-            if batch is not None:
-                self._record_created(intent, batch, "adopted", "created (confirmed by listing)")
-                return
-            if self.stop.is_set():
-                raise OutcomeUnknown(
-                    "interrupted while checking whether the create happened; the next plan shows it "
-                    "as a recovery and apply resolves it"
-                )
-            self._report(intent.address, "the create did not happen; sending it again")
-            intent, batch = self._send_create(intent.address, intent.client_id, intent.attributes, previous=intent)
-            if batch is not None:
-                self._record_created(intent, batch, "created", "created")
-                return
-        raise OutcomeUnknown(
-            f"the create's outcome is still unknown after {RECOVERY_ROUNDS} attempts; the intent stays "
-            "recorded, and the next apply looks it up before doing anything else"
-        )
-
-    # --- recovery -----------------------------------------------------------
-
-    def _wait_until_settled(self) -> None:
-        """Before deciding a create did not happen, give the server the time it may still be
-        taking over it: a timeout or a dropped connection does not stop the server's work, so
-        the wait counts from now, not from when the request left."""
-        self.stop.wait(max(self.settle_seconds, self.recovery_wait))
-
-    def _find_made_batch(self, intent: Intent) -> dict | None:
-        """The batch this intent's create made, None if it made none."""
-        listed = self.api.list_batches(intent.client_id)
-        claimed = self.writer.claimed_ids()
-        others = self.writer.other_open_intents(intent)
-        matches = [
-            batch
-            for batch in listed
-            if batch.get("id") not in claimed
-            and could_be_made_by(batch, intent, self.api.server_clock_offset)
-            # A batch made exactly as another open intent asked is that intent's, not ours.
-            and not any(attributes_match(batch, other.attributes, strict=True) for other in others)
-        ]
-        open_twins = self.writer.open_intents_like(intent)
-        if len(matches) > open_twins:
-            ids = ", ".join(sorted(str(batch.get("id")) for batch in matches))
-            raise AmbiguousRecovery(
-                f"{len(matches)} unclaimed batches match the interrupted create ({ids}); provisioner will "
-                "not guess which one is its own. Check them in Thought Industries, then record the right "
-                f"one with 'provisioner import {intent.address} BATCH_ID PATHS...'."
-            )
-        if not matches:
-            return None
-        return min(matches, key=lambda batch: (str(batch.get("createdAt")), str(batch.get("id"))))
+    # --- bookkeeping ----------------------------------------------------------
 
     def _record_created(self, intent: Intent, batch: dict, kind: str, outcome: str) -> None:
         batch_id = batch.get("id")
-        if not batch_id:
+        if batch_id in (None, ""):
             raise ApiError(f"{intent.address}: the API answered without a batch id; the intent stays open.")
         self.writer.record(
             intent.address,
             Resource(batch_id=str(batch_id), client_id=intent.client_id, attributes=intent.attributes, remote=batch),
         )
+        for difference in differences(batch, intent.attributes):
+            self.progress(f"Warning: {intent.address}: the API stored it differently: {difference}.")
         self._done_one(intent.address, kind, f"{outcome} [id={batch_id}]")
-
-    # --- bookkeeping ----------------------------------------------------------
 
     def _fail(self, address: str, message: str) -> None:
         with self._result_guard:
@@ -351,44 +420,31 @@ class Applier:
         self.progress(f"{address}: {message}")
 
 
-def attributes_match(batch: dict, attributes: dict, strict: bool = False) -> bool:
-    """The fields that were sent are compared; ``strict`` also wants the others empty.
-
-    Leniently, a field not sent may hold anything: the server may fill it in (a credit
-    account's default expiry, say).
-    """
-    if strict and any(batch.get(name) not in (None, "") for name in COMPARED_FIELDS if name not in attributes):
-        return False
-    return all(same_value(name, batch.get(name), value) for name, value in attributes.items())
-
-
 def confusable_key(client_id: str, attributes: dict) -> tuple:
-    """Creates that a listing could mistake for one another share this key (the fields every
-    create sends): they are run one after the other, never at the same time."""
-    return (client_id, attributes.get("name"), attributes.get("startingBalance"))
+    """Creates that a listing could mistake for one another share this key (client and balance:
+    a server may store names differently): they run one after the other, never at the same time."""
+    return (client_id.lower(), str(attributes.get("startingBalance")))
 
 
-def could_be_made_by(batch: dict, intent: Intent, server_clock_offset: float = 0.0) -> bool:
-    """True when the intent's create may have made this batch: what it asked for, made after it.
-
-    ``server_clock_offset`` (seconds the server's clock is ahead of ours) puts the intent's
-    time on the server's clock, which is the one createdAt is written with.
-    """
-    if not attributes_match(batch, intent.attributes):
-        return False
-    since = parse_timestamp(intent.at) - CLOCK_SKEW
-    # An intent dated in the future came from a clock that disagrees with ours: its date would rule
-    # out the very batch it made. Unsure, keep it a candidate rather than risk a second create.
-    if since > datetime.now(timezone.utc):
-        return True
-    return created_since(batch, since + timedelta(seconds=server_clock_offset))
+def ambiguity_message(intent: Intent, findings: Findings) -> str:
+    exact_note = (
+        f"{len(findings.exact)} made exactly as asked" if findings.exact else "none made exactly as asked (the "
+        "API may have changed the name's case or spacing, or listed fields as null)"
+    )
+    return (
+        f"{len(findings.candidates)} unclaimed batch(es) of client {intent.client_id} could be the one the "
+        f"interrupted create of {intent.address} made ({exact_note}): {describe(findings.candidates)}. "
+        "provisioner will not guess, and will not create it again. Check them in Thought Industries, then "
+        f"record the right one: provisioner import {intent.address} BATCH_ID PATHS...; if none of them is it, "
+        f"give the create up: provisioner state forget-intent {intent.address} (the next apply creates it)."
+    )
 
 
-def created_since(batch: dict, since: datetime) -> bool:
-    created = batch.get("createdAt")
-    if not created:
-        return True  # cannot tell: keep it a candidate rather than risk a second create
-    try:
-        return parse_timestamp(str(created)) >= since
-    except ValueError:
-        return True
+def duplicate_message(address: str, found: list[dict]) -> str:
+    first = found[0]
+    return (
+        f"not created: client already has {len(found)} batch(es) just like it that no address claims: "
+        f"{describe(found)}. Creating it would issue its credits again. If that batch is this one (made by hand, "
+        f"or its state entry was lost): provisioner import {address} {first.get('id')} PATHS...; to issue "
+        f"another one on purpose: --allow-duplicate {address}"
+    )

@@ -16,9 +16,9 @@ import click
 
 from provisioner import __version__
 from provisioner.api.client import ApiError
+from provisioner.backends.postgres import url_has_password
 from provisioner.applier import RECOVERY_WAIT, Applier, ApplyResult
 from provisioner.connection import open_api
-from provisioner.lock import LockError, StateLock, force_unlock
 from provisioner.manifest import ManifestError, load, manifest_schema
 from provisioner.models import Desired, Plan, Policy
 from provisioner.planfile import (
@@ -30,18 +30,32 @@ from provisioner.planfile import (
 from provisioner.planner import make_plan
 from provisioner.refresh import observe
 from provisioner.render import render_json, render_markdown, render_text
-from provisioner.state import State, StateError, StateWriter, check_instance, read_state
+from provisioner.backends.file import render_snapshot
+from provisioner.backends import (
+    SANDBOX_STATE,
+    Backend,
+    LockError,
+    StateError,
+    StateWriter,
+    check_instance,
+    default_state_path,
+    open_backend,
+)
+from provisioner.models import State
+from provisioner.recovery import describe
 from provisioner.statecmd import (
     StateCommandError,
+    forget_intent,
     import_batch,
+    intent_candidates,
     move_resource,
+    push_state,
+    read_pushed_state,
     refresh_state,
     remove_resource,
 )
 from provisioner.views import render_resource, render_resource_list, render_show
 
-DEFAULT_STATE = "state/default.json"
-SANDBOX_STATE = "state/sandbox.json"
 USER_ERRORS = (
     ManifestError,
     StateError,
@@ -88,20 +102,46 @@ def now_utc() -> datetime:
 paths_argument = click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 
 
-def state_option(command):
+def with_backend(command):
+    """--state and --workspace, turned into the one ``backend`` object the command is given."""
+
+    @functools.wraps(command)
+    def wrapper(*args, state_location, workspace, **kwargs):
+        context = click.get_current_context()
+        given = context.get_parameter_source("state_location") == click.core.ParameterSource.COMMANDLINE
+        if given and state_location and url_has_password(state_location):
+            # Not echoed: the message must not repeat the password it refuses.
+            raise UserError(
+                "--state carries a database password, which would stay in shell history and CI logs. Put it in "
+                "PGPASSWORD, ~/.pgpass or a PGSERVICE entry, or give the whole URL in PROVISIONER_STATE (from a "
+                "CI secret), and pass --state without it."
+            )
+        sandbox = kwargs.get("sandbox", False)
+        with open_backend(state_location, workspace, sandbox=sandbox, location_given=given) as backend:
+            if sandbox and not backend.exists():
+                backend.create()  # the sandbox is for trying things: it starts its own state
+            return command(*args, backend=backend, **kwargs)
+
+    wrapper = click.option(
+        "--workspace",
+        default="default",
+        show_default=True,
+        envvar="PROVISIONER_WORKSPACE",
+        help="Which state of several (one per instance or environment). Default from $PROVISIONER_WORKSPACE.",
+    )(wrapper)
     return click.option(
         "--state",
-        "state_path",
-        type=click.Path(dir_okay=False, path_type=Path),
+        "state_location",
         default=None,
-        help=f"State file. Default: {DEFAULT_STATE} ({SANDBOX_STATE} with --sandbox).",
-    )(command)
+        envvar="PROVISIONER_STATE",
+        metavar="FILE|URL",
+        help=f"State file, or postgresql://... for a shared state. Default: $PROVISIONER_STATE, else "
+        f"{default_state_path('WORKSPACE')} ({SANDBOX_STATE} with --sandbox).",
+    )(wrapper)
 
 
-def local_state_options(command):
-    """--state and --sandbox for commands that only touch the state file."""
-    command = click.option("--sandbox", is_flag=True, help=f"Use the sandbox's state file ({SANDBOX_STATE}).")(command)
-    return state_option(command)
+def sandbox_option(command):
+    return click.option("--sandbox", is_flag=True, help=f"Use the sandbox's state file ({SANDBOX_STATE}).")(command)
 
 
 def api_options(command):
@@ -134,6 +174,17 @@ def lock_option(command):
     )(command)
 
 
+def allow_duplicate_option(command):
+    return click.option(
+        "--allow-duplicate",
+        "allow_duplicate",
+        multiple=True,
+        metavar="ADDRESS",
+        help="Create this batch even though its client already has an unclaimed one just like it (issues its "
+        "credits again, on purpose).",
+    )(command)
+
+
 def policy_options(command):
     options = [
         click.option("--max-batch-credits", type=click.IntRange(0), help="Override policy maxBatchCredits."),
@@ -145,22 +196,15 @@ def policy_options(command):
     return command
 
 
-def resolve_state_path(state_path: Path | None, sandbox: bool) -> Path:
-    path = state_path or Path(SANDBOX_STATE if sandbox else DEFAULT_STATE)
-    # Through a symlink, the lock would be the link's and the atomic rename would replace the
-    # link itself: work on the file it points to.
-    return path.resolve() if path.is_symlink() else path
-
-
 def effective_policy(desired: Desired, overrides: dict) -> Policy:
     changes = {name: value for name, value in overrides.items() if value is not None}
     return desired.policy.model_copy(update=changes)
 
 
-def api_context(sandbox: bool, base_url: str | None, state_path: Path, rate_limit: float, parallelism: int):
+def api_context(sandbox: bool, base_url: str | None, backend: Backend, rate_limit: float, parallelism: int):
     return open_api(
         base_url=base_url,
-        sandbox_dir=state_path.parent if sandbox else None,
+        sandbox_dir=backend.path.parent if sandbox else None,
         rate_limit=rate_limit or None,
         parallelism=parallelism,
     )
@@ -227,7 +271,6 @@ def plural(count: int, one: str, many: str) -> str:
 
 @main.command(short_help="Show what apply would change, and the credits.")
 @paths_argument
-@state_option
 @api_options
 @policy_options
 @click.option("--refresh", is_flag=True, help="Compare with the live API as well as the state file.")
@@ -243,28 +286,34 @@ def plural(count: int, one: str, many: str) -> str:
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 0: no changes, 1: error, 2: changes present.")
 @click.option("--no-color", is_flag=True, help="No ANSI colours in the text output.")
 @click.option("--replace", "replace", multiple=True, metavar="ADDRESS", help="Plan to recreate this batch on purpose.")
+@allow_duplicate_option
 @user_errors
-def plan(paths, state_path, sandbox, base_url, parallelism, rate_limit, refresh, output_format, out_path,
-         detailed_exitcode, no_color, replace, **policy_overrides) -> None:
+@with_backend
+def plan(paths, backend, sandbox, base_url, parallelism, rate_limit, refresh, output_format, out_path,
+         detailed_exitcode, no_color, replace, allow_duplicate, **policy_overrides) -> None:
     """Show what apply would change, and the credits it would issue."""
     refuse_saved_plans(paths)
     if out_path is not None:
         refuse_plan_over_a_manifest(out_path)
     desired = load(paths)
-    state_path = resolve_state_path(state_path, sandbox)
-    state = read_state(state_path)
+    state = backend.read()
     check_replace_addresses(replace, state)
     policy = effective_policy(desired, policy_overrides)
     observed = None
     if refresh:
-        with api_context(sandbox, base_url, state_path, rate_limit, parallelism) as api:
-            check_instance(state, api.instance, state_path)
+        with api_context(sandbox, base_url, backend, rate_limit, parallelism) as api:
+            check_instance(state, api.instance, backend.name)
             observed = refreshed(desired, state, api, parallelism)
-    result = make_plan(desired, state, now_utc(), observed=observed, replace=replace, policy=policy)
+    result = make_plan(desired, state, now_utc(), observed=observed, replace=replace, policy=policy,
+                       allow_duplicates=allow_duplicate)
     emit_plan(result, output_format, color=not no_color and sys.stdout.isatty())
     if out_path is not None:
-        save_plan(out_path, desired, result, state, policy, list(replace), refresh=refresh)
-        progress(f"Saved the plan to {out_path}. Apply exactly this plan with: provisioner apply {out_path}")
+        save_plan(out_path, desired, result, state, policy, list(replace), refresh=refresh,
+                  allow_duplicates=list(allow_duplicate))
+        progress(
+            f"Saved the plan to {out_path}. Apply exactly this plan with: provisioner apply {out_path}"
+            f"{backend.location_options()}"
+        )
     if detailed_exitcode and result.changes:  # blocked and missing entries need a human too
         sys.exit(2)
 
@@ -296,7 +345,6 @@ def check_replace_addresses(replace, state) -> None:
 
 @main.command(short_help="Create and update batches (asks for 'yes').")
 @paths_argument
-@state_option
 @api_options
 @policy_options
 @lock_option
@@ -312,27 +360,37 @@ def check_replace_addresses(replace, state) -> None:
     help="Seconds an interrupted create may still be running on the server; recovery waits that long after it.",
 )
 @click.option("--no-color", is_flag=True, help="No ANSI colours in the plan.")
+@allow_duplicate_option
+@click.option(
+    "--no-duplicate-check",
+    is_flag=True,
+    help="Skip listing each client before its first create (saves one request per client; a lost state "
+    "entry or a hand-made batch is then issued again). See the README before using it.",
+)
 @user_errors
-def apply(paths, state_path, sandbox, base_url, parallelism, rate_limit, lock_timeout, auto_approve, refresh,
-          replace, allow_large, recovery_wait, no_color, **policy_overrides) -> None:
+@with_backend
+def apply(paths, backend, sandbox, base_url, parallelism, rate_limit, lock_timeout, auto_approve, refresh,
+          replace, allow_large, recovery_wait, no_color, allow_duplicate, no_duplicate_check,
+          **policy_overrides) -> None:
     """Create and update batches so the API matches the manifests (or a saved plan)."""
     saved = saved_plan_in(paths)
     if saved:
-        saved.refuse_options(replace=replace, refresh=refresh, **policy_overrides)
+        saved.refuse_options(replace=replace, refresh=refresh, allow_duplicate=allow_duplicate, **policy_overrides)
     desired = saved.desired if saved else load(paths)
     policy = saved.policy if saved else effective_policy(desired, policy_overrides)
     replace = saved.replace if saved else list(replace)
     refresh = saved.refresh if saved else refresh
-    state_path = resolve_state_path(state_path, sandbox)
-    with StateLock(state_path, command="apply", timeout=lock_timeout, warn=progress):
-        if saved:  # before StateWriter folds a leftover journal in (which moves the serial on)
-            saved.check_against(read_state(state_path), state_path)
-        with StateWriter(state_path) as writer:
+    allow_duplicate = saved.allow_duplicates if saved else list(allow_duplicate)
+    with backend.lock("apply", timeout=lock_timeout, warn=progress):
+        if saved:  # before the writer folds an interrupted run in (which moves the serial on)
+            saved.check_against(backend.read(), backend.name)
+        with backend.open_writer() as writer:
             check_replace_addresses(replace, writer.state)
-            with api_context(sandbox, base_url, state_path, rate_limit, parallelism) as api:
-                check_instance(writer.state, api.instance, state_path)
+            with api_context(sandbox, base_url, backend, rate_limit, parallelism) as api:
+                check_instance(writer.state, api.instance, backend.name)
                 observed = refreshed(desired, writer.state, api, parallelism) if refresh else None
-                result = make_plan(desired, writer.state, now_utc(), observed=observed, replace=replace, policy=policy)
+                result = make_plan(desired, writer.state, now_utc(), observed=observed, replace=replace, policy=policy,
+                                   allow_duplicates=allow_duplicate)
                 if saved and not saved.matches(result):
                     raise PlanFileError(
                         f"{saved.path}: applying it now would differ from what was reviewed (a batch "
@@ -344,8 +402,10 @@ def apply(paths, state_path, sandbox, base_url, parallelism, rate_limit, lock_ti
                     return
                 if not (auto_approve or saved):
                     confirm()
-                writer.bind_instance(api.instance)
-                outcome = run_apply(api, writer, result, desired, parallelism, recovery_wait)
+                outcome = run_apply(
+                    api, writer, result, desired, parallelism, recovery_wait,
+                    duplicate_check=not no_duplicate_check, allow_duplicates=allow_duplicate,
+                )
     report(outcome, result)
 
 
@@ -376,7 +436,8 @@ def confirm() -> None:
 
 
 def run_apply(
-    api, writer: StateWriter, result: Plan, desired: Desired, parallelism: int, recovery_wait: float
+    api, writer: StateWriter, result: Plan, desired: Desired, parallelism: int, recovery_wait: float,
+    duplicate_check: bool = True, allow_duplicates=(),
 ) -> ApplyResult:
     stop = threading.Event()
 
@@ -391,7 +452,8 @@ def run_apply(
     previous = signal.signal(signal.SIGINT, on_interrupt) if threading.current_thread() is threading.main_thread() else None
     try:
         applier = Applier(
-            api, writer, parallelism=parallelism, progress=progress, stop=stop, recovery_wait=recovery_wait
+            api, writer, parallelism=parallelism, progress=progress, stop=stop, recovery_wait=recovery_wait,
+            duplicate_check=duplicate_check, allow_duplicates=allow_duplicates,
         )
         return applier.apply(result, desired)
     finally:
@@ -427,22 +489,20 @@ def failure_summary(failed: list[tuple[str, str]]) -> str:
 
 @main.command(short_help="Update state from the live API; creates nothing.")
 @paths_argument
-@state_option
 @api_options
 @lock_option
 @user_errors
-def refresh(paths, state_path, sandbox, base_url, parallelism, rate_limit, lock_timeout) -> None:
+@with_backend
+def refresh(paths, backend, sandbox, base_url, parallelism, rate_limit, lock_timeout) -> None:
     """Update state from the live API (names, expiries, balances); creates nothing."""
     desired = load(paths)
-    state_path = resolve_state_path(state_path, sandbox)
-    with StateLock(state_path, command="refresh", timeout=lock_timeout, warn=progress):
-        with StateWriter(state_path) as writer:
-            with api_context(sandbox, base_url, state_path, rate_limit, parallelism) as api:
-                check_instance(writer.state, api.instance, state_path)
-                observed = refreshed(desired, writer.state, api, parallelism)
-                missing = refresh_state(writer, observed)
-                writer.bind_instance(api.instance)
-            recorded = len(writer.state.resources)
+    with backend.writing("refresh", timeout=lock_timeout, warn=progress) as writer:
+        with api_context(sandbox, base_url, backend, rate_limit, parallelism) as api:
+            check_instance(writer.state, api.instance, backend.name)
+            observed = refreshed(desired, writer.state, api, parallelism)
+            missing = refresh_state(writer, observed)
+            writer.bind_instance(api.instance)
+        recorded = len(writer.state.resources)
     click.echo(f"Refreshed {recorded} recorded batches.")
     for address in missing:
         progress(f"Warning: {address} is recorded but the API no longer lists it (see 'provisioner plan --refresh').")
@@ -452,75 +512,123 @@ def refresh(paths, state_path, sandbox, base_url, parallelism, rate_limit, lock_
 @click.argument("address")
 @click.argument("batch_id")
 @paths_argument
-@state_option
 @api_options
 @lock_option
 @user_errors
-def import_command(address, batch_id, paths, state_path, sandbox, base_url, parallelism, rate_limit, lock_timeout) -> None:
+@with_backend
+def import_command(address, batch_id, paths, backend, sandbox, base_url, parallelism, rate_limit, lock_timeout) -> None:
     """Adopt an existing batch as ADDRESS, so provisioner manages it from now on."""
     desired = load(paths)
-    state_path = resolve_state_path(state_path, sandbox)
-    with StateLock(state_path, command="import", timeout=lock_timeout, warn=progress):
-        with StateWriter(state_path) as writer:
-            with api_context(sandbox, base_url, state_path, rate_limit, parallelism) as api:
-                check_instance(writer.state, api.instance, state_path)
-                resource = import_batch(writer, api, desired, address, batch_id)
-                writer.bind_instance(api.instance)
+    with backend.writing("import", timeout=lock_timeout, warn=progress) as writer:
+        with api_context(sandbox, base_url, backend, rate_limit, parallelism) as api:
+            check_instance(writer.state, api.instance, backend.name)
+            resource = import_batch(writer, api, desired, address, batch_id)
+            writer.bind_instance(api.instance)
     click.echo(f"Import successful! {address} is batch {resource.batch_id}. Run 'provisioner plan' to see any differences.")
 
 
 @main.command(name="force-unlock", short_help="Remove a lock left by a run that is gone.")
 @click.argument("lock_id")
-@local_state_options
+@sandbox_option
 @user_errors
-def force_unlock_cmd(lock_id, state_path, sandbox) -> None:
+@with_backend
+def force_unlock_cmd(lock_id, backend, sandbox) -> None:
     """Remove the lock LOCK_ID left by a run that is gone (see the lock error for the ID)."""
-    info = force_unlock(resolve_state_path(state_path, sandbox), lock_id)
+    info = backend.force_unlock(lock_id)
     click.echo(f"Lock {info.id} ({info.command} by {info.user}@{info.host}, pid {info.pid}) removed.")
 
 
-@main.group(short_help="Inspect and edit the state file.")
+@main.command(short_help="Create an empty state (first run only).")
+@user_errors
+@with_backend
+def init(backend) -> None:
+    """Create an empty state: a file, or a workspace in a PostgreSQL database.
+
+    Every other command refuses a state that does not exist, so that a mistyped --state can never
+    make a plan that creates every batch again. Run init once, for the very first run.
+    """
+    state = backend.create()
+    click.echo(f"Initialised an empty state at {backend.name} (lineage {state.lineage}).")
+    click.echo(f"Next: provisioner plan PATHS...{backend.location_options()}")
+
+
+@main.group(short_help="Inspect and edit the state.")
 def state() -> None:
-    """Inspect and edit the state file (each edit under the lock, with a backup)."""
+    """Inspect and edit the state (each edit under the lock, with a backup)."""
+
+
+@state.command(name="pull")
+@sandbox_option
+@user_errors
+@with_backend
+def state_pull(backend, sandbox) -> None:
+    """Print the state as JSON (the state file format), from any backend."""
+    click.echo(render_snapshot(backend.read()), nl=False)
+
+
+@state.command(name="push")
+@click.argument("source", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path))
+@sandbox_option
+@lock_option
+@click.option("--force", is_flag=True, help="Overwrite a state of another lineage or with a higher serial.")
+@user_errors
+@with_backend
+def state_push(source, backend, sandbox, lock_timeout, force) -> None:
+    """Load a state file (as 'state pull' prints it; its journal folded in) into this state.
+
+    \b
+    Moving a team from a file to PostgreSQL:
+      provisioner init --state postgresql://host/db
+      provisioner state push state/default.json --state postgresql://host/db
+    """
+    pushed = read_pushed_state(source)
+    with backend.writing("state push", timeout=lock_timeout, warn=progress) as writer:
+        replaced = push_state(writer, pushed, force=force)
+    click.echo(
+        f"Pushed {plural(len(pushed.resources), 'batch', 'batches')}"
+        + (f" and {len(pushed.pending)} interrupted create(s)" if pushed.pending else "")
+        + f" into {backend.name} (lineage {pushed.lineage}, serial {writer.state.serial})."
+        + (f" It replaced {plural(replaced, 'recorded batch', 'recorded batches')}." if replaced else "")
+    )
 
 
 @state.command(name="list")
-@local_state_options
+@sandbox_option
 @user_errors
-def state_list(state_path, sandbox) -> None:
+@with_backend
+def state_list(backend, sandbox) -> None:
     """List recorded addresses and their batch ids."""
-    state_path = resolve_state_path(state_path, sandbox)
-    recorded = read_state(state_path)
+    recorded = backend.read()
     click.echo(render_resource_list(recorded), nl=False)
-    hint_at_the_sandbox_state(recorded, state_path, sandbox)
+    hint_at_the_sandbox_state(recorded, backend, sandbox)
 
 
-def hint_at_the_sandbox_state(recorded: State, state_path: Path, sandbox: bool) -> None:
+def hint_at_the_sandbox_state(recorded: State, backend: Backend, sandbox: bool) -> None:
     """After the quick start, the batches are in the sandbox's state file, not the default one."""
     if not sandbox and not recorded.resources and Path(SANDBOX_STATE).exists():
-        progress(f"({state_path} is empty; the sandbox's batches are in {SANDBOX_STATE}: add --sandbox.)")
+        progress(f"({backend.name} is empty; the sandbox's batches are in {SANDBOX_STATE}: add --sandbox.)")
 
 
 @state.command(name="show")
 @click.argument("address")
-@local_state_options
+@sandbox_option
 @user_errors
-def state_show(address, state_path, sandbox) -> None:
+@with_backend
+def state_show(address, backend, sandbox) -> None:
     """Show everything recorded for ADDRESS."""
-    click.echo(render_resource(read_state(resolve_state_path(state_path, sandbox)), address))
+    click.echo(render_resource(backend.read(), address))
 
 
 @state.command(name="rm")
 @click.argument("address")
-@local_state_options
+@sandbox_option
 @lock_option
 @user_errors
-def state_rm(address, state_path, sandbox, lock_timeout) -> None:
+@with_backend
+def state_rm(address, backend, sandbox, lock_timeout) -> None:
     """Forget ADDRESS: the batch stays in Thought Industries, unmanaged."""
-    state_path = resolve_state_path(state_path, sandbox)
-    with StateLock(state_path, command="state rm", timeout=lock_timeout, warn=progress):
-        with StateWriter(state_path) as writer:
-            resource = remove_resource(writer, address)
+    with backend.writing("state rm", timeout=lock_timeout, warn=progress) as writer:
+        resource = remove_resource(writer, address)
     click.echo(f"Removed {address} (batch {resource.batch_id}) from state; the batch itself is untouched.")
     progress(
         f"Note: while {address} is still declared, the next plan will create a new batch for it (issuing its "
@@ -532,36 +640,80 @@ def state_rm(address, state_path, sandbox, lock_timeout) -> None:
 @state.command(name="mv")
 @click.argument("source")
 @click.argument("destination")
-@local_state_options
+@sandbox_option
 @lock_option
 @user_errors
-def state_mv(source, destination, state_path, sandbox, lock_timeout) -> None:
+@with_backend
+def state_mv(source, destination, backend, sandbox, lock_timeout) -> None:
     """Rename an address (after renaming its key in the manifest) without recreating it."""
-    state_path = resolve_state_path(state_path, sandbox)
-    with StateLock(state_path, command="state mv", timeout=lock_timeout, warn=progress):
-        with StateWriter(state_path) as writer:
-            move_resource(writer, source, destination)
+    with backend.writing("state mv", timeout=lock_timeout, warn=progress) as writer:
+        move_resource(writer, source, destination)
     click.echo(f"Moved {source} to {destination}.")
+
+
+@state.command(name="forget-intent")
+@click.argument("address")
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@api_options
+@lock_option
+@click.option("--auto-approve", is_flag=True, help="Give the create up without asking for 'yes'.")
+@user_errors
+@with_backend
+def state_forget_intent(address, paths, backend, sandbox, base_url, parallelism, rate_limit, lock_timeout,
+                        auto_approve) -> None:
+    """Give up the interrupted create of ADDRESS, once you have settled it by hand.
+
+    It first lists the batches that create may have made: if one of them is its batch, import it
+    instead (provisioner import ADDRESS BATCH_ID PATHS...). Once given up, the next apply creates the
+    batch anew (issuing its credits) while it is declared.
+    """
+    with backend.writing("state forget-intent", timeout=lock_timeout, warn=progress) as writer:
+        with api_context(sandbox, base_url, backend, rate_limit, parallelism) as api:
+            intent, findings = intent_candidates(writer, api, address)
+        click.echo(f"Interrupted create of {address} (at {intent.at}): {json.dumps(intent.attributes, sort_keys=True)}")
+        if isinstance(findings, str):
+            click.echo(f"Its candidates cannot be shown: {findings}.")
+        elif findings.nothing:
+            click.echo("No unclaimed batch of its client looks like it: giving it up loses nothing.")
+        else:
+            click.echo(
+                f"These {len(findings.candidates)} unclaimed batch(es) may be the one it made, and would stay "
+                f"unmanaged: {describe(findings.candidates)}"
+            )
+        if not auto_approve:
+            confirm_give_up(address)
+        forget_intent(writer, address)
+    click.echo(f"Gave up the interrupted create of {address}; the next apply creates it while it is declared.")
+
+
+def confirm_give_up(address: str) -> None:
+    if not sys.stdin.isatty():
+        raise UserError(
+            f"giving up {address}'s interrupted create needs a 'yes' and there is no terminal; nothing was "
+            "changed. Run it on a terminal, or with --auto-approve after reading the candidates above."
+        )
+    answer = click.prompt("  Give it up? Only 'yes' will be accepted", default="", show_default=False)
+    if answer.strip() != "yes":
+        raise UserError("cancelled; nothing was changed.")
 
 
 @main.command(short_help="Balances, usage and expiry per client.")
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
-@state_option
 @api_options
 @click.option("--refresh", is_flag=True, help="Read balances from the live API instead of the state file.")
 @user_errors
-def show(paths, state_path, sandbox, base_url, parallelism, rate_limit, refresh) -> None:
+@with_backend
+def show(paths, backend, sandbox, base_url, parallelism, rate_limit, refresh) -> None:
     """A table per client of its batches: balances, usage, expiry, status."""
-    state_path = resolve_state_path(state_path, sandbox)
-    current = read_state(state_path)
+    current = backend.read()
     observed = None
     if refresh:
         desired = load(paths) if paths else Desired()
-        with api_context(sandbox, base_url, state_path, rate_limit, parallelism) as api:
-            check_instance(current, api.instance, state_path)
+        with api_context(sandbox, base_url, backend, rate_limit, parallelism) as api:
+            check_instance(current, api.instance, backend.name)
             observed = refreshed(desired, current, api, parallelism)
     click.echo(render_show(current, observed), nl=False)
-    hint_at_the_sandbox_state(current, state_path, sandbox)
+    hint_at_the_sandbox_state(current, backend, sandbox)
 
 
 @main.command(short_help="Print the JSON Schema of a manifest file.")

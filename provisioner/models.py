@@ -7,6 +7,9 @@ sent to the API are one and the same thing.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import uuid
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -95,7 +98,43 @@ class Intent(BaseModel):
     client_id: str
     attributes: dict
     digest: str
-    at: str  # ISO 8601 UTC, when the intent was written
+    at: str  # ISO 8601 UTC on the writer's clock, when the intent was written
+    # The same instant on the API server's clock (from its Date header), which is the clock
+    # createdAt is written with; None when the writer had no reading of the server's clock.
+    server_at: str | None = None
+
+
+STATE_FORMAT_VERSION = 1
+
+
+class State(BaseModel):
+    """What a state records: the batches provisioner manages, and creates still in doubt."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: int = STATE_FORMAT_VERSION
+    lineage: str = Field(default_factory=lambda: str(uuid.uuid4()))
+    serial: int = 0
+    # The API these ids belong to: ids of one instance mean nothing to another.
+    instance: str | None = None
+    resources: dict[str, Resource] = Field(default_factory=dict)
+    pending: dict[str, Intent] = Field(default_factory=dict)
+
+    def claimed_ids(self) -> set[str]:
+        return {batch_key(resource.batch_id) for resource in self.resources.values()}
+
+    def is_empty(self) -> bool:
+        return not self.resources and not self.pending
+
+    def content_digest(self) -> str:
+        """Changes whenever what is recorded changes; the serial moves exactly when it does."""
+        content = self.model_dump(mode="json", include={"resources", "pending", "instance"})
+        return hashlib.sha256(json.dumps(content, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def batch_key(batch_id) -> str:
+    """A batch id as compared: servers may list an id as a number or in another case."""
+    return str(batch_id).strip().lower()
 
 
 Action = Literal["create", "update", "blocked", "recover", "replace", "missing"]

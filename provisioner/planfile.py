@@ -17,9 +17,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from provisioner import __version__
-from provisioner.models import Desired, Plan, Policy
+from provisioner.models import Desired, Plan, Policy, State
+from provisioner.planner import differing_fields
 from provisioner.render import plan_to_json
-from provisioner.state import State
 
 MARKER = "provisioner_saved_plan"
 FILE_VERSION = 1
@@ -34,11 +34,6 @@ def _seal(body: dict) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def is_fresh(state: State) -> bool:
-    """No state file yet: its lineage is made up on each read, so it identifies nothing."""
-    return state.serial == 0 and not state.resources and not state.pending
-
-
 def save_plan(
     path: str | Path,
     desired: Desired,
@@ -47,11 +42,12 @@ def save_plan(
     policy: Policy,
     replace: list[str],
     refresh: bool = False,
+    allow_duplicates: list[str] | None = None,
 ) -> None:
     body = {
         MARKER: FILE_VERSION,
         "tool_version": __version__,
-        "lineage": None if is_fresh(state) else state.lineage,
+        "lineage": state.lineage,
         "serial": state.serial,
         "pending": sorted(state.pending),
         "state_digest": state.content_digest(),
@@ -59,6 +55,7 @@ def save_plan(
         "desired": desired.model_dump(mode="json"),
         "policy": policy.model_dump(mode="json"),
         "replace": sorted(replace),
+        "allow_duplicates": sorted(allow_duplicates or []),
         "refresh": refresh,
         "plan": plan_to_json(plan),
     }
@@ -128,6 +125,7 @@ class SavedPlan:
         self.desired = Desired.model_validate(body["desired"])
         self.policy = Policy.model_validate(body["policy"])
         self.replace: list[str] = list(body["replace"])
+        self.allow_duplicates: list[str] = list(body.get("allow_duplicates", []))
         self.refresh: bool = bool(body.get("refresh", False))
         self.changes: list[dict] = body["plan"]["changes"]
 
@@ -140,21 +138,13 @@ class SavedPlan:
                 "and reviewed with its own options. Pass them to 'provisioner plan --out' instead."
             )
 
-    def check_against(self, state: State, state_path: str | Path) -> None:
+    def check_against(self, state: State, state_path: str) -> None:
         """Refuses a plan drawn against another state or an older version of this one."""
         lineage = self.body["lineage"]
         if lineage is None:
-            if not is_fresh(state):
-                raise PlanFileError(
-                    f"{self.path}: the plan is stale: it was made when there was no state yet, and "
-                    f"{state_path} now records {len(state.resources)} batch(es) (serial {state.serial}). "
-                    "Run 'provisioner plan --out' again and review the new plan."
-                )
-            return
-        if is_fresh(state):
             raise PlanFileError(
-                f"{self.path}: this plan was made for the state with lineage {lineage}, but {state_path} "
-                "holds no state. Pass the state file the plan was made with (--state)."
+                f"{self.path}: the plan was made by a provisioner that allowed planning without a state; "
+                "it cannot be told which state it belongs to. Run 'provisioner plan --out' again."
             )
         if lineage != state.lineage:
             raise PlanFileError(
@@ -163,11 +153,30 @@ class SavedPlan:
             )
         # .get: a plan saved before plans carried a digest is stale, not a crash.
         if self.body["serial"] != state.serial or self.body.get("state_digest") != state.content_digest():
+            if state.serial > self.body["serial"] and self._recorded_in(state):
+                raise PlanFileError(
+                    f"{self.path}: this plan was already applied ({state_path} is at serial {state.serial} "
+                    f"now, the plan was made at {self.body['serial']}, and records every change it makes). "
+                    "Nothing was done. For further changes, make and review a new plan."
+                )
             raise PlanFileError(
                 f"{self.path}: the plan is stale: {state_path} changed since it was made (serial "
                 f"{self.body['serial']} then, {state.serial} now; an apply may have been interrupted "
                 "after recording some batches). Run 'provisioner plan --out' again and review the new plan."
             )
+
+    def _recorded_in(self, state: State) -> bool:
+        """Every change of this plan is in state as the plan made it: the plan was applied."""
+        work = [change for change in self.changes if change["action"] in ("create", "update", "recover", "replace")]
+        if not work or any(change["action"] == "replace" for change in work):
+            return False  # a replacement looks the same before and after: not provable from state
+        for change in work:
+            resource = state.resources.get(change["address"])
+            if resource is None or change["address"] in state.pending:
+                return False
+            if differing_fields(resource.attributes, change.get("after") or {}):
+                return False
+        return True
 
     def matches(self, plan: Plan) -> bool:
         return plan_to_json(plan)["changes"] == self.changes

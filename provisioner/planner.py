@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 
@@ -16,8 +17,10 @@ from provisioner.models import (
     Plan,
     Policy,
     Resource,
+    State,
+    batch_key,
 )
-from provisioner.state import State
+from provisioner.recovery import describe, duplicates_of
 from provisioner.timestamps import format_timestamp, parse_timestamp
 
 FIX_FOR_FIXED_FIELD = (
@@ -34,17 +37,22 @@ def make_plan(
     observed: Mapping[str, Mapping] | None = None,
     replace: Iterable[str] = (),
     policy: Policy | None = None,
+    allow_duplicates: Iterable[str] = (),
 ) -> Plan:
     """One change per address that needs one.
 
     ``observed`` maps batch ids to the batches the API lists (a refresh); None
-    means trust the state file.
+    means trust the state file. With it, a create whose client already has an
+    unclaimed batch just like it is blocked (the duplicate guard), unless allowed.
     """
     replace = set(replace)
+    guard = _DuplicateGuard(state, observed, set(allow_duplicates)) if observed is not None else None
     changes: list[Change] = []
     unchanged = 0
     for address, spec in desired.batches.items():
         change = _change_for(spec, state, now, observed, address in replace)
+        if guard is not None and change is not None and change.action == "create":
+            change = guard.check(change, spec)
         if change is None:
             unchanged += 1
         else:
@@ -104,6 +112,38 @@ def _change_for(
             reasons=reasons,
         )
     return Change(address=address, client_key=spec.client_key, action="update", before=current, after=wanted)
+
+
+class _DuplicateGuard:
+    """Creates whose client already has an unclaimed batch just like them (a lost state entry,
+    a batch made by hand): blocked, with the fix, so that a plan never issues them twice."""
+
+    def __init__(self, state: State, observed: Mapping[str, Mapping], allowed: set[str]):
+        self.claimed = state.claimed_ids()
+        self.open_intents = list(state.pending.values())
+        self.allowed = allowed
+        self.by_client: dict[str, list[Mapping]] = defaultdict(list)
+        for batch in observed.values():
+            self.by_client[str(batch.get("clientId", "")).lower()].append(batch)
+
+    def check(self, change: Change, spec: BatchSpec) -> Change:
+        if spec.address in self.allowed:
+            return change
+        found = duplicates_of(change.after or {}, self.by_client.get(spec.client_id.lower(), ()), self.claimed,
+                              self.open_intents)
+        if not found:
+            return change
+        return change.model_copy(update={
+            "action": "blocked",
+            "credits": 0,
+            "reasons": (
+                f"client {spec.client_key} already has {len(found)} batch(es) just like it that no address "
+                f"claims: {describe(found)}. Creating it would issue its credits again.",
+                f"Fix: if that batch is this one (made by hand, or its state entry was lost): 'provisioner "
+                f"import {spec.address} {found[0].get('id')} PATHS...'; to issue another one on purpose: "
+                f"--allow-duplicate {spec.address}",
+            ),
+        })
 
 
 def _unchangeable_reasons(differing: list[str], wanted: Mapping) -> tuple[str, ...]:
@@ -170,7 +210,7 @@ def _current_attributes(resource: Resource, observed: Mapping[str, Mapping] | No
     """What the batch is now: the live values after a refresh, else what was recorded."""
     if observed is None:
         return dict(resource.attributes)
-    live = observed.get(resource.batch_id)
+    live = observed.get(batch_key(resource.batch_id))
     return None if live is None else live_attributes(resource.attributes, live)
 
 
@@ -250,7 +290,7 @@ def guardrail_violations(changes: tuple[Change, ...], policy: Policy) -> Iterabl
 
 def _usage_info(state: State, observed: Mapping[str, Mapping]) -> Iterable[dict]:
     for address, resource in sorted(state.resources.items()):
-        live = observed.get(resource.batch_id)
+        live = observed.get(batch_key(resource.batch_id))
         if live is None:
             continue
         row = {"address": address, "batchId": resource.batch_id}

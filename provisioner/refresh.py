@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 
 from provisioner.api.client import CreditsApi
+from provisioner.models import batch_key
 
 
 def observe(
@@ -21,10 +22,11 @@ def observe(
         return observed
     progress(f"Refreshing: listing the batches of {len(client_ids)} client(s)...")
     with ThreadPoolExecutor(max_workers=max(1, min(parallelism, len(client_ids)))) as pool:
-        for done, batches in enumerate(pool.map(api.list_batches, client_ids), start=1):
+        for done, (client_id, batches) in enumerate(zip(client_ids, pool.map(api.list_batches, client_ids)), start=1):
             for batch in batches:
-                if batch.get("id"):
-                    observed[str(batch["id"])] = batch
+                if batch.get("id") not in (None, ""):
+                    # A server may list clientId as null: the listing says whose batch it is.
+                    observed[batch_key(batch["id"])] = batch if batch.get("clientId") else {**batch, "clientId": client_id}
             if done % 50 == 0 and done < len(client_ids):
                 progress(f"Refreshing: {done}/{len(client_ids)} clients listed...")
     progress(f"Refreshed: {len(observed)} batches found.")

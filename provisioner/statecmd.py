@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Mapping
 from itertools import islice
+from pathlib import Path
 
-from provisioner.api.client import CreditsApi
-from provisioner.applier import could_be_made_by
+from provisioner.api.client import ApiError, CreditsApi
 from provisioner.manifest import KEY_PATTERN, KEY_RULE
-from provisioner.models import COMPARED_FIELDS, BatchSpec, Desired, Resource
+from provisioner.backends.file import parse_state, read_state
+from provisioner.models import COMPARED_FIELDS, BatchSpec, Desired, Intent, Resource, State, batch_key
 from provisioner.planner import live_attributes, normalized
-from provisioner.state import StateWriter
+from provisioner.recovery import Findings, find, is_look_alike
+from provisioner.backends.base import StateWriter
 
 ADDRESS = re.compile(f"{KEY_PATTERN}/{KEY_PATTERN}")
 # On a failed import, how many other declared clients are listed to name the batch's owner:
@@ -36,20 +39,22 @@ def import_batch(writer: StateWriter, api: CreditsApi, desired: Desired, address
             f"{address} is already recorded as batch {existing.batch_id}; run 'provisioner state rm "
             f"{address}' first if you mean to manage another batch under that address."
         )
-    owner = next((name for name, res in writer.state.resources.items() if res.batch_id == batch_id), None)
+    owner = next(
+        (name for name, res in writer.state.resources.items() if batch_key(res.batch_id) == batch_key(batch_id)), None
+    )
     if owner is not None:
         raise StateCommandError(f"batch {batch_id} is already recorded as {owner}; one batch, one address.")
     live = _listed(api, spec.client_id, batch_id)
     if live is None:
         raise StateCommandError(_not_found_message(api, desired, spec, batch_id))
     intent = writer.state.pending.get(address)
-    if intent is not None and not could_be_made_by(live, intent, api.server_clock_offset):
+    if intent is not None and not is_look_alike(live, intent.attributes):
         # Recording would close the intent, and a batch that create did make would be lost;
         # importing one of the batches it may have made is how an ambiguous recovery is settled.
         raise StateCommandError(
             f"an interrupted apply was creating {address}, and batch {batch_id} cannot be the one it "
-            "made (other attributes, or made before it). Run 'provisioner apply' first: it finds and "
-            "records that batch if it was made; when it reports several candidates, import one of those."
+            "made (another client or starting balance). Run 'provisioner apply' first: it finds and "
+            "records that batch if it was made; when it reports candidates, import one of those."
         )
     attributes = {
         field: normalized(field, live[field]) for field in COMPARED_FIELDS if live.get(field) not in (None, "")
@@ -61,7 +66,8 @@ def import_batch(writer: StateWriter, api: CreditsApi, desired: Desired, address
 
 
 def _listed(api: CreditsApi, client_id: str, batch_id: str) -> dict | None:
-    return next((batch for batch in api.list_batches(client_id) if str(batch.get("id")) == batch_id), None)
+    wanted = batch_key(batch_id)
+    return next((batch for batch in api.list_batches(client_id) if batch_key(batch.get("id")) == wanted), None)
 
 
 def _not_found_message(api: CreditsApi, desired: Desired, spec: BatchSpec, batch_id: str) -> str:
@@ -77,6 +83,27 @@ def _not_found_message(api: CreditsApi, desired: Desired, spec: BatchSpec, batch
         f"batch {batch_id} is not among the batches of client {spec.client_key} ({spec.client_id}) at "
         f"{api.base_url}: check the batch id and the client's id in the manifest."
     )
+
+
+def intent_candidates(writer: StateWriter, api: CreditsApi, address: str) -> tuple[Intent, Findings | str]:
+    """The open intent of ADDRESS and the batches it may have made (or why they cannot be listed)."""
+    intent = writer.state.pending.get(address)
+    if intent is None:
+        raise StateCommandError(
+            f"no interrupted create is recorded for {address}; 'provisioner state list' shows open ones."
+        )
+    try:
+        listed = api.list_batches(intent.client_id)
+    except ApiError as exc:
+        return intent, f"its client's batches cannot be listed ({exc})"
+    return intent, find(listed, intent, writer.claimed_ids(), writer.open_intents())
+
+
+def forget_intent(writer: StateWriter, address: str) -> None:
+    """Gives up an interrupted create a person has settled: the next apply creates the batch anew."""
+    if address not in writer.state.pending:
+        raise StateCommandError(f"no interrupted create is recorded for {address}; nothing was changed.")
+    writer.clear_intent(address)
 
 
 def remove_resource(writer: StateWriter, address: str) -> Resource:
@@ -111,7 +138,7 @@ def refresh_state(writer: StateWriter, observed: Mapping[str, Mapping]) -> list[
     """Records the live values; returns the addresses the API no longer lists."""
     missing = []
     for address, resource in sorted(writer.state.resources.items()):
-        live = observed.get(resource.batch_id)
+        live = observed.get(batch_key(resource.batch_id))
         if live is None:
             missing.append(address)
             continue
@@ -123,10 +150,52 @@ def refresh_state(writer: StateWriter, observed: Mapping[str, Mapping]) -> list[
     return missing
 
 
+def read_pushed_state(source: Path) -> State:
+    """A state file to push, its journal folded in; '-' reads what 'state pull' printed from stdin."""
+    if str(source) == "-":
+        return parse_state(sys.stdin.read(), "standard input")
+    if not source.exists():
+        raise StateCommandError(f"{source}: no such file; 'state push' loads a state file ('state pull' prints one).")
+    state = read_state(source)
+    if state is None:
+        raise StateCommandError(f"{source}: no state in it.")
+    return state
+
+
+def push_state(writer: StateWriter, pushed: State, force: bool = False) -> int:
+    """Puts ``pushed`` in place of what the writer's state records; returns how many batches it replaced.
+
+    Terraform's rules: an empty state (as init leaves it) takes any push; otherwise the target
+    must be of the same lineage and not ahead (--force overrides both)."""
+    current = writer.state
+    if not current.is_empty() and not force:
+        if current.lineage != pushed.lineage:
+            raise StateCommandError(
+                f"{writer.name} holds another state (lineage {current.lineage}, {len(current.resources)} batch(es)); "
+                f"the file is lineage {pushed.lineage}. Nothing was changed. Push into an empty state (provisioner "
+                "init), or pass --force to overwrite it (its records are lost: pull a copy first)."
+            )
+        if current.serial > pushed.serial:
+            raise StateCommandError(
+                f"{writer.name} is at serial {current.serial}, newer than the file's {pushed.serial}: "
+                "pushing would undo recorded changes. Nothing was changed; pull the newer state instead, or "
+                "pass --force to overwrite it."
+            )
+        if current.serial == pushed.serial and current.content_digest() != pushed.content_digest():
+            raise StateCommandError(
+                f"{writer.name} and the file are both at serial {current.serial} but record different things. "
+                "Nothing was changed; compare them (provisioner state pull), then pass --force to overwrite."
+            )
+    replaced = len(current.resources)
+    serial = pushed.serial if pushed.serial > current.serial else current.serial + 1
+    writer.replace(pushed.model_copy(update={"serial": serial}))
+    return replaced
+
+
 def _recorded(writer: StateWriter, address: str) -> Resource:
     resource = writer.state.resources.get(address)
     if resource is None:
         raise StateCommandError(
-            f"{address} is not recorded in {writer.path}; 'provisioner state list' shows what is."
+            f"{address} is not recorded in {writer.name}; 'provisioner state list' shows what is."
         )
     return resource

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 
 from provisioner.models import Resource
-from provisioner.state import State
+from provisioner.models import State, batch_key
 from provisioner.timestamps import parse_timestamp
 
 
@@ -48,7 +48,7 @@ def render_show(state: State, observed: Mapping[str, Mapping] | None = None, now
         if observed is None:
             view = _recorded_view(resource, now)
         else:
-            view = observed.get(resource.batch_id) or {"status": "MISSING from the API"}
+            view = observed.get(batch_key(resource.batch_id)) or {"status": "MISSING from the API"}
         starting = _number(view.get("startingBalance", resource.attributes.get("startingBalance")))
         current = _number(view.get("currentBalance"))
         used = starting - current if starting is not None and current is not None else None

@@ -13,6 +13,7 @@ import requests
 from click.testing import CliRunner
 
 from provisioner.api.sandbox import Sandbox
+from provisioner.backends.file import FileBackend
 from provisioner.cli import main
 
 TEST_KEY = "ti_test_" + "k" * 24
@@ -37,9 +38,29 @@ def api_env(sandbox, monkeypatch):
     return env
 
 
+def init_state(path: Path) -> Path:
+    """An empty state file at ``path``, as 'provisioner init' leaves it."""
+    FileBackend(path).create()
+    return path
+
+
+def recorded_nothing(path: Path) -> bool:
+    """The state is as init left it: nothing recorded, and its serial did not move."""
+    import json
+
+    data = json.loads(path.read_text())
+    return data["serial"] == 0 and not data["resources"] and not data["pending"]
+
+
 @pytest.fixture
 def state(tmp_path):
-    """Where the state file of a test lives (not created)."""
+    """The state file of a test, created empty as 'provisioner init' does."""
+    return init_state(tmp_path / "state" / "default.json")
+
+
+@pytest.fixture
+def no_state(tmp_path):
+    """Where a state file would be, with none there (init not run)."""
     return tmp_path / "state" / "default.json"
 
 

@@ -20,16 +20,17 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
-from conftest import TEST_KEY, run_subprocess
+from conftest import TEST_KEY, init_state, run_subprocess
 
 from provisioner.api.client import CreditsApi
 from provisioner.api.sandbox import Faults, Sandbox
-from provisioner.applier import Applier, ApplyResult, attributes_match, request_digest
-from provisioner.lock import StateLock
+from provisioner.applier import Applier, ApplyResult, request_digest
+from provisioner.recovery import is_exact as attributes_match
+from provisioner.backends.filelock import StateLock
 from provisioner.manifest import load
 from provisioner.models import Desired, Intent
 from provisioner.planner import make_plan
-from provisioner.state import StateWriter, read_state
+from provisioner.backends.file import FileWriter, read_state
 from provisioner.timestamps import utc_now_text
 
 FAST_RETRY_AFTER = 0.05  # seconds the sandbox sends in Retry-After for injected 429/503
@@ -75,7 +76,7 @@ def manifest(tmp_path) -> Path:
 
 @pytest.fixture
 def state_path(tmp_path) -> Path:
-    return tmp_path / "state" / "default.json"
+    return init_state(tmp_path / "state" / "default.json")
 
 
 @pytest.fixture
@@ -106,13 +107,15 @@ def fast_api(sandbox: Sandbox, *, read_timeout: float = 5.0, max_attempts: int =
     )
 
 
-def apply_in_process(manifest: Path, state_path: Path, api: CreditsApi, parallelism: int = 4) -> ApplyResult:
+def apply_in_process(manifest: Path, state_path: Path, api: CreditsApi, parallelism: int = 4,
+                     duplicate_check: bool = True) -> ApplyResult:
     """What `provisioner apply --auto-approve` does, with short waits before each lookup."""
     desired = load([manifest])
     with StateLock(state_path, command="apply"):
-        with StateWriter(state_path) as writer:
+        with FileWriter(state_path) as writer:
             plan = make_plan(desired, writer.state, datetime.now(timezone.utc))
-            applier = Applier(api, writer, parallelism=parallelism, settle_seconds=0.05, recovery_wait=RECOVERY_WAIT)
+            applier = Applier(api, writer, parallelism=parallelism, settle_seconds=0.05, recovery_wait=RECOVERY_WAIT,
+                              duplicate_check=duplicate_check)
             return applier.apply(plan, desired)
 
 
@@ -237,7 +240,9 @@ def test_latency_beyond_the_read_timeout_leaves_intents_the_next_apply_adopts(fa
     sandbox = faulty(latency=0.5)
     declared = len(load([manifest]).batches)
 
-    slow = apply_in_process(manifest, state_path, fast_api(sandbox, read_timeout=0.2, max_attempts=2))
+    # Without the duplicate guard, whose listing would time out before any create is sent.
+    slow = apply_in_process(manifest, state_path, fast_api(sandbox, read_timeout=0.2, max_attempts=2),
+                            duplicate_check=False)
 
     # Every create sent committed but its answer timed out, and so did every lookup: nothing is
     # resent, and a look-alike (the twin) is not even started while its double is unresolved.
@@ -263,7 +268,9 @@ def test_429_storms_are_waited_out_and_creates_sent_again_in_the_same_run(faulty
     declared = len(load([manifest]).batches)
     assert result.ok, result.failed
     assert posts(sandbox, 429) > 0
-    assert not any(method == "GET" for method, _, _ in sandbox.request_log), "a 429 was treated as ambiguous"
+    clients = len(load([manifest]).clients)
+    listings = [status for method, _, status in sandbox.request_log if method == "GET" and status != 429]
+    assert len(listings) == clients, "one listing per client (the duplicate guard), none for a 429"
     assert sandbox.stats["creates"] == posts(sandbox, 201) == declared
     assert_each_declared_batch_exists_once(sandbox, manifest, state_path)
 
@@ -281,7 +288,7 @@ def open_intent(state_path: Path, address: str, manifest: Path) -> Intent:
         digest=request_digest(spec.client_id, spec.attributes()),
         at=utc_now_text(),
     )
-    with StateLock(state_path, command="test"), StateWriter(state_path) as writer:
+    with StateLock(state_path, command="test"), FileWriter(state_path) as writer:
         writer.record_intent(intent)
     return intent
 

@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import json
 
-from conftest import ACME_ID, TEST_KEY, run_subprocess, two_client_manifest
+from conftest import ACME_ID, TEST_KEY, init_state, run_subprocess, two_client_manifest
 
 
 def test_plan_apply_and_second_apply_changes_nothing(cli, api_env, sandbox, write_manifest, tmp_path):
     manifest = write_manifest(two_client_manifest())
     state = tmp_path / "state" / "default.json"
 
+    refused = cli("plan", manifest, "--state", state)
+    assert refused.exit_code == 1 and "provisioner init --state" in refused.stderr and not state.exists()
+    initialised = cli("init", "--state", state)
+    assert initialised.exit_code == 0, initialised.output
+
     planned = cli("plan", manifest, "--state", state)
     assert planned.exit_code == 0
     assert "Plan: 3 to create" in planned.output
     assert "Credits to issue: 8,700" in planned.output
-    assert not state.exists()
+    assert json.loads(state.read_text())["resources"] == {}
 
     applied = cli("apply", manifest, "--state", state, "--auto-approve")
     assert applied.exit_code == 0, applied.output
@@ -32,7 +37,7 @@ def test_plan_apply_and_second_apply_changes_nothing(cli, api_env, sandbox, writ
 
 def test_apply_without_terminal_or_auto_approve_refuses(api_env, sandbox, write_manifest, tmp_path):
     manifest = write_manifest(two_client_manifest())
-    result = run_subprocess("apply", manifest, "--state", tmp_path / "s.json", env=api_env)
+    result = run_subprocess("apply", manifest, "--state", init_state(tmp_path / "s.json"), env=api_env)
     assert result.returncode == 1
     assert "--auto-approve" in result.stderr
     assert "Traceback" not in result.stderr
@@ -41,7 +46,7 @@ def test_apply_without_terminal_or_auto_approve_refuses(api_env, sandbox, write_
 
 def test_key_never_printed(api_env, sandbox, write_manifest, tmp_path):
     manifest = write_manifest(two_client_manifest())
-    result = run_subprocess("apply", manifest, "--state", tmp_path / "s.json", "--auto-approve", env=api_env)
+    result = run_subprocess("apply", manifest, "--state", init_state(tmp_path / "s.json"), "--auto-approve", env=api_env)
     assert result.returncode == 0, result.stderr
     assert TEST_KEY not in result.stdout + result.stderr
     assert TEST_KEY not in (tmp_path / "s.json").read_text()
@@ -84,12 +89,12 @@ def run_on_terminal(args, env, answer: str, timeout: float = 30) -> tuple[int, s
 
 def test_apply_on_a_terminal_asks_and_only_yes_approves(api_env, sandbox, write_manifest, tmp_path):
     manifest = write_manifest(two_client_manifest())
-    state = tmp_path / "s.json"
+    state = init_state(tmp_path / "s.json")
 
     code, output = run_on_terminal(["apply", manifest, "--state", state], api_env, answer="y")
     assert "Only 'yes' will be accepted" in output
     assert code == 1 and "cancelled" in output
-    assert sandbox.all_batches() == [] and not state.exists()
+    assert sandbox.all_batches() == [] and not json.loads(state.read_text())["resources"]
 
     code, output = run_on_terminal(["apply", manifest, "--state", state], api_env, answer="yes")
     assert code == 0, output

@@ -13,6 +13,7 @@ import threading
 
 import pytest
 from conftest import (
+    init_state,
     ACME_ID,
     GLOBEX_ID,
     TEST_KEY,
@@ -126,7 +127,7 @@ def test_expiry_changed_by_hand_is_planned_back_and_applied_back(applied, cli, s
 def test_batch_gone_is_drift_never_recreated_unless_replaced(cli, disk_sandbox, write_manifest, tmp_path):
     sandbox, data = disk_sandbox
     manifest = write_manifest(two_client_manifest())
-    state = tmp_path / "state.json"
+    state = init_state(tmp_path / "state.json")
     assert cli("apply", manifest, "--state", state, "--auto-approve", *FAST).exit_code == 0
     gone = batch_id(state, "acme/q1")
     delete_row(data, gone)
@@ -221,7 +222,7 @@ def many_batches_manifest(acme: int, globex: int) -> str:
 
 def test_refresh_reads_every_page(cli, api_env, sandbox, write_manifest, tmp_path):
     manifest = write_manifest(many_batches_manifest(acme=7, globex=6))
-    state = tmp_path / "state.json"
+    state = init_state(tmp_path / "state.json")
     assert cli("apply", manifest, "--state", state, "--auto-approve", *FAST).exit_code == 0
     for resource in recorded(state).values():
         edit_by_hand(sandbox, resource["batch_id"], name="renamed by hand")

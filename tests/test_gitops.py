@@ -25,7 +25,7 @@ from markdown_it import MarkdownIt
 
 from provisioner.api.sandbox import Sandbox
 from provisioner.models import Intent
-from provisioner.state import StateWriter, read_state
+from provisioner.backends.file import FileBackend, FileWriter, read_state
 
 CI = Path(__file__).resolve().parent.parent / "examples" / "ci"
 INITECH_ID = "9b8a7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d"
@@ -123,12 +123,13 @@ def write(directory: Path, relative: str, text: str) -> None:
 
 @pytest.fixture
 def git(tmp_path):
-    """A git host whose main branch holds manifests/acme.yaml and an empty state/."""
+    """A git host whose main branch holds manifests/acme.yaml and the empty state 'provisioner init' made."""
     git = Git(tmp_path)
     seed = tmp_path / "seed"
     git("init", "-q", str(seed), cwd=tmp_path)
     write(seed, "manifests/acme.yaml", ACME)
     write(seed, "state/.gitkeep", "")
+    FileBackend(seed / "state" / "default.json").create()
     git.commit_all(seed, "Declare Acme's credits")
     git("push", "-q", str(git.origin), "main", cwd=seed)
     return git
@@ -306,7 +307,8 @@ def test_review_merge_apply_commit_then_no_changes(git, bin_dir, api_env, sandbo
     assert git("status", "--porcelain", cwd=final) == ""
     assert git.files_on_main("state") == ["state/.gitkeep", "state/default.json"]  # no lock, no backup
     state_commits = git("log", "--format=%s", "main", "--", "state/default.json", cwd=git.origin).splitlines()
-    assert len(state_commits) == 3 and all("[skip ci]" in subject for subject in state_commits)
+    # Three applies committed back, after the seed commit that holds the state 'provisioner init' made.
+    assert len(state_commits) == 4 and all("[skip ci]" in subject for subject in state_commits[:3])
     history = git("log", "-p", "--all", cwd=git.origin)
     assert TEST_KEY not in history and api_env["TI_BASE_URL"] not in history
 
@@ -400,7 +402,7 @@ def test_apply_that_fails_partway_still_commits_what_it_created(git, bin_dir, tm
 def test_commit_step_keeps_the_journal_of_an_interrupted_apply_and_skips_lock_and_backup(git, bin_dir):
     ci = git.clone("ci-killed")
     state = ci / "state" / "default.json"
-    writer = StateWriter(state)
+    writer = FileWriter(state)
     attributes = {"clientId": ACME_ID, "name": "q9", "startingBalance": 9}
     writer.record_intent(Intent(address="acme/q9", client_id=ACME_ID, attributes=attributes, digest="d",
                                 at="2026-01-01T00:00:00.000Z"))
@@ -410,7 +412,7 @@ def test_commit_step_keeps_the_journal_of_an_interrupted_apply_and_skips_lock_an
 
     succeeded(Runner("apply", ci, bin_dir, {}).step("Commit the state back"))
 
-    assert git.files_on_main("state") == ["state/.gitkeep", "state/default.json.journal"]
+    assert git.files_on_main("state") == ["state/.gitkeep", "state/default.json", "state/default.json.journal"]
     assert "acme/q9" in git.show_on_main("state/default.json.journal")
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import ACME_ID
+from conftest import ACME_ID, recorded_nothing
 
 from provisioner.models import Policy
 
@@ -38,7 +38,7 @@ def assert_refused_without_creating(result, sandbox, state) -> None:
     assert "guardrail" in result.stderr and "--allow-large" in result.stderr
     assert "nothing was changed" in result.stderr
     assert sandbox.all_batches() == []
-    assert not state.exists()
+    assert recorded_nothing(state)
 
 
 # ------------------------------------------------------------------ defaults

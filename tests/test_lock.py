@@ -14,9 +14,9 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
-from conftest import run_subprocess, two_client_manifest
+from conftest import init_state, run_subprocess, two_client_manifest
 
-from provisioner.lock import (
+from provisioner.backends.filelock import (
     LockError,
     LockInfo,
     StateLock,
@@ -25,12 +25,12 @@ from provisioner.lock import (
     read_lock_info,
 )
 from provisioner.models import Resource
-from provisioner.state import StateWriter, read_state
+from provisioner.backends.file import FileWriter, read_state
 
 # Takes the lock, prints its id, then dies the way `kill -9` kills an apply.
 LOCK_THEN_DIE = """
 import os, sys
-from provisioner.lock import StateLock
+from provisioner.backends.filelock import StateLock
 lock = StateLock(sys.argv[1], command="apply")
 lock.acquire()
 print(lock.info.id, flush=True)
@@ -44,7 +44,7 @@ os.kill(os.getpid(), 9)
 CONTENDER = """
 import os, sys, time
 from pathlib import Path
-from provisioner.lock import LockError, StateLock
+from provisioner.backends.filelock import LockError, StateLock
 state, race = sys.argv[1], Path(sys.argv[2])
 (race / f"ready-{os.getpid()}").touch()
 while not (race / "go").exists():
@@ -66,8 +66,8 @@ lock.release()
 @pytest.fixture
 def state(tmp_path) -> Path:
     """A state file that records acme/q1."""
-    path = tmp_path / "state" / "default.json"
-    with StateWriter(path) as writer:
+    path = init_state(tmp_path / "state" / "default.json")
+    with FileWriter(path) as writer:
         writer.record("acme/q1", Resource(batch_id="b-1", client_id="c", attributes={}))
     return path
 

@@ -24,7 +24,7 @@ from provisioner.manifest import (
 from provisioner.models import Desired, Policy
 from provisioner.planfile import is_saved_plan, save_plan
 from provisioner.planner import make_plan
-from provisioner.state import State
+from provisioner.backends.file import State
 
 ACME_ID = "6a0c1d7e-2f3b-4c5d-9e8f-0a1b2c3d4e5f"
 BETA_ID = "7b1d2e8f-3a4c-4d6e-8f90-1b2c3d4e5f60"

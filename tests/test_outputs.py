@@ -271,7 +271,7 @@ def test_without_detailed_exitcode_changes_exit_0(cli, write_manifest, state):
 
 
 def test_detailed_exitcode_1_for_a_damaged_state(cli, write_manifest, state):
-    state.parent.mkdir(parents=True)
+    state.parent.mkdir(parents=True, exist_ok=True)
     state.write_text("{ not json")
     result = cli("plan", write_manifest(two_client_manifest()), "--state", state, "--detailed-exitcode")
     assert result.exit_code == 1

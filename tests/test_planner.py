@@ -10,12 +10,12 @@ import sys
 from datetime import datetime, timezone
 
 import pytest
-from conftest import ACCOUNT_ID, ACME_ID, GLOBEX_ID, two_client_manifest
+from conftest import ACCOUNT_ID, ACME_ID, GLOBEX_ID, init_state, two_client_manifest
 
 from provisioner.manifest import load
 from provisioner.models import BatchSpec, Desired, Intent, Policy, Resource
 from provisioner.planner import make_plan
-from provisioner.state import State, read_state, write_snapshot
+from provisioner.backends.file import State, read_state, write_snapshot
 
 NOW = datetime(2026, 6, 1, 12, 0, 0, tzinfo=timezone.utc)
 FUTURE = "2030-03-31T23:59:59.000Z"
@@ -474,7 +474,7 @@ def record_everything(manifest, state_path) -> None:
 
 
 def test_plan_lists_creates_and_update_before_to_after_and_exits_0(cli, write_manifest, tmp_path):
-    state = tmp_path / "state.json"
+    state = init_state(tmp_path / "state.json")
     record_everything(write_manifest(two_client_manifest(acme_name="Acme Q1"), "applied-earlier.yaml"), state)
     manifest = write_manifest(two_client_manifest(acme_name="Acme Q1 2026"))
     result = cli("plan", manifest, "--state", state, "--no-color")
@@ -485,7 +485,7 @@ def test_plan_lists_creates_and_update_before_to_after_and_exits_0(cli, write_ma
 
 def test_plan_with_nothing_to_do_says_no_changes(cli, write_manifest, tmp_path):
     manifest = write_manifest(two_client_manifest())
-    state = tmp_path / "state.json"
+    state = init_state(tmp_path / "state.json")
     record_everything(manifest, state)
     result = cli("plan", manifest, "--state", state, "--no-color")
     assert result.exit_code == 0, result.output
@@ -494,7 +494,7 @@ def test_plan_with_nothing_to_do_says_no_changes(cli, write_manifest, tmp_path):
 
 def test_detailed_exitcode_is_2_with_changes_and_0_without(cli, write_manifest, tmp_path):
     manifest = write_manifest(two_client_manifest())
-    state = tmp_path / "state.json"
+    state = init_state(tmp_path / "state.json")
     with_changes = cli("plan", manifest, "--state", state, "--detailed-exitcode")
     assert with_changes.exit_code == 2, with_changes.output
     assert "Plan: 3 to create" in with_changes.output
@@ -526,7 +526,7 @@ def run_on_terminal(*args: str, timeout: float = 60) -> tuple[int, str]:
 
 def test_colour_on_a_terminal_and_none_with_no_color(write_manifest, tmp_path):
     manifest = write_manifest(two_client_manifest())
-    state = tmp_path / "state.json"
+    state = init_state(tmp_path / "state.json")
     code, coloured = run_on_terminal("plan", manifest, "--state", state)
     assert code == 0
     assert ANSI.search(coloured), coloured

@@ -10,13 +10,13 @@ import os
 import re
 
 import pytest
-from conftest import ACME_ID, GLOBEX_ID, TEST_KEY, run_subprocess, two_client_manifest
+from conftest import ACME_ID, GLOBEX_ID, TEST_KEY, init_state, run_subprocess, two_client_manifest
 
 from provisioner import __version__
 from provisioner.api.client import CreditsApi
 from provisioner.models import Intent
 from provisioner.planfile import _seal
-from provisioner.state import StateWriter, journal_path, read_state
+from provisioner.backends.file import FileWriter, journal_path, read_state
 
 EXTRA_BATCH = """
 clients:
@@ -83,7 +83,7 @@ def test_apply_saved_plan_creates_exactly_the_planned_batches_without_manifests_
 def test_saved_plan_is_recognised_by_content_whatever_its_name(cli, api_env, sandbox, write_manifest, tmp_path):
     manifest = write_manifest(two_client_manifest())
     disguised = tmp_path / "reviewed.txt"
-    state = tmp_path / "s.json"
+    state = init_state(tmp_path / "s.json")
     assert cli("plan", manifest, "--state", state, "--out", disguised).exit_code == 0
     applied = cli("apply", disguised, "--state", state)
     assert applied.exit_code == 0, applied.output
@@ -128,7 +128,7 @@ def test_saved_plan_resolves_an_interrupted_create_recorded_in_the_journal(
     manifest = write_manifest(two_client_manifest())
     assert cli("apply", manifest, "--state", state, "--auto-approve").exit_code == 0
     write_manifest(EXTRA_BATCH, name="initech.yaml")
-    writer = StateWriter(state)
+    writer = FileWriter(state)
     attributes = {"clientId": "9b8a7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d", "name": "extra", "startingBalance": 999}
     writer.record_intent(
         Intent(address="initech/extra", client_id=attributes["clientId"], attributes=attributes,
@@ -167,7 +167,7 @@ def test_stale_plan_is_refused_when_state_moved_on(cli, api_env, sandbox, write_
     assert "Reviewed name" not in batch_names(sandbox)
 
 
-def test_plan_made_before_any_state_is_stale_once_state_exists(
+def test_a_plan_whose_changes_another_apply_made_is_refused_as_applied(
     cli, api_env, sandbox, write_manifest, state, plan_file
 ):
     manifest = write_manifest(two_client_manifest())
@@ -176,7 +176,7 @@ def test_plan_made_before_any_state_is_stale_once_state_exists(
 
     refused = cli("apply", plan_file, "--state", state)
 
-    assert_refused(refused, "stale", "no state yet")
+    assert_refused(refused, "already applied", "serial 1 now", "made at 0")
     assert len(sandbox.all_batches()) == 3  # not 6: the same batches were not issued twice
 
 
@@ -184,7 +184,7 @@ def test_the_same_saved_plan_cannot_be_applied_twice(cli, api_env, sandbox, writ
     manifest = write_manifest(two_client_manifest())
     assert cli("plan", manifest, "--state", state, "--out", plan_file).exit_code == 0
     assert cli("apply", plan_file, "--state", state).exit_code == 0
-    assert_refused(cli("apply", plan_file, "--state", state), "stale")
+    assert_refused(cli("apply", plan_file, "--state", state), "this plan was already applied", "serial 1")
     assert len(sandbox.all_batches()) == 3
 
 
@@ -215,17 +215,20 @@ def test_altered_plan_is_refused(cli, api_env, sandbox, write_manifest, state, p
     text = plan_file.read_text()
     plan_file.write_text(alter(text))
     assert plan_file.read_text() != text
+    before = state.read_bytes()
 
     assert_refused(cli("apply", plan_file, "--state", state), phrase)
     assert sandbox.all_batches() == []
-    assert not state.exists()
+    assert state.read_bytes() == before
 
 
 def test_plan_for_another_state_lineage_is_refused(cli, api_env, sandbox, write_manifest, tmp_path, plan_file):
     manifest = write_manifest(two_client_manifest())
-    production, staging = tmp_path / "production.json", tmp_path / "staging.json"
+    production, staging = init_state(tmp_path / "production.json"), init_state(tmp_path / "staging.json")
     assert cli("apply", manifest, "--state", production, "--auto-approve").exit_code == 0
-    assert cli("apply", manifest, "--state", staging, "--auto-approve").exit_code == 0
+    staging_manifest = write_manifest(EXTRA_BATCH, name="staging.yaml")
+    assert cli("apply", staging_manifest, "--state", staging, "--auto-approve").exit_code == 0
+    staging_manifest.unlink()
     write_manifest(two_client_manifest(acme_name="For production"))
     assert cli("plan", manifest, "--state", production, "--out", plan_file).exit_code == 0
     before = sandbox.all_batches()
@@ -246,7 +249,7 @@ def test_plan_for_an_existing_state_is_refused_against_a_missing_one(
 
     refused = cli("apply", plan_file, "--state", tmp_path / "nowhere.json")
 
-    assert_refused(refused, "holds no state", "--state")
+    assert_refused(refused, "there is no state at", "nowhere.json", "provisioner init")
     assert len(sandbox.all_batches()) == 3
     assert not (tmp_path / "nowhere.json").exists()
 
@@ -329,7 +332,7 @@ def test_saved_plan_holds_no_secrets_and_records_what_apply_checks(
     assert not re.search(rf"\b{port}\b", text)
     document = json.loads(text)
     assert document["tool_version"] == __version__
-    assert document["lineage"] is None and document["serial"] == 0  # no state yet
+    assert document["lineage"] == read_state(state).lineage and document["serial"] == 0  # as init left it
     assert re.fullmatch(r"[0-9a-f]{64}", document["manifest_digest"])
     assert re.fullmatch(r"[0-9a-f]{64}", document["seal"])
     assert document["refresh"] is True
@@ -351,4 +354,4 @@ def test_saved_plan_records_lineage_and_serial_of_an_existing_state(
 def test_plan_out_writes_no_partial_file_beside_it(cli, write_manifest, state, plan_file):
     manifest = write_manifest(two_client_manifest())
     assert cli("plan", manifest, "--state", state, "--out", plan_file).exit_code == 0
-    assert sorted(os.listdir(plan_file.parent)) == sorted(["manifests", plan_file.name])
+    assert sorted(os.listdir(plan_file.parent)) == sorted(["manifests", "state", plan_file.name])

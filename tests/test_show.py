@@ -6,9 +6,9 @@ import json
 import re
 from datetime import datetime, timezone
 
-from conftest import GLOBEX_ID, call_api, run_subprocess
+from conftest import GLOBEX_ID, call_api, init_state, run_subprocess, init_state
 
-from provisioner.state import read_state
+from provisioner.backends.file import read_state
 from provisioner.views import render_show
 
 FAST = ("--rate-limit", "0")  # the sandbox has no rate limit
@@ -74,7 +74,7 @@ def test_show_refresh_marks_an_expired_batch(cli, api_env, sandbox, write_manife
                 startingBalance: 400
                 expiresOn: 2024-06-30T23:59:59Z
         """)
-    state = tmp_path / "state.json"
+    state = init_state(tmp_path / "state.json")
     assert cli("import", "globex/pilot-2024", old["id"], manifest, "--state", state, *FAST).exit_code == 0
 
     shown = cli("show", "--state", state, "--refresh", *FAST)
@@ -110,7 +110,7 @@ def test_show_refresh_as_a_real_process(applied, api_env):
 
 
 def test_show_of_an_empty_state(cli, tmp_path):
-    result = cli("show", "--state", tmp_path / "none.json")
+    result = cli("show", "--state", init_state(tmp_path / "none.json"))
     assert result.exit_code == 0
     assert result.stdout == "No batches recorded in this state file yet.\n"
 

@@ -12,26 +12,33 @@ from pathlib import Path
 import pytest
 from conftest import ACME_ID, run_subprocess, two_client_manifest
 
-from provisioner.models import Intent, Resource
-from provisioner.state import (
-    FORMAT_VERSION,
+from provisioner.models import STATE_FORMAT_VERSION, Intent, Resource
+from provisioner.backends.file import (
+    FileBackend,
+
     StateError,
-    StateWriter,
+    FileWriter,
     backup_path,
     journal_path,
     read_state,
     write_snapshot,
 )
 
-NEVER = 1e9  # checkpoint_seconds that keeps every change in the journal until close
+NEVER = 1e9
+
+
+def new_state(path: Path) -> Path:
+    """An empty state file, as 'provisioner init' leaves it."""
+    FileBackend(path).create()
+    return path  # checkpoint_seconds that keeps every change in the journal until close
 
 # A writer that records COUNT batches, then dies the way `kill -9` kills an apply.
 RECORD_THEN_DIE = """
 import os, sys
 from provisioner.models import Resource
-from provisioner.state import StateWriter
+from provisioner.backends.file import FileWriter
 path, count, checkpoint = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
-writer = StateWriter(path, checkpoint_seconds=checkpoint)
+writer = FileWriter(path, checkpoint_seconds=checkpoint)
 for number in range(count):
     writer.record(f"acme/b{number:04d}", Resource(batch_id=f"id-{number}", client_id="c", attributes={}))
 os.kill(os.getpid(), 9)
@@ -41,8 +48,8 @@ os.kill(os.getpid(), 9)
 RECORD_AND_ACKNOWLEDGE = """
 import sys
 from provisioner.models import Resource
-from provisioner.state import StateWriter
-writer = StateWriter(sys.argv[1], checkpoint_seconds=float(sys.argv[2]))
+from provisioner.backends.file import FileWriter
+writer = FileWriter(sys.argv[1], checkpoint_seconds=float(sys.argv[2]))
 for number in range(int(sys.argv[3])):
     address = f"acme/b{number:04d}"
     writer.record(address, Resource(batch_id=f"id-{number}", client_id="c", attributes={}))
@@ -57,7 +64,7 @@ WRITE_PAST_SIZE_LIMIT = """
 import errno, resource, signal, sys
 from pathlib import Path
 from provisioner.models import Resource
-from provisioner.state import read_state, write_snapshot
+from provisioner.backends.file import read_state, write_snapshot
 path, mode = Path(sys.argv[1]), sys.argv[2]
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN if mode == "fail" else signal.SIG_DFL)
 state = read_state(path)
@@ -86,7 +93,7 @@ def intent(address: str) -> Intent:
 
 
 def write_state(path: Path, *addresses: str) -> None:
-    with StateWriter(path) as writer:
+    with FileWriter(path) as writer:
         for number, address in enumerate(addresses, start=1):
             writer.record(address, batch(number))
 
@@ -108,13 +115,14 @@ def on_disk(path: Path) -> dict:
 
 
 def test_a_state_has_a_version_a_lineage_fixed_at_creation_and_a_serial_counting_writes(tmp_path):
-    path = tmp_path / "default.json"
+    assert read_state(tmp_path / "default.json") is None
+    assert not (tmp_path / "default.json").exists(), "reading must never create the file"
+    path = new_state(tmp_path / "default.json")
     assert read_state(path).serial == 0
-    assert not path.exists(), "reading must never create the file"
 
     write_state(path, "acme/q1")
     first = on_disk(path)
-    assert (first["version"], first["serial"]) == (FORMAT_VERSION, 1)
+    assert (first["version"], first["serial"]) == (STATE_FORMAT_VERSION, 1)
 
     write_state(path, "acme/q2")
     write_state(path, "acme/q3")
@@ -123,15 +131,16 @@ def test_a_state_has_a_version_a_lineage_fixed_at_creation_and_a_serial_counting
     assert third["lineage"] == first["lineage"]
     assert set(third["resources"]) == {"acme/q1", "acme/q2", "acme/q3"}
 
-    write_state(tmp_path / "other.json", "acme/q1")
+    write_state(new_state(tmp_path / "other.json"), "acme/q1")
     assert on_disk(tmp_path / "other.json")["lineage"] != first["lineage"]
 
 
 def test_checkpoint_bumps_the_serial_only_when_something_changed(tmp_path):
-    path = tmp_path / "default.json"
-    with StateWriter(path, checkpoint_seconds=NEVER) as writer:
+    path = new_state(tmp_path / "default.json")
+    initialised = path.read_bytes()
+    with FileWriter(path, checkpoint_seconds=NEVER) as writer:
         writer.checkpoint()
-        assert not path.exists(), "nothing to write: no file"
+        assert path.read_bytes() == initialised, "nothing changed: nothing written"
         writer.record("acme/q1", batch(1))
         writer.record("acme/q2", batch(2))
         writer.checkpoint()
@@ -140,21 +149,21 @@ def test_checkpoint_bumps_the_serial_only_when_something_changed(tmp_path):
         writer.checkpoint()
         writer.checkpoint()
     assert path.read_bytes() == after_first
-    assert not backup_path(path).exists()
+    assert backup_path(path).read_bytes() == initialised
 
-    with StateWriter(path) as writer:
+    with FileWriter(path) as writer:
         pass
     assert path.read_bytes() == after_first, "opening and closing without a change rewrites nothing"
 
 
 def test_snapshot_is_sorted_indented_json_so_a_pull_request_shows_a_readable_diff(tmp_path):
-    path = tmp_path / "default.json"
+    path = new_state(tmp_path / "default.json")
     write_state(path, "globex/starter", "acme/q2", "acme/q1")
     before = path.read_text()
     assert before == json.dumps(json.loads(before), indent=2, sort_keys=True) + "\n"
     assert before.index('"acme/q1"') < before.index('"acme/q2"') < before.index('"globex/starter"')
 
-    with StateWriter(path) as writer:
+    with FileWriter(path) as writer:
         writer.record("acme/q3", batch(3))
     diff = list(difflib.unified_diff(before.splitlines(), path.read_text().splitlines(), lineterm="", n=0))
     removed = [line[1:].strip() for line in diff if line.startswith("-") and not line.startswith("---")]
@@ -164,9 +173,10 @@ def test_snapshot_is_sorted_indented_json_so_a_pull_request_shows_a_readable_dif
 
 
 def test_previous_version_is_kept_as_backup(tmp_path):
-    path = tmp_path / "default.json"
+    path = new_state(tmp_path / "default.json")
+    initialised = path.read_bytes()
     write_state(path, "acme/q1")
-    assert not backup_path(path).exists()
+    assert backup_path(path).read_bytes() == initialised
     first = path.read_bytes()
     write_state(path, "acme/q2")
     assert backup_path(path).read_bytes() == first
@@ -177,7 +187,7 @@ def test_previous_version_is_kept_as_backup(tmp_path):
 
 
 def test_a_crash_in_the_middle_of_a_write_leaves_the_old_state_intact(tmp_path):
-    path = tmp_path / "default.json"
+    path = new_state(tmp_path / "default.json")
     write_state(path, "acme/q1")
     write_state(path, "acme/q2")
     before = files_in(tmp_path)
@@ -195,7 +205,7 @@ def test_a_crash_in_the_middle_of_a_write_leaves_the_old_state_intact(tmp_path):
 
 
 def test_a_failed_write_leaves_the_old_state_intact_and_no_temporary_file(tmp_path):
-    path = tmp_path / "default.json"
+    path = new_state(tmp_path / "default.json")
     write_state(path, "acme/q1")
     write_state(path, "acme/q2")
     before = files_in(tmp_path)
@@ -207,7 +217,7 @@ def test_a_failed_write_leaves_the_old_state_intact_and_no_temporary_file(tmp_pa
 
 
 def test_the_write_is_a_rename_of_a_fully_written_file(tmp_path):
-    path = tmp_path / "default.json"
+    path = new_state(tmp_path / "default.json")
     write_state(path, "acme/q1")
     old_inode = path.stat().st_ino
     state = read_state(path)
@@ -235,20 +245,20 @@ CORRUPTIONS = {
 
 @pytest.mark.parametrize("content", CORRUPTIONS.values(), ids=CORRUPTIONS.keys())
 def test_a_corrupt_state_file_is_a_clear_error_and_is_never_overwritten(tmp_path, content):
-    path = tmp_path / "default.json"
+    path = new_state(tmp_path / "default.json")
     path.write_bytes(content)
 
     with pytest.raises(StateError, match="default.json") as raised:
         read_state(path)
     assert "untouched" in str(raised.value) or "not supported" in str(raised.value)
     with pytest.raises(StateError):
-        StateWriter(path)
+        FileWriter(path)
 
     assert files_in(tmp_path) == {"default.json": content}
 
 
 def test_unknown_format_version_says_which_versions_are_involved(tmp_path):
-    path = tmp_path / "default.json"
+    path = new_state(tmp_path / "default.json")
     path.write_bytes(CORRUPTIONS["unknown version"])
     with pytest.raises(StateError, match=r"version 2 is not supported .*reads version 1"):
         read_state(path)
@@ -287,10 +297,10 @@ def test_cli_refuses_a_corrupt_state_with_one_message_and_leaves_it_untouched(
 
 
 def test_journal_entries_are_replayed_by_every_reader(tmp_path):
-    path = tmp_path / "default.json"
+    path = new_state(tmp_path / "default.json")
     write_state(path, "acme/q1", "acme/q2")
     snapshot = path.read_bytes()
-    writer = StateWriter(path, checkpoint_seconds=NEVER)
+    writer = FileWriter(path, checkpoint_seconds=NEVER)
     writer.record("acme/q3", batch(3))
     writer.record_intent(intent("acme/q4"))
     writer.forget("acme/q1")
@@ -313,9 +323,9 @@ def torn_copy(line: bytes) -> bytes:
 
 
 def test_a_torn_last_line_is_ignored(tmp_path):
-    path = tmp_path / "default.json"
+    path = new_state(tmp_path / "default.json")
     write_state(path, "acme/q1")
-    writer = StateWriter(path, checkpoint_seconds=NEVER)
+    writer = FileWriter(path, checkpoint_seconds=NEVER)
     writer.record("acme/q2", batch(2))
     complete = journal_path(path).read_bytes()
     writer.record("acme/q3", batch(3))
@@ -323,7 +333,7 @@ def test_a_torn_last_line_is_ignored(tmp_path):
     journal_path(path).write_bytes(complete + torn_copy(last_line))
 
     assert set(read_state(path).resources) == {"acme/q1", "acme/q2"}
-    StateWriter(path).close()
+    FileWriter(path).close()
     assert not journal_path(path).exists()
     assert set(read_state(path).resources) == {"acme/q1", "acme/q2"}
 
@@ -340,9 +350,9 @@ DAMAGED_LINES = {
 
 @pytest.mark.parametrize("damage", DAMAGED_LINES.values(), ids=DAMAGED_LINES.keys())
 def test_damage_in_the_middle_of_the_journal_is_an_error_and_nothing_is_touched(tmp_path, damage):
-    path = tmp_path / "default.json"
+    path = new_state(tmp_path / "default.json")
     write_state(path, "acme/q1")
-    writer = StateWriter(path, checkpoint_seconds=NEVER)
+    writer = FileWriter(path, checkpoint_seconds=NEVER)
     writer.record("acme/q2", batch(2))
     writer.record("acme/q3", batch(3))
     lines = journal_path(path).read_bytes().splitlines(keepends=True)
@@ -352,7 +362,7 @@ def test_damage_in_the_middle_of_the_journal_is_an_error_and_nothing_is_touched(
     with pytest.raises(StateError, match=r"default\.json\.journal"):
         read_state(path)
     with pytest.raises(StateError):
-        StateWriter(path)
+        FileWriter(path)
     result = run_subprocess("state", "rm", "acme/q1", "--state", path)
 
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
@@ -361,7 +371,7 @@ def test_damage_in_the_middle_of_the_journal_is_an_error_and_nothing_is_touched(
 
 
 def test_a_begin_line_with_a_damaged_serial_is_an_error(tmp_path):
-    path = tmp_path / "default.json"
+    path = new_state(tmp_path / "default.json")
     write_state(path, "acme/q1")
     journal_path(path).write_text(
         json.dumps({"op": "begin", "lineage": on_disk(path)["lineage"], "serial": "1"}) + "\n"
@@ -371,9 +381,9 @@ def test_a_begin_line_with_a_damaged_serial_is_an_error(tmp_path):
 
 
 def test_a_journal_already_folded_into_the_snapshot_is_not_applied_twice(tmp_path):
-    path = tmp_path / "default.json"
+    path = new_state(tmp_path / "default.json")
     write_state(path, "acme/q1", "acme/q2")
-    with StateWriter(path, checkpoint_seconds=NEVER) as writer:
+    with FileWriter(path, checkpoint_seconds=NEVER) as writer:
         writer.move("acme/q1", "acme/renamed")
         writer.forget("acme/q2")
         writer.record("acme/q3", batch(3))
@@ -385,14 +395,14 @@ def test_a_journal_already_folded_into_the_snapshot_is_not_applied_twice(tmp_pat
     assert set(read_state(path).resources) == {"acme/renamed", "acme/q3"}
     assert read_state(path).serial == 2
 
-    StateWriter(path).close()
+    FileWriter(path).close()
     assert not journal_path(path).exists()
     assert path.read_bytes() == snapshot, "nothing changed: no new serial"
     assert backup_path(path).read_bytes() == backup, "the real previous version stays the backup"
 
 
 def test_a_journal_ahead_of_its_snapshot_is_an_error(tmp_path):
-    path = tmp_path / "default.json"
+    path = new_state(tmp_path / "default.json")
     write_state(path, "acme/q1")
     old_copy = path.read_bytes()
     write_state(path, "acme/q2")
@@ -405,7 +415,7 @@ def test_a_journal_ahead_of_its_snapshot_is_an_error(tmp_path):
         read_state(path)
     assert "default.json.journal" in str(raised.value)
     with pytest.raises(StateError):
-        StateWriter(path)
+        FileWriter(path)
     path.unlink()
     with pytest.raises(StateError, match="default.json.journal"):
         read_state(path)
@@ -413,8 +423,8 @@ def test_a_journal_ahead_of_its_snapshot_is_an_error(tmp_path):
 
 
 def test_a_journal_of_another_lineage_is_an_error(tmp_path):
-    path = tmp_path / "default.json"
-    died = run_python(RECORD_THEN_DIE, tmp_path / "other.json", 1, NEVER)
+    path = new_state(tmp_path / "default.json")
+    died = run_python(RECORD_THEN_DIE, new_state(tmp_path / "other.json"), 1, NEVER)
     assert died.returncode == -signal.SIGKILL
     write_state(path, "acme/q1")
     journal_path(tmp_path / "other.json").rename(journal_path(path))
@@ -423,13 +433,13 @@ def test_a_journal_of_another_lineage_is_an_error(tmp_path):
 
 
 def test_the_writer_folds_an_interrupted_run_in_when_it_opens(tmp_path):
-    path = tmp_path / "default.json"
+    path = new_state(tmp_path / "default.json")
     write_state(path, "acme/q1")
     died = run_python(RECORD_THEN_DIE, path, 4, NEVER)
     assert died.returncode == -signal.SIGKILL
     assert on_disk(path)["serial"] == 1 and journal_path(path).exists()
 
-    writer = StateWriter(path)
+    writer = FileWriter(path)
     assert not journal_path(path).exists()
     assert on_disk(path)["serial"] == 2
     assert set(on_disk(path)["resources"]) == {"acme/q1", "acme/b0000", "acme/b0001", "acme/b0002", "acme/b0003"}
@@ -438,7 +448,7 @@ def test_the_writer_folds_an_interrupted_run_in_when_it_opens(tmp_path):
 
 @pytest.mark.parametrize("checkpoint_seconds", [NEVER, 0.0], ids=["all in journal", "checkpoint every write"])
 def test_a_sigkilled_writer_loses_nothing(tmp_path, checkpoint_seconds):
-    path = tmp_path / "default.json"
+    path = new_state(tmp_path / "default.json")
     died = run_python(RECORD_THEN_DIE, path, 40, checkpoint_seconds)
     assert died.returncode == -signal.SIGKILL, died.stderr
     recorded = read_state(path).resources
@@ -448,7 +458,7 @@ def test_a_sigkilled_writer_loses_nothing(tmp_path, checkpoint_seconds):
 
 @pytest.mark.parametrize("acknowledged_count", [1, 9, 33, 80])
 def test_a_writer_killed_at_any_instant_keeps_everything_it_acknowledged(tmp_path, acknowledged_count):
-    path = tmp_path / "default.json"
+    path = new_state(tmp_path / "default.json")
     child = subprocess.Popen([sys.executable, "-c", RECORD_AND_ACKNOWLEDGE, str(path), "0", "100000"],
                              stdout=subprocess.PIPE, text=True)
     acknowledged = [child.stdout.readline().strip() for _ in range(acknowledged_count)]
@@ -459,12 +469,12 @@ def test_a_writer_killed_at_any_instant_keeps_everything_it_acknowledged(tmp_pat
     recorded = sorted(read_state(path).resources)
     assert set(acknowledged) <= set(recorded)
     assert recorded == [f"acme/b{number:04d}" for number in range(len(recorded))], "a prefix, no gap"
-    StateWriter(path).close()
+    FileWriter(path).close()
     assert sorted(read_state(path).resources) == recorded
 
 
 def test_a_reader_beside_a_busy_writer_always_sees_a_consistent_past_state(tmp_path):
-    path = tmp_path / "default.json"
+    path = new_state(tmp_path / "default.json")
     # 100 checkpoints (about 1 s) expose the race between a checkpoint and a reader every time.
     child = subprocess.Popen([sys.executable, "-c", RECORD_AND_ACKNOWLEDGE, str(path), "0", "100"],
                              stdout=subprocess.DEVNULL)

@@ -12,6 +12,7 @@ import socket
 
 import pytest
 from conftest import (
+    init_state,
     ACME_ID,
     GLOBEX_ID,
     TEST_KEY,
@@ -22,9 +23,9 @@ from conftest import (
 
 from provisioner.api.sandbox import Sandbox
 from provisioner.applier import request_digest
-from provisioner.lock import StateLock
+from provisioner.backends.filelock import StateLock
 from provisioner.models import Intent
-from provisioner.state import StateWriter, read_state
+from provisioner.backends.file import FileWriter, read_state
 from provisioner.timestamps import utc_now_text
 
 FAST = ("--rate-limit", "0")  # the sandbox has no rate limit
@@ -71,7 +72,7 @@ LEGACY_BATCH = {"name": "Globex legacy", "startingBalance": 800, "expiresOn": "2
 def test_import_adopts_a_batch_made_by_hand(cli, api_env, sandbox, write_manifest, tmp_path):
     legacy = create_by_hand(sandbox, GLOBEX_ID, **LEGACY_BATCH)
     manifest = write_manifest(legacy_manifest())
-    state = tmp_path / "state.json"
+    state = init_state(tmp_path / "state.json")
     before = cli("plan", manifest, "--state", state).stdout
     assert "+ batch \"globex/legacy\"" in before  # without import it would be issued a second time
 
@@ -93,7 +94,7 @@ def test_import_adopts_a_batch_made_by_hand(cli, api_env, sandbox, write_manifes
 def test_import_then_plan_shows_only_real_differences(cli, api_env, sandbox, write_manifest, tmp_path):
     legacy = create_by_hand(sandbox, GLOBEX_ID, **LEGACY_BATCH)
     manifest = write_manifest(legacy_manifest(name="Globex legacy (2031)"))
-    state = tmp_path / "state.json"
+    state = init_state(tmp_path / "state.json")
     assert cli("import", "globex/legacy", legacy["id"], manifest, "--state", state, *FAST).exit_code == 0
 
     planned = cli("plan", manifest, "--state", state, *FAST)
@@ -108,7 +109,7 @@ def test_import_finds_a_batch_beyond_the_first_page(cli, api_env, sandbox, write
         create_by_hand(sandbox, GLOBEX_ID, name=f"other {n}", startingBalance=1)
     legacy = create_by_hand(sandbox, GLOBEX_ID, **LEGACY_BATCH)  # seventh: on page 2 of 5
     manifest = write_manifest(legacy_manifest())
-    state = tmp_path / "state.json"
+    state = init_state(tmp_path / "state.json")
 
     result = cli("import", "globex/legacy", legacy["id"], manifest, "--state", state, *FAST)
 
@@ -119,19 +120,19 @@ def test_import_finds_a_batch_beyond_the_first_page(cli, api_env, sandbox, write
 def test_import_of_another_clients_batch_names_the_owner(cli, api_env, sandbox, write_manifest, tmp_path):
     acme_batch = create_by_hand(sandbox, ACME_ID, name="Globex legacy", startingBalance=800)
     manifest = write_manifest(legacy_manifest())
-    state = tmp_path / "state.json"
+    state = init_state(tmp_path / "state.json")
 
     result = cli("import", "globex/legacy", acme_batch["id"], manifest, "--state", state, *FAST)
 
     assert result.exit_code == 1
     assert f"batch {acme_batch['id']} belongs to client acme ({ACME_ID}), not to globex" in result.stderr
     assert "Traceback" not in result.output
-    assert not state.exists()
+    assert read_state(state).serial == 0 and not read_state(state).resources  # untouched
 
 
 def test_import_of_an_unknown_id_fails_as_a_real_process(api_env, sandbox, write_manifest, tmp_path):
     manifest = write_manifest(legacy_manifest())
-    state = tmp_path / "state.json"
+    state = init_state(tmp_path / "state.json")
     unknown = "00000000-0000-4000-8000-000000000000"
 
     result = run_subprocess("import", "globex/legacy", unknown, manifest, "--state", state, *FAST, env=api_env)
@@ -140,20 +141,20 @@ def test_import_of_an_unknown_id_fails_as_a_real_process(api_env, sandbox, write
     assert f"batch {unknown} is not among the batches of client globex ({GLOBEX_ID})" in result.stderr
     assert "Traceback" not in result.stderr
     assert TEST_KEY not in result.stderr
-    assert not state.exists()
+    assert read_state(state).serial == 0 and not read_state(state).resources  # untouched
 
 
 def test_import_of_an_undeclared_address_is_refused(cli, api_env, sandbox, write_manifest, tmp_path):
     legacy = create_by_hand(sandbox, GLOBEX_ID, **LEGACY_BATCH)
     manifest = write_manifest(legacy_manifest())
-    state = tmp_path / "state.json"
+    state = init_state(tmp_path / "state.json")
 
     result = cli("import", "globex/elsewhere", legacy["id"], manifest, "--state", state, *FAST)
 
     assert result.exit_code == 1
     assert "globex/elsewhere is not declared in the manifests given" in result.stderr
     assert sandbox.stats["requests"] == 1  # refused before asking the API anything
-    assert not state.exists()
+    assert read_state(state).serial == 0 and not read_state(state).resources  # untouched
 
 
 def test_import_onto_a_recorded_address_or_of_a_recorded_batch_is_refused(applied, cli, sandbox, write_manifest):
@@ -201,7 +202,7 @@ def test_state_list_and_show(applied, cli):
 
 
 def test_state_list_of_an_empty_state(cli, tmp_path):
-    result = cli("state", "list", "--state", tmp_path / "none.json")
+    result = cli("state", "list", "--state", init_state(tmp_path / "none.json"))
     assert result.exit_code == 0
     assert result.stdout == "No batches recorded in this state file yet.\n"
 
@@ -333,7 +334,7 @@ def test_a_held_lock_stops_state_rm_in_a_real_process(applied, api_env):
 
 def open_intent(state, attributes: dict) -> None:
     """What a crashed apply leaves behind for globex/legacy."""
-    with StateWriter(state) as writer:
+    with FileWriter(state) as writer:
         writer.record_intent(Intent(address="globex/legacy", client_id=GLOBEX_ID, attributes=attributes,
                                     digest=request_digest(GLOBEX_ID, attributes), at=utc_now_text()))
 
@@ -342,7 +343,7 @@ def test_import_refuses_a_batch_an_interrupted_create_cannot_have_made(cli, api_
     """A crashed apply left an open intent: importing another batch over it could lose the one it made."""
     legacy = create_by_hand(sandbox, GLOBEX_ID, **LEGACY_BATCH)
     manifest = write_manifest(legacy_manifest())
-    state = tmp_path / "state.json"
+    state = init_state(tmp_path / "state.json")
     open_intent(state, {"clientId": GLOBEX_ID, "name": "Globex legacy", "startingBalance": 900})
 
     result = cli("import", "globex/legacy", legacy["id"], manifest, "--state", state, *FAST)
@@ -359,7 +360,7 @@ def test_import_of_a_batch_the_interrupted_create_may_have_made_settles_it(
 ):
     """How an ambiguous recovery is settled: the user picks one of the candidates."""
     manifest = write_manifest(legacy_manifest())
-    state = tmp_path / "state.json"
+    state = init_state(tmp_path / "state.json")
     open_intent(state, {"clientId": GLOBEX_ID, "name": "Globex legacy", "startingBalance": 800})
     candidate = create_by_hand(sandbox, GLOBEX_ID, **LEGACY_BATCH)
 

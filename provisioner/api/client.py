@@ -1,4 +1,4 @@
-"""A requests-based client of the credits API (../shared/api/credits-api.md).
+"""A requests-based client of the Thought Industries credits API.
 
 Retries are safe by construction: a request that may have reached the server
 is retried only when repeating it cannot issue credits twice (list, update).
@@ -14,14 +14,15 @@ import re
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
-from email.utils import parsedate_to_datetime
 from urllib.parse import quote, urlsplit
 
 import requests
 import urllib3
 from requests.adapters import HTTPAdapter
 
+from provisioner.api.clock import ServerClock
 from provisioner.api.pacing import RateLimiter
+from provisioner.models import batch_key
 
 CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 30.0
@@ -123,7 +124,8 @@ class CreditsApi:
             )
         self.base_url = check_base_url(base_url)
         self.instance = instance_name(self.base_url)
-        self.server_clock_offset = 0.0  # seconds the server's clock is ahead of ours
+        self.clock = ServerClock()
+        self.answered = False  # the API has answered 2xx in this run: its address is right
         self.limiter = limiter or RateLimiter(None)
         self.timeout = timeout
         self.max_attempts = max_attempts
@@ -166,7 +168,7 @@ class CreditsApi:
         payload = self._request("PUT", path, json=body, idempotent=True, subject=f"batch {batch_id}")
         return _unwrap(payload, "UpdateCreditBatch")
 
-    def list_batches(self, client_id: str, credit_account_id: str | None = None) -> list[dict]:
+    def list_batches(self, client_id: str, credit_account_id: str | None = None) -> Listing:
         """Every batch of the client, following hasMore page after page."""
         path = f"/incoming/v2/clients/{quote(client_id, safe='')}/creditBatches"
         batches: dict[str, dict] = {}  # by id: a batch listed twice (pages shifting) counts once
@@ -180,7 +182,7 @@ class CreditsApi:
             page_info = listing.get("pageInfo") or {}
             before = len(batches)
             for batch in listing.get("creditBatches") or []:
-                batches.setdefault(str(batch.get("id")), batch)
+                batches.setdefault(batch_key(batch.get("id")), batch)
             # A page with nothing new ends the walk even if hasMore says otherwise (a server
             # ignoring ?page would otherwise be asked forever).
             if page_info.get("hasMore") and len(batches) == before:
@@ -189,8 +191,8 @@ class CreditsApi:
                     "the API says more follow (does it ignore ?page=?). Nothing was decided on it."
                 )
             if not page_info.get("hasMore"):
-                _check_complete(client_id, batches, page_info.get("total"))
-                return list(batches.values())
+                counted = _check_complete(client_id, batches, page_info.get("total"))
+                return Listing(batches.values(), counted=counted)
             page += 1
 
     # --- one request, with retries --------------------------------------
@@ -229,7 +231,7 @@ class CreditsApi:
                 self._backoff(attempt)
                 continue
             self.limiter.observe(response.headers)
-            self._observe_server_clock(response.headers)
+            self.clock.observe(response.headers)
             if 300 <= response.status_code < 400:
                 raise (ApiError if idempotent else OutcomeUnknown)(
                     f"{method} {path}: the server redirected to {response.headers.get('Location', '?')} "
@@ -237,6 +239,7 @@ class CreditsApi:
                     response.status_code,
                 )
             if response.status_code < 300:
+                self.answered = True
                 try:
                     return _json(response, method, path)
                 except ApiError as exc:
@@ -268,19 +271,6 @@ class CreditsApi:
             raise _error_for(response, method, path, subject, self.base_url)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _observe_server_clock(self, headers) -> None:
-        """How far the server's clock is ahead of ours, from its Date header (1 s resolution).
-
-        Recovery compares the server's createdAt with our intent's time: without this, a
-        client clock minutes ahead would rule out the very batch a create made.
-        """
-        try:
-            server_now = parsedate_to_datetime(headers.get("Date", ""))
-        except (TypeError, ValueError, IndexError):
-            return
-        if server_now is not None and server_now.tzinfo is not None:
-            self.server_clock_offset = (server_now - datetime.now(timezone.utc)).total_seconds()
-
     def _delay(self, attempt: int) -> float:
         # Full jitter: spreads retries of parallel workers apart.
         return self._random.uniform(0, min(self.backoff_cap, self.backoff_base * 2 ** (attempt - 1)))
@@ -289,8 +279,18 @@ class CreditsApi:
         self._sleep(self._delay(attempt))
 
 
-def _check_complete(client_id: str, batches: dict, total) -> None:
-    """A short listing must fail loudly: recovery would take a missing batch for one never made."""
+class Listing(list):
+    """The batches of one client. ``counted``: the API's pageInfo.total vouched for the count; without
+    it, a listing that proves a create never happened is cross-checked by a second one."""
+
+    def __init__(self, batches=(), counted: bool = False):
+        super().__init__(batches)
+        self.counted = counted
+
+
+def _check_complete(client_id: str, batches: dict, total) -> bool:
+    """A short listing must fail loudly: recovery would take a missing batch for one never made.
+    True when pageInfo.total was there and agreed."""
     try:
         total = None if isinstance(total, bool) or total is None else int(float(total))
     except (TypeError, ValueError, OverflowError):  # OverflowError: "inf", 1e400
@@ -300,6 +300,7 @@ def _check_complete(client_id: str, batches: dict, total) -> None:
             f"listing the batches of client {client_id} gave {len(batches)} of the {total} the API counts "
             "(pages changing while they were read?). Nothing was decided on it; run the command again."
         )
+    return total is not None
 
 
 NEVER_SENT = (

@@ -1,4 +1,4 @@
-"""The state lock: one writer per state file, across processes.
+"""The file backend's lock: one writer per state file, across processes.
 
 ``<state>.lock`` holds who took it (id, pid, host, user, command, time, and the
 process start time that tells a live pid from a reused one). The kernel's
@@ -17,30 +17,11 @@ import socket
 import sys
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 
-
-class LockError(Exception):
-    """The lock is held by someone else, or cannot be taken."""
-
-
-@dataclass(frozen=True)
-class LockInfo:
-    id: str
-    pid: int
-    host: str
-    user: str
-    command: str
-    created: str
-    process_start: str | None
-
-    def describe(self) -> str:
-        return (
-            f"ID: {self.id}\n  Holder: {self.user}@{self.host}, pid {self.pid}\n"
-            f"  Command: {self.command}\n  Since: {self.created}"
-        )
+from provisioner.backends.base import LockError, LockInfo
 
 
 def lock_path(state_path: Path) -> Path:
@@ -169,7 +150,7 @@ class StateLock:
             id=str(uuid.uuid4()),
             pid=pid,
             host=socket.gethostname(),
-            user=_user(),
+            user=current_user(),
             command=self.command,
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             process_start=process_start_time(pid),
@@ -241,7 +222,7 @@ def force_unlock(state_path: str | Path, lock_id: str) -> LockInfo:
         os.close(fd)
 
 
-def _user() -> str:
+def current_user() -> str:
     try:
         return getpass.getuser()
     except (KeyError, OSError):

@@ -1,7 +1,9 @@
-"""The write-ahead journal: one JSON object a line, each fsynced before it counts.
+"""The write-ahead journal of the file backend: one JSON object a line, each fsynced before it counts.
 
 The first line names the state it continues (lineage and serial). A torn last
-line is what a crash mid-write leaves: it never happened, and is ignored.
+line is what a crash mid-write leaves: it never happened, and is ignored. A
+write that fails midway (disk full, I/O error) is cut back off the file, so no
+fragment is ever left for the next line to be glued to.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from pathlib import Path
 
 
 class JournalError(Exception):
-    """The journal cannot be read; nothing was written."""
+    """The journal cannot be read or extended; nothing was written."""
 
 
 class Journal:
@@ -25,17 +27,51 @@ class Journal:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
         journal = cls(path, fd)
-        journal.append({"op": "begin", "lineage": lineage, "serial": serial})
+        try:
+            journal.append({"op": "begin", "lineage": lineage, "serial": serial})
+            # The journal's name must survive a power cut too, not only its lines.
+            fsync_directory(path.parent)
+        except BaseException:
+            journal.close()
+            path.unlink(missing_ok=True)
+            raise
         return journal
 
     def append(self, entry: dict) -> None:
+        """Whole lines only: on a failed write the file is cut back to where the line began."""
         data = memoryview((json.dumps(entry, sort_keys=True, separators=(",", ":")) + "\n").encode("utf-8"))
-        while data:
-            data = data[os.write(self._fd, data) :]
-        os.fsync(self._fd)
+        start = os.lseek(self._fd, 0, os.SEEK_END)
+        try:
+            while data:
+                data = data[os.write(self._fd, data) :]
+            os.fsync(self._fd)
+        except OSError:
+            try:
+                os.ftruncate(self._fd, start)
+                os.fsync(self._fd)
+            except OSError:
+                # Cannot even cut it back: a later line would follow a fragment. Refuse to go on.
+                self.close()
+                self._fd = -1
+            raise
 
     def close(self) -> None:
-        os.close(self._fd)
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+def fsync_directory(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def read_journal(path: Path) -> tuple[dict | None, list[dict]]:

@@ -1,0 +1,88 @@
+"""Where the state lives: a local file, or a workspace in PostgreSQL, behind one interface.
+
+``open_backend`` turns what the user gave (``--state``, ``PROVISIONER_STATE``,
+``--workspace``) into one ``Backend`` object that every command uses.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from provisioner.backends.base import (
+    Backend,
+    LockError,
+    LockInfo,
+    StateError,
+    StateMissing,
+    StateWriter,
+    check_instance,
+)
+
+__all__ = [
+    "Backend",
+    "LockError",
+    "LockInfo",
+    "StateError",
+    "StateMissing",
+    "StateWriter",
+    "check_instance",
+    "open_backend",
+]
+
+DEFAULT_WORKSPACE = "default"
+STATE_DIRECTORY = "state"
+SANDBOX_STATE = "state/sandbox.json"
+WORKSPACE_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+
+
+def default_state_path(workspace: str) -> str:
+    return f"{STATE_DIRECTORY}/{workspace}.json"
+
+
+def open_backend(
+    location: str | None,
+    workspace: str = DEFAULT_WORKSPACE,
+    *,
+    sandbox: bool = False,
+    location_given: bool = True,
+) -> Backend:
+    """The backend for a ``--state`` value (a file path or a postgresql:// URL) and a workspace.
+
+    Without a location: ``state/<workspace>.json`` (``state/sandbox.json`` with --sandbox).
+    ``location_given``: the location came from the command line (not the environment), so
+    messages that suggest a command repeat it.
+    """
+    from provisioner.backends.postgres import display_url, is_database_url
+
+    if not WORKSPACE_NAME.fullmatch(workspace):
+        raise StateError(
+            f"--workspace {workspace!r}: a workspace name is 1 to 64 characters of a-z, 0-9, '.', '_' and '-', "
+            "starting with a letter or digit."
+        )
+    if location and is_database_url(location):
+        if sandbox:
+            raise StateError(
+                "--sandbox keeps its own state file; it cannot use a database state. Leave out --state, or "
+                "run the sandbox yourself (provisioner sandbox) and point TI_BASE_URL at it."
+            )
+        from provisioner.backends.postgres import PostgresBackend
+
+        options = (f" --state {display_url(location)}" if location_given else "") + _workspace_option(workspace)
+        return PostgresBackend(location, workspace, options=options)
+    from provisioner.backends.file import FileBackend
+
+    if location:
+        if workspace != DEFAULT_WORKSPACE:
+            raise StateError(
+                f"--workspace {workspace} with the state file {location}: a state file holds one workspace. "
+                f"Leave out --state to use {default_state_path(workspace)}, or pass that workspace's file."
+            )
+        return FileBackend(Path(location), options=f" --state {location}" if location_given else "")
+    if sandbox:
+        return FileBackend(Path(SANDBOX_STATE), options=" --sandbox")
+    return FileBackend(Path(default_state_path(workspace)), options=_workspace_option(workspace))
+
+
+def _workspace_option(workspace: str) -> str:
+    return "" if workspace == DEFAULT_WORKSPACE else f" --workspace {workspace}"

@@ -1,0 +1,251 @@
+"""The state interface every command talks to, whatever stores the state.
+
+Terraform's state managers have the same shape: a reader, a locker, and a writer
+used under the lock. A ``Backend`` reads the recorded ``State`` (open intents
+included), creates an empty one (``init``), takes the lock, and opens a
+``StateWriter``. The writer records each change durably before it returns (a
+fsynced journal line, or a committed transaction), so a run killed at any
+instant loses nothing; its ``serial`` moves only when what is recorded changed.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+
+from provisioner.models import Intent, Resource, State
+
+CHECKPOINT_SECONDS = 5.0
+Warn = Callable[[str], None]
+
+
+class StateError(Exception):
+    """The state cannot be used as it is; nothing was written."""
+
+
+class StateMissing(StateError):
+    """There is no state where the command looked: running on would create everything again."""
+
+
+class LockError(Exception):
+    """The lock is held by someone else, or cannot be taken."""
+
+
+@dataclass(frozen=True)
+class LockInfo:
+    """Who holds a state's lock, as a refused run names them."""
+
+    id: str
+    pid: int
+    host: str
+    user: str
+    command: str
+    created: str
+    process_start: str | None = None  # tells a live pid from a reused one (file locks, Linux)
+
+    def describe(self) -> str:
+        return (
+            f"ID: {self.id}\n  Holder: {self.user}@{self.host}, pid {self.pid}\n"
+            f"  Command: {self.command}\n  Since: {self.created}"
+        )
+
+
+class Backend(ABC):
+    """Where one state lives: a file, or a workspace in PostgreSQL."""
+
+    #: How commands and messages name this state (never with a password in it).
+    name: str
+    workspace: str
+
+    @abstractmethod
+    def exists(self) -> bool: ...
+
+    @abstractmethod
+    def read(self) -> State:
+        """The whole recorded truth, open intents included; StateMissing when there is none."""
+
+    @abstractmethod
+    def create(self) -> State:
+        """An empty state with a new lineage (``provisioner init``); refuses one that exists."""
+
+    @abstractmethod
+    def lock(self, command: str, timeout: float = 0.0, warn: Warn | None = None) -> AbstractContextManager:
+        """Held for a whole run; a refused run names the holder."""
+
+    @abstractmethod
+    def open_writer(self) -> StateWriter:
+        """The one writer of this state; the caller holds the lock."""
+
+    @abstractmethod
+    def force_unlock(self, lock_id: str) -> LockInfo:
+        """Removes a lock left by a run that is gone; refuses while its holder is alive."""
+
+    def close(self) -> None:
+        """Releases connections; a backend is used by one command."""
+
+    def __enter__(self) -> Backend:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def init_command(self) -> str:
+        """The command that creates this state, for messages."""
+        return "provisioner init" + self.location_options()
+
+    def location_options(self) -> str:
+        """The options that select this state again (``--state``, ``--workspace``), for messages."""
+        return ""
+
+    @contextmanager
+    def writing(self, command: str, timeout: float = 0.0, warn: Warn | None = None) -> Iterator[StateWriter]:
+        """Lock, then the writer; the writer's last checkpoint happens before the lock is released."""
+        with self.lock(command, timeout=timeout, warn=warn):
+            with self.open_writer() as writer:
+                yield writer
+
+    def missing_error(self) -> StateMissing:
+        return StateMissing(
+            f"there is no state at {self.name}. Planning against no state would create every batch again.\n"
+            f"  - If the state is somewhere else, pass it with --state (or set PROVISIONER_STATE)"
+            + (" and --workspace" if self.workspace != "default" else "")
+            + ".\n"
+            f"  - If this is the very first run for these manifests, create an empty state: {self.init_command()}"
+        )
+
+
+class StateWriter(ABC):
+    """Records changes one by one, each durable before the call returns.
+
+    Subclasses persist one entry at a time (``_persist``) and the checkpoint
+    (``_save``); this class keeps the in-memory ``state`` in step and decides
+    when the serial moves: at a checkpoint, and only if the content changed.
+    """
+
+    def __init__(self, state: State, checkpoint_seconds: float = CHECKPOINT_SECONDS):
+        self.state = state
+        self.checkpoint_seconds = checkpoint_seconds
+        self._guard = threading.RLock()
+        self._saved_digest = state.content_digest()
+        self._last_checkpoint = time.monotonic()
+
+    def __enter__(self) -> StateWriter:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    # --- the changes -------------------------------------------------------------
+
+    def record_intent(self, intent: Intent) -> None:
+        self._write({"op": "intent", "intent": intent.model_dump(mode="json", exclude_none=True)})
+
+    def record(self, address: str, resource: Resource) -> None:
+        self._write({"op": "record", "address": address, "resource": resource.model_dump(mode="json")})
+
+    def clear_intent(self, address: str) -> None:
+        self._write({"op": "clear", "address": address})
+
+    def forget(self, address: str) -> None:
+        self._write({"op": "forget", "address": address})
+
+    def move(self, source: str, destination: str) -> None:
+        self._write({"op": "move", "from": source, "to": destination})
+
+    def bind_instance(self, instance: str) -> None:
+        """Ties the state to the API it records; refuses another one."""
+        check_instance(self.state, instance, self.name)
+        if self.state.instance is None:
+            self._write({"op": "instance", "name": instance})
+
+    @abstractmethod
+    def replace(self, state: State) -> None:
+        """Puts a whole state in place (``state push``), as one durable step."""
+
+    # --- reading, under the guard --------------------------------------------------
+
+    def claimed_ids(self) -> set[str]:
+        with self._guard:
+            return self.state.claimed_ids()
+
+    def open_intents(self) -> list[Intent]:
+        with self._guard:
+            return list(self.state.pending.values())
+
+    # --- persistence -----------------------------------------------------------------
+
+    @property
+    @abstractmethod
+    def name(self) -> str: ...
+
+    @abstractmethod
+    def _persist(self, entry: dict) -> None:
+        """Makes one entry durable (the state in memory does not have it yet)."""
+
+    @abstractmethod
+    def _save(self, state: State, changed: bool) -> None:
+        """The checkpoint: ``state`` carries its new serial when ``changed``; else only tidy up."""
+
+    def _write(self, entry: dict) -> None:
+        with self._guard:
+            self._persist(entry)
+            apply_entry(self.state, entry)
+            if time.monotonic() - self._last_checkpoint >= self.checkpoint_seconds:
+                try:
+                    self.checkpoint()
+                except (OSError, StateError):
+                    # The entry is durable already; the final checkpoint reports the failure.
+                    self._last_checkpoint = time.monotonic()
+
+    def checkpoint(self) -> None:
+        """The serial moves (+1) when, and only when, what is recorded changed since the last one."""
+        with self._guard:
+            digest = self.state.content_digest()
+            changed = digest != self._saved_digest
+            if changed:
+                self.state.serial += 1
+            try:
+                self._save(self.state, changed)
+            except BaseException:
+                if changed:
+                    self.state.serial -= 1
+                raise
+            self._saved_digest = digest
+            self._last_checkpoint = time.monotonic()
+
+    def close(self) -> None:
+        self.checkpoint()
+
+
+def check_instance(state: State, instance: str, where: str) -> None:
+    if state.instance is not None and state.instance != instance:
+        raise StateError(
+            f"{where} records the batches of {state.instance}, but this command talks to {instance}. "
+            "Ids of one instance mean nothing to another: use that instance's state (--state, "
+            "--workspace), or --sandbox for the embedded sandbox's."
+        )
+
+
+def apply_entry(state: State, entry: dict) -> None:
+    """One recorded change, applied to a State; applying it twice gives the same state."""
+    op = entry["op"]
+    if op == "intent":
+        intent = Intent.model_validate(entry["intent"])
+        state.pending[intent.address] = intent
+    elif op == "record":
+        state.resources[entry["address"]] = Resource.model_validate(entry["resource"])
+        state.pending.pop(entry["address"], None)
+    elif op == "clear":
+        state.pending.pop(entry["address"], None)
+    elif op == "forget":
+        state.resources.pop(entry["address"], None)
+    elif op == "move":
+        state.resources[entry["to"]] = state.resources.pop(entry["from"])
+    elif op == "instance":
+        state.instance = entry["name"]
+    else:
+        raise StateError(f"unknown journal entry {op!r}: written by a newer provisioner?")

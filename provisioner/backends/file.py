@@ -1,0 +1,261 @@
+"""The local file backend: a JSON snapshot, its write-ahead journal, and an flock lock.
+
+Layout on disk, beside ``state/default.json``:
+
+- ``default.json``          the snapshot: sorted, indented JSON, one resource per address.
+- ``default.json.backup``   the previous snapshot.
+- ``default.json.journal``  the write-ahead journal of the run in progress (see journal.py).
+- ``default.json.lock``     the lock of the run in progress (see filelock.py).
+
+Readers fold the journal into the snapshot, so an apply killed at any instant
+loses nothing: every intent and every id reached the journal (fsync) first.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from provisioner.backends.base import (
+    CHECKPOINT_SECONDS,
+    Backend,
+    LockInfo,
+    StateError,
+    StateWriter,
+    Warn,
+    apply_entry,
+)
+from provisioner.backends.filelock import StateLock, force_unlock
+from provisioner.backends.journal import Journal, JournalError, fsync_directory, read_journal
+from provisioner.models import STATE_FORMAT_VERSION, State
+
+
+class FileBackend(Backend):
+    def __init__(self, path: str | Path, *, options: str = ""):
+        path = Path(path)
+        # Through a symlink, the lock would be the link's and the atomic rename would replace the
+        # link itself: work on the file it points to.
+        self.path = path.resolve() if path.is_symlink() else path
+        self.name = str(path)
+        self.workspace = "default"
+        self._options = options
+
+    def location_options(self) -> str:
+        return self._options
+
+    def exists(self) -> bool:
+        return self.path.exists() or journal_path(self.path).exists()
+
+    def read(self) -> State:
+        state = read_state(self.path)
+        if state is None:
+            raise self.missing_error()
+        return state
+
+    def create(self) -> State:
+        if self.exists():
+            raise StateError(f"a state already exists at {self.name}; nothing was changed.")
+        state = State()
+        write_snapshot(self.path, state)
+        return state
+
+    def lock(self, command: str, timeout: float = 0.0, warn: Warn | None = None) -> StateLock:
+        return StateLock(self.path, command=command, timeout=timeout, warn=warn)
+
+    def open_writer(self) -> FileWriter:
+        return FileWriter(self.path, self.read(), name=self.name)
+
+    def force_unlock(self, lock_id: str) -> LockInfo:
+        return force_unlock(self.path, lock_id)
+
+
+def backup_path(path: Path) -> Path:
+    return path.with_name(path.name + ".backup")
+
+
+def journal_path(path: Path) -> Path:
+    return path.with_name(path.name + ".journal")
+
+
+def read_snapshot(path: Path) -> State | None:
+    """The snapshot alone, or None when there is none."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except IsADirectoryError:
+        raise StateError(f"{path} is a directory; --state names the state file itself.") from None
+    except OSError as exc:
+        raise StateError(f"{path}: cannot read the state file: {exc.strerror}.") from None
+    except UnicodeDecodeError:
+        raise StateError(f"{path}: the state file is not UTF-8 text; it was left untouched.") from None
+    return parse_state(text, str(path), backup_hint=_backup_hint(path))
+
+
+def parse_state(text: str, where: str, backup_hint: str = "") -> State:
+    """A state from its JSON text (a snapshot, or what ``state pull`` printed)."""
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise StateError(
+            f"{where}:{exc.lineno}:{exc.colno}: the state file is not valid JSON ({exc.msg}). "
+            f"It was left untouched.{backup_hint}"
+        ) from None
+    if not isinstance(raw, dict):
+        raise StateError(f"{where}: the state file must hold a JSON object; it was left untouched.")
+    version = raw.get("version")
+    if type(version) is not int or version != STATE_FORMAT_VERSION:
+        raise StateError(
+            f"{where}: state format version {version!r} is not supported by this provisioner "
+            f"(it reads version {STATE_FORMAT_VERSION}). Use the provisioner release that wrote it; "
+            "the file was left untouched."
+        )
+    try:
+        return State.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"])
+        raise StateError(
+            f"{where}: the state file is damaged at '{field}': {first['msg']}. It was left untouched."
+        ) from None
+
+
+def _backup_hint(path: Path) -> str:
+    backup = backup_path(path)
+    return f" The previous version is in {backup.name}, if you need to restore it." if backup.exists() else ""
+
+
+def read_state(path: str | Path) -> State | None:
+    """Snapshot plus the journal of any unfinished run: the whole truth, read only. None: no state."""
+    path = Path(path)
+    while True:
+        state = read_snapshot(path)
+        entries, base = _read_journal_checked(path, state)
+        serial = 0 if state is None else state.serial
+        if base is None or base["serial"] < serial:
+            return state  # no journal, or one already folded in
+        if base["serial"] == serial and state is not None:
+            _replay(path, state, entries)
+            return state
+        # A writer starts a journal only after its snapshot is in place, so a journal
+        # ahead of the snapshot we read means the snapshot was replaced meanwhile: read
+        # both again. Still ahead of the current snapshot, it is a real mismatch.
+        if _snapshot_serial(path) < base["serial"] or read_snapshot(path) is None:
+            found = f"is at serial {serial}" if state is not None else "does not exist"
+            raise StateError(
+                f"{journal_path(path)}: this journal continues state serial {base['serial']}, but "
+                f"{path.name} {found}: the state file looks older than its journal "
+                "(restored from an old copy?). Nothing was changed; restore the newer state file."
+            )
+
+
+def _snapshot_serial(path: Path) -> int:
+    state = read_snapshot(path)
+    return 0 if state is None else state.serial
+
+
+def _replay(path: Path, state: State, entries: list[dict]) -> None:
+    for number, entry in enumerate(entries, start=1):
+        try:
+            apply_entry(state, entry)
+        except (KeyError, TypeError, ValueError, StateError) as exc:
+            reason = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc).splitlines()[0]
+            raise StateError(
+                f"{journal_path(path)}: entry {number} after the begin line ({entry['op']!r}) cannot be "
+                f"applied: {reason}. It was left untouched: keep it, it may hold ids of created batches."
+            ) from None
+
+
+def _read_journal_checked(path: Path, state: State | None) -> tuple[list[dict], dict | None]:
+    try:
+        base, entries = read_journal(journal_path(path))
+    except JournalError as exc:
+        raise StateError(str(exc)) from None
+    if base is not None and state is not None and base["lineage"] != state.lineage:
+        raise StateError(
+            f"{journal_path(path)}: this journal belongs to another state (lineage {base['lineage']}, "
+            f"the state file has {state.lineage}). Move it aside after checking which is right."
+        )
+    return entries, base
+
+
+def render_snapshot(state: State) -> str:
+    return json.dumps(state.model_dump(mode="json", exclude_none=False), indent=2, sort_keys=True) + "\n"
+
+
+def write_snapshot(path: Path, state: State) -> None:
+    """Atomic: temporary file, fsync, keep the previous file as .backup, rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(temporary, "w", encoding="utf-8") as handle:
+            handle.write(render_snapshot(state))
+            handle.flush()
+            os.fsync(handle.fileno())
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    if path.exists():
+        _keep_backup(path)
+    os.replace(temporary, path)
+    fsync_directory(path.parent)
+
+
+def _keep_backup(path: Path) -> None:
+    # A hard link keeps the old inode as the backup at no copying cost; the state
+    # path itself is never absent, so a crash here cannot look like "no state".
+    staged = path.with_name(f".{path.name}.{os.getpid()}.backup.tmp")
+    try:
+        if staged.exists():
+            staged.unlink()
+        os.link(path, staged)
+    except OSError:
+        staged.write_bytes(path.read_bytes())
+    os.replace(staged, backup_path(path))
+
+
+class FileWriter(StateWriter):
+    """Every change goes to the journal first (one fsynced line); the snapshot is rewritten
+    every few seconds and at the end, so a large state costs little per change and a crash
+    loses nothing."""
+
+    def __init__(self, path: str | Path, state: State | None = None, *, name: str | None = None,
+                 checkpoint_seconds: float = CHECKPOINT_SECONDS):
+        self.path = Path(path)
+        self._name = name or str(path)
+        self._journal: Journal | None = None
+        if state is None:
+            state = FileBackend(self.path).read()
+        # What the snapshot on disk holds; the state read may hold an interrupted run's journal too.
+        snapshot = read_snapshot(self.path)
+        super().__init__(snapshot or state, checkpoint_seconds)
+        if snapshot is not None and journal_path(self.path).exists():
+            self.state = state
+            self.checkpoint()  # folds the interrupted run in (serial + 1), or drops a spent journal
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    def _persist(self, entry: dict) -> None:
+        if self._journal is None:
+            self._journal = Journal.start(journal_path(self.path), self.state.lineage, self.state.serial)
+        self._journal.append(entry)
+
+    def _save(self, state: State, changed: bool) -> None:
+        if changed:
+            write_snapshot(self.path, state)
+        if self._journal is not None:
+            self._journal.close()
+            self._journal = None
+        # Unchanged (an intent and its refusal, say): the snapshot already says it all.
+        journal_path(self.path).unlink(missing_ok=True)
+
+    def replace(self, state: State) -> None:
+        with self._guard:
+            self.state = state.model_copy(deep=True)
+            self._saved_digest = self.state.content_digest()
+            self._save(self.state, changed=True)

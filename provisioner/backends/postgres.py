@@ -1,0 +1,604 @@
+"""The PostgreSQL backend: one state per workspace, shared by every machine that can reach the database.
+
+- The journal is transactions: an intent is committed on its own before its create
+  leaves; a result (the resource row, the intent closed) is one transaction.
+- The lock is a session advisory lock per workspace, held for the whole run, plus a
+  holder row naming who holds it. PostgreSQL releases the advisory lock when the
+  holding session ends (process killed, machine gone once TCP keepalive notices),
+  so a dead run never blocks the next one for long; the stale holder row is then
+  taken over with a warning.
+- Every write checks, in its own transaction, that this run still holds the lock.
+  A lost connection is re-opened and the lock taken again before anything more is
+  written; when that fails the run stops, and the next run resolves the open
+  intents by listing, as after a crash.
+
+Tables live in their own schema (default ``provisioner``; ``?schema=NAME`` in the URL
+chooses another), created by ``provisioner init`` and versioned.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from provisioner.backends.base import (
+    CHECKPOINT_SECONDS,
+    Backend,
+    LockError,
+    LockInfo,
+    StateError,
+    StateWriter,
+    Warn,
+)
+from provisioner.backends.filelock import current_user
+from provisioner.models import State
+
+SCHEMA_VERSION = 1
+DEFAULT_SCHEMA = "provisioner"
+# Reconnecting after the database went away (a restart takes a few seconds): attempts and pause.
+RECONNECT_ATTEMPTS = 8
+RECONNECT_PAUSE = 1.0
+# Ask the server to notice a vanished client within about a minute, so its lock is released.
+SESSION_SETTINGS = {
+    "tcp_keepalives_idle": "30",
+    "tcp_keepalives_interval": "10",
+    "tcp_keepalives_count": "3",
+    "application_name": "provisioner",
+}
+
+
+class LockLost(StateError):
+    """This run no longer holds the lock: it must not write anything more."""
+
+
+def is_database_url(location: str) -> bool:
+    return location.startswith(("postgresql://", "postgres://"))
+
+
+def url_has_password(url: str) -> bool:
+    parts = urlsplit(url)
+    return bool(parts.password) or any(key == "password" for key, _ in parse_qsl(parts.query))
+
+
+def split_schema(url: str) -> tuple[str, str]:
+    """(the URL libpq is given, the schema): ``?schema=`` is ours, not libpq's."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    schema = next((value for key, value in query if key == "schema"), DEFAULT_SCHEMA)
+    rest = urlencode([(key, value) for key, value in query if key != "schema"])
+    return urlunsplit(parts._replace(query=rest)), schema
+
+
+def display_url(url: str) -> str:
+    """The URL as messages may show it: never a password, from the URL or its query."""
+    parts = urlsplit(url)
+    netloc = parts.hostname or ""
+    if parts.username:
+        netloc = f"{parts.username}@{netloc}"
+    if parts.port:
+        netloc += f":{parts.port}"
+    query = [(key, value) for key, value in parse_qsl(parts.query, keep_blank_values=True) if key != "password"]
+    return urlunsplit(parts._replace(netloc=netloc, query=urlencode(query)))
+
+
+class PostgresBackend(Backend):
+    def __init__(self, url: str, workspace: str = "default", *, options: str = ""):
+        import psycopg  # imported here: commands on a state file never load the driver
+
+        self._psycopg = psycopg
+        self._conninfo, self.schema = split_schema(url)
+        if not self.schema.replace("_", "").isalnum() or not self.schema[0].isalpha():
+            raise StateError(f"schema {self.schema!r} in the state URL: use letters, digits and underscores.")
+        self.workspace = workspace
+        self.name = f"{display_url(self._conninfo)} (schema {self.schema}, workspace {workspace})"
+        self._options = options
+        self._conn: Any = None
+        self._guard = threading.RLock()
+        self._holding: LockInfo | None = None
+
+    def location_options(self) -> str:
+        return self._options
+
+    # --- connection --------------------------------------------------------------
+
+    def _connect(self):
+        conn = self._psycopg.connect(
+            self._conninfo,
+            autocommit=True,
+            connect_timeout=int(os.environ.get("PGCONNECT_TIMEOUT", "10")),
+            keepalives=1,
+            keepalives_idle=10,
+            keepalives_interval=5,
+            keepalives_count=3,
+        )
+        for setting, value in SESSION_SETTINGS.items():
+            conn.execute("SELECT set_config(%s, %s, false)", (setting, value))
+        return conn
+
+    @property
+    def conn(self):
+        if self._conn is None or self._conn.closed:
+            self._conn = self._connect()
+        return self._conn
+
+    def close(self) -> None:
+        with self._guard:
+            if self._conn is not None and not self._conn.closed:
+                self._conn.close()
+            self._conn = None
+
+    @contextmanager
+    def _transaction(self, retryable: bool = False, read_only: bool = False) -> Iterator[Any]:
+        """One transaction on the run's connection; database errors become clear state errors
+        (a lost connection stays an OperationalError when the caller retries it)."""
+        psycopg = self._psycopg
+        with self._guard:
+            try:
+                with self.conn.transaction():
+                    if read_only:
+                        # One consistent snapshot, even while another run writes.
+                        self.conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                    yield self.conn
+            except psycopg.OperationalError as exc:
+                if retryable:
+                    raise
+                if self._conn is not None and self._conn.closed:
+                    self._conn = None
+                raise StateError(
+                    f"cannot reach the state database {self.name}: {_first_line(exc)}. Check the URL (--state "
+                    "or PROVISIONER_STATE), that the server is up, and the password (PGPASSWORD, ~/.pgpass or "
+                    "PGSERVICE). Nothing was changed."
+                ) from None
+            except psycopg.Error as exc:
+                raise StateError(f"the state database {self.name} refused a query: {_first_line(exc)}") from None
+
+    def _table(self, name: str):
+        sql = self._psycopg.sql
+        return sql.Identifier(self.schema, name)
+
+    def _query(self, text: str, **tables: str):
+        sql = self._psycopg.sql
+        return sql.SQL(text).format(**{key: self._table(value) for key, value in tables.items()})
+
+    # --- schema ------------------------------------------------------------------------
+
+    def _schema_version(self, conn) -> int | None:
+        exists = conn.execute("SELECT to_regclass(%s)", (f'"{self.schema}".meta',)).fetchone()[0]
+        if exists is None:
+            return None
+        row = conn.execute(self._query("SELECT value FROM {meta} WHERE key = 'schema_version'", meta="meta")).fetchone()
+        version = int(row[0]) if row else None
+        if version is not None and version > SCHEMA_VERSION:
+            raise StateError(
+                f"the state database {self.name} was set up by a newer provisioner (schema version {version}; "
+                f"this one knows {SCHEMA_VERSION}). Use that release, or a newer one; nothing was changed."
+            )
+        return version
+
+    def _create_schema(self, conn) -> None:
+        sql = self._psycopg.sql
+        # Two first runs at once must not race on CREATE TABLE.
+        conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"provisioner schema {self.schema}",))
+        if self._schema_version(conn) is not None:
+            return
+        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema)))
+        for statement in SCHEMA:
+            conn.execute(self._query(statement, meta="meta", workspaces="workspaces", resources="resources",
+                                     intents="intents", locks="locks"))
+        conn.execute(
+            self._query("INSERT INTO {meta} (key, value) VALUES ('schema_version', %s)", meta="meta"),
+            (str(SCHEMA_VERSION),),
+        )
+
+    # --- reading -------------------------------------------------------------------------
+
+    def exists(self) -> bool:
+        with self._transaction() as conn:
+            return self._workspace_row(conn) is not None
+
+    def _workspace_row(self, conn) -> tuple | None:
+        if self._schema_version(conn) is None:
+            return None
+        return conn.execute(
+            self._query("SELECT lineage, serial, instance, digest FROM {workspaces} WHERE name = %s",
+                        workspaces="workspaces"),
+            (self.workspace,),
+        ).fetchone()
+
+    def read(self) -> State:
+        state, _ = self._read_with_digest()
+        return state
+
+    def _read_with_digest(self) -> tuple[State, str]:
+        with self._transaction(read_only=True) as conn:
+            row = self._workspace_row(conn)
+            if row is None:
+                raise self.missing_error()
+            lineage, serial, instance, digest = row
+            resources = self._aggregate(conn, "resources", "resource")
+            pending = self._aggregate(conn, "intents", "intent")
+        state = State.model_validate(
+            {"lineage": lineage, "serial": serial, "instance": instance, "resources": resources, "pending": pending}
+        )
+        return state, digest
+
+    def _aggregate(self, conn, table: str, column: str) -> dict:
+        # One JSON text for the whole table: a single parse instead of one per row.
+        text = conn.execute(
+            self._query(
+                f"SELECT coalesce(jsonb_object_agg(address, {column}), jsonb_build_object())::text FROM {{t}} "
+                "WHERE workspace = %s",
+                t=table,
+            ),
+            (self.workspace,),
+        ).fetchone()[0]
+        return json.loads(text)
+
+    def create(self) -> State:
+        state = State()
+        with self._transaction() as conn:
+            self._create_schema(conn)
+            if self._workspace_row(conn) is not None:
+                raise StateError(f"a state already exists at {self.name}; nothing was changed.")
+            self._insert_workspace(conn, state)
+        return state
+
+    def _insert_workspace(self, conn, state: State) -> None:
+        conn.execute(
+            self._query(
+                "INSERT INTO {workspaces} (name, lineage, serial, instance, digest) VALUES (%s, %s, %s, %s, %s)",
+                workspaces="workspaces",
+            ),
+            (self.workspace, state.lineage, state.serial, state.instance, state.content_digest()),
+        )
+
+    # --- the lock --------------------------------------------------------------------------
+
+    def _lock_key(self) -> str:
+        return f"provisioner lock {self.schema} {self.workspace}"
+
+    def _advisory(self, function: str, retryable: bool = False) -> bool:
+        """pg_try_advisory_lock / pg_advisory_unlock on this workspace's key. Session-level advisory
+        locks ignore transaction boundaries, so running them in one only maps the errors."""
+        with self._transaction(retryable=retryable) as conn:
+            return conn.execute(f"SELECT {function}(hashtextextended(%s, 0))", (self._lock_key(),)).fetchone()[0]
+
+    def _holder(self, conn) -> LockInfo | None:
+        row = conn.execute(
+            self._query('SELECT id, pid, host, "user", command, created FROM {locks} WHERE workspace = %s',
+                        locks="locks"),
+            (self.workspace,),
+        ).fetchone()
+        return LockInfo(*row) if row else None
+
+    def _holder_session(self, conn) -> int | None:
+        row = conn.execute(
+            self._query("SELECT session_pid FROM {locks} WHERE workspace = %s", locks="locks"), (self.workspace,)
+        ).fetchone()
+        return row[0] if row else None
+
+    @contextmanager
+    def lock(self, command: str, timeout: float = 0.0, warn: Warn | None = None) -> Iterator[LockInfo]:
+        info = self.acquire(command, timeout, warn or (lambda message: None))
+        try:
+            yield info
+        finally:
+            self.release()
+
+    def acquire(self, command: str, timeout: float, warn: Warn) -> LockInfo:
+        deadline = time.monotonic() + timeout
+        info = LockInfo(
+            id=str(uuid.uuid4()),
+            pid=os.getpid(),
+            host=socket.gethostname(),
+            user=current_user(),
+            command=command,
+            created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        )
+        while True:
+            with self._transaction() as conn:
+                if self._workspace_row(conn) is None:
+                    raise self.missing_error()
+            with self._guard:
+                if self._advisory("pg_try_advisory_lock"):
+                    self._take_holder_row(info, warn)
+                    self._holding = info
+                    return info
+                with self._transaction() as conn:
+                    holder = self._holder(conn)
+            if time.monotonic() >= deadline:
+                described = holder.describe() if holder else "(a session that has not named itself yet)"
+                raise LockError(
+                    f"the state {self.name} is locked by another run:\n  {described}\n"
+                    "Wait for it to finish, or pass --lock-timeout SECONDS to wait. The lock is held by that run's "
+                    "database session and is released when it ends, even if the run is killed."
+                )
+            time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+
+    def _take_holder_row(self, info: LockInfo, warn: Warn) -> None:
+        with self._transaction() as conn:
+            previous = self._holder(conn)
+            if previous is not None and previous.id != info.id:
+                warn(
+                    f"Warning: taking over the lock of a run whose database session has ended "
+                    f"({previous.command} by {previous.user}@{previous.host}, pid {previous.pid}, since {previous.created})."
+                )
+            conn.execute(
+                self._query(
+                    'INSERT INTO {locks} (workspace, id, pid, host, "user", command, created, session_pid) '
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s, pg_backend_pid()) ON CONFLICT (workspace) DO UPDATE SET "
+                    'id = excluded.id, pid = excluded.pid, host = excluded.host, "user" = excluded."user", '
+                    "command = excluded.command, created = excluded.created, session_pid = excluded.session_pid",
+                    locks="locks",
+                ),
+                (self.workspace, info.id, info.pid, info.host, info.user, info.command, info.created),
+            )
+
+    def release(self) -> None:
+        with self._guard:
+            info, self._holding = self._holding, None
+            if info is None or self._conn is None or self._conn.closed:
+                return
+            try:
+                with self._transaction(retryable=True) as conn:
+                    conn.execute(
+                        self._query("DELETE FROM {locks} WHERE workspace = %s AND id = %s", locks="locks"),
+                        (self.workspace, info.id),
+                    )
+                self._advisory("pg_advisory_unlock", retryable=True)
+            except self._psycopg.OperationalError:
+                pass  # the session is gone, and its advisory lock with it
+
+    def check_lock(self, conn) -> None:
+        """Inside a write transaction: this run still holds the lock, on this very session.
+
+        After a reconnect the holder row is still ours but the advisory lock went with the
+        old session: it is taken again here, or the write is refused."""
+        info = self._holding
+        row = conn.execute(
+            self._query("SELECT id, session_pid = pg_backend_pid() FROM {locks} WHERE workspace = %s FOR UPDATE",
+                        locks="locks"),
+            (self.workspace,),
+        ).fetchone()
+        if info is None or row is None or row[0] != info.id:
+            raise LockLost(
+                f"this run no longer holds the lock on {self.name} (force-unlocked?); it stopped writing. "
+                "Run the command again: open creates are resolved by listing."
+            )
+        if row[1]:
+            return
+        taken = conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (self._lock_key(),)).fetchone()[0]
+        if not taken:
+            raise LockLost(
+                f"the connection to {self.name} broke, and another run has taken the lock since; this run "
+                "stopped writing. Run the command again after that run: open creates are resolved by listing."
+            )
+        conn.execute(
+            self._query("UPDATE {locks} SET session_pid = pg_backend_pid() WHERE workspace = %s", locks="locks"),
+            (self.workspace,),
+        )
+
+    def force_unlock(self, lock_id: str) -> LockInfo:
+        with self._transaction() as conn:
+            if self._workspace_row(conn) is None:
+                raise self.missing_error()
+            holder = self._holder(conn)
+            session = self._holder_session(conn)
+        if holder is None:
+            raise LockError(f"the state {self.name} is not locked; nothing to unlock.")
+        if holder.id != lock_id:
+            raise LockError(
+                f"the lock on {self.name} has ID {holder.id}, not {lock_id}; nothing was changed.\n  {holder.describe()}"
+            )
+        with self._guard:
+            if not self._advisory("pg_try_advisory_lock"):
+                raise LockError(
+                    f"the run holding the lock is still connected to the database ({holder.command} by "
+                    f"{holder.user}@{holder.host}, pid {holder.pid}, database session {session}); nothing was "
+                    "changed. Stop it or wait for it. If its machine is gone but the session lingers, PostgreSQL "
+                    "ends it once TCP keepalive notices (about a minute), or an administrator can run: "
+                    f"SELECT pg_terminate_backend({session});"
+                )
+            try:
+                with self._transaction() as conn:
+                    conn.execute(
+                        self._query("DELETE FROM {locks} WHERE workspace = %s AND id = %s", locks="locks"),
+                        (self.workspace, lock_id),
+                    )
+            finally:
+                self._advisory("pg_advisory_unlock")
+        return holder
+
+    # --- writing ---------------------------------------------------------------------------
+
+    def open_writer(self) -> PostgresWriter:
+        state, digest = self._read_with_digest()
+        return PostgresWriter(self, state, digest)
+
+    def write(self, statements: Callable[[Any], None]) -> None:
+        """One transaction under the lock; a broken connection is re-opened (lock taken again) and
+        the transaction retried, for as long as a database restart takes."""
+        psycopg = self._psycopg
+        for attempt in range(1, RECONNECT_ATTEMPTS + 1):
+            try:
+                with self._transaction(retryable=True) as conn:
+                    self.check_lock(conn)
+                    statements(conn)
+                return
+            except psycopg.OperationalError as exc:
+                if attempt == RECONNECT_ATTEMPTS:
+                    raise StateError(
+                        f"the state database {self.name} is unreachable ({_first_line(exc)}); this run stopped "
+                        "writing. Nothing recorded so far is lost; run the command again once the database is "
+                        "back: open creates are resolved by listing."
+                    ) from None
+                time.sleep(RECONNECT_PAUSE)
+                self._drop_connection()  # the next attempt connects anew and takes the lock again
+
+    def _drop_connection(self) -> None:
+        with self._guard:
+            try:
+                if self._conn is not None:
+                    self._conn.close()
+            except self._psycopg.Error:
+                pass
+            self._conn = None
+
+
+class PostgresWriter(StateWriter):
+    def __init__(self, backend: PostgresBackend, state: State, saved_digest: str,
+                 checkpoint_seconds: float = CHECKPOINT_SECONDS):
+        self.backend = backend
+        super().__init__(state, checkpoint_seconds)
+        self._saved_digest = saved_digest
+        if saved_digest != state.content_digest():
+            self.checkpoint()  # a run that was killed recorded things: they move the serial now
+
+    @property
+    def name(self) -> str:
+        return self.backend.name
+
+    def _persist(self, entry: dict) -> None:
+        backend = self.backend
+        workspace = backend.workspace
+        op = entry["op"]
+
+        def statements(conn) -> None:
+            if op == "intent":
+                intent = entry["intent"]
+                conn.execute(
+                    backend._query(
+                        "INSERT INTO {intents} (workspace, address, intent) VALUES (%s, %s, %s) "
+                        "ON CONFLICT (workspace, address) DO UPDATE SET intent = excluded.intent",
+                        intents="intents",
+                    ),
+                    (workspace, intent["address"], json.dumps(intent)),
+                )
+            elif op == "record":
+                conn.execute(
+                    backend._query(
+                        "INSERT INTO {resources} (workspace, address, resource) VALUES (%s, %s, %s) "
+                        "ON CONFLICT (workspace, address) DO UPDATE SET resource = excluded.resource",
+                        resources="resources",
+                    ),
+                    (workspace, entry["address"], json.dumps(entry["resource"])),
+                )
+                self._delete(conn, "intents", entry["address"])
+            elif op == "clear":
+                self._delete(conn, "intents", entry["address"])
+            elif op == "forget":
+                self._delete(conn, "resources", entry["address"])
+            elif op == "move":
+                conn.execute(
+                    backend._query("UPDATE {resources} SET address = %s WHERE workspace = %s AND address = %s",
+                                   resources="resources"),
+                    (entry["to"], workspace, entry["from"]),
+                )
+            elif op == "instance":
+                conn.execute(
+                    backend._query("UPDATE {workspaces} SET instance = %s WHERE name = %s", workspaces="workspaces"),
+                    (entry["name"], workspace),
+                )
+            else:
+                raise StateError(f"unknown state change {op!r}")
+
+        backend.write(statements)
+
+    def _delete(self, conn, table: str, address: str) -> None:
+        conn.execute(
+            self.backend._query("DELETE FROM {t} WHERE workspace = %s AND address = %s", t=table),
+            (self.backend.workspace, address),
+        )
+
+    def _save(self, state: State, changed: bool) -> None:
+        if not changed:
+            return
+        backend = self.backend
+        backend.write(
+            lambda conn: conn.execute(
+                backend._query(
+                    "UPDATE {workspaces} SET serial = %s, digest = %s, updated_at = now() WHERE name = %s",
+                    workspaces="workspaces",
+                ),
+                (state.serial, state.content_digest(), backend.workspace),
+            )
+        )
+
+    def replace(self, state: State) -> None:
+        backend = self.backend
+        workspace = backend.workspace
+
+        def statements(conn) -> None:
+            for table in ("resources", "intents"):
+                conn.execute(backend._query("DELETE FROM {t} WHERE workspace = %s", t=table), (workspace,))
+            with conn.cursor() as cursor:
+                cursor.executemany(
+                    backend._query("INSERT INTO {t} (workspace, address, resource) VALUES (%s, %s, %s)",
+                                   t="resources"),
+                    [(workspace, address, json.dumps(resource.model_dump(mode="json")))
+                     for address, resource in state.resources.items()],
+                )
+                cursor.executemany(
+                    backend._query("INSERT INTO {t} (workspace, address, intent) VALUES (%s, %s, %s)", t="intents"),
+                    [(workspace, address, json.dumps(intent.model_dump(mode="json", exclude_none=True)))
+                     for address, intent in state.pending.items()],
+                )
+            conn.execute(
+                backend._query(
+                    "UPDATE {workspaces} SET lineage = %s, serial = %s, instance = %s, digest = %s, "
+                    "updated_at = now() WHERE name = %s",
+                    workspaces="workspaces",
+                ),
+                (state.lineage, state.serial, state.instance, state.content_digest(), workspace),
+            )
+
+        with self._guard:
+            backend.write(statements)
+            self.state = state.model_copy(deep=True)
+            self._saved_digest = self.state.content_digest()
+
+
+SCHEMA = (
+    "CREATE TABLE {meta} (key text PRIMARY KEY, value text NOT NULL)",
+    """CREATE TABLE {workspaces} (
+        name text PRIMARY KEY,
+        lineage text NOT NULL,
+        serial bigint NOT NULL,
+        instance text,
+        digest text NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        updated_at timestamptz NOT NULL DEFAULT now())""",
+    """CREATE TABLE {resources} (
+        workspace text NOT NULL REFERENCES {workspaces} (name) ON DELETE CASCADE,
+        address text NOT NULL,
+        resource jsonb NOT NULL,
+        PRIMARY KEY (workspace, address))""",
+    """CREATE TABLE {intents} (
+        workspace text NOT NULL REFERENCES {workspaces} (name) ON DELETE CASCADE,
+        address text NOT NULL,
+        intent jsonb NOT NULL,
+        PRIMARY KEY (workspace, address))""",
+    """CREATE TABLE {locks} (
+        workspace text PRIMARY KEY REFERENCES {workspaces} (name) ON DELETE CASCADE,
+        id text NOT NULL,
+        pid integer NOT NULL,
+        host text NOT NULL,
+        "user" text NOT NULL,
+        command text NOT NULL,
+        created text NOT NULL,
+        session_pid integer NOT NULL)""",
+)
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

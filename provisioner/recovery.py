@@ -1,0 +1,224 @@
+"""The rules that decide "this batch is the one that create made". Pure: no I/O, the clock passed in.
+
+The applier (recovering a create whose answer was lost), ``import`` (settling such a
+recovery by hand), the duplicate guard and the planner all decide with these rules,
+so they can never disagree.
+
+Servers store and list what they were sent in their own way: a name trimmed or
+case-folded, a timestamp listed as a bare date, ``clientId`` listed as null. So a
+listed field is compared the way a server may normalise it:
+
+- equal (as an instant, a number, a UUID in any case; a bare date equal to the sent
+  instant's UTC date) counts as equal;
+- missing or null counts as unknown, never as different;
+- a name equal only once trimmed and case-folded is a hint, not a match.
+
+An *exact* match has every sent field equal or unknown, with its name and starting
+balance equal, and was made after the intent (on the server's clock). A *loose*
+match has the same client and starting balance but is not exact. Exact matches are
+adopted; a loose one is never followed by a second create: the run stops for that
+address and a person decides (``provisioner import`` or ``state forget-intent``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal, InvalidOperation
+
+from provisioner.models import COMPARED_FIELDS, Intent, batch_key
+from provisioner.timestamps import parse_timestamp
+
+# createdAt is compared with the intent's time on the server's clock, with this much slack: the
+# Date header has a 1 s resolution and the offset is measured over a network round trip.
+CREATED_MARGIN = timedelta(seconds=30)
+BARE_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+EQUAL, UNKNOWN, HINT, DIFFERENT = "equal", "unknown", "hint", "different"
+
+
+def compare_field(name: str, sent, listed) -> str:
+    """How a listed value compares with the value that was sent."""
+    if listed is None or listed == "":
+        return UNKNOWN
+    if name == "expiresOn":
+        return _compare_instants(str(sent), str(listed))
+    if name == "startingBalance":
+        return EQUAL if _number(sent) is not None and _number(sent) == _number(listed) else DIFFERENT
+    if name in ("clientId", "creditAccountId"):
+        return EQUAL if str(sent).strip().lower() == str(listed).strip().lower() else DIFFERENT
+    if name == "name":
+        if sent == listed:
+            return EQUAL
+        return HINT if str(sent).strip().casefold() == str(listed).strip().casefold() else DIFFERENT
+    return EQUAL if sent == listed else DIFFERENT
+
+
+def _compare_instants(sent: str, listed: str) -> str:
+    try:
+        sent_at = parse_timestamp(sent)
+    except ValueError:
+        return EQUAL if sent == listed else DIFFERENT
+    if BARE_DATE.fullmatch(listed.strip()):
+        # A server that keeps only the date: the sent instant's date in UTC, or the day beside it
+        # (a server storing it in its own time zone).
+        days = {(sent_at + timedelta(days=shift)).date().isoformat() for shift in (-1, 0, 1)}
+        return EQUAL if listed.strip() in days else DIFFERENT
+    try:
+        return EQUAL if parse_timestamp(listed) == sent_at else DIFFERENT
+    except ValueError:
+        return DIFFERENT
+
+
+def _number(value) -> Decimal | None:
+    if isinstance(value, bool):
+        return None
+    try:
+        return Decimal(str(value).strip())
+    except (InvalidOperation, ValueError):
+        return None
+
+
+def sent_fields_compared(batch: Mapping, attributes: Mapping) -> dict[str, str]:
+    return {name: compare_field(name, value, batch.get(name)) for name, value in attributes.items()}
+
+
+def differences(batch: Mapping, attributes: Mapping) -> list[str]:
+    """The sent fields a server's answer does not echo as sent, for a warning."""
+    return [
+        f"{name} {attributes[name]!r} came back as {batch.get(name)!r}"
+        for name, verdict in sent_fields_compared(batch, attributes).items()
+        if verdict in (HINT, DIFFERENT)
+    ]
+
+
+def is_exact(batch: Mapping, attributes: Mapping) -> bool:
+    verdicts = sent_fields_compared(batch, attributes)
+    return (
+        all(verdict in (EQUAL, UNKNOWN) for verdict in verdicts.values())
+        and verdicts.get("name", EQUAL) == EQUAL
+        and verdicts.get("startingBalance") == EQUAL
+    )
+
+
+def is_look_alike(batch: Mapping, attributes: Mapping) -> bool:
+    """Same client (or unknown) and same starting balance: could be this create's, stored differently."""
+    verdicts = sent_fields_compared(batch, attributes)
+    return verdicts.get("clientId", UNKNOWN) != DIFFERENT and verdicts.get("startingBalance") == EQUAL
+
+
+def made_exactly_as(batch: Mapping, attributes: Mapping) -> bool:
+    """Exact, and every field that was not sent is empty: the batch of that very request."""
+    return is_exact(batch, attributes) and all(
+        batch.get(name) in (None, "") for name in COMPARED_FIELDS if name not in attributes
+    )
+
+
+def created_since(batch: Mapping, since: datetime | None) -> bool:
+    """Made after ``since`` (server clock, less the margin); unknown counts as yes."""
+    created = batch.get("createdAt")
+    if since is None or not created:
+        return True
+    try:
+        return parse_timestamp(str(created)) >= since - CREATED_MARGIN
+    except ValueError:
+        return True
+
+
+def intent_since(intent: Intent) -> datetime | None:
+    """When the intent was written, on the server's clock; None when the writer could not tell."""
+    if intent.server_at is None:
+        return None
+    try:
+        return parse_timestamp(intent.server_at)
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class Findings:
+    """What a listing says about one interrupted create."""
+
+    exact: tuple[dict, ...] = ()  # made as asked, after the intent: its own batch, if only one
+    look_alikes: tuple[dict, ...] = ()  # same client and balance, but not exactly as asked (or older)
+    allowed: int = 1  # open intents that sent this very request: that many exact batches are theirs
+
+    @property
+    def nothing(self) -> bool:
+        return not self.exact and not self.look_alikes
+
+    @property
+    def adoptable(self) -> dict | None:
+        if 0 < len(self.exact) <= self.allowed:
+            return min(self.exact, key=lambda batch: (str(batch.get("createdAt")), str(batch.get("id"))))
+        return None
+
+    @property
+    def candidates(self) -> tuple[dict, ...]:
+        return self.exact + self.look_alikes
+
+
+def find(
+    listed: Iterable[Mapping],
+    intent: Intent,
+    claimed: set[str],
+    open_intents: Iterable[Intent] = (),
+) -> Findings:
+    """The batches of ``listed`` that ``intent``'s create may have made.
+
+    Batches claimed by an address are never candidates; nor is a batch made exactly as
+    another open intent (a different request) asked: that one is the other intent's.
+    """
+    others = [other for other in open_intents if other.address != intent.address]
+    twins = 1 + sum(1 for other in others if other.client_id == intent.client_id and other.digest == intent.digest)
+    different_requests = [other for other in others if other.digest != intent.digest]
+    since = intent_since(intent)
+    exact, look_alikes = [], []
+    for batch in listed:
+        if batch_key(batch.get("id")) in claimed or not is_look_alike(batch, intent.attributes):
+            continue
+        if any(made_exactly_as(batch, other.attributes) for other in different_requests
+               if other.client_id == intent.client_id):
+            continue
+        if is_exact(batch, intent.attributes) and created_since(batch, since):
+            exact.append(dict(batch))
+        else:
+            look_alikes.append(dict(batch))
+    return Findings(exact=tuple(exact), look_alikes=tuple(look_alikes), allowed=twins)
+
+
+def duplicates_of(
+    attributes: Mapping,
+    listed: Iterable[Mapping],
+    claimed: set[str],
+    open_intents: Iterable[Intent] = (),
+) -> list[dict]:
+    """Unclaimed batches that already look like the batch a create would make: the duplicate guard.
+
+    Same name (trimmed, any case), same starting balance, and, where the create declares them,
+    the same credit account and expiry. Batches an open intent made exactly are left to it."""
+    found = []
+    for batch in listed:
+        if batch_key(batch.get("id")) in claimed:
+            continue
+        verdicts = sent_fields_compared(batch, attributes)
+        if verdicts.get("startingBalance") != EQUAL or verdicts.get("name") not in (EQUAL, HINT):
+            continue
+        if any(verdict == DIFFERENT for name, verdict in verdicts.items() if name != "name"):
+            continue
+        if any(made_exactly_as(batch, intent.attributes) for intent in open_intents
+               if intent.client_id.lower() == str(attributes.get("clientId", "")).lower()):
+            continue
+        found.append(dict(batch))
+    return found
+
+
+def describe(batches: Iterable[Mapping]) -> str:
+    """Batches named for a person: id, name, balance, when made."""
+    return "; ".join(
+        f"{batch.get('id')} (name {batch.get('name')!r}, {batch.get('startingBalance')} credits, "
+        f"made {batch.get('createdAt') or 'at an unknown time'})"
+        for batch in batches
+    )
