@@ -86,7 +86,7 @@ def plan_output(cli, manifest, state, output_format: str, *flags) -> str:
 def test_json_plan_is_versioned_and_describes_every_change(cli, reviewed, state):
     document = json.loads(plan_output(cli, reviewed, state, "json"))
 
-    assert document["format_version"] == "1.0"
+    assert document["format_version"] == "1.1"
     by_address = {change["address"]: change for change in document["changes"]}
     assert list(by_address) == ["acme/q1", "acme/q3", "globex/huge", "globex/starter"]  # sorted
     for change in document["changes"]:
@@ -114,7 +114,14 @@ def test_json_plan_is_versioned_and_describes_every_change(cli, reviewed, state)
         "credits": 64000, "credits_by_client": {"acme": 4000, "globex": 60000},
     }
     assert document["violations"] == [
-        "globex/huge issues 60,000 credits, more than the largest batch allowed (50,000, policy maxBatchCredits)."
+        {
+            "rule": "maxBatchCredits",
+            "limit": 50000,
+            "actual": 60000,
+            "address": "globex/huge",
+            "message": "globex/huge issues 60,000 credits, more than the largest batch allowed (50,000, policy "
+            "maxBatchCredits).",
+        }
     ]
 
 
@@ -203,7 +210,7 @@ def test_markdown_puts_blocked_changes_and_violations_above_the_tables(cli, revi
 def test_markdown_has_a_well_formed_table_per_client(cli, reviewed, state):
     tokens = markdown_tokens(plan_output(cli, reviewed, state, "markdown"))
     headings = [tokens[i + 1].content for i, t in enumerate(tokens) if t.type == "heading_open" and t.tag == "h3"]
-    tables = table_rows(tokens)
+    _, *tables = table_rows(tokens)  # the first is the per-client summary
 
     assert headings == ["acme", "globex"]
     assert len(tables) == 2
@@ -226,11 +233,11 @@ def test_markdown_has_a_well_formed_table_per_client(cli, reviewed, state):
 def test_markdown_folds_the_full_plan_in_details(cli, reviewed, state):
     text = plan_output(cli, reviewed, state, "markdown")
     tokens = markdown_tokens(text)
-    kinds = [(t.type, t.content.strip()) for t in tokens if t.type in ("html_block", "fence")]
+    kinds = [(t.type, t.content.strip()) for t in tokens if t.type in ("html_block", "fence") and t.info != "mermaid"]
     assert [kind for kind, _ in kinds] == ["html_block", "fence", "html_block"]
     assert kinds[0][1] == "<details><summary>Full plan</summary>"
     assert kinds[2][1] == "</details>"
-    full = next(t for t in tokens if t.type == "fence")
+    full = next(t for t in tokens if t.type == "fence" and t.info == "diff")
     assert full.info == "diff"
     assert "Plan: 2 to create, 1 to update, 1 blocked, 1 unchanged." in full.content
     assert text.rstrip().endswith("</details>")
@@ -242,6 +249,68 @@ def test_markdown_without_changes(cli, api_env, sandbox, write_manifest, state):
     text = plan_output(cli, manifest, state, "markdown")
     assert text.startswith("**No changes.**")
     assert table_rows(markdown_tokens(text)) == []
+
+
+def test_markdown_per_client_table_sits_outside_the_folded_plan(cli, reviewed, state):
+    """Issue 13: the subtotals a reviewer checks first are not hidden in <details>."""
+    text = plan_output(cli, reviewed, state, "markdown")
+    visible = text[: text.index("<details>")]
+
+    summary = table_rows(markdown_tokens(visible))[0]
+    assert summary == [
+        ["Client", "Creates", "Updates", "Credits"],
+        ["acme", "1", "1", "4,000"],
+        ["globex", "1", "0", "60,000"],
+        ["**Total**", "**2**", "**1**", "**64,000**"],
+    ]
+    document = json.loads(plan_output(cli, reviewed, state, "json"))
+    assert {row[0]: int(row[3].replace(",", "")) for row in summary[1:3]} == document["summary"]["credits_by_client"]
+
+
+def test_markdown_has_a_small_mermaid_chart_of_credits_per_client(cli, reviewed, state):
+    tokens = markdown_tokens(plan_output(cli, reviewed, state, "markdown"))
+    (chart,) = [t for t in tokens if t.type == "fence" and t.info == "mermaid"]
+    lines = chart.content.splitlines()
+    assert lines[0] == "pie showData title Credits to issue per client"
+    assert [line.strip() for line in lines[1:]] == ['"globex" : 60000', '"acme" : 4000']
+
+
+def test_markdown_chart_keeps_to_the_largest_clients(cli, write_manifest, state):
+    clients = "".join(
+        f"""
+  c{i:02d}:
+    id: 00000000-0000-4000-8000-0000000000{i:02d}
+    batches:
+      b:
+        startingBalance: {100 * (i + 1)}
+""" for i in range(12)
+    )
+    text = plan_output(cli, write_manifest("clients:" + clients), state, "markdown")
+    chart = next(t for t in markdown_tokens(text) if t.type == "fence" and t.info == "mermaid")
+    slices = chart.content.splitlines()[1:]
+    assert len(slices) == 9  # 8 clients and the others together
+    assert slices[0].strip() == '"c11" : 1200'
+    assert slices[-1].strip() == f'"4 other clients" : {100 + 200 + 300 + 400}'
+
+
+def test_markdown_raw_text_has_no_escaped_arrows_and_one_word_for_no_expiry(
+    cli, api_env, sandbox, write_manifest, state
+):
+    manifest = write_manifest(two_client_manifest())
+    assert cli("apply", manifest, "--state", state, "--auto-approve").exit_code == 0
+    # acme/q2 had no expiry and gets one; acme/q1 is renamed.
+    write_manifest(
+        two_client_manifest(acme_name="Acme Q1 renamed").replace(
+            "startingBalance: 2500", "startingBalance: 2500\n            expiresOn: 2031-01-01T00:00:00Z"
+        )
+    )
+    text = plan_output(cli, manifest, state, "markdown")
+
+    assert "\\>" not in text and "-\\>" not in text
+    assert "name: Acme Q1 → Acme Q1 renamed" in text
+    assert "expiresOn: never → 2031-01-01T00:00:00.000Z" in text
+    assert "expiresOn = never -> " in plan_output(cli, manifest, state, "text")
+    assert "(none)" not in text
 
 
 # ------------------------------------------------------------------ exit codes
