@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import shlex
 import signal
 import sqlite3
 import sys
@@ -30,7 +31,7 @@ from provisioner.planfile import (
 from provisioner.planner import make_plan
 from provisioner.refresh import observe
 from provisioner.render import render_json, render_markdown, render_text
-from provisioner.state import State, StateError, StateWriter, check_instance, read_state
+from provisioner.state import State, StateError, StateWriter, check_instance, journal_path, read_state
 from provisioner.statecmd import (
     StateCommandError,
     import_batch,
@@ -38,7 +39,10 @@ from provisioner.statecmd import (
     refresh_state,
     remove_resource,
 )
-from provisioner.views import render_resource, render_resource_list, render_show
+from provisioner.report import FORMATS as REPORT_FORMATS
+from provisioner.report import render as render_report
+from provisioner.report.model import DEFAULT_EXPIRING_WITHIN, build_report
+from provisioner.views import render_resource, render_resource_list
 
 DEFAULT_STATE = "state/default.json"
 SANDBOX_STATE = "state/sandbox.json"
@@ -251,6 +255,7 @@ def plan(paths, state_path, sandbox, base_url, parallelism, rate_limit, refresh,
     if out_path is not None:
         refuse_plan_over_a_manifest(out_path)
     desired = load(paths)
+    apply_hint = apply_command(out_path, state_path, sandbox, base_url) if out_path is not None else ""
     state_path = resolve_state_path(state_path, sandbox)
     state = read_state(state_path)
     check_replace_addresses(replace, state)
@@ -264,9 +269,21 @@ def plan(paths, state_path, sandbox, base_url, parallelism, rate_limit, refresh,
     emit_plan(result, output_format, color=not no_color and sys.stdout.isatty())
     if out_path is not None:
         save_plan(out_path, desired, result, state, policy, list(replace), refresh=refresh)
-        progress(f"Saved the plan to {out_path}. Apply exactly this plan with: provisioner apply {out_path}")
+        progress(f"Saved the plan to {out_path}. Apply exactly this plan with: {apply_hint}")
     if detailed_exitcode and result.changes:  # blocked and missing entries need a human too
         sys.exit(2)
+
+
+def apply_command(out_path: Path, state_path: Path | None, sandbox: bool, base_url: str | None) -> str:
+    """The apply of a saved plan, with every option it needs to find the same state and API."""
+    words = ["provisioner", "apply", str(out_path)]
+    if sandbox:
+        words.append("--sandbox")
+    if state_path is not None:
+        words += ["--state", str(state_path)]
+    if base_url:
+        words += ["--base-url", base_url]
+    return shlex.join(words)
 
 
 def refuse_plan_over_a_manifest(out_path: Path) -> None:
@@ -544,15 +561,37 @@ def state_mv(source, destination, state_path, sandbox, lock_timeout) -> None:
     click.echo(f"Moved {source} to {destination}.")
 
 
-@main.command(short_help="Balances, usage and expiry per client.")
+@main.command(short_help="Credits per client: issued, used, remaining, expiring.")
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 @state_option
 @api_options
 @click.option("--refresh", is_flag=True, help="Read balances from the live API instead of the state file.")
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(REPORT_FORMATS),
+    default="text",
+    show_default=True,
+    help="text for people, json for tools (documented format), csv for spreadsheets, html for a report page.",
+)
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), help="Write to FILE instead of stdout.")
+@click.option(
+    "--expiring-within",
+    default=DEFAULT_EXPIRING_WITHIN,
+    show_default=True,
+    type=click.IntRange(0),
+    metavar="DAYS",
+    help="Mark batches that expire within DAYS days.",
+)
 @user_errors
-def show(paths, state_path, sandbox, base_url, parallelism, rate_limit, refresh) -> None:
-    """A table per client of its batches: balances, usage, expiry, status."""
+def show(paths, state_path, sandbox, base_url, parallelism, rate_limit, refresh, output_format, out_path,
+         expiring_within) -> None:
+    """Credits per client and in total: issued, used, remaining, expired unused; each batch with
+    its expiry and status. PATHS (manifests) are needed with --refresh only, to list declared
+    clients that state does not know yet."""
     state_path = resolve_state_path(state_path, sandbox)
+    if out_path is not None:
+        refuse_report_over_own_files(out_path, state_path)
     current = read_state(state_path)
     observed = None
     if refresh:
@@ -560,8 +599,38 @@ def show(paths, state_path, sandbox, base_url, parallelism, rate_limit, refresh)
         with api_context(sandbox, base_url, state_path, rate_limit, parallelism) as api:
             check_instance(current, api.instance, state_path)
             observed = refreshed(desired, current, api, parallelism)
-    click.echo(render_show(current, observed), nl=False)
+    credits = build_report(
+        current, observed, now_utc(), recorded_at=last_written(state_path), expiring_within=expiring_within
+    )
+    output = render_report(credits, output_format)
+    if out_path is None:
+        click.echo(output, nl=False)
+    else:
+        # A byte-order mark tells spreadsheets the file is UTF-8 (names with accents); stdout stays plain.
+        encoding = "utf-8-sig" if output_format == "csv" else "utf-8"
+        out_path.write_text(output, encoding=encoding, newline="")
+        progress(
+            f"Wrote the credits report ({output_format}) to {out_path}: {plural(len(credits.clients), 'client', 'clients')}, "
+            f"{plural(len(credits.batches), 'batch', 'batches')}."
+        )
     hint_at_the_sandbox_state(current, state_path, sandbox)
+
+
+def last_written(state_path: Path) -> datetime | None:
+    """When the recorded figures were last written: the state file, or its journal if newer."""
+    times = [path.stat().st_mtime for path in (state_path, journal_path(state_path)) if path.exists()]
+    return datetime.fromtimestamp(max(times), timezone.utc) if times else None
+
+
+def refuse_report_over_own_files(out_path: Path, state_path: Path) -> None:
+    own = {state_path.resolve()} | {
+        state_path.resolve().with_name(state_path.name + suffix) for suffix in (".journal", ".backup", ".lock")
+    }
+    if out_path.resolve() in own or out_path.suffix.lower() in (".yaml", ".yml"):
+        raise UserError(
+            f"--out {out_path}: that name is a state or manifest file, and the report would replace it. "
+            "Name the report e.g. credits.html or credits.csv."
+        )
 
 
 @main.command(short_help="Print the JSON Schema of a manifest file.")
