@@ -952,8 +952,8 @@ def test_example_manifests_load():
 
 
 def test_published_schema_file_is_up_to_date():
-    published = json.loads((EXAMPLES / "schema" / "manifest.schema.json").read_text())
-    assert published == manifest_schema(), "regenerate it: provisioner schema > examples/schema/manifest.schema.json"
+    published = json.loads((EXAMPLES / "manifests" / "manifest.schema.json").read_text())
+    assert published == manifest_schema(), "regenerate it: provisioner schema > examples/manifests/manifest.schema.json"
 
 
 def test_validating_a_parent_of_other_yaml_gives_one_issue_per_file(cli):

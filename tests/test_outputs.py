@@ -27,8 +27,8 @@ from markdown_it import MarkdownIt
 from provisioner.api.sandbox import Sandbox
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-SCHEMA_FILE = EXAMPLES / "schema" / "manifest.schema.json"
-SCHEMA_COMMENT = "# yaml-language-server: $schema=../schema/manifest.schema.json"
+SCHEMA_FILE = EXAMPLES / "manifests" / "manifest.schema.json"
+SCHEMA_COMMENT = "# yaml-language-server: $schema=manifest.schema.json"
 
 REVIEWED_MANIFEST = f"""
 policy:
@@ -375,7 +375,7 @@ def test_schema_command_prints_exactly_the_published_schema_file(cli):
     printed = cli("schema")
     assert printed.exit_code == 0
     assert printed.stdout == SCHEMA_FILE.read_text(encoding="utf-8"), (
-        "regenerate it: provisioner schema > examples/schema/manifest.schema.json"
+        "regenerate it: provisioner schema > examples/manifests/manifest.schema.json"
     )
 
 
@@ -424,9 +424,34 @@ def test_schema_rejects_what_the_loader_rejects(manifest, tmp_path, cli):
     assert cli("validate", path).exit_code == 1
 
 
+def schema_target(manifest: Path) -> Path:
+    """The file an editor's YAML language server opens for the manifest's $schema comment."""
+    first_line = manifest.read_text(encoding="utf-8").splitlines()[0]
+    assert first_line.startswith("# yaml-language-server: $schema="), manifest.name
+    return (manifest.parent / first_line.split("$schema=", 1)[1]).resolve()
+
+
 def test_example_manifests_point_editors_at_the_schema():
     for path in sorted((EXAMPLES / "manifests").glob("*.yaml")):
-        first_line = path.read_text(encoding="utf-8").splitlines()[0]
-        assert first_line == SCHEMA_COMMENT, path.name
-        target = (path.parent / re.sub(r"^.*\$schema=", "", first_line)).resolve()
-        assert target == SCHEMA_FILE.resolve()
+        assert path.read_text(encoding="utf-8").splitlines()[0] == SCHEMA_COMMENT, path.name
+        assert schema_target(path) == SCHEMA_FILE.resolve()
+
+
+def test_schema_comment_works_where_users_keep_manifests(cli, tmp_path):
+    """Issue 13: '../schema/...' pointed outside a user's manifests/ directory. The schema now sits
+    beside the manifests, where `provisioner schema > manifests/manifest.schema.json` puts it."""
+    repository = tmp_path / "our-credits"
+    manifests = repository / "manifests"
+    manifests.mkdir(parents=True)
+    for example in ("acme.yaml", "policy.yaml"):
+        shutil.copy(EXAMPLES / "manifests" / example, manifests / example)
+    (manifests / "manifest.schema.json").write_text(cli("schema").stdout, encoding="utf-8")
+
+    jsonschema = pytest.importorskip("jsonschema", reason="the test extra installs jsonschema")
+    for manifest in sorted(manifests.glob("*.yaml")):
+        target = schema_target(manifest)
+        assert target == (manifests / "manifest.schema.json").resolve()
+        validator = jsonschema.Draft202012Validator(json.loads(target.read_text(encoding="utf-8")))
+        assert list(validator.iter_errors(yaml.load(manifest.read_text(encoding="utf-8"), Loader=EditorLoader))) == []
+    validated = cli("validate", manifests)  # the schema beside them is not read as a manifest
+    assert validated.exit_code == 0, validated.output

@@ -1,7 +1,8 @@
 """The report's charts: static SVG drawn by pygal, made to sit inside a self-contained page.
 
 pygal adds a script to every chart (for its tooltips): it is removed, so that the page runs no
-code and its Content-Security-Policy can forbid scripts. Each chart gets a <title> and a <desc>
+code and its Content-Security-Policy can forbid scripts. Its comments go too (links to its site;
+the page's footer names pygal instead). Each chart gets a <title> and a <desc>
 (what it shows, in words) and role="img", so that a screen reader announces it as one picture.
 """
 
@@ -79,7 +80,11 @@ def expiry_chart(report: CreditsReport) -> str:
         truncate_label=-1,
         **_static(),
     )
-    chart.x_labels = [month.month.strftime("%b %Y") for month in months]
+    # The year on the first month and on each January only: twelve labels fit side by side.
+    chart.x_labels = [
+        month.month.strftime("%b %Y" if index == 0 or month.month.month == 1 else "%b")
+        for index, month in enumerate(months)
+    ]
     chart.add("credits expiring", [month.credits for month in months])
     described = "; ".join(f"{month.month.strftime('%B %Y')}: {_whole(month.credits)}" for month in months)
     return _render(chart, "Unused credits expiring per month over the next 12 months", described)
@@ -115,8 +120,8 @@ def _accessible(title: str, description: str) -> Callable:
     def apply(root):
         for parent in list(root.iter()):
             for child in list(parent):
-                if isinstance(child.tag, str) and child.tag.rsplit("}", 1)[-1] == "script":
-                    parent.remove(child)
+                if not isinstance(child.tag, str) or child.tag.rsplit("}", 1)[-1] == "script":
+                    parent.remove(child)  # scripts, and comments (pygal's links: the page credits it)
         chart_id = root.get("id", "chart")
         # makeelement: pygal builds its tree with lxml when that is installed, else with ElementTree.
         title_node = root.makeelement("title", {"id": f"{chart_id}-title"})

@@ -72,6 +72,7 @@ def render_html(report: CreditsReport) -> str:
 <meta http-equiv="Content-Security-Policy" content="{POLICY}">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="generator" content="provisioner {escape(__version__)}">
+<link rel="icon" href="data:,">
 <title>Credits report, {escape(report.generated_at.strftime("%Y-%m-%d"))}</title>
 <style>{STYLE}</style>
 </head>
@@ -85,7 +86,8 @@ def render_html(report: CreditsReport) -> str:
 </main>
 <footer>
 <p>Made by provisioner {escape(__version__)} at {escape(wording.moment(report.generated_at))}
-(<code>provisioner show --format html</code>). This file needs no network: it can be mailed, archived and printed as it is.</p>
+(<code>provisioner show --format html</code>); charts drawn with pygal. This file needs no network: it can be
+mailed, archived and printed as it is.</p>
 </footer>
 </body>
 </html>
@@ -227,9 +229,10 @@ def _batches(report: CreditsReport) -> str:
 
 def _batch_row(line: BatchLine, expiring_within: int) -> str:
     remaining = "?" if line.credits.unknown else wording.credits(line.credits.remaining)
-    status = escape(wording.status(line, expiring_within))
     if line.expiring_soon:
-        status = f'<span class="marker">⚠ expires soon</span><br>{status}'
+        status = f'<span class="marker">⚠ expires soon</span><br>{escape(line.status)}'
+    else:
+        status = escape(wording.status(line, expiring_within))
     return (
         f'<tr{" class=soon" if line.expiring_soon else ""}><td>{escape(line.client)}</td>'
         f"<td>{escape(line.batch)}</td><td>{escape(line.name)}</td>"
