@@ -80,11 +80,9 @@ def expiry_chart(report: CreditsReport) -> str:
         truncate_label=-1,
         **_static(),
     )
-    # The year on the first month and on each January only: twelve labels fit side by side.
-    chart.x_labels = [
-        month.month.strftime("%b %Y" if index == 0 or month.month.month == 1 else "%b")
-        for index, month in enumerate(months)
-    ]
+    # Twelve short labels fit side by side; the years go in the axis title.
+    chart.x_labels = [month.month.strftime("%b") for month in months]
+    chart.x_title = f"{months[0].month:%B %Y} to {months[-1].month:%B %Y}"
     chart.add("credits expiring", [month.credits for month in months])
     described = "; ".join(f"{month.month.strftime('%B %Y')}: {_whole(month.credits)}" for month in months)
     return _render(chart, "Unused credits expiring per month over the next 12 months", described)
