@@ -25,6 +25,7 @@ from conftest import (
 from markdown_it import MarkdownIt
 
 from provisioner.api.sandbox import Sandbox
+from provisioner.render import escape_markdown
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 SCHEMA_FILE = EXAMPLES / "manifests" / "manifest.schema.json"
@@ -311,6 +312,47 @@ def test_markdown_raw_text_has_no_escaped_arrows_and_one_word_for_no_expiry(
     assert "expiresOn: never → 2031-01-01T00:00:00.000Z" in text
     assert "expiresOn = never -> " in plan_output(cli, manifest, state, "text")
     assert "(none)" not in text
+
+
+@pytest.mark.parametrize(
+    "declared, fix",
+    [
+        (6000, "Fix: to add 1,000 credits, declare a new batch of 1,000 (a new key, e.g. q1-topup with "
+               "startingBalance: 1000) and put startingBalance back to 5,000 here."),
+        (4000, "Fix: put startingBalance back to 5,000: credits a batch was given cannot be taken back by lowering it."),
+    ],
+)
+def test_a_changed_starting_balance_says_how_to_top_up_with_the_numbers(
+    cli, api_env, sandbox, write_manifest, state, declared, fix
+):
+    """Issue 13: 'declare a new batch for the new value' read as 'a batch of the new total'."""
+    manifest = write_manifest(two_client_manifest())
+    assert cli("apply", manifest, "--state", state, "--auto-approve").exit_code == 0
+    write_manifest(two_client_manifest(acme_balance=declared))
+
+    text = plan_output(cli, manifest, state, "text")
+    document = json.loads(plan_output(cli, manifest, state, "json"))
+    markdown = plan_output(cli, manifest, state, "markdown")
+
+    assert f"    {fix}" in text
+    assert document["changes"][0]["reasons"][-1] == fix
+    assert escape_markdown(fix) in markdown
+
+
+def test_one_word_for_no_expiry_in_plan_and_show(cli, api_env, sandbox, write_manifest, state):
+    """Issue 13: show said 'never' where the plan's usage table said '(none)'."""
+    manifest = write_manifest(two_client_manifest())
+    assert cli("apply", manifest, "--state", state, "--auto-approve").exit_code == 0
+
+    plan = plan_output(cli, manifest, state, "text", "--refresh")
+    markdown = plan_output(cli, manifest, state, "markdown", "--refresh")
+    show = cli("show", "--state", state).stdout
+
+    usage = next(line for line in plan.splitlines() if line.strip().startswith("acme/q2"))
+    assert usage.split()[-1] == "never"
+    assert "| acme/q2 | 2,500 | 2,500 | 0 (0%) | active | never |" in markdown
+    assert re.search(r"\bq2\b.*\bnever\b", show)
+    assert "(none)" not in plan + markdown + show
 
 
 # ------------------------------------------------------------------ exit codes
