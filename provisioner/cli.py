@@ -574,7 +574,9 @@ def state_mv(source, destination, state_path, sandbox, lock_timeout) -> None:
     show_default=True,
     help="text for people, json for tools (documented format), csv for spreadsheets, html for a report page.",
 )
-@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), help="Write to FILE instead of stdout.")
+@click.option(
+    "--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), help="Write to FILE instead of stdout."
+)
 @click.option(
     "--expiring-within",
     default=DEFAULT_EXPIRING_WITHIN,
@@ -587,8 +589,8 @@ def state_mv(source, destination, state_path, sandbox, lock_timeout) -> None:
 def show(paths, state_path, sandbox, base_url, parallelism, rate_limit, refresh, output_format, out_path,
          expiring_within) -> None:
     """Credits per client and in total: issued, used, remaining, expired unused; each batch with
-    its expiry and status. PATHS (manifests) are needed with --refresh only, to list declared
-    clients that state does not know yet."""
+    its name, expiry and status. The figures are those recorded in state, or read live with
+    --refresh. PATHS (manifests) are optional."""
     state_path = resolve_state_path(state_path, sandbox)
     if out_path is not None:
         refuse_report_over_own_files(out_path, state_path)

@@ -97,7 +97,9 @@ mailed, archived and printed as it is.</p>
 def _totals(report: CreditsReport) -> str:
     totals = report.totals
     cards = [("issued", "Issued", totals.issued, "#1a1a1a")]
-    cards += [(name, title.capitalize(), getattr(totals, name), SWATCHES[name]) for name, title in wording.CREDIT_COLUMNS[1:]]
+    cards += [
+        (name, title.capitalize(), getattr(totals, name), SWATCHES[name]) for name, title in wording.CREDIT_COLUMNS[1:]
+    ]
     if totals.unknown:
         cards.append(("unknown", "Unknown (missing from the API)", totals.unknown, SWATCHES["unknown"]))
     items = "".join(
