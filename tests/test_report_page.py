@@ -146,21 +146,24 @@ def test_page_of_an_empty_state_still_opens(cli, tmp_path):
 # ------------------------------------------------------------------ in a real browser
 
 
-def chromium_executable() -> str:
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found:
-        return found
+def unavailable(reason: str):
+    """Skipped where no browser can be had; in CI (which installs one) that is a failure."""
     if os.environ.get("CI"):
-        pytest.fail("no Chromium in CI: .ci/run installs Debian's chromium package with apt-get")
-    pytest.skip("no Chromium on this machine (install Debian's chromium package, as .ci/run does)")
+        pytest.fail(f"{reason}: .ci/run installs Debian's chromium with apt-get and the test extra")
+    pytest.skip(reason)
 
 
 @pytest.fixture
 def browser_page():
     """A page of a fresh headless Debian Chromium (its own empty profile), driven by Playwright."""
-    executable = chromium_executable()
-    sync_api = pytest.importorskip("playwright.sync_api", reason="the test extra installs playwright")
-    with sync_api.sync_playwright() as playwright, tempfile.TemporaryDirectory() as profile:
+    executable = shutil.which("chromium") or shutil.which("chromium-browser")
+    if executable is None:
+        unavailable("no Chromium on this machine (install Debian's chromium package, as .ci/run does)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        unavailable("playwright is not installed (pip install -e '.[test]')")
+    with sync_playwright() as playwright, tempfile.TemporaryDirectory() as profile:
         context = playwright.chromium.launch_persistent_context(
             profile, executable_path=executable, headless=True, args=CHROMIUM_FLAGS,
             viewport={"width": 1100, "height": 900},
