@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import shlex
 import signal
 import sqlite3
 import sys
@@ -54,7 +55,10 @@ from provisioner.statecmd import (
     refresh_state,
     remove_resource,
 )
-from provisioner.views import render_resource, render_resource_list, render_show
+from provisioner.report import FORMATS as REPORT_FORMATS
+from provisioner.report import render as render_report
+from provisioner.report.model import DEFAULT_EXPIRING_WITHIN, build_report
+from provisioner.views import render_resource, render_resource_list
 
 USER_ERRORS = (
     ManifestError,
@@ -310,12 +314,17 @@ def plan(paths, backend, sandbox, base_url, parallelism, rate_limit, refresh, ou
     if out_path is not None:
         save_plan(out_path, desired, result, state, policy, list(replace), refresh=refresh,
                   allow_duplicates=list(allow_duplicate))
-        progress(
-            f"Saved the plan to {out_path}. Apply exactly this plan with: provisioner apply {out_path}"
-            f"{backend.location_options()}"
-        )
+        progress(f"Saved the plan to {out_path}. Apply exactly this plan with: {apply_command(out_path, backend, base_url)}")
     if detailed_exitcode and result.changes:  # blocked and missing entries need a human too
         sys.exit(2)
+
+
+def apply_command(out_path: Path, backend: Backend, base_url: str | None) -> str:
+    """The apply of a saved plan, with every option it needs to find the same state and API."""
+    words = ["provisioner", "apply", str(out_path), *shlex.split(backend.location_options())]
+    if base_url:
+        words += ["--base-url", base_url]
+    return shlex.join(words)
 
 
 def refuse_plan_over_a_manifest(out_path: Path) -> None:
@@ -697,14 +706,38 @@ def confirm_give_up(address: str) -> None:
         raise UserError("cancelled; nothing was changed.")
 
 
-@main.command(short_help="Balances, usage and expiry per client.")
+@main.command(short_help="Credits per client: issued, used, remaining, expiring.")
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 @api_options
 @click.option("--refresh", is_flag=True, help="Read balances from the live API instead of the state file.")
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(REPORT_FORMATS),
+    default="text",
+    show_default=True,
+    help="text for people, json for tools (documented format), csv for spreadsheets, html for a report page.",
+)
+@click.option(
+    "--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), help="Write to FILE instead of stdout."
+)
+@click.option(
+    "--expiring-within",
+    default=DEFAULT_EXPIRING_WITHIN,
+    show_default=True,
+    type=click.IntRange(0),
+    metavar="DAYS",
+    help="Mark batches that expire within DAYS days.",
+)
 @user_errors
 @with_backend
-def show(paths, backend, sandbox, base_url, parallelism, rate_limit, refresh) -> None:
-    """A table per client of its batches: balances, usage, expiry, status."""
+def show(paths, backend, sandbox, base_url, parallelism, rate_limit, refresh, output_format, out_path,
+         expiring_within) -> None:
+    """Credits per client and in total: issued, used, remaining, expired unused; each batch with
+    its name, expiry and status. The figures are those recorded in state, or read live with
+    --refresh. PATHS (manifests) are optional."""
+    if out_path is not None:
+        refuse_report_over_own_files(out_path, backend)
     current = backend.read()
     observed = None
     if refresh:
@@ -712,8 +745,30 @@ def show(paths, backend, sandbox, base_url, parallelism, rate_limit, refresh) ->
         with api_context(sandbox, base_url, backend, rate_limit, parallelism) as api:
             check_instance(current, api.instance, backend.name)
             observed = refreshed(desired, current, api, parallelism)
-    click.echo(render_show(current, observed), nl=False)
+    credits = build_report(
+        current, observed, now_utc(), recorded_at=backend.written_at(), expiring_within=expiring_within
+    )
+    output = render_report(credits, output_format)
+    if out_path is None:
+        click.echo(output, nl=False)
+    else:
+        # A byte-order mark tells spreadsheets the file is UTF-8 (names with accents); stdout stays plain.
+        encoding = "utf-8-sig" if output_format == "csv" else "utf-8"
+        out_path.write_text(output, encoding=encoding, newline="")
+        progress(
+            f"Wrote the credits report ({output_format}) to {out_path}: {plural(len(credits.clients), 'client', 'clients')}, "
+            f"{plural(len(credits.batches), 'batch', 'batches')}."
+        )
     hint_at_the_sandbox_state(current, backend, sandbox)
+
+
+def refuse_report_over_own_files(out_path: Path, backend: Backend) -> None:
+    own = {path.resolve() for path in backend.own_files()}
+    if out_path.resolve() in own or out_path.suffix.lower() in (".yaml", ".yml"):
+        raise UserError(
+            f"--out {out_path}: that name is a state or manifest file, and the report would replace it. "
+            "Name the report e.g. credits.html or credits.csv."
+        )
 
 
 @main.command(short_help="Print the JSON Schema of a manifest file.")

@@ -288,7 +288,7 @@ def _compose(file: str, data: bytes, issues: list[ManifestIssue]) -> yaml.Node |
     try:
         return yaml.compose(data, Loader=_LOADER)
     except yaml.MarkedYAMLError as error:
-        issues.append(_syntax_issue(file, error))
+        issues.append(_syntax_issue(file, error, data))
     except yaml.reader.ReaderError as error:
         line, column = _line_and_column(data, error.position)
         reason = str(error).splitlines()[0]
@@ -298,13 +298,20 @@ def _compose(file: str, data: bytes, issues: list[ManifestIssue]) -> yaml.Node |
     return None
 
 
-def _syntax_issue(file: str, error: yaml.MarkedYAMLError) -> ManifestIssue:
+def _syntax_issue(file: str, error: yaml.MarkedYAMLError, data: bytes) -> ManifestIssue:
     mark = error.problem_mark or error.context_mark
     message = f"invalid YAML: {error.problem or error.context}"
-    if error.problem and error.context and error.context_mark:
+    if mark and _is_tab(data, mark):
+        message = "invalid YAML: a tab where YAML expects indentation; indent with spaces, not tabs"
+    elif error.problem and error.context and error.context_mark:
         message += f" ({error.context} started on line {error.context_mark.line + 1})"
     line, column = (mark.line + 1, mark.column + 1) if mark else (0, 0)
     return ManifestIssue(file, line, column, "", message)
+
+
+def _is_tab(data: bytes, mark: yaml.Mark) -> bool:
+    lines = data.split(b"\n")
+    return mark.line < len(lines) and lines[mark.line].lstrip(b" ")[:1] == b"\t"
 
 
 def _line_and_column(data: bytes, position: int) -> tuple[int, int]:

@@ -150,11 +150,21 @@ class Change(Frozen):
     credits: int = 0  # credits this change issues
 
 
+class Violation(Frozen):
+    """A plan breaking one guardrail of the policy."""
+
+    rule: str  # the policy field broken: maxBatchCredits, maxApplyCredits or maxCreates
+    limit: int
+    actual: int
+    address: str | None = None  # the batch, for a rule about one batch
+    message: str  # the whole story, for people
+
+
 class Plan(Frozen):
     changes: tuple[Change, ...] = ()
     unchanged: int = 0
     warnings: tuple[str, ...] = ()
-    violations: tuple[str, ...] = ()  # guardrail violations
+    violations: tuple[Violation, ...] = ()  # guardrail violations
     info: tuple[dict, ...] = ()  # per-address usage information from a refresh
 
     @property

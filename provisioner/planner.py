@@ -18,6 +18,7 @@ from provisioner.models import (
     Policy,
     Resource,
     State,
+    Violation,
     batch_key,
 )
 from provisioner.recovery import describe, duplicates_of
@@ -101,7 +102,7 @@ def _change_for(
     differing = differing_fields(current, wanted)
     if not differing:
         return None
-    reasons = _unchangeable_reasons(differing, wanted)
+    reasons = _unchangeable_reasons(spec, differing, current, wanted)
     if reasons:
         return Change(
             address=address,
@@ -146,16 +147,35 @@ class _DuplicateGuard:
         })
 
 
-def _unchangeable_reasons(differing: list[str], wanted: Mapping) -> tuple[str, ...]:
+def _unchangeable_reasons(spec: BatchSpec, differing: list[str], current: Mapping, wanted: Mapping) -> tuple[str, ...]:
     """Why the API cannot make this batch look like the manifest, with the fix; () if it can."""
     fixed = [field for field in differing if field in FIXED_FIELDS]
     reasons = [f"{field} cannot be changed by the API once a batch exists." for field in fixed]
-    if fixed:
+    if fixed == ["startingBalance"]:
+        reasons.append(_starting_balance_fix(spec, current.get("startingBalance"), wanted.get("startingBalance")))
+    elif fixed:
         reasons.append(FIX_FOR_FIXED_FIELD)
     if "expiresOn" in differing and "expiresOn" not in wanted:
         reasons.append("the API cannot remove an expiry once set (an update can only set a new one).")
         reasons.append("Fix: set expiresOn to a far-future time instead, e.g. 2099-12-31T23:59:59Z.")
     return tuple(reasons)
+
+
+def _starting_balance_fix(spec: BatchSpec, recorded, declared) -> str:
+    """A raised balance is a top-up: say so with the numbers, so nobody declares a batch of the new total."""
+    if not isinstance(recorded, int | float) or not isinstance(declared, int | float):
+        return FIX_FOR_FIXED_FIELD
+    if declared < recorded:
+        return (
+            f"Fix: put startingBalance back to {recorded:,}: credits a batch was given cannot be taken back "
+            "by lowering it."
+        )
+    extra = declared - recorded
+    topup_key = f"{spec.batch_key}-topup"[:64]
+    return (
+        f"Fix: to add {extra:,} credits, declare a new batch of {extra:,} (a new key, e.g. {topup_key} with "
+        f"startingBalance: {extra}) and put startingBalance back to {recorded:,} here."
+    )
 
 
 def _create_change(spec: BatchSpec, wanted: dict, now: datetime, action: str, before: dict | None = None) -> Change:
@@ -266,25 +286,41 @@ def _undeclared_warnings(desired: Desired, state: State) -> Iterable[str]:
             )
 
 
-def guardrail_violations(changes: tuple[Change, ...], policy: Policy) -> Iterable[str]:
+def guardrail_violations(changes: tuple[Change, ...], policy: Policy) -> Iterable[Violation]:
     issuing = [change for change in changes if change.credits and change.action != "blocked"]
     for change in issuing:
         if change.credits > policy.max_batch_credits:
-            yield (
-                f"{change.address} issues {change.credits:,} credits, more than the largest batch "
-                f"allowed ({policy.max_batch_credits:,}, policy maxBatchCredits)."
+            yield Violation(
+                rule="maxBatchCredits",
+                limit=policy.max_batch_credits,
+                actual=change.credits,
+                address=change.address,
+                message=(
+                    f"{change.address} issues {change.credits:,} credits, more than the largest batch "
+                    f"allowed ({policy.max_batch_credits:,}, policy maxBatchCredits)."
+                ),
             )
     total = sum(change.credits for change in issuing)
     if total > policy.max_apply_credits:
-        yield (
-            f"this plan issues {total:,} credits in total, more than one apply may issue "
-            f"({policy.max_apply_credits:,}, policy maxApplyCredits)."
+        yield Violation(
+            rule="maxApplyCredits",
+            limit=policy.max_apply_credits,
+            actual=total,
+            message=(
+                f"this plan issues {total:,} credits in total, more than one apply may issue "
+                f"({policy.max_apply_credits:,}, policy maxApplyCredits)."
+            ),
         )
     creates = sum(1 for change in issuing if change.action in ("create", "replace"))
     if creates > policy.max_creates:
-        yield (
-            f"this plan creates {creates:,} batch{'' if creates == 1 else 'es'}, more than one apply may create "
-            f"({policy.max_creates:,}, policy maxCreates)."
+        yield Violation(
+            rule="maxCreates",
+            limit=policy.max_creates,
+            actual=creates,
+            message=(
+                f"this plan creates {creates:,} batch{'' if creates == 1 else 'es'}, more than one apply may "
+                f"create ({policy.max_creates:,}, policy maxCreates)."
+            ),
         )
 
 

@@ -2,7 +2,7 @@
 
 Pure functions: nothing here reads or writes anything.
 
-JSON plan format (``format_version`` "1.0")
+JSON plan format (``format_version`` "1.1")
 ===========================================
 
 ``provisioner plan --format json`` prints one object. Keys are sorted, indentation is
@@ -12,7 +12,7 @@ removed or given a new meaning; readers should ignore keys they do not know.
 .. code-block:: text
 
     {
-      "format_version": "1.0",
+      "format_version": "1.1",
       "changes": [                      # in plan order (sorted by address)
         {
           "address": "acme/2026-q1",    # "<client key>/<batch key>"
@@ -31,7 +31,13 @@ removed or given a new meaning; readers should ignore keys they do not know.
         "credits_by_client": {"acme": 5000}   # only clients receiving credits
       },
       "warnings":   ["..."],            # informational, apply proceeds
-      "violations": ["..."],            # guardrail violations: apply refuses without --allow-large
+      "violations": [                   # guardrail violations: apply refuses without --allow-large
+        {"rule": "maxBatchCredits",     # the policy field broken: maxBatchCredits | maxApplyCredits | maxCreates
+         "limit": 50000,                # the policy's value
+         "actual": 60000,               # the plan's value: credits of the batch / of the plan, batches created
+         "address": "globex/huge",      # the batch, for maxBatchCredits; null for rules about the whole plan
+         "message": "globex/huge issues 60,000 credits, more than ..."}   # the 1.0 string, for people
+      ],
       "info": [                         # usage per batch from a refresh; not changes
         {"address": "...", "batchId": "...", "startingBalance": 5000,
          "currentBalance": 3800, "allocatedCredits": 1200,
@@ -45,6 +51,9 @@ Attribute objects (``before``/``after``) use the API's field names:
 ``name``, ``startingBalance``, ``expiresOn`` (UTC, ``YYYY-MM-DDTHH:MM:SS.mmmZ``),
 ``clientId``, ``creditAccountId``; an optional field that is not set is absent.
 Apply refuses a plan with any ``blocked`` or ``missing`` change.
+
+Versions: 1.0 had ``violations`` as strings; 1.1 makes each an object whose ``message`` is that
+string. (An addition in spirit, but a change of type, so the minor version says so.)
 """
 
 from __future__ import annotations
@@ -54,8 +63,9 @@ import json
 import re
 
 from provisioner.models import FIXED_FIELDS, Change, Plan
+from provisioner.timestamps import NO_EXPIRY
 
-JSON_FORMAT_VERSION = "1.0"
+JSON_FORMAT_VERSION = "1.1"
 
 # Order in which actions appear in summaries.
 ACTIONS = ("create", "update", "replace", "recover", "blocked", "missing")
@@ -141,7 +151,13 @@ def _value(value) -> str:
 
 
 def _transition(before: dict, after: dict, field: str) -> str:
-    return f"{_value(before.get(field))} -> {_value(after.get(field))}"
+    return f"{_shown(before, field)} -> {_shown(after, field)}"
+
+
+def _shown(values: dict, field: str) -> str:
+    if field == "expiresOn" and values.get(field) is None:
+        return NO_EXPIRY
+    return _value(values.get(field))
 
 
 class _Painter:
@@ -225,7 +241,7 @@ def _violation_lines(plan: Plan, paint: _Painter) -> list[str]:
     if not plan.violations:
         return []
     heading = paint("Guardrail violations (apply refuses them without --allow-large):", "bold")
-    return [heading] + [f"  {paint.symbol('!')} {_strip_controls(v)}" for v in plan.violations]
+    return [heading] + [f"  {paint.symbol('!')} {_strip_controls(v.message)}" for v in plan.violations]
 
 
 def _used(entry: dict) -> str:
@@ -249,7 +265,7 @@ def _info_rows(plan: Plan) -> list[list[str]]:
             _number(entry.get("currentBalance")),
             _used(entry),
             str(entry.get("status") or "-"),
-            str(entry.get("expiresOn") or "(none)"),
+            str(entry.get("expiresOn") or NO_EXPIRY),
         ]
         for entry in plan.info
     ]
@@ -322,9 +338,9 @@ def escape_markdown(text) -> str:
     return _MARKDOWN_SPECIAL.sub(r"\\\1", one_line)
 
 
-def _plain_value(value) -> str:
+def _plain_value(value, field: str = "") -> str:
     if value is None:
-        return "(none)"
+        return NO_EXPIRY if field == "expiresOn" else "(none)"
     if isinstance(value, int) and not isinstance(value, bool):
         return _thousands(value)
     return str(value)
@@ -344,7 +360,7 @@ def _problem_items(plan: Plan) -> list[str]:
         reasons = " ".join(escape_markdown(r) for r in change.reasons)
         headline = f"⛔ **{escape_markdown(change.address)}** {HEADLINES[change.action]}"
         items.append(f"- {headline}" + (f": {reasons}" if reasons else ""))
-    items.extend(f"- ⚠️ **Guardrail:** {escape_markdown(v)}" for v in plan.violations)
+    items.extend(f"- ⚠️ **Guardrail:** {escape_markdown(v.message)}" for v in plan.violations)
     return items
 
 
@@ -353,10 +369,11 @@ def _detail_parts(change: Change) -> list[str]:
     if change.action == "missing":
         parts = []
     elif before is None or (change.action == "replace" and not _changed_fields(before, after or {})):
-        parts = [f"{k}: {_plain_value(v)}" for k, v in sorted((after or {}).items())]
+        parts = [f"{k}: {_plain_value(v, k)}" for k, v in sorted((after or {}).items())]
     else:
+        # "→", not "->": escaping ">" would leave "-\>" in the raw text of the comment.
         parts = [
-            f"{k}: {_plain_value(before.get(k))} -> {_plain_value((after or {}).get(k))}"
+            f"{k}: {_plain_value(before.get(k), k)} → {_plain_value((after or {}).get(k), k)}"
             for k in _changed_fields(before, after or {})
         ]
     return [escape_markdown(p) for p in parts + list(change.reasons)]
@@ -390,6 +407,43 @@ def _client_tables(plan: Plan) -> list[str]:
     for client in sorted(by_client):
         lines += _client_table(client, by_client[client]) + [""]
     return lines[:-1]
+
+
+CREATING = ("create", "replace", "recover")  # the actions that issue credits
+MOST_CLIENTS_CHARTED = 8
+
+
+def _client_summary(plan: Plan) -> list[str]:
+    """Creates, updates and credits per client: the subtotals a reviewer checks first."""
+    rows: dict[str, list[int]] = {}
+    for change in plan.changes:
+        row = rows.setdefault(change.client_key, [0, 0, 0])
+        row[0] += change.action in CREATING
+        row[1] += change.action == "update"
+        row[2] += change.credits
+    lines = [_table_row(["Client", "Creates", "Updates", "Credits"]), _table_row(["---", "---:", "---:", "---:"])]
+    for client, (creates, updates, credits) in sorted(rows.items()):
+        lines.append(_table_row([escape_markdown(client), str(creates), str(updates), _thousands(credits)]))
+    if len(rows) > 1:
+        creates, updates, credits = (sum(row[i] for row in rows.values()) for i in range(3))
+        lines.append(_table_row(["**Total**", f"**{creates}**", f"**{updates}**", f"**{_thousands(credits)}**"]))
+    return lines
+
+
+def _credits_chart(plan: Plan) -> list[str]:
+    """A Mermaid pie of the credits per client (GitHub and GitLab draw it), when there is a share to see."""
+    by_client = plan.credits_by_client()
+    if len(by_client) < 2:
+        return []
+    ranked = sorted(by_client.items(), key=lambda item: (-item[1], item[0]))
+    slices = ranked[:MOST_CLIENTS_CHARTED]
+    others = ranked[MOST_CLIENTS_CHARTED:]
+    if others:
+        slices.append((f"{len(others)} other clients", sum(credits for _, credits in others)))
+    # Client keys are [a-z0-9._-] (checked by the loader): nothing in a label can end its quotes.
+    return ["```mermaid", "pie showData title Credits to issue per client"] + [
+        f'    "{label}" : {credits}' for label, credits in slices
+    ] + ["```"]
 
 
 def _markdown_warnings(plan: Plan) -> list[str]:
@@ -438,6 +492,8 @@ def render_markdown(plan: Plan) -> str:
     return _sections(
         [_markdown_summary(plan)],
         _problem_items(plan),
+        _client_summary(plan),
+        _credits_chart(plan),
         _client_tables(plan),
         _markdown_warnings(plan),
         _markdown_info(plan),
@@ -470,7 +526,7 @@ def plan_to_json(plan: Plan, meta: dict | None = None) -> dict:
         "changes": [_change_to_json(change) for change in plan.changes],
         "summary": summary,
         "warnings": list(plan.warnings),
-        "violations": list(plan.violations),
+        "violations": [violation.model_dump(mode="json") for violation in plan.violations],
         "info": [copy.deepcopy(entry) for entry in plan.info],
         "has_changes": plan.has_changes,
     }

@@ -20,3 +20,7 @@ def format_timestamp(value: datetime) -> str:
 
 def utc_now_text() -> str:
     return format_timestamp(datetime.now(timezone.utc))
+
+
+# The one word for "this batch has no expiry", wherever an expiry is shown (plan, show, report).
+NO_EXPIRY = "never"

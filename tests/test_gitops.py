@@ -271,7 +271,8 @@ def test_review_merge_apply_commit_then_no_changes(git, bin_dir, api_env, sandbo
     assert check.returncode == 0, check.stderr
     assert review.outputs["exitcode"] == "2"
     [comment] = review.comments()
-    assert_plan_comment(comment, "**Plan: 2 to create, 1 unchanged — 3,700 credits to issue**", tables=2)
+    # The per-client summary, then a table for each client.
+    assert_plan_comment(comment, "**Plan: 2 to create, 1 unchanged — 3,700 credits to issue**", tables=1 + 2)
     reviewed_plan = tmp_path / "artifact-globex.plan"
     shutil.copy(review.workspace / "provisioner.plan", reviewed_plan)
     second_review, _ = plan_job(git, bin_dir, "initech")

@@ -26,10 +26,15 @@ def manifest_text(balances: dict[str, int], policy: dict[str, int] | None = None
     return "\n".join(lines) + "\n"
 
 
-def violations(cli, manifest, state, *flags) -> list[str]:
+def violation_objects(cli, manifest, state, *flags) -> list[dict]:
     result = cli("plan", manifest, "--state", state, "--format", "json", *flags)
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout)["violations"]
+
+
+def violations(cli, manifest, state, *flags) -> list[str]:
+    """The messages, as people read them."""
+    return [violation["message"] for violation in violation_objects(cli, manifest, state, *flags)]
 
 
 def assert_refused_without_creating(result, sandbox, state) -> None:
@@ -94,6 +99,26 @@ def test_plan_lists_every_violation(cli, write_manifest, state):
     heading = "Guardrail violations (apply refuses them without --allow-large):"
     listed = text.split(heading)[1].split("Plan:")[0]
     assert all(v in listed for v in found)
+
+
+def test_json_violations_are_objects_naming_rule_limit_actual_and_address(cli, write_manifest, state):
+    """Issue 13: tools read the rule and the numbers, not a sentence (format 1.1)."""
+    policy = {"maxBatchCredits": 1000, "maxApplyCredits": 2500, "maxCreates": 2}
+    manifest = write_manifest(manifest_text({"small": 500, "big": 1500, "bigger": 2000}, policy))
+
+    result = cli("plan", manifest, "--state", state, "--format", "json")
+    document = json.loads(result.stdout)
+
+    assert document["format_version"] == "1.1"
+    found = [{key: v[key] for key in ("rule", "limit", "actual", "address")} for v in document["violations"]]
+    assert found == [
+        {"rule": "maxBatchCredits", "limit": 1000, "actual": 1500, "address": "acme/big"},
+        {"rule": "maxBatchCredits", "limit": 1000, "actual": 2000, "address": "acme/bigger"},
+        {"rule": "maxApplyCredits", "limit": 2500, "actual": 4000, "address": None},
+        {"rule": "maxCreates", "limit": 2, "actual": 3, "address": None},
+    ]
+    text = cli("plan", manifest, "--state", state).stdout
+    assert all(f"! {v['message']}" in text for v in document["violations"])  # the old string, as printed
 
 
 def test_violations_do_not_fail_plan_but_change_the_exit_code_like_any_change(cli, write_manifest, state):

@@ -791,6 +791,24 @@ def test_invalid_yaml_names_the_place(text, start):
     assert line.startswith(start)
 
 
+@pytest.mark.parametrize(
+    "text, where",
+    [
+        ("clients:\n\tacme: {}\n", "m.yaml:2:1"),
+        ("clients:\n  acme:\n    id: 6a0c1d7e-3b2f-4c1a-9e8d-7f6a5b4c3d21\n    batches:\n      q1:\n \t  startingBalance: 5\n",
+         "m.yaml:6:2"),
+    ],
+)
+def test_a_leading_tab_says_to_indent_with_spaces(text, where, cli, tmp_path):
+    """Issue 13: 'found character that cannot start any token' said nothing about tabs."""
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(text)
+    result = cli("validate", manifest)
+    assert result.exit_code == 1
+    assert result.stderr.strip() == f"Error: {tmp_path}/{where}: invalid YAML: a tab where YAML expects indentation; " \
+        "indent with spaces, not tabs"
+
+
 def test_bytes_that_are_not_utf8_are_an_error():
     Path("m.yaml").write_bytes(b"clients:\n  acme: \xff\n")
     with pytest.raises(ManifestError) as caught:
@@ -934,8 +952,8 @@ def test_example_manifests_load():
 
 
 def test_published_schema_file_is_up_to_date():
-    published = json.loads((EXAMPLES / "schema" / "manifest.schema.json").read_text())
-    assert published == manifest_schema(), "regenerate it: provisioner schema > examples/schema/manifest.schema.json"
+    published = json.loads((EXAMPLES / "manifests" / "manifest.schema.json").read_text())
+    assert published == manifest_schema(), "regenerate it: provisioner schema > examples/manifests/manifest.schema.json"
 
 
 def test_validating_a_parent_of_other_yaml_gives_one_issue_per_file(cli):

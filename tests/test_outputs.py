@@ -25,10 +25,11 @@ from conftest import (
 from markdown_it import MarkdownIt
 
 from provisioner.api.sandbox import Sandbox
+from provisioner.render import escape_markdown
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-SCHEMA_FILE = EXAMPLES / "schema" / "manifest.schema.json"
-SCHEMA_COMMENT = "# yaml-language-server: $schema=../schema/manifest.schema.json"
+SCHEMA_FILE = EXAMPLES / "manifests" / "manifest.schema.json"
+SCHEMA_COMMENT = "# yaml-language-server: $schema=manifest.schema.json"
 
 REVIEWED_MANIFEST = f"""
 policy:
@@ -86,7 +87,7 @@ def plan_output(cli, manifest, state, output_format: str, *flags) -> str:
 def test_json_plan_is_versioned_and_describes_every_change(cli, reviewed, state):
     document = json.loads(plan_output(cli, reviewed, state, "json"))
 
-    assert document["format_version"] == "1.0"
+    assert document["format_version"] == "1.1"
     by_address = {change["address"]: change for change in document["changes"]}
     assert list(by_address) == ["acme/q1", "acme/q3", "globex/huge", "globex/starter"]  # sorted
     for change in document["changes"]:
@@ -114,7 +115,14 @@ def test_json_plan_is_versioned_and_describes_every_change(cli, reviewed, state)
         "credits": 64000, "credits_by_client": {"acme": 4000, "globex": 60000},
     }
     assert document["violations"] == [
-        "globex/huge issues 60,000 credits, more than the largest batch allowed (50,000, policy maxBatchCredits)."
+        {
+            "rule": "maxBatchCredits",
+            "limit": 50000,
+            "actual": 60000,
+            "address": "globex/huge",
+            "message": "globex/huge issues 60,000 credits, more than the largest batch allowed (50,000, policy "
+            "maxBatchCredits).",
+        }
     ]
 
 
@@ -203,7 +211,7 @@ def test_markdown_puts_blocked_changes_and_violations_above_the_tables(cli, revi
 def test_markdown_has_a_well_formed_table_per_client(cli, reviewed, state):
     tokens = markdown_tokens(plan_output(cli, reviewed, state, "markdown"))
     headings = [tokens[i + 1].content for i, t in enumerate(tokens) if t.type == "heading_open" and t.tag == "h3"]
-    tables = table_rows(tokens)
+    _, *tables = table_rows(tokens)  # the first is the per-client summary
 
     assert headings == ["acme", "globex"]
     assert len(tables) == 2
@@ -226,11 +234,11 @@ def test_markdown_has_a_well_formed_table_per_client(cli, reviewed, state):
 def test_markdown_folds_the_full_plan_in_details(cli, reviewed, state):
     text = plan_output(cli, reviewed, state, "markdown")
     tokens = markdown_tokens(text)
-    kinds = [(t.type, t.content.strip()) for t in tokens if t.type in ("html_block", "fence")]
+    kinds = [(t.type, t.content.strip()) for t in tokens if t.type in ("html_block", "fence") and t.info != "mermaid"]
     assert [kind for kind, _ in kinds] == ["html_block", "fence", "html_block"]
     assert kinds[0][1] == "<details><summary>Full plan</summary>"
     assert kinds[2][1] == "</details>"
-    full = next(t for t in tokens if t.type == "fence")
+    full = next(t for t in tokens if t.type == "fence" and t.info == "diff")
     assert full.info == "diff"
     assert "Plan: 2 to create, 1 to update, 1 blocked, 1 unchanged." in full.content
     assert text.rstrip().endswith("</details>")
@@ -242,6 +250,109 @@ def test_markdown_without_changes(cli, api_env, sandbox, write_manifest, state):
     text = plan_output(cli, manifest, state, "markdown")
     assert text.startswith("**No changes.**")
     assert table_rows(markdown_tokens(text)) == []
+
+
+def test_markdown_per_client_table_sits_outside_the_folded_plan(cli, reviewed, state):
+    """Issue 13: the subtotals a reviewer checks first are not hidden in <details>."""
+    text = plan_output(cli, reviewed, state, "markdown")
+    visible = text[: text.index("<details>")]
+
+    summary = table_rows(markdown_tokens(visible))[0]
+    assert summary == [
+        ["Client", "Creates", "Updates", "Credits"],
+        ["acme", "1", "1", "4,000"],
+        ["globex", "1", "0", "60,000"],
+        ["**Total**", "**2**", "**1**", "**64,000**"],
+    ]
+    document = json.loads(plan_output(cli, reviewed, state, "json"))
+    assert {row[0]: int(row[3].replace(",", "")) for row in summary[1:3]} == document["summary"]["credits_by_client"]
+
+
+def test_markdown_has_a_small_mermaid_chart_of_credits_per_client(cli, reviewed, state):
+    tokens = markdown_tokens(plan_output(cli, reviewed, state, "markdown"))
+    (chart,) = [t for t in tokens if t.type == "fence" and t.info == "mermaid"]
+    lines = chart.content.splitlines()
+    assert lines[0] == "pie showData title Credits to issue per client"
+    assert [line.strip() for line in lines[1:]] == ['"globex" : 60000', '"acme" : 4000']
+
+
+def test_markdown_chart_keeps_to_the_largest_clients(cli, write_manifest, state):
+    clients = "".join(
+        f"""
+  c{i:02d}:
+    id: 00000000-0000-4000-8000-0000000000{i:02d}
+    batches:
+      b:
+        startingBalance: {100 * (i + 1)}
+""" for i in range(12)
+    )
+    text = plan_output(cli, write_manifest("clients:" + clients), state, "markdown")
+    chart = next(t for t in markdown_tokens(text) if t.type == "fence" and t.info == "mermaid")
+    slices = chart.content.splitlines()[1:]
+    assert len(slices) == 9  # 8 clients and the others together
+    assert slices[0].strip() == '"c11" : 1200'
+    assert slices[-1].strip() == f'"4 other clients" : {100 + 200 + 300 + 400}'
+
+
+def test_markdown_raw_text_has_no_escaped_arrows_and_one_word_for_no_expiry(
+    cli, api_env, sandbox, write_manifest, state
+):
+    manifest = write_manifest(two_client_manifest())
+    assert cli("apply", manifest, "--state", state, "--auto-approve").exit_code == 0
+    # acme/q2 had no expiry and gets one; acme/q1 is renamed.
+    write_manifest(
+        two_client_manifest(acme_name="Acme Q1 renamed").replace(
+            "startingBalance: 2500", "startingBalance: 2500\n            expiresOn: 2031-01-01T00:00:00Z"
+        )
+    )
+    text = plan_output(cli, manifest, state, "markdown")
+
+    assert "\\>" not in text and "-\\>" not in text
+    assert "name: Acme Q1 → Acme Q1 renamed" in text
+    assert "expiresOn: never → 2031-01-01T00:00:00.000Z" in text
+    assert "expiresOn = never -> " in plan_output(cli, manifest, state, "text")
+    assert "(none)" not in text
+
+
+@pytest.mark.parametrize(
+    "declared, fix",
+    [
+        (6000, "Fix: to add 1,000 credits, declare a new batch of 1,000 (a new key, e.g. q1-topup with "
+               "startingBalance: 1000) and put startingBalance back to 5,000 here."),
+        (4000, "Fix: put startingBalance back to 5,000: credits a batch was given cannot be taken back by lowering it."),
+    ],
+)
+def test_a_changed_starting_balance_says_how_to_top_up_with_the_numbers(
+    cli, api_env, sandbox, write_manifest, state, declared, fix
+):
+    """Issue 13: 'declare a new batch for the new value' read as 'a batch of the new total'."""
+    manifest = write_manifest(two_client_manifest())
+    assert cli("apply", manifest, "--state", state, "--auto-approve").exit_code == 0
+    write_manifest(two_client_manifest(acme_balance=declared))
+
+    text = plan_output(cli, manifest, state, "text")
+    document = json.loads(plan_output(cli, manifest, state, "json"))
+    markdown = plan_output(cli, manifest, state, "markdown")
+
+    assert f"    {fix}" in text
+    assert document["changes"][0]["reasons"][-1] == fix
+    assert escape_markdown(fix) in markdown
+
+
+def test_one_word_for_no_expiry_in_plan_and_show(cli, api_env, sandbox, write_manifest, state):
+    """Issue 13: show said 'never' where the plan's usage table said '(none)'."""
+    manifest = write_manifest(two_client_manifest())
+    assert cli("apply", manifest, "--state", state, "--auto-approve").exit_code == 0
+
+    plan = plan_output(cli, manifest, state, "text", "--refresh")
+    markdown = plan_output(cli, manifest, state, "markdown", "--refresh")
+    show = cli("show", "--state", state).stdout
+
+    usage = next(line for line in plan.splitlines() if line.strip().startswith("acme/q2"))
+    assert usage.split()[-1] == "never"
+    assert "| acme/q2 | 2,500 | 2,500 | 0 (0%) | active | never |" in markdown
+    assert re.search(r"\bq2\b.*\bnever\b", show)
+    assert "(none)" not in plan + markdown + show
 
 
 # ------------------------------------------------------------------ exit codes
@@ -306,7 +417,7 @@ def test_schema_command_prints_exactly_the_published_schema_file(cli):
     printed = cli("schema")
     assert printed.exit_code == 0
     assert printed.stdout == SCHEMA_FILE.read_text(encoding="utf-8"), (
-        "regenerate it: provisioner schema > examples/schema/manifest.schema.json"
+        "regenerate it: provisioner schema > examples/manifests/manifest.schema.json"
     )
 
 
@@ -355,9 +466,34 @@ def test_schema_rejects_what_the_loader_rejects(manifest, tmp_path, cli):
     assert cli("validate", path).exit_code == 1
 
 
+def schema_target(manifest: Path) -> Path:
+    """The file an editor's YAML language server opens for the manifest's $schema comment."""
+    first_line = manifest.read_text(encoding="utf-8").splitlines()[0]
+    assert first_line.startswith("# yaml-language-server: $schema="), manifest.name
+    return (manifest.parent / first_line.split("$schema=", 1)[1]).resolve()
+
+
 def test_example_manifests_point_editors_at_the_schema():
     for path in sorted((EXAMPLES / "manifests").glob("*.yaml")):
-        first_line = path.read_text(encoding="utf-8").splitlines()[0]
-        assert first_line == SCHEMA_COMMENT, path.name
-        target = (path.parent / re.sub(r"^.*\$schema=", "", first_line)).resolve()
-        assert target == SCHEMA_FILE.resolve()
+        assert path.read_text(encoding="utf-8").splitlines()[0] == SCHEMA_COMMENT, path.name
+        assert schema_target(path) == SCHEMA_FILE.resolve()
+
+
+def test_schema_comment_works_where_users_keep_manifests(cli, tmp_path):
+    """Issue 13: '../schema/...' pointed outside a user's manifests/ directory. The schema now sits
+    beside the manifests, where `provisioner schema > manifests/manifest.schema.json` puts it."""
+    repository = tmp_path / "our-credits"
+    manifests = repository / "manifests"
+    manifests.mkdir(parents=True)
+    for example in ("acme.yaml", "policy.yaml"):
+        shutil.copy(EXAMPLES / "manifests" / example, manifests / example)
+    (manifests / "manifest.schema.json").write_text(cli("schema").stdout, encoding="utf-8")
+
+    jsonschema = pytest.importorskip("jsonschema", reason="the test extra installs jsonschema")
+    for manifest in sorted(manifests.glob("*.yaml")):
+        target = schema_target(manifest)
+        assert target == (manifests / "manifest.schema.json").resolve()
+        validator = jsonschema.Draft202012Validator(json.loads(target.read_text(encoding="utf-8")))
+        assert list(validator.iter_errors(yaml.load(manifest.read_text(encoding="utf-8"), Loader=EditorLoader))) == []
+    validated = cli("validate", manifests)  # the schema beside them is not read as a manifest
+    assert validated.exit_code == 0, validated.output

@@ -338,21 +338,24 @@ def test_batch_over_max_batch_credits_is_a_violation_at_the_limit_is_not():
     plan = make_plan(desired(spec("acme/ok", balance=1000), spec("acme/big", balance=1001)), state_of(), NOW,
                      policy=policy)
     (violation,) = plan.violations
-    assert "acme/big" in violation and "1,001" in violation and "maxBatchCredits" in violation
+    assert (violation.rule, violation.limit, violation.actual, violation.address) == ("maxBatchCredits", 1000, 1001, "acme/big")
+    assert "acme/big" in violation.message and "1,001" in violation.message and "maxBatchCredits" in violation.message
 
 
 def test_total_over_max_apply_credits_is_a_violation():
     batches = [spec(f"acme/b{i}", balance=400) for i in range(3)]
     assert make_plan(desired(*batches), state_of(), NOW, policy=Policy(max_apply_credits=1200)).violations == ()
     (violation,) = make_plan(desired(*batches), state_of(), NOW, policy=Policy(max_apply_credits=1199)).violations
-    assert "1,200" in violation and "maxApplyCredits" in violation
+    assert (violation.rule, violation.limit, violation.actual, violation.address) == ("maxApplyCredits", 1199, 1200, None)
+    assert "1,200" in violation.message and "maxApplyCredits" in violation.message
 
 
 def test_more_creates_than_max_creates_is_a_violation():
     batches = [spec(f"acme/b{i}", balance=1) for i in range(3)]
     assert make_plan(desired(*batches), state_of(), NOW, policy=Policy(max_creates=3)).violations == ()
     (violation,) = make_plan(desired(*batches), state_of(), NOW, policy=Policy(max_creates=2)).violations
-    assert "creates 3 batches" in violation and "maxCreates" in violation
+    assert (violation.rule, violation.limit, violation.actual, violation.address) == ("maxCreates", 2, 3, None)
+    assert "creates 3 batches" in violation.message and "maxCreates" in violation.message
 
 
 def test_policy_from_the_manifests_applies_when_none_is_passed():

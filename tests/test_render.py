@@ -4,7 +4,7 @@ import re
 import pytest
 from markdown_it import MarkdownIt
 
-from provisioner.models import Change, Plan
+from provisioner.models import Change, Plan, Violation
 from provisioner.render import (
     JSON_FORMAT_VERSION,
     escape_markdown,
@@ -17,6 +17,10 @@ from provisioner.render import (
 ACME_ID = "6a0c1d7e-0000-4000-8000-000000000001"
 GLOBEX_ID = "6a0c1d7e-0000-4000-8000-000000000002"
 EXPIRY = "2026-12-31T23:59:59.000Z"
+
+
+def violation(message="v", rule="maxApplyCredits", limit=1000, actual=5000, address=None):
+    return Violation(rule=rule, limit=limit, actual=actual, address=address, message=message)
 
 
 def attrs(client_id=ACME_ID, name="Batch", balance=1000, **extra):
@@ -152,7 +156,7 @@ def test_text_update_shows_only_changed_fields():
     assert "  # acme/2026-q2 will be updated in place" in text
     assert '  ~ batch "acme/2026-q2" {' in text
     assert '      ~ name      = "Old" -> "New"' in text
-    assert f'      ~ expiresOn = (none) -> "{EXPIRY}"' in text
+    assert f'      ~ expiresOn = never -> "{EXPIRY}"' in text  # the one word for no expiry
     assert "startingBalance" not in text.split("Plan:")[0]
     assert "clientId" not in text
 
@@ -225,13 +229,13 @@ def test_text_warnings_and_violations_come_before_summary():
     plan = Plan(
         changes=(create(),),
         warnings=("acme/old is recorded but no longer declared: left as is",),
-        violations=("acme/2026-q1: 5,000 credits exceeds max_batch_credits 1,000",),
+        violations=(violation("acme/2026-q1: 5,000 credits exceeds max_batch_credits 1,000"),),
     )
     text = render_text(plan)
     warning = text.index("Warning: acme/old")
-    violation = text.index("acme/2026-q1: 5,000 credits exceeds")
+    broken = text.index("acme/2026-q1: 5,000 credits exceeds")
     assert "--allow-large" in text
-    assert warning < text.index("Plan:") and violation < text.index("Plan:")
+    assert warning < text.index("Plan:") and broken < text.index("Plan:")
 
 
 def test_text_info_table():
@@ -245,7 +249,7 @@ def test_text_info_table():
 def test_text_without_color_has_no_ansi():
     hostile = create(name="evil \x1b[2J name")
     plan = Plan(
-        changes=every_action_plan().changes + (hostile,), warnings=("w",), violations=("v",), info=(USAGE,)
+        changes=every_action_plan().changes + (hostile,), warnings=("w",), violations=(violation(),), info=(USAGE,)
     )
     text = render_text(plan)
     assert "\x1b" not in text
@@ -253,7 +257,7 @@ def test_text_without_color_has_no_ansi():
 
 
 def test_text_with_color_uses_ansi_per_action():
-    text = render_text(every_action_plan(violations=("v",)), color=True)
+    text = render_text(every_action_plan(violations=(violation(),)), color=True)
     assert "\x1b[32m+\x1b[0m" in text  # create, green
     assert "\x1b[33m~\x1b[0m" in text  # update, yellow
     assert "\x1b[31m!\x1b[0m" in text  # blocked, red
@@ -277,7 +281,7 @@ def test_markdown_summary_line_first():
 
 
 def test_markdown_blocked_and_violations_on_top():
-    plan = Plan(changes=(create(), blocked(), missing()), violations=("acme/2026-q1 exceeds max_batch_credits",))
+    plan = Plan(changes=(create(), blocked(), missing()), violations=(violation("acme/2026-q1 exceeds max_batch_credits"),))
     text = render_markdown(plan)
     top = text[: text.index("### ")]
     assert "⛔ **globex/2026** cannot be applied" in top
@@ -291,10 +295,10 @@ def test_markdown_table_per_client_is_well_formed():
     headings = [tokens[i + 1].content for i, t in enumerate(tokens) if t.type == "heading_open" and t.tag == "h3"]
     assert headings[:2] == ["acme", "globex"]
     found = tables(tokens)
-    assert len(found) == 3  # acme, globex, usage
+    assert len(found) == 4  # per client, acme, globex, usage
     for rows in found:
         assert all(len(row) == len(rows[0]) for row in rows)
-    acme, globex = found[0], found[1]
+    acme, globex = found[1], found[2]
     assert acme[0] == ["Action", "Batch", "Credits", "Details"]
     assert [row[1] for row in acme[1:]] == ["2026-q1", "2026-q2", "2026-q3"]
     assert acme[1][2] == "5,000"
@@ -306,17 +310,18 @@ def test_markdown_table_per_client_is_well_formed():
 def test_markdown_escapes_pipe_and_markdown_characters_in_cells():
     change = create(name="Acme | *bold* _x_ [link](y) <b>")
     text = render_markdown(Plan(changes=(change,)))
-    rows = tables(parse_markdown(text))[0]
+    rows = tables(parse_markdown(text))[1]
     assert len(rows[1]) == 4
     assert "name: Acme | *bold* _x_ [link](y) <b>" in rows[1][3]
     html = MarkdownIt("commonmark").enable("table").render(text)
+    html = html[html.index("<h3>") :]
     html = html[html.index("<table>") : html.index("</table>")]
     assert "<strong>" not in html and "<em>" not in html and "<a " not in html and "<b>" not in html
 
 
 def test_markdown_newline_in_value_does_not_break_the_table():
     text = render_markdown(Plan(changes=(create(name="two\nlines | here"),)))
-    rows = tables(parse_markdown(text))[0]
+    rows = tables(parse_markdown(text))[1]
     assert len(rows) == 2 and len(rows[1]) == 4
 
 
@@ -353,10 +358,10 @@ def test_markdown_no_changes():
 
 
 def test_json_round_trips_every_action():
-    plan = every_action_plan(unchanged=4, warnings=("w",), violations=("v",), info=(USAGE,))
+    plan = every_action_plan(unchanged=4, warnings=("w",), violations=(violation(),), info=(USAGE,))
     document = json.loads(render_json(plan))
     assert document == plan_to_json(plan)
-    assert document["format_version"] == JSON_FORMAT_VERSION == "1.0"
+    assert document["format_version"] == JSON_FORMAT_VERSION == "1.1"
     assert [c["action"] for c in document["changes"]] == [
         "create", "update", "blocked", "recover", "replace", "missing"
     ]
@@ -375,7 +380,7 @@ def test_json_round_trips_every_action():
         ),
         unchanged=document["summary"]["unchanged"],
         warnings=tuple(document["warnings"]),
-        violations=tuple(document["violations"]),
+        violations=tuple(Violation(**v) for v in document["violations"]),
         info=tuple(document["info"]),
     )
     assert rebuilt == plan

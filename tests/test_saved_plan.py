@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 
 import pytest
 from conftest import ACME_ID, GLOBEX_ID, TEST_KEY, init_state, run_subprocess, two_client_manifest
@@ -78,6 +79,33 @@ def test_apply_saved_plan_creates_exactly_the_planned_batches_without_manifests_
     recorded = read_state(state).resources
     assert set(recorded) == {"acme/q1", "acme/q2", "globex/starter"}
     assert {r.batch_id for r in recorded.values()} == {b["id"] for b in sandbox.all_batches()}
+
+
+@pytest.mark.parametrize(
+    "options, repeated",
+    [
+        (("--state", "{state}"), "--state {state}"),
+        (("--sandbox",), "--sandbox"),
+        (("--sandbox", "--state", "{state}"), "--sandbox --state {state}"),
+        (("--state", "{state}", "--base-url", "http://127.0.0.1:9"), "--state {state} --base-url http://127.0.0.1:9"),
+    ],
+)
+def test_the_saved_plan_hint_repeats_every_option_apply_needs(
+    cli, api_env, sandbox, write_manifest, state, tmp_path, monkeypatch, options, repeated
+):
+    """Issue 13: 'provisioner apply pr.plan' alone failed when the plan was made with --state."""
+    monkeypatch.chdir(tmp_path)
+    manifest = write_manifest(two_client_manifest())
+    options = [option.format(state=state) for option in options]
+    planned = cli("plan", manifest, *options, "--out", "pr plan")
+
+    assert planned.exit_code == 0, planned.output
+    command = planned.stderr.split("Apply exactly this plan with: ")[1].strip()
+    assert command == f"provisioner apply 'pr plan' {repeated.format(state=state)}"
+    if "--base-url" not in command:  # the hint works as printed
+        applied = cli("apply", *shlex.split(command)[2:])
+        assert applied.exit_code == 0, applied.output
+        assert "Apply complete! Batches: 3 created" in applied.stdout
 
 
 def test_saved_plan_is_recognised_by_content_whatever_its_name(cli, api_env, sandbox, write_manifest, tmp_path):

@@ -1,4 +1,4 @@
-"""A requests-based client of the Thought Industries credits API.
+"""A requests-based client of the credits API, as docs/credits-api.md describes it.
 
 Retries are safe by construction: a request that may have reached the server
 is retried only when repeating it cannot issue credits twice (list, update).

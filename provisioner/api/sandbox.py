@@ -1,8 +1,8 @@
 """Local simulator of the Thought Industries credits API.
 
 A real HTTP server backed by SQLite, with injectable faults, used for demos,
-integration tests and chaos benchmarks. It follows /work/shared/api/credits-api.md;
-where the vendor's reference is silent, the behaviour chosen here is marked
+integration tests and chaos benchmarks. It follows docs/credits-api.md (the contract
+the client follows too); where the vendor's reference is silent, the behaviour chosen here is marked
 "Sandbox choice:" so it is not mistaken for documented vendor behaviour.
 
     with Sandbox(page_size=10, faults=Faults(error_rate=0.1, seed=1)) as sandbox:

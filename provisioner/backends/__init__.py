@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import re
+import shlex
 from pathlib import Path
 
 from provisioner.backends.base import (
@@ -60,6 +61,7 @@ def open_backend(
             f"--workspace {workspace!r}: a workspace name is 1 to 64 characters of a-z, 0-9, '.', '_' and '-', "
             "starting with a letter or digit."
         )
+    sandbox_option = " --sandbox" if sandbox else ""  # it also selects the API: always repeated
     if location and is_database_url(location):
         if sandbox:
             raise StateError(
@@ -68,8 +70,8 @@ def open_backend(
             )
         from provisioner.backends.postgres import PostgresBackend
 
-        options = (f" --state {display_url(location)}" if location_given else "") + _workspace_option(workspace)
-        return PostgresBackend(location, workspace, options=options)
+        given = f" --state {shlex.quote(display_url(location))}" if location_given else ""
+        return PostgresBackend(location, workspace, options=given + _workspace_option(workspace))
     from provisioner.backends.file import FileBackend
 
     if location:
@@ -78,11 +80,12 @@ def open_backend(
                 f"--workspace {workspace} with the state file {location}: a state file holds one workspace. "
                 f"Leave out --state to use {default_state_path(workspace)}, or pass that workspace's file."
             )
-        return FileBackend(Path(location), options=f" --state {location}" if location_given else "")
+        given = f" --state {shlex.quote(location)}" if location_given else ""
+        return FileBackend(Path(location), options=sandbox_option + given)
     if sandbox:
-        return FileBackend(Path(SANDBOX_STATE), options=" --sandbox")
+        return FileBackend(Path(SANDBOX_STATE), options=sandbox_option)
     return FileBackend(Path(default_state_path(workspace)), options=_workspace_option(workspace))
 
 
 def _workspace_option(workspace: str) -> str:
-    return "" if workspace == DEFAULT_WORKSPACE else f" --workspace {workspace}"
+    return "" if workspace == DEFAULT_WORKSPACE else f" --workspace {shlex.quote(workspace)}"

@@ -16,6 +16,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
 
 from provisioner.models import Intent, Resource, State
 
@@ -83,6 +85,14 @@ class Backend(ABC):
     @abstractmethod
     def force_unlock(self, lock_id: str) -> LockInfo:
         """Removes a lock left by a run that is gone; refuses while its holder is alive."""
+
+    @abstractmethod
+    def written_at(self) -> datetime | None:
+        """When what is recorded was last written (for "as recorded at ..."); None when unknown."""
+
+    def own_files(self) -> list[Path]:
+        """Local files this state lives in, which no output may overwrite."""
+        return []
 
     def close(self) -> None:
         """Releases connections; a backend is used by one command."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import datetime, timezone
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -28,7 +29,7 @@ from provisioner.backends.base import (
     Warn,
     apply_entry,
 )
-from provisioner.backends.filelock import StateLock, force_unlock
+from provisioner.backends.filelock import StateLock, force_unlock, lock_path
 from provisioner.backends.journal import Journal, JournalError, fsync_directory, read_journal
 from provisioner.models import STATE_FORMAT_VERSION, State
 
@@ -70,6 +71,15 @@ class FileBackend(Backend):
 
     def force_unlock(self, lock_id: str) -> LockInfo:
         return force_unlock(self.path, lock_id)
+
+    def written_at(self) -> datetime | None:
+        """The state file's or its journal's modification time, whichever is newer (in a fresh git
+        checkout, that is when it was checked out)."""
+        times = [path.stat().st_mtime for path in (self.path, journal_path(self.path)) if path.exists()]
+        return datetime.fromtimestamp(max(times), timezone.utc) if times else None
+
+    def own_files(self) -> list[Path]:
+        return [self.path, journal_path(self.path), backup_path(self.path), lock_path(self.path)]
 
 
 def backup_path(path: Path) -> Path:

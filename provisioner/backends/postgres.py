@@ -243,6 +243,16 @@ class PostgresBackend(Backend):
         ).fetchone()[0]
         return json.loads(text)
 
+    def written_at(self) -> datetime | None:
+        with self._transaction() as conn:
+            if self._schema_version(conn) is None:
+                return None
+            row = conn.execute(
+                self._query("SELECT updated_at FROM {workspaces} WHERE name = %s", workspaces="workspaces"),
+                (self.workspace,),
+            ).fetchone()
+        return row[0] if row else None
+
     def create(self) -> State:
         state = State()
         with self._transaction() as conn:

@@ -1,0 +1,26 @@
+"""The credits report behind `provisioner show`: the figures, then one renderer per format.
+
+    report = model.build_report(state, observed, now)   # pure: no I/O, the clock passed in
+    text.render_text(report)                             # the terminal
+    export.render_json(report), export.render_csv(report)
+    page.render_html(report)                             # one self-contained page, charts from charts.py
+
+The HTML modules import pygal; they are imported only when a page is asked for, so that every
+other command starts as fast as before.
+"""
+
+from __future__ import annotations
+
+FORMATS = ("text", "json", "csv", "html")
+
+
+def render(report, output_format: str) -> str:
+    """The report in one of FORMATS."""
+    if output_format == "html":
+        from provisioner.report.page import render_html
+
+        return render_html(report)
+    from provisioner.report.export import render_csv, render_json
+    from provisioner.report.text import render_text
+
+    return {"text": render_text, "json": render_json, "csv": render_csv}[output_format](report)

@@ -1,0 +1,152 @@
+"""The credits report as a pure function of (state, observed batches or None, now): the figures
+any state backend feeds it, and the place kept for the upcoming grants of recurring grants."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime, timezone
+
+import pytest
+
+from provisioner.models import Intent, Resource
+from provisioner.report import render
+from provisioner.report.model import UpcomingGrant, build_report
+from provisioner.models import State
+
+NOW = datetime(2027, 1, 30, 12, 0, tzinfo=timezone.utc)
+ACME = "6a0c1d7e-0000-4000-8000-000000000001"
+
+
+def resource(batch_id: str, starting, current=None, expires: str | None = None, status: str | None = "active",
+             name: str | None = None) -> Resource:
+    attributes = {"clientId": ACME, "name": name or batch_id, "startingBalance": starting}
+    if expires:
+        attributes["expiresOn"] = expires
+    remote = {"id": batch_id, **attributes}
+    if current is not None:
+        remote["currentBalance"] = current
+    if status is not None:
+        remote["status"] = status
+    return Resource(batch_id=batch_id, client_id=ACME, attributes=attributes, remote=remote)
+
+
+def state(**resources: Resource) -> State:
+    return State(resources={address.replace("__", "/"): value for address, value in resources.items()})
+
+
+def line(report, address: str):
+    return next(batch for batch in report.batches if batch.address == address)
+
+
+def test_every_credit_lands_in_exactly_one_place():
+    book = state(
+        acme__a=resource("a", 1000, 400, "2027-06-30T23:59:59.000Z"),
+        acme__b=resource("b", 500, 100, "2026-12-31T23:59:59.000Z"),  # expired since: 100 lost
+        acme__c=resource("c", 300, None),  # no balance ever recorded
+    )
+    report = build_report(book, None, NOW)
+
+    a, b, c = (line(report, f"acme/{key}").credits for key in "abc")
+    assert (a.used, a.remaining, a.expired_unused, a.unknown) == (600, 400, 0, 0)
+    assert (b.used, b.remaining, b.expired_unused, b.unknown) == (400, 0, 100, 0)
+    assert (c.used, c.remaining, c.expired_unused, c.unknown) == (0, 0, 0, 300)
+    totals = report.totals
+    assert totals.issued == 1800 == totals.used + totals.remaining + totals.expired_unused + totals.unknown
+    assert line(report, "acme/b").status == "expired"  # by the clock, though the API last said active
+
+
+def test_days_left_count_calendar_days_in_utc():
+    book = state(
+        acme__today=resource("t", 1, 1, "2027-01-30T23:00:00.000Z"),
+        acme__tomorrow=resource("m", 1, 1, "2027-01-31T00:30:00.000Z"),
+        acme__edge=resource("e", 1, 1, "2027-03-01T12:00:00.000Z"),  # exactly 30 days away
+        acme__beyond=resource("x", 1, 1, "2027-03-01T12:00:01.000Z"),
+        acme__offset=resource("o", 1, 1, "2027-02-01T01:00:00+02:00"),  # 2027-01-31 23:00 UTC
+    )
+    report = build_report(book, None, NOW)
+
+    assert [(line(report, f"acme/{k}").days_left, line(report, f"acme/{k}").expiring_soon)
+            for k in ("today", "tomorrow", "edge", "beyond", "offset")] == [
+        (0, True), (1, True), (30, True), (30, False), (1, True)
+    ]
+    assert render(report, "text").count("expires today") == 1
+
+
+def test_live_figures_win_and_a_batch_the_api_no_longer_lists_is_missing():
+    book = state(acme__a=resource("a", 1000, 1000), acme__b=resource("b", 200, 200))
+    observed = {"a": {"id": "a", "name": "Renamed by hand", "startingBalance": 1000, "currentBalance": 250,
+                      "status": "active"}}
+    report = build_report(book, observed, NOW, recorded_at=datetime(2020, 1, 1, tzinfo=timezone.utc))
+
+    assert report.live and report.figures_at == NOW
+    assert (line(report, "acme/a").name, line(report, "acme/a").credits.used) == ("Renamed by hand", 750)
+    missing = line(report, "acme/b")
+    assert (missing.status, missing.current_balance, missing.credits.unknown) == ("missing", None, 200)
+    assert not missing.expiring_soon
+
+
+def test_expiring_by_month_covers_twelve_months_from_this_one():
+    book = state(
+        acme__jan=resource("j", 100, 80, "2027-01-31T10:00:00.000Z"),
+        acme__dec=resource("d", 100, 70, "2027-12-31T10:00:00.000Z"),
+        acme__next_year=resource("n", 100, 60, "2028-01-01T10:00:00.000Z"),  # the 13th month: out
+        acme__gone=resource("g", 100, 50, "2027-01-02T10:00:00.000Z"),  # already expired: not counted
+    )
+    months = build_report(book, None, NOW).expiring_by_month
+
+    assert [m.month for m in months][:2] == [date(2027, 1, 1), date(2027, 2, 1)]
+    assert months[-1].month == date(2027, 12, 1) and len(months) == 12
+    assert (months[0].credits, months[0].batches) == (80, 1)
+    assert (months[-1].credits, months[-1].batches) == (70, 1)
+    assert sum(m.credits for m in months) == 150
+
+
+def test_interrupted_creates_are_named_and_not_counted():
+    intent = Intent(address="acme/new", client_id=ACME, attributes={"startingBalance": 5}, digest="d",
+                    at="2027-01-01T00:00:00.000Z")
+    report = build_report(State(pending={"acme/new": intent}), None, NOW)
+    assert report.interrupted == ("acme/new",) and report.totals.issued == 0
+    assert "interrupted while creating acme/new" in render(report, "text")
+
+
+UPCOMING = (
+    UpcomingGrant(client="acme", period="2027-03", on=date(2027, 3, 1), credits=5000),
+    UpcomingGrant(client="acme", period="2027-02", on=date(2027, 2, 1), credits=5000),
+)
+
+
+@pytest.mark.parametrize("output_format", ["text", "json", "csv", "html"])
+def test_upcoming_grants_have_their_place_in_every_format(output_format):
+    """Recurring grants will pass their next batches; until then the list is empty."""
+    book = state(acme__a=resource("a", 1000, 400, "2027-06-30T23:59:59.000Z"))
+    without = render(build_report(book, None, NOW), output_format)
+    with_grants = render(build_report(book, None, NOW, upcoming=UPCOMING), output_format)
+
+    if output_format == "csv":  # one row per existing batch: upcoming grants are not batches yet
+        assert with_grants == without
+    elif output_format == "json":
+        assert json.loads(without)["upcoming_grants"] == []
+        assert json.loads(with_grants)["upcoming_grants"] == [
+            {"client": "acme", "period": "2027-02", "date": "2027-02-01", "credits": 5000},
+            {"client": "acme", "period": "2027-03", "date": "2027-03-01", "credits": 5000},
+        ]
+    else:
+        heading = "Upcoming grants"
+        assert heading not in without and heading in with_grants
+        assert with_grants.index("2027-02-01") < with_grants.index("2027-03-01")
+        if output_format == "html":
+            assert 'data-total="upcoming">10,000<' in with_grants
+
+
+def test_names_cannot_drive_the_terminal_or_the_page():
+    book = state(acme__a=resource("a", 10, 10, name="evil \x1b[2J <script>alert(1)</script>"))
+    report = build_report(book, None, NOW)
+    assert "\x1b" not in render(report, "text")
+    page = render(report, "html")
+    assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+def test_many_clients_keep_the_chart_readable():
+    book = state(**{f"c{i:02d}__b": resource(f"b{i}", 100 * (i + 1), 0) for i in range(20)})
+    page = render(build_report(book, None, NOW), "html")
+    assert "5 other clients" in page  # 15 drawn, the rest as one bar
