@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 
+from provisioner import grants
 from provisioner.models import (
     COMPARED_FIELDS,
     FIXED_FIELDS,
@@ -16,6 +17,7 @@ from provisioner.models import (
     Plan,
     Policy,
     Resource,
+    Upcoming,
 )
 from provisioner.state import State
 from provisioner.timestamps import format_timestamp, parse_timestamp
@@ -25,6 +27,12 @@ FIX_FOR_FIXED_FIELD = (
     "in the manifest."
 )
 USAGE_FIELDS = ("startingBalance", "currentBalance", "allocatedCredits", "status", "expiresOn")
+FIX_FOR_FROZEN_PERIOD = (
+    "Fix: check the batch in the API by hand. If the wrong batch is recorded for this period, "
+    "'provisioner state rm {address}' then 'provisioner import {address} BATCH_ID' records the right one."
+)
+# A period that began, is not issued, and whose batch would be created already expired.
+LAPSED = object()
 
 
 def make_plan(
@@ -38,58 +46,77 @@ def make_plan(
     """One change per address that needs one.
 
     ``observed`` maps batch ids to the batches the API lists (a refresh); None
-    means trust the state file.
+    means trust the state file. Grants must have been expanded (grants.expand):
+    ``now`` is the real clock, which judges expiries; the moment the grants were
+    expanded for may differ (``--at``).
+
+    A recorded period batch is frozen: it is compared with what was recorded when
+    its period was issued, never with the grant's current rule, so editing a grant
+    changes only the periods still to come.
     """
+    if desired.grants and desired.expanded_at is None:
+        raise ValueError("grants must be expanded (grants.expand) before planning")
     replace = set(replace)
     changes: list[Change] = []
     unchanged = 0
+    lapsed: dict[str, list[BatchSpec]] = {}
     for address, spec in desired.batches.items():
         change = _change_for(spec, state, now, observed, address in replace)
         if change is None:
             unchanged += 1
+        elif change is LAPSED:
+            lapsed.setdefault(f"{spec.client_key}/{spec.grant}", []).append(spec)
         else:
             changes.append(change)
     changes.extend(
         _recover_change(intent, desired) for address, intent in state.pending.items() if address not in desired.batches
     )
+    undeclared, removed_grants = _undeclared(desired, state)
+    for address, resource in undeclared:
+        if grants.grant_address(address) in desired.grants and address not in state.pending:
+            # An issued period its grant no longer declares (catchUp: false, a rule edited since): frozen.
+            change = _frozen_change(address, address.split("/", 1)[0], resource, observed, declared=False)
+            if change is None:
+                unchanged += 1
+            else:
+                changes.append(change)
     changes.sort(key=lambda change: change.address)
     plan_changes = tuple(changes)
+    warnings = [
+        *_undeclared_warnings(undeclared),
+        *_removed_grant_warnings(removed_grants),
+        *_lapsed_warnings(lapsed, desired),
+    ]
     return Plan(
         changes=plan_changes,
         unchanged=unchanged,
-        warnings=tuple(_undeclared_warnings(desired, state)),
+        warnings=tuple(warnings),
         violations=tuple(guardrail_violations(plan_changes, policy or desired.policy)),
         info=tuple(_usage_info(state, observed)) if observed is not None else (),
+        upcoming=_upcoming(desired),
     )
 
 
 def _change_for(
     spec: BatchSpec, state: State, now: datetime, observed: Mapping[str, Mapping] | None, replace: bool
-) -> Change | None:
+) -> Change | object | None:
+    """The change ``spec`` needs; None when none; LAPSED for a period issued too late to be any use."""
     address = spec.address
     wanted = spec.attributes()
     if address in state.pending:
         return _recover_change(state.pending[address], None, spec)
     resource = state.resources.get(address)
     if resource is None:
+        if spec.period is not None and spec.expires_on is not None and parse_timestamp(spec.expires_on) <= now:
+            return LAPSED
         return _create_change(spec, wanted, now, "create")
+    if spec.period is not None and not replace:
+        return _frozen_change(address, spec.client_key, resource, observed)
     current = _current_attributes(resource, observed)
     if replace:
         return _create_change(spec, wanted, now, "replace", before=current)
     if current is None:
-        return Change(
-            address=address,
-            client_key=spec.client_key,
-            action="missing",
-            before=dict(resource.attributes),
-            reasons=(
-                f"Batch {resource.batch_id} is recorded in state but the API no longer lists it "
-                "(deleted or moved by hand?). It is not recreated silently: that would issue its "
-                "credits again.",
-                f"Fix: run 'provisioner apply PATHS --refresh --replace {address}' to create it again on purpose, or "
-                f"'provisioner state rm {address}' to forget it.",
-            ),
-        )
+        return _missing_change(address, spec.client_key, resource)
     differing = differing_fields(current, wanted)
     if not differing:
         return None
@@ -104,6 +131,73 @@ def _change_for(
             reasons=reasons,
         )
     return Change(address=address, client_key=spec.client_key, action="update", before=current, after=wanted)
+
+
+def _missing_change(address: str, client_key: str, resource: Resource, replaceable: bool = True) -> Change:
+    if replaceable:
+        fix = (
+            f"Fix: run 'provisioner apply PATHS --refresh --replace {address}' to create it again on purpose, or "
+            f"'provisioner state rm {address}' to forget it."
+        )
+    else:
+        fix = (
+            f"Fix: 'provisioner state rm {address}' to forget it (its grant no longer declares this period, "
+            "so --replace cannot create it again)."
+        )
+    return Change(
+        address=address,
+        client_key=client_key,
+        action="missing",
+        before=dict(resource.attributes),
+        reasons=(
+            f"Batch {resource.batch_id} is recorded in state but the API no longer lists it "
+            "(deleted or moved by hand?). It is not recreated silently: that would issue its "
+            "credits again.",
+            fix,
+        ),
+    )
+
+
+def _frozen_change(
+    address: str, client_key: str, resource: Resource, observed: Mapping[str, Mapping] | None, declared: bool = True
+) -> Change | None:
+    """An issued period: it should stay as it was recorded when it was issued, whatever its grant says now."""
+    if observed is None:
+        return None
+    current = _current_attributes(resource, observed)
+    if current is None:
+        return _missing_change(address, client_key, resource, replaceable=declared)
+    recorded = dict(resource.attributes)
+    differing = differing_fields(current, recorded)
+    if not differing:
+        return None
+    unchangeable = [field for field in differing if field in FIXED_FIELDS]
+    if "expiresOn" in differing and "expiresOn" not in recorded:
+        unchangeable.append("expiresOn")
+    if unchangeable:
+        return Change(
+            address=address,
+            client_key=client_key,
+            action="blocked",
+            before=current,
+            after=recorded,
+            reasons=(
+                f"{', '.join(unchangeable)} of batch {resource.batch_id} differs from what was recorded when this "
+                "period was issued, and the API cannot change it back.",
+                FIX_FOR_FROZEN_PERIOD.format(address=address),
+            ),
+        )
+    return Change(
+        address=address,
+        client_key=client_key,
+        action="update",
+        before=current,
+        after=recorded,
+        reasons=(
+            "Changed outside provisioner: an issued period is put back as it was recorded when it was "
+            "issued (editing the grant changes only the periods still to come).",
+        ),
+    )
 
 
 def _unchangeable_reasons(differing: list[str], wanted: Mapping) -> tuple[str, ...]:
@@ -216,14 +310,66 @@ def same_value(field: str, left, right) -> bool:
     return left == right
 
 
-def _undeclared_warnings(desired: Desired, state: State) -> Iterable[str]:
-    for address, resource in sorted(state.resources.items()):
-        if address not in desired.batches:
+def _undeclared(desired: Desired, state: State) -> tuple[list[tuple[str, Resource]], dict[str, list[str]]]:
+    """Recorded addresses the manifests do not declare, sorted; and the periods of grants
+    no longer declared at all, by grant address."""
+    undeclared = sorted(
+        (address, resource) for address, resource in state.resources.items() if address not in desired.batches
+    )
+    removed: dict[str, list[str]] = {}
+    for address, _ in undeclared:
+        grant = grants.grant_address(address)
+        if grant is not None and grant not in desired.grants:
+            removed.setdefault(grant, []).append(address.partition("@")[2])
+    return undeclared, removed
+
+
+def _undeclared_warnings(undeclared: list[tuple[str, Resource]]) -> Iterable[str]:
+    for address, resource in undeclared:
+        if grants.grant_address(address) is None:
             yield (
                 f"{address} (batch {resource.batch_id}) is recorded in state but no longer declared: "
                 "left as is; the API cannot delete batches. Use 'provisioner state rm "
                 f"{address}' to stop tracking it."
             )
+
+
+def _removed_grant_warnings(removed: dict[str, list[str]]) -> Iterable[str]:
+    """One line per grant, however many periods it issued."""
+    for grant, periods in removed.items():
+        count = len(periods)
+        yield (
+            f"grant {grant} is no longer declared: no further periods are issued. Its {count} issued "
+            f"period batch{'' if count == 1 else 'es'} ({_listed(periods)}) stay recorded as they are; "
+            f"the API cannot delete batches. Use 'provisioner state rm {grant}@PERIOD' to stop tracking one."
+        )
+
+
+def _lapsed_warnings(lapsed: dict[str, list[BatchSpec]], desired: Desired) -> Iterable[str]:
+    for grant, specs in sorted(lapsed.items()):
+        rule = desired.grants[grant].expires_after
+        count = len(specs)
+        yield (
+            f"grant {grant}: {count} period{'' if count == 1 else 's'} began but {'is' if count == 1 else 'are'} "
+            f"not issued ({_listed([spec.period for spec in specs])}): "
+            f"{'its batch' if count == 1 else 'their batches'} would be created already expired "
+            f"(expiresAfter: {rule.text if rule else '?'}). To stop this note, move 'from' past "
+            f"{'it' if count == 1 else 'them'} or set 'catchUp: false'."
+        )
+
+
+def _listed(periods: list[str], most: int = 4) -> str:
+    if len(periods) <= most:
+        return ", ".join(periods)
+    return f"{', '.join(periods[: most - 1])}, ... {periods[-1]}"
+
+
+def _upcoming(desired: Desired) -> tuple[Upcoming, ...]:
+    if not desired.grants:
+        return ()
+    at = parse_timestamp(desired.expanded_at)
+    found = (grants.upcoming(grant, at) for _, grant in sorted(desired.grants.items()))
+    return tuple(next_period for next_period in found if next_period is not None)
 
 
 def guardrail_violations(changes: tuple[Change, ...], policy: Policy) -> Iterable[str]:
