@@ -51,6 +51,7 @@ __all__ = [
     "period_batch",
     "expand",
     "upcoming",
+    "period_index",
     "grant_address",
 ]
 
@@ -374,6 +375,40 @@ def upcoming(grant: GrantSpec, at: datetime) -> Upcoming | None:
         name=batch.name,
         expires_on=batch.expires_on,
     )
+
+
+_MONTH_ID = re.compile(r"([0-9]{4})-(0[1-9]|1[0-2])")
+_QUARTER_ID = re.compile(r"([0-9]{4})-q([1-4])")
+_YEAR_ID = re.compile(r"[0-9]{4}")
+_DATE_ID = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def period_index(grant: GrantSpec, period_id: str) -> int | None:
+    """Where a period id falls in the grant's schedule (0 for the first), begun or not; None when
+    the schedule has no such period (its 'every' or 'from' was different when it was issued)."""
+    start = grant.from_date
+    style = grant.every.period_id
+    index: int | None = None
+    if style == "date":
+        if _DATE_ID.fullmatch(period_id):
+            try:
+                day = date.fromisoformat(period_id)
+            except ValueError:
+                return None
+            estimate = _steps_until(grant, day)
+            index = next((k for k in (estimate, estimate - 1) if k >= 0 and _holds(
+                lambda k: add_step(start, grant.every, k) == day, k)), None)
+    elif style == "month" and (match := _MONTH_ID.fullmatch(period_id)):
+        index = (int(match[1]) - start.year) * 12 + int(match[2]) - start.month
+    elif style == "quarter" and (match := _QUARTER_ID.fullmatch(period_id)):
+        index = (int(match[1]) - start.year) * 4 + int(match[2]) - 1 - (start.month - 1) // 3
+    elif style == "year" and _YEAR_ID.fullmatch(period_id):
+        index = int(period_id) - start.year
+    if index is None or index < 0:
+        return None
+    if grant.until is not None and not _holds(lambda k: add_step(start, grant.every, k) <= grant.until, index):
+        return None
+    return index
 
 
 def grant_address(batch_address: str) -> str | None:

@@ -72,19 +72,27 @@ def make_plan(
         _recover_change(intent, desired) for address, intent in state.pending.items() if address not in desired.batches
     )
     undeclared, removed_grants = _undeclared(desired, state)
+    unscheduled: dict[str, list[str]] = {}
     for address, resource in undeclared:
-        if grants.grant_address(address) in desired.grants and address not in state.pending:
-            # An issued period its grant no longer declares (catchUp: false, a rule edited since): frozen.
-            change = _frozen_change(address, address.split("/", 1)[0], resource, observed, declared=False)
-            if change is None:
-                unchanged += 1
-            else:
-                changes.append(change)
+        grant = desired.grants.get(grants.grant_address(address) or "")
+        if grant is None or address in state.pending:
+            continue
+        # An issued period its grant does not declare now (catchUp: false, --at earlier than when
+        # it was issued, a schedule edited since): frozen like the declared ones.
+        period = address.partition("@")[2]
+        if grants.period_index(grant, period) is None:
+            unscheduled.setdefault(grant.address, []).append(period)
+        change = _frozen_change(address, grant.client_key, resource, observed, declared=False)
+        if change is None:
+            unchanged += 1
+        else:
+            changes.append(change)
     changes.sort(key=lambda change: change.address)
     plan_changes = tuple(changes)
     warnings = [
         *_undeclared_warnings(undeclared),
         *_removed_grant_warnings(removed_grants),
+        *_unscheduled_warnings(unscheduled),
         *_lapsed_warnings(lapsed, desired),
     ]
     return Plan(
@@ -342,6 +350,19 @@ def _removed_grant_warnings(removed: dict[str, list[str]]) -> Iterable[str]:
             f"grant {grant} is no longer declared: no further periods are issued. Its {count} issued "
             f"period batch{'' if count == 1 else 'es'} ({_listed(periods)}) stay recorded as they are; "
             f"the API cannot delete batches. Use 'provisioner state rm {grant}@PERIOD' to stop tracking one."
+        )
+
+
+def _unscheduled_warnings(unscheduled: dict[str, list[str]]) -> Iterable[str]:
+    """Issued periods a grant's schedule no longer has: its new periods may repeat their credits."""
+    for grant, periods in unscheduled.items():
+        count = len(periods)
+        yield (
+            f"grant {grant}: {count} issued period{'' if count == 1 else 's'} ({_listed(periods)}) "
+            f"{'is' if count == 1 else 'are'} not in its schedule any more ('every' or 'from' changed since?). "
+            f"{'It stays' if count == 1 else 'They stay'} recorded as issued, and the schedule's own periods are "
+            "issued besides: check the creates of this grant. If they repeat credits already given, move each "
+            "recorded period onto its new address with 'provisioner state mv' before applying."
         )
 
 

@@ -12,7 +12,7 @@ from conftest import ACCOUNT_ID, ACME_ID
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from provisioner.grants import expand, parse_every, parse_expires_after
+from provisioner.grants import expand, parse_every, parse_expires_after, period_index
 from provisioner.models import BatchSpec, Desired, GrantSpec, Intent, Policy, Resource
 from provisioner.planner import make_plan
 from provisioner.state import State
@@ -116,9 +116,10 @@ def test_planning_unexpanded_grants_is_a_programming_error():
         grant(name="Acme credits {period}"),
         grant(expires_after="6 months"),
         grant(expires_after=None),
-        grant("month"),  # a new schedule: other addresses; the issued quarters stay
+        grant(until=date(2026, 9, 30)),
+        grant(zone="UTC"),
     ],
-    ids=["amount", "name", "expiry", "no-expiry", "schedule"],
+    ids=["amount", "name", "expiry", "no-expiry", "until", "zone"],
 )
 def test_editing_a_grant_never_shows_issued_periods_as_changed_or_blocked(edited):
     state = issued_until(grant())
@@ -131,6 +132,30 @@ def test_editing_a_grant_never_shows_issued_periods_as_changed_or_blocked(edited
     observed = {r.batch_id: live(r) for r in state.resources.values()}
     refreshed = make_plan(declared(edited), state, NOW, observed=observed)
     assert not [c for c in refreshed.changes if c.address in issued]
+
+
+def test_a_schedule_edited_after_issuing_keeps_the_issued_periods_and_says_so_once():
+    state = issued_until(grant())
+    plan = make_plan(declared(grant("month")), state, NOW)
+    assert [c.action for c in plan.changes] == ["create"] * 7  # 2026-01 .. 2026-07: other addresses
+    assert not [c for c in plan.changes if "q" in c.address.split("@")[1]]
+    assert plan.unchanged == 3
+    assert plan.warnings == (
+        "grant acme/quarterly: 3 issued periods (2026-q1, 2026-q2, 2026-q3) are not in its schedule any more "
+        "('every' or 'from' changed since?). They stay recorded as issued, and the schedule's own periods are "
+        "issued besides: check the creates of this grant. If they repeat credits already given, move each "
+        "recorded period onto its new address with 'provisioner state mv' before applying.",
+    )
+    moved = grant("3 months", date(2026, 1, 15), expires_after=None)
+    plan = make_plan(declared(moved), issued_until(grant("3 months", date(2026, 1, 14))), NOW)
+    assert "3 issued periods (2026-01-14, 2026-04-14, 2026-07-14) are not in its schedule" in plan.warnings[0]
+
+
+def test_periods_issued_early_on_purpose_are_frozen_quietly():
+    late = datetime(2026, 12, 1, tzinfo=UTC)
+    state = issued_until(grant(), at=late)  # --at in the future: q4 issued early
+    plan = make_plan(declared(grant()), state, NOW)
+    assert (plan.changes, plan.unchanged, plan.warnings) == ((), 4, ())
 
 
 def test_an_edited_grant_applies_to_the_periods_still_to_come():
@@ -425,6 +450,7 @@ def test_every_begun_period_is_issued_exactly_once_never_early(case):
             assert period in index_by_id, f"{change.address} issued at {at}, before its period began"
             assert change.address not in issued, f"{change.address} issued twice"
             assert change.credits == balance
+            assert period_index(rule, period) == index_by_id[period]
             created.add(index_by_id[period])
         issued |= {change.address for change in plan.changes}
         state = apply_creates(plan, state)

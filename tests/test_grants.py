@@ -4,6 +4,7 @@ time zones with daylight saving, until, catchUp, expiry, expansion and the next 
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta, timezone
+from itertools import islice
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -20,6 +21,7 @@ from provisioner.grants import (
     parse_every,
     parse_expires_after,
     parse_time_zone,
+    period_index,
     period_name,
     upcoming,
 )
@@ -415,3 +417,36 @@ def test_no_upcoming_period_after_until_or_past_the_calendar():
     assert upcoming(rule, utc(2026, 5, 1)).period == "2026-q3"
     assert upcoming(rule, utc(2026, 7, 1)) is None
     assert upcoming(grant("year", date(9999, 1, 1)), utc(9999, 6, 1)) is None
+
+
+# --------------------------------------------------------------------------- schedule membership
+
+
+@pytest.mark.parametrize(
+    ("rule", "period", "index"),
+    [
+        (grant("month", date(2026, 1, 31)), "2026-01", 0),
+        (grant("month", date(2026, 1, 31)), "2027-02", 13),
+        (grant("month", date(2026, 1, 31)), "2025-12", None),
+        (grant("month", date(2026, 1, 31)), "2026-13", None),
+        (grant("month", date(2026, 1, 31)), "2026-q1", None),
+        (grant("quarter", date(2026, 2, 1)), "2026-q1", 0),
+        (grant("quarter", date(2026, 2, 1)), "2027-q1", 4),
+        (grant("quarter", date(2026, 2, 1)), "2026-q5", None),
+        (grant("year", date(2024, 2, 29)), "2030", 6),
+        (grant("year", date(2024, 2, 29)), "2023", None),
+        (grant("1 months", date(2026, 1, 31)), "2026-02-28", 1),
+        (grant("1 months", date(2026, 1, 31)), "2026-03-31", 2),
+        (grant("1 months", date(2026, 1, 31)), "2026-03-28", None),
+        (grant("2 weeks", date(2026, 1, 1)), "2026-01-15", 1),
+        (grant("2 weeks", date(2026, 1, 1)), "2026-01-08", None),
+        (grant("2 weeks", date(2026, 1, 1)), "2026-02-30", None),
+        (grant("2 weeks", date(2026, 1, 1)), "2026-01", None),
+        (grant("quarter", date(2026, 1, 1), until=date(2026, 7, 1)), "2026-q3", 2),
+        (grant("quarter", date(2026, 1, 1), until=date(2026, 7, 1)), "2026-q4", None),
+    ],
+)
+def test_period_index_places_an_id_in_the_schedule(rule, period, index):
+    assert period_index(rule, period) == index
+    if index is not None:
+        assert next(islice(begun_periods(rule, utc(9000, 1, 1)), index, None)).id == period
