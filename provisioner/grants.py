@@ -304,30 +304,36 @@ def due_periods(grant: GrantSpec, at: datetime) -> list[Period]:
     return [] if last < 0 else [_period(grant, last, zone)]
 
 
-def _expires_on(grant: GrantSpec, period: Period, zone: ZoneInfo) -> str | None:
-    if grant.expires_after is None:
-        return None
-    return _start_of_day_text(add_step(period.starts_on, grant.expires_after), zone)
-
-
 def period_batch(grant: GrantSpec, period: Period) -> BatchSpec:
     """The batch a period issues, addressed ``client/grant@period``."""
     return _period_batch(grant, period, ZoneInfo(grant.time_zone))
 
 
 def _period_batch(grant: GrantSpec, period: Period, zone: ZoneInfo) -> BatchSpec:
-    return BatchSpec(
-        client_key=grant.client_key,
-        batch_key=f"{grant.grant_key}@{period.id}",
-        client_id=grant.client_id,
-        name=period_name(grant.name, grant.grant_key, period.id),
-        starting_balance=grant.starting_balance,
-        expires_on=_expires_on(grant, period, zone),
-        credit_account_id=grant.credit_account_id,
-        source=grant.source,
-        grant=grant.grant_key,
-        period=period.id,
-    )
+    return _period_batches(grant, [period], zone)[0]
+
+
+def _period_batches(grant: GrantSpec, periods: list[Period], zone: ZoneInfo) -> list[BatchSpec]:
+    same = {
+        "client_key": grant.client_key,
+        "client_id": grant.client_id,
+        "starting_balance": grant.starting_balance,
+        "credit_account_id": grant.credit_account_id,
+        "source": grant.source,
+        "grant": grant.grant_key,
+    }
+    key, template, expires_after = grant.grant_key, grant.name, grant.expires_after
+    return [
+        BatchSpec(
+            **same,
+            batch_key=f"{key}@{period.id}",
+            name=template.format(period=period.id, grant=key),
+            expires_on=None if expires_after is None else _start_of_day_text(
+                add_step(period.starts_on, expires_after), zone),
+            period=period.id,
+        )
+        for period in periods
+    ]
 
 
 def expand(desired: Desired, at: datetime) -> Desired:
@@ -343,9 +349,7 @@ def expand(desired: Desired, at: datetime) -> Desired:
     if desired.grants:
         batches = dict(batches)
         for grant in desired.grants.values():
-            zone = ZoneInfo(grant.time_zone)
-            for period in due_periods(grant, at):
-                spec = _period_batch(grant, period, zone)
+            for spec in _period_batches(grant, due_periods(grant, at), ZoneInfo(grant.time_zone)):
                 batches[spec.address] = spec
         batches = {address: batches[address] for address in sorted(batches)}
     return desired.model_copy(update={"batches": batches, "expanded_at": format_timestamp(at)})

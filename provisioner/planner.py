@@ -115,8 +115,6 @@ def _change_for(
         return _recover_change(state.pending[address], None, spec)
     resource = state.resources.get(address)
     if resource is None:
-        if spec.period is not None and spec.expires_on is not None and parse_timestamp(spec.expires_on) <= now:
-            return LAPSED
         return _create_change(spec, wanted, now, "create")
     if spec.period is not None and not replace:
         return _frozen_change(address, spec.client_key, resource, observed)
@@ -220,9 +218,13 @@ def _unchangeable_reasons(differing: list[str], wanted: Mapping) -> tuple[str, .
     return tuple(reasons)
 
 
-def _create_change(spec: BatchSpec, wanted: dict, now: datetime, action: str, before: dict | None = None) -> Change:
+def _create_change(
+    spec: BatchSpec, wanted: dict, now: datetime, action: str, before: dict | None = None
+) -> Change | object:
     reasons: tuple[str, ...] = ()
     if spec.expires_on is not None and parse_timestamp(spec.expires_on) <= now:
+        if spec.period is not None and action == "create":
+            return LAPSED  # a grant's period: noted once per grant, never blocking the others
         return Change(
             address=spec.address,
             client_key=spec.client_key,
@@ -232,7 +234,9 @@ def _create_change(spec: BatchSpec, wanted: dict, now: datetime, action: str, be
             reasons=(
                 f"{spec.source}: expiresOn {spec.expires_on} is in the past: the batch would be "
                 "created already expired.",
-                "Fix: set expiresOn to a future time, e.g. 2027-12-31T23:59:59Z, or remove the batch.",
+                "Fix: set expiresOn to a future time, e.g. 2027-12-31T23:59:59Z, or remove the batch."
+                if spec.period is None
+                else "Fix: a longer expiresAfter gives this period a future expiry; or do not recreate it.",
             ),
         )
     if action == "replace":

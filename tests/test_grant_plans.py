@@ -210,6 +210,16 @@ def test_replace_recreates_a_period_as_the_grant_now_says():
     assert change.before["startingBalance"] == 5000
 
 
+def test_replacing_a_period_whose_expiry_has_passed_is_blocked_with_a_grant_fix():
+    monthly = grant("month", key="monthly", expires_after="1 months")
+    january = datetime(2026, 1, 2, tzinfo=UTC)
+    state = issued_until(monthly, at=january)
+    plan = make_plan(declared(monthly), state, NOW, replace=["acme/monthly@2026-01"])
+    change = next(c for c in plan.changes if c.address == "acme/monthly@2026-01")
+    assert change.action == "blocked"
+    assert change.reasons[1] == "Fix: a longer expiresAfter gives this period a future expiry; or do not recreate it."
+
+
 def test_an_interrupted_create_of_a_period_is_recovered():
     rule = grant()
     spec = declared(rule).batches["acme/quarterly@2026-q3"]
