@@ -388,8 +388,8 @@ _DATE_ID = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 def period_index(grant: GrantSpec, period_id: str) -> int | None:
-    """Where a period id falls in the grant's schedule (0 for the first), begun or not; None when
-    the schedule has no such period (its 'every' or 'from' was different when it was issued)."""
+    """Where a period id falls in the grant's sequence of periods (0 for the first), begun or not,
+    until aside; None when the sequence has no such period ('every' or 'from' was different then)."""
     start = grant.from_date
     style = grant.every.period_id
     index: int | None = None
@@ -408,11 +408,7 @@ def period_index(grant: GrantSpec, period_id: str) -> int | None:
         index = (int(match[1]) - start.year) * 4 + int(match[2]) - 1 - (start.month - 1) // 3
     elif style == "year" and _YEAR_ID.fullmatch(period_id):
         index = int(period_id) - start.year
-    if index is None or index < 0:
-        return None
-    if grant.until is not None and not _holds(lambda k: add_step(start, grant.every, k) <= grant.until, index):
-        return None
-    return index
+    return None if index is None or index < 0 else index
 
 
 def grant_address(batch_address: str) -> str | None:

@@ -372,13 +372,13 @@ def _unscheduled_warnings(unscheduled: dict[str, list[str]]) -> Iterable[str]:
 
 def _lapsed_warnings(lapsed: dict[str, list[BatchSpec]], desired: Desired) -> Iterable[str]:
     for grant, specs in sorted(lapsed.items()):
-        rule = desired.grants[grant].expires_after
+        expires_after = desired.grants[grant].expires_after
         count = len(specs)
         yield (
             f"grant {grant}: {count} period{'' if count == 1 else 's'} began but {'is' if count == 1 else 'are'} "
             f"not issued ({_listed([spec.period for spec in specs])}): "
             f"{'its batch' if count == 1 else 'their batches'} would be created already expired "
-            f"(expiresAfter: {rule.text if rule else '?'}). To stop this note, move 'from' past "
+            f"(expiresAfter: {expires_after.text if expires_after else ''}). To stop this note, move 'from' past "
             f"{'it' if count == 1 else 'them'} or set 'catchUp: false'."
         )
 

@@ -151,6 +151,12 @@ def test_a_schedule_edited_after_issuing_keeps_the_issued_periods_and_says_so_on
     assert "3 issued periods (2026-01-14, 2026-04-14, 2026-07-14) are not in its schedule" in plan.warnings[0]
 
 
+def test_periods_issued_before_until_was_moved_earlier_are_frozen_quietly():
+    state = issued_until(grant())
+    plan = make_plan(declared(grant(until=date(2026, 3, 31))), state, NOW)
+    assert (plan.changes, plan.unchanged, plan.warnings) == ((), 3, ())
+
+
 def test_periods_issued_early_on_purpose_are_frozen_quietly():
     late = datetime(2026, 12, 1, tzinfo=UTC)
     state = issued_until(grant(), at=late)  # --at in the future: q4 issued early
