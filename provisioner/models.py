@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from datetime import date
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -43,6 +44,9 @@ class BatchSpec(Frozen):
     expires_on: str | None = None  # UTC, "YYYY-MM-DDTHH:MM:SS.mmmZ": exactly what is sent
     credit_account_id: str | None = None
     source: str = ""  # "file:line:column" of the batch key, for messages
+    # A grant's period batch (batch_key "quarterly@2026-q1") names its grant and period; never sent.
+    grant: str | None = None  # the grant key
+    period: str | None = None  # the period id
 
     @property
     def address(self) -> str:
@@ -68,11 +72,71 @@ class ClientSpec(Frozen):
     source: str = ""
 
 
+class Step(Frozen):
+    """A calendar step of whole months or whole days (a week is 7 days, a year 12 months)."""
+
+    text: str  # as the manifest says it: "12 months", "quarter"
+    months: int = Field(0, ge=0)
+    days: int = Field(0, ge=0)
+
+
+PeriodIdStyle = Literal["month", "quarter", "year", "date"]
+
+
+class Every(Step):
+    """How often a grant issues a batch, and how its periods are named."""
+
+    period_id: PeriodIdStyle  # 2026-01, 2026-q1, 2026, or the start date 2026-01-15
+
+
+DEFAULT_GRANT_NAME = "{grant} {period}"
+
+
+class GrantSpec(Frozen):
+    """One declared recurring grant, resolved: client defaults applied, values parsed (see grants.py)."""
+
+    client_key: str
+    grant_key: str
+    client_id: str
+    every: Every
+    from_date: date  # the first period starts that day, at local midnight in time_zone
+    until: date | None = None  # no period starts after this day
+    time_zone: str = "UTC"  # IANA name
+    starting_balance: int
+    name: str = DEFAULT_GRANT_NAME  # template: {period} and {grant} only
+    expires_after: Step | None = None  # expiry = period start + this
+    credit_account_id: str | None = None
+    catch_up: bool = True  # False: only the latest period that has begun is issued
+    source: str = ""  # "file:line:column" of the grant key, for messages
+
+    @property
+    def address(self) -> str:
+        return f"{self.client_key}/{self.grant_key}"
+
+
+class Upcoming(Frozen):
+    """A grant's next period, not begun yet: what the schedule will issue next."""
+
+    grant: str  # the grant's address, "acme/quarterly"
+    address: str  # the period batch's address, "acme/quarterly@2026-q2"
+    period: str
+    starts_on: str  # the local date it starts, "2026-04-01"
+    starts_at: str  # the instant it starts (local midnight), UTC as timestamps are written
+    time_zone: str
+    credits: int
+    name: str
+    expires_on: str | None = None
+
+
 class Desired(Frozen):
     """Everything the manifests declare."""
 
     clients: dict[str, ClientSpec] = Field(default_factory=dict)
     batches: dict[str, BatchSpec] = Field(default_factory=dict)  # by address, sorted
+    grants: dict[str, GrantSpec] = Field(default_factory=dict)  # by address ("acme/quarterly"), sorted
+    # The moment the grants were expanded for (grants.expand sets it, with their period batches
+    # added to ``batches``); None until then.
+    expanded_at: str | None = None
     policy: Policy = Field(default_factory=Policy)
     policy_source: str | None = None  # where a policy section was declared, if any
     digest: str = ""  # sha256 over the manifest files' bytes, for saved plans
@@ -166,6 +230,7 @@ class Plan(Frozen):
     warnings: tuple[str, ...] = ()
     violations: tuple[Violation, ...] = ()  # guardrail violations
     info: tuple[dict, ...] = ()  # per-address usage information from a refresh
+    upcoming: tuple[Upcoming, ...] = ()  # each grant's next period, by grant address
 
     @property
     def has_changes(self) -> bool:

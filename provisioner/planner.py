@@ -6,6 +6,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 
+from provisioner import grants
 from provisioner.models import (
     COMPARED_FIELDS,
     FIXED_FIELDS,
@@ -18,6 +19,7 @@ from provisioner.models import (
     Policy,
     Resource,
     State,
+    Upcoming,
     Violation,
     batch_key,
 )
@@ -29,6 +31,12 @@ FIX_FOR_FIXED_FIELD = (
     "in the manifest."
 )
 USAGE_FIELDS = ("startingBalance", "currentBalance", "allocatedCredits", "status", "expiresOn")
+FIX_FOR_FROZEN_PERIOD = (
+    "Fix: check the batch in the API by hand. If the wrong batch is recorded for this period, "
+    "'provisioner state rm {address}' then 'provisioner import {address} BATCH_ID' records the right one."
+)
+# A period that began, is not issued, and whose batch would be created already expired.
+LAPSED = object()
 
 
 def make_plan(
@@ -45,36 +53,73 @@ def make_plan(
     ``observed`` maps batch ids to the batches the API lists (a refresh); None
     means trust the state file. With it, a create whose client already has an
     unclaimed batch just like it is blocked (the duplicate guard), unless allowed.
+
+    Grants must have been expanded (grants.expand):
+    ``now`` is the real clock, which judges expiries; the moment the grants were
+    expanded for may differ (``--at``).
+
+    A recorded period batch is frozen: it is compared with what was recorded when
+    its period was issued, never with the grant's current rule, so editing a grant
+    changes only the periods still to come.
     """
+    if desired.grants and desired.expanded_at is None:
+        raise ValueError("grants must be expanded (grants.expand) before planning")
     replace = set(replace)
     guard = _DuplicateGuard(state, observed, set(allow_duplicates)) if observed is not None else None
     changes: list[Change] = []
     unchanged = 0
+    lapsed: dict[str, list[BatchSpec]] = {}
     for address, spec in desired.batches.items():
         change = _change_for(spec, state, now, observed, address in replace)
         if guard is not None and change is not None and change.action == "create":
             change = guard.check(change, spec)
         if change is None:
             unchanged += 1
+        elif change is LAPSED:
+            lapsed.setdefault(f"{spec.client_key}/{spec.grant}", []).append(spec)
         else:
             changes.append(change)
     changes.extend(
         _recover_change(intent, desired) for address, intent in state.pending.items() if address not in desired.batches
     )
+    undeclared, removed_grants = _undeclared(desired, state)
+    unscheduled: dict[str, list[str]] = {}
+    for address, resource in undeclared:
+        grant = desired.grants.get(grants.grant_address(address) or "")
+        if grant is None or address in state.pending:
+            continue
+        # An issued period its grant does not declare now (catchUp: false, --at earlier than when
+        # it was issued, a schedule edited since): frozen like the declared ones.
+        period = address.partition("@")[2]
+        if grants.period_index(grant, period) is None:
+            unscheduled.setdefault(grant.address, []).append(period)
+        change = _frozen_change(address, grant.client_key, resource, observed, declared=False)
+        if change is None:
+            unchanged += 1
+        else:
+            changes.append(change)
     changes.sort(key=lambda change: change.address)
     plan_changes = tuple(changes)
+    warnings = [
+        *_undeclared_warnings(undeclared),
+        *_removed_grant_warnings(removed_grants),
+        *_unscheduled_warnings(unscheduled),
+        *_lapsed_warnings(lapsed, desired),
+    ]
     return Plan(
         changes=plan_changes,
         unchanged=unchanged,
-        warnings=tuple(_undeclared_warnings(desired, state)),
+        warnings=tuple(warnings),
         violations=tuple(guardrail_violations(plan_changes, policy or desired.policy)),
         info=tuple(_usage_info(state, observed)) if observed is not None else (),
+        upcoming=_upcoming(desired),
     )
 
 
 def _change_for(
     spec: BatchSpec, state: State, now: datetime, observed: Mapping[str, Mapping] | None, replace: bool
-) -> Change | None:
+) -> Change | object | None:
+    """The change ``spec`` needs; None when none; LAPSED for a period issued too late to be any use."""
     address = spec.address
     wanted = spec.attributes()
     if address in state.pending:
@@ -82,23 +127,13 @@ def _change_for(
     resource = state.resources.get(address)
     if resource is None:
         return _create_change(spec, wanted, now, "create")
+    if spec.period is not None and not replace:
+        return _frozen_change(address, spec.client_key, resource, observed)
     current = _current_attributes(resource, observed)
     if replace:
         return _create_change(spec, wanted, now, "replace", before=current)
     if current is None:
-        return Change(
-            address=address,
-            client_key=spec.client_key,
-            action="missing",
-            before=dict(resource.attributes),
-            reasons=(
-                f"Batch {resource.batch_id} is recorded in state but the API no longer lists it "
-                "(deleted or moved by hand?). It is not recreated silently: that would issue its "
-                "credits again.",
-                f"Fix: run 'provisioner apply PATHS --refresh --replace {address}' to create it again on purpose, or "
-                f"'provisioner state rm {address}' to forget it.",
-            ),
-        )
+        return _missing_change(address, spec.client_key, resource)
     differing = differing_fields(current, wanted)
     if not differing:
         return None
@@ -147,6 +182,73 @@ class _DuplicateGuard:
         })
 
 
+def _missing_change(address: str, client_key: str, resource: Resource, replaceable: bool = True) -> Change:
+    if replaceable:
+        fix = (
+            f"Fix: run 'provisioner apply PATHS --refresh --replace {address}' to create it again on purpose, or "
+            f"'provisioner state rm {address}' to forget it."
+        )
+    else:
+        fix = (
+            f"Fix: 'provisioner state rm {address}' to forget it (its grant no longer declares this period, "
+            "so --replace cannot create it again)."
+        )
+    return Change(
+        address=address,
+        client_key=client_key,
+        action="missing",
+        before=dict(resource.attributes),
+        reasons=(
+            f"Batch {resource.batch_id} is recorded in state but the API no longer lists it "
+            "(deleted or moved by hand?). It is not recreated silently: that would issue its "
+            "credits again.",
+            fix,
+        ),
+    )
+
+
+def _frozen_change(
+    address: str, client_key: str, resource: Resource, observed: Mapping[str, Mapping] | None, declared: bool = True
+) -> Change | None:
+    """An issued period: it should stay as it was recorded when it was issued, whatever its grant says now."""
+    if observed is None:
+        return None
+    current = _current_attributes(resource, observed)
+    if current is None:
+        return _missing_change(address, client_key, resource, replaceable=declared)
+    recorded = dict(resource.attributes)
+    differing = differing_fields(current, recorded)
+    if not differing:
+        return None
+    unchangeable = [field for field in differing if field in FIXED_FIELDS]
+    if "expiresOn" in differing and "expiresOn" not in recorded:
+        unchangeable.append("expiresOn")
+    if unchangeable:
+        return Change(
+            address=address,
+            client_key=client_key,
+            action="blocked",
+            before=current,
+            after=recorded,
+            reasons=(
+                f"{', '.join(unchangeable)} of batch {resource.batch_id} differs from what was recorded when this "
+                "period was issued, and the API cannot change it back.",
+                FIX_FOR_FROZEN_PERIOD.format(address=address),
+            ),
+        )
+    return Change(
+        address=address,
+        client_key=client_key,
+        action="update",
+        before=current,
+        after=recorded,
+        reasons=(
+            "Changed outside provisioner: an issued period is put back as it was recorded when it was "
+            "issued (editing the grant changes only the periods still to come).",
+        ),
+    )
+
+
 def _unchangeable_reasons(spec: BatchSpec, differing: list[str], current: Mapping, wanted: Mapping) -> tuple[str, ...]:
     """Why the API cannot make this batch look like the manifest, with the fix; () if it can."""
     fixed = [field for field in differing if field in FIXED_FIELDS]
@@ -178,9 +280,13 @@ def _starting_balance_fix(spec: BatchSpec, recorded, declared) -> str:
     )
 
 
-def _create_change(spec: BatchSpec, wanted: dict, now: datetime, action: str, before: dict | None = None) -> Change:
+def _create_change(
+    spec: BatchSpec, wanted: dict, now: datetime, action: str, before: dict | None = None
+) -> Change | object:
     reasons: tuple[str, ...] = ()
     if spec.expires_on is not None and parse_timestamp(spec.expires_on) <= now:
+        if spec.period is not None and action == "create":
+            return LAPSED  # a grant's period: noted once per grant, never blocking the others
         return Change(
             address=spec.address,
             client_key=spec.client_key,
@@ -190,7 +296,9 @@ def _create_change(spec: BatchSpec, wanted: dict, now: datetime, action: str, be
             reasons=(
                 f"{spec.source}: expiresOn {spec.expires_on} is in the past: the batch would be "
                 "created already expired.",
-                "Fix: set expiresOn to a future time, e.g. 2027-12-31T23:59:59Z, or remove the batch.",
+                "Fix: set expiresOn to a future time, e.g. 2027-12-31T23:59:59Z, or remove the batch."
+                if spec.period is None
+                else "Fix: a longer expiresAfter gives this period a future expiry; or do not recreate it.",
             ),
         )
     if action == "replace":
@@ -276,14 +384,79 @@ def same_value(field: str, left, right) -> bool:
     return left == right
 
 
-def _undeclared_warnings(desired: Desired, state: State) -> Iterable[str]:
-    for address, resource in sorted(state.resources.items()):
-        if address not in desired.batches:
+def _undeclared(desired: Desired, state: State) -> tuple[list[tuple[str, Resource]], dict[str, list[str]]]:
+    """Recorded addresses the manifests do not declare, sorted; and the periods of grants
+    no longer declared at all, by grant address."""
+    undeclared = sorted(
+        (address, resource) for address, resource in state.resources.items() if address not in desired.batches
+    )
+    removed: dict[str, list[str]] = {}
+    for address, _ in undeclared:
+        grant = grants.grant_address(address)
+        if grant is not None and grant not in desired.grants:
+            removed.setdefault(grant, []).append(address.partition("@")[2])
+    return undeclared, removed
+
+
+def _undeclared_warnings(undeclared: list[tuple[str, Resource]]) -> Iterable[str]:
+    for address, resource in undeclared:
+        if grants.grant_address(address) is None:
             yield (
                 f"{address} (batch {resource.batch_id}) is recorded in state but no longer declared: "
                 "left as is; the API cannot delete batches. Use 'provisioner state rm "
                 f"{address}' to stop tracking it."
             )
+
+
+def _removed_grant_warnings(removed: dict[str, list[str]]) -> Iterable[str]:
+    """One line per grant, however many periods it issued."""
+    for grant, periods in removed.items():
+        count = len(periods)
+        yield (
+            f"grant {grant} is no longer declared: no further periods are issued. Its {count} issued "
+            f"period batch{'' if count == 1 else 'es'} ({_listed(periods)}) stay recorded as they are; "
+            f"the API cannot delete batches. Use 'provisioner state rm {grant}@PERIOD' to stop tracking one."
+        )
+
+
+def _unscheduled_warnings(unscheduled: dict[str, list[str]]) -> Iterable[str]:
+    """Issued periods a grant's schedule no longer has: its new periods may repeat their credits."""
+    for grant, periods in unscheduled.items():
+        count = len(periods)
+        yield (
+            f"grant {grant}: {count} issued period{'' if count == 1 else 's'} ({_listed(periods)}) "
+            f"{'is' if count == 1 else 'are'} not in its schedule any more ('every' or 'from' changed since?). "
+            f"{'It stays' if count == 1 else 'They stay'} recorded as issued, and the schedule's own periods are "
+            "issued besides: check the creates of this grant. If they repeat credits already given, move each "
+            "recorded period onto its new address with 'provisioner state mv' before applying."
+        )
+
+
+def _lapsed_warnings(lapsed: dict[str, list[BatchSpec]], desired: Desired) -> Iterable[str]:
+    for grant, specs in sorted(lapsed.items()):
+        expires_after = desired.grants[grant].expires_after
+        count = len(specs)
+        yield (
+            f"grant {grant}: {count} period{'' if count == 1 else 's'} began but {'is' if count == 1 else 'are'} "
+            f"not issued ({_listed([spec.period for spec in specs])}): "
+            f"{'its batch' if count == 1 else 'their batches'} would be created already expired "
+            f"(expiresAfter: {expires_after.text if expires_after else ''}). To stop this note, move 'from' past "
+            f"{'it' if count == 1 else 'them'} or set 'catchUp: false'."
+        )
+
+
+def _listed(periods: list[str], most: int = 4) -> str:
+    if len(periods) <= most:
+        return ", ".join(periods)
+    return f"{', '.join(periods[: most - 1])}, ... {periods[-1]}"
+
+
+def _upcoming(desired: Desired) -> tuple[Upcoming, ...]:
+    if not desired.grants:
+        return ()
+    at = parse_timestamp(desired.expanded_at)
+    found = (grants.upcoming(grant, at) for _, grant in sorted(desired.grants.items()))
+    return tuple(next_period for next_period in found if next_period is not None)
 
 
 def guardrail_violations(changes: tuple[Change, ...], policy: Policy) -> Iterable[Violation]:
