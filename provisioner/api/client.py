@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import random
 import re
+import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -21,10 +22,13 @@ import requests
 import urllib3
 from requests.adapters import HTTPAdapter
 
-from provisioner.api.pacing import RateLimiter
+from provisioner.api.pacing import RateLimiter, Stopped
 
 CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 30.0
+# A server that has not answered once in this run and refuses connections (or whose name does not
+# resolve) is most likely the wrong address or not running: say so within seconds.
+UNREACHABLE_PATIENCE = 3.0
 RETRYABLE_STATUSES = {429, 500, 502, 503, 504}
 API_KEY_CHARACTERS = re.compile(r"[!-~]+")  # printable ASCII, no spaces
 
@@ -55,6 +59,10 @@ class OutcomeUnknown(ApiError):
 
 class ConfigurationError(ApiError):
     pass
+
+
+class RequestCancelled(ApiError):
+    """The stop event was set (Ctrl-C) before this request left: the server saw nothing."""
 
 
 def check_base_url(url: str) -> str:
@@ -109,8 +117,11 @@ class CreditsApi:
         backoff_base: float = 0.5,
         backoff_cap: float = 20.0,
         pool_size: int = 10,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = None,
+        on_retry: Callable[[str], None] | None = None,
     ):
+        """``sleep`` replaces the (interruptible) backoff wait, for tests; ``on_retry`` is told, in
+        one sentence, each time a request is tried again and why."""
         if not api_key:
             raise ConfigurationError(
                 "no API key: set TI_API_KEY in the environment (keys are never read from flags or files)."
@@ -130,6 +141,8 @@ class CreditsApi:
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
         self._sleep = sleep
+        self.on_retry = on_retry or (lambda message: None)
+        self.answered = False  # has the server answered once (any HTTP status) in this run?
         self._random = random.Random()
         self.session = requests.Session()
         self.session.headers.update(
@@ -139,8 +152,26 @@ class CreditsApi:
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
 
+    @property
+    def stop(self) -> threading.Event:
+        """Once set (Ctrl-C), no request leaves any more: waiting ones raise RequestCancelled."""
+        return self.limiter.stop
+
     def close(self) -> None:
         self.session.close()
+
+    def preflight(self, client_id: str) -> None:
+        """One cheap request (the first page of a client's batches) before any real work, so that a
+        refused key or an unreachable API is said at once, and the server's announced rate limit
+        is known. Nothing to do once the server has answered in this run."""
+        if self.answered:
+            return
+        path = f"/incoming/v2/clients/{quote(client_id, safe='')}/creditBatches"
+        try:
+            self._request("GET", path, params={"clientId": client_id, "page": 1}, idempotent=True,
+                          subject=f"client {client_id}")
+        except NotFoundError:
+            pass  # the server answered and took the key: that is all this asks
 
     # --- the three calls -------------------------------------------------
 
@@ -206,19 +237,24 @@ class CreditsApi:
         **kwargs,
     ) -> dict:
         url = self.base_url + path
+        first_try = time.monotonic()
         for attempt in range(1, self.max_attempts + 1):
             last = attempt == self.max_attempts
-            self.limiter.acquire()
+            self._take_turn()
             if before_send is not None:
                 before_send()
+                if self.stop.is_set():  # the interrupt came while the caller got ready
+                    raise self._cancelled(method, path)
             try:
                 # Never follow redirects: a 301/302 would turn a create into a GET, a 307 repeat it.
                 response = self.session.request(method, url, timeout=self.timeout, allow_redirects=False, **kwargs)
             except requests.RequestException as exc:
                 if not _may_have_been_sent(exc):
-                    if last:
-                        raise ApiError(f"cannot reach {self.base_url}: {_reason(exc)}") from None
-                    self._backoff(attempt)
+                    delay = self._delay(attempt)
+                    if last or self._gives_up_reaching(first_try, delay):
+                        raise self._unreachable(exc, attempt, first_try) from None
+                    self._retry_notice(method, subject, _reason(exc), attempt, delay)
+                    self._wait(delay, method, path)
                     continue
                 if not idempotent:
                     raise OutcomeUnknown(
@@ -226,8 +262,9 @@ class CreditsApi:
                     ) from None
                 if last:
                     raise ApiError(f"{method} {path}: no answer from {self.base_url} ({_reason(exc)}).") from None
-                self._backoff(attempt)
+                self._backoff(attempt, method, path, subject, _reason(exc))
                 continue
+            self.answered = True
             self.limiter.observe(response.headers)
             self._observe_server_clock(response.headers)
             if 300 <= response.status_code < 400:
@@ -252,10 +289,13 @@ class CreditsApi:
                 self.limiter.pause(retry_after)
             if status == 429:
                 # A refusal before any work: even a create is safe to send again.
+                pause = retry_after
                 if retry_after is None:
-                    self.limiter.pause(max(1.0, self._delay(attempt)))
+                    pause = max(1.0, self._delay(attempt))
+                    self.limiter.pause(pause)
                 if last:
                     raise ApiError(f"{method} {path}: still rate limited after {attempt} attempts (HTTP 429).", status)
+                self._retry_notice(method, subject, "HTTP 429, rate limited", attempt, pause)
                 continue
             if status >= 500 and not idempotent:
                 raise OutcomeUnknown(
@@ -263,10 +303,51 @@ class CreditsApi:
                     status,
                 )
             if status in RETRYABLE_STATUSES and not last:
-                self._backoff(attempt)
+                paused = retry_after if status == 503 else None  # the limiter holds every worker that long
+                self._backoff(attempt, method, path, subject, f"HTTP {status}", paused)
                 continue
             raise _error_for(response, method, path, subject, self.base_url)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    # --- waiting, and saying so ------------------------------------------
+
+    def _take_turn(self) -> None:
+        try:
+            self.limiter.acquire()
+        except Stopped:
+            raise RequestCancelled("interrupted before the request was sent; the server saw nothing.") from None
+
+    def _cancelled(self, method: str, path: str) -> RequestCancelled:
+        return RequestCancelled(f"{method} {path}: interrupted before the request was sent; the server saw nothing.")
+
+    def _wait(self, seconds: float, method: str, path: str) -> None:
+        """A backoff pause that Ctrl-C ends at once."""
+        if self._sleep is not None:
+            self._sleep(seconds)
+        elif self.stop.wait(seconds):
+            raise self._cancelled(method, path)
+        if self.stop.is_set():
+            raise self._cancelled(method, path)
+
+    def _gives_up_reaching(self, first_try: float, delay: float) -> bool:
+        """Before the server has ever answered, a refused connection is a wrong address or a server
+        that is not running: a few seconds of trying, not the patience a running apply deserves."""
+        return not self.answered and time.monotonic() - first_try + delay > UNREACHABLE_PATIENCE
+
+    def _unreachable(self, exc: Exception, attempts: int, first_try: float) -> ApiError:
+        seconds = time.monotonic() - first_try
+        tried = f"{attempts} attempt{'s' if attempts > 1 else ''} in {seconds:.1f} s"
+        return ApiError(
+            f"cannot reach the API at {self.base_url} ({_reason(exc)}; {tried}). Check TI_BASE_URL (or "
+            "--base-url) and that the instance is up; to try provisioner locally, use --sandbox or "
+            "run 'provisioner sandbox'."
+        )
+
+    def _retry_notice(self, method: str, subject: str, why: str, attempt: int, delay: float) -> None:
+        self.on_retry(
+            f"retrying {method} for {subject}: {why} (attempt {attempt} of {self.max_attempts}); "
+            f"next try in {delay:.1f} s"
+        )
 
     def _observe_server_clock(self, headers) -> None:
         """How far the server's clock is ahead of ours, from its Date header (1 s resolution).
@@ -285,8 +366,11 @@ class CreditsApi:
         # Full jitter: spreads retries of parallel workers apart.
         return self._random.uniform(0, min(self.backoff_cap, self.backoff_base * 2 ** (attempt - 1)))
 
-    def _backoff(self, attempt: int) -> None:
-        self._sleep(self._delay(attempt))
+    def _backoff(self, attempt: int, method: str, path: str, subject: str, why: str,
+                 paused: float | None = None) -> None:
+        delay = self._delay(attempt)
+        self._retry_notice(method, subject, why, attempt, max(delay, paused or 0.0))
+        self._wait(delay, method, path)
 
 
 def _check_complete(client_id: str, batches: dict, total) -> None:
@@ -332,6 +416,8 @@ def _reason(exc: Exception) -> str:
         "RemoteDisconnected": "the server closed the connection without an answer",
         "Connection reset": "the connection was reset",
         "Name or service not known": "the host name is unknown",
+        "nodename nor servname": "the host name is unknown",
+        "Temporary failure in name resolution": "the host name could not be resolved",
     }
     for marker, reason in reasons.items():
         if marker in text:
