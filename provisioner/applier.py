@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -29,9 +29,11 @@ from provisioner.api.client import (
     AuthError,
     CreditsApi,
     OutcomeUnknown,
+    RequestCancelled,
 )
 from provisioner.models import COMPARED_FIELDS, UPDATABLE_FIELDS, Change, Desired, Intent, Plan, Resource
 from provisioner.planner import same_value
+from provisioner.progress import Progress, describe_work
 from provisioner.state import StateWriter
 from provisioner.timestamps import parse_timestamp, utc_now_text
 
@@ -76,25 +78,34 @@ class Applier:
         stop: threading.Event | None = None,
         settle_seconds: float = 1.0,
         recovery_wait: float = RECOVERY_WAIT,
+        reporter: Progress | None = None,
     ):
         self.api = api
         self.writer = writer
         self.parallelism = max(1, parallelism)
-        self.progress = progress
-        self.stop = stop or threading.Event()
+        # Progress hooks: start, done, failed, notable, warn, finish (see provisioner/progress.py).
+        # Without a reporter, every line goes to ``progress``.
+        self.reporter = reporter or Progress(write=progress)
+        # The API's own stop event by default: setting it cancels every request not yet sent.
+        self.stop = stop if stop is not None else api.stop
         self.settle_seconds = settle_seconds
         self.recovery_wait = recovery_wait
         self.result = ApplyResult()
         self._result_guard = threading.Lock()
-        self._done = 0
-        self._total = 0
         self._deferred_creates: list[str] = []
 
     # --- entry point ------------------------------------------------------
 
     def apply(self, plan: Plan, desired: Desired) -> ApplyResult:
         work = [change for change in plan.changes if change.action in ("create", "replace", "update", "recover")]
-        self._total = len(work)
+        self.reporter.start(len(work), self.api.limiter.rpm, what=describe_work(Counter(c.action for c in work)))
+        try:
+            self._apply(work, desired)
+        finally:
+            self.reporter.finish()
+        return self.result
+
+    def _apply(self, work: list[Change], desired: Desired) -> None:
         recoveries = [change for change in work if change.action == "recover"]
         others = [change for change in work if change.action != "recover"]
         # Interrupted creates come first: new work must not claim what they made.
@@ -110,7 +121,6 @@ class Applier:
             self._run_groups(self._group_by_request(others, desired), desired)
         else:
             self.result.skipped += len(others)
-        return self.result
 
     def _let_interrupted_creates_settle(self) -> None:
         """A create sent just before a crash may still be running on the server: listing too
@@ -120,9 +130,9 @@ class Applier:
         if age < self.recovery_wait:
             delay = self.recovery_wait - age
             if delay > self.recovery_wait:
-                self.progress(f"Warning: an interrupted create is dated {-age:.0f} s in the future: clocks disagree.")
+                self.reporter.warn(f"Warning: an interrupted create is dated {-age:.0f} s in the future: clocks disagree.")
                 delay = self.recovery_wait
-            self.progress(f"Waiting {delay:.0f} s for interrupted creates to settle before looking them up...")
+            self.reporter.notable(f"Waiting {delay:.0f} s for interrupted creates to settle before looking them up...")
             self.stop.wait(delay)  # an interrupt ends the wait; nothing has been sent yet
 
     def _group_recoveries(self, changes: list[Change]) -> list[list[Change]]:
@@ -161,6 +171,8 @@ class Applier:
                 continue
             try:
                 self._run_change(change, desired)
+            except RequestCancelled:
+                self._cancelled(change)  # Ctrl-C: the stop check above skips the rest of the group
             except ApiError as exc:
                 self._fail(change.address, str(exc))
                 if isinstance(exc, AuthError):
@@ -170,12 +182,27 @@ class Applier:
                     self._skip_rest(group, change)
                     return
 
+    def _cancelled(self, change: Change) -> None:
+        """The stop event cancelled this change's next request before it left."""
+        unresolved = change.address in self.writer.state.pending
+        if unresolved:
+            # A create that was sent may have happened: its intent stays for the next apply.
+            self._fail(
+                change.address,
+                "interrupted while checking whether the create happened; the next plan shows it "
+                "as a recovery and apply resolves it",
+            )
+        with self._result_guard:
+            self.result.interrupted = True
+            if not unresolved:
+                self.result.skipped += 1  # nothing was sent: not started
+
     def _skip_rest(self, group: list[Change], failed: Change) -> None:
         rest = group[group.index(failed) + 1 :]
         with self._result_guard:
             self.result.skipped += len(rest)
         for change in rest:
-            self.progress(f"{change.address}: not started: {failed.address}, which looks alike, is unresolved")
+            self.reporter.notable(f"{change.address}: not started: {failed.address}, which looks alike, is unresolved")
 
     def _run_change(self, change: Change, desired: Desired) -> None:
         if change.action == "update":
@@ -336,19 +363,16 @@ class Applier:
     def _fail(self, address: str, message: str) -> None:
         with self._result_guard:
             self.result.failed.append((address, message))
-            self._done += 1
-        self.progress(f"{address}: error: {message}")
+        self.reporter.failed(f"{address}: error: {message}")
 
     def _done_one(self, address: str, kind: str | None, outcome: str) -> None:
         with self._result_guard:
             if kind is not None:
                 getattr(self.result, kind).append(address)
-            self._done += 1
-            done = self._done
-        self.progress(f"[{done}/{self._total}] {address}: {outcome}")
+        self.reporter.done(f"{address}: {outcome}")
 
     def _report(self, address: str, message: str) -> None:
-        self.progress(f"{address}: {message}")
+        self.reporter.notable(f"{address}: {message}")
 
 
 def attributes_match(batch: dict, attributes: dict, strict: bool = False) -> bool:

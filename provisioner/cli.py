@@ -28,6 +28,7 @@ from provisioner.planfile import (
     saved_plan_in,
 )
 from provisioner.planner import make_plan
+from provisioner.progress import Progress
 from provisioner.refresh import observe
 from provisioner.render import render_json, render_markdown, render_text
 from provisioner.state import State, StateError, StateWriter, check_instance, read_state
@@ -111,12 +112,12 @@ def api_options(command):
         click.option("--parallelism", default=10, show_default=True, type=click.IntRange(1, 64), help="Requests in flight at once."),
         click.option(
             "--rate-limit",
-            default=120.0,
-            show_default=True,
+            default=None,
             envvar="TI_RATE_LIMIT",
             type=click.FloatRange(0),
-            help="Requests per minute to stay under (Standard plan: 120, Enterprise: 600; 0: no limit). "
-            "Default from $TI_RATE_LIMIT.",
+            help="Requests per minute never to exceed (Standard plan: 120, Enterprise: 600; 0: no limit "
+            "of our own). Default ($TI_RATE_LIMIT unset): start at 120 and follow the limit the server "
+            "announces.",
         ),
     ]
     for option in reversed(options):
@@ -157,19 +158,38 @@ def effective_policy(desired: Desired, overrides: dict) -> Policy:
     return desired.policy.model_copy(update=changes)
 
 
-def api_context(sandbox: bool, base_url: str | None, state_path: Path, rate_limit: float, parallelism: int):
+def api_context(sandbox: bool, base_url: str | None, state_path: Path, rate_limit: float | None, parallelism: int,
+                reporter: Progress | None = None):
     return open_api(
         base_url=base_url,
         sandbox_dir=state_path.parent if sandbox else None,
-        rate_limit=rate_limit or None,
+        rate_limit=rate_limit,
         parallelism=parallelism,
+        on_retry=(reporter or Progress.for_stream()).retry,
     )
 
 
-def refreshed(desired: Desired, state, api, parallelism: int) -> dict:
+def refreshed(desired: Desired, state, api, parallelism: int, reporter: Progress | None = None) -> dict:
     client_ids = {batch.client_id for batch in desired.batches.values()}
     client_ids |= {resource.client_id for resource in state.resources.values()}
-    return observe(api, sorted(client_ids), parallelism=parallelism, progress=progress)
+    return observe(api, sorted(client_ids), parallelism=parallelism, reporter=reporter or Progress.for_stream())
+
+
+def preflight(api, result: Plan, desired: Desired, state) -> None:
+    """Before the plan is printed for an apply: one cheap request, so that a refused key or an
+    unreachable API is said now, not after the plan and the prompt."""
+    for change in result.changes:
+        spec = desired.batches.get(change.address)
+        intent = state.pending.get(change.address)
+        client_id = spec.client_id if spec else intent.client_id if intent else None
+        if change.action != "missing" and client_id:
+            api.preflight(client_id)
+            return
+
+
+quiet_option = click.option(
+    "--quiet", "-q", is_flag=True, help="Progress: only the estimate, the summary lines and the final line."
+)
 
 
 # --- commands --------------------------------------------------------------------
@@ -243,9 +263,10 @@ def plural(count: int, one: str, many: str) -> str:
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 0: no changes, 1: error, 2: changes present.")
 @click.option("--no-color", is_flag=True, help="No ANSI colours in the text output.")
 @click.option("--replace", "replace", multiple=True, metavar="ADDRESS", help="Plan to recreate this batch on purpose.")
+@quiet_option
 @user_errors
 def plan(paths, state_path, sandbox, base_url, parallelism, rate_limit, refresh, output_format, out_path,
-         detailed_exitcode, no_color, replace, **policy_overrides) -> None:
+         detailed_exitcode, no_color, replace, quiet, **policy_overrides) -> None:
     """Show what apply would change, and the credits it would issue."""
     refuse_saved_plans(paths)
     if out_path is not None:
@@ -257,9 +278,10 @@ def plan(paths, state_path, sandbox, base_url, parallelism, rate_limit, refresh,
     policy = effective_policy(desired, policy_overrides)
     observed = None
     if refresh:
-        with api_context(sandbox, base_url, state_path, rate_limit, parallelism) as api:
+        reporter = Progress.for_stream(quiet=quiet)
+        with api_context(sandbox, base_url, state_path, rate_limit, parallelism, reporter) as api:
             check_instance(state, api.instance, state_path)
-            observed = refreshed(desired, state, api, parallelism)
+            observed = refreshed(desired, state, api, parallelism, reporter)
     result = make_plan(desired, state, now_utc(), observed=observed, replace=replace, policy=policy)
     emit_plan(result, output_format, color=not no_color and sys.stdout.isatty())
     if out_path is not None:
@@ -312,9 +334,10 @@ def check_replace_addresses(replace, state) -> None:
     help="Seconds an interrupted create may still be running on the server; recovery waits that long after it.",
 )
 @click.option("--no-color", is_flag=True, help="No ANSI colours in the plan.")
+@quiet_option
 @user_errors
 def apply(paths, state_path, sandbox, base_url, parallelism, rate_limit, lock_timeout, auto_approve, refresh,
-          replace, allow_large, recovery_wait, no_color, **policy_overrides) -> None:
+          replace, allow_large, recovery_wait, no_color, quiet, **policy_overrides) -> None:
     """Create and update batches so the API matches the manifests (or a saved plan)."""
     saved = saved_plan_in(paths)
     if saved:
@@ -324,15 +347,18 @@ def apply(paths, state_path, sandbox, base_url, parallelism, rate_limit, lock_ti
     replace = saved.replace if saved else list(replace)
     refresh = saved.refresh if saved else refresh
     state_path = resolve_state_path(state_path, sandbox)
+    reporter = Progress.for_stream(quiet=quiet)
     with StateLock(state_path, command="apply", timeout=lock_timeout, warn=progress):
         if saved:  # before StateWriter folds a leftover journal in (which moves the serial on)
             saved.check_against(read_state(state_path), state_path)
         with StateWriter(state_path) as writer:
             check_replace_addresses(replace, writer.state)
-            with api_context(sandbox, base_url, state_path, rate_limit, parallelism) as api:
+            with api_context(sandbox, base_url, state_path, rate_limit, parallelism, reporter) as api:
                 check_instance(writer.state, api.instance, state_path)
-                observed = refreshed(desired, writer.state, api, parallelism) if refresh else None
+                observed = refreshed(desired, writer.state, api, parallelism, reporter) if refresh else None
                 result = make_plan(desired, writer.state, now_utc(), observed=observed, replace=replace, policy=policy)
+                if result.has_changes:
+                    preflight(api, result, desired, writer.state)
                 if saved and not saved.matches(result):
                     raise PlanFileError(
                         f"{saved.path}: applying it now would differ from what was reviewed (a batch "
@@ -345,7 +371,7 @@ def apply(paths, state_path, sandbox, base_url, parallelism, rate_limit, lock_ti
                 if not (auto_approve or saved):
                     confirm()
                 writer.bind_instance(api.instance)
-                outcome = run_apply(api, writer, result, desired, parallelism, recovery_wait)
+                outcome = run_apply(api, writer, result, desired, parallelism, recovery_wait, reporter)
     report(outcome, result)
 
 
@@ -376,22 +402,24 @@ def confirm() -> None:
 
 
 def run_apply(
-    api, writer: StateWriter, result: Plan, desired: Desired, parallelism: int, recovery_wait: float
+    api, writer: StateWriter, result: Plan, desired: Desired, parallelism: int, recovery_wait: float,
+    reporter: Progress,
 ) -> ApplyResult:
-    stop = threading.Event()
+    stop = api.stop  # set, it cancels every request that has not left (worker, rate-limit slot, pause)
 
     def on_interrupt(signum, frame):
         if stop.is_set():
             # Every intent and id is already in the fsynced journal: leaving now loses nothing.
+            reporter.close()
             progress("Second interrupt: exiting now. The next command resolves what was in flight.")
             os._exit(1)
         stop.set()
-        progress("Interrupt received: no new requests; waiting for those in flight (Ctrl-C again to exit at once).")
+        reporter.warn("Interrupt received: no new requests; waiting for those in flight (Ctrl-C again to exit at once).")
 
     previous = signal.signal(signal.SIGINT, on_interrupt) if threading.current_thread() is threading.main_thread() else None
     try:
         applier = Applier(
-            api, writer, parallelism=parallelism, progress=progress, stop=stop, recovery_wait=recovery_wait
+            api, writer, parallelism=parallelism, reporter=reporter, stop=stop, recovery_wait=recovery_wait
         )
         return applier.apply(result, desired)
     finally:
@@ -430,16 +458,18 @@ def failure_summary(failed: list[tuple[str, str]]) -> str:
 @state_option
 @api_options
 @lock_option
+@quiet_option
 @user_errors
-def refresh(paths, state_path, sandbox, base_url, parallelism, rate_limit, lock_timeout) -> None:
+def refresh(paths, state_path, sandbox, base_url, parallelism, rate_limit, lock_timeout, quiet) -> None:
     """Update state from the live API (names, expiries, balances); creates nothing."""
     desired = load(paths)
     state_path = resolve_state_path(state_path, sandbox)
+    reporter = Progress.for_stream(quiet=quiet)
     with StateLock(state_path, command="refresh", timeout=lock_timeout, warn=progress):
         with StateWriter(state_path) as writer:
-            with api_context(sandbox, base_url, state_path, rate_limit, parallelism) as api:
+            with api_context(sandbox, base_url, state_path, rate_limit, parallelism, reporter) as api:
                 check_instance(writer.state, api.instance, state_path)
-                observed = refreshed(desired, writer.state, api, parallelism)
+                observed = refreshed(desired, writer.state, api, parallelism, reporter)
                 missing = refresh_state(writer, observed)
                 writer.bind_instance(api.instance)
             recorded = len(writer.state.resources)

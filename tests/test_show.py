@@ -105,7 +105,7 @@ def test_show_refresh_as_a_real_process(applied, api_env):
     result = run_subprocess("show", "--state", state, "--refresh", *FAST, env=api_env)
     assert result.returncode == 0, result.stderr
     assert "globex: 1,200 credits issued, 0 used" in result.stdout
-    assert "Refreshed: 3 batches found." in result.stderr
+    assert "Refreshed: 3 batches found (2/2 clients" in result.stderr
     assert "Refreshed" not in result.stdout  # progress stays off the table
 
 
