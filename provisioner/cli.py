@@ -410,7 +410,7 @@ def run_apply(
     def on_interrupt(signum, frame):
         if stop.is_set():
             # Every intent and id is already in the fsynced journal: leaving now loses nothing.
-            reporter.close()
+            reporter.close(wait=False)
             progress("Second interrupt: exiting now. The next command resolves what was in flight.")
             os._exit(1)
         stop.set()

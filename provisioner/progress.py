@@ -18,6 +18,7 @@ Retry notices are at most one per few seconds: a 429 storm on ten workers is one
 from __future__ import annotations
 
 import math
+import os
 import sys
 import threading
 import time
@@ -31,7 +32,7 @@ SUMMARY_STEPS = 10  # and one at every tenth of the work...
 SUMMARY_MIN_GAP = 1.0  # ...but never two within a second
 RETRY_NOTICE_EVERY = 5.0  # seconds between two retry notices
 REDRAW_EVERY = 0.5  # seconds between redraws of the live line (elapsed and ETA move on)
-RATE_WINDOW = 30.0  # seconds of recent completions the rate and the ETA are measured over
+RATE_WINDOW = 15.0  # seconds of recent completions the rate and the ETA are measured over
 
 ACTION_NAMES = {
     "create": ("create", "creates"),
@@ -113,7 +114,7 @@ class Progress:
             self._next_mark = self._step()
             self._stamped(f"{title} {what or f'{total:,} {unit}'} {estimate(total, rate)}.")
             if self._live:
-                self._bar = _live_bar(total, self._stream, title)
+                self._bar = _live_bar(total, self._stream, self._title)
                 self._redraw()
             if self._live or self._summary_every:
                 self._ticking.clear()
@@ -180,11 +181,12 @@ class Progress:
             self._started_at = None
             self._stamped(f"{result} ({', '.join(figures)}).")
 
-    def close(self) -> None:
-        """Stops the redraws and clears the live line (idempotent; nothing is printed)."""
+    def close(self, wait: bool = True) -> None:
+        """Stops the redraws and clears the live line (idempotent; nothing is printed).
+        ``wait`` False: do not wait for the ticker thread to end (the process is about to exit)."""
         self._ticking.set()
         ticker, self._ticker = self._ticker, None
-        if ticker is not None and ticker is not threading.current_thread():
+        if wait and ticker is not None and ticker is not threading.current_thread():
             ticker.join(timeout=2)  # outside the lock: the ticker may be waiting for it
         with self._lock:
             if self._bar is not None:
@@ -205,11 +207,11 @@ class Progress:
         rate = self._measured_rate()
         if rate:
             parts.append(per_minute(rate * 60))
-        parts.append(f"elapsed {duration(elapsed)}")
+        parts.append(f"elapsed {duration(elapsed, short=True)}")
         remaining = self.total - self.done_count
         if remaining > 0:
             speed = rate or (self._rate / 60 if self._rate else None)
-            parts.append(f"ETA {duration(remaining / speed)}" if speed else "ETA unknown")
+            parts.append(f"ETA {duration(remaining / speed, short=True)}" if speed else "ETA unknown")
         parts.append(f"{self.failures:,} failed")
         return ", ".join(parts)
 
@@ -249,16 +251,21 @@ class Progress:
         self._last_summary = self._clock()
         self._stamped(f"{self._title}: {self.status()}")
 
+    def tick(self) -> None:
+        """Time passes: the live line's elapsed and ETA move on; a log gets its summary line
+        when the last one is SUMMARY_EVERY seconds old. Called by the ticker thread."""
+        with self._lock:
+            if self._started_at is None:
+                return
+            if self._bar is not None:
+                self._redraw()
+            elif self._summary_every and self._clock() - self._last_summary >= self._summary_every:
+                self._summary()
+
     def _tick(self) -> None:
         interval = REDRAW_EVERY if self._live else min(1.0, self._summary_every or 1.0)
         while not self._ticking.wait(interval):
-            with self._lock:
-                if self._ticking.is_set():
-                    return
-                if self._bar is not None:
-                    self._redraw()
-                elif self._summary_every and self._clock() - self._last_summary >= self._summary_every:
-                    self._summary()
+            self.tick()
 
     def _redraw(self) -> None:
         self._bar.set_postfix_str(self.status(counts=False), refresh=True)
@@ -281,15 +288,20 @@ class Progress:
 def _live_bar(total: int, stream: TextIO, title: str):
     from tqdm import tqdm
 
+    # A terminal that reports no size (a fresh pseudo-terminal, some CI runners) gets 80 x 24:
+    # tqdm would otherwise trim the line to nothing or hide it.
+    sized = _columns(stream) > 0
     return tqdm(
         total=total,
         file=stream,
         desc=title,
         leave=False,
-        dynamic_ncols=True,
+        dynamic_ncols=sized,
+        ncols=None if sized else 80,
+        nrows=None if sized else 24,
         mininterval=0.1,
         # done/total and a short bar from tqdm; rate, elapsed, ETA and failures from status().
-        bar_format="{desc}: {n_fmt}/{total_fmt} {bar:20} {percentage:3.0f}%{postfix}",
+        bar_format="{desc}: {n_fmt}/{total_fmt} {bar:12} {percentage:3.0f}%{postfix}",
         ascii=" #" if not _speaks_unicode(stream) else None,
     )
 
@@ -299,6 +311,13 @@ def _is_terminal(stream: TextIO) -> bool:
         return stream.isatty()
     except (AttributeError, ValueError):
         return False
+
+
+def _columns(stream: TextIO) -> int:
+    try:
+        return os.get_terminal_size(stream.fileno()).columns
+    except (AttributeError, ValueError, OSError):
+        return 0
 
 
 def _speaks_unicode(stream: TextIO) -> bool:
@@ -329,9 +348,9 @@ def describe_work(actions: Mapping[str, int] | Counter) -> str:
     return f"{total:,} change{'s' if total != 1 else ''} ({', '.join(named)})"
 
 
-def duration(seconds: float) -> str:
-    """ "under a second", "45 s", "2 min 30 s", "1 h 05 min"."""
-    if seconds < 1:
+def duration(seconds: float, short: bool = False) -> str:
+    """ "under a second" ("0 s" when ``short``), "45 s", "2 min 30 s", "1 h 05 min"."""
+    if seconds < 1 and not short:
         return "under a second"
     whole = round(seconds)
     if whole < 60:
