@@ -69,14 +69,9 @@ class Progress:
         self._bar = None
         self._ticker: threading.Thread | None = None
         self._ticking = threading.Event()
-        self.total = 0
-        self.done_count = 0
-        self.failures = 0
+        self._tally: Tally | None = None  # the run under way, if any
         self._title = ""
         self._unit = "changes"
-        self._rate: float | None = None
-        self._started_at: float | None = None
-        self._recent: deque[float] = deque()
         self._last_summary = 0.0
         self._next_mark = 0
         self._last_retry_notice = -math.inf
@@ -107,10 +102,9 @@ class Progress:
         """Before the first request: ``total`` pieces of work (``what`` describes them, default
         "N changes") at ``rate`` requests per minute (None: no limit)."""
         with self._lock:
-            self.total, self._rate, self._title, self._unit = total, rate, title.rstrip(":"), unit
-            self.done_count = self.failures = 0
-            self._started_at = self._last_summary = self._clock()
-            self._recent.clear()
+            self._tally = Tally(total, rate, self._clock)
+            self._title, self._unit = title.rstrip(":"), unit
+            self._last_summary = self._clock()
             self._next_mark = self._step()
             self._stamped(f"{title} {what or f'{total:,} {unit}'} {estimate(total, rate)}.")
             if self._live:
@@ -124,16 +118,15 @@ class Progress:
     def done(self, line: str | None = None) -> None:
         """One piece of work finished; ``line`` (if any) is logged as "[k/total] line"."""
         with self._lock:
-            self._count()
+            tally = self._count()
             if line is not None and not self.quiet:
-                self._emit(f"[{self.done_count}/{self.total}] {line}")
+                self._emit(f"[{tally.done}/{tally.total}] {line}")
             self._after_count()
 
     def failed(self, line: str) -> None:
         """One piece of work failed (it counts as done: it will not be tried again in this run)."""
         with self._lock:
-            self._count()
-            self.failures += 1
+            self._count(failed=True)
             if not self.quiet:
                 self._emit(line)
             self._after_count()
@@ -169,17 +162,11 @@ class Progress:
         when not everything was done)."""
         self.close()
         with self._lock:
-            if self._started_at is None:
+            tally, self._tally = self._tally, None
+            if tally is None:
                 return
-            elapsed = self._clock() - self._started_at
-            figures = [f"{self.done_count:,}/{self.total:,} {self._unit} in {duration(elapsed)}"]
-            if self.done_count and elapsed >= 1:
-                figures.append(per_minute(self.done_count / elapsed * 60))
-            if self.failures:
-                figures.append(f"{self.failures:,} failed")
-            result = result or ("Done" if self.done_count >= self.total else "Stopped")
-            self._started_at = None
-            self._stamped(f"{result} ({', '.join(figures)}).")
+            result = result or ("Done" if tally.done >= tally.total else "Stopped")
+            self._stamped(f"{result} ({tally.outcome(self._unit)}).")
 
     def close(self, wait: bool = True) -> None:
         """Stops the redraws and clears the live line (idempotent; nothing is printed).
@@ -196,56 +183,28 @@ class Progress:
     # --- what a reader sees -------------------------------------------------------
 
     def status(self, counts: bool = True) -> str:
-        """done/total, rate, elapsed, ETA, failures: a summary line's figures (the live line
-        draws done/total itself: ``counts`` False)."""
-        elapsed = self._clock() - (self._started_at or self._clock())
-        parts = []
-        if counts:
-            parts.append(f"{self.done_count:,}/{self.total:,}")
-            if self.total:
-                parts[0] += f" ({self.done_count * 100 // self.total}%)"
-        rate = self._measured_rate()
-        if rate:
-            parts.append(per_minute(rate * 60))
-        parts.append(f"elapsed {duration(elapsed, short=True)}")
-        remaining = self.total - self.done_count
-        if remaining > 0:
-            speed = rate or (self._rate / 60 if self._rate else None)
-            parts.append(f"ETA {duration(remaining / speed, short=True)}" if speed else "ETA unknown")
-        parts.append(f"{self.failures:,} failed")
-        return ", ".join(parts)
+        """The figures of the run under way (see Tally.status)."""
+        return self._tally.status(counts) if self._tally else ""
 
-    def _measured_rate(self) -> float | None:
-        """Completions per second over the recent window; None until there are enough to tell."""
-        if len(self._recent) >= 2:
-            span = self._recent[-1] - self._recent[0]
-            if span > 0:
-                return (len(self._recent) - 1) / span
-        if self.done_count and self._started_at is not None:
-            elapsed = self._clock() - self._started_at
-            if elapsed >= 2:
-                return self.done_count / elapsed
-        return None
-
-    def _count(self) -> None:
-        self.done_count += 1
-        now = self._clock()
-        self._recent.append(now)
-        while self._recent and now - self._recent[0] > RATE_WINDOW:
-            self._recent.popleft()
+    def _count(self, failed: bool = False) -> Tally:
+        if self._tally is None:  # work reported outside a run: count it in one of unknown size
+            self._tally = Tally(0, None, self._clock)
+        self._tally.count(failed)
+        return self._tally
 
     def _after_count(self) -> None:
+        done = self._tally.done
         if self._bar is not None:
             self._bar.set_postfix_str(self.status(counts=False), refresh=False)
             self._bar.update(1)
-        elif self._summary_every and self.done_count >= self._next_mark:
-            while self._next_mark <= self.done_count:
+        elif self._summary_every and done >= self._next_mark:
+            while self._next_mark <= done:
                 self._next_mark += self._step()
-            if self._clock() - self._last_summary >= SUMMARY_MIN_GAP and self.done_count < self.total:
+            if self._clock() - self._last_summary >= SUMMARY_MIN_GAP and done < self._tally.total:
                 self._summary()
 
     def _step(self) -> int:
-        return max(1, math.ceil(self.total / SUMMARY_STEPS))
+        return max(1, math.ceil(self._tally.total / SUMMARY_STEPS))
 
     def _summary(self) -> None:
         self._last_summary = self._clock()
@@ -255,7 +214,7 @@ class Progress:
         """Time passes: the live line's elapsed and ETA move on; a log gets its summary line
         when the last one is SUMMARY_EVERY seconds old. Called by the ticker thread."""
         with self._lock:
-            if self._started_at is None:
+            if self._tally is None:
                 return
             if self._bar is not None:
                 self._redraw()
@@ -283,6 +242,68 @@ class Progress:
 
     def _print(self, line: str) -> None:
         print(line, file=self._stream, flush=True)
+
+
+class Tally:
+    """The figures of one run: done and failed, the recent pace, elapsed, ETA. Arithmetic on the
+    clock it is given, no output."""
+
+    def __init__(self, total: int, rate: float | None, clock: Callable[[], float]):
+        self.total = total
+        self.rate = rate  # requests per minute expected (None: no limit), until a pace is measured
+        self.done = 0
+        self.failures = 0
+        self._clock = clock
+        self._started_at = clock()
+        self._recent: deque[float] = deque()  # completion times within the last RATE_WINDOW seconds
+
+    def count(self, failed: bool = False) -> None:
+        self.done += 1
+        self.failures += failed
+        now = self._clock()
+        self._recent.append(now)
+        while now - self._recent[0] > RATE_WINDOW:
+            self._recent.popleft()
+
+    def elapsed(self) -> float:
+        return self._clock() - self._started_at
+
+    def pace(self) -> float | None:
+        """Completions per second over the recent window; None until there are enough to tell."""
+        if len(self._recent) >= 2:
+            span = self._recent[-1] - self._recent[0]
+            if span > 0:
+                return (len(self._recent) - 1) / span
+        if self.done and self.elapsed() >= 2:
+            return self.done / self.elapsed()
+        return None
+
+    def status(self, counts: bool = True) -> str:
+        """ "30/300 (10%), 120/min, elapsed 15 s, ETA 2 min 15 s, 0 failed" (the live line draws
+        done/total itself: ``counts`` False leaves them out)."""
+        parts = []
+        if counts:
+            parts.append(f"{self.done:,}/{self.total:,}" + (f" ({self.done * 100 // self.total}%)" if self.total else ""))
+        pace = self.pace()
+        if pace:
+            parts.append(per_minute(pace * 60))
+        parts.append(f"elapsed {duration(self.elapsed(), short=True)}")
+        remaining = self.total - self.done
+        if remaining > 0:
+            speed = pace or (self.rate / 60 if self.rate else None)
+            parts.append(f"ETA {duration(remaining / speed, short=True)}" if speed else "ETA unknown")
+        parts.append(f"{self.failures:,} failed")
+        return ", ".join(parts)
+
+    def outcome(self, unit: str) -> str:
+        """ "300/300 changes in 2 min 30 s, 120/min, 2 failed": the final line's figures."""
+        elapsed = self.elapsed()
+        figures = [f"{self.done:,}/{self.total:,} {unit} in {duration(elapsed)}"]
+        if self.done and elapsed >= 1:
+            figures.append(per_minute(self.done / elapsed * 60))
+        if self.failures:
+            figures.append(f"{self.failures:,} failed")
+        return ", ".join(figures)
 
 
 def _live_bar(total: int, stream: TextIO, title: str):

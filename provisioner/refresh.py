@@ -17,8 +17,9 @@ def observe(
 ) -> dict[str, dict]:
     """Lists each client (all pages) with ``parallelism`` requests in flight, paced by the API's limiter.
 
-    The first failure ends the refresh at once: the requests still waiting are cancelled
-    rather than each failing in turn. Ctrl-C does the same.
+    The first failure ends the refresh at once: the requests still waiting are cancelled (the
+    API's stop event is set: the command is ending) rather than each failing in turn. Ctrl-C
+    does the same.
     """
     client_ids = list(client_ids)
     reporter = reporter or Progress.silent()

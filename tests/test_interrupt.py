@@ -183,7 +183,7 @@ def test_a_read_in_a_backoff_sleep_is_cancelled():
     with ScriptedServer(error_body(502, "bad gateway")) as server:
         api = make_api(server.url, sleep=None, backoff_base=30, backoff_cap=30)
         api.answered = True  # as in the middle of a run
-        api._random = random.Random(0)  # its first backoff is 25 s of the 30 s allowed
+        api.retrying.random = random.Random(0)  # its first backoff is 25 s of the 30 s allowed
         set_soon(api.stop)
         started = time.monotonic()
 

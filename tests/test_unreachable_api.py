@@ -14,7 +14,8 @@ import pytest
 from conftest import ACME_ID, TEST_KEY, two_client_manifest
 from test_client import SleepRecorder, make_api
 
-from provisioner.api.client import UNREACHABLE_PATIENCE, ApiError
+from provisioner.api.client import ApiError
+from provisioner.api.retrying import UNREACHABLE_PATIENCE
 from provisioner.api.sandbox import Sandbox
 
 WRONG_KEY = "ti_test_" + "w" * 24

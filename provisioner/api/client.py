@@ -9,7 +9,6 @@ it by listing, never by a blind second POST.
 from __future__ import annotations
 
 import ipaddress
-import random
 import re
 import threading
 import time
@@ -23,12 +22,10 @@ import urllib3
 from requests.adapters import HTTPAdapter
 
 from provisioner.api.pacing import RateLimiter, Stopped
+from provisioner.api.retrying import Retrying
 
 CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 30.0
-# A server that has not answered once in this run and refuses connections (or whose name does not
-# resolve) is most likely the wrong address or not running: say so within seconds.
-UNREACHABLE_PATIENCE = 3.0
 RETRYABLE_STATUSES = {429, 500, 502, 503, 504}
 API_KEY_CHARACTERS = re.compile(r"[!-~]+")  # printable ASCII, no spaces
 
@@ -137,13 +134,9 @@ class CreditsApi:
         self.server_clock_offset = 0.0  # seconds the server's clock is ahead of ours
         self.limiter = limiter or RateLimiter(None)
         self.timeout = timeout
-        self.max_attempts = max_attempts
-        self.backoff_base = backoff_base
-        self.backoff_cap = backoff_cap
-        self._sleep = sleep
-        self.on_retry = on_retry or (lambda message: None)
+        self.retrying = Retrying(max_attempts=max_attempts, backoff_base=backoff_base, backoff_cap=backoff_cap,
+                                 stop=self.limiter.stop, sleep=sleep, on_retry=on_retry)
         self.answered = False  # has the server answered once (any HTTP status) in this run?
-        self._random = random.Random()
         self.session = requests.Session()
         self.session.headers.update(
             {"Authorization": f"Bearer {api_key}", "Accept": "application/json", "User-Agent": "provisioner"}
@@ -236,25 +229,37 @@ class CreditsApi:
         before_send: Callable[[], None] | None = None,
         **kwargs,
     ) -> dict:
+        try:
+            return self._attempts(method, path, idempotent=idempotent, subject=subject,
+                                  before_send=before_send, **kwargs)
+        except Stopped:  # raised only where no request is on its way
+            raise RequestCancelled(
+                f"{method} {path}: interrupted before it was sent; the server did nothing for it."
+            ) from None
+
+    def _attempts(self, method: str, path: str, *, idempotent: bool, subject: str,
+                  before_send: Callable[[], None] | None, **kwargs) -> dict:
         url = self.base_url + path
+        what = f"{method} for {subject}"
+        retrying = self.retrying
         first_try = time.monotonic()
-        for attempt in range(1, self.max_attempts + 1):
-            last = attempt == self.max_attempts
-            self._take_turn()
+        for attempt in range(1, retrying.max_attempts + 1):
+            last = attempt == retrying.max_attempts
+            self.limiter.acquire()
             if before_send is not None:
                 before_send()
                 if self.stop.is_set():  # the interrupt came while the caller got ready
-                    raise self._cancelled(method, path)
+                    raise Stopped()
             try:
                 # Never follow redirects: a 301/302 would turn a create into a GET, a 307 repeat it.
                 response = self.session.request(method, url, timeout=self.timeout, allow_redirects=False, **kwargs)
             except requests.RequestException as exc:
                 if not _may_have_been_sent(exc):
-                    delay = self._delay(attempt)
-                    if last or self._gives_up_reaching(first_try, delay):
+                    delay = retrying.delay(attempt)
+                    if last or retrying.gives_up_reaching(first_try, delay, self.answered):
                         raise self._unreachable(exc, attempt, first_try) from None
-                    self._retry_notice(method, subject, _reason(exc), attempt, delay)
-                    self._wait(delay, method, path)
+                    retrying.notice(what, _reason(exc), attempt, delay)
+                    retrying.wait(delay)
                     continue
                 if not idempotent:
                     raise OutcomeUnknown(
@@ -262,7 +267,7 @@ class CreditsApi:
                     ) from None
                 if last:
                     raise ApiError(f"{method} {path}: no answer from {self.base_url} ({_reason(exc)}).") from None
-                self._backoff(attempt, method, path, subject, _reason(exc))
+                retrying.back_off(attempt, what, _reason(exc))
                 continue
             self.answered = True
             self.limiter.observe(response.headers)
@@ -291,11 +296,11 @@ class CreditsApi:
                 # A refusal before any work: even a create is safe to send again.
                 pause = retry_after
                 if retry_after is None:
-                    pause = max(1.0, self._delay(attempt))
+                    pause = max(1.0, retrying.delay(attempt))
                     self.limiter.pause(pause)
                 if last:
                     raise ApiError(f"{method} {path}: still rate limited after {attempt} attempts (HTTP 429).", status)
-                self._retry_notice(method, subject, "HTTP 429, rate limited", attempt, pause)
+                retrying.notice(what, "HTTP 429, rate limited", attempt, pause)
                 continue
             if status >= 500 and not idempotent:
                 raise OutcomeUnknown(
@@ -303,36 +308,10 @@ class CreditsApi:
                     status,
                 )
             if status in RETRYABLE_STATUSES and not last:
-                paused = retry_after if status == 503 else None  # the limiter holds every worker that long
-                self._backoff(attempt, method, path, subject, f"HTTP {status}", paused)
+                retrying.back_off(attempt, what, f"HTTP {status}", paused=retry_after if status == 503 else None)
                 continue
             raise _error_for(response, method, path, subject, self.base_url)
         raise AssertionError("unreachable")  # pragma: no cover
-
-    # --- waiting, and saying so ------------------------------------------
-
-    def _take_turn(self) -> None:
-        try:
-            self.limiter.acquire()
-        except Stopped:
-            raise RequestCancelled("interrupted before the request was sent; the server saw nothing.") from None
-
-    def _cancelled(self, method: str, path: str) -> RequestCancelled:
-        return RequestCancelled(f"{method} {path}: interrupted before the request was sent; the server saw nothing.")
-
-    def _wait(self, seconds: float, method: str, path: str) -> None:
-        """A backoff pause that Ctrl-C ends at once."""
-        if self._sleep is not None:
-            self._sleep(seconds)
-        elif self.stop.wait(seconds):
-            raise self._cancelled(method, path)
-        if self.stop.is_set():
-            raise self._cancelled(method, path)
-
-    def _gives_up_reaching(self, first_try: float, delay: float) -> bool:
-        """Before the server has ever answered, a refused connection is a wrong address or a server
-        that is not running: a few seconds of trying, not the patience a running apply deserves."""
-        return not self.answered and time.monotonic() - first_try + delay > UNREACHABLE_PATIENCE
 
     def _unreachable(self, exc: Exception, attempts: int, first_try: float) -> ApiError:
         seconds = time.monotonic() - first_try
@@ -341,12 +320,6 @@ class CreditsApi:
             f"cannot reach the API at {self.base_url} ({_reason(exc)}; {tried}). Check TI_BASE_URL (or "
             "--base-url) and that the instance is up; to try provisioner locally, use --sandbox or "
             "run 'provisioner sandbox'."
-        )
-
-    def _retry_notice(self, method: str, subject: str, why: str, attempt: int, delay: float) -> None:
-        self.on_retry(
-            f"retrying {method} for {subject}: {why} (attempt {attempt} of {self.max_attempts}); "
-            f"next try in {delay:.1f} s"
         )
 
     def _observe_server_clock(self, headers) -> None:
@@ -361,16 +334,6 @@ class CreditsApi:
             return
         if server_now is not None and server_now.tzinfo is not None:
             self.server_clock_offset = (server_now - datetime.now(timezone.utc)).total_seconds()
-
-    def _delay(self, attempt: int) -> float:
-        # Full jitter: spreads retries of parallel workers apart.
-        return self._random.uniform(0, min(self.backoff_cap, self.backoff_base * 2 ** (attempt - 1)))
-
-    def _backoff(self, attempt: int, method: str, path: str, subject: str, why: str,
-                 paused: float | None = None) -> None:
-        delay = self._delay(attempt)
-        self._retry_notice(method, subject, why, attempt, max(delay, paused or 0.0))
-        self._wait(delay, method, path)
 
 
 def _check_complete(client_id: str, batches: dict, total) -> None:
