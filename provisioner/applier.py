@@ -22,7 +22,7 @@ import hashlib
 import json
 import threading
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -34,11 +34,13 @@ from provisioner.api.client import (
     CreditsApi,
     NotFoundError,
     OutcomeUnknown,
+    RequestCancelled,
 )
 from provisioner.backends.base import StateError, StateWriter
 from provisioner.listings import ClientListings
 from provisioner.models import UPDATABLE_FIELDS, Change, Desired, Intent, Plan, Resource
 from provisioner.planner import same_value
+from provisioner.progress import Progress, describe_work
 from provisioner.recovery import Findings, describe, differences, duplicates_of, find, intent_since
 from provisioner.timestamps import format_timestamp, utc_now_text
 
@@ -83,6 +85,7 @@ class Applier:
         *,
         parallelism: int = 10,
         progress: Callable[[str], None] = lambda line: None,
+        reporter: Progress | None = None,
         stop: threading.Event | None = None,
         settle_seconds: float = 1.0,
         recovery_wait: float = RECOVERY_WAIT,
@@ -92,8 +95,11 @@ class Applier:
         self.api = api
         self.writer = writer
         self.parallelism = max(1, parallelism)
-        self.progress = progress
-        self.stop = stop or threading.Event()
+        # Progress hooks: start, done, failed, notable, warn, finish (see provisioner/progress.py).
+        # Without a reporter, every line goes to ``progress``.
+        self.reporter = reporter or Progress(write=progress)
+        # Setting it (Ctrl-C) cancels every request that has not left; the client raises RequestCancelled.
+        self.stop = stop or api.stop
         self.settle_seconds = settle_seconds
         self.recovery_wait = recovery_wait
         self.duplicate_check = duplicate_check
@@ -101,8 +107,6 @@ class Applier:
         self.listings = ClientListings(api)
         self.result = ApplyResult()
         self._result_guard = threading.Lock()
-        self._done = 0
-        self._total = 0
         self._deferred_creates: list[str] = []
         self._clock_warned = False
 
@@ -110,7 +114,13 @@ class Applier:
 
     def apply(self, plan: Plan, desired: Desired) -> ApplyResult:
         work = [change for change in plan.changes if change.action in ("create", "replace", "update", "recover")]
-        self._total = len(work)
+        self.reporter.start(len(work), self.api.limiter.rpm, what=describe_work(Counter(c.action for c in work)))
+        try:
+            return self._apply(work, desired)
+        finally:
+            self.reporter.finish()
+
+    def _apply(self, work: list[Change], desired: Desired) -> ApplyResult:
         recoveries = [change for change in work if change.action == "recover"]
         others = [change for change in work if change.action != "recover"]
         # Interrupted creates come first: new work must not claim what they made.
@@ -162,6 +172,8 @@ class Applier:
                 continue
             try:
                 self._run_change(change, desired)
+            except RequestCancelled:
+                self._cancelled(change)  # Ctrl-C: the stop check above skips the rest of the group
             except (ApiError, StateError) as exc:
                 self._fail(change.address, str(exc))
                 if isinstance(exc, AuthError | StateError):
@@ -171,12 +183,27 @@ class Applier:
                     self._skip_rest(group, change)
                     return
 
+    def _cancelled(self, change: Change) -> None:
+        """The stop event cancelled this change's next request before it left."""
+        unresolved = change.address in self.writer.state.pending
+        if unresolved:
+            # A create that was sent may have happened: its intent stays for the next apply.
+            self._fail(
+                change.address,
+                "interrupted while checking whether the create happened; the next plan shows it "
+                "as a recovery and apply resolves it",
+            )
+        with self._result_guard:
+            self.result.interrupted = True
+            if not unresolved:
+                self.result.skipped += 1  # nothing was sent: not started
+
     def _skip_rest(self, group: list[Change], failed: Change) -> None:
         rest = group[group.index(failed) + 1 :]
         with self._result_guard:
             self.result.skipped += len(rest)
         for change in rest:
-            self.progress(f"{change.address}: not started: {failed.address}, which looks alike, is unresolved")
+            self.reporter.notable(f"{change.address}: not started: {failed.address}, which looks alike, is unresolved")
 
     def _run_change(self, change: Change, desired: Desired) -> None:
         if change.action == "update":
@@ -318,8 +345,8 @@ class Applier:
                 self._clock_warned = True
                 reason = ("the interrupted run could not read the API's clock" if since is None
                           else self.api.clock.describe())
-                self.progress(f"Note: {reason}; waiting the whole recovery window before deciding that a "
-                              "create never happened.")
+                self.reporter.warn(f"Note: {reason}; waiting the whole recovery window before deciding that a "
+                                   "create never happened.")
             return self.recovery_wait
         age = (server_now - since).total_seconds()
         return min(self.recovery_wait, max(0.0, self.recovery_wait - age))
@@ -335,7 +362,7 @@ class Applier:
                 f"client is really gone: provisioner state forget-intent {intent.address}"
             ) from None
         self.writer.clear_intent(intent.address)
-        self.progress(
+        self.reporter.warn(
             f"Warning: {intent.address}: client {intent.client_id} does not exist in the API (404), so the "
             "interrupted create made nothing; its intent is closed. Check the client's id in the manifest."
         )
@@ -399,25 +426,22 @@ class Applier:
             Resource(batch_id=str(batch_id), client_id=intent.client_id, attributes=intent.attributes, remote=batch),
         )
         for difference in differences(batch, intent.attributes):
-            self.progress(f"Warning: {intent.address}: the API stored it differently: {difference}.")
+            self.reporter.warn(f"Warning: {intent.address}: the API stored it differently: {difference}.")
         self._done_one(intent.address, kind, f"{outcome} [id={batch_id}]")
 
     def _fail(self, address: str, message: str) -> None:
         with self._result_guard:
             self.result.failed.append((address, message))
-            self._done += 1
-        self.progress(f"{address}: error: {message}")
+        self.reporter.failed(f"{address}: error: {message}")
 
     def _done_one(self, address: str, kind: str | None, outcome: str) -> None:
         with self._result_guard:
             if kind is not None:
                 getattr(self.result, kind).append(address)
-            self._done += 1
-            done = self._done
-        self.progress(f"[{done}/{self._total}] {address}: {outcome}")
+        self.reporter.done(f"{address}: {outcome}")
 
     def _report(self, address: str, message: str) -> None:
-        self.progress(f"{address}: {message}")
+        self.reporter.notable(f"{address}: {message}")
 
 
 def confusable_key(client_id: str, attributes: dict) -> tuple:

@@ -29,6 +29,7 @@ from provisioner.planfile import (
     saved_plan_in,
 )
 from provisioner.planner import make_plan
+from provisioner.progress import Progress
 from provisioner.refresh import observe
 from provisioner.render import render_json, render_markdown, render_text
 from provisioner.backends.file import render_snapshot
@@ -155,12 +156,12 @@ def api_options(command):
         click.option("--parallelism", default=10, show_default=True, type=click.IntRange(1, 64), help="Requests in flight at once."),
         click.option(
             "--rate-limit",
-            default=120.0,
-            show_default=True,
+            default=None,
             envvar="TI_RATE_LIMIT",
             type=click.FloatRange(0),
-            help="Requests per minute to stay under (Standard plan: 120, Enterprise: 600; 0: no limit). "
-            "Default from $TI_RATE_LIMIT.",
+            help="Requests per minute never to exceed (Standard plan: 120, Enterprise: 600; 0: no limit "
+            "of our own). Default ($TI_RATE_LIMIT unset): start at 120 and follow the limit the server "
+            "announces.",
         ),
     ]
     for option in reversed(options):
@@ -205,19 +206,38 @@ def effective_policy(desired: Desired, overrides: dict) -> Policy:
     return desired.policy.model_copy(update=changes)
 
 
-def api_context(sandbox: bool, base_url: str | None, backend: Backend, rate_limit: float, parallelism: int):
+def api_context(sandbox: bool, base_url: str | None, backend: Backend, rate_limit: float | None, parallelism: int,
+                reporter: Progress | None = None):
     return open_api(
         base_url=base_url,
         sandbox_dir=backend.path.parent if sandbox else None,
-        rate_limit=rate_limit or None,
+        rate_limit=rate_limit,
         parallelism=parallelism,
+        on_retry=(reporter or Progress.for_stream()).retry,
     )
 
 
-def refreshed(desired: Desired, state, api, parallelism: int) -> dict:
+def refreshed(desired: Desired, state, api, parallelism: int, reporter: Progress | None = None) -> dict:
     client_ids = {batch.client_id for batch in desired.batches.values()}
     client_ids |= {resource.client_id for resource in state.resources.values()}
-    return observe(api, sorted(client_ids), parallelism=parallelism, progress=progress)
+    return observe(api, sorted(client_ids), parallelism=parallelism, reporter=reporter or Progress.for_stream())
+
+
+def preflight(api, result: Plan, desired: Desired, state) -> None:
+    """Before the plan is printed for an apply: one cheap request, so that a refused key or an
+    unreachable API is said now, not after the plan and the prompt."""
+    for change in result.changes:
+        spec = desired.batches.get(change.address)
+        intent = state.pending.get(change.address)
+        client_id = spec.client_id if spec else intent.client_id if intent else None
+        if change.action != "missing" and client_id:
+            api.preflight(client_id)
+            return
+
+
+quiet_option = click.option(
+    "--quiet", "-q", is_flag=True, help="Progress: only the estimate, the summary lines and the final line."
+)
 
 
 # --- commands --------------------------------------------------------------------
@@ -291,10 +311,11 @@ def plural(count: int, one: str, many: str) -> str:
 @click.option("--no-color", is_flag=True, help="No ANSI colours in the text output.")
 @click.option("--replace", "replace", multiple=True, metavar="ADDRESS", help="Plan to recreate this batch on purpose.")
 @allow_duplicate_option
+@quiet_option
 @user_errors
 @with_backend
 def plan(paths, backend, sandbox, base_url, parallelism, rate_limit, refresh, output_format, out_path,
-         detailed_exitcode, no_color, replace, allow_duplicate, **policy_overrides) -> None:
+         detailed_exitcode, no_color, replace, allow_duplicate, quiet, **policy_overrides) -> None:
     """Show what apply would change, and the credits it would issue."""
     refuse_saved_plans(paths)
     if out_path is not None:
@@ -305,9 +326,10 @@ def plan(paths, backend, sandbox, base_url, parallelism, rate_limit, refresh, ou
     policy = effective_policy(desired, policy_overrides)
     observed = None
     if refresh:
-        with api_context(sandbox, base_url, backend, rate_limit, parallelism) as api:
+        reporter = Progress.for_stream(quiet=quiet)
+        with api_context(sandbox, base_url, backend, rate_limit, parallelism, reporter) as api:
             check_instance(state, api.instance, backend.name)
-            observed = refreshed(desired, state, api, parallelism)
+            observed = refreshed(desired, state, api, parallelism, reporter)
     result = make_plan(desired, state, now_utc(), observed=observed, replace=replace, policy=policy,
                        allow_duplicates=allow_duplicate)
     emit_plan(result, output_format, color=not no_color and sys.stdout.isatty())
@@ -376,10 +398,11 @@ def check_replace_addresses(replace, state) -> None:
     help="Skip listing each client before its first create (saves one request per client; a lost state "
     "entry or a hand-made batch is then issued again). See the README before using it.",
 )
+@quiet_option
 @user_errors
 @with_backend
 def apply(paths, backend, sandbox, base_url, parallelism, rate_limit, lock_timeout, auto_approve, refresh,
-          replace, allow_large, recovery_wait, no_color, allow_duplicate, no_duplicate_check,
+          replace, allow_large, recovery_wait, no_color, allow_duplicate, no_duplicate_check, quiet,
           **policy_overrides) -> None:
     """Create and update batches so the API matches the manifests (or a saved plan)."""
     saved = saved_plan_in(paths)
@@ -390,16 +413,19 @@ def apply(paths, backend, sandbox, base_url, parallelism, rate_limit, lock_timeo
     replace = saved.replace if saved else list(replace)
     refresh = saved.refresh if saved else refresh
     allow_duplicate = saved.allow_duplicates if saved else list(allow_duplicate)
+    reporter = Progress.for_stream(quiet=quiet)
     with backend.lock("apply", timeout=lock_timeout, warn=progress):
         if saved:  # before the writer folds an interrupted run in (which moves the serial on)
             saved.check_against(backend.read(), backend.name)
         with backend.open_writer() as writer:
             check_replace_addresses(replace, writer.state)
-            with api_context(sandbox, base_url, backend, rate_limit, parallelism) as api:
+            with api_context(sandbox, base_url, backend, rate_limit, parallelism, reporter) as api:
                 check_instance(writer.state, api.instance, backend.name)
-                observed = refreshed(desired, writer.state, api, parallelism) if refresh else None
+                observed = refreshed(desired, writer.state, api, parallelism, reporter) if refresh else None
                 result = make_plan(desired, writer.state, now_utc(), observed=observed, replace=replace, policy=policy,
                                    allow_duplicates=allow_duplicate)
+                if result.has_changes:
+                    preflight(api, result, desired, writer.state)
                 if saved and not saved.matches(result):
                     raise PlanFileError(
                         f"{saved.path}: applying it now would differ from what was reviewed (a batch "
@@ -412,7 +438,7 @@ def apply(paths, backend, sandbox, base_url, parallelism, rate_limit, lock_timeo
                 if not (auto_approve or saved):
                     confirm()
                 outcome = run_apply(
-                    api, writer, result, desired, parallelism, recovery_wait,
+                    api, writer, result, desired, parallelism, recovery_wait, reporter,
                     duplicate_check=not no_duplicate_check, allow_duplicates=allow_duplicate,
                 )
     report(outcome, result)
@@ -446,22 +472,23 @@ def confirm() -> None:
 
 def run_apply(
     api, writer: StateWriter, result: Plan, desired: Desired, parallelism: int, recovery_wait: float,
-    duplicate_check: bool = True, allow_duplicates=(),
+    reporter: Progress, duplicate_check: bool = True, allow_duplicates=(),
 ) -> ApplyResult:
-    stop = threading.Event()
+    stop = api.stop  # set, it cancels every request that has not left (worker, rate-limit slot, pause)
 
     def on_interrupt(signum, frame):
         if stop.is_set():
             # Every intent and id is already in the fsynced journal: leaving now loses nothing.
+            reporter.close(wait=False)
             progress("Second interrupt: exiting now. The next command resolves what was in flight.")
             os._exit(1)
         stop.set()
-        progress("Interrupt received: no new requests; waiting for those in flight (Ctrl-C again to exit at once).")
+        reporter.warn("Interrupt received: no new requests; waiting for those in flight (Ctrl-C again to exit at once).")
 
     previous = signal.signal(signal.SIGINT, on_interrupt) if threading.current_thread() is threading.main_thread() else None
     try:
         applier = Applier(
-            api, writer, parallelism=parallelism, progress=progress, stop=stop, recovery_wait=recovery_wait,
+            api, writer, parallelism=parallelism, reporter=reporter, stop=stop, recovery_wait=recovery_wait,
             duplicate_check=duplicate_check, allow_duplicates=allow_duplicates,
         )
         return applier.apply(result, desired)
@@ -500,15 +527,17 @@ def failure_summary(failed: list[tuple[str, str]]) -> str:
 @paths_argument
 @api_options
 @lock_option
+@quiet_option
 @user_errors
 @with_backend
-def refresh(paths, backend, sandbox, base_url, parallelism, rate_limit, lock_timeout) -> None:
+def refresh(paths, backend, sandbox, base_url, parallelism, rate_limit, lock_timeout, quiet) -> None:
     """Update state from the live API (names, expiries, balances); creates nothing."""
     desired = load(paths)
+    reporter = Progress.for_stream(quiet=quiet)
     with backend.writing("refresh", timeout=lock_timeout, warn=progress) as writer:
-        with api_context(sandbox, base_url, backend, rate_limit, parallelism) as api:
+        with api_context(sandbox, base_url, backend, rate_limit, parallelism, reporter) as api:
             check_instance(writer.state, api.instance, backend.name)
-            observed = refreshed(desired, writer.state, api, parallelism)
+            observed = refreshed(desired, writer.state, api, parallelism, reporter)
             missing = refresh_state(writer, observed)
             writer.bind_instance(api.instance)
         recorded = len(writer.state.resources)

@@ -39,8 +39,9 @@ def api_env(sandbox, monkeypatch):
 
 
 def init_state(path: Path) -> Path:
-    """An empty state file at ``path``, as 'provisioner init' leaves it."""
-    FileBackend(path).create()
+    """The state file at ``path``, created empty as 'provisioner init' does if it is not there yet."""
+    if not Path(path).exists():
+        FileBackend(path).create()
     return path
 
 
