@@ -388,7 +388,8 @@ def check_replace_addresses(replace, state) -> None:
     default=RECOVERY_WAIT,
     show_default=True,
     type=click.FloatRange(0),
-    help="Seconds an interrupted create may still be running on the server; recovery waits that long after it.",
+    help="Seconds an interrupted create may still be running on the server. A batch found is adopted at "
+    "once; only to decide that a create never happened does recovery wait until this long after it.",
 )
 @click.option("--no-color", is_flag=True, help="No ANSI colours in the plan.")
 @allow_duplicate_option
