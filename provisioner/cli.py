@@ -6,50 +6,40 @@ import functools
 import json
 import os
 import signal
-import sqlite3
 import sys
 import threading
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from provisioner import __version__
-from provisioner.api.client import ApiError
-from provisioner.applier import RECOVERY_WAIT, Applier, ApplyResult
-from provisioner.connection import open_api
-from provisioner.lock import LockError, StateLock, force_unlock
-from provisioner.manifest import ManifestError, load, manifest_schema
-from provisioner.models import Desired, Plan, Policy
-from provisioner.planfile import (
-    PlanFileError,
-    refuse_saved_plans,
-    save_plan,
-    saved_plan_in,
-)
-from provisioner.planner import make_plan
-from provisioner.refresh import observe
-from provisioner.render import render_json, render_markdown, render_text
-from provisioner.state import State, StateError, StateWriter, check_instance, read_state
-from provisioner.statecmd import (
-    StateCommandError,
-    import_batch,
-    move_resource,
-    refresh_state,
-    remove_resource,
-)
-from provisioner.views import render_resource, render_resource_list, render_show
+
+# Each command imports the layers it uses when it runs: `validate` and `plan` never load
+# the HTTP client, and start-up stays short. provisioner uses no pydantic plugins, and
+# looking for installed ones (every package's entry points) costs 25 ms of each start-up.
+os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+if TYPE_CHECKING:
+    from provisioner.applier import ApplyResult
+    from provisioner.models import Desired, Plan, Policy
+    from provisioner.state import State, StateWriter
 
 DEFAULT_STATE = "state/default.json"
 SANDBOX_STATE = "state/sandbox.json"
-USER_ERRORS = (
-    ManifestError,
-    StateError,
-    LockError,
-    ApiError,
-    PlanFileError,
-    StateCommandError,
-)
+# The errors a user can cause, by module: a layer that was not imported raised none of them.
+USER_ERRORS = {
+    "provisioner.manifest": "ManifestError",
+    "provisioner.state": "StateError",
+    "provisioner.lock": "LockError",
+    "provisioner.api.client": "ApiError",
+    "provisioner.planfile": "PlanFileError",
+    "provisioner.statecmd": "StateCommandError",
+}
+
+
+def user_error_types() -> tuple[type[Exception], ...]:
+    return tuple(getattr(sys.modules[module], name) for module, name in USER_ERRORS.items() if module in sys.modules)
 
 
 class UserError(click.ClickException):
@@ -69,8 +59,10 @@ def user_errors(command):
         except OSError as exc:  # disk full, permission denied, a directory where a file should be
             where = f"{exc.filename}: " if exc.filename else ""
             raise UserError(f"{where}{exc.strerror or exc}. Check that the path exists and is writable.") from None
-        except USER_ERRORS as exc:
-            raise UserError(str(exc)) from None
+        except Exception as exc:
+            if isinstance(exc, user_error_types()):
+                raise UserError(str(exc)) from None
+            raise
 
     return wrapper
 
@@ -124,6 +116,21 @@ def api_options(command):
     return command
 
 
+cache_option = click.option(
+    "--no-cache",
+    is_flag=True,
+    help="Read every manifest again, ignoring the cache of files read before (.provisioner/cache/, "
+    "or $XDG_CACHE_HOME/provisioner/).",
+)
+
+
+def load_manifests(paths, no_cache: bool) -> Desired:
+    from provisioner.manifest import load
+    from provisioner.manifestcache import ManifestCache
+
+    return load(paths, cache=None if no_cache else ManifestCache())
+
+
 def lock_option(command):
     return click.option(
         "--lock-timeout",
@@ -158,6 +165,8 @@ def effective_policy(desired: Desired, overrides: dict) -> Policy:
 
 
 def api_context(sandbox: bool, base_url: str | None, state_path: Path, rate_limit: float, parallelism: int):
+    from provisioner.connection import open_api
+
     return open_api(
         base_url=base_url,
         sandbox_dir=state_path.parent if sandbox else None,
@@ -167,6 +176,8 @@ def api_context(sandbox: bool, base_url: str | None, state_path: Path, rate_limi
 
 
 def refreshed(desired: Desired, state, api, parallelism: int) -> dict:
+    from provisioner.refresh import observe
+
     client_ids = {batch.client_id for batch in desired.batches.values()}
     client_ids |= {resource.client_id for resource in state.resources.values()}
     return observe(api, sorted(client_ids), parallelism=parallelism, progress=progress)
@@ -211,10 +222,11 @@ def main() -> None:
 
 @main.command(short_help="Check manifests only: no state, no network.")
 @paths_argument
+@cache_option
 @user_errors
-def validate(paths: tuple[Path, ...]) -> None:
+def validate(paths: tuple[Path, ...], no_cache: bool) -> None:
     """Check manifests only: no state, no network."""
-    desired = load(paths)
+    desired = load_manifests(paths, no_cache)
     click.echo(
         f"Success! {plural(len(desired.batches), 'batch', 'batches')} of "
         f"{plural(len(desired.clients), 'client', 'clients')} are valid."
@@ -243,14 +255,19 @@ def plural(count: int, one: str, many: str) -> str:
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 0: no changes, 1: error, 2: changes present.")
 @click.option("--no-color", is_flag=True, help="No ANSI colours in the text output.")
 @click.option("--replace", "replace", multiple=True, metavar="ADDRESS", help="Plan to recreate this batch on purpose.")
+@cache_option
 @user_errors
 def plan(paths, state_path, sandbox, base_url, parallelism, rate_limit, refresh, output_format, out_path,
-         detailed_exitcode, no_color, replace, **policy_overrides) -> None:
+         detailed_exitcode, no_color, replace, no_cache, **policy_overrides) -> None:
     """Show what apply would change, and the credits it would issue."""
+    from provisioner.planfile import refuse_saved_plans, save_plan
+    from provisioner.planner import make_plan
+    from provisioner.state import check_instance, read_state
+
     refuse_saved_plans(paths)
     if out_path is not None:
         refuse_plan_over_a_manifest(out_path)
-    desired = load(paths)
+    desired = load_manifests(paths, no_cache)
     state_path = resolve_state_path(state_path, sandbox)
     state = read_state(state_path)
     check_replace_addresses(replace, state)
@@ -278,12 +295,16 @@ def refuse_plan_over_a_manifest(out_path: Path) -> None:
 
 
 def emit_plan(result: Plan, output_format: str, color: bool) -> None:
+    from provisioner.render import render_json, render_markdown, text_chunks
+
     if output_format == "json":
         click.echo(render_json(result))
     elif output_format == "markdown":
         click.echo(render_markdown(result))
     else:
-        click.echo(render_text(result, color=color))
+        for chunk in text_chunks(result, color=color):  # a large plan is never held whole
+            click.echo(chunk, nl=False)
+        click.echo()
 
 
 def check_replace_addresses(replace, state) -> None:
@@ -306,20 +327,27 @@ def check_replace_addresses(replace, state) -> None:
 @click.option("--allow-large", is_flag=True, help="Apply even when the plan breaks a guardrail of the policy.")
 @click.option(
     "--recovery-wait",
-    default=RECOVERY_WAIT,
-    show_default=True,
+    default=lambda: recovery_wait_default(),
+    show_default="60",
     type=click.FloatRange(0),
     help="Seconds an interrupted create may still be running on the server; recovery waits that long after it.",
 )
 @click.option("--no-color", is_flag=True, help="No ANSI colours in the plan.")
+@cache_option
 @user_errors
 def apply(paths, state_path, sandbox, base_url, parallelism, rate_limit, lock_timeout, auto_approve, refresh,
-          replace, allow_large, recovery_wait, no_color, **policy_overrides) -> None:
+          replace, allow_large, recovery_wait, no_color, no_cache, **policy_overrides) -> None:
     """Create and update batches so the API matches the manifests (or a saved plan)."""
+    from provisioner.lock import StateLock
+    from provisioner.planfile import PlanFileError, saved_plan_in
+    from provisioner.planner import make_plan
+    from provisioner.render import render_text
+    from provisioner.state import StateWriter, check_instance, read_state
+
     saved = saved_plan_in(paths)
     if saved:
         saved.refuse_options(replace=replace, refresh=refresh, **policy_overrides)
-    desired = saved.desired if saved else load(paths)
+    desired = saved.desired if saved else load_manifests(paths, no_cache)
     policy = saved.policy if saved else effective_policy(desired, policy_overrides)
     replace = saved.replace if saved else list(replace)
     refresh = saved.refresh if saved else refresh
@@ -347,6 +375,12 @@ def apply(paths, state_path, sandbox, base_url, parallelism, rate_limit, lock_ti
                 writer.bind_instance(api.instance)
                 outcome = run_apply(api, writer, result, desired, parallelism, recovery_wait)
     report(outcome, result)
+
+
+def recovery_wait_default() -> float:
+    from provisioner.applier import RECOVERY_WAIT
+
+    return RECOVERY_WAIT
 
 
 def refuse_unsafe(result: Plan, allow_large: bool) -> None:
@@ -387,6 +421,8 @@ def run_apply(
             os._exit(1)
         stop.set()
         progress("Interrupt received: no new requests; waiting for those in flight (Ctrl-C again to exit at once).")
+
+    from provisioner.applier import Applier
 
     previous = signal.signal(signal.SIGINT, on_interrupt) if threading.current_thread() is threading.main_thread() else None
     try:
@@ -430,10 +466,15 @@ def failure_summary(failed: list[tuple[str, str]]) -> str:
 @state_option
 @api_options
 @lock_option
+@cache_option
 @user_errors
-def refresh(paths, state_path, sandbox, base_url, parallelism, rate_limit, lock_timeout) -> None:
+def refresh(paths, state_path, sandbox, base_url, parallelism, rate_limit, lock_timeout, no_cache) -> None:
     """Update state from the live API (names, expiries, balances); creates nothing."""
-    desired = load(paths)
+    from provisioner.lock import StateLock
+    from provisioner.state import StateWriter, check_instance
+    from provisioner.statecmd import refresh_state
+
+    desired = load_manifests(paths, no_cache)
     state_path = resolve_state_path(state_path, sandbox)
     with StateLock(state_path, command="refresh", timeout=lock_timeout, warn=progress):
         with StateWriter(state_path) as writer:
@@ -455,10 +496,16 @@ def refresh(paths, state_path, sandbox, base_url, parallelism, rate_limit, lock_
 @state_option
 @api_options
 @lock_option
+@cache_option
 @user_errors
-def import_command(address, batch_id, paths, state_path, sandbox, base_url, parallelism, rate_limit, lock_timeout) -> None:
+def import_command(address, batch_id, paths, state_path, sandbox, base_url, parallelism, rate_limit, lock_timeout,
+                   no_cache) -> None:
     """Adopt an existing batch as ADDRESS, so provisioner manages it from now on."""
-    desired = load(paths)
+    from provisioner.lock import StateLock
+    from provisioner.state import StateWriter, check_instance
+    from provisioner.statecmd import import_batch
+
+    desired = load_manifests(paths, no_cache)
     state_path = resolve_state_path(state_path, sandbox)
     with StateLock(state_path, command="import", timeout=lock_timeout, warn=progress):
         with StateWriter(state_path) as writer:
@@ -475,6 +522,8 @@ def import_command(address, batch_id, paths, state_path, sandbox, base_url, para
 @user_errors
 def force_unlock_cmd(lock_id, state_path, sandbox) -> None:
     """Remove the lock LOCK_ID left by a run that is gone (see the lock error for the ID)."""
+    from provisioner.lock import force_unlock
+
     info = force_unlock(resolve_state_path(state_path, sandbox), lock_id)
     click.echo(f"Lock {info.id} ({info.command} by {info.user}@{info.host}, pid {info.pid}) removed.")
 
@@ -489,6 +538,9 @@ def state() -> None:
 @user_errors
 def state_list(state_path, sandbox) -> None:
     """List recorded addresses and their batch ids."""
+    from provisioner.state import read_state
+    from provisioner.views import render_resource_list
+
     state_path = resolve_state_path(state_path, sandbox)
     recorded = read_state(state_path)
     click.echo(render_resource_list(recorded), nl=False)
@@ -507,6 +559,9 @@ def hint_at_the_sandbox_state(recorded: State, state_path: Path, sandbox: bool) 
 @user_errors
 def state_show(address, state_path, sandbox) -> None:
     """Show everything recorded for ADDRESS."""
+    from provisioner.state import read_state
+    from provisioner.views import render_resource
+
     click.echo(render_resource(read_state(resolve_state_path(state_path, sandbox)), address))
 
 
@@ -517,6 +572,10 @@ def state_show(address, state_path, sandbox) -> None:
 @user_errors
 def state_rm(address, state_path, sandbox, lock_timeout) -> None:
     """Forget ADDRESS: the batch stays in Thought Industries, unmanaged."""
+    from provisioner.lock import StateLock
+    from provisioner.state import StateWriter
+    from provisioner.statecmd import remove_resource
+
     state_path = resolve_state_path(state_path, sandbox)
     with StateLock(state_path, command="state rm", timeout=lock_timeout, warn=progress):
         with StateWriter(state_path) as writer:
@@ -537,6 +596,10 @@ def state_rm(address, state_path, sandbox, lock_timeout) -> None:
 @user_errors
 def state_mv(source, destination, state_path, sandbox, lock_timeout) -> None:
     """Rename an address (after renaming its key in the manifest) without recreating it."""
+    from provisioner.lock import StateLock
+    from provisioner.state import StateWriter
+    from provisioner.statecmd import move_resource
+
     state_path = resolve_state_path(state_path, sandbox)
     with StateLock(state_path, command="state mv", timeout=lock_timeout, warn=progress):
         with StateWriter(state_path) as writer:
@@ -552,6 +615,11 @@ def state_mv(source, destination, state_path, sandbox, lock_timeout) -> None:
 @user_errors
 def show(paths, state_path, sandbox, base_url, parallelism, rate_limit, refresh) -> None:
     """A table per client of its batches: balances, usage, expiry, status."""
+    from provisioner.manifest import load
+    from provisioner.models import Desired
+    from provisioner.state import check_instance, read_state
+    from provisioner.views import render_show
+
     state_path = resolve_state_path(state_path, sandbox)
     current = read_state(state_path)
     observed = None
@@ -567,6 +635,8 @@ def show(paths, state_path, sandbox, base_url, parallelism, rate_limit, refresh)
 @main.command(short_help="Print the JSON Schema of a manifest file.")
 def schema() -> None:
     """Print the JSON Schema of a manifest file (for editors and CI)."""
+    from provisioner.manifest import manifest_schema
+
     click.echo(json.dumps(manifest_schema(), indent=2, sort_keys=True))
 
 
@@ -587,6 +657,8 @@ def schema() -> None:
 def sandbox(host, port, data_path, api_key, rate_limit, burst, page_size, latency, error_rate,
             error_after_commit_rate, drop_after_commit_rate, burst_429_rate, seed) -> None:
     """Serve a local simulator of the credits API (for demos and tests)."""
+    import sqlite3
+
     from provisioner.api.sandbox import Faults, Sandbox
 
     faults = Faults(

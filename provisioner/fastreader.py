@@ -91,7 +91,7 @@ def _lines_pattern() -> re.Pattern:
     ]
     key_lines.append(rf"(?!(?:{'|'.join(special)}):)[A-Za-z0-9_][A-Za-z0-9_.\-]*:(?:[ \t]+{_OTHER_VALUE})?")
     line = rf" *(?:(?:{'|'.join(key_lines)}){_COMMENT}|[ \t]*(?:#[^\n]*)?)|---{_COMMENT}"
-    return re.compile(rf"(?>(?:{line})\n)*+(?:{line})?")
+    return re.compile(rf"(?>(?:{line})(?:\n|\Z))*+")
 
 
 _LINES = _lines_pattern()

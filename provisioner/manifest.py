@@ -17,6 +17,7 @@ fields.py; the JSON Schema of ``provisioner schema`` comes from schema.py.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import time
 from collections.abc import Sequence
@@ -35,8 +36,8 @@ from provisioner.fields import (  # noqa: F401  (re-exported: the names other mo
     POLICY_FIELDS,
     TOP_FIELDS,
 )
-from provisioner.gcpause import paused_gc
-from provisioner.models import Desired
+from provisioner.bulk import paused_gc, share_fields_set
+from provisioner.models import BatchSpec, ClientSpec, Desired, Policy
 from provisioner.planfile import MARKER as SAVED_PLAN_MARKER
 
 if TYPE_CHECKING:
@@ -193,8 +194,8 @@ def _load(paths: Sequence[str | Path], cache: ManifestCache | None, timings: Loa
     known = cache.read(files) if cache is not None else {}
     timings.add("cache read", clock() - started)
     digest = hashlib.sha256()
-    records: list[tuple[str, dict]] = []
-    used: dict[str, dict] = {}
+    combined = _Combined()
+    used: dict[str, str] = {}  # content digest -> the file's record, as JSON text (what the cache keeps)
     for path in files:
         started = clock()
         data = read_bytes(path, issues)
@@ -203,8 +204,8 @@ def _load(paths: Sequence[str | Path], cache: ManifestCache | None, timings: Loa
         add_to_digest(digest, path, data)
         content = hashlib.sha256(data).hexdigest()
         timings.add("read + digest", clock() - started)
-        record = used.get(content) or known.get(content)
-        if record is None:
+        text = used.get(content) or known.get(content)
+        if text is None:
             started = clock()
             record = fastreader.read(data)
             timings.add("fast read (yaml-rs + checks)", clock() - started)
@@ -214,20 +215,30 @@ def _load(paths: Sequence[str | Path], cache: ManifestCache | None, timings: Loa
                 timings.add("located read (PyYAML)", clock() - started)
                 if record is None:
                     return _load_located(paths)
-        used[content] = record
-        records.append((str(path), record))
+            text = json.dumps(record, separators=(",", ":"), ensure_ascii=False)
+        else:
+            started = clock()
+            try:
+                record = json.loads(text)
+            except (ValueError, TypeError):
+                record = None
+            timings.add("cache entries", clock() - started)
+        used[content] = text
+        started = clock()
+        try:
+            added = combined.add(str(path), record)
+        except (ValueError, TypeError, KeyError, AttributeError):  # pydantic's ValidationError is a ValueError
+            if not known:
+                raise
+            # Only a damaged cache gets here (what is written was validated): drop it, start over.
+            cache.discard(files)
+            return _load(paths, cache, timings)
+        timings.add("build Desired", clock() - started)
+        if not added:
+            return _load_located(paths)
     started = clock()
-    try:
-        desired = _desired(records, digest.hexdigest())
-    except (ValueError, TypeError, KeyError):  # pydantic's ValidationError is a ValueError
-        if not known:
-            raise
-        # Only a damaged cache gets here (what is written is validated): drop it and start over.
-        cache.discard(files)
-        return _load(paths, cache, timings)
+    desired = combined.desired(digest.hexdigest())
     timings.add("build Desired", clock() - started)
-    if desired is None:
-        return _load_located(paths)
     if cache is not None and used.keys() != known.keys():
         started = clock()
         cache.write(files, used)
@@ -247,49 +258,68 @@ def _read_located(file: str, data: bytes) -> dict | None:
     return nodereader.read_one(file, data)
 
 
-def _desired(records: list[tuple[str, dict]], digest: str) -> Desired | None:
-    """Every file's declarations together, or None when a rule that spans files is broken
-    (the located reader then says where)."""
-    clients: dict[str, dict] = {}
-    client_ids: set[str] = set()
-    batches: dict[str, dict] = {}
-    policy: dict = {}
-    policy_source = None
-    for file, record in records:
+class _Combined:
+    """Every file's declarations together, checked against the rules that span files.
+
+    Each file's batches become models as soon as the file is read (pydantic's compiled
+    core validates a file's list in one call), so that no second copy of 100,000 batches
+    is ever held in memory.
+    """
+
+    def __init__(self):
+        from pydantic import TypeAdapter
+
+        self.batch_list = TypeAdapter(list[BatchSpec])
+        self.clients: dict[str, ClientSpec] = {}
+        self.client_ids: set[str] = set()
+        self.batches: dict[str, BatchSpec] = {}
+        self.policy: dict | None = None
+        self.policy_source: str | None = None
+        self.shared: dict = {}
+
+    def add(self, file: str, record: dict) -> bool:
+        """False when a rule that spans files is broken: the located reader then says where."""
         if record["policy"] is not None:
-            if policy_source is not None:
-                return None
-            line, policy = record["policy"]
-            policy_source = f"{file}:{line}"
+            if self.policy_source is not None:
+                return False
+            line, self.policy = record["policy"]
+            self.policy_source = f"{file}:{line}"
         ids = {}
         for key, client_id, line, column in record["clients"]:
-            if key in clients or client_id in client_ids:
-                return None
-            client_ids.add(client_id)
+            if key in self.clients or client_id in self.client_ids:
+                return False
+            self.client_ids.add(client_id)
             ids[key] = client_id
-            clients[key] = {"key": key, "id": client_id, "source": f"{file}:{line}:{column}"}
-        for client_key, batch_key, name, balance, expires_on, account, line, column in record["batches"]:
-            batches[f"{client_key}/{batch_key}"] = {
-                "client_key": client_key,
+            self.clients[key] = ClientSpec(key=key, id=client_id, source=f"{file}:{line}:{column}")
+        # Values that repeat across batches (client keys, expiries, accounts) are kept once.
+        shared = self.shared.setdefault
+        specs = self.batch_list.validate_python([
+            {
+                "client_key": shared(client_key, client_key),
                 "batch_key": batch_key,
                 "client_id": ids[client_key],
                 "name": name,
                 "starting_balance": balance,
-                "expires_on": expires_on,
-                "credit_account_id": account,
+                "expires_on": shared(expires_on, expires_on),
+                "credit_account_id": shared(account, account),
                 "source": f"{file}:{line}:{column}",
             }
-    # One validation of everything at once: pydantic's compiled core builds the models.
-    return Desired.model_validate(
-        {
-            "clients": dict(sorted(clients.items())),
-            "batches": dict(sorted(batches.items())),
-            "policy": policy,
-            "policy_source": policy_source,
-            "digest": digest,
-        }
-    )
+            for client_key, batch_key, name, balance, expires_on, account, line, column in record["batches"]
+        ])
+        share_fields_set(specs)
+        batches = self.batches
+        for spec in specs:
+            batches[f"{spec.client_key}/{spec.batch_key}"] = spec
+        return True
 
+    def desired(self, digest: str) -> Desired:
+        return Desired(
+            clients=dict(sorted(self.clients.items())),
+            batches=dict(sorted(self.batches.items())),
+            policy=Policy(**self.policy) if self.policy is not None else Policy(),
+            policy_source=self.policy_source,
+            digest=digest,
+        )
 
 
 def read_bytes(path: Path, issues: list[ManifestIssue]) -> bytes | None:

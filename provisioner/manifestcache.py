@@ -63,7 +63,8 @@ class ManifestCache:
         self.identity = reader_identity()
 
     def path_for(self, files: Sequence[Path]) -> Path:
-        tree = hashlib.sha256("\n".join(str(path.resolve()) for path in files).encode("utf-8", "surrogateescape"))
+        here = os.getcwd()  # absolute paths by string only: no system call per file
+        tree = hashlib.sha256("\n".join(os.path.join(here, path) for path in files).encode("utf-8", "surrogateescape"))
         return self.directory / f"manifests-{self.identity[:16]}-{tree.hexdigest()[:16]}.json"
 
     def read(self, files: Sequence[Path]) -> dict[str, dict]:

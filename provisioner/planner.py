@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 
+from provisioner.bulk import paused_gc, share_fields_set
 from provisioner.models import (
     COMPARED_FIELDS,
     FIXED_FIELDS,
@@ -40,11 +41,19 @@ def make_plan(
     ``observed`` maps batch ids to the batches the API lists (a refresh); None
     means trust the state file.
     """
-    replace = set(replace)
+    with paused_gc():
+        return _plan(desired, state, now, observed, set(replace), policy)
+
+
+def _plan(
+    desired: Desired, state: State, now: datetime, observed: Mapping[str, Mapping] | None, replace: set[str],
+    policy: Policy | None,
+) -> Plan:
     changes: list[Change] = []
     unchanged = 0
+    expired = _Expiry(now)
     for address, spec in desired.batches.items():
-        change = _change_for(spec, state, now, observed, address in replace)
+        change = _change_for(spec, state, expired, observed, address in replace)
         if change is None:
             unchanged += 1
         else:
@@ -53,6 +62,7 @@ def make_plan(
         _recover_change(intent, desired) for address, intent in state.pending.items() if address not in desired.batches
     )
     changes.sort(key=lambda change: change.address)
+    share_fields_set(changes)
     plan_changes = tuple(changes)
     return Plan(
         changes=plan_changes,
@@ -63,8 +73,23 @@ def make_plan(
     )
 
 
+class _Expiry:
+    """Whether an expiry has passed at ``now``; each distinct expiry is parsed once (a large
+    plan has few distinct ones)."""
+
+    def __init__(self, now: datetime):
+        self.now = now
+        self.known: dict[str, bool] = {}
+
+    def __call__(self, expires_on: str) -> bool:
+        passed = self.known.get(expires_on)
+        if passed is None:
+            passed = self.known[expires_on] = parse_timestamp(expires_on) <= self.now
+        return passed
+
+
 def _change_for(
-    spec: BatchSpec, state: State, now: datetime, observed: Mapping[str, Mapping] | None, replace: bool
+    spec: BatchSpec, state: State, expired: _Expiry, observed: Mapping[str, Mapping] | None, replace: bool
 ) -> Change | None:
     address = spec.address
     wanted = spec.attributes()
@@ -72,10 +97,10 @@ def _change_for(
         return _recover_change(state.pending[address], None, spec)
     resource = state.resources.get(address)
     if resource is None:
-        return _create_change(spec, wanted, now, "create")
+        return _create_change(spec, wanted, expired, "create")
     current = _current_attributes(resource, observed)
     if replace:
-        return _create_change(spec, wanted, now, "replace", before=current)
+        return _create_change(spec, wanted, expired, "replace", before=current)
     if current is None:
         return Change(
             address=address,
@@ -118,9 +143,9 @@ def _unchangeable_reasons(differing: list[str], wanted: Mapping) -> tuple[str, .
     return tuple(reasons)
 
 
-def _create_change(spec: BatchSpec, wanted: dict, now: datetime, action: str, before: dict | None = None) -> Change:
+def _create_change(spec: BatchSpec, wanted: dict, expired: _Expiry, action: str, before: dict | None = None) -> Change:
     reasons: tuple[str, ...] = ()
-    if spec.expires_on is not None and parse_timestamp(spec.expires_on) <= now:
+    if spec.expires_on is not None and expired(spec.expires_on):
         return Change(
             address=spec.address,
             client_key=spec.client_key,

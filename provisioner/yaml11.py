@@ -43,13 +43,10 @@ IMPLICIT = {
     "value": r"(?:=)",
 }
 
-_FULL = {tag: re.compile(pattern + r"\Z") for tag, pattern in IMPLICIT.items()}
-
-
 def plain_type(text: str) -> str:
     """The type YAML 1.1 gives ``text`` written as a plain (unquoted, untagged) scalar."""
-    for tag, pattern in _FULL.items():
-        if pattern.match(text):
+    for tag, pattern in IMPLICIT.items():
+        if re.fullmatch(pattern, text):
             return tag
     return STR
 
