@@ -142,6 +142,7 @@ class _FileWalk:
             self.lines.pop()
         self.keys = 0  # keys met so far in pre-order: the index of the next key's line
         self.key_lines: list[int] | None = None  # line numbers of the key lines; None: every line
+        self.client_ids: set[str] = set()  # two clients sharing an id: the located reader says where
 
     def record(self, tree) -> Record:
         record: Record = {"policy": None, "clients": [], "batches": []}
@@ -197,8 +198,9 @@ class _FileWalk:
                     batches = self.batches(written)
                 else:
                     fields[attribute] = reader(written)
-            if "id" not in fields:
+            if "id" not in fields or fields["id"] in self.client_ids:
                 raise Unsure
+            self.client_ids.add(fields["id"])
             record["clients"].append([key, fields["id"], index])
             if batches:
                 account = fields.get("credit_account_id")
