@@ -9,7 +9,7 @@ the files whose content it has not seen. Safety:
   modules that read manifests (a code change is a new cache), the parser's version and
   the Python version (``datetime.fromisoformat`` reads more from 3.11 on); another
   identity's cache is ignored and replaced;
-- it is JSON (never pickle: a cache file must not be able to run code) behind a header
+- it is JSON text (never pickle: a cache file must not be able to run code) behind a header
   carrying the sha256 of the rest; an unreadable, truncated or altered file is ignored
   and rebuilt, and everything read back is validated again when the ``Desired`` is built;
 - it is written atomically (a temporary file, then a rename), and a cache that cannot be
@@ -65,10 +65,13 @@ class ManifestCache:
     def path_for(self, files: Sequence[Path]) -> Path:
         here = os.getcwd()  # absolute paths by string only: no system call per file
         tree = hashlib.sha256("\n".join(os.path.join(here, path) for path in files).encode("utf-8", "surrogateescape"))
-        return self.directory / f"manifests-{self.identity[:16]}-{tree.hexdigest()[:16]}.json"
+        return self.directory / f"manifests-{self.identity[:16]}-{tree.hexdigest()[:16]}.cache"
 
-    def read(self, files: Sequence[Path]) -> dict[str, dict]:
-        """The known declarations by content digest; {} when there is no usable cache."""
+    def read(self, files: Sequence[Path]) -> dict[str, str]:
+        """The known declarations (JSON text) by content digest; {} when there is no usable cache.
+
+        The file is a JSON header line, then one line per entry: the digest, a tab, the JSON
+        text of the declarations (JSON text holds no raw line break)."""
         try:
             raw = self.path_for(files).read_bytes()
             header_end = raw.index(b"\n")
@@ -76,15 +79,15 @@ class ManifestCache:
             payload = raw[header_end + 1 :]
             if header != self._header(payload):
                 return {}
-            entries = json.loads(payload)
-        except (OSError, ValueError, TypeError):  # missing, unreadable, not JSON, not ours
+            lines = payload.decode("utf-8").split("\n")
+            return dict(line.split("\t", 1) for line in lines if line)
+        except (OSError, ValueError, TypeError):  # missing, unreadable, not ours, torn
             return {}
-        return entries if type(entries) is dict else {}
 
-    def write(self, files: Sequence[Path], entries: dict[str, dict]) -> None:
+    def write(self, files: Sequence[Path], entries: dict[str, str]) -> None:
         """Replace the tree's cache file atomically with ``entries``; silently skipped on failure."""
         path = self.path_for(files)
-        payload = json.dumps(entries, separators=(",", ":"), ensure_ascii=False).encode()
+        payload = "".join([f"{digest}\t{text}\n" for digest, text in entries.items()]).encode("utf-8", "surrogatepass")
         temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         try:
             self._prepare_directory()

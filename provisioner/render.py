@@ -299,23 +299,37 @@ class _CreateBlocks:
     def __init__(self, paint: _Painter):
         self.paint = paint
         self.templates: dict[tuple, tuple[str, tuple[str, ...]] | None] = {}
-        self.shown: dict[str, str] = {}  # text value -> as shown (many repeat: accounts, expiries)
+        self.shown = _ShownText()  # many values repeat (accounts, expiries): each is quoted once
+        self.plain = _PLAIN_TEXT.fullmatch
 
     def __call__(self, change: Change) -> str:
         after = change.after
         if change.action != "create" or change.before is not None or change.reasons or not after:
-            return "\n".join(_change_block(change, self.paint))
+            return self.general(change)
         shape = tuple(after)
         entry = self.templates.get(shape, False)
         if entry is False:
             entry = self.templates[shape] = self.template(shape)
-        if entry is None or not _PLAIN_TEXT.fullmatch(change.address):
-            return "\n".join(_change_block(change, self.paint))
+        if entry is None or not self.plain(change.address):
+            return self.general(change)
         template, order = entry
-        return template.format(change.address, *[self.show(after[field]) for field in order])
+        shown = self.shown
+        values = []
+        for field in order:
+            value = after[field]
+            kind = type(value)
+            if kind is str:
+                value = shown[value]
+            elif kind is not int:  # str.format would not write booleans or None as _value does
+                return self.general(change)
+            values.append(value)
+        return template.format(change.address, *values)
+
+    def general(self, change: Change) -> str:
+        return "\n".join(_change_block(change, self.paint))
 
     def template(self, fields: tuple) -> tuple[str, tuple[str, ...]] | None:
-        if not all(type(field) is str and _PLAIN_TEXT.fullmatch(field) for field in fields):
+        if not all(type(field) is str and self.plain(field) for field in fields):
             return None
         order = tuple(sorted(fields))
         width = max(map(len, order))
@@ -325,12 +339,12 @@ class _CreateBlocks:
         lines.append("    }}")
         return "\n".join(lines), order
 
-    def show(self, value) -> str:
-        if type(value) is not str:
-            return _value(value)
-        shown = self.shown.get(value)
-        if shown is None:
-            shown = self.shown[value] = _value(value) if _JSON_ESCAPES.search(value) else f'"{value}"'
+
+class _ShownText(dict):
+    """Text value -> as ``_value`` shows it, computed on first use."""
+
+    def __missing__(self, value: str) -> str:
+        shown = self[value] = _value(value) if _JSON_ESCAPES.search(value) else f'"{value}"'
         return shown
 
 

@@ -107,7 +107,7 @@ def test_cold_and_warm_plans_are_identical_in_every_format(tree, tmp_path, cli, 
         warm = cli("plan", tree, "--state", state, "--format", output)
         assert cold.exit_code == first.exit_code == warm.exit_code == 0, cold.output
         assert cold.output == first.output == warm.output
-    assert list((tmp_path / "xdg" / "provisioner").glob("manifests-*.json"))
+    assert list((tmp_path / "xdg" / "provisioner").glob("manifests-*.cache"))
 
 
 def test_a_file_renamed_keeps_its_own_name_in_messages_and_sources(tree, cache):
@@ -141,7 +141,7 @@ def test_a_client_moved_into_a_second_file_is_caught_with_a_warm_cache(tree, cac
 
 
 def pack(cache: ManifestCache) -> Path:
-    (found,) = cache.directory.glob("manifests-*.json")
+    (found,) = cache.directory.glob("manifests-*.cache")
     return found
 
 
@@ -169,13 +169,13 @@ def test_entries_of_the_wrong_shape_are_caught_when_the_models_are_built(tree, c
     """A cache whose digest matches but whose entries are wrong (a bug, a hand edit) is dropped."""
     expected = load([tree], cache=cache)
     path = pack(cache)
-    entries = json.loads(path.read_bytes().split(b"\n", 1)[1])
+    entries = dict(line.split("\t", 1) for line in path.read_text().split("\n")[1:] if line)
     for digest, text in entries.items():
         record = json.loads(text)
         if record["batches"]:
             record["batches"][0][3] = "not a number"
             entries[digest] = json.dumps(record)
-    payload = json.dumps(entries).encode()
+    payload = "".join(f"{digest}\t{text}\n" for digest, text in entries.items()).encode()
     path.write_bytes(json.dumps(cache._header(payload), sort_keys=True).encode() + b"\n" + payload)
     assert load([tree], cache=cache) == expected
 
@@ -230,4 +230,4 @@ def test_without_xdg_the_cache_is_under_dot_provisioner_of_the_working_directory
     done = run_subprocess("validate", tree, env=env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "Success! 42 batches of 21 clients are valid." in done.stdout
-    assert list((tmp_path / ".provisioner" / "cache").glob("manifests-*.json"))
+    assert list((tmp_path / ".provisioner" / "cache").glob("manifests-*.cache"))
