@@ -14,10 +14,12 @@ source of every message. So the good path pays nothing for error quality.
   whole number is plain decimal (``0500``, ``0x10``, ``1e3`` are not), text that YAML 1.1
   would read as another type (``yes``, ``2026``, ``2026-01-01``) is quoted, a timestamp
   is quoted or one YAML 1.1 reads as a timestamp or text; these forms are one pattern
-  (``_LINES``), built from the field table below;
-- yaml-rs parses the file (so it is valid YAML, without duplicate keys), and the keys it
-  finds, in document order, are one per key line;
-- every value passes the field's rule, as the located loader would pass it.
+  (``_LINES``), built from the field table (fields.py);
+- yaml-rs parses the file (so it is valid YAML, without duplicate keys), every key is
+  text to it (``2026:`` is a number to yaml-rs and the key "2026" to the located reader:
+  left to the latter), and the keys it finds, in document order, are one per key line;
+- every value passes the field's rule, as the located loader would pass it, and no two
+  clients of the file share an id.
 
 Positions (for ``source``) come from the key lines: the n-th key of the document in
 pre-order is on the n-th key line.

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from provisioner.bulk import paused_gc, share_fields_set
 from provisioner.fields import (  # noqa: F401  (re-exported: the names other modules know)
     BATCH_FIELDS,
     CLIENT_FIELDS,
@@ -36,7 +37,6 @@ from provisioner.fields import (  # noqa: F401  (re-exported: the names other mo
     POLICY_FIELDS,
     TOP_FIELDS,
 )
-from provisioner.bulk import paused_gc, share_fields_set
 from provisioner.models import BatchSpec, ClientSpec, Desired, Policy
 from provisioner.planfile import MARKER as SAVED_PLAN_MARKER
 
@@ -175,9 +175,10 @@ def load(
 ) -> Desired:
     """Read, validate and combine the manifests; raise ManifestError listing every problem.
 
-    Files whose content the cache knows are not read again; the others go through the fast
-    reader, or the located one when the fast reader is unsure. Any problem at all, and the
-    located reader reads everything again, so that every issue of every file is reported.
+    Every file is read and hashed; those whose content the cache knows are not parsed
+    again, the others go through the fast reader, or the located one when the fast reader
+    is unsure. At the first problem of any kind the located reader reads everything again,
+    so that every issue of every file is reported, exactly as without the fast path.
     """
     with paused_gc():
         return _load(paths, cache, LoadTimings() if timings is None else timings)
