@@ -327,10 +327,10 @@ def check_replace_addresses(replace, state) -> None:
 @click.option("--allow-large", is_flag=True, help="Apply even when the plan breaks a guardrail of the policy.")
 @click.option(
     "--recovery-wait",
-    default=lambda: recovery_wait_default(),
-    show_default="60",
+    default=lambda: recovery_wait_default(),  # read from the applier only when apply runs
     type=click.FloatRange(0),
-    help="Seconds an interrupted create may still be running on the server; recovery waits that long after it.",
+    help="Seconds an interrupted create may still be running on the server; recovery waits that long after it. "
+    "Default: 60.",
 )
 @click.option("--no-color", is_flag=True, help="No ANSI colours in the plan.")
 @cache_option

@@ -8,7 +8,6 @@ from the forms on which YAML 1.1 and YAML 1.2 disagree, and from arbitrary text.
 
 from __future__ import annotations
 
-import sys
 import textwrap
 import uuid
 from pathlib import Path
@@ -253,21 +252,3 @@ def test_ten_thousand_batches_load_the_fast_way(tmp_path, monkeypatch):
     desired = load([tmp_path])
     assert len(desired.batches) == 10_000 and len(desired.clients) == 1_000
     assert desired == expected
-
-
-def test_plan_and_validate_import_neither_pyyaml_nor_the_http_client(tmp_path):
-    """Start-up: commands import what they use; plain manifests never need PyYAML."""
-    (tmp_path / "m.yaml").write_text(good_manifest())
-    state = tmp_path / "state.json"
-    probe = (
-        "import sys\nfrom provisioner.cli import main\n"
-        "try:\n    main(sys.argv[1:])\nexcept SystemExit as done:\n    assert done.code in (0, None, 2), done.code\n"
-        "print(sorted(m for m in ('yaml', 'requests', 'urllib3', 'provisioner.api.client') if m in sys.modules))\n"
-    )
-    import subprocess
-
-    for args in (["validate", str(tmp_path)], ["plan", str(tmp_path), "--state", str(state)]):
-        done = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, cwd=tmp_path,
-                              env={"PATH": "/usr/bin:/bin", "XDG_CACHE_HOME": str(tmp_path / "cache")})
-        assert done.returncode == 0, done.stderr
-        assert done.stdout.splitlines()[-1] == "[]", done.stdout
