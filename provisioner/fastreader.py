@@ -38,6 +38,7 @@ from provisioner.fields import (
     BATCH_RULES,
     CLIENT_RULES,
     KEY,
+    CONTROL_CHARACTER,
     MAX_NAME_LENGTH,
     MAX_WHOLE_NUMBER,
     POLICY_RULES,
@@ -279,7 +280,9 @@ def _whole(value) -> int:
 
 
 def _text(value) -> str:
-    if type(value) is not str or not value.strip() or len(value) > MAX_NAME_LENGTH:
+    if type(value) is not str or not value.strip() or len(value) > MAX_NAME_LENGTH or value != value.strip():
+        raise Unsure
+    if CONTROL_CHARACTER.search(value):
         raise Unsure
     return value
 
