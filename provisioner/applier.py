@@ -41,7 +41,15 @@ from provisioner.listings import ClientListings
 from provisioner.models import UPDATABLE_FIELDS, Change, Desired, Intent, Plan, Resource
 from provisioner.planner import same_value
 from provisioner.progress import Progress, describe_work
-from provisioner.recovery import Findings, describe, differences, duplicates_of, find, intent_since
+from provisioner.recovery import (
+    Findings,
+    batches_phrase,
+    describe,
+    differences,
+    duplicates_of,
+    find,
+    intent_since,
+)
 from provisioner.timestamps import format_timestamp, utc_now_text
 
 # How long a create may still be in progress on the server after its sender stopped
@@ -456,7 +464,7 @@ def ambiguity_message(intent: Intent, findings: Findings) -> str:
         "API may have changed the name's case or spacing, or listed fields as null)"
     )
     return (
-        f"{len(findings.candidates)} unclaimed batch(es) of client {intent.client_id} could be the one the "
+        f"{batches_phrase(len(findings.candidates))} of client {intent.client_id}, claimed by no address, could be the one the "
         f"interrupted create of {intent.address} made ({exact_note}): {describe(findings.candidates)}. "
         "provisioner will not guess, and will not create it again. Check them in Thought Industries, then "
         f"record the right one: provisioner import {intent.address} BATCH_ID PATHS...; if none of them is it, "
@@ -465,10 +473,10 @@ def ambiguity_message(intent: Intent, findings: Findings) -> str:
 
 
 def duplicate_message(address: str, found: list[dict]) -> str:
-    first = found[0]
+    client = address.split("/", 1)[0]
     return (
-        f"not created: client already has {len(found)} batch(es) just like it that no address claims: "
-        f"{describe(found)}. Creating it would issue its credits again. If that batch is this one (made by hand, "
-        f"or its state entry was lost): provisioner import {address} {first.get('id')} PATHS...; to issue "
-        f"another one on purpose: --allow-duplicate {address}"
+        f"not created: client {client} already has {batches_phrase(len(found))} just like it that no address "
+        f"claims: {describe(found)}. Creating it would issue its credits again. If that batch is this one (made "
+        f"by hand, or its state entry was lost): provisioner import {address} {found[0].get('id')} PATHS...; to "
+        f"issue another one on purpose: --allow-duplicate {address}"
     )
