@@ -56,6 +56,7 @@ from provisioner.timestamps import format_timestamp, utc_now_text
 # waiting for it: the client's read timeout, and as much again as a margin.
 RECOVERY_WAIT = 2 * READ_TIMEOUT
 RECOVERY_ROUNDS = 3
+CONFIRMED = "created (its answer was lost; found by listing)"
 
 
 class AmbiguousRecovery(ApiError):
@@ -284,9 +285,10 @@ class Applier:
         return written[-1], batch
 
     def _resolve_after_ambiguity(self, intent: Intent, desired: Desired, failed_at: float) -> None:
-        """Look at once; wait out the recovery window only when nothing is found, then look again."""
+        """Look at once; wait out the recovery window only when nothing is found, then look again.
+        A batch found was made by this run's create: it counts as created (its credits issued now)."""
         for _ in range(RECOVERY_ROUNDS):
-            if self._adopt_if_found(intent, self.listings.fresh(intent.client_id), "created (confirmed by listing)"):
+            if self._adopt_if_found(intent, self.listings.fresh(intent.client_id), CONFIRMED, kind="created"):
                 return
             self._wait(self.recovery_wait - (time.monotonic() - failed_at))
             if self.stop.is_set():
@@ -294,7 +296,7 @@ class Applier:
                     "interrupted while checking whether the create happened; the next plan shows it "
                     "as a recovery and apply resolves it"
                 )
-            if self._adopt_if_found(intent, self.listings.confirmed(intent.client_id), "created (confirmed by listing)"):
+            if self._adopt_if_found(intent, self.listings.confirmed(intent.client_id), CONFIRMED, kind="created"):
                 return
             self._report(intent.address, "the create did not happen; sending it again")
             intent, batch = self._send_create(intent.address, intent.client_id, intent.attributes, previous=intent)
@@ -391,12 +393,12 @@ class Applier:
 
     # --- the findings ------------------------------------------------------------
 
-    def _adopt_if_found(self, intent: Intent, listed, outcome: str) -> bool:
+    def _adopt_if_found(self, intent: Intent, listed, outcome: str, kind: str = "adopted") -> bool:
         """Records the batch the intent made if the listing shows it; stops on look-alikes."""
         findings = find(listed, intent, self.writer.claimed_ids(), self.writer.open_intents())
         batch = findings.adoptable
         if batch is not None:
-            self._record_created(intent, batch, "adopted", outcome)
+            self._record_created(intent, batch, kind, outcome)
             return True
         if not findings.nothing:
             raise AmbiguousRecovery(ambiguity_message(intent, findings))
