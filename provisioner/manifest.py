@@ -20,11 +20,11 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from provisioner.bulk import paused_gc, share_fields_set
+from provisioner.bulk import constructor, paused_gc
 from provisioner.fields import (  # noqa: F401  (re-exported: the names other modules know)
     BATCH_FIELDS,
     CLIENT_FIELDS,
@@ -262,15 +262,13 @@ def _read_located(file: str, data: bytes) -> dict | None:
 class _Combined:
     """Every file's declarations together, checked against the rules that span files.
 
-    Each file's batches become models as soon as the file is read (pydantic's compiled
-    core validates a file's list in one call), so that no second copy of 100,000 batches
-    is ever held in memory.
+    Each file's batches become models as soon as the file is read, so that no second copy
+    of 100,000 batches is ever held in memory. Their values were checked by the reader that
+    made the record (or, read back from the cache, are checked for their types here), so
+    the models are made without validating them again.
     """
 
     def __init__(self):
-        from pydantic import TypeAdapter
-
-        self.batch_list = TypeAdapter(list[BatchSpec])
         self.clients: dict[str, ClientSpec] = {}
         self.client_ids: set[str] = set()
         self.batches: dict[str, BatchSpec] = {}
@@ -292,24 +290,8 @@ class _Combined:
             self.client_ids.add(client_id)
             ids[key] = client_id
             self.clients[key] = ClientSpec(key=key, id=client_id, source=f"{file}:{line}:{column}")
-        # Values that repeat across batches (client keys, expiries, accounts) are kept once.
-        shared = self.shared.setdefault
-        specs = self.batch_list.validate_python([
-            {
-                "client_key": shared(client_key, client_key),
-                "batch_key": batch_key,
-                "client_id": ids[client_key],
-                "name": name,
-                "starting_balance": balance,
-                "expires_on": shared(expires_on, expires_on),
-                "credit_account_id": shared(account, account),
-                "source": f"{file}:{line}:{column}",
-            }
-            for client_key, batch_key, name, balance, expires_on, account, line, column in record["batches"]
-        ])
-        share_fields_set(specs)
         batches = self.batches
-        for spec in specs:
+        for spec in batch_specs(file, record["batches"], ids, self.shared):
             batches[f"{spec.client_key}/{spec.batch_key}"] = spec
         return True
 
@@ -321,6 +303,35 @@ class _Combined:
             policy_source=self.policy_source,
             digest=digest,
         )
+
+
+_batch_spec = constructor(BatchSpec)
+
+
+def batch_specs(file: str, rows: list, ids: dict[str, str], shared: dict) -> Iterator[BatchSpec]:
+    """The models of a record's batch rows. ``ids``: the client ids by key; ``shared``: values
+    that repeat across batches (client keys, expiries, accounts), kept once. A row of the
+    wrong shape or types (a cache entry that is not what the readers wrote) is a ValueError."""
+    shared_value = shared.setdefault
+    for client_key, batch_key, name, balance, expires_on, account, line, column in rows:
+        if not (
+            type(client_key) is str and type(batch_key) is str and type(name) is str and type(balance) is int
+            and (expires_on is None or type(expires_on) is str) and (account is None or type(account) is str)
+            and type(line) is int and type(column) is int
+        ):
+            raise ValueError(f"{file}: a batch row of the wrong types: {client_key!r}/{batch_key!r}")
+        yield _batch_spec({
+            "client_key": shared_value(client_key, client_key),
+            "batch_key": batch_key,
+            "client_id": ids[client_key],
+            "name": name,
+            "starting_balance": balance,
+            "expires_on": shared_value(expires_on, expires_on),
+            "credit_account_id": shared_value(account, account),
+            "source": f"{file}:{line}:{column}",
+            "grant": None,
+            "period": None,
+        })
 
 
 def read_bytes(path: Path, issues: list[ManifestIssue]) -> bytes | None:
