@@ -59,13 +59,13 @@ string. (An addition in spirit, but a change of type, so the minor version says 
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import re
-from collections import Counter
 from collections.abc import Iterator
 
 from provisioner.bulk import paused_gc
-from provisioner.models import FIXED_FIELDS, Change, Plan
+from provisioner.models import FIXED_FIELDS, Change, Plan, PlanPart
 from provisioner.timestamps import NO_EXPIRY
 
 JSON_FORMAT_VERSION = "1.1"
@@ -114,7 +114,7 @@ def _thousands(n: int) -> str:
 
 
 def _summary_counts(plan: Plan) -> dict[str, int]:
-    by_action = Counter(change.action for change in plan.changes)  # one pass over a large plan
+    by_action = plan.figures.counts
     counts = {action: by_action[action] for action in ACTIONS}
     counts["unchanged"] = plan.unchanged
     return counts
@@ -366,16 +366,12 @@ class _ShownText(dict):
 
 def _changes_by_client(plan: Plan) -> list[str]:
     """One line per client: its changes by action, and the credits it receives."""
-    by_client: dict[str, dict[str, int]] = {}
-    for change in plan.changes:
-        counts = by_client.setdefault(change.client_key, {})
-        counts[change.action] = counts.get(change.action, 0) + 1
-        counts["credits"] = counts.get("credits", 0) + change.credits
-    actions = [action for action in ACTIONS if any(action in counts for counts in by_client.values())]
+    by_client = {client: figures for client, figures in plan.figures_by_client().items() if figures.changes}
+    actions = [action for action in ACTIONS if any(figures.counts[action] for figures in by_client.values())]
     headers = ["client", *actions, "credits"]
     rows = [headers] + [
-        [_strip_controls(client), *(_thousands(counts.get(a, 0)) for a in actions), _thousands(counts["credits"])]
-        for client, counts in sorted(by_client.items())
+        [_strip_controls(client), *(_thousands(figures.counts[a]) for a in actions), _thousands(figures.credits)]
+        for client, figures in sorted(by_client.items())
     ]
     widths = [max(len(row[i]) for row in rows) for i in range(len(headers))]
     lines = [f"Changes by client ({_thousands(len(by_client))} clients; every change is listed below):"]
@@ -394,7 +390,8 @@ def text_chunks(plan: Plan, color: bool = False, size: int = 1 << 20) -> Iterato
     """``render_text`` in pieces of about ``size`` characters, to be written as they come:
     the text of a 100,000-create plan (34 MB) is never held whole."""
     paint = _Painter(color)
-    if not plan.changes:
+    count = plan.change_count
+    if not count:
         yield _sections(
             [paint(NO_CHANGES, "green")],
             _warning_lines(plan, paint),
@@ -402,29 +399,52 @@ def text_chunks(plan: Plan, color: bool = False, size: int = 1 << 20) -> Iterato
             _info_table(plan),
         )
         return
-    large = len(plan.changes) > LARGE_PLAN
+    large = count > LARGE_PLAN
     credits = _credits_line(plan) if not large else _credits_total_line(plan)
     summary = [paint(_summary_line(plan), "bold"), credits]
     head = [[*summary, "", *_changes_by_client(plan)]] if large else []
     head.append(["provisioner will perform the following actions:"])
     yield _sections(*head) + "\n"
     with paused_gc():
-        blocks: list[str] = []
+        pieces: list[str] = []
         length = 0
-        for block in map(_CreateBlocks(paint), plan.changes):
-            blocks.append(block)
-            length += len(block)
+        for piece in _change_texts(plan, paint):
+            pieces.append(piece)
+            length += len(piece)
             if length >= size:
-                yield "\n\n".join(blocks) + "\n\n"
-                blocks, length = [], 0
-        yield "\n\n".join(blocks)
+                yield "\n\n".join(pieces) + "\n\n"
+                pieces, length = [], 0
+        yield "\n\n".join(pieces)
     tail = _sections(
         _warning_lines(plan, paint),
         _violation_lines(plan, paint),
         summary,
         _info_table(plan),
     )
-    yield "\n\n" + tail if blocks else tail
+    yield "\n\n" + tail if pieces else tail
+
+
+def _change_texts(plan: Plan, paint: _Painter) -> Iterator[str]:
+    """The text of every change, in order: a part's whole text when it has one (and no colours are
+    wanted), else one block per change."""
+    blocks = _CreateBlocks(paint)
+    for part in plan.parts:
+        if part.text is not None and not paint.color:
+            if part.text:
+                yield part.text
+        else:
+            yield from map(blocks, part.changes)
+
+
+def part_text(part: PlanPart) -> str:
+    """The changes of one part as the text plan shows them without colours: what a reused part
+    carries as its ``text`` (planmemo.py)."""
+    return "\n\n".join(map(_plain_blocks(), part.changes))
+
+
+@functools.cache
+def _plain_blocks() -> _CreateBlocks:
+    return _CreateBlocks(_Painter(False))  # one for all parts: its templates and quoted values are reused
 
 
 def _credits_total_line(plan: Plan) -> str:
