@@ -44,11 +44,13 @@ if TYPE_CHECKING:
     from provisioner.manifestcache import ManifestCache
 
 __all__ = [
+    "Declarations",
     "ManifestIssue",
     "ManifestError",
     "find_manifest_files",
     "load",
     "manifest_schema",
+    "read_declarations",
 ]
 
 MANIFEST_SUFFIXES = (".yaml", ".yml")
@@ -180,90 +182,193 @@ def load(
     is unsure. At the first problem of any kind the located reader reads everything again,
     so that every issue of every file is reported, exactly as without the fast path.
     """
+    timings = LoadTimings() if timings is None else timings
+    declarations = read_declarations(paths, cache, timings)
+    started = time.perf_counter()
+    desired = declarations.desired()
+    timings.add("build Desired", time.perf_counter() - started)
+    return desired
+
+
+def read_declarations(
+    paths: Sequence[str | Path], cache: ManifestCache | None = None, timings: LoadTimings | None = None
+) -> Declarations:
+    """What each file declares, checked as ``load`` checks it (and raising the same errors), before
+    the batches become models: the plan memo (planmemo.py) needs them only for the files that changed."""
     with paused_gc():
-        return _load(paths, cache, LoadTimings() if timings is None else timings)
+        return _read(paths, cache, LoadTimings() if timings is None else timings)
 
 
-def _load(paths: Sequence[str | Path], cache: ManifestCache | None, timings: LoadTimings) -> Desired:
+def _read(paths: Sequence[str | Path], cache: ManifestCache | None, timings: LoadTimings) -> Declarations:
     from provisioner import fastreader
 
     clock = time.perf_counter
     started = clock()
     files, issues = find_files(paths)
     if issues:
-        return _load_located(paths)
+        return _read_located(paths)
     known = cache.read(files) if cache is not None else {}
     timings.add("cache read", clock() - started)
     digest = hashlib.sha256()
     combined = _Combined()
-    used: dict[str, str] = {}  # content digest -> the file's record, as JSON text (what the cache keeps)
+    declared: list[DeclaredFile] = []
+    used: dict[str, tuple[str, str]] = {}  # content digest -> (head, batches) as JSON text: what the cache keeps
     for path in files:
         started = clock()
         data = read_bytes(path, issues)
         if data is None or is_saved_plan(data):
-            return _load_located(paths)
+            return _read_located(paths)
         add_to_digest(digest, path, data)
         content = hashlib.sha256(data).hexdigest()
         timings.add("read + digest", clock() - started)
-        text = used.get(content) or known.get(content)
-        if text is None:
+        entry = used.get(content) or known.get(content)
+        if entry is None:
             started = clock()
             record = fastreader.read(data)
             timings.add("fast read (yaml-rs + checks)", clock() - started)
             if record is None:
                 started = clock()
-                record = _read_located(str(path), data)
+                record = _read_one_located(str(path), data)
                 timings.add("located read (PyYAML)", clock() - started)
                 if record is None:
-                    return _load_located(paths)
-            text = json.dumps(record, separators=(",", ":"), ensure_ascii=False)
+                    return _read_located(paths)
+            rows = record.pop("batches")
+            file = DeclaredFile(path, content, record, rows=rows)
+            if cache is not None:
+                started = clock()
+                entry = (_json(record), _json(rows))
+                timings.add("cache entries", clock() - started)
         else:
             started = clock()
             try:
-                record = json.loads(text)
+                file = DeclaredFile(path, content, json.loads(entry[0]), text=entry[1], cache=cache, files=files)
             except (ValueError, TypeError):
-                record = None
+                file = None
             timings.add("cache entries", clock() - started)
-        used[content] = text
-        started = clock()
+            if file is None:  # a damaged entry (what is written was checked): drop the cache, start over
+                cache.discard(files)
+                return _read(paths, cache, timings)
+        if entry is not None:
+            used[content] = entry
         try:
-            added = combined.add(str(path), record)
+            added = combined.add_head(file.name, file.head)
         except (ValueError, TypeError, KeyError, AttributeError):  # pydantic's ValidationError is a ValueError
             if not known:
                 raise
-            # Only a damaged cache gets here (what is written was validated): drop it, start over.
             cache.discard(files)
-            return _load(paths, cache, timings)
-        timings.add("build Desired", clock() - started)
+            return _read(paths, cache, timings)
         if not added:
-            return _load_located(paths)
-    started = clock()
-    desired = combined.desired(digest.hexdigest())
-    timings.add("build Desired", clock() - started)
+            return _read_located(paths)
+        declared.append(file)
     if cache is not None and used.keys() != known.keys():
         started = clock()
         cache.write(files, used)
         timings.add("cache write", clock() - started)
-    return desired
+    return Declarations(declared, combined, digest.hexdigest())
 
 
-def _load_located(paths: Sequence[str | Path]) -> Desired:
+def _json(value) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _read_located(paths: Sequence[str | Path]) -> Declarations:
+    """The located reader's verdict: every problem of every file (it raises ManifestError); should
+    it find none, its Desired as it is."""
     from provisioner import nodereader
 
-    return nodereader.load(paths)
+    return Declarations([], None, "", ready=nodereader.load(paths))
 
 
-def _read_located(file: str, data: bytes) -> dict | None:
+def _read_one_located(file: str, data: bytes) -> dict | None:
     from provisioner import nodereader
 
     return nodereader.read_one(file, data)
 
 
+class DeclaredFile:
+    """One manifest file's declarations: its head (policy, clients: read with every file) and its
+    batch rows (read when they are needed: from the cache, only then decoded)."""
+
+    __slots__ = ("path", "name", "content", "head", "_rows", "_text", "_cache", "_files")
+
+    def __init__(self, path: Path, content: str, head: dict, rows: list | None = None, text: str | None = None,
+                 cache: ManifestCache | None = None, files: Sequence[Path] = ()):
+        if type(head) is not dict or not isinstance(head.get("clients"), list) or "policy" not in head:
+            raise ValueError("not a file's declarations")
+        self.path = path
+        self.name = str(path)  # as messages and sources name it
+        self.content = content  # sha256 of the file's bytes
+        self.head = head
+        self._rows = rows
+        self._text = text  # the rows as JSON text, from the cache
+        self._cache, self._files = cache, files
+
+    def rows(self) -> list:
+        """The batch rows; a cache entry that does not decode is read from the file again (and the
+        cache dropped: it is rebuilt by the next command)."""
+        if self._rows is None:
+            try:
+                rows = json.loads(self._text)
+                if type(rows) is not list or not all(type(row) is list and len(row) == 8 for row in rows):
+                    raise ValueError("not batch rows")
+                self._rows = rows
+            except (ValueError, TypeError):
+                self._rows = self._read_again()
+        return self._rows
+
+    def _read_again(self) -> list:
+        from provisioner import fastreader
+
+        if self._cache is not None:
+            self._cache.discard(self._files)
+        data = _read_whole(self.path)
+        if hashlib.sha256(data).hexdigest() != self.content:
+            raise ManifestError([ManifestIssue(self.name, 0, 0, "", "changed while it was being read; run the command again")])
+        record = fastreader.read(data) or _read_one_located(self.name, data)
+        if record is None:  # it was read before: only a changed file can fail now, and its digest says it did not
+            raise ManifestError([ManifestIssue(self.name, 0, 0, "", "could not be read again; run the command again")])
+        return record["batches"]
+
+
+class Declarations:
+    """What the manifests declare, file by file, checked across files; ``desired()`` makes the models."""
+
+    def __init__(self, files: list[DeclaredFile], combined: _Combined | None, digest: str, ready: Desired | None = None):
+        self.files = files
+        self.digest = digest  # sha256 over the files' names and bytes
+        self._combined = combined
+        self._ready = ready
+
+    @property
+    def policy(self) -> Policy:
+        return self._ready.policy if self._ready is not None else self._combined.policy_model()
+
+    @property
+    def batches_only(self) -> bool:
+        """Every file declares only a policy, clients and batches (the plan memo knows nothing else)."""
+        if self._ready is not None:
+            return False
+        return all(not value for file in self.files for key, value in file.head.items() if key not in ("policy", "clients"))
+
+    def desired(self) -> Desired:
+        if self._ready is None:
+            combined = self._combined
+            for file in self.files:
+                try:
+                    combined.add_batches(file.name, file.head, file.rows())
+                except (ValueError, TypeError, KeyError):
+                    # A cache entry of the wrong types (what is written was checked): read the file again.
+                    file._rows = file._read_again()
+                    combined.add_batches(file.name, file.head, file.rows())
+            self._ready = combined.desired(self.digest)
+        return self._ready
+
+
 class _Combined:
     """Every file's declarations together, checked against the rules that span files.
 
-    Each file's batches become models as soon as the file is read, so that no second copy
-    of 100,000 batches is ever held in memory. Their values were checked by the reader that
+    The batches of each file become models as the file's rows are added, so that no second
+    copy of 100,000 batches is held in memory. Their values were checked by the reader that
     made the record (or, read back from the cache, are checked for their types here), so
     the models are made without validating them again.
     """
@@ -276,30 +381,35 @@ class _Combined:
         self.policy_source: str | None = None
         self.shared: dict = {}
 
-    def add(self, file: str, record: dict) -> bool:
+    def add_head(self, file: str, head: dict) -> bool:
         """False when a rule that spans files is broken: the located reader then says where."""
-        if record["policy"] is not None:
+        if head["policy"] is not None:
             if self.policy_source is not None:
                 return False
-            line, self.policy = record["policy"]
+            line, self.policy = head["policy"]
             self.policy_source = f"{file}:{line}"
-        ids = {}
-        for key, client_id, line, column in record["clients"]:
+        for key, client_id, line, column in head["clients"]:
             if key in self.clients or client_id in self.client_ids:
                 return False
             self.client_ids.add(client_id)
-            ids[key] = client_id
             self.clients[key] = ClientSpec(key=key, id=client_id, source=f"{file}:{line}:{column}")
-        batches = self.batches
-        for spec in batch_specs(file, record["batches"], ids, self.shared):
-            batches[f"{spec.client_key}/{spec.batch_key}"] = spec
         return True
+
+    def add_batches(self, file: str, head: dict, rows: list) -> None:
+        ids = {key: client_id for key, client_id, _, _ in head["clients"]}
+        specs = list(batch_specs(file, rows, ids, self.shared))  # all checked before any is added
+        batches = self.batches
+        for spec in specs:
+            batches[f"{spec.client_key}/{spec.batch_key}"] = spec
+
+    def policy_model(self) -> Policy:
+        return Policy(**self.policy) if self.policy is not None else Policy()
 
     def desired(self, digest: str) -> Desired:
         return Desired(
             clients=dict(sorted(self.clients.items())),
             batches=dict(sorted(self.batches.items())),
-            policy=Policy(**self.policy) if self.policy is not None else Policy(),
+            policy=self.policy_model(),
             policy_source=self.policy_source,
             digest=digest,
         )
@@ -346,7 +456,11 @@ def _read_whole(path: Path) -> bytes:
     """The file's bytes with the fewest system calls: thousands of files are read per plan."""
     descriptor = os.open(path, os.O_RDONLY)
     try:
-        chunks = [os.read(descriptor, os.fstat(descriptor).st_size + 1)]
+        size = os.fstat(descriptor).st_size + 1
+        data = os.read(descriptor, size)
+        if len(data) < size:  # a short read of a regular file is its end
+            return data
+        chunks = [data]
         while chunks[-1]:  # a file that grew since the fstat, or one that reports no size
             chunks.append(os.read(descriptor, 1 << 20))
     finally:

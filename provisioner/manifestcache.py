@@ -34,7 +34,7 @@ import yaml_rs
 
 from provisioner import __version__
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 # The modules whose code decides what a file declares.
 READER_MODULES = ("manifest.py", "fields.py", "fastreader.py", "nodereader.py", "yaml11.py", "manifestcache.py")
 
@@ -67,11 +67,13 @@ class ManifestCache:
         tree = hashlib.sha256("\n".join(os.path.join(here, path) for path in files).encode("utf-8", "surrogateescape"))
         return self.directory / f"manifests-{self.identity[:16]}-{tree.hexdigest()[:16]}.cache"
 
-    def read(self, files: Sequence[Path]) -> dict[str, str]:
-        """The known declarations (JSON text) by content digest; {} when there is no usable cache.
+    def read(self, files: Sequence[Path]) -> dict[str, tuple[str, str]]:
+        """The known declarations by content digest: (head, batch rows) as JSON text; {} when there
+        is no usable cache.
 
-        The file is a JSON header line, then one line per entry: the digest, a tab, the JSON
-        text of the declarations (JSON text holds no raw line break)."""
+        The file is a JSON header line, then one line per entry: the digest, a tab, the JSON text
+        of the file's head (policy, clients), a tab, that of its batch rows (JSON text holds no raw
+        tab or line break)."""
         try:
             raw = self.path_for(files).read_bytes()
             header_end = raw.index(b"\n")
@@ -79,15 +81,20 @@ class ManifestCache:
             payload = raw[header_end + 1 :]
             if header != self._header(payload):
                 return {}
-            lines = payload.decode("utf-8").split("\n")
-            return dict(line.split("\t", 1) for line in lines if line)
+            entries = {}
+            for line in payload.decode("utf-8").split("\n"):
+                if line:
+                    digest, head, rows = line.split("\t")
+                    entries[digest] = (head, rows)
+            return entries
         except (OSError, ValueError, TypeError):  # missing, unreadable, not ours, torn
             return {}
 
-    def write(self, files: Sequence[Path], entries: dict[str, str]) -> None:
+    def write(self, files: Sequence[Path], entries: dict[str, tuple[str, str]]) -> None:
         """Replace the tree's cache file atomically with ``entries``; silently skipped on failure."""
         path = self.path_for(files)
-        payload = "".join([f"{digest}\t{text}\n" for digest, text in entries.items()]).encode("utf-8", "surrogatepass")
+        payload = "".join([f"{digest}\t{head}\t{rows}\n" for digest, (head, rows) in entries.items()])
+        payload = payload.encode("utf-8", "surrogatepass")
         temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         try:
             self._prepare_directory()

@@ -169,15 +169,17 @@ def test_entries_of_the_wrong_shape_are_caught_when_the_models_are_built(tree, c
     """A cache whose digest matches but whose entries are wrong (a bug, a hand edit) is dropped."""
     expected = load([tree], cache=cache)
     path = pack(cache)
-    entries = dict(line.split("\t", 1) for line in path.read_text().split("\n")[1:] if line)
-    for digest, text in entries.items():
-        record = json.loads(text)
-        if record["batches"]:
-            record["batches"][0][3] = "not a number"
-            entries[digest] = json.dumps(record)
-    payload = "".join(f"{digest}\t{text}\n" for digest, text in entries.items()).encode()
+    entries = [line.split("\t") for line in path.read_text().split("\n")[1:] if line]
+    for entry in entries:
+        rows = json.loads(entry[2])
+        if rows:
+            rows[0][3] = "not a number"
+            entry[2] = json.dumps(rows)
+    payload = "".join("\t".join(entry) + "\n" for entry in entries).encode()
     path.write_bytes(json.dumps(cache._header(payload), sort_keys=True).encode() + b"\n" + payload)
     assert load([tree], cache=cache) == expected
+    assert not path.exists()  # dropped, and written again whole by the next load
+    assert load([tree], cache=cache) == expected and path.exists()
 
 
 def test_a_cache_of_another_version_is_not_used(tree, tmp_path, monkeypatch):
