@@ -14,7 +14,7 @@ source of every message. So the good path pays nothing for error quality.
   whole number is plain decimal (``0500``, ``0x10``, ``1e3`` are not), text that YAML 1.1
   would read as another type (``yes``, ``2026``, ``2026-01-01``) is quoted, a timestamp
   is quoted or one YAML 1.1 reads as a timestamp or text; these forms are one pattern
-  (``_LINES``), built from the field table (fields.py);
+  (``_lines_pattern``), built from the field table (fields.py);
 - yaml-rs parses the file (so it is valid YAML, without duplicate keys), every key is
   text to it (``2026:`` is a number to yaml-rs and the key "2026" to the located reader:
   left to the latter), and the keys it finds, in document order, are one per key line;
@@ -27,6 +27,7 @@ pre-order is on the n-th key line.
 
 from __future__ import annotations
 
+import functools
 import re
 import uuid
 from datetime import datetime, timezone
@@ -82,6 +83,7 @@ _VALUE_FORMS = {
 _OTHER_VALUE = rf"(?:{_QUOTED}|{_PLAIN})"  # keys that hold mappings: the tree checks the rest
 
 
+@functools.cache  # compiled when a file is first read: a plan of cached files never needs it
 def _lines_pattern() -> re.Pattern:
     by_kind: dict[Kind, set[str]] = {}
     for rules in (POLICY_RULES, CLIENT_RULES, BATCH_RULES):
@@ -97,7 +99,6 @@ def _lines_pattern() -> re.Pattern:
     return re.compile(rf"(?>(?:{line})(?:\n|\Z))*+")
 
 
-_LINES = _lines_pattern()
 # Characters on which YAML 1.1 (PyYAML) and yaml-rs may disagree: controls, line breaks
 # other than \n (\r, NEL, LS, PS), the byte order mark, surrogates' neighbours.
 _UNSAFE_TEXT = re.compile("[^\t\n\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd\U00010000-\U0010ffff]")
@@ -125,7 +126,7 @@ def read(data: bytes) -> Record | None:
     """The file's declarations, or None when only the located loader may judge it."""
     try:
         text = _decode(data)
-        if _LINES.fullmatch(text) is None:
+        if _lines_pattern().fullmatch(text) is None:
             return None
         try:
             tree = yaml_rs.loads(text, parse_datetime=False)

@@ -41,7 +41,7 @@ from provisioner.models import BatchSpec, ClientSpec, Desired, Policy
 from provisioner.planfile import MARKER as SAVED_PLAN_MARKER
 
 if TYPE_CHECKING:
-    from provisioner.manifestcache import ManifestCache
+    from provisioner.manifestcache import Entry, ManifestCache
 
 __all__ = [
     "Declarations",
@@ -212,7 +212,7 @@ def _read(paths: Sequence[str | Path], cache: ManifestCache | None, timings: Loa
     digest = hashlib.sha256()
     combined = _Combined()
     declared: list[DeclaredFile] = []
-    used: dict[str, tuple[str, str]] = {}  # content digest -> (head, batches) as JSON text: what the cache keeps
+    used: dict[str, Entry] = {}  # content digest -> (head, batch rows as JSON): what the cache keeps
     for path in files:
         started = clock()
         data = read_bytes(path, issues)
@@ -236,16 +236,12 @@ def _read(paths: Sequence[str | Path], cache: ManifestCache | None, timings: Loa
             file = DeclaredFile(path, content, record, rows=rows)
             if cache is not None:
                 started = clock()
-                entry = (_json(record), _json(rows))
+                entry = (record, json.dumps(rows, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogatepass"))
                 timings.add("cache entries", clock() - started)
         else:
-            started = clock()
             try:
-                file = DeclaredFile(path, content, json.loads(entry[0]), text=entry[1], cache=cache, files=files)
-            except (ValueError, TypeError):
-                file = None
-            timings.add("cache entries", clock() - started)
-            if file is None:  # a damaged entry (what is written was checked): drop the cache, start over
+                file = DeclaredFile(path, content, entry[0], text=entry[1], cache=cache, files=files)
+            except (ValueError, TypeError):  # a damaged entry (what is written was checked): drop the cache
                 cache.discard(files)
                 return _read(paths, cache, timings)
         if entry is not None:
@@ -264,11 +260,7 @@ def _read(paths: Sequence[str | Path], cache: ManifestCache | None, timings: Loa
         started = clock()
         cache.write(files, used)
         timings.add("cache write", clock() - started)
-    return Declarations(declared, combined, digest.hexdigest())
-
-
-def _json(value) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return Declarations(declared, combined, digest.hexdigest(), paths=files)
 
 
 def _read_located(paths: Sequence[str | Path]) -> Declarations:
@@ -291,7 +283,7 @@ class DeclaredFile:
 
     __slots__ = ("path", "name", "content", "head", "_rows", "_text", "_cache", "_files")
 
-    def __init__(self, path: Path, content: str, head: dict, rows: list | None = None, text: str | None = None,
+    def __init__(self, path: Path, content: str, head: dict, rows: list | None = None, text: bytes | None = None,
                  cache: ManifestCache | None = None, files: Sequence[Path] = ()):
         if type(head) is not dict or not isinstance(head.get("clients"), list) or "policy" not in head:
             raise ValueError("not a file's declarations")
@@ -300,7 +292,7 @@ class DeclaredFile:
         self.content = content  # sha256 of the file's bytes
         self.head = head
         self._rows = rows
-        self._text = text  # the rows as JSON text, from the cache
+        self._text = text  # the rows as JSON, from the cache
         self._cache, self._files = cache, files
 
     def rows(self) -> list:
@@ -308,7 +300,7 @@ class DeclaredFile:
         cache dropped: it is rebuilt by the next command)."""
         if self._rows is None:
             try:
-                rows = json.loads(self._text)
+                rows = json.loads(bytes(self._text))
                 if type(rows) is not list or not all(type(row) is list and len(row) == 8 for row in rows):
                     raise ValueError("not batch rows")
                 self._rows = rows
@@ -333,8 +325,10 @@ class DeclaredFile:
 class Declarations:
     """What the manifests declare, file by file, checked across files; ``desired()`` makes the models."""
 
-    def __init__(self, files: list[DeclaredFile], combined: _Combined | None, digest: str, ready: Desired | None = None):
+    def __init__(self, files: list[DeclaredFile], combined: _Combined | None, digest: str, ready: Desired | None = None,
+                 paths: list[Path] | None = None):
         self.files = files
+        self.paths = [file.path for file in files] if paths is None else paths  # as found (the caches' tree)
         self.digest = digest  # sha256 over the files' names and bytes
         self._combined = combined
         self._ready = ready
@@ -389,10 +383,12 @@ class _Combined:
             line, self.policy = head["policy"]
             self.policy_source = f"{file}:{line}"
         for key, client_id, line, column in head["clients"]:
+            if not (type(key) is str and type(client_id) is str and type(line) is int and type(column) is int):
+                raise ValueError(f"{file}: a client of the wrong types: {key!r}")
             if key in self.clients or client_id in self.client_ids:
                 return False
             self.client_ids.add(client_id)
-            self.clients[key] = ClientSpec(key=key, id=client_id, source=f"{file}:{line}:{column}")
+            self.clients[key] = _client_spec({"key": key, "id": client_id, "source": f"{file}:{line}:{column}"})
         return True
 
     def add_batches(self, file: str, head: dict, rows: list) -> None:
@@ -416,6 +412,7 @@ class _Combined:
 
 
 _batch_spec = constructor(BatchSpec)
+_client_spec = constructor(ClientSpec)
 
 
 def batch_specs(file: str, rows: list, ids: dict[str, str], shared: dict) -> Iterator[BatchSpec]:
@@ -471,7 +468,7 @@ def _read_whole(path: Path) -> bytes:
 def add_to_digest(digest: Any, path: Path, data: bytes) -> None:
     # The name is hashed (not the whole path) so that the digest does not depend on the
     # directory plan and apply run from; lengths keep name/content boundaries unambiguous.
-    name = path.name.encode("utf-8", "surrogateescape")
+    name = os.path.basename(path).encode("utf-8", "surrogateescape")
     digest.update(b"%d:%s%d:" % (len(name), name, len(data)))
     digest.update(data)
 

@@ -22,8 +22,13 @@ FIXED_FIELDS = ("startingBalance", "clientId", "creditAccountId")
 COMPARED_FIELDS = UPDATABLE_FIELDS + FIXED_FIELDS
 
 
+# Each model's validator is built when it is first used, not when this module is imported: a
+# command pays only for the models it validates (start-up matters: CI plans on every push).
+LAZY = ConfigDict(defer_build=True)
+
+
 class Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", **LAZY)
 
 
 class Policy(Frozen):
@@ -146,7 +151,7 @@ class Desired(Frozen):
 class Resource(BaseModel):
     """One managed batch as recorded in state."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", **LAZY)
 
     batch_id: str
     client_id: str
@@ -157,7 +162,7 @@ class Resource(BaseModel):
 class Intent(BaseModel):
     """A create about to be sent: written durably before the request goes out."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", **LAZY)
 
     address: str
     client_id: str
@@ -175,7 +180,7 @@ STATE_FORMAT_VERSION = 1
 class State(BaseModel):
     """What a state records: the batches provisioner manages, and creates still in doubt."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", **LAZY)
 
     version: int = STATE_FORMAT_VERSION
     lineage: str = Field(default_factory=lambda: str(uuid.uuid4()))
@@ -280,10 +285,10 @@ class Figures:
 
     @classmethod
     def from_list(cls, numbers: list[int]) -> Figures:
-        if len(numbers) != len(ACTIONS) + 5 or not all(type(number) is int for number in numbers):
+        if len(numbers) != len(ACTIONS) + 5 or set(map(type, numbers)) != {int}:
             raise ValueError("not the numbers of a plan part")
         credits, credited, issued, creates, largest = numbers[len(ACTIONS):]
-        return cls(dict(zip(ACTIONS, numbers)), credits, bool(credited), issued, creates, largest)
+        return cls(dict(zip(ACTIONS, numbers)), credits, credited == 1, issued, creates, largest)
 
 
 class PlanPart:
@@ -340,7 +345,7 @@ class Plan:
     """What apply would do: the changes, in address order (in parts, one per client), how many
     declared batches need none, and what else a reviewer should read. Immutable."""
 
-    __slots__ = ("parts", "unchanged", "warnings", "violations", "info", "upcoming", "_changes", "_by_client")
+    __slots__ = ("parts", "unchanged", "warnings", "violations", "info", "upcoming", "_changes", "_by_client", "_total")
 
     def __init__(
         self,
@@ -365,6 +370,7 @@ class Plan:
             "upcoming": tuple(upcoming),
             "_changes": changes if parts is None else None,
             "_by_client": None,
+            "_total": None,
         }
         for name, value in initial.items():
             object.__setattr__(self, name, value)
@@ -396,20 +402,30 @@ class Plan:
         """Each client's figures, clients in plan order."""
         if self._by_client is None:
             by_client: dict[str, Figures] = {}
+            by_client_own: dict[str, Figures] = {}  # sums made here, for a client of several parts
             for part in self.parts:
                 known = by_client.get(part.client_key)
-                if known is None:
-                    by_client[part.client_key] = known = Figures()
-                known.add(part.figures)
+                if known is None:  # usually a client's only part: its figures as they are
+                    by_client[part.client_key] = part.figures
+                else:
+                    if known is by_client_own.get(part.client_key):
+                        known.add(part.figures)
+                    else:
+                        by_client[part.client_key] = by_client_own[part.client_key] = merged = Figures()
+                        merged.add(known)
+                        merged.add(part.figures)
             object.__setattr__(self, "_by_client", by_client)
         return self._by_client
 
     @property
     def figures(self) -> Figures:
-        total = Figures()
-        for figures in self.figures_by_client().values():
-            total.add(figures)
-        return total
+        """All changes' figures."""
+        if self._total is None:
+            total = Figures()
+            for figures in self.figures_by_client().values():
+                total.add(figures)
+            object.__setattr__(self, "_total", total)
+        return self._total
 
     @property
     def change_count(self) -> int:

@@ -140,7 +140,13 @@ def _batch_key(change: Change) -> str:
 
 def _strip_controls(text: str) -> str:
     """Show control characters escaped: manifest text must not drive the terminal."""
-    return re.sub(r"[\x00-\x1f\x7f]", lambda m: repr(m.group())[1:-1], str(text))
+    text = str(text)
+    if text.isascii() and text.isprintable():  # the usual case, told at C speed
+        return text
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def _value(value) -> str:
@@ -366,18 +372,18 @@ class _ShownText(dict):
 
 def _changes_by_client(plan: Plan) -> list[str]:
     """One line per client: its changes by action, and the credits it receives."""
-    by_client = {client: figures for client, figures in plan.figures_by_client().items() if figures.changes}
-    actions = [action for action in ACTIONS if any(figures.counts[action] for figures in by_client.values())]
+    by_client = sorted((client, figures) for client, figures in plan.figures_by_client().items() if figures.changes)
+    actions = [action for action in ACTIONS if any(figures.counts[action] for _, figures in by_client)]
     headers = ["client", *actions, "credits"]
     rows = [headers] + [
-        [_strip_controls(client), *(_thousands(figures.counts[a]) for a in actions), _thousands(figures.credits)]
-        for client, figures in sorted(by_client.items())
+        [_strip_controls(client), *[f"{figures.counts[a]:,}" for a in actions], f"{figures.credits:,}"]
+        for client, figures in by_client
     ]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(headers))]
+    widths = [max(map(len, column)) for column in zip(*rows)]
+    # Client left-aligned, numbers right-aligned, two spaces apart: one format for every row.
+    line = "  " + "  ".join([f"{{:<{widths[0]}}}", *(f"{{:>{width}}}" for width in widths[1:])])
     lines = [f"Changes by client ({_thousands(len(by_client))} clients; every change is listed below):"]
-    for row in rows:
-        cells = [row[0].ljust(widths[0])] + [cell.rjust(widths[i]) for i, cell in enumerate(row) if i]
-        lines.append(("  " + "  ".join(cells)).rstrip())
+    lines += [line.format(*row).rstrip() for row in rows]
     return lines
 
 

@@ -19,9 +19,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from provisioner.models import Resource, State, batch_key
+from provisioner.report import DEFAULT_EXPIRING_WITHIN
 from provisioner.timestamps import parse_timestamp
 
-DEFAULT_EXPIRING_WITHIN = 30
 MONTHS_AHEAD = 12
 
 Number = int | float
