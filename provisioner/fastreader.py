@@ -126,15 +126,97 @@ def read(data: bytes) -> Record | None:
     """The file's declarations, or None when only the located loader may judge it."""
     try:
         text = _decode(data)
-        if _lines_pattern().fullmatch(text) is None:
+        plain = _all_plain(data, text)
+        if not plain and _lines_pattern().fullmatch(text) is None:
             return None
         try:
             tree = yaml_rs.loads(text, parse_datetime=False)
         except Exception:  # any parse problem: the located loader explains it
             return None
+        if plain and not _plain_values_fit(tree) and _lines_pattern().fullmatch(text) is None:
+            return None
         return _FileWalk(text).record(tree)
     except Unsure:
         return None
+
+
+# --------------------------------------------------------------------------- plain files
+#
+# Most files are written plainly: keys, plain values, comments. For those, what the line
+# pattern makes sure of is made sure of more cheaply: the text holds none of the characters
+# that start quoting, tags, anchors, aliases, flow or block collections, block scalars,
+# directives or complex keys, no tab, no second document, no number written with a leading
+# zero (0500, 0o17, 0x10); and in the parsed tree every field is one of the kinds below,
+# and no text value is one YAML 1.1 reads as another type (yes, 2026, 2026-01-01, ~) or
+# starts with an indicator. A file that is not plain, or has another field (a kind added
+# later), is checked by the line pattern as before.
+
+_NOT_PLAIN = "\"'!&*|>{}[]%@`?\t"
+_PLAIN_ASCII = bytes(byte for byte in _SAFE_ASCII if chr(byte) not in _NOT_PLAIN)
+_NOT_PLAIN_TEXT = re.compile(f"[{re.escape(_NOT_PLAIN)}]")
+_LEADING_ZERO = re.compile(r":[ \t]+[-+]?0[0-9oOxXbB_]")
+_PLAIN_KINDS = (Kind.WHOLE, Kind.TEXT, Kind.UUID, Kind.TIMESTAMP, Kind.BATCHES)
+
+
+def _all_plain(data: bytes, text: str) -> bool:
+    if data.isascii():
+        if data.translate(None, _PLAIN_ASCII):
+            return False
+    elif _NOT_PLAIN_TEXT.search(text):
+        return False
+    if "\n---" in text or "\n..." in text or _LEADING_ZERO.search(text):
+        return False
+    return not text.startswith(("---", "...")) or text.split("\n", 1)[0].rstrip(" ") == "---"
+
+
+def _plain_fields(rules: dict) -> tuple[frozenset[str], tuple[str, ...]]:
+    """(the fields of these kinds, those holding text)."""
+    fields = frozenset(name for name, rule in rules.items() if rule.kind in _PLAIN_KINDS)
+    return fields, tuple(name for name in fields if rules[name].kind is Kind.TEXT)
+
+
+_PLAIN_POLICY, _PLAIN_CLIENT, _PLAIN_BATCH = map(_plain_fields, (POLICY_RULES, CLIENT_RULES, BATCH_RULES))
+_PLAIN_TOP = frozenset(("policy", "clients"))
+# Text YAML 1.1 reads as another type starts with one of these; an indicator may not start a plain value.
+_TYPED_START = frozenset("yYnNtTfFoO~<=.+-0123456789")
+_INDICATOR_START = frozenset(",?:-#")
+_TYPED = re.compile(yaml11.pattern_of(*(tag for tag in yaml11.IMPLICIT)))
+
+
+def _plain_values_fit(tree) -> bool:
+    """Whether a plain file's fields are all of the plain kinds and its text values mean text to YAML 1.1."""
+    if type(tree) is not dict or not tree.keys() <= _PLAIN_TOP:
+        return tree is None
+    policy, clients = tree.get("policy"), tree.get("clients")
+    if type(policy) is dict and not _fits(policy, _PLAIN_POLICY):
+        return False
+    if type(clients) is not dict:
+        return True  # null, or what the walk refuses
+    for client in clients.values():
+        if type(client) is not dict:
+            continue
+        if not _fits(client, _PLAIN_CLIENT):
+            return False
+        batches = client.get("batches")
+        if type(batches) is dict:
+            for batch in batches.values():
+                if type(batch) is dict and not _fits(batch, _PLAIN_BATCH):
+                    return False
+    return True
+
+
+def _fits(mapping: dict, fields: tuple[frozenset[str], tuple[str, ...]]) -> bool:
+    names, texts = fields
+    if not mapping.keys() <= names:
+        return False
+    for value in mapping.values():
+        if type(value) is str and value[:1] in _INDICATOR_START:
+            return False
+    for name in texts:
+        value = mapping.get(name)
+        if type(value) is str and value[:1] in _TYPED_START and _TYPED.fullmatch(value):
+            return False
+    return True
 
 
 class _FileWalk:
