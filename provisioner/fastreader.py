@@ -145,16 +145,17 @@ def read(data: bytes) -> Record | None:
 # Most files are written plainly: keys, plain values, comments. For those, what the line
 # pattern makes sure of is made sure of more cheaply: the text holds none of the characters
 # that start quoting, tags, anchors, aliases, flow or block collections, block scalars,
-# directives or complex keys, no tab, no second document, no number written with a leading
-# zero (0500, 0o17, 0x10); and in the parsed tree every field is one of the kinds below,
-# and no text value is one YAML 1.1 reads as another type (yes, 2026, 2026-01-01, ~) or
-# starts with an indicator. A file that is not plain, or has another field (a kind added
+# directives or complex keys, no tab, no second document, no value starting with an indicator
+# or a number written with a leading zero (0500, 0o17, 0x10); and in the parsed tree every
+# field is one of the kinds below, and no text value is one YAML 1.1 reads as another type
+# (yes, 2026, 2026-01-01, ~). A file that is not plain, or has another field (a kind added
 # later), is checked by the line pattern as before.
 
 _NOT_PLAIN = "\"'!&*|>{}[]%@`?\t"
 _PLAIN_ASCII = bytes(byte for byte in _SAFE_ASCII if chr(byte) not in _NOT_PLAIN)
 _NOT_PLAIN_TEXT = re.compile(f"[{re.escape(_NOT_PLAIN)}]")
 _LEADING_ZERO = re.compile(r":[ \t]+[-+]?0[0-9oOxXbB_]")
+_INDICATOR_VALUE = re.compile(r":[ \t]+[-,?:]")  # a value starting with an indicator (the pattern refuses them)
 _PLAIN_KINDS = (Kind.WHOLE, Kind.TEXT, Kind.UUID, Kind.TIMESTAMP, Kind.BATCHES)
 
 
@@ -164,7 +165,7 @@ def _all_plain(data: bytes, text: str) -> bool:
             return False
     elif _NOT_PLAIN_TEXT.search(text):
         return False
-    if "\n---" in text or "\n..." in text or _LEADING_ZERO.search(text):
+    if "\n---" in text or "\n..." in text or _LEADING_ZERO.search(text) or _INDICATOR_VALUE.search(text):
         return False
     return not text.startswith(("---", "...")) or text.split("\n", 1)[0].rstrip(" ") == "---"
 
@@ -177,9 +178,8 @@ def _plain_fields(rules: dict) -> tuple[frozenset[str], tuple[str, ...]]:
 
 _PLAIN_POLICY, _PLAIN_CLIENT, _PLAIN_BATCH = map(_plain_fields, (POLICY_RULES, CLIENT_RULES, BATCH_RULES))
 _PLAIN_TOP = frozenset(("policy", "clients"))
-# Text YAML 1.1 reads as another type starts with one of these; an indicator may not start a plain value.
+# Text YAML 1.1 reads as another type starts with one of these.
 _TYPED_START = frozenset("yYnNtTfFoO~<=.+-0123456789")
-_INDICATOR_START = frozenset(",?:-#")
 _TYPED = re.compile(yaml11.pattern_of(*(tag for tag in yaml11.IMPLICIT)))
 
 
@@ -209,9 +209,6 @@ def _fits(mapping: dict, fields: tuple[frozenset[str], tuple[str, ...]]) -> bool
     names, texts = fields
     if not mapping.keys() <= names:
         return False
-    for value in mapping.values():
-        if type(value) is str and value[:1] in _INDICATOR_START:
-            return False
     for name in texts:
         value = mapping.get(name)
         if type(value) is str and value[:1] in _TYPED_START and _TYPED.fullmatch(value):
@@ -365,7 +362,7 @@ def _whole(value) -> int:
 def _text(value) -> str:
     if type(value) is not str or not value.strip() or len(value) > MAX_NAME_LENGTH or value != value.strip():
         raise Unsure
-    if CONTROL_CHARACTER.search(value):
+    if not value.isprintable() and CONTROL_CHARACTER.search(value):  # isprintable: the usual case, at C speed
         raise Unsure
     return value
 

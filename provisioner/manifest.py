@@ -236,7 +236,7 @@ def _read(paths: Sequence[str | Path], cache: ManifestCache | None, timings: Loa
             file = DeclaredFile(path, content, record, rows=rows)
             if cache is not None:
                 started = clock()
-                entry = (record, json.dumps(rows, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogatepass"))
+                entry = (record, _ROWS_JSON(rows).encode("utf-8", "surrogatepass"))
                 timings.add("cache entries", clock() - started)
         else:
             try:
@@ -261,6 +261,9 @@ def _read(paths: Sequence[str | Path], cache: ManifestCache | None, timings: Loa
         cache.write(files, used)
         timings.add("cache write", clock() - started)
     return Declarations(declared, combined, digest.hexdigest(), paths=files)
+
+
+_ROWS_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode  # one encoder for every file
 
 
 def _read_located(paths: Sequence[str | Path]) -> Declarations:

@@ -54,6 +54,7 @@ MEMO_FORMAT = 1
 # that their models are not all held together.
 FILES_AT_ONCE = 500
 _NORMAL_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
+_NORMAL: set[str] = set()  # expiries seen in that form (a large tree has few distinct ones)
 
 
 def usable(declarations: Declarations, state: State) -> bool:
@@ -192,14 +193,14 @@ class _Planner:
                     missing.append(client_key)
             if missing:
                 missed.append((file, missing))
-        self.timings.add("plan memo parts reused", clock() - started)
+        self.timings.add("parts reused", clock() - started)
         started = clock()
         for first in range(0, len(missed), FILES_AT_ONCE):
             self.plan_missed(missed[first : first + FILES_AT_ONCE])
         others = [client for client in self.recorded.clients() if client not in declared]
         if others:  # recorded under clients no manifest declares: never kept, planned every time
             self.parts.extend(self.planned([], others).parts)
-        self.timings.add("planning (clients not reused)", clock() - started)
+        self.timings.add("not reused (in all)", clock() - started)
         self.parts.sort(key=lambda part: client_order(part.client_key))
         result = combine((part for part in self.parts if _has_anything(part)), policy)
         if self.memo is not None:
@@ -216,8 +217,14 @@ class _Planner:
                                    remake=lambda: self.remake(file, client_key)))
 
     def plan_missed(self, missed: list[tuple[DeclaredFile, list[str]]]) -> None:
+        clock, timings = time.perf_counter, self.timings
+        started = clock()
         specs = [spec for file, clients in missed for spec in _specs(file, set(clients))]
+        timings.add("not reused: their models", clock() - started)
+        started = clock()
         by_client = self.planned(specs, [client for _, clients in missed for client in clients])
+        timings.add("not reused: planning", clock() - started)
+        started = clock()
         parts = {part.client_key: part for part in by_client.parts}
         expiries: dict[str, list[str | None]] = {}
         for spec in specs:
@@ -234,10 +241,11 @@ class _Planner:
                 if window is not None and recorded is not None:
                     self.kept.append(_Stored(file.name, file.content, client_key, recorded, *window, part.unchanged,
                                              list(part.warnings), part.figures, text))
+        timings.add("not reused: rendering", clock() - started)
 
     def planned(self, specs: list[BatchSpec], clients: Iterable[str]) -> Plan:
         """The plan of these clients alone: their batches against what the state records under them."""
-        desired = Desired.model_construct(batches={spec.address: spec for spec in sorted(specs, key=_address)})
+        desired = Desired.model_construct(batches=dict(sorted((spec.address, spec) for spec in specs)))
         return make_plan(desired, self.recorded.of(clients), self.now)
 
     def remake(self, file: DeclaredFile, client_key: str) -> tuple:
@@ -251,10 +259,6 @@ def _specs(file: DeclaredFile, clients: set[str]) -> list[BatchSpec]:
     return list(batch_specs(file.name, rows, ids, {}))
 
 
-def _address(spec: BatchSpec) -> str:
-    return spec.address
-
-
 def _has_anything(part: PlanPart) -> bool:
     return bool(part.figures.changes or part.unchanged or part.warnings)
 
@@ -265,6 +269,13 @@ def _instant(now: datetime) -> str:
     return now.astimezone(timezone.utc).replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
 
 
+def _normal(expiry: str) -> bool:
+    if _NORMAL_TIMESTAMP.fullmatch(expiry):
+        _NORMAL.add(expiry)
+        return True
+    return False
+
+
 def _window(expiries: Iterable[str | None], moment: str) -> tuple[str | None, str | None] | None:
     """(latest expiry passed at ``moment``, first still to come): the part holds in between.
     None when an expiry is not in the loader's form (then the part is not kept)."""
@@ -272,7 +283,7 @@ def _window(expiries: Iterable[str | None], moment: str) -> tuple[str | None, st
     for expiry in expiries:
         if expiry is None:
             continue
-        if not _NORMAL_TIMESTAMP.fullmatch(expiry):
+        if expiry not in _NORMAL and not _normal(expiry):
             return None
         if expiry <= moment:
             after = expiry if after is None or expiry > after else after

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from datetime import datetime
@@ -83,7 +84,7 @@ def _plan(
     for address, spec in desired.batches.items():
         if share is None or share.client_key != spec.client_key:  # batches come by address: each client's together
             share = shares.of(spec.client_key)
-        change = _change_for(spec, state, expired, observed, address in replace)
+        change = _change_for(address, spec, state, expired, observed, address in replace)
         if guard is not None and isinstance(change, Change) and change.action == "create":
             change = guard.check(change, spec)
         if change is None:
@@ -127,6 +128,9 @@ def _plan(
     )
 
 
+_address = operator.attrgetter("address")
+
+
 def client_of(address: str) -> str:
     return address.split("/", 1)[0]
 
@@ -161,7 +165,7 @@ class _Shares(dict):
         for client_key in sorted(self, key=client_order):
             share = self[client_key]
             if share.changes or share.unchanged or share.warnings:
-                share.changes.sort(key=lambda change: change.address)
+                share.changes.sort(key=_address)
                 share_fields_set(share.changes)
                 parts.append(PlanPart(client_key, share.changes, share.unchanged, share.warnings))
         return parts
@@ -200,21 +204,22 @@ class _Expiry:
 
 
 def _change_for(
-    spec: BatchSpec, state: State, expired: _Expiry, observed: Mapping[str, Mapping] | None, replace: bool
+    address: str, spec: BatchSpec, state: State, expired: _Expiry, observed: Mapping[str, Mapping] | None,
+    replace: bool,
 ) -> Change | object | None:
-    """The change ``spec`` needs; None when none; LAPSED for a period issued too late to be any use."""
-    address = spec.address
+    """The change ``spec`` (declared at ``address``) needs; None when none; LAPSED for a period issued too
+    late to be any use."""
     wanted = spec.attributes()
     if address in state.pending:
         return _recover_change(state.pending[address], None, spec)
     resource = state.resources.get(address)
     if resource is None:
-        return _create_change(spec, wanted, expired, "create")
+        return _create_change(address, spec, wanted, expired, "create")
     if spec.period is not None and not replace:
         return _frozen_change(address, spec.client_key, resource, observed)
     current = _current_attributes(resource, observed)
     if replace:
-        return _create_change(spec, wanted, expired, "replace", before=current)
+        return _create_change(address, spec, wanted, expired, "replace", before=current)
     if current is None:
         return _missing_change(address, spec.client_key, resource)
     differing = differing_fields(current, wanted)
@@ -364,14 +369,14 @@ def _starting_balance_fix(spec: BatchSpec, recorded, declared) -> str:
 
 
 def _create_change(
-    spec: BatchSpec, wanted: dict, expired: _Expiry, action: str, before: dict | None = None
+    address: str, spec: BatchSpec, wanted: dict, expired: _Expiry, action: str, before: dict | None = None
 ) -> Change | object:
     reasons: tuple[str, ...] = ()
     if spec.expires_on is not None and expired(spec.expires_on):
         if spec.period is not None and action == "create":
             return LAPSED  # a grant's period: noted once per grant, never blocking the others
         return Change(
-            address=spec.address,
+            address=address,
             client_key=spec.client_key,
             action="blocked",
             before=before,
@@ -388,7 +393,7 @@ def _create_change(
         reasons = ("Recreated on purpose (--replace): the recorded batch stays as it is in the API.",)
     # The values are the checked spec's: made without validating them again (a plan creates thousands).
     return _change({
-        "address": spec.address,
+        "address": address,
         "client_key": spec.client_key,
         "action": action,
         "before": before,

@@ -310,7 +310,6 @@ def _sections(*blocks: list[str]) -> str:
 LARGE_PLAN = 100
 # Addresses and field names made of these need no escaping (manifest keys always are).
 _PLAIN_TEXT = re.compile(r"[A-Za-z0-9._/ -]*")
-_JSON_ESCAPES = re.compile(r'[\x00-\x1f\\"]')
 
 
 class _CreateBlocks:
@@ -321,7 +320,6 @@ class _CreateBlocks:
     def __init__(self, paint: _Painter):
         self.paint = paint
         self.templates: dict[tuple, tuple[str, tuple[str, ...]] | None] = {}
-        self.shown = _ShownText()  # many values repeat (accounts, expiries): each is quoted once
         self.plain = _PLAIN_TEXT.fullmatch
 
     def __call__(self, change: Change) -> str:
@@ -335,13 +333,14 @@ class _CreateBlocks:
         if entry is None or not self.plain(change.address):
             return self.general(change)
         template, order = entry
-        shown = self.shown
         values = []
         for field in order:
             value = after[field]
             kind = type(value)
             if kind is str:
-                value = shown[value]
+                # What _value writes (json.dumps), without it for text that needs no escape.
+                plain = value.isprintable() and '"' not in value and "\\" not in value
+                value = f'"{value}"' if plain else _value(value)
             elif kind is not int:  # str.format would not write booleans or None as _value does
                 return self.general(change)
             values.append(value)
@@ -360,14 +359,6 @@ class _CreateBlocks:
         lines += [f"      {plus} {field:<{width}} = {{{number}}}" for number, field in enumerate(order, 1)]
         lines.append("    }}")
         return "\n".join(lines), order
-
-
-class _ShownText(dict):
-    """Text value -> as ``_value`` shows it, computed on first use."""
-
-    def __missing__(self, value: str) -> str:
-        shown = self[value] = _value(value) if _JSON_ESCAPES.search(value) else f'"{value}"'
-        return shown
 
 
 def _changes_by_client(plan: Plan) -> list[str]:
