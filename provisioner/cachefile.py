@@ -102,9 +102,9 @@ class CacheFile:
             try:
                 with open(self.path, "ab") as out:
                     out.write(header + encoded + blob)  # one write: a torn one fails its digest
-                return
             except OSError:
                 pass
+            return
         self._replace([header, encoded, blob])
 
     def discard(self) -> None:
