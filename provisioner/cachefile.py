@@ -79,7 +79,7 @@ class CacheFile:
                 middle = start + header["index"]
                 end = middle + header["blob"]
                 index, blob = raw[start:middle], view[middle:end]
-                if end > len(raw) or header != self._header(index, blob):
+                if end > len(raw) or header != self._header(index, (blob,)):
                     raise ValueError("torn or altered")
                 segments.append(Segment(json.loads(index), blob))
             except (ValueError, TypeError, KeyError):  # torn, altered, not ours
@@ -94,18 +94,19 @@ class CacheFile:
         stale = read_entries - used_entries
         return self.damaged or self.segments >= MOST_SEGMENTS or stale > used_entries
 
-    def write(self, index: list, blob: bytes, append: bool) -> None:
-        """Append one segment, or replace the file with it (atomically). Silently skipped on failure."""
+    def write(self, index: list, blob: Sequence[bytes], append: bool) -> None:
+        """Append one segment, or replace the file with it (atomically). ``blob``: its pieces, in order
+        (a blob of tens of megabytes is not joined). Silently skipped on failure."""
         encoded = json.dumps(index, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogatepass")
         header = json.dumps(self._header(encoded, blob), sort_keys=True).encode() + b"\n"
         if append and self.path.exists():
             try:
                 with open(self.path, "ab") as out:
-                    out.write(header + encoded + blob)  # one write: a torn one fails its digest
+                    out.write(b"".join([header, encoded, *blob]))  # one write: a torn one fails its digest
             except OSError:
                 pass
             return
-        self._replace([header, encoded, blob])
+        self._replace([header, encoded, *blob])
 
     def discard(self) -> None:
         try:
@@ -113,10 +114,11 @@ class CacheFile:
         except OSError:
             pass
 
-    def _header(self, index: bytes, blob: bytes) -> dict:
+    def _header(self, index: bytes, blob: Sequence) -> dict:
         digest = hashlib.sha256(index)
-        digest.update(blob)
-        return {"format": FORMAT, "identity": self.identity, "index": len(index), "blob": len(blob),
+        for piece in blob:
+            digest.update(piece)
+        return {"format": FORMAT, "identity": self.identity, "index": len(index), "blob": sum(map(len, blob)),
                 "sha256": digest.hexdigest()}
 
     def _replace(self, chunks: list[bytes]) -> None:

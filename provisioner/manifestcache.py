@@ -101,7 +101,7 @@ class ManifestCache:
             if not entries:
                 return
         index = [[content, head, len(rows)] for content, (head, rows) in entries.items()]
-        cache.write(index, b"".join([rows for _, rows in entries.values()]), append=append)
+        cache.write(index, [rows for _, rows in entries.values()], append=append)
 
     def discard(self, files: Sequence[Path]) -> None:
         self.file_for(files).discard()

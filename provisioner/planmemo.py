@@ -151,7 +151,7 @@ class PlanMemo:
             return
         encoded = [part.text.encode("utf-8", "surrogatepass") for part in parts]
         index = [part.index_entry(len(text)) for part, text in zip(parts, encoded)]
-        cache.write(index, b"".join(encoded), append=append)
+        cache.write(index, encoded, append=append)
 
 
 def plan(declarations: Declarations, state: State, now: datetime, policy: Policy, memo: PlanMemo | None = None,

@@ -182,7 +182,7 @@ def test_entries_of_the_wrong_shape_are_caught_when_the_models_are_built(tree, c
             text = json.dumps(rows).encode()
             index.append([content, head, len(text)])
             blob += text
-    cache_file.write(index, blob, append=False)
+    cache_file.write(index, [blob], append=False)
     assert load([tree], cache=cache) == expected
     assert not path.exists()  # dropped, and written again whole by the next load
     assert load([tree], cache=cache) == expected and path.exists()
