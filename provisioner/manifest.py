@@ -24,6 +24,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from provisioner import parallel
 from provisioner.bulk import constructor, paused_gc
 from provisioner.fields import (  # noqa: F401  (re-exported: the names other modules know)
     BATCH_FIELDS,
@@ -200,8 +201,6 @@ def read_declarations(
 
 
 def _read(paths: Sequence[str | Path], cache: ManifestCache | None, timings: LoadTimings) -> Declarations:
-    from provisioner import fastreader
-
     clock = time.perf_counter
     started = clock()
     files, issues = find_files(paths)
@@ -209,35 +208,42 @@ def _read(paths: Sequence[str | Path], cache: ManifestCache | None, timings: Loa
         return _read_located(paths)
     known = cache.read(files) if cache is not None else {}
     timings.add("cache read", clock() - started)
+    started = clock()
     digest = hashlib.sha256()
-    combined = _Combined()
-    declared: list[DeclaredFile] = []
-    used: dict[str, Entry] = {}  # content digest -> (head, batch rows as JSON): what the cache keeps
+    contents: list[str] = []  # each file's content digest
+    fresh: dict[str, bytes] = {}  # the bytes of each content the cache does not know
     for path in files:
-        started = clock()
         data = read_bytes(path, issues)
         if data is None or is_saved_plan(data):
             return _read_located(paths)
         add_to_digest(digest, path, data)
         content = hashlib.sha256(data).hexdigest()
-        timings.add("read + digest", clock() - started)
+        contents.append(content)
+        if content not in known:
+            fresh[content] = data
+    timings.add("read + digest", clock() - started)
+    started = clock()
+    reads = _fast_reads if cache is None else _fast_reads_kept
+    records = dict(zip(fresh, parallel.in_two(reads, list(fresh.values()))))
+    timings.add("fast read (yaml-rs + checks)", clock() - started)
+    combined = _Combined()
+    declared: list[DeclaredFile] = []
+    used: dict[str, Entry] = {}  # content digest -> (head, batch rows as JSON): what the cache keeps
+    for path, content in zip(files, contents):
         entry = used.get(content) or known.get(content)
         if entry is None:
-            started = clock()
-            record = fastreader.read(data)
-            timings.add("fast read (yaml-rs + checks)", clock() - started)
+            record, rows_json = records[content]
             if record is None:
                 started = clock()
-                record = _read_one_located(str(path), data)
+                record = _read_one_located(str(path), fresh[content])
                 timings.add("located read (PyYAML)", clock() - started)
                 if record is None:
                     return _read_located(paths)
+            record = dict(record)  # a copy: two files may have the same content
             rows = record.pop("batches")
             file = DeclaredFile(path, content, record, rows=rows)
             if cache is not None:
-                started = clock()
-                entry = (record, _ROWS_JSON(rows).encode("utf-8", "surrogatepass"))
-                timings.add("cache entries", clock() - started)
+                entry = (record, rows_json if rows_json is not None else _rows_json(rows))
         else:
             try:
                 file = DeclaredFile(path, content, entry[0], text=entry[1], cache=cache, files=files)
@@ -261,6 +267,26 @@ def _read(paths: Sequence[str | Path], cache: ManifestCache | None, timings: Loa
         cache.write(files, used)
         timings.add("cache write", clock() - started)
     return Declarations(declared, combined, digest.hexdigest(), paths=files)
+
+
+def _fast_reads(contents: list[bytes]) -> list[tuple[dict | None, None]]:
+    """Each file's record (None: only the located reader may judge it). Pure: parallel.in_two may
+    give half of the files to a child process."""
+    from provisioner import fastreader
+
+    return [(fastreader.read(data), None) for data in contents]
+
+
+def _fast_reads_kept(contents: list[bytes]) -> list[tuple[dict | None, bytes | None]]:
+    """The same, with each record's rows as the cache keeps them (JSON), made in the same process."""
+    from provisioner import fastreader
+
+    records = [fastreader.read(data) for data in contents]
+    return [(record, None if record is None else _rows_json(record["batches"])) for record in records]
+
+
+def _rows_json(rows: list) -> bytes:
+    return _ROWS_JSON(rows).encode("utf-8", "surrogatepass")
 
 
 _ROWS_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode  # one encoder for every file

@@ -42,6 +42,7 @@ from pathlib import Path
 import yaml_rs
 
 from provisioner import __version__
+from provisioner import parallel
 from provisioner.bulk import paused_gc
 from provisioner.manifest import Declarations, DeclaredFile, LoadTimings, batch_specs
 from provisioner.cachefile import CacheFile, default_directory
@@ -195,8 +196,9 @@ class _Planner:
                 missed.append((file, missing))
         self.timings.add("parts reused", clock() - started)
         started = clock()
-        for first in range(0, len(missed), FILES_AT_ONCE):
-            self.plan_missed(missed[first : first + FILES_AT_ONCE])
+        for (file, clients), planned in zip(missed, parallel.in_two(self.plan_files, missed)):
+            for client_key, (unchanged, warnings, figures, text, window) in zip(clients, planned):
+                self.add_planned(file, client_key, unchanged, warnings, Figures.from_list(figures), text, window)
         others = [client for client in self.recorded.clients() if client not in declared]
         if others:  # recorded under clients no manifest declares: never kept, planned every time
             self.parts.extend(self.planned([], others).parts)
@@ -216,7 +218,16 @@ class _Planner:
                                    figures=stored.figures, text=stored.text,
                                    remake=lambda: self.remake(file, client_key)))
 
-    def plan_missed(self, missed: list[tuple[DeclaredFile, list[str]]]) -> None:
+    def plan_files(self, missed: list[tuple[DeclaredFile, list[str]]]) -> list[list[tuple]]:
+        """For each file, for each of the clients given: its part, as plain values (unchanged, warnings,
+        figures, text, the instants between which it holds or None). Pure: parallel.in_two may ask a
+        child process for some of the files."""
+        planned: list[list[tuple]] = []
+        for first in range(0, len(missed), FILES_AT_ONCE):
+            planned += self.plan_some(missed[first : first + FILES_AT_ONCE])
+        return planned
+
+    def plan_some(self, missed: list[tuple[DeclaredFile, list[str]]]) -> list[list[tuple]]:
         clock, timings = time.perf_counter, self.timings
         started = clock()
         specs = [spec for file, clients in missed for spec in _specs(file, set(clients))]
@@ -229,19 +240,27 @@ class _Planner:
         expiries: dict[str, list[str | None]] = {}
         for spec in specs:
             expiries.setdefault(spec.client_key, []).append(spec.expires_on)
+        planned = []
         for file, clients in missed:
+            planned.append([])
             for client_key in clients:
                 part = parts.get(client_key) or PlanPart(client_key, ())
-                text = part_text(part)
-                self.parts.append(PlanPart(client_key, unchanged=part.unchanged, warnings=part.warnings,
-                                           figures=part.figures, text=text,
-                                           remake=lambda file=file, client_key=client_key: self.remake(file, client_key)))
                 window = _window(expiries.get(client_key, ()), self.moment)
-                recorded = self.recorded.digest(client_key)
-                if window is not None and recorded is not None:
-                    self.kept.append(_Stored(file.name, file.content, client_key, recorded, *window, part.unchanged,
-                                             list(part.warnings), part.figures, text))
+                planned[-1].append(
+                    (part.unchanged, list(part.warnings), part.figures.as_list(), part_text(part), window)
+                )
         timings.add("not reused: rendering", clock() - started)
+        return planned
+
+    def add_planned(self, file: DeclaredFile, client_key: str, unchanged: int, warnings: list[str], figures: Figures,
+                    text: str, window: tuple[str | None, str | None] | None) -> None:
+        """A part planned now: in this plan, and kept for the next one when it can be."""
+        self.parts.append(PlanPart(client_key, unchanged=unchanged, warnings=warnings, figures=figures, text=text,
+                                   remake=lambda: self.remake(file, client_key)))
+        recorded = self.recorded.digest(client_key)
+        if window is not None and recorded is not None:
+            self.kept.append(_Stored(file.name, file.content, client_key, recorded, *window, unchanged, warnings,
+                                     figures, text))
 
     def planned(self, specs: list[BatchSpec], clients: Iterable[str]) -> Plan:
         """The plan of these clients alone: their batches against what the state records under them."""

@@ -167,13 +167,13 @@ def planning(tmp_path, monkeypatch, cli):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     state = init_state(tmp_path / "state.json")
     planned: list[str] = []  # the clients whose parts were not reused
-    original = planmemo._Planner.plan_missed
+    original = planmemo._Planner.add_planned
 
-    def counting(self, missed):
-        planned.extend(client for _, clients in missed for client in clients)
-        return original(self, missed)
+    def counting(self, file, client_key, *rest):
+        planned.append(client_key)
+        return original(self, file, client_key, *rest)
 
-    monkeypatch.setattr(planmemo._Planner, "plan_missed", counting)
+    monkeypatch.setattr(planmemo._Planner, "add_planned", counting)
 
     def plan(*options, manifests=None):
         planned.clear()
