@@ -344,7 +344,7 @@ class DeclaredFile:
             self._cache.discard(self._files)
         data = _read_whole(self.path)
         if hashlib.sha256(data).hexdigest() != self.content:
-            raise ManifestError([ManifestIssue(self.name, 0, 0, "", "changed while it was being read; run the command again")])
+            raise ManifestError([ManifestIssue(self.name, 0, 0, "", "changed while being read; run the command again")])
         record = fastreader.read(data) or _read_one_located(self.name, data)
         if record is None:  # it was read before: only a changed file can fail now, and its digest says it did not
             raise ManifestError([ManifestIssue(self.name, 0, 0, "", "could not be read again; run the command again")])
@@ -371,7 +371,9 @@ class Declarations:
         """Every file declares only a policy, clients and batches (the plan memo knows nothing else)."""
         if self._ready is not None:
             return False
-        return all(not value for file in self.files for key, value in file.head.items() if key not in ("policy", "clients"))
+        return all(
+            not value for file in self.files for key, value in file.head.items() if key not in ("policy", "clients")
+        )
 
     def desired(self) -> Desired:
         if self._ready is None:

@@ -69,7 +69,8 @@ class ManifestCache:
 
     def file_for(self, files: Sequence[Path]) -> CacheFile:
         if files is not self._files:  # a command asks for the same list again: one tree digest
-            self._files, self._file, self._known = files, CacheFile(self.directory, "manifests", self.identity, files), None
+            self._files, self._known = files, None
+            self._file = CacheFile(self.directory, "manifests", self.identity, files)
         return self._file
 
     def path_for(self, files: Sequence[Path]) -> Path:

@@ -127,12 +127,12 @@ class PlanMemo:
         entries = 0  # a part kept again later is in the file twice: written again whole when that is most
         try:
             for segment in cache.read():
-                blob, start = segment.blob, 0
-                entries += len(segment.index)
-                for file, content, client_key, recorded, after, before, unchanged, warnings, figures, size in segment.index:
+                index, blob, start = segment.index, segment.blob, 0
+                entries += len(index)
+                for name, content, client_key, recorded, after, before, unchanged, warnings, figures, size in index:
                     text = str(blob[start : start + size], "utf-8", "surrogatepass")
                     start += size
-                    stored[file, content, client_key] = _Stored(file, content, client_key, recorded, after, before,
+                    stored[name, content, client_key] = _Stored(name, content, client_key, recorded, after, before,
                                                                 unchanged, warnings, Figures.from_list(figures), text)
                 if start != len(blob):
                     raise ValueError("texts of other lengths")
@@ -188,7 +188,7 @@ class _Planner:
             missing = []
             for client_key in clients:
                 stored = known.get((file.name, file.content, client_key))
-                if stored is not None and stored.recorded == self.recorded.digest(client_key) and stored.holds_at(self.moment):
+                if stored is not None and self.still_holds(stored):
                     self.reuse(file, stored)
                 else:
                     missing.append(client_key)
@@ -210,6 +210,10 @@ class _Planner:
             self.memo.write(files, self.kept)
             self.timings.add("plan memo write", clock() - started)
         return result
+
+    def still_holds(self, stored: _Stored) -> bool:
+        """The same recorded batches, and the clock on the same side of each expiry."""
+        return stored.recorded == self.recorded.digest(stored.client_key) and stored.holds_at(self.moment)
 
     def reuse(self, file: DeclaredFile, stored: _Stored) -> None:
         self.kept.append(stored)
