@@ -43,6 +43,7 @@ __all__ = [
     "parse_expires_after",
     "parse_time_zone",
     "check_name_template",
+    "check_name_length",
     "check_until",
     "period_name",
     "add_step",
@@ -104,6 +105,11 @@ def parse_expires_after(text: str) -> Step:
     if not isinstance(text, str):
         raise ValueError(f"expected {EXPIRES_AFTER_EXPECTED}")
     words = text.strip()
+    if words.startswith("-") or re.fullmatch(r"0+ +[a-z]+", words.lower()):
+        raise ValueError(
+            f"'{_shorten(words)}': the number must be at least 1: a period's batch must expire after its period "
+            f"starts; expected {EXPIRES_AFTER_EXPECTED}"
+        )
     count, unit = _counted(words, EXPIRES_AFTER_EXPECTED, ())
     if unit not in _MONTH_UNITS and unit not in _DAY_UNITS:
         raise ValueError(_unknown_unit(unit, ("days", "weeks", "months", "years"), EXPIRES_AFTER_EXPECTED))
@@ -188,6 +194,21 @@ def check_name_template(template: str) -> None:
             raise ValueError(
                 f"write {{{field}}} without a format or conversion in the name template; use {NAME_FIELDS_HINT}"
             )
+
+
+# The longest period id of each style: a template is checked with it, so that no period's
+# name turns out too long later.
+_LONGEST_PERIOD_ID = {"month": "2026-01", "quarter": "2026-q1", "year": "2026", "date": "2026-01-15"}
+
+
+def check_name_length(template: str, grant_key: str, every: Every, limit: int) -> None:
+    """A checked template's names stay within ``limit`` characters for every period."""
+    longest = period_name(template, grant_key, _LONGEST_PERIOD_ID[every.period_id])
+    if len(longest) > limit:
+        raise ValueError(
+            f"too long once filled in: names like '{_shorten(longest)}' have {len(longest)} characters, "
+            f"at most {limit}"
+        )
 
 
 def period_name(template: str, grant_key: str, period_id: str) -> str:

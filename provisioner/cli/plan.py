@@ -42,8 +42,9 @@ if TYPE_CHECKING:
 def validate(paths: tuple[Path, ...], no_cache: bool) -> None:
     """Check manifests only: no state, no network."""
     desired = load_manifests(paths, no_cache)
+    grants = f" and {plural(len(desired.grants), 'grant', 'grants')}" if desired.grants else ""
     click.echo(
-        f"Success! {plural(len(desired.batches), 'batch', 'batches')} of "
+        f"Success! {plural(len(desired.batches), 'batch', 'batches')}{grants} of "
         f"{plural(len(desired.clients), 'client', 'clients')} are valid."
     )
 
