@@ -49,9 +49,11 @@ __all__ = [
     "add_step",
     "begun_periods",
     "due_periods",
+    "period_at",
     "period_batch",
     "expand",
     "upcoming",
+    "upcoming_periods",
     "period_index",
     "grant_address",
 ]
@@ -325,6 +327,11 @@ def due_periods(grant: GrantSpec, at: datetime) -> list[Period]:
     return [] if last < 0 else [_period(grant, last, zone)]
 
 
+def period_at(grant: GrantSpec, index: int) -> Period:
+    """The grant's period ``index`` (0: the one starting on ``from``), until aside."""
+    return _period(grant, index, ZoneInfo(grant.time_zone))
+
+
 def period_batch(grant: GrantSpec, period: Period) -> BatchSpec:
     """The batch a period issues, addressed ``client/grant@period``."""
     return _period_batch(grant, period, ZoneInfo(grant.time_zone))
@@ -378,16 +385,30 @@ def expand(desired: Desired, at: datetime) -> Desired:
 
 def upcoming(grant: GrantSpec, at: datetime) -> Upcoming | None:
     """The grant's next period after ``at``: when it starts and what it issues; None once it has ended."""
+    return next(iter(upcoming_periods(grant, at, at)), None)
+
+
+def upcoming_periods(grant: GrantSpec, at: datetime, before: datetime, most: int | None = None) -> list[Upcoming]:
+    """The grant's periods not begun at ``at`` that start before ``before`` (at most ``most``), and
+    always the next one: what the schedule will issue, oldest first; [] once the grant has ended."""
     zone = ZoneInfo(grant.time_zone)
     at = at.astimezone(_UTC)
     index = _last_index(lambda k: _period(grant, k, zone).starts_at <= at,
                         _steps_until(grant, at.astimezone(zone).date())) + 1
-    try:
-        period = _period(grant, index, zone)
-    except (OverflowError, ValueError):  # past year 9999
-        return None
-    if grant.until is not None and period.starts_on > grant.until:
-        return None
+    found: list[Upcoming] = []
+    while most is None or len(found) < max(most, 1):
+        try:
+            period = _period(grant, index, zone)
+            if (grant.until is not None and period.starts_on > grant.until) or (found and period.starts_at >= before):
+                break
+            found.append(_upcoming(grant, period, zone))
+        except (OverflowError, ValueError):  # a start or an expiry past the year 9999
+            break
+        index += 1
+    return found
+
+
+def _upcoming(grant: GrantSpec, period: Period, zone: ZoneInfo) -> Upcoming:
     batch = _period_batch(grant, period, zone)
     return Upcoming(
         grant=grant.address,
