@@ -201,6 +201,13 @@ def test_a_bad_at_is_one_clear_error(cli, example, state, at, message):
     assert recorded_nothing(state)
 
 
+def test_a_bad_moment_in_the_environment_says_where_it_came_from(api_env, example, state):
+    done = run_subprocess("plan", example, "--state", state, env={**api_env, "PROVISIONER_AT": "tomorrow"})
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "Error: Invalid value for '--at': 'tomorrow' is not an ISO 8601 timestamp; write it with a time zone, " \
+           "e.g. 2026-04-01T00:00:00Z (from $PROVISIONER_AT)" in done.stderr
+
+
 # --------------------------------------------------------------------------- saved plans
 
 

@@ -86,19 +86,31 @@ class Moment(click.ParamType):
         if isinstance(value, datetime):
             return value
         text = str(value).strip()
+        if ctx is not None and param is not None and param.envvar and \
+                ctx.get_parameter_source(param.name) == click.core.ParameterSource.ENVIRONMENT:
+            text_from = f"${param.envvar}"
+        else:
+            text_from = ""
+        try:
+            return self.parse(text)
+        except ValueError as error:
+            self.fail(f"{error}{f' (from {text_from})' if text_from else ''}", param, ctx)
+
+    def parse(self, text: str) -> datetime:
         try:
             moment = datetime.fromisoformat(text[:-1] + "+00:00" if text[-1:] in ("Z", "z") else text)
         except ValueError:
-            self.fail(f"'{text}' is not an ISO 8601 timestamp; write it with a time zone, e.g. {self.EXAMPLE}", param, ctx)
+            raise ValueError(
+                f"'{text}' is not an ISO 8601 timestamp; write it with a time zone, e.g. {self.EXAMPLE}"
+            ) from None
         if len(text) <= 10:
-            self.fail(
-                f"'{text}' is a date without a time and time zone; write e.g. {text}T00:00:00Z or "
-                f"{text}T00:00:00+01:00", param, ctx,
+            raise ValueError(
+                f"'{text}' is a date without a time and time zone; write e.g. {text}T00:00:00Z or {text}T00:00:00+01:00"
             )
         if moment.utcoffset() is None:
-            self.fail(f"'{text}' has no time zone; write e.g. {text}Z or {text}+01:00", param, ctx)
+            raise ValueError(f"'{text}' has no time zone; write e.g. {text}Z or {text}+01:00")
         if not 1970 <= moment.year <= 9000:
-            self.fail(f"'{text}' is out of range; give a moment between the years 1970 and 9000", param, ctx)
+            raise ValueError(f"'{text}' is out of range; give a moment between the years 1970 and 9000")
         return moment.astimezone(timezone.utc)
 
 
