@@ -41,13 +41,22 @@ from provisioner.listings import ClientListings
 from provisioner.models import UPDATABLE_FIELDS, Change, Desired, Intent, Plan, Resource
 from provisioner.planner import same_value
 from provisioner.progress import Progress, describe_work
-from provisioner.recovery import Findings, describe, differences, duplicates_of, find, intent_since
+from provisioner.recovery import (
+    Findings,
+    batches_phrase,
+    describe,
+    differences,
+    duplicates_of,
+    find,
+    intent_since,
+)
 from provisioner.timestamps import format_timestamp, utc_now_text
 
 # How long a create may still be in progress on the server after its sender stopped
 # waiting for it: the client's read timeout, and as much again as a margin.
 RECOVERY_WAIT = 2 * READ_TIMEOUT
 RECOVERY_ROUNDS = 3
+CONFIRMED = "created (its answer was lost; found by listing)"
 
 
 class AmbiguousRecovery(ApiError):
@@ -276,9 +285,10 @@ class Applier:
         return written[-1], batch
 
     def _resolve_after_ambiguity(self, intent: Intent, desired: Desired, failed_at: float) -> None:
-        """Look at once; wait out the recovery window only when nothing is found, then look again."""
+        """Look at once; wait out the recovery window only when nothing is found, then look again.
+        A batch found was made by this run's create: it counts as created (its credits issued now)."""
         for _ in range(RECOVERY_ROUNDS):
-            if self._adopt_if_found(intent, self.listings.fresh(intent.client_id), "created (confirmed by listing)"):
+            if self._adopt_if_found(intent, self.listings.fresh(intent.client_id), CONFIRMED, kind="created"):
                 return
             self._wait(self.recovery_wait - (time.monotonic() - failed_at))
             if self.stop.is_set():
@@ -286,7 +296,7 @@ class Applier:
                     "interrupted while checking whether the create happened; the next plan shows it "
                     "as a recovery and apply resolves it"
                 )
-            if self._adopt_if_found(intent, self.listings.confirmed(intent.client_id), "created (confirmed by listing)"):
+            if self._adopt_if_found(intent, self.listings.confirmed(intent.client_id), CONFIRMED, kind="created"):
                 return
             self._report(intent.address, "the create did not happen; sending it again")
             intent, batch = self._send_create(intent.address, intent.client_id, intent.attributes, previous=intent)
@@ -383,12 +393,12 @@ class Applier:
 
     # --- the findings ------------------------------------------------------------
 
-    def _adopt_if_found(self, intent: Intent, listed, outcome: str) -> bool:
+    def _adopt_if_found(self, intent: Intent, listed, outcome: str, kind: str = "adopted") -> bool:
         """Records the batch the intent made if the listing shows it; stops on look-alikes."""
         findings = find(listed, intent, self.writer.claimed_ids(), self.writer.open_intents())
         batch = findings.adoptable
         if batch is not None:
-            self._record_created(intent, batch, "adopted", outcome)
+            self._record_created(intent, batch, kind, outcome)
             return True
         if not findings.nothing:
             raise AmbiguousRecovery(ambiguity_message(intent, findings))
@@ -456,7 +466,7 @@ def ambiguity_message(intent: Intent, findings: Findings) -> str:
         "API may have changed the name's case or spacing, or listed fields as null)"
     )
     return (
-        f"{len(findings.candidates)} unclaimed batch(es) of client {intent.client_id} could be the one the "
+        f"{batches_phrase(len(findings.candidates))} of client {intent.client_id}, claimed by no address, could be the one the "
         f"interrupted create of {intent.address} made ({exact_note}): {describe(findings.candidates)}. "
         "provisioner will not guess, and will not create it again. Check them in Thought Industries, then "
         f"record the right one: provisioner import {intent.address} BATCH_ID PATHS...; if none of them is it, "
@@ -465,10 +475,10 @@ def ambiguity_message(intent: Intent, findings: Findings) -> str:
 
 
 def duplicate_message(address: str, found: list[dict]) -> str:
-    first = found[0]
+    client = address.split("/", 1)[0]
     return (
-        f"not created: client already has {len(found)} batch(es) just like it that no address claims: "
-        f"{describe(found)}. Creating it would issue its credits again. If that batch is this one (made by hand, "
-        f"or its state entry was lost): provisioner import {address} {first.get('id')} PATHS...; to issue "
-        f"another one on purpose: --allow-duplicate {address}"
+        f"not created: client {client} already has {batches_phrase(len(found))} just like it that no address "
+        f"claims: {describe(found)}. Creating it would issue its credits again. If that batch is this one (made "
+        f"by hand, or its state entry was lost): provisioner import {address} {found[0].get('id')} PATHS...; to "
+        f"issue another one on purpose: --allow-duplicate {address}"
     )

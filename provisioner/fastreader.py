@@ -42,6 +42,7 @@ from provisioner.fields import (
     DEFAULT_GRANT_NAME,
     GRANT_RULES,
     KEY,
+    CONTROL_CHARACTER,
     MAX_NAME_LENGTH,
     MAX_WHOLE_NUMBER,
     POLICY_RULES,
@@ -348,7 +349,9 @@ def _whole(value) -> int:
 
 
 def _text(value) -> str:
-    if type(value) is not str or not value.strip() or len(value) > MAX_NAME_LENGTH:
+    if type(value) is not str or not value.strip() or len(value) > MAX_NAME_LENGTH or value != value.strip():
+        raise Unsure
+    if CONTROL_CHARACTER.search(value):
         raise Unsure
     return value
 

@@ -33,6 +33,7 @@ from provisioner.fields import (
     GRANT_FIELDS,
     KEY,
     KEY_RULE,
+    CONTROL_CHARACTER,
     MAX_NAME_LENGTH,
     MAX_WHOLE_NUMBER,
     POLICY_FIELDS,
@@ -702,6 +703,11 @@ def _name_problem(node: yaml.Node, default: str = "the batch key") -> str | None
         return f"must not be empty; write a name or remove the line (the default is {default})"
     if "\n" in name or "\r" in name:
         return "must be a single line"
+    if name != name.strip():
+        # A server may store the name trimmed: a create whose answer is lost could not be recognised.
+        return f"starts or ends with spaces ({name!r}); remove them, the API may store the name without them"
+    if CONTROL_CHARACTER.search(name):
+        return "contains a control character (a tab or another invisible one); remove it"
     if len(name) > MAX_NAME_LENGTH:
         return f"too long: {len(name)} characters, at most {MAX_NAME_LENGTH}"
     return None

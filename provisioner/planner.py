@@ -24,7 +24,7 @@ from provisioner.models import (
     Violation,
     batch_key,
 )
-from provisioner.recovery import describe, duplicates_of
+from provisioner.recovery import batches_phrase, describe, duplicates_of
 from provisioner.timestamps import format_timestamp, parse_timestamp
 
 FIX_FOR_FIXED_FIELD = (
@@ -198,7 +198,7 @@ class _DuplicateGuard:
             "action": "blocked",
             "credits": 0,
             "reasons": (
-                f"client {spec.client_key} already has {len(found)} batch(es) just like it that no address "
+                f"client {spec.client_key} already has {batches_phrase(len(found))} just like it that no address "
                 f"claims: {describe(found)}. Creating it would issue its credits again.",
                 f"Fix: if that batch is this one (made by hand, or its state entry was lost): 'provisioner "
                 f"import {spec.address} {found[0].get('id')} PATHS...'; to issue another one on purpose: "

@@ -32,7 +32,8 @@ SUMMARY_STEPS = 10  # and one at every tenth of the work...
 SUMMARY_MIN_GAP = 1.0  # ...but never two within a second
 RETRY_NOTICE_EVERY = 5.0  # seconds between two retry notices
 REDRAW_EVERY = 0.5  # seconds between redraws of the live line (elapsed and ETA move on)
-RATE_WINDOW = 15.0  # seconds of recent completions the rate and the ETA are measured over
+RATE_WINDOW = 15.0
+NO_REAL_LIMIT = 100_000  # requests/min: a server announcing this much (a local sandbox) sets no pace  # seconds of recent completions the rate and the ETA are measured over
 
 ACTION_NAMES = {
     "create": ("create", "creates"),
@@ -352,6 +353,8 @@ def estimate(requests: int, rate: float | None) -> str:
     """ "at 120 requests/min: about 2 min 30 s" (the rate limit is the floor of the duration)."""
     if not rate:
         return "with no rate limit of our own"
+    if rate >= NO_REAL_LIMIT:
+        return "with no rate limit (the server announces none that matters)"
     seconds = requests * 60 / rate
     return f"at {rate:,.0f} requests/min: {'about ' if seconds >= 1 else ''}{duration(seconds)}"
 

@@ -189,7 +189,7 @@ def test_apply_quiet_prints_no_line_per_batch(tmp_path):
 
     assert applied.returncode == 0, applied.stderr
     assert "created [id=" not in applied.stderr
-    assert re.search(STAMP + r"Applying 6 creates at", applied.stderr)
+    assert re.search(STAMP + r"Applying 6 creates (at|with)", applied.stderr)
     assert re.search(STAMP + r"Done \(6/6 changes", applied.stderr)
     assert "Apply complete! Batches: 6 created" in applied.stdout
 
