@@ -354,7 +354,7 @@ def test_the_duplicate_guard_stops_a_period_made_by_hand(cli, api_env, sandbox, 
     assert f"'provisioner import acme/quarterly@2026-q1 {made['id']} PATHS...'" in blocked["reasons"][1]
     refused = apply_at(cli, example, state, "2026-02-10T00:00:00Z")
     assert refused.exit_code == 1
-    assert "not created: client already has 1 batch(es) just like it" in refused.stderr
+    assert "not created: client acme already has a batch just like it" in refused.stderr
     assert len(sandbox.all_batches()) == 1 and read_state(state).resources == {}
 
 

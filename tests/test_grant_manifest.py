@@ -178,6 +178,11 @@ def test_values_in_their_other_forms(line, attribute, value):
             "'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx...' have 256 characters, at most 255",
         ),
         (
+            REQUIRED + 'name: "Acme {period} "\n',
+            "m.yaml:10:15: clients.acme.grants.quarterly.name: starts or ends with spaces ('Acme {period} '); remove "
+            "them, the API may store the name without them",
+        ),
+        (
             REQUIRED + "expiresAfter: 0 days\n",
             "m.yaml:10:23: clients.acme.grants.quarterly.expiresAfter: '0 days': the number must be at least 1: "
             "a period's batch must expire after its period starts; expected \"N days\", \"N weeks\", \"N months\" "
