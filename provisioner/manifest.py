@@ -21,6 +21,7 @@ import json
 import os
 import time
 from collections.abc import Iterator, Sequence
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -31,6 +32,7 @@ from provisioner.fields import (  # noqa: F401  (re-exported: the names other mo
     CLIENT_FIELDS,
     EXAMPLE_TIMESTAMP,
     EXAMPLE_UUID,
+    GRANT_FIELDS,
     KEY_PATTERN,
     KEY_RULE,
     MAX_NAME_LENGTH,
@@ -38,7 +40,7 @@ from provisioner.fields import (  # noqa: F401  (re-exported: the names other mo
     POLICY_FIELDS,
     TOP_FIELDS,
 )
-from provisioner.models import BatchSpec, ClientSpec, Desired, Policy
+from provisioner.models import BatchSpec, ClientSpec, Desired, GrantSpec, Policy
 from provisioner.planfile import MARKER as SAVED_PLAN_MARKER
 
 if TYPE_CHECKING:
@@ -402,6 +404,7 @@ class _Combined:
         self.clients: dict[str, ClientSpec] = {}
         self.client_ids: set[str] = set()
         self.batches: dict[str, BatchSpec] = {}
+        self.grants: dict[str, GrantSpec] = {}
         self.policy: dict | None = None
         self.policy_source: str | None = None
         self.shared: dict = {}
@@ -413,13 +416,18 @@ class _Combined:
                 return False
             line, self.policy = head["policy"]
             self.policy_source = f"{file}:{line}"
+        ids = {}
         for key, client_id, line, column in head["clients"]:
             if not (type(key) is str and type(client_id) is str and type(line) is int and type(column) is int):
                 raise ValueError(f"{file}: a client of the wrong types: {key!r}")
             if key in self.clients or client_id in self.client_ids:
                 return False
             self.client_ids.add(client_id)
+            ids[key] = client_id
             self.clients[key] = _client_spec({"key": key, "id": client_id, "source": f"{file}:{line}:{column}"})
+        for row in head.get("grants", ()):  # few: made (and checked) with the head
+            grant = _grant_spec(file, row, ids)
+            self.grants[grant.address] = grant
         return True
 
     def add_batches(self, file: str, head: dict, rows: list) -> None:
@@ -436,6 +444,7 @@ class _Combined:
         return Desired(
             clients=dict(sorted(self.clients.items())),
             batches=dict(sorted(self.batches.items())),
+            grants=dict(sorted(self.grants.items())),
             policy=self.policy_model(),
             policy_source=self.policy_source,
             digest=digest,
@@ -470,6 +479,29 @@ def batch_specs(file: str, rows: list, ids: dict[str, str], shared: dict) -> Ite
             "grant": None,
             "period": None,
         })
+
+
+def _grant_spec(file: str, row: list, ids: dict[str, str]) -> GrantSpec:
+    """A grant from a file's record: its rules were checked when the file was read."""
+    from provisioner.grants import parse_every, parse_expires_after
+
+    (client_key, grant_key, every, from_date, until, time_zone, balance, name, expires_after, account, catch_up,
+     line, column) = row
+    return GrantSpec(
+        client_key=client_key,
+        grant_key=grant_key,
+        client_id=ids[client_key],
+        every=parse_every(every),
+        from_date=date.fromisoformat(from_date),
+        until=None if until is None else date.fromisoformat(until),
+        time_zone=time_zone,
+        starting_balance=balance,
+        name=name,
+        expires_after=None if expires_after is None else parse_expires_after(expires_after),
+        credit_account_id=account,
+        catch_up=catch_up,
+        source=f"{file}:{line}:{column}",
+    )
 
 
 def read_bytes(path: Path, issues: list[ManifestIssue]) -> bytes | None:

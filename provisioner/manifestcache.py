@@ -6,9 +6,10 @@ the files whose content it has not seen. Safety:
 - an entry is found by the digest of the file's bytes, never by name or time: the same
   bytes always mean the same declarations;
 - the whole cache belongs to one identity: this tool's version, the source of the
-  modules that read manifests (a code change is a new cache), the parser's version and
-  the Python version (``datetime.fromisoformat`` reads more from 3.11 on); another
-  identity's cache is ignored and replaced;
+  modules that read manifests (a code change is a new cache), the parser's version,
+  the Python version (``datetime.fromisoformat`` reads more from 3.11 on) and the time
+  zone database's (a grant's timeZone must name a zone it has); another identity's cache
+  is ignored and replaced;
 - it is a cache file (cachefile.py): JSON and bytes under a sha256 per segment, never
   pickle; an unreadable, truncated or altered file is ignored and rebuilt, and what is
   read back is checked for its shape and types when the models are made;
@@ -38,7 +39,8 @@ from provisioner.cachefile import CacheFile, default_directory
 CACHE_FORMAT = 3
 # The modules whose code decides what a file declares.
 READER_MODULES = (
-    "manifest.py", "fields.py", "fastreader.py", "nodereader.py", "yaml11.py", "manifestcache.py", "cachefile.py"
+    "manifest.py", "fields.py", "fastreader.py", "nodereader.py", "yaml11.py", "manifestcache.py", "cachefile.py",
+    "grants.py",
 )
 
 
@@ -46,6 +48,8 @@ def reader_identity() -> str:
     """What the cached declarations depend on besides the files themselves."""
     identity = hashlib.sha256()
     identity.update(f"{CACHE_FORMAT} {__version__} yaml-rs {yaml_rs.__version__} python {sys.version_info[:2]}".encode())
+    # A grant's timeZone is checked against the zones this machine knows (tzdata, or the system's).
+    identity.update(f" zones {_zone_database()}".encode())
     package = Path(__file__).parent
     for name in READER_MODULES:
         try:
@@ -53,6 +57,14 @@ def reader_identity() -> str:
         except OSError:  # installed without sources: the version alone
             identity.update(name.encode())
     return identity.hexdigest()
+
+
+def _zone_database() -> str:
+    try:
+        import tzdata
+    except ImportError:  # the system's zone files only
+        return "system"
+    return getattr(tzdata, "IANA_VERSION", "tzdata")
 
 
 # A file's entry: its head (decoded) and its batch rows (JSON, still encoded).

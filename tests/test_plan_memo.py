@@ -221,10 +221,11 @@ def test_a_client_whose_recorded_batches_changed_is_planned_again(tree, planning
 def test_an_expiry_passing_makes_its_client_planned_again(tree, planning, monkeypatch):
     planning()
     later = datetime(2031, 4, 1, tzinfo=timezone.utc)  # client q1 batches expire 2031-03-31
-    monkeypatch.setattr(sys.modules["provisioner.cli.plan"], "now_utc", lambda: later)
+    monkeypatch.setattr(sys.modules["provisioner.cli.options"], "now_utc", lambda: later)
     warm = planning()
     assert sorted(planning.planned) == [f"client-{n:03d}" for n in range(30)]
     assert "is in the past" in warm and warm == planning("--no-cache")
+    assert planning("--at", "2031-03-01T00:00:00Z") == planning("--at", "2031-03-01T00:00:00Z", "--no-cache")
 
 
 def test_a_guardrail_on_one_batch_of_a_reused_part_is_the_same(tree, planning):
@@ -299,3 +300,20 @@ def test_the_planner_is_asked_only_for_the_clients_it_must_plan(tree, planning, 
     calls.clear()
     planning()
     assert calls == []
+
+
+def test_a_tree_that_declares_a_grant_takes_the_general_path(tree, planning):
+    planning()
+    (tree / "grant.yaml").write_text(f"""\
+clients:
+  granted:
+    id: {uuid.uuid5(NAMESPACE, "granted")}
+    grants:
+      monthly:
+        every: month
+        from: 2026-01-01
+        startingBalance: 100
+""")
+    warm = planning("--at", "2026-03-15T00:00:00Z")
+    assert planning.planned == [] and "granted/monthly@2026-03" in warm
+    assert warm == planning("--at", "2026-03-15T00:00:00Z", "--no-cache")
