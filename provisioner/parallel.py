@@ -59,10 +59,12 @@ def in_two(function: Callable[[list[Item]], list[Result]], items: list[Item], le
 
 
 def can_fork() -> bool:
-    if not hasattr(os, "fork") or threading.active_count() != 1:
-        return False
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return cpus > 1
+    return hasattr(os, "fork") and threading.active_count() == 1 and cpus() > 1
+
+
+def cpus() -> int:
+    """The CPUs this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _send(write_end: int, function: Callable, items: list) -> None:
