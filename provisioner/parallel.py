@@ -71,6 +71,7 @@ def _send(write_end: int, function: Callable, items: list) -> None:
     """In the child: compute, send, and leave at once (no exit handlers, no buffers flushed twice)."""
     status = 1
     try:
+        _close_inherited(keep=write_end)
         data = pickle.dumps(function(items), protocol=pickle.HIGHEST_PROTOCOL)
         with os.fdopen(write_end, "wb") as out:
             out.write(_LENGTH.pack(len(data)))
@@ -80,6 +81,21 @@ def _send(write_end: int, function: Callable, items: list) -> None:
         pass
     finally:
         os._exit(status)
+
+
+def _close_inherited(keep: int) -> None:
+    """The child lets go of what it inherited (a state lock's file, a database connection): a lock
+    is released as soon as its holder ends, whatever this child is still doing."""
+    try:
+        descriptors = [int(name) for name in os.listdir("/proc/self/fd")]
+    except OSError:  # no /proc: the usual range
+        descriptors = list(range(3, 256))
+    for descriptor in descriptors:
+        if descriptor > 2 and descriptor != keep:
+            try:
+                os.close(descriptor)
+            except OSError:
+                pass
 
 
 def _receive(read_end: int) -> list | None:

@@ -87,3 +87,25 @@ def test_a_cold_plan_in_two_processes_is_the_plan_in_one(tmp_path, monkeypatch):
     shared = cold_plan()
     assert len(forks) == 2  # the files' reading and the clients' planning
     assert shared == alone and render_text(shared) == render_text(alone)
+
+
+def test_the_child_holds_nothing_it_inherited(tmp_path):
+    """A lock (flock) held here is released when this process ends, not when the child does."""
+    import fcntl
+
+    descriptor = os.open(tmp_path / "lock", os.O_CREAT | os.O_RDWR)
+    fcntl.flock(descriptor, fcntl.LOCK_EX)
+
+    def work(numbers):
+        if os.getpid() != PARENT:
+            try:
+                os.fstat(descriptor)
+            except OSError:
+                return squares(numbers)  # closed in the child, as it should be
+            return [-1] * len(numbers)  # still open: results that show it
+        return squares(numbers)
+
+    try:
+        assert parallel.in_two(work, list(range(500)), least=2) == squares(list(range(500)))
+    finally:
+        os.close(descriptor)
