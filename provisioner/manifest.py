@@ -10,8 +10,12 @@ Two readers, one meaning:
   once, naming file, line, column and field path.
 
 A file's declarations are kept in a content-addressed cache (manifestcache.py), so that
-a second plan re-reads only the files that changed. Fields are described once, in
-fields.py; the JSON Schema of ``provisioner schema`` comes from schema.py.
+a second plan re-reads only the files that changed. ``read_declarations`` checks every
+file and the rules across files (its errors are ``load``'s) and keeps each file's batch
+rows until they are needed: ``desired()`` makes the models, or the plan memo
+(planmemo.py) makes those of the clients it must plan again. New files are parsed in two
+processes when that pays (parallel.py). Fields are described once, in fields.py; the
+JSON Schema of ``provisioner schema`` comes from schema.py.
 """
 
 from __future__ import annotations
