@@ -92,7 +92,13 @@ def display_url(url: str) -> str:
 
 class PostgresBackend(Backend):
     def __init__(self, url: str, workspace: str = "default", *, options: str = ""):
-        import psycopg  # imported here: commands on a state file never load the driver
+        try:
+            import psycopg  # imported here: commands on a state file never load the driver
+        except ImportError as exc:
+            raise StateError(
+                f"a postgresql:// state needs the PostgreSQL driver, which is not installed ({_first_line(exc)}). "
+                "Install provisioner with it: pip install 'provisioner[postgres]'."
+            ) from None
 
         self._psycopg = psycopg
         self._conninfo, self.schema = split_schema(url)
@@ -235,7 +241,7 @@ class PostgresBackend(Backend):
         # One JSON text for the whole table: a single parse instead of one per row.
         text = conn.execute(
             self._query(
-                f"SELECT coalesce(jsonb_object_agg(address, {column}), jsonb_build_object())::text FROM {{t}} "
+                f"SELECT coalesce(json_object_agg(address, {column}), json_build_object())::text FROM {{t}} "
                 "WHERE workspace = %s",
                 t=table,
             ),
@@ -577,6 +583,9 @@ class PostgresWriter(StateWriter):
             self._saved_digest = self.state.content_digest()
 
 
+# Resources and intents are json, not jsonb: json keeps the text as written, so a state reads back
+# with the digest it was written with (jsonb would rewrite 1e+20 as an integer, say, and every run
+# would then see a change that is none and move the serial).
 SCHEMA = (
     "CREATE TABLE {meta} (key text PRIMARY KEY, value text NOT NULL)",
     """CREATE TABLE {workspaces} (
@@ -590,12 +599,12 @@ SCHEMA = (
     """CREATE TABLE {resources} (
         workspace text NOT NULL REFERENCES {workspaces} (name) ON DELETE CASCADE,
         address text NOT NULL,
-        resource jsonb NOT NULL,
+        resource json NOT NULL,
         PRIMARY KEY (workspace, address))""",
     """CREATE TABLE {intents} (
         workspace text NOT NULL REFERENCES {workspaces} (name) ON DELETE CASCADE,
         address text NOT NULL,
-        intent jsonb NOT NULL,
+        intent json NOT NULL,
         PRIMARY KEY (workspace, address))""",
     """CREATE TABLE {locks} (
         workspace text PRIMARY KEY REFERENCES {workspaces} (name) ON DELETE CASCADE,
