@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from provisioner.backends.base import (
     CHECKPOINT_SECONDS,
@@ -74,20 +74,30 @@ def split_schema(url: str) -> tuple[str, str]:
     parts = urlsplit(url)
     query = parse_qsl(parts.query, keep_blank_values=True)
     schema = next((value for key, value in query if key == "schema"), DEFAULT_SCHEMA)
-    rest = urlencode([(key, value) for key, value in query if key != "schema"])
-    return urlunsplit(parts._replace(query=rest)), schema
+    return _unsplit(parts._replace(query=_without(parts.query, "schema"))), schema
+
+
+def _unsplit(parts) -> str:
+    """urlunsplit, but keeping '//' before an empty host: postgresql:///db is a local socket, and
+    urllib would turn it into postgresql:/db, which libpq cannot read."""
+    text = f"{parts.scheme}://{parts.netloc}{parts.path}"
+    return text + (f"?{parts.query}" if parts.query else "") + (f"#{parts.fragment}" if parts.fragment else "")
+
+
+def _without(query: str, name: str) -> str:
+    """The query string without parameter ``name``, the rest exactly as the user wrote it (a path in
+    ?host=/var/run/postgresql stays readable in every message that repeats the URL)."""
+    return "&".join(item for item in query.split("&") if item and unquote(item.split("=", 1)[0]) != name)
 
 
 def display_url(url: str) -> str:
     """The URL as messages may show it: never a password, from the URL or its query."""
     parts = urlsplit(url)
-    netloc = parts.hostname or ""
-    if parts.username:
-        netloc = f"{parts.username}@{netloc}"
-    if parts.port:
-        netloc += f":{parts.port}"
-    query = [(key, value) for key, value in parse_qsl(parts.query, keep_blank_values=True) if key != "password"]
-    return urlunsplit(parts._replace(netloc=netloc, query=urlencode(query)))
+    # The host part as written: libpq allows several hosts (h1:5432,h2:5433) and IPv6 in brackets,
+    # which urllib's hostname and port would mangle or refuse.
+    userinfo, at, hosts = parts.netloc.rpartition("@")
+    netloc = f"{userinfo.split(':', 1)[0]}@{hosts}" if at else hosts
+    return _unsplit(parts._replace(netloc=netloc, query=_without(parts.query, "password")))
 
 
 class PostgresBackend(Backend):
