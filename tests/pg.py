@@ -101,7 +101,9 @@ class OwnServer(Server):
         self.pg_ctl("-w", "-m", mode, "stop")
 
     def start(self) -> None:
-        self.pg_ctl("-w", "start", "-l", str(self.directory / "log"))
+        """Starts a stopped server as pgserver did: on its unix socket only, no TCP port."""
+        socket_directory = self.admin_url.split("host=")[1].split("&")[0]
+        self.pg_ctl("-w", "-o", '-h ""', "-o", f"-k {socket_directory}", "-l", str(self.directory / "log"), "start")
 
     def set_hba(self, lines: str) -> None:
         """Replaces pg_hba.conf (who may connect, and how) and reloads it."""

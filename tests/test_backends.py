@@ -441,3 +441,27 @@ def test_two_first_inits_at_once_on_an_empty_database_both_succeed(pg_url, backe
 
     assert all(isinstance(result, State) for result in results.values()), results
     assert all(backend_at(pg_url, f"w{number}").exists() for number in range(4))
+
+
+@pytest.mark.parametrize(
+    "url, shown, libpq, schema",
+    [
+        ("postgresql:///team", "postgresql:///team", "postgresql:///team", "provisioner"),
+        ("postgres://db.internal/team?host=/var/run/postgresql&schema=ops",
+         "postgres://db.internal/team?host=/var/run/postgresql&schema=ops",
+         "postgres://db.internal/team?host=/var/run/postgresql", "ops"),
+        ("postgresql://ci:pw@[::1]:5433/team?sslmode=require&password=pw2",
+         "postgresql://ci@[::1]:5433/team?sslmode=require",
+         "postgresql://ci:pw@[::1]:5433/team?sslmode=require&password=pw2", "provisioner"),
+        ("postgresql://ci:pw@h1:5432,h2:5433/team?target_session_attrs=read-write",
+         "postgresql://ci@h1:5432,h2:5433/team?target_session_attrs=read-write",
+         "postgresql://ci:pw@h1:5432,h2:5433/team?target_session_attrs=read-write", "provisioner"),
+    ],
+)
+def test_a_state_url_is_shown_as_written_less_its_password(url, shown, libpq, schema):
+    from provisioner.backends.postgres import display_url, split_schema, url_has_password
+
+    assert display_url(url) == shown
+    assert split_schema(url) == (libpq, schema)
+    assert url_has_password(url) == ("pw" in url)
+    assert not url_has_password("postgresql://ci:@/team") and url_has_password("postgresql:///t?pass%77ord=x")

@@ -120,6 +120,9 @@ class PostgresBackend(Backend):
         self._conn: Any = None
         self._guard = threading.RLock()
         self._holding: LockInfo | None = None
+        # Set once a write ran out of reconnect attempts: every later write of the run fails at once
+        # (each in-flight create would otherwise wait out the whole retry budget in turn).
+        self._unreachable: str | None = None
 
     def location_options(self) -> str:
         return self._options
@@ -454,6 +457,8 @@ class PostgresBackend(Backend):
         """One transaction under the lock; a broken connection is re-opened (lock taken again) and
         the transaction retried, for as long as a database restart takes."""
         psycopg = self._psycopg
+        if self._unreachable is not None:
+            raise StateError(self._unreachable)
         for attempt in range(1, RECONNECT_ATTEMPTS + 1):
             try:
                 with self._transaction(retryable=True) as conn:
@@ -462,11 +467,12 @@ class PostgresBackend(Backend):
                 return
             except psycopg.OperationalError as exc:
                 if attempt == RECONNECT_ATTEMPTS:
-                    raise StateError(
+                    self._unreachable = (
                         f"the state database {self.name} is unreachable ({_first_line(exc)}); this run stopped "
                         "writing. Nothing recorded so far is lost; run the command again once the database is "
                         "back: open creates are resolved by listing."
-                    ) from None
+                    )
+                    raise StateError(self._unreachable) from None
                 time.sleep(RECONNECT_PAUSE)
                 self._drop_connection()  # the next attempt connects anew and takes the lock again
 
