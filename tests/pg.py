@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import threading
 import uuid
 import warnings
 from pathlib import Path
@@ -144,3 +145,72 @@ def pg_url(pg_server) -> str:
     if isinstance(pg_server, OwnServer):
         return  # the whole server goes at the end of the session
     pg_server.drop_database(name)
+
+
+class NetworkCut:
+    """A TCP front for a server's unix socket that can cut the network the way a real cut does:
+    the clients lose their connections while the server keeps their sessions (and their locks),
+    until it notices they are gone (``end_sessions``: its keepalive, a minute or so later)."""
+
+    def __init__(self, server: Server):
+        import socket
+
+        self.socket_path = os.path.join(server.admin_url.split("host=")[1].split("&")[0], ".s.PGSQL.5432")
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._pairs: list[tuple] = []
+        self._lingering: list = []  # the server's side of connections cut
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def url(self, database: str) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+
+    def _accept(self) -> None:
+        import socket
+
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            server_side = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            server_side.connect(self.socket_path)
+            with self._lock:
+                self._pairs.append((client, server_side))
+            for source, target in ((client, server_side), (server_side, client)):
+                threading.Thread(target=self._pipe, args=(source, target), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source, target) -> None:
+        try:
+            while data := source.recv(65536):
+                target.sendall(data)
+        except OSError:
+            pass
+
+    def cut(self) -> None:
+        """Every client connection breaks; the server's side stays open, its sessions alive."""
+        import socket
+
+        with self._lock:
+            for client, server_side in self._pairs:
+                try:
+                    client.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                client.close()
+                self._lingering.append(server_side)
+            self._pairs.clear()
+
+    def end_sessions(self) -> None:
+        """The server notices the vanished clients of the cut: their sessions end, their locks go."""
+        with self._lock:
+            for server_side in self._lingering:
+                server_side.close()
+            self._lingering.clear()
+
+    def close(self) -> None:
+        self._listener.close()
+        self.cut()
+        self.end_sessions()

@@ -381,3 +381,32 @@ def test_force_unlock_refuses_a_frozen_run_until_its_session_ends_and_that_run_t
     assert "taking over" not in logs[0], "force-unlock removed the holder row"
     assert_each_batch_once(sandbox, manifest, pg_url, "default")
     assert sandbox.stats["creates"] == len(declared(manifest))
+
+
+# --- the network cut, the server unaware ------------------------------------------------------------------
+
+
+def test_a_network_cut_mid_apply_is_ridden_out_though_the_server_keeps_the_old_session(
+    own_server, sandbox, tmp_path
+):
+    from pg import NetworkCut
+
+    network = NetworkCut(own_server)
+    try:
+        url = network.url(own_server.create_database())
+        manifest = write_manifest(tmp_path, "network-cut", batches=8)
+        init_workspace(url, "default")
+        sandbox.set_faults(Faults(latency=0.25))
+        witness = IntentWitness(url, "default")
+        with FaultProxy(sandbox.url, witness) as proxy:
+            running = start_apply(manifest, url, "default", proxy.url, "--parallelism", "3")
+            wait_until(lambda: witness.creates >= 4, "creates are under way")
+            network.cut()  # the old session lingers on the server, holding the lock
+            code, out, err = finish(running)
+
+            assert code == 0, err
+            assert "Apply complete! Batches: 18 created" in out
+        assert witness.unwitnessed == []
+        assert_each_batch_once(sandbox, manifest, url, "default")
+    finally:
+        network.close()

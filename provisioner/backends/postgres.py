@@ -391,21 +391,44 @@ class PostgresBackend(Backend):
         """Inside a write transaction: this run still holds the lock, on this very session.
 
         After a reconnect the holder row is still ours but the advisory lock went with the
-        old session: it is taken again here, or the write is refused."""
+        old session, or will once the server notices that session is gone: it is taken again
+        here, or the write is refused."""
+        lost = LockLost(
+            f"this run no longer holds the lock on {self.name} (force-unlocked?); it stopped writing. "
+            "Run the command again: open creates are resolved by listing."
+        )
         info = self._holding
+        # Read without locking the row first: after a network cut our old session may still hold
+        # it (idle in its unfinished transaction), and FOR UPDATE would wait for the server's
+        # keepalive to end that session, a minute or more.
         row = conn.execute(
-            self._query("SELECT id, session_pid = pg_backend_pid() FROM {locks} WHERE workspace = %s FOR UPDATE",
+            self._query("SELECT id, session_pid, session_pid = pg_backend_pid() FROM {locks} WHERE workspace = %s",
                         locks="locks"),
             (self.workspace,),
         ).fetchone()
         if info is None or row is None or row[0] != info.id:
-            raise LockLost(
-                f"this run no longer holds the lock on {self.name} (force-unlocked?); it stopped writing. "
-                "Run the command again: open creates are resolved by listing."
-            )
-        if row[1]:
-            return
-        taken = conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (self._lock_key(),)).fetchone()[0]
+            raise lost
+        if not row[2]:
+            self._take_again(conn, previous_session=row[1])
+        row = conn.execute(
+            self._query("SELECT id FROM {locks} WHERE workspace = %s FOR UPDATE", locks="locks"), (self.workspace,)
+        ).fetchone()
+        if row is None or row[0] != info.id:
+            raise lost
+
+    def _take_again(self, conn, previous_session: int) -> None:
+        """After a reconnect: the advisory lock on this new session, and the holder row pointing at it."""
+        key = self._lock_key()
+        taken = conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (key,)).fetchone()[0]
+        if not taken and self._advisory_holder(conn) == previous_session:
+            # Our own previous session, cut off from us but alive on the server until its keepalive
+            # notices (the holder row names it, and it holds this lock: no other run can be it).
+            # Ending it frees the lock, and any row it had locked in its unfinished transaction.
+            conn.execute("SELECT pg_terminate_backend(%s)", (previous_session,))
+            deadline = time.monotonic() + 10
+            while not taken and time.monotonic() < deadline:
+                time.sleep(0.05)
+                taken = conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (key,)).fetchone()[0]
         if not taken:
             raise LockLost(
                 f"the connection to {self.name} broke, and another run has taken the lock since; this run "
@@ -415,6 +438,19 @@ class PostgresBackend(Backend):
             self._query("UPDATE {locks} SET session_pid = pg_backend_pid() WHERE workspace = %s", locks="locks"),
             (self.workspace,),
         )
+
+    def _advisory_holder(self, conn) -> int | None:
+        """The database session holding this workspace's advisory lock, if any. A bigint key shows
+        in pg_locks as its high half (classid) and low half (objid), objsubid 1."""
+        row = conn.execute(
+            "SELECT l.pid FROM pg_locks l, (SELECT hashtextextended(%s, 0) AS key) k "
+            "WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 "
+            "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+            "AND l.classid::text::bigint = (k.key >> 32) & 4294967295 "
+            "AND l.objid::text::bigint = k.key & 4294967295",
+            (self._lock_key(),),
+        ).fetchone()
+        return row[0] if row else None
 
     def force_unlock(self, lock_id: str) -> LockInfo:
         with self._transaction() as conn:
