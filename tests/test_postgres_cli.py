@@ -137,6 +137,14 @@ def test_every_command_refuses_a_workspace_that_does_not_exist(cli, api_env, san
         assert not backend.exists()
 
 
+def test_the_embedded_sandbox_keeps_its_own_state_file_and_refuses_a_database(cli, manifest, pg_url):
+    result = cli("plan", manifest, "--sandbox", "--state", pg_url)
+
+    assert_refused(result, "--sandbox keeps its own state file", "TI_BASE_URL")
+    with open_backend(pg_url) as backend:
+        assert not backend.exists()
+
+
 # --- plans in every format, saved plans -------------------------------------------------------------
 
 

@@ -243,7 +243,7 @@ def own_url(own_server):
     return own_server.url(own_server.create_database())
 
 
-@pytest.mark.parametrize("mode", ["immediate", "fast", "down for 3 s"])
+@pytest.mark.parametrize("mode", ["immediate", "fast", "down for 2 s"])
 def test_a_database_restart_mid_apply_sends_no_create_without_its_intent_and_converges(
     own_server, own_url, sandbox, tmp_path, mode
 ):
@@ -254,9 +254,9 @@ def test_a_database_restart_mid_apply_sends_no_create_without_its_intent_and_con
     with FaultProxy(sandbox.url, witness) as proxy:
         running = start_apply(manifest, own_url, "default", proxy.url, "--parallelism", "3")
         wait_until(lambda: witness.creates >= 4, "creates are under way")
-        if mode == "down for 3 s":  # within the retries (about 8 s)
+        if mode == "down for 2 s":  # within the retries (about 8 s)
             own_server.stop()
-            time.sleep(3)
+            time.sleep(2)
             own_server.start()
         else:
             own_server.restart(mode)  # every session cut: the run's lock and connection with them
