@@ -243,7 +243,7 @@ def own_url(own_server):
     return own_server.url(own_server.create_database())
 
 
-@pytest.mark.parametrize("mode", ["immediate", "fast", "down for 2 s"])
+@pytest.mark.parametrize("mode", ["immediate", "down for 2 s"])
 def test_a_database_restart_mid_apply_sends_no_create_without_its_intent_and_converges(
     own_server, own_url, sandbox, tmp_path, mode
 ):

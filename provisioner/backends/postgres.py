@@ -120,6 +120,7 @@ class PostgresBackend(Backend):
         self._conn: Any = None
         self._guard = threading.RLock()
         self._holding: LockInfo | None = None
+        self._locked_on: Any = None  # the connection whose session holds the advisory lock
         # Set once a write ran out of reconnect attempts: every later write of the run fails at once
         # (each in-flight create would otherwise wait out the whole retry budget in turn).
         self._unreachable: str | None = None
@@ -340,6 +341,7 @@ class PostgresBackend(Backend):
                     raise self.missing_error()
             with self._guard:
                 if self._advisory("pg_try_advisory_lock"):
+                    self._locked_on = self._conn
                     self._take_holder_row(info, warn)
                     self._holding = info
                     return info
@@ -376,6 +378,7 @@ class PostgresBackend(Backend):
     def release(self) -> None:
         with self._guard:
             info, self._holding = self._holding, None
+            self._locked_on = None
             if info is None or self._conn is None or self._conn.closed:
                 return
             try:
@@ -391,31 +394,36 @@ class PostgresBackend(Backend):
     def check_lock(self, conn) -> None:
         """Inside a write transaction: this run still holds the lock, on this very session.
 
-        After a reconnect the holder row is still ours but the advisory lock went with the
-        old session, or will once the server notices that session is gone: it is taken again
-        here, or the write is refused."""
-        lost = LockLost(
+        The holder row is locked until the write commits, so a force-unlock comes before it or
+        after it. (After a reconnect, ``write`` has taken the lock again on the new session.)"""
+        info = self._holding
+        if info is None or conn is not self._locked_on:
+            raise self._lock_lost()
+        row = conn.execute(
+            self._query("SELECT id FROM {locks} WHERE workspace = %s FOR UPDATE", locks="locks"), (self.workspace,)
+        ).fetchone()
+        if row is None or row[0] != info.id:
+            raise self._lock_lost()
+
+    def _lock_lost(self) -> LockLost:
+        return LockLost(
             f"this run no longer holds the lock on {self.name} (force-unlocked?); it stopped writing. "
             "Run the command again: open creates are resolved by listing."
         )
+
+    def _reclaim(self, conn) -> None:
+        """After a reconnect: the holder row is still ours, but the advisory lock went with the old
+        session, or will once the server notices that session is gone. Taken again, or refused."""
         info = self._holding
         # Read without locking the row first: after a network cut our old session may still hold
         # it (idle in its unfinished transaction), and FOR UPDATE would wait for the server's
         # keepalive to end that session, a minute or more.
         row = conn.execute(
-            self._query("SELECT id, session_pid, session_pid = pg_backend_pid() FROM {locks} WHERE workspace = %s",
-                        locks="locks"),
-            (self.workspace,),
+            self._query("SELECT id, session_pid FROM {locks} WHERE workspace = %s", locks="locks"), (self.workspace,)
         ).fetchone()
         if info is None or row is None or row[0] != info.id:
-            raise lost
-        if not row[2]:
-            self._take_again(conn, previous_session=row[1])
-        row = conn.execute(
-            self._query("SELECT id FROM {locks} WHERE workspace = %s FOR UPDATE", locks="locks"), (self.workspace,)
-        ).fetchone()
-        if row is None or row[0] != info.id:
-            raise lost
+            raise self._lock_lost()
+        self._take_again(conn, previous_session=row[1])
 
     def _take_again(self, conn, previous_session: int) -> None:
         """After a reconnect: the advisory lock on this new session, and the holder row pointing at it."""
@@ -498,9 +506,14 @@ class PostgresBackend(Backend):
             raise StateError(self._unreachable)
         for attempt in range(1, RECONNECT_ATTEMPTS + 1):
             try:
-                with self._transaction(retryable=True) as conn:
-                    self.check_lock(conn)
-                    statements(conn)
+                with self._guard:
+                    if self.conn is not self._locked_on:  # a new connection: its session lacks the lock
+                        with self._transaction(retryable=True) as conn:
+                            self._reclaim(conn)
+                        self._locked_on = conn
+                    with self._transaction(retryable=True) as conn:
+                        self.check_lock(conn)
+                        statements(conn)
                 return
             except psycopg.OperationalError as exc:
                 if attempt == RECONNECT_ATTEMPTS:
