@@ -136,11 +136,17 @@ class IntentWitness:
     def __init__(self, url: str, workspace: str):
         self.url, self.workspace = url, workspace
         self.creates = 0
+        self.torn = 0
         self.unwitnessed: list[str] = []
         self._guard = threading.Lock()
 
     def __call__(self, request) -> Forward:
-        if request.method == "POST":
+        if request.method == "POST" and request.body is None:
+            # Cut off mid-body by the SIGKILL: not JSON, so the API refuses it and makes nothing
+            # (the judge counts the batches in the end).
+            with self._guard:
+                self.torn += 1
+        elif request.method == "POST":
             client = request.path.split("/clients/")[1].split("/")[0]
             found = self._intent_committed(client, request.body)
             with self._guard:
@@ -178,11 +184,13 @@ def init_workspace(url: str, workspace: str) -> None:
 # --- SIGKILL at random instants ------------------------------------------------------------------------
 
 
-KILL_TRIALS = 5
+# A handful in the suite; PG_KILL_TRIALS=200 for a campaign (about 2 s a trial), summed up on stdout (-s).
+KILL_TRIALS = int(os.environ.get("PG_KILL_TRIALS", "5"))
 
 
 def test_applies_killed_at_random_instants_leave_each_batch_once(pg_url, tmp_path):
     chance = random.Random(8)
+    creates = left_open = adopted = reruns = 0
     faults = Faults(latency=0.03, error_rate=0.05, error_after_commit_rate=0.05, drop_after_commit_rate=0.05,
                     retry_after=0.05, seed=8)
     with Sandbox(api_key=TEST_KEY, page_size=5, faults=faults) as sandbox:
@@ -200,12 +208,19 @@ def test_applies_killed_at_random_instants_leave_each_batch_once(pg_url, tmp_pat
                 time.sleep(chance.uniform(0, 0.05))
                 killed.send_signal(signal.SIGKILL)
                 finish(killed)
+                with open_backend(pg_url, workspace) as backend:
+                    left_open += len(backend.read().pending)
 
                 logs = apply_until_done(manifest, pg_url, workspace, proxy.url)
+                reruns += len(logs)
+                adopted += "".join(logs).count("found and recorded")
 
             assert witness.unwitnessed == [], f"trial {trial}: creates sent without a committed intent"
             assert "Traceback" not in "".join(logs)
             assert_each_batch_once(sandbox, manifest, pg_url, workspace)
+            creates += witness.creates
+    print(f"\nkill trials={KILL_TRIALS} duplicates=0 lost=0 create requests={creates} (each after its committed intent) open intents "
+          f"left by the kills={left_open} adopted by listing={adopted} applies after the kills={reruns}")
 
 
 def test_the_lock_of_a_killed_apply_is_released_by_postgres_and_taken_over_with_a_warning(pg_url, sandbox, tmp_path):
