@@ -22,7 +22,7 @@ import hashlib
 import json
 import threading
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -34,18 +34,29 @@ from provisioner.api.client import (
     CreditsApi,
     NotFoundError,
     OutcomeUnknown,
+    RequestCancelled,
 )
 from provisioner.backends.base import StateError, StateWriter
 from provisioner.listings import ClientListings
 from provisioner.models import UPDATABLE_FIELDS, Change, Desired, Intent, Plan, Resource
 from provisioner.planner import same_value
-from provisioner.recovery import Findings, describe, differences, duplicates_of, find, intent_since
+from provisioner.progress import Progress, describe_work
+from provisioner.recovery import (
+    Findings,
+    batches_phrase,
+    describe,
+    differences,
+    duplicates_of,
+    find,
+    intent_since,
+)
 from provisioner.timestamps import format_timestamp, utc_now_text
 
 # How long a create may still be in progress on the server after its sender stopped
 # waiting for it: the client's read timeout, and as much again as a margin.
 RECOVERY_WAIT = 2 * READ_TIMEOUT
 RECOVERY_ROUNDS = 3
+CONFIRMED = "created (its answer was lost; found by listing)"
 
 
 class AmbiguousRecovery(ApiError):
@@ -83,6 +94,7 @@ class Applier:
         *,
         parallelism: int = 10,
         progress: Callable[[str], None] = lambda line: None,
+        reporter: Progress | None = None,
         stop: threading.Event | None = None,
         settle_seconds: float = 1.0,
         recovery_wait: float = RECOVERY_WAIT,
@@ -92,8 +104,11 @@ class Applier:
         self.api = api
         self.writer = writer
         self.parallelism = max(1, parallelism)
-        self.progress = progress
-        self.stop = stop or threading.Event()
+        # Progress hooks: start, done, failed, notable, warn, finish (see provisioner/progress.py).
+        # Without a reporter, every line goes to ``progress``.
+        self.reporter = reporter or Progress(write=progress)
+        # Setting it (Ctrl-C) cancels every request that has not left; the client raises RequestCancelled.
+        self.stop = stop or api.stop
         self.settle_seconds = settle_seconds
         self.recovery_wait = recovery_wait
         self.duplicate_check = duplicate_check
@@ -101,8 +116,6 @@ class Applier:
         self.listings = ClientListings(api)
         self.result = ApplyResult()
         self._result_guard = threading.Lock()
-        self._done = 0
-        self._total = 0
         self._deferred_creates: list[str] = []
         self._clock_warned = False
 
@@ -110,7 +123,13 @@ class Applier:
 
     def apply(self, plan: Plan, desired: Desired) -> ApplyResult:
         work = [change for change in plan.changes if change.action in ("create", "replace", "update", "recover")]
-        self._total = len(work)
+        self.reporter.start(len(work), self.api.limiter.rpm, what=describe_work(Counter(c.action for c in work)))
+        try:
+            return self._apply(work, desired)
+        finally:
+            self.reporter.finish()
+
+    def _apply(self, work: list[Change], desired: Desired) -> ApplyResult:
         recoveries = [change for change in work if change.action == "recover"]
         others = [change for change in work if change.action != "recover"]
         # Interrupted creates come first: new work must not claim what they made.
@@ -162,6 +181,8 @@ class Applier:
                 continue
             try:
                 self._run_change(change, desired)
+            except RequestCancelled:
+                self._cancelled(change)  # Ctrl-C: the stop check above skips the rest of the group
             except (ApiError, StateError) as exc:
                 self._fail(change.address, str(exc))
                 if isinstance(exc, AuthError | StateError):
@@ -171,12 +192,27 @@ class Applier:
                     self._skip_rest(group, change)
                     return
 
+    def _cancelled(self, change: Change) -> None:
+        """The stop event cancelled this change's next request before it left."""
+        unresolved = change.address in self.writer.state.pending
+        if unresolved:
+            # A create that was sent may have happened: its intent stays for the next apply.
+            self._fail(
+                change.address,
+                "interrupted while checking whether the create happened; the next plan shows it "
+                "as a recovery and apply resolves it",
+            )
+        with self._result_guard:
+            self.result.interrupted = True
+            if not unresolved:
+                self.result.skipped += 1  # nothing was sent: not started
+
     def _skip_rest(self, group: list[Change], failed: Change) -> None:
         rest = group[group.index(failed) + 1 :]
         with self._result_guard:
             self.result.skipped += len(rest)
         for change in rest:
-            self.progress(f"{change.address}: not started: {failed.address}, which looks alike, is unresolved")
+            self.reporter.notable(f"{change.address}: not started: {failed.address}, which looks alike, is unresolved")
 
     def _run_change(self, change: Change, desired: Desired) -> None:
         if change.action == "update":
@@ -249,9 +285,10 @@ class Applier:
         return written[-1], batch
 
     def _resolve_after_ambiguity(self, intent: Intent, desired: Desired, failed_at: float) -> None:
-        """Look at once; wait out the recovery window only when nothing is found, then look again."""
+        """Look at once; wait out the recovery window only when nothing is found, then look again.
+        A batch found was made by this run's create: it counts as created (its credits issued now)."""
         for _ in range(RECOVERY_ROUNDS):
-            if self._adopt_if_found(intent, self.listings.fresh(intent.client_id), "created (confirmed by listing)"):
+            if self._adopt_if_found(intent, self.listings.fresh(intent.client_id), CONFIRMED, kind="created"):
                 return
             self._wait(self.recovery_wait - (time.monotonic() - failed_at))
             if self.stop.is_set():
@@ -259,7 +296,7 @@ class Applier:
                     "interrupted while checking whether the create happened; the next plan shows it "
                     "as a recovery and apply resolves it"
                 )
-            if self._adopt_if_found(intent, self.listings.confirmed(intent.client_id), "created (confirmed by listing)"):
+            if self._adopt_if_found(intent, self.listings.confirmed(intent.client_id), CONFIRMED, kind="created"):
                 return
             self._report(intent.address, "the create did not happen; sending it again")
             intent, batch = self._send_create(intent.address, intent.client_id, intent.attributes, previous=intent)
@@ -318,8 +355,8 @@ class Applier:
                 self._clock_warned = True
                 reason = ("the interrupted run could not read the API's clock" if since is None
                           else self.api.clock.describe())
-                self.progress(f"Note: {reason}; waiting the whole recovery window before deciding that a "
-                              "create never happened.")
+                self.reporter.warn(f"Note: {reason}; waiting the whole recovery window before deciding that a "
+                                   "create never happened.")
             return self.recovery_wait
         age = (server_now - since).total_seconds()
         return min(self.recovery_wait, max(0.0, self.recovery_wait - age))
@@ -335,7 +372,7 @@ class Applier:
                 f"client is really gone: provisioner state forget-intent {intent.address}"
             ) from None
         self.writer.clear_intent(intent.address)
-        self.progress(
+        self.reporter.warn(
             f"Warning: {intent.address}: client {intent.client_id} does not exist in the API (404), so the "
             "interrupted create made nothing; its intent is closed. Check the client's id in the manifest."
         )
@@ -356,12 +393,12 @@ class Applier:
 
     # --- the findings ------------------------------------------------------------
 
-    def _adopt_if_found(self, intent: Intent, listed, outcome: str) -> bool:
+    def _adopt_if_found(self, intent: Intent, listed, outcome: str, kind: str = "adopted") -> bool:
         """Records the batch the intent made if the listing shows it; stops on look-alikes."""
         findings = find(listed, intent, self.writer.claimed_ids(), self.writer.open_intents())
         batch = findings.adoptable
         if batch is not None:
-            self._record_created(intent, batch, "adopted", outcome)
+            self._record_created(intent, batch, kind, outcome)
             return True
         if not findings.nothing:
             raise AmbiguousRecovery(ambiguity_message(intent, findings))
@@ -399,25 +436,22 @@ class Applier:
             Resource(batch_id=str(batch_id), client_id=intent.client_id, attributes=intent.attributes, remote=batch),
         )
         for difference in differences(batch, intent.attributes):
-            self.progress(f"Warning: {intent.address}: the API stored it differently: {difference}.")
+            self.reporter.warn(f"Warning: {intent.address}: the API stored it differently: {difference}.")
         self._done_one(intent.address, kind, f"{outcome} [id={batch_id}]")
 
     def _fail(self, address: str, message: str) -> None:
         with self._result_guard:
             self.result.failed.append((address, message))
-            self._done += 1
-        self.progress(f"{address}: error: {message}")
+        self.reporter.failed(f"{address}: error: {message}")
 
     def _done_one(self, address: str, kind: str | None, outcome: str) -> None:
         with self._result_guard:
             if kind is not None:
                 getattr(self.result, kind).append(address)
-            self._done += 1
-            done = self._done
-        self.progress(f"[{done}/{self._total}] {address}: {outcome}")
+        self.reporter.done(f"{address}: {outcome}")
 
     def _report(self, address: str, message: str) -> None:
-        self.progress(f"{address}: {message}")
+        self.reporter.notable(f"{address}: {message}")
 
 
 def confusable_key(client_id: str, attributes: dict) -> tuple:
@@ -432,7 +466,7 @@ def ambiguity_message(intent: Intent, findings: Findings) -> str:
         "API may have changed the name's case or spacing, or listed fields as null)"
     )
     return (
-        f"{len(findings.candidates)} unclaimed batch(es) of client {intent.client_id} could be the one the "
+        f"{batches_phrase(len(findings.candidates))} of client {intent.client_id}, claimed by no address, could be the one the "
         f"interrupted create of {intent.address} made ({exact_note}): {describe(findings.candidates)}. "
         "provisioner will not guess, and will not create it again. Check them in Thought Industries, then "
         f"record the right one: provisioner import {intent.address} BATCH_ID PATHS...; if none of them is it, "
@@ -441,10 +475,10 @@ def ambiguity_message(intent: Intent, findings: Findings) -> str:
 
 
 def duplicate_message(address: str, found: list[dict]) -> str:
-    first = found[0]
+    client = address.split("/", 1)[0]
     return (
-        f"not created: client already has {len(found)} batch(es) just like it that no address claims: "
-        f"{describe(found)}. Creating it would issue its credits again. If that batch is this one (made by hand, "
-        f"or its state entry was lost): provisioner import {address} {first.get('id')} PATHS...; to issue "
-        f"another one on purpose: --allow-duplicate {address}"
+        f"not created: client {client} already has {batches_phrase(len(found))} just like it that no address "
+        f"claims: {describe(found)}. Creating it would issue its credits again. If that batch is this one (made "
+        f"by hand, or its state entry was lost): provisioner import {address} {found[0].get('id')} PATHS...; to "
+        f"issue another one on purpose: --allow-duplicate {address}"
     )

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from provisioner.api.client import ConfigurationError, CreditsApi
-from provisioner.api.pacing import RateLimiter
+from provisioner.api.pacing import STANDARD_RATE, RateLimiter
 
 SANDBOX_DATA_FILE = "sandbox.sqlite"
 EMBEDDED_SANDBOX = "the embedded sandbox (--sandbox)"
@@ -23,10 +23,15 @@ def open_api(
     rate_limit: float | None,
     parallelism: int,
     timeout: tuple[float, float] | None = None,
+    on_retry: Callable[[str], None] | None = None,
 ) -> Iterator[CreditsApi]:
-    """An API client for one command; with ``sandbox_dir`` a local sandbox serves it."""
-    limiter = RateLimiter(rate_limit)
-    options = {"limiter": limiter, "pool_size": parallelism}
+    """An API client for one command; with ``sandbox_dir`` a local sandbox serves it.
+
+    ``rate_limit`` (requests per minute) is a ceiling; 0: none of our own. None: start at the
+    Standard plan's 120/min and follow the limit the server announces, up or down.
+    """
+    limiter = rate_limiter(rate_limit)
+    options = {"limiter": limiter, "pool_size": parallelism, "on_retry": on_retry}
     if timeout is not None:
         options["timeout"] = timeout
     if sandbox_dir is not None:
@@ -52,3 +57,9 @@ def open_api(
         yield api
     finally:
         api.close()
+
+
+def rate_limiter(rate_limit: float | None) -> RateLimiter:
+    if rate_limit is None:
+        return RateLimiter(None, start=STANDARD_RATE)
+    return RateLimiter(rate_limit or None)

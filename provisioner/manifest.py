@@ -1,35 +1,47 @@
 """Manifest loader: YAML files -> a validated ``Desired``.
 
-The loader walks libyaml's node tree itself instead of calling ``yaml.safe_load``:
-nodes carry line and column, and they still show duplicate keys, which PyYAML's
-constructor silently collapses (keeping the last one). One pass over the nodes
-gives positions, duplicate detection and validation, fast enough for 10,000 batches.
+Two readers, one meaning:
 
-The pydantic models below describe the file format for ``manifest_schema()``; the
-loader reads its field names from them so that schema and loader cannot drift apart.
-Every problem becomes a ``ManifestIssue`` naming file, line, column and field path,
-and ``load`` reports all of them at once.
+- the fast reader (fastreader.py) parses with yaml-rs, a compiled YAML parser, and
+  returns a file's declarations only when it is sure they are exactly what the located
+  reader would return;
+- the located reader (nodereader.py) walks libyaml's node tree with positions. It judges
+  every file the fast reader is unsure of, and reports every problem of every file at
+  once, naming file, line, column and field path.
+
+A file's declarations are kept in a content-addressed cache (manifestcache.py), so that
+a second plan re-reads only the files that changed. Fields are described once, in
+fields.py; the JSON Schema of ``provisioner schema`` comes from schema.py.
 """
 
 from __future__ import annotations
 
-import difflib
 import hashlib
-import math
+import json
 import os
-import re
-import uuid
-from collections.abc import Callable, Sequence
-from datetime import date, datetime, timezone
+import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
-from pydantic.json_schema import SkipJsonSchema
-
+from provisioner.bulk import paused_gc, share_fields_set
+from provisioner.fields import (  # noqa: F401  (re-exported: the names other modules know)
+    BATCH_FIELDS,
+    CLIENT_FIELDS,
+    EXAMPLE_TIMESTAMP,
+    EXAMPLE_UUID,
+    KEY_PATTERN,
+    KEY_RULE,
+    MAX_NAME_LENGTH,
+    MAX_WHOLE_NUMBER,
+    POLICY_FIELDS,
+    TOP_FIELDS,
+)
 from provisioner.models import BatchSpec, ClientSpec, Desired, Policy
 from provisioner.planfile import MARKER as SAVED_PLAN_MARKER
+
+if TYPE_CHECKING:
+    from provisioner.manifestcache import ManifestCache
 
 __all__ = [
     "ManifestIssue",
@@ -37,20 +49,9 @@ __all__ = [
     "find_manifest_files",
     "load",
     "manifest_schema",
-    "ManifestFileModel",
-    "ClientModel",
-    "BatchModel",
-    "PolicyModel",
 ]
 
-KEY_PATTERN = r"[a-z0-9][a-z0-9._-]{0,63}"
-KEY_RULE = "1-64 characters: lower-case letters, digits, '.', '_' or '-', starting with a letter or digit"
-MAX_NAME_LENGTH = 255
 MANIFEST_SUFFIXES = (".yaml", ".yml")
-EXAMPLE_UUID = "6a0c1d7e-2f3b-4c5d-9e8f-0a1b2c3d4e5f"
-EXAMPLE_TIMESTAMP = "2026-12-31T23:59:59Z"
-# 2^53-1: the largest whole number that JSON tools reading plans and state (jq, JavaScript) hold exactly.
-MAX_WHOLE_NUMBER = 2**53 - 1
 
 
 # --------------------------------------------------------------------------- issues
@@ -81,105 +82,12 @@ class ManifestError(Exception):
         super().__init__("\n".join(str(issue) for issue in self.issues))
 
 
-# --------------------------------------------------------------------------- file format (schema source)
-
-Key = Annotated[str, StringConstraints(pattern=f"^{KEY_PATTERN}$")]
-UUIDText = Annotated[str, Field(json_schema_extra={"format": "uuid"})]
-# Loose on purpose: it only catches a missing time or zone while typing; the loader is the judge.
-TimestampText = Annotated[
-    str,
-    StringConstraints(pattern=r"^\d{4}-\d{2}-\d{2}[Tt ].*(Z|[+-]\d{2}(:?\d{2})?)$"),
-    Field(json_schema_extra={"format": "date-time"}),
-]
-
-
-class _FormatModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-
-def _policy_field(name: str, alias: str) -> Any:
-    """Policy fields carry the shared model's default and description, so both say the same."""
-    shared = Policy.model_fields[name]
-    return Field(shared.default, ge=0, le=MAX_WHOLE_NUMBER, alias=alias, description=shared.description)
-
-
-class PolicyModel(_FormatModel):
-    """Guardrails for plan and apply. At most one manifest file may declare them."""
-
-    max_batch_credits: int = _policy_field("max_batch_credits", "maxBatchCredits")
-    max_apply_credits: int = _policy_field("max_apply_credits", "maxApplyCredits")
-    max_creates: int = _policy_field("max_creates", "maxCreates")
-
-
-class BatchModel(_FormatModel):
-    """One credit batch. Its address is "<client key>/<batch key>"."""
-
-    starting_balance: int = Field(
-        alias="startingBalance", ge=0, le=MAX_WHOLE_NUMBER, description="Credits put into the batch: a whole number, 0 or more."
-    )
-    name: str | SkipJsonSchema[None] = Field(
-        None, min_length=1, max_length=MAX_NAME_LENGTH, description="Display name. Default: the batch key."
-    )
-    expires_on: TimestampText | SkipJsonSchema[None] = Field(
-        None,
-        alias="expiresOn",
-        description=f"Expiry: ISO 8601 with a time zone, e.g. {EXAMPLE_TIMESTAMP}. Sent in UTC.",
-    )
-    credit_account_id: UUIDText | SkipJsonSchema[None] = Field(
-        None, alias="creditAccountId", description="Credit account to link. Default: the client's creditAccountId."
-    )
-
-
-class ClientModel(_FormatModel):
-    """One Thought Industries client, under a key of the user's choosing."""
-
-    id: UUIDText = Field(description="The Thought Industries client id (a UUID).")
-    credit_account_id: UUIDText | SkipJsonSchema[None] = Field(
-        None, alias="creditAccountId", description="Default credit account for this client's batches."
-    )
-    batches: dict[Key, BatchModel] | None = Field(None, description="Credit batches, by batch key.")
-
-
-class ManifestFileModel(_FormatModel):
-    """One manifest file. Every part is optional; an empty file declares nothing."""
-
-    policy: PolicyModel | None = Field(None, description="Guardrails; at most one file may declare them.")
-    clients: dict[Key, ClientModel] | None = Field(None, description="Clients, by client key.")
-
 
 def manifest_schema() -> dict:
     """JSON Schema (draft 2020-12) of one manifest file."""
-    schema = ManifestFileModel.model_json_schema(by_alias=True)
-    _tidy_schema(schema)
-    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
+    from provisioner.schema import manifest_schema as schema
 
-
-def _tidy_schema(schema: Any) -> None:
-    """Drop "default": null (absent is not null) and generated field titles ("Startingbalance"),
-    and forbid keys that miss the key pattern."""
-    if isinstance(schema, dict):
-        if "default" in schema and schema["default"] is None:
-            del schema["default"]
-        for field_schema in schema.get("properties", {}).values():
-            field_schema.pop("title", None)
-        if "patternProperties" in schema:
-            schema["additionalProperties"] = False
-        for value in schema.values():
-            _tidy_schema(value)
-    elif isinstance(schema, list):
-        for value in schema:
-            _tidy_schema(value)
-
-
-def _aliases(model: type[BaseModel]) -> dict[str, str]:
-    """File field name -> python attribute name, in declaration order."""
-    return {(info.alias or name): name for name, info in model.model_fields.items()}
-
-
-TOP_FIELDS = _aliases(ManifestFileModel)
-CLIENT_FIELDS = _aliases(ClientModel)
-BATCH_FIELDS = _aliases(BatchModel)
-POLICY_FIELDS = _aliases(PolicyModel)
+    return schema()
 
 
 # --------------------------------------------------------------------------- finding files
@@ -187,28 +95,27 @@ POLICY_FIELDS = _aliases(PolicyModel)
 
 def find_manifest_files(paths: Sequence[str | Path]) -> list[Path]:
     """Files are taken as given; directories give every *.yaml / *.yml below them, sorted."""
-    files, issues = _find_files(paths)
+    files, issues = find_files(paths)
     if issues:
         raise ManifestError(issues)
     return files
 
 
-def _find_files(paths: Sequence[str | Path]) -> tuple[list[Path], list[ManifestIssue]]:
+def find_files(paths: Sequence[str | Path]) -> tuple[list[Path], list[ManifestIssue]]:
     files: list[Path] = []
     issues: list[ManifestIssue] = []
-    seen: set[Path] = set()
+    seen: set[str] = set()
     for given in paths:
         path = Path(given)
         if path.is_dir():
             candidates = _yaml_files_below(path)
         elif path.exists():
-            candidates = [path]
+            candidates = [(path, os.path.realpath(path))]
         else:
             issues.append(ManifestIssue(str(path), 0, 0, "", "no such file or directory"))
             continue
-        for candidate in candidates:
+        for candidate, identity in candidates:
             # A file named directly and also found in a given directory is read once.
-            identity = candidate.resolve()
             if identity not in seen:
                 seen.add(identity)
                 files.append(candidate)
@@ -218,49 +125,225 @@ def _find_files(paths: Sequence[str | Path]) -> tuple[list[Path], list[ManifestI
     return files, issues
 
 
-def _yaml_files_below(directory: Path) -> list[Path]:
-    """Hidden files and directories (.git, .github, .pre-commit-config.yaml...) are not manifests."""
-    found = []
-    for root, dirs, names in os.walk(directory):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        found.extend(
-            Path(root, name) for name in names if name.endswith(MANIFEST_SUFFIXES) and not name.startswith(".")
-        )
-    return sorted(found)
+def _yaml_files_below(directory: Path) -> list[tuple[Path, str]]:
+    """(file, its real path) for each manifest below, sorted as paths sort. Hidden files and
+    directories (.git, .github, .pre-commit-config.yaml...) are not manifests; symlinked
+    directories are not followed (as os.walk does)."""
+    found: list[tuple[list[str], str, str]] = []  # (relative parts, path, real path)
+
+    def walk(folder: str, real_folder: str, parts: list[str]) -> None:
+        try:
+            with os.scandir(folder) as listing:
+                entries = list(listing)
+        except OSError:
+            return
+        for entry in entries:
+            name = entry.name
+            if name.startswith("."):
+                continue
+            try:
+                if entry.is_dir():
+                    if not entry.is_symlink():
+                        walk(entry.path, os.path.join(real_folder, name), [*parts, name])
+                    continue
+                symlink = entry.is_symlink()
+            except OSError:
+                continue
+            if name.endswith(MANIFEST_SUFFIXES):
+                # Without a symlink on the way, the real path is the real folder's plus the name:
+                # no system call per file.
+                real = os.path.realpath(entry.path) if symlink else os.path.join(real_folder, name)
+                found.append(([*parts, name], entry.path, real))
+
+    walk(str(directory), os.path.realpath(directory), [])
+    found.sort(key=lambda item: item[0])
+    return [(Path(path), real) for _, path, real in found]
 
 
 # --------------------------------------------------------------------------- loading
 
 
-def load(paths: Sequence[str | Path]) -> Desired:
-    """Read, validate and combine the manifests; raise ManifestError listing every problem."""
-    files, issues = _find_files(paths)
-    collector = _Collector(issues)
-    digest = hashlib.sha256()
-    for path in files:
-        data = _read_bytes(path, issues)
-        if data is None:
-            continue
-        _add_to_digest(digest, path, data)
-        if _is_saved_plan(data):
-            issues.append(_saved_plan_issue(str(path)))
-            continue
-        root = _compose(str(path), data, issues)
-        _FileReader(str(path), collector).read(root)
+class LoadTimings(dict):
+    """Seconds spent per step of a load, for bench/plan: pass one to ``load``."""
+
+    def add(self, step: str, seconds: float) -> None:
+        self[step] = self.get(step, 0.0) + seconds
+
+
+def load(
+    paths: Sequence[str | Path], cache: ManifestCache | None = None, timings: LoadTimings | None = None
+) -> Desired:
+    """Read, validate and combine the manifests; raise ManifestError listing every problem.
+
+    Every file is read and hashed; those whose content the cache knows are not parsed
+    again, the others go through the fast reader, or the located one when the fast reader
+    is unsure. At the first problem of any kind the located reader reads everything again,
+    so that every issue of every file is reported, exactly as without the fast path.
+    """
+    with paused_gc():
+        return _load(paths, cache, LoadTimings() if timings is None else timings)
+
+
+def _load(paths: Sequence[str | Path], cache: ManifestCache | None, timings: LoadTimings) -> Desired:
+    from provisioner import fastreader
+
+    clock = time.perf_counter
+    started = clock()
+    files, issues = find_files(paths)
     if issues:
-        raise ManifestError(issues)
-    return collector.desired(digest.hexdigest())
+        return _load_located(paths)
+    known = cache.read(files) if cache is not None else {}
+    timings.add("cache read", clock() - started)
+    digest = hashlib.sha256()
+    combined = _Combined()
+    used: dict[str, str] = {}  # content digest -> the file's record, as JSON text (what the cache keeps)
+    for path in files:
+        started = clock()
+        data = read_bytes(path, issues)
+        if data is None or is_saved_plan(data):
+            return _load_located(paths)
+        add_to_digest(digest, path, data)
+        content = hashlib.sha256(data).hexdigest()
+        timings.add("read + digest", clock() - started)
+        text = used.get(content) or known.get(content)
+        if text is None:
+            started = clock()
+            record = fastreader.read(data)
+            timings.add("fast read (yaml-rs + checks)", clock() - started)
+            if record is None:
+                started = clock()
+                record = _read_located(str(path), data)
+                timings.add("located read (PyYAML)", clock() - started)
+                if record is None:
+                    return _load_located(paths)
+            text = json.dumps(record, separators=(",", ":"), ensure_ascii=False)
+        else:
+            started = clock()
+            try:
+                record = json.loads(text)
+            except (ValueError, TypeError):
+                record = None
+            timings.add("cache entries", clock() - started)
+        used[content] = text
+        started = clock()
+        try:
+            added = combined.add(str(path), record)
+        except (ValueError, TypeError, KeyError, AttributeError):  # pydantic's ValidationError is a ValueError
+            if not known:
+                raise
+            # Only a damaged cache gets here (what is written was validated): drop it, start over.
+            cache.discard(files)
+            return _load(paths, cache, timings)
+        timings.add("build Desired", clock() - started)
+        if not added:
+            return _load_located(paths)
+    started = clock()
+    desired = combined.desired(digest.hexdigest())
+    timings.add("build Desired", clock() - started)
+    if cache is not None and used.keys() != known.keys():
+        started = clock()
+        cache.write(files, used)
+        timings.add("cache write", clock() - started)
+    return desired
 
 
-def _read_bytes(path: Path, issues: list[ManifestIssue]) -> bytes | None:
+def _load_located(paths: Sequence[str | Path]) -> Desired:
+    from provisioner import nodereader
+
+    return nodereader.load(paths)
+
+
+def _read_located(file: str, data: bytes) -> dict | None:
+    from provisioner import nodereader
+
+    return nodereader.read_one(file, data)
+
+
+class _Combined:
+    """Every file's declarations together, checked against the rules that span files.
+
+    Each file's batches become models as soon as the file is read (pydantic's compiled
+    core validates a file's list in one call), so that no second copy of 100,000 batches
+    is ever held in memory.
+    """
+
+    def __init__(self):
+        from pydantic import TypeAdapter
+
+        self.batch_list = TypeAdapter(list[BatchSpec])
+        self.clients: dict[str, ClientSpec] = {}
+        self.client_ids: set[str] = set()
+        self.batches: dict[str, BatchSpec] = {}
+        self.policy: dict | None = None
+        self.policy_source: str | None = None
+        self.shared: dict = {}
+
+    def add(self, file: str, record: dict) -> bool:
+        """False when a rule that spans files is broken: the located reader then says where."""
+        if record["policy"] is not None:
+            if self.policy_source is not None:
+                return False
+            line, self.policy = record["policy"]
+            self.policy_source = f"{file}:{line}"
+        ids = {}
+        for key, client_id, line, column in record["clients"]:
+            if key in self.clients or client_id in self.client_ids:
+                return False
+            self.client_ids.add(client_id)
+            ids[key] = client_id
+            self.clients[key] = ClientSpec(key=key, id=client_id, source=f"{file}:{line}:{column}")
+        # Values that repeat across batches (client keys, expiries, accounts) are kept once.
+        shared = self.shared.setdefault
+        specs = self.batch_list.validate_python([
+            {
+                "client_key": shared(client_key, client_key),
+                "batch_key": batch_key,
+                "client_id": ids[client_key],
+                "name": name,
+                "starting_balance": balance,
+                "expires_on": shared(expires_on, expires_on),
+                "credit_account_id": shared(account, account),
+                "source": f"{file}:{line}:{column}",
+            }
+            for client_key, batch_key, name, balance, expires_on, account, line, column in record["batches"]
+        ])
+        share_fields_set(specs)
+        batches = self.batches
+        for spec in specs:
+            batches[f"{spec.client_key}/{spec.batch_key}"] = spec
+        return True
+
+    def desired(self, digest: str) -> Desired:
+        return Desired(
+            clients=dict(sorted(self.clients.items())),
+            batches=dict(sorted(self.batches.items())),
+            policy=Policy(**self.policy) if self.policy is not None else Policy(),
+            policy_source=self.policy_source,
+            digest=digest,
+        )
+
+
+def read_bytes(path: Path, issues: list[ManifestIssue]) -> bytes | None:
     try:
-        return path.read_bytes()
+        return _read_whole(path)
     except OSError as error:
         issues.append(ManifestIssue(str(path), 0, 0, "", f"cannot read: {error.strerror or error}"))
         return None
 
 
-def _add_to_digest(digest: Any, path: Path, data: bytes) -> None:
+def _read_whole(path: Path) -> bytes:
+    """The file's bytes with the fewest system calls: thousands of files are read per plan."""
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        chunks = [os.read(descriptor, os.fstat(descriptor).st_size + 1)]
+        while chunks[-1]:  # a file that grew since the fstat, or one that reports no size
+            chunks.append(os.read(descriptor, 1 << 20))
+    finally:
+        os.close(descriptor)
+    return b"".join(chunks)
+
+
+def add_to_digest(digest: Any, path: Path, data: bytes) -> None:
     # The name is hashed (not the whole path) so that the digest does not depend on the
     # directory plan and apply run from; lengths keep name/content boundaries unambiguous.
     name = path.name.encode("utf-8", "surrogateescape")
@@ -268,530 +351,15 @@ def _add_to_digest(digest: Any, path: Path, data: bytes) -> None:
     digest.update(data)
 
 
-def _is_saved_plan(data: bytes) -> bool:
+def is_saved_plan(data: bytes) -> bool:
     # The test planfile.is_saved_plan applies, so that the advice to apply it holds.
     return data[:64].lstrip().startswith(b"{") and SAVED_PLAN_MARKER.encode() in data
 
 
-def _saved_plan_issue(file: str) -> ManifestIssue:
+def saved_plan_issue(file: str) -> ManifestIssue:
     message = (
         f"this is a saved plan, not a manifest: apply it with 'provisioner apply {file}', "
         "and keep it out of the manifests directory"
     )
     return ManifestIssue(file, 0, 0, "", message)
 
-
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-def _compose(file: str, data: bytes, issues: list[ManifestIssue]) -> yaml.Node | None:
-    try:
-        return yaml.compose(data, Loader=_LOADER)
-    except yaml.MarkedYAMLError as error:
-        issues.append(_syntax_issue(file, error, data))
-    except yaml.reader.ReaderError as error:
-        line, column = _line_and_column(data, error.position)
-        reason = str(error).splitlines()[0]
-        issues.append(ManifestIssue(file, line, column, "", f"not valid UTF-8 text: {reason}"))
-    except yaml.YAMLError as error:
-        issues.append(ManifestIssue(file, 0, 0, "", f"invalid YAML: {error}"))
-    return None
-
-
-def _syntax_issue(file: str, error: yaml.MarkedYAMLError, data: bytes) -> ManifestIssue:
-    mark = error.problem_mark or error.context_mark
-    message = f"invalid YAML: {error.problem or error.context}"
-    if mark and _is_tab(data, mark):
-        message = "invalid YAML: a tab where YAML expects indentation; indent with spaces, not tabs"
-    elif error.problem and error.context and error.context_mark:
-        message += f" ({error.context} started on line {error.context_mark.line + 1})"
-    line, column = (mark.line + 1, mark.column + 1) if mark else (0, 0)
-    return ManifestIssue(file, line, column, "", message)
-
-
-def _is_tab(data: bytes, mark: yaml.Mark) -> bool:
-    lines = data.split(b"\n")
-    return mark.line < len(lines) and lines[mark.line].lstrip(b" ")[:1] == b"\t"
-
-
-def _line_and_column(data: bytes, position: int) -> tuple[int, int]:
-    before = data[:position]
-    return before.count(b"\n") + 1, position - (before.rfind(b"\n") + 1) + 1
-
-
-# --------------------------------------------------------------------------- node helpers
-
-_TAG = "tag:yaml.org,2002:"
-STR, INT, FLOAT, BOOL, NULL, TIMESTAMP, MERGE = (
-    _TAG + name for name in ("str", "int", "float", "bool", "null", "timestamp", "merge")
-)
-# Plain decimal only: YAML 1.1 also reads 0x10, 0o20, 1:30 and (dangerously) 0500 = octal 320.
-DECIMAL = re.compile(r"[-+]?(0|[1-9][0-9_]*)")
-LEADING_ZERO = re.compile(r"[-+]?0[0-9_]+")
-DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
-KEY = re.compile(KEY_PATTERN)
-_TIMESTAMPS = yaml.constructor.SafeConstructor()
-_MAX_MERGE_DEPTH = 10
-
-Entry = tuple[str, yaml.Node, yaml.Node]  # key text, key node, value node
-
-
-def _is_null(node: yaml.Node) -> bool:
-    return isinstance(node, yaml.ScalarNode) and node.tag == NULL
-
-
-def _is_quoted(node: yaml.ScalarNode) -> bool:
-    return node.style in ("'", '"')
-
-
-def _shorten(text: str, limit: int = 40) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _describe(node: yaml.Node) -> str:
-    """What the user wrote, in words: "a list", "a number (5000.5)", "text ('5000')"."""
-    if isinstance(node, yaml.MappingNode):
-        return "a mapping"
-    if isinstance(node, yaml.SequenceNode):
-        return "a list"
-    text = _shorten(node.value)
-    kinds = {
-        NULL: "an empty value",
-        BOOL: f"a boolean ({text})",
-        INT: f"a number ({text})",
-        FLOAT: f"a number ({text})",
-        TIMESTAMP: f"a date ({text})",
-        STR: f"text ('{text}')",
-    }
-    return kinds.get(node.tag, f"a value tagged {node.tag} ({text})")
-
-
-def _join(path: str, name: str) -> str:
-    return f"{path}.{name}" if path else name
-
-
-# --------------------------------------------------------------------------- telling manifests from other YAML
-
-NOT_A_MANIFEST_HINT = "pass the directory of your manifests, not a parent of other YAML files"
-# Fields that only a client or a batch has: an entry holding one is a manifest's, misplaced.
-ENTRY_FIELDS = (frozenset(CLIENT_FIELDS) | frozenset(BATCH_FIELDS)) - {"name"}
-
-
-def _not_a_manifest(root: yaml.Node) -> str | None:
-    """Why a document is no manifest at all (a CI workflow, say), or None if it is meant as one, however wrong."""
-    if _is_null(root):
-        return None
-    if not isinstance(root, yaml.MappingNode):
-        return f"its top level is {_describe(root)}, not a mapping with 'clients' or 'policy'"
-    if not root.value or any(_meant_for_a_manifest(key, value) for key, value in root.value):
-        return None
-    return "no 'clients' or 'policy' at its top level"
-
-
-def _meant_for_a_manifest(key: yaml.Node, value: yaml.Node) -> bool:
-    """A top-level entry that shows its file is meant as a manifest: a manifest key or a typo of one
-    ('cleints:'), a policy limit or a client written without the mapping around it, or a merge."""
-    if key.tag == MERGE:
-        return True
-    if not isinstance(key, yaml.ScalarNode):
-        return False
-    if key.value in POLICY_FIELDS or difflib.get_close_matches(key.value, TOP_FIELDS, n=1):
-        return True
-    return isinstance(value, yaml.MappingNode) and any(
-        isinstance(field, yaml.ScalarNode) and field.value in ENTRY_FIELDS for field, _ in value.value
-    )
-
-
-# --------------------------------------------------------------------------- collecting across files
-
-
-class _Collector:
-    """What all files declare so far; checks the rules that span files."""
-
-    def __init__(self, issues: list[ManifestIssue]):
-        self.issues = issues
-        self.clients: dict[str, dict] = {}
-        self.client_ids: dict[str, tuple[str, str]] = {}  # id -> (client key, source)
-        self.batches: list[dict] = []
-        self.policy: dict | None = None
-        self.policy_source: str | None = None
-
-    def desired(self, digest: str) -> Desired:
-        clients = {key: ClientSpec(**fields) for key, fields in sorted(self.clients.items())}
-        specs = sorted((BatchSpec(**fields) for fields in self.batches), key=lambda spec: spec.address)
-        return Desired(
-            clients=clients,
-            batches={spec.address: spec for spec in specs},
-            policy=Policy(**self.policy) if self.policy is not None else Policy(),
-            policy_source=self.policy_source,
-            digest=digest,
-        )
-
-
-# --------------------------------------------------------------------------- reading one file
-
-
-class _FileReader:
-    """Walks one file's node tree; reports problems and hands results to the collector."""
-
-    def __init__(self, file: str, collector: _Collector):
-        self.file = file
-        self.collector = collector
-        # Paths of fields an unknown field was taken for a typo of ("did you mean ...?"):
-        # reporting such a field as missing as well would say the same thing twice.
-        self.suggested: set[str] = set()
-
-    # -- reporting
-
-    def report(self, node: yaml.Node, field: str, message: str) -> None:
-        mark = node.start_mark
-        self.collector.issues.append(ManifestIssue(self.file, mark.line + 1, mark.column + 1, field, message))
-
-    def source(self, node: yaml.Node) -> str:
-        mark = node.start_mark
-        return f"{self.file}:{mark.line + 1}:{mark.column + 1}"
-
-    # -- structure
-
-    def read(self, root: yaml.Node | None) -> None:
-        if root is None:
-            return
-        reason = _not_a_manifest(root)
-        if reason:
-            message = f"not a provisioner manifest ({reason}); {NOT_A_MANIFEST_HINT}"
-            self.collector.issues.append(ManifestIssue(self.file, 1, 1, "", message))
-            return
-        fields = self.fields(root, "", TOP_FIELDS, "a mapping with 'policy' and/or 'clients'", nests="clients")
-        if fields is None:
-            return
-        if "policy" in fields:
-            self.read_policy(*fields["policy"])
-        if "clients" in fields:
-            self.read_clients(fields["clients"][1])
-
-    def read_policy(self, key_node: yaml.Node, node: yaml.Node) -> None:
-        previous = self.collector.policy_source
-        if previous is not None:
-            self.report(key_node, "policy", f"policy is already declared at {previous}; declare it in one file only")
-        fields = self.fields(node, "policy", POLICY_FIELDS, "a mapping of policy limits")
-        if fields is None:
-            return
-        values = {}
-        for alias, (_, value_node) in fields.items():
-            values[POLICY_FIELDS[alias]] = self.whole_number(value_node, f"policy.{alias}")
-        if previous is not None:
-            return
-        mark = key_node.start_mark
-        self.collector.policy = values
-        self.collector.policy_source = f"{self.file}:{mark.line + 1}"
-
-    def read_clients(self, node: yaml.Node) -> None:
-        entries = self.entries(node, "clients", "a mapping of client keys to clients")
-        for key, key_node, value_node in entries or ():
-            self.read_client(key, key_node, value_node)
-
-    def read_client(self, key: str, key_node: yaml.Node, node: yaml.Node) -> None:
-        path = f"clients.{key}"
-        self.check_key(key_node, key, "client", path)
-        expected = "a mapping with 'id' (and optionally 'creditAccountId', 'batches')"
-        fields = self.fields(node, path, CLIENT_FIELDS, expected, nests="batches")
-        if fields is None:
-            return
-        client_id = self.required(fields, "id", key_node, path, self.uuid_value, f"id: {EXAMPLE_UUID}")
-        account = self.optional(fields, "creditAccountId", path, self.uuid_value)
-        self.register_client(key, key_node, client_id, fields.get("id"))
-        if "batches" not in fields:
-            return
-        batches = self.entries(fields["batches"][1], f"{path}.batches", "a mapping of batch keys to batches")
-        owner = {"client_key": key, "client_id": client_id, "credit_account_id": account}
-        for batch_key, batch_key_node, batch_node in batches or ():
-            self.read_batch(owner, batch_key, batch_key_node, batch_node)
-
-    def register_client(self, key: str, key_node: yaml.Node, client_id: str | None, id_field: Any) -> None:
-        """Check the rules that span files: one file per client key, one key per client id."""
-        clients, ids = self.collector.clients, self.collector.client_ids
-        if key in clients:
-            where = clients[key]["source"]
-            message = f"client '{key}' is also declared at {where}; declare each client in one file only"
-            self.report(key_node, f"clients.{key}", message)
-            return
-        here = self.source(key_node)
-        clients[key] = {"key": key, "id": client_id, "source": here}
-        if client_id is None:
-            return
-        if client_id in ids:
-            other_key, where = ids[client_id]
-            message = f"client id {client_id} is also used by client '{other_key}' at {where}"
-            self.report(id_field[1], f"clients.{key}.id", message + "; give each client one key only")
-            return
-        ids[client_id] = (key, here)
-
-    def read_batch(self, owner: dict, key: str, key_node: yaml.Node, node: yaml.Node) -> None:
-        path = f"clients.{owner['client_key']}.batches.{key}"
-        self.check_key(key_node, key, "batch", path)
-        expected = "a mapping with 'startingBalance' (and optionally 'name', 'expiresOn', 'creditAccountId')"
-        fields = self.fields(node, path, BATCH_FIELDS, expected)
-        if fields is None:
-            return
-        starting_balance = self.required(
-            fields, "startingBalance", key_node, path, self.whole_number, "startingBalance: 5000"
-        )
-        name = self.optional(fields, "name", path, self.name_value)
-        expires_on = self.optional(fields, "expiresOn", path, self.timestamp_value)
-        account = self.optional(fields, "creditAccountId", path, self.uuid_value)
-        self.collector.batches.append(
-            {
-                **owner,
-                "batch_key": key,
-                "name": key if name is None else name,
-                "starting_balance": starting_balance,
-                "expires_on": expires_on,
-                "credit_account_id": owner["credit_account_id"] if account is None else account,
-                "source": self.source(key_node),
-            }
-        )
-
-    def check_key(self, key_node: yaml.Node, key: str, kind: str, path: str) -> None:
-        if not KEY.fullmatch(key):
-            self.report(key_node, path, f"invalid {kind} key '{_shorten(key)}'; use {KEY_RULE}")
-
-    # -- mappings
-
-    def fields(
-        self, node: yaml.Node, path: str, known: dict[str, str], expected: str, nests: str | None = None
-    ) -> dict[str, tuple[yaml.Node, yaml.Node]] | None:
-        """The known fields of a mapping by name; unknown ones are reported.
-
-        ``nests`` names the field under which a misplaced entry probably belongs
-        (a batch written straight under its client, say), for a better hint.
-        """
-        entries = self.entries(node, path, expected)
-        if entries is None:
-            return None
-        found = {}
-        for name, key_node, value_node in entries:
-            if name in known:
-                found[name] = (key_node, value_node)
-            else:
-                hint = self.unknown_field_hint(name, value_node, known, path, nests)
-                self.report(key_node, _join(path, name), f"unknown field; {hint}")
-        return found
-
-    def unknown_field_hint(
-        self, name: str, value_node: yaml.Node, known: dict[str, str], path: str, nests: str | None
-    ) -> str:
-        close = difflib.get_close_matches(name, known, n=1)
-        if close:
-            self.suggested.add(_join(path, close[0]))
-            return f"did you mean '{close[0]}'?"
-        if nests and isinstance(value_node, yaml.MappingNode) and KEY.fullmatch(name):
-            return f"expected one of: {', '.join(known)} (if '{name}' is meant as an entry, put it under '{nests}:')"
-        return f"expected one of: {', '.join(known)}"
-
-    def entries(self, node: yaml.Node, path: str, expected: str) -> list[Entry] | None:
-        """A mapping's entries, duplicates reported; None (reported) if it is not a mapping.
-
-        An empty value (``clients:`` with everything commented out) counts as an empty mapping.
-        """
-        if _is_null(node):
-            return []
-        if not isinstance(node, yaml.MappingNode):
-            self.report(node, path, f"expected {expected}, got {_describe(node)}")
-            return None
-        return self.mapping_entries(node, path, depth=0)
-
-    def mapping_entries(self, node: yaml.MappingNode, path: str, depth: int) -> list[Entry]:
-        first_seen: dict[str, yaml.Node] = {}
-        entries: list[Entry] = []
-        merged: list[Entry] = []
-        for key_node, value_node in node.value:
-            if key_node.tag == MERGE:
-                merged.extend(self.merged_entries(value_node, path, depth))
-                continue
-            if not isinstance(key_node, yaml.ScalarNode):
-                self.report(key_node, path, f"expected a plain key, got {_describe(key_node)}")
-                continue
-            # Keys are taken as written: `2026:` or `2026-01-01:` are keys "2026" and "2026-01-01".
-            key = key_node.value
-            first = first_seen.get(key)
-            if first is not None:
-                first_line = first.start_mark.line + 1
-                message = f"duplicate key '{_shorten(key)}' (first on line {first_line}); remove one of them"
-                message += " (YAML alone would silently keep the last)"
-                self.report(key_node, _join(path, key), message)
-                continue
-            first_seen[key] = key_node
-            entries.append((key, key_node, value_node))
-        # YAML merge keys (`<<: *defaults`): explicit keys win, then earlier merged mappings.
-        for entry in merged:
-            if entry[0] not in first_seen:
-                first_seen[entry[0]] = entry[1]
-                entries.append(entry)
-        return entries
-
-    def merged_entries(self, node: yaml.Node, path: str, depth: int) -> list[Entry]:
-        if depth >= _MAX_MERGE_DEPTH:
-            self.report(node, path, "merge keys ('<<') nested too deeply; is an alias referring to itself?")
-            return []
-        sources = node.value if isinstance(node, yaml.SequenceNode) else [node]
-        entries: list[Entry] = []
-        for source in sources:
-            if isinstance(source, yaml.MappingNode):
-                entries.extend(self.mapping_entries(source, path, depth + 1))
-            else:
-                self.report(source, path, f"'<<' merges mappings only, got {_describe(source)}")
-        return entries
-
-    # -- values
-
-    def required(self, fields: dict, name: str, owner: yaml.Node, path: str, parse: Callable, example: str) -> Any:
-        if name not in fields:
-            if _join(path, name) not in self.suggested:
-                self.report(owner, _join(path, name), f"required field missing; add e.g. '{example}'")
-            return None
-        return parse(fields[name][1], _join(path, name))
-
-    def optional(self, fields: dict, name: str, path: str, parse: Callable) -> Any:
-        if name not in fields:
-            return None
-        return parse(fields[name][1], _join(path, name))
-
-    def whole_number(self, node: yaml.Node, field: str) -> int | None:
-        problem = _whole_number_problem(node)
-        if problem:
-            self.report(node, field, problem)
-            return None
-        value = _bounded_int(node.value)
-        if value < 0:
-            self.report(node, field, f"must be 0 or more, got {_shorten(node.value)}")
-            return None
-        if value > MAX_WHOLE_NUMBER:
-            self.report(node, field, _too_large_message(node.value))
-            return None
-        return value
-
-    def name_value(self, node: yaml.Node, field: str) -> str | None:
-        problem = _name_problem(node)
-        if problem:
-            self.report(node, field, problem)
-            return None
-        return node.value
-
-    def uuid_value(self, node: yaml.Node, field: str) -> str | None:
-        # Ids are opaque text: any scalar's text is tried (a digits-only UUID would read as an int).
-        if isinstance(node, yaml.ScalarNode) and not _is_null(node):
-            try:
-                return str(uuid.UUID(node.value))
-            except ValueError:
-                self.report(node, field, f"'{_shorten(node.value)}' is not a UUID; expected e.g. {EXAMPLE_UUID}")
-                return None
-        self.report(node, field, f"expected a UUID, e.g. {EXAMPLE_UUID}, got {_describe(node)}")
-        return None
-
-    def timestamp_value(self, node: yaml.Node, field: str) -> str | None:
-        value, problem = _timestamp(node)
-        if problem:
-            self.report(node, field, problem)
-            return None
-        return value
-
-
-def _whole_number_problem(node: yaml.Node) -> str | None:
-    """Why ``node`` is not a plain decimal integer, or None if it is one."""
-    expected = "expected a whole number, e.g. 5000"
-    if not isinstance(node, yaml.ScalarNode):
-        return f"{expected}, got {_describe(node)}"
-    text = node.value
-    if node.tag == INT:
-        if DECIMAL.fullmatch(text):
-            return None
-        if LEADING_ZERO.fullmatch(text):
-            return f"'{text}' has a leading zero, which YAML reads as an octal number; write it without the zero"
-        return f"'{text}' is not a plain decimal number; write it like 5000"
-    if node.tag == FLOAT and _is_whole_float(text):
-        return f"{expected}, got {text}; whole numbers are written without a decimal point"
-    if node.tag == STR and _is_quoted(node) and DECIMAL.fullmatch(text.strip()):
-        return f"{expected}, got text ('{text}'); remove the quotes"
-    return f"{expected}, got {_describe(node)}"
-
-
-def _bounded_int(text: str) -> int:
-    """A plain decimal's value; past the bound, with its sign, when it has more digits than the
-    bound (int() refuses thousands of digits, and no such number is allowed anyway)."""
-    digits = text.replace("_", "")
-    if len(digits.lstrip("+-")) > len(str(MAX_WHOLE_NUMBER)):
-        beyond = MAX_WHOLE_NUMBER + 1
-        return -beyond if digits.startswith("-") else beyond
-    return int(digits)
-
-
-def _too_large_message(text: str) -> str:
-    return (
-        f"too large: {_shorten(text)}; at most {MAX_WHOLE_NUMBER:,} (2^53-1), "
-        "the largest whole number JSON tools such as jq hold exactly"
-    )
-
-
-def _is_whole_float(text: str) -> bool:
-    try:
-        number = float(text.replace("_", ""))
-    except ValueError:  # .nan, .inf, 1:30.5 and the like
-        return False
-    return math.isfinite(number) and number.is_integer()
-
-
-def _name_problem(node: yaml.Node) -> str | None:
-    if not isinstance(node, yaml.ScalarNode):
-        return f"expected text, got {_describe(node)}"
-    if node.tag == NULL:
-        return "empty; write a name or remove the line (the default is the batch key)"
-    if node.tag != STR:
-        return f"expected text, got {_describe(node)}; quote it: name: \"{_shorten(node.value)}\""
-    name = node.value
-    if not name.strip():
-        return "must not be empty; write a name or remove the line (the default is the batch key)"
-    if "\n" in name or "\r" in name:
-        return "must be a single line"
-    if len(name) > MAX_NAME_LENGTH:
-        return f"too long: {len(name)} characters, at most {MAX_NAME_LENGTH}"
-    return None
-
-
-def _timestamp(node: yaml.Node) -> tuple[str | None, str | None]:
-    """(UTC "YYYY-MM-DDTHH:MM:SS.mmmZ", None) or (None, why not)."""
-    fix = f"write it with a time zone, e.g. {EXAMPLE_TIMESTAMP}"
-    if not isinstance(node, yaml.ScalarNode) or node.tag not in (TIMESTAMP, STR):
-        return None, f"expected an ISO 8601 timestamp, got {_describe(node)}; {fix}"
-    text = node.value
-    moment = _parse_timestamp(node)
-    if moment is None:
-        return None, f"'{_shorten(text)}' is not a valid ISO 8601 timestamp; {fix}"
-    if not isinstance(moment, datetime):
-        example = f"{moment.isoformat()}T23:59:59Z"
-        return None, f"'{text}' is a date without a time and time zone; write it with a time zone, e.g. {example}"
-    if moment.utcoffset() is None:
-        example = f"{moment.isoformat()}Z"
-        return None, f"'{text}' has no time zone; write it with a time zone, e.g. {example}"
-    try:
-        utc = moment.astimezone(timezone.utc)
-    except OverflowError:
-        return None, f"'{text}' is out of range; {fix}"
-    # Milliseconds, as the API shows timestamps; finer digits are dropped, not rounded.
-    return utc.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z", None
-
-
-def _parse_timestamp(node: yaml.ScalarNode) -> date | datetime | None:
-    text = node.value.strip()
-    try:
-        if DATE_ONLY.fullmatch(text):
-            return date.fromisoformat(text)
-        if text[-1:] in ("Z", "z"):  # Python 3.10's fromisoformat does not know "Z"
-            text = text[:-1] + "+00:00"
-        return datetime.fromisoformat(text)  # fast, and covers the usual forms
-    except ValueError:
-        pass
-    try:
-        # YAML's own timestamp forms, e.g. "2026-1-5 23:59:59 +1" (plain scalars only).
-        return _TIMESTAMPS.construct_yaml_timestamp(node) if node.tag == TIMESTAMP else None
-    except (ValueError, OverflowError):
-        return None

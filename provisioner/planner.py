@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 
 from provisioner import grants
+from provisioner.bulk import paused_gc, share_fields_set
 from provisioner.models import (
     COMPARED_FIELDS,
     FIXED_FIELDS,
@@ -23,7 +24,7 @@ from provisioner.models import (
     Violation,
     batch_key,
 )
-from provisioner.recovery import describe, duplicates_of
+from provisioner.recovery import batches_phrase, describe, duplicates_of
 from provisioner.timestamps import format_timestamp, parse_timestamp
 
 FIX_FOR_FIXED_FIELD = (
@@ -64,14 +65,22 @@ def make_plan(
     """
     if desired.grants and desired.expanded_at is None:
         raise ValueError("grants must be expanded (grants.expand) before planning")
-    replace = set(replace)
-    guard = _DuplicateGuard(state, observed, set(allow_duplicates)) if observed is not None else None
+    with paused_gc():
+        return _plan(desired, state, now, observed, set(replace), policy, set(allow_duplicates))
+
+
+def _plan(
+    desired: Desired, state: State, now: datetime, observed: Mapping[str, Mapping] | None, replace: set[str],
+    policy: Policy | None, allow_duplicates: set[str],
+) -> Plan:
+    guard = _DuplicateGuard(state, observed, allow_duplicates) if observed is not None else None
     changes: list[Change] = []
     unchanged = 0
     lapsed: dict[str, list[BatchSpec]] = {}
+    expired = _Expiry(now)
     for address, spec in desired.batches.items():
-        change = _change_for(spec, state, now, observed, address in replace)
-        if guard is not None and change is not None and change.action == "create":
+        change = _change_for(spec, state, expired, observed, address in replace)
+        if guard is not None and isinstance(change, Change) and change.action == "create":
             change = guard.check(change, spec)
         if change is None:
             unchanged += 1
@@ -99,6 +108,7 @@ def make_plan(
         else:
             changes.append(change)
     changes.sort(key=lambda change: change.address)
+    share_fields_set(changes)
     plan_changes = tuple(changes)
     warnings = [
         *_undeclared_warnings(undeclared),
@@ -116,8 +126,23 @@ def make_plan(
     )
 
 
+class _Expiry:
+    """Whether an expiry has passed at ``now``; each distinct expiry is parsed once (a large
+    plan has few distinct ones)."""
+
+    def __init__(self, now: datetime):
+        self.now = now
+        self.known: dict[str, bool] = {}
+
+    def __call__(self, expires_on: str) -> bool:
+        passed = self.known.get(expires_on)
+        if passed is None:
+            passed = self.known[expires_on] = parse_timestamp(expires_on) <= self.now
+        return passed
+
+
 def _change_for(
-    spec: BatchSpec, state: State, now: datetime, observed: Mapping[str, Mapping] | None, replace: bool
+    spec: BatchSpec, state: State, expired: _Expiry, observed: Mapping[str, Mapping] | None, replace: bool
 ) -> Change | object | None:
     """The change ``spec`` needs; None when none; LAPSED for a period issued too late to be any use."""
     address = spec.address
@@ -126,12 +151,12 @@ def _change_for(
         return _recover_change(state.pending[address], None, spec)
     resource = state.resources.get(address)
     if resource is None:
-        return _create_change(spec, wanted, now, "create")
+        return _create_change(spec, wanted, expired, "create")
     if spec.period is not None and not replace:
         return _frozen_change(address, spec.client_key, resource, observed)
     current = _current_attributes(resource, observed)
     if replace:
-        return _create_change(spec, wanted, now, "replace", before=current)
+        return _create_change(spec, wanted, expired, "replace", before=current)
     if current is None:
         return _missing_change(address, spec.client_key, resource)
     differing = differing_fields(current, wanted)
@@ -173,7 +198,7 @@ class _DuplicateGuard:
             "action": "blocked",
             "credits": 0,
             "reasons": (
-                f"client {spec.client_key} already has {len(found)} batch(es) just like it that no address "
+                f"client {spec.client_key} already has {batches_phrase(len(found))} just like it that no address "
                 f"claims: {describe(found)}. Creating it would issue its credits again.",
                 f"Fix: if that batch is this one (made by hand, or its state entry was lost): 'provisioner "
                 f"import {spec.address} {found[0].get('id')} PATHS...'; to issue another one on purpose: "
@@ -281,10 +306,10 @@ def _starting_balance_fix(spec: BatchSpec, recorded, declared) -> str:
 
 
 def _create_change(
-    spec: BatchSpec, wanted: dict, now: datetime, action: str, before: dict | None = None
+    spec: BatchSpec, wanted: dict, expired: _Expiry, action: str, before: dict | None = None
 ) -> Change | object:
     reasons: tuple[str, ...] = ()
-    if spec.expires_on is not None and parse_timestamp(spec.expires_on) <= now:
+    if spec.expires_on is not None and expired(spec.expires_on):
         if spec.period is not None and action == "create":
             return LAPSED  # a grant's period: noted once per grant, never blocking the others
         return Change(

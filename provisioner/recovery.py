@@ -215,6 +215,10 @@ def duplicates_of(
     return found
 
 
+def batches_phrase(count: int) -> str:
+    return "a batch" if count == 1 else f"{count} batches"
+
+
 def describe(batches: Iterable[Mapping]) -> str:
     """Batches named for a person: id, name, balance, when made."""
     return "; ".join(

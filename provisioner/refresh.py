@@ -2,32 +2,59 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 
 from provisioner.api.client import CreditsApi
 from provisioner.models import batch_key
+from provisioner.progress import Progress
 
 
 def observe(
     api: CreditsApi,
     client_ids: Iterable[str],
     parallelism: int = 10,
-    progress: Callable[[str], None] = lambda line: None,
+    reporter: Progress | None = None,
 ) -> dict[str, dict]:
-    """Lists each client (all pages) with ``parallelism`` requests in flight, paced by the API's limiter."""
+    """Lists each client (all pages) with ``parallelism`` requests in flight, paced by the API's limiter.
+
+    The first failure ends the refresh at once: the requests still waiting are cancelled (the
+    API's stop event is set: the command is ending) rather than each failing in turn. Ctrl-C
+    does the same.
+    """
     client_ids = list(client_ids)
+    reporter = reporter or Progress.silent()
     observed: dict[str, dict] = {}
     if not client_ids:
         return observed
-    progress(f"Refreshing: listing the batches of {len(client_ids)} client(s)...")
-    with ThreadPoolExecutor(max_workers=max(1, min(parallelism, len(client_ids)))) as pool:
-        for done, (client_id, batches) in enumerate(zip(client_ids, pool.map(api.list_batches, client_ids)), start=1):
-            for batch in batches:
-                if batch.get("id") not in (None, ""):
-                    # A server may list clientId as null: the listing says whose batch it is.
-                    observed[batch_key(batch["id"])] = batch if batch.get("clientId") else {**batch, "clientId": client_id}
-            if done % 50 == 0 and done < len(client_ids):
-                progress(f"Refreshing: {done}/{len(client_ids)} clients listed...")
-    progress(f"Refreshed: {len(observed)} batches found.")
+    # A refused key or an unreachable API fails here, once; and the announced rate is known
+    # before the estimate is printed.
+    api.preflight(client_ids[0])
+    reporter.start(
+        len(client_ids), api.limiter.rpm, title="Refreshing:",
+        what=f"listing the batches of {len(client_ids)} client(s)", unit="clients",
+    )
+    pool = ThreadPoolExecutor(max_workers=max(1, min(parallelism, len(client_ids))))
+    try:
+        futures = [pool.submit(api.list_batches, client_id) for client_id in client_ids]
+        pending = set(futures)
+        while pending:
+            finished, pending = wait(pending, timeout=0.5, return_when=FIRST_EXCEPTION)
+            for future in finished:
+                client_id = client_ids[futures.index(future)]
+                for batch in future.result():
+                    if batch.get("id") not in (None, ""):
+                        # A server may list clientId as null: the listing says whose batch it is.
+                        observed[batch_key(batch["id"])] = (
+                            batch if batch.get("clientId") else {**batch, "clientId": client_id}
+                        )
+                reporter.done()
+    except BaseException:
+        reporter.close()
+        pool.shutdown(wait=False, cancel_futures=True)
+        api.stop.set()  # lists still waiting for a slot or a retry give up now
+        raise
+    finally:
+        pool.shutdown(wait=True)
+    reporter.finish(f"Refreshed: {len(observed)} batches found")
     return observed

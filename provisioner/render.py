@@ -61,7 +61,10 @@ from __future__ import annotations
 import copy
 import json
 import re
+from collections import Counter
+from collections.abc import Iterator
 
+from provisioner.bulk import paused_gc
 from provisioner.models import FIXED_FIELDS, Change, Plan
 from provisioner.timestamps import NO_EXPIRY
 
@@ -111,7 +114,8 @@ def _thousands(n: int) -> str:
 
 
 def _summary_counts(plan: Plan) -> dict[str, int]:
-    counts = {action: plan.count(action) for action in ACTIONS}
+    by_action = Counter(change.action for change in plan.changes)  # one pass over a large plan
+    counts = {action: by_action[action] for action in ACTIONS}
     counts["unchanged"] = plan.unchanged
     return counts
 
@@ -295,25 +299,141 @@ def _sections(*blocks: list[str]) -> str:
     return "\n\n".join("\n".join(block) for block in blocks if block) + "\n"
 
 
+# A plan with more changes than this leads with a summary per client, so that a reviewer
+# sees the shape of it before the (complete) list of changes.
+LARGE_PLAN = 100
+# Addresses and field names made of these need no escaping (manifest keys always are).
+_PLAIN_TEXT = re.compile(r"[A-Za-z0-9._/ -]*")
+_JSON_ESCAPES = re.compile(r'[\x00-\x1f\\"]')
+
+
+class _CreateBlocks:
+    """``_change_block`` of plain creates, for large plans: one template per set of fields
+    (the block's fixed text, laid out once), filled with each create's address and values.
+    Anything unusual (characters to escape, reasons) goes the general way."""
+
+    def __init__(self, paint: _Painter):
+        self.paint = paint
+        self.templates: dict[tuple, tuple[str, tuple[str, ...]] | None] = {}
+        self.shown = _ShownText()  # many values repeat (accounts, expiries): each is quoted once
+        self.plain = _PLAIN_TEXT.fullmatch
+
+    def __call__(self, change: Change) -> str:
+        after = change.after
+        if change.action != "create" or change.before is not None or change.reasons or not after:
+            return self.general(change)
+        shape = tuple(after)
+        entry = self.templates.get(shape, False)
+        if entry is False:
+            entry = self.templates[shape] = self.template(shape)
+        if entry is None or not self.plain(change.address):
+            return self.general(change)
+        template, order = entry
+        shown = self.shown
+        values = []
+        for field in order:
+            value = after[field]
+            kind = type(value)
+            if kind is str:
+                value = shown[value]
+            elif kind is not int:  # str.format would not write booleans or None as _value does
+                return self.general(change)
+            values.append(value)
+        return template.format(change.address, *values)
+
+    def general(self, change: Change) -> str:
+        return "\n".join(_change_block(change, self.paint))
+
+    def template(self, fields: tuple) -> tuple[str, tuple[str, ...]] | None:
+        if not all(type(field) is str and self.plain(field) for field in fields):
+            return None
+        order = tuple(sorted(fields))
+        width = max(map(len, order))
+        plus = self.paint.symbol("+")
+        lines = [self.paint("  # {0} will be created", "bold"), f'  {plus} batch "{{0}}" {{{{']
+        lines += [f"      {plus} {field:<{width}} = {{{number}}}" for number, field in enumerate(order, 1)]
+        lines.append("    }}")
+        return "\n".join(lines), order
+
+
+class _ShownText(dict):
+    """Text value -> as ``_value`` shows it, computed on first use."""
+
+    def __missing__(self, value: str) -> str:
+        shown = self[value] = _value(value) if _JSON_ESCAPES.search(value) else f'"{value}"'
+        return shown
+
+
+def _changes_by_client(plan: Plan) -> list[str]:
+    """One line per client: its changes by action, and the credits it receives."""
+    by_client: dict[str, dict[str, int]] = {}
+    for change in plan.changes:
+        counts = by_client.setdefault(change.client_key, {})
+        counts[change.action] = counts.get(change.action, 0) + 1
+        counts["credits"] = counts.get("credits", 0) + change.credits
+    actions = [action for action in ACTIONS if any(action in counts for counts in by_client.values())]
+    headers = ["client", *actions, "credits"]
+    rows = [headers] + [
+        [_strip_controls(client), *(_thousands(counts.get(a, 0)) for a in actions), _thousands(counts["credits"])]
+        for client, counts in sorted(by_client.items())
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(headers))]
+    lines = [f"Changes by client ({_thousands(len(by_client))} clients; every change is listed below):"]
+    for row in rows:
+        cells = [row[0].ljust(widths[0])] + [cell.rjust(widths[i]) for i, cell in enumerate(row) if i]
+        lines.append(("  " + "  ".join(cells)).rstrip())
+    return lines
+
+
 def render_text(plan: Plan, color: bool = False) -> str:
     """Terraform-style plan for a terminal; ANSI colours only when ``color``."""
+    return "".join(text_chunks(plan, color))
+
+
+def text_chunks(plan: Plan, color: bool = False, size: int = 1 << 20) -> Iterator[str]:
+    """``render_text`` in pieces of about ``size`` characters, to be written as they come:
+    the text of a 100,000-create plan (34 MB) is never held whole."""
     paint = _Painter(color)
     if not plan.changes:
-        return _sections(
+        yield _sections(
             [paint(NO_CHANGES, "green")],
             _warning_lines(plan, paint),
             _violation_lines(plan, paint),
             _info_table(plan),
         )
-    change_blocks = [_change_block(change, paint) for change in plan.changes]
-    return _sections(
-        ["provisioner will perform the following actions:"],
-        *change_blocks,
+        return
+    large = len(plan.changes) > LARGE_PLAN
+    credits = _credits_line(plan) if not large else _credits_total_line(plan)
+    summary = [paint(_summary_line(plan), "bold"), credits]
+    head = [[*summary, "", *_changes_by_client(plan)]] if large else []
+    head.append(["provisioner will perform the following actions:"])
+    yield _sections(*head) + "\n"
+    with paused_gc():
+        blocks: list[str] = []
+        length = 0
+        for block in map(_CreateBlocks(paint), plan.changes):
+            blocks.append(block)
+            length += len(block)
+            if length >= size:
+                yield "\n\n".join(blocks) + "\n\n"
+                blocks, length = [], 0
+        yield "\n\n".join(blocks)
+    tail = _sections(
         _warning_lines(plan, paint),
         _violation_lines(plan, paint),
-        [paint(_summary_line(plan), "bold"), _credits_line(plan)],
+        summary,
         _info_table(plan),
     )
+    yield "\n\n" + tail if blocks else tail
+
+
+def _credits_total_line(plan: Plan) -> str:
+    """The credits line of a large plan: the amounts per client are in its summary."""
+    total = plan.total_credits
+    if not total:
+        return "Credits to issue: 0."
+    clients = len(plan.credits_by_client())
+    return f"Credits to issue: {_thousands(total)} (to {_thousands(clients)} clients; per client under \"Changes by client\" above)."
 
 
 # ---------------------------------------------------------------- markdown

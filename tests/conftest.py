@@ -39,8 +39,9 @@ def api_env(sandbox, monkeypatch):
 
 
 def init_state(path: Path) -> Path:
-    """An empty state file at ``path``, as 'provisioner init' leaves it."""
-    FileBackend(path).create()
+    """The state file at ``path``, created empty as 'provisioner init' does if it is not there yet."""
+    if not Path(path).exists():
+        FileBackend(path).create()
     return path
 
 
@@ -141,3 +142,9 @@ def run_subprocess(*args: str, env: dict | None = None, cwd: Path | None = None,
         timeout=timeout,
         input=input,
     )
+
+
+@pytest.fixture(autouse=True)
+def manifest_cache_home(tmp_path_factory, monkeypatch):
+    """Each test its own manifest cache ($XDG_CACHE_HOME), never one under the working directory."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))

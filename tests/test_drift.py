@@ -25,6 +25,7 @@ from conftest import (
 from provisioner.api.client import CreditsApi
 from provisioner.api.pacing import RateLimiter
 from provisioner.api.sandbox import Sandbox
+from provisioner.progress import Progress
 from provisioner.refresh import observe
 
 Q1_EXPIRES = "2030-03-31T23:59:59.000Z"
@@ -232,10 +233,11 @@ def test_refresh_reads_every_page(cli, api_env, sandbox, write_manifest, tmp_pat
     assert planned.exit_code == 0
     assert "Plan: 0 to create, 13 to update, 0 blocked, 0 unchanged." in planned.stdout
     assert "missing" not in planned.stdout
-    assert "Refreshed: 13 batches found." in planned.stderr
+    assert "Refreshed: 13 batches found (2/2 clients" in planned.stderr
     listings = [path for method, path, _ in sandbox.request_log[seen:] if method == "GET"]
     assert listings.count(f"/incoming/v2/clients/{ACME_ID}/creditBatches") == 2  # 7 batches, 5 a page
-    assert listings.count(f"/incoming/v2/clients/{GLOBEX_ID}/creditBatches") == 2
+    # and the preflight: one first page (of the first client in order) before the refresh starts
+    assert listings.count(f"/incoming/v2/clients/{GLOBEX_ID}/creditBatches") == 2 + 1
 
 
 class MeetingPointApi:
@@ -254,6 +256,9 @@ class MeetingPointApi:
         self.barrier.wait()
         return self.api.list_batches(client_id)
 
+    def __getattr__(self, name: str):
+        return getattr(self.api, name)
+
 
 def test_refresh_lists_clients_in_parallel_with_progress(sandbox):
     clients = [f"00000000-0000-4000-8000-00000000000{n}" for n in range(1, 5)]
@@ -264,13 +269,13 @@ def test_refresh_lists_clients_in_parallel_with_progress(sandbox):
     meeting = MeetingPointApi(api, parties=4)
     lines: list[str] = []
 
-    observed = observe(meeting, clients, parallelism=4, progress=lines.append)
+    observed = observe(meeting, clients, parallelism=4, reporter=Progress(write=lines.append))
 
     assert len(meeting.threads) == 4
     assert len(observed) == 6 + 7 + 8 + 9
     assert {batch["clientId"] for batch in observed.values()} == set(clients)
-    assert lines[0] == "Refreshing: listing the batches of 4 client(s)..."
-    assert lines[-1] == "Refreshed: 30 batches found."
+    assert lines[0].startswith("Refreshing: listing the batches of 4 client(s) at ")
+    assert lines[-1].startswith("Refreshed: 30 batches found (4/4 clients in ")
 
 
 class FakeClock:

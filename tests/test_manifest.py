@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from provisioner import manifest
+from provisioner import fastreader, manifest, nodereader
 from provisioner.manifest import (
     ManifestError,
     ManifestIssue,
@@ -935,7 +935,8 @@ def test_pure_python_yaml_gives_the_same_answers(monkeypatch):
     fast = load(["acme.yaml"])
     text = batch_text("startingBalance: '5000'\nname: 2026\nexpiresOn: 2026-12-31\n")
     fast_problems = problems(("m.yaml", text))
-    monkeypatch.setattr(manifest, "_LOADER", yaml.SafeLoader)
+    monkeypatch.setattr(nodereader, "_LOADER", yaml.SafeLoader)
+    monkeypatch.setattr(fastreader, "read", lambda data: None)  # the located reader alone
     assert load(["acme.yaml"]) == fast
     assert problems(("m.yaml", text)) == fast_problems
 
@@ -966,3 +967,31 @@ def test_validating_a_parent_of_other_yaml_gives_one_issue_per_file(cli):
     for line, ci_file in zip(lines, ci_files):
         assert line.removeprefix("Error: ").startswith(f"{ci_file}:1:1: not a provisioner manifest (")
         assert line.endswith("; pass the directory of your manifests, not a parent of other YAML files")
+
+
+@pytest.mark.parametrize(
+    ("name", "phrase"),
+    [
+        ('"Acme Q1 "', "starts or ends with spaces"),
+        ('" Acme Q1"', "starts or ends with spaces"),
+        ('"Acme\\tQ1"', "control character"),
+        ('"Acme\\u0007Q1"', "control character"),
+    ],
+)
+def test_a_name_a_server_could_store_differently_is_refused_with_its_place(cli, write_manifest, name, phrase):
+    """Issue 11: a server that trims names could not recognise its batch after a lost answer."""
+    manifest = write_manifest(f"""
+        clients:
+          acme:
+            id: 6a0c1d7e-3b2f-4c1a-9e8d-7f6a5b4c3d21
+            batches:
+              q1:
+                name: {name}
+                startingBalance: 10
+        """)
+
+    result = cli("validate", manifest)
+
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert f"{manifest}:6:15:" in result.stderr and "clients.acme.batches.q1.name" in result.stderr
+    assert phrase in result.stderr

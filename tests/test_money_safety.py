@@ -138,7 +138,7 @@ def test_a_create_committed_after_its_connection_dropped_is_adopted_not_sent_aga
 
     assert proxy.posts() == 1, "the create was sent again"
     assert result.ok, result.failed
-    assert result.adopted == ["c0/q1"] and result.created == []
+    assert result.created == ["c0/q1"] and result.adopted == [], "this run's create made it: created, found by listing"
     assert_each_live_batch_recorded_once(sandbox, state, declared=1)
 
 

@@ -5,6 +5,9 @@ The promise (issue 3): paced at the instance's limit, an apply meets no 429 in s
 
 from __future__ import annotations
 
+import os
+import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -12,11 +15,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
-from conftest import ACME_ID, TEST_KEY
+from conftest import ACME_ID, TEST_KEY, init_state
 
 from provisioner.api.client import CreditsApi
 from provisioner.api.pacing import RateLimiter
 from provisioner.api.sandbox import Sandbox
+from provisioner.connection import rate_limiter
+from provisioner.timestamps import parse_timestamp
 
 
 class FakeClock:
@@ -161,7 +166,7 @@ def test_a_lower_announced_limit_is_adopted():
     assert [t - times[0] for t in times] == pytest.approx([0, 0.5, 1.0])
 
 
-def test_a_higher_announced_limit_is_not_adopted():
+def test_a_higher_announced_limit_is_not_adopted_over_an_explicit_one():
     limiter = RateLimiter(120)
 
     limiter.observe({"X-RateLimit-Limit": "600", "X-RateLimit-Remaining": "99"})
@@ -261,3 +266,99 @@ def test_the_same_creates_sent_unpaced_do_meet_429():
         statuses = [session.post(url, json={"startingBalance": n}, timeout=5).status_code for n in range(8)]
 
     assert statuses[:5] == [201] * 5 and 429 in statuses[5:]
+
+
+# ---------------------------------------------------------------- following the server (issue 12)
+
+
+def test_without_a_ceiling_the_announced_limit_is_followed_up_and_down():
+    limiter = rate_limiter(None)  # what the CLI builds when neither --rate-limit nor TI_RATE_LIMIT is given
+    assert limiter.rpm == 120 and limiter.ceiling is None
+
+    rates = []
+    for announced in ("600", "60", "600"):
+        limiter.observe({"X-RateLimit-Limit": announced})
+        rates.append(limiter.rpm)
+
+    assert rates == [600, 60, 600]
+
+
+def test_an_explicit_limit_is_a_ceiling_the_announced_limit_moves_under():
+    limiter = rate_limiter(300)
+
+    rates = []
+    for announced in ("600", "60", "600"):
+        limiter.observe({"X-RateLimit-Limit": announced})
+        rates.append(limiter.rpm)
+
+    assert rates == [300, 60, 300]
+
+
+def test_zero_means_no_limit_of_our_own_until_the_server_announces_one():
+    limiter = rate_limiter(0)
+    assert limiter.rpm is None and limiter.ceiling is None
+
+    limiter.observe({"X-RateLimit-Limit": "600"})
+
+    assert limiter.rpm == 600
+
+
+def test_a_faster_pace_announced_while_a_caller_waits_shortens_its_wait():
+    """The first answer of a run announces 600/min while the next caller waits out a 120/min slot."""
+    limiter = RateLimiter(None, start=6)  # a slot every 10 s
+    limiter.acquire()
+    waited: list[float] = []
+
+    def caller():
+        started = time.monotonic()
+        limiter.acquire()
+        waited.append(time.monotonic() - started)
+
+    thread = threading.Thread(target=caller)
+    thread.start()
+    time.sleep(0.2)
+    limiter.observe({"X-RateLimit-Limit": "600"})
+    thread.join(timeout=12)
+
+    assert waited and waited[0] < 2, "the wait kept the old pace"
+
+
+def created_gaps(sandbox: Sandbox) -> list[float]:
+    created = sorted(parse_timestamp(batch["createdAt"]) for batch in sandbox.all_batches())
+    return [(later - earlier).total_seconds() for earlier, later in zip(created, created[1:])]
+
+
+def apply_as_a_user(sandbox: Sandbox, tmp_path, batches: int, *extra: str):
+    manifest = tmp_path / "m.yaml"
+    lines = ["clients:", "  acme:", f"    id: {ACME_ID}", "    batches:"]
+    for n in range(batches):
+        lines += [f"      b{n}:", f"        startingBalance: {n + 1}"]
+    manifest.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    env = {name: value for name, value in os.environ.items() if name != "TI_RATE_LIMIT"}
+    return subprocess.run(
+        [sys.executable, "-m", "provisioner", "apply", str(manifest), "--state", str(init_state(tmp_path / "s.json")),
+         "--auto-approve", *extra],
+        env={**env, "TI_BASE_URL": sandbox.url, "TI_API_KEY": TEST_KEY},
+        capture_output=True, text=True, timeout=120,
+    )
+
+
+def test_apply_with_no_flag_paces_at_the_limit_the_server_announces(tmp_path):
+    """An Enterprise key (600/min): no flag needed to use it, and still no 429 (a burst of 5 only)."""
+    with Sandbox(api_key=TEST_KEY, rate_limit=600, burst=5) as sandbox:
+        applied = apply_as_a_user(sandbox, tmp_path, 30)
+
+        assert applied.returncode == 0, applied.stderr
+        assert sandbox.stats["429"] == 0
+        gaps = created_gaps(sandbox)
+    assert statistics.median(gaps) < 0.3, f"paced slower than the announced 600/min (0.1 s apart): {gaps}"
+    assert "Applying 30 creates at 600 requests/min: about 3 s." in applied.stderr
+
+
+def test_an_explicit_rate_limit_stays_a_ceiling_under_a_higher_announced_limit(tmp_path):
+    with Sandbox(api_key=TEST_KEY, rate_limit=600, burst=5) as sandbox:
+        applied = apply_as_a_user(sandbox, tmp_path, 12, "--rate-limit", "200")
+
+        assert applied.returncode == 0, applied.stderr
+        gaps = created_gaps(sandbox)
+    assert min(gaps) > 0.2, f"faster than --rate-limit 200 (0.3 s apart): {gaps}"

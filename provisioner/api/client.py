@@ -9,8 +9,8 @@ it by listing, never by a blind second POST.
 from __future__ import annotations
 
 import ipaddress
-import random
 import re
+import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -21,7 +21,8 @@ import urllib3
 from requests.adapters import HTTPAdapter
 
 from provisioner.api.clock import ServerClock
-from provisioner.api.pacing import RateLimiter
+from provisioner.api.pacing import RateLimiter, Stopped
+from provisioner.api.retrying import Retrying
 from provisioner.models import batch_key
 
 CONNECT_TIMEOUT = 5.0
@@ -56,6 +57,10 @@ class OutcomeUnknown(ApiError):
 
 class ConfigurationError(ApiError):
     pass
+
+
+class RequestCancelled(ApiError):
+    """The stop event was set (Ctrl-C) before this request left: the server saw nothing."""
 
 
 def check_base_url(url: str) -> str:
@@ -110,8 +115,11 @@ class CreditsApi:
         backoff_base: float = 0.5,
         backoff_cap: float = 20.0,
         pool_size: int = 10,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = None,
+        on_retry: Callable[[str], None] | None = None,
     ):
+        """``sleep`` replaces the (interruptible) backoff wait, for tests; ``on_retry`` is told, in
+        one sentence, each time a request is tried again and why."""
         if not api_key:
             raise ConfigurationError(
                 "no API key: set TI_API_KEY in the environment (keys are never read from flags or files)."
@@ -125,14 +133,12 @@ class CreditsApi:
         self.base_url = check_base_url(base_url)
         self.instance = instance_name(self.base_url)
         self.clock = ServerClock()
-        self.answered = False  # the API has answered 2xx in this run: its address is right
+        self.answered_ok = False  # the API has answered 2xx in this run: its address is right
         self.limiter = limiter or RateLimiter(None)
         self.timeout = timeout
-        self.max_attempts = max_attempts
-        self.backoff_base = backoff_base
-        self.backoff_cap = backoff_cap
-        self._sleep = sleep
-        self._random = random.Random()
+        self.retrying = Retrying(max_attempts=max_attempts, backoff_base=backoff_base, backoff_cap=backoff_cap,
+                                 stop=self.limiter.stop, sleep=sleep, on_retry=on_retry)
+        self.answered = False  # has the server answered once (any HTTP status) in this run?
         self.session = requests.Session()
         self.session.headers.update(
             {"Authorization": f"Bearer {api_key}", "Accept": "application/json", "User-Agent": "provisioner"}
@@ -141,8 +147,26 @@ class CreditsApi:
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
 
+    @property
+    def stop(self) -> threading.Event:
+        """Once set (Ctrl-C), no request leaves any more: waiting ones raise RequestCancelled."""
+        return self.limiter.stop
+
     def close(self) -> None:
         self.session.close()
+
+    def preflight(self, client_id: str) -> None:
+        """One cheap request (the first page of a client's batches) before any real work, so that a
+        refused key or an unreachable API is said at once, and the server's announced rate limit
+        is known. Nothing to do once the server has answered in this run."""
+        if self.answered:
+            return
+        path = f"/incoming/v2/clients/{quote(client_id, safe='')}/creditBatches"
+        try:
+            self._request("GET", path, params={"clientId": client_id, "page": 1}, idempotent=True,
+                          subject=f"client {client_id}")
+        except NotFoundError:
+            pass  # the server answered and took the key: that is all this asks
 
     # --- the three calls -------------------------------------------------
 
@@ -207,20 +231,37 @@ class CreditsApi:
         before_send: Callable[[], None] | None = None,
         **kwargs,
     ) -> dict:
+        try:
+            return self._attempts(method, path, idempotent=idempotent, subject=subject,
+                                  before_send=before_send, **kwargs)
+        except Stopped:  # raised only where no request is on its way
+            raise RequestCancelled(
+                f"{method} {path}: interrupted before it was sent; the server did nothing for it."
+            ) from None
+
+    def _attempts(self, method: str, path: str, *, idempotent: bool, subject: str,
+                  before_send: Callable[[], None] | None, **kwargs) -> dict:
         url = self.base_url + path
-        for attempt in range(1, self.max_attempts + 1):
-            last = attempt == self.max_attempts
+        what = f"{method} for {subject}"
+        retrying = self.retrying
+        first_try = time.monotonic()
+        for attempt in range(1, retrying.max_attempts + 1):
+            last = attempt == retrying.max_attempts
             self.limiter.acquire()
             if before_send is not None:
                 before_send()
+                if self.stop.is_set():  # the interrupt came while the caller got ready
+                    raise Stopped()
             try:
                 # Never follow redirects: a 301/302 would turn a create into a GET, a 307 repeat it.
                 response = self.session.request(method, url, timeout=self.timeout, allow_redirects=False, **kwargs)
             except requests.RequestException as exc:
                 if not _may_have_been_sent(exc):
-                    if last:
-                        raise ApiError(f"cannot reach {self.base_url}: {_reason(exc)}") from None
-                    self._backoff(attempt)
+                    delay = retrying.delay(attempt)
+                    if last or retrying.gives_up_reaching(first_try, delay, self.answered):
+                        raise self._unreachable(exc, attempt, first_try) from None
+                    retrying.notice(what, _reason(exc), attempt, delay)
+                    retrying.wait(delay)
                     continue
                 if not idempotent:
                     raise OutcomeUnknown(
@@ -228,8 +269,9 @@ class CreditsApi:
                     ) from None
                 if last:
                     raise ApiError(f"{method} {path}: no answer from {self.base_url} ({_reason(exc)}).") from None
-                self._backoff(attempt)
+                retrying.back_off(attempt, what, _reason(exc))
                 continue
+            self.answered = True
             self.limiter.observe(response.headers)
             self.clock.observe(response.headers)
             if 300 <= response.status_code < 400:
@@ -239,7 +281,7 @@ class CreditsApi:
                     response.status_code,
                 )
             if response.status_code < 300:
-                self.answered = True
+                self.answered_ok = True
                 try:
                     return _json(response, method, path)
                 except ApiError as exc:
@@ -255,10 +297,13 @@ class CreditsApi:
                 self.limiter.pause(retry_after)
             if status == 429:
                 # A refusal before any work: even a create is safe to send again.
+                pause = retry_after
                 if retry_after is None:
-                    self.limiter.pause(max(1.0, self._delay(attempt)))
+                    pause = max(1.0, retrying.delay(attempt))
+                    self.limiter.pause(pause)
                 if last:
                     raise ApiError(f"{method} {path}: still rate limited after {attempt} attempts (HTTP 429).", status)
+                retrying.notice(what, "HTTP 429, rate limited", attempt, pause)
                 continue
             if status >= 500 and not idempotent:
                 raise OutcomeUnknown(
@@ -266,17 +311,19 @@ class CreditsApi:
                     status,
                 )
             if status in RETRYABLE_STATUSES and not last:
-                self._backoff(attempt)
+                retrying.back_off(attempt, what, f"HTTP {status}", paused=retry_after if status == 503 else None)
                 continue
             raise _error_for(response, method, path, subject, self.base_url)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _delay(self, attempt: int) -> float:
-        # Full jitter: spreads retries of parallel workers apart.
-        return self._random.uniform(0, min(self.backoff_cap, self.backoff_base * 2 ** (attempt - 1)))
-
-    def _backoff(self, attempt: int) -> None:
-        self._sleep(self._delay(attempt))
+    def _unreachable(self, exc: Exception, attempts: int, first_try: float) -> ApiError:
+        seconds = time.monotonic() - first_try
+        tried = f"{attempts} attempt{'s' if attempts > 1 else ''} in {seconds:.1f} s"
+        return ApiError(
+            f"cannot reach the API at {self.base_url} ({_reason(exc)}; {tried}). Check TI_BASE_URL (or "
+            "--base-url) and that the instance is up; to try provisioner locally, use --sandbox or "
+            "run 'provisioner sandbox'."
+        )
 
 
 class Listing(list):
@@ -333,6 +380,8 @@ def _reason(exc: Exception) -> str:
         "RemoteDisconnected": "the server closed the connection without an answer",
         "Connection reset": "the connection was reset",
         "Name or service not known": "the host name is unknown",
+        "nodename nor servname": "the host name is unknown",
+        "Temporary failure in name resolution": "the host name could not be resolved",
     }
     for marker, reason in reasons.items():
         if marker in text:

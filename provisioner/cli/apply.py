@@ -1,0 +1,214 @@
+"""apply: plan, show the plan, ask, then create and update exactly once, with a report at the end."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from typing import TYPE_CHECKING
+
+import click
+
+from provisioner.cli.options import (
+    UserError,
+    allow_duplicate_option,
+    api_context,
+    api_options,
+    ask_yes,
+    cache_option,
+    check_instance,
+    effective_policy,
+    load_manifests,
+    lock_option,
+    now_utc,
+    paths_argument,
+    policy_options,
+    progress,
+    quiet_option,
+    refreshed,
+    user_errors,
+    with_backend,
+)
+from provisioner.cli.plan import check_replace_addresses, emit_plan
+
+if TYPE_CHECKING:
+    from provisioner.applier import ApplyResult
+    from provisioner.backends import StateWriter
+    from provisioner.models import Desired, Plan, State
+    from provisioner.progress import Progress
+
+# The applier's own default, said here so that `apply --help` need not import the applier (a test
+# keeps the two equal).
+RECOVERY_WAIT_HELP = 60
+
+
+@click.command(short_help="Create and update batches (asks for 'yes').")
+@paths_argument
+@api_options
+@policy_options
+@lock_option
+@click.option("--auto-approve", is_flag=True, help="Apply without asking for 'yes'.")
+@click.option("--refresh", is_flag=True, help="Compare with the live API before planning.")
+@click.option("--replace", "replace", multiple=True, metavar="ADDRESS", help="Recreate this batch on purpose (issues its credits again).")
+@click.option("--allow-large", is_flag=True, help="Apply even when the plan breaks a guardrail of the policy.")
+@click.option(
+    "--recovery-wait",
+    default=None,
+    type=click.FloatRange(0),
+    help="Seconds an interrupted create may still be running on the server. A batch found is adopted at "
+    "once; only to decide that a create never happened does recovery wait until this long after it. "
+    f"Default: {RECOVERY_WAIT_HELP}.",
+)
+@click.option("--no-color", is_flag=True, help="No ANSI colours in the plan.")
+@allow_duplicate_option
+@click.option(
+    "--no-duplicate-check",
+    is_flag=True,
+    help="Skip listing each client before its first create (saves one request per client; a lost state "
+    "entry or a hand-made batch is then issued again). See the README before using it.",
+)
+@quiet_option
+@cache_option
+@user_errors
+@with_backend
+def apply(paths, backend, sandbox, base_url, parallelism, rate_limit, lock_timeout, auto_approve, refresh,
+          replace, allow_large, recovery_wait, no_color, allow_duplicate, no_duplicate_check, quiet, no_cache,
+          **policy_overrides) -> None:
+    """Create and update batches so the API matches the manifests (or a saved plan)."""
+    from provisioner.applier import RECOVERY_WAIT
+    from provisioner.planfile import PlanFileError, saved_plan_in
+    from provisioner.planner import make_plan
+    from provisioner.progress import Progress
+
+    saved = saved_plan_in(paths)
+    if saved:
+        saved.refuse_options(replace=replace, refresh=refresh, allow_duplicate=allow_duplicate, **policy_overrides)
+    desired = saved.desired if saved else load_manifests(paths, no_cache)
+    policy = saved.policy if saved else effective_policy(desired, policy_overrides)
+    replace = saved.replace if saved else list(replace)
+    refresh = saved.refresh if saved else refresh
+    allow_duplicate = saved.allow_duplicates if saved else list(allow_duplicate)
+    reporter = Progress.for_stream(quiet=quiet)
+    with backend.lock("apply", timeout=lock_timeout, warn=progress):
+        if saved:  # before the writer folds an interrupted run in (which moves the serial on)
+            saved.check_against(backend.read(), backend.name)
+        with backend.open_writer() as writer:
+            check_replace_addresses(replace, writer.state)
+            with api_context(sandbox, base_url, backend, rate_limit, parallelism, reporter) as api:
+                check_instance(writer.state, api, backend)
+                observed = refreshed(desired, writer.state, api, parallelism, reporter) if refresh else None
+                result = make_plan(desired, writer.state, now_utc(), observed=observed, replace=replace, policy=policy,
+                                   allow_duplicates=allow_duplicate)
+                if result.has_changes:
+                    preflight(api, result, desired, writer.state)
+                if saved and not saved.matches(result):
+                    raise PlanFileError(
+                        f"{saved.path}: applying it now would differ from what was reviewed (a batch "
+                        "expired or the API changed). Make and review a new plan."
+                    )
+                emit_plan(result, "text", color=not no_color and sys.stdout.isatty())
+                refuse_unsafe(result, allow_large)
+                if not result.has_changes:
+                    return
+                if not (auto_approve or saved):
+                    confirm()
+                outcome = run_apply(
+                    api, writer, result, desired, parallelism,
+                    RECOVERY_WAIT if recovery_wait is None else recovery_wait, reporter,
+                    duplicate_check=not no_duplicate_check, allow_duplicates=allow_duplicate,
+                )
+    report(outcome, result)
+
+
+def preflight(api, result: Plan, desired: Desired, state: State) -> None:
+    """Before the plan is printed for an apply: one cheap request, so that a refused key or an
+    unreachable API is said now, not after the plan and the prompt."""
+    for change in result.changes:
+        spec = desired.batches.get(change.address)
+        intent = state.pending.get(change.address)
+        client_id = spec.client_id if spec else intent.client_id if intent else None
+        if change.action != "missing" and client_id:
+            api.preflight(client_id)
+            return
+
+
+def refuse_unsafe(result: Plan, allow_large: bool) -> None:
+    if result.blocked:
+        raise UserError(
+            f"{len(result.blocked)} change(s) cannot be applied (marked '!' above); nothing was changed. "
+            "Fix them as the plan says, then run apply again."
+        )
+    if result.violations and not allow_large:
+        raise UserError(
+            f"the plan breaks {len(result.violations)} guardrail(s) of the policy (listed above); nothing "
+            "was changed. If this is intended, raise the policy in the manifest (visible in review) or "
+            "pass --allow-large."
+        )
+
+
+def confirm() -> None:
+    if sys.stdin.isatty():
+        click.echo("\nDo you want to perform these actions?\n  Only 'yes' will be accepted to approve.\n")
+    ask_yes(
+        "  Enter a value",
+        "apply needs a 'yes' and there is no terminal to ask on. Review the plan above, then run "
+        "again with --auto-approve (or apply a saved plan: provisioner plan --out FILE).",
+        cancelled="apply cancelled; nothing was changed.",
+    )
+
+
+def run_apply(
+    api, writer: StateWriter, result: Plan, desired: Desired, parallelism: int, recovery_wait: float,
+    reporter: Progress, duplicate_check: bool = True, allow_duplicates=(),
+) -> ApplyResult:
+    from provisioner.applier import Applier
+
+    stop = api.stop  # set, it cancels every request that has not left (worker, rate-limit slot, pause)
+
+    def on_interrupt(signum, frame):
+        if stop.is_set():
+            # Every intent and id is already durable (journal or database): leaving now loses nothing.
+            reporter.close(wait=False)
+            progress("Second interrupt: exiting now. The next command resolves what was in flight.")
+            os._exit(1)
+        stop.set()
+        reporter.warn("Interrupt received: no new requests; waiting for those in flight (Ctrl-C again to exit at once).")
+
+    previous = signal.signal(signal.SIGINT, on_interrupt) if threading.current_thread() is threading.main_thread() else None
+    try:
+        applier = Applier(
+            api, writer, parallelism=parallelism, reporter=reporter, stop=stop, recovery_wait=recovery_wait,
+            duplicate_check=duplicate_check, allow_duplicates=allow_duplicates,
+        )
+        return applier.apply(result, desired)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
+def report(outcome: ApplyResult, result: Plan) -> None:
+    created = set(outcome.created)
+    issued = sum(change.credits for change in result.changes if change.address in created)
+    click.echo(
+        f"\nApply {'complete' if outcome.ok else 'stopped'}! Batches: {len(outcome.created)} created, "
+        f"{len(outcome.updated)} updated, {len(outcome.adopted)} recovered. Credits issued: {issued:,}."
+    )
+    if outcome.interrupted:
+        progress(f"Interrupted: {outcome.skipped} change(s) not started; run apply again to finish.")
+    if outcome.failed:
+        raise UserError(failure_summary(outcome.failed))
+    if outcome.interrupted:
+        sys.exit(1)
+
+
+def failure_summary(failed: list[tuple[str, str]]) -> str:
+    """One line per distinct reason: a wrong key must not print the same 401 for every batch."""
+    by_message: dict[str, list[str]] = {}
+    for address, message in failed:
+        by_message.setdefault(message, []).append(address)
+    lines = []
+    for message, addresses in by_message.items():
+        shown = ", ".join(addresses[:5]) + (f" and {len(addresses) - 5} more" if len(addresses) > 5 else "")
+        lines.append(f"  {shown}: {message}")
+    return f"{len(failed)} change(s) failed:\n" + "\n".join(lines)

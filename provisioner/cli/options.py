@@ -1,0 +1,251 @@
+"""What the commands share: the user-error boundary, the options, and the few steps every command takes.
+
+Each command imports the layers it uses when it runs: `validate` and `plan` never load the HTTP
+client, and start-up stays short.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Iterable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from provisioner.backends import SANDBOX_STATE, default_state_path, open_backend
+from provisioner.backends.postgres import url_has_password
+
+if TYPE_CHECKING:
+    from provisioner.backends import Backend
+    from provisioner.models import Desired, Policy, State
+    from provisioner.progress import Progress
+
+# The errors a user can cause, by the module that defines them: a layer that was not imported
+# raised none of them, so it need not be imported to catch them.
+USER_ERRORS = {
+    "provisioner.manifest": ("ManifestError",),
+    "provisioner.backends.base": ("StateError", "LockError"),
+    "provisioner.api.client": ("ApiError",),
+    "provisioner.planfile": ("PlanFileError",),
+    "provisioner.statecmd": ("StateCommandError",),
+}
+
+
+class UserError(click.ClickException):
+    """Exit 1 with one clear message; no traceback."""
+
+    def show(self, file=None) -> None:
+        click.echo(f"Error: {self.message}", err=True)
+
+
+def user_error_types() -> tuple[type[Exception], ...]:
+    return tuple(
+        getattr(sys.modules[module], name)
+        for module, names in USER_ERRORS.items()
+        if module in sys.modules
+        for name in names
+    )
+
+
+def user_errors(command):
+    """Turns the errors a user can cause into one message and exit code 1."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except OSError as exc:  # disk full, permission denied, a directory where a file should be
+            where = f"{exc.filename}: " if exc.filename else ""
+            raise UserError(f"{where}{exc.strerror or exc}. Check that the path exists and is writable.") from None
+        except Exception as exc:
+            if isinstance(exc, user_error_types()):
+                raise UserError(str(exc)) from None
+            raise
+
+    return wrapper
+
+
+def progress(line: str) -> None:
+    click.echo(line, err=True)
+
+
+def now_utc() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def plural(count: int, one: str, many: str) -> str:
+    return f"{count:,} {one if count == 1 else many}"
+
+
+def ask_yes(question: str, refusal: str, cancelled: str = "cancelled; nothing was changed.") -> None:
+    """Only 'yes' goes on; no terminal to ask on is a refusal that says what to do instead."""
+    if not sys.stdin.isatty():
+        raise UserError(refusal)
+    answer = click.prompt(question, default="", show_default=False)
+    if answer.strip() != "yes":
+        raise UserError(cancelled)
+
+
+# --- options ------------------------------------------------------------------------
+
+paths_argument = click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+optional_paths_argument = click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+
+
+def with_backend(command):
+    """--state and --workspace, turned into the one ``backend`` object the command is given."""
+
+    @functools.wraps(command)
+    def wrapper(*args, state_location, workspace, **kwargs):
+        context = click.get_current_context()
+        given = context.get_parameter_source("state_location") == click.core.ParameterSource.COMMANDLINE
+        if given and state_location and url_has_password(state_location):
+            # Not echoed: the message must not repeat the password it refuses.
+            raise UserError(
+                "--state carries a database password, which would stay in shell history and CI logs. Put it in "
+                "PGPASSWORD, ~/.pgpass or a PGSERVICE entry, or give the whole URL in PROVISIONER_STATE (from a "
+                "CI secret), and pass --state without it."
+            )
+        sandbox = kwargs.get("sandbox", False)
+        with open_backend(state_location, workspace, sandbox=sandbox, location_given=given) as backend:
+            if sandbox and not backend.exists():
+                backend.create()  # the sandbox is for trying things: it starts its own state
+            return command(*args, backend=backend, **kwargs)
+
+    wrapper = click.option(
+        "--workspace",
+        default="default",
+        show_default=True,
+        envvar="PROVISIONER_WORKSPACE",
+        help="Which state of several (one per instance or environment). Default from $PROVISIONER_WORKSPACE.",
+    )(wrapper)
+    return click.option(
+        "--state",
+        "state_location",
+        default=None,
+        envvar="PROVISIONER_STATE",
+        metavar="FILE|URL",
+        help=f"State file, or postgresql://... for a shared state. Default: $PROVISIONER_STATE, else "
+        f"{default_state_path('WORKSPACE')} ({SANDBOX_STATE} with --sandbox).",
+    )(wrapper)
+
+
+def sandbox_option(command):
+    return click.option("--sandbox", is_flag=True, help=f"Use the sandbox's state file ({SANDBOX_STATE}).")(command)
+
+
+def api_options(command):
+    options = [
+        click.option("--sandbox", is_flag=True, help="Use an embedded local sandbox (data under state/) instead of TI_BASE_URL."),
+        click.option("--base-url", envvar=None, help="API base URL; default: $TI_BASE_URL. The key always comes from $TI_API_KEY."),
+        click.option("--parallelism", default=10, show_default=True, type=click.IntRange(1, 64), help="Requests in flight at once."),
+        click.option(
+            "--rate-limit",
+            default=None,
+            envvar="TI_RATE_LIMIT",
+            type=click.FloatRange(0),
+            help="Requests per minute never to exceed (Standard plan: 120, Enterprise: 600; 0: no limit "
+            "of our own). Default ($TI_RATE_LIMIT unset): start at 120 and follow the limit the server "
+            "announces.",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def lock_option(command):
+    return click.option(
+        "--lock-timeout",
+        default=0.0,
+        show_default=True,
+        type=click.FloatRange(0),
+        help="Seconds to wait for another run's lock on the state before failing.",
+    )(command)
+
+
+def allow_duplicate_option(command):
+    return click.option(
+        "--allow-duplicate",
+        "allow_duplicate",
+        multiple=True,
+        metavar="ADDRESS",
+        help="Create this batch even though its client already has an unclaimed one just like it (issues its "
+        "credits again, on purpose).",
+    )(command)
+
+
+def policy_options(command):
+    options = [
+        click.option("--max-batch-credits", type=click.IntRange(0), help="Override policy maxBatchCredits."),
+        click.option("--max-apply-credits", type=click.IntRange(0), help="Override policy maxApplyCredits."),
+        click.option("--max-creates", type=click.IntRange(0), help="Override policy maxCreates."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+quiet_option = click.option(
+    "--quiet", "-q", is_flag=True, help="Progress: only the estimate, the summary lines and the final line."
+)
+
+cache_option = click.option(
+    "--no-cache",
+    is_flag=True,
+    help="Read every manifest again, ignoring the cache of files read before (.provisioner/cache/, "
+    "or $XDG_CACHE_HOME/provisioner/).",
+)
+
+
+# --- steps every command takes -------------------------------------------------------------
+
+
+def load_manifests(paths: Iterable[Path], no_cache: bool = False) -> Desired:
+    from provisioner.manifest import load
+    from provisioner.manifestcache import ManifestCache
+
+    return load(paths, cache=None if no_cache else ManifestCache())
+
+
+def effective_policy(desired: Desired, overrides: dict) -> Policy:
+    changes = {name: value for name, value in overrides.items() if value is not None}
+    return desired.policy.model_copy(update=changes)
+
+
+def api_context(sandbox: bool, base_url: str | None, backend: Backend, rate_limit: float | None, parallelism: int,
+                reporter: Progress | None = None):
+    from provisioner.connection import open_api
+    from provisioner.progress import Progress
+
+    return open_api(
+        base_url=base_url,
+        sandbox_dir=backend.path.parent if sandbox else None,
+        rate_limit=rate_limit,
+        parallelism=parallelism,
+        on_retry=(reporter or Progress.for_stream()).retry,
+    )
+
+
+def refreshed(desired: Desired, state: State, api, parallelism: int, reporter: Progress | None = None) -> dict:
+    from provisioner.progress import Progress
+    from provisioner.refresh import observe
+
+    client_ids = {batch.client_id for batch in desired.batches.values()}
+    client_ids |= {resource.client_id for resource in state.resources.values()}
+    return observe(api, sorted(client_ids), parallelism=parallelism, reporter=reporter or Progress.for_stream())
+
+
+def check_instance(state: State, api, backend: Backend) -> None:
+    from provisioner.backends import check_instance as check
+
+    check(state, api.instance, backend.name)
+
+
+def hint_at_the_sandbox_state(recorded: State, backend: Backend, sandbox: bool) -> None:
+    """After the quick start, the batches are in the sandbox's state file, not the default one."""
+    if not sandbox and not recorded.resources and Path(SANDBOX_STATE).exists():
+        progress(f"({backend.name} is empty; the sandbox's batches are in {SANDBOX_STATE}: add --sandbox.)")

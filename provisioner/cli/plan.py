@@ -1,0 +1,147 @@
+"""validate, plan, schema: the commands that read manifests and say what would change."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from provisioner.cli.options import (
+    UserError,
+    allow_duplicate_option,
+    api_context,
+    api_options,
+    cache_option,
+    check_instance,
+    effective_policy,
+    load_manifests,
+    now_utc,
+    paths_argument,
+    plural,
+    policy_options,
+    progress,
+    quiet_option,
+    refreshed,
+    user_errors,
+    with_backend,
+)
+
+if TYPE_CHECKING:
+    from provisioner.backends import Backend
+    from provisioner.models import Plan, State
+
+
+@click.command(short_help="Check manifests only: no state, no network.")
+@paths_argument
+@cache_option
+@user_errors
+def validate(paths: tuple[Path, ...], no_cache: bool) -> None:
+    """Check manifests only: no state, no network."""
+    desired = load_manifests(paths, no_cache)
+    click.echo(
+        f"Success! {plural(len(desired.batches), 'batch', 'batches')} of "
+        f"{plural(len(desired.clients), 'client', 'clients')} are valid."
+    )
+
+
+@click.command(short_help="Show what apply would change, and the credits.")
+@paths_argument
+@api_options
+@policy_options
+@click.option("--refresh", is_flag=True, help="Compare with the live API as well as the state file.")
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["text", "json", "markdown"]),
+    default="text",
+    show_default=True,
+    help="text for people, json for tools (documented format), markdown for a pull-request comment.",
+)
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), help="Save the plan for 'provisioner apply FILE'.")
+@click.option("--detailed-exitcode", is_flag=True, help="Exit 0: no changes, 1: error, 2: changes present.")
+@click.option("--no-color", is_flag=True, help="No ANSI colours in the text output.")
+@click.option("--replace", "replace", multiple=True, metavar="ADDRESS", help="Plan to recreate this batch on purpose.")
+@allow_duplicate_option
+@quiet_option
+@cache_option
+@user_errors
+@with_backend
+def plan(paths, backend, sandbox, base_url, parallelism, rate_limit, refresh, output_format, out_path,
+         detailed_exitcode, no_color, replace, allow_duplicate, quiet, no_cache, **policy_overrides) -> None:
+    """Show what apply would change, and the credits it would issue."""
+    from provisioner.planfile import refuse_saved_plans, save_plan
+    from provisioner.planner import make_plan
+
+    refuse_saved_plans(paths)
+    if out_path is not None:
+        refuse_plan_over_a_manifest(out_path)
+    desired = load_manifests(paths, no_cache)
+    state = backend.read()
+    check_replace_addresses(replace, state)
+    policy = effective_policy(desired, policy_overrides)
+    observed = None
+    if refresh:
+        from provisioner.progress import Progress
+
+        reporter = Progress.for_stream(quiet=quiet)
+        with api_context(sandbox, base_url, backend, rate_limit, parallelism, reporter) as api:
+            check_instance(state, api, backend)
+            observed = refreshed(desired, state, api, parallelism, reporter)
+    result = make_plan(desired, state, now_utc(), observed=observed, replace=replace, policy=policy,
+                       allow_duplicates=allow_duplicate)
+    emit_plan(result, output_format, color=not no_color and sys.stdout.isatty())
+    if out_path is not None:
+        save_plan(out_path, desired, result, state, policy, list(replace), refresh=refresh,
+                  allow_duplicates=list(allow_duplicate))
+        progress(f"Saved the plan to {out_path}. Apply exactly this plan with: {apply_command(out_path, backend, base_url)}")
+    if detailed_exitcode and result.changes:  # blocked and missing entries need a human too
+        sys.exit(2)
+
+
+def apply_command(out_path: Path, backend: Backend, base_url: str | None) -> str:
+    """The apply of a saved plan, with every option it needs to find the same state and API."""
+    words = ["provisioner", "apply", str(out_path), *shlex.split(backend.location_options())]
+    if base_url:
+        words += ["--base-url", base_url]
+    return shlex.join(words)
+
+
+def refuse_plan_over_a_manifest(out_path: Path) -> None:
+    if out_path.suffix.lower() in (".yaml", ".yml"):
+        raise UserError(
+            f"--out {out_path}: a saved plan is JSON, and a .yaml/.yml name would make it read as a "
+            "manifest (or overwrite one). Name it e.g. provisioner.plan, outside the manifests directory."
+        )
+
+
+def emit_plan(result: Plan, output_format: str, color: bool) -> None:
+    from provisioner.render import render_json, render_markdown, text_chunks
+
+    if output_format == "json":
+        click.echo(render_json(result))
+    elif output_format == "markdown":
+        click.echo(render_markdown(result))
+    else:
+        for chunk in text_chunks(result, color=color):  # a large plan is never held whole
+            click.echo(chunk, nl=False)
+        click.echo()
+
+
+def check_replace_addresses(replace, state: State) -> None:
+    unknown = [address for address in replace if address not in state.resources]
+    if unknown:
+        raise UserError(
+            f"--replace {unknown[0]}: no such address in state; 'provisioner state list' shows the recorded ones."
+        )
+
+
+@click.command(short_help="Print the JSON Schema of a manifest file.")
+def schema() -> None:
+    """Print the JSON Schema of a manifest file (for editors and CI)."""
+    from provisioner.manifest import manifest_schema
+
+    click.echo(json.dumps(manifest_schema(), indent=2, sort_keys=True))

@@ -1,0 +1,98 @@
+"""show: what finance reads: credits per client and in total, as text, JSON, CSV or a report page."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from provisioner.cli.options import (
+    UserError,
+    api_context,
+    api_options,
+    check_instance,
+    hint_at_the_sandbox_state,
+    load_manifests,
+    now_utc,
+    optional_paths_argument,
+    plural,
+    progress,
+    refreshed,
+    user_errors,
+    with_backend,
+)
+from provisioner.report import FORMATS
+from provisioner.report.model import DEFAULT_EXPIRING_WITHIN
+
+if TYPE_CHECKING:
+    from provisioner.backends import Backend
+
+
+@click.command(short_help="Credits per client: issued, used, remaining, expiring.")
+@optional_paths_argument
+@api_options
+@click.option("--refresh", is_flag=True, help="Read balances from the live API instead of the state file.")
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(FORMATS),
+    default="text",
+    show_default=True,
+    help="text for people, json for tools (documented format), csv for spreadsheets, html for a report page.",
+)
+@click.option(
+    "--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), help="Write to FILE instead of stdout."
+)
+@click.option(
+    "--expiring-within",
+    default=DEFAULT_EXPIRING_WITHIN,
+    show_default=True,
+    type=click.IntRange(0),
+    metavar="DAYS",
+    help="Mark batches that expire within DAYS days.",
+)
+@user_errors
+@with_backend
+def show(paths, backend, sandbox, base_url, parallelism, rate_limit, refresh, output_format, out_path,
+         expiring_within) -> None:
+    """Credits per client and in total: issued, used, remaining, expired unused; each batch with
+    its name, expiry and status. The figures are those recorded in state, or read live with
+    --refresh. PATHS (manifests) are optional."""
+    from provisioner.models import Desired
+    from provisioner.report import render
+    from provisioner.report.model import build_report
+
+    if out_path is not None:
+        refuse_report_over_own_files(out_path, backend)
+    current = backend.read()
+    observed = None
+    if refresh:
+        desired = load_manifests(paths) if paths else Desired()
+        with api_context(sandbox, base_url, backend, rate_limit, parallelism) as api:
+            check_instance(current, api, backend)
+            observed = refreshed(desired, current, api, parallelism)
+    credits = build_report(
+        current, observed, now_utc(), recorded_at=backend.written_at(), expiring_within=expiring_within
+    )
+    output = render(credits, output_format)
+    if out_path is None:
+        click.echo(output, nl=False)
+    else:
+        # A byte-order mark tells spreadsheets the file is UTF-8 (names with accents); stdout stays plain.
+        encoding = "utf-8-sig" if output_format == "csv" else "utf-8"
+        out_path.write_text(output, encoding=encoding, newline="")
+        progress(
+            f"Wrote the credits report ({output_format}) to {out_path}: {plural(len(credits.clients), 'client', 'clients')}, "
+            f"{plural(len(credits.batches), 'batch', 'batches')}."
+        )
+    hint_at_the_sandbox_state(current, backend, sandbox)
+
+
+def refuse_report_over_own_files(out_path: Path, backend: Backend) -> None:
+    own = {path.resolve() for path in backend.own_files()}
+    if out_path.resolve() in own or out_path.suffix.lower() in (".yaml", ".yml"):
+        raise UserError(
+            f"--out {out_path}: that name is a state or manifest file, and the report would replace it. "
+            "Name the report e.g. credits.html or credits.csv."
+        )

@@ -1,0 +1,347 @@
+"""The fast path of the manifest loader: yaml-rs (a compiled YAML parser) and a few checks.
+
+It never reports an error. It returns a file's declarations only when it is sure the
+located loader (provisioner.nodereader, PyYAML) would return exactly the same, and None
+otherwise: the loader then reads that file the located way, which is the judge and the
+source of every message. So the good path pays nothing for error quality.
+
+"Sure" means:
+
+- the file is plain block YAML: every line is blank, a comment, ``---``, or one
+  ``key: value`` on one line, whose value is absent, a plain scalar, or a quoted one that
+  closes on the same line (no tags, anchors, aliases, flow or block scalars, no escapes);
+- each value is written in a form YAML 1.1 and yaml-rs read alike *for its field*: a
+  whole number is plain decimal (``0500``, ``0x10``, ``1e3`` are not), text that YAML 1.1
+  would read as another type (``yes``, ``2026``, ``2026-01-01``) is quoted, a timestamp
+  is quoted or one YAML 1.1 reads as a timestamp or text; these forms are one pattern
+  (``_LINES``), built from the field table (fields.py);
+- yaml-rs parses the file (so it is valid YAML, without duplicate keys), every key is
+  text to it (``2026:`` is a number to yaml-rs and the key "2026" to the located reader:
+  left to the latter), and the keys it finds, in document order, are one per key line;
+- every value passes the field's rule, as the located loader would pass it, and no two
+  clients of the file share an id.
+
+Positions (for ``source``) come from the key lines: the n-th key of the document in
+pre-order is on the n-th key line.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import datetime, timezone
+
+import yaml_rs
+
+from provisioner import yaml11
+from provisioner.fields import (
+    BATCH_RULES,
+    CLIENT_RULES,
+    KEY,
+    CONTROL_CHARACTER,
+    MAX_NAME_LENGTH,
+    MAX_WHOLE_NUMBER,
+    POLICY_RULES,
+    Kind,
+)
+
+# A file's declarations, as plain data (it is what the cache stores):
+# {"policy": None | [line, {attribute: value}],
+#  "clients": [[key, id, line, column], ...],
+#  "batches": [[client key, batch key, name, startingBalance, expiresOn, creditAccountId, line, column], ...]}
+Record = dict
+
+
+class Unsure(Exception):
+    """The fast path cannot vouch for this file: read it the located way."""
+
+
+# --------------------------------------------------------------------------- line shapes
+
+_COMMENT = r"(?:[ \t]+#[^\n]*)?[ \t]*"
+_END = _COMMENT + r"(?:\n|\Z)"
+_QUOTED = r"(?:\"[^\"\\\n]*\"|'[^'\n]*')"
+# A plain scalar that starts with no indicator; it ends before " #" or trailing blanks.
+_PLAIN = r"[^\s#'\"!&*|>{}\[\]%@`,?:\-]\S*+(?:[ \t]+[^\s#]\S*+)*+"
+
+
+def _plain_not(tags: tuple[str, ...]) -> str:
+    """A plain scalar that YAML 1.1 reads as none of ``tags``. Most text starts with a
+    character none of them can start with: that is checked first, as it is cheap."""
+    return rf"(?:(?=[^yYnNtTfFoO~<=.+\-0-9]){_PLAIN}|(?!{yaml11.pattern_of(*tags)}{_END}){_PLAIN})"
+
+
+ALL_TYPES = tuple(yaml11.IMPLICIT)
+# How a value may be written, by the kind of its field.
+_VALUE_FORMS = {
+    Kind.WHOLE: r"[-+]?(?:0|[1-9][0-9_]*)",
+    Kind.TEXT: rf"(?:{_QUOTED}|{_plain_not(ALL_TYPES)})",
+    Kind.TIMESTAMP: rf"(?:{_QUOTED}|{_plain_not(tuple(t for t in ALL_TYPES if t != 'timestamp'))})",
+    Kind.UUID: rf"(?:{_QUOTED}|{_PLAIN})",
+}
+_OTHER_VALUE = rf"(?:{_QUOTED}|{_PLAIN})"  # keys that hold mappings: the tree checks the rest
+
+
+def _lines_pattern() -> re.Pattern:
+    by_kind: dict[Kind, set[str]] = {}
+    for rules in (POLICY_RULES, CLIENT_RULES, BATCH_RULES):
+        for name, rule in rules.items():
+            if rule.kind in _VALUE_FORMS:
+                by_kind.setdefault(rule.kind, set()).add(name)
+    special = sorted(name for names in by_kind.values() for name in names)
+    key_lines = [
+        rf"(?:{'|'.join(sorted(names))}):(?:[ \t]+{_VALUE_FORMS[kind]})?" for kind, names in by_kind.items()
+    ]
+    key_lines.append(rf"(?!(?:{'|'.join(special)}):)[A-Za-z0-9_][A-Za-z0-9_.\-]*:(?:[ \t]+{_OTHER_VALUE})?")
+    line = rf" *(?:(?:{'|'.join(key_lines)}){_COMMENT}|[ \t]*(?:#[^\n]*)?)|---{_COMMENT}"
+    return re.compile(rf"(?>(?:{line})(?:\n|\Z))*+")
+
+
+_LINES = _lines_pattern()
+# Characters on which YAML 1.1 (PyYAML) and yaml-rs may disagree: controls, line breaks
+# other than \n (\r, NEL, LS, PS), the byte order mark, surrogates' neighbours.
+_UNSAFE_TEXT = re.compile("[^\t\n\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd\U00010000-\U0010ffff]")
+_SAFE_ASCII = bytes(range(0x20, 0x7F)) + b"\t\n"
+
+
+def _decode(data: bytes) -> str:
+    if data.isascii():
+        if data.translate(None, _SAFE_ASCII):
+            raise Unsure
+        return data.decode("ascii")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise Unsure from None
+    if _UNSAFE_TEXT.search(text):
+        raise Unsure
+    return text
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def read(data: bytes) -> Record | None:
+    """The file's declarations, or None when only the located loader may judge it."""
+    try:
+        text = _decode(data)
+        if _LINES.fullmatch(text) is None:
+            return None
+        try:
+            tree = yaml_rs.loads(text, parse_datetime=False)
+        except Exception:  # any parse problem: the located loader explains it
+            return None
+        return _FileWalk(text).record(tree)
+    except Unsure:
+        return None
+
+
+class _FileWalk:
+    """Checks one parsed file against the field rules, numbering its keys in document order."""
+
+    def __init__(self, text: str):
+        self.lines = text.split("\n")
+        if self.lines[-1] == "":
+            self.lines.pop()
+        self.keys = 0  # keys met so far in pre-order: the index of the next key's line
+        self.key_lines: list[int] | None = None  # line numbers of the key lines; None: every line
+        self.client_ids: set[str] = set()  # two clients sharing an id: the located reader says where
+
+    def record(self, tree) -> Record:
+        record: Record = {"policy": None, "clients": [], "batches": []}
+        if tree is not None and type(tree) is not dict:
+            raise Unsure
+        policy_index = None
+        for name, value in (tree or {}).items():
+            index = self.keys
+            self.keys += 1
+            if name == "policy":
+                policy_index, policy = index, self.policy(value)
+            elif name == "clients":
+                self.clients(value, record)
+            else:
+                raise Unsure
+        self.number_key_lines()
+        if policy_index is not None:
+            record["policy"] = [self.line_of(policy_index), policy]
+        self.place(record["clients"])
+        self.place(record["batches"])
+        return record
+
+    # -- sections
+
+    def policy(self, value) -> dict:
+        if value is None:
+            return {}
+        if type(value) is not dict:
+            raise Unsure
+        self.keys += len(value)
+        values = {}
+        for name, written in value.items():
+            attribute, reader = _POLICY.get(name, _UNKNOWN)
+            values[attribute] = reader(written)
+        return values
+
+    def clients(self, value, record: Record) -> None:
+        if value is None:
+            return
+        if type(value) is not dict:
+            raise Unsure
+        for key, client in value.items():
+            if type(key) is not str or not KEY.fullmatch(key) or type(client) is not dict:
+                raise Unsure
+            index = self.keys
+            self.keys += 1
+            fields = {}
+            batches = None
+            for name, written in client.items():
+                self.keys += 1
+                attribute, reader = _CLIENT.get(name, _UNKNOWN)
+                if reader is None:  # the batches: their keys come next
+                    batches = self.batches(written)
+                else:
+                    fields[attribute] = reader(written)
+            if "id" not in fields or fields["id"] in self.client_ids:
+                raise Unsure
+            self.client_ids.add(fields["id"])
+            record["clients"].append([key, fields["id"], index])
+            if batches:
+                account = fields.get("credit_account_id")
+                for row in batches:
+                    row[0] = key
+                    if row[5] is None:
+                        row[5] = account
+                record["batches"].extend(batches)
+
+    def batches(self, value) -> list:
+        if value is None:
+            return []
+        if type(value) is not dict:
+            raise Unsure
+        rows = []
+        full_match = KEY.fullmatch
+        for key, batch in value.items():
+            if type(key) is not str or type(batch) is not dict or not full_match(key):
+                raise Unsure
+            index = self.keys
+            self.keys += 1 + len(batch)
+            values = {}
+            for name, written in batch.items():
+                attribute, reader = _BATCH.get(name, _UNKNOWN)
+                values[attribute] = reader(written)
+            if "starting_balance" not in values:
+                raise Unsure
+            rows.append([
+                None,  # the client key, filled in by the caller
+                key,
+                values.get("name", key),
+                values["starting_balance"],
+                values.get("expires_on"),
+                values.get("credit_account_id"),
+                index,
+            ])
+        return rows
+
+    # -- positions
+
+    def number_key_lines(self) -> None:
+        """Checks that there is one key line per key, and where they are."""
+        if len(self.lines) == self.keys:
+            return  # every line is a key line
+        self.key_lines = [number for number, line in enumerate(self.lines, 1) if _is_key_line(line)]
+        if len(self.key_lines) != self.keys:
+            raise Unsure
+
+    def line_of(self, key_index: int) -> int:
+        return key_index + 1 if self.key_lines is None else self.key_lines[key_index]
+
+    def place(self, rows: list) -> None:
+        """Replaces each row's key index (its last item) by the key's line and column."""
+        lines = self.lines
+        for row in rows:
+            line = self.line_of(row[-1])
+            text = lines[line - 1]
+            row[-1] = line
+            row.append(len(text) - len(text.lstrip(" ")) + 1)
+
+
+def _is_key_line(line: str) -> bool:
+    stripped = line.lstrip(" \t")
+    return bool(stripped) and stripped[0] != "#" and not line.startswith("---")
+
+
+# --------------------------------------------------------------------------- values
+
+
+def _whole(value) -> int:
+    if type(value) is not int or not 0 <= value <= MAX_WHOLE_NUMBER:
+        raise Unsure
+    return value
+
+
+def _text(value) -> str:
+    if type(value) is not str or not value.strip() or len(value) > MAX_NAME_LENGTH or value != value.strip():
+        raise Unsure
+    if CONTROL_CHARACTER.search(value):
+        raise Unsure
+    return value
+
+
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def _uuid(value) -> str:
+    if type(value) is not str:
+        raise Unsure
+    if _CANONICAL_UUID.fullmatch(value):
+        return value
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise Unsure from None
+
+
+_TIMESTAMPS: dict[str, str] = {}
+_DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _timestamp(value) -> str:
+    """UTC with milliseconds, as the located loader writes it; only its fromisoformat forms."""
+    if type(value) is not str:
+        raise Unsure
+    known = _TIMESTAMPS.get(value)
+    if known is not None:
+        return known
+    text = value.strip()
+    if _DATE_ONLY.fullmatch(text):
+        raise Unsure
+    if text[-1:] in ("Z", "z"):
+        text = text[:-1] + "+00:00"
+    try:
+        moment = datetime.fromisoformat(text)
+        if moment.utcoffset() is None:
+            raise Unsure
+        utc = moment.astimezone(timezone.utc)
+    except (ValueError, OverflowError):
+        raise Unsure from None
+    result = utc.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
+    _TIMESTAMPS[value] = result
+    return result
+
+
+def _unknown(value):
+    raise Unsure
+
+
+_READERS = {Kind.WHOLE: _whole, Kind.TEXT: _text, Kind.UUID: _uuid, Kind.TIMESTAMP: _timestamp, Kind.BATCHES: None}
+_UNKNOWN = (None, _unknown)
+
+
+def _readers(rules: dict) -> dict:
+    """Field name -> (attribute, reader), so that the inner loops look up one dict."""
+    return {name: (rule.attribute, _READERS[rule.kind]) for name, rule in rules.items()}
+
+
+_POLICY = _readers(POLICY_RULES)
+_CLIENT = _readers(CLIENT_RULES)
+_BATCH = _readers(BATCH_RULES)

@@ -1,0 +1,75 @@
+"""The manifest's fields: one table that both readers follow, and the schema agrees with.
+
+Each level of a manifest (the file, ``policy``, a client, a batch) maps the names written
+in the file to a ``Rule``: the attribute it fills and the kind of value it takes. The
+located reader (nodereader) checks a kind with messages; the fast reader (fastreader)
+checks the same kind without them. A new field is one line here, plus its kind's checks
+if the kind is new; ``tests/test_manifest.py`` holds the schema (schema.py) to the same
+names.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from typing import NamedTuple
+
+KEY_PATTERN = r"[a-z0-9][a-z0-9._-]{0,63}"
+KEY = re.compile(KEY_PATTERN)
+KEY_RULE = "1-64 characters: lower-case letters, digits, '.', '_' or '-', starting with a letter or digit"
+MAX_NAME_LENGTH = 255
+CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# 2^53-1: the largest whole number that JSON tools reading plans and state (jq, JavaScript) hold exactly.
+MAX_WHOLE_NUMBER = 2**53 - 1
+EXAMPLE_UUID = "6a0c1d7e-2f3b-4c5d-9e8f-0a1b2c3d4e5f"
+EXAMPLE_TIMESTAMP = "2026-12-31T23:59:59Z"
+
+
+class Kind(enum.Enum):
+    WHOLE = "a whole number, 0 to 2^53-1, written in plain decimal"
+    TEXT = "one line of text, not blank, at most 255 characters"
+    UUID = "a UUID"
+    TIMESTAMP = "an ISO 8601 timestamp with a time zone"
+    POLICY = "a mapping of policy limits"
+    CLIENTS = "a mapping of client keys to clients"
+    BATCHES = "a mapping of batch keys to batches"
+
+
+class Rule(NamedTuple):
+    attribute: str  # the python name it fills (BatchSpec, ClientSpec, Policy)
+    kind: Kind
+    required: bool = False
+    example: str = ""  # shown when a required field is missing
+
+
+TOP_RULES = {
+    "policy": Rule("policy", Kind.POLICY),
+    "clients": Rule("clients", Kind.CLIENTS),
+}
+POLICY_RULES = {
+    "maxBatchCredits": Rule("max_batch_credits", Kind.WHOLE),
+    "maxApplyCredits": Rule("max_apply_credits", Kind.WHOLE),
+    "maxCreates": Rule("max_creates", Kind.WHOLE),
+}
+CLIENT_RULES = {
+    "id": Rule("id", Kind.UUID, required=True, example=f"id: {EXAMPLE_UUID}"),
+    "creditAccountId": Rule("credit_account_id", Kind.UUID),
+    "batches": Rule("batches", Kind.BATCHES),
+}
+BATCH_RULES = {
+    "startingBalance": Rule("starting_balance", Kind.WHOLE, required=True, example="startingBalance: 5000"),
+    "name": Rule("name", Kind.TEXT),
+    "expiresOn": Rule("expires_on", Kind.TIMESTAMP),
+    "creditAccountId": Rule("credit_account_id", Kind.UUID),
+}
+
+
+def aliases(rules: dict[str, Rule]) -> dict[str, str]:
+    """File field name -> python attribute, in declaration order."""
+    return {name: rule.attribute for name, rule in rules.items()}
+
+
+TOP_FIELDS = aliases(TOP_RULES)
+POLICY_FIELDS = aliases(POLICY_RULES)
+CLIENT_FIELDS = aliases(CLIENT_RULES)
+BATCH_FIELDS = aliases(BATCH_RULES)

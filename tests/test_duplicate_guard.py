@@ -1,0 +1,144 @@
+"""Issue 8's stories: a missing state and a lost state entry no longer issue credits twice.
+
+The duplicate guard: before a client's first create, apply lists its batches; one already there,
+claimed by no address, with the same name and balance, stops that create. `plan --refresh` shows it
+as blocked. Every test runs the CLI as a user does, against a real sandbox.
+"""
+
+from __future__ import annotations
+
+import json
+
+from conftest import GLOBEX_ID, call_api, recorded_nothing, run_subprocess, two_client_manifest
+
+from provisioner.backends.file import read_state
+
+FAST = ("--rate-limit", "0")
+
+
+def lose_entry(state, address: str) -> str:
+    """Removes an address from the state file by hand, as a bad merge or an edit would; returns its id."""
+    document = json.loads(state.read_text())
+    batch_id = document["resources"].pop(address)["batch_id"]
+    state.write_text(json.dumps(document, indent=2))
+    return batch_id
+
+
+def test_a_mistyped_state_path_refuses_to_plan_instead_of_planning_every_create(cli, api_env, sandbox, applied, tmp_path):
+    manifest, _ = applied
+
+    result = cli("plan", manifest, "--state", tmp_path / "lost-state.json", "--refresh", *FAST)
+
+    assert result.exit_code == 1
+    assert "there is no state at" in result.stderr and "lost-state.json" in result.stderr
+    assert "provisioner init" in result.stderr and "PROVISIONER_STATE" in result.stderr
+    assert "to create" not in result.stdout and "Traceback" not in result.output
+    assert not (tmp_path / "lost-state.json").exists()
+    assert len(sandbox.all_batches()) == 3
+
+
+def test_apply_with_a_missing_state_creates_nothing(api_env, sandbox, applied, tmp_path):
+    manifest, _ = applied
+
+    result = run_subprocess("apply", manifest, "--state", tmp_path / "typo.json", "--auto-approve", env=api_env)
+
+    assert result.returncode == 1 and "there is no state at" in result.stderr
+    assert len(sandbox.all_batches()) == 3 and sandbox.stats["creates"] == 3
+
+
+def test_a_lost_state_entry_is_blocked_in_plan_refresh_with_the_import_fix(cli, api_env, sandbox, applied):
+    manifest, state = applied
+    batch_id = lose_entry(state, "globex/starter")
+
+    planned = cli("plan", manifest, "--state", state, "--refresh", "--format", "json", *FAST)
+
+    change = next(c for c in json.loads(planned.stdout)["changes"] if c["address"] == "globex/starter")
+    assert change["action"] == "blocked" and change["credits"] == 0
+    reasons = " ".join(change["reasons"])
+    assert batch_id in reasons
+    assert f"provisioner import globex/starter {batch_id}" in reasons and "--allow-duplicate globex/starter" in reasons
+    text = cli("plan", manifest, "--state", state, "--refresh", *FAST).stdout
+    assert '! batch "globex/starter"' in text and batch_id in text
+
+
+def test_apply_without_refresh_lists_first_and_does_not_send_the_duplicate(cli, api_env, sandbox, applied):
+    manifest, state = applied
+    batch_id = lose_entry(state, "globex/starter")
+
+    result = cli("apply", manifest, "--state", state, "--auto-approve", *FAST)
+
+    assert result.exit_code == 1
+    assert "globex/starter" in result.stderr and batch_id in result.stderr
+    assert f"provisioner import globex/starter {batch_id}" in result.stderr
+    assert sandbox.stats["creates"] == 3, "the duplicate was never sent"
+    assert "globex/starter" not in read_state(state).resources and not read_state(state).pending
+
+    imported = cli("import", "globex/starter", batch_id, manifest, "--state", state, *FAST)
+    assert imported.exit_code == 0, imported.output
+    again = cli("apply", manifest, "--state", state, "--auto-approve", *FAST)
+    assert again.exit_code == 0 and "No changes" in again.stdout
+    assert len(sandbox.all_batches()) == 3
+
+
+def test_a_batch_made_by_hand_with_the_same_name_and_balance_is_caught_whatever_the_case(
+    cli, api_env, sandbox, write_manifest, state
+):
+    call_api(sandbox, "POST", f"/incoming/v2/clients/{GLOBEX_ID}/creditBatches",
+             {"clientId": GLOBEX_ID, "name": "  STARTER ", "startingBalance": 1200})
+    manifest = write_manifest(two_client_manifest())
+
+    result = cli("apply", manifest, "--state", state, "--auto-approve", *FAST)
+
+    assert result.exit_code == 1 and "globex/starter" in result.stderr and "just like it" in result.stderr
+    assert sorted(batch["name"] for batch in sandbox.all_batches()) == ["  STARTER ", "Acme Q1", "q2"]
+
+
+def test_allow_duplicate_issues_it_again_on_purpose_and_a_saved_plan_keeps_that(
+    cli, api_env, sandbox, applied, tmp_path
+):
+    manifest, state = applied
+    lose_entry(state, "globex/starter")
+    plan_file = tmp_path / "reviewed.plan"
+
+    planned = cli("plan", manifest, "--state", state, "--refresh", "--allow-duplicate", "globex/starter",
+                  "--out", plan_file, *FAST)
+    assert planned.exit_code == 0, planned.output
+    assert '+ batch "globex/starter"' in planned.stdout
+
+    applied_plan = cli("apply", plan_file, "--state", state, *FAST)
+
+    assert applied_plan.exit_code == 0, applied_plan.output
+    assert sorted(batch["name"] for batch in sandbox.all_batches()) == ["Acme Q1", "q2", "starter", "starter"]
+    assert json.loads(plan_file.read_text())["allow_duplicates"] == ["globex/starter"]
+
+
+def test_no_duplicate_check_skips_the_listing_and_says_what_it_risks(cli, api_env, sandbox, write_manifest, state):
+    manifest = write_manifest(two_client_manifest())
+
+    result = cli("apply", manifest, "--state", state, "--auto-approve", "--no-duplicate-check", *FAST)
+
+    assert result.exit_code == 0, result.output
+    listings = [path for method, path, _ in sandbox.request_log if method == "GET"]
+    assert len(listings) == 1, "only the preflight: no listing per client"
+    assert "issued again" in cli("apply", "--help").stdout
+
+
+def test_the_guard_costs_one_listing_per_client_not_per_batch(cli, api_env, sandbox, write_manifest, state):
+    manifest = write_manifest(two_client_manifest())
+
+    assert cli("apply", manifest, "--state", state, "--auto-approve", *FAST).exit_code == 0
+
+    gets = [path for method, path, _ in sandbox.request_log if method == "GET"]
+    assert len(gets) == 1 + 2, "the preflight, then one listing for each of the 2 clients"
+    assert sandbox.stats["creates"] == 3
+
+
+def test_a_refused_create_moves_no_serial(cli, api_env, sandbox, write_manifest, state):
+    """Issue 12: an apply that records nothing leaves the state, and so saved plans, as they were."""
+    manifest = write_manifest(two_client_manifest())
+    sandbox.stop()  # nothing listens any more
+
+    result = cli("apply", manifest, "--state", state, "--auto-approve", *FAST)
+
+    assert result.exit_code == 1
+    assert recorded_nothing(state)

@@ -1,0 +1,254 @@
+"""The fast reader (yaml-rs) against the located reader (PyYAML): one meaning for every manifest.
+
+The located reader is the judge. The fast reader may decline any file (the loader then
+asks the located reader), but a file it accepts must give exactly what the located
+reader gives: the same values and the same positions. The property tests write manifests
+from the forms on which YAML 1.1 and YAML 1.2 disagree, and from arbitrary text.
+"""
+
+from __future__ import annotations
+
+import textwrap
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, assume, example, given, settings
+from hypothesis import strategies as st
+
+from provisioner import fastreader, nodereader, yaml11
+from provisioner.manifest import ManifestError, load
+
+ACME_ID = "6a0c1d7e-2f3b-4c5d-9e8f-0a1b2c3d4e5f"
+ACCOUNT_ID = "5e4d3c2b-1a09-4f8e-9d7c-6b5a49382716"
+PROPERTY = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+# Values written in the forms where readers may differ: YAML 1.1 vs 1.2 types, quoting,
+# tags, anchors, flow and block styles, comments, bounds, odd timestamps and UUIDs.
+TRICKY = [
+    "5000", "0", "+7", "-0", "-1", "1_000", "1__0", "0500", "00", "0x10", "0o17", "0b11", "1e3", "1.0e3",
+    "5000.0", "5000.5", ".inf", "-.inf", ".nan", "1:30", "9007199254740991", "9007199254740992",
+    "yes", "no", "on", "Off", "y", "true", "True", "FALSE", "tRue", "~", "null", "NULL", "", "=", "<<",
+    "'5000'", '"5000"', "'yes'", '"2026"', "'  padded '", "'it''s'", '"a\\tb"', '"two\\nlines"', '""',
+    "Acme Q1", "Acme Q1 # a comment", "Acme#1", "a: b", "- a", "[5000]", "{a: 1}", "|\n  block", ">-\n  folded",
+    "!!str 5000", "!!int '5000'", "!!float 5", "!custom x", "&anchor 5", "*alias",
+    "2026-12-31", "2026-12-31T23:59:59Z", "2026-12-31t23:59:59z", "2026-12-31T23:59:59+01:00",
+    "2026-12-31 23:59:59 +01:00", "2026-1-5 23:59:59 +1", "2026-12-31T23:59:59+0100", "2026-12-31T23:59:59",
+    "20261231T235959Z", "2026-12-31T23:59:59.123456Z", "'2026-12-31T23:59:59Z'", "'2026-06-30'", "2026-02-30T00:00:00Z",
+    ACME_ID, ACME_ID.upper(), f"'{ACCOUNT_ID}'", ACME_ID.replace("-", ""), "{" + ACME_ID + "}", f"urn:uuid:{ACME_ID}",
+    "12345678123456781234567812345678", "00000000000000000000000000000001", "not-a-uuid",
+    "x" * 255, "x" * 256, "Café Ünïcode", "tab\there", "nel\x85x", "ls\u2028x", "bom\ufeffx", "ctl\x01x", "del\x7fx",
+]
+VALUES = st.one_of(st.sampled_from(TRICKY), st.text(max_size=12))
+_ODD_KEYS = st.sampled_from(["acme", "beta", "q1", "2026-q1", "b.1", "x_y", "Acme", "2026", "yes", "true", "1_000",
+                             "null", "'acme'", "-a", "a b", "name", "id", "startingBalance", "<<"])
+_KEY = st.from_regex(r"[a-z0-9][a-z0-9._-]{0,5}", fullmatch=True)
+
+
+def keys(odd: int) -> st.SearchStrategy[str]:
+    return st.integers(0, odd).flatmap(lambda n: _ODD_KEYS if n == odd else _KEY)
+BATCH_FIELDS = ["startingBalance", "name", "expiresOn", "creditAccountId"]
+CLIENT_FIELDS = ["id", "creditAccountId", "batches"]
+POLICY_FIELDS = ["maxBatchCredits", "maxApplyCredits", "maxCreates"]
+
+
+def fields(known: list[str], odd: int) -> st.SearchStrategy[list[str]]:
+    """Mostly the known fields, the first (required) one usually there, each once; sometimes
+    a typo or the same field twice."""
+    usual = st.builds(
+        lambda first, rest: ([known[0]] if first else []) + rest,
+        st.integers(0, 9).map(lambda n: n != 9),
+        st.lists(st.sampled_from(known[1:]), unique=True),
+    ).flatmap(st.permutations)
+    strange = st.lists(st.sampled_from([*known, known[0] + "x", "nmae", known[0]]), min_size=1, max_size=4)
+    return st.integers(0, odd).flatmap(lambda n: strange if n == odd else usual)
+
+
+# Values each field accepts, in several forms, so that many generated files are valid.
+GOOD = {
+    "startingBalance": ["5000", "0", "+7", "1_000", "9007199254740991", "12 # credits"],
+    "name": ["Acme Q1", "'yes'", '"2026"', "Café Ünïcode", "x" * 255, "Q1: launch", "'  padded '", "a#b"],
+    "expiresOn": ["2026-12-31T23:59:59Z", "2026-12-31T23:59:59+01:00", "'2026-12-31T10:00:00-05:30'",
+                  "2026-12-31T23:59:59.5Z", "20261231T235959Z", "2026-12-31 23:59:59+00:00"],
+    "id": [ACME_ID, ACME_ID.upper(), f'"{ACME_ID}"', "0f1e2d3c-4b5a-4697-8877-665544332211"],
+    "creditAccountId": [ACCOUNT_ID, f"'{ACCOUNT_ID}'", ACCOUNT_ID.replace("-", "")],
+}
+for _limit in POLICY_FIELDS:
+    GOOD[_limit] = GOOD["startingBalance"]
+
+
+def _entry(draw, indent: str, key: str, odd: int) -> list[str]:
+    """``key: value`` in one of the ways YAML allows, mostly the plain one."""
+    good = GOOD.get(key)
+    value = draw(st.sampled_from(good)) if good and draw(st.integers(0, odd)) != odd else draw(VALUES)
+    if key == "id" and value in GOOD["id"]:  # each client its own id, mostly
+        fresh = str(draw(st.uuids()))
+        value = value.replace(ACME_ID, fresh).replace(ACME_ID.upper(), fresh.upper())
+    layout = draw(st.sampled_from(["same line"] * odd + ["next line", "trailing spaces", "comment line"]))
+    if layout == "next line" and value:
+        return [f"{indent}{key}:", f"{indent}  {value}"]
+    if layout == "trailing spaces":
+        return [f"{indent}{key}: {value}   "]
+    if layout == "comment line":
+        return [f"{indent}# about {key}", f"{indent}{key}: {value}"]
+    return [f"{indent}{key}: {value}"]
+
+
+@st.composite
+def manifests(draw) -> str:
+    """A manifest file: with ``odd`` 2, every other value is a strange one; with 40, most
+    files are valid but for one or two places."""
+    odd = draw(st.sampled_from([40, 8, 2]))
+    step = draw(st.sampled_from(["  ", "    ", " "]))
+    lines = ["---"] if draw(st.booleans()) else []
+    if draw(st.integers(0, 3)) == 0:
+        lines.append("policy:")
+        for field in draw(fields(POLICY_FIELDS, odd)):
+            lines += _entry(draw, step, field, odd)
+    if draw(st.integers(0, 9)) == 0:
+        lines.append("# a comment line")
+    lines.append("clients:")
+    for _ in range(draw(st.integers(1, 3))):
+        lines.append(f"{step}{draw(keys(odd))}:")
+        inner = step * 2
+        for field in draw(fields(CLIENT_FIELDS, odd)):
+            if field != "batches":
+                lines += _entry(draw, inner, field, odd)
+                continue
+            lines.append(f"{inner}batches:")
+            for _ in range(draw(st.integers(1, 3))):
+                lines.append(f"{inner}{step}{draw(keys(odd))}:")
+                if draw(st.integers(0, 19)) == 0:
+                    lines.append("")
+                for batch_field in draw(fields(BATCH_FIELDS, odd)):
+                    lines += _entry(draw, inner + step * 2, batch_field, odd)
+    text = "\n".join(lines) + draw(st.sampled_from(["\n", "", "\n\n"]))
+    return text.replace("\n", "\r\n") if draw(st.integers(0, 29)) == 0 else text
+
+
+def good_manifest(balance: str = "5000", name: str = "Acme Q1") -> str:
+    return textwrap.dedent(f"""\
+        clients:
+          acme:
+            id: {ACME_ID}
+            creditAccountId: {ACCOUNT_ID}
+            batches:
+              q1:
+                name: {name}
+                startingBalance: {balance}
+                expiresOn: 2030-03-31T23:59:59+02:00
+              q2:
+                startingBalance: 1_000
+        """)
+
+
+# --------------------------------------------------------------------------- the property
+
+
+def _located(text: str) -> dict | None:
+    return nodereader.read_one("m.yaml", text.encode("utf-8", "surrogatepass"))
+
+
+@PROPERTY
+@given(manifests())
+@example(good_manifest())
+@example(good_manifest(name="yes"))
+@example(good_manifest(balance="0x10"))
+@example(good_manifest(balance="0500"))
+@example(good_manifest(name="'yes'"))
+def test_a_file_the_fast_reader_accepts_means_the_same_to_the_located_reader(text):
+    data = text.encode("utf-8", "surrogatepass")
+    fast = fastreader.read(data)
+    if fast is not None:
+        assert fast == _located(text), text
+
+
+@PROPERTY
+@given(files=st.lists(manifests(), min_size=1, max_size=3))
+def test_the_loader_accepts_and_rejects_what_the_located_reader_does(tmp_path_factory, files):
+    """Whole loads, files together (rules across files included): same Desired or same issues."""
+    directory = tmp_path_factory.mktemp("m")
+    for number, text in enumerate(files):
+        (directory / f"m{number}.yaml").write_bytes(text.encode("utf-8", "surrogatepass"))
+    try:
+        expected = nodereader.load([directory])
+    except ManifestError as located_error:
+        with pytest.raises(ManifestError) as fast_error:
+            load([directory])
+        assert fast_error.value.issues == located_error.issues
+    else:
+        assert load([directory]) == expected
+
+
+@PROPERTY
+@given(st.one_of(st.sampled_from(TRICKY), st.text(alphabet="0123456789+-._:eExXoObBtTzZ ~yesnoYNfalsetrue<=", max_size=14)))
+def test_yaml11_types_are_pyyaml_s(text):
+    assume("\n" not in text)
+    resolved = yaml.resolver.Resolver().resolve(yaml.ScalarNode, text, (True, False))
+    assert yaml11.plain_type(text) == resolved.rsplit(":", 1)[1]
+
+
+def test_the_property_sees_both_outcomes():
+    """Guards the generator: plain manifests go the fast way, tricky ones do not."""
+    assert fastreader.read(good_manifest().encode()) is not None
+    for tricky in ("yes", "2026", "2026-01-01", "!!str x", "&a x", "|\n      x"):
+        assert fastreader.read(good_manifest(name=tricky).encode()) is None, tricky
+    for tricky in ("0x10", "0500", "0o17", "1e3", "'5000'", "1:30"):
+        assert fastreader.read(good_manifest(balance=tricky).encode()) is None, tricky
+
+
+# --------------------------------------------------------------------------- the fast reader by example
+
+
+def test_values_and_positions_match_the_located_reader():
+    text = "# comment\n\npolicy:\n  maxCreates: 7   # why\n" + good_manifest(name='"Acme: Q1 #1"')
+    fast = fastreader.read(text.encode())
+    assert fast == _located(text)
+    assert fast["policy"] == [3, {"max_creates": 7}]
+    assert fast["clients"] == [["acme", ACME_ID, 6, 3]]
+    q1, q2 = fast["batches"]
+    assert q1 == ["acme", "q1", "Acme: Q1 #1", 5000, "2030-03-31T21:59:59.000Z", ACCOUNT_ID, 10, 7]
+    assert q2 == ["acme", "q2", "q2", 1000, None, ACCOUNT_ID, 14, 7]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        good_manifest().replace("\n", "\r\n"),  # YAML 1.1 and 1.2 agree, but the line shapes assume \n
+        good_manifest(name="'two''s'"),  # an escape: left to the judge
+        "clients:\n  acme: &a\n    id: " + ACME_ID + "\n  beta: *a\n",
+        "clients: {acme: {id: " + ACME_ID + "}}\n",
+        good_manifest() + "---\nclients:\n",
+        good_manifest(name="Acme\x01"),
+        "\ufeff" + good_manifest(),
+    ],
+)
+def test_what_the_fast_reader_leaves_to_the_located_reader(text):
+    assert fastreader.read(text.encode()) is None
+
+
+def test_duplicate_keys_are_still_reported_with_both_lines(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Path("m.yaml").write_text(good_manifest() + "  acme:\n    id: " + ACME_ID + "\n")
+    with pytest.raises(ManifestError) as caught:
+        load(["m.yaml"])
+    assert "m.yaml:12:3: clients.acme: duplicate key 'acme' (first on line 2)" in str(caught.value)
+
+
+def test_ten_thousand_batches_load_the_fast_way(tmp_path, monkeypatch):
+    """No file of a plain tree reaches the located reader, and the result is the located reader's."""
+    for part in range(10):
+        lines = ["clients:"]
+        for c in range(100):
+            n = part * 100 + c
+            lines += [f"  client-{n:04d}:", f"    id: {uuid.UUID(int=n + 1)}", "    batches:"]
+            for b in range(10):
+                lines += [f"      b{b}:", f"        name: Client {n} batch {b}", f"        startingBalance: {1000 + b}",
+                          "        expiresOn: 2026-12-31T23:59:59Z"]
+        (tmp_path / f"part{part}.yaml").write_text("\n".join(lines) + "\n")
+    expected = nodereader.load([tmp_path])
+    monkeypatch.setattr(nodereader, "read_one", lambda *args: pytest.fail("the located reader was asked"))
+    desired = load([tmp_path])
+    assert len(desired.batches) == 10_000 and len(desired.clients) == 1_000
+    assert desired == expected
