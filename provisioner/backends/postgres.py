@@ -27,6 +27,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
+from json.encoder import encode_basestring
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -253,16 +254,13 @@ class PostgresBackend(Backend):
         return state, digest
 
     def _aggregate(self, conn, table: str, column: str) -> dict:
-        # One JSON text for the whole table: a single parse instead of one per row.
-        text = conn.execute(
-            self._query(
-                f"SELECT coalesce(json_object_agg(address, {column}), json_build_object())::text FROM {{t}} "
-                "WHERE workspace = %s",
-                t=table,
-            ),
-            (self.workspace,),
-        ).fetchone()[0]
-        return json.loads(text)
+        # The rows as text, joined into one JSON object here: a single parse instead of one per row,
+        # and cheaper than having the server build that object (json_object_agg), which made the
+        # read of 10,000 batches take half again as long.
+        rows = conn.execute(
+            self._query(f"SELECT address, {column}::text FROM {{t}} WHERE workspace = %s", t=table), (self.workspace,)
+        ).fetchall()
+        return json.loads("{" + ",".join(f"{encode_basestring(address)}:{text}" for address, text in rows) + "}")
 
     def written_at(self) -> datetime | None:
         with self._transaction() as conn:
