@@ -32,11 +32,10 @@ class Server:
     def __init__(self, url: str):
         self.admin_url = url
 
-    def url(self, database: str, **query: str) -> str:
+    def url(self, database: str) -> str:
         """The URL of ``database`` on this server, as a user would pass it to --state."""
-        parts = urlsplit(self.admin_url)
-        extra = "&".join(f"{key}={value}" for key, value in query.items())
-        return urlunsplit(parts._replace(path=f"/{database}", query="&".join(filter(None, [parts.query, extra]))))
+        parts = urlsplit(self.admin_url)  # (urlunsplit would drop the // of postgresql:///db)
+        return f"{parts.scheme}://{parts.netloc}/{database}" + (f"?{parts.query}" if parts.query else "")
 
     def admin(self) -> psycopg.Connection:
         return psycopg.connect(self.admin_url, autocommit=True)

@@ -170,12 +170,6 @@ class IntentWitness:
                    for (text,) in intents)
 
 
-@pytest.fixture
-def sandbox():
-    with Sandbox(api_key=TEST_KEY, page_size=5) as server:
-        yield server
-
-
 def init_workspace(url: str, workspace: str) -> None:
     with open_backend(url, workspace) as backend:
         backend.create()
@@ -307,7 +301,7 @@ def test_a_database_gone_for_good_stops_the_run_clearly_and_the_next_apply_conve
     stopper.start()
     try:
         result = cli("apply", manifest, "--state", own_url, "--auto-approve", "--rate-limit", "0",
-                     "--parallelism", "3", "--base-url", sandbox.url)
+                     "--parallelism", "5", "--base-url", sandbox.url)
         stopped_after = time.monotonic() - stopped_at[0]
     finally:
         stopper.join(30)
@@ -315,8 +309,8 @@ def test_a_database_gone_for_good_stops_the_run_clearly_and_the_next_apply_conve
 
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "is unreachable" in result.stderr and "this run stopped writing" in result.stderr, result.stderr
-    # Given up once for the run, not once per create in flight and again at the final checkpoint.
-    assert stopped_after < 2 * retry_budget, stopped_after
+    # Given up once for the run, not once per create in flight (five) and again at the final checkpoint.
+    assert stopped_after < 3 * retry_budget, stopped_after
     sent = sandbox.stats["creates"]
     assert sent < len(declared(manifest)), "the run went on creating without a database"
 
@@ -340,7 +334,7 @@ def test_two_checkouts_applying_at_once_create_each_batch_once(pg_url, sandbox, 
     checkouts = [tmp_path / "laptop", tmp_path / "ci-runner"]
     manifests = [write_manifest(checkout, "two-checkouts") for checkout in checkouts]
     init_workspace(pg_url, "default")
-    sandbox.set_faults(Faults(latency=0.2))
+    sandbox.set_faults(Faults(latency=0.3))  # the winner holds the lock a few seconds: both start within it
 
     runs = [start_apply(Path("manifests"), pg_url, "default", sandbox.url, "--parallelism", "2",
                         "--lock-timeout", lock_timeout, cwd=checkout) for checkout in checkouts]

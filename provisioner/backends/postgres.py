@@ -135,7 +135,7 @@ class PostgresBackend(Backend):
         conn = self._psycopg.connect(
             self._conninfo,
             autocommit=True,
-            connect_timeout=int(os.environ.get("PGCONNECT_TIMEOUT", "10")),
+            connect_timeout=os.environ.get("PGCONNECT_TIMEOUT") or "10",  # libpq judges the value
             keepalives=1,
             keepalives_idle=10,
             keepalives_interval=5,
