@@ -18,8 +18,10 @@ source of every message. So the good path pays nothing for error quality.
 - yaml-rs parses the file (so it is valid YAML, without duplicate keys), every key is
   text to it (``2026:`` is a number to yaml-rs and the key "2026" to the located reader:
   left to the latter), and the keys it finds, in document order, are one per key line;
-- every value passes the field's rule, as the located loader would pass it, and no two
-  clients of the file share an id.
+- every value passes the field's rule, as the located loader would pass it (a grant's
+  ``every``, ``expiresAfter``, ``timeZone`` and ``name`` through the same grants.py checks;
+  its dates written YYYY-MM-DD, its ``catchUp`` as plain ``true`` or ``false``), no two
+  clients of the file share an id, and no grant key is also a batch key of its client.
 
 Positions (for ``source``) come from the key lines: the n-th key of the document in
 pre-order is on the n-th key line.
@@ -29,14 +31,16 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 
 import yaml_rs
 
-from provisioner import yaml11
+from provisioner import grants, yaml11
 from provisioner.fields import (
     BATCH_RULES,
     CLIENT_RULES,
+    DEFAULT_GRANT_NAME,
+    GRANT_RULES,
     KEY,
     CONTROL_CHARACTER,
     MAX_NAME_LENGTH,
@@ -48,7 +52,10 @@ from provisioner.fields import (
 # A file's declarations, as plain data (it is what the cache stores):
 # {"policy": None | [line, {attribute: value}],
 #  "clients": [[key, id, line, column], ...],
-#  "batches": [[client key, batch key, name, startingBalance, expiresOn, creditAccountId, line, column], ...]}
+#  "batches": [[client key, batch key, name, startingBalance, expiresOn, creditAccountId, line, column], ...],
+#  "grants": [[client key, grant key, every, from, until, timeZone, startingBalance, name, expiresAfter,
+#              creditAccountId, catchUp, line, column], ...]}
+# (every and expiresAfter as grants.py writes them back, dates as YYYY-MM-DD, defaults filled in)
 Record = dict
 
 
@@ -73,18 +80,27 @@ def _plain_not(tags: tuple[str, ...]) -> str:
 
 ALL_TYPES = tuple(yaml11.IMPLICIT)
 # How a value may be written, by the kind of its field.
+_TEXT_FORM = rf"(?:{_QUOTED}|{_plain_not(ALL_TYPES)})"
 _VALUE_FORMS = {
     Kind.WHOLE: r"[-+]?(?:0|[1-9][0-9_]*)",
-    Kind.TEXT: rf"(?:{_QUOTED}|{_plain_not(ALL_TYPES)})",
+    Kind.TEXT: _TEXT_FORM,
     Kind.TIMESTAMP: rf"(?:{_QUOTED}|{_plain_not(tuple(t for t in ALL_TYPES if t != 'timestamp'))})",
     Kind.UUID: rf"(?:{_QUOTED}|{_PLAIN})",
+    Kind.EVERY: _TEXT_FORM,
+    Kind.DURATION: _TEXT_FORM,
+    Kind.TIME_ZONE: _TEXT_FORM,
+    Kind.TEMPLATE: _TEXT_FORM,
+    # A plain date is a date to YAML 1.1 and text to yaml-rs: both read as that day.
+    Kind.DATE: rf"(?:{_QUOTED}|[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}})",
+    # YAML 1.1 also reads yes, on, True... as booleans, YAML 1.2 not all of them: left to the judge.
+    Kind.BOOLEAN: r"(?:true|false)",
 }
 _OTHER_VALUE = rf"(?:{_QUOTED}|{_PLAIN})"  # keys that hold mappings: the tree checks the rest
 
 
 def _lines_pattern() -> re.Pattern:
     by_kind: dict[Kind, set[str]] = {}
-    for rules in (POLICY_RULES, CLIENT_RULES, BATCH_RULES):
+    for rules in (POLICY_RULES, CLIENT_RULES, BATCH_RULES, GRANT_RULES):
         for name, rule in rules.items():
             if rule.kind in _VALUE_FORMS:
                 by_kind.setdefault(rule.kind, set()).add(name)
@@ -148,7 +164,7 @@ class _FileWalk:
         self.client_ids: set[str] = set()  # two clients sharing an id: the located reader says where
 
     def record(self, tree) -> Record:
-        record: Record = {"policy": None, "clients": [], "batches": []}
+        record: Record = {"policy": None, "clients": [], "batches": [], "grants": []}
         if tree is not None and type(tree) is not dict:
             raise Unsure
         policy_index = None
@@ -166,6 +182,7 @@ class _FileWalk:
             record["policy"] = [self.line_of(policy_index), policy]
         self.place(record["clients"])
         self.place(record["batches"])
+        self.place(record["grants"])
         return record
 
     # -- sections
@@ -193,25 +210,35 @@ class _FileWalk:
             index = self.keys
             self.keys += 1
             fields = {}
-            batches = None
+            batch_rows = grant_rows = None
             for name, written in client.items():
                 self.keys += 1
                 attribute, reader = _CLIENT.get(name, _UNKNOWN)
-                if reader is None:  # the batches: their keys come next
-                    batches = self.batches(written)
+                if attribute == "batches":  # their keys come next
+                    batch_rows = self.batches(written)
+                elif attribute == "grants":
+                    grant_rows = self.grants(written)
                 else:
                     fields[attribute] = reader(written)
             if "id" not in fields or fields["id"] in self.client_ids:
                 raise Unsure
             self.client_ids.add(fields["id"])
             record["clients"].append([key, fields["id"], index])
-            if batches:
-                account = fields.get("credit_account_id")
-                for row in batches:
+            account = fields.get("credit_account_id")
+            if batch_rows:
+                for row in batch_rows:
                     row[0] = key
                     if row[5] is None:
                         row[5] = account
-                record["batches"].extend(batches)
+                record["batches"].extend(batch_rows)
+            if grant_rows:
+                if batch_rows and {row[1] for row in grant_rows} & {row[1] for row in batch_rows}:
+                    raise Unsure  # a grant key that is also a batch key
+                for row in grant_rows:
+                    row[0] = key
+                    if row[9] is None:
+                        row[9] = account
+                record["grants"].extend(grant_rows)
 
     def batches(self, value) -> list:
         if value is None:
@@ -238,6 +265,48 @@ class _FileWalk:
                 values["starting_balance"],
                 values.get("expires_on"),
                 values.get("credit_account_id"),
+                index,
+            ])
+        return rows
+
+    def grants(self, value) -> list:
+        if value is None:
+            return []
+        if type(value) is not dict:
+            raise Unsure
+        rows = []
+        for key, grant in value.items():
+            if type(key) is not str or type(grant) is not dict or not KEY.fullmatch(key):
+                raise Unsure
+            index = self.keys
+            self.keys += 1 + len(grant)
+            values = {}
+            for name, written in grant.items():
+                attribute, reader = _GRANT.get(name, _UNKNOWN)
+                values[attribute] = reader(written)
+            if "every" not in values or "from_date" not in values or "starting_balance" not in values:
+                raise Unsure
+            every, until = values["every"], values.get("until")
+            if until is not None and until < values["from_date"]:  # YYYY-MM-DD: text order is date order
+                raise Unsure
+            name = values.get("name", DEFAULT_GRANT_NAME)
+            expires_after = values.get("expires_after")
+            try:
+                grants.check_name_length(name, key, every, MAX_NAME_LENGTH)
+            except ValueError:
+                raise Unsure from None
+            rows.append([
+                None,  # the client key, filled in by the caller
+                key,
+                every.text,
+                values["from_date"],
+                until,
+                values.get("time_zone", "UTC"),
+                values["starting_balance"],
+                name,
+                None if expires_after is None else expires_after.text,
+                values.get("credit_account_id"),
+                values.get("catch_up", True),
                 index,
             ])
         return rows
@@ -329,11 +398,59 @@ def _timestamp(value) -> str:
     return result
 
 
+def _parsed(parse):
+    """A reader of text that grants.py parses: any ValueError (its message) leaves the file to the judge."""
+
+    def read(value):
+        if type(value) is not str:
+            raise Unsure
+        try:
+            return parse(value)
+        except ValueError:
+            raise Unsure from None
+
+    return read
+
+
+def _template(value) -> str:
+    text = _text(value)
+    try:
+        grants.check_name_template(text)
+    except ValueError:
+        raise Unsure from None
+    return text
+
+
+def _time_zone(value) -> str:
+    _parsed(grants.parse_time_zone)(value)
+    return value
+
+
+def _date(value) -> str:
+    if type(value) is not str or not _DATE_ONLY.fullmatch(value):
+        raise Unsure
+    try:
+        date.fromisoformat(value)
+    except ValueError:
+        raise Unsure from None
+    return value
+
+
+def _boolean(value) -> bool:
+    if type(value) is not bool:
+        raise Unsure
+    return value
+
+
 def _unknown(value):
     raise Unsure
 
 
-_READERS = {Kind.WHOLE: _whole, Kind.TEXT: _text, Kind.UUID: _uuid, Kind.TIMESTAMP: _timestamp, Kind.BATCHES: None}
+_READERS = {
+    Kind.WHOLE: _whole, Kind.TEXT: _text, Kind.UUID: _uuid, Kind.TIMESTAMP: _timestamp, Kind.BATCHES: None,
+    Kind.GRANTS: None, Kind.EVERY: _parsed(grants.parse_every), Kind.DURATION: _parsed(grants.parse_expires_after),
+    Kind.TIME_ZONE: _time_zone, Kind.TEMPLATE: _template, Kind.DATE: _date, Kind.BOOLEAN: _boolean,
+}
 _UNKNOWN = (None, _unknown)
 
 
@@ -345,3 +462,4 @@ def _readers(rules: dict) -> dict:
 _POLICY = _readers(POLICY_RULES)
 _CLIENT = _readers(CLIENT_RULES)
 _BATCH = _readers(BATCH_RULES)
+_GRANT = _readers(GRANT_RULES)

@@ -1,6 +1,6 @@
 """The manifest's fields: one table that both readers follow, and the schema agrees with.
 
-Each level of a manifest (the file, ``policy``, a client, a batch) maps the names written
+Each level of a manifest (the file, ``policy``, a client, a batch, a grant) maps the names written
 in the file to a ``Rule``: the attribute it fills and the kind of value it takes. The
 located reader (nodereader) checks a kind with messages; the fast reader (fastreader)
 checks the same kind without them. A new field is one line here, plus its kind's checks
@@ -33,6 +33,14 @@ class Kind(enum.Enum):
     POLICY = "a mapping of policy limits"
     CLIENTS = "a mapping of client keys to clients"
     BATCHES = "a mapping of batch keys to batches"
+    GRANTS = "a mapping of grant keys to grants"
+    # A grant's own kinds: text with a grammar of its own (grants.py parses it), a date, a flag.
+    EVERY = "month, quarter, year, or \"N days\", \"N weeks\", \"N months\""
+    DURATION = "\"N days\", \"N weeks\", \"N months\" or \"N years\""
+    TIME_ZONE = "an IANA time zone name, e.g. Europe/Berlin"
+    TEMPLATE = "a batch name with {period} and {grant}"
+    DATE = "a date, e.g. 2026-01-01"
+    BOOLEAN = "true or false"
 
 
 class Rule(NamedTuple):
@@ -55,12 +63,27 @@ CLIENT_RULES = {
     "id": Rule("id", Kind.UUID, required=True, example=f"id: {EXAMPLE_UUID}"),
     "creditAccountId": Rule("credit_account_id", Kind.UUID),
     "batches": Rule("batches", Kind.BATCHES),
+    "grants": Rule("grants", Kind.GRANTS),
 }
 BATCH_RULES = {
     "startingBalance": Rule("starting_balance", Kind.WHOLE, required=True, example="startingBalance: 5000"),
     "name": Rule("name", Kind.TEXT),
     "expiresOn": Rule("expires_on", Kind.TIMESTAMP),
     "creditAccountId": Rule("credit_account_id", Kind.UUID),
+}
+
+# A recurring grant (see grants.py): one batch per period, addressed "client/grant@period".
+DEFAULT_GRANT_NAME = "{grant} {period}"  # a grant's name template when it has none
+GRANT_RULES = {
+    "every": Rule("every", Kind.EVERY, required=True, example="every: quarter"),
+    "from": Rule("from_date", Kind.DATE, required=True, example="from: 2026-01-01"),
+    "until": Rule("until", Kind.DATE),
+    "timeZone": Rule("time_zone", Kind.TIME_ZONE),
+    "startingBalance": Rule("starting_balance", Kind.WHOLE, required=True, example="startingBalance: 5000"),
+    "name": Rule("name", Kind.TEMPLATE),
+    "expiresAfter": Rule("expires_after", Kind.DURATION),
+    "creditAccountId": Rule("credit_account_id", Kind.UUID),
+    "catchUp": Rule("catch_up", Kind.BOOLEAN),
 }
 
 
@@ -73,3 +96,4 @@ TOP_FIELDS = aliases(TOP_RULES)
 POLICY_FIELDS = aliases(POLICY_RULES)
 CLIENT_FIELDS = aliases(CLIENT_RULES)
 BATCH_FIELDS = aliases(BATCH_RULES)
+GRANT_FIELDS = aliases(GRANT_RULES)

@@ -43,14 +43,17 @@ __all__ = [
     "parse_expires_after",
     "parse_time_zone",
     "check_name_template",
+    "check_name_length",
     "check_until",
     "period_name",
     "add_step",
     "begun_periods",
     "due_periods",
+    "period_at",
     "period_batch",
     "expand",
     "upcoming",
+    "upcoming_periods",
     "period_index",
     "grant_address",
 ]
@@ -104,6 +107,11 @@ def parse_expires_after(text: str) -> Step:
     if not isinstance(text, str):
         raise ValueError(f"expected {EXPIRES_AFTER_EXPECTED}")
     words = text.strip()
+    if words.startswith("-") or re.fullmatch(r"0+ +[a-z]+", words.lower()):
+        raise ValueError(
+            f"'{_shorten(words)}': the number must be at least 1: a period's batch must expire after its period "
+            f"starts; expected {EXPIRES_AFTER_EXPECTED}"
+        )
     count, unit = _counted(words, EXPIRES_AFTER_EXPECTED, ())
     if unit not in _MONTH_UNITS and unit not in _DAY_UNITS:
         raise ValueError(_unknown_unit(unit, ("days", "weeks", "months", "years"), EXPIRES_AFTER_EXPECTED))
@@ -188,6 +196,21 @@ def check_name_template(template: str) -> None:
             raise ValueError(
                 f"write {{{field}}} without a format or conversion in the name template; use {NAME_FIELDS_HINT}"
             )
+
+
+# The longest period id of each style: a template is checked with it, so that no period's
+# name turns out too long later.
+_LONGEST_PERIOD_ID = {"month": "2026-01", "quarter": "2026-q1", "year": "2026", "date": "2026-01-15"}
+
+
+def check_name_length(template: str, grant_key: str, every: Every, limit: int) -> None:
+    """A checked template's names stay within ``limit`` characters for every period."""
+    longest = period_name(template, grant_key, _LONGEST_PERIOD_ID[every.period_id])
+    if len(longest) > limit:
+        raise ValueError(
+            f"too long once filled in: names like '{_shorten(longest)}' have {len(longest)} characters, "
+            f"at most {limit}"
+        )
 
 
 def period_name(template: str, grant_key: str, period_id: str) -> str:
@@ -304,6 +327,11 @@ def due_periods(grant: GrantSpec, at: datetime) -> list[Period]:
     return [] if last < 0 else [_period(grant, last, zone)]
 
 
+def period_at(grant: GrantSpec, index: int) -> Period:
+    """The grant's period ``index`` (0: the one starting on ``from``), until aside."""
+    return _period(grant, index, ZoneInfo(grant.time_zone))
+
+
 def period_batch(grant: GrantSpec, period: Period) -> BatchSpec:
     """The batch a period issues, addressed ``client/grant@period``."""
     return _period_batch(grant, period, ZoneInfo(grant.time_zone))
@@ -357,16 +385,30 @@ def expand(desired: Desired, at: datetime) -> Desired:
 
 def upcoming(grant: GrantSpec, at: datetime) -> Upcoming | None:
     """The grant's next period after ``at``: when it starts and what it issues; None once it has ended."""
+    return next(iter(upcoming_periods(grant, at, at)), None)
+
+
+def upcoming_periods(grant: GrantSpec, at: datetime, before: datetime, most: int | None = None) -> list[Upcoming]:
+    """The grant's periods not begun at ``at`` that start before ``before`` (at most ``most``), and
+    always the next one: what the schedule will issue, oldest first; [] once the grant has ended."""
     zone = ZoneInfo(grant.time_zone)
     at = at.astimezone(_UTC)
     index = _last_index(lambda k: _period(grant, k, zone).starts_at <= at,
                         _steps_until(grant, at.astimezone(zone).date())) + 1
-    try:
-        period = _period(grant, index, zone)
-    except (OverflowError, ValueError):  # past year 9999
-        return None
-    if grant.until is not None and period.starts_on > grant.until:
-        return None
+    found: list[Upcoming] = []
+    while most is None or len(found) < max(most, 1):
+        try:
+            period = _period(grant, index, zone)
+            if (grant.until is not None and period.starts_on > grant.until) or (found and period.starts_at >= before):
+                break
+            found.append(_upcoming(grant, period, zone))
+        except (OverflowError, ValueError):  # a start or an expiry past the year 9999
+            break
+        index += 1
+    return found
+
+
+def _upcoming(grant: GrantSpec, period: Period, zone: ZoneInfo) -> Upcoming:
     batch = _period_batch(grant, period, zone)
     return Upcoming(
         grant=grant.address,

@@ -21,6 +21,7 @@ import json
 import os
 import time
 from collections.abc import Sequence
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -30,6 +31,7 @@ from provisioner.fields import (  # noqa: F401  (re-exported: the names other mo
     CLIENT_FIELDS,
     EXAMPLE_TIMESTAMP,
     EXAMPLE_UUID,
+    GRANT_FIELDS,
     KEY_PATTERN,
     KEY_RULE,
     MAX_NAME_LENGTH,
@@ -37,7 +39,7 @@ from provisioner.fields import (  # noqa: F401  (re-exported: the names other mo
     POLICY_FIELDS,
     TOP_FIELDS,
 )
-from provisioner.models import BatchSpec, ClientSpec, Desired, Policy
+from provisioner.models import BatchSpec, ClientSpec, Desired, GrantSpec, Policy
 from provisioner.planfile import MARKER as SAVED_PLAN_MARKER
 
 if TYPE_CHECKING:
@@ -274,6 +276,7 @@ class _Combined:
         self.clients: dict[str, ClientSpec] = {}
         self.client_ids: set[str] = set()
         self.batches: dict[str, BatchSpec] = {}
+        self.grants: dict[str, GrantSpec] = {}
         self.policy: dict | None = None
         self.policy_source: str | None = None
         self.shared: dict = {}
@@ -311,16 +314,43 @@ class _Combined:
         batches = self.batches
         for spec in specs:
             batches[f"{spec.client_key}/{spec.batch_key}"] = spec
+        for row in record["grants"]:
+            grant = _grant_spec(file, row, ids)
+            self.grants[grant.address] = grant
         return True
 
     def desired(self, digest: str) -> Desired:
         return Desired(
             clients=dict(sorted(self.clients.items())),
             batches=dict(sorted(self.batches.items())),
+            grants=dict(sorted(self.grants.items())),
             policy=Policy(**self.policy) if self.policy is not None else Policy(),
             policy_source=self.policy_source,
             digest=digest,
         )
+
+
+def _grant_spec(file: str, row: list, ids: dict[str, str]) -> GrantSpec:
+    """A grant from a file's record: its rules were checked when the file was read."""
+    from provisioner.grants import parse_every, parse_expires_after
+
+    (client_key, grant_key, every, from_date, until, time_zone, balance, name, expires_after, account, catch_up,
+     line, column) = row
+    return GrantSpec(
+        client_key=client_key,
+        grant_key=grant_key,
+        client_id=ids[client_key],
+        every=parse_every(every),
+        from_date=date.fromisoformat(from_date),
+        until=None if until is None else date.fromisoformat(until),
+        time_zone=time_zone,
+        starting_balance=balance,
+        name=name,
+        expires_after=None if expires_after is None else parse_expires_after(expires_after),
+        credit_account_id=account,
+        catch_up=catch_up,
+        source=f"{file}:{line}:{column}",
+    )
 
 
 def read_bytes(path: Path, issues: list[ManifestIssue]) -> bytes | None:

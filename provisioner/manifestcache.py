@@ -6,9 +6,10 @@ the files whose content it has not seen. Safety:
 - an entry is found by the digest of the file's bytes, never by name or time: the same
   bytes always mean the same declarations;
 - the whole cache belongs to one identity: this tool's version, the source of the
-  modules that read manifests (a code change is a new cache), the parser's version and
-  the Python version (``datetime.fromisoformat`` reads more from 3.11 on); another
-  identity's cache is ignored and replaced;
+  modules that read manifests (a code change is a new cache), the parser's version,
+  the Python version (``datetime.fromisoformat`` reads more from 3.11 on) and the time
+  zone database's (a grant's timeZone must name a zone it has); another identity's cache
+  is ignored and replaced;
 - it is JSON text (never pickle: a cache file must not be able to run code) behind a header
   carrying the sha256 of the rest; an unreadable, truncated or altered file is ignored
   and rebuilt, and everything read back is validated again when the ``Desired`` is built;
@@ -36,7 +37,9 @@ from provisioner import __version__
 
 CACHE_FORMAT = 1
 # The modules whose code decides what a file declares.
-READER_MODULES = ("manifest.py", "fields.py", "fastreader.py", "nodereader.py", "yaml11.py", "manifestcache.py")
+READER_MODULES = (
+    "manifest.py", "fields.py", "fastreader.py", "nodereader.py", "yaml11.py", "manifestcache.py", "grants.py"
+)
 
 
 def default_directory() -> Path:
@@ -48,6 +51,8 @@ def reader_identity() -> str:
     """What the cached declarations depend on besides the files themselves."""
     identity = hashlib.sha256()
     identity.update(f"{CACHE_FORMAT} {__version__} yaml-rs {yaml_rs.__version__} python {sys.version_info[:2]}".encode())
+    # A grant's timeZone is checked against the zones this machine knows (tzdata, or the system's).
+    identity.update(f" zones {_zone_database()}".encode())
     package = Path(__file__).parent
     for name in READER_MODULES:
         try:
@@ -55,6 +60,14 @@ def reader_identity() -> str:
         except OSError:  # installed without sources: the version alone
             identity.update(name.encode())
     return identity.hexdigest()
+
+
+def _zone_database() -> str:
+    try:
+        import tzdata
+    except ImportError:  # the system's zone files only
+        return "system"
+    return getattr(tzdata, "IANA_VERSION", "tzdata")
 
 
 class ManifestCache:

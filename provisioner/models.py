@@ -15,6 +15,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from provisioner.fields import DEFAULT_GRANT_NAME
+
 # Fields the create call accepts; the update call can change only the first two.
 UPDATABLE_FIELDS = ("name", "expiresOn")
 FIXED_FIELDS = ("startingBalance", "clientId", "creditAccountId")
@@ -87,9 +89,6 @@ class Every(Step):
     """How often a grant issues a batch, and how its periods are named."""
 
     period_id: PeriodIdStyle  # 2026-01, 2026-q1, 2026, or the start date 2026-01-15
-
-
-DEFAULT_GRANT_NAME = "{grant} {period}"
 
 
 class GrantSpec(Frozen):

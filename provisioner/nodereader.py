@@ -27,8 +27,10 @@ import yaml
 from provisioner.fields import (
     BATCH_FIELDS,
     CLIENT_FIELDS,
+    DEFAULT_GRANT_NAME,
     EXAMPLE_TIMESTAMP,
     EXAMPLE_UUID,
+    GRANT_FIELDS,
     KEY,
     KEY_RULE,
     CONTROL_CHARACTER,
@@ -36,6 +38,15 @@ from provisioner.fields import (
     MAX_WHOLE_NUMBER,
     POLICY_FIELDS,
     TOP_FIELDS,
+    Kind,
+)
+from provisioner.grants import (
+    check_name_length,
+    check_name_template,
+    check_until,
+    parse_every,
+    parse_expires_after,
+    parse_time_zone,
 )
 from provisioner.manifest import (
     ManifestError,
@@ -46,7 +57,7 @@ from provisioner.manifest import (
     read_bytes,
     saved_plan_issue,
 )
-from provisioner.models import BatchSpec, ClientSpec, Desired, Policy
+from provisioner.models import BatchSpec, ClientSpec, Desired, Every, GrantSpec, Policy, Step
 
 
 def load(paths: Sequence[str | Path]) -> Desired:
@@ -211,6 +222,7 @@ class _Collector:
         self.clients: dict[str, dict] = {}
         self.client_ids: dict[str, tuple[str, str]] = {}  # id -> (client key, source)
         self.batches: list[dict] = []
+        self.grants: list[dict] = []
         self.policy: dict | None = None
         self.policy_source: str | None = None
 
@@ -225,14 +237,23 @@ class _Collector:
              b["credit_account_id"], *_line_column(b["source"])]
             for b in self.batches
         ]
-        return {"policy": policy, "clients": clients, "batches": batches}
+        grants = [
+            [g["client_key"], g["grant_key"], g["every"].text, g["from_date"].isoformat(),
+             None if g["until"] is None else g["until"].isoformat(), g["time_zone"], g["starting_balance"],
+             g["name"], None if g["expires_after"] is None else g["expires_after"].text, g["credit_account_id"],
+             g["catch_up"], *_line_column(g["source"])]
+            for g in self.grants
+        ]
+        return {"policy": policy, "clients": clients, "batches": batches, "grants": grants}
 
     def desired(self, digest: str) -> Desired:
         clients = {key: ClientSpec(**fields) for key, fields in sorted(self.clients.items())}
         specs = sorted((BatchSpec(**fields) for fields in self.batches), key=lambda spec: spec.address)
+        grants = sorted((GrantSpec(**fields) for fields in self.grants), key=lambda grant: grant.address)
         return Desired(
             clients=clients,
             batches={spec.address: spec for spec in specs},
+            grants={grant.address: grant for grant in grants},
             policy=Policy(**self.policy) if self.policy is not None else Policy(),
             policy_source=self.policy_source,
             digest=digest,
@@ -309,19 +330,24 @@ class _FileReader:
     def read_client(self, key: str, key_node: yaml.Node, node: yaml.Node) -> None:
         path = f"clients.{key}"
         self.check_key(key_node, key, "client", path)
-        expected = "a mapping with 'id' (and optionally 'creditAccountId', 'batches')"
+        expected = "a mapping with 'id' (and optionally 'creditAccountId', 'batches', 'grants')"
         fields = self.fields(node, path, CLIENT_FIELDS, expected, nests="batches")
         if fields is None:
             return
         client_id = self.required(fields, "id", key_node, path, self.uuid_value, f"id: {EXAMPLE_UUID}")
         account = self.optional(fields, "creditAccountId", path, self.uuid_value)
         self.register_client(key, key_node, client_id, fields.get("id"))
-        if "batches" not in fields:
-            return
-        batches = self.entries(fields["batches"][1], f"{path}.batches", "a mapping of batch keys to batches")
         owner = {"client_key": key, "client_id": client_id, "credit_account_id": account}
-        for batch_key, batch_key_node, batch_node in batches or ():
-            self.read_batch(owner, batch_key, batch_key_node, batch_node)
+        batch_keys: dict[str, yaml.Node] = {}
+        if "batches" in fields:
+            batches = self.entries(fields["batches"][1], f"{path}.batches", Kind.BATCHES.value)
+            for batch_key, batch_key_node, batch_node in batches or ():
+                batch_keys[batch_key] = batch_key_node
+                self.read_batch(owner, batch_key, batch_key_node, batch_node)
+        if "grants" in fields:
+            grants = self.entries(fields["grants"][1], f"{path}.grants", Kind.GRANTS.value)
+            for grant_key, grant_key_node, grant_node in grants or ():
+                self.read_grant(owner, grant_key, grant_key_node, grant_node, batch_keys)
 
     def register_client(self, key: str, key_node: yaml.Node, client_id: str | None, id_field: Any) -> None:
         """Check the rules that span files: one file per client key, one key per client id."""
@@ -346,7 +372,7 @@ class _FileReader:
         path = f"clients.{owner['client_key']}.batches.{key}"
         self.check_key(key_node, key, "batch", path)
         expected = "a mapping with 'startingBalance' (and optionally 'name', 'expiresOn', 'creditAccountId')"
-        fields = self.fields(node, path, BATCH_FIELDS, expected)
+        fields = self.fields(node, path, BATCH_FIELDS, expected, hints=_BATCH_HINTS)
         if fields is None:
             return
         starting_balance = self.required(
@@ -367,6 +393,66 @@ class _FileReader:
             }
         )
 
+    def read_grant(
+        self, owner: dict, key: str, key_node: yaml.Node, node: yaml.Node, batch_keys: dict[str, yaml.Node]
+    ) -> None:
+        client = owner["client_key"]
+        path = f"clients.{client}.grants.{key}"
+        self.check_key(key_node, key, "grant", path)
+        if key in batch_keys:
+            line = batch_keys[key].start_mark.line + 1
+            self.report(
+                key_node, path,
+                f"'{_shorten(key)}' is also a batch key of client {client} (line {line}); give the grant "
+                f"another key, so that {client}/{_shorten(key)} names one thing",
+            )
+        expected = "a mapping with 'every', 'from' and 'startingBalance' (and optionally 'until', 'timeZone', " \
+            "'name', 'expiresAfter', 'creditAccountId', 'catchUp')"
+        fields = self.fields(node, path, GRANT_FIELDS, expected, hints=_GRANT_HINTS)
+        if fields is None:
+            return
+        every = self.required(fields, "every", key_node, path, self.every_value, "every: quarter")
+        from_date = self.required(fields, "from", key_node, path, self.date_value, "from: 2026-01-01")
+        until = self.optional(fields, "until", path, self.date_value)
+        if from_date is not None and until is not None:
+            self.check(lambda: check_until(from_date, until), fields["until"][1], f"{path}.until")
+        time_zone = self.optional(fields, "timeZone", path, self.time_zone_value)
+        starting_balance = self.required(
+            fields, "startingBalance", key_node, path, self.whole_number, "startingBalance: 5000"
+        )
+        name = self.optional(fields, "name", path, self.template_value)
+        if name is not None and every is not None:
+            self.check(lambda: check_name_length(name, key, every, MAX_NAME_LENGTH), fields["name"][1], f"{path}.name")
+        expires_after = self.optional(fields, "expiresAfter", path, self.expires_after_value)
+        account = self.optional(fields, "creditAccountId", path, self.uuid_value)
+        catch_up = self.optional(fields, "catchUp", path, self.boolean_value)
+        self.collector.grants.append(
+            {
+                "client_key": client,
+                "grant_key": key,
+                "client_id": owner["client_id"],
+                "every": every,
+                "from_date": from_date,
+                "until": until,
+                "time_zone": "UTC" if time_zone is None else time_zone,
+                "starting_balance": starting_balance,
+                "name": DEFAULT_GRANT_NAME if name is None else name,
+                "expires_after": expires_after,
+                "credit_account_id": owner["credit_account_id"] if account is None else account,
+                "catch_up": True if catch_up is None else catch_up,
+                "source": self.source(key_node),
+            }
+        )
+
+    def check(self, rule: Callable[[], Any], node: yaml.Node, field: str) -> bool:
+        """Runs a rule of grants.py, whose ValueError says what is wrong and what is expected."""
+        try:
+            rule()
+        except ValueError as error:
+            self.report(node, field, str(error))
+            return False
+        return True
+
     def check_key(self, key_node: yaml.Node, key: str, kind: str, path: str) -> None:
         if not KEY.fullmatch(key):
             self.report(key_node, path, f"invalid {kind} key '{_shorten(key)}'; use {KEY_RULE}")
@@ -374,12 +460,14 @@ class _FileReader:
     # -- mappings
 
     def fields(
-        self, node: yaml.Node, path: str, known: dict[str, str], expected: str, nests: str | None = None
+        self, node: yaml.Node, path: str, known: dict[str, str], expected: str, nests: str | None = None,
+        hints: dict[str, str] | None = None,
     ) -> dict[str, tuple[yaml.Node, yaml.Node]] | None:
         """The known fields of a mapping by name; unknown ones are reported.
 
         ``nests`` names the field under which a misplaced entry probably belongs
-        (a batch written straight under its client, say), for a better hint.
+        (a batch written straight under its client, say), for a better hint; ``hints``
+        says more about an unknown field that is a known mistake.
         """
         entries = self.entries(node, path, expected)
         if entries is None:
@@ -388,6 +476,11 @@ class _FileReader:
         for name, key_node, value_node in entries:
             if name in known:
                 found[name] = (key_node, value_node)
+            elif hints and name in hints:
+                meant = re.match(r"did you mean '(\w+)'", hints[name])
+                if meant:
+                    self.suggested.add(_join(path, meant[1]))
+                self.report(key_node, _join(path, name), f"unknown field; {hints[name]}")
             else:
                 hint = self.unknown_field_hint(name, value_node, known, path, nests)
                 self.report(key_node, _join(path, name), f"unknown field; {hint}")
@@ -486,6 +579,48 @@ class _FileReader:
             return None
         return value
 
+    def template_value(self, node: yaml.Node, field: str) -> str | None:
+        problem = _name_problem(node, default=f'"{DEFAULT_GRANT_NAME}"')
+        if problem:
+            self.report(node, field, problem)
+            return None
+        return node.value if self.check(lambda: check_name_template(node.value), node, field) else None
+
+    def every_value(self, node: yaml.Node, field: str) -> Every | None:
+        return self.parsed_text(node, field, parse_every, Kind.EVERY)
+
+    def expires_after_value(self, node: yaml.Node, field: str) -> Step | None:
+        return self.parsed_text(node, field, parse_expires_after, Kind.DURATION)
+
+    def time_zone_value(self, node: yaml.Node, field: str) -> str | None:
+        zone = self.parsed_text(node, field, parse_time_zone, Kind.TIME_ZONE)
+        return None if zone is None else node.value
+
+    def parsed_text(self, node: yaml.Node, field: str, parse: Callable[[str], Any], kind: Kind) -> Any:
+        if not isinstance(node, yaml.ScalarNode) or node.tag != STR:
+            self.report(node, field, f"expected {kind.value}, got {_describe(node)}")
+            return None
+        try:
+            return parse(node.value)
+        except ValueError as error:
+            self.report(node, field, str(error))
+            return None
+
+    def date_value(self, node: yaml.Node, field: str) -> date | None:
+        value, problem = _date(node)
+        if problem:
+            self.report(node, field, problem)
+        return value
+
+    def boolean_value(self, node: yaml.Node, field: str) -> bool | None:
+        if isinstance(node, yaml.ScalarNode) and node.tag == BOOL:
+            return _TIMESTAMPS.construct_yaml_bool(node)
+        if isinstance(node, yaml.ScalarNode) and node.tag == STR and node.value.strip().lower() in ("true", "false"):
+            self.report(node, field, f"expected true or false, got text ('{node.value}'); remove the quotes")
+        else:
+            self.report(node, field, f"expected true or false, got {_describe(node)}")
+        return None
+
     def name_value(self, node: yaml.Node, field: str) -> str | None:
         problem = _name_problem(node)
         if problem:
@@ -556,16 +691,16 @@ def _is_whole_float(text: str) -> bool:
     return math.isfinite(number) and number.is_integer()
 
 
-def _name_problem(node: yaml.Node) -> str | None:
+def _name_problem(node: yaml.Node, default: str = "the batch key") -> str | None:
     if not isinstance(node, yaml.ScalarNode):
         return f"expected text, got {_describe(node)}"
     if node.tag == NULL:
-        return "empty; write a name or remove the line (the default is the batch key)"
+        return f"empty; write a name or remove the line (the default is {default})"
     if node.tag != STR:
         return f"expected text, got {_describe(node)}; quote it: name: \"{_shorten(node.value)}\""
     name = node.value
     if not name.strip():
-        return "must not be empty; write a name or remove the line (the default is the batch key)"
+        return f"must not be empty; write a name or remove the line (the default is {default})"
     if "\n" in name or "\r" in name:
         return "must be a single line"
     if name != name.strip():
@@ -576,6 +711,41 @@ def _name_problem(node: yaml.Node) -> str | None:
     if len(name) > MAX_NAME_LENGTH:
         return f"too long: {len(name)} characters, at most {MAX_NAME_LENGTH}"
     return None
+
+
+def _date(node: yaml.Node) -> tuple[date | None, str | None]:
+    """(the date, None) or (None, why not): YYYY-MM-DD, plain (a YAML 1.1 date) or quoted."""
+    example = "write it as YYYY-MM-DD, e.g. 2026-01-01"
+    if not isinstance(node, yaml.ScalarNode) or node.tag not in (TIMESTAMP, STR):
+        return None, f"expected a date, got {_describe(node)}; {example}"
+    text = node.value
+    if DATE_ONLY.fullmatch(text):
+        try:
+            return date.fromisoformat(text), None
+        except ValueError:
+            return None, f"'{text}' is not a day of the calendar; {example}"
+    moment = _parse_timestamp(node) if text[:1].isdigit() else None
+    if isinstance(moment, datetime):
+        return None, (
+            f"'{_shorten(text)}' is a time, not a date: periods start at local midnight in the grant's timeZone; "
+            f"write the day only, e.g. {moment.date().isoformat()}"
+        )
+    return None, f"'{_shorten(text)}' is not a date; {example}"
+
+
+# Unknown fields that are known mistakes: what to write instead.
+_GRANT_HINTS = {
+    "expiresOn": "a grant's batches expire a fixed time after their period starts: write e.g. 'expiresAfter: 12 months' "
+    "(one fixed expiresOn would come before later periods start)",
+    "batches": "a grant declares no batches: each period that begins is one (address client/grant@period)",
+    **dict.fromkeys(("start", "starts", "startsOn", "startDate", "since"), "did you mean 'from'? (the day the first period starts)"),
+    **dict.fromkeys(("end", "ends", "endsOn", "endDate", "to", "till"), "did you mean 'until'? (no period starts after it)"),
+}
+_BATCH_HINTS = {
+    name: f"'{name}' belongs to a recurring grant: declare it under the client's 'grants:', not 'batches:'"
+    for name in GRANT_FIELDS
+    if name not in BATCH_FIELDS
+}
 
 
 def _timestamp(node: yaml.Node) -> tuple[str | None, str | None]:

@@ -1,8 +1,9 @@
 """Saved plans: what a reviewer approved, applied exactly, or refused.
 
 The file holds the resolved desired batches (so apply needs no manifests), the
-changes, the state's lineage and serial it was drawn against, the manifests'
-digest and the tool version, sealed by a sha256 over all of it. The seal is a
+moment it was made for (``at``: grants expanded, expiries judged), the changes,
+the state's lineage and serial it was drawn against, the manifests' digest and
+the tool version, sealed by a sha256 over all of it. The seal is a
 digest, not a signature: it catches a plan altered by mistake or by a careless
 edit, while the file's provenance (a CI artifact, a reviewed commit) vouches for
 its origin. No secrets: neither the API key nor the base URL is written.
@@ -13,13 +14,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import datetime
 from pathlib import Path
 
 from provisioner import __version__
 from provisioner.models import Desired, Plan, Policy, State
 from provisioner.planner import differing_fields
 from provisioner.render import plan_to_json
+from provisioner.timestamps import parse_timestamp
 
 MARKER = "provisioner_saved_plan"
 FILE_VERSION = 1
@@ -52,6 +55,7 @@ def save_plan(
         "pending": sorted(state.pending),
         "state_digest": state.content_digest(),
         "manifest_digest": desired.digest,
+        "at": desired.expanded_at,
         "desired": desired.model_dump(mode="json"),
         "policy": policy.model_dump(mode="json"),
         "replace": sorted(replace),
@@ -128,6 +132,17 @@ class SavedPlan:
         self.allow_duplicates: list[str] = list(body.get("allow_duplicates", []))
         self.refresh: bool = bool(body.get("refresh", False))
         self.changes: list[dict] = body["plan"]["changes"]
+        self.at: datetime | None = parse_timestamp(body["at"]) if body.get("at") else None
+
+    def moment_to_apply(self, now: datetime, say: Callable[[str], None]) -> datetime:
+        """The moment the plan is applied for: the later of ``now`` (or apply's --at) and the moment it
+        was made for. Applied later, a period that began since (or an expiry that passed) makes it
+        differ from what was reviewed, and it is refused; made for a moment still to come (--at, to
+        issue early), it is applied for that moment, as reviewed."""
+        if self.at is None or self.at <= now:
+            return now
+        say(f"Note: {self.path} was made for {self.body['at']} (--at), later than now: it is applied for that moment.")
+        return self.at
 
     def refuse_options(self, **options) -> None:
         """Options that shape a plan were fixed when it was made and reviewed."""

@@ -2,7 +2,7 @@
 
 Pure functions: nothing here reads or writes anything.
 
-JSON plan format (``format_version`` "1.1")
+JSON plan format (``format_version`` "1.2")
 ===========================================
 
 ``provisioner plan --format json`` prints one object. Keys are sorted, indentation is
@@ -12,7 +12,7 @@ removed or given a new meaning; readers should ignore keys they do not know.
 .. code-block:: text
 
     {
-      "format_version": "1.1",
+      "format_version": "1.2",
       "changes": [                      # in plan order (sorted by address)
         {
           "address": "acme/2026-q1",    # "<client key>/<batch key>"
@@ -43,6 +43,17 @@ removed or given a new meaning; readers should ignore keys they do not know.
          "currentBalance": 3800, "allocatedCredits": 1200,
          "status": "active", "expiresOn": "2026-12-31T23:59:59.000Z"}
       ],
+      "upcoming": [                     # each recurring grant's next period, not begun at the plan's
+        {"grant": "acme/quarterly",     # moment (--at): what the schedule issues next, by grant address
+         "address": "acme/quarterly@2026-q2",   # the batch it will create
+         "period": "2026-q2",
+         "starts_on": "2026-04-01",     # the local day it starts, in time_zone
+         "starts_at": "2026-03-31T22:00:00.000Z",   # that day's local midnight, in UTC
+         "time_zone": "Europe/Berlin",
+         "credits": 5000,
+         "name": "Acme 2026-q2",
+         "expires_on": "2027-03-31T22:00:00.000Z"}  # null: never expires
+      ],
       "has_changes": true,              # false when only "missing" entries (or nothing) remain
       "meta": {...}                     # present only when the caller supplies it
     }
@@ -53,7 +64,8 @@ Attribute objects (``before``/``after``) use the API's field names:
 Apply refuses a plan with any ``blocked`` or ``missing`` change.
 
 Versions: 1.0 had ``violations`` as strings; 1.1 makes each an object whose ``message`` is that
-string. (An addition in spirit, but a change of type, so the minor version says so.)
+string. (An addition in spirit, but a change of type, so the minor version says so.) 1.2 adds
+``upcoming`` (recurring grants); a period batch's address is ``client/grant@period``.
 """
 
 from __future__ import annotations
@@ -68,7 +80,7 @@ from provisioner.bulk import paused_gc
 from provisioner.models import FIXED_FIELDS, Change, Plan
 from provisioner.timestamps import NO_EXPIRY
 
-JSON_FORMAT_VERSION = "1.1"
+JSON_FORMAT_VERSION = "1.2"
 
 # Order in which actions appear in summaries.
 ACTIONS = ("create", "update", "replace", "recover", "blocked", "missing")
@@ -295,6 +307,21 @@ def _info_table(plan: Plan) -> list[str]:
     return ["Credit usage (from refresh):"] + [line(row) for row in rows]
 
 
+UPCOMING_HEADING = "Next period of each grant (issued once it begins):"
+
+
+def _upcoming_lines(plan: Plan) -> list[str]:
+    if not plan.upcoming:
+        return []
+    return [UPCOMING_HEADING] + [
+        _strip_controls(
+            f"  {item.grant}: {item.period} starts {item.starts_on} ({item.time_zone}), "
+            f"{_thousands(item.credits)} credits"
+        )
+        for item in plan.upcoming
+    ]
+
+
 def _sections(*blocks: list[str]) -> str:
     return "\n\n".join("\n".join(block) for block in blocks if block) + "\n"
 
@@ -399,6 +426,7 @@ def text_chunks(plan: Plan, color: bool = False, size: int = 1 << 20) -> Iterato
             [paint(NO_CHANGES, "green")],
             _warning_lines(plan, paint),
             _violation_lines(plan, paint),
+            _upcoming_lines(plan),
             _info_table(plan),
         )
         return
@@ -421,6 +449,7 @@ def text_chunks(plan: Plan, color: bool = False, size: int = 1 << 20) -> Iterato
     tail = _sections(
         _warning_lines(plan, paint),
         _violation_lines(plan, paint),
+        _upcoming_lines(plan),
         summary,
         _info_table(plan),
     )
@@ -579,6 +608,19 @@ def _markdown_info(plan: Plan) -> list[str]:
     return lines
 
 
+def _markdown_upcoming(plan: Plan) -> list[str]:
+    if not plan.upcoming:
+        return []
+    lines = ["### Next period of each grant", "", _table_row(["Grant", "Period", "Starts", "Credits"]),
+             _table_row(["---", "---", "---", "---:"])]
+    lines += [
+        _table_row([escape_markdown(item.grant), escape_markdown(item.period),
+                    escape_markdown(f"{item.starts_on} ({item.time_zone})"), _thousands(item.credits)])
+        for item in plan.upcoming
+    ]
+    return lines
+
+
 def _as_diff(text: str) -> str:
     # GitHub colours a diff line by its first character: move each marker to column 0.
     return re.sub(r"^( +)(-/\+|[-+~!?])", r"\2\1", text, flags=re.MULTILINE)
@@ -607,6 +649,7 @@ def render_markdown(plan: Plan) -> str:
             [f"**No changes.** {NO_CHANGES.removeprefix('No changes. ')}"],
             _problem_items(plan),
             _markdown_warnings(plan),
+            _markdown_upcoming(plan),
             _markdown_info(plan),
         )
     return _sections(
@@ -616,6 +659,7 @@ def render_markdown(plan: Plan) -> str:
         _credits_chart(plan),
         _client_tables(plan),
         _markdown_warnings(plan),
+        _markdown_upcoming(plan),
         _markdown_info(plan),
         _full_plan(plan),
     )
@@ -648,6 +692,7 @@ def plan_to_json(plan: Plan, meta: dict | None = None) -> dict:
         "warnings": list(plan.warnings),
         "violations": [violation.model_dump(mode="json") for violation in plan.violations],
         "info": [copy.deepcopy(entry) for entry in plan.info],
+        "upcoming": [item.model_dump(mode="json") for item in plan.upcoming],
         "has_changes": plan.has_changes,
     }
     if meta is not None:

@@ -12,7 +12,8 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from pydantic.json_schema import SkipJsonSchema
 
-from provisioner.fields import EXAMPLE_TIMESTAMP, KEY_PATTERN, MAX_NAME_LENGTH, MAX_WHOLE_NUMBER
+from provisioner.fields import DEFAULT_GRANT_NAME, EXAMPLE_TIMESTAMP, KEY_PATTERN, MAX_NAME_LENGTH, MAX_WHOLE_NUMBER
+from provisioner.grants import EVERY_PATTERN, EXPIRES_AFTER_PATTERN
 from provisioner.models import Policy
 
 Key = Annotated[str, StringConstraints(pattern=f"^{KEY_PATTERN}$")]
@@ -23,6 +24,10 @@ TimestampText = Annotated[
     StringConstraints(pattern=r"^\d{4}-\d{2}-\d{2}[Tt ].*(Z|[+-]\d{2}(:?\d{2})?)$"),
     Field(json_schema_extra={"format": "date-time"}),
 ]
+
+DateText = Annotated[str, StringConstraints(pattern=r"^\d{4}-\d{2}-\d{2}$"), Field(json_schema_extra={"format": "date"})]
+EveryText = Annotated[str, StringConstraints(pattern=EVERY_PATTERN)]
+DurationText = Annotated[str, StringConstraints(pattern=EXPIRES_AFTER_PATTERN)]
 
 
 class _FormatModel(BaseModel):
@@ -62,6 +67,43 @@ class BatchModel(_FormatModel):
     )
 
 
+class GrantModel(_FormatModel):
+    """A recurring grant: one batch per period that has begun, addressed "<client key>/<grant key>@<period>"."""
+
+    every: EveryText = Field(
+        description='How often: month, quarter, year, or "N days", "N weeks", "N months". Periods are named '
+        "2026-01, 2026-q1, 2026, or by their start date (2026-01-15).",
+    )
+    from_date: DateText = Field(
+        alias="from", description="The day the first period starts (YYYY-MM-DD); later periods align to it."
+    )
+    until: DateText | SkipJsonSchema[None] = Field(None, description="No period starts after this day (YYYY-MM-DD).")
+    time_zone: str | SkipJsonSchema[None] = Field(
+        None, alias="timeZone", min_length=1,
+        description="IANA time zone whose local midnight starts each period, e.g. Europe/Berlin. Default: UTC.",
+    )
+    starting_balance: int = Field(
+        alias="startingBalance", ge=0, le=MAX_WHOLE_NUMBER, description="Credits each period's batch is given."
+    )
+    name: str | SkipJsonSchema[None] = Field(
+        None, min_length=1, max_length=MAX_NAME_LENGTH,
+        description=f'Batch name; {{period}} is the period id, {{grant}} the grant key. Default: "{DEFAULT_GRANT_NAME}".',
+    )
+    expires_after: DurationText | SkipJsonSchema[None] = Field(
+        None, alias="expiresAfter",
+        description='Each batch expires this long after its period starts: "N days", "N weeks", "N months" or '
+        '"N years". Default: never.',
+    )
+    credit_account_id: UUIDText | SkipJsonSchema[None] = Field(
+        None, alias="creditAccountId", description="Credit account to link. Default: the client's creditAccountId."
+    )
+    catch_up: bool | SkipJsonSchema[None] = Field(
+        None, alias="catchUp",
+        description="true (default): periods missed while nothing ran are issued too; false: only the latest "
+        "period that has begun.",
+    )
+
+
 class ClientModel(_FormatModel):
     """One Thought Industries client, under a key of the user's choosing."""
 
@@ -70,6 +112,9 @@ class ClientModel(_FormatModel):
         None, alias="creditAccountId", description="Default credit account for this client's batches."
     )
     batches: dict[Key, BatchModel] | None = Field(None, description="Credit batches, by batch key.")
+    grants: dict[Key, GrantModel] | None = Field(
+        None, description="Recurring grants, by grant key (a grant key may not also be a batch key)."
+    )
 
 
 class ManifestFileModel(_FormatModel):

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from itertools import islice
 from pathlib import Path
 
+from provisioner import grants
 from provisioner.api.client import ApiError, CreditsApi
 from provisioner.manifest import KEY_PATTERN, KEY_RULE
 from provisioner.backends.file import parse_state, read_state
@@ -16,7 +17,10 @@ from provisioner.planner import live_attributes, normalized
 from provisioner.recovery import Findings, find, is_look_alike
 from provisioner.backends.base import StateWriter
 
-ADDRESS = re.compile(f"{KEY_PATTERN}/{KEY_PATTERN}")
+# client/batch, or a grant's period: client/grant@2026-q1 (2026-01, 2026, 2026-01-15).
+PERIOD_PATTERN = r"[0-9]{4}(?:-q[1-4]|-[0-9]{2}(?:-[0-9]{2})?)?"
+ADDRESS = re.compile(f"{KEY_PATTERN}/{KEY_PATTERN}(?:@{PERIOD_PATTERN})?")
+ADDRESS_RULE = f"CLIENT_KEY/BATCH_KEY or CLIENT_KEY/GRANT_KEY@PERIOD (e.g. acme/quarterly@2026-q1), each key {KEY_RULE}"
 # On a failed import, how many other declared clients are listed to name the batch's owner:
 # enough for the usual mix-up, few enough not to spend minutes of rate limit on an error path.
 OWNER_SEARCH_LIMIT = 25
@@ -27,12 +31,7 @@ class StateCommandError(Exception):
 
 
 def import_batch(writer: StateWriter, api: CreditsApi, desired: Desired, address: str, batch_id: str) -> Resource:
-    spec = desired.batches.get(address)
-    if spec is None:
-        raise StateCommandError(
-            f"{address} is not declared in the manifests given: declare the batch first (client key / "
-            "batch key), so that provisioner knows what it should look like."
-        )
+    spec = desired.batches.get(address) or _period_batch(desired, address)
     existing = writer.state.resources.get(address)
     if existing is not None:
         raise StateCommandError(
@@ -63,6 +62,34 @@ def import_batch(writer: StateWriter, api: CreditsApi, desired: Desired, address
     resource = Resource(batch_id=batch_id, client_id=spec.client_id, attributes=attributes, remote=dict(live))
     writer.record(address, resource)
     return resource
+
+
+def _period_batch(desired: Desired, address: str) -> BatchSpec:
+    """The batch a declared grant issues for the period ADDRESS names, begun or not (a batch made
+    by hand ahead of its period can be adopted too); else why there is none."""
+    grant_address = grants.grant_address(address)
+    grant = desired.grants.get(grant_address or "")
+    if grant is None:
+        what = f"grant {grant_address}" if grant_address else "batch"
+        raise StateCommandError(
+            f"{address} is not declared in the manifests given: declare the {what} first (client key / "
+            f"{'grant key, then @PERIOD' if grant_address else 'batch key'}), so that provisioner knows what it "
+            "should look like."
+        )
+    period_id = address.partition("@")[2]
+    index = grants.period_index(grant, period_id)
+    try:
+        period = None if index is None else grants.period_at(grant, index)
+    except (OverflowError, ValueError):  # past the year 9999
+        period = None
+    if period is None or period.id != period_id or (grant.until is not None and period.starts_on > grant.until):
+        first = grants.period_at(grant, 0)
+        raise StateCommandError(
+            f"{address}: grant {grant.address} (every {grant.every.text} from {grant.from_date.isoformat()}"
+            f"{f' until {grant.until.isoformat()}' if grant.until else ''}) has no period '{period_id}'; its "
+            f"periods are named like {first.id} ({grant.address}@{first.id})."
+        )
+    return grants.period_batch(grant, period)
 
 
 def _listed(api: CreditsApi, client_id: str, batch_id: str) -> dict | None:
@@ -123,9 +150,7 @@ def move_resource(writer: StateWriter, source: str, destination: str) -> None:
     if destination in writer.state.resources:
         raise StateCommandError(f"{destination} is already recorded; choose another address or 'state rm' it first.")
     if not ADDRESS.fullmatch(destination):
-        raise StateCommandError(
-            f"{destination!r} is not an address; expected CLIENT_KEY/BATCH_KEY, each key {KEY_RULE}."
-        )
+        raise StateCommandError(f"{destination!r} is not an address; expected {ADDRESS_RULE}.")
     if source.split("/")[0] != destination.split("/")[0]:
         raise StateCommandError(
             f"{source} belongs to client {source.split('/')[0]}: a batch cannot move to another client "

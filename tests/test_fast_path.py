@@ -8,6 +8,7 @@ from the forms on which YAML 1.1 and YAML 1.2 disagree, and from arbitrary text.
 
 from __future__ import annotations
 
+import functools
 import textwrap
 import uuid
 from pathlib import Path
@@ -49,8 +50,10 @@ _KEY = st.from_regex(r"[a-z0-9][a-z0-9._-]{0,5}", fullmatch=True)
 def keys(odd: int) -> st.SearchStrategy[str]:
     return st.integers(0, odd).flatmap(lambda n: _ODD_KEYS if n == odd else _KEY)
 BATCH_FIELDS = ["startingBalance", "name", "expiresOn", "creditAccountId"]
-CLIENT_FIELDS = ["id", "creditAccountId", "batches"]
+CLIENT_FIELDS = ["id", "creditAccountId", "batches", "grants"]
 POLICY_FIELDS = ["maxBatchCredits", "maxApplyCredits", "maxCreates"]
+GRANT_REQUIRED = ["every", "from", "startingBalance"]
+GRANT_OPTIONAL = ["until", "timeZone", "name", "expiresAfter", "creditAccountId", "catchUp"]
 
 
 def fields(known: list[str], odd: int) -> st.SearchStrategy[list[str]]:
@@ -76,12 +79,48 @@ GOOD = {
 }
 for _limit in POLICY_FIELDS:
     GOOD[_limit] = GOOD["startingBalance"]
+# A grant's values: good ones in several forms, and near misses of each of its rules.
+GOOD_IN_GRANTS = {
+    **GOOD,
+    "every": ["month", "quarter", "year", "3 months", "2 weeks", "'month'", "10 days", "1 months", "18 months"],
+    "from": ["2026-01-01", "'2026-01-31'", "2024-02-29", '"2026-03-15"'],
+    "until": ["2027-12-31", "'2026-06-30'", "2026-01-01"],
+    "timeZone": ["Europe/Berlin", "UTC", "'America/New_York'", "Asia/Kolkata"],
+    "name": ["Acme {period}", "'{grant} {period}'", "Acme {{x}} {period}", '"{period}"', "Acme Q1", "'yes'",
+             "x" * 246 + "{grant}"],
+    "expiresAfter": ["12 months", "1 year", "30 days", "'6 weeks'", "2 years"],
+    "catchUp": ["true", "false"],
+}
+NEAR_MISSES = {
+    "every": ["monthly", "3 Months", "2 years", "0 days", "3"],
+    "from": ["2026-02-30", "2026-01-01T00:00:00Z", "'2026-1-5'", "20260101"],
+    "until": ["2025-01-01", "2025-12-31"],
+    "timeZone": ["Europe/Berln", "europe/berlin", "+01:00"],
+    "name": ["Acme {client}", "Acme {period", "x" * 247 + "{grant}", "''"],
+    "expiresAfter": ["0 months", "12 moths", "-1 days"],
+    "catchUp": ["yes", "'true'", "True", "off"],
+}
 
 
-def _entry(draw, indent: str, key: str, odd: int) -> list[str]:
+@functools.cache  # one strategy per odd: building strategies is most of what a draw costs
+def grant_fields(odd: int) -> st.SearchStrategy[list[str]]:
+    """A grant's fields: usually every required one, some optional ones, in any order."""
+    required = st.lists(st.sampled_from(GRANT_REQUIRED), unique=True, min_size=3 if odd == 40 else 0)
+    optional = st.lists(st.sampled_from(GRANT_OPTIONAL), unique=True)
+    usual = st.builds(lambda first, rest: first + rest, required, optional).flatmap(st.permutations)
+    strange = st.lists(st.sampled_from([*GRANT_REQUIRED, "evry", "expiresOn", "every"]), min_size=1, max_size=4)
+    return st.integers(0, odd).flatmap(lambda n: strange if n == odd else usual)
+
+
+def _entry(draw, indent: str, key: str, odd: int, good_values: dict = GOOD, misses: dict | None = None) -> list[str]:
     """``key: value`` in one of the ways YAML allows, mostly the plain one."""
-    good = GOOD.get(key)
-    value = draw(st.sampled_from(good)) if good and draw(st.integers(0, odd)) != odd else draw(VALUES)
+    good = good_values.get(key)
+    if good and draw(st.integers(0, odd)) != odd:
+        value = draw(st.sampled_from(good))
+    elif misses and key in misses and draw(st.booleans()):
+        value = draw(st.sampled_from(misses[key]))
+    else:
+        value = draw(VALUES)
     if key == "id" and value in GOOD["id"]:  # each client its own id, mostly
         fresh = str(draw(st.uuids()))
         value = value.replace(ACME_ID, fresh).replace(ACME_ID.upper(), fresh.upper())
@@ -113,18 +152,45 @@ def manifests(draw) -> str:
         lines.append(f"{step}{draw(keys(odd))}:")
         inner = step * 2
         for field in draw(fields(CLIENT_FIELDS, odd)):
-            if field != "batches":
+            if field not in ("batches", "grants"):
                 lines += _entry(draw, inner, field, odd)
                 continue
-            lines.append(f"{inner}batches:")
+            lines.append(f"{inner}{field}:")
             for _ in range(draw(st.integers(1, 3))):
                 lines.append(f"{inner}{step}{draw(keys(odd))}:")
                 if draw(st.integers(0, 19)) == 0:
                     lines.append("")
+                if field == "grants":
+                    for grant_field in draw(grant_fields(odd)):
+                        lines += _entry(draw, inner + step * 2, grant_field, odd, GOOD_IN_GRANTS, NEAR_MISSES)
+                    continue
                 for batch_field in draw(fields(BATCH_FIELDS, odd)):
                     lines += _entry(draw, inner + step * 2, batch_field, odd)
     text = "\n".join(lines) + draw(st.sampled_from(["\n", "", "\n\n"]))
     return text.replace("\n", "\r\n") if draw(st.integers(0, 29)) == 0 else text
+
+
+@st.composite
+def grant_manifests(draw) -> str:
+    """A client with grants (and maybe batches, sometimes under the same keys): mostly valid
+    files, so that many reach the fast reader, with a near miss of some rule in others."""
+    odd = draw(st.sampled_from([40, 8, 3]))
+    step = draw(st.sampled_from(["  ", "    "]))
+    inner = step * 2
+    lines = ["clients:", f"{step}acme:", f"{inner}id: {ACME_ID}"]
+    if draw(st.booleans()):
+        lines.append(f"{inner}creditAccountId: {ACCOUNT_ID}")
+    sections = draw(st.permutations(["batches", "grants"] if draw(st.integers(0, 3)) == 0 else ["grants"]))
+    grant_keys = st.sampled_from(["quarterly", "monthly", "annual", "q1", "2026-plan"])
+    for section in sections:
+        lines.append(f"{inner}{section}:")
+        names = draw(st.lists(grant_keys if section == "grants" else st.sampled_from(["q1", "bonus"]),
+                              min_size=1, max_size=3, unique=True))
+        for key in names:
+            lines.append(f"{inner}{step}{key}:")
+            for field in draw(grant_fields(odd)) if section == "grants" else ["startingBalance"]:
+                lines += _entry(draw, inner + step * 2, field, odd, GOOD_IN_GRANTS, NEAR_MISSES)
+    return "\n".join(lines) + "\n"
 
 
 def good_manifest(balance: str = "5000", name: str = "Acme Q1") -> str:
@@ -143,6 +209,15 @@ def good_manifest(balance: str = "5000", name: str = "Acme Q1") -> str:
         """)
 
 
+def good_grant_manifest(**values: str) -> str:
+    """The issue's grant, beside a batch; ``values`` replace a field's value (None: drop the line)."""
+    fields = {"every": "quarter", "from": "2026-01-01", "until": "2027-12-31", "timeZone": "Europe/Berlin",
+              "startingBalance": "5000", "name": '"Acme {period}"', "expiresAfter": "12 months",
+              "creditAccountId": ACCOUNT_ID, "catchUp": "true", **values}
+    lines = [f"      {name}: {value}" for name, value in fields.items() if value is not None]
+    return good_manifest() + "    grants:\n      quarterly:\n" + "\n".join(f"  {line}" for line in lines) + "\n"
+
+
 # --------------------------------------------------------------------------- the property
 
 
@@ -157,6 +232,11 @@ def _located(text: str) -> dict | None:
 @example(good_manifest(balance="0x10"))
 @example(good_manifest(balance="0500"))
 @example(good_manifest(name="'yes'"))
+@example(good_grant_manifest())
+@example(good_grant_manifest(catchUp="yes"))
+@example(good_grant_manifest(until="2025-12-31"))
+@example(good_grant_manifest(name="x" * 247 + "{grant}"))  # 256 characters once filled in
+@example(good_grant_manifest(every="'month'", name="'{grant} {period}'", catchUp="false"))
 def test_a_file_the_fast_reader_accepts_means_the_same_to_the_located_reader(text):
     data = text.encode("utf-8", "surrogatepass")
     fast = fastreader.read(data)
@@ -165,7 +245,15 @@ def test_a_file_the_fast_reader_accepts_means_the_same_to_the_located_reader(tex
 
 
 @PROPERTY
-@given(files=st.lists(manifests(), min_size=1, max_size=3))
+@given(grant_manifests())
+def test_a_grant_file_the_fast_reader_accepts_means_the_same_to_the_located_reader(text):
+    fast = fastreader.read(text.encode())
+    if fast is not None:
+        assert fast == _located(text), text
+
+
+@PROPERTY
+@given(files=st.lists(st.one_of(manifests(), grant_manifests()), min_size=1, max_size=3))
 def test_the_loader_accepts_and_rejects_what_the_located_reader_does(tmp_path_factory, files):
     """Whole loads, files together (rules across files included): same Desired or same issues."""
     directory = tmp_path_factory.mktemp("m")
@@ -196,6 +284,15 @@ def test_the_property_sees_both_outcomes():
         assert fastreader.read(good_manifest(name=tricky).encode()) is None, tricky
     for tricky in ("0x10", "0500", "0o17", "1e3", "'5000'", "1:30"):
         assert fastreader.read(good_manifest(balance=tricky).encode()) is None, tricky
+    assert fastreader.read(good_grant_manifest().encode()) is not None
+    assert fastreader.read(good_grant_manifest(name=None, timeZone=None, until=None, catchUp=None).encode())
+    for field, tricky in [("catchUp", "yes"), ("catchUp", "True"), ("catchUp", "'true'"), ("from", "'2026-1-5'"),
+                          ("from", "2026-01-01T00:00:00Z"), ("every", "monthly"), ("timeZone", "Europe/Berln"),
+                          ("name", '"{client}"'), ("until", "2025-12-31"), ("expiresAfter", "0 days"),
+                          ("every", None)]:
+        assert fastreader.read(good_grant_manifest(**{field: tricky}).encode()) is None, (field, tricky)
+    clash = good_grant_manifest().replace("      quarterly:", "      q1:")
+    assert fastreader.read(clash.encode()) is None  # a grant key that is also a batch key
 
 
 # --------------------------------------------------------------------------- the fast reader by example

@@ -73,6 +73,23 @@ def load_yaml(path: Path):
 
 
 GITHUB = load_yaml(CI / "github-actions.yml")
+GRANTS_CRON = "23 10 * * *"  # the daily run that applies recurring grants
+GITLAB_GRANTS_RULE = (
+    '$CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH && $CI_PIPELINE_SOURCE == "schedule" && $PROVISIONER_JOB == "grants"'
+)
+MONTHLY = f"""
+clients:
+  acme:
+    id: {ACME_ID}
+    creditAccountId: {ACCOUNT_ID}
+    grants:
+      monthly:
+        every: month
+        from: 2026-01-01
+        timeZone: Europe/Berlin
+        name: "Acme {{period}}"
+        startingBalance: 1000
+"""
 
 
 # ------------------------------------------------------------------ the git host, developers, runners
@@ -400,6 +417,33 @@ def test_apply_that_fails_partway_still_commits_what_it_created(git, bin_dir, tm
         assert len(instance.all_batches()) == 2
 
 
+def test_the_daily_schedule_applies_each_grant_period_once_and_commits_it(git, bin_dir, api_env, sandbox):
+    """The apply job as the daily schedule runs it: the moment is the run's (now; here $PROVISIONER_AT)."""
+    seed = git.clone("grant-seed")
+    write(seed, "manifests/acme.yaml", MONTHLY)
+    git.commit_all(seed, "Acme: 1,000 credits a month")
+    git("push", "-q", "origin", "main", cwd=seed)
+
+    def scheduled_run(name: str, at: str) -> tuple[Runner, subprocess.CompletedProcess | None]:
+        return apply_job(git, bin_dir, {**api_env, "PROVISIONER_AT": at}, name)
+
+    _, applied = scheduled_run("day-1", "2026-03-15T10:23:00Z")  # January to March are due
+    assert "Apply complete! Batches: 3 created" in succeeded(applied).stdout
+    assert sorted(recorded_on_main(git)) == ["acme/monthly@2026-01", "acme/monthly@2026-02", "acme/monthly@2026-03"]
+
+    runner, applied = scheduled_run("day-2", "2026-03-16T10:23:00Z")  # nothing new: no apply, no commit
+    assert applied is None and runner.outputs["changes"] == "false"
+
+    _, applied = scheduled_run("april", "2026-04-01T10:23:00Z")  # April began in Berlin: one create
+    assert "Apply complete! Batches: 1 created" in succeeded(applied).stdout
+    recorded = recorded_on_main(git)
+    assert sorted(recorded)[-1] == "acme/monthly@2026-04" and len(recorded) == 4
+    assert {b["id"] for b in sandbox.all_batches()} == {r["batch_id"] for r in recorded.values()}
+    assert {b["name"] for b in sandbox.all_batches()} == {f"Acme 2026-0{m}" for m in range(1, 5)}
+    commits = git("log", "--format=%s", "main", "--", "state/default.json", cwd=git.origin).splitlines()
+    assert len(commits) == 3  # the seed's, and one per run that created something
+
+
 def test_commit_step_keeps_the_journal_of_an_interrupted_apply_and_skips_lock_and_backup(git, bin_dir):
     ci = git.clone("ci-killed")
     state = ci / "state" / "default.json"
@@ -425,8 +469,12 @@ def test_github_workflow_plans_pull_requests_and_applies_main_one_at_a_time():
     assert "pull_request" in triggers and triggers["push"]["branches"] == ["main"]
     plan, apply = GITHUB["jobs"]["plan"], GITHUB["jobs"]["apply"]
     assert "pull_request" in plan["if"] and "refs/heads/main" in apply["if"]
-    assert "'push'" in apply["if"] and "schedule" not in apply["if"]  # the scheduled drift check applies nothing
-    assert "schedule" in GITHUB["jobs"]["drift"]["if"]
+    assert "'push'" in apply["if"]
+    # Two schedules: the daily one applies recurring grants, the weekday one only checks for drift.
+    grants_cron, drift_cron = GRANTS_CRON, "17 6 * * 1-5"
+    assert [entry["cron"] for entry in triggers["schedule"]] == [drift_cron, grants_cron]
+    assert f"github.event.schedule == '{grants_cron}'" in apply["if"] and drift_cron not in apply["if"]
+    assert f"github.event.schedule == '{drift_cron}'" in GITHUB["jobs"]["drift"]["if"]
     assert "--refresh --detailed-exitcode" in GITHUB["jobs"]["drift"]["steps"][-1]["run"]
     assert apply["concurrency"]["cancel-in-progress"] == "false"
     assert apply["permissions"]["contents"] == "write"
@@ -446,6 +494,7 @@ def test_gitlab_pipeline_does_the_same():
     plan, apply = pipeline["plan"], pipeline["apply"]
     assert any("merge_request_event" in rule["if"] for rule in plan["rules"])
     assert all("CI_DEFAULT_BRANCH" in rule["if"] for rule in apply["rules"])
+    assert GITLAB_GRANTS_RULE in [rule["if"] for rule in apply["rules"]]  # the daily schedule for grants
     assert apply["resource_group"] and apply["interruptible"] == "false"
     assert "provisioner.plan" in plan["artifacts"]["paths"]
     notes = "\n".join(flatten(plan["script"]))
@@ -453,6 +502,16 @@ def test_gitlab_pipeline_does_the_same():
     script, after = "\n".join(flatten(apply["script"])), "\n".join(flatten(apply["after_script"]))
     assert STAGE_STATE in script and STAGE_STATE in after  # committed after a failed or cancelled apply too
     assert "TI_API_KEY" not in pipeline.get("variables", {})
+
+
+def test_postgres_variants_apply_grants_daily_too():
+    github = load_yaml(CI / "github-actions-postgres.yml")
+    assert GRANTS_CRON in [entry["cron"] for entry in github["on"]["schedule"]]
+    assert f"github.event.schedule == '{GRANTS_CRON}'" in github["jobs"]["apply"]["if"]
+    assert GRANTS_CRON not in github["jobs"]["drift"]["if"]
+    gitlab = load_yaml(CI / "gitlab-ci-postgres.yml")
+    assert GITLAB_GRANTS_RULE in [rule["if"] for rule in gitlab["apply"]["rules"]]
+    assert all("grants" not in rule["if"] for rule in gitlab["drift"]["rules"])
 
 
 def flatten(items):

@@ -109,7 +109,7 @@ def test_json_violations_are_objects_naming_rule_limit_actual_and_address(cli, w
     result = cli("plan", manifest, "--state", state, "--format", "json")
     document = json.loads(result.stdout)
 
-    assert document["format_version"] == "1.1"
+    assert document["format_version"] == "1.2"
     found = [{key: v[key] for key in ("rule", "limit", "actual", "address")} for v in document["violations"]]
     assert found == [
         {"rule": "maxBatchCredits", "limit": 1000, "actual": 1500, "address": "acme/big"},

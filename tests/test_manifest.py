@@ -278,7 +278,7 @@ def test_missing_path_is_reported_with_the_other_issues():
         ),
         (
             f"clients:\n  acme:\n    id: {ACME_ID}\n    q1:\n      startingBalance: 1\n",
-            "m.yaml:4:5: clients.acme.q1: unknown field; expected one of: id, creditAccountId, batches"
+            "m.yaml:4:5: clients.acme.q1: unknown field; expected one of: id, creditAccountId, batches, grants"
             " (if 'q1' is meant as an entry, put it under 'batches:')",
         ),
     ],
@@ -751,7 +751,7 @@ def test_expiry_in_the_past_is_not_the_loaders_business():
         ("policy: 5\n", "m.yaml:1:9: policy: expected a mapping of policy limits, got a number (5)"),
         (
             "clients:\n  acme: 6a0c\n",
-            "m.yaml:2:9: clients.acme: expected a mapping with 'id' (and optionally 'creditAccountId', 'batches'), got text ('6a0c')",
+            "m.yaml:2:9: clients.acme: expected a mapping with 'id' (and optionally 'creditAccountId', 'batches', 'grants'), got text ('6a0c')",
         ),
         (
             f"clients:\n  acme:\n    id: {ACME_ID}\n    batches: [q1]\n",
@@ -868,13 +868,14 @@ def test_schema_lists_the_fields_and_forbids_others():
         "client": defs["ClientModel"],
         "batch": defs["BatchModel"],
         "policy": defs["PolicyModel"],
+        "grant": defs["GrantModel"],
     }
     for part in objects.values():
         assert part["additionalProperties"] is False
         for field in part["properties"].values():
             assert field.get("description")
     assert list(schema["properties"]) == ["policy", "clients"]
-    assert list(defs["ClientModel"]["properties"]) == ["id", "creditAccountId", "batches"]
+    assert list(defs["ClientModel"]["properties"]) == ["id", "creditAccountId", "batches", "grants"]
     assert set(defs["BatchModel"]["properties"]) == {"startingBalance", "name", "expiresOn", "creditAccountId"}
     assert list(defs["PolicyModel"]["properties"]) == ["maxBatchCredits", "maxApplyCredits", "maxCreates"]
     assert defs["BatchModel"]["required"] == ["startingBalance"]
@@ -901,6 +902,7 @@ def test_schema_and_loader_know_the_same_fields():
     defs = manifest_schema()["$defs"]
     assert set(manifest.BATCH_FIELDS) == set(defs["BatchModel"]["properties"])
     assert set(manifest.CLIENT_FIELDS) == set(defs["ClientModel"]["properties"])
+    assert set(manifest.GRANT_FIELDS) == set(defs["GrantModel"]["properties"])
     assert set(manifest.POLICY_FIELDS.values()) == set(Policy.model_fields)
 
 

@@ -87,7 +87,7 @@ def plan_output(cli, manifest, state, output_format: str, *flags) -> str:
 def test_json_plan_is_versioned_and_describes_every_change(cli, reviewed, state):
     document = json.loads(plan_output(cli, reviewed, state, "json"))
 
-    assert document["format_version"] == "1.1"
+    assert document["format_version"] == "1.2"
     by_address = {change["address"]: change for change in document["changes"]}
     assert list(by_address) == ["acme/q1", "acme/q3", "globex/huge", "globex/starter"]  # sorted
     for change in document["changes"]:

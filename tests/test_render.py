@@ -361,7 +361,7 @@ def test_json_round_trips_every_action():
     plan = every_action_plan(unchanged=4, warnings=("w",), violations=(violation(),), info=(USAGE,))
     document = json.loads(render_json(plan))
     assert document == plan_to_json(plan)
-    assert document["format_version"] == JSON_FORMAT_VERSION == "1.1"
+    assert document["format_version"] == JSON_FORMAT_VERSION == "1.2"
     assert [c["action"] for c in document["changes"]] == [
         "create", "update", "blocked", "recover", "replace", "missing"
     ]

@@ -1,5 +1,5 @@
 """The credits report as a pure function of (state, observed batches or None, now): the figures
-any state backend feeds it, and the place kept for the upcoming grants of recurring grants."""
+any state backend feeds it, and the upcoming batches of recurring grants."""
 
 from __future__ import annotations
 
@@ -110,14 +110,16 @@ def test_interrupted_creates_are_named_and_not_counted():
 
 
 UPCOMING = (
-    UpcomingGrant(client="acme", period="2027-03", on=date(2027, 3, 1), credits=5000),
-    UpcomingGrant(client="acme", period="2027-02", on=date(2027, 2, 1), credits=5000),
+    UpcomingGrant(client="acme", period="2027-03", on=date(2027, 3, 1), credits=5000, grant="monthly",
+                  address="acme/monthly@2027-03"),
+    UpcomingGrant(client="acme", period="2027-02", on=date(2027, 2, 1), credits=5000, grant="monthly",
+                  address="acme/monthly@2027-02"),
 )
 
 
 @pytest.mark.parametrize("output_format", ["text", "json", "csv", "html"])
 def test_upcoming_grants_have_their_place_in_every_format(output_format):
-    """Recurring grants will pass their next batches; until then the list is empty."""
+    """Recurring grants pass their next batches (show PATHS); without grants the list is empty."""
     book = state(acme__a=resource("a", 1000, 400, "2027-06-30T23:59:59.000Z"))
     without = render(build_report(book, None, NOW), output_format)
     with_grants = render(build_report(book, None, NOW, upcoming=UPCOMING), output_format)
@@ -127,8 +129,10 @@ def test_upcoming_grants_have_their_place_in_every_format(output_format):
     elif output_format == "json":
         assert json.loads(without)["upcoming_grants"] == []
         assert json.loads(with_grants)["upcoming_grants"] == [
-            {"client": "acme", "period": "2027-02", "date": "2027-02-01", "credits": 5000},
-            {"client": "acme", "period": "2027-03", "date": "2027-03-01", "credits": 5000},
+            {"client": "acme", "grant": "monthly", "address": "acme/monthly@2027-02", "period": "2027-02",
+             "date": "2027-02-01", "credits": 5000},
+            {"client": "acme", "grant": "monthly", "address": "acme/monthly@2027-03", "period": "2027-03",
+             "date": "2027-03-01", "credits": 5000},
         ]
     else:
         heading = "Upcoming grants"

@@ -144,7 +144,7 @@ def test_show_json_is_versioned_and_adds_up(finance, cli):
     _, state = finance
     report = json.loads(cli("show", "--state", state, "--format", "json").stdout)
 
-    assert report["format_version"] == "1.0"
+    assert report["format_version"] == "1.1"
     assert report["figures"] == {"source": "recorded", "as_of": "2026-01-02T03:04:00.000Z"}
     assert report["expiring_within_days"] == 30
     totals = report["totals"]

@@ -16,12 +16,14 @@ from provisioner.cli.options import (
     api_context,
     api_options,
     ask_yes,
+    at_option,
     cache_option,
     check_instance,
     effective_policy,
+    expanded,
     load_manifests,
     lock_option,
-    now_utc,
+    moment,
     paths_argument,
     policy_options,
     progress,
@@ -68,12 +70,13 @@ RECOVERY_WAIT_HELP = 60
     help="Skip listing each client before its first create (saves one request per client; a lost state "
     "entry or a hand-made batch is then issued again). See the README before using it.",
 )
+@at_option
 @quiet_option
 @cache_option
 @user_errors
 @with_backend
 def apply(paths, backend, sandbox, base_url, parallelism, rate_limit, lock_timeout, auto_approve, refresh,
-          replace, allow_large, recovery_wait, no_color, allow_duplicate, no_duplicate_check, quiet, no_cache,
+          replace, allow_large, recovery_wait, no_color, allow_duplicate, no_duplicate_check, at, quiet, no_cache,
           **policy_overrides) -> None:
     """Create and update batches so the API matches the manifests (or a saved plan)."""
     from provisioner.applier import RECOVERY_WAIT
@@ -84,7 +87,10 @@ def apply(paths, backend, sandbox, base_url, parallelism, rate_limit, lock_timeo
     saved = saved_plan_in(paths)
     if saved:
         saved.refuse_options(replace=replace, refresh=refresh, allow_duplicate=allow_duplicate, **policy_overrides)
-    desired = saved.desired if saved else load_manifests(paths, no_cache)
+    at = moment(at)
+    if saved:
+        at = saved.moment_to_apply(at, progress)
+    desired = expanded(saved.desired if saved else load_manifests(paths, no_cache), at)
     policy = saved.policy if saved else effective_policy(desired, policy_overrides)
     replace = saved.replace if saved else list(replace)
     refresh = saved.refresh if saved else refresh
@@ -98,14 +104,14 @@ def apply(paths, backend, sandbox, base_url, parallelism, rate_limit, lock_timeo
             with api_context(sandbox, base_url, backend, rate_limit, parallelism, reporter) as api:
                 check_instance(writer.state, api, backend)
                 observed = refreshed(desired, writer.state, api, parallelism, reporter) if refresh else None
-                result = make_plan(desired, writer.state, now_utc(), observed=observed, replace=replace, policy=policy,
+                result = make_plan(desired, writer.state, at, observed=observed, replace=replace, policy=policy,
                                    allow_duplicates=allow_duplicate)
                 if result.has_changes:
                     preflight(api, result, desired, writer.state)
                 if saved and not saved.matches(result):
                     raise PlanFileError(
                         f"{saved.path}: applying it now would differ from what was reviewed (a batch "
-                        "expired or the API changed). Make and review a new plan."
+                        "expired, a grant's new period began, or the API changed). Make and review a new plan."
                     )
                 emit_plan(result, "text", color=not no_color and sys.stdout.isatty())
                 refuse_unsafe(result, allow_large)

@@ -76,6 +76,75 @@ def now_utc() -> datetime:
     return datetime.now(timezone.utc)
 
 
+class Moment(click.ParamType):
+    """--at: an ISO 8601 timestamp with a time zone, as an aware datetime in UTC."""
+
+    name = "TIMESTAMP"
+    EXAMPLE = "2026-04-01T00:00:00Z"
+
+    def convert(self, value, param, ctx) -> datetime:
+        if isinstance(value, datetime):
+            return value
+        text = str(value).strip()
+        if ctx is not None and param is not None and param.envvar and \
+                ctx.get_parameter_source(param.name) == click.core.ParameterSource.ENVIRONMENT:
+            text_from = f"${param.envvar}"
+        else:
+            text_from = ""
+        try:
+            return self.parse(text)
+        except ValueError as error:
+            self.fail(f"{error}{f' (from {text_from})' if text_from else ''}", param, ctx)
+
+    def parse(self, text: str) -> datetime:
+        try:
+            moment = datetime.fromisoformat(text[:-1] + "+00:00" if text[-1:] in ("Z", "z") else text)
+        except ValueError:
+            raise ValueError(
+                f"'{text}' is not an ISO 8601 timestamp; write it with a time zone, e.g. {self.EXAMPLE}"
+            ) from None
+        if len(text) <= 10:
+            raise ValueError(
+                f"'{text}' is a date without a time and time zone; write e.g. {text}T00:00:00Z or {text}T00:00:00+01:00"
+            )
+        if moment.utcoffset() is None:
+            raise ValueError(f"'{text}' has no time zone; write e.g. {text}Z or {text}+01:00")
+        if not 1970 <= moment.year <= 9000:
+            raise ValueError(f"'{text}' is out of range; give a moment between the years 1970 and 9000")
+        return moment.astimezone(timezone.utc)
+
+
+at_option = click.option(
+    "--at",
+    type=Moment(),
+    envvar="PROVISIONER_AT",
+    help="The moment to plan for: grants are expanded (every period begun by then is declared) and expiries "
+    f"judged at it. ISO 8601 with a time zone, e.g. {Moment.EXAMPLE}. Default: now ($PROVISIONER_AT if set). "
+    "A later moment issues periods early, on purpose.",
+)
+
+
+def moment(at: datetime | None) -> datetime:
+    """The moment a command plans for: --at, said on stderr so that nobody mistakes it for now; else now."""
+    if at is None:
+        return now_utc()
+    from provisioner.timestamps import format_timestamp
+
+    progress(f"Note: planning for {format_timestamp(at)} (--at), not for now: grants are expanded and expiries "
+             "judged for that moment.")
+    return at
+
+
+def expanded(desired: Desired, at: datetime) -> Desired:
+    """``desired`` with its grants' period batches for ``at`` (see grants.py)."""
+    from provisioner.grants import expand
+
+    try:
+        return expand(desired, at)
+    except (OverflowError, ValueError) as error:  # a period past the year 9999
+        raise UserError(f"cannot expand the grants for --at {at.isoformat()}: {error}") from None
+
+
 def plural(count: int, one: str, many: str) -> str:
     return f"{count:,} {one if count == 1 else many}"
 

@@ -15,11 +15,13 @@ from provisioner.cli.options import (
     allow_duplicate_option,
     api_context,
     api_options,
+    at_option,
     cache_option,
     check_instance,
     effective_policy,
+    expanded,
     load_manifests,
-    now_utc,
+    moment,
     paths_argument,
     plural,
     policy_options,
@@ -42,8 +44,9 @@ if TYPE_CHECKING:
 def validate(paths: tuple[Path, ...], no_cache: bool) -> None:
     """Check manifests only: no state, no network."""
     desired = load_manifests(paths, no_cache)
+    grants = f" and {plural(len(desired.grants), 'grant', 'grants')}" if desired.grants else ""
     click.echo(
-        f"Success! {plural(len(desired.batches), 'batch', 'batches')} of "
+        f"Success! {plural(len(desired.batches), 'batch', 'batches')}{grants} of "
         f"{plural(len(desired.clients), 'client', 'clients')} are valid."
     )
 
@@ -66,12 +69,13 @@ def validate(paths: tuple[Path, ...], no_cache: bool) -> None:
 @click.option("--no-color", is_flag=True, help="No ANSI colours in the text output.")
 @click.option("--replace", "replace", multiple=True, metavar="ADDRESS", help="Plan to recreate this batch on purpose.")
 @allow_duplicate_option
+@at_option
 @quiet_option
 @cache_option
 @user_errors
 @with_backend
 def plan(paths, backend, sandbox, base_url, parallelism, rate_limit, refresh, output_format, out_path,
-         detailed_exitcode, no_color, replace, allow_duplicate, quiet, no_cache, **policy_overrides) -> None:
+         detailed_exitcode, no_color, replace, allow_duplicate, at, quiet, no_cache, **policy_overrides) -> None:
     """Show what apply would change, and the credits it would issue."""
     from provisioner.planfile import refuse_saved_plans, save_plan
     from provisioner.planner import make_plan
@@ -79,7 +83,8 @@ def plan(paths, backend, sandbox, base_url, parallelism, rate_limit, refresh, ou
     refuse_saved_plans(paths)
     if out_path is not None:
         refuse_plan_over_a_manifest(out_path)
-    desired = load_manifests(paths, no_cache)
+    at = moment(at)
+    desired = expanded(load_manifests(paths, no_cache), at)
     state = backend.read()
     check_replace_addresses(replace, state)
     policy = effective_policy(desired, policy_overrides)
@@ -91,7 +96,7 @@ def plan(paths, backend, sandbox, base_url, parallelism, rate_limit, refresh, ou
         with api_context(sandbox, base_url, backend, rate_limit, parallelism, reporter) as api:
             check_instance(state, api, backend)
             observed = refreshed(desired, state, api, parallelism, reporter)
-    result = make_plan(desired, state, now_utc(), observed=observed, replace=replace, policy=policy,
+    result = make_plan(desired, state, at, observed=observed, replace=replace, policy=policy,
                        allow_duplicates=allow_duplicate)
     emit_plan(result, output_format, color=not no_color and sys.stdout.isatty())
     if out_path is not None:

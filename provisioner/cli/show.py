@@ -11,10 +11,12 @@ from provisioner.cli.options import (
     UserError,
     api_context,
     api_options,
+    at_option,
     check_instance,
+    expanded,
     hint_at_the_sandbox_state,
     load_manifests,
-    now_utc,
+    moment,
     optional_paths_argument,
     plural,
     progress,
@@ -52,28 +54,32 @@ if TYPE_CHECKING:
     metavar="DAYS",
     help="Mark batches that expire within DAYS days.",
 )
+@at_option
 @user_errors
 @with_backend
 def show(paths, backend, sandbox, base_url, parallelism, rate_limit, refresh, output_format, out_path,
-         expiring_within) -> None:
+         expiring_within, at) -> None:
     """Credits per client and in total: issued, used, remaining, expired unused; each batch with
     its name, expiry and status. The figures are those recorded in state, or read live with
-    --refresh. PATHS (manifests) are optional."""
+    --refresh. With PATHS (manifests, optional), the batches their recurring grants will create
+    in the next 12 months too."""
     from provisioner.models import Desired
     from provisioner.report import render
-    from provisioner.report.model import build_report
+    from provisioner.report.model import build_report, upcoming_grants
 
     if out_path is not None:
         refuse_report_over_own_files(out_path, backend)
+    at = moment(at)
+    desired = expanded(load_manifests(paths), at) if paths else Desired()
     current = backend.read()
     observed = None
     if refresh:
-        desired = load_manifests(paths) if paths else Desired()
         with api_context(sandbox, base_url, backend, rate_limit, parallelism) as api:
             check_instance(current, api, backend)
             observed = refreshed(desired, current, api, parallelism)
     credits = build_report(
-        current, observed, now_utc(), recorded_at=backend.written_at(), expiring_within=expiring_within
+        current, observed, at, recorded_at=backend.written_at(), expiring_within=expiring_within,
+        upcoming=upcoming_grants(desired.grants.values(), at),
     )
     output = render(credits, output_format)
     if out_path is None:

@@ -17,7 +17,7 @@ import json
 from provisioner.report.model import BatchLine, Credits, CreditsReport
 from provisioner.timestamps import NO_EXPIRY, format_timestamp
 
-REPORT_FORMAT_VERSION = "1.0"
+REPORT_FORMAT_VERSION = "1.1"
 
 CSV_COLUMNS = (
     "client",
@@ -66,7 +66,8 @@ def report_to_json(report: CreditsReport) -> dict:
         ],
         "interrupted": list(report.interrupted),
         "upcoming_grants": [
-            {"client": g.client, "period": g.period, "date": g.on.isoformat(), "credits": g.credits}
+            {"client": g.client, "grant": g.grant, "address": g.address, "period": g.period,
+             "date": g.on.isoformat(), "credits": g.credits}
             for g in report.upcoming
         ],
     }

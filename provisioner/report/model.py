@@ -18,7 +18,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
-from provisioner.models import Resource, State, batch_key
+from provisioner.grants import add_step, upcoming_periods
+from provisioner.models import GrantSpec, Resource, State, Step, batch_key
 from provisioner.timestamps import parse_timestamp
 
 DEFAULT_EXPIRING_WITHIN = 30
@@ -83,15 +84,14 @@ class MonthExpiry:
 
 @dataclass(frozen=True)
 class UpcomingGrant:
-    """A batch a recurring grant will create later: nothing creates these yet.
-
-    Once grants exist, their expansion passes these to build_report; every format shows them.
-    """
+    """A batch a recurring grant will create later (see upcoming_grants); every format shows them."""
 
     client: str
     period: str  # the grant period, e.g. "2027-03"
-    on: date  # the day the batch will be created
+    on: date  # the day its period starts (in the grant's time zone): the batch is created from then on
     credits: Number
+    grant: str = ""  # the grant key
+    address: str = ""  # the period batch's address, "acme/quarterly@2027-q2"
 
 
 @dataclass(frozen=True)
@@ -150,8 +150,28 @@ def build_report(
         totals=_sum(client.credits for client in clients),
         expiring_by_month=_expiring_by_month([line for c in clients for line in c.batches], now),
         interrupted=tuple(sorted(state.pending)),
-        upcoming=tuple(sorted(upcoming, key=lambda grant: (grant.on, grant.client, grant.period))),
+        upcoming=tuple(sorted(upcoming, key=lambda grant: (grant.on, grant.client, grant.grant, grant.period))),
     )
+
+
+def upcoming_grants(
+    grants: Iterable[GrantSpec], now: datetime, months: int = MONTHS_AHEAD, per_grant: int = MONTHS_AHEAD
+) -> list[UpcomingGrant]:
+    """The periods the grants will issue after ``now``: those starting within ``months`` months (at
+    most ``per_grant`` of each grant), and each grant's next one however far off."""
+    horizon = datetime.combine(add_step(now.date(), Step(text=f"{months} months", months=months)), now.timetz())
+    return [
+        UpcomingGrant(
+            client=grant.client_key,
+            period=period.period,
+            on=date.fromisoformat(period.starts_on),
+            credits=period.credits,
+            grant=grant.grant_key,
+            address=period.address,
+        )
+        for grant in grants
+        for period in upcoming_periods(grant, now, horizon, most=per_grant)
+    ]
 
 
 def _batch_line(

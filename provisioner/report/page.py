@@ -195,8 +195,8 @@ The figures are in the table below.</figcaption>
 
 def _upcoming(report: CreditsReport) -> str:
     rows = "".join(
-        f'<tr><td>{escape(grant.client)}</td><td>{escape(grant.period)}</td><td>{grant.on.isoformat()}</td>'
-        f'<td class="num">{wording.credits(grant.credits)}</td></tr>'
+        f'<tr><td>{escape(grant.client)}</td><td>{escape(grant.grant)}</td><td>{escape(grant.period)}</td>'
+        f'<td>{grant.on.isoformat()}</td><td class="num">{wording.credits(grant.credits)}</td></tr>'
         for grant in report.upcoming
     )
     total = sum(grant.credits for grant in report.upcoming)
@@ -204,10 +204,10 @@ def _upcoming(report: CreditsReport) -> str:
 <section aria-labelledby="upcoming-heading">
 <h2 id="upcoming-heading">Upcoming grants</h2>
 <table>
-<caption>Batches the recurring grants will create</caption>
-<thead><tr><th scope="col">Client</th><th scope="col">Period</th><th scope="col">Date</th><th scope="col" class="num">Credits</th></tr></thead>
+<caption>Batches the recurring grants will create in the next 12 months (each grant's next one at least), by the day their period starts</caption>
+<thead><tr><th scope="col">Client</th><th scope="col">Grant</th><th scope="col">Period</th><th scope="col">Date</th><th scope="col" class="num">Credits</th></tr></thead>
 <tbody>{rows}</tbody>
-<tfoot><tr><th scope="row" colspan="3">Total</th><td class="num" data-total="upcoming">{wording.credits(total)}</td></tr></tfoot>
+<tfoot><tr><th scope="row" colspan="4">Total</th><td class="num" data-total="upcoming">{wording.credits(total)}</td></tr></tfoot>
 </table>
 </section>"""
 

@@ -86,8 +86,11 @@ def _batch_row(line: BatchLine, expiring_within: int) -> list[str]:
 def _upcoming(report: CreditsReport) -> list[str]:
     if not report.upcoming:
         return []
-    rows = [[_safe(g.client), _safe(g.period), g.on.isoformat(), wording.credits(g.credits)] for g in report.upcoming]
-    return ["Upcoming grants:"] + _table(["client", "period", "date", "credits"], rows, numeric={3})
+    rows = [
+        [_safe(g.client), _safe(g.grant), _safe(g.period), g.on.isoformat(), wording.credits(g.credits)]
+        for g in report.upcoming
+    ]
+    return ["Upcoming grants:"] + _table(["client", "grant", "period", "date", "credits"], rows, numeric={4})
 
 
 def _interrupted(report: CreditsReport) -> list[str]:
