@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -63,8 +65,10 @@ class FileBackend(Backend):
         write_snapshot(self.path, state)
         return state
 
-    def lock(self, command: str, timeout: float = 0.0, warn: Warn | None = None) -> StateLock:
-        return StateLock(self.path, command=command, timeout=timeout, warn=warn)
+    @contextmanager
+    def lock(self, command: str, timeout: float = 0.0, warn: Warn | None = None) -> Iterator[LockInfo]:
+        with StateLock(self.path, command=command, timeout=timeout, warn=warn) as held:
+            yield held.info
 
     def open_writer(self) -> FileWriter:
         return FileWriter(self.path, self.read(), name=self.name)
