@@ -274,11 +274,18 @@ class PostgresBackend(Backend):
 
     def create(self) -> State:
         state = State()
-        with self._transaction() as conn:
-            self._create_schema(conn)
-            if self._workspace_row(conn) is not None:
-                raise StateError(f"a state already exists at {self.name}; nothing was changed.")
-            self._insert_workspace(conn, state)
+        already = StateError(f"a state already exists at {self.name}; nothing was changed.")
+        try:
+            with self._transaction() as conn:
+                self._create_schema(conn)
+                if self._workspace_row(conn) is not None:
+                    raise already
+                self._insert_workspace(conn, state)
+        except StateError as error:
+            # Two inits at once: the one that lost the race meets the other's row.
+            if error is not already and "duplicate key" in str(error):
+                raise already from None
+            raise
         return state
 
     def _insert_workspace(self, conn, state: State) -> None:
