@@ -287,6 +287,10 @@ def test_story3_every_lost_answer_of_a_normalising_server_is_adopted_exactly_onc
         )
         first, _ = apply(manifest, state, url)
         again, _ = apply(manifest, state, url)
+        # A bare date is the same expiry in the server's form: no drift, and refresh records none.
+        refreshed = run_subprocess("plan", manifest, "--state", state, "--refresh", env=cli_env(url))
+        recorded_live = run_subprocess("refresh", manifest, "--state", state, env=cli_env(url))
+        after_refresh = run_subprocess("plan", manifest, "--state", state, env=cli_env(url))
         live = {client: listed(url, client) for client in (ACME_ID, GLOBEX_ID)}
     finally:
         server.kill()
@@ -295,6 +299,9 @@ def test_story3_every_lost_answer_of_a_normalising_server_is_adopted_exactly_onc
     assert first.returncode == 0, first.stderr
     assert first.stderr.count("created (confirmed by listing)") == 3, first.stderr
     assert "No changes" in again.stdout, again.stdout
+    assert recorded_live.returncode == 0, recorded_live.stderr
+    for plan in (refreshed, after_refresh):
+        assert plan.returncode == 0 and "No changes" in plan.stdout, plan.stdout + plan.stderr
     batches = [batch for client in live.values() for batch in client]
     assert all(batch["clientId"] is None for batch in batches), "the quirk is on: clientId is listed as null"
     assert sorted(batch["expiresOn"] for batch in live[ACME_ID]) == ["2030-03-31", "2030-06-30"], "bare dates"
