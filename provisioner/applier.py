@@ -384,7 +384,7 @@ class Applier:
             self._done_one(intent.address, None, "closed: the client does not exist, so nothing was made")
 
     def _api_address_proven(self, unknown_client: str, desired: Desired) -> bool:
-        if self.api.answered:
+        if self.api.answered_ok:  # a 2xx: a 404 from a wrong TI_BASE_URL proves nothing
             return True
         # Any other client that lists proves the address: those recorded, and those declared (after a
         # mistyped id is fixed, the manifest's is often the only one there is).
