@@ -177,7 +177,7 @@ def test_ids_are_compared_whatever_their_json_type(sandbox, api_env, write_manif
 
     assert first.returncode == 0, first.stderr
     assert second.returncode == 0, second.stderr
-    assert "created (confirmed by listing)" in second.stderr, second.stderr
+    assert "created (its answer was lost; found by listing)" in second.stderr, second.stderr
     assert refreshed.returncode == 0 and "No changes" in refreshed.stdout, refreshed.stdout + refreshed.stderr
     assert gateway.posts() == 2
     recorded = read_state(state)

@@ -60,7 +60,7 @@ class Quirks:
     Sandbox choice: off by default; the contract does not say the vendor does any of these.
     """
 
-    trim_names: bool = False  # names are stored without leading and trailing whitespace
+    trim_names: bool = False  # names are stored trimmed, each run of whitespace inside made one space
     list_client_id_null: bool = False  # listed batches carry "clientId": null
     list_expiry_as_date: bool = False  # listed batches carry expiresOn as a bare date ("2030-03-31")
 
@@ -696,7 +696,7 @@ class _SandboxApp:
         name = fields.get("name", "")
         batch = {
             "id": str(uuid.uuid4()),
-            "name": name.strip() if self._quirks.trim_names else name,
+            "name": " ".join(name.split()) if self._quirks.trim_names else name,
             "expiresOn": fields.get("expiresOn"),
             "startingBalance": fields["startingBalance"],
             "currentBalance": fields["startingBalance"],
