@@ -15,10 +15,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import ACME_ID, TEST_KEY, run_subprocess
+from conftest import ACME_ID, run_subprocess
 from faultproxy import Answer, DropThenCommit, FaultProxy, Forward, ProxiedRequest
 
-from provisioner.api.sandbox import Sandbox
 from provisioner.backends.file import journal_path, read_state
 
 # --- a journal append that fails midway ---------------------------------------------------------------------
