@@ -322,8 +322,8 @@ class Applier:
                 raise OutcomeUnknown("interrupted before the interrupted create could be settled; run apply again")
             if self._adopt_if_found(intent, self.listings.confirmed(intent.client_id), outcome):
                 return
-        except NotFoundError as exc:
-            self._settle_unknown_client(intent, exc)
+        except NotFoundError:
+            self._settle_unknown_client(intent, desired)
             return
         self._never_made(change, intent, desired)
 
@@ -361,11 +361,11 @@ class Applier:
         age = (server_now - since).total_seconds()
         return min(self.recovery_wait, max(0.0, self.recovery_wait - age))
 
-    def _settle_unknown_client(self, intent: Intent, error: NotFoundError) -> None:
+    def _settle_unknown_client(self, intent: Intent, desired: Desired) -> None:
         """The API says the intent's client does not exist: then it has no batch, and the intent is
         closed, but only once the API has proven it answers at this address (a wrong TI_BASE_URL
-        answers 404 to everything)."""
-        if not self._api_address_proven(intent.client_id):
+        answers 404 to everything). A batch still declared (its client's id fixed) is then created."""
+        if not self._api_address_proven(intent.client_id, desired):
             raise ApiError(
                 f"the API answers 404 for client {intent.client_id} and has answered nothing else yet, so "
                 f"provisioner cannot tell a deleted client from a wrong TI_BASE_URL. Check TI_BASE_URL; if the "
@@ -376,13 +376,21 @@ class Applier:
             f"Warning: {intent.address}: client {intent.client_id} does not exist in the API (404), so the "
             "interrupted create made nothing; its intent is closed. Check the client's id in the manifest."
         )
-        self._done_one(intent.address, None, "closed: the client does not exist, so nothing was made")
+        if intent.address in desired.batches:
+            with self._result_guard:
+                self._deferred_creates.append(intent.address)
+            self._report(intent.address, "it is created with the new work, for the client the manifest names now")
+        else:
+            self._done_one(intent.address, None, "closed: the client does not exist, so nothing was made")
 
-    def _api_address_proven(self, unknown_client: str) -> bool:
-        if self.api.answered:
+    def _api_address_proven(self, unknown_client: str, desired: Desired) -> bool:
+        if self.api.answered_ok:  # a 2xx: a 404 from a wrong TI_BASE_URL proves nothing
             return True
+        # Any other client that lists proves the address: those recorded, and those declared (after a
+        # mistyped id is fixed, the manifest's is often the only one there is).
         known = {resource.client_id for resource in self.writer.state.resources.values()}
         known |= {intent.client_id for intent in self.writer.open_intents()}
+        known |= {client.id for client in desired.clients.values()}
         for client_id in sorted(known - {unknown_client}):
             try:
                 self.listings.current(client_id)

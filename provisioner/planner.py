@@ -26,7 +26,7 @@ from provisioner.models import (
     Violation,
     batch_key,
 )
-from provisioner.recovery import batches_phrase, describe, duplicates_of
+from provisioner.recovery import EQUAL, batches_phrase, compare_field, describe, duplicates_of
 from provisioner.timestamps import format_timestamp, parse_timestamp
 
 FIX_FOR_FIXED_FIELD = (
@@ -436,6 +436,8 @@ def live_attributes(recorded: Mapping, live: Mapping) -> dict:
     current = dict(recorded)
     for field in COMPARED_FIELDS:
         if field in live and live[field] is not None:
+            if field == "expiresOn" and compare_field(field, recorded.get(field), live[field]) == EQUAL:
+                continue  # the same expiry in the server's own form (a bare date): not a change
             current[field] = normalized(field, live[field])
         elif field in UPDATABLE_FIELDS and field in live:
             current.pop(field, None)

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Callable
 from urllib.parse import parse_qs, unquote, urlsplit
 
-__all__ = ["Faults", "Sandbox"]
+__all__ = ["Faults", "Quirks", "Sandbox"]
 
 
 @dataclass
@@ -47,6 +47,43 @@ class Faults:
     burst_429_length: int = 5  # 429s per storm, the triggering request included
     retry_after: float = 1.0  # seconds sent in Retry-After for injected 429/503
     seed: int | None = None  # makes the fault sequence repeatable
+    # Seconds a create is held before it is committed, as a busy server still working on it; the
+    # work goes on when the client hangs up meanwhile, and the answer follows the commit.
+    commit_delay: float = 0.0
+
+
+@dataclass(frozen=True)
+class Quirks:
+    """Ways a real server may store or list a batch otherwise than it was sent: none is an error, and
+    recovery must not take such a batch for another one (nor send its create again).
+
+    Sandbox choice: off by default; the contract does not say the vendor does any of these.
+    """
+
+    trim_names: bool = False  # names are stored trimmed, each run of whitespace inside made one space
+    list_client_id_null: bool = False  # listed batches carry "clientId": null
+    list_expiry_as_date: bool = False  # listed batches carry expiresOn as a bare date ("2030-03-31")
+
+    NAMES = ("trim-names", "list-client-id-null", "list-expiry-as-date")
+
+    @classmethod
+    def named(cls, names) -> Quirks:
+        """From the names of the CLI's --quirk options (see NAMES); "all" turns every one on."""
+        names = set(names)
+        if "all" in names:
+            names = set(cls.NAMES)
+        unknown = names - set(cls.NAMES)
+        if unknown:
+            raise ValueError(f"unknown quirk(s): {', '.join(sorted(unknown))}; known: {', '.join(cls.NAMES)}")
+        return cls(**{name.replace("-", "_"): True for name in names})
+
+    def listed(self, batch: dict) -> dict:
+        """A presented batch as a listing shows it."""
+        if self.list_client_id_null:
+            batch = {**batch, "clientId": None}
+        if self.list_expiry_as_date and batch.get("expiresOn"):
+            batch = {**batch, "expiresOn": batch["expiresOn"][:10]}
+        return batch
 
 
 _UUID_SHAPE = re.compile(
@@ -500,8 +537,9 @@ class _SandboxApp:
 
     def __init__(self, *, store: _BatchStore, api_key: str | None, limiter: _RateLimiter,
                  faults: _FaultInjector, page_size: int, known_clients: set[str] | None,
-                 verbose: bool) -> None:
+                 verbose: bool, quirks: Quirks | None = None) -> None:
         self._store = store
+        self._quirks = quirks or Quirks()
         self._api_key = api_key
         self._limiter = limiter
         self._faults = faults
@@ -650,10 +688,15 @@ class _SandboxApp:
             raise _invalid("startingBalance", "is required")
         if "clientId" in fields and not _same_client(fields["clientId"], client_id):
             raise _invalid("clientId", "must match the client id in the path")
+        commit_delay = self._faults.current.commit_delay
+        if commit_delay > 0:
+            self._count("delayed_commits")
+            time.sleep(commit_delay)  # no lock is held here; a client that hung up does not stop it
         now = _now_text()
+        name = fields.get("name", "")
         batch = {
             "id": str(uuid.uuid4()),
-            "name": fields.get("name", ""),
+            "name": " ".join(name.split()) if self._quirks.trim_names else name,
             "expiresOn": fields.get("expiresOn"),
             "startingBalance": fields["startingBalance"],
             "currentBalance": fields["startingBalance"],
@@ -686,7 +729,7 @@ class _SandboxApp:
         return _Response(200, {"data": {"APICreditBatchesByClientAndCreditAccount": {
             "clientId": client_id,
             "creditAccountId": account,
-            "creditBatches": [_present(batch, now) for batch in batches],
+            "creditBatches": [self._quirks.listed(_present(batch, now)) for batch in batches],
             "pageInfo": {
                 "perPage": self._page_size,
                 "cursor": str(page + 1) if has_more else None,
@@ -848,7 +891,8 @@ class Sandbox:
                  data_path: str | Path | None = None, api_key: str | None = None,
                  rate_limit: int | None = None, burst: int | None = None,
                  faults: Faults | None = None, page_size: int = 25,
-                 known_clients: set[str] | None = None, verbose: bool = False) -> None:
+                 known_clients: set[str] | None = None, verbose: bool = False,
+                 quirks: Quirks | None = None) -> None:
         if page_size < 1:
             raise ValueError("page_size must be at least 1")
         self._address = (host, port)
@@ -858,7 +902,7 @@ class Sandbox:
         self._app = _SandboxApp(
             store=self._store, api_key=api_key, limiter=_RateLimiter(rate_limit, burst),
             faults=self._faults, page_size=page_size, known_clients=known_clients,
-            verbose=verbose,
+            verbose=verbose, quirks=quirks,
         )
         self._server: _SandboxHTTPServer | None = None
         self._thread: threading.Thread | None = None

@@ -76,7 +76,7 @@ class Backend(ABC):
 
     @abstractmethod
     def lock(self, command: str, timeout: float = 0.0, warn: Warn | None = None) -> AbstractContextManager:
-        """Held for a whole run; a refused run names the holder."""
+        """Held for a whole run, yielding this run's ``LockInfo``; a refused run names the holder."""
 
     @abstractmethod
     def open_writer(self) -> StateWriter:

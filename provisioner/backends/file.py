@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -63,8 +65,10 @@ class FileBackend(Backend):
         write_snapshot(self.path, state)
         return state
 
-    def lock(self, command: str, timeout: float = 0.0, warn: Warn | None = None) -> StateLock:
-        return StateLock(self.path, command=command, timeout=timeout, warn=warn)
+    @contextmanager
+    def lock(self, command: str, timeout: float = 0.0, warn: Warn | None = None) -> Iterator[LockInfo]:
+        with StateLock(self.path, command=command, timeout=timeout, warn=warn) as held:
+            yield held.info
 
     def open_writer(self) -> FileWriter:
         return FileWriter(self.path, self.read(), name=self.name)
@@ -251,9 +255,17 @@ class FileWriter(StateWriter):
         return self._name
 
     def _persist(self, entry: dict) -> None:
-        if self._journal is None:
-            self._journal = Journal.start(journal_path(self.path), self.state.lineage, self.state.serial)
-        self._journal.append(entry)
+        try:
+            if self._journal is None:
+                self._journal = Journal.start(journal_path(self.path), self.state.lineage, self.state.serial)
+            self._journal.append(entry)
+        except OSError as exc:
+            # A StateError stops the whole run (the applier sends nothing it cannot record), and names the file.
+            raise StateError(
+                f"{journal_path(self.path)}: cannot write the state journal ({exc.strerror or exc}); this change "
+                "was not recorded and the run stopped. What was recorded before is intact: free the disk, then "
+                "run apply again (it looks up any create left open)."
+            ) from None
 
     def _save(self, state: State, changed: bool) -> None:
         if changed:

@@ -25,10 +25,21 @@ from provisioner.cli.options import UserError
 @click.option("--drop-after-commit-rate", default=0.0, type=click.FloatRange(0, 1), help="Fraction of creates committed, then the connection dropped.")
 @click.option("--burst-429-rate", default=0.0, type=click.FloatRange(0, 1), help="Chance a request starts a storm of 429s.")
 @click.option("--seed", type=int, help="Seed of the fault injection, to repeat a run.")
+@click.option("--retry-after", default=1.0, show_default=True, type=click.FloatRange(0), help="Seconds sent in Retry-After with injected 429s and 503s.")
+@click.option("--commit-delay", default=0.0, type=click.FloatRange(0), help="Seconds a create is held before it is committed (a busy server).")
+@click.option(
+    "--quirk",
+    "quirks",
+    multiple=True,
+    type=click.Choice(["trim-names", "list-client-id-null", "list-expiry-as-date", "all"]),
+    help="Store or list batches as some servers do (repeatable): trim names, list clientId as null, "
+    "list expiresOn as a bare date.",
+)
 def sandbox(host, port, data_path, api_key, rate_limit, burst, page_size, latency, error_rate,
-            error_after_commit_rate, drop_after_commit_rate, burst_429_rate, seed) -> None:
+            error_after_commit_rate, drop_after_commit_rate, burst_429_rate, seed, retry_after, commit_delay,
+            quirks) -> None:
     """Serve a local simulator of the credits API (for demos and tests)."""
-    from provisioner.api.sandbox import Faults, Sandbox
+    from provisioner.api.sandbox import Faults, Quirks, Sandbox
 
     faults = Faults(
         latency=latency,
@@ -37,10 +48,13 @@ def sandbox(host, port, data_path, api_key, rate_limit, burst, page_size, latenc
         drop_after_commit_rate=drop_after_commit_rate,
         burst_429_rate=burst_429_rate,
         seed=seed,
+        retry_after=retry_after,
+        commit_delay=commit_delay,
     )
     try:
         server = Sandbox(host=host, port=port, data_path=data_path, api_key=api_key or None,
-                         rate_limit=rate_limit or None, burst=burst, faults=faults, page_size=page_size)
+                         rate_limit=rate_limit or None, burst=burst, faults=faults, page_size=page_size,
+                         quirks=Quirks.named(quirks))
         server.start()
     except (OSError, sqlite3.DatabaseError) as exc:
         raise UserError(
