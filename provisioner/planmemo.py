@@ -41,11 +41,10 @@ from pathlib import Path
 
 import yaml_rs
 
-from provisioner import __version__
-from provisioner import parallel
+from provisioner import __version__, parallel
 from provisioner.bulk import paused_gc
-from provisioner.manifest import Declarations, DeclaredFile, LoadTimings, batch_specs
 from provisioner.cachefile import CacheFile, default_directory
+from provisioner.manifest import Declarations, DeclaredFile, LoadTimings, batch_specs
 from provisioner.models import BatchSpec, Desired, Figures, Plan, PlanPart, Policy, State
 from provisioner.planner import client_of, client_order, combine, make_plan
 from provisioner.render import part_text
@@ -167,7 +166,7 @@ def plan(declarations: Declarations, state: State, now: datetime, policy: Policy
 class _Planner:
     def __init__(self, declarations: Declarations, state: State, now: datetime, memo: PlanMemo | None,
                  timings: LoadTimings):
-        self.declarations, self.state, self.now, self.memo, self.timings = declarations, state, now, memo, timings
+        self.declarations, self.now, self.memo, self.timings = declarations, now, memo, timings
         self.moment = _instant(now)
         self.recorded = _Recorded(state)
         self.parts: list[PlanPart] = []
