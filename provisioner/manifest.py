@@ -111,7 +111,13 @@ def find_manifest_files(paths: Sequence[str | Path]) -> list[Path]:
 
 
 def find_files(paths: Sequence[str | Path]) -> tuple[list[Path], list[ManifestIssue]]:
-    files: list[Path] = []
+    names, issues = _find_names(paths)
+    return [Path(name) for name in names], issues
+
+
+def _find_names(paths: Sequence[str | Path]) -> tuple[list[str], list[ManifestIssue]]:
+    """``find_files`` as the strings ``str(Path)`` would give (a Path per file costs more than reading it)."""
+    files: list[str] = []
     issues: list[ManifestIssue] = []
     seen: set[str] = set()
     for given in paths:
@@ -119,7 +125,7 @@ def find_files(paths: Sequence[str | Path]) -> tuple[list[Path], list[ManifestIs
         if path.is_dir():
             candidates = _yaml_files_below(path)
         elif path.exists():
-            candidates = [(path, os.path.realpath(path))]
+            candidates = [(str(path), os.path.realpath(path))]
         else:
             issues.append(ManifestIssue(str(path), 0, 0, "", "no such file or directory"))
             continue
@@ -134,11 +140,12 @@ def find_files(paths: Sequence[str | Path]) -> tuple[list[Path], list[ManifestIs
     return files, issues
 
 
-def _yaml_files_below(directory: Path) -> list[tuple[Path, str]]:
+def _yaml_files_below(directory: Path) -> list[tuple[str, str]]:
     """(file, its real path) for each manifest below, sorted as paths sort. Hidden files and
     directories (.git, .github, .pre-commit-config.yaml...) are not manifests; symlinked
-    directories are not followed (as os.walk does)."""
-    found: list[tuple[list[str], str, str]] = []  # (relative parts, path, real path)
+    directories are not followed (as os.walk does). A file is named as ``str(Path)`` names it:
+    the directory as given, normalised, then the names below it."""
+    found: list[tuple[list[str], str]] = []  # (relative parts, real path)
 
     def walk(folder: str, real_folder: str, parts: list[str]) -> None:
         try:
@@ -162,11 +169,13 @@ def _yaml_files_below(directory: Path) -> list[tuple[Path, str]]:
                 # Without a symlink on the way, the real path is the real folder's plus the name:
                 # no system call per file.
                 real = os.path.realpath(entry.path) if symlink else os.path.join(real_folder, name)
-                found.append(([*parts, name], entry.path, real))
+                found.append(([*parts, name], real))
 
-    walk(str(directory), os.path.realpath(directory), [])
+    base = str(directory)  # a Path's string: normalised ("manifests", "/abs/dir", ".")
+    walk(base, os.path.realpath(directory), [])
     found.sort(key=lambda item: item[0])
-    return [(Path(path), real) for _, path, real in found]
+    prefix = "" if base == "." else base.rstrip("/") + "/"
+    return [(prefix + "/".join(parts), real) for parts, real in found]
 
 
 # --------------------------------------------------------------------------- loading
@@ -209,7 +218,7 @@ def read_declarations(
 def _read(paths: Sequence[str | Path], cache: ManifestCache | None, timings: LoadTimings) -> Declarations:
     clock = time.perf_counter
     started = clock()
-    files, issues = find_files(paths)
+    files, issues = _find_names(paths)
     if issues:
         return _read_located(paths)
     known = cache.read(files) if cache is not None else {}
@@ -318,8 +327,8 @@ class DeclaredFile:
 
     __slots__ = ("path", "name", "content", "head", "_rows", "_text", "_cache", "_files")
 
-    def __init__(self, path: Path, content: str, head: dict, rows: list | None = None, text: bytes | None = None,
-                 cache: ManifestCache | None = None, files: Sequence[Path] = ()):
+    def __init__(self, path: str, content: str, head: dict, rows: list | None = None, text: bytes | None = None,
+                 cache: ManifestCache | None = None, files: Sequence[str] = ()):
         if type(head) is not dict or not isinstance(head.get("clients"), list) or "policy" not in head:
             raise ValueError("not a file's declarations")
         self.path = path
@@ -361,7 +370,7 @@ class Declarations:
     """What the manifests declare, file by file, checked across files; ``desired()`` makes the models."""
 
     def __init__(self, files: list[DeclaredFile], combined: _Combined | None, digest: str, ready: Desired | None = None,
-                 paths: list[Path] | None = None):
+                 paths: list[str] | None = None):
         self.files = files
         self.paths = [file.path for file in files] if paths is None else paths  # as found (the caches' tree)
         self.digest = digest  # sha256 over the files' names and bytes
