@@ -127,7 +127,7 @@ class CacheFile:
         temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         try:
             _prepare_directory(path.parent)
-            with open(temporary, "wb") as out:
+            with open(temporary, "wb", buffering=1 << 20) as out:  # tens of megabytes in pieces of a few kB
                 out.writelines(chunks)
             os.replace(temporary, path)
             kind, _, tree = path.name.split("-", 2)

@@ -241,7 +241,7 @@ class Figures:
 
     def __init__(self, counts: dict[str, int] | None = None, credits: int = 0, credited: bool = False,
                  issued: int = 0, creates: int = 0, largest: int = 0):
-        self.counts = dict.fromkeys(ACTIONS, 0) if counts is None else counts  # by action, every action
+        self.counts = dict.fromkeys(ACTIONS, 0) if counts is None else counts  # every action, in ACTIONS' order
         self.credits = credits  # of every change
         self.credited = credited  # some change issues credits (the client is listed in credits_by_client)
         self.issued = issued  # of the changes that issue credits and are not blocked
@@ -279,8 +279,7 @@ class Figures:
 
     def as_list(self) -> list[int]:
         """Plain numbers, for the plan memo; ``from_list`` reads them back."""
-        return [*(self.counts[action] for action in ACTIONS), self.credits, int(self.credited), self.issued,
-                self.creates, self.largest]
+        return [*self.counts.values(), self.credits, int(self.credited), self.issued, self.creates, self.largest]
 
     @classmethod
     def from_list(cls, numbers: list[int]) -> Figures:

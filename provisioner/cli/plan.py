@@ -142,7 +142,8 @@ def emit_plan(result: Plan, output_format: str, color: bool) -> None:
         click.echo(render_markdown(result))
     else:
         for chunk in text_chunks(result, color=color):  # a large plan is never held whole
-            click.echo(chunk, nl=False)
+            # color=True: written as rendered (no colour codes unless asked), not scanned for them again.
+            click.echo(chunk, nl=False, color=True)
         click.echo()
 
 
