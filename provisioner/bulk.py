@@ -52,6 +52,8 @@ def share_fields_set(models: Iterable[BaseModel]) -> None:
     one: set[str] = set()
     for model in models:
         fields = model.__pydantic_fields_set__
+        if fields is one:  # made by a constructor, or shared already
+            continue
         if fields != one:  # models built alike come in runs: one lookup per run
             assert model.model_config.get("frozen"), "only frozen models may share their fields set"
             one = _SHARED.setdefault(frozenset(fields), set(fields))
@@ -66,7 +68,7 @@ def constructor(model: type[Model]) -> Callable[[dict], Model]:
     config = model.model_config
     assert config.get("frozen") and config.get("extra") != "allow", "only frozen models without extras"
     assert not model.__private_attributes__ and not model.__pydantic_post_init__, "no private state to set up"
-    every_field = set(model.model_fields)
+    every_field = _SHARED.setdefault(frozenset(model.model_fields), set(model.model_fields))
     new, set_attribute = object.__new__, object.__setattr__
 
     def construct(values: dict) -> Model:

@@ -238,8 +238,10 @@ def _read(paths: Sequence[str | Path], cache: ManifestCache | None, timings: Loa
             fresh[content] = data
     timings.add("read + digest", clock() - started)
     started = clock()
-    reads = _fast_reads if cache is None else _fast_reads_kept
-    records = dict(zip(fresh, parallel.in_two(reads, list(fresh.values()))))
+    if cache is None:
+        records = dict(zip(fresh, parallel.in_two(_fast_reads, list(fresh.values()))))
+    else:  # a child sends its records' rows as the cache keeps them (JSON) only: decoded where they are needed
+        records = dict(zip(fresh, parallel.in_two(_fast_reads_kept, list(fresh.values()), sent=_without_rows)))
     timings.add("fast read (yaml-rs + checks)", clock() - started)
     combined = _Combined()
     declared: list[DeclaredFile] = []
@@ -255,8 +257,8 @@ def _read(paths: Sequence[str | Path], cache: ManifestCache | None, timings: Loa
                 if record is None:
                     return _read_located(paths)
             record = dict(record)  # a copy: two files may have the same content
-            rows = record.pop("batches")
-            file = DeclaredFile(path, content, record, rows=rows)
+            rows = record.pop("batches", None)  # None: sent as JSON only
+            file = DeclaredFile(path, content, record, rows=rows, text=None if rows is not None else rows_json)
             if cache is not None:
                 entry = (record, rows_json if rows_json is not None else _rows_json(rows))
         else:
@@ -298,6 +300,13 @@ def _fast_reads_kept(contents: list[bytes]) -> list[tuple[dict | None, bytes | N
 
     records = [fastreader.read(data) for data in contents]
     return [(record, None if record is None else _rows_json(record["batches"])) for record in records]
+
+
+def _without_rows(read: tuple[dict | None, bytes | None]) -> tuple[dict | None, bytes | None]:
+    record, rows_json = read
+    if record is None:
+        return read
+    return {name: value for name, value in record.items() if name != "batches"}, rows_json
 
 
 def _rows_json(rows: list) -> bytes:

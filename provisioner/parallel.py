@@ -30,9 +30,12 @@ LEAST_ITEMS = 200  # below this, a second process costs more than it saves
 _LENGTH = struct.Struct("<Q")
 
 
-def in_two(function: Callable[[list[Item]], list[Result]], items: list[Item], least: int | None = None) -> list[Result]:
+def in_two(function: Callable[[list[Item]], list[Result]], items: list[Item], least: int | None = None,
+           sent: Callable[[Result], Result] | None = None) -> list[Result]:
     """``function(items)``, its second half computed by a child process when that is possible.
-    ``function`` must be pure, return one result per item in order, and its results picklable."""
+    ``function`` must be pure, return one result per item in order, and its results picklable;
+    ``sent`` (optional) is what the child sends of each result, when the whole is not worth its
+    transfer (the caller then takes either form)."""
     if len(items) < max(LEAST_ITEMS if least is None else least, 2) or not can_fork():
         return function(items)
     half = len(items) // 2
@@ -41,7 +44,7 @@ def in_two(function: Callable[[list[Item]], list[Result]], items: list[Item], le
     child = os.fork()
     if child == 0:  # pragma: no cover (the child's coverage is not collected)
         os.close(read_end)
-        _send(write_end, function, second)
+        _send(write_end, function if sent is None else lambda part: list(map(sent, function(part))), second)
     os.close(write_end)
     theirs = None
     try:
