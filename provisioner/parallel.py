@@ -26,7 +26,7 @@ from typing import TypeVar
 Item = TypeVar("Item")
 Result = TypeVar("Result")
 
-LEAST_ITEMS = 200  # below this, a second process costs more than it saves
+LEAST_ITEMS = 1000  # files: below this, a second process costs about what it saves
 _LENGTH = struct.Struct("<Q")
 
 
