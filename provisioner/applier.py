@@ -26,6 +26,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 
 from provisioner.api.client import (
     READ_TIMEOUT,
@@ -49,6 +50,7 @@ from provisioner.recovery import (
     duplicates_of,
     find,
     intent_since,
+    window_left,
 )
 from provisioner.timestamps import format_timestamp, utc_now_text
 
@@ -345,9 +347,12 @@ class Applier:
             # Any listing of this run was made after the crash: the first look need not be a new one.
             if self._adopt_if_found(intent, self.listings.current(intent.client_id), outcome):
                 return
-            self._wait(self._window_left(intent))
-            if self.stop.is_set():
-                raise OutcomeUnknown("interrupted before the interrupted create could be settled; run apply again")
+        except NotFoundError:
+            pass  # a 404 proves nothing before the window has passed: a client may be listed late
+        self._wait(self._window_left(intent))
+        if self.stop.is_set():
+            raise OutcomeUnknown("interrupted before the interrupted create could be settled; run apply again")
+        try:
             if self._adopt_if_found(intent, self.listings.confirmed(intent.client_id), outcome):
                 return
         except NotFoundError:
@@ -373,21 +378,18 @@ class Applier:
             self._done_one(change.address, None, "the interrupted create never happened and it is no longer declared")
 
     def _window_left(self, intent: Intent) -> float:
-        """What is left of an interrupted create's recovery window, on the server's clock.
+        """What is left of an interrupted create's recovery window (see recovery.window_left).
 
-        When that clock cannot be read, or the intent has no server time, its age is unknown:
-        the whole window is waited, on this machine's own steady clock, before deciding."""
-        since, server_now = intent_since(intent), self.api.clock.now()
-        if since is None or server_now is None:
-            if not self._clock_warned:
-                self._clock_warned = True
-                reason = ("the interrupted run could not read the API's clock" if since is None
-                          else self.api.clock.describe())
-                self.reporter.warn(f"Note: {reason}; waiting the whole recovery window before deciding that a "
-                                   "create never happened.")
-            return self.recovery_wait
-        age = (server_now - since).total_seconds()
-        return min(self.recovery_wait, max(0.0, self.recovery_wait - age))
+        When the server's clock cannot be read, or the intent has no server time, its age is
+        unknown: the whole window is waited, on this machine's own steady clock, before deciding."""
+        server_now = self.api.clock.now()
+        if (intent_since(intent) is None or server_now is None) and not self._clock_warned:
+            self._clock_warned = True
+            reason = ("the interrupted run could not read the API's clock" if intent_since(intent) is None
+                      else self.api.clock.describe())
+            self.reporter.warn(f"Note: {reason}; waiting the whole recovery window before deciding that a "
+                               "create never happened.")
+        return window_left(intent, self.recovery_wait, server_now, datetime.now(timezone.utc))
 
     def _settle_unknown_client(self, intent: Intent, desired: Desired) -> None:
         """The API says the intent's client does not exist: then it has no batch, and the intent is

@@ -205,7 +205,17 @@ class CreditsApi:
             params = {"clientId": client_id, "page": page}
             if credit_account_id:
                 params["creditAccountId"] = credit_account_id
-            payload = self._request("GET", path, params=params, idempotent=True, subject=f"client {client_id}")
+            try:
+                payload = self._request("GET", path, params=params, idempotent=True, subject=f"client {client_id}")
+            except NotFoundError as exc:
+                if page == 1:
+                    raise  # no such client
+                # The client exists (page 1 answered): a later page's 404 says nothing about its batches.
+                raise ApiError(
+                    f"listing the batches of client {client_id}: page {page} answered 404 although the API said "
+                    "more follow. Nothing was decided on it; run the command again.",
+                    exc.status,
+                ) from None
             listing = _unwrap(payload, "APICreditBatchesByClientAndCreditAccount")
             page_info = listing.get("pageInfo") or {}
             before = len(batches)
