@@ -26,6 +26,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 
 from provisioner.api.client import (
     READ_TIMEOUT,
@@ -49,6 +50,7 @@ from provisioner.recovery import (
     duplicates_of,
     find,
     intent_since,
+    window_left,
 )
 from provisioner.timestamps import format_timestamp, utc_now_text
 
@@ -100,6 +102,7 @@ class Applier:
         recovery_wait: float = RECOVERY_WAIT,
         duplicate_check: bool = True,
         allow_duplicates: Iterable[str] = (),
+        listings: ClientListings | None = None,
     ):
         self.api = api
         self.writer = writer
@@ -113,7 +116,7 @@ class Applier:
         self.recovery_wait = recovery_wait
         self.duplicate_check = duplicate_check
         self.allow_duplicates = set(allow_duplicates)
-        self.listings = ClientListings(api)
+        self.listings = listings or ClientListings(api)
         self.result = ApplyResult()
         self._result_guard = threading.Lock()
         self._deferred_creates: list[str] = []
@@ -130,37 +133,58 @@ class Applier:
             self.reporter.finish()
 
     def _apply(self, work: list[Change], desired: Desired) -> ApplyResult:
-        recoveries = [change for change in work if change.action == "recover"]
-        others = [change for change in work if change.action != "recover"]
-        # Interrupted creates come first: new work must not claim what they made.
-        self._run_groups(self._group_recoveries(recoveries), desired)
-        # A deferred create finishes its recovery's piece of work: the total stays as planned.
-        others += [
+        # Groups no listing could confuse run side by side: a recovery that must wait to prove a
+        # negative holds up only its own look-alikes, never the rest of the run.
+        self._run_groups(self._groups(work, desired), desired)
+        # A recovery that never happened and whose manifest changed since belongs to another group:
+        # its create runs once every group is done, unless a look-alike of it is still unresolved.
+        deferred = [
             Change(address=address, client_key=address.split("/", 1)[0], action="create")
             for address in self._deferred_creates
         ]
-        if not self.result.failed:
-            self._run_groups(self._group_by_request(others, desired), desired)
-        else:
-            self.result.skipped += len(others)
+        self._run_groups(self._group_by_request(self._not_blocked(deferred, desired), desired), desired)
         return self.result
 
-    def _group_recoveries(self, changes: list[Change]) -> list[list[Change]]:
+    def _groups(self, work: list[Change], desired: Desired) -> list[list[Change]]:
+        """One group per request a listing could confuse; in each, interrupted creates come first
+        (oldest first): new work must not claim what they made."""
+        pending = self.writer.state.pending
         groups: dict[tuple, list[Change]] = defaultdict(list)
-        for change in changes:
-            intent = self.writer.state.pending[change.address]
-            groups[confusable_key(intent.client_id, intent.attributes)].append(change)
-        return [sorted(group, key=lambda c: self.writer.state.pending[c.address].at) for group in groups.values()]
+        for change in work:
+            if change.action == "recover":
+                intent = pending[change.address]
+                groups[confusable_key(intent.client_id, intent.attributes)].append(change)
+            else:
+                groups[self._request_key(change, desired)].append(change)
+        return [
+            sorted(group, key=lambda c: (c.action != "recover", pending[c.address].at if c.action == "recover" else ""))
+            for group in groups.values()
+        ]
 
     def _group_by_request(self, changes: list[Change], desired: Desired) -> list[list[Change]]:
         groups: dict[tuple, list[Change]] = defaultdict(list)
         for change in changes:
-            if change.action == "update":
-                groups[("update", change.address)].append(change)
-            else:
-                spec = desired.batches[change.address]
-                groups[confusable_key(spec.client_id, spec.attributes())].append(change)
+            groups[self._request_key(change, desired)].append(change)
         return list(groups.values())
+
+    @staticmethod
+    def _request_key(change: Change, desired: Desired) -> tuple:
+        if change.action == "update":
+            return ("update", change.address)
+        spec = desired.batches[change.address]
+        return confusable_key(spec.client_id, spec.attributes())
+
+    def _not_blocked(self, creates: list[Change], desired: Desired) -> list[Change]:
+        unresolved = {confusable_key(intent.client_id, intent.attributes) for intent in self.writer.open_intents()}
+        ready = []
+        for change in creates:
+            if self._request_key(change, desired) in unresolved:
+                with self._result_guard:
+                    self.result.skipped += 1
+                self.reporter.notable(f"{change.address}: not started: a look-alike of it is unresolved")
+            else:
+                ready.append(change)
+        return ready
 
     def _run_groups(self, groups: list[list[Change]], desired: Desired) -> None:
         if not groups:
@@ -271,16 +295,21 @@ class Applier:
             self.writer.record_intent(intent)
             written.append(intent)
 
+        def settle_refused() -> None:
+            """A definite refusal: this attempt made nothing. An earlier attempt still in doubt stands."""
+            if previous is not None:
+                self.writer.record_intent(previous)
+            else:
+                self.writer.clear_intent(address)
+
         try:
-            batch = self.api.create_batch(client_id, attributes, before_send=write_intent)
+            batch = self.api.create_batch(client_id, attributes, before_send=write_intent, after_refusal=settle_refused)
         except OutcomeUnknown as exc:
             self._report(address, f"outcome unknown ({exc}); looking it up")
             return written[-1], None
         except ApiError:
-            if written and previous is not None:
-                self.writer.record_intent(previous)
-            elif written:
-                self.writer.clear_intent(address)  # a definite refusal: nothing was made
+            if written:
+                settle_refused()
             raise
         return written[-1], batch
 
@@ -315,11 +344,15 @@ class Applier:
         intent = self.writer.state.pending[change.address]
         outcome = "found and recorded (made by an interrupted apply)"
         try:
-            if self._adopt_if_found(intent, self.listings.fresh(intent.client_id), outcome):
+            # Any listing of this run was made after the crash: the first look need not be a new one.
+            if self._adopt_if_found(intent, self.listings.current(intent.client_id), outcome):
                 return
-            self._wait(self._window_left(intent))
-            if self.stop.is_set():
-                raise OutcomeUnknown("interrupted before the interrupted create could be settled; run apply again")
+        except NotFoundError:
+            pass  # a 404 proves nothing before the window has passed: a client may be listed late
+        self._wait(self._window_left(intent))
+        if self.stop.is_set():
+            raise OutcomeUnknown("interrupted before the interrupted create could be settled; run apply again")
+        try:
             if self._adopt_if_found(intent, self.listings.confirmed(intent.client_id), outcome):
                 return
         except NotFoundError:
@@ -345,21 +378,18 @@ class Applier:
             self._done_one(change.address, None, "the interrupted create never happened and it is no longer declared")
 
     def _window_left(self, intent: Intent) -> float:
-        """What is left of an interrupted create's recovery window, on the server's clock.
+        """What is left of an interrupted create's recovery window (see recovery.window_left).
 
-        When that clock cannot be read, or the intent has no server time, its age is unknown:
-        the whole window is waited, on this machine's own steady clock, before deciding."""
-        since, server_now = intent_since(intent), self.api.clock.now()
-        if since is None or server_now is None:
-            if not self._clock_warned:
-                self._clock_warned = True
-                reason = ("the interrupted run could not read the API's clock" if since is None
-                          else self.api.clock.describe())
-                self.reporter.warn(f"Note: {reason}; waiting the whole recovery window before deciding that a "
-                                   "create never happened.")
-            return self.recovery_wait
-        age = (server_now - since).total_seconds()
-        return min(self.recovery_wait, max(0.0, self.recovery_wait - age))
+        When the server's clock cannot be read, or the intent has no server time, its age is
+        unknown: the whole window is waited, on this machine's own steady clock, before deciding."""
+        server_now = self.api.clock.now()
+        if (intent_since(intent) is None or server_now is None) and not self._clock_warned:
+            self._clock_warned = True
+            reason = ("the interrupted run could not read the API's clock" if intent_since(intent) is None
+                      else self.api.clock.describe())
+            self.reporter.warn(f"Note: {reason}; waiting the whole recovery window before deciding that a "
+                               "create never happened.")
+        return window_left(intent, self.recovery_wait, server_now, datetime.now(timezone.utc))
 
     def _settle_unknown_client(self, intent: Intent, desired: Desired) -> None:
         """The API says the intent's client does not exist: then it has no batch, and the intent is

@@ -104,9 +104,10 @@ def is_exact(batch: Mapping, attributes: Mapping) -> bool:
 
 
 def is_look_alike(batch: Mapping, attributes: Mapping) -> bool:
-    """Same client (or unknown) and same starting balance: could be this create's, stored differently."""
+    """Same client and starting balance (either may be unknown): could be this create's, stored
+    differently. An unknown balance is never taken for a different one: it stops and asks."""
     verdicts = sent_fields_compared(batch, attributes)
-    return verdicts.get("clientId", UNKNOWN) != DIFFERENT and verdicts.get("startingBalance") == EQUAL
+    return verdicts.get("clientId", UNKNOWN) != DIFFERENT and verdicts.get("startingBalance") in (EQUAL, UNKNOWN)
 
 
 def made_exactly_as(batch: Mapping, attributes: Mapping) -> bool:
@@ -125,6 +126,26 @@ def created_since(batch: Mapping, since: datetime | None) -> bool:
         return parse_timestamp(str(created)) >= since - CREATED_MARGIN
     except ValueError:
         return True
+
+
+def window_left(intent: Intent, window: float, server_now: datetime | None, local_now: datetime) -> float:
+    """Seconds left of an interrupted create's recovery window (``window``), during which a create
+    may still be made on the server, so that no listing can yet prove it never was.
+
+    The intent's age is counted on both clocks, the server's (its time as the intent recorded it,
+    against the server's time now) and the local ones (the writer's, against this machine's), and
+    the smaller age counts: a wrong clock on either side can only make the wait longer, never
+    shorter. Unknown on the server's side (no Date readings then or now), the whole window is left.
+    """
+    since = intent_since(intent)
+    if since is None or server_now is None:
+        return window
+    ages = [(server_now - since).total_seconds()]
+    try:
+        ages.append((local_now - parse_timestamp(intent.at)).total_seconds())
+    except ValueError:
+        return window
+    return min(window, max(0.0, window - min(ages)))
 
 
 def intent_since(intent: Intent) -> datetime | None:
@@ -204,7 +225,7 @@ def duplicates_of(
         if batch_key(batch.get("id")) in claimed:
             continue
         verdicts = sent_fields_compared(batch, attributes)
-        if verdicts.get("startingBalance") != EQUAL or verdicts.get("name") not in (EQUAL, HINT):
+        if verdicts.get("startingBalance") not in (EQUAL, UNKNOWN) or verdicts.get("name") not in (EQUAL, HINT):
             continue
         if any(verdict == DIFFERENT for name, verdict in verdicts.items() if name != "name"):
             continue
@@ -221,8 +242,12 @@ def batches_phrase(count: int) -> str:
 
 def describe(batches: Iterable[Mapping]) -> str:
     """Batches named for a person: id, name, balance, when made."""
+    def credits(batch: Mapping) -> str:
+        balance = batch.get("startingBalance")
+        return "credits not listed" if balance in (None, "") else f"{balance} credits"
+
     return "; ".join(
-        f"{batch.get('id')} (name {batch.get('name')!r}, {batch.get('startingBalance')} credits, "
+        f"{batch.get('id')} (name {batch.get('name')!r}, {credits(batch)}, "
         f"made {batch.get('createdAt') or 'at an unknown time'})"
         for batch in batches
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import sys
+from datetime import datetime, timezone
 from collections.abc import Mapping
 from itertools import islice
 from pathlib import Path
@@ -13,8 +14,9 @@ from provisioner.api.client import ApiError, CreditsApi
 from provisioner.manifest import KEY_PATTERN, KEY_RULE
 from provisioner.backends.file import parse_state, read_state
 from provisioner.models import COMPARED_FIELDS, BatchSpec, Desired, Intent, Resource, State, batch_key
+from provisioner.listings import ClientListings
 from provisioner.planner import live_attributes, normalized
-from provisioner.recovery import Findings, find, is_look_alike
+from provisioner.recovery import Findings, created_since, find, intent_since, is_look_alike, window_left
 from provisioner.backends.base import StateWriter
 
 # client/batch, or a grant's period: client/grant@2026-q1 (2026-01, 2026, 2026-01-15).
@@ -30,7 +32,9 @@ class StateCommandError(Exception):
     """The edit does not make sense; state was not changed."""
 
 
-def import_batch(writer: StateWriter, api: CreditsApi, desired: Desired, address: str, batch_id: str) -> Resource:
+def import_batch(
+    writer: StateWriter, api: CreditsApi, desired: Desired, address: str, batch_id: str, force: bool = False
+) -> Resource:
     spec = desired.batches.get(address) or _period_batch(desired, address)
     existing = writer.state.resources.get(address)
     if existing is not None:
@@ -54,6 +58,12 @@ def import_batch(writer: StateWriter, api: CreditsApi, desired: Desired, address
             f"an interrupted apply was creating {address}, and batch {batch_id} cannot be the one it "
             "made (another client or starting balance). Run 'provisioner apply' first: it finds and "
             "records that batch if it was made; when it reports candidates, import one of those."
+        )
+    if intent is not None and not force and not created_since(live, intent_since(intent)):
+        raise StateCommandError(
+            f"an interrupted apply was creating {address}, and batch {batch_id} was made before that create "
+            f"(at {live.get('createdAt')}): it cannot be the one the create made, which would stay unrecorded. "
+            "Import one of the candidates 'provisioner apply' names; --force if you are sure of this one."
         )
     attributes = {
         field: normalized(field, live[field]) for field in COMPARED_FIELDS if live.get(field) not in (None, "")
@@ -112,18 +122,32 @@ def _not_found_message(api: CreditsApi, desired: Desired, spec: BatchSpec, batch
     )
 
 
-def intent_candidates(writer: StateWriter, api: CreditsApi, address: str) -> tuple[Intent, Findings | str]:
-    """The open intent of ADDRESS and the batches it may have made (or why they cannot be listed)."""
+def intent_candidates(
+    writer: StateWriter, api: CreditsApi, address: str, window: float, force: bool = False
+) -> tuple[Intent, Findings | str]:
+    """The open intent of ADDRESS and the batches it may have made (or why they cannot be listed).
+
+    While its recovery window runs, the create may still be made on the server: no listing can
+    prove it never was, so giving it up is refused unless ``force``."""
     intent = writer.state.pending.get(address)
     if intent is None:
         raise StateCommandError(
             f"no interrupted create is recorded for {address}; 'provisioner state list' shows open ones."
         )
     try:
-        listed = api.list_batches(intent.client_id)
+        listed = ClientListings(api).confirmed(intent.client_id)
     except ApiError as exc:
         return intent, f"its client's batches cannot be listed ({exc})"
-    return intent, find(listed, intent, writer.claimed_ids(), writer.open_intents())
+    findings = find(listed, intent, writer.claimed_ids(), writer.open_intents())
+    left = window_left(intent, window, api.clock.now(), datetime.now(timezone.utc))
+    if left > 0 and findings.nothing and not force:
+        raise StateCommandError(
+            f"the interrupted create of {address} may still be in progress on the server for another "
+            f"{left:.0f} s: no listing can prove yet that it made nothing, and giving it up now could issue "
+            "its credits twice. Nothing was changed. Run this again after that (or run apply, which waits "
+            "and decides by itself); --force only if you know the create never reached the API."
+        )
+    return intent, findings
 
 
 def forget_intent(writer: StateWriter, address: str) -> None:

@@ -204,3 +204,32 @@ def test_nothing_leaves_once_stopped():
             api.create_batch(ACME_ID, {"startingBalance": 1})
 
     assert server.received == []
+
+
+def test_a_run_killed_during_a_retry_after_pause_leaves_no_intent_to_prove(tmp_path):
+    """A 429 says the create did nothing: its intent is closed at once, so a `kill -9` during the
+    pause leaves no open intent, and the next apply has nothing to wait for before creating."""
+    with Sandbox(api_key=TEST_KEY, faults=Faults()) as sandbox:
+        process, state = start_apply(tmp_path, sandbox, 4, "--rate-limit", "0")
+        wait_until(lambda: sandbox.request_log, "the first request arrived")
+        sandbox.set_faults(Faults(burst_429_rate=1.0, burst_429_length=10_000, retry_after=30, seed=1))
+        wait_until(lambda: any(method == "POST" and status == 429 for method, _, status in sandbox.request_log),
+                   "a create was refused")
+        time.sleep(0.3)  # within the 30 s pause
+
+        process.kill()
+        process.communicate()
+        sandbox.set_faults(Faults())
+
+        assert not read_state(state).pending, "a refused create left an intent to prove"
+        started = time.monotonic()
+        rerun = subprocess.run(
+            [sys.executable, "-m", "provisioner", "apply", str(tmp_path / "m.yaml"), "--state", str(state),
+             "--auto-approve", "--rate-limit", "0"],
+            env={**os.environ, "TI_BASE_URL": sandbox.url, "TI_API_KEY": TEST_KEY},
+            capture_output=True, text=True, timeout=60,
+        )
+        took = time.monotonic() - started
+        assert rerun.returncode == 0, rerun.stderr
+        assert len(sandbox.all_batches()) == 4 and sandbox.stats["creates"] == 4
+    assert took < 20, f"the rerun waited {took:.0f} s: it had a negative to prove"

@@ -275,7 +275,8 @@ def test_forget_intent_gives_up_an_interrupted_create(cli, api_env, sandbox, app
     listed = cli("state", "list", "--state", applied)
     assert "initech/extra   (create interrupted" in listed.stdout
 
-    forgot = cli("state", "forget-intent", "initech/extra", extra, "--state", applied, "--auto-approve")
+    forgot = cli("state", "forget-intent", "initech/extra", extra, "--state", applied, "--auto-approve",
+                 "--recovery-wait", "0")
 
     assert forgot.exit_code == 0, forgot.output
     assert "No unclaimed batch of its client looks like it" in forgot.stdout

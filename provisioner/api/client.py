@@ -170,12 +170,16 @@ class CreditsApi:
 
     # --- the three calls -------------------------------------------------
 
-    def create_batch(self, client_id: str, body: dict, before_send: Callable[[], None] | None = None) -> dict:
+    def create_batch(self, client_id: str, body: dict, before_send: Callable[[], None] | None = None,
+                     after_refusal: Callable[[], None] | None = None) -> dict:
         """``before_send`` runs the instant before each attempt leaves (after pacing and any
-        Retry-After pause), so the caller's record of when the create went out is never early."""
+        Retry-After pause), so the caller's record of when the create went out is never early;
+        ``after_refusal`` the instant a 429 says this attempt did nothing, before the pause, so that
+        a run killed during the pause leaves nothing to prove."""
         path = f"/incoming/v2/clients/{quote(client_id, safe='')}/creditBatches"
         payload = self._request(
-            "POST", path, json=body, idempotent=False, subject=f"client {client_id}", before_send=before_send
+            "POST", path, json=body, idempotent=False, subject=f"client {client_id}", before_send=before_send,
+            after_refusal=after_refusal,
         )
         # The server accepted the create: the batch may exist even though we cannot read it.
         try:
@@ -201,7 +205,17 @@ class CreditsApi:
             params = {"clientId": client_id, "page": page}
             if credit_account_id:
                 params["creditAccountId"] = credit_account_id
-            payload = self._request("GET", path, params=params, idempotent=True, subject=f"client {client_id}")
+            try:
+                payload = self._request("GET", path, params=params, idempotent=True, subject=f"client {client_id}")
+            except NotFoundError as exc:
+                if page == 1:
+                    raise  # no such client
+                # The client exists (page 1 answered): a later page's 404 says nothing about its batches.
+                raise ApiError(
+                    f"listing the batches of client {client_id}: page {page} answered 404 although the API said "
+                    "more follow. Nothing was decided on it; run the command again.",
+                    exc.status,
+                ) from None
             listing = _unwrap(payload, "APICreditBatchesByClientAndCreditAccount")
             page_info = listing.get("pageInfo") or {}
             before = len(batches)
@@ -229,18 +243,20 @@ class CreditsApi:
         idempotent: bool,
         subject: str,
         before_send: Callable[[], None] | None = None,
+        after_refusal: Callable[[], None] | None = None,
         **kwargs,
     ) -> dict:
         try:
             return self._attempts(method, path, idempotent=idempotent, subject=subject,
-                                  before_send=before_send, **kwargs)
+                                  before_send=before_send, after_refusal=after_refusal, **kwargs)
         except Stopped:  # raised only where no request is on its way
             raise RequestCancelled(
                 f"{method} {path}: interrupted before it was sent; the server did nothing for it."
             ) from None
 
     def _attempts(self, method: str, path: str, *, idempotent: bool, subject: str,
-                  before_send: Callable[[], None] | None, **kwargs) -> dict:
+                  before_send: Callable[[], None] | None, after_refusal: Callable[[], None] | None = None,
+                  **kwargs) -> dict:
         url = self.base_url + path
         what = f"{method} for {subject}"
         retrying = self.retrying
@@ -297,6 +313,8 @@ class CreditsApi:
                 self.limiter.pause(retry_after)
             if status == 429:
                 # A refusal before any work: even a create is safe to send again.
+                if after_refusal is not None:
+                    after_refusal()
                 pause = retry_after
                 if retry_after is None:
                     pause = max(1.0, retrying.delay(attempt))

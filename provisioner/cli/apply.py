@@ -36,6 +36,7 @@ from provisioner.cli.plan import check_replace_addresses, emit_plan
 
 if TYPE_CHECKING:
     from provisioner.applier import ApplyResult
+    from provisioner.listings import ClientListings
     from provisioner.backends import StateWriter
     from provisioner.models import Desired, Plan, State
     from provisioner.progress import Progress
@@ -80,6 +81,7 @@ def apply(paths, backend, sandbox, base_url, parallelism, rate_limit, lock_timeo
           **policy_overrides) -> None:
     """Create and update batches so the API matches the manifests (or a saved plan)."""
     from provisioner.applier import RECOVERY_WAIT
+    from provisioner.listings import ClientListings
     from provisioner.planfile import PlanFileError, saved_plan_in
     from provisioner.planner import make_plan
     from provisioner.progress import Progress
@@ -106,8 +108,9 @@ def apply(paths, backend, sandbox, base_url, parallelism, rate_limit, lock_timeo
                 observed = refreshed(desired, writer.state, api, parallelism, reporter) if refresh else None
                 result = make_plan(desired, writer.state, at, observed=observed, replace=replace, policy=policy,
                                    allow_duplicates=allow_duplicate)
+                listings = ClientListings(api)
                 if result.has_changes:
-                    preflight(api, result, desired, writer.state)
+                    preflight(api, listings, result, desired, writer.state)
                 if saved and not saved.matches(result):
                     raise PlanFileError(
                         f"{saved.path}: applying it now would differ from what was reviewed (a batch "
@@ -122,20 +125,31 @@ def apply(paths, backend, sandbox, base_url, parallelism, rate_limit, lock_timeo
                 outcome = run_apply(
                     api, writer, result, desired, parallelism,
                     RECOVERY_WAIT if recovery_wait is None else recovery_wait, reporter,
-                    duplicate_check=not no_duplicate_check, allow_duplicates=allow_duplicate,
+                    duplicate_check=not no_duplicate_check, allow_duplicates=allow_duplicate, listings=listings,
                 )
     report(outcome, result)
 
 
-def preflight(api, result: Plan, desired: Desired, state: State) -> None:
-    """Before the plan is printed for an apply: one cheap request, so that a refused key or an
-    unreachable API is said now, not after the plan and the prompt."""
+def preflight(api, listings: ClientListings, result: Plan, desired: Desired, state: State) -> None:
+    """Before the plan is printed for an apply: one request, so that a refused key or an unreachable
+    API is said now, not after the plan and the prompt. For a client the run creates for (or
+    recovers), it is that client's whole listing, which the duplicate guard and recovery then use."""
+    from provisioner.api.client import NotFoundError
+
+    def client_of(change) -> str | None:
+        spec, intent = desired.batches.get(change.address), state.pending.get(change.address)
+        return intent.client_id if intent else spec.client_id if spec else None
+
+    listed = [c for c in result.changes if c.action in ("create", "replace", "recover") and client_of(c)]
+    if listed:
+        try:
+            listings.current(client_of(listed[0]))
+        except NotFoundError:
+            pass  # the server answered and took the key: that is all this asks; the change says the rest
+        return
     for change in result.changes:
-        spec = desired.batches.get(change.address)
-        intent = state.pending.get(change.address)
-        client_id = spec.client_id if spec else intent.client_id if intent else None
-        if change.action != "missing" and client_id:
-            api.preflight(client_id)
+        if change.action != "missing" and client_of(change):
+            api.preflight(client_of(change))
             return
 
 
@@ -166,7 +180,7 @@ def confirm() -> None:
 
 def run_apply(
     api, writer: StateWriter, result: Plan, desired: Desired, parallelism: int, recovery_wait: float,
-    reporter: Progress, duplicate_check: bool = True, allow_duplicates=(),
+    reporter: Progress, duplicate_check: bool = True, allow_duplicates=(), listings: ClientListings | None = None,
 ) -> ApplyResult:
     from provisioner.applier import Applier
 
@@ -185,7 +199,7 @@ def run_apply(
     try:
         applier = Applier(
             api, writer, parallelism=parallelism, reporter=reporter, stop=stop, recovery_wait=recovery_wait,
-            duplicate_check=duplicate_check, allow_duplicates=allow_duplicates,
+            duplicate_check=duplicate_check, allow_duplicates=allow_duplicates, listings=listings,
         )
         return applier.apply(result, desired)
     finally:

@@ -76,10 +76,11 @@ def refresh(paths, backend, sandbox, base_url, parallelism, rate_limit, lock_tim
 @api_options
 @lock_option
 @cache_option
+@click.option("--force", is_flag=True, help="Settle an interrupted create with a batch made before it (you are sure).")
 @user_errors
 @with_backend
 def import_command(address, batch_id, paths, backend, sandbox, base_url, parallelism, rate_limit, lock_timeout,
-                   no_cache) -> None:
+                   no_cache, force) -> None:
     """Adopt an existing batch as ADDRESS, so provisioner manages it from now on."""
     from provisioner.statecmd import import_batch
 
@@ -87,7 +88,7 @@ def import_command(address, batch_id, paths, backend, sandbox, base_url, paralle
     with backend.writing("import", timeout=lock_timeout, warn=progress) as writer:
         with api_context(sandbox, base_url, backend, rate_limit, parallelism) as api:
             check_instance(writer.state, api, backend)
-            resource = import_batch(writer, api, desired, address, batch_id)
+            resource = import_batch(writer, api, desired, address, batch_id, force=force)
             writer.bind_instance(api.instance)
     click.echo(f"Import successful! {address} is batch {resource.batch_id}. Run 'provisioner plan' to see any differences.")
 
@@ -214,10 +215,17 @@ def state_mv(source, destination, backend, sandbox, lock_timeout) -> None:
 @api_options
 @lock_option
 @click.option("--auto-approve", is_flag=True, help="Give the create up without asking for 'yes'.")
+@click.option(
+    "--recovery-wait",
+    default=None,
+    type=click.FloatRange(0),
+    help="Seconds an interrupted create may still be running on the server (as for apply). Default: 60.",
+)
+@click.option("--force", is_flag=True, help="Give it up even while the create may still be in progress.")
 @user_errors
 @with_backend
 def state_forget_intent(address, paths, backend, sandbox, base_url, parallelism, rate_limit, lock_timeout,
-                        auto_approve) -> None:
+                        auto_approve, recovery_wait, force) -> None:
     """Give up the interrupted create of ADDRESS, once you have settled it by hand.
 
     It first lists the batches that create may have made: if one of them is its batch, import it
@@ -229,7 +237,10 @@ def state_forget_intent(address, paths, backend, sandbox, base_url, parallelism,
 
     with backend.writing("state forget-intent", timeout=lock_timeout, warn=progress) as writer:
         with api_context(sandbox, base_url, backend, rate_limit, parallelism) as api:
-            intent, findings = intent_candidates(writer, api, address)
+            from provisioner.applier import RECOVERY_WAIT
+
+            window = RECOVERY_WAIT if recovery_wait is None else recovery_wait
+            intent, findings = intent_candidates(writer, api, address, window, force=force)
         click.echo(f"Interrupted create of {address} (at {intent.at}): {json.dumps(intent.attributes, sort_keys=True)}")
         if isinstance(findings, str):
             click.echo(f"Its candidates cannot be shown: {findings}.")
