@@ -14,7 +14,7 @@ source of every message. So the good path pays nothing for error quality.
   whole number is plain decimal (``0500``, ``0x10``, ``1e3`` are not), text that YAML 1.1
   would read as another type (``yes``, ``2026``, ``2026-01-01``) is quoted, a timestamp
   is quoted or one YAML 1.1 reads as a timestamp or text; these forms are one pattern
-  (``_LINES``), built from the field table (fields.py);
+  (``_lines_pattern``), built from the field table (fields.py);
 - yaml-rs parses the file (so it is valid YAML, without duplicate keys), every key is
   text to it (``2026:`` is a number to yaml-rs and the key "2026" to the located reader:
   left to the latter), and the keys it finds, in document order, are one per key line;
@@ -29,6 +29,7 @@ pre-order is on the n-th key line.
 
 from __future__ import annotations
 
+import functools
 import re
 import uuid
 from datetime import date, datetime, timezone
@@ -98,6 +99,7 @@ _VALUE_FORMS = {
 _OTHER_VALUE = rf"(?:{_QUOTED}|{_PLAIN})"  # keys that hold mappings: the tree checks the rest
 
 
+@functools.cache  # compiled when a file is first read: a plan of cached files never needs it
 def _lines_pattern() -> re.Pattern:
     by_kind: dict[Kind, set[str]] = {}
     for rules in (POLICY_RULES, CLIENT_RULES, BATCH_RULES, GRANT_RULES):
@@ -113,7 +115,6 @@ def _lines_pattern() -> re.Pattern:
     return re.compile(rf"(?>(?:{line})(?:\n|\Z))*+")
 
 
-_LINES = _lines_pattern()
 # Characters on which YAML 1.1 (PyYAML) and yaml-rs may disagree: controls, line breaks
 # other than \n (\r, NEL, LS, PS), the byte order mark, surrogates' neighbours.
 _UNSAFE_TEXT = re.compile("[^\t\n\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd\U00010000-\U0010ffff]")
@@ -141,15 +142,94 @@ def read(data: bytes) -> Record | None:
     """The file's declarations, or None when only the located loader may judge it."""
     try:
         text = _decode(data)
-        if _LINES.fullmatch(text) is None:
+        plain = _all_plain(data, text)
+        if not plain and _lines_pattern().fullmatch(text) is None:
             return None
         try:
             tree = yaml_rs.loads(text, parse_datetime=False)
         except Exception:  # any parse problem: the located loader explains it
             return None
+        if plain and not _plain_values_fit(tree) and _lines_pattern().fullmatch(text) is None:
+            return None
         return _FileWalk(text).record(tree)
     except Unsure:
         return None
+
+
+# --------------------------------------------------------------------------- plain files
+#
+# Most files are written plainly: keys, plain values, comments. For those, what the line
+# pattern makes sure of is made sure of more cheaply: the text holds none of the characters
+# that start quoting, tags, anchors, aliases, flow or block collections, block scalars,
+# directives or complex keys, no tab, no second document, no value starting with an indicator
+# or a number written with a leading zero (0500, 0o17, 0x10); and in the parsed tree every
+# field is one of the kinds below, and no text value is one YAML 1.1 reads as another type
+# (yes, 2026, 2026-01-01, ~). A file that is not plain, or has another field (a kind added
+# later), is checked by the line pattern as before.
+
+_NOT_PLAIN = "\"'!&*|>{}[]%@`?\t"
+_PLAIN_ASCII = bytes(byte for byte in _SAFE_ASCII if chr(byte) not in _NOT_PLAIN)
+_NOT_PLAIN_TEXT = re.compile(f"[{re.escape(_NOT_PLAIN)}]")
+_LEADING_ZERO = re.compile(r":[ \t]+[-+]?0[0-9oOxXbB_]")
+_INDICATOR_VALUE = re.compile(r":[ \t]+[-,?:]")  # a value starting with an indicator (the pattern refuses them)
+_PLAIN_KINDS = (Kind.WHOLE, Kind.TEXT, Kind.UUID, Kind.TIMESTAMP, Kind.BATCHES)
+
+
+def _all_plain(data: bytes, text: str) -> bool:
+    if data.isascii():
+        if data.translate(None, _PLAIN_ASCII):
+            return False
+    elif _NOT_PLAIN_TEXT.search(text):
+        return False
+    if "\n---" in text or "\n..." in text or _LEADING_ZERO.search(text) or _INDICATOR_VALUE.search(text):
+        return False
+    return not text.startswith(("---", "...")) or text.split("\n", 1)[0].rstrip(" ") == "---"
+
+
+def _plain_fields(rules: dict) -> tuple[frozenset[str], tuple[str, ...]]:
+    """(the fields of these kinds, those holding text)."""
+    fields = frozenset(name for name, rule in rules.items() if rule.kind in _PLAIN_KINDS)
+    return fields, tuple(name for name in fields if rules[name].kind is Kind.TEXT)
+
+
+_PLAIN_POLICY, _PLAIN_CLIENT, _PLAIN_BATCH = map(_plain_fields, (POLICY_RULES, CLIENT_RULES, BATCH_RULES))
+_PLAIN_TOP = frozenset(("policy", "clients"))
+# Text YAML 1.1 reads as another type starts with one of these.
+_TYPED_START = frozenset("yYnNtTfFoO~<=.+-0123456789")
+_TYPED = re.compile(yaml11.pattern_of(*(tag for tag in yaml11.IMPLICIT)))
+
+
+def _plain_values_fit(tree) -> bool:
+    """Whether a plain file's fields are all of the plain kinds and its text values mean text to YAML 1.1."""
+    if type(tree) is not dict or not tree.keys() <= _PLAIN_TOP:
+        return tree is None
+    policy, clients = tree.get("policy"), tree.get("clients")
+    if type(policy) is dict and not _fits(policy, _PLAIN_POLICY):
+        return False
+    if type(clients) is not dict:
+        return True  # null, or what the walk refuses
+    for client in clients.values():
+        if type(client) is not dict:
+            continue
+        if not _fits(client, _PLAIN_CLIENT):
+            return False
+        batches = client.get("batches")
+        if type(batches) is dict:
+            for batch in batches.values():
+                if type(batch) is dict and not _fits(batch, _PLAIN_BATCH):
+                    return False
+    return True
+
+
+def _fits(mapping: dict, fields: tuple[frozenset[str], tuple[str, ...]]) -> bool:
+    names, texts = fields
+    if not mapping.keys() <= names:
+        return False
+    for name in texts:
+        value = mapping.get(name)
+        if type(value) is str and value[:1] in _TYPED_START and _TYPED.fullmatch(value):
+            return False
+    return True
 
 
 class _FileWalk:
@@ -351,7 +431,7 @@ def _whole(value) -> int:
 def _text(value) -> str:
     if type(value) is not str or not value.strip() or len(value) > MAX_NAME_LENGTH or value != value.strip():
         raise Unsure
-    if CONTROL_CHARACTER.search(value):
+    if not value.isprintable() and CONTROL_CHARACTER.search(value):  # isprintable: the usual case, at C speed
         raise Unsure
     return value
 

@@ -10,23 +10,23 @@ the files whose content it has not seen. Safety:
   the Python version (``datetime.fromisoformat`` reads more from 3.11 on) and the time
   zone database's (a grant's timeZone must name a zone it has); another identity's cache
   is ignored and replaced;
-- it is JSON text (never pickle: a cache file must not be able to run code) behind a header
-  carrying the sha256 of the rest; an unreadable, truncated or altered file is ignored
-  and rebuilt, and everything read back is validated again when the ``Desired`` is built;
-- it is written atomically (a temporary file, then a rename), and a cache that cannot be
-  written is skipped: it never fails a command.
+- it is a cache file (cachefile.py): JSON and bytes under a sha256 per segment, never
+  pickle; an unreadable, truncated or altered file is ignored and rebuilt, and what is
+  read back is checked for its shape and types when the models are made;
+- a new entry is appended; a file mostly of entries no longer used is written again,
+  atomically; a cache that cannot be written is skipped: it never fails a command.
 
-One cache file per tree (the paths given), so that planning two trees in turn does not
-make each evict the other. It lives in ``$XDG_CACHE_HOME/provisioner/`` when that is
-set, else in ``.provisioner/cache/`` under the current directory, which carries its own
-``.gitignore``.
+An entry is a file's head (its policy and clients, JSON in the segment's index, which
+every command reads) and its batch rows (JSON text in the blob, decoded only when the
+batches are needed). One cache file per tree (the paths given), so that planning two
+trees in turn does not make each evict the other. It lives in
+``$XDG_CACHE_HOME/provisioner/`` when that is set, else in ``.provisioner/cache/`` under
+the current directory, which carries its own ``.gitignore``.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,17 +34,14 @@ from pathlib import Path
 import yaml_rs
 
 from provisioner import __version__
+from provisioner.cachefile import CacheFile, default_directory
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 3
 # The modules whose code decides what a file declares.
 READER_MODULES = (
-    "manifest.py", "fields.py", "fastreader.py", "nodereader.py", "yaml11.py", "manifestcache.py", "grants.py"
+    "manifest.py", "fields.py", "fastreader.py", "nodereader.py", "yaml11.py", "manifestcache.py", "cachefile.py",
+    "grants.py",
 )
-
-
-def default_directory() -> Path:
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return Path(xdg) / "provisioner" if xdg else Path(".provisioner") / "cache"
 
 
 def reader_identity() -> str:
@@ -70,62 +67,55 @@ def _zone_database() -> str:
     return getattr(tzdata, "IANA_VERSION", "tzdata")
 
 
+# A file's entry: its head (decoded) and its batch rows (JSON, still encoded).
+Entry = tuple[dict, bytes]
+
+
 class ManifestCache:
     def __init__(self, directory: Path | None = None):
         self.directory = default_directory() if directory is None else Path(directory)
         self.identity = reader_identity()
+        self._files: Sequence[Path] | None = None  # the tree of the cache file below
+        self._file: CacheFile | None = None
+        self._known: set[str] | None = None  # the entries it held when read
+
+    def file_for(self, files: Sequence[Path]) -> CacheFile:
+        if files is not self._files:  # a command asks for the same list again: one tree digest
+            self._files, self._known = files, None
+            self._file = CacheFile(self.directory, "manifests", self.identity, files)
+        return self._file
 
     def path_for(self, files: Sequence[Path]) -> Path:
-        here = os.getcwd()  # absolute paths by string only: no system call per file
-        tree = hashlib.sha256("\n".join(os.path.join(here, path) for path in files).encode("utf-8", "surrogateescape"))
-        return self.directory / f"manifests-{self.identity[:16]}-{tree.hexdigest()[:16]}.cache"
+        return self.file_for(files).path
 
-    def read(self, files: Sequence[Path]) -> dict[str, str]:
-        """The known declarations (JSON text) by content digest; {} when there is no usable cache.
-
-        The file is a JSON header line, then one line per entry: the digest, a tab, the JSON
-        text of the declarations (JSON text holds no raw line break)."""
+    def read(self, files: Sequence[Path]) -> dict[str, Entry]:
+        """The known declarations by content digest; {} when there is no usable cache."""
+        cache = self.file_for(files)
+        entries: dict[str, Entry] = {}
         try:
-            raw = self.path_for(files).read_bytes()
-            header_end = raw.index(b"\n")
-            header = json.loads(raw[:header_end])
-            payload = raw[header_end + 1 :]
-            if header != self._header(payload):
-                return {}
-            lines = payload.decode("utf-8").split("\n")
-            return dict(line.split("\t", 1) for line in lines if line)
-        except (OSError, ValueError, TypeError):  # missing, unreadable, not ours, torn
-            return {}
+            for segment in cache.read():
+                blob, start = segment.blob, 0
+                for content, head, length in segment.index:
+                    entries[content] = (head, blob[start : start + length])
+                    start += length
+        except (ValueError, TypeError):  # an index of the wrong shape
+            entries, cache.damaged = {}, True
+        self._known = set(entries)
+        return entries
 
-    def write(self, files: Sequence[Path], entries: dict[str, str]) -> None:
-        """Replace the tree's cache file atomically with ``entries``; silently skipped on failure."""
-        path = self.path_for(files)
-        payload = "".join([f"{digest}\t{text}\n" for digest, text in entries.items()]).encode("utf-8", "surrogatepass")
-        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            self._prepare_directory()
-            with open(temporary, "wb") as out:
-                out.write(json.dumps(self._header(payload), sort_keys=True).encode() + b"\n")
-                out.write(payload)
-            os.replace(temporary, path)
-        except OSError:
-            try:
-                temporary.unlink()
-            except OSError:
-                pass
+    def write(self, files: Sequence[Path], entries: dict[str, Entry]) -> None:
+        """Keep ``entries`` (those of the files just read): the new ones are appended, or the file
+        is written again with these alone when most of what it held is no longer used."""
+        cache, known = self.file_for(files), self._known
+        self._known = None
+        append = known is not None and not cache.must_rewrite(len(known), len(entries.keys() & known))
+        if append:
+            entries = {content: entry for content, entry in entries.items() if content not in known}
+            if not entries:
+                return
+        index = [[content, head, len(rows)] for content, (head, rows) in entries.items()]
+        cache.write(index, [rows for _, rows in entries.values()], append=append)
 
     def discard(self, files: Sequence[Path]) -> None:
-        try:
-            self.path_for(files).unlink()
-        except OSError:
-            pass
-
-    def _header(self, payload: bytes) -> dict:
-        return {"format": CACHE_FORMAT, "identity": self.identity, "sha256": hashlib.sha256(payload).hexdigest()}
-
-    def _prepare_directory(self) -> None:
-        if self.directory.is_dir():
-            return
-        self.directory.mkdir(parents=True, exist_ok=True)
-        # Whoever runs provisioner inside a git repository: the cache stays out of commits.
-        (self.directory / ".gitignore").write_text("# provisioner's manifest cache: never commit it\n*\n")
+        self.file_for(files).discard()
+        self._known = None

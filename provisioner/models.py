@@ -11,6 +11,7 @@ import hashlib
 import json
 import uuid
 from datetime import date
+from collections.abc import Callable, Iterable
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -23,8 +24,13 @@ FIXED_FIELDS = ("startingBalance", "clientId", "creditAccountId")
 COMPARED_FIELDS = UPDATABLE_FIELDS + FIXED_FIELDS
 
 
+# Each model's validator is built when it is first used, not when this module is imported: a
+# command pays only for the models it validates (start-up matters: CI plans on every push).
+LAZY = ConfigDict(defer_build=True)
+
+
 class Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", **LAZY)
 
 
 class Policy(Frozen):
@@ -144,7 +150,7 @@ class Desired(Frozen):
 class Resource(BaseModel):
     """One managed batch as recorded in state."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", **LAZY)
 
     batch_id: str
     client_id: str
@@ -155,7 +161,7 @@ class Resource(BaseModel):
 class Intent(BaseModel):
     """A create about to be sent: written durably before the request goes out."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", **LAZY)
 
     address: str
     client_id: str
@@ -173,7 +179,7 @@ STATE_FORMAT_VERSION = 1
 class State(BaseModel):
     """What a state records: the batches provisioner manages, and creates still in doubt."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", **LAZY)
 
     version: int = STATE_FORMAT_VERSION
     lineage: str = Field(default_factory=lambda: str(uuid.uuid4()))
@@ -223,32 +229,229 @@ class Violation(Frozen):
     message: str  # the whole story, for people
 
 
-class Plan(Frozen):
-    changes: tuple[Change, ...] = ()
-    unchanged: int = 0
-    warnings: tuple[str, ...] = ()
-    violations: tuple[Violation, ...] = ()  # guardrail violations
-    info: tuple[dict, ...] = ()  # per-address usage information from a refresh
-    upcoming: tuple[Upcoming, ...] = ()  # each grant's next period, by grant address
+ACTIONS: tuple[Action, ...] = ("create", "update", "blocked", "recover", "replace", "missing")
+
+
+class Figures:
+    """What a summary needs of some changes: how many of each action and the credits they issue;
+    for the guardrails, the credits of those not blocked (issued), the creates among them and the
+    largest one. Kept apart from the changes, so that a part of a plan can be summed up without them."""
+
+    __slots__ = ("counts", "credits", "credited", "issued", "creates", "largest")
+
+    def __init__(self, counts: dict[str, int] | None = None, credits: int = 0, credited: bool = False,
+                 issued: int = 0, creates: int = 0, largest: int = 0):
+        self.counts = dict.fromkeys(ACTIONS, 0) if counts is None else counts  # every action, in ACTIONS' order
+        self.credits = credits  # of every change
+        self.credited = credited  # some change issues credits (the client is listed in credits_by_client)
+        self.issued = issued  # of the changes that issue credits and are not blocked
+        self.creates = creates  # creates and replaces among those
+        self.largest = largest  # the most credits one of those issues
+
+    @classmethod
+    def of(cls, changes: Iterable[Change]) -> Figures:
+        figures = cls()
+        counts = figures.counts
+        for change in changes:
+            counts[change.action] += 1
+            credits = change.credits
+            if credits:
+                figures.credits += credits
+                figures.credited = True
+                if change.action != "blocked":
+                    figures.issued += credits
+                    figures.creates += change.action in ("create", "replace")
+                    figures.largest = max(figures.largest, credits)
+        return figures
+
+    def add(self, other: Figures) -> None:
+        for action, count in other.counts.items():
+            self.counts[action] += count
+        self.credits += other.credits
+        self.credited = self.credited or other.credited
+        self.issued += other.issued
+        self.creates += other.creates
+        self.largest = max(self.largest, other.largest)
+
+    @property
+    def changes(self) -> int:
+        return sum(self.counts.values())
+
+    def as_list(self) -> list[int]:
+        """Plain numbers, for the plan memo; ``from_list`` reads them back."""
+        return [*self.counts.values(), self.credits, int(self.credited), self.issued, self.creates, self.largest]
+
+    @classmethod
+    def from_list(cls, numbers: list[int]) -> Figures:
+        if len(numbers) != len(ACTIONS) + 5 or set(map(type, numbers)) != {int}:
+            raise ValueError("not the numbers of a plan part")
+        credits, credited, issued, creates, largest = numbers[len(ACTIONS):]
+        return cls(dict(zip(ACTIONS, numbers)), credits, credited == 1, issued, creates, largest)
+
+
+class PlanPart:
+    """One client's share of a plan: its changes in address order, how many of its batches need
+    none, the warnings about it; its figures.
+
+    A part reused from an earlier plan (planmemo.py) carries its figures and its rendered text
+    instead of its changes, and makes them again (``remake``) only when something asks for them.
+    """
+
+    __slots__ = ("client_key", "unchanged", "warnings", "text", "_changes", "_remake", "_figures")
+
+    def __init__(self, client_key: str, changes: Iterable[Change] | None = None, unchanged: int = 0,
+                 warnings: Iterable[str] = (), *, figures: Figures | None = None, text: str | None = None,
+                 remake: Callable[[], Iterable[Change]] | None = None):
+        if (changes is None) == (remake is None):
+            raise TypeError("a plan part has either its changes or a way to make them again")
+        self.client_key = client_key
+        self.unchanged = unchanged
+        self.warnings = tuple(warnings)
+        self.text = text  # the changes as the text plan shows them (without colours); None: not rendered yet
+        self._changes = None if changes is None else tuple(changes)
+        self._remake = remake
+        self._figures = figures
+
+    @property
+    def changes(self) -> tuple[Change, ...]:
+        if self._changes is None:
+            self._changes = tuple(self._remake())
+        return self._changes
+
+    @property
+    def figures(self) -> Figures:
+        if self._figures is None:
+            self._figures = Figures.of(self.changes)
+        return self._figures
+
+    @classmethod
+    def split(cls, changes: Iterable[Change]) -> list[PlanPart]:
+        """Changes in the given order, one part per run of the same client."""
+        parts: list[PlanPart] = []
+        run: list[Change] = []
+        for change in changes:
+            if run and change.client_key != run[0].client_key:
+                parts.append(cls(run[0].client_key, run))
+                run = []
+            run.append(change)
+        if run:
+            parts.append(cls(run[0].client_key, run))
+        return parts
+
+
+class Plan:
+    """What apply would do: the changes, in address order (in parts, one per client), how many
+    declared batches need none, and what else a reviewer should read. Immutable."""
+
+    __slots__ = ("parts", "unchanged", "warnings", "violations", "info", "upcoming", "_changes", "_by_client", "_total")
+
+    def __init__(
+        self,
+        changes: Iterable[Change] = (),
+        unchanged: int = 0,
+        warnings: Iterable[str] = (),
+        violations: Iterable[Violation] = (),  # guardrail violations
+        info: Iterable[dict] = (),  # per-address usage information from a refresh
+        upcoming: Iterable[Upcoming] = (),  # each grant's next period, by grant address
+        *,
+        parts: Iterable[PlanPart] | None = None,  # instead of changes: the planner's parts
+    ):
+        changes = tuple(changes)
+        if parts is not None and changes:
+            raise TypeError("a plan is made of its changes or of its parts, not both")
+        initial = {
+            "parts": tuple(PlanPart.split(changes) if parts is None else parts),
+            "unchanged": unchanged,
+            "warnings": tuple(warnings),
+            "violations": tuple(violations),
+            "info": tuple(info),
+            "upcoming": tuple(upcoming),
+            "_changes": changes if parts is None else None,
+            "_by_client": None,
+            "_total": None,
+        }
+        for name, value in initial.items():
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name, value):
+        raise AttributeError("a Plan cannot be changed")
+
+    @property
+    def changes(self) -> tuple[Change, ...]:
+        if self._changes is None:
+            object.__setattr__(self, "_changes", tuple(change for part in self.parts for change in part.changes))
+        return self._changes
+
+    def _values(self) -> tuple:
+        return self.changes, self.unchanged, self.warnings, self.violations, self.info, self.upcoming
+
+    def __eq__(self, other) -> bool:
+        if not isinstance(other, Plan):
+            return NotImplemented
+        return self._values() == other._values()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return (f"Plan(changes={self.changes!r}, unchanged={self.unchanged!r}, warnings={self.warnings!r}, "
+                f"violations={self.violations!r}, info={self.info!r}, upcoming={self.upcoming!r})")
+
+    def figures_by_client(self) -> dict[str, Figures]:
+        """Each client's figures, clients in plan order."""
+        if self._by_client is None:
+            by_client: dict[str, Figures] = {}
+            by_client_own: dict[str, Figures] = {}  # sums made here, for a client of several parts
+            for part in self.parts:
+                known = by_client.get(part.client_key)
+                if known is None:  # usually a client's only part: its figures as they are
+                    by_client[part.client_key] = part.figures
+                else:
+                    if known is by_client_own.get(part.client_key):
+                        known.add(part.figures)
+                    else:
+                        by_client[part.client_key] = by_client_own[part.client_key] = merged = Figures()
+                        merged.add(known)
+                        merged.add(part.figures)
+            object.__setattr__(self, "_by_client", by_client)
+        return self._by_client
+
+    @property
+    def figures(self) -> Figures:
+        """All changes' figures."""
+        if self._total is None:
+            total = Figures()
+            for figures in self.figures_by_client().values():
+                total.add(figures)
+            object.__setattr__(self, "_total", total)
+        return self._total
+
+    @property
+    def change_count(self) -> int:
+        """len(changes), without making the changes of a reused part again."""
+        return sum(part.figures.changes for part in self.parts)
 
     @property
     def has_changes(self) -> bool:
-        return any(c.action != "missing" for c in self.changes)
+        counts = self.figures.counts
+        return any(count for action, count in counts.items() if action != "missing")
 
     @property
     def blocked(self) -> tuple[Change, ...]:
-        return tuple(c for c in self.changes if c.action in ("blocked", "missing"))
+        return tuple(
+            change
+            for part in self.parts
+            if part.figures.counts["blocked"] or part.figures.counts["missing"]
+            for change in part.changes
+            if change.action in ("blocked", "missing")
+        )
 
     def count(self, action: str) -> int:
-        return sum(1 for c in self.changes if c.action == action)
+        return self.figures.counts[action]
 
     @property
     def total_credits(self) -> int:
-        return sum(c.credits for c in self.changes)
+        return self.figures.credits
 
     def credits_by_client(self) -> dict[str, int]:
-        totals: dict[str, int] = {}
-        for change in self.changes:
-            if change.credits:
-                totals[change.client_key] = totals.get(change.client_key, 0) + change.credits
+        totals = {client: figures.credits for client, figures in self.figures_by_client().items() if figures.credited}
         return dict(sorted(totals.items()))

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import operator
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 
 from provisioner import grants
-from provisioner.bulk import paused_gc, share_fields_set
+from provisioner.bulk import constructor, paused_gc, share_fields_set
 from provisioner.models import (
     COMPARED_FIELDS,
     FIXED_FIELDS,
@@ -17,6 +18,7 @@ from provisioner.models import (
     Desired,
     Intent,
     Plan,
+    PlanPart,
     Policy,
     Resource,
     State,
@@ -36,6 +38,7 @@ FIX_FOR_FROZEN_PERIOD = (
     "Fix: check the batch in the API by hand. If the wrong batch is recorded for this period, "
     "'provisioner state rm {address}' then 'provisioner import {address} BATCH_ID' records the right one."
 )
+_change = constructor(Change)
 # A period that began, is not issued, and whose batch would be created already expired.
 LAPSED = object()
 
@@ -74,24 +77,28 @@ def _plan(
     policy: Policy | None, allow_duplicates: set[str],
 ) -> Plan:
     guard = _DuplicateGuard(state, observed, allow_duplicates) if observed is not None else None
-    changes: list[Change] = []
-    unchanged = 0
+    shares = _Shares()
     lapsed: dict[str, list[BatchSpec]] = {}
     expired = _Expiry(now)
+    share = None
     for address, spec in desired.batches.items():
-        change = _change_for(spec, state, expired, observed, address in replace)
+        if share is None or share.client_key != spec.client_key:  # batches come by address: each client's together
+            share = shares.of(spec.client_key)
+        change = _change_for(address, spec, state, expired, observed, address in replace)
         if guard is not None and isinstance(change, Change) and change.action == "create":
             change = guard.check(change, spec)
         if change is None:
-            unchanged += 1
+            share.unchanged += 1
         elif change is LAPSED:
             lapsed.setdefault(f"{spec.client_key}/{spec.grant}", []).append(spec)
         else:
-            changes.append(change)
-    changes.extend(
-        _recover_change(intent, desired) for address, intent in state.pending.items() if address not in desired.batches
-    )
+            share.changes.append(change)
+    for address, intent in state.pending.items():
+        if address not in desired.batches:
+            shares.of(client_of(address)).changes.append(_recover_change(intent, desired))
     undeclared, removed_grants = _undeclared(desired, state)
+    for address, warning in _undeclared_warnings(undeclared):
+        shares.of(client_of(address)).warnings.append(warning)
     unscheduled: dict[str, list[str]] = {}
     for address, resource in undeclared:
         grant = desired.grants.get(grants.grant_address(address) or "")
@@ -104,25 +111,80 @@ def _plan(
             unscheduled.setdefault(grant.address, []).append(period)
         change = _frozen_change(address, grant.client_key, resource, observed, declared=False)
         if change is None:
-            unchanged += 1
+            shares.of(grant.client_key).unchanged += 1
         else:
-            changes.append(change)
-    changes.sort(key=lambda change: change.address)
-    share_fields_set(changes)
-    plan_changes = tuple(changes)
+            shares.of(grant.client_key).changes.append(change)
     warnings = [
-        *_undeclared_warnings(undeclared),
         *_removed_grant_warnings(removed_grants),
         *_unscheduled_warnings(unscheduled),
         *_lapsed_warnings(lapsed, desired),
     ]
-    return Plan(
-        changes=plan_changes,
-        unchanged=unchanged,
-        warnings=tuple(warnings),
-        violations=tuple(guardrail_violations(plan_changes, policy or desired.policy)),
+    return combine(
+        shares.parts(),
+        policy or desired.policy,
+        warnings=warnings,
         info=tuple(_usage_info(state, observed)) if observed is not None else (),
         upcoming=_upcoming(desired),
+    )
+
+
+_address = operator.attrgetter("address")
+
+
+def client_of(address: str) -> str:
+    return address.split("/", 1)[0]
+
+
+def client_order(client_key: str) -> str:
+    """Where a client's addresses come in address order: "a-b/..." sorts before "a/..."."""
+    return client_key + "/"
+
+
+class _Share:
+    __slots__ = ("client_key", "changes", "unchanged", "warnings")
+
+    def __init__(self, client_key: str):
+        self.client_key = client_key
+        self.changes: list[Change] = []
+        self.unchanged = 0
+        self.warnings: list[str] = []
+
+
+class _Shares(dict):
+    """What the plan says of each client, as it is found."""
+
+    def of(self, client_key: str) -> _Share:
+        share = self.get(client_key)
+        if share is None:
+            share = self[client_key] = _Share(client_key)
+        return share
+
+    def parts(self) -> list[PlanPart]:
+        """One part per client that has anything, in address order."""
+        parts = []
+        for client_key in sorted(self, key=client_order):
+            share = self[client_key]
+            if share.changes or share.unchanged or share.warnings:
+                share.changes.sort(key=_address)
+                share_fields_set(share.changes)
+                parts.append(PlanPart(client_key, share.changes, share.unchanged, share.warnings))
+        return parts
+
+
+def combine(
+    parts: Iterable[PlanPart], policy: Policy, warnings: Iterable[str] = (), info: tuple[dict, ...] = (),
+    upcoming: tuple[Upcoming, ...] = (),
+) -> Plan:
+    """The plan of these clients' parts (in address order): its totals, its warnings (each
+    client's, then ``warnings``), its guardrail violations."""
+    parts = tuple(parts)
+    return Plan(
+        parts=parts,
+        unchanged=sum(part.unchanged for part in parts),
+        warnings=(*(warning for part in parts for warning in part.warnings), *warnings),
+        violations=tuple(_violations(parts, policy)),
+        info=info,
+        upcoming=upcoming,
     )
 
 
@@ -142,21 +204,22 @@ class _Expiry:
 
 
 def _change_for(
-    spec: BatchSpec, state: State, expired: _Expiry, observed: Mapping[str, Mapping] | None, replace: bool
+    address: str, spec: BatchSpec, state: State, expired: _Expiry, observed: Mapping[str, Mapping] | None,
+    replace: bool,
 ) -> Change | object | None:
-    """The change ``spec`` needs; None when none; LAPSED for a period issued too late to be any use."""
-    address = spec.address
+    """The change ``spec`` (declared at ``address``) needs; None when none; LAPSED for a period issued too
+    late to be any use."""
     wanted = spec.attributes()
     if address in state.pending:
         return _recover_change(state.pending[address], None, spec)
     resource = state.resources.get(address)
     if resource is None:
-        return _create_change(spec, wanted, expired, "create")
+        return _create_change(address, spec, wanted, expired, "create")
     if spec.period is not None and not replace:
         return _frozen_change(address, spec.client_key, resource, observed)
     current = _current_attributes(resource, observed)
     if replace:
-        return _create_change(spec, wanted, expired, "replace", before=current)
+        return _create_change(address, spec, wanted, expired, "replace", before=current)
     if current is None:
         return _missing_change(address, spec.client_key, resource)
     differing = differing_fields(current, wanted)
@@ -306,14 +369,14 @@ def _starting_balance_fix(spec: BatchSpec, recorded, declared) -> str:
 
 
 def _create_change(
-    spec: BatchSpec, wanted: dict, expired: _Expiry, action: str, before: dict | None = None
+    address: str, spec: BatchSpec, wanted: dict, expired: _Expiry, action: str, before: dict | None = None
 ) -> Change | object:
     reasons: tuple[str, ...] = ()
     if spec.expires_on is not None and expired(spec.expires_on):
         if spec.period is not None and action == "create":
             return LAPSED  # a grant's period: noted once per grant, never blocking the others
         return Change(
-            address=spec.address,
+            address=address,
             client_key=spec.client_key,
             action="blocked",
             before=before,
@@ -328,15 +391,16 @@ def _create_change(
         )
     if action == "replace":
         reasons = ("Recreated on purpose (--replace): the recorded batch stays as it is in the API.",)
-    return Change(
-        address=spec.address,
-        client_key=spec.client_key,
-        action=action,
-        before=before,
-        after=wanted,
-        reasons=reasons,
-        credits=spec.starting_balance,
-    )
+    # The values are the checked spec's: made without validating them again (a plan creates thousands).
+    return _change({
+        "address": address,
+        "client_key": spec.client_key,
+        "action": action,
+        "before": before,
+        "after": wanted,
+        "reasons": reasons,
+        "credits": spec.starting_balance,
+    })
 
 
 def _recover_change(intent: Intent, desired: Desired | None, spec: BatchSpec | None = None) -> Change:
@@ -425,10 +489,10 @@ def _undeclared(desired: Desired, state: State) -> tuple[list[tuple[str, Resourc
     return undeclared, removed
 
 
-def _undeclared_warnings(undeclared: list[tuple[str, Resource]]) -> Iterable[str]:
+def _undeclared_warnings(undeclared: list[tuple[str, Resource]]) -> Iterable[tuple[str, str]]:
     for address, resource in undeclared:
         if grants.grant_address(address) is None:
-            yield (
+            yield address, (
                 f"{address} (batch {resource.batch_id}) is recorded in state but no longer declared: "
                 "left as is; the API cannot delete batches. Use 'provisioner state rm "
                 f"{address}' to stop tracking it."
@@ -487,20 +551,28 @@ def _upcoming(desired: Desired) -> tuple[Upcoming, ...]:
 
 
 def guardrail_violations(changes: tuple[Change, ...], policy: Policy) -> Iterable[Violation]:
-    issuing = [change for change in changes if change.credits and change.action != "blocked"]
-    for change in issuing:
-        if change.credits > policy.max_batch_credits:
-            yield Violation(
-                rule="maxBatchCredits",
-                limit=policy.max_batch_credits,
-                actual=change.credits,
-                address=change.address,
-                message=(
-                    f"{change.address} issues {change.credits:,} credits, more than the largest batch "
-                    f"allowed ({policy.max_batch_credits:,}, policy maxBatchCredits)."
-                ),
-            )
-    total = sum(change.credits for change in issuing)
+    return _violations(PlanPart.split(changes), policy)
+
+
+def _violations(parts: tuple[PlanPart, ...], policy: Policy) -> Iterable[Violation]:
+    """The policy's guardrails the changes break, from the parts' figures: only a part whose
+    largest batch is too large is looked into (a reused part then makes its changes again)."""
+    for part in parts:
+        if part.figures.largest <= policy.max_batch_credits:
+            continue
+        for change in part.changes:
+            if change.credits > policy.max_batch_credits and change.action != "blocked":
+                yield Violation(
+                    rule="maxBatchCredits",
+                    limit=policy.max_batch_credits,
+                    actual=change.credits,
+                    address=change.address,
+                    message=(
+                        f"{change.address} issues {change.credits:,} credits, more than the largest batch "
+                        f"allowed ({policy.max_batch_credits:,}, policy maxBatchCredits)."
+                    ),
+                )
+    total = sum(part.figures.issued for part in parts)
     if total > policy.max_apply_credits:
         yield Violation(
             rule="maxApplyCredits",
@@ -511,7 +583,7 @@ def guardrail_violations(changes: tuple[Change, ...], policy: Policy) -> Iterabl
                 f"({policy.max_apply_credits:,}, policy maxApplyCredits)."
             ),
         )
-    creates = sum(1 for change in issuing if change.action in ("create", "replace"))
+    creates = sum(part.figures.creates for part in parts)
     if creates > policy.max_creates:
         yield Violation(
             rule="maxCreates",

@@ -71,13 +71,13 @@ string. (An addition in spirit, but a change of type, so the minor version says 
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import re
-from collections import Counter
 from collections.abc import Iterator
 
 from provisioner.bulk import paused_gc
-from provisioner.models import FIXED_FIELDS, Change, Plan
+from provisioner.models import FIXED_FIELDS, Change, Plan, PlanPart
 from provisioner.timestamps import NO_EXPIRY
 
 JSON_FORMAT_VERSION = "1.2"
@@ -126,7 +126,7 @@ def _thousands(n: int) -> str:
 
 
 def _summary_counts(plan: Plan) -> dict[str, int]:
-    by_action = Counter(change.action for change in plan.changes)  # one pass over a large plan
+    by_action = plan.figures.counts
     counts = {action: by_action[action] for action in ACTIONS}
     counts["unchanged"] = plan.unchanged
     return counts
@@ -152,7 +152,13 @@ def _batch_key(change: Change) -> str:
 
 def _strip_controls(text: str) -> str:
     """Show control characters escaped: manifest text must not drive the terminal."""
-    return re.sub(r"[\x00-\x1f\x7f]", lambda m: repr(m.group())[1:-1], str(text))
+    text = str(text)
+    if text.isascii() and text.isprintable():  # the usual case, told at C speed
+        return text
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def _value(value) -> str:
@@ -331,7 +337,6 @@ def _sections(*blocks: list[str]) -> str:
 LARGE_PLAN = 100
 # Addresses and field names made of these need no escaping (manifest keys always are).
 _PLAIN_TEXT = re.compile(r"[A-Za-z0-9._/ -]*")
-_JSON_ESCAPES = re.compile(r'[\x00-\x1f\\"]')
 
 
 class _CreateBlocks:
@@ -342,7 +347,6 @@ class _CreateBlocks:
     def __init__(self, paint: _Painter):
         self.paint = paint
         self.templates: dict[tuple, tuple[str, tuple[str, ...]] | None] = {}
-        self.shown = _ShownText()  # many values repeat (accounts, expiries): each is quoted once
         self.plain = _PLAIN_TEXT.fullmatch
 
     def __call__(self, change: Change) -> str:
@@ -356,13 +360,14 @@ class _CreateBlocks:
         if entry is None or not self.plain(change.address):
             return self.general(change)
         template, order = entry
-        shown = self.shown
         values = []
         for field in order:
             value = after[field]
             kind = type(value)
             if kind is str:
-                value = shown[value]
+                # What _value writes (json.dumps), without it for text that needs no escape.
+                plain = value.isprintable() and '"' not in value and "\\" not in value
+                value = f'"{value}"' if plain else _value(value)
             elif kind is not int:  # str.format would not write booleans or None as _value does
                 return self.general(change)
             values.append(value)
@@ -383,32 +388,20 @@ class _CreateBlocks:
         return "\n".join(lines), order
 
 
-class _ShownText(dict):
-    """Text value -> as ``_value`` shows it, computed on first use."""
-
-    def __missing__(self, value: str) -> str:
-        shown = self[value] = _value(value) if _JSON_ESCAPES.search(value) else f'"{value}"'
-        return shown
-
-
 def _changes_by_client(plan: Plan) -> list[str]:
     """One line per client: its changes by action, and the credits it receives."""
-    by_client: dict[str, dict[str, int]] = {}
-    for change in plan.changes:
-        counts = by_client.setdefault(change.client_key, {})
-        counts[change.action] = counts.get(change.action, 0) + 1
-        counts["credits"] = counts.get("credits", 0) + change.credits
-    actions = [action for action in ACTIONS if any(action in counts for counts in by_client.values())]
+    by_client = sorted((client, figures) for client, figures in plan.figures_by_client().items() if figures.changes)
+    actions = [action for action in ACTIONS if any(figures.counts[action] for _, figures in by_client)]
     headers = ["client", *actions, "credits"]
     rows = [headers] + [
-        [_strip_controls(client), *(_thousands(counts.get(a, 0)) for a in actions), _thousands(counts["credits"])]
-        for client, counts in sorted(by_client.items())
+        [_strip_controls(client), *[f"{figures.counts[a]:,}" for a in actions], f"{figures.credits:,}"]
+        for client, figures in by_client
     ]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(headers))]
+    widths = [max(map(len, column)) for column in zip(*rows)]
+    # Client left-aligned, numbers right-aligned, two spaces apart: one format for every row.
+    line = "  " + "  ".join([f"{{:<{widths[0]}}}", *(f"{{:>{width}}}" for width in widths[1:])])
     lines = [f"Changes by client ({_thousands(len(by_client))} clients; every change is listed below):"]
-    for row in rows:
-        cells = [row[0].ljust(widths[0])] + [cell.rjust(widths[i]) for i, cell in enumerate(row) if i]
-        lines.append(("  " + "  ".join(cells)).rstrip())
+    lines += [line.format(*row).rstrip() for row in rows]
     return lines
 
 
@@ -421,7 +414,8 @@ def text_chunks(plan: Plan, color: bool = False, size: int = 1 << 20) -> Iterato
     """``render_text`` in pieces of about ``size`` characters, to be written as they come:
     the text of a 100,000-create plan (34 MB) is never held whole."""
     paint = _Painter(color)
-    if not plan.changes:
+    count = plan.change_count
+    if not count:
         yield _sections(
             [paint(NO_CHANGES, "green")],
             _warning_lines(plan, paint),
@@ -430,22 +424,22 @@ def text_chunks(plan: Plan, color: bool = False, size: int = 1 << 20) -> Iterato
             _info_table(plan),
         )
         return
-    large = len(plan.changes) > LARGE_PLAN
+    large = count > LARGE_PLAN
     credits = _credits_line(plan) if not large else _credits_total_line(plan)
     summary = [paint(_summary_line(plan), "bold"), credits]
     head = [[*summary, "", *_changes_by_client(plan)]] if large else []
     head.append(["provisioner will perform the following actions:"])
     yield _sections(*head) + "\n"
     with paused_gc():
-        blocks: list[str] = []
+        pieces: list[str] = []
         length = 0
-        for block in map(_CreateBlocks(paint), plan.changes):
-            blocks.append(block)
-            length += len(block)
+        for piece in _change_texts(plan, paint):
+            pieces.append(piece)
+            length += len(piece)
             if length >= size:
-                yield "\n\n".join(blocks) + "\n\n"
-                blocks, length = [], 0
-        yield "\n\n".join(blocks)
+                yield "\n\n".join(pieces) + "\n\n"
+                pieces, length = [], 0
+        yield "\n\n".join(pieces)
     tail = _sections(
         _warning_lines(plan, paint),
         _violation_lines(plan, paint),
@@ -453,7 +447,30 @@ def text_chunks(plan: Plan, color: bool = False, size: int = 1 << 20) -> Iterato
         summary,
         _info_table(plan),
     )
-    yield "\n\n" + tail if blocks else tail
+    yield "\n\n" + tail if pieces else tail
+
+
+def _change_texts(plan: Plan, paint: _Painter) -> Iterator[str]:
+    """The text of every change, in order: a part's whole text when it has one (and no colours are
+    wanted), else one block per change."""
+    blocks = _CreateBlocks(paint)
+    for part in plan.parts:
+        if part.text is not None and not paint.color:
+            if part.text:
+                yield part.text
+        else:
+            yield from map(blocks, part.changes)
+
+
+def part_text(part: PlanPart) -> str:
+    """The changes of one part as the text plan shows them without colours: what a reused part
+    carries as its ``text`` (planmemo.py)."""
+    return "\n\n".join(map(_plain_blocks(), part.changes))
+
+
+@functools.cache
+def _plain_blocks() -> _CreateBlocks:
+    return _CreateBlocks(_Painter(False))  # one for all parts: its templates and quoted values are reused
 
 
 def _credits_total_line(plan: Plan) -> str:

@@ -244,6 +244,62 @@ def test_a_file_the_fast_reader_accepts_means_the_same_to_the_located_reader(tex
         assert fast == _located(text), text
 
 
+# Plain values only (no quotes, flow, tags...): the files the fast reader checks without the line
+# pattern (fastreader._all_plain), with the values on which YAML 1.1 and yaml-rs disagree.
+PLAIN_TRICKY = [value for value in TRICKY if not set(value) & set(fastreader._NOT_PLAIN + "\n")] + [
+    "-x", ",x", ":x", "#x", "x #y", "0", "-0", "+0", "00", "0_0", "007", "0b1", "0x1F", "Onboarding", "on the 1st",
+    "2026-01-01 launch", "1.5", "1,000", "~x", "=", "y", "n", "No way", ".5", "5.", "0o", "9:30", "1:30:00",
+]
+PLAIN_VALUES = st.one_of(st.sampled_from(PLAIN_TRICKY), st.text(alphabet="yesnoYNtrufal0123456789+-.:_ ~=#,Ox", max_size=10))
+
+
+@st.composite
+def plain_manifests(draw) -> str:
+    """With ``odd`` 40, most values are good; with 3, many are tricky."""
+    odd = draw(st.sampled_from([40, 12, 3]))
+
+    def value(good: str) -> str:
+        return draw(PLAIN_VALUES) if draw(st.integers(1, odd)) == 1 else good
+
+    lines = ["---"] if draw(st.booleans()) else []
+    if draw(st.booleans()):
+        lines += ["policy:", f"  maxCreates: {value('10')}"]
+    lines.append("clients:")
+    for number in range(draw(st.integers(1, 2))):
+        key = value("acme") if draw(st.integers(1, odd)) > 1 else draw(st.sampled_from(["yes", "1_000", "2026-01-01", "0x1", "on"]))
+        lines += [f"  {key}{number}:", f"    id: {value(str(draw(st.uuids())))}"]
+        if draw(st.booleans()):
+            lines.append(f"    creditAccountId: {value(draw(st.sampled_from([ACCOUNT_ID, '0' + ACCOUNT_ID[1:]])))}")
+        lines.append("    batches:")
+        keys = st.sampled_from(["q1", "q2", "b-1", "yes", "2026", "on", "0o7", "1_0"] if odd < 40 else ["q1", "q2", "b-1"])
+        for key in draw(st.lists(keys, min_size=1, max_size=3, unique=True)):
+            lines.append(f"      {key}:")
+            others = draw(st.permutations(["name", "expiresOn"]))[: draw(st.integers(0, 2))]
+            for field in draw(st.permutations(["startingBalance", *others])):
+                good = {"startingBalance": "5000", "name": "Launch Q1", "expiresOn": "2030-03-31T23:59:59+02:00"}[field]
+                lines.append(f"        {field}: {value(good)}")
+    return "\n".join(lines) + "\n"
+
+
+@PROPERTY
+@given(plain_manifests())
+def test_a_plain_file_the_fast_reader_accepts_means_the_same_to_the_located_reader(text):
+    fast = fastreader.read(text.encode())
+    if fast is not None:
+        assert fast == _located(text), text
+
+
+def test_plain_files_skip_the_line_pattern_and_tricky_plain_values_do_not_pass(monkeypatch):
+    unused = lambda: pytest.fail("the line pattern was used")  # noqa: E731
+    monkeypatch.setattr(fastreader, "_lines_pattern", unused)
+    assert fastreader.read(good_manifest().encode()) == _located(good_manifest())
+    monkeypatch.undo()
+    for tricky in ("yes", "2026-01-01", "-x", ",x", "~", "1.5", "=", "Off"):
+        assert fastreader.read(good_manifest(name=tricky).encode()) is None, tricky
+    for tricky in ("0500", "0x10", "0o17", "00", "0b1"):
+        assert fastreader.read(good_manifest(balance=tricky).encode()) is None, tricky
+
+
 @PROPERTY
 @given(grant_manifests())
 def test_a_grant_file_the_fast_reader_accepts_means_the_same_to_the_located_reader(text):

@@ -11,7 +11,7 @@ import pytest
 from conftest import init_state, run_subprocess
 
 from provisioner import fastreader, manifestcache, nodereader
-from provisioner.manifest import ManifestError, load
+from provisioner.manifest import ManifestError, find_manifest_files, load
 from provisioner.manifestcache import ManifestCache
 
 NAMESPACE = uuid.UUID("2b7c4f1e-9a3d-4e5f-8a6b-1c2d3e4f5a6b")
@@ -169,15 +169,23 @@ def test_entries_of_the_wrong_shape_are_caught_when_the_models_are_built(tree, c
     """A cache whose digest matches but whose entries are wrong (a bug, a hand edit) is dropped."""
     expected = load([tree], cache=cache)
     path = pack(cache)
-    entries = dict(line.split("\t", 1) for line in path.read_text().split("\n")[1:] if line)
-    for digest, text in entries.items():
-        record = json.loads(text)
-        if record["batches"]:
-            record["batches"][0][3] = "not a number"
-            entries[digest] = json.dumps(record)
-    payload = "".join(f"{digest}\t{text}\n" for digest, text in entries.items()).encode()
-    path.write_bytes(json.dumps(cache._header(payload), sort_keys=True).encode() + b"\n" + payload)
+    cache_file = cache.file_for(find_manifest_files([tree]))
+    assert cache_file.path == path
+    index, blob = [], b""
+    for segment in cache_file.read():
+        start = 0
+        for content, head, length in segment.index:
+            rows = json.loads(bytes(segment.blob[start : start + length]))
+            start += length
+            if rows:
+                rows[0][3] = "not a number"
+            text = json.dumps(rows).encode()
+            index.append([content, head, len(text)])
+            blob += text
+    cache_file.write(index, [blob], append=False)
     assert load([tree], cache=cache) == expected
+    assert not path.exists()  # dropped, and written again whole by the next load
+    assert load([tree], cache=cache) == expected and path.exists()
 
 
 def test_a_cache_of_another_version_is_not_used(tree, tmp_path, monkeypatch):

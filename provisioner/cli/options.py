@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING
 import click
 
 from provisioner.backends import SANDBOX_STATE, default_state_path, open_backend
-from provisioner.backends.postgres import url_has_password
 
 if TYPE_CHECKING:
     from provisioner.backends import Backend
+    from provisioner.manifest import Declarations
     from provisioner.models import Desired, Policy, State
     from provisioner.progress import Progress
 
@@ -171,7 +171,7 @@ def with_backend(command):
     def wrapper(*args, state_location, workspace, **kwargs):
         context = click.get_current_context()
         given = context.get_parameter_source("state_location") == click.core.ParameterSource.COMMANDLINE
-        if given and state_location and url_has_password(state_location):
+        if given and state_location and _has_password(state_location):
             # Not echoed: the message must not repeat the password it refuses.
             raise UserError(
                 "--state carries a database password, which would stay in shell history and CI logs. Put it in "
@@ -200,6 +200,14 @@ def with_backend(command):
         help=f"State file, or postgresql://... for a shared state. Default: $PROVISIONER_STATE, else "
         f"{default_state_path('WORKSPACE')} ({SANDBOX_STATE} with --sandbox).",
     )(wrapper)
+
+
+def _has_password(location: str) -> bool:
+    if "//" not in location and "password" not in location:  # a file path: no need of the database module
+        return False
+    from provisioner.backends.postgres import url_has_password
+
+    return url_has_password(location)
 
 
 def sandbox_option(command):
@@ -274,13 +282,17 @@ cache_option = click.option(
 
 
 def load_manifests(paths: Iterable[Path], no_cache: bool = False) -> Desired:
-    from provisioner.manifest import load
+    return read_manifests(paths, no_cache).desired()
+
+
+def read_manifests(paths: Iterable[Path], no_cache: bool = False) -> Declarations:
+    from provisioner.manifest import read_declarations
     from provisioner.manifestcache import ManifestCache
 
-    return load(paths, cache=None if no_cache else ManifestCache())
+    return read_declarations(list(paths), cache=None if no_cache else ManifestCache())
 
 
-def effective_policy(desired: Desired, overrides: dict) -> Policy:
+def effective_policy(desired: Desired | Declarations, overrides: dict) -> Policy:
     changes = {name: value for name, value in overrides.items() if value is not None}
     return desired.policy.model_copy(update=changes)
 

@@ -27,6 +27,7 @@ from provisioner.cli.options import (
     policy_options,
     progress,
     quiet_option,
+    read_manifests,
     refreshed,
     user_errors,
     with_backend,
@@ -84,26 +85,35 @@ def plan(paths, backend, sandbox, base_url, parallelism, rate_limit, refresh, ou
     if out_path is not None:
         refuse_plan_over_a_manifest(out_path)
     at = moment(at)
-    desired = expanded(load_manifests(paths, no_cache), at)
+    declarations = read_manifests(paths, no_cache)
     state = backend.read()
     check_replace_addresses(replace, state)
-    policy = effective_policy(desired, policy_overrides)
-    observed = None
-    if refresh:
-        from provisioner.progress import Progress
+    policy = effective_policy(declarations, policy_overrides)
+    color = not no_color and sys.stdout.isatty()
+    # The text a reviewer's CI job keeps: reusing the parts of the last plan that still hold.
+    reusable = output_format == "text" and not (color or refresh or replace or out_path or no_cache)
+    from provisioner import planmemo
 
-        reporter = Progress.for_stream(quiet=quiet)
-        with api_context(sandbox, base_url, backend, rate_limit, parallelism, reporter) as api:
-            check_instance(state, api, backend)
-            observed = refreshed(desired, state, api, parallelism, reporter)
-    result = make_plan(desired, state, at, observed=observed, replace=replace, policy=policy,
-                       allow_duplicates=allow_duplicate)
-    emit_plan(result, output_format, color=not no_color and sys.stdout.isatty())
+    if reusable and planmemo.usable(declarations, state):
+        result = planmemo.plan(declarations, state, at, policy, planmemo.PlanMemo())
+    else:
+        desired = expanded(declarations.desired(), at)
+        observed = None
+        if refresh:
+            from provisioner.progress import Progress
+
+            reporter = Progress.for_stream(quiet=quiet)
+            with api_context(sandbox, base_url, backend, rate_limit, parallelism, reporter) as api:
+                check_instance(state, api, backend)
+                observed = refreshed(desired, state, api, parallelism, reporter)
+        result = make_plan(desired, state, at, observed=observed, replace=replace, policy=policy,
+                           allow_duplicates=allow_duplicate)
+    emit_plan(result, output_format, color=color)
     if out_path is not None:
         save_plan(out_path, desired, result, state, policy, list(replace), refresh=refresh,
                   allow_duplicates=list(allow_duplicate))
         progress(f"Saved the plan to {out_path}. Apply exactly this plan with: {apply_command(out_path, backend, base_url)}")
-    if detailed_exitcode and result.changes:  # blocked and missing entries need a human too
+    if detailed_exitcode and result.change_count:  # blocked and missing entries need a human too
         sys.exit(2)
 
 
@@ -132,7 +142,8 @@ def emit_plan(result: Plan, output_format: str, color: bool) -> None:
         click.echo(render_markdown(result))
     else:
         for chunk in text_chunks(result, color=color):  # a large plan is never held whole
-            click.echo(chunk, nl=False)
+            # color=True: written as rendered (no colour codes unless asked), not scanned for them again.
+            click.echo(chunk, nl=False, color=True)
         click.echo()
 
 

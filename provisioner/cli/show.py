@@ -24,8 +24,7 @@ from provisioner.cli.options import (
     user_errors,
     with_backend,
 )
-from provisioner.report import FORMATS
-from provisioner.report.model import DEFAULT_EXPIRING_WITHIN
+from provisioner.report import DEFAULT_EXPIRING_WITHIN, FORMATS
 
 if TYPE_CHECKING:
     from provisioner.backends import Backend

@@ -12,6 +12,9 @@ other command starts as fast as before.
 from __future__ import annotations
 
 FORMATS = ("text", "json", "csv", "html")
+# Batches expiring within this many days are listed (show --expiring-within); here, so that the
+# CLI can show the default without importing the model.
+DEFAULT_EXPIRING_WITHIN = 30
 
 
 def render(report, output_format: str) -> str:

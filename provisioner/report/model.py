@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from provisioner.grants import add_step, upcoming_periods
 from provisioner.models import GrantSpec, Resource, State, Step, batch_key
+from provisioner.report import DEFAULT_EXPIRING_WITHIN
 from provisioner.timestamps import parse_timestamp
 
-DEFAULT_EXPIRING_WITHIN = 30
 MONTHS_AHEAD = 12
 
 Number = int | float
