@@ -5,7 +5,8 @@ Adapted from the review's repro scenery (/tmp/review/common.py). A test gives a 
 ``body`` (the JSON sent, or None) and ``number`` (1-based count of that method). Actions:
 
 - ``Forward(...)``        pass it on; optionally run a hook once the sandbox answered, hold the
-                          answer until a condition holds, or rewrite the JSON answer;
+                          answer until a condition holds, or rewrite the JSON answer (or give an
+                          ``Answer`` instead: the sandbox did the work, the client hears otherwise);
 - ``Answer(status, ...)`` answer without passing it on: nothing happens upstream;
 - ``DropThenCommit(s)``   close the connection unanswered, while the request is still "being
                           processed": the sandbox receives it ``s`` seconds later.
@@ -13,6 +14,8 @@ Adapted from the review's repro scenery (/tmp/review/common.py). A test gives a 
 A dropped request is never committed by a timer: it reaches the sandbox just before the first
 request that arrives once it is due (so a lookup made after the due time always sees it, one made
 before never does), or when the test calls ``commit_late_requests()``. No race decides an outcome.
+
+``date_shift`` moves the Date header of every answer (another frontend's clock, or one stepped by NTP).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import requests
 
 FORWARDED_HEADERS = ("authorization", "content-type", "accept")
 HOP_BY_HOP = ("content-length", "connection", "transfer-encoding", "server", "date", "keep-alive")
+INJECTED_ERROR = {"error": "injected", "message": "injected by proxy"}
 
 
 @dataclass(frozen=True)
@@ -45,13 +49,14 @@ class Forward:
     after_upstream: Callable[[], None] | None = None  # runs once the sandbox has answered
     answer_when: Callable[[], bool] | None = None  # hold the answer until this is true...
     wait_limit: float = 2.0  # ...or this many seconds went by
-    rewrite: Callable[[dict], dict] | None = None  # edits the JSON answer
+    rewrite: Callable[[dict], "dict | Answer"] | None = None  # edits the JSON answer, or answers otherwise
 
 
 @dataclass(frozen=True)
 class Answer:
     status: int
     headers: dict = field(default_factory=dict)
+    body: dict | None = None  # None: an error "injected by proxy"
 
 
 @dataclass(frozen=True)
@@ -90,6 +95,7 @@ class FaultProxy(LoopbackServer):
         self.log: list[tuple[str, str, str]] = []  # (method, path, what the proxy did)
         self._counts: dict[str, int] = {}
         self._late: list[tuple[float, Callable[[], None]]] = []  # (due, send) of dropped requests
+        self.date_shift = 0.0  # seconds the Date of every answer is ahead of this machine's clock
         self._guard = threading.Lock()
         self._commit_guard = threading.Lock()
         self._session = requests.Session()
@@ -135,6 +141,9 @@ class FaultProxy(LoopbackServer):
             def log_message(self, *args) -> None:
                 pass
 
+            def date_time_string(self, timestamp: float | None = None) -> str:
+                return super().date_time_string((time.time() if timestamp is None else timestamp) + proxy.date_shift)
+
             def do_GET(self) -> None:
                 raw = self.rfile.read(int(self.headers.get("Content-Length", "0") or 0))
                 proxy._commit_due(until=time.monotonic())
@@ -155,7 +164,7 @@ class FaultProxy(LoopbackServer):
                     self.connection.shutdown(socket.SHUT_RDWR)
                 elif isinstance(action, Answer):
                     proxy._note(self.command, self.path, f"answered {action.status}")
-                    self._reply(action.status, action.headers, {"error": "injected", "message": "injected by proxy"})
+                    self._reply(action.status, action.headers, action.body or INJECTED_ERROR)
                 else:
                     self._forward(action, send)
 
@@ -170,11 +179,14 @@ class FaultProxy(LoopbackServer):
                     deadline = time.monotonic() + action.wait_limit
                     while not action.answer_when() and time.monotonic() < deadline:
                         time.sleep(0.01)
+                status = upstream.status_code
                 headers = {k: v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP}
                 body = upstream.content
                 if action.rewrite is not None:
                     body = action.rewrite(upstream.json())
-                self._reply(upstream.status_code, headers, body)
+                    if isinstance(body, Answer):
+                        status, headers, body = body.status, body.headers, body.body or INJECTED_ERROR
+                self._reply(status, headers, body)
 
             def _reply(self, status: int, headers: dict, body) -> None:
                 data = body if isinstance(body, bytes) else json.dumps(body).encode()
