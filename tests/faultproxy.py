@@ -1,6 +1,6 @@
 """A real HTTP proxy in front of the sandbox that misbehaves on cue, for money-safety tests.
 
-Adapted from the review's repro scenery (/tmp/review/common.py). A test gives a rule:
+Adapted from the money-safety review's reproductions. A test gives a rule:
 ``rule(request) -> action`` for every request, where ``request`` has ``method``, ``path``,
 ``body`` (the JSON sent, or None) and ``number`` (1-based count of that method). Actions:
 

@@ -1,4 +1,4 @@
-"""Regression tests of the money-safety review (/tmp/review/r1..r7): credits issued once, no id lost.
+"""Regression tests of the money-safety reviews: credits issued once, no id lost.
 
 Each scenario of the review runs here against the real sandbox, most of them through a fault proxy
 (tests/faultproxy.py) that can drop a create's connection while the server still commits it later,
@@ -501,7 +501,7 @@ def test_journal_entries_survive_short_writes(state, monkeypatch):
     assert seen_by_a_reader.resources == {"c0/q1": resource}
 
 
-# --- second review (/tmp/review2/p1..p5) ---------------------------------------------------------------------
+# --- second review ---------------------------------------------------------------------
 
 
 def apply_watched(
