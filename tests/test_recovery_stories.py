@@ -25,6 +25,8 @@ from provisioner.backends.file import journal_path, read_state
 # The manifest's id for acme with two digits swapped: a UUID like any other, of no client at all.
 MISTYPED_ACME_ID = "6a0c1d7e-3b2f-4c1a-9e8d-7f6a5b4c3d12"
 DEFAULT_WINDOW = 60.0  # apply's default --recovery-wait: what a run that waits before it looks would wait
+# A 404 proves nothing until the window has passed; the stories of a 404 need not wait a whole minute.
+SHORT_WINDOW = ("--recovery-wait", "2")
 
 
 # --- scenery ------------------------------------------------------------------------------------------------
@@ -410,7 +412,7 @@ def test_story4_after_a_502_and_a_404_listing_the_fixed_manifest_converges(serve
     assert set(read_state(state).pending) == {"acme/q1"}, "the 502 left the create's outcome unknown"
 
     fixed = acme_manifest(write_manifest)
-    second, _ = apply(fixed, state, sandbox.url)
+    second, _ = apply(fixed, state, sandbox.url, *SHORT_WINDOW)
     third, _ = apply(fixed, state, sandbox.url, "--refresh")
 
     assert second.returncode == 0, second.stderr
@@ -429,17 +431,17 @@ def test_story4_forget_intent_is_the_documented_way_out_of_any_open_intent(serve
         first, _ = apply(manifest, state, gateway.url, "--no-duplicate-check")
     assert first.returncode == 1 and set(read_state(state).pending) == {"acme/q1"}
 
-    stuck, _ = apply(manifest, state, sandbox.url)
+    stuck, _ = apply(manifest, state, sandbox.url, *SHORT_WINDOW)
     assert stuck.returncode == 1
     assert "provisioner state forget-intent acme/q1" in stuck.stderr, stuck.stderr
     assert not sandbox.all_batches(ACME_ID)
 
-    refused = run_subprocess("state", "forget-intent", "acme/q1", manifest, "--state", state,
+    refused = run_subprocess("state", "forget-intent", "acme/q1", manifest, "--state", state, *SHORT_WINDOW,
                              env=cli_env(sandbox.url))
     assert refused.returncode == 1 and "--auto-approve" in refused.stderr, refused.stderr
     assert set(read_state(state).pending) == {"acme/q1"}, "no 'yes', nothing given up"
 
-    given_up = run_subprocess("state", "forget-intent", "acme/q1", manifest, "--state", state, "--auto-approve",
+    given_up = run_subprocess("state", "forget-intent", "acme/q1", manifest, "--state", state, "--auto-approve", *SHORT_WINDOW,
                               env=cli_env(sandbox.url))
     assert given_up.returncode == 0, given_up.stderr
     assert "cannot be shown" in given_up.stdout and "404" in given_up.stdout, given_up.stdout
