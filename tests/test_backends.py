@@ -18,7 +18,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from pg import pg_server, pg_url  # noqa: F401  (fixtures)
 
-from provisioner.backends import LockError, StateError, StateMissing, open_backend
+from provisioner.backends import LockError, LockInfo, StateError, StateMissing, open_backend
 from provisioner.models import Intent, Resource, State
 
 BACKENDS = ["file", "postgres"]
@@ -279,6 +279,24 @@ def test_a_held_lock_refuses_a_second_run_naming_the_holder(backend, location, b
         assert detail in message, detail
     with backend_at(location).lock("state rm"):
         pass  # released at the end of the run
+
+
+def test_a_run_refused_between_the_winners_lock_and_its_holder_row_still_names_the_winner(pg_url, backend_at):
+    """On PostgreSQL the winner takes the advisory lock, then writes its holder row: a run refused in
+    between used to say "a session that has not named itself yet" instead of who holds the lock."""
+    backend_at(pg_url).create()
+    winner = backend_at(pg_url)
+    assert winner._advisory("pg_try_advisory_lock")  # the first half of acquire, as a winner does it
+    info = LockInfo(id="winner-lock", pid=4242, host="ci-runner", user="ci", command="apply",
+                    created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    naming = threading.Timer(0.5, winner._take_holder_row, (info, lambda message: None))
+    naming.start()
+    try:
+        with pytest.raises(LockError) as raised:
+            backend_at(pg_url).acquire("plan", 0.0, lambda message: None)
+    finally:
+        naming.join()
+    assert "pid 4242" in str(raised.value) and "ci-runner" in str(raised.value), str(raised.value)
 
 
 def test_lock_timeout_waits_for_the_holder_and_gives_up_at_its_end(backend, location, backend_at):

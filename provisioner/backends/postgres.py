@@ -48,6 +48,8 @@ DEFAULT_SCHEMA = "provisioner"
 # Reconnecting after the database went away (a restart takes a few seconds): attempts and pause.
 RECONNECT_ATTEMPTS = 8
 RECONNECT_PAUSE = 1.0
+# How long a run refused the lock waits for the winner to write its holder row, so the refusal can name it.
+NAMING_GRACE = 2.0
 # Ask the server to notice a vanished client within about a minute, so its lock is released.
 SESSION_SETTINGS = {
     "tcp_keepalives_idle": "30",
@@ -316,6 +318,18 @@ class PostgresBackend(Backend):
         ).fetchone()
         return LockInfo(*row) if row else None
 
+    def _named_holder(self, conn) -> LockInfo | None:
+        """The holder row of the run that holds the advisory lock now; None while that run has not
+        written its row yet (a row left by a run before it names someone else)."""
+        row = conn.execute(
+            self._query('SELECT id, pid, host, "user", command, created, session_pid FROM {locks} '
+                        "WHERE workspace = %s", locks="locks"),
+            (self.workspace,),
+        ).fetchone()
+        if row is None or row[6] != self._advisory_holder(conn):
+            return None
+        return LockInfo(*row[:6])
+
     def _holder_session(self, conn) -> int | None:
         row = conn.execute(
             self._query("SELECT session_pid FROM {locks} WHERE workspace = %s", locks="locks"), (self.workspace,)
@@ -351,8 +365,11 @@ class PostgresBackend(Backend):
                     self._holding = info
                     return info
                 with self._transaction() as conn:
-                    holder = self._holder(conn)
+                    holder = self._named_holder(conn)
             if time.monotonic() >= deadline:
+                if holder is None and time.monotonic() < deadline + NAMING_GRACE:
+                    time.sleep(0.05)  # the winner writes its row just after taking the lock
+                    continue
                 described = holder.describe() if holder else "(a session that has not named itself yet)"
                 raise LockError(
                     f"the state {self.name} is locked by another run:\n  {described}\n"
