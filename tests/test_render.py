@@ -1,5 +1,7 @@
 import json
 import re
+import subprocess
+import sys
 
 import pytest
 from markdown_it import MarkdownIt
@@ -431,3 +433,25 @@ def test_json_does_not_share_mutable_state_with_plan():
 @pytest.mark.parametrize("render", [render_text, render_markdown, render_json])
 def test_every_renderer_handles_an_empty_plan(render):
     assert render(Plan())
+
+
+# ---------------------------------------------------------------- the package
+
+
+def test_the_package_gives_each_plans_names_from_the_module_that_defines_them():
+    import importlib
+
+    import provisioner.render as package
+
+    for name in package.__all__:
+        home = importlib.import_module(f"provisioner.render.{package._HOMES[name]}")
+        assert getattr(package, name) is getattr(home, name)
+    with pytest.raises(AttributeError, match="no_such_plan"):
+        package.no_such_plan  # noqa: B018
+
+
+def test_validate_loads_the_json_plan_but_not_the_text_or_markdown_plans():
+    # provisioner.manifest (every command, validate too) reaches plan_to_json through planfile.py.
+    code = "import sys, provisioner.manifest; print(*sorted(m for m in sys.modules if m.startswith('provisioner.render')))"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert loaded == ["provisioner.render", "provisioner.render.common", "provisioner.render.jsonplan"]

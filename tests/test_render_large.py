@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from provisioner.models import Change, Plan
-from provisioner.render import LARGE_PLAN, _change_block, _CreateBlocks, _Painter, render_text, text_chunks
+from provisioner.render.text import LARGE_PLAN, _change_block, _CreateBlocks, _Painter, render_text, text_chunks
 
 VALUES = st.one_of(
     st.text(max_size=20),
