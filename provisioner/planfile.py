@@ -21,7 +21,7 @@ from pathlib import Path
 from provisioner import __version__
 from provisioner.models import Desired, Plan, Policy, State
 from provisioner.planner import differing_fields
-from provisioner.render import plan_to_json
+from provisioner.render.jsonplan import plan_to_json
 from provisioner.timestamps import parse_timestamp
 
 MARKER = "provisioner_saved_plan"

@@ -47,7 +47,7 @@ from provisioner.cachefile import CacheFile, default_directory
 from provisioner.manifest import Declarations, DeclaredFile, LoadTimings, batch_specs
 from provisioner.models import BatchSpec, Desired, Figures, Plan, PlanPart, Policy, State
 from provisioner.planner import client_of, client_order, combine, make_plan
-from provisioner.render import part_text
+from provisioner.render.text import part_text
 
 MEMO_FORMAT = 1
 # The files of misses planned at once: enough to make a plan's fixed costs small, few enough

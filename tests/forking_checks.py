@@ -16,7 +16,7 @@ from provisioner import manifest, parallel, planmemo
 from provisioner.manifestcache import ManifestCache
 from provisioner.models import State
 from provisioner.planmemo import PlanMemo
-from provisioner.render import render_text
+from provisioner.render.text import render_text
 
 NOW = datetime(2026, 6, 1, 12, 0, 0, tzinfo=timezone.utc)
 PARENT = os.getpid()

@@ -25,7 +25,7 @@ from conftest import (
 from markdown_it import MarkdownIt
 
 from provisioner.api.sandbox import Sandbox
-from provisioner.render import escape_markdown
+from provisioner.render.markdown import escape_markdown
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 SCHEMA_FILE = EXAMPLES / "manifests" / "manifest.schema.json"

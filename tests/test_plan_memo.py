@@ -24,7 +24,7 @@ from provisioner.manifestcache import ManifestCache
 from provisioner.models import Intent, Policy, Resource, State
 from provisioner.planmemo import PlanMemo
 from provisioner.planner import make_plan
-from provisioner.render import render_text
+from provisioner.render.text import render_text
 
 NAMESPACE = uuid.UUID("3c1b2a4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d")
 NOW = datetime(2026, 6, 1, 12, 0, 0, 123456, tzinfo=timezone.utc)

@@ -13,7 +13,9 @@ from conftest import ACCOUNT_ID, ACME_ID, GLOBEX_ID
 from provisioner.manifest import load
 from provisioner.models import BatchSpec, Change, Desired, Intent, Plan, PlanPart, Policy, Resource, State
 from provisioner.planner import make_plan
-from provisioner.render import render_json, render_markdown, render_text
+from provisioner.render.jsonplan import render_json
+from provisioner.render.markdown import render_markdown
+from provisioner.render.text import render_text
 
 NOW = datetime(2026, 6, 1, 12, 0, 0, tzinfo=timezone.utc)
 FUTURE = "2030-03-31T23:59:59.000Z"

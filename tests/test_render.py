@@ -7,14 +7,9 @@ import pytest
 from markdown_it import MarkdownIt
 
 from provisioner.models import Change, Plan, Violation
-from provisioner.render import (
-    JSON_FORMAT_VERSION,
-    escape_markdown,
-    plan_to_json,
-    render_json,
-    render_markdown,
-    render_text,
-)
+from provisioner.render.jsonplan import JSON_FORMAT_VERSION, plan_to_json, render_json
+from provisioner.render.markdown import escape_markdown, render_markdown
+from provisioner.render.text import render_text
 
 ACME_ID = "6a0c1d7e-0000-4000-8000-000000000001"
 GLOBEX_ID = "6a0c1d7e-0000-4000-8000-000000000002"
@@ -436,18 +431,6 @@ def test_every_renderer_handles_an_empty_plan(render):
 
 
 # ---------------------------------------------------------------- the package
-
-
-def test_the_package_gives_each_plans_names_from_the_module_that_defines_them():
-    import importlib
-
-    import provisioner.render as package
-
-    for name in package.__all__:
-        home = importlib.import_module(f"provisioner.render.{package._HOMES[name]}")
-        assert getattr(package, name) is getattr(home, name)
-    with pytest.raises(AttributeError, match="no_such_plan"):
-        package.no_such_plan  # noqa: B018
 
 
 def test_validate_loads_the_json_plan_but_not_the_text_or_markdown_plans():

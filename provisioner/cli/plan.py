@@ -134,13 +134,17 @@ def refuse_plan_over_a_manifest(out_path: Path) -> None:
 
 
 def emit_plan(result: Plan, output_format: str, color: bool) -> None:
-    from provisioner.render import render_json, render_markdown, text_chunks
-
     if output_format == "json":
+        from provisioner.render.jsonplan import render_json
+
         click.echo(render_json(result))
     elif output_format == "markdown":
+        from provisioner.render.markdown import render_markdown
+
         click.echo(render_markdown(result))
     else:
+        from provisioner.render.text import text_chunks
+
         for chunk in text_chunks(result, color=color):  # a large plan is never held whole
             # color=True: written as rendered (no colour codes unless asked), not scanned for them again.
             click.echo(chunk, nl=False, color=True)
