@@ -24,7 +24,7 @@ from conftest import (
 )
 from markdown_it import MarkdownIt
 
-from provisioner.api.sandbox import Sandbox
+from provisioner.sandbox import Sandbox
 from provisioner.render import escape_markdown
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
