@@ -35,7 +35,7 @@ def open_api(
     if timeout is not None:
         options["timeout"] = timeout
     if sandbox_dir is not None:
-        from provisioner.api.sandbox import Sandbox
+        from provisioner.sandbox import Sandbox
 
         key = "ti_test_" + secrets.token_hex(16)
         with Sandbox(data_path=sandbox_dir / SANDBOX_DATA_FILE, api_key=key) as server:

@@ -12,7 +12,7 @@ import pytest
 import requests
 from click.testing import CliRunner
 
-from provisioner.api.sandbox import Sandbox
+from provisioner.sandbox import Sandbox
 from provisioner.backends.file import FileBackend
 from provisioner.cli import main
 

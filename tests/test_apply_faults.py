@@ -23,7 +23,7 @@ import pytest
 from conftest import TEST_KEY, init_state, run_subprocess
 
 from provisioner.api.client import CreditsApi
-from provisioner.api.sandbox import Faults, Sandbox
+from provisioner.sandbox import Faults, Sandbox
 from provisioner.applier import Applier, ApplyResult, request_digest
 from provisioner.recovery import is_exact as attributes_match
 from provisioner.backends.filelock import StateLock

@@ -29,7 +29,7 @@ from provisioner.api.client import (
     check_base_url,
 )
 from provisioner.api.pacing import RateLimiter
-from provisioner.api.sandbox import Faults, Sandbox
+from provisioner.sandbox import Faults, Sandbox
 
 OTHER_ACCOUNT_ID = "9d2f6c1b-3e4a-4b8d-a1f0-7c6e5d4b3a29"
 WRONG_KEY = "ti_test_" + "w" * 24

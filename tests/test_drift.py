@@ -24,7 +24,7 @@ from conftest import (
 
 from provisioner.api.client import CreditsApi
 from provisioner.api.pacing import RateLimiter
-from provisioner.api.sandbox import Sandbox
+from provisioner.sandbox import Sandbox
 from provisioner.progress import Progress
 from provisioner.refresh import observe
 

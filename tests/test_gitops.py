@@ -23,7 +23,7 @@ import yaml
 from conftest import ACCOUNT_ID, ACME_ID, GLOBEX_ID, TEST_KEY
 from markdown_it import MarkdownIt
 
-from provisioner.api.sandbox import Sandbox
+from provisioner.sandbox import Sandbox
 from provisioner.models import Intent
 from provisioner.backends.file import FileBackend, FileWriter, read_state
 

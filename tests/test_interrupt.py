@@ -24,7 +24,7 @@ from test_client import ScriptedServer, error_body, make_api
 
 from provisioner.api.client import OutcomeUnknown, RequestCancelled
 from provisioner.api.pacing import RateLimiter, Stopped
-from provisioner.api.sandbox import Faults, Sandbox
+from provisioner.sandbox import Faults, Sandbox
 from provisioner.backends.file import read_state
 from provisioner.timestamps import parse_timestamp
 

@@ -24,8 +24,8 @@ from conftest import (
 )
 from markdown_it import MarkdownIt
 
-from provisioner.api.sandbox import Sandbox
 from provisioner.render.markdown import escape_markdown
+from provisioner.sandbox import Sandbox
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 SCHEMA_FILE = EXAMPLES / "manifests" / "manifest.schema.json"

@@ -19,7 +19,7 @@ from conftest import ACME_ID, TEST_KEY, init_state
 
 from provisioner.api.client import CreditsApi
 from provisioner.api.pacing import RateLimiter
-from provisioner.api.sandbox import Sandbox
+from provisioner.sandbox import Sandbox
 from provisioner.connection import rate_limiter
 from provisioner.timestamps import parse_timestamp
 

@@ -31,7 +31,7 @@ from conftest import TEST_KEY, run_subprocess
 from faultproxy import FaultProxy, Forward
 from pg import pg_server, pg_url, start_server  # noqa: F401  (fixtures)
 
-from provisioner.api.sandbox import Faults, Sandbox
+from provisioner.sandbox import Faults, Sandbox
 from provisioner.backends import open_backend
 
 RECOVERY_WAIT = "0.5"  # the sandbox commits a create the moment it reads it

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from conftest import TEST_KEY, init_state
 
-from provisioner.api.sandbox import Faults, Sandbox
+from provisioner.sandbox import Faults, Sandbox
 from provisioner.progress import Progress, describe_work, duration, estimate
 
 STAMP = r"\[\d\d:\d\d:\d\d\] "

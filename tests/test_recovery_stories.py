@@ -19,7 +19,7 @@ import pytest
 from conftest import ACCOUNT_ID, ACME_ID, GLOBEX_ID, TEST_KEY, run_subprocess
 from faultproxy import Answer, FaultProxy, Forward, ProxiedRequest
 
-from provisioner.api.sandbox import Faults, Quirks, Sandbox
+from provisioner.sandbox import Faults, Quirks, Sandbox
 from provisioner.backends.file import journal_path, read_state
 
 # The manifest's id for acme with two digits swapped: a UUID like any other, of no client at all.

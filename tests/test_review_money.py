@@ -30,7 +30,7 @@ from test_recovery_stories import (
     wait_until,
 )
 
-from provisioner.api.sandbox import Faults, Sandbox
+from provisioner.sandbox import Faults, Sandbox
 from provisioner.backends.file import read_state
 from provisioner.timestamps import format_timestamp
 

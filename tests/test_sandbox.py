@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from provisioner.api.sandbox import Faults, Sandbox
+from provisioner.sandbox import Faults, Sandbox
 
 API_KEY = "ti_test_sandbox"
 CLIENT = "6f1c1a52-4f4e-4a57-9a6c-2d3f2b0c9e11"
@@ -367,7 +367,7 @@ def test_a_committed_create_survives_sigkill(tmp_path):
     server = subprocess.Popen(
         [sys.executable, "-c",
          "import sys, time\n"
-         "from provisioner.api.sandbox import Sandbox\n"
+         "from provisioner.sandbox import Sandbox\n"
          "print(Sandbox(data_path=sys.argv[1]).start().url, flush=True)\n"
          "time.sleep(60)\n",
          str(data_path)],

@@ -8,7 +8,7 @@ import pytest
 import requests
 from conftest import ACCOUNT_ID, ACME_ID, TEST_KEY
 
-from provisioner.api.sandbox import Faults, Quirks, Sandbox
+from provisioner.sandbox import Faults, Quirks, Sandbox
 
 HEADERS = {"Authorization": f"Bearer {TEST_KEY}"}
 BODY = {"clientId": ACME_ID, "name": "  Acme   Q1 ", "startingBalance": 10, "creditAccountId": ACCOUNT_ID,

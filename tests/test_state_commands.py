@@ -21,7 +21,7 @@ from conftest import (
     two_client_manifest,
 )
 
-from provisioner.api.sandbox import Sandbox
+from provisioner.sandbox import Sandbox
 from provisioner.applier import request_digest
 from provisioner.backends.filelock import StateLock
 from provisioner.models import Intent

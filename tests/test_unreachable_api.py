@@ -16,7 +16,7 @@ from test_client import SleepRecorder, make_api
 
 from provisioner.api.client import ApiError
 from provisioner.api.retrying import UNREACHABLE_PATIENCE
-from provisioner.api.sandbox import Sandbox
+from provisioner.sandbox import Sandbox
 
 WRONG_KEY = "ti_test_" + "w" * 24
 

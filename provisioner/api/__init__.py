@@ -1,1 +1,1 @@
-"""Client and local simulator of the Thought Industries credits API."""
+"""Client of the Thought Industries credits API (its local simulator is provisioner.sandbox)."""

@@ -39,7 +39,7 @@ def sandbox(host, port, data_path, api_key, rate_limit, burst, page_size, latenc
             error_after_commit_rate, drop_after_commit_rate, burst_429_rate, seed, retry_after, commit_delay,
             quirks) -> None:
     """Serve a local simulator of the credits API (for demos and tests)."""
-    from provisioner.api.sandbox import Faults, Quirks, Sandbox
+    from provisioner.sandbox import Faults, Quirks, Sandbox
 
     faults = Faults(
         latency=latency,
