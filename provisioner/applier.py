@@ -47,6 +47,7 @@ from provisioner.recovery import (
     batches_phrase,
     describe,
     differences,
+    duplicate_reasons,
     duplicates_of,
     find,
     intent_since,
@@ -266,7 +267,8 @@ class Applier:
         listed = self.listings.current(client_id)
         found = duplicates_of(attributes, listed, self.writer.claimed_ids(), self.writer.open_intents())
         if found:
-            raise DuplicateFound(duplicate_message(address, found))
+            problem, fix = duplicate_reasons(address, address.split("/", 1)[0], found)
+            raise DuplicateFound(f"not created: {problem} {fix}")
 
     def _send_create(
         self, address: str, client_id: str, attributes: dict, previous: Intent | None = None
@@ -509,14 +511,4 @@ def ambiguity_message(intent: Intent, findings: Findings) -> str:
         "provisioner will not guess, and will not create it again. Check them in Thought Industries, then "
         f"record the right one: provisioner import {intent.address} BATCH_ID PATHS...; if none of them is it, "
         f"give the create up: provisioner state forget-intent {intent.address} (the next apply creates it)."
-    )
-
-
-def duplicate_message(address: str, found: list[dict]) -> str:
-    client = address.split("/", 1)[0]
-    return (
-        f"not created: client {client} already has {batches_phrase(len(found))} just like it that no address "
-        f"claims: {describe(found)}. Creating it would issue its credits again. If that batch is this one (made "
-        f"by hand, or its state entry was lost): provisioner import {address} {found[0].get('id')} PATHS...; to "
-        f"issue another one on purpose: --allow-duplicate {address}"
     )

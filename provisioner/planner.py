@@ -26,7 +26,7 @@ from provisioner.models import (
     batch_key,
 )
 from provisioner.plan_warnings import lapsed_warnings, removed_grant_warnings, undeclared_warnings, unscheduled_warnings
-from provisioner.recovery import EQUAL, batches_phrase, compare_field, describe, duplicates_of
+from provisioner.recovery import EQUAL, compare_field, duplicate_reasons, duplicates_of
 from provisioner.timestamps import format_timestamp, parse_timestamp
 
 FIX_FOR_FIXED_FIELD = (
@@ -257,17 +257,8 @@ class _DuplicateGuard:
                               self.open_intents)
         if not found:
             return change
-        return change.model_copy(update={
-            "action": "blocked",
-            "credits": 0,
-            "reasons": (
-                f"client {spec.client_key} already has {batches_phrase(len(found))} just like it that no address "
-                f"claims: {describe(found)}. Creating it would issue its credits again.",
-                f"Fix: if that batch is this one (made by hand, or its state entry was lost): 'provisioner "
-                f"import {spec.address} {found[0].get('id')} PATHS...'; to issue another one on purpose: "
-                f"--allow-duplicate {spec.address}",
-            ),
-        })
+        problem, fix = duplicate_reasons(spec.address, spec.client_key, found)
+        return change.model_copy(update={"action": "blocked", "credits": 0, "reasons": (problem, f"Fix: {fix}")})
 
 
 def _missing_change(address: str, client_key: str, resource: Resource, replaceable: bool = True) -> Change:

@@ -236,6 +236,17 @@ def duplicates_of(
     return found
 
 
+def duplicate_reasons(address: str, client_key: str, found: list[dict]) -> tuple[str, str]:
+    """Why the duplicate guard stops a create, and the fix: a plan shows them as two reasons, apply
+    as one error."""
+    return (
+        f"client {client_key} already has {batches_phrase(len(found))} just like it that no address claims: "
+        f"{describe(found)}. Creating it would issue its credits again.",
+        f"If that batch is this one (made by hand, or its state entry was lost): 'provisioner import {address} "
+        f"{found[0].get('id')} PATHS...'; to issue another one on purpose: --allow-duplicate {address}",
+    )
+
+
 def batches_phrase(count: int) -> str:
     return "a batch" if count == 1 else f"{count} batches"
 
