@@ -7,7 +7,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 
-from provisioner import grants
+from provisioner import grants, guardrails
 from provisioner.bulk import constructor, paused_gc, share_fields_set
 from provisioner.models import (
     COMPARED_FIELDS,
@@ -23,10 +23,10 @@ from provisioner.models import (
     Resource,
     State,
     Upcoming,
-    Violation,
     batch_key,
 )
-from provisioner.recovery import EQUAL, batches_phrase, compare_field, describe, duplicates_of
+from provisioner.plan_warnings import lapsed_warnings, removed_grant_warnings, undeclared_warnings, unscheduled_warnings
+from provisioner.recovery import EQUAL, compare_field, duplicate_reasons, duplicates_of
 from provisioner.timestamps import format_timestamp, parse_timestamp
 
 FIX_FOR_FIXED_FIELD = (
@@ -97,7 +97,7 @@ def _plan(
         if address not in desired.batches:
             shares.of(client_of(address)).changes.append(_recover_change(intent, desired))
     undeclared, removed_grants = _undeclared(desired, state)
-    for address, warning in _undeclared_warnings(undeclared):
+    for address, warning in undeclared_warnings(undeclared):
         shares.of(client_of(address)).warnings.append(warning)
     unscheduled: dict[str, list[str]] = {}
     for address, resource in undeclared:
@@ -115,9 +115,9 @@ def _plan(
         else:
             shares.of(grant.client_key).changes.append(change)
     warnings = [
-        *_removed_grant_warnings(removed_grants),
-        *_unscheduled_warnings(unscheduled),
-        *_lapsed_warnings(lapsed, desired),
+        *removed_grant_warnings(removed_grants),
+        *unscheduled_warnings(unscheduled),
+        *lapsed_warnings(lapsed, desired),
     ]
     return combine(
         shares.parts(),
@@ -182,7 +182,7 @@ def combine(
         parts=parts,
         unchanged=sum(part.unchanged for part in parts),
         warnings=(*(warning for part in parts for warning in part.warnings), *warnings),
-        violations=tuple(_violations(parts, policy)),
+        violations=tuple(guardrails.violations(parts, policy)),
         info=info,
         upcoming=upcoming,
     )
@@ -257,17 +257,8 @@ class _DuplicateGuard:
                               self.open_intents)
         if not found:
             return change
-        return change.model_copy(update={
-            "action": "blocked",
-            "credits": 0,
-            "reasons": (
-                f"client {spec.client_key} already has {batches_phrase(len(found))} just like it that no address "
-                f"claims: {describe(found)}. Creating it would issue its credits again.",
-                f"Fix: if that batch is this one (made by hand, or its state entry was lost): 'provisioner "
-                f"import {spec.address} {found[0].get('id')} PATHS...'; to issue another one on purpose: "
-                f"--allow-duplicate {spec.address}",
-            ),
-        })
+        problem, fix = duplicate_reasons(spec.address, spec.client_key, found)
+        return change.model_copy(update={"action": "blocked", "credits": 0, "reasons": (problem, f"Fix: {fix}")})
 
 
 def _missing_change(address: str, client_key: str, resource: Resource, replaceable: bool = True) -> Change:
@@ -489,111 +480,12 @@ def _undeclared(desired: Desired, state: State) -> tuple[list[tuple[str, Resourc
     return undeclared, removed
 
 
-def _undeclared_warnings(undeclared: list[tuple[str, Resource]]) -> Iterable[tuple[str, str]]:
-    for address, resource in undeclared:
-        if grants.grant_address(address) is None:
-            yield address, (
-                f"{address} (batch {resource.batch_id}) is recorded in state but no longer declared: "
-                "left as is; the API cannot delete batches. Use 'provisioner state rm "
-                f"{address}' to stop tracking it."
-            )
-
-
-def _removed_grant_warnings(removed: dict[str, list[str]]) -> Iterable[str]:
-    """One line per grant, however many periods it issued."""
-    for grant, periods in removed.items():
-        count = len(periods)
-        yield (
-            f"grant {grant} is no longer declared: no further periods are issued. Its {count} issued "
-            f"period batch{'' if count == 1 else 'es'} ({_listed(periods)}) stay recorded as they are; "
-            f"the API cannot delete batches. Use 'provisioner state rm {grant}@PERIOD' to stop tracking one."
-        )
-
-
-def _unscheduled_warnings(unscheduled: dict[str, list[str]]) -> Iterable[str]:
-    """Issued periods a grant's schedule no longer has: its new periods may repeat their credits."""
-    for grant, periods in unscheduled.items():
-        count = len(periods)
-        yield (
-            f"grant {grant}: {count} issued period{'' if count == 1 else 's'} ({_listed(periods)}) "
-            f"{'is' if count == 1 else 'are'} not in its schedule any more ('every' or 'from' changed since?). "
-            f"{'It stays' if count == 1 else 'They stay'} recorded as issued, and the schedule's own periods are "
-            "issued besides: check the creates of this grant. If they repeat credits already given, move each "
-            "recorded period onto its new address with 'provisioner state mv' before applying."
-        )
-
-
-def _lapsed_warnings(lapsed: dict[str, list[BatchSpec]], desired: Desired) -> Iterable[str]:
-    for grant, specs in sorted(lapsed.items()):
-        expires_after = desired.grants[grant].expires_after
-        count = len(specs)
-        yield (
-            f"grant {grant}: {count} period{'' if count == 1 else 's'} began but {'is' if count == 1 else 'are'} "
-            f"not issued ({_listed([spec.period for spec in specs])}): "
-            f"{'its batch' if count == 1 else 'their batches'} would be created already expired "
-            f"(expiresAfter: {expires_after.text if expires_after else ''}). To stop this note, move 'from' past "
-            f"{'it' if count == 1 else 'them'} or set 'catchUp: false'."
-        )
-
-
-def _listed(periods: list[str], most: int = 4) -> str:
-    if len(periods) <= most:
-        return ", ".join(periods)
-    return f"{', '.join(periods[: most - 1])}, ... {periods[-1]}"
-
-
 def _upcoming(desired: Desired) -> tuple[Upcoming, ...]:
     if not desired.grants:
         return ()
     at = parse_timestamp(desired.expanded_at)
     found = (grants.upcoming(grant, at) for _, grant in sorted(desired.grants.items()))
     return tuple(next_period for next_period in found if next_period is not None)
-
-
-def guardrail_violations(changes: tuple[Change, ...], policy: Policy) -> Iterable[Violation]:
-    return _violations(PlanPart.split(changes), policy)
-
-
-def _violations(parts: tuple[PlanPart, ...], policy: Policy) -> Iterable[Violation]:
-    """The policy's guardrails the changes break, from the parts' figures: only a part whose
-    largest batch is too large is looked into (a reused part then makes its changes again)."""
-    for part in parts:
-        if part.figures.largest <= policy.max_batch_credits:
-            continue
-        for change in part.changes:
-            if change.credits > policy.max_batch_credits and change.action != "blocked":
-                yield Violation(
-                    rule="maxBatchCredits",
-                    limit=policy.max_batch_credits,
-                    actual=change.credits,
-                    address=change.address,
-                    message=(
-                        f"{change.address} issues {change.credits:,} credits, more than the largest batch "
-                        f"allowed ({policy.max_batch_credits:,}, policy maxBatchCredits)."
-                    ),
-                )
-    total = sum(part.figures.issued for part in parts)
-    if total > policy.max_apply_credits:
-        yield Violation(
-            rule="maxApplyCredits",
-            limit=policy.max_apply_credits,
-            actual=total,
-            message=(
-                f"this plan issues {total:,} credits in total, more than one apply may issue "
-                f"({policy.max_apply_credits:,}, policy maxApplyCredits)."
-            ),
-        )
-    creates = sum(part.figures.creates for part in parts)
-    if creates > policy.max_creates:
-        yield Violation(
-            rule="maxCreates",
-            limit=policy.max_creates,
-            actual=creates,
-            message=(
-                f"this plan creates {creates:,} batch{'' if creates == 1 else 'es'}, more than one apply may "
-                f"create ({policy.max_creates:,}, policy maxCreates)."
-            ),
-        )
 
 
 def _usage_info(state: State, observed: Mapping[str, Mapping]) -> Iterable[dict]:

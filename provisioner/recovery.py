@@ -1,8 +1,9 @@
 """The rules that decide "this batch is the one that create made". Pure: no I/O, the clock passed in.
 
-The applier (recovering a create whose answer was lost), ``import`` (settling such a
-recovery by hand), the duplicate guard and the planner all decide with these rules,
-so they can never disagree.
+The applier (a create whose answer was lost), the intent settler (creates a crash cut
+off), ``import`` (settling such a recovery by hand), the duplicate guard and the planner
+all decide with these rules, and word what they find with these texts, so they can never
+disagree.
 
 Servers store and list what they were sent in their own way: a name trimmed or
 case-folded, a timestamp listed as a bare date, ``clientId`` listed as null. So a
@@ -210,6 +211,12 @@ def find(
     return Findings(exact=tuple(exact), look_alikes=tuple(look_alikes), allowed=twins)
 
 
+def confusable_key(client_id: str, attributes: Mapping) -> tuple:
+    """Creates that a listing could mistake for one another share this key (client and balance:
+    a server may store names differently): they run one after the other, never at the same time."""
+    return (client_id.lower(), str(attributes.get("startingBalance")))
+
+
 def duplicates_of(
     attributes: Mapping,
     listed: Iterable[Mapping],
@@ -234,6 +241,32 @@ def duplicates_of(
             continue
         found.append(dict(batch))
     return found
+
+
+def duplicate_reasons(address: str, client_key: str, found: list[dict]) -> tuple[str, str]:
+    """Why the duplicate guard stops a create, and the fix: a plan shows them as two reasons, apply
+    as one error."""
+    return (
+        f"client {client_key} already has {batches_phrase(len(found))} just like it that no address claims: "
+        f"{describe(found)}. Creating it would issue its credits again.",
+        f"If that batch is this one (made by hand, or its state entry was lost): 'provisioner import {address} "
+        f"{found[0].get('id')} PATHS...'; to issue another one on purpose: --allow-duplicate {address}",
+    )
+
+
+def ambiguity_message(intent: Intent, findings: Findings) -> str:
+    """Why an interrupted create is not settled: batches that could be its own, which a person must choose from."""
+    exact_note = (
+        f"{len(findings.exact)} made exactly as asked" if findings.exact else "none made exactly as asked (the "
+        "API may have changed the name's case or spacing, or listed fields as null)"
+    )
+    return (
+        f"{batches_phrase(len(findings.candidates))} of client {intent.client_id}, claimed by no address, could be the one the "
+        f"interrupted create of {intent.address} made ({exact_note}): {describe(findings.candidates)}. "
+        "provisioner will not guess, and will not create it again. Check them in Thought Industries, then "
+        f"record the right one: provisioner import {intent.address} BATCH_ID PATHS...; if none of them is it, "
+        f"give the create up: provisioner state forget-intent {intent.address} (the next apply creates it)."
+    )
 
 
 def batches_phrase(count: int) -> str:
