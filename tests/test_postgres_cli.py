@@ -292,7 +292,7 @@ def test_show_reports_the_recorded_credits_and_when_they_were_written(cli, api_e
     assert "as recorded in state at" in text.stdout
 
     refused = cli("show", "--state", applied, "--out", tmp_path / "m.yaml")
-    assert_refused(refused, "state or manifest file")
+    assert_refused(refused, "read as a manifest")
 
 
 # --- workspaces, PROVISIONER_STATE ------------------------------------------------------------------------

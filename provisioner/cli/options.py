@@ -326,6 +326,26 @@ def check_instance(state: State, api, backend: Backend) -> None:
     check(state, api.instance, backend.name)
 
 
+def refuse_output_over_own_files(out_path: Path, backend: Backend, sandbox: bool, *, what: str, example: str) -> None:
+    """--out never replaces a file the state lives in (the ids recorded there would be lost) or a manifest."""
+    own = list(backend.own_files())
+    if sandbox:
+        from provisioner.connection import sandbox_files
+
+        own += sandbox_files(backend.path.parent)
+    if out_path.resolve() in {path.resolve() for path in own}:
+        raise UserError(
+            f"--out {out_path}: a file the state lives in (the state, its journal, backup or lock, or the "
+            f"sandbox's data); writing the {what} there would destroy what it records. Nothing was "
+            f"written. Name the {what} e.g. {example}, outside the state directory."
+        )
+    if out_path.suffix.lower() in (".yaml", ".yml"):
+        raise UserError(
+            f"--out {out_path}: a .yaml/.yml name would make the {what} read as a manifest (or overwrite one). "
+            f"Nothing was written. Name it e.g. {example}, outside the manifests directory."
+        )
+
+
 def hint_at_the_sandbox_state(recorded: State, backend: Backend, sandbox: bool) -> None:
     """After the quick start, the batches are in the sandbox's state file, not the default one."""
     if not sandbox and not recorded.resources and Path(SANDBOX_STATE).exists():

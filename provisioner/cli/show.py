@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING
 import click
 
 from provisioner.cli.options import (
-    UserError,
     api_context,
     api_options,
     at_option,
@@ -21,6 +20,7 @@ from provisioner.cli.options import (
     plural,
     progress,
     refreshed,
+    refuse_output_over_own_files,
     user_errors,
     with_backend,
 )
@@ -67,7 +67,7 @@ def show(paths, backend, sandbox, base_url, parallelism, rate_limit, refresh, ou
     from provisioner.report.model import build_report, upcoming_grants
 
     if out_path is not None:
-        refuse_report_over_own_files(out_path, backend)
+        refuse_output_over_own_files(out_path, backend, sandbox, what="report", example="credits.html or credits.csv")
     at = moment(at)
     desired = expanded(load_manifests(paths), at) if paths else Desired()
     current = backend.read()
@@ -93,11 +93,3 @@ def show(paths, backend, sandbox, base_url, parallelism, rate_limit, refresh, ou
         )
     hint_at_the_sandbox_state(current, backend, sandbox)
 
-
-def refuse_report_over_own_files(out_path: Path, backend: Backend) -> None:
-    own = {path.resolve() for path in backend.own_files()}
-    if out_path.resolve() in own or out_path.suffix.lower() in (".yaml", ".yml"):
-        raise UserError(
-            f"--out {out_path}: that name is a state or manifest file, and the report would replace it. "
-            "Name the report e.g. credits.html or credits.csv."
-        )
