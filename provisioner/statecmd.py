@@ -137,15 +137,19 @@ def intent_candidates(
     try:
         listed = ClientListings(api).confirmed(intent.client_id)
     except ApiError as exc:
-        return intent, f"its client's batches cannot be listed ({exc})"
-    findings = find(listed, intent, writer.claimed_ids(), writer.open_intents())
+        findings: Findings | str = f"its client's batches cannot be listed ({exc})"
+    else:
+        findings = find(listed, intent, writer.claimed_ids(), writer.open_intents())
+    # Decided whatever the listing found or failed to find: an unknown server clock leaves the whole window.
     left = window_left(intent, window, api.clock.now(), datetime.now(timezone.utc))
-    if left > 0 and findings.nothing and not force:
+    unproven = isinstance(findings, str) or findings.nothing
+    if left > 0 and unproven and not force:
+        why = findings if isinstance(findings, str) else "no listing can prove yet that it made nothing"
         raise StateCommandError(
-            f"the interrupted create of {address} may still be in progress on the server for another "
-            f"{left:.0f} s: no listing can prove yet that it made nothing, and giving it up now could issue "
-            "its credits twice. Nothing was changed. Run this again after that (or run apply, which waits "
-            "and decides by itself); --force only if you know the create never reached the API."
+            f"the interrupted create of {address} may still be in progress on the server for up to another "
+            f"{left:.0f} s: {why}, and giving it up now could issue its credits twice. Nothing was changed. Run "
+            "this again after that (or run apply, which waits and decides by itself); --force only if you know "
+            "the create never reached the API."
         )
     return intent, findings
 

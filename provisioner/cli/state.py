@@ -240,6 +240,7 @@ def state_forget_intent(address, paths, backend, sandbox, base_url, parallelism,
             from provisioner.applier import RECOVERY_WAIT
 
             window = RECOVERY_WAIT if recovery_wait is None else recovery_wait
+            check_instance(writer.state, api, backend)
             intent, findings = intent_candidates(writer, api, address, window, force=force)
         click.echo(f"Interrupted create of {address} (at {intent.at}): {json.dumps(intent.attributes, sort_keys=True)}")
         if isinstance(findings, str):
