@@ -161,11 +161,11 @@ def test_forget_intent_refuses_while_the_create_may_still_be_in_progress(cli, ap
         writer.record_intent(Intent(address="globex/starter", client_id=GLOBEX_ID, attributes=attributes,
                                     digest=request_digest(GLOBEX_ID, attributes), at=now, server_at=now))
 
-    refused = cli("state", "forget-intent", "globex/starter", manifest, "--state", state, "--auto-approve", *FAST)
+    refused = cli("state", "forget-intent", "globex/starter", "--state", state, "--auto-approve", *FAST)
 
     assert refused.exit_code == 1 and "may still be in progress on the server" in refused.stderr
     assert "globex/starter" in read_state(state).pending
-    forced = cli("state", "forget-intent", "globex/starter", manifest, "--state", state, "--auto-approve",
+    forced = cli("state", "forget-intent", "globex/starter", "--state", state, "--auto-approve",
                  "--force", *FAST)
     assert forced.exit_code == 0, forced.output
     assert not read_state(state).pending
@@ -199,7 +199,7 @@ def test_forget_intent_refuses_a_create_that_may_be_running_when_the_api_cannot_
         port = closed.getsockname()[1]
     monkeypatch.setenv("TI_BASE_URL", f"http://127.0.0.1:{port}")
 
-    refused = cli("state", "forget-intent", "globex/starter", manifest, "--state", state, "--auto-approve", *FAST)
+    refused = cli("state", "forget-intent", "globex/starter", "--state", state, "--auto-approve", *FAST)
 
     assert refused.exit_code == 1, refused.output
     assert "may still be in progress on the server" in refused.stderr and "Traceback" not in refused.output
@@ -217,7 +217,7 @@ def test_forget_intent_refuses_to_list_another_instance_than_the_state_records(
     with FileWriter(state) as writer:
         writer.bind_instance("https://other.thoughtindustries.com")
 
-    refused = cli("state", "forget-intent", "globex/starter", manifest, "--state", state, "--auto-approve",
+    refused = cli("state", "forget-intent", "globex/starter", "--state", state, "--auto-approve",
                   "--recovery-wait", "0", *FAST)
 
     assert refused.exit_code == 1, refused.output
