@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import threading
 import time
@@ -29,7 +30,7 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from json.encoder import encode_basestring
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import SplitResult, parse_qsl, unquote, unquote_plus, urlsplit
 
 from provisioner.backends.base import (
     CHECKPOINT_SECONDS,
@@ -67,14 +68,54 @@ def is_database_url(location: str) -> bool:
     return location.startswith(("postgresql://", "postgres://"))
 
 
+URL_EXAMPLE = "postgresql://user@host:5432/dbname"
+# A '%' that does not start a %XX escape: libpq refuses it, and its message repeats the token (a password).
+BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+
+
+def _split(url: str) -> SplitResult:
+    """The one parse of a state URL here; what urllib cannot read is a clear error. Never echoed: it
+    may carry a password."""
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        raise StateError(
+            f"the state URL (--state or PROVISIONER_STATE) cannot be read: {exc}. Expected e.g. {URL_EXAMPLE} "
+            "(an IPv6 host in brackets: postgresql://user@[::1]:5432/dbname)."
+        ) from None
+    if BAD_ESCAPE.search(url):
+        raise StateError(
+            "the state URL (--state or PROVISIONER_STATE) has a '%' that is not followed by two hex digits: "
+            "in a URL, % starts an escape. Write a literal % as %25 (a password p%ss as p%25ss), or put the "
+            "password in PGPASSWORD or ~/.pgpass instead."
+        )
+    return parts
+
+
 def url_has_password(url: str) -> bool:
-    parts = urlsplit(url)
-    return bool(parts.password) or any(key == "password" for key, _ in parse_qsl(parts.query))
+    return bool(passwords_in(url))
+
+
+def passwords_in(url: str) -> list[str]:
+    """Every form of the URL's passwords (user:PASSWORD@ and ?password=), as written and decoded."""
+    parts = _split(url)
+    userinfo, at, _ = parts.netloc.rpartition("@")
+    written = [userinfo.partition(":")[2]] if at else []
+    written += [item.partition("=")[2] for item in parts.query.split("&") if unquote(item.partition("=")[0]) == "password"]
+    forms = {form for raw in written for form in (raw, unquote(raw), unquote_plus(raw)) if form}
+    return sorted(forms, key=len, reverse=True)  # the longest first: one form may contain another
+
+
+def scrub(message: str, passwords: list[str]) -> str:
+    """A driver's message without any password: libpq repeats a token of the URL it cannot read."""
+    for password in passwords:
+        message = message.replace(password, "***")
+    return message
 
 
 def split_schema(url: str) -> tuple[str, str]:
     """(the URL libpq is given, the schema): ``?schema=`` is ours, not libpq's."""
-    parts = urlsplit(url)
+    parts = _split(url)
     query = parse_qsl(parts.query, keep_blank_values=True)
     schema = next((value for key, value in query if key == "schema"), DEFAULT_SCHEMA)
     return _unsplit(parts._replace(query=_without(parts.query, "schema"))), schema
@@ -95,7 +136,7 @@ def _without(query: str, name: str) -> str:
 
 def display_url(url: str) -> str:
     """The URL as messages may show it: never a password, from the URL or its query."""
-    parts = urlsplit(url)
+    parts = _split(url)
     # The host part as written: libpq allows several hosts (h1:5432,h2:5433) and IPv6 in brackets,
     # which urllib's hostname and port would mangle or refuse.
     userinfo, at, hosts = parts.netloc.rpartition("@")
@@ -115,6 +156,7 @@ class PostgresBackend(Backend):
 
         self._psycopg = psycopg
         self._conninfo, self.schema = split_schema(url)
+        self._passwords = passwords_in(url)
         if not self.schema.replace("_", "").isalnum() or not self.schema[0].isalpha():
             raise StateError(f"schema {self.schema!r} in the state URL: use letters, digits and underscores.")
         self.workspace = workspace
@@ -178,12 +220,16 @@ class PostgresBackend(Backend):
                 if self._conn is not None and self._conn.closed:
                     self._conn = None
                 raise StateError(
-                    f"cannot reach the state database {self.name}: {_first_line(exc)}. Check the URL (--state "
+                    f"cannot reach the state database {self.name}: {self._said(exc)}. Check the URL (--state "
                     "or PROVISIONER_STATE), that the server is up, and the password (PGPASSWORD, ~/.pgpass or "
                     "PGSERVICE). Nothing was changed."
                 ) from None
             except psycopg.Error as exc:
-                raise StateError(f"the state database {self.name} refused a query: {_first_line(exc)}") from None
+                raise StateError(f"the state database {self.name} refused a query: {self._said(exc)}") from None
+
+    def _said(self, exc: Exception) -> str:
+        """What the driver said, without the password."""
+        return scrub(_first_line(exc), self._passwords)
 
     def _table(self, name: str):
         sql = self._psycopg.sql
@@ -540,7 +586,7 @@ class PostgresBackend(Backend):
             except psycopg.OperationalError as exc:
                 if attempt == RECONNECT_ATTEMPTS:
                     self._unreachable = (
-                        f"the state database {self.name} is unreachable ({_first_line(exc)}); this run stopped "
+                        f"the state database {self.name} is unreachable ({self._said(exc)}); this run stopped "
                         "writing. Nothing recorded so far is lost; run the command again once the database is "
                         "back: open creates are resolved by listing."
                     )

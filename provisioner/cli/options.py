@@ -203,21 +203,33 @@ def with_backend(command):
 
 
 def _has_password(location: str) -> bool:
-    if "//" not in location and "password" not in location:  # a file path: no need of the database module
-        return False
-    from provisioner.backends.postgres import url_has_password
+    from provisioner.backends.postgres import is_database_url, url_has_password
 
-    return url_has_password(location)
+    return is_database_url(location) and url_has_password(location)
 
 
 def sandbox_option(command):
     return click.option("--sandbox", is_flag=True, help=f"Use the sandbox's state file ({SANDBOX_STATE}).")(command)
 
 
+def _checked_base_url(context, parameter, base_url: str | None) -> str | None:
+    """Judged before anything runs: a saved plan repeats --base-url in the command it prints."""
+    if base_url is None:
+        return None
+    from provisioner.api.client import ConfigurationError, check_base_url
+
+    try:
+        check_base_url(base_url)
+    except ConfigurationError as error:
+        raise UserError(f"--base-url: {error}") from None
+    return base_url
+
+
 def api_options(command):
     options = [
         click.option("--sandbox", is_flag=True, help="Use an embedded local sandbox (data under state/) instead of TI_BASE_URL."),
-        click.option("--base-url", envvar=None, help="API base URL; default: $TI_BASE_URL. The key always comes from $TI_API_KEY."),
+        click.option("--base-url", envvar=None, callback=_checked_base_url,
+                     help="API base URL; default: $TI_BASE_URL. The key always comes from $TI_API_KEY."),
         click.option("--parallelism", default=10, show_default=True, type=click.IntRange(1, 64), help="Requests in flight at once."),
         click.option(
             "--rate-limit",
