@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from provisioner.backends import SANDBOX_STATE, default_state_path, open_backend
+from provisioner.backends import SANDBOX_STATE, check_workspace, default_state_path, open_backend
 
 if TYPE_CHECKING:
     from provisioner.backends import Backend
@@ -178,6 +178,8 @@ def with_backend(command):
                 "PGPASSWORD, ~/.pgpass or a PGSERVICE entry, or give the whole URL in PROVISIONER_STATE (from a "
                 "CI secret), and pass --state without it."
             )
+        from_environment = context.get_parameter_source("workspace") == click.core.ParameterSource.ENVIRONMENT
+        check_workspace(workspace, from_environment)
         sandbox = kwargs.get("sandbox", False)
         with open_backend(state_location, workspace, sandbox=sandbox, location_given=given) as backend:
             if sandbox and not backend.exists():
