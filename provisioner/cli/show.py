@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 
@@ -25,9 +24,6 @@ from provisioner.cli.options import (
     with_backend,
 )
 from provisioner.report import DEFAULT_EXPIRING_WITHIN, FORMATS
-
-if TYPE_CHECKING:
-    from provisioner.backends import Backend
 
 
 @click.command(short_help="Credits per client: issued, used, remaining, expiring.")
