@@ -140,16 +140,21 @@ def intent_candidates(
         findings: Findings | str = f"its client's batches cannot be listed ({exc})"
     else:
         findings = find(listed, intent, writer.claimed_ids(), writer.open_intents())
-    # Decided whatever the listing found or failed to find: an unknown server clock leaves the whole window.
+    # Judged whether the listing answered or not (an unanswered one leaves the whole window).
     left = window_left(intent, window, api.clock.now(), datetime.now(timezone.utc))
-    unproven = isinstance(findings, str) or findings.nothing
-    if left > 0 and unproven and not force:
-        why = findings if isinstance(findings, str) else "no listing can prove yet that it made nothing"
+    if left > 0 and not force and isinstance(findings, str):
         raise StateCommandError(
-            f"the interrupted create of {address} may still be in progress on the server for up to another "
-            f"{left:.0f} s: {why}, and giving it up now could issue its credits twice. Nothing was changed. Run "
-            "this again after that (or run apply, which waits and decides by itself); --force only if you know "
-            "the create never reached the API."
+            f"the interrupted create of {address} may still be in progress on the server, and {findings}: "
+            "nothing shows whether it made a batch, and giving it up now could issue its credits twice. Nothing "
+            "was changed. Run this again once the API answers; --force only if you know the create never "
+            "reached the API."
+        )
+    if left > 0 and not force and findings.nothing:
+        raise StateCommandError(
+            f"the interrupted create of {address} may still be in progress on the server for another "
+            f"{left:.0f} s: no listing can prove yet that it made nothing, and giving it up now could issue "
+            "its credits twice. Nothing was changed. Run this again after that (or run apply, which waits "
+            "and decides by itself); --force only if you know the create never reached the API."
         )
     return intent, findings
 
