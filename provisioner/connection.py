@@ -15,6 +15,12 @@ SANDBOX_DATA_FILE = "sandbox.sqlite"
 EMBEDDED_SANDBOX = "the embedded sandbox (--sandbox)"
 
 
+def sandbox_files(sandbox_dir: Path) -> list[Path]:
+    """The embedded sandbox's database, and the write-ahead log and shared memory SQLite keeps beside it."""
+    data = sandbox_dir / SANDBOX_DATA_FILE
+    return [data, data.with_name(data.name + "-wal"), data.with_name(data.name + "-shm")]
+
+
 @contextmanager
 def open_api(
     *,
@@ -38,7 +44,7 @@ def open_api(
         from provisioner.sandbox import Sandbox
 
         key = "ti_test_" + secrets.token_hex(16)
-        with Sandbox(data_path=sandbox_dir / SANDBOX_DATA_FILE, api_key=key) as server:
+        with Sandbox(data_path=sandbox_files(sandbox_dir)[0], api_key=key) as server:
             api = CreditsApi(server.url, key, **options)
             api.instance = EMBEDDED_SANDBOX
             try:

@@ -137,10 +137,19 @@ def intent_candidates(
     try:
         listed = ClientListings(api).confirmed(intent.client_id)
     except ApiError as exc:
-        return intent, f"its client's batches cannot be listed ({exc})"
-    findings = find(listed, intent, writer.claimed_ids(), writer.open_intents())
+        findings: Findings | str = f"its client's batches cannot be listed ({exc})"
+    else:
+        findings = find(listed, intent, writer.claimed_ids(), writer.open_intents())
+    # Judged whether the listing answered or not (an unanswered one leaves the whole window).
     left = window_left(intent, window, api.clock.now(), datetime.now(timezone.utc))
-    if left > 0 and findings.nothing and not force:
+    if left > 0 and not force and isinstance(findings, str):
+        raise StateCommandError(
+            f"the interrupted create of {address} may still be in progress on the server, and {findings}: "
+            "nothing shows whether it made a batch, and giving it up now could issue its credits twice. Nothing "
+            "was changed. Run this again once the API answers; --force only if you know the create never "
+            "reached the API."
+        )
+    if left > 0 and not force and findings.nothing:
         raise StateCommandError(
             f"the interrupted create of {address} may still be in progress on the server for another "
             f"{left:.0f} s: no listing can prove yet that it made nothing, and giving it up now could issue "

@@ -286,14 +286,14 @@ def test_a_run_refused_between_the_winners_lock_and_its_holder_row_still_names_t
     between used to say "a session that has not named itself yet" instead of who holds the lock."""
     backend_at(pg_url).create()
     winner = backend_at(pg_url)
-    assert winner._advisory("pg_try_advisory_lock")  # the first half of acquire, as a winner does it
+    assert winner.advisory._call("pg_try_advisory_lock")  # the first half of acquire, as a winner does it
     info = LockInfo(id="winner-lock", pid=4242, host="ci-runner", user="ci", command="apply",
                     created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
-    naming = threading.Timer(0.5, winner._take_holder_row, (info, lambda message: None))
+    naming = threading.Timer(0.5, winner.advisory._take_holder_row, (info, lambda message: None))
     naming.start()
     try:
         with pytest.raises(LockError) as raised:
-            backend_at(pg_url).acquire("plan", 0.0, lambda message: None)
+            backend_at(pg_url).advisory.acquire("plan", 0.0, lambda message: None)
     finally:
         naming.join()
     assert "pid 4242" in str(raised.value) and "ci-runner" in str(raised.value), str(raised.value)

@@ -161,11 +161,65 @@ def test_forget_intent_refuses_while_the_create_may_still_be_in_progress(cli, ap
         writer.record_intent(Intent(address="globex/starter", client_id=GLOBEX_ID, attributes=attributes,
                                     digest=request_digest(GLOBEX_ID, attributes), at=now, server_at=now))
 
-    refused = cli("state", "forget-intent", "globex/starter", manifest, "--state", state, "--auto-approve", *FAST)
+    refused = cli("state", "forget-intent", "globex/starter", "--state", state, "--auto-approve", *FAST)
 
     assert refused.exit_code == 1 and "may still be in progress on the server" in refused.stderr
     assert "globex/starter" in read_state(state).pending
-    forced = cli("state", "forget-intent", "globex/starter", manifest, "--state", state, "--auto-approve",
+    forced = cli("state", "forget-intent", "globex/starter", "--state", state, "--auto-approve",
                  "--force", *FAST)
     assert forced.exit_code == 0, forced.output
     assert not read_state(state).pending
+
+
+def fresh_intent(state) -> None:
+    """An interrupted create of globex/starter, written just now: it may still be landing on the server."""
+    from datetime import datetime, timezone
+
+    from provisioner.applier import request_digest
+    from provisioner.backends.file import FileWriter
+    from provisioner.models import Intent
+    from provisioner.timestamps import format_timestamp
+
+    attributes = {"clientId": GLOBEX_ID, "name": "starter", "startingBalance": 1200}
+    now = format_timestamp(datetime.now(timezone.utc))
+    with FileWriter(state) as writer:
+        writer.record_intent(Intent(address="globex/starter", client_id=GLOBEX_ID, attributes=attributes,
+                                    digest=request_digest(GLOBEX_ID, attributes), at=now, server_at=now))
+
+
+def test_forget_intent_refuses_a_create_that_may_be_running_when_the_api_cannot_be_listed(
+        cli, api_env, write_manifest, state, monkeypatch):
+    """Review 2: the listing failed, and the create was given up without --force, window or not."""
+    import socket
+
+    manifest = write_manifest(two_client_manifest())
+    fresh_intent(state)
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    monkeypatch.setenv("TI_BASE_URL", f"http://127.0.0.1:{port}")
+
+    refused = cli("state", "forget-intent", "globex/starter", "--state", state, "--auto-approve", *FAST)
+
+    assert refused.exit_code == 1, refused.output
+    assert "may still be in progress on the server" in refused.stderr and "Traceback" not in refused.output
+    assert "cannot be listed" in refused.stderr
+    assert "globex/starter" in read_state(state).pending
+
+
+def test_forget_intent_refuses_to_list_another_instance_than_the_state_records(
+        cli, api_env, sandbox, write_manifest, state):
+    """Review 2: listing another instance finds "nothing", and giving the create up "loses nothing"."""
+    from provisioner.backends.file import FileWriter
+
+    manifest = write_manifest(two_client_manifest())
+    fresh_intent(state)
+    with FileWriter(state) as writer:
+        writer.bind_instance("https://other.thoughtindustries.com")
+
+    refused = cli("state", "forget-intent", "globex/starter", "--state", state, "--auto-approve",
+                  "--recovery-wait", "0", *FAST)
+
+    assert refused.exit_code == 1, refused.output
+    assert "records the batches of https://other.thoughtindustries.com" in refused.stderr
+    assert "globex/starter" in read_state(state).pending

@@ -339,7 +339,7 @@ def test_an_interrupted_period_create_is_recovered_not_repeated(cli, api_env, sa
 
 def test_forget_intent_takes_a_period_address(cli, api_env, sandbox, example, state):
     open_intent(state, "acme/quarterly@2026-q1", period("Acme 2026-q1", "2026-12-31T23:00:00.000Z"))
-    result = cli("state", "forget-intent", "acme/quarterly@2026-q1", example, "--state", state, "--auto-approve",
+    result = cli("state", "forget-intent", "acme/quarterly@2026-q1", "--state", state, "--auto-approve",
                  "--recovery-wait", "0", *FAST)
     assert result.exit_code == 0, result.output
     assert "Gave up the interrupted create of acme/quarterly@2026-q1" in result.stdout

@@ -266,8 +266,7 @@ def test_refresh_import_and_every_state_edit(cli, api_env, sandbox, applied, man
     assert len(sandbox.all_batches()) == 3
 
 
-def test_forget_intent_gives_up_an_interrupted_create(cli, api_env, sandbox, applied, manifest, write_manifest):
-    extra = write_manifest(EXTRA_CLIENT, name="initech.yaml")
+def test_forget_intent_gives_up_an_interrupted_create(cli, api_env, sandbox, applied):
     attributes = {"clientId": "9b8a7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d", "name": "extra", "startingBalance": 999}
     with open_backend(applied) as backend, backend.writing("apply") as writer:
         writer.record_intent(Intent(address="initech/extra", client_id=attributes["clientId"], attributes=attributes,
@@ -275,7 +274,7 @@ def test_forget_intent_gives_up_an_interrupted_create(cli, api_env, sandbox, app
     listed = cli("state", "list", "--state", applied)
     assert "initech/extra   (create interrupted" in listed.stdout
 
-    forgot = cli("state", "forget-intent", "initech/extra", extra, "--state", applied, "--auto-approve",
+    forgot = cli("state", "forget-intent", "initech/extra", "--state", applied, "--auto-approve",
                  "--recovery-wait", "0")
 
     assert forgot.exit_code == 0, forgot.output
@@ -292,7 +291,7 @@ def test_show_reports_the_recorded_credits_and_when_they_were_written(cli, api_e
     assert "as recorded in state at" in text.stdout
 
     refused = cli("show", "--state", applied, "--out", tmp_path / "m.yaml")
-    assert_refused(refused, "state or manifest file")
+    assert_refused(refused, "read as a manifest")
 
 
 # --- workspaces, PROVISIONER_STATE ------------------------------------------------------------------------

@@ -436,12 +436,12 @@ def test_story4_forget_intent_is_the_documented_way_out_of_any_open_intent(serve
     assert "provisioner state forget-intent acme/q1" in stuck.stderr, stuck.stderr
     assert not sandbox.all_batches(ACME_ID)
 
-    refused = run_subprocess("state", "forget-intent", "acme/q1", manifest, "--state", state, *SHORT_WINDOW,
+    refused = run_subprocess("state", "forget-intent", "acme/q1", "--state", state, *SHORT_WINDOW,
                              env=cli_env(sandbox.url))
     assert refused.returncode == 1 and "--auto-approve" in refused.stderr, refused.stderr
     assert set(read_state(state).pending) == {"acme/q1"}, "no 'yes', nothing given up"
 
-    given_up = run_subprocess("state", "forget-intent", "acme/q1", manifest, "--state", state, "--auto-approve", *SHORT_WINDOW,
+    given_up = run_subprocess("state", "forget-intent", "acme/q1", "--state", state, "--auto-approve", *SHORT_WINDOW,
                               env=cli_env(sandbox.url))
     assert given_up.returncode == 0, given_up.stderr
     assert "cannot be shown" in given_up.stdout and "404" in given_up.stdout, given_up.stdout

@@ -234,7 +234,7 @@ def test_forget_intent_refuses_while_the_killed_create_is_still_in_progress(serv
     killed_while_its_create_is_in_progress(manifest, state, held, proxy.url)
     before = read_state(state)
 
-    forget = cli("state", "forget-intent", "acme/q1", manifest, "--state", state, "--auto-approve", url=proxy.url)
+    forget = cli("state", "forget-intent", "acme/q1", "--state", state, "--auto-approve", url=proxy.url)
     after = read_state(state)
     recovery = cli("apply", manifest, "--state", state, "--auto-approve", "--recovery-wait", 6, url=proxy.url)
     held.wait_until_committed()

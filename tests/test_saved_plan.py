@@ -123,7 +123,7 @@ def test_a_plan_is_never_saved_under_a_manifest_name(cli, api_env, write_manifes
     before = manifest.read_bytes()
     result = cli("plan", manifest, "--state", tmp_path / "s.json", "--out", manifest)
     assert result.exit_code == 1
-    assert "a saved plan is JSON" in result.output
+    assert "read as a manifest" in result.output
     assert manifest.read_bytes() == before
 
 
@@ -384,3 +384,30 @@ def test_plan_out_writes_no_partial_file_beside_it(cli, write_manifest, state, p
     manifest = write_manifest(two_client_manifest())
     assert cli("plan", manifest, "--state", state, "--out", plan_file).exit_code == 0
     assert sorted(os.listdir(plan_file.parent)) == sorted(["manifests", "state", plan_file.name])
+
+
+@pytest.mark.parametrize("suffix", ["", ".journal", ".backup", ".lock"])
+def test_a_plan_is_never_saved_over_a_file_the_state_lives_in(cli, api_env, sandbox, applied, tmp_path, suffix):
+    manifest, state = applied
+    own = state.with_name(state.name + suffix)
+    before = {path: path.read_bytes() for path in state.parent.iterdir()}
+    result = cli("plan", manifest, "--state", state, "--out", own)
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    assert f"--out {own}: a file the state lives in" in result.output
+    assert {path: path.read_bytes() for path in state.parent.iterdir()} == before
+    assert len(read_state(state).resources) == 3
+
+
+@pytest.mark.parametrize("command", ["plan", "show"])
+@pytest.mark.parametrize("name", ["sandbox.json", "sandbox.sqlite", "sandbox.sqlite-wal"])
+def test_no_output_replaces_the_sandbox_state_or_its_data(cli, write_manifest, tmp_path, monkeypatch, command, name):
+    monkeypatch.chdir(tmp_path)
+    manifest = write_manifest(two_client_manifest())
+    assert cli("apply", manifest, "--sandbox", "--auto-approve").exit_code == 0
+    before = {path: path.read_bytes() for path in (tmp_path / "state").iterdir()}
+    args = [manifest] if command == "plan" else []
+    result = cli(command, *args, "--sandbox", "--out", f"state/{name}")
+    assert result.exit_code == 1, result.output
+    assert "a file the state lives in" in result.output
+    assert {path: path.read_bytes() for path in (tmp_path / "state").iterdir()} == before

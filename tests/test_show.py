@@ -225,5 +225,5 @@ def test_show_refuses_to_write_over_its_state_or_a_manifest(finance, cli):
     for target in (state, manifest):
         refused = cli("show", "--state", state, "--format", "json", "--out", target)
         assert refused.exit_code == 1
-        assert "would replace it" in refused.stderr and "Traceback" not in refused.output
+        assert "Nothing was written" in refused.stderr and "Traceback" not in refused.output
     assert state.read_bytes() == before

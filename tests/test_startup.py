@@ -30,3 +30,12 @@ def test_the_recovery_wait_default_shown_is_the_applier_s(cli):
     from provisioner.applier import RECOVERY_WAIT
 
     assert f"Default: {RECOVERY_WAIT:g}." in " ".join(cli("apply", "--help").output.split())
+
+
+def test_forget_intent_shows_the_same_recovery_wait_default_and_takes_no_manifests(cli):
+    """Review 14, 15: its help repeats apply's default; a PATHS argument that changed nothing is gone."""
+    from provisioner.applier import RECOVERY_WAIT
+
+    help_text = cli("state", "forget-intent", "--help").output
+    assert f"Default: {RECOVERY_WAIT:g}." in " ".join(help_text.split())
+    assert help_text.splitlines()[0].endswith(" state forget-intent [OPTIONS] ADDRESS")

@@ -369,3 +369,28 @@ def test_import_of_a_batch_the_interrupted_create_may_have_made_settles_it(
     assert result.exit_code == 0, result.output
     assert read_state(state).pending == {}
     assert read_state(state).resources["globex/legacy"].batch_id == candidate["id"]
+
+
+# --- review 20: messages that name what the user actually gave ----------------------------------------------
+
+
+@pytest.mark.parametrize("command", [["state", "list"], ["plan", "{manifest}"]])
+def test_a_saved_plan_given_as_the_state_is_named_a_saved_plan(cli, write_manifest, state, tmp_path, command):
+    manifest = write_manifest(two_client_manifest())
+    plan_file = tmp_path / "reviewed.plan"
+    assert cli("plan", manifest, "--state", state, "--out", plan_file).exit_code == 0
+    before = plan_file.read_bytes()
+
+    result = cli(*[word.format(manifest=manifest) for word in command], "--state", plan_file)
+
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert f"{plan_file}: this is a saved plan" in result.stderr and "format version None" not in result.stderr
+    assert f"provisioner apply {plan_file}" in result.stderr
+    assert plan_file.read_bytes() == before
+
+
+def test_a_bad_workspace_from_the_environment_is_named_as_such(tmp_path):
+    result = run_subprocess("state", "list", env={"PROVISIONER_WORKSPACE": "Prod"}, cwd=tmp_path)
+
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "PROVISIONER_WORKSPACE='Prod'" in result.stderr and "--workspace" not in result.stderr

@@ -65,7 +65,15 @@ class RequestCancelled(ApiError):
 
 def check_base_url(url: str) -> str:
     """The base URL without a trailing slash; https unless it is a loopback address."""
-    parts = urlsplit(url.strip())
+    example = "https://yourschool.thoughtindustries.com"
+    try:
+        parts = urlsplit(url.strip())
+        parts.port  # urllib judges the port only when asked: a bad one is refused here, not retried
+    except ValueError as exc:
+        # Not echoed: the URL may carry credentials.
+        raise ConfigurationError(
+            f"the API base URL (TI_BASE_URL or --base-url) cannot be read: {exc}. Expected e.g. {example}."
+        ) from None
     if parts.username or parts.password:
         # Not echoed: what stands before the @ may be a password.
         raise ConfigurationError(
@@ -74,8 +82,7 @@ def check_base_url(url: str) -> str:
         )
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigurationError(
-            f"the API base URL {url!r} is not an https:// address; expected e.g. "
-            "https://yourschool.thoughtindustries.com"
+            f"the API base URL {url!r} is not an https:// address; expected e.g. {example}"
         )
     if parts.scheme == "http" and not is_loopback(parts.hostname):
         raise ConfigurationError(

@@ -41,6 +41,16 @@ def default_state_path(workspace: str) -> str:
     return f"{STATE_DIRECTORY}/{workspace}.json"
 
 
+def check_workspace(workspace: str, from_environment: bool = False) -> None:
+    """A workspace name, refused as the user gave it: the option, or the environment variable."""
+    if not WORKSPACE_NAME.fullmatch(workspace):
+        given = f"PROVISIONER_WORKSPACE={workspace!r}" if from_environment else f"--workspace {workspace!r}"
+        raise StateError(
+            f"{given}: a workspace name is 1 to 64 characters of a-z, 0-9, '.', '_' and '-', "
+            "starting with a letter or digit."
+        )
+
+
 def open_backend(
     location: str | None,
     workspace: str = DEFAULT_WORKSPACE,
@@ -56,11 +66,7 @@ def open_backend(
     """
     from provisioner.backends.postgres import display_url, is_database_url
 
-    if not WORKSPACE_NAME.fullmatch(workspace):
-        raise StateError(
-            f"--workspace {workspace!r}: a workspace name is 1 to 64 characters of a-z, 0-9, '.', '_' and '-', "
-            "starting with a letter or digit."
-        )
+    check_workspace(workspace)
     sandbox_option = " --sandbox" if sandbox else ""  # it also selects the API: always repeated
     if location and is_database_url(location):
         if sandbox:

@@ -122,6 +122,11 @@ def parse_state(text: str, where: str, backup_hint: str = "") -> State:
         raise StateError(f"{where}: the state file must hold a JSON object; it was left untouched.")
     version = raw.get("version")
     if type(version) is not int or version != STATE_FORMAT_VERSION:
+        from provisioner.planfile import MARKER  # on this error path only: reading a state never loads the planner
+
+        if MARKER in raw:
+            raise StateError(f"{where}: this is a saved plan (plan --out), not a state. Apply it with "
+                             f"'provisioner apply {where}', and give the state with --state.")
         raise StateError(
             f"{where}: state format version {version!r} is not supported by this provisioner "
             f"(it reads version {STATE_FORMAT_VERSION}). Use the provisioner release that wrote it; "

@@ -2,15 +2,11 @@
 
 - The journal is transactions: an intent is committed on its own before its create
   leaves; a result (the resource row, the intent closed) is one transaction.
-- The lock is a session advisory lock per workspace, held for the whole run, plus a
-  holder row naming who holds it. PostgreSQL releases the advisory lock when the
-  holding session ends (process killed, machine gone once TCP keepalive notices),
-  so a dead run never blocks the next one for long; the stale holder row is then
-  taken over with a warning.
-- Every write checks, in its own transaction, that this run still holds the lock.
-  A lost connection is re-opened and the lock taken again before anything more is
-  written; when that fails the run stops, and the next run resolves the open
-  intents by listing, as after a crash.
+- The lock (pglock.py) is a session advisory lock per workspace plus a holder row.
+  Every write checks, in its own transaction, that this run still holds it. A lost
+  connection is re-opened and the lock taken again before anything more is written;
+  when that fails the run stops, and the next run resolves the open intents by
+  listing, as after a crash.
 
 Tables live in their own schema (default ``provisioner``; ``?schema=NAME`` in the URL
 chooses another), created by ``provisioner init`` and versioned.
@@ -20,27 +16,25 @@ from __future__ import annotations
 
 import json
 import os
-import socket
+import re
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from datetime import datetime, timezone
+from contextlib import AbstractContextManager, contextmanager
+from datetime import datetime
 from json.encoder import encode_basestring
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import SplitResult, parse_qsl, unquote, unquote_plus, urlsplit
 
 from provisioner.backends.base import (
     CHECKPOINT_SECONDS,
     Backend,
-    LockError,
     LockInfo,
     StateError,
     StateWriter,
     Warn,
 )
-from provisioner.backends.filelock import current_user
+from provisioner.backends.pglock import AdvisoryLock
 from provisioner.models import State
 
 SCHEMA_VERSION = 1
@@ -48,8 +42,6 @@ DEFAULT_SCHEMA = "provisioner"
 # Reconnecting after the database went away (a restart takes a few seconds): attempts and pause.
 RECONNECT_ATTEMPTS = 8
 RECONNECT_PAUSE = 1.0
-# How long a run refused the lock waits for the winner to write its holder row, so the refusal can name it.
-NAMING_GRACE = 2.0
 # Ask the server to notice a vanished client within about a minute, so its lock is released.
 SESSION_SETTINGS = {
     "tcp_keepalives_idle": "30",
@@ -59,22 +51,58 @@ SESSION_SETTINGS = {
 }
 
 
-class LockLost(StateError):
-    """This run no longer holds the lock: it must not write anything more."""
-
-
 def is_database_url(location: str) -> bool:
     return location.startswith(("postgresql://", "postgres://"))
 
 
+URL_EXAMPLE = "postgresql://user@host:5432/dbname"
+# A '%' that does not start a %XX escape: libpq refuses it, and its message repeats the token (a password).
+BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+
+
+def _split(url: str) -> SplitResult:
+    """The one parse of a state URL here; what urllib cannot read is a clear error. Never echoed: it
+    may carry a password."""
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        raise StateError(
+            f"the state URL (--state or PROVISIONER_STATE) cannot be read: {exc}. Expected e.g. {URL_EXAMPLE} "
+            "(an IPv6 host in brackets: postgresql://user@[::1]:5432/dbname)."
+        ) from None
+    if BAD_ESCAPE.search(url):
+        raise StateError(
+            "the state URL (--state or PROVISIONER_STATE) has a '%' that is not followed by two hex digits: "
+            "in a URL, % starts an escape. Write a literal % as %25 (a password p%ss as p%25ss), or put the "
+            "password in PGPASSWORD or ~/.pgpass instead."
+        )
+    return parts
+
+
 def url_has_password(url: str) -> bool:
-    parts = urlsplit(url)
-    return bool(parts.password) or any(key == "password" for key, _ in parse_qsl(parts.query))
+    return bool(passwords_in(url))
+
+
+def passwords_in(url: str) -> list[str]:
+    """Every form of the URL's passwords (user:PASSWORD@ and ?password=), as written and decoded."""
+    parts = _split(url)
+    userinfo, at, _ = parts.netloc.rpartition("@")
+    written = [userinfo.partition(":")[2]] if at else []
+    written += [item.partition("=")[2] for item in parts.query.split("&") if unquote(item.partition("=")[0]) == "password"]
+    forms = {form for raw in written for form in (raw, unquote(raw), unquote_plus(raw)) if form}
+    return sorted(forms, key=len, reverse=True)  # the longest first: one form may contain another
+
+
+def scrub(message: str, passwords: list[str]) -> str:
+    """A driver's message without any password: libpq repeats a token of the URL it cannot read."""
+    for password in passwords:
+        message = message.replace(password, "***")
+    return message
 
 
 def split_schema(url: str) -> tuple[str, str]:
     """(the URL libpq is given, the schema): ``?schema=`` is ours, not libpq's."""
-    parts = urlsplit(url)
+    parts = _split(url)
     query = parse_qsl(parts.query, keep_blank_values=True)
     schema = next((value for key, value in query if key == "schema"), DEFAULT_SCHEMA)
     return _unsplit(parts._replace(query=_without(parts.query, "schema"))), schema
@@ -95,7 +123,7 @@ def _without(query: str, name: str) -> str:
 
 def display_url(url: str) -> str:
     """The URL as messages may show it: never a password, from the URL or its query."""
-    parts = urlsplit(url)
+    parts = _split(url)
     # The host part as written: libpq allows several hosts (h1:5432,h2:5433) and IPv6 in brackets,
     # which urllib's hostname and port would mangle or refuse.
     userinfo, at, hosts = parts.netloc.rpartition("@")
@@ -115,6 +143,7 @@ class PostgresBackend(Backend):
 
         self._psycopg = psycopg
         self._conninfo, self.schema = split_schema(url)
+        self._passwords = passwords_in(url)
         if not self.schema.replace("_", "").isalnum() or not self.schema[0].isalpha():
             raise StateError(f"schema {self.schema!r} in the state URL: use letters, digits and underscores.")
         self.workspace = workspace
@@ -122,11 +151,10 @@ class PostgresBackend(Backend):
         self._options = options
         self._conn: Any = None
         self._guard = threading.RLock()
-        self._holding: LockInfo | None = None
-        self._locked_on: Any = None  # the connection whose session holds the advisory lock
         # Set once a write ran out of reconnect attempts: every later write of the run fails at once
         # (each in-flight create would otherwise wait out the whole retry budget in turn).
         self._unreachable: str | None = None
+        self.advisory = AdvisoryLock(self)
 
     def location_options(self) -> str:
         return self._options
@@ -178,12 +206,16 @@ class PostgresBackend(Backend):
                 if self._conn is not None and self._conn.closed:
                     self._conn = None
                 raise StateError(
-                    f"cannot reach the state database {self.name}: {_first_line(exc)}. Check the URL (--state "
+                    f"cannot reach the state database {self.name}: {self._said(exc)}. Check the URL (--state "
                     "or PROVISIONER_STATE), that the server is up, and the password (PGPASSWORD, ~/.pgpass or "
                     "PGSERVICE). Nothing was changed."
                 ) from None
             except psycopg.Error as exc:
-                raise StateError(f"the state database {self.name} refused a query: {_first_line(exc)}") from None
+                raise StateError(f"the state database {self.name} refused a query: {self._said(exc)}") from None
+
+    def _said(self, exc: Exception) -> str:
+        """What the driver said, without the password."""
+        return scrub(_first_line(exc), self._passwords)
 
     def _table(self, name: str):
         sql = self._psycopg.sql
@@ -299,220 +331,13 @@ class PostgresBackend(Backend):
             (self.workspace, state.lineage, state.serial, state.instance, state.content_digest()),
         )
 
-    # --- the lock --------------------------------------------------------------------------
+    # --- the lock (pglock.py) ------------------------------------------------------------
 
-    def _lock_key(self) -> str:
-        return f"provisioner lock {self.schema} {self.workspace}"
-
-    def _advisory(self, function: str, retryable: bool = False) -> bool:
-        """pg_try_advisory_lock / pg_advisory_unlock on this workspace's key. Session-level advisory
-        locks ignore transaction boundaries, so running them in one only maps the errors."""
-        with self._transaction(retryable=retryable) as conn:
-            return conn.execute(f"SELECT {function}(hashtextextended(%s, 0))", (self._lock_key(),)).fetchone()[0]
-
-    def _holder(self, conn) -> LockInfo | None:
-        row = conn.execute(
-            self._query('SELECT id, pid, host, "user", command, created FROM {locks} WHERE workspace = %s',
-                        locks="locks"),
-            (self.workspace,),
-        ).fetchone()
-        return LockInfo(*row) if row else None
-
-    def _named_holder(self, conn) -> LockInfo | None:
-        """The holder row of the run that holds the advisory lock now; None while that run has not
-        written its row yet (a row left by a run before it names someone else)."""
-        row = conn.execute(
-            self._query('SELECT id, pid, host, "user", command, created, session_pid FROM {locks} '
-                        "WHERE workspace = %s", locks="locks"),
-            (self.workspace,),
-        ).fetchone()
-        if row is None or row[6] != self._advisory_holder(conn):
-            return None
-        return LockInfo(*row[:6])
-
-    def _holder_session(self, conn) -> int | None:
-        row = conn.execute(
-            self._query("SELECT session_pid FROM {locks} WHERE workspace = %s", locks="locks"), (self.workspace,)
-        ).fetchone()
-        return row[0] if row else None
-
-    @contextmanager
-    def lock(self, command: str, timeout: float = 0.0, warn: Warn | None = None) -> Iterator[LockInfo]:
-        info = self.acquire(command, timeout, warn or (lambda message: None))
-        try:
-            yield info
-        finally:
-            self.release()
-
-    def acquire(self, command: str, timeout: float, warn: Warn) -> LockInfo:
-        deadline = time.monotonic() + timeout
-        info = LockInfo(
-            id=str(uuid.uuid4()),
-            pid=os.getpid(),
-            host=socket.gethostname(),
-            user=current_user(),
-            command=command,
-            created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        )
-        while True:
-            with self._transaction() as conn:
-                if self._workspace_row(conn) is None:
-                    raise self.missing_error()
-            with self._guard:
-                if self._advisory("pg_try_advisory_lock"):
-                    self._locked_on = self._conn
-                    self._take_holder_row(info, warn)
-                    self._holding = info
-                    return info
-                with self._transaction() as conn:
-                    holder = self._named_holder(conn)
-            if time.monotonic() >= deadline:
-                if holder is None and time.monotonic() < deadline + NAMING_GRACE:
-                    time.sleep(0.05)  # the winner writes its row just after taking the lock
-                    continue
-                described = holder.describe() if holder else "(a session that has not named itself yet)"
-                raise LockError(
-                    f"the state {self.name} is locked by another run:\n  {described}\n"
-                    "Wait for it to finish, or pass --lock-timeout SECONDS to wait. The lock is held by that run's "
-                    "database session and is released when it ends, even if the run is killed."
-                )
-            time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
-
-    def _take_holder_row(self, info: LockInfo, warn: Warn) -> None:
-        with self._transaction() as conn:
-            previous = self._holder(conn)
-            if previous is not None and previous.id != info.id:
-                warn(
-                    f"Warning: taking over the lock of a run whose database session has ended "
-                    f"({previous.command} by {previous.user}@{previous.host}, pid {previous.pid}, since {previous.created})."
-                )
-            conn.execute(
-                self._query(
-                    'INSERT INTO {locks} (workspace, id, pid, host, "user", command, created, session_pid) '
-                    "VALUES (%s, %s, %s, %s, %s, %s, %s, pg_backend_pid()) ON CONFLICT (workspace) DO UPDATE SET "
-                    'id = excluded.id, pid = excluded.pid, host = excluded.host, "user" = excluded."user", '
-                    "command = excluded.command, created = excluded.created, session_pid = excluded.session_pid",
-                    locks="locks",
-                ),
-                (self.workspace, info.id, info.pid, info.host, info.user, info.command, info.created),
-            )
-
-    def release(self) -> None:
-        with self._guard:
-            info, self._holding = self._holding, None
-            self._locked_on = None
-            if info is None or self._conn is None or self._conn.closed:
-                return
-            try:
-                with self._transaction(retryable=True) as conn:
-                    conn.execute(
-                        self._query("DELETE FROM {locks} WHERE workspace = %s AND id = %s", locks="locks"),
-                        (self.workspace, info.id),
-                    )
-                self._advisory("pg_advisory_unlock", retryable=True)
-            except self._psycopg.OperationalError:
-                pass  # the session is gone, and its advisory lock with it
-
-    def check_lock(self, conn) -> None:
-        """Inside a write transaction: this run still holds the lock, on this very session.
-
-        The holder row is locked until the write commits, so a force-unlock comes before it or
-        after it. (After a reconnect, ``write`` has taken the lock again on the new session.)"""
-        info = self._holding
-        if info is None or conn is not self._locked_on:
-            raise self._lock_lost()
-        row = conn.execute(
-            self._query("SELECT id FROM {locks} WHERE workspace = %s FOR UPDATE", locks="locks"), (self.workspace,)
-        ).fetchone()
-        if row is None or row[0] != info.id:
-            raise self._lock_lost()
-
-    def _lock_lost(self) -> LockLost:
-        return LockLost(
-            f"this run no longer holds the lock on {self.name} (force-unlocked?); it stopped writing. "
-            "Run the command again: open creates are resolved by listing."
-        )
-
-    def _reclaim(self, conn) -> None:
-        """After a reconnect: the holder row is still ours, but the advisory lock went with the old
-        session, or will once the server notices that session is gone. Taken again, or refused."""
-        info = self._holding
-        # Read without locking the row first: after a network cut our old session may still hold
-        # it (idle in its unfinished transaction), and FOR UPDATE would wait for the server's
-        # keepalive to end that session, a minute or more.
-        row = conn.execute(
-            self._query("SELECT id, session_pid FROM {locks} WHERE workspace = %s", locks="locks"), (self.workspace,)
-        ).fetchone()
-        if info is None or row is None or row[0] != info.id:
-            raise self._lock_lost()
-        self._take_again(conn, previous_session=row[1])
-
-    def _take_again(self, conn, previous_session: int) -> None:
-        """After a reconnect: the advisory lock on this new session, and the holder row pointing at it."""
-        key = self._lock_key()
-        taken = conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (key,)).fetchone()[0]
-        if not taken and self._advisory_holder(conn) == previous_session:
-            # Our own previous session, cut off from us but alive on the server until its keepalive
-            # notices (the holder row names it, and it holds this lock: no other run can be it).
-            # Ending it frees the lock, and any row it had locked in its unfinished transaction.
-            conn.execute("SELECT pg_terminate_backend(%s)", (previous_session,))
-            deadline = time.monotonic() + 10
-            while not taken and time.monotonic() < deadline:
-                time.sleep(0.05)
-                taken = conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (key,)).fetchone()[0]
-        if not taken:
-            raise LockLost(
-                f"the connection to {self.name} broke, and another run has taken the lock since; this run "
-                "stopped writing. Run the command again after that run: open creates are resolved by listing."
-            )
-        conn.execute(
-            self._query("UPDATE {locks} SET session_pid = pg_backend_pid() WHERE workspace = %s", locks="locks"),
-            (self.workspace,),
-        )
-
-    def _advisory_holder(self, conn) -> int | None:
-        """The database session holding this workspace's advisory lock, if any. A bigint key shows
-        in pg_locks as its high half (classid) and low half (objid), objsubid 1."""
-        row = conn.execute(
-            "SELECT l.pid FROM pg_locks l, (SELECT hashtextextended(%s, 0) AS key) k "
-            "WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 "
-            "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
-            "AND l.classid::text::bigint = (k.key >> 32) & 4294967295 "
-            "AND l.objid::text::bigint = k.key & 4294967295",
-            (self._lock_key(),),
-        ).fetchone()
-        return row[0] if row else None
+    def lock(self, command: str, timeout: float = 0.0, warn: Warn | None = None) -> AbstractContextManager[LockInfo]:
+        return self.advisory.held(command, timeout, warn)
 
     def force_unlock(self, lock_id: str) -> LockInfo:
-        with self._transaction() as conn:
-            if self._workspace_row(conn) is None:
-                raise self.missing_error()
-            holder = self._holder(conn)
-            session = self._holder_session(conn)
-        if holder is None:
-            raise LockError(f"the state {self.name} is not locked; nothing to unlock.")
-        if holder.id != lock_id:
-            raise LockError(
-                f"the lock on {self.name} has ID {holder.id}, not {lock_id}; nothing was changed.\n  {holder.describe()}"
-            )
-        with self._guard:
-            if not self._advisory("pg_try_advisory_lock"):
-                raise LockError(
-                    f"the run holding the lock is still connected to the database ({holder.command} by "
-                    f"{holder.user}@{holder.host}, pid {holder.pid}, database session {session}); nothing was "
-                    "changed. Stop it or wait for it. If its machine is gone but the session lingers, PostgreSQL "
-                    "ends it once TCP keepalive notices (about a minute), or an administrator can run: "
-                    f"SELECT pg_terminate_backend({session});"
-                )
-            try:
-                with self._transaction() as conn:
-                    conn.execute(
-                        self._query("DELETE FROM {locks} WHERE workspace = %s AND id = %s", locks="locks"),
-                        (self.workspace, lock_id),
-                    )
-            finally:
-                self._advisory("pg_advisory_unlock")
-        return holder
+        return self.advisory.force_unlock(lock_id)
 
     # --- writing ---------------------------------------------------------------------------
 
@@ -529,18 +354,18 @@ class PostgresBackend(Backend):
         for attempt in range(1, RECONNECT_ATTEMPTS + 1):
             try:
                 with self._guard:
-                    if self.conn is not self._locked_on:  # a new connection: its session lacks the lock
+                    if self.conn is not self.advisory.locked_on:  # a new connection: its session lacks the lock
                         with self._transaction(retryable=True) as conn:
-                            self._reclaim(conn)
-                        self._locked_on = conn
+                            self.advisory.reclaim(conn)
+                        self.advisory.locked_on = conn
                     with self._transaction(retryable=True) as conn:
-                        self.check_lock(conn)
+                        self.advisory.check(conn)
                         statements(conn)
                 return
             except psycopg.OperationalError as exc:
                 if attempt == RECONNECT_ATTEMPTS:
                     self._unreachable = (
-                        f"the state database {self.name} is unreachable ({_first_line(exc)}); this run stopped "
+                        f"the state database {self.name} is unreachable ({self._said(exc)}); this run stopped "
                         "writing. Nothing recorded so far is lost; run the command again once the database is "
                         "back: open creates are resolved by listing."
                     )

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from provisioner.backends import SANDBOX_STATE, default_state_path, open_backend
+from provisioner.backends import SANDBOX_STATE, check_workspace, default_state_path, open_backend
 
 if TYPE_CHECKING:
     from provisioner.backends import Backend
@@ -178,6 +178,8 @@ def with_backend(command):
                 "PGPASSWORD, ~/.pgpass or a PGSERVICE entry, or give the whole URL in PROVISIONER_STATE (from a "
                 "CI secret), and pass --state without it."
             )
+        from_environment = context.get_parameter_source("workspace") == click.core.ParameterSource.ENVIRONMENT
+        check_workspace(workspace, from_environment)
         sandbox = kwargs.get("sandbox", False)
         with open_backend(state_location, workspace, sandbox=sandbox, location_given=given) as backend:
             if sandbox and not backend.exists():
@@ -203,21 +205,33 @@ def with_backend(command):
 
 
 def _has_password(location: str) -> bool:
-    if "//" not in location and "password" not in location:  # a file path: no need of the database module
-        return False
-    from provisioner.backends.postgres import url_has_password
+    from provisioner.backends.postgres import is_database_url, url_has_password
 
-    return url_has_password(location)
+    return is_database_url(location) and url_has_password(location)
 
 
 def sandbox_option(command):
     return click.option("--sandbox", is_flag=True, help=f"Use the sandbox's state file ({SANDBOX_STATE}).")(command)
 
 
+def _checked_base_url(context, parameter, base_url: str | None) -> str | None:
+    """Judged before anything runs: a saved plan repeats --base-url in the command it prints."""
+    if base_url is None:
+        return None
+    from provisioner.api.client import ConfigurationError, check_base_url
+
+    try:
+        check_base_url(base_url)
+    except ConfigurationError as error:
+        raise UserError(f"--base-url: {error}") from None
+    return base_url
+
+
 def api_options(command):
     options = [
         click.option("--sandbox", is_flag=True, help="Use an embedded local sandbox (data under state/) instead of TI_BASE_URL."),
-        click.option("--base-url", envvar=None, help="API base URL; default: $TI_BASE_URL. The key always comes from $TI_API_KEY."),
+        click.option("--base-url", envvar=None, callback=_checked_base_url,
+                     help="API base URL; default: $TI_BASE_URL. The key always comes from $TI_API_KEY."),
         click.option("--parallelism", default=10, show_default=True, type=click.IntRange(1, 64), help="Requests in flight at once."),
         click.option(
             "--rate-limit",
@@ -324,6 +338,26 @@ def check_instance(state: State, api, backend: Backend) -> None:
     from provisioner.backends import check_instance as check
 
     check(state, api.instance, backend.name)
+
+
+def refuse_output_over_own_files(out_path: Path, backend: Backend, sandbox: bool, *, what: str, example: str) -> None:
+    """--out never replaces a file the state lives in (the ids recorded there would be lost) or a manifest."""
+    own = list(backend.own_files())
+    if sandbox:
+        from provisioner.connection import sandbox_files
+
+        own += sandbox_files(backend.path.parent)
+    if out_path.resolve() in {path.resolve() for path in own}:
+        raise UserError(
+            f"--out {out_path}: a file the state lives in (the state, its journal, backup or lock, or the "
+            f"sandbox's data); writing the {what} there would destroy what it records. Nothing was "
+            f"written. Name the {what} e.g. {example}, outside the state directory."
+        )
+    if out_path.suffix.lower() in (".yaml", ".yml"):
+        raise UserError(
+            f"--out {out_path}: a .yaml/.yml name would make the {what} read as a manifest (or overwrite one). "
+            f"Nothing was written. Name it e.g. {example}, outside the manifests directory."
+        )
 
 
 def hint_at_the_sandbox_state(recorded: State, backend: Backend, sandbox: bool) -> None:

@@ -29,6 +29,7 @@ from provisioner.cli.options import (
     quiet_option,
     read_manifests,
     refreshed,
+    refuse_output_over_own_files,
     user_errors,
     with_backend,
 )
@@ -83,7 +84,7 @@ def plan(paths, backend, sandbox, base_url, parallelism, rate_limit, refresh, ou
 
     refuse_saved_plans(paths)
     if out_path is not None:
-        refuse_plan_over_a_manifest(out_path)
+        refuse_output_over_own_files(out_path, backend, sandbox, what="saved plan", example="provisioner.plan")
     at = moment(at)
     declarations = read_manifests(paths, no_cache)
     state = backend.read()
@@ -123,14 +124,6 @@ def apply_command(out_path: Path, backend: Backend, base_url: str | None) -> str
     if base_url:
         words += ["--base-url", base_url]
     return shlex.join(words)
-
-
-def refuse_plan_over_a_manifest(out_path: Path) -> None:
-    if out_path.suffix.lower() in (".yaml", ".yml"):
-        raise UserError(
-            f"--out {out_path}: a saved plan is JSON, and a .yaml/.yml name would make it read as a "
-            "manifest (or overwrite one). Name it e.g. provisioner.plan, outside the manifests directory."
-        )
 
 
 def emit_plan(result: Plan, output_format: str, color: bool) -> None:

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 
 from provisioner.cli.options import (
-    UserError,
     api_context,
     api_options,
     at_option,
@@ -21,13 +19,11 @@ from provisioner.cli.options import (
     plural,
     progress,
     refreshed,
+    refuse_output_over_own_files,
     user_errors,
     with_backend,
 )
 from provisioner.report import DEFAULT_EXPIRING_WITHIN, FORMATS
-
-if TYPE_CHECKING:
-    from provisioner.backends import Backend
 
 
 @click.command(short_help="Credits per client: issued, used, remaining, expiring.")
@@ -67,7 +63,7 @@ def show(paths, backend, sandbox, base_url, parallelism, rate_limit, refresh, ou
     from provisioner.report.model import build_report, upcoming_grants
 
     if out_path is not None:
-        refuse_report_over_own_files(out_path, backend)
+        refuse_output_over_own_files(out_path, backend, sandbox, what="report", example="credits.html or credits.csv")
     at = moment(at)
     desired = expanded(load_manifests(paths), at) if paths else Desired()
     current = backend.read()
@@ -93,11 +89,3 @@ def show(paths, backend, sandbox, base_url, parallelism, rate_limit, refresh, ou
         )
     hint_at_the_sandbox_state(current, backend, sandbox)
 
-
-def refuse_report_over_own_files(out_path: Path, backend: Backend) -> None:
-    own = {path.resolve() for path in backend.own_files()}
-    if out_path.resolve() in own or out_path.suffix.lower() in (".yaml", ".yml"):
-        raise UserError(
-            f"--out {out_path}: that name is a state or manifest file, and the report would replace it. "
-            "Name the report e.g. credits.html or credits.csv."
-        )

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from provisioner.cli.apply import RECOVERY_WAIT_HELP
 from provisioner.cli.options import (
     api_context,
     api_options,
@@ -16,7 +17,6 @@ from provisioner.cli.options import (
     hint_at_the_sandbox_state,
     load_manifests,
     lock_option,
-    optional_paths_argument,
     paths_argument,
     plural,
     progress,
@@ -211,7 +211,6 @@ def state_mv(source, destination, backend, sandbox, lock_timeout) -> None:
 
 @state.command(name="forget-intent")
 @click.argument("address")
-@optional_paths_argument
 @api_options
 @lock_option
 @click.option("--auto-approve", is_flag=True, help="Give the create up without asking for 'yes'.")
@@ -219,12 +218,12 @@ def state_mv(source, destination, backend, sandbox, lock_timeout) -> None:
     "--recovery-wait",
     default=None,
     type=click.FloatRange(0),
-    help="Seconds an interrupted create may still be running on the server (as for apply). Default: 60.",
+    help=f"Seconds an interrupted create may still be running on the server (as for apply). Default: {RECOVERY_WAIT_HELP}.",
 )
 @click.option("--force", is_flag=True, help="Give it up even while the create may still be in progress.")
 @user_errors
 @with_backend
-def state_forget_intent(address, paths, backend, sandbox, base_url, parallelism, rate_limit, lock_timeout,
+def state_forget_intent(address, backend, sandbox, base_url, parallelism, rate_limit, lock_timeout,
                         auto_approve, recovery_wait, force) -> None:
     """Give up the interrupted create of ADDRESS, once you have settled it by hand.
 
@@ -240,6 +239,7 @@ def state_forget_intent(address, paths, backend, sandbox, base_url, parallelism,
             from provisioner.applier import RECOVERY_WAIT
 
             window = RECOVERY_WAIT if recovery_wait is None else recovery_wait
+            check_instance(writer.state, api, backend)
             intent, findings = intent_candidates(writer, api, address, window, force=force)
         click.echo(f"Interrupted create of {address} (at {intent.at}): {json.dumps(intent.attributes, sort_keys=True)}")
         if isinstance(findings, str):
