@@ -18,7 +18,7 @@ import math
 import re
 import uuid
 from collections.abc import Callable, Sequence
-from datetime import date, datetime, timezone
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +58,7 @@ from provisioner.manifest import (
     saved_plan_issue,
 )
 from provisioner.models import BatchSpec, ClientSpec, Desired, Every, GrantSpec, Policy, Step
+from provisioner.timestamps import format_timestamp, from_iso
 
 
 def load(paths: Sequence[str | Path]) -> Desired:
@@ -764,11 +765,9 @@ def _timestamp(node: yaml.Node) -> tuple[str | None, str | None]:
         example = f"{moment.isoformat()}Z"
         return None, f"'{text}' has no time zone; write it with a time zone, e.g. {example}"
     try:
-        utc = moment.astimezone(timezone.utc)
+        return format_timestamp(moment), None  # milliseconds, as the API shows timestamps
     except OverflowError:
         return None, f"'{text}' is out of range; {fix}"
-    # Milliseconds, as the API shows timestamps; finer digits are dropped, not rounded.
-    return utc.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z", None
 
 
 def _parse_timestamp(node: yaml.ScalarNode) -> date | datetime | None:
@@ -776,9 +775,7 @@ def _parse_timestamp(node: yaml.ScalarNode) -> date | datetime | None:
     try:
         if DATE_ONLY.fullmatch(text):
             return date.fromisoformat(text)
-        if text[-1:] in ("Z", "z"):  # Python 3.10's fromisoformat does not know "Z"
-            text = text[:-1] + "+00:00"
-        return datetime.fromisoformat(text)  # fast, and covers the usual forms
+        return from_iso(text)  # fast, and covers the usual forms
     except ValueError:
         pass
     try:

@@ -36,7 +36,7 @@ import re
 import sys
 import time
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
 import yaml_rs
@@ -48,6 +48,7 @@ from provisioner.manifest import Declarations, DeclaredFile, LoadTimings, batch_
 from provisioner.models import BatchSpec, Desired, Figures, Plan, PlanPart, Policy, State
 from provisioner.planner import client_of, client_order, combine, make_plan
 from provisioner.render.text import part_text
+from provisioner.timestamps import format_timestamp
 
 MEMO_FORMAT = 1
 # The files of misses planned at once: enough to make a plan's fixed costs small, few enough
@@ -288,7 +289,7 @@ def _has_anything(part: PlanPart) -> bool:
 def _instant(now: datetime) -> str:
     """``now`` as expiries are written (UTC, milliseconds): comparing such texts compares the instants,
     and an expiry has passed (the planner's ``expiry <= now``) exactly when its text is <= this."""
-    return now.astimezone(timezone.utc).replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
+    return format_timestamp(now)
 
 
 def _normal(expiry: str) -> bool:

@@ -97,8 +97,10 @@ class Moment(click.ParamType):
             self.fail(f"{error}{f' (from {text_from})' if text_from else ''}", param, ctx)
 
     def parse(self, text: str) -> datetime:
+        from provisioner.timestamps import from_iso
+
         try:
-            moment = datetime.fromisoformat(text[:-1] + "+00:00" if text[-1:] in ("Z", "z") else text)
+            moment = from_iso(text)
         except ValueError:
             raise ValueError(
                 f"'{text}' is not an ISO 8601 timestamp; write it with a time zone, e.g. {self.EXAMPLE}"
