@@ -25,6 +25,11 @@ EXAMPLE_UUID = "6a0c1d7e-2f3b-4c5d-9e8f-0a1b2c3d4e5f"
 EXAMPLE_TIMESTAMP = "2026-12-31T23:59:59Z"
 
 
+def shorten(text: str, limit: int = 40) -> str:
+    """A value as a message quotes it: a long one cut, with "..."."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 class Kind(enum.Enum):
     WHOLE = "a whole number, 0 to 2^53-1, written in plain decimal"
     TEXT = "one line of text, not blank, at most 255 characters"

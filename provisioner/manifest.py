@@ -45,7 +45,7 @@ from provisioner.fields import (  # noqa: F401  (re-exported: the names other mo
     TOP_FIELDS,
 )
 from provisioner.models import BatchSpec, ClientSpec, Desired, GrantSpec, Policy
-from provisioner.planfile import MARKER as SAVED_PLAN_MARKER
+from provisioner.planfile import is_saved_plan_data
 
 if TYPE_CHECKING:
     from provisioner.manifestcache import Entry, ManifestCache
@@ -229,7 +229,7 @@ def _read(paths: Sequence[str | Path], cache: ManifestCache | None, timings: Loa
     fresh: dict[str, bytes] = {}  # the bytes of each content the cache does not know
     for path in files:
         data = read_bytes(path, issues)
-        if data is None or is_saved_plan(data):
+        if data is None or is_saved_plan_data(data):
             return _read_located(paths)
         add_to_digest(digest, path, data)
         content = hashlib.sha256(data).hexdigest()
@@ -556,11 +556,6 @@ def add_to_digest(digest: Any, path: Path, data: bytes) -> None:
     name = os.path.basename(path).encode("utf-8", "surrogateescape")
     digest.update(b"%d:%s%d:" % (len(name), name, len(data)))
     digest.update(data)
-
-
-def is_saved_plan(data: bytes) -> bool:
-    # The test planfile.is_saved_plan applies, so that the advice to apply it holds.
-    return data[:64].lstrip().startswith(b"{") and SAVED_PLAN_MARKER.encode() in data
 
 
 def saved_plan_issue(file: str) -> ManifestIssue:

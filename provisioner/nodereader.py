@@ -39,6 +39,7 @@ from provisioner.fields import (
     POLICY_FIELDS,
     TOP_FIELDS,
     Kind,
+    shorten,
 )
 from provisioner.grants import (
     check_name_length,
@@ -53,11 +54,11 @@ from provisioner.manifest import (
     ManifestIssue,
     add_to_digest,
     find_files,
-    is_saved_plan,
     read_bytes,
     saved_plan_issue,
 )
 from provisioner.models import BatchSpec, ClientSpec, Desired, Every, GrantSpec, Policy, Step
+from provisioner.planfile import is_saved_plan_data
 from provisioner.timestamps import format_timestamp, from_iso
 
 
@@ -71,7 +72,7 @@ def load(paths: Sequence[str | Path]) -> Desired:
         if data is None:
             continue
         add_to_digest(digest, path, data)
-        if is_saved_plan(data):
+        if is_saved_plan_data(data):
             issues.append(saved_plan_issue(str(path)))
             continue
         root = _compose(str(path), data, issues)
@@ -154,17 +155,13 @@ def _is_quoted(node: yaml.ScalarNode) -> bool:
     return node.style in ("'", '"')
 
 
-def _shorten(text: str, limit: int = 40) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 def _describe(node: yaml.Node) -> str:
     """What the user wrote, in words: "a list", "a number (5000.5)", "text ('5000')"."""
     if isinstance(node, yaml.MappingNode):
         return "a mapping"
     if isinstance(node, yaml.SequenceNode):
         return "a list"
-    text = _shorten(node.value)
+    text = shorten(node.value)
     kinds = {
         NULL: "an empty value",
         BOOL: f"a boolean ({text})",
@@ -404,8 +401,8 @@ class _FileReader:
             line = batch_keys[key].start_mark.line + 1
             self.report(
                 key_node, path,
-                f"'{_shorten(key)}' is also a batch key of client {client} (line {line}); give the grant "
-                f"another key, so that {client}/{_shorten(key)} names one thing",
+                f"'{shorten(key)}' is also a batch key of client {client} (line {line}); give the grant "
+                f"another key, so that {client}/{shorten(key)} names one thing",
             )
         expected = "a mapping with 'every', 'from' and 'startingBalance' (and optionally 'until', 'timeZone', " \
             "'name', 'expiresAfter', 'creditAccountId', 'catchUp')"
@@ -456,7 +453,7 @@ class _FileReader:
 
     def check_key(self, key_node: yaml.Node, key: str, kind: str, path: str) -> None:
         if not KEY.fullmatch(key):
-            self.report(key_node, path, f"invalid {kind} key '{_shorten(key)}'; use {KEY_RULE}")
+            self.report(key_node, path, f"invalid {kind} key '{shorten(key)}'; use {KEY_RULE}")
 
     # -- mappings
 
@@ -526,7 +523,7 @@ class _FileReader:
             first = first_seen.get(key)
             if first is not None:
                 first_line = first.start_mark.line + 1
-                message = f"duplicate key '{_shorten(key)}' (first on line {first_line}); remove one of them"
+                message = f"duplicate key '{shorten(key)}' (first on line {first_line}); remove one of them"
                 message += " (YAML alone would silently keep the last)"
                 self.report(key_node, _join(path, key), message)
                 continue
@@ -573,7 +570,7 @@ class _FileReader:
             return None
         value = _bounded_int(node.value)
         if value < 0:
-            self.report(node, field, f"must be 0 or more, got {_shorten(node.value)}")
+            self.report(node, field, f"must be 0 or more, got {shorten(node.value)}")
             return None
         if value > MAX_WHOLE_NUMBER:
             self.report(node, field, _too_large_message(node.value))
@@ -635,7 +632,7 @@ class _FileReader:
             try:
                 return str(uuid.UUID(node.value))
             except ValueError:
-                self.report(node, field, f"'{_shorten(node.value)}' is not a UUID; expected e.g. {EXAMPLE_UUID}")
+                self.report(node, field, f"'{shorten(node.value)}' is not a UUID; expected e.g. {EXAMPLE_UUID}")
                 return None
         self.report(node, field, f"expected a UUID, e.g. {EXAMPLE_UUID}, got {_describe(node)}")
         return None
@@ -679,7 +676,7 @@ def _bounded_int(text: str) -> int:
 
 def _too_large_message(text: str) -> str:
     return (
-        f"too large: {_shorten(text)}; at most {MAX_WHOLE_NUMBER:,} (2^53-1), "
+        f"too large: {shorten(text)}; at most {MAX_WHOLE_NUMBER:,} (2^53-1), "
         "the largest whole number JSON tools such as jq hold exactly"
     )
 
@@ -698,7 +695,7 @@ def _name_problem(node: yaml.Node, default: str = "the batch key") -> str | None
     if node.tag == NULL:
         return f"empty; write a name or remove the line (the default is {default})"
     if node.tag != STR:
-        return f"expected text, got {_describe(node)}; quote it: name: \"{_shorten(node.value)}\""
+        return f"expected text, got {_describe(node)}; quote it: name: \"{shorten(node.value)}\""
     name = node.value
     if not name.strip():
         return f"must not be empty; write a name or remove the line (the default is {default})"
@@ -728,10 +725,10 @@ def _date(node: yaml.Node) -> tuple[date | None, str | None]:
     moment = _parse_timestamp(node) if text[:1].isdigit() else None
     if isinstance(moment, datetime):
         return None, (
-            f"'{_shorten(text)}' is a time, not a date: periods start at local midnight in the grant's timeZone; "
+            f"'{shorten(text)}' is a time, not a date: periods start at local midnight in the grant's timeZone; "
             f"write the day only, e.g. {moment.date().isoformat()}"
         )
-    return None, f"'{_shorten(text)}' is not a date; {example}"
+    return None, f"'{shorten(text)}' is not a date; {example}"
 
 
 # Unknown fields that are known mistakes: what to write instead.
@@ -757,7 +754,7 @@ def _timestamp(node: yaml.Node) -> tuple[str | None, str | None]:
     text = node.value
     moment = _parse_timestamp(node)
     if moment is None:
-        return None, f"'{_shorten(text)}' is not a valid ISO 8601 timestamp; {fix}"
+        return None, f"'{shorten(text)}' is not a valid ISO 8601 timestamp; {fix}"
     if not isinstance(moment, datetime):
         example = f"{moment.isoformat()}T23:59:59Z"
         return None, f"'{text}' is a date without a time and time zone; write it with a time zone, e.g. {example}"

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import click
 
 from provisioner.backends import SANDBOX_STATE, default_state_path, open_backend
+from provisioner.report.wording import plural  # noqa: F401 (the commands' word for counts)
 
 if TYPE_CHECKING:
     from provisioner.backends import Backend
@@ -145,10 +146,6 @@ def expanded(desired: Desired, at: datetime) -> Desired:
         return expand(desired, at)
     except (OverflowError, ValueError) as error:  # a period past the year 9999
         raise UserError(f"cannot expand the grants for --at {at.isoformat()}: {error}") from None
-
-
-def plural(count: int, one: str, many: str) -> str:
-    return f"{count:,} {one if count == 1 else many}"
 
 
 def ask_yes(question: str, refusal: str, cancelled: str = "cancelled; nothing was changed.") -> None:
