@@ -214,9 +214,9 @@ def test_writes_are_atomic_and_the_directory_ignores_itself(tree, cache):
 
 def test_default_directory_is_xdg_or_dot_provisioner(monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    assert manifestcache.default_directory() == tmp_path / "provisioner"
+    assert manifestcache.ManifestCache().directory == tmp_path / "provisioner"
     monkeypatch.delenv("XDG_CACHE_HOME")
-    assert manifestcache.default_directory() == Path(".provisioner") / "cache"
+    assert manifestcache.ManifestCache().directory == Path(".provisioner") / "cache"
 
 
 # --------------------------------------------------------------------------- the CLI
