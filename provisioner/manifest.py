@@ -54,9 +54,7 @@ __all__ = [
     "Declarations",
     "ManifestIssue",
     "ManifestError",
-    "find_manifest_files",
     "load",
-    "manifest_schema",
     "read_declarations",
 ]
 
@@ -92,25 +90,11 @@ class ManifestError(Exception):
 
 
 
-def manifest_schema() -> dict:
-    """JSON Schema (draft 2020-12) of one manifest file."""
-    from provisioner.schema import manifest_schema as schema
-
-    return schema()
-
-
 # --------------------------------------------------------------------------- finding files
 
 
-def find_manifest_files(paths: Sequence[str | Path]) -> list[Path]:
-    """Files are taken as given; directories give every *.yaml / *.yml below them, sorted."""
-    files, issues = find_files(paths)
-    if issues:
-        raise ManifestError(issues)
-    return files
-
-
 def find_files(paths: Sequence[str | Path]) -> tuple[list[Path], list[ManifestIssue]]:
+    """Files are taken as given; directories give every *.yaml / *.yml below them, sorted."""
     names, issues = _find_names(paths)
     return [Path(name) for name in names], issues
 

@@ -281,7 +281,10 @@ cache_option = click.option(
 
 
 def load_manifests(paths: Iterable[Path], no_cache: bool = False) -> Desired:
-    return read_manifests(paths, no_cache).desired()
+    from provisioner.manifest import load
+    from provisioner.manifestcache import ManifestCache
+
+    return load(list(paths), cache=None if no_cache else ManifestCache())
 
 
 def read_manifests(paths: Iterable[Path], no_cache: bool = False) -> Declarations:
