@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from provisioner import fastreader, manifest, nodereader
+from provisioner import documents, fastreader, manifest
 from provisioner.manifest import ManifestError, ManifestIssue, find_files, load
 from provisioner.models import Desired, Policy
 from provisioner.planfile import is_saved_plan, save_plan
@@ -932,7 +932,7 @@ def test_pure_python_yaml_gives_the_same_answers(monkeypatch):
     fast = load(["acme.yaml"])
     text = batch_text("startingBalance: '5000'\nname: 2026\nexpiresOn: 2026-12-31\n")
     fast_problems = problems(("m.yaml", text))
-    monkeypatch.setattr(nodereader, "_LOADER", yaml.SafeLoader)
+    monkeypatch.setattr(documents, "LOADER", yaml.SafeLoader)
     monkeypatch.setattr(fastreader, "read", lambda data: None)  # the located reader alone
     assert load(["acme.yaml"]) == fast
     assert problems(("m.yaml", text)) == fast_problems
