@@ -23,8 +23,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 FORMAT = 3
 MOST_SEGMENTS = 32
@@ -33,6 +34,23 @@ MOST_SEGMENTS = 32
 def default_directory() -> Path:
     xdg = os.environ.get("XDG_CACHE_HOME")
     return Path(xdg) / "provisioner" if xdg else Path(".provisioner") / "cache"
+
+
+def code_identity(header: str, modules: Iterable[str] | None = None) -> str:
+    """The sha256 of ``header`` and of the source of these modules of the package (paths relative to it;
+    None: every one), so that a change of the code is a new cache. Installed without sources: the header
+    and the names alone."""
+    identity = hashlib.sha256(header.encode())
+    package = Path(__file__).parent
+    if modules is None:
+        modules = sorted(module.relative_to(package).as_posix() for module in package.rglob("*.py"))
+    for name in modules:
+        identity.update(name.encode() + b"\0")
+        try:
+            identity.update((package / name).read_bytes())
+        except OSError:
+            pass
+    return identity.hexdigest()
 
 
 def tree_key(files: Sequence[Path]) -> str:
@@ -139,6 +157,34 @@ class CacheFile:
                 temporary.unlink()
             except OSError:
                 pass
+
+
+class TreeCache:
+    """A cache kept in one cache file per tree (the paths a command was given), which a command reads and
+    then writes again with the entries it used: the file of the tree last asked about, and what its last
+    read found (``known``, in the form of the subclass) until the next write."""
+
+    kind = "cache"  # the first word of the file's name
+
+    def __init__(self, directory: Path | None, identity: str):
+        self.directory = default_directory() if directory is None else Path(directory)
+        self.identity = identity
+        self.known: Any = None
+        self._files: Sequence[Path] | None = None
+        self._file: CacheFile | None = None
+
+    def file_for(self, files: Sequence[Path]) -> CacheFile:
+        if files is not self._files:  # a command asks for the same list again: one tree digest
+            self._files, self.known = files, None
+            self._file = CacheFile(self.directory, self.kind, self.identity, files)
+        return self._file
+
+    def appends(self, files: Sequence[Path], read_entries: int, used_entries: int) -> bool:
+        """Whether this write appends a segment to the file as read (else it writes the file again whole,
+        with the entries used alone); what was read is forgotten."""
+        cache, was_read = self.file_for(files), self.known is not None
+        self.known = None
+        return was_read and not cache.must_rewrite(read_entries, used_entries)
 
 
 def _prepare_directory(directory: Path) -> None:

@@ -32,7 +32,7 @@ from __future__ import annotations
 import functools
 import re
 import uuid
-from datetime import date, datetime, timezone
+from datetime import date
 
 import yaml_rs
 
@@ -49,6 +49,7 @@ from provisioner.fields import (
     POLICY_RULES,
     Kind,
 )
+from provisioner.timestamps import format_timestamp, from_iso
 
 # A file's declarations, as plain data (it is what the cache stores):
 # {"policy": None | [line, {attribute: value}],
@@ -464,16 +465,13 @@ def _timestamp(value) -> str:
     text = value.strip()
     if _DATE_ONLY.fullmatch(text):
         raise Unsure
-    if text[-1:] in ("Z", "z"):
-        text = text[:-1] + "+00:00"
     try:
-        moment = datetime.fromisoformat(text)
+        moment = from_iso(text)
         if moment.utcoffset() is None:
             raise Unsure
-        utc = moment.astimezone(timezone.utc)
+        result = format_timestamp(moment)
     except (ValueError, OverflowError):
         raise Unsure from None
-    result = utc.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
     _TIMESTAMPS[value] = result
     return result
 

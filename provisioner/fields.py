@@ -2,7 +2,7 @@
 
 Each level of a manifest (the file, ``policy``, a client, a batch, a grant) maps the names written
 in the file to a ``Rule``: the attribute it fills and the kind of value it takes. The
-located reader (nodereader) checks a kind with messages; the fast reader (fastreader)
+located reader checks a kind with messages (values.READERS); the fast reader (fastreader)
 checks the same kind without them. A new field is one line here, plus its kind's checks
 if the kind is new; ``tests/test_manifest.py`` holds the schema (schema.py) to the same
 names.
@@ -23,6 +23,11 @@ CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 MAX_WHOLE_NUMBER = 2**53 - 1
 EXAMPLE_UUID = "6a0c1d7e-2f3b-4c5d-9e8f-0a1b2c3d4e5f"
 EXAMPLE_TIMESTAMP = "2026-12-31T23:59:59Z"
+
+
+def shorten(text: str, limit: int = 40) -> str:
+    """A value as a message quotes it: a long one cut, with "..."."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class Kind(enum.Enum):

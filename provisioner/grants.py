@@ -32,6 +32,7 @@ from datetime import date, datetime, time, timedelta, timezone
 from typing import NamedTuple
 from zoneinfo import ZoneInfo, available_timezones
 
+from provisioner.fields import shorten
 from provisioner.models import BatchSpec, Desired, Every, GrantSpec, Step, Upcoming
 from provisioner.timestamps import format_timestamp
 
@@ -109,7 +110,7 @@ def parse_expires_after(text: str) -> Step:
     words = text.strip()
     if words.startswith("-") or re.fullmatch(r"0+ +[a-z]+", words.lower()):
         raise ValueError(
-            f"'{_shorten(words)}': the number must be at least 1: a period's batch must expire after its period "
+            f"'{shorten(words)}': the number must be at least 1: a period's batch must expire after its period "
             f"starts; expected {EXPIRES_AFTER_EXPECTED}"
         )
     count, unit = _counted(words, EXPIRES_AFTER_EXPECTED, ())
@@ -123,13 +124,13 @@ def _counted(words: str, expected: str, single_words: tuple[str, ...]) -> tuple[
     if match is None:
         close = difflib.get_close_matches(words.lower(), single_words, n=1, cutoff=0.6)
         if close:
-            raise ValueError(f"'{_shorten(words)}' is not understood; did you mean '{close[0]}'?")
-        raise ValueError(f"'{_shorten(words)}' is not understood; expected {expected}")
+            raise ValueError(f"'{shorten(words)}' is not understood; did you mean '{close[0]}'?")
+        raise ValueError(f"'{shorten(words)}' is not understood; expected {expected}")
     count, unit = int(match.group(1)), match.group(2)
     if count < 1:
         raise ValueError(f"'{words}': the number must be at least 1; expected {expected}")
     if count > MAX_COUNT:
-        raise ValueError(f"'{_shorten(words)}': the number must be at most {MAX_COUNT}; expected {expected}")
+        raise ValueError(f"'{shorten(words)}': the number must be at most {MAX_COUNT}; expected {expected}")
     if words != words.lower() and unit in (*_MONTH_UNITS, *_DAY_UNITS):
         raise ValueError(f"'{words}': write the unit in lower case ('{count} {unit}')")
     return count, unit
@@ -138,7 +139,7 @@ def _counted(words: str, expected: str, single_words: tuple[str, ...]) -> tuple[
 def _unknown_unit(unit: str, units: tuple[str, ...], expected: str) -> str:
     close = difflib.get_close_matches(unit, units, n=1, cutoff=0.6)
     hint = f"did you mean '{close[0]}'? " if close else ""
-    return f"unknown unit '{_shorten(unit)}'; {hint}expected {expected}"
+    return f"unknown unit '{shorten(unit)}'; {hint}expected {expected}"
 
 
 def _step(text: str, count: int, unit: str) -> Step:
@@ -152,10 +153,6 @@ def _plural(unit: str, count: int) -> str:
     return singular if count == 1 else singular + "s"
 
 
-def _shorten(text: str, limit: int = 40) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 def parse_time_zone(name: str) -> ZoneInfo:
     """An IANA time zone by its exact name (``Europe/Berlin``, ``UTC``)."""
     if isinstance(name, str) and name in _zone_names():
@@ -167,7 +164,7 @@ def parse_time_zone(name: str) -> ZoneInfo:
     )
     hint = f"did you mean '{suggestion}'? " if suggestion else ""
     raise ValueError(
-        f"unknown time zone '{_shorten(text)}'; {hint}use an IANA name such as Europe/Berlin, America/New_York or UTC"
+        f"unknown time zone '{shorten(text)}'; {hint}use an IANA name such as Europe/Berlin, America/New_York or UTC"
     )
 
 
@@ -190,7 +187,7 @@ def check_name_template(template: str) -> None:
         if field is None:
             continue
         if field not in NAME_FIELDS:
-            shown = "{" + _shorten(field) + "}" if field else "{}"
+            shown = "{" + shorten(field) + "}" if field else "{}"
             raise ValueError(f"unknown field {shown} in the name template; use {NAME_FIELDS_HINT}")
         if spec or conversion:
             raise ValueError(
@@ -208,7 +205,7 @@ def check_name_length(template: str, grant_key: str, every: Every, limit: int) -
     longest = period_name(template, grant_key, _LONGEST_PERIOD_ID[every.period_id])
     if len(longest) > limit:
         raise ValueError(
-            f"too long once filled in: names like '{_shorten(longest)}' have {len(longest)} characters, "
+            f"too long once filled in: names like '{shorten(longest)}' have {len(longest)} characters, "
             f"at most {limit}"
         )
 

@@ -45,7 +45,7 @@ from provisioner.fields import (  # noqa: F401  (re-exported: the names other mo
     TOP_FIELDS,
 )
 from provisioner.models import BatchSpec, ClientSpec, Desired, GrantSpec, Policy
-from provisioner.planfile import MARKER as SAVED_PLAN_MARKER
+from provisioner.planfile import is_saved_plan_data
 
 if TYPE_CHECKING:
     from provisioner.manifestcache import Entry, ManifestCache
@@ -54,9 +54,7 @@ __all__ = [
     "Declarations",
     "ManifestIssue",
     "ManifestError",
-    "find_manifest_files",
     "load",
-    "manifest_schema",
     "read_declarations",
 ]
 
@@ -92,25 +90,11 @@ class ManifestError(Exception):
 
 
 
-def manifest_schema() -> dict:
-    """JSON Schema (draft 2020-12) of one manifest file."""
-    from provisioner.schema import manifest_schema as schema
-
-    return schema()
-
-
 # --------------------------------------------------------------------------- finding files
 
 
-def find_manifest_files(paths: Sequence[str | Path]) -> list[Path]:
-    """Files are taken as given; directories give every *.yaml / *.yml below them, sorted."""
-    files, issues = find_files(paths)
-    if issues:
-        raise ManifestError(issues)
-    return files
-
-
 def find_files(paths: Sequence[str | Path]) -> tuple[list[Path], list[ManifestIssue]]:
+    """Files are taken as given; directories give every *.yaml / *.yml below them, sorted."""
     names, issues = _find_names(paths)
     return [Path(name) for name in names], issues
 
@@ -229,7 +213,7 @@ def _read(paths: Sequence[str | Path], cache: ManifestCache | None, timings: Loa
     fresh: dict[str, bytes] = {}  # the bytes of each content the cache does not know
     for path in files:
         data = read_bytes(path, issues)
-        if data is None or is_saved_plan(data):
+        if data is None or is_saved_plan_data(data):
             return _read_located(paths)
         add_to_digest(digest, path, data)
         content = hashlib.sha256(data).hexdigest()
@@ -556,11 +540,6 @@ def add_to_digest(digest: Any, path: Path, data: bytes) -> None:
     name = os.path.basename(path).encode("utf-8", "surrogateescape")
     digest.update(b"%d:%s%d:" % (len(name), name, len(data)))
     digest.update(data)
-
-
-def is_saved_plan(data: bytes) -> bool:
-    # The test planfile.is_saved_plan applies, so that the advice to apply it holds.
-    return data[:64].lstrip().startswith(b"{") and SAVED_PLAN_MARKER.encode() in data
 
 
 def saved_plan_issue(file: str) -> ManifestIssue:

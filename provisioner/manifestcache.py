@@ -26,7 +26,6 @@ the current directory, which carries its own ``.gitignore``.
 
 from __future__ import annotations
 
-import hashlib
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,29 +33,22 @@ from pathlib import Path
 import yaml_rs
 
 from provisioner import __version__
-from provisioner.cachefile import CacheFile, default_directory
+from provisioner.cachefile import TreeCache, code_identity
 
 CACHE_FORMAT = 3
 # The modules whose code decides what a file declares.
 READER_MODULES = (
     "manifest.py", "fields.py", "fastreader.py", "nodereader.py", "yaml11.py", "manifestcache.py", "cachefile.py",
-    "grants.py",
+    "grants.py", "timestamps.py", "values.py", "documents.py",
 )
 
 
 def reader_identity() -> str:
     """What the cached declarations depend on besides the files themselves."""
-    identity = hashlib.sha256()
-    identity.update(f"{CACHE_FORMAT} {__version__} yaml-rs {yaml_rs.__version__} python {sys.version_info[:2]}".encode())
     # A grant's timeZone is checked against the zones this machine knows (tzdata, or the system's).
-    identity.update(f" zones {_zone_database()}".encode())
-    package = Path(__file__).parent
-    for name in READER_MODULES:
-        try:
-            identity.update((package / name).read_bytes())
-        except OSError:  # installed without sources: the version alone
-            identity.update(name.encode())
-    return identity.hexdigest()
+    header = f"{CACHE_FORMAT} {__version__} yaml-rs {yaml_rs.__version__} python {sys.version_info[:2]} " \
+        f"zones {_zone_database()}"
+    return code_identity(header, READER_MODULES)
 
 
 def _zone_database() -> str:
@@ -71,22 +63,11 @@ def _zone_database() -> str:
 Entry = tuple[dict, bytes]
 
 
-class ManifestCache:
+class ManifestCache(TreeCache):
+    kind = "manifests"
+
     def __init__(self, directory: Path | None = None):
-        self.directory = default_directory() if directory is None else Path(directory)
-        self.identity = reader_identity()
-        self._files: Sequence[Path] | None = None  # the tree of the cache file below
-        self._file: CacheFile | None = None
-        self._known: set[str] | None = None  # the entries it held when read
-
-    def file_for(self, files: Sequence[Path]) -> CacheFile:
-        if files is not self._files:  # a command asks for the same list again: one tree digest
-            self._files, self._known = files, None
-            self._file = CacheFile(self.directory, "manifests", self.identity, files)
-        return self._file
-
-    def path_for(self, files: Sequence[Path]) -> Path:
-        return self.file_for(files).path
+        super().__init__(directory, reader_identity())
 
     def read(self, files: Sequence[Path]) -> dict[str, Entry]:
         """The known declarations by content digest; {} when there is no usable cache."""
@@ -100,22 +81,21 @@ class ManifestCache:
                     start += length
         except (ValueError, TypeError):  # an index of the wrong shape
             entries, cache.damaged = {}, True
-        self._known = set(entries)
+        self.known = set(entries)
         return entries
 
     def write(self, files: Sequence[Path], entries: dict[str, Entry]) -> None:
         """Keep ``entries`` (those of the files just read): the new ones are appended, or the file
         is written again with these alone when most of what it held is no longer used."""
-        cache, known = self.file_for(files), self._known
-        self._known = None
-        append = known is not None and not cache.must_rewrite(len(known), len(entries.keys() & known))
+        known = self.known or set()
+        append = self.appends(files, len(known), len(entries.keys() & known))
         if append:
             entries = {content: entry for content, entry in entries.items() if content not in known}
             if not entries:
                 return
         index = [[content, head, len(rows)] for content, (head, rows) in entries.items()]
-        cache.write(index, [rows for _, rows in entries.values()], append=append)
+        self.file_for(files).write(index, [rows for _, rows in entries.values()], append=append)
 
     def discard(self, files: Sequence[Path]) -> None:
         self.file_for(files).discard()
-        self._known = None
+        self.known = None

@@ -4,7 +4,9 @@ It walks the nodes instead of calling ``yaml.safe_load``: nodes carry line and c
 and they still show duplicate keys, which PyYAML's constructor silently collapses
 (keeping the last one). It is the judge of what a manifest means (YAML 1.1, as PyYAML
 reads it) and the source of every message: each problem becomes a ``ManifestIssue``
-naming file, line, column and field path, and all of them are reported at once.
+naming file, line, column and field path, and all of them are reported at once. What each
+kind of value means, and the messages when it is wrong, are values.py's; the document itself
+(syntax, and whether it is a manifest at all) is documents.py's.
 
 The loader (manifest.py) calls it only for files the fast reader cannot vouch for, and
 to report errors; it is imported then, not at start-up.
@@ -14,50 +16,43 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-import math
 import re
-import uuid
 from collections.abc import Callable, Sequence
-from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from provisioner.documents import NOT_A_MANIFEST_HINT, compose, not_a_manifest
 from provisioner.fields import (
     BATCH_FIELDS,
+    BATCH_RULES,
     CLIENT_FIELDS,
+    CLIENT_RULES,
     DEFAULT_GRANT_NAME,
-    EXAMPLE_TIMESTAMP,
-    EXAMPLE_UUID,
     GRANT_FIELDS,
+    GRANT_RULES,
     KEY,
     KEY_RULE,
-    CONTROL_CHARACTER,
     MAX_NAME_LENGTH,
-    MAX_WHOLE_NUMBER,
     POLICY_FIELDS,
     TOP_FIELDS,
     Kind,
+    Rule,
+    shorten,
 )
-from provisioner.grants import (
-    check_name_length,
-    check_name_template,
-    check_until,
-    parse_every,
-    parse_expires_after,
-    parse_time_zone,
-)
+from provisioner.grants import check_name_length, check_until
 from provisioner.manifest import (
     ManifestError,
     ManifestIssue,
     add_to_digest,
     find_files,
-    is_saved_plan,
     read_bytes,
     saved_plan_issue,
 )
-from provisioner.models import BatchSpec, ClientSpec, Desired, Every, GrantSpec, Policy, Step
+from provisioner.models import BatchSpec, ClientSpec, Desired, GrantSpec, Policy
+from provisioner.planfile import is_saved_plan_data
+from provisioner.values import MERGE, READERS, describe, is_null
 
 
 def load(paths: Sequence[str | Path]) -> Desired:
@@ -70,10 +65,10 @@ def load(paths: Sequence[str | Path]) -> Desired:
         if data is None:
             continue
         add_to_digest(digest, path, data)
-        if is_saved_plan(data):
+        if is_saved_plan_data(data):
             issues.append(saved_plan_issue(str(path)))
             continue
-        root = _compose(str(path), data, issues)
+        root = compose(str(path), data, issues)
         _FileReader(str(path), collector).read(root)
     if issues:
         raise ManifestError(issues)
@@ -85,130 +80,21 @@ def read_one(file: str, data: bytes) -> dict | None:
     (``load`` then reports them, with those of every other file)."""
     issues: list[ManifestIssue] = []
     collector = _Collector(issues)
-    _FileReader(file, collector).read(_compose(file, data, issues))
+    _FileReader(file, collector).read(compose(file, data, issues))
     if issues:
         return None
     return collector.record()
 
 
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-def _compose(file: str, data: bytes, issues: list[ManifestIssue]) -> yaml.Node | None:
-    try:
-        return yaml.compose(data, Loader=_LOADER)
-    except yaml.MarkedYAMLError as error:
-        issues.append(_syntax_issue(file, error, data))
-    except yaml.reader.ReaderError as error:
-        line, column = _line_and_column(data, error.position)
-        reason = str(error).splitlines()[0]
-        issues.append(ManifestIssue(file, line, column, "", f"not valid UTF-8 text: {reason}"))
-    except yaml.YAMLError as error:
-        issues.append(ManifestIssue(file, 0, 0, "", f"invalid YAML: {error}"))
-    return None
-
-
-def _syntax_issue(file: str, error: yaml.MarkedYAMLError, data: bytes) -> ManifestIssue:
-    mark = error.problem_mark or error.context_mark
-    message = f"invalid YAML: {error.problem or error.context}"
-    if mark and _is_tab(data, mark):
-        message = "invalid YAML: a tab where YAML expects indentation; indent with spaces, not tabs"
-    elif error.problem and error.context and error.context_mark:
-        message += f" ({error.context} started on line {error.context_mark.line + 1})"
-    line, column = (mark.line + 1, mark.column + 1) if mark else (0, 0)
-    return ManifestIssue(file, line, column, "", message)
-
-
-def _is_tab(data: bytes, mark: yaml.Mark) -> bool:
-    lines = data.split(b"\n")
-    return mark.line < len(lines) and lines[mark.line].lstrip(b" ")[:1] == b"\t"
-
-
-def _line_and_column(data: bytes, position: int) -> tuple[int, int]:
-    before = data[:position]
-    return before.count(b"\n") + 1, position - (before.rfind(b"\n") + 1) + 1
-
-
 # --------------------------------------------------------------------------- node helpers
 
-_TAG = "tag:yaml.org,2002:"
-STR, INT, FLOAT, BOOL, NULL, TIMESTAMP, MERGE = (
-    _TAG + name for name in ("str", "int", "float", "bool", "null", "timestamp", "merge")
-)
-# Plain decimal only: YAML 1.1 also reads 0x10, 0o20, 1:30 and (dangerously) 0500 = octal 320.
-DECIMAL = re.compile(r"[-+]?(0|[1-9][0-9_]*)")
-LEADING_ZERO = re.compile(r"[-+]?0[0-9_]+")
-DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
-_TIMESTAMPS = yaml.constructor.SafeConstructor()
 _MAX_MERGE_DEPTH = 10
 
 Entry = tuple[str, yaml.Node, yaml.Node]  # key text, key node, value node
 
 
-def _is_null(node: yaml.Node) -> bool:
-    return isinstance(node, yaml.ScalarNode) and node.tag == NULL
-
-
-def _is_quoted(node: yaml.ScalarNode) -> bool:
-    return node.style in ("'", '"')
-
-
-def _shorten(text: str, limit: int = 40) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _describe(node: yaml.Node) -> str:
-    """What the user wrote, in words: "a list", "a number (5000.5)", "text ('5000')"."""
-    if isinstance(node, yaml.MappingNode):
-        return "a mapping"
-    if isinstance(node, yaml.SequenceNode):
-        return "a list"
-    text = _shorten(node.value)
-    kinds = {
-        NULL: "an empty value",
-        BOOL: f"a boolean ({text})",
-        INT: f"a number ({text})",
-        FLOAT: f"a number ({text})",
-        TIMESTAMP: f"a date ({text})",
-        STR: f"text ('{text}')",
-    }
-    return kinds.get(node.tag, f"a value tagged {node.tag} ({text})")
-
-
 def _join(path: str, name: str) -> str:
     return f"{path}.{name}" if path else name
-
-
-# --------------------------------------------------------------------------- telling manifests from other YAML
-
-NOT_A_MANIFEST_HINT = "pass the directory of your manifests, not a parent of other YAML files"
-# Fields that only a client or a batch has: an entry holding one is a manifest's, misplaced.
-ENTRY_FIELDS = (frozenset(CLIENT_FIELDS) | frozenset(BATCH_FIELDS)) - {"name"}
-
-
-def _not_a_manifest(root: yaml.Node) -> str | None:
-    """Why a document is no manifest at all (a CI workflow, say), or None if it is meant as one, however wrong."""
-    if _is_null(root):
-        return None
-    if not isinstance(root, yaml.MappingNode):
-        return f"its top level is {_describe(root)}, not a mapping with 'clients' or 'policy'"
-    if not root.value or any(_meant_for_a_manifest(key, value) for key, value in root.value):
-        return None
-    return "no 'clients' or 'policy' at its top level"
-
-
-def _meant_for_a_manifest(key: yaml.Node, value: yaml.Node) -> bool:
-    """A top-level entry that shows its file is meant as a manifest: a manifest key or a typo of one
-    ('cleints:'), a policy limit or a client written without the mapping around it, or a merge."""
-    if key.tag == MERGE:
-        return True
-    if not isinstance(key, yaml.ScalarNode):
-        return False
-    if key.value in POLICY_FIELDS or difflib.get_close_matches(key.value, TOP_FIELDS, n=1):
-        return True
-    return isinstance(value, yaml.MappingNode) and any(
-        isinstance(field, yaml.ScalarNode) and field.value in ENTRY_FIELDS for field, _ in value.value
-    )
 
 
 # --------------------------------------------------------------------------- collecting across files
@@ -293,7 +179,7 @@ class _FileReader:
     def read(self, root: yaml.Node | None) -> None:
         if root is None:
             return
-        reason = _not_a_manifest(root)
+        reason = not_a_manifest(root)
         if reason:
             message = f"not a provisioner manifest ({reason}); {NOT_A_MANIFEST_HINT}"
             self.collector.issues.append(ManifestIssue(self.file, 1, 1, "", message))
@@ -315,7 +201,7 @@ class _FileReader:
             return
         values = {}
         for alias, (_, value_node) in fields.items():
-            values[POLICY_FIELDS[alias]] = self.whole_number(value_node, f"policy.{alias}")
+            values[POLICY_FIELDS[alias]] = self.value(value_node, f"policy.{alias}", Kind.WHOLE)
         if previous is not None:
             return
         mark = key_node.start_mark
@@ -334,10 +220,10 @@ class _FileReader:
         fields = self.fields(node, path, CLIENT_FIELDS, expected, nests="batches")
         if fields is None:
             return
-        client_id = self.required(fields, "id", key_node, path, self.uuid_value, f"id: {EXAMPLE_UUID}")
-        account = self.optional(fields, "creditAccountId", path, self.uuid_value)
+        values = self.values(fields, CLIENT_RULES, key_node, path)
+        client_id = values["id"]
         self.register_client(key, key_node, client_id, fields.get("id"))
-        owner = {"client_key": key, "client_id": client_id, "credit_account_id": account}
+        owner = {"client_key": key, "client_id": client_id, "credit_account_id": values["credit_account_id"]}
         batch_keys: dict[str, yaml.Node] = {}
         if "batches" in fields:
             batches = self.entries(fields["batches"][1], f"{path}.batches", Kind.BATCHES.value)
@@ -375,19 +261,14 @@ class _FileReader:
         fields = self.fields(node, path, BATCH_FIELDS, expected, hints=_BATCH_HINTS)
         if fields is None:
             return
-        starting_balance = self.required(
-            fields, "startingBalance", key_node, path, self.whole_number, "startingBalance: 5000"
-        )
-        name = self.optional(fields, "name", path, self.name_value)
-        expires_on = self.optional(fields, "expiresOn", path, self.timestamp_value)
-        account = self.optional(fields, "creditAccountId", path, self.uuid_value)
+        values = self.values(fields, BATCH_RULES, key_node, path)
+        name, account = values["name"], values["credit_account_id"]
         self.collector.batches.append(
             {
                 **owner,
                 "batch_key": key,
+                **values,
                 "name": key if name is None else name,
-                "starting_balance": starting_balance,
-                "expires_on": expires_on,
                 "credit_account_id": owner["credit_account_id"] if account is None else account,
                 "source": self.source(key_node),
             }
@@ -403,41 +284,29 @@ class _FileReader:
             line = batch_keys[key].start_mark.line + 1
             self.report(
                 key_node, path,
-                f"'{_shorten(key)}' is also a batch key of client {client} (line {line}); give the grant "
-                f"another key, so that {client}/{_shorten(key)} names one thing",
+                f"'{shorten(key)}' is also a batch key of client {client} (line {line}); give the grant "
+                f"another key, so that {client}/{shorten(key)} names one thing",
             )
         expected = "a mapping with 'every', 'from' and 'startingBalance' (and optionally 'until', 'timeZone', " \
             "'name', 'expiresAfter', 'creditAccountId', 'catchUp')"
         fields = self.fields(node, path, GRANT_FIELDS, expected, hints=_GRANT_HINTS)
         if fields is None:
             return
-        every = self.required(fields, "every", key_node, path, self.every_value, "every: quarter")
-        from_date = self.required(fields, "from", key_node, path, self.date_value, "from: 2026-01-01")
-        until = self.optional(fields, "until", path, self.date_value)
+        values = self.values(fields, GRANT_RULES, key_node, path)
+        every, from_date, until, name = values["every"], values["from_date"], values["until"], values["name"]
         if from_date is not None and until is not None:
             self.check(lambda: check_until(from_date, until), fields["until"][1], f"{path}.until")
-        time_zone = self.optional(fields, "timeZone", path, self.time_zone_value)
-        starting_balance = self.required(
-            fields, "startingBalance", key_node, path, self.whole_number, "startingBalance: 5000"
-        )
-        name = self.optional(fields, "name", path, self.template_value)
         if name is not None and every is not None:
             self.check(lambda: check_name_length(name, key, every, MAX_NAME_LENGTH), fields["name"][1], f"{path}.name")
-        expires_after = self.optional(fields, "expiresAfter", path, self.expires_after_value)
-        account = self.optional(fields, "creditAccountId", path, self.uuid_value)
-        catch_up = self.optional(fields, "catchUp", path, self.boolean_value)
+        time_zone, account, catch_up = values["time_zone"], values["credit_account_id"], values["catch_up"]
         self.collector.grants.append(
             {
                 "client_key": client,
                 "grant_key": key,
                 "client_id": owner["client_id"],
-                "every": every,
-                "from_date": from_date,
-                "until": until,
+                **values,
                 "time_zone": "UTC" if time_zone is None else time_zone,
-                "starting_balance": starting_balance,
                 "name": DEFAULT_GRANT_NAME if name is None else name,
-                "expires_after": expires_after,
                 "credit_account_id": owner["credit_account_id"] if account is None else account,
                 "catch_up": True if catch_up is None else catch_up,
                 "source": self.source(key_node),
@@ -455,7 +324,7 @@ class _FileReader:
 
     def check_key(self, key_node: yaml.Node, key: str, kind: str, path: str) -> None:
         if not KEY.fullmatch(key):
-            self.report(key_node, path, f"invalid {kind} key '{_shorten(key)}'; use {KEY_RULE}")
+            self.report(key_node, path, f"invalid {kind} key '{shorten(key)}'; use {KEY_RULE}")
 
     # -- mappings
 
@@ -502,10 +371,10 @@ class _FileReader:
 
         An empty value (``clients:`` with everything commented out) counts as an empty mapping.
         """
-        if _is_null(node):
+        if is_null(node):
             return []
         if not isinstance(node, yaml.MappingNode):
-            self.report(node, path, f"expected {expected}, got {_describe(node)}")
+            self.report(node, path, f"expected {expected}, got {describe(node)}")
             return None
         return self.mapping_entries(node, path, depth=0)
 
@@ -518,14 +387,14 @@ class _FileReader:
                 merged.extend(self.merged_entries(value_node, path, depth))
                 continue
             if not isinstance(key_node, yaml.ScalarNode):
-                self.report(key_node, path, f"expected a plain key, got {_describe(key_node)}")
+                self.report(key_node, path, f"expected a plain key, got {describe(key_node)}")
                 continue
             # Keys are taken as written: `2026:` or `2026-01-01:` are keys "2026" and "2026-01-01".
             key = key_node.value
             first = first_seen.get(key)
             if first is not None:
                 first_line = first.start_mark.line + 1
-                message = f"duplicate key '{_shorten(key)}' (first on line {first_line}); remove one of them"
+                message = f"duplicate key '{shorten(key)}' (first on line {first_line}); remove one of them"
                 message += " (YAML alone would silently keep the last)"
                 self.report(key_node, _join(path, key), message)
                 continue
@@ -548,189 +417,31 @@ class _FileReader:
             if isinstance(source, yaml.MappingNode):
                 entries.extend(self.mapping_entries(source, path, depth + 1))
             else:
-                self.report(source, path, f"'<<' merges mappings only, got {_describe(source)}")
+                self.report(source, path, f"'<<' merges mappings only, got {describe(source)}")
         return entries
 
     # -- values
 
-    def required(self, fields: dict, name: str, owner: yaml.Node, path: str, parse: Callable, example: str) -> Any:
-        if name not in fields:
-            if _join(path, name) not in self.suggested:
-                self.report(owner, _join(path, name), f"required field missing; add e.g. '{example}'")
-            return None
-        return parse(fields[name][1], _join(path, name))
+    def values(self, fields: dict, rules: dict[str, Rule], owner: yaml.Node, path: str) -> dict[str, Any]:
+        """Each value rule's attribute -> its field's value; None when the field is absent (a required one is
+        reported missing, unless a typo of it was) or its value is wrong (reported)."""
+        values = {}
+        for name, rule in rules.items():
+            if rule.kind not in READERS:  # a mapping: read on its own
+                continue
+            values[rule.attribute] = None
+            if name in fields:
+                values[rule.attribute] = self.value(fields[name][1], _join(path, name), rule.kind)
+            elif rule.required and _join(path, name) not in self.suggested:
+                self.report(owner, _join(path, name), f"required field missing; add e.g. '{rule.example}'")
+        return values
 
-    def optional(self, fields: dict, name: str, path: str, parse: Callable) -> Any:
-        if name not in fields:
-            return None
-        return parse(fields[name][1], _join(path, name))
-
-    def whole_number(self, node: yaml.Node, field: str) -> int | None:
-        problem = _whole_number_problem(node)
-        if problem:
-            self.report(node, field, problem)
-            return None
-        value = _bounded_int(node.value)
-        if value < 0:
-            self.report(node, field, f"must be 0 or more, got {_shorten(node.value)}")
-            return None
-        if value > MAX_WHOLE_NUMBER:
-            self.report(node, field, _too_large_message(node.value))
-            return None
-        return value
-
-    def template_value(self, node: yaml.Node, field: str) -> str | None:
-        problem = _name_problem(node, default=f'"{DEFAULT_GRANT_NAME}"')
-        if problem:
-            self.report(node, field, problem)
-            return None
-        return node.value if self.check(lambda: check_name_template(node.value), node, field) else None
-
-    def every_value(self, node: yaml.Node, field: str) -> Every | None:
-        return self.parsed_text(node, field, parse_every, Kind.EVERY)
-
-    def expires_after_value(self, node: yaml.Node, field: str) -> Step | None:
-        return self.parsed_text(node, field, parse_expires_after, Kind.DURATION)
-
-    def time_zone_value(self, node: yaml.Node, field: str) -> str | None:
-        zone = self.parsed_text(node, field, parse_time_zone, Kind.TIME_ZONE)
-        return None if zone is None else node.value
-
-    def parsed_text(self, node: yaml.Node, field: str, parse: Callable[[str], Any], kind: Kind) -> Any:
-        if not isinstance(node, yaml.ScalarNode) or node.tag != STR:
-            self.report(node, field, f"expected {kind.value}, got {_describe(node)}")
-            return None
-        try:
-            return parse(node.value)
-        except ValueError as error:
-            self.report(node, field, str(error))
-            return None
-
-    def date_value(self, node: yaml.Node, field: str) -> date | None:
-        value, problem = _date(node)
+    def value(self, node: yaml.Node, field: str, kind: Kind) -> Any:
+        """The value of ``node`` as a ``kind`` (values.py); None, reported, if it is not one."""
+        value, problem = READERS[kind](node)
         if problem:
             self.report(node, field, problem)
         return value
-
-    def boolean_value(self, node: yaml.Node, field: str) -> bool | None:
-        if isinstance(node, yaml.ScalarNode) and node.tag == BOOL:
-            return _TIMESTAMPS.construct_yaml_bool(node)
-        if isinstance(node, yaml.ScalarNode) and node.tag == STR and node.value.strip().lower() in ("true", "false"):
-            self.report(node, field, f"expected true or false, got text ('{node.value}'); remove the quotes")
-        else:
-            self.report(node, field, f"expected true or false, got {_describe(node)}")
-        return None
-
-    def name_value(self, node: yaml.Node, field: str) -> str | None:
-        problem = _name_problem(node)
-        if problem:
-            self.report(node, field, problem)
-            return None
-        return node.value
-
-    def uuid_value(self, node: yaml.Node, field: str) -> str | None:
-        # Ids are opaque text: any scalar's text is tried (a digits-only UUID would read as an int).
-        if isinstance(node, yaml.ScalarNode) and not _is_null(node):
-            try:
-                return str(uuid.UUID(node.value))
-            except ValueError:
-                self.report(node, field, f"'{_shorten(node.value)}' is not a UUID; expected e.g. {EXAMPLE_UUID}")
-                return None
-        self.report(node, field, f"expected a UUID, e.g. {EXAMPLE_UUID}, got {_describe(node)}")
-        return None
-
-    def timestamp_value(self, node: yaml.Node, field: str) -> str | None:
-        value, problem = _timestamp(node)
-        if problem:
-            self.report(node, field, problem)
-            return None
-        return value
-
-
-def _whole_number_problem(node: yaml.Node) -> str | None:
-    """Why ``node`` is not a plain decimal integer, or None if it is one."""
-    expected = "expected a whole number, e.g. 5000"
-    if not isinstance(node, yaml.ScalarNode):
-        return f"{expected}, got {_describe(node)}"
-    text = node.value
-    if node.tag == INT:
-        if DECIMAL.fullmatch(text):
-            return None
-        if LEADING_ZERO.fullmatch(text):
-            return f"'{text}' has a leading zero, which YAML reads as an octal number; write it without the zero"
-        return f"'{text}' is not a plain decimal number; write it like 5000"
-    if node.tag == FLOAT and _is_whole_float(text):
-        return f"{expected}, got {text}; whole numbers are written without a decimal point"
-    if node.tag == STR and _is_quoted(node) and DECIMAL.fullmatch(text.strip()):
-        return f"{expected}, got text ('{text}'); remove the quotes"
-    return f"{expected}, got {_describe(node)}"
-
-
-def _bounded_int(text: str) -> int:
-    """A plain decimal's value; past the bound, with its sign, when it has more digits than the
-    bound (int() refuses thousands of digits, and no such number is allowed anyway)."""
-    digits = text.replace("_", "")
-    if len(digits.lstrip("+-")) > len(str(MAX_WHOLE_NUMBER)):
-        beyond = MAX_WHOLE_NUMBER + 1
-        return -beyond if digits.startswith("-") else beyond
-    return int(digits)
-
-
-def _too_large_message(text: str) -> str:
-    return (
-        f"too large: {_shorten(text)}; at most {MAX_WHOLE_NUMBER:,} (2^53-1), "
-        "the largest whole number JSON tools such as jq hold exactly"
-    )
-
-
-def _is_whole_float(text: str) -> bool:
-    try:
-        number = float(text.replace("_", ""))
-    except ValueError:  # .nan, .inf, 1:30.5 and the like
-        return False
-    return math.isfinite(number) and number.is_integer()
-
-
-def _name_problem(node: yaml.Node, default: str = "the batch key") -> str | None:
-    if not isinstance(node, yaml.ScalarNode):
-        return f"expected text, got {_describe(node)}"
-    if node.tag == NULL:
-        return f"empty; write a name or remove the line (the default is {default})"
-    if node.tag != STR:
-        return f"expected text, got {_describe(node)}; quote it: name: \"{_shorten(node.value)}\""
-    name = node.value
-    if not name.strip():
-        return f"must not be empty; write a name or remove the line (the default is {default})"
-    if "\n" in name or "\r" in name:
-        return "must be a single line"
-    if name != name.strip():
-        # A server may store the name trimmed: a create whose answer is lost could not be recognised.
-        return f"starts or ends with spaces ({name!r}); remove them, the API may store the name without them"
-    if CONTROL_CHARACTER.search(name):
-        return "contains a control character (a tab or another invisible one); remove it"
-    if len(name) > MAX_NAME_LENGTH:
-        return f"too long: {len(name)} characters, at most {MAX_NAME_LENGTH}"
-    return None
-
-
-def _date(node: yaml.Node) -> tuple[date | None, str | None]:
-    """(the date, None) or (None, why not): YYYY-MM-DD, plain (a YAML 1.1 date) or quoted."""
-    example = "write it as YYYY-MM-DD, e.g. 2026-01-01"
-    if not isinstance(node, yaml.ScalarNode) or node.tag not in (TIMESTAMP, STR):
-        return None, f"expected a date, got {_describe(node)}; {example}"
-    text = node.value
-    if DATE_ONLY.fullmatch(text):
-        try:
-            return date.fromisoformat(text), None
-        except ValueError:
-            return None, f"'{text}' is not a day of the calendar; {example}"
-    moment = _parse_timestamp(node) if text[:1].isdigit() else None
-    if isinstance(moment, datetime):
-        return None, (
-            f"'{_shorten(text)}' is a time, not a date: periods start at local midnight in the grant's timeZone; "
-            f"write the day only, e.g. {moment.date().isoformat()}"
-        )
-    return None, f"'{_shorten(text)}' is not a date; {example}"
 
 
 # Unknown fields that are known mistakes: what to write instead.
@@ -746,44 +457,3 @@ _BATCH_HINTS = {
     for name in GRANT_FIELDS
     if name not in BATCH_FIELDS
 }
-
-
-def _timestamp(node: yaml.Node) -> tuple[str | None, str | None]:
-    """(UTC "YYYY-MM-DDTHH:MM:SS.mmmZ", None) or (None, why not)."""
-    fix = f"write it with a time zone, e.g. {EXAMPLE_TIMESTAMP}"
-    if not isinstance(node, yaml.ScalarNode) or node.tag not in (TIMESTAMP, STR):
-        return None, f"expected an ISO 8601 timestamp, got {_describe(node)}; {fix}"
-    text = node.value
-    moment = _parse_timestamp(node)
-    if moment is None:
-        return None, f"'{_shorten(text)}' is not a valid ISO 8601 timestamp; {fix}"
-    if not isinstance(moment, datetime):
-        example = f"{moment.isoformat()}T23:59:59Z"
-        return None, f"'{text}' is a date without a time and time zone; write it with a time zone, e.g. {example}"
-    if moment.utcoffset() is None:
-        example = f"{moment.isoformat()}Z"
-        return None, f"'{text}' has no time zone; write it with a time zone, e.g. {example}"
-    try:
-        utc = moment.astimezone(timezone.utc)
-    except OverflowError:
-        return None, f"'{text}' is out of range; {fix}"
-    # Milliseconds, as the API shows timestamps; finer digits are dropped, not rounded.
-    return utc.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z", None
-
-
-def _parse_timestamp(node: yaml.ScalarNode) -> date | datetime | None:
-    text = node.value.strip()
-    try:
-        if DATE_ONLY.fullmatch(text):
-            return date.fromisoformat(text)
-        if text[-1:] in ("Z", "z"):  # Python 3.10's fromisoformat does not know "Z"
-            text = text[:-1] + "+00:00"
-        return datetime.fromisoformat(text)  # fast, and covers the usual forms
-    except ValueError:
-        pass
-    try:
-        # YAML's own timestamp forms, e.g. "2026-1-5 23:59:59 +1" (plain scalars only).
-        return _TIMESTAMPS.construct_yaml_timestamp(node) if node.tag == TIMESTAMP else None
-    except (ValueError, OverflowError):
-        return None
-

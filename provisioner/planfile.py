@@ -85,18 +85,19 @@ def _write_atomically(path: Path, text: str) -> None:
 
 
 def is_saved_plan(path: str | Path) -> bool:
-    """Recognised by content (a JSON object carrying the marker), whatever the file is called."""
+    """Recognised by content (see ``is_saved_plan_data``), whatever the file is called."""
     path = Path(path)
     if not path.is_file():
         return False
     try:
-        with open(path, "rb") as handle:
-            if not handle.read(64).lstrip().startswith(b"{"):
-                return False
-            handle.seek(0)
-            return MARKER.encode() in handle.read()
+        return is_saved_plan_data(path.read_bytes())
     except OSError:
         return False
+
+
+def is_saved_plan_data(data: bytes) -> bool:
+    """A JSON object carrying the marker: the manifest loader refuses such a file with the advice to apply it."""
+    return data[:64].lstrip().startswith(b"{") and MARKER.encode() in data
 
 
 def saved_plan_in(paths: Sequence[str | Path]) -> SavedPlan | None:

@@ -36,18 +36,19 @@ import re
 import sys
 import time
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
 import yaml_rs
 
 from provisioner import __version__, parallel
 from provisioner.bulk import paused_gc
-from provisioner.cachefile import CacheFile, default_directory
+from provisioner.cachefile import TreeCache, code_identity
 from provisioner.manifest import Declarations, DeclaredFile, LoadTimings, batch_specs
 from provisioner.models import BatchSpec, Desired, Figures, Plan, PlanPart, Policy, State
 from provisioner.planner import client_of, client_order, combine, make_plan
 from provisioner.render.text import part_text
+from provisioner.timestamps import format_timestamp
 
 MEMO_FORMAT = 1
 # The files of misses planned at once: enough to make a plan's fixed costs small, few enough
@@ -67,16 +68,7 @@ def usable(declarations: Declarations, state: State) -> bool:
 
 def package_identity() -> str:
     """What a part depends on besides the manifests, the state and the clock: this tool's code."""
-    identity = hashlib.sha256()
-    identity.update(f"{MEMO_FORMAT} {__version__} yaml-rs {yaml_rs.__version__} {sys.version}".encode())
-    package = Path(__file__).parent
-    for module in sorted(package.rglob("*.py")):
-        identity.update(module.relative_to(package).as_posix().encode() + b"\0")
-        try:
-            identity.update(module.read_bytes())
-        except OSError:
-            identity.update(b"(unreadable)")
-    return identity.hexdigest()
+    return code_identity(f"{MEMO_FORMAT} {__version__} yaml-rs {yaml_rs.__version__} {sys.version}")
 
 
 class _Stored:
@@ -106,18 +98,11 @@ class _Stored:
                 self.warnings, self.figures.as_list(), size]
 
 
-class PlanMemo:
-    def __init__(self, directory: Path | None = None):
-        self.directory = default_directory() if directory is None else Path(directory)
-        self.identity = package_identity()
-        self._files: Sequence[Path] | None = None  # the tree of the cache file below
-        self._file: CacheFile | None = None
-        self._known: tuple[dict, int] | None = None  # the parts it held when read, and its entries
+class PlanMemo(TreeCache):
+    kind = "plans"
 
-    def file_for(self, files: Sequence[Path]) -> CacheFile:
-        if files is not self._files:
-            self._files, self._file, self._known = files, CacheFile(self.directory, "plans", self.identity, files), None
-        return self._file
+    def __init__(self, directory: Path | None = None):
+        super().__init__(directory, package_identity())
 
     def read(self, files: Sequence[Path]) -> dict[tuple[str, str, str], _Stored]:
         """The parts kept for this tree by (file name, content digest, client key); {} when none is usable."""
@@ -137,21 +122,20 @@ class PlanMemo:
                     raise ValueError("texts of other lengths")
         except (ValueError, TypeError):  # an index of the wrong shape
             stored, cache.damaged = {}, True
-        self._known = (stored, entries)
+        self.known = (stored, entries)
         return stored
 
     def write(self, files: Sequence[Path], kept: Iterable[_Stored]) -> None:
         """Keep these parts: the new ones are appended, or the file is written again with these alone
         when most of what it held is no longer used."""
-        cache, (known, entries) = self.file_for(files), self._known or ({}, 0)
-        append = self._known is not None and not cache.must_rewrite(entries, sum(known.get(p.key) is p for p in kept))
-        self._known = None
+        known, entries = self.known or ({}, 0)
+        append = self.appends(files, entries, sum(known.get(part.key) is part for part in kept))
         parts = [part for part in kept if not append or known.get(part.key) is not part]
         if append and not parts:
             return
         encoded = [part.text.encode("utf-8", "surrogatepass") for part in parts]
         index = [part.index_entry(len(text)) for part, text in zip(parts, encoded)]
-        cache.write(index, encoded, append=append)
+        self.file_for(files).write(index, encoded, append=append)
 
 
 def plan(declarations: Declarations, state: State, now: datetime, policy: Policy, memo: PlanMemo | None = None,
@@ -288,7 +272,7 @@ def _has_anything(part: PlanPart) -> bool:
 def _instant(now: datetime) -> str:
     """``now`` as expiries are written (UTC, milliseconds): comparing such texts compares the instants,
     and an expiry has passed (the planner's ``expiry <= now``) exactly when its text is <= this."""
-    return now.astimezone(timezone.utc).replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
+    return format_timestamp(now)
 
 
 def _normal(expiry: str) -> bool:

@@ -32,8 +32,8 @@ SUMMARY_STEPS = 10  # and one at every tenth of the work...
 SUMMARY_MIN_GAP = 1.0  # ...but never two within a second
 RETRY_NOTICE_EVERY = 5.0  # seconds between two retry notices
 REDRAW_EVERY = 0.5  # seconds between redraws of the live line (elapsed and ETA move on)
-RATE_WINDOW = 15.0
-NO_REAL_LIMIT = 100_000  # requests/min: a server announcing this much (a local sandbox) sets no pace  # seconds of recent completions the rate and the ETA are measured over
+RATE_WINDOW = 15.0  # seconds of recent completions the rate and the ETA are measured over
+NO_REAL_LIMIT = 100_000  # requests/min: a server announcing this much (a local sandbox) sets no pace
 
 ACTION_NAMES = {
     "create": ("create", "creates"),

@@ -10,10 +10,6 @@ PyYAML itself.
 
 from __future__ import annotations
 
-import re
-
-STR = "str"
-
 # tag -> pattern of a plain scalar YAML 1.1 reads as that type (anchored by the user).
 IMPLICIT = {
     "bool": r"(?:yes|Yes|YES|no|No|NO|true|True|TRUE|false|False|FALSE|on|On|ON|off|Off|OFF)",
@@ -42,14 +38,6 @@ IMPLICIT = {
     ),
     "value": r"(?:=)",
 }
-
-def plain_type(text: str) -> str:
-    """The type YAML 1.1 gives ``text`` written as a plain (unquoted, untagged) scalar."""
-    for tag, pattern in IMPLICIT.items():
-        if re.fullmatch(pattern, text):
-            return tag
-    return STR
-
 
 def pattern_of(*tags: str) -> str:
     """One alternation of the given types' patterns, for embedding."""

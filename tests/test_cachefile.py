@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from provisioner import cachefile
 from provisioner.cachefile import MOST_SEGMENTS, CacheFile
 
 FILES = [Path("a.yaml"), Path("b.yaml")]
@@ -73,3 +74,21 @@ def test_a_directory_it_cannot_write_fails_nothing(tmp_path):
     cache_file.write([["one", 1]], [b"a"], append=False)
     cache_file.write([["two", 1]], [b"b"], append=True)
     assert read_back(cache_file) == []
+
+
+def test_the_code_identity_changes_with_the_source_of_the_modules_it_names(tmp_path, monkeypatch):
+    package = tmp_path / "provisioner"
+    (package / "sub").mkdir(parents=True)
+    for name in ("a.py", "b.py", "sub/c.py"):
+        (package / name).write_text(f"# {name}\n")
+    monkeypatch.setattr(cachefile, "__file__", str(package / "cachefile.py"))
+    named, every = cachefile.code_identity("v1", ["a.py"]), cachefile.code_identity("v1")
+    assert cachefile.code_identity("v2", ["a.py"]) != named  # the header: versions
+    (package / "b.py").write_text("# b.py, changed\n")
+    assert cachefile.code_identity("v1", ["a.py"]) == named
+    assert cachefile.code_identity("v1") != every
+    every = cachefile.code_identity("v1")
+    (package / "sub" / "c.py").write_text("# in a subpackage, changed\n")
+    assert cachefile.code_identity("v1") != every
+    (package / "a.py").write_text("# a.py, changed\n")
+    assert cachefile.code_identity("v1", ["a.py"]) != named

@@ -31,7 +31,6 @@ from provisioner.api.client import (
 from provisioner.api.pacing import RateLimiter
 from provisioner.sandbox import Faults, Sandbox
 
-OTHER_ACCOUNT_ID = "9d2f6c1b-3e4a-4b8d-a1f0-7c6e5d4b3a29"
 WRONG_KEY = "ti_test_" + "w" * 24
 BATCHES_PATH = f"/incoming/v2/clients/{ACME_ID}/creditBatches"
 FAST = {"backoff_base": 0.001, "backoff_cap": 0.004}
@@ -177,19 +176,6 @@ def test_list_follows_has_more_across_pages(sandbox):
 
 def test_list_of_a_client_without_batches_is_empty(sandbox):
     assert make_api(sandbox.url).list_batches(GLOBEX_ID) == []
-
-
-def test_list_filters_by_credit_account_across_pages(sandbox):
-    api = make_api(sandbox.url)
-    wanted = [api.create_batch(ACME_ID, {"startingBalance": n, "creditAccountId": ACCOUNT_ID})["id"]
-              for n in range(7)]
-    api.create_batch(ACME_ID, {"startingBalance": 1, "creditAccountId": OTHER_ACCOUNT_ID})
-    api.create_batch(ACME_ID, {"startingBalance": 2})
-
-    listed = api.list_batches(ACME_ID, credit_account_id=ACCOUNT_ID)
-
-    assert sorted(batch["id"] for batch in listed) == sorted(wanted)
-    assert len(api.list_batches(ACME_ID)) == 9
 
 
 def test_update_puts_the_body_to_the_batch_path(sandbox):

@@ -9,6 +9,7 @@ from the forms on which YAML 1.1 and YAML 1.2 disagree, and from arbitrary text.
 from __future__ import annotations
 
 import functools
+import re
 import textwrap
 import uuid
 from pathlib import Path
@@ -225,23 +226,60 @@ def _located(text: str) -> dict | None:
     return nodereader.read_one("m.yaml", text.encode("utf-8", "surrogatepass"))
 
 
-@PROPERTY
-@given(manifests())
-@example(good_manifest())
-@example(good_manifest(name="yes"))
-@example(good_manifest(balance="0x10"))
-@example(good_manifest(balance="0500"))
-@example(good_manifest(name="'yes'"))
-@example(good_grant_manifest())
-@example(good_grant_manifest(catchUp="yes"))
-@example(good_grant_manifest(until="2025-12-31"))
-@example(good_grant_manifest(name="x" * 247 + "{grant}"))  # 256 characters once filled in
-@example(good_grant_manifest(every="'month'", name="'{grant} {period}'", catchUp="false"))
-def test_a_file_the_fast_reader_accepts_means_the_same_to_the_located_reader(text):
-    data = text.encode("utf-8", "surrogatepass")
-    fast = fastreader.read(data)
+def _same_meaning(text: str, accepted: list[str]) -> None:
+    """A file the fast reader accepts (kept in ``accepted``) reads the same to the located reader."""
+    fast = fastreader.read(text.encode("utf-8", "surrogatepass"))
     if fast is not None:
         assert fast == _located(text), text
+        accepted.append(text)
+
+
+def _some_accepted(accepted: list[str]) -> None:
+    # A fast reader that answered None to everything would pass the property: it must accept some files.
+    # (Of 400 generated files it accepts from about 3 % (manifests()) to 25 % (grant_manifests()).)
+    assert accepted, "the fast reader accepted none of the files, so the property compared nothing"
+
+
+GOOD_EXAMPLES = [
+    good_manifest(),
+    good_manifest(name="'yes'"),
+    good_grant_manifest(),
+    good_grant_manifest(every="'month'", name="'{grant} {period}'", catchUp="false"),
+]
+# The fast reader leaves these to the located reader (YAML 1.1 types, errors, a quoted field over the limit).
+LEFT_EXAMPLES = [
+    good_manifest(name="yes"),
+    good_manifest(balance="0x10"),
+    good_manifest(balance="0500"),
+    good_grant_manifest(catchUp="yes"),
+    good_grant_manifest(until="2025-12-31"),
+    good_grant_manifest(name="x" * 247 + "{grant}"),  # 256 characters once filled in
+]
+
+
+@pytest.mark.parametrize("text", GOOD_EXAMPLES)
+def test_the_good_examples_go_the_fast_way_and_mean_the_same(text):
+    fast = fastreader.read(text.encode())
+    assert fast is not None and fast == _located(text)
+
+
+@pytest.mark.parametrize("text", LEFT_EXAMPLES)
+def test_the_other_examples_are_left_to_the_located_reader(text):
+    assert fastreader.read(text.encode()) is None
+
+
+def test_a_file_the_fast_reader_accepts_means_the_same_to_the_located_reader():
+    accepted: list[str] = []
+
+    @PROPERTY
+    @given(manifests())
+    def check(text):
+        _same_meaning(text, accepted)
+
+    for text in GOOD_EXAMPLES + LEFT_EXAMPLES:
+        check = example(text)(check)
+    check()
+    _some_accepted(accepted)
 
 
 # Plain values only (no quotes, flow, tags...): the files the fast reader checks without the line
@@ -281,12 +319,16 @@ def plain_manifests(draw) -> str:
     return "\n".join(lines) + "\n"
 
 
-@PROPERTY
-@given(plain_manifests())
-def test_a_plain_file_the_fast_reader_accepts_means_the_same_to_the_located_reader(text):
-    fast = fastreader.read(text.encode())
-    if fast is not None:
-        assert fast == _located(text), text
+def test_a_plain_file_the_fast_reader_accepts_means_the_same_to_the_located_reader():
+    accepted: list[str] = []
+
+    @PROPERTY
+    @given(plain_manifests())
+    def check(text):
+        _same_meaning(text, accepted)
+
+    check()
+    _some_accepted(accepted)
 
 
 def test_plain_files_skip_the_line_pattern_and_tricky_plain_values_do_not_pass(monkeypatch):
@@ -300,12 +342,16 @@ def test_plain_files_skip_the_line_pattern_and_tricky_plain_values_do_not_pass(m
         assert fastreader.read(good_manifest(balance=tricky).encode()) is None, tricky
 
 
-@PROPERTY
-@given(grant_manifests())
-def test_a_grant_file_the_fast_reader_accepts_means_the_same_to_the_located_reader(text):
-    fast = fastreader.read(text.encode())
-    if fast is not None:
-        assert fast == _located(text), text
+def test_a_grant_file_the_fast_reader_accepts_means_the_same_to_the_located_reader():
+    accepted: list[str] = []
+
+    @PROPERTY
+    @given(grant_manifests())
+    def check(text):
+        _same_meaning(text, accepted)
+
+    check()
+    _some_accepted(accepted)
 
 
 @PROPERTY
@@ -330,7 +376,8 @@ def test_the_loader_accepts_and_rejects_what_the_located_reader_does(tmp_path_fa
 def test_yaml11_types_are_pyyaml_s(text):
     assume("\n" not in text)
     resolved = yaml.resolver.Resolver().resolve(yaml.ScalarNode, text, (True, False))
-    assert yaml11.plain_type(text) == resolved.rsplit(":", 1)[1]
+    typed = next((tag for tag, pattern in yaml11.IMPLICIT.items() if re.fullmatch(pattern, text)), "str")
+    assert typed == resolved.rsplit(":", 1)[1]
 
 
 def test_the_property_sees_both_outcomes():

@@ -182,6 +182,14 @@ def test_catch_up_false_and_guardrails_through_the_cli(cli, api_env, write_manif
     assert list(creates(plan_json(cli, latest_only, state, "2026-07-15T00:00:00Z"))) == ["acme/g@2026-07"]
 
 
+def test_a_grant_from_before_the_year_1000_plans_its_latest_period(cli, write_manifest, state):
+    # Its periods' start instants were once written "500-01-01T...", which the planner could not read back.
+    manifest = grant_manifest(write_manifest, every="year", **{"from": "0500-01-01"}, startingBalance="5",
+                              expiresAfter="12 months")
+    document = plan_json(cli, manifest, state, "2026-07-15T00:00:00Z")
+    assert list(creates(document)) == ["acme/g@2026"]
+
+
 @pytest.mark.parametrize(
     ("at", "message"),
     [

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from provisioner import fastreader, manifestcache, nodereader
-from provisioner.manifest import ManifestError, load, manifest_schema
+from provisioner.manifest import ManifestError, load
 from provisioner.manifestcache import ManifestCache
+from provisioner.schema import manifest_schema
 
 ACME_ID = "6a0c1d7e-3b2f-4c1a-9e8d-7f6a5b4c3d21"
 ACCOUNT_ID = "5e4d3c2b-1a09-4f8e-8d7c-6b5a49382716"

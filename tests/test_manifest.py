@@ -13,17 +13,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from provisioner import fastreader, manifest, nodereader
-from provisioner.manifest import (
-    ManifestError,
-    ManifestIssue,
-    find_manifest_files,
-    load,
-    manifest_schema,
-)
+from provisioner import documents, fastreader, manifest
+from provisioner.manifest import ManifestError, ManifestIssue, find_files, load
 from provisioner.models import Desired, Policy
 from provisioner.planfile import is_saved_plan, save_plan
 from provisioner.planner import make_plan
+from provisioner.schema import manifest_schema
 from provisioner.backends.file import State
 
 ACME_ID = "6a0c1d7e-2f3b-4c5d-9e8f-0a1b2c3d4e5f"
@@ -187,24 +182,24 @@ def test_yaml_merge_keys_share_defaults():
 # --------------------------------------------------------------------------- finding files
 
 
-def test_find_manifest_files_walks_directories_sorted():
+def test_directories_give_their_manifests_sorted_and_hidden_ones_are_not_manifests():
     for name in ["m/z.yaml", "m/a.yml", "m/sub/b.yaml", "m/notes.txt", "m/.hidden.yaml", "m/.git/x.yaml"]:
         write(name, "")
     write("extra.conf", "")
-    found = find_manifest_files(["m", "extra.conf"])
-    assert found == [Path("m/a.yml"), Path("m/sub/b.yaml"), Path("m/z.yaml"), Path("extra.conf")]
+    found = find_files(["m", "extra.conf"])
+    assert found == ([Path("m/a.yml"), Path("m/sub/b.yaml"), Path("m/z.yaml"), Path("extra.conf")], [])
 
 
 def test_a_file_named_twice_is_read_once():
     write("m/a.yaml", f"clients:\n  acme:\n    id: {ACME_ID}\n")
-    assert find_manifest_files(["m", "m/a.yaml"]) == [Path("m/a.yaml")]
+    assert find_files(["m", "m/a.yaml"]) == ([Path("m/a.yaml")], [])
     assert list(load(["m", "m/a.yaml"]).clients) == ["acme"]
 
 
 def test_missing_path_is_an_error_naming_it():
     write("m/a.yaml", "")
     with pytest.raises(ManifestError) as caught:
-        find_manifest_files(["m", "nowhere"])
+        load(["m", "nowhere"])
     assert str(caught.value) == "nowhere: no such file or directory"
 
 
@@ -212,7 +207,7 @@ def test_no_manifest_found_is_an_error():
     Path("empty").mkdir()
     write("empty/readme.txt", "")
     with pytest.raises(ManifestError) as caught:
-        find_manifest_files(["empty"])
+        load(["empty"])
     assert str(caught.value) == "no *.yaml or *.yml files found in empty"
 
 
@@ -937,7 +932,7 @@ def test_pure_python_yaml_gives_the_same_answers(monkeypatch):
     fast = load(["acme.yaml"])
     text = batch_text("startingBalance: '5000'\nname: 2026\nexpiresOn: 2026-12-31\n")
     fast_problems = problems(("m.yaml", text))
-    monkeypatch.setattr(nodereader, "_LOADER", yaml.SafeLoader)
+    monkeypatch.setattr(documents, "LOADER", yaml.SafeLoader)
     monkeypatch.setattr(fastreader, "read", lambda data: None)  # the located reader alone
     assert load(["acme.yaml"]) == fast
     assert problems(("m.yaml", text)) == fast_problems

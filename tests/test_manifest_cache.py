@@ -11,7 +11,7 @@ import pytest
 from conftest import init_state, run_subprocess
 
 from provisioner import fastreader, manifestcache, nodereader
-from provisioner.manifest import ManifestError, find_manifest_files, load
+from provisioner.manifest import ManifestError, find_files, load
 from provisioner.manifestcache import ManifestCache
 
 NAMESPACE = uuid.UUID("2b7c4f1e-9a3d-4e5f-8a6b-1c2d3e4f5a6b")
@@ -169,7 +169,7 @@ def test_entries_of_the_wrong_shape_are_caught_when_the_models_are_built(tree, c
     """A cache whose digest matches but whose entries are wrong (a bug, a hand edit) is dropped."""
     expected = load([tree], cache=cache)
     path = pack(cache)
-    cache_file = cache.file_for(find_manifest_files([tree]))
+    cache_file = cache.file_for(find_files([tree])[0])
     assert cache_file.path == path
     index, blob = [], b""
     for segment in cache_file.read():
@@ -214,9 +214,9 @@ def test_writes_are_atomic_and_the_directory_ignores_itself(tree, cache):
 
 def test_default_directory_is_xdg_or_dot_provisioner(monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    assert manifestcache.default_directory() == tmp_path / "provisioner"
+    assert manifestcache.ManifestCache().directory == tmp_path / "provisioner"
     monkeypatch.delenv("XDG_CACHE_HOME")
-    assert manifestcache.default_directory() == Path(".provisioner") / "cache"
+    assert manifestcache.ManifestCache().directory == Path(".provisioner") / "cache"
 
 
 # --------------------------------------------------------------------------- the CLI

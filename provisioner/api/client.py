@@ -203,15 +203,13 @@ class CreditsApi:
         payload = self._request("PUT", path, json=body, idempotent=True, subject=f"batch {batch_id}")
         return _unwrap(payload, "UpdateCreditBatch")
 
-    def list_batches(self, client_id: str, credit_account_id: str | None = None) -> Listing:
+    def list_batches(self, client_id: str) -> Listing:
         """Every batch of the client, following hasMore page after page."""
         path = f"/incoming/v2/clients/{quote(client_id, safe='')}/creditBatches"
         batches: dict[str, dict] = {}  # by id: a batch listed twice (pages shifting) counts once
         page = 1
         while True:
             params = {"clientId": client_id, "page": page}
-            if credit_account_id:
-                params["creditAccountId"] = credit_account_id
             try:
                 payload = self._request("GET", path, params=params, idempotent=True, subject=f"client {client_id}")
             except NotFoundError as exc:

@@ -37,12 +37,6 @@ class ServerClock:
             del self._offsets[:-KEPT_READINGS]
 
     @property
-    def reliable(self) -> bool:
-        """There are readings, and they agree with one another."""
-        with self._guard:
-            return bool(self._offsets) and max(self._offsets) - min(self._offsets) <= AGREEMENT
-
-    @property
     def offset(self) -> float | None:
         """Seconds the server's clock is ahead of ours; None when it cannot be told."""
         with self._guard:

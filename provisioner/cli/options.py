@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import click
 
 from provisioner.backends import SANDBOX_STATE, check_workspace, default_state_path, open_backend
+from provisioner.report.wording import plural  # noqa: F401 (the commands' word for counts)
 
 if TYPE_CHECKING:
     from provisioner.backends import Backend
@@ -97,8 +98,10 @@ class Moment(click.ParamType):
             self.fail(f"{error}{f' (from {text_from})' if text_from else ''}", param, ctx)
 
     def parse(self, text: str) -> datetime:
+        from provisioner.timestamps import from_iso
+
         try:
-            moment = datetime.fromisoformat(text[:-1] + "+00:00" if text[-1:] in ("Z", "z") else text)
+            moment = from_iso(text)
         except ValueError:
             raise ValueError(
                 f"'{text}' is not an ISO 8601 timestamp; write it with a time zone, e.g. {self.EXAMPLE}"
@@ -143,10 +146,6 @@ def expanded(desired: Desired, at: datetime) -> Desired:
         return expand(desired, at)
     except (OverflowError, ValueError) as error:  # a period past the year 9999
         raise UserError(f"cannot expand the grants for --at {at.isoformat()}: {error}") from None
-
-
-def plural(count: int, one: str, many: str) -> str:
-    return f"{count:,} {one if count == 1 else many}"
 
 
 def ask_yes(question: str, refusal: str, cancelled: str = "cancelled; nothing was changed.") -> None:
@@ -296,7 +295,10 @@ cache_option = click.option(
 
 
 def load_manifests(paths: Iterable[Path], no_cache: bool = False) -> Desired:
-    return read_manifests(paths, no_cache).desired()
+    from provisioner.manifest import load
+    from provisioner.manifestcache import ManifestCache
+
+    return load(list(paths), cache=None if no_cache else ManifestCache())
 
 
 def read_manifests(paths: Iterable[Path], no_cache: bool = False) -> Declarations:

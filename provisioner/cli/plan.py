@@ -155,6 +155,6 @@ def check_replace_addresses(replace, state: State) -> None:
 @click.command(short_help="Print the JSON Schema of a manifest file.")
 def schema() -> None:
     """Print the JSON Schema of a manifest file (for editors and CI)."""
-    from provisioner.manifest import manifest_schema
+    from provisioner.schema import manifest_schema
 
     click.echo(json.dumps(manifest_schema(), indent=2, sort_keys=True))

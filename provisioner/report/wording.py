@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-from provisioner.report.model import BatchLine, CreditsReport, Number
 from provisioner.timestamps import NO_EXPIRY
+
+if TYPE_CHECKING:  # the CLI takes plural() from here at start-up, without the report's model
+    from provisioner.report.model import BatchLine, CreditsReport, Number
 
 # The columns of the per-client and per-batch tables; the four places credits go, in order.
 CREDIT_COLUMNS = (
