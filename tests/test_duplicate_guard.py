@@ -8,8 +8,9 @@ as blocked. Every test runs the CLI as a user does, against a real sandbox.
 from __future__ import annotations
 
 import json
+from collections import Counter
 
-from conftest import GLOBEX_ID, call_api, recorded_nothing, run_subprocess, two_client_manifest
+from conftest import ACME_ID, GLOBEX_ID, call_api, recorded_nothing, run_subprocess, two_client_manifest
 
 from provisioner.backends.file import read_state
 
@@ -223,3 +224,16 @@ def test_forget_intent_refuses_to_list_another_instance_than_the_state_records(
     assert refused.exit_code == 1, refused.output
     assert "records the batches of https://other.thoughtindustries.com" in refused.stderr
     assert "globex/starter" in read_state(state).pending
+
+
+def test_apply_refresh_lists_each_client_once(cli, api_env, sandbox, write_manifest, state):
+    """The refresh's listings serve the preflight and the duplicate guard: no client is listed twice."""
+    manifest = write_manifest(two_client_manifest())  # acme and globex, each creating
+
+    result = cli("apply", manifest, "--state", state, "--refresh", "--auto-approve", *FAST)
+
+    assert result.exit_code == 0, result.output
+    assert sandbox.stats["creates"] == 3
+    listed = Counter(path for method, path, _ in sandbox.request_log if method == "GET")
+    assert listed == {f"/incoming/v2/clients/{ACME_ID}/creditBatches": 1,
+                      f"/incoming/v2/clients/{GLOBEX_ID}/creditBatches": 1}

@@ -401,6 +401,72 @@ def test_a_journal_already_folded_into_the_snapshot_is_not_applied_twice(tmp_pat
     assert backup_path(path).read_bytes() == backup, "the real previous version stays the backup"
 
 
+def test_changes_recorded_while_a_checkpoint_writes_the_snapshot_survive_a_crash_before_the_journal_moves_on(
+    tmp_path, monkeypatch
+):
+    """A checkpoint writes the snapshot outside the writer's guard, from a copy, while workers go on
+    recording. If the run dies once that snapshot is in place but before the journal is cut down to what
+    came after it, the journal's checkpoint line says which of its entries the snapshot lacks."""
+    from provisioner.backends import file as file_backend
+    from provisioner.backends.journal import Journal
+
+    path = new_state(tmp_path / "default.json")
+    write_state(path, "acme/q1")
+    writer = FileWriter(path, checkpoint_seconds=NEVER)
+    writer.record_intent(intent("acme/a"))
+    write_snapshot_now = file_backend.write_snapshot
+
+    def a_worker_records_meanwhile(*args):
+        writer.record_intent(intent("acme/b"))  # not in the copy being written
+        writer.record("acme/q1", batch(7))
+        write_snapshot_now(*args)
+
+    def killed_before_the_journal_moves_on(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(file_backend, "write_snapshot", a_worker_records_meanwhile)
+    monkeypatch.setattr(Journal, "restart", killed_before_the_journal_moves_on)
+    writer.checkpoint()
+    monkeypatch.undo()
+
+    assert on_disk(path)["serial"] == 2 and set(on_disk(path)["pending"]) == {"acme/a"}
+    recovered = read_state(path)
+    assert recovered.serial == 2 and set(recovered.pending) == {"acme/a", "acme/b"}
+    assert recovered.resources["acme/q1"].batch_id == "id-7"
+
+    writer._journal.close()  # killed: no final checkpoint
+    reopened = FileWriter(path)
+    assert set(reopened.state.pending) == {"acme/a", "acme/b"} and reopened.state.serial == 3
+    assert set(on_disk(path)["pending"]) == {"acme/a", "acme/b"} and not journal_path(path).exists()
+    reopened.close()
+
+
+def test_a_checkpoint_keeps_in_the_journal_only_what_came_after_its_snapshot(tmp_path, monkeypatch):
+    from provisioner.backends import file as file_backend
+
+    path = new_state(tmp_path / "default.json")
+    writer = FileWriter(path, checkpoint_seconds=NEVER)
+    writer.record_intent(intent("acme/a"))
+    write_snapshot_now = file_backend.write_snapshot
+
+    def a_worker_records_meanwhile(*args):
+        writer.record_intent(intent("acme/b"))
+        write_snapshot_now(*args)
+
+    monkeypatch.setattr(file_backend, "write_snapshot", a_worker_records_meanwhile)
+    writer.checkpoint()
+    monkeypatch.undo()
+
+    journal = [json.loads(line) for line in journal_path(path).read_text().splitlines()]
+    assert journal[0]["op"] == "begin" and journal[0]["serial"] == on_disk(path)["serial"] == 1
+    assert [entry["intent"]["address"] for entry in journal[1:]] == ["acme/b"]
+    assert set(read_state(path).pending) == {"acme/a", "acme/b"}
+    writer.record_intent(intent("acme/c"))  # appended to the new journal
+    assert set(read_state(path).pending) == {"acme/a", "acme/b", "acme/c"}
+    writer.close()
+    assert set(on_disk(path)["pending"]) == {"acme/a", "acme/b", "acme/c"} and not journal_path(path).exists()
+
+
 def test_a_journal_ahead_of_its_snapshot_is_an_error(tmp_path):
     path = new_state(tmp_path / "default.json")
     write_state(path, "acme/q1")

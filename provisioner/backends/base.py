@@ -10,6 +10,7 @@ instant loses nothing; its ``serial`` moves only when what is recorded changed.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -132,15 +133,19 @@ class StateWriter(ABC):
     """Records changes one by one, each durable before the call returns.
 
     Subclasses persist one entry at a time (``_persist``) and the checkpoint
-    (``_save``); this class keeps the in-memory ``state`` in step and decides
-    when the serial moves: at a checkpoint, and only if the content changed.
+    (``_save``, or ``_begin_save`` to do the slow part outside the guard); this
+    class keeps the in-memory ``state`` in step and decides when the serial
+    moves: at a checkpoint, and only if the content changed.
     """
 
-    def __init__(self, state: State, checkpoint_seconds: float = CHECKPOINT_SECONDS):
+    def __init__(self, state: State, checkpoint_seconds: float = CHECKPOINT_SECONDS, unsaved: bool = False):
+        """``unsaved``: ``state`` differs from what is stored (a killed run's changes); the first
+        checkpoint moves the serial."""
         self.state = state
         self.checkpoint_seconds = checkpoint_seconds
         self._guard = threading.RLock()
-        self._saved_digest = state.content_digest()
+        self._checkpointing = threading.Lock()  # one checkpoint at a time
+        self._changes = Changes(state, unsaved=unsaved)
         self._last_checkpoint = time.monotonic()
 
     def __enter__(self) -> StateWriter:
@@ -200,35 +205,122 @@ class StateWriter(ABC):
     def _save(self, state: State, changed: bool) -> None:
         """The checkpoint: ``state`` carries its new serial when ``changed``; else only tidy up."""
 
+    def _begin_save(self, state: State, changed: bool) -> Callable[[], None] | None:
+        """The checkpoint, under the guard: returns what is left to do outside it (while changes go
+        on being recorded), or None when it is all done. By default it is all done here."""
+        self._save(state, changed)
+        return None
+
+    def _saved_as(self, state: State) -> None:
+        """``state`` is now what is stored, as a whole (``replace``)."""
+        self.state = state
+        self._changes = Changes(state)
+
     def _write(self, entry: dict) -> None:
         with self._guard:
             self._persist(entry)
+            self._changes.note(self.state, entry)
             apply_entry(self.state, entry)
-            if time.monotonic() - self._last_checkpoint >= self.checkpoint_seconds:
-                try:
-                    self.checkpoint()
-                except (OSError, StateError):
-                    # The entry is durable already; the final checkpoint reports the failure.
-                    self._last_checkpoint = time.monotonic()
-
-    def checkpoint(self) -> None:
-        """The serial moves (+1) when, and only when, what is recorded changed since the last one."""
-        with self._guard:
-            digest = self.state.content_digest()
-            changed = digest != self._saved_digest
-            if changed:
-                self.state.serial += 1
+            due = time.monotonic() - self._last_checkpoint >= self.checkpoint_seconds
+        if due:
             try:
-                self._save(self.state, changed)
-            except BaseException:
+                self.checkpoint(wait=False)
+            except (OSError, StateError):
+                # The entry is durable already; the final checkpoint reports the failure.
+                self._last_checkpoint = time.monotonic()
+
+    def checkpoint(self, wait: bool = True) -> None:
+        """The serial moves (+1) when, and only when, what is recorded changed since the last one.
+
+        ``wait=False``: return at once when another thread's checkpoint is under way."""
+        if not self._checkpointing.acquire(blocking=wait):
+            return
+        try:
+            with self._guard:
+                changed = self._changes.changed(self.state)
                 if changed:
-                    self.state.serial -= 1
-                raise
-            self._saved_digest = digest
+                    self.state.serial += 1
+                before, self._changes = self._changes, Changes(self.state)
+                try:
+                    rest = self._begin_save(self.state, changed)
+                except BaseException:
+                    self._undo_checkpoint(before, changed)
+                    raise
+            if rest is not None:
+                try:
+                    rest()
+                except BaseException:
+                    with self._guard:
+                        self._undo_checkpoint(before, changed)
+                    raise
             self._last_checkpoint = time.monotonic()
+        finally:
+            self._checkpointing.release()
+
+    def _undo_checkpoint(self, before: Changes, changed: bool) -> None:
+        """Nothing was saved: the serial and the changes to save are as before the checkpoint began."""
+        if changed:
+            self.state.serial -= 1
+        self._changes = before.followed_by(self._changes)
 
     def close(self) -> None:
         self.checkpoint()
+
+
+_ABSENT = object()
+
+
+class Changes:
+    """What was stored at the last checkpoint, for each address changed since: tells whether the
+    content changed (an intent and its refusal change nothing) without digesting the whole state."""
+
+    def __init__(self, state: State, unsaved: bool = False):
+        self._instance = state.instance
+        self._stored: dict[tuple[str, str], object] = {}  # (table, address) -> Resource | Intent | _ABSENT
+        self._unsaved = unsaved
+
+    def note(self, state: State, entry: dict) -> None:
+        """Before ``entry`` is applied to ``state``."""
+        for table, address in _touched(entry):
+            self._stored.setdefault((table, address), getattr(state, table).get(address, _ABSENT))
+
+    def changed(self, state: State) -> bool:
+        if self._unsaved or state.instance != self._instance:
+            return True
+        return any(
+            _content(getattr(state, table).get(address, _ABSENT)) != _content(stored)
+            for (table, address), stored in self._stored.items()
+        )
+
+    def followed_by(self, later: Changes) -> Changes:
+        """These changes, then ``later`` ones: measured against what was stored before both."""
+        merged = Changes.__new__(Changes)
+        merged._instance = self._instance
+        merged._stored = {**later._stored, **self._stored}
+        merged._unsaved = self._unsaved or later._unsaved
+        return merged
+
+
+def _touched(entry: dict) -> list[tuple[str, str]]:
+    op = entry["op"]
+    if op == "intent":
+        return [("pending", entry["intent"]["address"])]
+    if op == "record":
+        return [("resources", entry["address"]), ("pending", entry["address"])]
+    if op == "clear":
+        return [("pending", entry["address"])]
+    if op == "forget":
+        return [("resources", entry["address"])]
+    if op == "move":
+        return [("resources", entry["from"]), ("resources", entry["to"])]
+    return []
+
+
+def _content(value: object) -> str | None:
+    """As the content digest sees it (1 and 1.0 differ there, and so here)."""
+    if value is _ABSENT:
+        return None
+    return json.dumps(value.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
 
 
 def check_instance(state: State, instance: str, where: str) -> None:
@@ -257,5 +349,7 @@ def apply_entry(state: State, entry: dict) -> None:
         state.resources[entry["to"]] = state.resources.pop(entry["from"])
     elif op == "instance":
         state.instance = entry["name"]
+    elif op == "checkpoint":
+        pass  # the file journal's mark of where a snapshot took over (see file.py)
     else:
         raise StateError(f"unknown journal entry {op!r}: written by a newer provisioner?")

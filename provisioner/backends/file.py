@@ -8,7 +8,9 @@ Layout on disk, beside ``state/default.json``:
 - ``default.json.lock``     the lock of the run in progress (see filelock.py).
 
 Readers fold the journal into the snapshot, so an apply killed at any instant
-loses nothing: every intent and every id reached the journal (fsync) first.
+loses nothing: every intent and every id reached the journal (fsync) first. A
+journal behind the snapshot was folded into it already, except for what follows
+its last ``checkpoint`` line for the snapshot's serial (see journal.py).
 """
 
 from __future__ import annotations
@@ -71,7 +73,7 @@ class FileBackend(Backend):
             yield held.info
 
     def open_writer(self) -> FileWriter:
-        return FileWriter(self.path, self.read(), name=self.name)
+        return FileWriter(self.path, name=self.name)
 
     def force_unlock(self, lock_id: str) -> LockInfo:
         return force_unlock(self.path, lock_id)
@@ -150,15 +152,27 @@ def _backup_hint(path: Path) -> str:
 def read_state(path: str | Path) -> State | None:
     """Snapshot plus the journal of any unfinished run: the whole truth, read only. None: no state."""
     path = Path(path)
+    unfolded = read_unfolded(path)
+    if unfolded is None:
+        return None
+    state, entries, _ = unfolded
+    _replay(path, state, entries)
+    return state
+
+
+def read_unfolded(path: Path) -> tuple[State, list[dict], bool] | None:
+    """(the snapshot, the journal entries it does not hold yet, whether there is a journal); None: no state."""
     while True:
         state = read_snapshot(path)
         entries, base = _read_journal_checked(path, state)
         serial = 0 if state is None else state.serial
-        if base is None or base["serial"] < serial:
-            return state  # no journal, or one already folded in
+        if base is None:
+            return None if state is None else (state, [], False)
+        if base["serial"] < serial:
+            # Folded in already, unless a checkpoint wrote this snapshot while the run went on.
+            return state, _after_checkpoint(entries, serial), True
         if base["serial"] == serial and state is not None:
-            _replay(path, state, entries)
-            return state
+            return state, entries, True
         # A writer starts a journal only after its snapshot is in place, so a journal
         # ahead of the snapshot we read means the snapshot was replaced meanwhile: read
         # both again. Still ahead of the current snapshot, it is a real mismatch.
@@ -169,6 +183,15 @@ def read_state(path: str | Path) -> State | None:
                 f"{path.name} {found}: the state file looks older than its journal "
                 "(restored from an old copy?). Nothing was changed; restore the newer state file."
             )
+
+
+def _after_checkpoint(entries: list[dict], serial: int) -> list[dict]:
+    """What was journaled after the last checkpoint that wrote snapshot ``serial``: not in it."""
+    for position in range(len(entries) - 1, -1, -1):
+        entry = entries[position]
+        if entry["op"] == "checkpoint" and entry.get("serial") == serial:
+            return entries[position + 1 :]
+    return []
 
 
 def _snapshot_serial(path: Path) -> int:
@@ -202,16 +225,47 @@ def _read_journal_checked(path: Path, state: State | None) -> tuple[list[dict], 
 
 
 def render_snapshot(state: State) -> str:
-    return json.dumps(state.model_dump(mode="json", exclude_none=False), indent=2, sort_keys=True) + "\n"
+    return SnapshotText().render(state)
 
 
-def write_snapshot(path: Path, state: State) -> None:
+class SnapshotText:
+    """The snapshot's text, as ``json.dumps(state, indent=2, sort_keys=True)`` writes it, each resource
+    and intent rendered once: they are replaced, never changed in place, so the text of one that is
+    still the same object is still right, and a checkpoint renders only what changed."""
+
+    def __init__(self):
+        self._rendered: dict[str, dict[str, tuple[object, str]]] = {}  # table -> address -> (item, its text)
+
+    def render(self, state: State) -> str:
+        document = state.model_dump(mode="json", exclude={"resources", "pending"})
+        parts = {key: json.dumps(value) for key, value in document.items()}
+        parts["resources"] = self._table("resources", state.resources)
+        parts["pending"] = self._table("pending", state.pending)
+        lines = [f"  {json.dumps(key)}: {parts[key]}" for key in sorted(parts)]
+        return "{\n" + ",\n".join(lines) + "\n}\n"
+
+    def _table(self, table: str, items: dict) -> str:
+        before = self._rendered.get(table, {})
+        rendered = {}
+        for address, item in items.items():
+            known = before.get(address)
+            if known is None or known[0] is not item:
+                known = (item, json.dumps(item.model_dump(mode="json"), indent=2, sort_keys=True).replace("\n", "\n    "))
+            rendered[address] = known
+        self._rendered[table] = rendered
+        if not rendered:
+            return "{}"
+        lines = [f"    {json.dumps(address)}: {rendered[address][1]}" for address in sorted(rendered)]
+        return "{\n" + ",\n".join(lines) + "\n  }"
+
+
+def write_snapshot(path: Path, state: State, text: SnapshotText | None = None) -> None:
     """Atomic: temporary file, fsync, keep the previous file as .backup, rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(temporary, "w", encoding="utf-8") as handle:
-            handle.write(render_snapshot(state))
+            handle.write((text or SnapshotText()).render(state))
             handle.flush()
             os.fsync(handle.fileno())
     except BaseException:
@@ -239,20 +293,24 @@ def _keep_backup(path: Path) -> None:
 class FileWriter(StateWriter):
     """Every change goes to the journal first (one fsynced line); the snapshot is rewritten
     every few seconds and at the end, so a large state costs little per change and a crash
-    loses nothing."""
+    loses nothing. The snapshot is written from a copy while changes go on being journaled."""
 
-    def __init__(self, path: str | Path, state: State | None = None, *, name: str | None = None,
-                 checkpoint_seconds: float = CHECKPOINT_SECONDS):
+    def __init__(self, path: str | Path, *, name: str | None = None, checkpoint_seconds: float = CHECKPOINT_SECONDS):
         self.path = Path(path)
         self._name = name or str(path)
         self._journal: Journal | None = None
-        if state is None:
-            state = FileBackend(self.path).read()
-        # What the snapshot on disk holds; the state read may hold an interrupted run's journal too.
-        snapshot = read_snapshot(self.path)
-        super().__init__(snapshot or state, checkpoint_seconds)
-        if snapshot is not None and journal_path(self.path).exists():
-            self.state = state
+        self._journaled_since_mark: list[dict] | None = None  # while a checkpoint writes the snapshot
+        self._text = SnapshotText()
+        unfolded = read_unfolded(self.path)
+        if unfolded is None:
+            raise FileBackend(self.path).missing_error()
+        snapshot, entries, journal_found = unfolded
+        super().__init__(snapshot, checkpoint_seconds)
+        # An interrupted run's journal: folded in here, so that the changes it made are seen as changes.
+        for entry in entries:
+            self._changes.note(self.state, entry)
+        _replay(self.path, self.state, entries)
+        if journal_found:
             self.checkpoint()  # folds the interrupted run in (serial + 1), or drops a spent journal
 
     @property
@@ -271,18 +329,51 @@ class FileWriter(StateWriter):
                 "was not recorded and the run stopped. What was recorded before is intact: free the disk, then "
                 "run apply again (it looks up any create left open)."
             ) from None
+        if self._journaled_since_mark is not None:
+            self._journaled_since_mark.append(entry)
+
+    def _begin_save(self, state: State, changed: bool):
+        if not changed or self._journal is None:
+            # Nothing to write, or no run going on (opening folds an interrupted run's journal in).
+            self._save(state, changed)
+            return None
+        # Resources and intents are replaced, never changed in place: new dicts make a snapshot.
+        snapshot = state.model_copy(update={"resources": dict(state.resources), "pending": dict(state.pending)})
+        self._journal.append({"op": "checkpoint", "serial": state.serial})
+        self._journaled_since_mark = []
+        return lambda: self._write_snapshot_then_journal(snapshot)
+
+    def _write_snapshot_then_journal(self, snapshot: State) -> None:
+        """Outside the guard; the journal keeps every change until the snapshot is in place."""
+        try:
+            write_snapshot(self.path, snapshot, self._text)
+        except BaseException:
+            with self._guard:
+                self._journaled_since_mark = None
+            raise
+        with self._guard:
+            since, self._journaled_since_mark = self._journaled_since_mark, None
+            try:
+                if since:
+                    self._journal = self._journal.restart(snapshot.lineage, snapshot.serial, since)
+                else:
+                    self._drop_journal()
+            except OSError:
+                pass  # the journal as it is stays right: its checkpoint line says where the snapshot took over
 
     def _save(self, state: State, changed: bool) -> None:
         if changed:
-            write_snapshot(self.path, state)
+            write_snapshot(self.path, state, self._text)
+        # Unchanged (an intent and its refusal, say): the snapshot already says it all.
+        self._drop_journal()
+
+    def _drop_journal(self) -> None:
         if self._journal is not None:
             self._journal.close()
             self._journal = None
-        # Unchanged (an intent and its refusal, say): the snapshot already says it all.
         journal_path(self.path).unlink(missing_ok=True)
 
     def replace(self, state: State) -> None:
         with self._guard:
-            self.state = state.model_copy(deep=True)
-            self._saved_digest = self.state.content_digest()
+            self._saved_as(state.model_copy(deep=True))
             self._save(self.state, changed=True)

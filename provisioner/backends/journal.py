@@ -4,6 +4,13 @@ The first line names the state it continues (lineage and serial). A torn last
 line is what a crash mid-write leaves: it never happened, and is ignored. A
 write that fails midway (disk full, I/O error) is cut back off the file, so no
 fragment is ever left for the next line to be glued to.
+
+A checkpoint writes the snapshot while the run goes on recording: it first
+appends a ``checkpoint`` line naming the snapshot's serial, and once that
+snapshot is in place the journal is replaced by one that continues it, holding
+only the lines recorded meanwhile (``Journal.restart``). A crash in between
+leaves the old journal: what follows its last ``checkpoint`` line for the
+snapshot's serial is what the snapshot does not hold yet.
 """
 
 from __future__ import annotations
@@ -37,9 +44,31 @@ class Journal:
             raise
         return journal
 
+    def restart(self, lineage: str, serial: int, entries: list[dict]) -> Journal:
+        """A journal continuing serial ``serial`` with ``entries``, put in this one's place at once
+        (rename): a crash leaves either journal whole. This one is closed; on failure it stays."""
+        temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
+        # Opened before the rename: the new lines go to the inode that is then the journal.
+        successor = Journal(self.path, fd)
+        try:
+            data = "".join(_line(entry) for entry in [{"op": "begin", "lineage": lineage, "serial": serial}, *entries])
+            view = memoryview(data.encode("utf-8"))
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+            os.replace(temporary, self.path)
+        except BaseException:
+            successor.close()
+            temporary.unlink(missing_ok=True)
+            raise
+        fsync_directory(self.path.parent)
+        self.close()
+        return successor
+
     def append(self, entry: dict) -> None:
         """Whole lines only: on a failed write the file is cut back to where the line began."""
-        data = memoryview((json.dumps(entry, sort_keys=True, separators=(",", ":")) + "\n").encode("utf-8"))
+        data = memoryview(_line(entry).encode("utf-8"))
         start = os.lseek(self._fd, 0, os.SEEK_END)
         try:
             while data:
@@ -59,6 +88,10 @@ class Journal:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+
+
+def _line(entry: dict) -> str:
+    return json.dumps(entry, sort_keys=True, separators=(",", ":")) + "\n"
 
 
 def fsync_directory(directory: Path) -> None:

@@ -387,9 +387,9 @@ class PostgresWriter(StateWriter):
     def __init__(self, backend: PostgresBackend, state: State, saved_digest: str,
                  checkpoint_seconds: float = CHECKPOINT_SECONDS):
         self.backend = backend
-        super().__init__(state, checkpoint_seconds)
-        self._saved_digest = saved_digest
-        if saved_digest != state.content_digest():
+        unsaved = saved_digest != state.content_digest()
+        super().__init__(state, checkpoint_seconds, unsaved=unsaved)
+        if unsaved:
             self.checkpoint()  # a run that was killed recorded things: they move the serial now
 
     @property
@@ -492,8 +492,7 @@ class PostgresWriter(StateWriter):
 
         with self._guard:
             backend.write(statements)
-            self.state = state.model_copy(deep=True)
-            self._saved_digest = self.state.content_digest()
+            self._saved_as(state.model_copy(deep=True))
 
 
 # Resources and intents are json, not jsonb: json keeps the text as written, so a state reads back

@@ -105,10 +105,12 @@ def apply(paths, backend, sandbox, base_url, parallelism, rate_limit, lock_timeo
             check_replace_addresses(replace, writer.state)
             with api_context(sandbox, base_url, backend, rate_limit, parallelism, reporter) as api:
                 check_instance(writer.state, api, backend)
-                observed = refreshed(desired, writer.state, api, parallelism, reporter) if refresh else None
+                # One listing per client for the whole run: the refresh's serve the preflight, the duplicate
+                # guard and recovery's first look; deciding that a create never happened lists again.
+                listings = ClientListings(api)
+                observed = refreshed(desired, writer.state, api, parallelism, reporter, listings) if refresh else None
                 result = make_plan(desired, writer.state, at, observed=observed, replace=replace, policy=policy,
                                    allow_duplicates=allow_duplicate)
-                listings = ClientListings(api)
                 if result.has_changes:
                     preflight(api, listings, result, desired, writer.state)
                 if saved and not saved.matches(result):

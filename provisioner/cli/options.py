@@ -327,13 +327,16 @@ def api_context(sandbox: bool, base_url: str | None, backend: Backend, rate_limi
     )
 
 
-def refreshed(desired: Desired, state: State, api, parallelism: int, reporter: Progress | None = None) -> dict:
+def refreshed(desired: Desired, state: State, api, parallelism: int, reporter: Progress | None = None,
+              listings=None) -> dict:
+    """``listings``: a ClientListings that keeps each client's listing for the rest of the run."""
     from provisioner.progress import Progress
     from provisioner.refresh import observe
 
     client_ids = {batch.client_id for batch in desired.batches.values()}
     client_ids |= {resource.client_id for resource in state.resources.values()}
-    return observe(api, sorted(client_ids), parallelism=parallelism, reporter=reporter or Progress.for_stream())
+    return observe(api, sorted(client_ids), parallelism=parallelism, reporter=reporter or Progress.for_stream(),
+                   listings=listings)
 
 
 def check_instance(state: State, api, backend: Backend) -> None:
