@@ -148,9 +148,10 @@ class Desired(Frozen):
 
 
 class Resource(BaseModel):
-    """One managed batch as recorded in state."""
+    """One managed batch as recorded in state. Replaced, never changed in place: the file backend
+    renders each one once and reuses its text while it is the same object (backends/file.py)."""
 
-    model_config = ConfigDict(extra="forbid", **LAZY)
+    model_config = ConfigDict(frozen=True, extra="forbid", **LAZY)
 
     batch_id: str
     client_id: str
@@ -159,9 +160,9 @@ class Resource(BaseModel):
 
 
 class Intent(BaseModel):
-    """A create about to be sent: written durably before the request goes out."""
+    """A create about to be sent: written durably before the request goes out. Frozen, as Resource."""
 
-    model_config = ConfigDict(extra="forbid", **LAZY)
+    model_config = ConfigDict(frozen=True, extra="forbid", **LAZY)
 
     address: str
     client_id: str
