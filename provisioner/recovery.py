@@ -24,7 +24,7 @@ address and a person decides (``provisioner import`` or ``state forget-intent``)
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -185,7 +185,7 @@ class Findings:
 def find(
     listed: Iterable[Mapping],
     intent: Intent,
-    claimed: set[str],
+    claimed: Container[str],
     open_intents: Iterable[Intent] = (),
 ) -> Findings:
     """The batches of ``listed`` that ``intent``'s create may have made.
@@ -220,7 +220,7 @@ def confusable_key(client_id: str, attributes: Mapping) -> tuple:
 def duplicates_of(
     attributes: Mapping,
     listed: Iterable[Mapping],
-    claimed: set[str],
+    claimed: Container[str],
     open_intents: Iterable[Intent] = (),
 ) -> list[dict]:
     """Unclaimed batches that already look like the batch a create would make: the duplicate guard.

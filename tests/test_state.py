@@ -554,3 +554,23 @@ def test_a_reader_beside_a_busy_writer_always_sees_a_consistent_past_state(tmp_p
         child.kill()
         child.wait()
     assert len(read_state(path).resources) == 100
+
+
+def test_the_claimed_ids_stay_in_step_with_what_is_recorded(tmp_path):
+    """The duplicate guard asks for the claimed ids before every create; the writer keeps them as changes
+    are recorded instead of rebuilding them, and they must always be what the state itself says."""
+    path = new_state(tmp_path / "default.json")
+    with FileWriter(path, checkpoint_seconds=NEVER) as writer:
+        claimed = writer.claimed_ids()
+        writer.record("acme/q1", batch(1))
+        writer.record("acme/q2", batch(2))
+        writer.record("acme/q3", batch(2))  # two addresses with one id: forgetting one keeps it claimed
+        writer.record("acme/q1", batch(11))  # the id of an address replaced
+        writer.forget("acme/q2")
+        writer.move("acme/q3", "acme/q4")
+        expected = writer.state.claimed_ids()
+        assert {key for key in expected if key in claimed} == expected
+        assert batch(1).batch_id not in claimed and batch(11).batch_id in claimed and batch(2).batch_id in claimed
+        writer.forget("acme/q4")
+        assert batch(2).batch_id not in claimed
+        assert writer.claimed_ids() is claimed

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from provisioner.models import Intent, Resource, State
+from provisioner.models import Intent, Resource, State, batch_key
 
 CHECKPOINT_SECONDS = 5.0
 Warn = Callable[[str], None]
@@ -146,6 +146,7 @@ class StateWriter(ABC):
         self._guard = threading.RLock()
         self._checkpointing = threading.Lock()  # one checkpoint at a time
         self._changes = Changes(state, unsaved=unsaved)
+        self._claimed: ClaimedIds | None = None  # built on first use, then kept in step by _write
         self._last_checkpoint = time.monotonic()
 
     def __enter__(self) -> StateWriter:
@@ -183,9 +184,14 @@ class StateWriter(ABC):
 
     # --- reading, under the guard --------------------------------------------------
 
-    def claimed_ids(self) -> set[str]:
+    def claimed_ids(self) -> ClaimedIds:
+        """The batch ids some address records, for membership tests; kept up to date as changes are
+        recorded (the duplicate guard asks before every create: rebuilding it each time made an
+        apply's cost grow with the square of the state's size)."""
         with self._guard:
-            return self.state.claimed_ids()
+            if self._claimed is None:
+                self._claimed = ClaimedIds(self.state)
+            return self._claimed
 
     def open_intents(self) -> list[Intent]:
         with self._guard:
@@ -215,11 +221,14 @@ class StateWriter(ABC):
         """``state`` is now what is stored, as a whole (``replace``)."""
         self.state = state
         self._changes = Changes(state)
+        self._claimed = None
 
     def _write(self, entry: dict) -> None:
         with self._guard:
             self._persist(entry)
             self._changes.note(self.state, entry)
+            if self._claimed is not None:
+                self._claimed.note(self.state, entry)
             apply_entry(self.state, entry)
             due = time.monotonic() - self._last_checkpoint >= self.checkpoint_seconds
         if due:
@@ -265,6 +274,39 @@ class StateWriter(ABC):
 
     def close(self) -> None:
         self.checkpoint()
+
+
+class ClaimedIds:
+    """The batch keys of a state's resources, counted (two addresses may record one id)."""
+
+    def __init__(self, state: State):
+        self._counts: dict[str, int] = {}
+        for resource in state.resources.values():
+            self._add(resource.batch_id)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._counts
+
+    def note(self, state: State, entry: dict) -> None:
+        """Before ``entry`` is applied to ``state``."""
+        if entry["op"] == "record":
+            self._remove(state.resources.get(entry["address"]))
+            self._add(entry["resource"]["batch_id"])
+        elif entry["op"] == "forget":
+            self._remove(state.resources.get(entry["address"]))
+
+    def _add(self, batch_id) -> None:
+        key = batch_key(batch_id)
+        self._counts[key] = self._counts.get(key, 0) + 1
+
+    def _remove(self, resource: Resource | None) -> None:
+        if resource is None:
+            return
+        key = batch_key(resource.batch_id)
+        if self._counts.get(key, 0) <= 1:
+            self._counts.pop(key, None)
+        else:
+            self._counts[key] -= 1
 
 
 _ABSENT = object()
