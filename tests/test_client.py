@@ -589,3 +589,54 @@ def test_credentials_in_the_base_url_are_refused_without_echoing_them():
         check_base_url("https://admin:hunter2@school.thoughtindustries.com")
     assert "hunter2" not in str(raised.value)
     assert "school.thoughtindustries.com" in str(raised.value)
+
+
+# ---------------------------------------------------------------- the environment, read once
+
+
+def test_a_netrc_entry_for_the_host_never_replaces_the_api_key(sandbox, tmp_path, monkeypatch):
+    """requests, left to read the environment per request, lets ~/.netrc replace the Authorization
+    header with Basic auth: the key would never reach the API (401 on every call)."""
+    (tmp_path / ".netrc").write_text("machine 127.0.0.1 login someone password elsewhere\n")
+    (tmp_path / ".netrc").chmod(0o600)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("NETRC", str(tmp_path / ".netrc"))
+
+    listed = make_api(sandbox.url).list_batches(ACME_ID)
+
+    assert listed == [] and sandbox.request_log[-1][2] == 200
+
+
+def test_the_proxy_of_the_environment_is_used(monkeypatch):
+    """The environment is read once, at start: HTTP(S)_PROXY and NO_PROXY still apply."""
+    asked: list[str] = []
+
+    class Proxy(BaseHTTPRequestHandler):
+        def do_GET(self):
+            asked.append(self.path)
+            self.send_response(503)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Proxy)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    try:
+        for name in ("NO_PROXY", "no_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{server.server_address[1]}")
+        target = "http://127.0.0.2:9"  # nothing listens there: only the proxy can answer
+        with pytest.raises(ApiError):
+            make_api(target, max_attempts=1).list_batches(ACME_ID)
+        assert asked and asked[0].startswith(f"{target}/incoming/v2/clients/{ACME_ID}/creditBatches")
+
+        asked.clear()
+        monkeypatch.setenv("NO_PROXY", "127.0.0.2")
+        with pytest.raises(ApiError):
+            make_api(target, max_attempts=1).list_batches(ACME_ID)
+        assert not asked, "NO_PROXY names the host: the proxy is not asked"
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -9,6 +9,7 @@ it by listing, never by a blind second POST.
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 import threading
 import time
@@ -150,6 +151,12 @@ class CreditsApi:
         self.session.headers.update(
             {"Authorization": f"Bearer {api_key}", "Accept": "application/json", "User-Agent": "provisioner"}
         )
+        # The environment is read once, here: requests would read it again for every request (a sixth
+        # of a create's CPU, which ten workers share), and would let a ~/.netrc entry for the host
+        # replace the Bearer key with Basic auth. Proxies (with NO_PROXY) and a CA bundle still apply.
+        self.session.trust_env = False
+        self.session.proxies.update(requests.utils.get_environ_proxies(self.base_url))
+        self.session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
         adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max(pool_size, 1), max_retries=0)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
