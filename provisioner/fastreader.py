@@ -18,10 +18,11 @@ source of every message. So the good path pays nothing for error quality.
 - yaml-rs parses the file (so it is valid YAML, without duplicate keys), every key is
   text to it (``2026:`` is a number to yaml-rs and the key "2026" to the located reader:
   left to the latter), and the keys it finds, in document order, are one per key line;
-- every value passes the field's rule, as the located loader would pass it (a grant's
-  ``every``, ``expiresAfter``, ``timeZone`` and ``name`` through the same grants.py checks;
-  its dates written YYYY-MM-DD, its ``catchUp`` as plain ``true`` or ``false``), no two
-  clients of the file share an id, and no grant key is also a batch key of its client.
+- every value passes the field's rule (fastvalues.py), as the located loader would pass
+  it (a grant's ``every``, ``expiresAfter``, ``timeZone`` and ``name`` through the same
+  grants.py checks; its dates written YYYY-MM-DD, its ``catchUp`` as plain ``true`` or
+  ``false``), no two clients of the file share an id, and no grant key is also a batch key
+  of its client.
 
 Positions (for ``source``) come from the key lines: the n-th key of the document in
 pre-order is on the n-th key line.
@@ -31,25 +32,21 @@ from __future__ import annotations
 
 import functools
 import re
-import uuid
-from datetime import date
 
 import yaml_rs
 
 from provisioner import grants, yaml11
+from provisioner.fastvalues import UNKNOWN, Unsure, readers
 from provisioner.fields import (
     BATCH_RULES,
     CLIENT_RULES,
     DEFAULT_GRANT_NAME,
     GRANT_RULES,
     KEY,
-    CONTROL_CHARACTER,
     MAX_NAME_LENGTH,
-    MAX_WHOLE_NUMBER,
     POLICY_RULES,
     Kind,
 )
-from provisioner.timestamps import format_timestamp, from_iso
 
 # A file's declarations, as plain data (it is what the cache stores):
 # {"policy": None | [line, {attribute: value}],
@@ -59,10 +56,6 @@ from provisioner.timestamps import format_timestamp, from_iso
 #              creditAccountId, catchUp, line, column], ...]}
 # (every and expiresAfter as grants.py writes them back, dates as YYYY-MM-DD, defaults filled in)
 Record = dict
-
-
-class Unsure(Exception):
-    """The fast path cannot vouch for this file: read it the located way."""
 
 
 # --------------------------------------------------------------------------- line shapes
@@ -276,7 +269,7 @@ class _FileWalk:
         self.keys += len(value)
         values = {}
         for name, written in value.items():
-            attribute, reader = _POLICY.get(name, _UNKNOWN)
+            attribute, reader = _POLICY.get(name, UNKNOWN)
             values[attribute] = reader(written)
         return values
 
@@ -294,7 +287,7 @@ class _FileWalk:
             batch_rows = grant_rows = None
             for name, written in client.items():
                 self.keys += 1
-                attribute, reader = _CLIENT.get(name, _UNKNOWN)
+                attribute, reader = _CLIENT.get(name, UNKNOWN)
                 if attribute == "batches":  # their keys come next
                     batch_rows = self.batches(written)
                 elif attribute == "grants":
@@ -335,7 +328,7 @@ class _FileWalk:
             self.keys += 1 + len(batch)
             values = {}
             for name, written in batch.items():
-                attribute, reader = _BATCH.get(name, _UNKNOWN)
+                attribute, reader = _BATCH.get(name, UNKNOWN)
                 values[attribute] = reader(written)
             if "starting_balance" not in values:
                 raise Unsure
@@ -363,7 +356,7 @@ class _FileWalk:
             self.keys += 1 + len(grant)
             values = {}
             for name, written in grant.items():
-                attribute, reader = _GRANT.get(name, _UNKNOWN)
+                attribute, reader = _GRANT.get(name, UNKNOWN)
                 values[attribute] = reader(written)
             if "every" not in values or "from_date" not in values or "starting_balance" not in values:
                 raise Unsure
@@ -420,124 +413,8 @@ def _is_key_line(line: str) -> bool:
     return bool(stripped) and stripped[0] != "#" and not line.startswith("---")
 
 
-# --------------------------------------------------------------------------- values
-
-
-def _whole(value) -> int:
-    if type(value) is not int or not 0 <= value <= MAX_WHOLE_NUMBER:
-        raise Unsure
-    return value
-
-
-def _text(value) -> str:
-    if type(value) is not str or not value.strip() or len(value) > MAX_NAME_LENGTH or value != value.strip():
-        raise Unsure
-    if not value.isprintable() and CONTROL_CHARACTER.search(value):  # isprintable: the usual case, at C speed
-        raise Unsure
-    return value
-
-
-_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-
-
-def _uuid(value) -> str:
-    if type(value) is not str:
-        raise Unsure
-    if _CANONICAL_UUID.fullmatch(value):
-        return value
-    try:
-        return str(uuid.UUID(value))
-    except ValueError:
-        raise Unsure from None
-
-
-_TIMESTAMPS: dict[str, str] = {}
-_DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
-
-
-def _timestamp(value) -> str:
-    """UTC with milliseconds, as the located loader writes it; only its fromisoformat forms."""
-    if type(value) is not str:
-        raise Unsure
-    known = _TIMESTAMPS.get(value)
-    if known is not None:
-        return known
-    text = value.strip()
-    if _DATE_ONLY.fullmatch(text):
-        raise Unsure
-    try:
-        moment = from_iso(text)
-        if moment.utcoffset() is None:
-            raise Unsure
-        result = format_timestamp(moment)
-    except (ValueError, OverflowError):
-        raise Unsure from None
-    _TIMESTAMPS[value] = result
-    return result
-
-
-def _parsed(parse):
-    """A reader of text that grants.py parses: any ValueError (its message) leaves the file to the judge."""
-
-    def read(value):
-        if type(value) is not str:
-            raise Unsure
-        try:
-            return parse(value)
-        except ValueError:
-            raise Unsure from None
-
-    return read
-
-
-def _template(value) -> str:
-    text = _text(value)
-    try:
-        grants.check_name_template(text)
-    except ValueError:
-        raise Unsure from None
-    return text
-
-
-def _time_zone(value) -> str:
-    _parsed(grants.parse_time_zone)(value)
-    return value
-
-
-def _date(value) -> str:
-    if type(value) is not str or not _DATE_ONLY.fullmatch(value):
-        raise Unsure
-    try:
-        date.fromisoformat(value)
-    except ValueError:
-        raise Unsure from None
-    return value
-
-
-def _boolean(value) -> bool:
-    if type(value) is not bool:
-        raise Unsure
-    return value
-
-
-def _unknown(value):
-    raise Unsure
-
-
-_READERS = {
-    Kind.WHOLE: _whole, Kind.TEXT: _text, Kind.UUID: _uuid, Kind.TIMESTAMP: _timestamp, Kind.BATCHES: None,
-    Kind.GRANTS: None, Kind.EVERY: _parsed(grants.parse_every), Kind.DURATION: _parsed(grants.parse_expires_after),
-    Kind.TIME_ZONE: _time_zone, Kind.TEMPLATE: _template, Kind.DATE: _date, Kind.BOOLEAN: _boolean,
-}
-_UNKNOWN = (None, _unknown)
-
-
-def _readers(rules: dict) -> dict:
-    """Field name -> (attribute, reader), so that the inner loops look up one dict."""
-    return {name: (rule.attribute, _READERS[rule.kind]) for name, rule in rules.items()}
-
-
-_POLICY = _readers(POLICY_RULES)
-_CLIENT = _readers(CLIENT_RULES)
-_BATCH = _readers(BATCH_RULES)
-_GRANT = _readers(GRANT_RULES)
+# Field name -> (attribute, value reader), by section.
+_POLICY = readers(POLICY_RULES)
+_CLIENT = readers(CLIENT_RULES)
+_BATCH = readers(BATCH_RULES)
+_GRANT = readers(GRANT_RULES)

@@ -38,8 +38,8 @@ from provisioner.cachefile import TreeCache, code_identity
 CACHE_FORMAT = 3
 # The modules whose code decides what a file declares.
 READER_MODULES = (
-    "manifest.py", "fields.py", "fastreader.py", "nodereader.py", "yaml11.py", "manifestcache.py", "cachefile.py",
-    "grants.py", "timestamps.py", "values.py", "documents.py",
+    "manifest.py", "declarations.py", "fields.py", "fastreader.py", "fastvalues.py", "nodereader.py", "yaml11.py",
+    "manifestcache.py", "cachefile.py", "grants.py", "timestamps.py", "values.py", "documents.py",
 )
 
 

@@ -44,7 +44,8 @@ import yaml_rs
 from provisioner import __version__, parallel
 from provisioner.bulk import paused_gc
 from provisioner.cachefile import TreeCache, code_identity
-from provisioner.manifest import Declarations, DeclaredFile, LoadTimings, batch_specs
+from provisioner.declarations import Declarations, DeclaredFile, batch_specs
+from provisioner.manifest import LoadTimings
 from provisioner.models import BatchSpec, Desired, Figures, Plan, PlanPart, Policy, State
 from provisioner.planner import client_of, client_order, combine, make_plan
 from provisioner.render.text import part_text

@@ -1,8 +1,8 @@
 """What a manifest's values mean, kind by kind (fields.Kind), with what to write instead when they are wrong.
 
-The located reader's (nodereader.py) counterpart of the fast reader's ``_READERS``: ``READERS`` maps
-each kind of value to a function of one node of libyaml's tree (YAML 1.1, as PyYAML reads it) that
-gives ``(value, None)``, or ``(None, message)`` naming what was written and what is expected.
+The located reader's (nodereader.py) counterpart of the fast reader's (fastvalues.py): ``READERS``
+maps each kind of value to a function of one node of libyaml's tree (YAML 1.1, as PyYAML reads it)
+that gives ``(value, None)``, or ``(None, message)`` naming what was written and what is expected.
 """
 
 from __future__ import annotations

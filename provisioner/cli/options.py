@@ -20,7 +20,7 @@ from provisioner.report.wording import plural  # noqa: F401 (the commands' word 
 
 if TYPE_CHECKING:
     from provisioner.backends import Backend
-    from provisioner.manifest import Declarations
+    from provisioner.declarations import Declarations
     from provisioner.models import Desired, Policy, State
     from provisioner.progress import Progress
 
