@@ -311,6 +311,13 @@ class FileWriter(StateWriter):
             self._changes.note(self.state, entry)
         _replay(self.path, self.state, entries)
         if journal_found:
+            # A run killed while a checkpoint wrote its snapshot left a checkpoint line naming a serial no
+            # snapshot holds. The fold's snapshot must come after it: under that serial, a crash before the
+            # journal is dropped would have readers apply what follows that line a second time.
+            named = max((entry.get("serial") for entry in entries
+                         if entry["op"] == "checkpoint" and type(entry.get("serial")) is int), default=0)
+            if named > self.state.serial and self._changes.changed(self.state):
+                self.state.serial = named
             self.checkpoint()  # folds the interrupted run in (serial + 1), or drops a spent journal
 
     @property
