@@ -574,3 +574,12 @@ def test_the_claimed_ids_stay_in_step_with_what_is_recorded(tmp_path):
         writer.forget("acme/q4")
         assert batch(2).batch_id not in claimed
         assert writer.claimed_ids() is claimed
+
+
+def test_moving_an_address_that_is_not_recorded_is_refused_and_journals_nothing(tmp_path):
+    path = new_state(tmp_path / "default.json")
+    with FileWriter(path, checkpoint_seconds=NEVER) as writer:
+        writer.record("acme/q1", batch(1))
+        with pytest.raises(StateError, match="acme/nope is not recorded"):
+            writer.move("acme/nope", "acme/q2")
+    assert set(read_state(path).resources) == {"acme/q1"}

@@ -170,7 +170,11 @@ class StateWriter(ABC):
         self._write({"op": "forget", "address": address})
 
     def move(self, source: str, destination: str) -> None:
-        self._write({"op": "move", "from": source, "to": destination})
+        with self._guard:
+            if source not in self.state.resources:
+                # Journaled first, such a move could never be replayed: the state would stop reading.
+                raise StateError(f"{source} is not recorded in {self.name}: nothing to move.")
+            self._write({"op": "move", "from": source, "to": destination})
 
     def bind_instance(self, instance: str) -> None:
         """Ties the state to the API it records; refuses another one."""
