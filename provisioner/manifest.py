@@ -31,19 +31,6 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from provisioner import parallel
 from provisioner.bulk import paused_gc
 from provisioner.declarations import Combined, Declarations, DeclaredFile
-from provisioner.fields import (  # noqa: F401  (re-exported: the names other modules know)
-    BATCH_FIELDS,
-    CLIENT_FIELDS,
-    EXAMPLE_TIMESTAMP,
-    EXAMPLE_UUID,
-    GRANT_FIELDS,
-    KEY_PATTERN,
-    KEY_RULE,
-    MAX_NAME_LENGTH,
-    MAX_WHOLE_NUMBER,
-    POLICY_FIELDS,
-    TOP_FIELDS,
-)
 from provisioner.models import Desired
 from provisioner.planfile import is_saved_plan_data
 

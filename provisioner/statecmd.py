@@ -11,7 +11,7 @@ from pathlib import Path
 
 from provisioner import grants
 from provisioner.api.client import ApiError, CreditsApi
-from provisioner.manifest import KEY_PATTERN, KEY_RULE
+from provisioner.fields import KEY_PATTERN, KEY_RULE
 from provisioner.backends.file import parse_state, read_state
 from provisioner.models import COMPARED_FIELDS, BatchSpec, Desired, Intent, Resource, State, batch_key
 from provisioner.listings import ClientListings

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from provisioner import documents, fastreader, manifest
+from provisioner import documents, fastreader, fields, manifest
 from provisioner.manifest import ManifestError, ManifestIssue, find_files, load
 from provisioner.models import Desired, Policy
 from provisioner.planfile import is_saved_plan, save_plan
@@ -888,17 +888,17 @@ def test_schema_lists_the_fields_and_forbids_others():
 def test_schema_constrains_keys_with_the_loader_pattern():
     schema = manifest_schema()
     clients = next(option for option in schema["properties"]["clients"]["anyOf"] if option["type"] == "object")
-    assert clients["patternProperties"] == {f"^{manifest.KEY_PATTERN}$": {"$ref": "#/$defs/ClientModel"}}
+    assert clients["patternProperties"] == {f"^{fields.KEY_PATTERN}$": {"$ref": "#/$defs/ClientModel"}}
     assert clients["additionalProperties"] is False
 
 
 def test_schema_and_loader_know_the_same_fields():
     # The loader's field lists are read from the schema models; check they are what it handles.
     defs = manifest_schema()["$defs"]
-    assert set(manifest.BATCH_FIELDS) == set(defs["BatchModel"]["properties"])
-    assert set(manifest.CLIENT_FIELDS) == set(defs["ClientModel"]["properties"])
-    assert set(manifest.GRANT_FIELDS) == set(defs["GrantModel"]["properties"])
-    assert set(manifest.POLICY_FIELDS.values()) == set(Policy.model_fields)
+    assert set(fields.BATCH_FIELDS) == set(defs["BatchModel"]["properties"])
+    assert set(fields.CLIENT_FIELDS) == set(defs["ClientModel"]["properties"])
+    assert set(fields.GRANT_FIELDS) == set(defs["GrantModel"]["properties"])
+    assert set(fields.POLICY_FIELDS.values()) == set(Policy.model_fields)
 
 
 # --------------------------------------------------------------------------- speed

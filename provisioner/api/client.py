@@ -14,7 +14,6 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
 from urllib.parse import quote, urlsplit
 
 import requests

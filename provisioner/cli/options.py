@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING
 import click
 
 from provisioner.backends import SANDBOX_STATE, check_workspace, default_state_path, open_backend
-from provisioner.report.wording import plural  # noqa: F401 (the commands' word for counts)
 
 if TYPE_CHECKING:
     from provisioner.backends import Backend

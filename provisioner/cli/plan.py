@@ -23,7 +23,6 @@ from provisioner.cli.options import (
     load_manifests,
     moment,
     paths_argument,
-    plural,
     policy_options,
     progress,
     quiet_option,
@@ -33,6 +32,7 @@ from provisioner.cli.options import (
     user_errors,
     with_backend,
 )
+from provisioner.report.wording import plural
 
 if TYPE_CHECKING:
     from provisioner.backends import Backend

@@ -16,13 +16,13 @@ from provisioner.cli.options import (
     load_manifests,
     moment,
     optional_paths_argument,
-    plural,
     progress,
     refreshed,
     refuse_output_over_own_files,
     user_errors,
     with_backend,
 )
+from provisioner.report.wording import plural
 from provisioner.report import DEFAULT_EXPIRING_WITHIN, FORMATS
 
 

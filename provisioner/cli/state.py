@@ -18,7 +18,6 @@ from provisioner.cli.options import (
     load_manifests,
     lock_option,
     paths_argument,
-    plural,
     progress,
     quiet_option,
     refreshed,
@@ -26,6 +25,7 @@ from provisioner.cli.options import (
     user_errors,
     with_backend,
 )
+from provisioner.report.wording import plural
 
 
 @click.command(short_help="Create an empty state (first run only).")
