@@ -39,7 +39,14 @@ from provisioner.listings import ClientListings
 from provisioner.models import UPDATABLE_FIELDS, Change, Desired, Intent, Plan, Resource
 from provisioner.planner import client_of, same_value
 from provisioner.progress import Progress, describe_work
-from provisioner.recovery import confusable_key, differences, duplicate_reasons, duplicates_of
+from provisioner.recovery import (
+    confusable_key,
+    differences,
+    duplicate_reasons,
+    duplicates_of,
+    may_still_send,
+    send_reserve,
+)
 from provisioner.settling import IntentSettler
 from provisioner.tally import ApplyResult, Tally
 from provisioner.timestamps import format_timestamp, utc_now_text
@@ -48,11 +55,18 @@ from provisioner.timestamps import format_timestamp, utc_now_text
 # waiting for it: the client's read timeout, and as much again as a margin.
 RECOVERY_WAIT = 2 * READ_TIMEOUT
 RECOVERY_ROUNDS = 3
+# How many times an intent is written again when its sender stalled past the part of the recovery
+# window in which a create may still leave.
+SEND_TRIES = 3
 CONFIRMED = "created (its answer was lost; found by listing)"
 
 
 class DuplicateFound(ApiError):
     """The client already has an unclaimed batch just like the one a create would make."""
+
+
+class CreateNotSent(ApiError):
+    """A create was not sent: its sender could not be sure that no other run would settle its intent."""
 
 
 def request_digest(client_id: str, attributes: dict) -> str:
@@ -218,20 +232,36 @@ class Applier:
         written: list[Intent] = []
 
         def write_intent() -> None:
-            # Tied to its instance with the first thing it records, not before: an apply that
-            # records nothing leaves the state (and its serial) as it was.
-            self.writer.bind_instance(self.api.instance)
-            server_now = self.api.clock.now()
-            intent = Intent(
-                address=address,
-                client_id=client_id,
-                attributes=attributes,
-                digest=request_digest(client_id, attributes),
-                at=utc_now_text(),
-                server_at=format_timestamp(server_now) if server_now is not None else None,
+            """The intent made durable; then, the instant before the request leaves, the proof that
+            nobody else can be settling it: the lock is still held, and the intent is young enough
+            that a run taking over later would wait for this create (see recovery.may_still_send)."""
+            for _ in range(SEND_TRIES):
+                started = time.monotonic()
+                # Tied to its instance with the first thing it records, not before: an apply that
+                # records nothing leaves the state (and its serial) as it was.
+                self.writer.bind_instance(self.api.instance)
+                server_now = self.api.clock.now()
+                intent = Intent(
+                    address=address,
+                    client_id=client_id,
+                    attributes=attributes,
+                    digest=request_digest(client_id, attributes),
+                    at=utc_now_text(),
+                    server_at=format_timestamp(server_now) if server_now is not None else None,
+                )
+                self.writer.record_intent(intent)
+                written.append(intent)
+                self.writer.confirm_lock()  # LockLost: nothing is sent, the intent stays for the next run
+                stalled = time.monotonic() - started
+                if may_still_send(stalled, self.recovery_wait):
+                    return
+                self.tally.note(address, f"{stalled:.1f} s passed between writing its intent and sending it "
+                                         "(this machine stalled); writing the intent again before sending")
+            raise CreateNotSent(
+                f"not sent: this machine stalled for more than {send_reserve(self.recovery_wait):.1f} s between "
+                f"writing the create's intent and sending it, {SEND_TRIES} times (overloaded, or paused?). "
+                "Nothing was created; run apply again."
             )
-            self.writer.record_intent(intent)
-            written.append(intent)
 
         def settle_refused() -> None:
             """A definite refusal: this attempt made nothing. An earlier attempt still in doubt stands."""
@@ -299,10 +329,21 @@ class Applier:
         batch_id = batch.get("id")
         if batch_id in (None, ""):
             raise ApiError(f"{intent.address}: the API answered without a batch id; the intent stays open.")
-        self.writer.record(
-            intent.address,
-            Resource(batch_id=str(batch_id), client_id=intent.client_id, attributes=intent.attributes, remote=batch),
-        )
+        try:
+            self.writer.record(
+                intent.address,
+                Resource(batch_id=str(batch_id), client_id=intent.client_id, attributes=intent.attributes,
+                         remote=batch),
+            )
+        except StateError as exc:
+            # Said at once, with its id: the credits were issued, and the id must not be lost.
+            message = (
+                f"batch {batch_id} was created but could not be recorded ({exc}). Its intent stays open in the "
+                f"state: the next apply finds it by listing and records it; to record it by hand: provisioner "
+                f"import {intent.address} {batch_id} PATHS..."
+            )
+            self.tally.warn(f"Warning: {intent.address}: {message}")
+            raise StateError(message) from None
         for difference in differences(batch, intent.attributes):
             self.tally.warn(f"Warning: {intent.address}: the API stored it differently: {difference}.")
         self.tally.done(intent.address, kind, f"{outcome} [id={batch_id}]")

@@ -35,6 +35,19 @@ from provisioner.timestamps import parse_timestamp
 # createdAt is compared with the intent's time on the server's clock, with this much slack: the
 # Date header has a 1 s resolution and the offset is measured over a network round trip.
 CREATED_MARGIN = timedelta(seconds=30)
+# The server has two clocks that need not agree: the one that dates its answers (Date, read for the
+# intent's server time: a frontend, a proxy) and the one that stamps createdAt (the database's host).
+# A batch made this much before the intent by the Date clock may still be its own.
+CLOCKS_DISAGREE = timedelta(minutes=5)
+# Of an intent's recovery window, the part in which its create may still leave (its sender stalled:
+# a frozen VM, a SIGSTOP, a long pause); the rest is for the server to finish it (connect and read
+# timeouts, 35 s of the default 60 s window, with room to spare). A sender past it writes its intent
+# again before sending: another run may already count the old one as never sent.
+SEND_SHARE = 0.25
+# Never less than this, though: writing an intent takes a moment (an fsync, a commit), and a window
+# this short (a test's, a local sandbox's) is no promise about stalls anyway; there, the lock check
+# before each send is what stops a run that was taken over.
+SEND_FLOOR = 0.5
 BARE_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 EQUAL, UNKNOWN, HINT, DIFFERENT = "equal", "unknown", "hint", "different"
@@ -119,14 +132,38 @@ def made_exactly_as(batch: Mapping, attributes: Mapping) -> bool:
 
 
 def created_since(batch: Mapping, since: datetime | None) -> bool:
-    """Made after ``since`` (server clock, less the margin); unknown counts as yes."""
+    """Made after ``since`` (server clock, less the margin and what the server's two clocks may
+    disagree by); unknown counts as yes."""
     created = batch.get("createdAt")
     if since is None or not created:
         return True
     try:
-        return parse_timestamp(str(created)) >= since - CREATED_MARGIN
+        return parse_timestamp(str(created)) >= since - CREATED_MARGIN - CLOCKS_DISAGREE
     except ValueError:
         return True
+
+
+def made_before(batch: Mapping, since: datetime | None) -> float | None:
+    """Seconds ``batch`` was made before ``since`` by its createdAt; None when not before or unknown."""
+    created = batch.get("createdAt")
+    if since is None or not created:
+        return None
+    try:
+        seconds = (since - parse_timestamp(str(created))).total_seconds()
+    except ValueError:
+        return None
+    return seconds if seconds > 0 else None
+
+
+def send_reserve(window: float) -> float:
+    """Seconds after its intent was written (steady clock) within which a create may still be sent."""
+    return max(window * SEND_SHARE, SEND_FLOOR)
+
+
+def may_still_send(age: float, window: float) -> bool:
+    """An intent ``age`` seconds old (steady clock, from just before it was written) may still have its
+    create sent: a run settling it after a takeover waits ``window`` from when it was written."""
+    return age <= send_reserve(window)
 
 
 def window_left(intent: Intent, window: float, server_now: datetime | None, local_now: datetime) -> float:
@@ -166,6 +203,10 @@ class Findings:
     exact: tuple[dict, ...] = ()  # made as asked, after the intent: its own batch, if only one
     look_alikes: tuple[dict, ...] = ()  # same client and balance, but not exactly as asked (or older)
     allowed: int = 1  # open intents that sent this very request: that many exact batches are theirs
+    # Look-alikes made exactly as asked but before the intent (by createdAt against the Date clock):
+    # an older batch, or the server's clocks disagreeing by more than CLOCKS_DISAGREE.
+    too_early: tuple[dict, ...] = ()
+    since: datetime | None = None  # the intent's time on the server's (Date) clock
 
     @property
     def nothing(self) -> bool:
@@ -197,18 +238,21 @@ def find(
     twins = 1 + sum(1 for other in others if other.client_id == intent.client_id and other.digest == intent.digest)
     different_requests = [other for other in others if other.digest != intent.digest]
     since = intent_since(intent)
-    exact, look_alikes = [], []
+    exact, look_alikes, too_early = [], [], []
     for batch in listed:
         if batch_key(batch.get("id")) in claimed or not is_look_alike(batch, intent.attributes):
             continue
         if any(made_exactly_as(batch, other.attributes) for other in different_requests
                if other.client_id == intent.client_id):
             continue
-        if is_exact(batch, intent.attributes) and created_since(batch, since):
-            exact.append(dict(batch))
-        else:
-            look_alikes.append(dict(batch))
-    return Findings(exact=tuple(exact), look_alikes=tuple(look_alikes), allowed=twins)
+        if is_exact(batch, intent.attributes):
+            if created_since(batch, since):
+                exact.append(dict(batch))
+                continue
+            too_early.append(dict(batch))
+        look_alikes.append(dict(batch))
+    return Findings(exact=tuple(exact), look_alikes=tuple(look_alikes), allowed=twins, too_early=tuple(too_early),
+                    since=since)
 
 
 def confusable_key(client_id: str, attributes: Mapping) -> tuple:
@@ -256,10 +300,19 @@ def duplicate_reasons(address: str, client_key: str, found: list[dict]) -> tuple
 
 def ambiguity_message(intent: Intent, findings: Findings) -> str:
     """Why an interrupted create is not settled: batches that could be its own, which a person must choose from."""
-    exact_note = (
-        f"{len(findings.exact)} made exactly as asked" if findings.exact else "none made exactly as asked (the "
-        "API may have changed the name's case or spacing, or listed fields as null)"
-    )
+    if findings.exact:
+        exact_note = f"{len(findings.exact)} made exactly as asked"
+    elif findings.too_early:
+        before = made_before(findings.too_early[0], findings.since) or 0.0
+        exact_note = (
+            f"made exactly as asked, but {before:.0f} s before the intent by the server's clock: an older batch, "
+            "or the server stamps createdAt with a clock that disagrees with the one its Date header "
+            f"reads (by more than the {CLOCKS_DISAGREE.total_seconds():.0f} s allowed; check the server's "
+            "clocks, or a proxy rewriting Date)"
+        )
+    else:
+        exact_note = ("none made exactly as asked (the API may have changed the name's case or spacing, or "
+                      "listed fields as null)")
     return (
         f"{batches_phrase(len(findings.candidates))} of client {intent.client_id}, claimed by no address, could be the one the "
         f"interrupted create of {intent.address} made ({exact_note}): {describe(findings.candidates)}. "

@@ -38,6 +38,10 @@ class LockError(Exception):
     """The lock is held by someone else, or cannot be taken."""
 
 
+class LockLost(StateError):
+    """This run no longer holds the lock: it must not write, nor send a create, any more."""
+
+
 @dataclass(frozen=True)
 class LockInfo:
     """Who holds a state's lock, as a refused run names them."""
@@ -185,6 +189,12 @@ class StateWriter(ABC):
     @abstractmethod
     def replace(self, state: State) -> None:
         """Puts a whole state in place (``state push``), as one durable step."""
+
+    @abstractmethod
+    def confirm_lock(self) -> None:
+        """Raises LockLost unless this run still holds the state's lock, now: the check made the
+        instant before each create leaves (a run that lost its lock may have been taken over, and the
+        run that took over may settle this run's intents without waiting for its creates)."""
 
     # --- reading, under the guard --------------------------------------------------
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -28,12 +29,13 @@ from provisioner.backends.base import (
     CHECKPOINT_SECONDS,
     Backend,
     LockInfo,
+    LockLost,
     StateError,
     StateWriter,
     Warn,
     apply_entry,
 )
-from provisioner.backends.filelock import StateLock, force_unlock, lock_path
+from provisioner.backends.filelock import StateLock, force_unlock, lock_path, read_lock_info
 from provisioner.backends.journal import Journal, JournalError, fsync_directory, read_journal
 from provisioner.models import STATE_FORMAT_VERSION, State
 
@@ -384,3 +386,16 @@ class FileWriter(StateWriter):
         with self._guard:
             self._saved_as(state.model_copy(deep=True))
             self._save(self.state, changed=True)
+
+    def confirm_lock(self) -> None:
+        """The lock file is still this process's: not removed by hand, nor taken by another run since."""
+        try:
+            holder = read_lock_info(self.path)
+        except OSError:
+            holder = None
+        if holder is None or holder.pid != os.getpid() or holder.host != socket.gethostname():
+            raise LockLost(
+                f"this run no longer holds the lock on {self.name} ({lock_path(self.path)} was removed or "
+                "taken by another run); it stopped before sending anything more. Run the command again "
+                "once no other run is going: open creates are resolved by listing."
+            )

@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from provisioner.backends.base import LockError, LockInfo, StateError, Warn
+from provisioner.backends.base import LockError, LockInfo, LockLost, Warn
 from provisioner.backends.filelock import current_user
 
 if TYPE_CHECKING:
@@ -31,10 +31,6 @@ if TYPE_CHECKING:
 
 # How long a run refused the lock waits for the winner to write its holder row, so the refusal can name it.
 NAMING_GRACE = 2.0
-
-
-class LockLost(StateError):
-    """This run no longer holds the lock: it must not write anything more."""
 
 
 class AdvisoryLock:

@@ -442,6 +442,12 @@ class PostgresWriter(StateWriter):
 
         backend.write(statements)
 
+    def confirm_lock(self) -> None:
+        """The advisory lock is held by this run's live session and the holder row is still its own:
+        one empty write, which checks both (a lost session is reconnected and the lock taken again
+        only while the holder row is still ours and no other run holds it)."""
+        self.backend.write(lambda conn: None)
+
     def _delete(self, conn, table: str, address: str) -> None:
         conn.execute(
             self.backend._query("DELETE FROM {t} WHERE workspace = %s AND address = %s", t=table),
