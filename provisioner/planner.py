@@ -26,7 +26,14 @@ from provisioner.models import (
     batch_key,
 )
 from provisioner.plan_warnings import lapsed_warnings, removed_grant_warnings, undeclared_warnings, unscheduled_warnings
-from provisioner.recovery import EQUAL, compare_field, duplicate_reasons, duplicates_of
+from provisioner.recovery import (
+    EQUAL,
+    compare_field,
+    duplicate_reasons,
+    duplicates_of,
+    look_alike_warning,
+    unclaimed_look_alikes,
+)
 from provisioner.timestamps import format_timestamp, parse_timestamp
 
 FIX_FOR_FIXED_FIELD = (
@@ -114,6 +121,10 @@ def _plan(
             shares.of(grant.client_key).unchanged += 1
         else:
             shares.of(grant.client_key).changes.append(change)
+    if observed is not None:
+        for address, found in unclaimed_look_alikes(state.resources, observed, state.pending.values()).items():
+            warning = look_alike_warning(address, state.resources[address].batch_id, found)
+            shares.of(client_of(address)).warnings.append(warning)
     warnings = [
         *removed_grant_warnings(removed_grants),
         *unscheduled_warnings(unscheduled),

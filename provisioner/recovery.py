@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 
-from provisioner.models import COMPARED_FIELDS, Intent, batch_key
+from provisioner.models import COMPARED_FIELDS, Intent, Resource, batch_key
 from provisioner.timestamps import parse_timestamp
 
 # createdAt is compared with the intent's time on the server's clock, with this much slack: the
@@ -285,6 +285,42 @@ def duplicates_of(
             continue
         found.append(dict(batch))
     return found
+
+
+def unclaimed_look_alikes(
+    resources: Mapping[str, Resource],
+    observed: Mapping[str, Mapping],
+    open_intents: Iterable[Intent] = (),
+) -> dict[str, list[dict]]:
+    """Recorded addresses whose client has a batch just like theirs (the duplicate guard's rule) that no
+    address claims: a duplicate that slipped through (two runs at once, two workspaces, a stalled
+    sender) is a finding, never silence. ``observed``: every listed batch, by batch key."""
+    claimed = {batch_key(resource.batch_id) for resource in resources.values()}
+    unclaimed: dict[str, list[Mapping]] = {}
+    for key, batch in observed.items():
+        if key not in claimed:
+            unclaimed.setdefault(str(batch.get("clientId", "")).lower(), []).append(batch)
+    if not unclaimed:
+        return {}
+    intents = list(open_intents)
+    found = {}
+    for address, resource in sorted(resources.items()):
+        candidates = unclaimed.get(resource.client_id.lower())
+        if candidates:
+            attributes = {"clientId": resource.client_id, **resource.attributes}
+            alike = duplicates_of(attributes, candidates, claimed, intents)
+            if alike:
+                found[address] = alike
+    return found
+
+
+def look_alike_warning(address: str, batch_id: str, found: list[dict]) -> str:
+    return (
+        f"{address} (batch {batch_id}): its client also has {batches_phrase(len(found))} just like it that no "
+        f"address claims: {describe(found)}. A duplicate that slipped through (two runs or two workspaces at "
+        "once, a run that lost its lock)? Its credits were issued twice: check it in Thought Industries. If it "
+        "should be managed here, declare it under a new key and 'provisioner import' it."
+    )
 
 
 def duplicate_reasons(address: str, client_key: str, found: list[dict]) -> tuple[str, str]:

@@ -237,3 +237,21 @@ def test_apply_refresh_lists_each_client_once(cli, api_env, sandbox, write_manif
     listed = Counter(path for method, path, _ in sandbox.request_log if method == "GET")
     assert listed == {f"/incoming/v2/clients/{ACME_ID}/creditBatches": 1,
                       f"/incoming/v2/clients/{GLOBEX_ID}/creditBatches": 1}
+
+
+def test_a_duplicate_that_slipped_through_is_shown_by_plan_refresh_and_refresh(cli, api_env, sandbox, applied):
+    """Two runs at once (or a run that lost its lock) made a second batch just like a recorded one: it is
+    claimed by no address. Every later plan used to say nothing of it."""
+    manifest, state = applied
+    resource = read_state(state).resources["globex/starter"]
+    recorded = resource.batch_id
+    slipped = call_api(sandbox, "POST", f"/incoming/v2/clients/{GLOBEX_ID}/creditBatches", resource.attributes)["id"]
+
+    planned = cli("plan", manifest, "--state", state, "--refresh", *FAST)
+    refreshed = cli("refresh", manifest, "--state", state, *FAST)
+
+    assert planned.exit_code == 0, planned.output
+    for output in (planned.stdout, refreshed.stderr):
+        assert f"globex/starter (batch {recorded})" in output and slipped in output, output
+        assert "no address claims" in output and "acme/" not in output.split("no address claims")[0][-200:]
+    assert refreshed.exit_code == 0
