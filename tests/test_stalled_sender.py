@@ -192,7 +192,7 @@ def test_a_run_stalled_past_the_sending_part_of_its_window_writes_its_intent_aga
             pass  # a young intent: it waits until 8 s after it was written, and sees the create land
     finally:
         stalled.send_signal(signal.SIGCONT)
-    out, err = taking_over.communicate(timeout=120)
+    _, err = taking_over.communicate(timeout=120)
     finish(stalled)
 
     assert len(sandbox.all_batches(client)) == 1, f"two batches: the stale intent was settled at once\n{err}"
