@@ -834,3 +834,38 @@ def test_a_batch_made_before_its_intent_on_the_servers_clock_is_a_look_alike_not
     assert find([made], intent, claimed=set()).adoptable == made, "on the server's clock it is after the intent"
     findings = find([older], intent, claimed=set())
     assert findings.adoptable is None and findings.look_alikes == (older,), "older: never adopted, never ignored"
+
+
+# --- the server's two clocks: Date ahead of the clock that stamps createdAt --------------------------------
+
+
+def test_a_lost_answer_is_adopted_though_the_servers_date_is_two_minutes_ahead_of_created_at(
+    sandbox, write_manifest, state
+):
+    """Review3 P7: a frontend (or proxy) whose Date is 120 s ahead of the database clock that stamps
+    createdAt: the batch the lost create made was judged "made before the intent", a look-alike, and
+    every later apply stopped on it, the message blaming name spacing."""
+    manifest = write_manifest(manifest_text(one_batch()))
+
+    with FaultProxy(sandbox.url, posting(DropThenCommit(after=LATE_COMMIT))) as proxy:
+        proxy.date_shift = 120
+        result = apply_in_process(manifest, state, fast_api(proxy.url), recovery_wait=RECOVERY_WAIT)
+        proxy.commit_late_requests()
+
+    assert result.ok, result.failed
+    assert result.created == ["c0/q1"] and proxy.posts() == 1
+    assert_each_live_batch_recorded_once(sandbox, state, declared=1)
+
+
+def test_a_look_alike_ruled_out_by_the_servers_clocks_says_so_not_name_spacing(sandbox, write_manifest, state):
+    manifest = write_manifest(manifest_text(one_batch()))
+
+    with FaultProxy(sandbox.url, posting(DropThenCommit(after=LATE_COMMIT))) as proxy:
+        proxy.date_shift = 3600  # far more than two server clocks may be allowed to disagree
+        result = apply_in_process(manifest, state, fast_api(proxy.url), recovery_wait=RECOVERY_WAIT)
+        proxy.commit_late_requests()
+
+    assert not result.ok and proxy.posts() == 1, "never sent again"
+    message = result.failed[0][1]
+    assert "before the intent by the server's clock" in message and "Date" in message, message
+    assert "spacing" not in message
