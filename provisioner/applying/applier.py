@@ -34,7 +34,7 @@ from provisioner.api.client import (
     OutcomeUnknown,
     RequestCancelled,
 )
-from provisioner.backends.base import StateError, StateWriter
+from provisioner.backends.base import ClientClaimed, StateError, StateWriter
 from provisioner.applying.listings import ClientListings
 from provisioner.core.models import UPDATABLE_FIELDS, Change, Desired, Intent, Plan, Resource
 from provisioner.planning.planner import client_of, same_value
@@ -101,6 +101,8 @@ class Applier:
         self.duplicate_check = duplicate_check
         self.allow_duplicates = set(allow_duplicates)
         self.listings = listings or ClientListings(api)
+        self._claimed_clients: set[str] = set()  # claimed for this state in this run (claim_client)
+        self._claim_guard = threading.Lock()
         self.settler = IntentSettler(
             api,
             writer,
@@ -167,7 +169,7 @@ class Applier:
                 self._cancelled(change)  # Ctrl-C: the stop check above skips the rest of the group
             except (ApiError, StateError) as exc:
                 self.tally.failed(change.address, str(exc))
-                if isinstance(exc, AuthError | StateError):
+                if isinstance(exc, AuthError | StateError) and not isinstance(exc, ClientClaimed):
                     self.stop.set()  # every other request would fail the same way, or could not be recorded
                 if change.address in self.writer.state.pending:
                     # Its create may yet turn up: a look-alike sent now could be mistaken for it.
@@ -202,6 +204,7 @@ class Applier:
     def _create(self, address: str, desired: Desired, previous: Intent | None = None) -> None:
         spec = desired.batches[address]
         attributes = spec.attributes()
+        self._claim(spec.client_id)
         if previous is None:
             self._guard_against_duplicates(address, spec.client_id, attributes)
         intent, batch = self._send_create(address, spec.client_id, attributes, previous)
@@ -209,6 +212,15 @@ class Applier:
             self._resolve_after_ambiguity(intent, time.monotonic())
         else:
             self._record_created(intent, batch, "created", "created")
+
+    def _claim(self, client_id: str) -> None:
+        """The client's batches are this state's to create (once per client and run); ClientClaimed when
+        another workspace of the same database creates them."""
+        with self._claim_guard:
+            if client_id.lower() in self._claimed_clients:
+                return
+            self.writer.claim_client(self.api.instance, client_id)
+            self._claimed_clients.add(client_id.lower())
 
     def _guard_against_duplicates(self, address: str, client_id: str, attributes: dict) -> None:
         """Never create what already exists, unrecorded: a lost state entry, a batch made by hand."""

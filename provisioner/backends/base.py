@@ -38,6 +38,10 @@ class LockError(Exception):
     """The lock is held by someone else, or cannot be taken."""
 
 
+class ClientClaimed(StateError):
+    """Another workspace creates this client's batches: this one must not (that client only)."""
+
+
 class LockLost(StateError):
     """This run no longer holds the lock: it must not write, nor send a create, any more."""
 
@@ -189,6 +193,14 @@ class StateWriter(ABC):
     @abstractmethod
     def replace(self, state: State) -> None:
         """Puts a whole state in place (``state push``), as one durable step."""
+
+    def claim_client(self, instance: str, client_id: str) -> None:
+        """Records that this state creates the batches of ``client_id`` on ``instance``; ClientClaimed when
+        another state sharing the store claimed it first. A state file cannot know of other files: a no-op."""
+
+    def release_client(self, client_id: str) -> bool:
+        """Gives the claim up; False when there was none to give up."""
+        return False
 
     @abstractmethod
     def confirm_lock(self) -> None:

@@ -29,6 +29,7 @@ from urllib.parse import SplitResult, parse_qsl, unquote, unquote_plus, urlsplit
 from provisioner.backends.base import (
     CHECKPOINT_SECONDS,
     Backend,
+    ClientClaimed,
     LockInfo,
     StateError,
     StateWriter,
@@ -37,7 +38,7 @@ from provisioner.backends.base import (
 from provisioner.backends.pglock import AdvisoryLock
 from provisioner.core.models import State
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DEFAULT_SCHEMA = "provisioner"
 # Reconnecting after the database went away (a restart takes a few seconds): attempts and pause.
 RECONNECT_ATTEMPTS = 8
@@ -248,12 +249,29 @@ class PostgresBackend(Backend):
             return
         conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema)))
         for statement in SCHEMA:
-            conn.execute(self._query(statement, meta="meta", workspaces="workspaces", resources="resources",
-                                     intents="intents", locks="locks"))
+            conn.execute(self._schema_query(statement))
         conn.execute(
             self._query("INSERT INTO {meta} (key, value) VALUES ('schema_version', %s)", meta="meta"),
             (str(SCHEMA_VERSION),),
         )
+
+    def _schema_query(self, statement: str):
+        return self._query(statement, meta="meta", workspaces="workspaces", resources="resources", intents="intents",
+                           locks="locks", claims="client_claims")
+
+    def _upgrade_schema(self) -> None:
+        """Brings a schema an older release set up to this release's version (before a run writes)."""
+        with self._transaction() as conn:
+            version = self._schema_version(conn)
+            if version is None or version >= SCHEMA_VERSION:
+                return
+            conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"provisioner schema {self.schema}",))
+            version = self._schema_version(conn)  # another run may have upgraded it meanwhile
+            for step in range(version or SCHEMA_VERSION, SCHEMA_VERSION):
+                for statement in UPGRADES[step]:
+                    conn.execute(self._schema_query(statement))
+            conn.execute(self._query("UPDATE {meta} SET value = %s WHERE key = 'schema_version'", meta="meta"),
+                         (str(SCHEMA_VERSION),))
 
     # --- reading -------------------------------------------------------------------------
 
@@ -342,6 +360,7 @@ class PostgresBackend(Backend):
     # --- writing ---------------------------------------------------------------------------
 
     def open_writer(self) -> PostgresWriter:
+        self._upgrade_schema()
         state, digest = self._read_with_digest()
         return PostgresWriter(self, state, digest)
 
@@ -448,6 +467,46 @@ class PostgresWriter(StateWriter):
         only while the holder row is still ours and no other run holds it)."""
         self.backend.write(lambda conn: None)
 
+    def claim_client(self, instance: str, client_id: str) -> None:
+        """The client's batches on ``instance`` are this workspace's to create: the claim is recorded the
+        first time, and a client another workspace of this database claimed is refused."""
+        backend = self.backend
+        key = client_id.lower()
+        found: list[tuple] = []
+
+        def statements(conn) -> None:
+            conn.execute(
+                backend._query("INSERT INTO {claims} (instance, client_id, workspace) VALUES (%s, %s, %s) "
+                               "ON CONFLICT (instance, client_id) DO NOTHING", claims="client_claims"),
+                (instance, key, backend.workspace),
+            )
+            found.append(conn.execute(
+                backend._query("SELECT workspace, claimed_at FROM {claims} WHERE instance = %s AND client_id = %s",
+                               claims="client_claims"),
+                (instance, key),
+            ).fetchone())
+
+        backend.write(statements)
+        owner, since = found[-1]
+        if owner != backend.workspace:
+            raise ClientClaimed(client_claimed_message(client_id, instance, owner, since, backend))
+
+    def release_client(self, client_id: str) -> bool:
+        """Gives up this workspace's claim on a client (on any instance); False when it had none."""
+        backend = self.backend
+        released: list[int] = []
+
+        def statements(conn) -> None:
+            cursor = conn.execute(
+                backend._query("DELETE FROM {claims} WHERE client_id = %s AND workspace = %s",
+                               claims="client_claims"),
+                (client_id.lower(), backend.workspace),
+            )
+            released.append(cursor.rowcount)
+
+        backend.write(statements)
+        return bool(released and released[-1])
+
     def _delete(self, conn, table: str, address: str) -> None:
         conn.execute(
             self.backend._query("DELETE FROM {t} WHERE workspace = %s AND address = %s", t=table),
@@ -501,6 +560,15 @@ class PostgresWriter(StateWriter):
             self._saved_as(state.model_copy(deep=True))
 
 
+# Which workspace creates the batches of a client of an instance: one only, so that two workspaces
+# pointed at one instance can never both issue a client's batches (each guard would miss the other's).
+CLAIMS = """CREATE TABLE {claims} (
+    instance text NOT NULL,
+    client_id text NOT NULL,
+    workspace text NOT NULL REFERENCES {workspaces} (name) ON DELETE CASCADE,
+    claimed_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (instance, client_id))"""
+
 # Resources and intents are json, not jsonb: json keeps the text as written, so a state reads back
 # with the digest it was written with (jsonb would rewrite 1e+20 as an integer, say, and every run
 # would then see a change that is none and move the serial).
@@ -533,7 +601,20 @@ SCHEMA = (
         command text NOT NULL,
         created text NOT NULL,
         session_pid integer NOT NULL)""",
+    CLAIMS,
 )
+UPGRADES = {1: (CLAIMS,)}  # from version N to N + 1
+
+
+def client_claimed_message(client_id: str, instance: str, owner: str, since, backend: PostgresBackend) -> str:
+    when = since.strftime("%Y-%m-%d %H:%M UTC") if since is not None else "earlier"
+    return (
+        f"not created: client {client_id} of {instance} belongs to workspace '{owner}' of this database (its "
+        f"first create was made from there, {when}), not to '{backend.workspace}'. Two workspaces creating for "
+        f"one client would each miss the other's batches and issue them twice. Apply this client's batches with "
+        f"--workspace {owner}; if that workspace no longer manages it, release it there first: provisioner state "
+        f"release-client {client_id} --workspace {owner}"
+    )
 
 
 def _first_line(exc: Exception) -> str:

@@ -197,6 +197,27 @@ def state_rm(address, backend, sandbox, lock_timeout) -> None:
     )
 
 
+@state.command(name="release-client")
+@click.argument("client_id")
+@sandbox_option
+@lock_option
+@user_errors
+@with_backend
+def state_release_client(client_id, backend, sandbox, lock_timeout) -> None:
+    """Give up this workspace's claim on CLIENT_ID, so that another workspace may create its batches.
+
+    On PostgreSQL, the first workspace to create for a client claims it; every other workspace of the
+    database is refused that client's creates. A state file claims nothing (it cannot see other files)."""
+    from provisioner.operations.state_edits import release_client
+
+    with backend.writing("state release-client", timeout=lock_timeout, warn=progress) as writer:
+        released = release_client(writer, client_id)
+    if released:
+        click.echo(f"Released client {client_id}: another workspace may now create its batches.")
+    else:
+        click.echo(f"{backend.name} had no claim on client {client_id}; nothing was changed.")
+
+
 @state.command(name="mv")
 @click.argument("source")
 @click.argument("destination")

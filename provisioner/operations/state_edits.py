@@ -257,3 +257,19 @@ def _recorded(writer: StateWriter, address: str) -> Resource:
             f"{address} is not recorded in {writer.name}; 'provisioner state list' shows what is."
         )
     return resource
+
+
+def release_client(writer: StateWriter, client_id: str) -> bool:
+    """Gives up the state's claim on a client, once it records nothing of that client (its batches
+    would otherwise be managed from two places)."""
+    key = client_id.strip().lower()
+    kept = sorted(address for address, resource in writer.state.resources.items() if resource.client_id.lower() == key)
+    kept += sorted(address for address, intent in writer.state.pending.items() if intent.client_id.lower() == key)
+    if kept:
+        raise StateCommandError(
+            f"{writer.name} still records {len(kept)} batch(es) or open create(s) of client {client_id} "
+            f"({', '.join(kept[:3])}{'...' if len(kept) > 3 else ''}); nothing was changed. The client's batches "
+            "belong where they are recorded: 'state rm' them here first (they stay in Thought Industries), "
+            "then import them in the workspace that takes the client over."
+        )
+    return writer.release_client(key)
