@@ -43,7 +43,9 @@ def creates(document: dict) -> dict[str, dict]:
 
 
 def apply_at(cli, manifest, state, at: str, *options):
-    result = cli("apply", manifest, "--state", state, "--at", at, "--auto-approve", *FAST, *options)
+    """Apply as if it were ``at``: these stories run ahead of the real clock, so periods that have not
+    really begun are issued on purpose (--issue-early)."""
+    result = cli("apply", manifest, "--state", state, "--at", at, "--auto-approve", "--issue-early", *FAST, *options)
     assert "Traceback" not in result.output
     return result
 
@@ -402,3 +404,50 @@ def test_show_lists_the_upcoming_periods_in_every_format(cli, api_env, example, 
     assert 'data-total="upcoming">20,000<' in page.read_text()
     # Without manifests there is nothing to look ahead at.
     assert "Upcoming grants" not in cli("show", "--state", state).stdout
+
+
+# --- periods that have not begun, and --at in the past -------------------------------------------------
+
+
+MONTHLY = """
+clients:
+  acme:
+    id: 6a0c1d7e-3b2f-4c1a-9e8d-7f6a5b4c3d21
+    grants:
+      monthly:
+        every: month
+        from: 2026-01-01
+        startingBalance: 5000
+"""
+
+
+def test_apply_at_a_later_moment_refuses_periods_that_have_not_begun_without_issue_early(
+    cli, api_env, sandbox, write_manifest, state
+):
+    """Review3 P9: PROVISIONER_AT=2031-01-01 issued 61 monthly periods, 305,000 credits, with
+    --auto-approve and only a note on stderr: five years of periods that had not begun."""
+    manifest = write_manifest(MONTHLY)
+
+    planned = cli("plan", manifest, "--state", state, "--at", "2031-01-01T00:00:00Z", "--format", "json")
+    refused = cli("apply", manifest, "--state", state, "--at", "2031-01-01T00:00:00Z", "--auto-approve", *FAST)
+
+    early = [c for c in json.loads(planned.stdout)["changes"] if any(r.startswith("Early: ") for r in c["reasons"])]
+    assert early and all(c["address"] > "acme/monthly@2026-12" for c in early), "later periods are marked early"
+    assert "acme/monthly@2027-01" in {c["address"] for c in early}
+    assert refused.exit_code == 1 and "--issue-early" in refused.stderr and "have not begun" in refused.stderr
+    assert sandbox.all_batches() == [] and recorded_nothing(state)
+
+    issued = cli("apply", manifest, "--state", state, "--at", "2031-01-01T00:00:00Z", "--auto-approve",
+                 "--issue-early", *FAST)
+    assert issued.exit_code == 0, issued.output
+    assert len(sandbox.all_batches()) == 61
+
+
+def test_plan_at_a_past_moment_does_not_call_an_issued_period_next(cli, api_env, sandbox, write_manifest, state):
+    manifest = write_manifest(MONTHLY)
+    assert apply_at(cli, manifest, state, "2026-03-15T00:00:00Z").exit_code == 0  # January to March issued
+
+    earlier = cli("plan", manifest, "--state", state, "--at", "2026-01-20T00:00:00Z", "--format", "json")
+
+    upcoming = json.loads(earlier.stdout)["upcoming"]
+    assert [entry["address"] for entry in upcoming] == ["acme/monthly@2026-04"], upcoming

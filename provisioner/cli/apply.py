@@ -24,6 +24,7 @@ from provisioner.cli.options import (
     load_manifests,
     lock_option,
     moment,
+    now_utc,
     paths_argument,
     policy_options,
     progress,
@@ -72,13 +73,19 @@ RECOVERY_WAIT_HELP = 60
     "entry or a hand-made batch is then issued again). See the README before using it.",
 )
 @at_option
+@click.option(
+    "--issue-early",
+    is_flag=True,
+    help="Issue grant periods that have not begun yet (by the API's clock, else this machine's): with a later "
+    "--at, apply refuses them without this.",
+)
 @quiet_option
 @cache_option
 @user_errors
 @with_backend
 def apply(paths, backend, sandbox, base_url, parallelism, rate_limit, lock_timeout, auto_approve, refresh,
-          replace, allow_large, recovery_wait, no_color, allow_duplicate, no_duplicate_check, at, quiet, no_cache,
-          **policy_overrides) -> None:
+          replace, allow_large, recovery_wait, no_color, allow_duplicate, no_duplicate_check, at, issue_early, quiet,
+          no_cache, **policy_overrides) -> None:
     """Create and update batches so the API matches the manifests (or a saved plan)."""
     from provisioner.applying.applier import RECOVERY_WAIT
     from provisioner.applying.listings import ClientListings
@@ -110,9 +117,11 @@ def apply(paths, backend, sandbox, base_url, parallelism, rate_limit, lock_timeo
                 listings = ClientListings(api)
                 observed = refreshed(desired, writer.state, api, parallelism, reporter, listings) if refresh else None
                 result = make_plan(desired, writer.state, at, observed=observed, replace=replace, policy=policy,
-                                   allow_duplicates=allow_duplicate)
+                                   allow_duplicates=allow_duplicate, real_now=api.clock.now() or now_utc())
                 if result.has_changes:
                     preflight(api, listings, result, desired, writer.state)
+                    if not issue_early:  # by the API's clock, known now, whatever this machine's says
+                        refuse_early(result, desired, api.clock.now() or now_utc())
                 if saved and not saved.matches(result):
                     raise PlanFileError(
                         f"{saved.path}: applying it now would differ from what was reviewed (a batch "
@@ -153,6 +162,19 @@ def preflight(api, listings: ClientListings, result: Plan, desired: Desired, sta
         if change.action != "missing" and client_of(change):
             api.preflight(client_of(change))
             return
+
+
+def refuse_early(result: Plan, desired: Desired, real_now) -> None:
+    from provisioner.planning.planner import early_changes
+
+    early = early_changes(result, desired, real_now)
+    if early:
+        credits = sum(change.credits for change in early)
+        shown = ", ".join(change.address for change in early[:5]) + (f" and {len(early) - 5} more" if len(early) > 5 else "")
+        raise UserError(
+            f"{len(early)} grant period(s) have not begun yet ({shown}; {credits:,} credits): --at plans for a "
+            "later moment, but issuing a period before it begins needs --issue-early as well. Nothing was changed."
+        )
 
 
 def refuse_unsafe(result: Plan, allow_large: bool) -> None:

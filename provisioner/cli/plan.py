@@ -22,6 +22,7 @@ from provisioner.cli.options import (
     expanded,
     load_manifests,
     moment,
+    now_utc,
     paths_argument,
     policy_options,
     progress,
@@ -92,7 +93,9 @@ def plan(paths, backend, sandbox, base_url, parallelism, rate_limit, refresh, ou
     policy = effective_policy(declarations, policy_overrides)
     color = not no_color and sys.stdout.isatty()
     # The text a reviewer's CI job keeps: reusing the parts of the last plan that still hold.
-    reusable = output_format == "text" and not (color or refresh or replace or out_path or no_cache)
+    real_now = now_utc()
+    # (A later --at may mark periods early, which only a plan made whole says.)
+    reusable = output_format == "text" and not (color or refresh or replace or out_path or no_cache or at > real_now)
     from provisioner.planning import plan_memo
 
     if reusable and plan_memo.usable(declarations, state):
@@ -107,8 +110,9 @@ def plan(paths, backend, sandbox, base_url, parallelism, rate_limit, refresh, ou
             with api_context(sandbox, base_url, backend, rate_limit, parallelism, reporter) as api:
                 check_instance(state, api, backend)
                 observed = refreshed(desired, state, api, parallelism, reporter)
+                real_now = api.clock.now() or now_utc()
         result = make_plan(desired, state, at, observed=observed, replace=replace, policy=policy,
-                           allow_duplicates=allow_duplicate)
+                           allow_duplicates=allow_duplicate, real_now=real_now)
     emit_plan(result, output_format, color=color)
     if out_path is not None:
         save_plan(out_path, desired, result, state, policy, list(replace), refresh=refresh,

@@ -24,7 +24,7 @@ from __future__ import annotations
 import calendar
 import functools
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Container, Iterator
 from datetime import date, datetime, time, timedelta, timezone
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
@@ -239,6 +239,35 @@ def _upcoming(grant: GrantSpec, period: Period, zone: ZoneInfo) -> Upcoming:
         name=batch.name,
         expires_on=batch.expires_on,
     )
+
+
+def period_start(grant: GrantSpec, period_id: str) -> datetime | None:
+    """The instant the grant's period ``period_id`` begins; None when its sequence has no such period."""
+    index = period_index(grant, period_id)
+    if index is None:
+        return None
+    try:
+        return period_at(grant, index).starts_at
+    except (OverflowError, ValueError):
+        return None
+
+
+def begins_after(desired: Desired, spec: BatchSpec, now: datetime) -> datetime | None:
+    """When ``spec``'s period begins, if that is after ``now`` (a period issued early); else None."""
+    if spec.period is None or spec.grant is None:
+        return None
+    grant = desired.grants.get(f"{spec.client_key}/{spec.grant}")
+    starts = None if grant is None else period_start(grant, spec.period)
+    return starts if starts is not None and starts > now else None
+
+
+def next_unissued(grant: GrantSpec, at: datetime, issued: Container[str], recorded: int) -> Upcoming | None:
+    """The grant's next period after ``at`` that is not issued yet (``issued``: the recorded addresses;
+    ``recorded``: how many of them are this grant's, so that the search ends); None once it has ended."""
+    for found in upcoming_periods(grant, at, datetime.max.replace(tzinfo=_UTC), most=recorded + 1):
+        if found.address not in issued:
+            return found
+    return None
 
 
 _MONTH_ID = re.compile(r"([0-9]{4})-(0[1-9]|1[0-2])")

@@ -59,8 +59,12 @@ def make_plan(
     replace: Iterable[str] = (),
     policy: Policy | None = None,
     allow_duplicates: Iterable[str] = (),
+    real_now: datetime | None = None,
 ) -> Plan:
     """One change per address that needs one.
+
+    ``real_now``: the real time (the API server's where known), when ``now`` is another moment
+    (``--at``): a grant's period created before it begins by it is marked early.
 
     ``observed`` maps batch ids to the batches the API lists (a refresh); None
     means trust the state file. With it, a create whose client already has an
@@ -77,12 +81,12 @@ def make_plan(
     if desired.grants and desired.expanded_at is None:
         raise ValueError("grants must be expanded (grants.expand) before planning")
     with paused_gc():
-        return _plan(desired, state, now, observed, set(replace), policy, set(allow_duplicates))
+        return _plan(desired, state, now, observed, set(replace), policy, set(allow_duplicates), real_now)
 
 
 def _plan(
     desired: Desired, state: State, now: datetime, observed: Mapping[str, Mapping] | None, replace: set[str],
-    policy: Policy | None, allow_duplicates: set[str],
+    policy: Policy | None, allow_duplicates: set[str], real_now: datetime | None = None,
 ) -> Plan:
     guard = _DuplicateGuard(state, observed, allow_duplicates) if observed is not None else None
     shares = _Shares()
@@ -95,6 +99,9 @@ def _plan(
         change = _change_for(address, spec, state, expired, observed, address in replace)
         if guard is not None and isinstance(change, Change) and change.action == "create":
             change = guard.check(change, spec)
+        if (real_now is not None and spec.period is not None and isinstance(change, Change)
+                and change.action in ("create", "replace")):
+            change = _marked_early(change, desired, spec, real_now)
         if change is None:
             share.unchanged += 1
         elif change is LAPSED:
@@ -136,7 +143,7 @@ def _plan(
         policy or desired.policy,
         warnings=warnings,
         info=tuple(_usage_info(state, observed)) if observed is not None else (),
-        upcoming=_upcoming(desired),
+        upcoming=_upcoming(desired, state),
     )
 
 
@@ -492,12 +499,41 @@ def _undeclared(desired: Desired, state: State) -> tuple[list[tuple[str, Resourc
     return undeclared, removed
 
 
-def _upcoming(desired: Desired) -> tuple[Upcoming, ...]:
+def _upcoming(desired: Desired, state: State) -> tuple[Upcoming, ...]:
+    """Each grant's next period that is not issued yet (with --at in the past, the periods after it
+    may be issued already)."""
     if not desired.grants:
         return ()
     at = parse_timestamp(desired.expanded_at)
-    found = (grants.upcoming(grant, at) for _, grant in sorted(desired.grants.items()))
+    recorded: dict[str, int] = defaultdict(int)
+    for address in state.resources:
+        grant = grants.grant_address(address)
+        if grant is not None:
+            recorded[grant] += 1
+    found = (grants.next_unissued(grant, at, state.resources, recorded[address])
+             for address, grant in sorted(desired.grants.items()))
     return tuple(next_period for next_period in found if next_period is not None)
+
+
+EARLY = "Early: its period begins {starts}, after now ({now})."
+
+
+def _marked_early(change: Change, desired: Desired, spec: BatchSpec, real_now: datetime) -> Change:
+    starts = grants.begins_after(desired, spec, real_now)
+    if starts is None:
+        return change
+    reason = EARLY.format(starts=format_timestamp(starts), now=format_timestamp(real_now))
+    return change.model_copy(update={"reasons": (*change.reasons, reason + " Apply issues it only with "
+                                                 "--issue-early.")})
+
+
+def early_changes(plan: Plan, desired: Desired, real_now: datetime) -> list[Change]:
+    """The plan's creates of grant periods that have not begun at ``real_now``."""
+    return [
+        change for change in plan.changes
+        if change.action in ("create", "replace") and change.address in desired.batches
+        and grants.begins_after(desired, desired.batches[change.address], real_now) is not None
+    ]
 
 
 def _usage_info(state: State, observed: Mapping[str, Mapping]) -> Iterable[dict]:
