@@ -23,6 +23,7 @@ from conftest import TEST_KEY, init_state
 from pg import pg_server, pg_url  # noqa: F401  (fixtures)
 
 from provisioner.backends import open_backend
+from provisioner.backends.file import read_state
 
 # The apply, stopped by itself right after its first intent is durable (and, with STALL_SEND set, once
 # more inside the first POST, after every check, before its bytes leave).
@@ -162,6 +163,10 @@ def test_a_run_stalled_after_its_intent_never_sends_once_its_lock_file_was_taken
 
     assert len(sandbox.all_batches(client)) == 1, "the stalled run sent its create after it lost its lock"
     assert code == 1 and "no longer holds the lock" in err and "Traceback" not in err, err
+    recorded = read_state(state_path)
+    assert [resource.batch_id for resource in recorded.resources.values()] == \
+        [batch["id"] for batch in sandbox.all_batches(client)], "the woken run wrote over the state"
+    assert not recorded.pending
 
 
 def test_a_run_stalled_past_the_sending_part_of_its_window_writes_its_intent_again_before_sending(

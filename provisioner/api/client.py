@@ -23,6 +23,7 @@ from requests.adapters import HTTPAdapter
 from provisioner.api.clock import ServerClock
 from provisioner.api.pacing import RateLimiter, Stopped
 from provisioner.api.retrying import Retrying
+from provisioner.api.send_gate import SendWithheld, gated, install
 from provisioner.core.models import batch_key
 
 CONNECT_TIMEOUT = 5.0
@@ -157,6 +158,7 @@ class CreditsApi:
         self.session.proxies.update(requests.utils.get_environ_proxies(self.base_url))
         self.session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
         adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max(pool_size, 1), max_retries=0)
+        install(adapter)  # a create's caller checks again at the socket (send_gate.py)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
 
@@ -184,15 +186,18 @@ class CreditsApi:
     # --- the three calls -------------------------------------------------
 
     def create_batch(self, client_id: str, body: dict, before_send: Callable[[], None] | None = None,
-                     after_refusal: Callable[[], None] | None = None) -> dict:
+                     after_refusal: Callable[[], None] | None = None,
+                     at_socket: Callable[[], None] | None = None) -> dict:
         """``before_send`` runs the instant before each attempt leaves (after pacing and any
         Retry-After pause), so the caller's record of when the create went out is never early;
         ``after_refusal`` the instant a 429 says this attempt did nothing, before the pause, so that
-        a run killed during the pause leaves nothing to prove."""
+        a run killed during the pause leaves nothing to prove; ``at_socket`` on the open connection,
+        just before the request is written (raising SendWithheld stops it: ``before_send`` then runs
+        again for the next attempt)."""
         path = f"/incoming/v2/clients/{quote(client_id, safe='')}/creditBatches"
         payload = self._request(
             "POST", path, json=body, idempotent=False, subject=f"client {client_id}", before_send=before_send,
-            after_refusal=after_refusal,
+            after_refusal=after_refusal, at_socket=at_socket,
         )
         # The server accepted the create: the batch may exist even though we cannot read it.
         try:
@@ -255,11 +260,13 @@ class CreditsApi:
         subject: str,
         before_send: Callable[[], None] | None = None,
         after_refusal: Callable[[], None] | None = None,
+        at_socket: Callable[[], None] | None = None,
         **kwargs,
     ) -> dict:
         try:
             return self._attempts(method, path, idempotent=idempotent, subject=subject,
-                                  before_send=before_send, after_refusal=after_refusal, **kwargs)
+                                  before_send=before_send, after_refusal=after_refusal, at_socket=at_socket,
+                                  **kwargs)
         except Stopped:  # raised only where no request is on its way
             raise RequestCancelled(
                 f"{method} {path}: interrupted before it was sent; the server did nothing for it."
@@ -267,7 +274,7 @@ class CreditsApi:
 
     def _attempts(self, method: str, path: str, *, idempotent: bool, subject: str,
                   before_send: Callable[[], None] | None, after_refusal: Callable[[], None] | None = None,
-                  **kwargs) -> dict:
+                  at_socket: Callable[[], None] | None = None, **kwargs) -> dict:
         url = self.base_url + path
         what = f"{method} for {subject}"
         retrying = self.retrying
@@ -281,7 +288,15 @@ class CreditsApi:
                     raise Stopped()
             try:
                 # Never follow redirects: a 301/302 would turn a create into a GET, a 307 repeat it.
-                response = self.session.request(method, url, timeout=self.timeout, allow_redirects=False, **kwargs)
+                with gated(at_socket):
+                    response = self.session.request(method, url, timeout=self.timeout, allow_redirects=False,
+                                                    **kwargs)
+            except SendWithheld:
+                # Nothing left this machine: the next attempt makes its caller ready again (before_send).
+                if last:
+                    raise ApiError(f"{method} {path}: not sent: its caller withheld it at each of {attempt} "
+                                   "attempts (this machine stalls?); nothing was created.") from None
+                continue
             except requests.RequestException as exc:
                 if not _may_have_been_sent(exc):
                     delay = retrying.delay(attempt)

@@ -44,9 +44,12 @@ from provisioner.applying.matching import (
     differences,
     duplicate_reasons,
     duplicates_of,
+    SETTLE_AT_LEAST,
+    lock_still_confirmed,
     may_still_send,
     send_reserve,
 )
+from provisioner.api.send_gate import SendWithheld
 from provisioner.applying.settling import IntentSettler
 from provisioner.applying.tally import ApplyResult, Tally
 from provisioner.core.timestamps import format_timestamp, utc_now_text
@@ -84,7 +87,7 @@ class Applier:
         progress: Callable[[str], None] = lambda line: None,
         reporter: Progress | None = None,
         stop: threading.Event | None = None,
-        settle_seconds: float = 1.0,
+        settle_seconds: float = SETTLE_AT_LEAST,
         recovery_wait: float = RECOVERY_WAIT,
         duplicate_check: bool = True,
         allow_duplicates: Iterable[str] = (),
@@ -242,6 +245,7 @@ class Applier:
         certain: a definite refusal of this attempt puts it back rather than forgetting it.
         """
         written: list[Intent] = []
+        ready: list[tuple[float, float]] = []  # (intent begun, lock confirmed), steady clock
 
         def write_intent() -> None:
             """The intent made durable; then, the instant before the request leaves, the proof that
@@ -264,8 +268,10 @@ class Applier:
                 self.writer.record_intent(intent)
                 written.append(intent)
                 self.writer.confirm_lock()  # LockLost: nothing is sent, the intent stays for the next run
-                stalled = time.monotonic() - started
+                confirmed = time.monotonic()
+                stalled = confirmed - started
                 if may_still_send(stalled, self.recovery_wait):
+                    ready.append((started, confirmed))
                     return
                 self.tally.note(address, f"{stalled:.1f} s passed between writing its intent and sending it "
                                          "(this machine stalled); writing the intent again before sending")
@@ -282,8 +288,19 @@ class Applier:
             else:
                 self.writer.clear_intent(address)
 
+        def at_socket() -> None:
+            """Again on the open connection, the request about to be written: a stall since the checks
+            above (while the request was prepared, or the connection opened) withholds it."""
+            started, confirmed = ready[-1]
+            now = time.monotonic()
+            if not may_still_send(now - started, self.recovery_wait) or not lock_still_confirmed(now - confirmed):
+                self.tally.note(address, f"{now - confirmed:.1f} s passed between checking the lock and sending "
+                                         "(this machine stalled); checking again before sending")
+                raise SendWithheld()
+
         try:
-            batch = self.api.create_batch(client_id, attributes, before_send=write_intent, after_refusal=settle_refused)
+            batch = self.api.create_batch(client_id, attributes, before_send=write_intent, after_refusal=settle_refused,
+                                          at_socket=at_socket)
         except OutcomeUnknown as exc:
             self.tally.note(address, f"outcome unknown ({exc}); looking it up")
             return written[-1], None

@@ -48,6 +48,11 @@ SEND_SHARE = 0.25
 # this short (a test's, a local sandbox's) is no promise about stalls anyway; there, the lock check
 # before each send is what stops a run that was taken over.
 SEND_FLOOR = 0.5
+# A run that settles an interrupted create waits at least this long between its first look and the one
+# that may conclude the create never happened (the applier's settle time).
+SETTLE_AT_LEAST = 1.0
+# How long a confirmation of the lock vouches for a send: well within SETTLE_AT_LEAST.
+CONFIRMED_LOCK_AGE = 0.25
 BARE_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 EQUAL, UNKNOWN, HINT, DIFFERENT = "equal", "unknown", "hint", "different"
@@ -158,6 +163,12 @@ def made_before(batch: Mapping, since: datetime | None) -> float | None:
 def send_reserve(window: float) -> float:
     """Seconds after its intent was written (steady clock) within which a create may still be sent."""
     return max(window * SEND_SHARE, SEND_FLOOR)
+
+
+def lock_still_confirmed(age: float) -> bool:
+    """A lock confirmed ``age`` seconds ago (steady clock) still vouches for a create sent now: a run that
+    took it over since looks at least once and waits SETTLE_AT_LEAST before it concludes anything."""
+    return age <= CONFIRMED_LOCK_AGE
 
 
 def may_still_send(age: float, window: float) -> bool:

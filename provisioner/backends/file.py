@@ -308,6 +308,9 @@ class FileWriter(StateWriter):
             raise FileBackend(self.path).missing_error()
         snapshot, entries, journal_found = unfolded
         super().__init__(snapshot, checkpoint_seconds)
+        # Opened under this process's lock: every write checks that the lock is still its own (after a
+        # stall, its lock file may have been removed and another run may write the state now).
+        self._under_lock = self._holds_lock()
         # An interrupted run's journal: folded in here, so that the changes it made are seen as changes.
         for entry in entries:
             self._changes.note(self.state, entry)
@@ -327,6 +330,8 @@ class FileWriter(StateWriter):
         return self._name
 
     def _persist(self, entry: dict) -> None:
+        if self._under_lock:
+            self.confirm_lock()
         try:
             if self._journal is None:
                 self._journal = Journal.start(journal_path(self.path), self.state.lineage, self.state.serial)
@@ -342,6 +347,8 @@ class FileWriter(StateWriter):
             self._journaled_since_mark.append(entry)
 
     def _begin_save(self, state: State, changed: bool):
+        if getattr(self, "_under_lock", False):
+            self.confirm_lock()
         if not changed or self._journal is None:
             # Nothing to write, or no run going on (opening folds an interrupted run's journal in).
             self._save(state, changed)
@@ -387,15 +394,18 @@ class FileWriter(StateWriter):
             self._saved_as(state.model_copy(deep=True))
             self._save(self.state, changed=True)
 
-    def confirm_lock(self) -> None:
-        """The lock file is still this process's: not removed by hand, nor taken by another run since."""
+    def _holds_lock(self) -> bool:
         try:
             holder = read_lock_info(self.path)
         except OSError:
-            holder = None
-        if holder is None or holder.pid != os.getpid() or holder.host != socket.gethostname():
+            return False
+        return holder is not None and holder.pid == os.getpid() and holder.host == socket.gethostname()
+
+    def confirm_lock(self) -> None:
+        """The lock file is still this process's: not removed by hand, nor taken by another run since."""
+        if not self._holds_lock():
             raise LockLost(
                 f"this run no longer holds the lock on {self.name} ({lock_path(self.path)} was removed or "
-                "taken by another run); it stopped before sending anything more. Run the command again "
+                "taken by another run); it stopped writing and sending. Run the command again "
                 "once no other run is going: open creates are resolved by listing."
             )
