@@ -240,7 +240,10 @@ class Outcome:
 
 def provisioner(*args: str) -> subprocess.CompletedProcess:
     print(f"$ provisioner {shlex.join(args)}", flush=True)
-    return subprocess.run(["provisioner", *args], capture_output=True, text=True)
+    try:
+        return subprocess.run(["provisioner", *args], capture_output=True, text=True)
+    except FileNotFoundError:
+        raise ActionError("provisioner is not on PATH: did the install step of the action run?") from None
 
 
 def blocked_changes(plan_file: Path) -> list[str]:

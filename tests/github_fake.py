@@ -183,7 +183,7 @@ def run_action(
         **os.environ,
         **(env or {}),
         **{name: expand(str(value), inputs) for name, value in spec.get("env", {}).items()},
-        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "PATH": f"{bin_dir}{os.pathsep}{(env or {}).get('PATH', os.environ['PATH'])}",
         "GITHUB_ACTION_PATH": str(ROOT),
         "GITHUB_EVENT_NAME": event_name,
         "GITHUB_EVENT_PATH": str(event_file),

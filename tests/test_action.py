@@ -334,3 +334,11 @@ def test_state_and_workspace_inputs_reach_the_cli(tmp_path, bin_dir, github):
     assert "--state elsewhere/production.json" in done.stdout
     missing, _ = run_action(checkout, bin_dir, {"state": "elsewhere/nope.json"}, github=github)
     assert missing.returncode == 1 and "provisioner init" in missing.stderr
+
+
+def test_without_provisioner_on_path_the_step_says_so(workspace, tmp_path, github):
+    empty = tmp_path / "nothing-installed"
+    empty.mkdir()
+    done, _ = run_action(workspace, empty, {}, github=github, env={"PATH": "/usr/bin:/bin"})
+    assert done.returncode == 1
+    assert "::error::provisioner is not on PATH" in done.stdout and "Traceback" not in done.stderr
