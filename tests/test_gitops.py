@@ -26,7 +26,7 @@ from github_fake import FakeGitHub, run_action
 from markdown_it import MarkdownIt
 
 from provisioner.sandbox import Sandbox
-from provisioner.models import Intent
+from provisioner.core.models import Intent
 from provisioner.backends.file import FileBackend, FileWriter, read_state
 
 CI = Path(__file__).resolve().parent.parent / "examples" / "ci"
