@@ -130,7 +130,7 @@ def install_spec(version: str, action_path: Path) -> str:
 
 def own_version(action_path: Path) -> str:
     text = (action_path / "provisioner" / "__init__.py").read_text(encoding="utf-8")
-    found = re.search(r'^__version__ = "([^"]+)"', text, re.M)
+    found = re.search(r'^__version__ = "([^"]+)"', text, re.MULTILINE)
     if not found:
         raise ActionError(f"no __version__ in {action_path / 'provisioner' / '__init__.py'}")
     return found.group(1)
@@ -151,7 +151,7 @@ def comment_body(key: str, heading: str, markdown: str, markdown_file: str) -> s
         body = head + markdown.rstrip("\n") + "\n" + note
         if fits(body):
             return body
-    room = COMMENT_LIMIT - len((head + note).encode()) - len("```\n".encode())
+    room = COMMENT_LIMIT - len((head + note).encode()) - len(b"```\n")
     kept, size, fenced = [], 0, False
     for line in markdown.splitlines(keepends=True):
         size += len(line.encode())
@@ -241,7 +241,7 @@ class Outcome:
 def provisioner(*args: str) -> subprocess.CompletedProcess:
     print(f"$ provisioner {shlex.join(args)}", flush=True)
     try:
-        return subprocess.run(["provisioner", *args], capture_output=True, text=True)
+        return subprocess.run(["provisioner", *args], capture_output=True, text=True, check=False)
     except FileNotFoundError:
         raise ActionError("provisioner is not on PATH: did the install step of the action run?") from None
 
@@ -260,8 +260,16 @@ def run(environ: dict[str, str], cwd: Path) -> int:
     plan_file, markdown_file = cwd / inputs.plan_file, cwd / inputs.markdown_file
     plan_file.unlink(missing_ok=True)  # a saved plan left by an earlier step must not pass for this one's
     plan = provisioner(
-        "plan", *inputs.paths, *inputs.backend_options(), "--format", "markdown", "--out", str(plan_file),
-        "--detailed-exitcode", "--no-color", *inputs.args,
+        "plan",
+        *inputs.paths,
+        *inputs.backend_options(),
+        "--format",
+        "markdown",
+        "--out",
+        str(plan_file),
+        "--detailed-exitcode",
+        "--no-color",
+        *inputs.args,
     )
     sys.stderr.write(plan.stderr)
     markdown_file.write_text(plan.stdout, encoding="utf-8")
@@ -288,14 +296,17 @@ def run(environ: dict[str, str], cwd: Path) -> int:
             sys.stderr.write(applied.stderr)
             outcome.exitcode = applied.returncode
 
-    write_outputs(environ, {
-        "exitcode": str(outcome.exitcode),
-        "has-changes": "true" if outcome.has_changes else "false",
-        "blocked": "true" if outcome.blocked else "false",
-        "plan-file": str(plan_file) if plan_file.exists() else "",
-        "markdown-file": str(markdown_file),
-        "comment-url": comment_url,
-    })
+    write_outputs(
+        environ,
+        {
+            "exitcode": str(outcome.exitcode),
+            "has-changes": "true" if outcome.has_changes else "false",
+            "blocked": "true" if outcome.blocked else "false",
+            "plan-file": str(plan_file) if plan_file.exists() else "",
+            "markdown-file": str(markdown_file),
+            "comment-url": comment_url,
+        },
+    )
     if outcome.exitcode == 1:
         print(f"::error::provisioner {inputs.command} failed (exit code 1): see the log above", flush=True)
         return 1
@@ -317,7 +328,9 @@ def post_comment(environ: dict[str, str], inputs: Inputs, plan: subprocess.Compl
         markdown = plan.stdout
     body = comment_body(inputs.key(), heading, markdown, markdown_name)
     try:
-        github = GitHub(environ.get("GITHUB_API_URL", "https://api.github.com"), environ["GITHUB_REPOSITORY"], inputs.token)
+        github = GitHub(
+            environ.get("GITHUB_API_URL", "https://api.github.com"), environ["GITHUB_REPOSITORY"], inputs.token
+        )
         what, comment = github.upsert(int(pull_request["number"]), MARKER.format(key=inputs.key()), body)
     except ActionError as error:
         # A pull request from a fork gets a read-only token: the plan still decides the check.
@@ -344,7 +357,7 @@ def main(argv: list[str]) -> int:
         if argv[1:] == ["install"]:
             spec = install_spec(os.environ.get("INPUT_VERSION", ""), action_path)
             print(f"$ pip install {spec}", flush=True)
-            return subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", spec]).returncode
+            return subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", spec], check=False).returncode
         if argv[1:] == ["run"]:
             return run(dict(os.environ), Path.cwd())
         print("usage: run.py install | run", file=sys.stderr)

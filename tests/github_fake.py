@@ -100,9 +100,21 @@ class FakeGitHub:
             length = int(handler.headers.get("Content-Length", 0))
             body = json.loads(handler.rfile.read(length))["body"]
             if len(body) > 65536:
-                return self.answer(handler, 422, {"message": "Validation Failed", "errors": [
-                    {"resource": "IssueComment", "code": "custom", "field": "body",
-                     "message": "body is too long (maximum is 65536 characters)"}]})
+                return self.answer(
+                    handler,
+                    422,
+                    {
+                        "message": "Validation Failed",
+                        "errors": [
+                            {
+                                "resource": "IssueComment",
+                                "code": "custom",
+                                "field": "body",
+                                "message": "body is too long (maximum is 65536 characters)",
+                            }
+                        ],
+                    },
+                )
             if listing:
                 comment = self.add_comment(int(listing.group(1)), body, user=BOT)
                 return self.answer(handler, 201, comment)
@@ -117,12 +129,14 @@ class FakeGitHub:
         per_page = min(int(query.get("per_page", ["30"])[0]), 100)
         page = int(query.get("page", ["1"])[0])
         comments = self.comments.get(number, [])
-        chunk = comments[(page - 1) * per_page: page * per_page]
+        chunk = comments[(page - 1) * per_page : page * per_page]
         headers = {}
         if page * per_page < len(comments):
             base = f"{self.url}/repos/{self.repository}/issues/{number}/comments"
-            headers["Link"] = f'<{base}?per_page={per_page}&page={page + 1}>; rel="next", ' \
-                              f'<{base}?per_page={per_page}&page={-(-len(comments) // per_page)}>; rel="last"'
+            headers["Link"] = (
+                f'<{base}?per_page={per_page}&page={page + 1}>; rel="next", '
+                f'<{base}?per_page={per_page}&page={-(-len(comments) // per_page)}>; rel="last"'
+            )
         self.answer(handler, 200, chunk, headers)
 
     @staticmethod
@@ -194,7 +208,13 @@ def run_action(
     }
     script = spec["run"].replace("python ", f'"{sys.executable}" ', 1)  # the python setup-python put first on PATH
     cwd = workspace / expand(str(spec.get("working-directory", ".")), inputs)
-    done = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", script], cwd=cwd,
-                          env=full_env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", script],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     outputs = dict(line.split("=", 1) for line in outputs_file.read_text().splitlines() if "=" in line)
     return done, outputs

@@ -117,8 +117,11 @@ def test_the_schema_catches_a_broken_action():
     schema = json.loads((SCHEMAS / "github-action.json").read_text())
     without_shell = json.loads(json.dumps(ACTION))
     del without_shell["runs"]["steps"][1]["shell"]
-    for broken in ({k: v for k, v in ACTION.items() if k != "runs"}, without_shell,
-                   {**ACTION, "runs": {**ACTION["runs"], "using": "bash"}}):
+    for broken in (
+        {k: v for k, v in ACTION.items() if k != "runs"},
+        without_shell,
+        {**ACTION, "runs": {**ACTION["runs"], "using": "bash"}},
+    ):
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate(broken, schema)
 
@@ -242,7 +245,7 @@ def test_a_plan_too_long_for_a_comment_is_cut_with_a_note(workspace, bin_dir, gi
     many = ACME + "".join(f"      extra-{i}:\n        startingBalance: {i + 1}\n" for i in range(400))
     write(workspace, "manifests/acme.yaml", many)
 
-    done, outputs = run_action(workspace, bin_dir, {}, github=github)
+    done, _outputs = run_action(workspace, bin_dir, {}, github=github)
 
     assert done.returncode == 0, done.stderr
     assert len((workspace / "plan.md").read_bytes()) > 65536  # the file keeps it all
@@ -264,8 +267,10 @@ def test_the_cut_keeps_whole_lines_and_closes_a_code_block(fenced):
     body = run_py.comment_body("k", "### provisioner plan for abc1234", markdown, "plan.md")
     assert len(body.encode()) <= run_py.COMMENT_LIMIT
     kept = body.split("\n\n_Shortened")[0]
-    assert all(row in ("x" * 99, "```", "**Plan**", "", "### provisioner plan for abc1234") or row.startswith("<!--")
-               for row in kept.splitlines())
+    assert all(
+        row in ("x" * 99, "```", "**Plan**", "", "### provisioner plan for abc1234") or row.startswith("<!--")
+        for row in kept.splitlines()
+    )
     assert kept.count("```") % 2 == 0
     assert body.startswith("<!-- provisioner-action comment: k -->\n")
     # Multi-byte characters count by their bytes: a body of emoji fits as well.
@@ -291,7 +296,9 @@ def test_a_wrong_token_is_refused_by_the_api_and_said(workspace, bin_dir, github
 
 
 def test_outside_a_pull_request_nothing_is_posted(workspace, bin_dir, github):
-    done, outputs = run_action(workspace, bin_dir, {}, github=github, event_name="push", event={"ref": "refs/heads/main"})
+    done, outputs = run_action(
+        workspace, bin_dir, {}, github=github, event_name="push", event={"ref": "refs/heads/main"}
+    )
     assert done.returncode == 0, done.stderr
     assert outputs["has-changes"] == "true" and github.requests == []
 
@@ -329,7 +336,7 @@ def test_state_and_workspace_inputs_reach_the_cli(tmp_path, bin_dir, github):
     checkout = tmp_path / "checkout"
     write(checkout, "manifests/acme.yaml", ACME)
     init_state(checkout / "elsewhere" / "production.json")
-    done, outputs = run_action(checkout, bin_dir, {"state": "elsewhere/production.json"}, github=github)
+    done, _outputs = run_action(checkout, bin_dir, {"state": "elsewhere/production.json"}, github=github)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "--state elsewhere/production.json" in done.stdout
     missing, _ = run_action(checkout, bin_dir, {"state": "elsewhere/nope.json"}, github=github)

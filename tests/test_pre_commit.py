@@ -70,8 +70,14 @@ def run_hook(hook_id: str, root: Path) -> subprocess.CompletedProcess:
     command = [*shlex.split(spec["entry"]), *spec.get("args", [])]
     assert command[0] == "provisioner"
     env = {k: v for k, v in os.environ.items() if k not in ("PROVISIONER_STATE", "TI_BASE_URL", "TI_API_KEY")}
-    return subprocess.run([sys.executable, "-m", "provisioner", *command[1:]], cwd=root, env=env,
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "provisioner", *command[1:]],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 # ------------------------------------------------------------------ the files, against pre-commit's schemas
@@ -136,7 +142,9 @@ def test_plan_hook_prints_the_plan_against_the_committed_state(repository):
 
 
 def test_plan_hook_fails_on_a_manifest_error_and_without_a_state(repository):
-    (repository / "manifests" / "acme.yaml").write_text(textwrap.dedent(ACME).lstrip().replace("startingBalance", "startingBalence"))
+    (repository / "manifests" / "acme.yaml").write_text(
+        textwrap.dedent(ACME).lstrip().replace("startingBalance", "startingBalence")
+    )
     broken = run_hook("provisioner-plan", repository)
     assert broken.returncode == 1 and "did you mean 'startingBalance'?" in broken.stderr
 

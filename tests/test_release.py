@@ -30,7 +30,7 @@ def test_the_version_has_one_source():
 
 def test_the_changelog_starts_with_the_version_released():
     changelog = (ROOT / "CHANGELOG.md").read_text()
-    releases = re.findall(r"^## \[([^\]]+)\](?: - (\d{4}-\d{2}-\d{2}))?$", changelog, re.M)
+    releases = re.findall(r"^## \[([^\]]+)\](?: - (\d{4}-\d{2}-\d{2}))?$", changelog, re.MULTILINE)
     assert releases[0] == ("Unreleased", "")
     version, date = releases[1]
     assert version == provisioner.__version__ and date
@@ -53,7 +53,9 @@ def test_shell_completion_as_the_readme_says(shell):
     assert f"_PROVISIONER_COMPLETE={shell}_source provisioner" in readme
     script = subprocess.run(
         [sys.executable, "-c", "from provisioner.cli import main; main(prog_name='provisioner')"],
-        env={**os.environ, "_PROVISIONER_COMPLETE": f"{shell}_source"}, capture_output=True, text=True,
+        env={**os.environ, "_PROVISIONER_COMPLETE": f"{shell}_source"},
+        capture_output=True,
+        text=True,
     )
     assert script.returncode == 0 and "_PROVISIONER_COMPLETE" in script.stdout
 
@@ -61,9 +63,14 @@ def test_shell_completion_as_the_readme_says(shell):
 def test_completion_completes_commands():
     done = subprocess.run(
         [sys.executable, "-c", "from provisioner.cli import main; main(prog_name='provisioner')"],
-        env={**os.environ, "_PROVISIONER_COMPLETE": "bash_complete", "COMP_WORDS": "provisioner sta",
-             "COMP_CWORD": "1"},
-        capture_output=True, text=True,
+        env={
+            **os.environ,
+            "_PROVISIONER_COMPLETE": "bash_complete",
+            "COMP_WORDS": "provisioner sta",
+            "COMP_CWORD": "1",
+        },
+        capture_output=True,
+        text=True,
     )
     assert done.stdout.split() == ["plain,state"]
 
@@ -79,10 +86,21 @@ def test_the_readme_is_short_and_keeps_the_test_command():
 
 
 def test_no_issue_numbers_or_review_labels_in_what_users_and_contributors_read():
-    paths = [ROOT / "README.md", ROOT / "CHANGELOG.md", ROOT / "pyproject.toml", ROOT / "mkdocs.yml",
-             ROOT / "action.yml", ROOT / "bench" / "README.md", *ROOT.glob("docs/*.md"),
-             *ROOT.glob("provisioner/**/*.py"), *ROOT.glob("examples/ci/*"), *ROOT.glob("action/*.py")]
+    paths = [
+        ROOT / "README.md",
+        ROOT / "CHANGELOG.md",
+        ROOT / "pyproject.toml",
+        ROOT / "mkdocs.yml",
+        ROOT / "action.yml",
+        ROOT / "bench" / "README.md",
+        *ROOT.glob("docs/*.md"),
+        *ROOT.glob("provisioner/**/*.py"),
+        *ROOT.glob("examples/ci/*"),
+        *ROOT.glob("action/*.py"),
+    ]
     # "Issue 13:", "issues 9 and 10", "PR #12"; not "acme/q1 issues 5,000 credits", nor a colour (#333).
-    pattern = re.compile(r"\b(?:issues?|PR|pull request)\s+#?\d+(?![\d,]*\s+credit)\b", re.I)
-    found = [f"{path.relative_to(ROOT)}: {match.group(0)}" for path in paths for match in pattern.finditer(path.read_text())]
+    pattern = re.compile(r"\b(?:issues?|PR|pull request)\s+#?\d+(?![\d,]*\s+credit)\b", re.IGNORECASE)
+    found = [
+        f"{path.relative_to(ROOT)}: {match.group(0)}" for path in paths for match in pattern.finditer(path.read_text())
+    ]
     assert found == []
