@@ -148,6 +148,18 @@ def test_the_example_workflow_uses_the_action_at_this_release():
     assert step["with"]["command"] == "plan"
     assert set(step["with"]) <= set(ACTION["inputs"])
     assert workflow["jobs"]["plan"]["permissions"]["pull-requests"] == "write"
+    for name in ("github-actions.yml", "github-actions-postgres.yml"):  # one release everywhere
+        text = (ROOT / "examples" / "ci" / name).read_text()
+        assert set(re.findall(r"/provisioner@v([\w.]+)", text)) == {provisioner.__version__}
+        assert set(re.findall(r"ti-provisioner(?:\[postgres\])?==([\w.]+)", text)) == {provisioner.__version__}
+
+
+def test_every_input_is_documented_in_the_manual():
+    manual = (ROOT / "docs" / "reviewing.md").read_text()
+    for name in ACTION["inputs"]:
+        assert f"`{name}`" in manual, name
+    for name in ACTION["outputs"]:
+        assert f"`{name}`" in manual, name
 
 
 # ------------------------------------------------------------------ install
