@@ -842,7 +842,7 @@ def test_a_batch_made_before_its_intent_on_the_servers_clock_is_a_look_alike_not
 def test_a_lost_answer_is_adopted_though_the_servers_date_is_two_minutes_ahead_of_created_at(
     sandbox, write_manifest, state
 ):
-    """Review3 P7: a frontend (or proxy) whose Date is 120 s ahead of the database clock that stamps
+    """A frontend (or proxy) whose Date is 120 s ahead of the database clock that stamps
     createdAt: the batch the lost create made was judged "made before the intent", a look-alike, and
     every later apply stopped on it, the message blaming name spacing."""
     manifest = write_manifest(manifest_text(one_batch()))
