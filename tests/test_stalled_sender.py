@@ -19,6 +19,7 @@ import uuid
 from pathlib import Path
 
 import psycopg
+from conftest import ACME_ID as CLIENT_ID
 from conftest import TEST_KEY, init_state
 from pg import pg_server, pg_url  # noqa: F401  (fixtures)
 
@@ -194,7 +195,8 @@ def test_a_run_stalled_past_the_sending_part_of_its_window_writes_its_intent_aga
         try:  # an intent older than its window: it lists, finds nothing, creates and is done in a moment
             taking_over.wait(timeout=5)
         except subprocess.TimeoutExpired:
-            pass  # a young intent: it waits until 8 s after it was written, and sees the create land
+            pass  # a young intent: it waits until 8 s after it was written (and the stalled run, woken,
+            # finds at the socket that its lock check is stale, checks again, and sends nothing)
     finally:
         stalled.send_signal(signal.SIGCONT)
     _, err = taking_over.communicate(timeout=120)
@@ -206,3 +208,28 @@ def test_a_run_stalled_past_the_sending_part_of_its_window_writes_its_intent_aga
     assert not recorded.pending
     assert [resource.batch_id for resource in recorded.resources.values()] == \
         [batch["id"] for batch in sandbox.all_batches(client)]
+
+
+def test_a_create_withheld_at_the_socket_leaves_nothing_and_is_made_ready_again(sandbox):
+    """The caller's gate runs on the open connection, just before the request is written: refused, not a
+    byte of the request leaves; the next attempt makes the caller ready again (a new intent, new checks)."""
+    from faultproxy import FaultProxy
+
+    from provisioner.api.client import CreditsApi
+    from provisioner.api.send_gate import SendWithheld
+
+    readied, gated = [], []
+
+    def gate() -> None:
+        gated.append(len(readied))
+        if len(gated) == 1:
+            raise SendWithheld()
+
+    with FaultProxy(sandbox.url) as proxy:
+        api = CreditsApi(proxy.url, TEST_KEY, backoff_base=0.01)
+        batch = api.create_batch(CLIENT_ID, {"clientId": CLIENT_ID, "name": "Q1", "startingBalance": 5},
+                                 before_send=lambda: readied.append(1), at_socket=gate)
+        api.list_batches(CLIENT_ID)  # a request without a gate: untouched
+
+    assert gated == [1, 2] and len(readied) == 2
+    assert proxy.posts() == 1 and [b["id"] for b in sandbox.all_batches(CLIENT_ID)] == [batch["id"]]
