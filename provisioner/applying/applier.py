@@ -3,12 +3,18 @@
 The rules that keep credits from being issued twice or ids from being lost:
 - before each create, its intent is made durable (a fsynced journal line or a
   committed transaction); its id closes it the moment the answer arrives;
+- a create leaves only while its sender is sure no other run settles its intent:
+  the lock is confirmed after the intent is durable, the intent must be younger
+  than the part of the recovery window reserved for sending, and both are checked
+  again at the socket (api/send_gate.py);
+- on PostgreSQL, a client's first create of the run claims the client for this
+  workspace; a client another workspace claimed is refused;
 - before a client's first create of the run, its batches are listed: a batch
   already there, claimed by no address, with the same name and balance, stops
   that create (the duplicate guard): import it, or allow the duplicate on purpose;
 - a create whose answer was lost (timeout, 5xx, dropped connection) is never sent
   blindly again: the client's batches are listed at once, and the batch made as
-  asked is adopted (recovery.py holds the rules). Only when nothing is found does
+  asked is adopted (matching.py holds the rules). Only when nothing is found does
   the applier wait out the recovery window, then list again: still nothing proves
   the create never happened. A batch that only looks alike stops that address;
 - open intents left by a crash are settled the same way before new work (settling.py);
@@ -40,11 +46,11 @@ from provisioner.core.models import UPDATABLE_FIELDS, Change, Desired, Intent, P
 from provisioner.planning.planner import client_of, same_value
 from provisioner.render.progress import Progress, describe_work
 from provisioner.applying.matching import (
+    SETTLE_AT_LEAST,
     confusable_key,
     differences,
     duplicate_reasons,
     duplicates_of,
-    SETTLE_AT_LEAST,
     lock_still_confirmed,
     may_still_send,
     send_reserve,
@@ -250,7 +256,7 @@ class Applier:
         def write_intent() -> None:
             """The intent made durable; then, the instant before the request leaves, the proof that
             nobody else can be settling it: the lock is still held, and the intent is young enough
-            that a run taking over later would wait for this create (see recovery.may_still_send)."""
+            that a run taking over later would wait for this create (see matching.may_still_send)."""
             for _ in range(SEND_TRIES):
                 started = time.monotonic()
                 # Tied to its instance with the first thing it records, not before: an apply that
