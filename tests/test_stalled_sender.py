@@ -233,3 +233,51 @@ def test_a_create_withheld_at_the_socket_leaves_nothing_and_is_made_ready_again(
 
     assert gated == [1, 2] and len(readied) == 2
     assert proxy.posts() == 1 and [b["id"] for b in sandbox.all_batches(CLIENT_ID)] == [batch["id"]]
+
+
+def test_a_batch_created_but_not_recorded_is_printed_with_its_id_and_found_by_the_next_apply(
+    sandbox, tmp_path
+):
+    """The lock was taken while the create was on its way: its answer cannot be recorded. The id is said
+    at once, and the intent stays open, so the next apply finds the batch by listing and records it."""
+    from datetime import datetime, timezone
+
+    from faultproxy import FaultProxy, Forward
+
+    from provisioner.api.client import CreditsApi
+    from provisioner.applying.applier import Applier
+    from provisioner.backends.file import FileWriter
+    from provisioner.backends.filelock import StateLock
+    from provisioner.manifest.loader import load
+    from provisioner.planning.planner import make_plan
+
+    path, client = manifest(tmp_path)
+    state_path = init_state(tmp_path / "state" / "default.json")
+    lock_file = state_path.parent / "default.json.lock"
+
+    def rule(request):
+        return Forward(after_upstream=lambda: lock_file.unlink(missing_ok=True)) if request.method == "POST" \
+            else Forward()
+
+    said: list[str] = []
+    desired = load([path])
+    with FaultProxy(sandbox.url, rule) as proxy:
+        api = CreditsApi(proxy.url, TEST_KEY, backoff_base=0.01)
+        with StateLock(state_path, command="apply"), FileWriter(state_path) as writer:
+            plan = make_plan(desired, writer.state, datetime.now(timezone.utc))
+            try:
+                result = Applier(api, writer, progress=said.append, settle_seconds=0.05,
+                                 recovery_wait=0.5).apply(plan, desired)
+            finally:
+                writer._under_lock = False  # the test's own lock is gone: let the writer close
+
+    (made,) = sandbox.all_batches(client)
+    assert not result.ok and made["id"] in result.failed[0][1] and "could not be recorded" in result.failed[0][1]
+    assert any(made["id"] in line for line in said), said
+    assert "c0/q1" in read_state(state_path).pending
+
+    again = apply(["apply", str(path), "--state", str(state_path), "--auto-approve", "--recovery-wait", "0.5"],
+                  environment(sandbox.url))
+    assert again.returncode == 0, again.stderr
+    assert read_state(state_path).resources["c0/q1"].batch_id == made["id"]
+    assert len(sandbox.all_batches(client)) == 1
