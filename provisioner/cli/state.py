@@ -53,8 +53,7 @@ def init(backend) -> None:
 def refresh(paths, backend, sandbox, base_url, parallelism, rate_limit, lock_timeout, quiet, no_cache) -> None:
     """Update state from the live API (names, expiries, balances); creates nothing."""
     from provisioner.render.progress import Progress
-    from provisioner.applying.matching import look_alike_warning, unclaimed_look_alikes
-    from provisioner.operations.state_edits import refresh_state
+    from provisioner.operations.state_edits import duplicate_warnings, refresh_state
 
     desired = load_manifests(paths, no_cache)
     reporter = Progress.for_stream(quiet=quiet)
@@ -65,10 +64,10 @@ def refresh(paths, backend, sandbox, base_url, parallelism, rate_limit, lock_tim
             missing = refresh_state(writer, observed)
             writer.bind_instance(api.instance)
         recorded = len(writer.state.resources)
-        look_alikes = unclaimed_look_alikes(writer.state.resources, observed, writer.open_intents())
+        warnings = duplicate_warnings(writer.state, observed)
     click.echo(f"Refreshed {recorded} recorded batches.")
-    for address, found in look_alikes.items():
-        progress(f"Warning: {look_alike_warning(address, writer.state.resources[address].batch_id, found)}")
+    for warning in warnings:
+        progress(f"Warning: {warning}")
     for address in missing:
         progress(f"Warning: {address} is recorded but the API no longer lists it (see 'provisioner plan --refresh').")
 

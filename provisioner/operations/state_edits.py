@@ -16,7 +16,16 @@ from provisioner.backends.file import parse_state, read_state
 from provisioner.core.models import COMPARED_FIELDS, BatchSpec, Desired, Intent, Resource, State, batch_key
 from provisioner.applying.listings import ClientListings
 from provisioner.planning.planner import live_attributes, normalized
-from provisioner.applying.matching import Findings, created_since, find, intent_since, is_look_alike, window_left
+from provisioner.applying.matching import (
+    Findings,
+    created_since,
+    find,
+    intent_since,
+    is_look_alike,
+    look_alike_warning,
+    unclaimed_look_alikes,
+    window_left,
+)
 from provisioner.backends.base import StateWriter
 
 # client/batch, or a grant's period: client/grant@2026-q1 (2026-01, 2026, 2026-01-15).
@@ -206,6 +215,13 @@ def refresh_state(writer: StateWriter, observed: Mapping[str, Mapping]) -> list[
         if updated != resource:
             writer.record(address, updated)
     return missing
+
+
+def duplicate_warnings(state: State, observed: Mapping[str, Mapping]) -> list[str]:
+    """A warning for each recorded batch whose client has an unclaimed batch just like it (a duplicate
+    that slipped through), after a refresh."""
+    found = unclaimed_look_alikes(state.resources, observed, state.pending.values())
+    return [look_alike_warning(address, state.resources[address].batch_id, batches) for address, batches in found.items()]
 
 
 def read_pushed_state(source: Path) -> State:
