@@ -73,3 +73,22 @@ def test_a_claimed_client_is_refused_to_another_workspace_until_released(pg_url,
     assert kept.returncode == 1 and "still records 4" in kept.stderr and "Traceback" not in kept.stderr
     none = run_subprocess("state", "release-client", client, "--state", pg_url, "--workspace", "team-b", env=env)
     assert none.returncode == 0 and "had no claim" in none.stdout
+
+
+def test_a_schema_set_up_by_the_previous_release_is_upgraded_by_the_first_run_that_writes(pg_url, sandbox, tmp_path):
+    import psycopg
+
+    path, client = manifest(tmp_path)
+    env = env_for(sandbox)
+    run_subprocess("init", "--state", pg_url, env=env)
+    with psycopg.connect(pg_url, autocommit=True) as conn:  # as version 1 left it: no claims
+        conn.execute("DROP TABLE provisioner.client_claims")
+        conn.execute("UPDATE provisioner.meta SET value = '1' WHERE key = 'schema_version'")
+
+    applied = run_subprocess("apply", path, "--state", pg_url, "--auto-approve", env=env)
+
+    assert applied.returncode == 0, applied.stderr
+    with psycopg.connect(pg_url) as conn:
+        assert conn.execute("SELECT value FROM provisioner.meta WHERE key = 'schema_version'").fetchone() == ("2",)
+        assert conn.execute("SELECT workspace FROM provisioner.client_claims WHERE client_id = %s",
+                            (client,)).fetchall() == [("default",)]
