@@ -36,7 +36,7 @@ from provisioner.api.client import (
 )
 from provisioner.backends.base import StateError, StateWriter
 from provisioner.listings import ClientListings
-from provisioner.models import UPDATABLE_FIELDS, Change, Desired, Intent, Plan, Resource
+from provisioner.models import UPDATABLE_FIELDS, Change, Desired, Intent, Plan, Resource, proper_id, shown_id
 from provisioner.planner import client_of, same_value
 from provisioner.progress import Progress, describe_work
 from provisioner.recovery import confusable_key, differences, duplicate_reasons, duplicates_of
@@ -296,12 +296,13 @@ class Applier:
     # --- recording ------------------------------------------------------------
 
     def _record_created(self, intent: Intent, batch: dict, kind: str, outcome: str) -> None:
-        batch_id = batch.get("id")
-        if batch_id in (None, ""):
-            raise ApiError(f"{intent.address}: the API answered without a batch id; the intent stays open.")
+        batch_id = proper_id(batch.get("id"))
+        if batch_id is None:  # never reached: the client and the rules take no batch without one
+            raise ApiError(f"{intent.address}: the API gave no proper batch id ({shown_id(batch.get('id'))}); "
+                           "the intent stays open.")
         self.writer.record(
             intent.address,
-            Resource(batch_id=str(batch_id), client_id=intent.client_id, attributes=intent.attributes, remote=batch),
+            Resource(batch_id=batch_id, client_id=intent.client_id, attributes=intent.attributes, remote=batch),
         )
         for difference in differences(batch, intent.attributes):
             self.tally.warn(f"Warning: {intent.address}: the API stored it differently: {difference}.")

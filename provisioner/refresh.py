@@ -7,7 +7,7 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 
 from provisioner.api.client import CreditsApi
 from provisioner.listings import ClientListings
-from provisioner.models import batch_key
+from provisioner.models import batch_key, proper_id
 from provisioner.progress import Progress
 
 
@@ -49,9 +49,10 @@ def observe(
             for future in finished:
                 client_id = client_of[future]
                 for batch in future.result():
-                    if batch.get("id") not in (None, ""):
+                    batch_id = proper_id(batch.get("id"))
+                    if batch_id is not None:  # one without a proper id can be nobody's recorded batch
                         # A server may list clientId as null: the listing says whose batch it is.
-                        observed[batch_key(batch["id"])] = (
+                        observed[batch_key(batch_id)] = (
                             batch if batch.get("clientId") else {**batch, "clientId": client_id}
                         )
                 reporter.done()

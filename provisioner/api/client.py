@@ -9,6 +9,7 @@ it by listing, never by a blind second POST.
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import re
 import threading
@@ -22,8 +23,9 @@ from requests.adapters import HTTPAdapter
 
 from provisioner.api.clock import ServerClock
 from provisioner.api.pacing import RateLimiter, Stopped
+from provisioner.api.redaction import Redactor
 from provisioner.api.retrying import Retrying
-from provisioner.models import batch_key
+from provisioner.models import batch_key, proper_id, shown_id
 
 CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 30.0
@@ -138,6 +140,9 @@ class CreditsApi:
                 "(a trailing newline or \\r from a copied file?). Set it again without them."
             )
         self.base_url = check_base_url(base_url)
+        # Everything the server says passes through it before it is printed or kept: a server
+        # echoing the request's headers must not put the key in an error message or in state.
+        self.redactor = Redactor([api_key])
         self.instance = instance_name(self.base_url)
         self.clock = ServerClock()
         self.answered_ok = False  # the API has answered 2xx in this run: its address is right
@@ -202,6 +207,12 @@ class CreditsApi:
         if not isinstance(batch, dict):
             raise OutcomeUnknown("unexpected answer: data.CreateCreditBatch is not a credit batch. "
                                  "The create was accepted, so the batch may exist.")
+        if proper_id(batch.get("id")) is None:
+            # Never recorded as it came: the batch's real id would be lost. Looked up instead.
+            raise OutcomeUnknown(
+                f"the API accepted the create but answered with no proper batch id (id: {shown_id(batch.get('id'))}); "
+                "the batch may exist, so its intent stays open until a listing shows it."
+            )
         return batch
 
     def update_batch(self, batch_id: str, body: dict) -> dict:
@@ -228,10 +239,15 @@ class CreditsApi:
                     exc.status,
                 ) from None
             listing = _unwrap(payload, "APICreditBatchesByClientAndCreditAccount")
-            page_info = listing.get("pageInfo") or {}
+            items, page_info = self._listed_page(listing, client_id, page)
             before = len(batches)
-            for batch in listing.get("creditBatches") or []:
-                batches.setdefault(batch_key(batch.get("id")), batch)
+            for batch in items:
+                batch_id = proper_id(batch.get("id"))
+                # A batch without a usable id is kept (it may be the one a create made), under its
+                # whole text: listed twice while pages shift, it still counts once.
+                key = "id " + batch_key(batch_id) if batch_id is not None else "whole " + json.dumps(
+                    batch, sort_keys=True, default=repr)
+                batches.setdefault(key, batch)
             # A page with nothing new ends the walk even if hasMore says otherwise (a server
             # ignoring ?page would otherwise be asked forever).
             if page_info.get("hasMore") and len(batches) == before:
@@ -243,6 +259,37 @@ class CreditsApi:
                 counted = _check_complete(client_id, batches, page_info.get("total"))
                 return Listing(batches.values(), counted=counted)
             page += 1
+
+    def _listed_page(self, listing, client_id: str, page: int) -> tuple[list[dict], dict]:
+        """The batches and pageInfo of one listed page, their shape checked: anything else is said
+        once, naming the server, and nothing is decided on it."""
+        where = f"the API at {self.base_url} listed the batches of client {client_id} (page {page})"
+        undecided = "Nothing was decided on it."
+        if not isinstance(listing, dict):
+            raise ApiError(f"{where} as {self._kind(listing)}, not as an object with creditBatches and pageInfo. "
+                           f"{undecided}")
+        items = listing.get("creditBatches")
+        if items is None:
+            items = []
+        if not isinstance(items, list):
+            raise ApiError(f"{where}: creditBatches is {self._kind(items)}, not a list of batches. {undecided}")
+        for number, item in enumerate(items, start=1):
+            if not isinstance(item, dict):
+                raise ApiError(f"{where}: creditBatches item {number} is {self._kind(item)}, not a batch object. "
+                               f"{undecided}")
+        page_info = listing.get("pageInfo")
+        if page_info is None:
+            page_info = {}
+        if not isinstance(page_info, dict):
+            raise ApiError(f"{where}: pageInfo is {self._kind(page_info)}, not an object. {undecided}")
+        return items, page_info
+
+    def _kind(self, value) -> str:
+        """What a JSON value from the server is, for a message: its type and the start of its text."""
+        names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "a number",
+                 float: "a number", type(None): "null"}
+        text = self.redactor.message(json.dumps(value, default=repr), 40)
+        return f"{names.get(type(value), type(value).__name__)} ({text})"
 
     # --- one request, with retries --------------------------------------
 
@@ -303,14 +350,15 @@ class CreditsApi:
             self.clock.observe(response.headers)
             if 300 <= response.status_code < 400:
                 raise (ApiError if idempotent else OutcomeUnknown)(
-                    f"{method} {path}: the server redirected to {response.headers.get('Location', '?')} "
+                    f"{method} {path}: the server redirected to "
+                    f"{self.redactor.message(response.headers.get('Location', '?'))} "
                     f"(HTTP {response.status_code}). Check TI_BASE_URL: it should be the instance's https address.",
                     response.status_code,
                 )
             if response.status_code < 300:
                 self.answered_ok = True
                 try:
-                    return _json(response, method, path)
+                    return _json(response, method, path, self.redactor)
                 except ApiError as exc:
                     if idempotent:
                         raise
@@ -342,7 +390,7 @@ class CreditsApi:
             if status in RETRYABLE_STATUSES and not last:
                 retrying.back_off(attempt, what, f"HTTP {status}", paused=retry_after if status == 503 else None)
                 continue
-            raise _error_for(response, method, path, subject, self.base_url)
+            raise _error_for(response, method, path, subject, self.base_url, self.redactor)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _unreachable(self, exc: Exception, attempts: int, first_try: float) -> ApiError:
@@ -426,13 +474,15 @@ def _retry_after(response: requests.Response) -> float | None:
         return None
 
 
-def _json(response: requests.Response, method: str, path: str) -> dict:
+def _json(response: requests.Response, method: str, path: str, redactor: Redactor) -> dict:
     try:
         payload = response.json()
-    except ValueError:
+    except (ValueError, RecursionError):
         raise ApiError(f"{method} {path}: the server answered HTTP {response.status_code} without JSON.") from None
     if not isinstance(payload, dict):
         raise ApiError(f"{method} {path}: unexpected answer shape (expected a JSON object).")
+    if redactor.holds_secret(response.text):
+        payload = redactor.value(payload)  # never kept in state, nor shown
     return payload
 
 
@@ -443,21 +493,24 @@ def _unwrap(payload: dict, operation: str):
         raise ApiError(f"unexpected answer: no data.{operation} in the response.") from None
 
 
-def _server_message(response: requests.Response) -> str:
+def _server_message(response: requests.Response, redactor: Redactor) -> str:
+    """The server's own words about a refusal: redacted, one line, cut short."""
     try:
         body = response.json()
-    except ValueError:
-        return response.text.strip()[:200]
+    except (ValueError, RecursionError):
+        return redactor.message(response.text) or "no message"
     if isinstance(body, dict):
         for key in ("message", "error", "errors"):
             if body.get(key):
-                return str(body[key])[:300]
-    return str(body)[:200]
+                text = body[key] if isinstance(body[key], str) else json.dumps(body[key], default=repr)
+                return redactor.message(text)
+    return redactor.message(json.dumps(body, default=repr))
 
 
-def _error_for(response: requests.Response, method: str, path: str, subject: str, base_url: str) -> ApiError:
+def _error_for(response: requests.Response, method: str, path: str, subject: str, base_url: str,
+               redactor: Redactor) -> ApiError:
     status = response.status_code
-    message = _server_message(response)
+    message = _server_message(response, redactor)
     if status == 401:
         return AuthError(
             f"the API rejected the key in TI_API_KEY (HTTP 401 Unauthorized) at {base_url}. "
