@@ -31,6 +31,7 @@ from provisioner.api.client import (
     ApiError,
     AuthError,
     CreditsApi,
+    NotFoundError,
     OutcomeUnknown,
     RequestCancelled,
 )
@@ -40,7 +41,7 @@ from provisioner.models import UPDATABLE_FIELDS, Change, Desired, Intent, Plan, 
 from provisioner.planner import client_of, same_value
 from provisioner.progress import Progress, describe_work
 from provisioner.recovery import confusable_key, differences, duplicate_reasons, duplicates_of
-from provisioner.settling import IntentSettler
+from provisioner.settling import ClientNotFound, IntentSettler, not_found_message
 from provisioner.tally import ApplyResult, Tally
 from provisioner.timestamps import format_timestamp, utc_now_text
 
@@ -87,6 +88,10 @@ class Applier:
         self.duplicate_check = duplicate_check
         self.allow_duplicates = set(allow_duplicates)
         self.listings = listings or ClientListings(api)
+        # Clients the API answered 404 for while an intent of theirs was unresolved: the rest of their
+        # work waits for the next apply (other clients go on).
+        self.stopped_clients: set[str] = set()
+        self._stopped_guard = threading.Lock()
         self.settler = IntentSettler(
             api,
             writer,
@@ -147,11 +152,21 @@ class Applier:
             if self.stop.is_set():
                 self.tally.interrupted(skipped=True)
                 continue
+            client_id = self._client_id(change, desired)
+            with self._stopped_guard:
+                stopped = client_id is not None and client_id.lower() in self.stopped_clients
+            if stopped:
+                self.tally.not_started(change.address, f"client {client_id} answered 404 while an interrupted "
+                                       "create of it is unresolved")
+                continue
             try:
                 self._run_change(change, desired)
             except RequestCancelled:
                 self._cancelled(change)  # Ctrl-C: the stop check above skips the rest of the group
             except (ApiError, StateError) as exc:
+                if isinstance(exc, ClientNotFound) and client_id is not None:
+                    with self._stopped_guard:
+                        self.stopped_clients.add(client_id.lower())
                 self.tally.failed(change.address, str(exc))
                 if isinstance(exc, AuthError | StateError):
                     self.stop.set()  # every other request would fail the same way, or could not be recorded
@@ -160,6 +175,13 @@ class Applier:
                     for rest in group[group.index(change) + 1 :]:
                         self.tally.not_started(rest.address, f"{change.address}, which looks alike, is unresolved")
                     return
+
+    def _client_id(self, change: Change, desired: Desired) -> str | None:
+        intent = self.writer.state.pending.get(change.address)
+        if intent is not None:
+            return intent.client_id
+        spec = desired.batches.get(change.address)
+        return spec.client_id if spec is not None else None
 
     def _cancelled(self, change: Change) -> None:
         """The stop event cancelled this change's next request before it left."""
@@ -254,6 +276,12 @@ class Applier:
     def _resolve_after_ambiguity(self, intent: Intent, failed_at: float) -> None:
         """Look at once; wait out the recovery window only when nothing is found, then look again.
         A batch found was made by this run's create: it counts as created (its credits issued now)."""
+        try:
+            self._look_up_after_ambiguity(intent, failed_at)
+        except NotFoundError:
+            raise ClientNotFound(not_found_message(intent)) from None
+
+    def _look_up_after_ambiguity(self, intent: Intent, failed_at: float) -> None:
         for _ in range(RECOVERY_ROUNDS):
             if self.settler.adopt_if_found(intent, self.listings.fresh(intent.client_id), CONFIRMED, kind="created"):
                 return
@@ -263,7 +291,8 @@ class Applier:
                     "interrupted while checking whether the create happened; the next plan shows it "
                     "as a recovery and apply resolves it"
                 )
-            if self.settler.adopt_if_found(intent, self.listings.confirmed(intent.client_id), CONFIRMED, kind="created"):
+            confirmed = self.listings.confirmed(intent.client_id)
+            if self.settler.adopt_if_found(intent, confirmed, CONFIRMED, kind="created"):
                 return
             self.tally.note(intent.address, "the create did not happen; sending it again")
             intent, batch = self._send_create(intent.address, intent.client_id, intent.attributes, previous=intent)
