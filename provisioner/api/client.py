@@ -481,7 +481,7 @@ def _json(response: requests.Response, method: str, path: str, redactor: Redacto
         raise ApiError(f"{method} {path}: the server answered HTTP {response.status_code} without JSON.") from None
     if not isinstance(payload, dict):
         raise ApiError(f"{method} {path}: unexpected answer shape (expected a JSON object).")
-    if redactor.holds_secret(response.text):
+    if redactor.in_body(response.content):
         payload = redactor.value(payload)  # never kept in state, nor shown
     return payload
 

@@ -9,6 +9,7 @@ any ``Authorization`` value and any ``Bearer`` token are replaced by ``[redacted
 from __future__ import annotations
 
 import html
+import json
 import re
 from urllib.parse import quote
 
@@ -32,6 +33,8 @@ class Redactor:
             if secret:
                 forms |= {secret, quote(secret, safe=""), html.escape(secret)}
         self._secrets = sorted(forms, key=len, reverse=True)
+        # As they may appear in a raw JSON body (a quote or backslash in a key is escaped there).
+        self._raw = [form.encode() for form in forms] + [json.dumps(form)[1:-1].encode() for form in forms]
 
     def text(self, text: str) -> str:
         """``text`` with every secret, Authorization value and Bearer token replaced."""
@@ -81,8 +84,9 @@ class Redactor:
             return {self.value(key): self.value(item) for key, item in value.items()}
         return value
 
-    def holds_secret(self, text: str) -> bool:
-        return any(secret in text for secret in self._secrets)
+    def in_body(self, body: bytes) -> bool:
+        """Whether a raw answer (its bytes, not decoded: decoding a large one twice costs) holds a secret."""
+        return any(secret in body for secret in self._raw)
 
 
 def looks_like_html(text: str) -> bool:
