@@ -25,7 +25,7 @@ from provisioner.api.clock import ServerClock
 from provisioner.api.pacing import RateLimiter, Stopped
 from provisioner.api.redaction import Redactor
 from provisioner.api.retrying import Retrying
-from provisioner.models import batch_key, proper_id, shown_id
+from provisioner.core.models import batch_key, proper_id, shown_id
 
 CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 30.0

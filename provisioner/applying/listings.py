@@ -12,7 +12,7 @@ import threading
 from collections import defaultdict
 
 from provisioner.api.client import ApiError, CreditsApi, Listing
-from provisioner.models import batch_key, proper_id
+from provisioner.core.models import batch_key, proper_id
 
 CONFIRMATIONS = 3
 
