@@ -121,3 +121,15 @@ def test_a_listed_batch_whose_id_is_an_object_is_not_adopted(sandbox, write_mani
     assert '{"x": 1} (not a batch id)' in result.stderr, result.stderr
     recorded = read_state(state)
     assert not recorded.resources and set(recorded.pending) == {"acme/q1"}
+
+
+def test_plan_refresh_names_a_listed_batch_without_a_proper_id(sandbox, write_manifest, state):
+    """A refresh records nothing from a batch listed without a proper id, and says so, naming it."""
+    manifest = write_manifest(MANIFEST)
+    assert apply(manifest, state, sandbox.url).returncode == 0
+
+    with FaultProxy(sandbox.url, lambda request: Forward(rewrite=listed_with([7]))) as proxy:
+        planned = run_subprocess("plan", manifest, "--state", state, "--refresh", env=env_for(proxy.url))
+
+    assert "Traceback" not in planned.stderr
+    assert "without a proper id, left out: [7] (not a batch id) (name 'Q1'" in planned.stderr, planned.stderr
