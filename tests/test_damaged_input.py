@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import ACME_ID, TEST_KEY, run_subprocess
 from faultproxy import FaultProxy, Forward, ProxiedRequest
+from pg import pg_server, pg_url  # noqa: F401  (fixtures)
 
 from provisioner.backends.file import journal_path
 from provisioner.sandbox import Sandbox
@@ -166,3 +167,17 @@ def test_a_journal_line_of_the_wrong_shape_is_named_by_apply(write_manifest, sta
 
     assert_one_clear_error(result, f"{journal}:2", said, "keep it")
     assert files_of(state) == before
+
+
+def test_a_postgres_state_with_an_address_without_a_slash_is_named_by_show(pg_url):
+    """The same check where PostgreSQL's rows become a state: a row edited by hand in the database."""
+    import psycopg
+
+    assert run_subprocess("init", "--state", pg_url).returncode == 0
+    with psycopg.connect(pg_url) as connection:
+        connection.execute("INSERT INTO provisioner.resources (workspace, address, resource) VALUES (%s, %s, %s)",
+                           ("default", "q1", json.dumps(RESOURCE)))
+
+    result = run_subprocess("show", "--state", pg_url, env=UNREACHABLE)
+
+    assert_one_clear_error(result, "'q1' is not an address (expected client/batch)", "Nothing was changed")
