@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 REDACTED = "[redacted]"
 MESSAGE_LIMIT = 200  # characters of a server's message kept in an error
-KEY_PREFIX = 8  # a start of the key this long, echoed cut short, is redacted too
+KEY_PREFIX = 12  # a start of the key this long or longer, echoed cut short, is redacted too
 
 BEARER = re.compile(r"(?i)\b(bearer)(\s+)[^\s\"',;}\]\)]+")
 # "Authorization: x", "authorization=x", "'Authorization': 'x'", "\"authorization\":\"x\"": the value up to the

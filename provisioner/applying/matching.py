@@ -249,7 +249,8 @@ def duplicates_of(
     """Unclaimed batches that already look like the batch a create would make: the duplicate guard.
 
     Same name (as a server may normalise it: see normal_name), same starting balance, and, where
-    the create declares them, the same credit account and expiry. Batches an open intent made exactly are left to it."""
+    the create declares them, the same credit account and expiry. Batches an open intent made
+    exactly are left to it; one listed without a proper id is claimed by no one, so it counts."""
     found = []
     for batch in listed:
         if is_claimed(batch, claimed):
