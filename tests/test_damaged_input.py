@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 from conftest import ACME_ID, TEST_KEY, run_subprocess
-from faultproxy import FaultProxy, Forward, ProxiedRequest
+from faultproxy import DropThenCommit, FaultProxy, Forward, ProxiedRequest
 from pg import pg_server, pg_url  # noqa: F401  (fixtures)
 
-from provisioner.backends.file import journal_path
+from provisioner.backends.file import journal_path, read_state
 from provisioner.sandbox import Sandbox
 
 MANIFEST = f"""
@@ -181,3 +181,47 @@ def test_a_postgres_state_with_an_address_without_a_slash_is_named_by_show(pg_ur
     result = run_subprocess("show", "--state", pg_url, env=UNREACHABLE)
 
     assert_one_clear_error(result, "'q1' is not an address (expected client/batch)", "Nothing was changed")
+
+
+# --- listed values that are not of their kind ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "adopted"),
+    [("startingBalance", "n/a", False), ("startingBalance", {"amount": 100}, False), ("clientId", 12345, True),
+     ("clientId", "acme", True)],
+    ids=["balance-text", "balance-object", "client-number", "client-not-a-uuid"],
+)
+def test_a_listed_value_that_is_not_of_its_kind_is_unknown_never_another(sandbox, write_manifest, state, field,
+                                                                          value, adopted):
+    """The create's answer is lost (the connection dropped once the server had it); the listing gives the
+    batch's balance or client as something no balance or client id is. Taken for "another balance" or
+    "another client", the batch was not the create's: after the window the create was sent again, two
+    batches. Unreadable is unknown: with the balance unknown it is a look-alike (the run stops and names it),
+    with the client unknown (the listing is that client's) the batch is adopted. Never a second create."""
+    def rule(request: ProxiedRequest):
+        if request.method == "POST":
+            return DropThenCommit(after=0)
+
+        def rewrite(answer: dict) -> dict:
+            for batch in answer["data"]["APICreditBatchesByClientAndCreditAccount"]["creditBatches"]:
+                batch[field] = value
+            return answer
+
+        return Forward(rewrite=rewrite)
+
+    with FaultProxy(sandbox.url, rule) as proxy:
+        result = run_subprocess("apply", write_manifest(MANIFEST), "--state", state, "--auto-approve",
+                                "--recovery-wait", "1", env=env_for(proxy.url))
+        sent = proxy.posts()
+
+    assert sent == 1 and len(sandbox.all_batches(ACME_ID)) == 1, f"the create was sent again:\n{result.stderr}"
+    assert "Traceback" not in result.stderr
+    recorded = read_state(state)
+    if adopted:
+        assert result.returncode == 0, result.stderr
+        assert recorded.resources["acme/q1"].batch_id == sandbox.all_batches(ACME_ID)[0]["id"]
+    else:
+        assert result.returncode == 1, result.stderr
+        assert "will not create it again" in result.stderr, result.stderr
+        assert set(recorded.pending) == {"acme/q1"}

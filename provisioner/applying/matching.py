@@ -11,7 +11,8 @@ listed field is compared the way a server may normalise it:
 
 - equal (as an instant, a number, a UUID in any case; a bare date equal to the sent
   instant's UTC date) counts as equal;
-- missing or null counts as unknown, never as different;
+- missing or null, or no value of its kind at all (a balance that is no number, a client id
+  that is no UUID, an expiry that is no instant), counts as unknown, never as different;
 - a name equal only as a server may normalise it (trimmed, each run of inner whitespace made
   one space, case-folded, in Unicode normal form NFKC) is a hint, not a match.
 
@@ -38,6 +39,7 @@ from provisioner.core.timestamps import parse_timestamp
 # Date header has a 1 s resolution and the offset is measured over a network round trip.
 CREATED_MARGIN = timedelta(seconds=30)
 BARE_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+UUID_TEXT = re.compile(r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}")
 
 EQUAL, UNKNOWN, HINT, DIFFERENT = "equal", "unknown", "hint", "different"
 
@@ -47,11 +49,18 @@ def compare_field(name: str, sent, listed) -> str:
     if listed is None or listed == "":
         return UNKNOWN
     if name == "expiresOn":
-        return _compare_instants(str(sent), str(listed))
+        return _compare_instants(str(sent), listed) if isinstance(listed, str) else UNKNOWN
     if name == "startingBalance":
-        return EQUAL if _number(sent) is not None and _number(sent) == _number(listed) else DIFFERENT
+        # A value that is no number at all (true, an object, "n/a") says nothing about the balance.
+        listed_number = _number(listed)
+        if listed_number is None:
+            return UNKNOWN
+        return EQUAL if _number(sent) == listed_number else DIFFERENT
     if name in ("clientId", "creditAccountId"):
-        return EQUAL if str(sent).strip().lower() == str(listed).strip().lower() else DIFFERENT
+        # Only another UUID is another client or account; anything else is unreadable, so unknown.
+        if not isinstance(listed, str) or not UUID_TEXT.fullmatch(listed.strip()):
+            return UNKNOWN
+        return EQUAL if str(sent).strip().lower() == listed.strip().lower() else DIFFERENT
     if name == "name":
         if sent == listed:
             return EQUAL
@@ -81,16 +90,17 @@ def _compare_instants(sent: str, listed: str) -> str:
     try:
         return EQUAL if parse_timestamp(listed) == sent_at else DIFFERENT
     except ValueError:
-        return DIFFERENT
+        return UNKNOWN  # no instant at all: unreadable, not another expiry
 
 
 def _number(value) -> Decimal | None:
-    if isinstance(value, bool):
+    if not isinstance(value, int | float | str) or isinstance(value, bool):
         return None
     try:
-        return Decimal(str(value).strip())
+        number = Decimal(str(value).strip())
     except (InvalidOperation, ValueError):
         return None
+    return number if number.is_finite() else None
 
 
 def sent_fields_compared(batch: Mapping, attributes: Mapping) -> dict[str, str]:
