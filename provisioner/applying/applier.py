@@ -8,7 +8,7 @@ The rules that keep credits from being issued twice or ids from being lost:
   that create (the duplicate guard): import it, or allow the duplicate on purpose;
 - a create whose answer was lost (timeout, 5xx, dropped connection) is never sent
   blindly again: the client's batches are listed at once, and the batch made as
-  asked is adopted (recovery.py holds the rules). Only when nothing is found does
+  asked is adopted (matching.py holds the rules). Only when nothing is found does
   the applier wait out the recovery window, then list again: still nothing proves
   the create never happened. A batch that only looks alike stops that address;
 - open intents left by a crash are settled the same way before new work (settling.py);

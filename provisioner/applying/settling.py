@@ -1,5 +1,5 @@
 """Settles the intents an interrupted apply left open: finds the batch each create made and records
-its id, or proves the create never happened. recovery.py holds the rules; this module does the
+its id, or proves the create never happened. matching.py holds the rules; this module does the
 looking (listing, waiting).
 
 A create cut off by a crash may have been made, or may still be in progress on the server. So its
