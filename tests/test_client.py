@@ -34,6 +34,9 @@ from provisioner.sandbox import Faults, Sandbox
 WRONG_KEY = "ti_test_" + "w" * 24
 BATCHES_PATH = f"/incoming/v2/clients/{ACME_ID}/creditBatches"
 FAST = {"backoff_base": 0.001, "backoff_cap": 0.004}
+# The client on its own: each request gives up after its attempts, with no run-wide outage watcher
+# (tests/test_outage.py tests the watcher).
+ALONE = {"give_up_after": None}
 
 
 # ---------------------------------------------------------------- helpers
@@ -58,7 +61,7 @@ class SleepRecorder:
 def make_api(url: str, key: str = TEST_KEY, **options) -> CreditsApi:
     options.setdefault("sleep", SleepRecorder())
     options.setdefault("timeout", (1.0, 2.0))
-    for name, value in FAST.items():
+    for name, value in {**FAST, **ALONE}.items():
         options.setdefault(name, value)
     return CreditsApi(url, key, **options)
 

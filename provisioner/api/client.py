@@ -21,6 +21,7 @@ import urllib3
 from requests.adapters import HTTPAdapter
 
 from provisioner.api.clock import ServerClock
+from provisioner.api.outage import GIVE_UP_AFTER, OUTAGE_STATUSES, Outage
 from provisioner.api.pacing import RateLimiter, Stopped
 from provisioner.api.retrying import Retrying
 from provisioner.models import batch_key
@@ -61,6 +62,11 @@ class ConfigurationError(ApiError):
 
 class RequestCancelled(ApiError):
     """The stop event was set (Ctrl-C) before this request left: the server saw nothing."""
+
+
+class ApiUnavailable(RequestCancelled):
+    """The API stopped answering for longer than the run waits: this request, never sent, gave up
+    with every other one. The message says since when and why."""
 
 
 def check_base_url(url: str) -> str:
@@ -124,9 +130,16 @@ class CreditsApi:
         pool_size: int = 10,
         sleep: Callable[[float], None] | None = None,
         on_retry: Callable[[str], None] | None = None,
+        give_up_after: float | None = GIVE_UP_AFTER,
+        on_notice: Callable[[str], None] | None = None,
     ):
         """``sleep`` replaces the (interruptible) backoff wait, for tests; ``on_retry`` is told, in
-        one sentence, each time a request is tried again and why."""
+        one sentence, each time a request is tried again and why.
+
+        ``give_up_after``: seconds the API may go without answering (see outage.py) before the
+        whole run stops; meanwhile a request failing for that reason is tried beyond
+        ``max_attempts``. None: no watcher, each request gives up after ``max_attempts``.
+        ``on_notice`` is told when the API stops answering and when it answers again."""
         if not api_key:
             raise ConfigurationError(
                 "no API key: set TI_API_KEY in the environment (keys are never read from flags or files)."
@@ -146,6 +159,10 @@ class CreditsApi:
         self.retrying = Retrying(max_attempts=max_attempts, backoff_base=backoff_base, backoff_cap=backoff_cap,
                                  stop=self.limiter.stop, sleep=sleep, on_retry=on_retry)
         self.answered = False  # has the server answered once (any HTTP status) in this run?
+        # Shared by every request of the run: the API away for too long stops them all at once.
+        self.outage = Outage(give_up_after, self.limiter.stop,
+                             where=f"the API at {self.base_url}", on_notice=on_notice)
+        self.watching = give_up_after is not None
         self.session = requests.Session()
         self.session.headers.update(
             {"Authorization": f"Bearer {api_key}", "Accept": "application/json", "User-Agent": "provisioner"}
@@ -166,6 +183,7 @@ class CreditsApi:
         return self.limiter.stop
 
     def close(self) -> None:
+        self.outage.close()
         self.session.close()
 
     def preflight(self, client_id: str) -> None:
@@ -261,6 +279,10 @@ class CreditsApi:
             return self._attempts(method, path, idempotent=idempotent, subject=subject,
                                   before_send=before_send, after_refusal=after_refusal, **kwargs)
         except Stopped:  # raised only where no request is on its way
+            if self.outage.gave_up:
+                raise ApiUnavailable(
+                    f"{self.outage.describe()} Run the command again once the API answers."
+                ) from None
             raise RequestCancelled(
                 f"{method} {path}: interrupted before it was sent; the server did nothing for it."
             ) from None
@@ -272,20 +294,26 @@ class CreditsApi:
         what = f"{method} for {subject}"
         retrying = self.retrying
         first_try = time.monotonic()
-        for attempt in range(1, retrying.max_attempts + 1):
-            last = attempt == retrying.max_attempts
+        attempt = 0
+        while True:
+            attempt += 1
+            last = attempt >= retrying.max_attempts
+            # A request the API is not answering waits for the run's verdict (outage.py), not its own.
+            last_alone = last and not self.watching
             self.limiter.acquire()
             if before_send is not None:
                 before_send()
                 if self.stop.is_set():  # the interrupt came while the caller got ready
                     raise Stopped()
+            sent_at = time.monotonic()
             try:
                 # Never follow redirects: a 301/302 would turn a create into a GET, a 307 repeat it.
                 response = self.session.request(method, url, timeout=self.timeout, allow_redirects=False, **kwargs)
             except requests.RequestException as exc:
+                self.outage.failed(_reason(exc), sent_at)
                 if not _may_have_been_sent(exc):
                     delay = retrying.delay(attempt)
-                    if last or retrying.gives_up_reaching(first_try, delay, self.answered):
+                    if last_alone or retrying.gives_up_reaching(first_try, delay, self.answered):
                         raise self._unreachable(exc, attempt, first_try) from None
                     retrying.notice(what, _reason(exc), attempt, delay)
                     retrying.wait(delay)
@@ -294,11 +322,15 @@ class CreditsApi:
                     raise OutcomeUnknown(
                         f"{method} {path}: no answer ({_reason(exc)}); the request may have been processed."
                     ) from None
-                if last:
+                if last_alone:
                     raise ApiError(f"{method} {path}: no answer from {self.base_url} ({_reason(exc)}).") from None
                 retrying.back_off(attempt, what, _reason(exc))
                 continue
             self.answered = True
+            if response.status_code in OUTAGE_STATUSES:
+                self.outage.failed(f"HTTP {response.status_code}", sent_at)
+            else:
+                self.outage.answered()
             self.limiter.observe(response.headers)
             self.clock.observe(response.headers)
             if 300 <= response.status_code < 400:
@@ -339,7 +371,7 @@ class CreditsApi:
                     f"{method} {path}: the server failed (HTTP {status}); the request may have been processed.",
                     status,
                 )
-            if status in RETRYABLE_STATUSES and not last:
+            if status in RETRYABLE_STATUSES and (not last or (status in OUTAGE_STATUSES and self.watching)):
                 retrying.back_off(attempt, what, f"HTTP {status}", paused=retry_after if status == 503 else None)
                 continue
             raise _error_for(response, method, path, subject, self.base_url)
