@@ -24,7 +24,7 @@ from provisioner.api.clock import ServerClock
 from provisioner.api.outage import GIVE_UP_AFTER, OUTAGE_STATUSES, Outage
 from provisioner.api.pacing import RateLimiter, Stopped
 from provisioner.api.retrying import Retrying
-from provisioner.models import batch_key
+from provisioner.core.models import batch_key
 
 CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 30.0
