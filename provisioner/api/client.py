@@ -13,7 +13,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from urllib.parse import quote, urlsplit
 
 import requests
@@ -163,6 +163,7 @@ class CreditsApi:
         self.outage = Outage(give_up_after, self.limiter.stop,
                              where=f"the API at {self.base_url}", on_notice=on_notice)
         self.watching = give_up_after is not None
+        self.client_names: dict[str, str] = {}
         self.session = requests.Session()
         self.session.headers.update(
             {"Authorization": f"Bearer {api_key}", "Accept": "application/json", "User-Agent": "provisioner"}
@@ -176,6 +177,14 @@ class CreditsApi:
         adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max(pool_size, 1), max_retries=0)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
+
+    def name_clients(self, names: Mapping[str, str]) -> None:
+        """Client id -> the manifest's key for it: retry notices name "client acme", not an id."""
+        self.client_names.update({client_id.lower(): key for client_id, key in names.items()})
+
+    def _listing_of(self, client_id: str) -> str | None:
+        key = self.client_names.get(client_id.lower())
+        return f"the listing of client {key}" if key else None
 
     @property
     def stop(self) -> threading.Event:
@@ -195,22 +204,23 @@ class CreditsApi:
         path = f"/incoming/v2/clients/{quote(client_id, safe='')}/creditBatches"
         try:
             self._request("GET", path, params={"clientId": client_id, "page": 1}, idempotent=True,
-                          subject=f"client {client_id}")
+                          subject=f"client {client_id}", label=self._listing_of(client_id))
         except NotFoundError:
             pass  # the server answered and took the key: that is all this asks
 
     # --- the three calls -------------------------------------------------
 
     def create_batch(self, client_id: str, body: dict, before_send: Callable[[], None] | None = None,
-                     after_refusal: Callable[[], None] | None = None) -> dict:
+                     after_refusal: Callable[[], None] | None = None, about: str | None = None) -> dict:
         """``before_send`` runs the instant before each attempt leaves (after pacing and any
         Retry-After pause), so the caller's record of when the create went out is never early;
         ``after_refusal`` the instant a 429 says this attempt did nothing, before the pause, so that
-        a run killed during the pause leaves nothing to prove."""
+        a run killed during the pause leaves nothing to prove. ``about``: the batch's address, for
+        the retry notices."""
         path = f"/incoming/v2/clients/{quote(client_id, safe='')}/creditBatches"
         payload = self._request(
             "POST", path, json=body, idempotent=False, subject=f"client {client_id}", before_send=before_send,
-            after_refusal=after_refusal,
+            after_refusal=after_refusal, label=f"the create of {about}" if about else None,
         )
         # The server accepted the create: the batch may exist even though we cannot read it.
         try:
@@ -222,9 +232,10 @@ class CreditsApi:
                                  "The create was accepted, so the batch may exist.")
         return batch
 
-    def update_batch(self, batch_id: str, body: dict) -> dict:
+    def update_batch(self, batch_id: str, body: dict, about: str | None = None) -> dict:
         path = f"/incoming/v2/clients/creditBatches/{quote(batch_id, safe='')}"
-        payload = self._request("PUT", path, json=body, idempotent=True, subject=f"batch {batch_id}")
+        payload = self._request("PUT", path, json=body, idempotent=True, subject=f"batch {batch_id}",
+                                label=f"the update of {about}" if about else None)
         return _unwrap(payload, "UpdateCreditBatch")
 
     def list_batches(self, client_id: str) -> Listing:
@@ -235,7 +246,8 @@ class CreditsApi:
         while True:
             params = {"clientId": client_id, "page": page}
             try:
-                payload = self._request("GET", path, params=params, idempotent=True, subject=f"client {client_id}")
+                payload = self._request("GET", path, params=params, idempotent=True, subject=f"client {client_id}",
+                                        label=self._listing_of(client_id))
             except NotFoundError as exc:
                 if page == 1:
                     raise  # no such client
@@ -273,10 +285,11 @@ class CreditsApi:
         subject: str,
         before_send: Callable[[], None] | None = None,
         after_refusal: Callable[[], None] | None = None,
+        label: str | None = None,
         **kwargs,
     ) -> dict:
         try:
-            return self._attempts(method, path, idempotent=idempotent, subject=subject,
+            return self._attempts(method, path, idempotent=idempotent, subject=subject, label=label,
                                   before_send=before_send, after_refusal=after_refusal, **kwargs)
         except Stopped:  # raised only where no request is on its way
             if self.outage.gave_up:
@@ -289,9 +302,9 @@ class CreditsApi:
 
     def _attempts(self, method: str, path: str, *, idempotent: bool, subject: str,
                   before_send: Callable[[], None] | None, after_refusal: Callable[[], None] | None = None,
-                  **kwargs) -> dict:
+                  label: str | None = None, **kwargs) -> dict:
         url = self.base_url + path
-        what = f"{method} for {subject}"
+        what = label or f"{method} for {subject}"  # what a retry notice names
         retrying = self.retrying
         first_try = time.monotonic()
         attempt = 0
@@ -315,7 +328,8 @@ class CreditsApi:
                     delay = retrying.delay(attempt)
                     if last_alone or retrying.gives_up_reaching(first_try, delay, self.answered):
                         raise self._unreachable(exc, attempt, first_try) from None
-                    retrying.notice(what, _reason(exc), attempt, delay)
+                    if not self.outage.waiting:  # the outage's own notice said it once for all
+                        retrying.notice(what, _reason(exc), attempt, delay)
                     retrying.wait(delay)
                     continue
                 if not idempotent:

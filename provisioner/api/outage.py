@@ -50,6 +50,11 @@ class Outage:
         self.gave_up_after: float | None = None  # seconds without an answer when it gave up
 
     @property
+    def waiting(self) -> bool:
+        """The API has not answered the latest requests, and the run waits for it."""
+        return self._since is not None
+
+    @property
     def gave_up(self) -> bool:
         return self.gave_up_after is not None
 

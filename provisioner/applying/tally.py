@@ -17,10 +17,14 @@ class ApplyResult:
     failed: list[tuple[str, str]] = field(default_factory=list)
     skipped: int = 0
     interrupted: bool = False
+    # Set when the run stopped because the API stopped answering: what happened, in one sentence.
+    outage: str | None = None
+    # Creates sent whose outcome is still unknown: their intents stay for the next apply.
+    unresolved: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not self.failed and not self.interrupted
+        return not self.failed and not self.interrupted and not self.outage
 
 
 class Tally:
