@@ -99,15 +99,16 @@ class Progress:
     # --- events -------------------------------------------------------------
 
     def start(self, total: int, rate: float | None, *, title: str = "Applying", what: str | None = None,
-              unit: str = "changes") -> None:
+              unit: str = "changes", requests: int | None = None) -> None:
         """Before the first request: ``total`` pieces of work (``what`` describes them, default
-        "N changes") at ``rate`` requests per minute (None: no limit)."""
+        "N changes") at ``rate`` requests per minute (None: no limit); ``requests``: how many
+        requests the estimate counts, when not one per piece."""
         with self._lock:
             self._tally = Tally(total, rate, self._clock)
             self._title, self._unit = title.rstrip(":"), unit
             self._last_summary = self._clock()
             self._next_mark = self._step()
-            self._stamped(f"{title} {what or f'{total:,} {unit}'} {estimate(total, rate)}.")
+            self._stamped(f"{title} {what or f'{total:,} {unit}'} {estimate(total if requests is None else requests, rate)}.")
             if self._live:
                 self._bar = _live_bar(total, self._stream, self._title)
                 self._redraw()
