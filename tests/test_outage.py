@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -18,9 +19,10 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from conftest import TEST_KEY, init_state
-from test_client import free_port
+from conftest import ACME_ID, TEST_KEY, init_state
+from test_client import free_port, make_api
 
+from provisioner.api.client import ApiUnavailable
 from provisioner.api.outage import Outage
 from provisioner.backends.file import read_state
 from provisioner.sandbox import Sandbox
@@ -254,3 +256,25 @@ def test_without_a_bound_the_watcher_never_stops_the_run():
     outage = Outage(None, stop)
     outage.failed("connection refused", sent_at=time.monotonic() - timedelta(hours=1).total_seconds())
     assert not stop.is_set()
+
+
+def test_a_request_the_api_stops_answering_waits_for_the_verdict_not_its_own_attempts():
+    """Mid-run, nobody gives up alone: the request keeps trying past its attempts until the run's
+    bound, then ends, unsent, with the run's one sentence."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    tries: list[str] = []
+    api = make_api(url, sleep=None, max_attempts=2, give_up_after=1.0, on_retry=tries.append)
+    api.answered = True  # as in the middle of a run
+    started = time.monotonic()
+
+    with pytest.raises(ApiUnavailable) as gave_up:
+        api.list_batches(ACME_ID)
+
+    assert 1.0 <= time.monotonic() - started < 3
+    assert api.stop.is_set(), "every other request of the run stops too"
+    assert "stopped answering at" in str(gave_up.value) and "connection refused" in str(gave_up.value)
+    attempts = int(str(gave_up.value).split("connection refused (")[1].split(" ")[0])
+    assert attempts > 2
+    api.close()

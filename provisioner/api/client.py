@@ -325,6 +325,9 @@ class CreditsApi:
             except requests.RequestException as exc:
                 self.outage.failed(_reason(exc), sent_at)
                 if not _may_have_been_sent(exc):
+                    if not self.answered and _tls_problem(exc):
+                        # A certificate or a scheme that is wrong stays wrong: said at once, with the fix.
+                        raise ApiError(f"cannot reach the API at {self.base_url}: {_tls_problem(exc)}") from None
                     delay = retrying.delay(attempt)
                     if last_alone or retrying.gives_up_reaching(first_try, delay, self.answered):
                         raise self._unreachable(exc, attempt, first_try) from None
@@ -338,7 +341,13 @@ class CreditsApi:
                     ) from None
                 if last_alone:
                     raise ApiError(f"{method} {path}: no answer from {self.base_url} ({_reason(exc)}).") from None
-                retrying.back_off(attempt, what, _reason(exc))
+                delay = retrying.delay(attempt)
+                if not isinstance(exc, requests.exceptions.Timeout) and retrying.gives_up_reaching(
+                        first_try, delay, self.answered):
+                    # A connection dropped by a server that never answered: a wrong port or scheme.
+                    raise self._unreachable(exc, attempt, first_try) from None
+                retrying.notice(what, _reason(exc), attempt, delay)
+                retrying.wait(delay)
                 continue
             self.answered = True
             if response.status_code in OUTAGE_STATUSES:
@@ -394,10 +403,14 @@ class CreditsApi:
     def _unreachable(self, exc: Exception, attempts: int, first_try: float) -> ApiError:
         seconds = time.monotonic() - first_try
         tried = f"{attempts} attempt{'s' if attempts > 1 else ''} in {seconds:.1f} s"
+        scheme = ""
+        if self.base_url.startswith("http://") and isinstance(exc, requests.RequestException) \
+                and _may_have_been_sent(exc):
+            scheme = " If the server on that port speaks https, write https:// in TI_BASE_URL."
         return ApiError(
             f"cannot reach the API at {self.base_url} ({_reason(exc)}; {tried}). Check TI_BASE_URL (or "
             "--base-url) and that the instance is up; to try provisioner locally, use --sandbox or "
-            "run 'provisioner sandbox'."
+            f"run 'provisioner sandbox'.{scheme}"
         )
 
 
@@ -439,6 +452,8 @@ def _may_have_been_sent(exc: requests.RequestException) -> bool:
     """False only when the request never left, so the server saw nothing."""
     if isinstance(exc, NEVER_SENT):
         return False
+    if _tls_problem(exc):  # the handshake failed: not a byte of the request was sent
+        return False
     if isinstance(exc, requests.exceptions.ConnectionError):
         reason = getattr(exc.args[0], "reason", None) if exc.args else None
         if isinstance(reason, urllib3.exceptions.NewConnectionError | urllib3.exceptions.NameResolutionError):
@@ -446,9 +461,36 @@ def _may_have_been_sent(exc: requests.RequestException) -> bool:
     return True
 
 
+CERTIFICATE_DETAIL = re.compile(r"certificate verify failed: ([^()]*?)\s*\(_ssl")
+
+
+def _tls_problem(exc: Exception) -> str | None:
+    """What a failed TLS handshake says about the set-up, and the fix; None for any other error."""
+    if not isinstance(exc, requests.exceptions.SSLError):
+        return None
+    text = str(exc)
+    if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
+        detail = CERTIFICATE_DETAIL.search(text)
+        return (
+            "TLS: the server's certificate could not be verified"
+            + (f" ({detail.group(1)})" if detail else "")
+            + ". If the instance is reached through your organisation's proxy or its own certificate "
+            "authority, set REQUESTS_CA_BUNDLE to that authority's certificate file (PEM); otherwise "
+            "check that TI_BASE_URL names the instance itself."
+        )
+    if "WRONG_VERSION_NUMBER" in text or "wrong version number" in text or "record layer failure" in text:
+        return (
+            "TLS: the server on this port does not speak https (a plain http server?). Check the scheme "
+            "and port of TI_BASE_URL: https:// for an instance; http:// only for a local sandbox."
+        )
+    return None
+
+
 def _reason(exc: Exception) -> str:
     if isinstance(exc, requests.exceptions.Timeout):
         return "timed out"
+    if _tls_problem(exc):
+        return "TLS handshake failed"
     text = str(exc)
     reasons = {
         "Connection refused": "connection refused",

@@ -108,7 +108,8 @@ class Progress:
             self._title, self._unit = title.rstrip(":"), unit
             self._last_summary = self._clock()
             self._next_mark = self._step()
-            self._stamped(f"{title} {what or f'{total:,} {unit}'} {estimate(total if requests is None else requests, rate)}.")
+            requests = total if requests is None else requests
+            self._stamped(f"{title} {what or f'{total:,} {unit}'} {estimate(requests, rate)}.")
             if self._live:
                 self._bar = _live_bar(total, self._stream, self._title)
                 self._redraw()
