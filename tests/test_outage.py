@@ -278,3 +278,10 @@ def test_a_request_the_api_stops_answering_waits_for_the_verdict_not_its_own_att
     attempts = int(str(gave_up.value).split("connection refused (")[1].split(" ")[0])
     assert attempts > 2
     api.close()
+
+
+def test_the_help_says_the_default_bound():
+    from provisioner.api.outage import GIVE_UP_AFTER
+    from provisioner.cli.options import GIVE_UP_AFTER_HELP
+
+    assert GIVE_UP_AFTER_HELP == GIVE_UP_AFTER

@@ -51,8 +51,8 @@ RECOVERY_WAIT = 2 * READ_TIMEOUT
 RECOVERY_ROUNDS = 3
 CONFIRMED = "created (its answer was lost; found by listing)"
 UNKNOWN_WHEN_API_AWAY = (
-    "sent, and its answer was lost when the API stopped answering; its intent stays recorded, and the "
-    "next apply looks it up before anything else"
+    "outcome unknown: the API stopped answering before the create could be looked up; its intent stays "
+    "recorded, and the next apply looks it up before anything else"
 )
 
 

@@ -245,9 +245,9 @@ def outage_summary(outcome: ApplyResult, rerun: str) -> str:
     ]
     if outcome.unresolved:
         lines.append(
-            f"  Outcome unknown: {len(outcome.unresolved)} create(s) sent whose answer was lost "
-            f"({shown(outcome.unresolved)}): each stays recorded as an intent, and the next apply looks it "
-            "up before anything else."
+            f"  Outcome unknown: {len(outcome.unresolved)} create(s) sent whose answer was lost or not yet "
+            f"looked up ({shown(outcome.unresolved)}): each stays recorded as an intent, and the next apply "
+            "looks it up before anything else."
         )
     lines.append("  Nothing was sent twice: a create whose answer was lost is never sent again until a "
                  "listing proves it never happened.")
