@@ -121,7 +121,7 @@ def test_an_api_killed_mid_apply_stops_it_within_the_bound_and_apply_again_conve
     apply = subprocess.Popen(
         cli("apply", str(manifest), "--state", str(state), "--auto-approve", "--rate-limit", "600",
             "--give-up-after", str(BOUND)),
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
     output = Output(apply.stderr)
     wait_until(lambda: output.count(": created [id=") >= 30, "30 batches were created")
@@ -129,7 +129,7 @@ def test_an_api_killed_mid_apply_stops_it_within_the_bound_and_apply_again_conve
     api_process.kill()
     killed = time.monotonic()
     try:
-        stdout, _ = apply.communicate(timeout=60)
+        apply.wait(timeout=60)
     except subprocess.TimeoutExpired:
         apply.kill()
         raise AssertionError(f"the apply did not stop within 60 s of the API going away:\n{output.text()}") from None
@@ -178,13 +178,13 @@ def test_refresh_stops_within_the_bound_with_one_message(tmp_path, api_process, 
     process = subprocess.Popen(
         cli(command[0], str(manifest), "--state", str(state), *command[1:], "--rate-limit", "60",
             "--give-up-after", str(BOUND)),
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
     output = Output(process.stderr)
     wait_until(lambda: output.count("Refreshing") >= 1, "the refresh began")  # after the first listing
     api_process.kill()
     killed = time.monotonic()
-    process.communicate(timeout=60)
+    process.wait(timeout=60)
     took = time.monotonic() - killed
     err = output.text()
 
