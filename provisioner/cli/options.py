@@ -234,6 +234,12 @@ def _keep_give_up_after(context, parameter, seconds: float | None) -> None:
     context.meta["give_up_after"] = seconds
 
 
+def given_give_up_after() -> float | None:
+    """--give-up-after of the command running (None: not given, the watcher's default)."""
+    context = click.get_current_context(silent=True)
+    return context.meta.get("give_up_after") if context is not None else None
+
+
 def api_options(command):
     options = [
         click.option("--sandbox", is_flag=True, help="Use an embedded local sandbox (data under state/) instead of TI_BASE_URL."),
@@ -346,7 +352,7 @@ def api_context(sandbox: bool, base_url: str | None, backend: Backend, rate_limi
         parallelism=parallelism,
         on_retry=reporter.retry,
         on_notice=reporter.warn,
-        give_up_after=click.get_current_context().meta.get("give_up_after"),
+        give_up_after=given_give_up_after(),
     )
 
 
