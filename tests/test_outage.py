@@ -144,6 +144,7 @@ def test_an_api_killed_mid_apply_stops_it_within_the_bound_and_apply_again_conve
     assert "Nothing was sent twice" in err
     assert "When the API answers again, run the same command again: provisioner apply" in err
     assert "cannot reach the API" not in err, "a batch gave up on its own"
+    assert ": error: " not in err, "a failure printed once per batch instead of in the summary"
     recorded = read_state(state)
     created = len(recorded.resources)
     not_started = int(err.split("Not started: ")[1].split(".")[0])

@@ -179,7 +179,8 @@ class Applier:
                 # Ctrl-C, or the API away too long: the stop check above skips the rest of the group.
                 self._cancelled(change, gave_up=isinstance(exc, ApiUnavailable))
             except (ApiError, StateError) as exc:
-                self.tally.failed(change.address, str(exc))
+                outage = self.api.outage.gave_up and str(exc) == UNKNOWN_WHEN_API_AWAY
+                self.tally.failed(change.address, str(exc), in_summary_only=outage)
                 if isinstance(exc, AuthError | StateError):
                     self.stop.set()  # every other request would fail the same way, or could not be recorded
                 if change.address in self.writer.state.pending:
@@ -193,10 +194,11 @@ class Applier:
         unresolved = change.address in self.writer.state.pending
         if unresolved:
             # A create that was sent may have happened: its intent stays for the next apply.
-            self.tally.failed(change.address, UNKNOWN_WHEN_API_AWAY if gave_up else (
-                "interrupted while checking whether the create happened; the next plan shows it "
-                "as a recovery and apply resolves it"
-            ))
+            if gave_up:  # the outage's summary names every one of them
+                self.tally.failed(change.address, UNKNOWN_WHEN_API_AWAY, in_summary_only=True)
+            else:
+                self.tally.failed(change.address, "interrupted while checking whether the create happened; "
+                                  "the next plan shows it as a recovery and apply resolves it")
         self.tally.interrupted(skipped=not unresolved)  # nothing sent: not started
 
     def _run_change(self, change: Change, desired: Desired) -> None:

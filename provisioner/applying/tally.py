@@ -41,10 +41,11 @@ class Tally:
                 getattr(self.result, kind).append(address)
         self.reporter.done(f"{address}: {outcome}")
 
-    def failed(self, address: str, message: str) -> None:
+    def failed(self, address: str, message: str, *, in_summary_only: bool = False) -> None:
+        """``in_summary_only``: no line now; the final summary groups it with the others of its cause."""
         with self._guard:
             self.result.failed.append((address, message))
-        self.reporter.failed(f"{address}: error: {message}")
+        self.reporter.failed(None if in_summary_only else f"{address}: error: {message}")
 
     def not_started(self, address: str, why: str) -> None:
         self.skipped()

@@ -126,11 +126,12 @@ class Progress:
                 self._emit(f"[{tally.done}/{tally.total}] {line}")
             self._after_count()
 
-    def failed(self, line: str) -> None:
-        """One piece of work failed (it counts as done: it will not be tried again in this run)."""
+    def failed(self, line: str | None) -> None:
+        """One piece of work failed (it counts as done: it will not be tried again in this run);
+        ``line`` None: the run's summary says it, with the others failed for the same cause."""
         with self._lock:
             self._count(failed=True)
-            if not self.quiet:
+            if line is not None and not self.quiet:
                 self._emit(line)
             self._after_count()
 
