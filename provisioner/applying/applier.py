@@ -29,6 +29,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from provisioner.api.client import (
     READ_TIMEOUT,
     ApiError,
+    ApiUnavailable,
     AuthError,
     CreditsApi,
     NotFoundError,
@@ -50,6 +51,10 @@ from provisioner.core.timestamps import format_timestamp, utc_now_text
 RECOVERY_WAIT = 2 * READ_TIMEOUT
 RECOVERY_ROUNDS = 3
 CONFIRMED = "created (its answer was lost; found by listing)"
+UNKNOWN_WHEN_API_AWAY = (
+    "outcome unknown: the API stopped answering before the create could be looked up; its intent stays "
+    "recorded, and the next apply looks it up before anything else"
+)
 
 
 class DuplicateFound(ApiError):
@@ -108,11 +113,32 @@ class Applier:
     def apply(self, plan: Plan, desired: Desired) -> ApplyResult:
         work = [change for change in plan.changes if change.action in ("create", "replace", "update", "recover")]
         reporter = self.tally.reporter
-        reporter.start(len(work), self.api.limiter.rpm, what=describe_work(Counter(c.action for c in work)))
+        what = describe_work(Counter(c.action for c in work))
+        guarded = self._clients_to_list(work, desired)
+        if guarded:
+            what += f" and {len(guarded)} listing{'s' if len(guarded) != 1 else ''} for the duplicate guard"
+        reporter.start(len(work), self.api.limiter.rpm, what=what, requests=len(work) + len(guarded))
         try:
-            return self._apply(work, desired)
+            result = self._apply(work, desired)
         finally:
             reporter.finish()
+        if self.api.outage.gave_up:
+            result.outage = self.api.outage.describe()
+        addresses = {change.address for change in work}
+        result.unresolved = sorted(address for address in self.writer.state.pending if address in addresses)
+        return result
+
+    def _clients_to_list(self, work: list[Change], desired: Desired) -> set[str]:
+        """The clients the duplicate guard lists before their first create: those not listed yet."""
+        if not self.duplicate_check:
+            return set()
+        return {
+            desired.batches[change.address].client_id.lower()
+            for change in work
+            if change.action in ("create", "replace") and change.address in desired.batches
+            and change.address not in self.allow_duplicates
+            and not self.listings.has(desired.batches[change.address].client_id)
+        }
 
     def _apply(self, work: list[Change], desired: Desired) -> ApplyResult:
         # Groups no listing could confuse run side by side: a recovery that must wait to prove a
@@ -161,13 +187,15 @@ class Applier:
                 continue
             try:
                 self._run_change(change, desired)
-            except RequestCancelled:
-                self._cancelled(change)  # Ctrl-C: the stop check above skips the rest of the group
+            except RequestCancelled as exc:
+                # Ctrl-C, or the API away too long: the stop check above skips the rest of the group.
+                self._cancelled(change, gave_up=isinstance(exc, ApiUnavailable))
             except (ApiError, StateError) as exc:
                 if isinstance(exc, ClientNotFound) and client_id is not None:
                     with self._stopped_guard:
                         self.stopped_clients.add(client_id.lower())
-                self.tally.failed(change.address, str(exc))
+                outage = self.api.outage.gave_up and str(exc) == UNKNOWN_WHEN_API_AWAY
+                self.tally.failed(change.address, str(exc), in_summary_only=outage)
                 if isinstance(exc, AuthError | StateError):
                     self.stop.set()  # every other request would fail the same way, or could not be recorded
                 if change.address in self.writer.state.pending:
@@ -183,16 +211,16 @@ class Applier:
         spec = desired.batches.get(change.address)
         return spec.client_id if spec is not None else None
 
-    def _cancelled(self, change: Change) -> None:
+    def _cancelled(self, change: Change, gave_up: bool = False) -> None:
         """The stop event cancelled this change's next request before it left."""
         unresolved = change.address in self.writer.state.pending
         if unresolved:
             # A create that was sent may have happened: its intent stays for the next apply.
-            self.tally.failed(
-                change.address,
-                "interrupted while checking whether the create happened; the next plan shows it "
-                "as a recovery and apply resolves it",
-            )
+            if gave_up:  # the outage's summary names every one of them
+                self.tally.failed(change.address, UNKNOWN_WHEN_API_AWAY, in_summary_only=True)
+            else:
+                self.tally.failed(change.address, "interrupted while checking whether the create happened; "
+                                  "the next plan shows it as a recovery and apply resolves it")
         self.tally.interrupted(skipped=not unresolved)  # nothing sent: not started
 
     def _run_change(self, change: Change, desired: Desired) -> None:
@@ -263,7 +291,8 @@ class Applier:
                 self.writer.clear_intent(address)
 
         try:
-            batch = self.api.create_batch(client_id, attributes, before_send=write_intent, after_refusal=settle_refused)
+            batch = self.api.create_batch(client_id, attributes, before_send=write_intent, after_refusal=settle_refused,
+                                          about=address)
         except OutcomeUnknown as exc:
             self.tally.note(address, f"outcome unknown ({exc}); looking it up")
             return written[-1], None
@@ -287,10 +316,10 @@ class Applier:
                 return
             self.settler.wait(self.recovery_wait - (time.monotonic() - failed_at))
             if self.stop.is_set():
-                raise OutcomeUnknown(
+                raise OutcomeUnknown(UNKNOWN_WHEN_API_AWAY if self.api.outage.gave_up else (
                     "interrupted while checking whether the create happened; the next plan shows it "
                     "as a recovery and apply resolves it"
-                )
+                ))
             confirmed = self.listings.confirmed(intent.client_id)
             if self.settler.adopt_if_found(intent, confirmed, CONFIRMED, kind="created"):
                 return
@@ -314,7 +343,7 @@ class Applier:
             for name in UPDATABLE_FIELDS
             if name in change.after and not same_value(name, (change.before or {}).get(name), change.after[name])
         }
-        batch = self.api.update_batch(resource.batch_id, body)
+        batch = self.api.update_batch(resource.batch_id, body, about=change.address)
         attributes = {**resource.attributes, **body}
         self.writer.record(
             change.address,

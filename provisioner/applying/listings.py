@@ -28,6 +28,10 @@ class ClientListings:
         with self._guard:
             return self._locks[client_id.lower()]
 
+    def has(self, client_id: str) -> bool:
+        """Whether this run has listed the client already."""
+        return client_id.lower() in self._listed
+
     def current(self, client_id: str) -> Listing:
         """This run's listing of the client, made now if there is none yet."""
         with self._lock(client_id):
