@@ -424,7 +424,7 @@ clients:
 def test_apply_at_a_later_moment_refuses_periods_that_have_not_begun_without_issue_early(
     cli, api_env, sandbox, write_manifest, state
 ):
-    """PROVISIONER_AT=2031-01-01 used to issue 61 monthly periods, 305,000 credits, with
+    """PROVISIONER_AT=2031-01-01 used to create 61 monthly periods, 305,000 credits, with
     --auto-approve and only a note on stderr: five years of periods that had not begun."""
     manifest = write_manifest(MONTHLY)
 

@@ -98,6 +98,7 @@ def apply(paths, backend, sandbox, base_url, parallelism, rate_limit, lock_timeo
     saved = saved_plan_in(paths)
     if saved:
         saved.refuse_options(replace=replace, refresh=refresh, allow_duplicate=allow_duplicate, **policy_overrides)
+    ahead = at is not None  # planning for a moment other than now: periods may not have begun
     at = moment(at)
     if saved:
         at = saved.moment_to_apply(at, progress)
@@ -119,11 +120,12 @@ def apply(paths, backend, sandbox, base_url, parallelism, rate_limit, lock_timeo
                 # guard and recovery's first look; deciding that a create never happened lists again.
                 listings = ClientListings(api)
                 observed = refreshed(desired, writer.state, api, parallelism, reporter, listings) if refresh else None
+                real_now = (api.clock.now() or now_utc()) if ahead or saved else at
                 result = make_plan(desired, writer.state, at, observed=observed, replace=replace, policy=policy,
-                                   allow_duplicates=allow_duplicate, real_now=api.clock.now() or now_utc())
+                                   allow_duplicates=allow_duplicate, real_now=real_now)
                 if result.has_changes:
                     preflight(api, listings, result, desired, writer.state)
-                    if not issue_early:  # by the API's clock, known now, whatever this machine's says
+                    if (ahead or saved) and not issue_early:  # by the API's clock, known now
                         refuse_early(result, desired, api.clock.now() or now_utc())
                 if saved and not saved.matches(result):
                     raise PlanFileError(

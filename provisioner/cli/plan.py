@@ -86,14 +86,14 @@ def plan(paths, backend, sandbox, base_url, parallelism, rate_limit, refresh, ou
     refuse_saved_plans(paths)
     if out_path is not None:
         refuse_output_over_own_files(out_path, backend, sandbox, what="saved plan", example="provisioner.plan")
-    at = moment(at)
+    asked_at, at = at, moment(at)
     declarations = read_manifests(paths, no_cache)
     state = backend.read()
     check_replace_addresses(replace, state)
     policy = effective_policy(declarations, policy_overrides)
     color = not no_color and sys.stdout.isatty()
     # The text a reviewer's CI job keeps: reusing the parts of the last plan that still hold.
-    real_now = now_utc()
+    real_now = now_utc() if asked_at is not None else at  # without --at, the moment is now
     # (A later --at may mark periods early, which only a plan made whole says.)
     reusable = output_format == "text" and not (color or refresh or replace or out_path or no_cache or at > real_now)
     from provisioner.planning import plan_memo
