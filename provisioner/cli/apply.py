@@ -32,7 +32,7 @@ from provisioner.cli.options import (
     user_errors,
     with_backend,
 )
-from provisioner.cli.plan import check_replace_addresses, emit_plan
+from provisioner.cli.plan import check_replace_addresses, emit_plan, why_it_cannot_be_applied
 
 if TYPE_CHECKING:
     from provisioner.applier import ApplyResult
@@ -156,17 +156,9 @@ def preflight(api, listings: ClientListings, result: Plan, desired: Desired, sta
 
 
 def refuse_unsafe(result: Plan, allow_large: bool) -> None:
-    if result.blocked:
-        raise UserError(
-            f"{len(result.blocked)} change(s) cannot be applied (marked '!' above); nothing was changed. "
-            "Fix them as the plan says, then run apply again."
-        )
-    if result.violations and not allow_large:
-        raise UserError(
-            f"the plan breaks {len(result.violations)} guardrail(s) of the policy (listed above); nothing "
-            "was changed. If this is intended, raise the policy in the manifest (visible in review) or "
-            "pass --allow-large."
-        )
+    refusal = why_it_cannot_be_applied(result, allow_large, then="apply")
+    if refusal is not None:
+        raise UserError(f"the plan cannot be applied, and nothing was changed: {refusal}")
 
 
 def confirm() -> None:

@@ -25,6 +25,7 @@ from provisioner.cli.options import (
     user_errors,
     with_backend,
 )
+from provisioner.cli.spellings import TerraformSpellings
 from provisioner.report.wording import plural
 
 
@@ -104,7 +105,7 @@ def force_unlock(lock_id, backend, sandbox) -> None:
     click.echo(f"Lock {info.id} ({info.command} by {info.user}@{info.host}, pid {info.pid}) removed.")
 
 
-@click.group(short_help="Inspect and edit the state.")
+@click.group(cls=TerraformSpellings, short_help="Inspect and edit the state.")
 def state() -> None:
     """Inspect and edit the state (each edit under the lock, with a backup)."""
 
