@@ -402,6 +402,46 @@ def test_push_refuses_another_lineage_and_a_newer_target_unless_forced(cli, api_
     assert now.serial == newer.serial + 1, "a forced push still moves the serial on"
 
 
+def test_a_fresh_file_pushed_into_postgres_keeps_its_serial_and_its_saved_plan(
+    cli, api_env, sandbox, manifest, initialised, tmp_path
+):
+    file_state = init_state(tmp_path / "state" / "default.json")  # serial 0, nothing recorded
+    plan_file = tmp_path / "provisioner.plan"
+    assert cli("plan", manifest, "--state", file_state, "--out", plan_file).exit_code == 0
+
+    pushed = cli("state", "push", file_state, "--state", initialised)
+    assert pushed.exit_code == 0, pushed.output
+    assert read(initialised).serial == 0 and read(initialised).lineage == read_state(file_state).lineage
+
+    again = cli("state", "push", file_state, "--state", initialised)
+    assert again.exit_code == 0, again.output
+    assert "already records exactly this" in again.stdout and "nothing changed" in again.stdout
+    assert read(initialised).serial == 0
+
+    applied = cli("apply", plan_file, "--state", initialised)  # the plan saved against the file
+    assert applied.exit_code == 0, applied.output
+    assert sandbox.stats["creates"] == 3 and len(read(initialised).resources) == 3
+
+
+def test_pushing_identical_content_changes_nothing_and_a_saved_plan_stays_valid(
+    cli, api_env, sandbox, applied, manifest, write_manifest, tmp_path
+):
+    pulled = tmp_path / "pulled.json"
+    pulled.write_text(cli("state", "pull", "--state", applied).stdout)
+    before = read(applied)
+    plan_file = tmp_path / "more.plan"
+    more = write_manifest(two_client_manifest(acme_name="Acme Q1 renamed"), "more.yaml")
+    assert cli("plan", more, "--state", applied, "--out", plan_file).exit_code == 0
+
+    for target in (applied, pulled):  # the database, and a file pushed into itself
+        same = cli("state", "push", pulled, "--state", target)
+        assert same.exit_code == 0, same.output
+        assert f"serial {before.serial}): nothing changed" in same.stdout
+    assert read(applied) == before and read_state(pulled).serial == before.serial
+
+    assert cli("apply", plan_file, "--state", applied).exit_code == 0, "the plan is still valid"
+
+
 def test_push_waits_for_the_lock_like_any_edit(cli, api_env, applied, tmp_path):
     pulled = tmp_path / "pulled.json"
     pulled.write_text(cli("state", "pull", "--state", applied).stdout)

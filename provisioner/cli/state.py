@@ -141,6 +141,12 @@ def state_push(source, backend, sandbox, lock_timeout, force) -> None:
     pushed = read_pushed_state(source)
     with backend.writing("state push", timeout=lock_timeout, warn=progress) as writer:
         replaced = push_state(writer, pushed, force=force)
+    if replaced is None:
+        click.echo(
+            f"{backend.name} already records exactly this (lineage {pushed.lineage}, serial {writer.state.serial}): "
+            "nothing changed, and plans saved against it stay valid."
+        )
+        return
     click.echo(
         f"Pushed {plural(len(pushed.resources), 'batch', 'batches')}"
         + (f" and {len(pushed.pending)} interrupted create(s)" if pushed.pending else "")
