@@ -117,6 +117,22 @@ def test_a_state_file_refuses_the_ids_of_another_instance(cli, api_env, sandbox,
     assert sandbox.all_batches() == []
 
 
+def test_help_texts_are_whole_and_name_every_form(cli, write_manifest):
+    state_help = cli("state", "--help").stdout
+    summaries = state_help[state_help.index("Commands:"):].splitlines()[1:]
+    assert len(summaries) == 7 and not any(line.rstrip().endswith("...") for line in summaries), state_help
+    top = cli("--help").stdout
+    assert not any(line.rstrip().endswith("...") for line in top[top.index("Commands:"):].splitlines())
+    assert "apply [OPTIONS] PATHS... | PLAN_FILE" in cli("apply", "--help").stdout
+    assert "--quiet" in cli("show", "--help").stdout
+
+    one = write_manifest(f"clients:\n  acme:\n    id: {ACME_ID}\n    batches:\n      q1:\n        startingBalance: 5\n")
+    assert cli("validate", one).stdout == "Success! 1 batch of 1 client is valid.\n"
+    assert cli("validate", write_manifest(two_client_manifest())).stdout == (
+        "Success! 3 batches of 2 clients are valid.\n"
+    )
+
+
 def test_usage_errors_exit_1_so_that_2_only_means_changes(write_manifest, tmp_path):
     manifest = write_manifest(two_client_manifest())
     result = run_subprocess("plan", manifest, "--detailed-exitcode", "--bogus-flag")

@@ -125,6 +125,38 @@ def test_show_of_an_empty_state(cli, tmp_path):
     assert as_json["figures"]["source"] == "recorded" and as_json["figures"]["as_of"]  # when init wrote it
 
 
+def test_show_without_a_state_names_the_states_that_exist_after_the_quick_start(tmp_path):
+    examples = Path(__file__).resolve().parent.parent / "examples" / "manifests"
+    quick_start = run_subprocess("apply", examples, "--sandbox", "--auto-approve", cwd=tmp_path)
+    assert quick_start.returncode == 0, quick_start.stderr
+    assert run_subprocess("init", "--workspace", "staging", cwd=tmp_path).returncode == 0
+
+    for command in (["show"], ["state", "list"], ["state", "pull"], ["state", "show", "acme/q1"]):
+        result = run_subprocess(*command, cwd=tmp_path)
+        assert result.returncode == 1, (command, result.stdout)
+        assert result.stderr == (
+            "Error: there is no state at state/default.json. These states exist:\n"
+            "  - state/sandbox.json: add --sandbox\n"
+            "  - state/staging.json: add --workspace staging\n"
+        ), command
+    planned = run_subprocess("plan", examples, cwd=tmp_path)  # a plan may be a first run: init stays
+    assert planned.returncode == 1
+    assert "These states exist: state/sandbox.json (add --sandbox)" in planned.stderr
+    assert "provisioner init" in planned.stderr
+    assert "Acme" in run_subprocess("show", "--sandbox", cwd=tmp_path).stdout
+
+
+def test_show_quiet_and_its_own_words_for_at(finance, cli, tmp_path):
+    _, state = finance
+    help_text = " ".join(cli("show", "--help").stdout.split())
+    assert "Report as of this moment instead of now" in help_text and "grants are expanded" not in help_text
+    out = tmp_path / "credits.csv"
+    loud = cli("show", "--state", state, "--out", out, "--format", "csv", "--at", "2026-01-01T00:00:00Z")
+    assert "Wrote the credits report (csv)" in loud.stderr and "reporting as of 2026-01-01" in loud.stderr
+    quiet = cli("show", "--state", state, "--out", out, "--format", "csv", "--quiet")
+    assert quiet.exit_code == 0 and quiet.stderr == "" and out.read_text(encoding="utf-8-sig").startswith("client,")
+
+
 def test_show_mentions_an_interrupted_create(finance, cli):
     _, state = finance
     writer = FileWriter(state)

@@ -95,3 +95,25 @@ def open_backend(
 
 def _workspace_option(workspace: str) -> str:
     return "" if workspace == DEFAULT_WORKSPACE else f" --workspace {shlex.quote(workspace)}"
+
+
+def states_nearby(backend: Backend) -> list[tuple[str, str]]:
+    """The state files in the usual directory, other than ``backend``'s, each with the options that
+    select it (``--sandbox``, ``--workspace NAME``, ``--state FILE``): what a command that found no
+    state names, since the state the user meant is most often one of them."""
+    directory = Path(STATE_DIRECTORY)
+    if not directory.is_dir():
+        return []
+    own = {path.resolve() for path in backend.own_files()}
+    found = []
+    for path in sorted(directory.glob("*.json")):
+        if path.resolve() in own or not path.is_file():
+            continue
+        if path.as_posix() == SANDBOX_STATE:
+            options = "--sandbox"
+        elif WORKSPACE_NAME.fullmatch(path.stem):
+            options = f"--workspace {path.stem}"
+        else:
+            options = f"--state {shlex.quote(path.as_posix())}"
+        found.append((path.as_posix(), options))
+    return found

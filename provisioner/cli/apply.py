@@ -6,6 +6,7 @@ import os
 import signal
 import sys
 import threading
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
@@ -24,7 +25,6 @@ from provisioner.cli.options import (
     load_manifests,
     lock_option,
     moment,
-    paths_argument,
     policy_options,
     progress,
     quiet_option,
@@ -47,7 +47,7 @@ RECOVERY_WAIT_HELP = 60
 
 
 @click.command(short_help="Create and update batches (asks for 'yes').")
-@paths_argument
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path), metavar="PATHS... | PLAN_FILE")
 @api_options
 @policy_options
 @lock_option
@@ -79,7 +79,9 @@ RECOVERY_WAIT_HELP = 60
 def apply(paths, backend, sandbox, base_url, parallelism, rate_limit, lock_timeout, auto_approve, refresh,
           replace, allow_large, recovery_wait, no_color, allow_duplicate, no_duplicate_check, at, quiet, no_cache,
           **policy_overrides) -> None:
-    """Create and update batches so the API matches the manifests (or a saved plan)."""
+    """Create and update batches so the API matches the manifests in PATHS, after asking for 'yes';
+    or apply exactly the plan saved in PLAN_FILE by 'provisioner plan --out PLAN_FILE' (reviewed
+    already: no question asked)."""
     from provisioner.applier import RECOVERY_WAIT
     from provisioner.listings import ClientListings
     from provisioner.planfile import PlanFileError, saved_plan_in

@@ -47,9 +47,10 @@ def validate(paths: tuple[Path, ...], no_cache: bool) -> None:
     """Check manifests only: no state, no network."""
     desired = load_manifests(paths, no_cache)
     grants = f" and {plural(len(desired.grants), 'grant', 'grants')}" if desired.grants else ""
+    verb = "is" if len(desired.batches) == 1 and not grants else "are"
     click.echo(
         f"Success! {plural(len(desired.batches), 'batch', 'batches')}{grants} of "
-        f"{plural(len(desired.clients), 'client', 'clients')} are valid."
+        f"{plural(len(desired.clients), 'client', 'clients')} {verb} valid."
     )
 
 

@@ -110,10 +110,10 @@ def state() -> None:
     """Inspect and edit the state (each edit under the lock, with a backup)."""
 
 
-@state.command(name="pull")
+@state.command(name="pull", short_help="Print the state as JSON, from any backend.")
 @sandbox_option
 @user_errors
-@with_backend
+@with_backend(read_only=True)
 def state_pull(backend, sandbox) -> None:
     """Print the state as JSON (the state file format), from any backend."""
     from provisioner.backends.file import render_snapshot
@@ -121,7 +121,7 @@ def state_pull(backend, sandbox) -> None:
     click.echo(render_snapshot(backend.read()), nl=False)
 
 
-@state.command(name="push")
+@state.command(name="push", short_help="Load a state file into this state.")
 @click.argument("source", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path))
 @sandbox_option
 @lock_option
@@ -155,10 +155,10 @@ def state_push(source, backend, sandbox, lock_timeout, force) -> None:
     )
 
 
-@state.command(name="list")
+@state.command(name="list", short_help="List recorded addresses and their batch ids.")
 @sandbox_option
 @user_errors
-@with_backend
+@with_backend(read_only=True)
 def state_list(backend, sandbox) -> None:
     """List recorded addresses and their batch ids."""
     from provisioner.views import render_resource_list
@@ -168,11 +168,11 @@ def state_list(backend, sandbox) -> None:
     hint_at_the_sandbox_state(recorded, backend, sandbox)
 
 
-@state.command(name="show")
+@state.command(name="show", short_help="Show everything recorded for ADDRESS.")
 @click.argument("address")
 @sandbox_option
 @user_errors
-@with_backend
+@with_backend(read_only=True)
 def state_show(address, backend, sandbox) -> None:
     """Show everything recorded for ADDRESS."""
     from provisioner.views import render_resource
@@ -180,7 +180,7 @@ def state_show(address, backend, sandbox) -> None:
     click.echo(render_resource(backend.read(), address))
 
 
-@state.command(name="rm")
+@state.command(name="rm", short_help="Forget ADDRESS; the batch itself stays.")
 @click.argument("address")
 @sandbox_option
 @lock_option
@@ -200,7 +200,7 @@ def state_rm(address, backend, sandbox, lock_timeout) -> None:
     )
 
 
-@state.command(name="mv")
+@state.command(name="mv", short_help="Rename an address without recreating it.")
 @click.argument("source")
 @click.argument("destination")
 @sandbox_option
@@ -216,7 +216,7 @@ def state_mv(source, destination, backend, sandbox, lock_timeout) -> None:
     click.echo(f"Moved {source} to {destination}.")
 
 
-@state.command(name="forget-intent")
+@state.command(name="forget-intent", short_help="Give up an interrupted create, settled by hand.")
 @click.argument("address")
 @api_options
 @lock_option
