@@ -157,6 +157,37 @@ def test_show_quiet_and_its_own_words_for_at(finance, cli, tmp_path):
     assert quiet.exit_code == 0 and quiet.stderr == "" and out.read_text(encoding="utf-8-sig").startswith("client,")
 
 
+def test_show_gives_the_last_usable_day_of_an_expiry_at_midnight(cli, api_env, sandbox, write_manifest, state):
+    manifest = write_manifest(f"""
+        clients:
+          acme:
+            id: {ACME_ID}
+            batches:
+              midnight:
+                startingBalance: 100
+                expiresOn: 2030-04-01T00:00:00Z
+              second:
+                startingBalance: 100
+                expiresOn: 2030-04-01T00:00:01Z
+              berlin:
+                startingBalance: 100
+                expiresOn: 2030-05-01T00:00:00+02:00
+        """)
+    assert cli("apply", manifest, "--state", state, "--auto-approve", *FAST).exit_code == 0
+    at = ("--at", "2030-03-20T12:00:00Z")
+    text = cli("show", "--state", state, *at).stdout
+    assert re.search(r"midnight .* 2030-03-31 \(11 days left\)", text), text
+    assert re.search(r"second .* 2030-04-01 until 00:00:01 \(12 days left\)", text), text
+    assert re.search(r"berlin .* 2030-04-30 until 22:00 \(41 days left\)", text), text
+    rows = {r["batch"]: r for r in csv.DictReader(io.StringIO(cli("show", "--state", state, "--format", "csv", *at).stdout))}
+    assert [rows[b]["last_usable_day"] for b in ("midnight", "second", "berlin")] == [
+        "2030-03-31", "2030-04-01", "2030-04-30"]
+    months = json.loads(cli("show", "--state", state, "--format", "json", *at).stdout)["expiring_by_month"]
+    assert [(m["month"], m["batches"]) for m in months[:3]] == [("2030-03", 1), ("2030-04", 2), ("2030-05", 0)]
+    html = cli("show", "--state", state, "--format", "html", *at).stdout
+    assert "2030-03-31 (11 days left)" in html and "2030-04-01 (" not in html
+
+
 def test_show_mentions_an_interrupted_create(finance, cli):
     _, state = finance
     writer = FileWriter(state)
@@ -176,7 +207,7 @@ def test_show_json_is_versioned_and_adds_up(finance, cli):
     _, state = finance
     report = json.loads(cli("show", "--state", state, "--format", "json").stdout)
 
-    assert report["format_version"] == "1.1"
+    assert report["format_version"] == "1.2"
     assert report["figures"] == {"source": "recorded", "as_of": "2026-01-02T03:04:00.000Z"}
     assert report["expiring_within_days"] == 30
     totals = report["totals"]
@@ -190,9 +221,10 @@ def test_show_json_is_versioned_and_adds_up(finance, cli):
     soon = next(batch for batch in report["batches"] if batch["address"] == "acme/soon")
     assert soon["name"] == "Acme spring workshop"
     assert (soon["days_left"], soon["expiring_soon"], soon["status"]) == (4, True, "active")
-    assert soon["expiry_date"] == in_days(4)[:10]
+    assert soon["expiry_date"] == soon["last_usable_day"] == in_days(4)[:10]  # at 23:59:59: the same day
     forever = next(batch for batch in report["batches"] if batch["address"] == "acme/forever")
-    assert (forever["expires_on"], forever["expiry_date"], forever["days_left"]) == (None, None, None)
+    assert (forever["expires_on"], forever["expiry_date"], forever["last_usable_day"], forever["days_left"]) == (
+        None, None, None, None)
     months = report["expiring_by_month"]
     assert len(months) == 12
     assert months[0]["month"] == datetime.now(timezone.utc).strftime("%Y-%m")
@@ -221,8 +253,9 @@ def test_show_csv_one_row_per_batch_for_a_spreadsheet(finance, cli, tmp_path):
     soon = rows[2]
     assert soon["name"] == "Acme spring workshop"
     assert (soon["issued"], soon["used"], soon["remaining"]) == ("1000", "250", "750")  # plain numbers
-    assert (soon["expiring_soon"], soon["days_left"], soon["expiry_date"]) == ("yes", "4", in_days(4)[:10])
-    assert rows[0]["expiry_date"] == "never" and rows[0]["days_left"] == ""
+    assert (soon["expiring_soon"], soon["days_left"], soon["last_usable_day"]) == ("yes", "4", in_days(4)[:10])
+    assert rows[0]["last_usable_day"] == "never" and rows[0]["days_left"] == ""
+    assert "expiry_date" not in rows[0]  # the date of the instant reads a day late at midnight
     assert rows[3]["expired_unused"] == "100" and rows[3]["status"] == "expired"
     assert sum(int(r["issued"]) for r in rows) == 3900  # no totals row to count twice
     assert printed.stdout.startswith("client,batch,address,name,")

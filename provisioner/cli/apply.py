@@ -32,12 +32,16 @@ from provisioner.cli.options import (
     user_errors,
     with_backend,
 )
-from provisioner.cli.plan import check_replace_addresses, emit_plan, why_it_cannot_be_applied
+from provisioner.cli.plan import (
+    check_replace_addresses,
+    emit_plan,
+    why_it_cannot_be_applied,
+)
 
 if TYPE_CHECKING:
     from provisioner.applier import ApplyResult
-    from provisioner.listings import ClientListings
     from provisioner.backends import StateWriter
+    from provisioner.listings import ClientListings
     from provisioner.models import Desired, Plan, State
     from provisioner.progress import Progress
 

@@ -220,10 +220,10 @@ def _batches(report: CreditsReport) -> str:
 <section aria-labelledby="batches-heading">
 <h2 id="batches-heading">Batches</h2>
 <table>
-<caption>Every batch recorded, by client (expiry dates in UTC)</caption>
+<caption>Every batch recorded, by client (the last day each batch’s credits can be used, in UTC)</caption>
 <thead><tr><th scope="col">Client</th><th scope="col">Batch</th><th scope="col">Name</th>
 <th scope="col" class="num">Issued</th><th scope="col" class="num">Used</th><th scope="col" class="num">Remaining</th>
-<th scope="col">Expires</th><th scope="col">Status</th></tr></thead>
+<th scope="col">Last day</th><th scope="col">Status</th></tr></thead>
 <tbody>{rows}</tbody>
 </table>
 </section>"""
