@@ -34,8 +34,10 @@ def example(write_manifest):
 
 def plan_json(cli, manifest, state, at: str, *options) -> dict:
     result = cli("plan", manifest, "--state", state, "--at", at, "--format", "json", *options)
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
+    document = json.loads(result.stdout)
+    blocked = any(change["action"] in ("blocked", "missing") for change in document["changes"])
+    assert result.exit_code == (1 if blocked or document["violations"] else 0), result.output  # 1: cannot be applied
+    return document
 
 
 def creates(document: dict) -> dict[str, dict]:
