@@ -25,7 +25,13 @@ from provisioner.models import (
     Upcoming,
     batch_key,
 )
-from provisioner.plan_warnings import lapsed_warnings, removed_grant_warnings, undeclared_warnings, unscheduled_warnings
+from provisioner.plan_warnings import (
+    catch_up_warnings,
+    lapsed_warnings,
+    removed_grant_warnings,
+    undeclared_warnings,
+    unscheduled_warnings,
+)
 from provisioner.recovery import EQUAL, compare_field, duplicate_reasons, duplicates_of
 from provisioner.timestamps import format_timestamp, parse_timestamp
 
@@ -79,6 +85,8 @@ def _plan(
     guard = _DuplicateGuard(state, observed, allow_duplicates) if observed is not None else None
     shares = _Shares()
     lapsed: dict[str, list[BatchSpec]] = {}
+    created_periods: dict[str, list[str]] = {}  # by grant: the periods this plan creates
+    current_period: dict[str, str] = {}  # by grant: the latest period begun (periods come in order)
     expired = _Expiry(now)
     share = None
     for address, spec in desired.batches.items():
@@ -87,12 +95,16 @@ def _plan(
         change = _change_for(address, spec, state, expired, observed, address in replace)
         if guard is not None and isinstance(change, Change) and change.action == "create":
             change = guard.check(change, spec)
+        if spec.grant is not None:
+            current_period[f"{spec.client_key}/{spec.grant}"] = spec.period
         if change is None:
             share.unchanged += 1
         elif change is LAPSED:
             lapsed.setdefault(f"{spec.client_key}/{spec.grant}", []).append(spec)
         else:
             share.changes.append(change)
+            if spec.grant is not None and change.action == "create":
+                created_periods.setdefault(f"{spec.client_key}/{spec.grant}", []).append(spec.period)
     for address, intent in state.pending.items():
         if address not in desired.batches:
             shares.of(client_of(address)).changes.append(_recover_change(intent, desired))
@@ -118,6 +130,7 @@ def _plan(
         *removed_grant_warnings(removed_grants),
         *unscheduled_warnings(unscheduled),
         *lapsed_warnings(lapsed, desired),
+        *catch_up_warnings(created_periods, current_period, desired),
     ]
     return combine(
         shares.parts(),
