@@ -74,9 +74,10 @@ def catch_up_warnings(created: dict[str, list[str]], current: dict[str, str], de
 
 def period_span(grant, periods: list[str]) -> str:
     """'2026-q1..2026-q3' for periods one after the other, else the list."""
-    indices = [grants.period_index(grant, period) for period in periods]
-    if len(periods) > 2 and None not in indices and indices == list(range(indices[0], indices[0] + len(periods))):
-        return f"{periods[0]}..{periods[-1]}"
+    if len(periods) > 2:  # in order and each once: one after the other when the ends are that far apart
+        first, last = grants.period_index(grant, periods[0]), grants.period_index(grant, periods[-1])
+        if first is not None and last is not None and last - first == len(periods) - 1:
+            return f"{periods[0]}..{periods[-1]}"
     return listed_periods(periods)
 
 
