@@ -7,9 +7,13 @@ from __future__ import annotations
 
 import json
 import shlex
+import textwrap
 import threading
 import uuid
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
+import psycopg
 import pytest
 from conftest import init_state, run_subprocess, two_client_manifest
 from markdown_it import MarkdownIt
@@ -462,6 +466,38 @@ def test_push_waits_for_the_lock_like_any_edit(cli, api_env, applied, tmp_path):
         release.set()
         thread.join(10)
     assert cli("state", "push", pulled, "--state", applied).exit_code == 0
+
+
+def readme_read_only_role_sql() -> str:
+    """The SQL the README gives for the CI's read-only role, as written there."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("**A read-only role**", 1)[1]
+    return textwrap.dedent(section.split("```sql\n", 1)[1].split("```", 1)[0])
+
+
+def test_the_readme_read_only_role_plans_and_shows_but_cannot_apply(cli, api_env, sandbox, applied, write_manifest,
+                                                                    pg_server):
+    role = f"ci_{uuid.uuid4().hex[:8]}"
+    database = urlsplit(applied).path.lstrip("/")
+    statements = readme_read_only_role_sql().replace("provisioner_ci", role).replace("credits", database)
+    with psycopg.connect(applied, autocommit=True) as conn:  # the owner, as the README says
+        for statement in filter(str.strip, statements.split(";")):
+            conn.execute(statement)
+    parts = urlsplit(applied)
+    read_only = urlunsplit(parts._replace(netloc=f"{role}@{parts.netloc.rpartition('@')[2]}"))
+    before = read(applied)
+
+    changed = write_manifest(two_client_manifest(acme_name="Acme Q1 renamed"), "renamed.yaml")
+    planned = cli("plan", changed, "--state", read_only, "--detailed-exitcode")
+    assert planned.exit_code == 2, planned.output
+    assert "Plan: 0 to create, 1 to update" in planned.stdout
+    assert cli("show", "--state", read_only).exit_code == 0
+    assert "acme/q1" in cli("state", "list", "--state", read_only).stdout
+
+    refused = cli("apply", changed, "--state", read_only, "--auto-approve")
+    assert refused.exit_code == 1 and "Traceback" not in refused.output
+    assert "permission denied" in refused.stderr
+    assert read(applied) == before and sandbox.stats["updates"] == 0
 
 
 # --- passwords -----------------------------------------------------------------------------------------------

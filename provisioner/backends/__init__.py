@@ -102,9 +102,9 @@ def states_nearby(backend: Backend) -> list[tuple[str, str]]:
     select it (``--sandbox``, ``--workspace NAME``, ``--state FILE``): what a command that found no
     state names, since the state the user meant is most often one of them."""
     directory = Path(STATE_DIRECTORY)
-    if not directory.is_dir():
-        return []
     own = {path.resolve() for path in backend.own_files()}
+    if not own or not directory.is_dir():  # a database state: its neighbours are not files
+        return []
     found = []
     for path in sorted(directory.glob("*.json")):
         if path.resolve() in own or not path.is_file():

@@ -238,9 +238,6 @@ def no_state_message(backend: Backend, message: str, read_only: bool) -> str:
     command that only reads is not told to create one (an empty state has nothing to show)."""
     nearby = states_nearby(backend)
     if not nearby:
-        if read_only:
-            return (f"there is no state at {backend.name}, so nothing is recorded to read. If the state is "
-                    "somewhere else, pass it with --state (or set PROVISIONER_STATE) or --workspace.")
         return message
     if read_only:
         named = "\n".join(f"  - {location}: add {options}" for location, options in nearby)

@@ -30,16 +30,44 @@ from provisioner.report.wording import plural
 
 
 @click.command(short_help="Create an empty state (first run only).")
+@click.option(
+    "--gitignore",
+    "write_gitignore",
+    is_flag=True,
+    help="Also add to ./.gitignore the lines for provisioner's local files (sandbox data, backups, the lock, "
+    "temporary files, the cache); a state that exists already is then left as it is, not an error.",
+)
 @user_errors
 @with_backend
-def init(backend) -> None:
+def init(backend, write_gitignore) -> None:
     """Create an empty state: a file, or a workspace in a PostgreSQL database.
 
     Every other command refuses a state that does not exist, so that a mistyped --state can never
-    make a plan that creates every batch again. Run init once, for the very first run.
+    make a plan that creates every batch again. Run init once, for the very first run. It names the
+    lines your repository's .gitignore still needs (--gitignore writes them).
     """
-    state = backend.create()
-    click.echo(f"Initialised an empty state at {backend.name} (lineage {state.lineage}).")
+    from provisioner.backends import StateError
+    from provisioner.backends.gitignore import ignore_lines, missing_lines, with_lines
+
+    try:
+        state = backend.create()
+    except StateError:
+        if not (write_gitignore and backend.exists()):
+            raise
+        click.echo(f"The state at {backend.name} exists already; it was left as it is.")
+    else:
+        click.echo(f"Initialised an empty state at {backend.name} (lineage {state.lineage}).")
+    own = backend.own_files()
+    gitignore = Path(".gitignore")
+    existing = gitignore.read_text(encoding="utf-8") if gitignore.is_file() else ""
+    missing = missing_lines(existing, ignore_lines(own[0] if own else None))
+    if missing and write_gitignore:
+        gitignore.write_text(with_lines(existing, missing), encoding="utf-8")
+        click.echo(f"Added {plural(len(missing), 'line', 'lines')} to .gitignore: {' '.join(missing)}")
+    elif missing:
+        click.echo("\nYour repository's .gitignore needs these lines (provisioner's local files; "
+                   "'provisioner init --gitignore' adds them):")
+        click.echo("\n".join(f"  {line}" for line in missing))
     click.echo(f"Next: provisioner plan PATHS...{backend.location_options()}")
 
 
