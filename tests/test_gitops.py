@@ -24,7 +24,7 @@ from conftest import ACCOUNT_ID, ACME_ID, GLOBEX_ID, TEST_KEY
 from markdown_it import MarkdownIt
 
 from provisioner.sandbox import Sandbox
-from provisioner.models import Intent
+from provisioner.core.models import Intent
 from provisioner.backends.file import FileBackend, FileWriter, read_state
 
 CI = Path(__file__).resolve().parent.parent / "examples" / "ci"

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from conftest import ACCOUNT_ID, ACME_ID, call_api, recorded_nothing, run_subprocess
 
-from provisioner.applier import request_digest
+from provisioner.applying.applier import request_digest
 from provisioner.backends.file import FileWriter, read_state
-from provisioner.models import Intent
-from provisioner.timestamps import utc_now_text
+from provisioner.core.models import Intent
+from provisioner.core.timestamps import utc_now_text
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 FAST = ("--rate-limit", "0")

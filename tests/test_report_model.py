@@ -10,10 +10,10 @@ from datetime import date, datetime, timezone
 
 import pytest
 
-from provisioner.models import Intent, Resource
+from provisioner.core.models import Intent, Resource
 from provisioner.report import render
 from provisioner.report.model import UpcomingGrant, build_report
-from provisioner.models import State
+from provisioner.core.models import State
 
 NOW = datetime(2027, 1, 30, 12, 0, tzinfo=timezone.utc)
 ACME = "6a0c1d7e-0000-4000-8000-000000000001"
@@ -114,7 +114,7 @@ def test_an_expiry_at_midnight_is_counted_in_the_month_of_its_last_usable_day():
 
 
 def test_last_usable_day_is_one_function():
-    from provisioner.timestamps import last_usable_day
+    from provisioner.core.timestamps import last_usable_day
 
     at = datetime.fromisoformat
     assert last_usable_day(at("2027-04-01T00:00:00+00:00")) == date(2027, 3, 31)

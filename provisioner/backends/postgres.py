@@ -35,7 +35,7 @@ from provisioner.backends.base import (
     Warn,
 )
 from provisioner.backends.pglock import AdvisoryLock
-from provisioner.models import State
+from provisioner.core.models import State
 
 SCHEMA_VERSION = 1
 DEFAULT_SCHEMA = "provisioner"

@@ -39,11 +39,11 @@ from provisioner.cli.plan import (
 )
 
 if TYPE_CHECKING:
-    from provisioner.applier import ApplyResult
+    from provisioner.applying.applier import ApplyResult
+    from provisioner.applying.listings import ClientListings
     from provisioner.backends import StateWriter
-    from provisioner.listings import ClientListings
-    from provisioner.models import Desired, Plan, State
-    from provisioner.progress import Progress
+    from provisioner.core.models import Desired, Plan, State
+    from provisioner.render.progress import Progress
 
 # The applier's own default, said here so that `apply --help` need not import the applier (a test
 # keeps the two equal).
@@ -86,11 +86,11 @@ def apply(paths, backend, sandbox, base_url, parallelism, rate_limit, lock_timeo
     """Create and update batches so the API matches the manifests in PATHS, after asking for 'yes';
     or apply exactly the plan saved in PLAN_FILE by 'provisioner plan --out PLAN_FILE' (reviewed
     already: no question asked)."""
-    from provisioner.applier import RECOVERY_WAIT
-    from provisioner.listings import ClientListings
-    from provisioner.planfile import PlanFileError, saved_plan_in
-    from provisioner.planner import make_plan
-    from provisioner.progress import Progress
+    from provisioner.applying.applier import RECOVERY_WAIT
+    from provisioner.applying.listings import ClientListings
+    from provisioner.planning.saved_plan import PlanFileError, saved_plan_in
+    from provisioner.planning.planner import make_plan
+    from provisioner.render.progress import Progress
 
     saved = saved_plan_in(paths)
     if saved:
@@ -182,7 +182,7 @@ def run_apply(
     api, writer: StateWriter, result: Plan, desired: Desired, parallelism: int, recovery_wait: float,
     reporter: Progress, duplicate_check: bool = True, allow_duplicates=(), listings: ClientListings | None = None,
 ) -> ApplyResult:
-    from provisioner.applier import Applier
+    from provisioner.applying.applier import Applier
 
     stop = api.stop  # set, it cancels every request that has not left (worker, rate-limit slot, pause)
 

@@ -47,7 +47,7 @@ def init(backend, write_gitignore) -> None:
     lines your repository's .gitignore still needs (--gitignore writes them).
     """
     from provisioner.backends import StateError
-    from provisioner.backends.gitignore import ignore_lines, missing_lines, with_lines
+    from provisioner.operations.gitignore import ignore_lines, missing_lines, with_lines
 
     try:
         state = backend.create()
@@ -81,8 +81,8 @@ def init(backend, write_gitignore) -> None:
 @with_backend
 def refresh(paths, backend, sandbox, base_url, parallelism, rate_limit, lock_timeout, quiet, no_cache) -> None:
     """Update state from the live API (names, expiries, balances); creates nothing."""
-    from provisioner.progress import Progress
-    from provisioner.statecmd import refresh_state
+    from provisioner.render.progress import Progress
+    from provisioner.operations.state_edits import refresh_state
 
     desired = load_manifests(paths, no_cache)
     reporter = Progress.for_stream(quiet=quiet)
@@ -111,7 +111,7 @@ def refresh(paths, backend, sandbox, base_url, parallelism, rate_limit, lock_tim
 def import_command(address, batch_id, paths, backend, sandbox, base_url, parallelism, rate_limit, lock_timeout,
                    no_cache, force) -> None:
     """Adopt an existing batch as ADDRESS, so provisioner manages it from now on."""
-    from provisioner.statecmd import import_batch
+    from provisioner.operations.state_edits import import_batch
 
     desired = load_manifests(paths, no_cache)
     with backend.writing("import", timeout=lock_timeout, warn=progress) as writer:
@@ -164,7 +164,7 @@ def state_push(source, backend, sandbox, lock_timeout, force) -> None:
       provisioner init --state postgresql://host/db
       provisioner state push state/default.json --state postgresql://host/db
     """
-    from provisioner.statecmd import push_state, read_pushed_state
+    from provisioner.operations.state_edits import push_state, read_pushed_state
 
     pushed = read_pushed_state(source)
     with backend.writing("state push", timeout=lock_timeout, warn=progress) as writer:
@@ -189,7 +189,7 @@ def state_push(source, backend, sandbox, lock_timeout, force) -> None:
 @with_backend(read_only=True)
 def state_list(backend, sandbox) -> None:
     """List recorded addresses and their batch ids."""
-    from provisioner.views import render_resource_list
+    from provisioner.render.state_views import render_resource_list
 
     recorded = backend.read()
     click.echo(render_resource_list(recorded), nl=False)
@@ -203,7 +203,7 @@ def state_list(backend, sandbox) -> None:
 @with_backend(read_only=True)
 def state_show(address, backend, sandbox) -> None:
     """Show everything recorded for ADDRESS."""
-    from provisioner.views import render_resource
+    from provisioner.render.state_views import render_resource
 
     click.echo(render_resource(backend.read(), address))
 
@@ -216,7 +216,7 @@ def state_show(address, backend, sandbox) -> None:
 @with_backend
 def state_rm(address, backend, sandbox, lock_timeout) -> None:
     """Forget ADDRESS: the batch stays in Thought Industries, unmanaged."""
-    from provisioner.statecmd import remove_resource
+    from provisioner.operations.state_edits import remove_resource
 
     with backend.writing("state rm", timeout=lock_timeout, warn=progress) as writer:
         resource = remove_resource(writer, address)
@@ -237,7 +237,7 @@ def state_rm(address, backend, sandbox, lock_timeout) -> None:
 @with_backend
 def state_mv(source, destination, backend, sandbox, lock_timeout) -> None:
     """Rename an address (after renaming its key in the manifest) without recreating it."""
-    from provisioner.statecmd import move_resource
+    from provisioner.operations.state_edits import move_resource
 
     with backend.writing("state mv", timeout=lock_timeout, warn=progress) as writer:
         move_resource(writer, source, destination)
@@ -266,12 +266,12 @@ def state_forget_intent(address, backend, sandbox, base_url, parallelism, rate_l
     instead (provisioner import ADDRESS BATCH_ID PATHS...). Once given up, the next apply creates the
     batch anew (issuing its credits) while it is declared.
     """
-    from provisioner.recovery import describe
-    from provisioner.statecmd import forget_intent, intent_candidates
+    from provisioner.applying.matching import describe
+    from provisioner.operations.state_edits import forget_intent, intent_candidates
 
     with backend.writing("state forget-intent", timeout=lock_timeout, warn=progress) as writer:
         with api_context(sandbox, base_url, backend, rate_limit, parallelism) as api:
-            from provisioner.applier import RECOVERY_WAIT
+            from provisioner.applying.applier import RECOVERY_WAIT
 
             window = RECOVERY_WAIT if recovery_wait is None else recovery_wait
             check_instance(writer.state, api, backend)

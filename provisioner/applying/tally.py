@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
-from provisioner.progress import Progress
+from provisioner.render.progress import Progress
 
 
 @dataclass
@@ -25,7 +25,7 @@ class ApplyResult:
 
 class Tally:
     def __init__(self, reporter: Progress):
-        # Progress hooks: start, done, failed, notable, warn, finish (see provisioner/progress.py).
+        # Progress hooks: start, done, failed, notable, warn, finish (see provisioner/render/progress.py).
         self.reporter = reporter
         self.result = ApplyResult()
         self._guard = threading.Lock()

@@ -11,7 +11,7 @@ import threading
 from collections import defaultdict
 
 from provisioner.api.client import ApiError, CreditsApi, Listing
-from provisioner.models import batch_key
+from provisioner.core.models import batch_key
 
 CONFIRMATIONS = 3
 

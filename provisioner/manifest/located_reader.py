@@ -23,8 +23,8 @@ from typing import Any
 
 import yaml
 
-from provisioner.documents import NOT_A_MANIFEST_HINT, compose, not_a_manifest
-from provisioner.fields import (
+from provisioner.manifest.documents import NOT_A_MANIFEST_HINT, compose, not_a_manifest
+from provisioner.manifest.fields import (
     BATCH_FIELDS,
     BATCH_RULES,
     CLIENT_FIELDS,
@@ -41,8 +41,8 @@ from provisioner.fields import (
     Rule,
     shorten,
 )
-from provisioner.grants import check_name_length, check_until
-from provisioner.manifest import (
+from provisioner.manifest.grant_rules import check_name_length, check_until
+from provisioner.manifest.loader import (
     ManifestError,
     ManifestIssue,
     add_to_digest,
@@ -50,9 +50,9 @@ from provisioner.manifest import (
     read_bytes,
     saved_plan_issue,
 )
-from provisioner.models import BatchSpec, ClientSpec, Desired, GrantSpec, Policy
-from provisioner.planfile import is_saved_plan_data
-from provisioner.values import MERGE, READERS, describe, is_null
+from provisioner.core.models import BatchSpec, ClientSpec, Desired, GrantSpec, Policy
+from provisioner.core.file_marks import is_saved_plan_data
+from provisioner.manifest.located_values import MERGE, READERS, describe, is_null
 
 
 def load(paths: Sequence[str | Path]) -> Desired:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from provisioner.models import State
+from provisioner.core.models import State
 
 
 NOTHING_RECORDED = "No batches recorded in this state file yet.\n"
@@ -20,7 +20,7 @@ def render_resource_list(state: State) -> str:
 
 
 def render_resource(state: State, address: str) -> str:
-    from provisioner.statecmd import StateCommandError
+    from provisioner.operations.state_edits import StateCommandError
 
     resource = state.resources.get(address)
     if resource is None:

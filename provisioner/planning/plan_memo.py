@@ -41,15 +41,16 @@ from pathlib import Path
 
 import yaml_rs
 
-from provisioner import __version__, parallel
-from provisioner.bulk import paused_gc
-from provisioner.cachefile import TreeCache, code_identity
-from provisioner.declarations import Declarations, DeclaredFile, batch_specs
-from provisioner.manifest import LoadTimings
-from provisioner.models import BatchSpec, Desired, Figures, Plan, PlanPart, Policy, State
-from provisioner.planner import client_of, client_order, combine, make_plan
+from provisioner import __version__
+from provisioner.manifest import parallel
+from provisioner.core.bulk import paused_gc
+from provisioner.manifest.cachefile import TreeCache, code_identity
+from provisioner.manifest.declarations import Declarations, DeclaredFile, batch_specs
+from provisioner.manifest.loader import LoadTimings
+from provisioner.core.models import BatchSpec, Desired, Figures, Plan, PlanPart, Policy, State
+from provisioner.planning.planner import client_of, client_order, combine, make_plan
 from provisioner.render.text import part_text
-from provisioner.timestamps import format_timestamp
+from provisioner.core.timestamps import format_timestamp
 
 MEMO_FORMAT = 1
 # The files of misses planned at once: enough to make a plan's fixed costs small, few enough

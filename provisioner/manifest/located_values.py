@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from provisioner.fields import (
+from provisioner.manifest.fields import (
     CONTROL_CHARACTER,
     DEFAULT_GRANT_NAME,
     EXAMPLE_TIMESTAMP,
@@ -26,8 +26,8 @@ from provisioner.fields import (
     Kind,
     shorten,
 )
-from provisioner.grants import check_name_template, parse_every, parse_expires_after, parse_time_zone
-from provisioner.timestamps import format_timestamp, from_iso
+from provisioner.manifest.grant_rules import check_name_template, parse_every, parse_expires_after, parse_time_zone
+from provisioner.core.timestamps import format_timestamp, from_iso
 
 Read = tuple[Any, str | None]  # (the value, None) or (None, why not)
 

@@ -11,9 +11,9 @@ import re
 import uuid
 from datetime import date
 
-from provisioner import grants
-from provisioner.fields import CONTROL_CHARACTER, MAX_NAME_LENGTH, MAX_WHOLE_NUMBER, Kind
-from provisioner.timestamps import format_timestamp, from_iso
+from provisioner.manifest import grant_rules
+from provisioner.manifest.fields import CONTROL_CHARACTER, MAX_NAME_LENGTH, MAX_WHOLE_NUMBER, Kind
+from provisioner.core.timestamps import format_timestamp, from_iso
 
 
 class Unsure(Exception):
@@ -74,7 +74,7 @@ def _timestamp(value) -> str:
 
 
 def _parsed(parse):
-    """A reader of text that grants.py parses: any ValueError (its message) leaves the file to the judge."""
+    """A reader of text that grant_rules.py parses: any ValueError (its message) leaves the file to the judge."""
 
     def read(value):
         if type(value) is not str:
@@ -90,14 +90,14 @@ def _parsed(parse):
 def _template(value) -> str:
     text = _text(value)
     try:
-        grants.check_name_template(text)
+        grant_rules.check_name_template(text)
     except ValueError:
         raise Unsure from None
     return text
 
 
 def _time_zone(value) -> str:
-    _parsed(grants.parse_time_zone)(value)
+    _parsed(grant_rules.parse_time_zone)(value)
     return value
 
 
@@ -123,7 +123,7 @@ def _unknown(value):
 
 READERS = {
     Kind.WHOLE: _whole, Kind.TEXT: _text, Kind.UUID: _uuid, Kind.TIMESTAMP: _timestamp, Kind.BATCHES: None,
-    Kind.GRANTS: None, Kind.EVERY: _parsed(grants.parse_every), Kind.DURATION: _parsed(grants.parse_expires_after),
+    Kind.GRANTS: None, Kind.EVERY: _parsed(grant_rules.parse_every), Kind.DURATION: _parsed(grant_rules.parse_expires_after),
     Kind.TIME_ZONE: _time_zone, Kind.TEMPLATE: _template, Kind.DATE: _date, Kind.BOOLEAN: _boolean,
 }
 UNKNOWN = (None, _unknown)  # a field of no rule

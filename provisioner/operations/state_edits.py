@@ -9,14 +9,14 @@ from collections.abc import Mapping
 from itertools import islice
 from pathlib import Path
 
-from provisioner import grants
+from provisioner.planning import grants
 from provisioner.api.client import ApiError, CreditsApi
-from provisioner.fields import KEY_PATTERN, KEY_RULE
+from provisioner.manifest.fields import KEY_PATTERN, KEY_RULE
 from provisioner.backends.file import parse_state, read_state
-from provisioner.models import COMPARED_FIELDS, BatchSpec, Desired, Intent, Resource, State, batch_key
-from provisioner.listings import ClientListings
-from provisioner.planner import live_attributes, normalized
-from provisioner.recovery import Findings, created_since, find, intent_since, is_look_alike, window_left
+from provisioner.core.models import COMPARED_FIELDS, BatchSpec, Desired, Intent, Resource, State, batch_key
+from provisioner.applying.listings import ClientListings
+from provisioner.planning.planner import live_attributes, normalized
+from provisioner.applying.matching import Findings, created_since, find, intent_since, is_look_alike, window_left
 from provisioner.backends.base import StateWriter
 
 # client/batch, or a grant's period: client/grant@2026-q1 (2026-01, 2026, 2026-01-15).

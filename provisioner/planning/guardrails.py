@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
-from provisioner.models import PlanPart, Policy, Violation
+from provisioner.core.models import PlanPart, Policy, Violation
 
 
 class _Total(NamedTuple):

@@ -15,11 +15,11 @@ from collections.abc import Iterator, Sequence
 from datetime import date
 from typing import TYPE_CHECKING
 
-from provisioner.bulk import constructor
-from provisioner.models import BatchSpec, ClientSpec, Desired, GrantSpec, Policy
+from provisioner.core.bulk import constructor
+from provisioner.core.models import BatchSpec, ClientSpec, Desired, GrantSpec, Policy
 
 if TYPE_CHECKING:
-    from provisioner.manifestcache import ManifestCache
+    from provisioner.manifest.cache import ManifestCache
 
 
 class DeclaredFile:
@@ -55,15 +55,15 @@ class DeclaredFile:
 
     def _read_again(self) -> list:
         # The loader's reading and errors, imported here: the loader imports this module.
-        from provisioner import fastreader
-        from provisioner.manifest import ManifestError, ManifestIssue, read_one_located, read_whole
+        from provisioner.manifest import fast_reader
+        from provisioner.manifest.loader import ManifestError, ManifestIssue, read_one_located, read_whole
 
         if self._cache is not None:
             self._cache.discard(self._files)
         data = read_whole(self.path)
         if hashlib.sha256(data).hexdigest() != self.content:
             raise ManifestError([ManifestIssue(self.name, 0, 0, "", "changed while being read; run the command again")])
-        record = fastreader.read(data) or read_one_located(self.name, data)
+        record = fast_reader.read(data) or read_one_located(self.name, data)
         if record is None:  # it was read before: only a changed file can fail now, and its digest says it did not
             raise ManifestError([ManifestIssue(self.name, 0, 0, "", "could not be read again; run the command again")])
         return record["batches"]
@@ -199,7 +199,7 @@ def batch_specs(file: str, rows: list, ids: dict[str, str], shared: dict) -> Ite
 
 def _grant_spec(file: str, row: list, ids: dict[str, str]) -> GrantSpec:
     """A grant from a file's record: its rules were checked when the file was read."""
-    from provisioner.grants import parse_every, parse_expires_after
+    from provisioner.manifest.grant_rules import parse_every, parse_expires_after
 
     (client_key, grant_key, every, from_date, until, time_zone, balance, name, expires_after, account, catch_up,
      line, column) = row

@@ -7,9 +7,9 @@ import difflib
 
 import yaml
 
-from provisioner.fields import BATCH_FIELDS, CLIENT_FIELDS, POLICY_FIELDS, TOP_FIELDS
-from provisioner.manifest import ManifestIssue
-from provisioner.values import MERGE, describe, is_null
+from provisioner.manifest.fields import BATCH_FIELDS, CLIENT_FIELDS, POLICY_FIELDS, TOP_FIELDS
+from provisioner.manifest.loader import ManifestIssue
+from provisioner.manifest.located_values import MERGE, describe, is_null
 
 LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 

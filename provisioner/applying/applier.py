@@ -35,14 +35,14 @@ from provisioner.api.client import (
     RequestCancelled,
 )
 from provisioner.backends.base import StateError, StateWriter
-from provisioner.listings import ClientListings
-from provisioner.models import UPDATABLE_FIELDS, Change, Desired, Intent, Plan, Resource
-from provisioner.planner import client_of, same_value
-from provisioner.progress import Progress, describe_work
-from provisioner.recovery import confusable_key, differences, duplicate_reasons, duplicates_of
-from provisioner.settling import IntentSettler
-from provisioner.tally import ApplyResult, Tally
-from provisioner.timestamps import format_timestamp, utc_now_text
+from provisioner.applying.listings import ClientListings
+from provisioner.core.models import UPDATABLE_FIELDS, Change, Desired, Intent, Plan, Resource
+from provisioner.planning.planner import client_of, same_value
+from provisioner.render.progress import Progress, describe_work
+from provisioner.applying.matching import confusable_key, differences, duplicate_reasons, duplicates_of
+from provisioner.applying.settling import IntentSettler
+from provisioner.applying.tally import ApplyResult, Tally
+from provisioner.core.timestamps import format_timestamp, utc_now_text
 
 # How long a create may still be in progress on the server after its sender stopped
 # waiting for it: the client's read timeout, and as much again as a margin.

@@ -1,7 +1,7 @@
 """The fast path of the manifest loader: yaml-rs (a compiled YAML parser) and a few checks.
 
 It never reports an error. It returns a file's declarations only when it is sure the
-located loader (provisioner.nodereader, PyYAML) would return exactly the same, and None
+located loader (provisioner.manifest.located_reader, PyYAML) would return exactly the same, and None
 otherwise: the loader then reads that file the located way, which is the judge and the
 source of every message. So the good path pays nothing for error quality.
 
@@ -20,7 +20,7 @@ source of every message. So the good path pays nothing for error quality.
   left to the latter), and the keys it finds, in document order, are one per key line;
 - every value passes the field's rule (fastvalues.py), as the located loader would pass
   it (a grant's ``every``, ``expiresAfter``, ``timeZone`` and ``name`` through the same
-  grants.py checks; its dates written YYYY-MM-DD, its ``catchUp`` as plain ``true`` or
+  grant_rules.py checks; its dates written YYYY-MM-DD, its ``catchUp`` as plain ``true`` or
   ``false``), no two clients of the file share an id, and no grant key is also a batch key
   of its client.
 
@@ -35,9 +35,10 @@ import re
 
 import yaml_rs
 
-from provisioner import grants, yaml11
-from provisioner.fastvalues import UNKNOWN, Unsure, readers
-from provisioner.fields import (
+from provisioner.manifest import grant_rules
+from provisioner.manifest import yaml11
+from provisioner.manifest.fast_values import UNKNOWN, Unsure, readers
+from provisioner.manifest.fields import (
     BATCH_RULES,
     CLIENT_RULES,
     DEFAULT_GRANT_NAME,
@@ -54,7 +55,7 @@ from provisioner.fields import (
 #  "batches": [[client key, batch key, name, startingBalance, expiresOn, creditAccountId, line, column], ...],
 #  "grants": [[client key, grant key, every, from, until, timeZone, startingBalance, name, expiresAfter,
 #              creditAccountId, catchUp, line, column], ...]}
-# (every and expiresAfter as grants.py writes them back, dates as YYYY-MM-DD, defaults filled in)
+# (every and expiresAfter as grant_rules.py writes them back, dates as YYYY-MM-DD, defaults filled in)
 Record = dict
 
 
@@ -366,7 +367,7 @@ class _FileWalk:
             name = values.get("name", DEFAULT_GRANT_NAME)
             expires_after = values.get("expires_after")
             try:
-                grants.check_name_length(name, key, every, MAX_NAME_LENGTH)
+                grant_rules.check_name_length(name, key, every, MAX_NAME_LENGTH)
             except ValueError:
                 raise Unsure from None
             rows.append([

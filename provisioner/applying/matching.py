@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 
-from provisioner.models import COMPARED_FIELDS, Intent, batch_key
-from provisioner.timestamps import parse_timestamp
+from provisioner.core.models import COMPARED_FIELDS, Intent, batch_key
+from provisioner.core.timestamps import parse_timestamp
 
 # createdAt is compared with the intent's time on the server's clock, with this much slack: the
 # Date header has a 1 s resolution and the offset is measured over a network round trip.

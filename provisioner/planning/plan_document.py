@@ -1,4 +1,4 @@
-"""The JSON plan: a versioned document for tools (`plan --format json`, and a saved plan's ``plan``).
+"""The plan as a versioned JSON document: for tools (`plan --format json`, and a saved plan's ``plan``).
 
 JSON plan format (``format_version`` "1.2")
 ===========================================
@@ -71,8 +71,19 @@ from __future__ import annotations
 import copy
 import json
 
-from provisioner.models import Change, Plan
-from provisioner.render.common import _summary_counts
+from provisioner.core.models import Change, Plan
+
+
+# Order in which actions appear in summaries.
+SUMMARY_ORDER = ("create", "update", "replace", "recover", "blocked", "missing")
+
+
+def summary_counts(plan: Plan) -> dict[str, int]:
+    """How many changes of each action, in summary order, and how many declared batches already match."""
+    by_action = plan.figures.counts
+    counts = {action: by_action[action] for action in SUMMARY_ORDER}
+    counts["unchanged"] = plan.unchanged
+    return counts
 
 JSON_FORMAT_VERSION = "1.2"
 
@@ -91,7 +102,7 @@ def _change_to_json(change: Change) -> dict:
 
 def plan_to_json(plan: Plan, meta: dict | None = None) -> dict:
     """The plan as a JSON-ready dict; the format is described in this module's docstring."""
-    summary: dict = dict(_summary_counts(plan))
+    summary: dict = dict(summary_counts(plan))
     summary["credits"] = plan.total_credits
     summary["credits_by_client"] = plan.credits_by_client()
     document = {

@@ -7,9 +7,10 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 
-from provisioner import grants, guardrails
-from provisioner.bulk import constructor, paused_gc, share_fields_set
-from provisioner.models import (
+from provisioner.planning import grants
+from provisioner.planning import guardrails
+from provisioner.core.bulk import constructor, paused_gc, share_fields_set
+from provisioner.core.models import (
     COMPARED_FIELDS,
     FIXED_FIELDS,
     UPDATABLE_FIELDS,
@@ -25,15 +26,15 @@ from provisioner.models import (
     Upcoming,
     batch_key,
 )
-from provisioner.plan_warnings import (
+from provisioner.planning.plan_warnings import (
     catch_up_warnings,
     lapsed_warnings,
     removed_grant_warnings,
     undeclared_warnings,
     unscheduled_warnings,
 )
-from provisioner.recovery import EQUAL, compare_field, duplicate_reasons, duplicates_of
-from provisioner.timestamps import format_timestamp, parse_timestamp
+from provisioner.applying.matching import EQUAL, compare_field, duplicate_reasons, duplicates_of
+from provisioner.core.timestamps import format_timestamp, parse_timestamp
 
 FIX_FOR_FIXED_FIELD = (
     "Fix: declare a new batch (a new key) for the new value, or restore the recorded value "

@@ -16,10 +16,10 @@ from datetime import datetime, timezone
 
 from provisioner.api.client import ApiError, CreditsApi, NotFoundError, OutcomeUnknown
 from provisioner.backends.base import StateWriter
-from provisioner.listings import ClientListings
-from provisioner.models import Desired, Intent
-from provisioner.recovery import ambiguity_message, confusable_key, find, intent_since, window_left
-from provisioner.tally import Tally
+from provisioner.applying.listings import ClientListings
+from provisioner.core.models import Desired, Intent
+from provisioner.applying.matching import ambiguity_message, confusable_key, find, intent_since, window_left
+from provisioner.applying.tally import Tally
 
 ADOPTED = "found and recorded (made by an interrupted apply)"
 

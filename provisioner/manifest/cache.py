@@ -33,14 +33,16 @@ from pathlib import Path
 import yaml_rs
 
 from provisioner import __version__
-from provisioner.cachefile import TreeCache, code_identity
+from provisioner.manifest.cachefile import TreeCache, code_identity
 
 CACHE_FORMAT = 3
 # The modules whose code decides what a file declares.
-READER_MODULES = (
-    "manifest.py", "declarations.py", "fields.py", "fastreader.py", "fastvalues.py", "nodereader.py", "yaml11.py",
-    "manifestcache.py", "cachefile.py", "grants.py", "timestamps.py", "values.py", "documents.py",
-)
+READER_MODULES = tuple(
+    f"manifest/{name}.py" for name in (
+        "loader", "declarations", "fields", "fast_reader", "fast_values", "located_reader", "yaml11", "grant_rules",
+        "cache", "cachefile", "located_values", "documents",
+    )
+) + ("core/timestamps.py", "core/models.py", "core/bulk.py", "core/file_marks.py")
 
 
 def reader_identity() -> str:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from provisioner import grants
-from provisioner.models import BatchSpec, Desired, Resource
+from provisioner.planning import grants
+from provisioner.core.models import BatchSpec, Desired, Resource
 
 
 def undeclared_warnings(undeclared: list[tuple[str, Resource]]) -> Iterable[tuple[str, str]]:

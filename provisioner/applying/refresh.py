@@ -6,9 +6,9 @@ from collections.abc import Iterable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 
 from provisioner.api.client import CreditsApi
-from provisioner.listings import ClientListings
-from provisioner.models import batch_key
-from provisioner.progress import Progress
+from provisioner.applying.listings import ClientListings
+from provisioner.core.models import batch_key
+from provisioner.render.progress import Progress
 
 
 def observe(

@@ -19,12 +19,13 @@ from datetime import datetime
 from pathlib import Path
 
 from provisioner import __version__
-from provisioner.models import Desired, Plan, Policy, State
-from provisioner.planner import differing_fields
-from provisioner.render.jsonplan import plan_to_json
-from provisioner.timestamps import parse_timestamp
+from provisioner.core.file_marks import SAVED_PLAN_MARKER, is_saved_plan_data
+from provisioner.core.models import Desired, Plan, Policy, State
+from provisioner.planning.planner import differing_fields
+from provisioner.planning.plan_document import plan_to_json
+from provisioner.core.timestamps import parse_timestamp
 
-MARKER = "provisioner_saved_plan"
+MARKER = SAVED_PLAN_MARKER
 FILE_VERSION = 1
 
 
@@ -93,11 +94,6 @@ def is_saved_plan(path: str | Path) -> bool:
         return is_saved_plan_data(path.read_bytes())
     except OSError:
         return False
-
-
-def is_saved_plan_data(data: bytes) -> bool:
-    """A JSON object carrying the marker: the manifest loader refuses such a file with the advice to apply it."""
-    return data[:64].lstrip().startswith(b"{") and MARKER.encode() in data
 
 
 def saved_plan_in(paths: Sequence[str | Path]) -> SavedPlan | None:

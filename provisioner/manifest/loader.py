@@ -28,14 +28,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from provisioner import parallel
-from provisioner.bulk import paused_gc
-from provisioner.declarations import Combined, Declarations, DeclaredFile
-from provisioner.models import Desired
-from provisioner.planfile import is_saved_plan_data
+from provisioner.manifest import parallel
+from provisioner.core.bulk import paused_gc
+from provisioner.manifest.declarations import Combined, Declarations, DeclaredFile
+from provisioner.core.models import Desired
+from provisioner.core.file_marks import is_saved_plan_data
 
 if TYPE_CHECKING:
-    from provisioner.manifestcache import Entry, ManifestCache
+    from provisioner.manifest.cache import Entry, ManifestCache
 
 __all__ = [
     "ManifestIssue",
@@ -259,16 +259,16 @@ def _read(paths: Sequence[str | Path], cache: ManifestCache | None, timings: Loa
 def _fast_reads(contents: list[bytes]) -> list[tuple[dict | None, None]]:
     """Each file's record (None: only the located reader may judge it). Pure: parallel.in_two may
     give half of the files to a child process."""
-    from provisioner import fastreader
+    from provisioner.manifest import fast_reader
 
-    return [(fastreader.read(data), None) for data in contents]
+    return [(fast_reader.read(data), None) for data in contents]
 
 
 def _fast_reads_kept(contents: list[bytes]) -> list[tuple[dict | None, bytes | None]]:
     """The same, with each record's rows as the cache keeps them (JSON), made in the same process."""
-    from provisioner import fastreader
+    from provisioner.manifest import fast_reader
 
-    records = [fastreader.read(data) for data in contents]
+    records = [fast_reader.read(data) for data in contents]
     return [(record, None if record is None else _rows_json(record["batches"])) for record in records]
 
 
@@ -289,15 +289,15 @@ _ROWS_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode 
 def _read_located(paths: Sequence[str | Path]) -> Declarations:
     """The located reader's verdict: every problem of every file (it raises ManifestError); should
     it find none, its Desired as it is."""
-    from provisioner import nodereader
+    from provisioner.manifest import located_reader
 
-    return Declarations([], None, "", ready=nodereader.load(paths))
+    return Declarations([], None, "", ready=located_reader.load(paths))
 
 
 def read_one_located(file: str, data: bytes) -> dict | None:
-    from provisioner import nodereader
+    from provisioner.manifest import located_reader
 
-    return nodereader.read_one(file, data)
+    return located_reader.read_one(file, data)
 
 
 def read_bytes(path: Path, issues: list[ManifestIssue]) -> bytes | None:

@@ -41,7 +41,7 @@ def code_identity(header: str, modules: Iterable[str] | None = None) -> str:
     None: every one), so that a change of the code is a new cache. Installed without sources: the header
     and the names alone."""
     identity = hashlib.sha256(header.encode())
-    package = Path(__file__).parent
+    package = Path(__file__).parent.parent
     if modules is None:
         modules = sorted(module.relative_to(package).as_posix() for module in package.rglob("*.py"))
     for name in modules:
