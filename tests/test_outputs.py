@@ -427,7 +427,7 @@ def test_terraform_one_dash_spellings_are_accepted(cli, api_env, sandbox, write_
     planned = cli("plan", manifest, "--state", state, "-detailed-exitcode", f"-out={state.parent / 'p.plan'}")
     assert planned.exit_code == 2, planned.output
     assert (state.parent / "p.plan").exists()
-    applied = cli("apply", manifest, "-state", state, "-auto-approve", "-no-color")
+    applied = cli("apply", manifest, "-state", state, "-auto-approve", "-no-color", "-lock-timeout=1m30s")
     assert applied.exit_code == 0, applied.output
     assert cli("state", "list", "-state", str(state)).stdout.count("acme/") == 2
     # A short option keeps its meaning; a word that is no option of the command is still refused.
@@ -436,6 +436,8 @@ def test_terraform_one_dash_spellings_are_accepted(cli, api_env, sandbox, write_
     assert unknown.exit_code == 1 and "No such option" in unknown.stderr
     # The value of an option is never read as a spelling, even when it looks like one.
     assert cli("plan", manifest, "--state", state, "--replace", "-out").exit_code == 1
+    bad_wait = cli("apply", manifest, "--state", state, "--lock-timeout", "5x")
+    assert bad_wait.exit_code == 1 and "'5x' is not a number of seconds; write e.g. 60, 60s or 2m" in bad_wait.stderr
 
 
 # ------------------------------------------------------------------ schema

@@ -7,6 +7,7 @@ client, and start-up stays short.
 from __future__ import annotations
 
 import functools
+import re
 import sys
 from collections.abc import Iterable
 from datetime import datetime, timezone
@@ -291,13 +292,35 @@ def api_options(command):
     return command
 
 
+class Seconds(click.ParamType):
+    """A wait in seconds: 90, 2.5, or as Terraform writes it, 90s, 2m, 1m30s."""
+
+    name = "SECONDS"
+    PATTERN = re.compile(r"(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?")
+
+    def convert(self, value, param, ctx) -> float:
+        if isinstance(value, int | float):
+            return float(value)
+        text = str(value).strip()
+        try:
+            seconds = float(text)
+        except ValueError:
+            match = self.PATTERN.fullmatch(text)
+            if not text or match is None:
+                self.fail(f"'{text}' is not a number of seconds; write e.g. 60, 60s or 2m", param, ctx)
+            seconds = float(match[1] or 0) * 60 + float(match[2] or 0)
+        if not seconds >= 0 or seconds == float("inf"):
+            self.fail(f"'{text}' is not a number of seconds of 0 or more", param, ctx)
+        return seconds
+
+
 def lock_option(command):
     return click.option(
         "--lock-timeout",
         default=0.0,
         show_default=True,
-        type=click.FloatRange(0),
-        help="Seconds to wait for another run's lock on the state before failing.",
+        type=Seconds(),
+        help="Seconds to wait for another run's lock on the state before failing (60, or 60s, 2m as in Terraform).",
     )(command)
 
 
