@@ -139,6 +139,8 @@ def test_show_without_a_state_names_the_states_that_exist_after_the_quick_start(
             "  - state/sandbox.json: add --sandbox\n"
             "  - state/staging.json: add --workspace staging\n"
         ), command
+    elsewhere = run_subprocess("show", "--state", "typo.json", cwd=tmp_path)
+    assert "  - state/sandbox.json: --sandbox, without --state\n" in elsewhere.stderr
     planned = run_subprocess("plan", examples, cwd=tmp_path)  # a plan may be a first run: init stays
     assert planned.returncode == 1
     assert "These states exist: state/sandbox.json (add --sandbox)" in planned.stderr

@@ -214,7 +214,8 @@ def with_backend(command=None, *, read_only: bool = False):
             try:
                 return command(*args, backend=backend, **kwargs)
             except StateMissing as missing:
-                raise UserError(no_state_message(backend, str(missing), read_only)) from None
+                located_by = None if not state_location else "--state" if given else "PROVISIONER_STATE"
+                raise UserError(no_state_message(backend, str(missing), read_only, located_by)) from None
 
     wrapper = click.option(
         "--workspace",
@@ -234,17 +235,17 @@ def with_backend(command=None, *, read_only: bool = False):
     )(wrapper)
 
 
-def no_state_message(backend: Backend, message: str, read_only: bool) -> str:
+def no_state_message(backend: Backend, message: str, read_only: bool, located_by: str | None = None) -> str:
     """The backend's own words for a missing state, with the states that do exist named first; a
     command that only reads is not told to create one (an empty state has nothing to show)."""
-    nearby = states_nearby(backend)
+    nearby = states_nearby(backend, located_by)
     if not nearby:
         return message
     if read_only:
-        named = "\n".join(f"  - {location}: add {options}" for location, options in nearby)
+        named = "\n".join(f"  - {location}: {how}" for location, how in nearby)
         return f"there is no state at {backend.name}. These states exist:\n{named}"
     first, rest = (message.split("\n", 1) + [""])[:2]
-    named = ", ".join(f"{location} (add {options})" for location, options in nearby)
+    named = ", ".join(f"{location} ({how})" for location, how in nearby)
     return f"{first}\n  - These states exist: {named}.\n{rest}".rstrip("\n")
 
 

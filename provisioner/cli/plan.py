@@ -142,9 +142,12 @@ def why_it_cannot_be_applied(result: Plan, allow_large: bool = False, then: str 
     if missing:
         reasons.append(f"{plural(missing, 'recorded batch is', 'recorded batches are')} missing from the API "
                        "(marked '!' above)")
+    broken = bool(result.violations) and not allow_large
     if reasons:
-        return f"{' and '.join(reasons)}. Fix them as the plan says, then run {then} again."
-    if result.violations and not allow_large:
+        also = (f" It also breaks {plural(len(result.violations), 'guardrail', 'guardrails')} of the policy "
+                "(listed above).") if broken else ""
+        return f"{' and '.join(reasons)}. Fix them as the plan says, then run {then} again.{also}"
+    if broken:
         return (
             f"it breaks {plural(len(result.violations), 'guardrail', 'guardrails')} of the policy (listed "
             "above). If this is intended, raise the policy in the manifest (visible in review), or apply "
