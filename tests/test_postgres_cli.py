@@ -468,19 +468,19 @@ def test_push_waits_for_the_lock_like_any_edit(cli, api_env, applied, tmp_path):
     assert cli("state", "push", pulled, "--state", applied).exit_code == 0
 
 
-def readme_read_only_role_sql() -> str:
-    """The SQL the README gives for the CI's read-only role, as written there."""
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
-    section = readme.split("**A read-only role**", 1)[1]
+def documented_read_only_role_sql() -> str:
+    """The SQL the manual (docs/state.md) gives for the CI's read-only role, as written there."""
+    manual = (Path(__file__).resolve().parent.parent / "docs" / "state.md").read_text(encoding="utf-8")
+    section = manual.split("**A read-only role**", 1)[1]
     return textwrap.dedent(section.split("```sql\n", 1)[1].split("```", 1)[0])
 
 
-def test_the_readme_read_only_role_plans_and_shows_but_cannot_apply(cli, api_env, sandbox, applied, write_manifest,
+def test_the_documented_read_only_role_plans_and_shows_but_cannot_apply(cli, api_env, sandbox, applied, write_manifest,
                                                                     pg_server):
     role = f"ci_{uuid.uuid4().hex[:8]}"
     database = urlsplit(applied).path.lstrip("/")
-    statements = readme_read_only_role_sql().replace("provisioner_ci", role).replace("credits", database)
-    with psycopg.connect(applied, autocommit=True) as conn:  # the owner, as the README says
+    statements = documented_read_only_role_sql().replace("provisioner_ci", role).replace("credits", database)
+    with psycopg.connect(applied, autocommit=True) as conn:  # the owner, as the manual says
         for statement in filter(str.strip, statements.split(";")):
             conn.execute(statement)
     parts = urlsplit(applied)
