@@ -142,14 +142,15 @@ def why_it_cannot_be_applied(result: Plan, allow_large: bool = False, then: str 
     if missing:
         reasons.append(f"{plural(missing, 'recorded batch is', 'recorded batches are')} missing from the API "
                        "(marked '!' above)")
-    broken = bool(result.violations) and not allow_large
+    violations = len(result.violations)
+    broken = violations > 0 and not allow_large
     if reasons:
-        also = (f" It also breaks {plural(len(result.violations), 'guardrail', 'guardrails')} of the policy "
+        also = (f" It also breaks {plural(violations, 'guardrail', 'guardrails')} of the policy "
                 "(listed above).") if broken else ""
         return f"{' and '.join(reasons)}. Fix them as the plan says, then run {then} again.{also}"
     if broken:
         return (
-            f"it breaks {plural(len(result.violations), 'guardrail', 'guardrails')} of the policy (listed "
+            f"it breaks {plural(violations, 'guardrail', 'guardrails')} of the policy (listed "
             "above). If this is intended, raise the policy in the manifest (visible in review), or apply "
             "with --allow-large."
         )

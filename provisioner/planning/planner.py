@@ -96,7 +96,7 @@ def _plan(
         change = _change_for(address, spec, state, expired, observed, address in replace)
         if guard is not None and isinstance(change, Change) and change.action == "create":
             change = guard.check(change, spec)
-        if spec.grant is not None:
+        if spec.grant is not None and spec.period is not None:
             current_period[f"{spec.client_key}/{spec.grant}"] = spec.period
         if change is None:
             share.unchanged += 1
@@ -104,7 +104,8 @@ def _plan(
             lapsed.setdefault(f"{spec.client_key}/{spec.grant}", []).append(spec)
         else:
             share.changes.append(change)
-            if spec.grant is not None and change.action == "create":
+            if spec.grant is not None and spec.period is not None and isinstance(change, Change) \
+                    and change.action == "create":
                 created_periods.setdefault(f"{spec.client_key}/{spec.grant}", []).append(spec.period)
     for address, intent in state.pending.items():
         if address not in desired.batches:
