@@ -182,7 +182,7 @@ def _expiring(report: CreditsReport) -> str:
 <h2 id="expiring-heading">Credits expiring per month</h2>
 <figure aria-describedby="expiring-table">
 {expiry_chart(report)}
-<figcaption>Credits still unused in the batches that expire in each of the next 12 months (lost unless used by then).
+<figcaption>Credits still unused in the batches whose last usable day falls in each of the next 12 months (lost unless used by then).
 The figures are in the table below.</figcaption>
 </figure>
 <table id="expiring-table">
