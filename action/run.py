@@ -275,8 +275,10 @@ def run(environ: dict[str, str], cwd: Path) -> int:
     markdown_file.write_text(plan.stdout, encoding="utf-8")
     print(plan.stdout, flush=True)
     exitcode = plan.returncode if plan.returncode in (0, 1, 2) else 1
-    blocked = blocked_changes(plan_file) if exitcode == 2 and plan_file.exists() else []
-    outcome = Outcome(exitcode=exitcode, has_changes=exitcode == 2, blocked=blocked)
+    # Exit 1 after the plan was saved: a plan made whole that cannot be applied (blocked or missing
+    # changes, a guardrail broken); the saved plan says why. Any other exit 1 is an error.
+    blocked = blocked_changes(plan_file) if exitcode == 1 and plan_file.exists() else []
+    outcome = Outcome(exitcode=exitcode, has_changes=exitcode == 2 or bool(blocked), blocked=blocked)
 
     comment_url = ""
     if environ.get("GITHUB_EVENT_NAME") in PULL_REQUEST_EVENTS and inputs.comment:
@@ -284,17 +286,13 @@ def run(environ: dict[str, str], cwd: Path) -> int:
     summary = environ.get("GITHUB_STEP_SUMMARY")
     if summary:
         with open(summary, "a", encoding="utf-8") as file:
-            file.write(plan.stdout if exitcode != 1 else f"**The plan failed:**\n\n```\n{plan.stderr}```\n")
+            file.write(plan.stdout if exitcode != 1 else f"**The plan failed:**\n\n```\n{plan.stderr}```\n\n{plan.stdout}")
 
     if inputs.command == "apply" and outcome.exitcode == 2:
-        if blocked:
-            print(f"::error::The plan cannot be applied: {'; '.join(blocked)}", flush=True)
-            outcome.exitcode = 1
-        else:
-            applied = provisioner("apply", str(plan_file), "--lock-timeout", inputs.lock_timeout, "--no-color")
-            sys.stdout.write(applied.stdout)
-            sys.stderr.write(applied.stderr)
-            outcome.exitcode = applied.returncode
+        applied = provisioner("apply", str(plan_file), "--lock-timeout", inputs.lock_timeout, "--no-color")
+        sys.stdout.write(applied.stdout)
+        sys.stderr.write(applied.stderr)
+        outcome.exitcode = applied.returncode
 
     write_outputs(
         environ,
@@ -307,11 +305,13 @@ def run(environ: dict[str, str], cwd: Path) -> int:
             "comment-url": comment_url,
         },
     )
+    if outcome.blocked:
+        if inputs.command == "plan" and not inputs.fail_on_blocked:
+            return 0
+        print(f"::error::The plan cannot be applied: {'; '.join(outcome.blocked)}", flush=True)
+        return 1
     if outcome.exitcode == 1:
         print(f"::error::provisioner {inputs.command} failed (exit code 1): see the log above", flush=True)
-        return 1
-    if inputs.command == "plan" and outcome.blocked and inputs.fail_on_blocked:
-        print(f"::error::The plan cannot be applied: {'; '.join(outcome.blocked)}", flush=True)
         return 1
     return 0
 
@@ -322,8 +322,8 @@ def post_comment(environ: dict[str, str], inputs: Inputs, plan: subprocess.Compl
     pull_request = event["pull_request"]
     sha = (pull_request.get("head", {}).get("sha") or environ.get("GITHUB_SHA", ""))[:7]
     heading = f"### provisioner plan for {sha}" + (f" (workspace {inputs.workspace})" if inputs.workspace else "")
-    if plan.returncode == 1:
-        markdown = f"**The plan failed:**\n```\n{plan.stderr.rstrip()}\n```\n"
+    if plan.returncode == 1:  # the reason, then the plan when it was made (one that cannot be applied)
+        markdown = f"**The plan failed:**\n```\n{plan.stderr.rstrip()}\n```\n" + (f"\n{plan.stdout}" if plan.stdout else "")
     else:
         markdown = plan.stdout
     body = comment_body(inputs.key(), heading, markdown, markdown_name)

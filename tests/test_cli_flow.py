@@ -117,6 +117,55 @@ def test_a_state_file_refuses_the_ids_of_another_instance(cli, api_env, sandbox,
     assert sandbox.all_batches() == []
 
 
+def test_help_texts_are_whole_and_name_every_form(cli, write_manifest):
+    state_help = cli("state", "--help").stdout
+    summaries = state_help[state_help.index("Commands:"):].splitlines()[1:]
+    assert len(summaries) == 7 and not any(line.rstrip().endswith("...") for line in summaries), state_help
+    top = cli("--help").stdout
+    assert not any(line.rstrip().endswith("...") for line in top[top.index("Commands:"):].splitlines())
+    assert "apply [OPTIONS] PATHS... | PLAN_FILE" in cli("apply", "--help").stdout
+    assert "--quiet" in cli("show", "--help").stdout
+
+    one = write_manifest(f"clients:\n  acme:\n    id: {ACME_ID}\n    batches:\n      q1:\n        startingBalance: 5\n")
+    assert cli("validate", one).stdout == "Success! 1 batch of 1 client is valid.\n"
+    assert cli("validate", write_manifest(two_client_manifest())).stdout == (
+        "Success! 3 batches of 2 clients are valid.\n"
+    )
+
+
+def test_init_names_the_gitignore_lines_and_writes_them_with_a_flag(tmp_path):
+    import subprocess
+    from pathlib import Path
+
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    (tmp_path / ".gitignore").write_text("*.pyc")  # the user's own, without a final newline
+    offered = run_subprocess("init", cwd=tmp_path)
+    assert offered.returncode == 0, offered.stderr
+    assert "Your repository's .gitignore needs these lines" in offered.stdout
+    assert "  state/*.lock\n" in offered.stdout and "  .provisioner/\n" in offered.stdout
+    assert (tmp_path / ".gitignore").read_text() == "*.pyc"  # only offered
+
+    written = run_subprocess("init", "--gitignore", cwd=tmp_path)  # the state exists: left as it is
+    assert written.returncode == 0, written.stderr
+    assert "exists already; it was left as it is" in written.stdout and "Added 5 lines" in written.stdout
+    assert (tmp_path / ".gitignore").read_text().startswith("*.pyc\n\n# provisioner: ")
+    again = run_subprocess("init", "--gitignore", cwd=tmp_path)
+    assert "Added" not in again.stdout and "needs these lines" not in again.stdout
+
+    examples = Path(__file__).resolve().parent.parent / "examples" / "manifests"
+    assert run_subprocess("apply", examples, "--sandbox", "--auto-approve", cwd=tmp_path).returncode == 0
+    for local in ("default.json.lock", "default.json.backup", ".default.json.4242.tmp"):
+        (tmp_path / "state" / local).write_text("")
+    (tmp_path / "state" / "default.json.journal").write_text("")  # an interrupted run's ids: committed
+    (tmp_path / ".provisioner").mkdir(exist_ok=True)
+    (tmp_path / ".provisioner" / "plan-memo").write_text("")  # the cache directory ($XDG_CACHE_HOME aside)
+    status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=tmp_path,
+                            capture_output=True, text=True, check=True).stdout
+    assert sorted(line[3:] for line in status.splitlines()) == [
+        ".gitignore", "state/default.json", "state/default.json.journal"], status
+    assert (tmp_path / "state" / "sandbox.sqlite").exists() and (tmp_path / "state" / "sandbox.json").exists()
+
+
 def test_usage_errors_exit_1_so_that_2_only_means_changes(write_manifest, tmp_path):
     manifest = write_manifest(two_client_manifest())
     result = run_subprocess("plan", manifest, "--detailed-exitcode", "--bogus-flag")

@@ -134,7 +134,7 @@ def test_batch_gone_is_drift_never_recreated_unless_replaced(cli, disk_sandbox, 
     delete_row(data, gone)
 
     planned = cli("plan", manifest, "--state", state, "--refresh", *FAST)
-    assert planned.exit_code == 0
+    assert planned.exit_code == 1
     assert "acme/q1 is recorded but no longer found in the API" in planned.stdout
     assert f"Batch {gone} is recorded in state but the API no longer lists it" in planned.stdout
     assert "provisioner apply PATHS --refresh --replace acme/q1" in planned.stdout
@@ -142,7 +142,7 @@ def test_batch_gone_is_drift_never_recreated_unless_replaced(cli, disk_sandbox, 
     as_json = json.loads(cli("plan", manifest, "--state", state, "--refresh", "--format", "json", *FAST).stdout)
     assert [(c["address"], c["action"], c["credits"]) for c in as_json["changes"]] == [("acme/q1", "missing", 0)]
     drift_check = cli("plan", manifest, "--state", state, "--refresh", "--detailed-exitcode", *FAST)
-    assert drift_check.exit_code == 2  # a nightly drift check must not read "no changes"
+    assert drift_check.exit_code == 1  # a nightly drift check must not read "no changes", nor "can be applied"
 
     refused = cli("apply", manifest, "--state", state, "--refresh", "--auto-approve", *FAST)
     assert refused.exit_code == 1

@@ -357,9 +357,10 @@ def test_pull_request_with_a_blocked_change_fails_its_check(git, bin_dir, api_en
 
     review, check = plan_job(git, bin_dir, "more")
 
-    assert review.outputs["exitcode"] == "2"
+    assert review.outputs["exitcode"] == "1"  # a plan that cannot be applied: the exit code says it all
     [comment] = review.comments()
-    assert "⛔ **acme/q1** cannot be applied" in comment
+    assert "**The plan failed:**" in comment and "this plan cannot be applied: 1 change is blocked" in comment
+    assert "⛔ **acme/q1** cannot be applied" in comment  # and the whole plan below the reason
     assert check.returncode != 0 and review.outputs["blocked"] == "true"
 
 
@@ -527,6 +528,12 @@ def test_ci_examples_run_the_tested_commands(name, commands):
     text = (CI / name).read_text(encoding="utf-8")
     for command in commands:
         assert command in text, f"{name} no longer runs: {command}"
+
+
+def test_ci_examples_read_the_exit_code_alone_to_tell_a_plan_that_cannot_be_applied():
+    for path in sorted(CI.glob("*.yml")):
+        text = path.read_text(encoding="utf-8")
+        assert not re.search(r"\bjq\b", text) and "json.load" not in text, path.name
 
 
 def test_ci_examples_hold_no_secrets():

@@ -34,8 +34,10 @@ def example(write_manifest):
 
 def plan_json(cli, manifest, state, at: str, *options) -> dict:
     result = cli("plan", manifest, "--state", state, "--at", at, "--format", "json", *options)
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
+    document = json.loads(result.stdout)
+    blocked = any(change["action"] in ("blocked", "missing") for change in document["changes"])
+    assert result.exit_code == (1 if blocked or document["violations"] else 0), result.output  # 1: cannot be applied
+    return document
 
 
 def creates(document: dict) -> dict[str, dict]:
@@ -118,6 +120,19 @@ def test_the_manual_example_applied_over_two_years(cli, api_env, sandbox, exampl
     # A refresh agrees: nothing drifted, nothing to do.
     final = cli("plan", example, "--state", state, "--at", "2028-06-01T00:00:00Z", "--refresh", *FAST)
     assert final.exit_code == 0 and final.stdout.startswith("No changes."), final.output
+
+
+def test_a_grant_that_catches_up_says_so_in_the_plan(cli, api_env, sandbox, example, state):
+    at = "2026-10-15T09:00:00Z"  # q1..q3 began while nothing ran; q4 is the current quarter
+    planned = cli("plan", example, "--state", state, "--at", at)
+    assert planned.exit_code == 0, planned.output
+    assert ("Warning: grant acme/quarterly: catching up 3 periods that began before the current one (2026-q4): "
+            "2026-q1..2026-q3. Their credits are issued now;") in planned.stdout
+    markdown = cli("plan", example, "--state", state, "--at", at, "--format", "markdown").stdout
+    assert "catching up 3 periods" in markdown
+    assert apply_at(cli, example, state, at).exit_code == 0
+    later = cli("plan", example, "--state", state, "--at", "2027-01-05T09:00:00Z")  # one new quarter: no catching up
+    assert later.exit_code == 0 and "catching up" not in later.stdout and "1 to create" in later.stdout
 
 
 def test_a_scheduled_run_is_a_real_process_with_the_moment_from_the_environment(api_env, example, state):

@@ -77,7 +77,10 @@ def test_each_begun_period_is_a_create_with_its_credits_name_and_expiry():
         "expiresOn": "2027-06-30T22:00:00.000Z", "creditAccountId": ACCOUNT_ID,
     }
     assert plan.total_credits == 15000
-    assert plan.warnings == ()
+    assert plan.warnings == (  # the periods before the current one are issued at once: said so
+        "grant acme/quarterly: catching up 2 periods that began before the current one (2026-q3): 2026-q1, 2026-q2. "
+        "Their credits are issued now; 'catchUp: false' issues only the current period.",
+    )
 
 
 def test_applied_periods_are_unchanged_and_the_next_quarter_is_one_create():
@@ -146,6 +149,8 @@ def test_a_schedule_edited_after_issuing_keeps_the_issued_periods_and_says_so_on
         "('every' or 'from' changed since?). They stay recorded as issued, and the schedule's own periods are "
         "issued besides: check the creates of this grant. If they repeat credits already given, move each "
         "recorded period onto its new address with 'provisioner state mv' before applying.",
+        "grant acme/quarterly: catching up 6 periods that began before the current one (2026-07): 2026-01..2026-06. "
+        "Their credits are issued now; 'catchUp: false' issues only the current period.",
     )
     moved = grant("3 months", date(2026, 1, 15), expires_after=None)
     plan = make_plan(declared(moved), issued_until(grant("3 months", date(2026, 1, 14))), NOW)
@@ -285,7 +290,7 @@ def test_a_removed_grant_with_years_of_periods_is_still_one_line():
         "(2026-01-01, 2026-01-02, 2026-01-03, ... 2026-07-15) stay recorded as they are; the API cannot delete "
         "batches. Use 'provisioner state rm acme/daily@PERIOD' to stop tracking one."
     ]
-    assert len(plan.warnings) == 1
+    assert len(plan.warnings) == 2 and "acme/quarterly: catching up 2 periods" in plan.warnings[1]
 
 
 # --------------------------------------------------------------------------- lapsed periods
@@ -302,6 +307,8 @@ def test_periods_whose_batch_would_be_created_expired_are_noted_not_blocked():
         "grant acme/monthly: 4 periods began but are not issued (2026-01, 2026-02, 2026-03, 2026-04): their "
         "batches would be created already expired (expiresAfter: 3 months). To stop this note, move 'from' past "
         "them or set 'catchUp: false'.",
+        "grant acme/monthly: catching up 2 periods that began before the current one (2026-07): 2026-05, 2026-06. "
+        "Their credits are issued now; 'catchUp: false' issues only the current period.",
     )
 
 

@@ -28,8 +28,9 @@ def manifest_text(balances: dict[str, int], policy: dict[str, int] | None = None
 
 def violation_objects(cli, manifest, state, *flags) -> list[dict]:
     result = cli("plan", manifest, "--state", state, "--format", "json", *flags)
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)["violations"]
+    found = json.loads(result.stdout)["violations"]
+    assert result.exit_code == (1 if found else 0), result.output  # a plan that breaks a guardrail fails
+    return found
 
 
 def violations(cli, manifest, state, *flags) -> list[str]:
@@ -121,10 +122,15 @@ def test_json_violations_are_objects_naming_rule_limit_actual_and_address(cli, w
     assert all(f"! {v['message']}" in text for v in document["violations"])  # the old string, as printed
 
 
-def test_violations_do_not_fail_plan_but_change_the_exit_code_like_any_change(cli, write_manifest, state):
+def test_a_plan_with_violations_is_printed_whole_then_fails(cli, write_manifest, state):
     manifest = write_manifest(manifest_text({"big": 5000}, {"maxBatchCredits": 1000}))
-    assert cli("plan", manifest, "--state", state).exit_code == 0
-    assert cli("plan", manifest, "--state", state, "--detailed-exitcode").exit_code == 2
+    for exitcode in ([], ["--detailed-exitcode"]):
+        result = cli("plan", manifest, "--state", state, *exitcode)
+        assert result.exit_code == 1
+        assert "Plan: 1 to create" in result.stdout and "Guardrail violations" in result.stdout
+        assert "breaks 1 guardrail of the policy" in result.stderr and "--allow-large" in result.stderr
+    raised = write_manifest(manifest_text({"big": 5000}, {"maxBatchCredits": 5000}))
+    assert cli("plan", raised, "--state", state, "--detailed-exitcode").exit_code == 2
 
 
 # ------------------------------------------------------------------ apply refuses unless allowed
@@ -229,7 +235,8 @@ def test_saved_plan_with_a_violation_needs_allow_large_at_apply(
 ):
     manifest = write_manifest(manifest_text({"huge": ONE_MILLION + 1}))
     plan_file = tmp_path / "plan.json"
-    assert cli("plan", manifest, "--state", state, "--out", plan_file).exit_code == 0
+    planned = cli("plan", manifest, "--state", state, "--out", plan_file)
+    assert planned.exit_code == 1 and "apply refuses it as it stands" in planned.stderr
     assert json.loads(plan_file.read_text())["plan"]["violations"]
 
     assert_refused_without_creating(cli("apply", plan_file, "--state", state), sandbox, state)

@@ -76,8 +76,10 @@ def reviewed(cli, api_env, sandbox, write_manifest, state):
 
 
 def plan_output(cli, manifest, state, output_format: str, *flags) -> str:
+    """The plan printed; a plan that cannot be applied (the reviewed one) is printed whole, then refused."""
     result = cli("plan", manifest, "--state", state, "--format", output_format, *flags)
-    assert result.exit_code == 0, result.output
+    refused = "Error: this plan cannot be applied: " in result.stderr
+    assert result.exit_code == (1 if refused else 0), result.output
     return result.stdout
 
 
@@ -157,10 +159,10 @@ def test_json_stdout_stays_pure_with_out_and_refresh(api_env, reviewed, state, t
     result = run_subprocess(
         "plan", reviewed, "--state", state, "--format", "json", "--refresh", "--out", plan_file, env=api_env
     )
-    assert result.returncode == 0, result.stderr
-    document = json.loads(result.stdout)  # progress and the saved-plan note went to stderr
+    assert result.returncode == 1, result.stderr  # a blocked change and a violation: printed, then refused
+    document = json.loads(result.stdout)  # progress, the saved-plan note and the refusal went to stderr
     assert document["summary"]["credits"] == 64000
-    assert "Saved the plan" in result.stderr
+    assert "Saved the plan" in result.stderr and "cannot be applied" in result.stderr
     # The saved plan embeds the same JSON plan: `jq .plan.summary plan.json` reads it.
     assert json.loads(plan_file.read_text())["plan"]["summary"] == document["summary"]
 
@@ -389,25 +391,53 @@ def test_detailed_exitcode_1_for_a_damaged_state(cli, write_manifest, state):
     assert "not valid JSON" in result.stderr
 
 
-def test_detailed_exitcode_2_for_blocked_changes_only(cli, api_env, sandbox, write_manifest, state):
+def test_a_plan_that_cannot_be_applied_prints_the_whole_plan_then_the_reason_and_exits_1(
+    cli, api_env, sandbox, write_manifest, state
+):
     manifest = write_manifest(two_client_manifest())
     assert cli("apply", manifest, "--state", state, "--auto-approve").exit_code == 0
     write_manifest(two_client_manifest(acme_balance=9999))
-    result = cli("plan", manifest, "--state", state, "--detailed-exitcode", "--format", "json")
-    assert result.exit_code == 2
-    assert [c["action"] for c in json.loads(result.stdout)["changes"]] == ["blocked"]
+    for exitcode in ([], ["--detailed-exitcode"]):
+        result = cli("plan", manifest, "--state", state, *exitcode, "--format", "json")
+        assert result.exit_code == 1, result.output
+        assert [c["action"] for c in json.loads(result.stdout)["changes"]] == ["blocked"]  # the whole plan
+        assert "Error: this plan cannot be applied: 1 change is blocked (marked '!' above)" in result.stderr
+    text = cli("plan", manifest, "--state", state, "--out", state.parent / "p.plan")
+    assert text.exit_code == 1
+    assert "# acme/q1 cannot be applied" in text.stdout and "Plan: 0 to create" in text.stdout
+    assert "apply refuses it as it stands" in text.stderr and "Apply exactly this plan" not in text.stderr
+    assert text.stderr.rstrip().splitlines()[-1].startswith("Error: this plan cannot be applied")
 
 
-def test_detailed_exitcode_2_when_recorded_batches_are_missing_from_the_api(
+def test_detailed_exitcode_1_when_recorded_batches_are_missing_from_the_api(
     cli, api_env, sandbox, write_manifest, state
 ):
-    # Drift that apply refuses to touch is still a plan that is not clean.
+    # Drift that apply refuses to touch is not a clean plan, nor one CI may apply.
     manifest = write_manifest(two_client_manifest())
     assert cli("apply", manifest, "--state", state, "--auto-approve").exit_code == 0
     with Sandbox(api_key=TEST_KEY) as empty:
         result = cli("plan", manifest, "--state", state, "--refresh", "--base-url", empty.url, "--detailed-exitcode")
-    assert result.exit_code == 2, result.output
+    assert result.exit_code == 1, result.output
     assert "is recorded but no longer found in the API" in result.stdout
+    assert "recorded batches are missing from the API" in result.stderr
+
+
+def test_terraform_one_dash_spellings_are_accepted(cli, api_env, sandbox, write_manifest, state):
+    manifest = write_manifest(two_client_manifest())
+    planned = cli("plan", manifest, "--state", state, "-detailed-exitcode", f"-out={state.parent / 'p.plan'}")
+    assert planned.exit_code == 2, planned.output
+    assert (state.parent / "p.plan").exists()
+    applied = cli("apply", manifest, "-state", state, "-auto-approve", "-no-color", "-lock-timeout=1m30s")
+    assert applied.exit_code == 0, applied.output
+    assert cli("state", "list", "-state", str(state)).stdout.count("acme/") == 2
+    # A short option keeps its meaning; a word that is no option of the command is still refused.
+    assert cli("plan", manifest, "--state", state, "-q").exit_code == 0
+    unknown = cli("plan", manifest, "--state", state, "-detailed-exit")
+    assert unknown.exit_code == 1 and "No such option" in unknown.stderr
+    # The value of an option is never read as a spelling, even when it looks like one.
+    assert cli("plan", manifest, "--state", state, "--replace", "-out").exit_code == 1
+    bad_wait = cli("apply", manifest, "--state", state, "--lock-timeout", "5x")
+    assert bad_wait.exit_code == 1 and "'5x' is not a number of seconds; write e.g. 60, 60s or 2m" in bad_wait.stderr
 
 
 # ------------------------------------------------------------------ schema

@@ -7,9 +7,13 @@ from __future__ import annotations
 
 import json
 import shlex
+import textwrap
 import threading
 import uuid
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
+import psycopg
 import pytest
 from conftest import init_state, run_subprocess, two_client_manifest
 from markdown_it import MarkdownIt
@@ -402,6 +406,46 @@ def test_push_refuses_another_lineage_and_a_newer_target_unless_forced(cli, api_
     assert now.serial == newer.serial + 1, "a forced push still moves the serial on"
 
 
+def test_a_fresh_file_pushed_into_postgres_keeps_its_serial_and_its_saved_plan(
+    cli, api_env, sandbox, manifest, initialised, tmp_path
+):
+    file_state = init_state(tmp_path / "state" / "default.json")  # serial 0, nothing recorded
+    plan_file = tmp_path / "provisioner.plan"
+    assert cli("plan", manifest, "--state", file_state, "--out", plan_file).exit_code == 0
+
+    pushed = cli("state", "push", file_state, "--state", initialised)
+    assert pushed.exit_code == 0, pushed.output
+    assert read(initialised).serial == 0 and read(initialised).lineage == read_state(file_state).lineage
+
+    again = cli("state", "push", file_state, "--state", initialised)
+    assert again.exit_code == 0, again.output
+    assert "already records exactly this" in again.stdout and "nothing changed" in again.stdout
+    assert read(initialised).serial == 0
+
+    applied = cli("apply", plan_file, "--state", initialised)  # the plan saved against the file
+    assert applied.exit_code == 0, applied.output
+    assert sandbox.stats["creates"] == 3 and len(read(initialised).resources) == 3
+
+
+def test_pushing_identical_content_changes_nothing_and_a_saved_plan_stays_valid(
+    cli, api_env, sandbox, applied, manifest, write_manifest, tmp_path
+):
+    pulled = tmp_path / "pulled.json"
+    pulled.write_text(cli("state", "pull", "--state", applied).stdout)
+    before = read(applied)
+    plan_file = tmp_path / "more.plan"
+    more = write_manifest(two_client_manifest(acme_name="Acme Q1 renamed"), "more.yaml")
+    assert cli("plan", more, "--state", applied, "--out", plan_file).exit_code == 0
+
+    for target in (applied, pulled):  # the database, and a file pushed into itself
+        same = cli("state", "push", pulled, "--state", target)
+        assert same.exit_code == 0, same.output
+        assert f"serial {before.serial}): nothing changed" in same.stdout
+    assert read(applied) == before and read_state(pulled).serial == before.serial
+
+    assert cli("apply", plan_file, "--state", applied).exit_code == 0, "the plan is still valid"
+
+
 def test_push_waits_for_the_lock_like_any_edit(cli, api_env, applied, tmp_path):
     pulled = tmp_path / "pulled.json"
     pulled.write_text(cli("state", "pull", "--state", applied).stdout)
@@ -422,6 +466,38 @@ def test_push_waits_for_the_lock_like_any_edit(cli, api_env, applied, tmp_path):
         release.set()
         thread.join(10)
     assert cli("state", "push", pulled, "--state", applied).exit_code == 0
+
+
+def documented_read_only_role_sql() -> str:
+    """The SQL the manual (docs/state.md) gives for the CI's read-only role, as written there."""
+    manual = (Path(__file__).resolve().parent.parent / "docs" / "state.md").read_text(encoding="utf-8")
+    section = manual.split("**A read-only role**", 1)[1]
+    return textwrap.dedent(section.split("```sql\n", 1)[1].split("```", 1)[0])
+
+
+def test_the_documented_read_only_role_plans_and_shows_but_cannot_apply(cli, api_env, sandbox, applied, write_manifest,
+                                                                    pg_server):
+    role = f"ci_{uuid.uuid4().hex[:8]}"
+    database = urlsplit(applied).path.lstrip("/")
+    statements = documented_read_only_role_sql().replace("provisioner_ci", role).replace("credits", database)
+    with psycopg.connect(applied, autocommit=True) as conn:  # the owner, as the manual says
+        for statement in filter(str.strip, statements.split(";")):
+            conn.execute(statement)
+    parts = urlsplit(applied)
+    read_only = urlunsplit(parts._replace(netloc=f"{role}@{parts.netloc.rpartition('@')[2]}"))
+    before = read(applied)
+
+    changed = write_manifest(two_client_manifest(acme_name="Acme Q1 renamed"), "renamed.yaml")
+    planned = cli("plan", changed, "--state", read_only, "--detailed-exitcode")
+    assert planned.exit_code == 2, planned.output
+    assert "Plan: 0 to create, 1 to update" in planned.stdout
+    assert cli("show", "--state", read_only).exit_code == 0
+    assert "acme/q1" in cli("state", "list", "--state", read_only).stdout
+
+    refused = cli("apply", changed, "--state", read_only, "--auto-approve")
+    assert refused.exit_code == 1 and "Traceback" not in refused.output
+    assert "permission denied" in refused.stderr
+    assert read(applied) == before and sandbox.stats["updates"] == 0
 
 
 # --- passwords -----------------------------------------------------------------------------------------------

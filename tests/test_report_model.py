@@ -3,6 +3,8 @@ any state backend feeds it, and the upcoming batches of recurring grants."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from datetime import date, datetime, timezone
 
@@ -69,7 +71,56 @@ def test_days_left_count_calendar_days_in_utc():
             for k in ("today", "tomorrow", "edge", "beyond", "offset")] == [
         (0, True), (1, True), (30, True), (30, False), (1, True)
     ]
-    assert render(report, "text").count("expires today") == 1
+    assert render(report, "text").count("last day today") == 1
+
+
+EXPIRIES = {  # expiresOn -> the last usable day as shown, days left at NOW (2027-01-30 12:00 UTC)
+    "2027-02-10T00:00:00.000Z": ("2027-02-09", 10),  # midnight UTC: gone at the end of the day before
+    "2027-02-10T00:00:01.000Z": ("2027-02-10 until 00:00:01", 11),  # one second past: usable that second
+    "2027-02-10T00:00:00+01:00": ("2027-02-09 until 23:00", 10),  # Berlin's midnight: 23:00 UTC the day before
+    "2027-02-10T00:00:00-05:00": ("2027-02-10 until 05:00", 11),  # New York's midnight: 05:00 UTC that day
+    "2027-02-09T23:59:59.000Z": ("2027-02-09", 10),  # the usual end of a day
+}
+
+
+@pytest.mark.parametrize(("expires", "expected"), EXPIRIES.items())
+def test_an_expiry_is_shown_as_the_last_day_its_credits_can_be_used(expires, expected):
+    from provisioner.report import wording
+
+    report = build_report(state(acme__b=resource("b", 10, 10, expires)), None, NOW)
+    batch = line(report, "acme/b")
+    assert (wording.last_day(batch), batch.days_left) == expected
+    shown = f"{expected[0]} ({expected[1]} days left)"
+    assert shown in render(report, "text") and shown in render(report, "html")
+    shown_date = expected[0][:10]
+    [row] = list(csv.DictReader(io.StringIO(render(report, "csv"), newline="")))
+    assert (row["last_usable_day"], row["days_left"]) == (shown_date, str(expected[1]))
+    assert json.loads(render(report, "json"))["batches"][0]["last_usable_day"] == shown_date
+
+
+def test_an_expiry_at_midnight_is_counted_in_the_month_of_its_last_usable_day():
+    book = state(
+        acme__march=resource("m", 10, 7, "2027-04-01T00:00:00.000Z"),  # usable through March 31
+        acme__april=resource("a", 10, 5, "2027-04-01T00:00:01.000Z"),  # one second of April 1
+        acme__berlin=resource("b", 10, 3, "2027-05-01T00:00:00+02:00"),  # April 30, 22:00 UTC
+    )
+    report = build_report(book, None, NOW)
+    by_month = {month.month.strftime("%Y-%m"): month.credits for month in report.expiring_by_month}
+    assert (by_month["2027-03"], by_month["2027-04"], by_month["2027-05"]) == (7, 5 + 3, 0)
+    from provisioner.report.charts import expiry_chart
+
+    assert "March 2027: 7; April 2027: 8; May 2027: 0" in expiry_chart(report)
+    assert "2027-03-31 (60 days left)" in render(report, "text")
+
+
+def test_last_usable_day_is_one_function():
+    from provisioner.core.timestamps import last_usable_day
+
+    at = datetime.fromisoformat
+    assert last_usable_day(at("2027-04-01T00:00:00+00:00")) == date(2027, 3, 31)
+    assert last_usable_day(at("2027-04-01T00:00:00.001+00:00")) == date(2027, 4, 1)
+    assert last_usable_day(at("2027-04-01T00:00:00+02:00")) == date(2027, 3, 31)
+    assert last_usable_day(at("2027-04-01T00:00:00-02:00")) == date(2027, 4, 1)
 
 
 def test_live_figures_win_and_a_batch_the_api_no_longer_lists_is_missing():

@@ -125,6 +125,71 @@ def test_show_of_an_empty_state(cli, tmp_path):
     assert as_json["figures"]["source"] == "recorded" and as_json["figures"]["as_of"]  # when init wrote it
 
 
+def test_show_without_a_state_names_the_states_that_exist_after_the_quick_start(tmp_path):
+    examples = Path(__file__).resolve().parent.parent / "examples" / "manifests"
+    quick_start = run_subprocess("apply", examples, "--sandbox", "--auto-approve", cwd=tmp_path)
+    assert quick_start.returncode == 0, quick_start.stderr
+    assert run_subprocess("init", "--workspace", "staging", cwd=tmp_path).returncode == 0
+
+    for command in (["show"], ["state", "list"], ["state", "pull"], ["state", "show", "acme/q1"]):
+        result = run_subprocess(*command, cwd=tmp_path)
+        assert result.returncode == 1, (command, result.stdout)
+        assert result.stderr == (
+            "Error: there is no state at state/default.json. These states exist:\n"
+            "  - state/sandbox.json: add --sandbox\n"
+            "  - state/staging.json: add --workspace staging\n"
+        ), command
+    elsewhere = run_subprocess("show", "--state", "typo.json", cwd=tmp_path)
+    assert "  - state/sandbox.json: --sandbox, without --state\n" in elsewhere.stderr
+    planned = run_subprocess("plan", examples, cwd=tmp_path)  # a plan may be a first run: init stays
+    assert planned.returncode == 1
+    assert "These states exist: state/sandbox.json (add --sandbox)" in planned.stderr
+    assert "provisioner init" in planned.stderr
+    assert "Acme" in run_subprocess("show", "--sandbox", cwd=tmp_path).stdout
+
+
+def test_show_quiet_and_its_own_words_for_at(finance, cli, tmp_path):
+    _, state = finance
+    help_text = " ".join(cli("show", "--help").stdout.split())
+    assert "Report as of this moment instead of now" in help_text and "grants are expanded" not in help_text
+    out = tmp_path / "credits.csv"
+    loud = cli("show", "--state", state, "--out", out, "--format", "csv", "--at", "2026-01-01T00:00:00Z")
+    assert "Wrote the credits report (csv)" in loud.stderr and "reporting as of 2026-01-01" in loud.stderr
+    quiet = cli("show", "--state", state, "--out", out, "--format", "csv", "--quiet")
+    assert quiet.exit_code == 0 and quiet.stderr == "" and out.read_text(encoding="utf-8-sig").startswith("client,")
+
+
+def test_show_gives_the_last_usable_day_of_an_expiry_at_midnight(cli, api_env, sandbox, write_manifest, state):
+    manifest = write_manifest(f"""
+        clients:
+          acme:
+            id: {ACME_ID}
+            batches:
+              midnight:
+                startingBalance: 100
+                expiresOn: 2030-04-01T00:00:00Z
+              second:
+                startingBalance: 100
+                expiresOn: 2030-04-01T00:00:01Z
+              berlin:
+                startingBalance: 100
+                expiresOn: 2030-05-01T00:00:00+02:00
+        """)
+    assert cli("apply", manifest, "--state", state, "--auto-approve", *FAST).exit_code == 0
+    at = ("--at", "2030-03-20T12:00:00Z")
+    text = cli("show", "--state", state, *at).stdout
+    assert re.search(r"midnight .* 2030-03-31 \(11 days left\)", text), text
+    assert re.search(r"second .* 2030-04-01 until 00:00:01 \(12 days left\)", text), text
+    assert re.search(r"berlin .* 2030-04-30 until 22:00 \(41 days left\)", text), text
+    rows = {r["batch"]: r for r in csv.DictReader(io.StringIO(cli("show", "--state", state, "--format", "csv", *at).stdout))}
+    assert [rows[b]["last_usable_day"] for b in ("midnight", "second", "berlin")] == [
+        "2030-03-31", "2030-04-01", "2030-04-30"]
+    months = json.loads(cli("show", "--state", state, "--format", "json", *at).stdout)["expiring_by_month"]
+    assert [(m["month"], m["batches"]) for m in months[:3]] == [("2030-03", 1), ("2030-04", 2), ("2030-05", 0)]
+    html = cli("show", "--state", state, "--format", "html", *at).stdout
+    assert "2030-03-31 (11 days left)" in html and "2030-04-01 (" not in html
+
+
 def test_show_mentions_an_interrupted_create(finance, cli):
     _, state = finance
     writer = FileWriter(state)
@@ -144,7 +209,7 @@ def test_show_json_is_versioned_and_adds_up(finance, cli):
     _, state = finance
     report = json.loads(cli("show", "--state", state, "--format", "json").stdout)
 
-    assert report["format_version"] == "1.1"
+    assert report["format_version"] == "1.2"
     assert report["figures"] == {"source": "recorded", "as_of": "2026-01-02T03:04:00.000Z"}
     assert report["expiring_within_days"] == 30
     totals = report["totals"]
@@ -158,9 +223,10 @@ def test_show_json_is_versioned_and_adds_up(finance, cli):
     soon = next(batch for batch in report["batches"] if batch["address"] == "acme/soon")
     assert soon["name"] == "Acme spring workshop"
     assert (soon["days_left"], soon["expiring_soon"], soon["status"]) == (4, True, "active")
-    assert soon["expiry_date"] == in_days(4)[:10]
+    assert soon["expiry_date"] == soon["last_usable_day"] == in_days(4)[:10]  # at 23:59:59: the same day
     forever = next(batch for batch in report["batches"] if batch["address"] == "acme/forever")
-    assert (forever["expires_on"], forever["expiry_date"], forever["days_left"]) == (None, None, None)
+    assert (forever["expires_on"], forever["expiry_date"], forever["last_usable_day"], forever["days_left"]) == (
+        None, None, None, None)
     months = report["expiring_by_month"]
     assert len(months) == 12
     assert months[0]["month"] == datetime.now(timezone.utc).strftime("%Y-%m")
@@ -189,8 +255,9 @@ def test_show_csv_one_row_per_batch_for_a_spreadsheet(finance, cli, tmp_path):
     soon = rows[2]
     assert soon["name"] == "Acme spring workshop"
     assert (soon["issued"], soon["used"], soon["remaining"]) == ("1000", "250", "750")  # plain numbers
-    assert (soon["expiring_soon"], soon["days_left"], soon["expiry_date"]) == ("yes", "4", in_days(4)[:10])
-    assert rows[0]["expiry_date"] == "never" and rows[0]["days_left"] == ""
+    assert (soon["expiring_soon"], soon["days_left"], soon["last_usable_day"]) == ("yes", "4", in_days(4)[:10])
+    assert rows[0]["last_usable_day"] == "never" and rows[0]["days_left"] == ""
+    assert "expiry_date" not in rows[0]  # the date of the instant reads a day late at midnight
     assert rows[3]["expired_unused"] == "100" and rows[3]["status"] == "expired"
     assert sum(int(r["issued"]) for r in rows) == 3900  # no totals row to count twice
     assert printed.stdout.startswith("client,batch,address,name,")

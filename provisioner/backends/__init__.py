@@ -95,3 +95,34 @@ def open_backend(
 
 def _workspace_option(workspace: str) -> str:
     return "" if workspace == DEFAULT_WORKSPACE else f" --workspace {shlex.quote(workspace)}"
+
+
+def states_nearby(backend: Backend, located_by: str | None = None) -> list[tuple[str, str]]:
+    """The state files in the usual directory, other than ``backend``'s, each with how to select it
+    ("add --sandbox", "add --workspace NAME" ...): what a command that found no state names, since
+    the state the user meant is most often one of them. None for a database state. ``located_by``:
+    what chose ``backend``'s location ("--state", "PROVISIONER_STATE"), which selecting another must drop."""
+    directory = Path(STATE_DIRECTORY)
+    own = {path.resolve() for path in backend.own_files()}
+    if not own or not directory.is_dir():  # a database state: its neighbours are not files
+        return []
+    found = []
+    for path in sorted(directory.glob("*.json")):
+        if path.resolve() in own or not path.is_file():
+            continue
+        if path.as_posix() == SANDBOX_STATE:
+            option = "--sandbox"
+        elif path.stem == DEFAULT_WORKSPACE:
+            option = None
+        elif WORKSPACE_NAME.fullmatch(path.stem):
+            option = f"--workspace {path.stem}"
+        else:
+            option = f"--state {shlex.quote(path.as_posix())}"
+        if option is None:
+            how = f"the default, without {located_by or '--workspace'}"
+        elif located_by and not option.startswith("--state"):
+            how = f"{option}, without {located_by}"
+        else:
+            how = f"add {option}"
+        found.append((path.as_posix(), how))
+    return found

@@ -21,12 +21,14 @@ from provisioner.cli.apply import apply  # noqa: E402
 from provisioner.cli.plan import plan, schema, validate  # noqa: E402
 from provisioner.cli.sandbox import sandbox  # noqa: E402
 from provisioner.cli.show import show  # noqa: E402
+from provisioner.cli.spellings import TerraformSpellings  # noqa: E402
 from provisioner.cli.state import force_unlock, import_command, init, refresh, state  # noqa: E402
 
 
-class ProvisionerGroup(click.Group):
+class ProvisionerGroup(TerraformSpellings):
     """Exit codes are 0, 1 and (plan --detailed-exitcode) 2: a usage error is an error like any
-    other, exit 1, so that 2 always means "changes present" to a pipeline."""
+    other, exit 1, so that 2 always means "changes present" to a pipeline. Terraform's one-dash
+    spellings of long options are accepted (spellings.py)."""
 
     def main(self, *args, **kwargs):
         try:

@@ -7,6 +7,7 @@ import shlex
 import signal
 import sys
 import threading
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
@@ -26,7 +27,6 @@ from provisioner.cli.options import (
     lock_option,
     moment,
     now_utc,
-    paths_argument,
     policy_options,
     progress,
     quiet_option,
@@ -34,7 +34,11 @@ from provisioner.cli.options import (
     user_errors,
     with_backend,
 )
-from provisioner.cli.plan import check_replace_addresses, emit_plan
+from provisioner.cli.plan import (
+    check_replace_addresses,
+    emit_plan,
+    why_it_cannot_be_applied,
+)
 
 if TYPE_CHECKING:
     from provisioner.applying.applier import ApplyResult
@@ -49,7 +53,7 @@ RECOVERY_WAIT_HELP = 60
 
 
 @click.command(short_help="Create and update batches (asks for 'yes').")
-@paths_argument
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path), metavar="PATHS... | PLAN_FILE")
 @api_options
 @policy_options
 @lock_option
@@ -88,7 +92,9 @@ RECOVERY_WAIT_HELP = 60
 def apply(paths, backend, sandbox, base_url, parallelism, rate_limit, lock_timeout, auto_approve, refresh,
           replace, allow_large, recovery_wait, no_color, allow_duplicate, no_duplicate_check, at, issue_early, quiet,
           no_cache, **policy_overrides) -> None:
-    """Create and update batches so the API matches the manifests (or a saved plan)."""
+    """Create and update batches so the API matches the manifests in PATHS, after asking for 'yes';
+    or apply exactly the plan saved in PLAN_FILE by 'provisioner plan --out PLAN_FILE' (reviewed
+    already: no question asked)."""
     from provisioner.applying.applier import RECOVERY_WAIT
     from provisioner.applying.listings import ClientListings
     from provisioner.planning.saved_plan import PlanFileError, saved_plan_in
@@ -183,17 +189,9 @@ def refuse_early(result: Plan, desired: Desired, real_now) -> None:
 
 
 def refuse_unsafe(result: Plan, allow_large: bool) -> None:
-    if result.blocked:
-        raise UserError(
-            f"{len(result.blocked)} change(s) cannot be applied (marked '!' above); nothing was changed. "
-            "Fix them as the plan says, then run apply again."
-        )
-    if result.violations and not allow_large:
-        raise UserError(
-            f"the plan breaks {len(result.violations)} guardrail(s) of the policy (listed above); nothing "
-            "was changed. If this is intended, raise the policy in the manifest (visible in review) or "
-            "pass --allow-large."
-        )
+    refusal = why_it_cannot_be_applied(result, allow_large, then="apply")
+    if refusal is not None:
+        raise UserError(f"the plan cannot be applied, and nothing was changed: {refusal}")
 
 
 def confirm() -> None:

@@ -7,6 +7,7 @@ client, and start-up stays short.
 from __future__ import annotations
 
 import functools
+import re
 import sys
 from collections.abc import Iterable
 from datetime import datetime, timezone
@@ -15,7 +16,14 @@ from typing import TYPE_CHECKING
 
 import click
 
-from provisioner.backends import SANDBOX_STATE, check_workspace, default_state_path, open_backend
+from provisioner.backends import (
+    SANDBOX_STATE,
+    StateMissing,
+    check_workspace,
+    default_state_path,
+    open_backend,
+    states_nearby,
+)
 
 if TYPE_CHECKING:
     from provisioner.backends import Backend
@@ -126,14 +134,30 @@ at_option = click.option(
 )
 
 
-def moment(at: datetime | None) -> datetime:
-    """The moment a command plans for: --at, said on stderr so that nobody mistakes it for now; else now."""
+report_at_option = click.option(
+    "--at",
+    type=Moment(),
+    envvar="PROVISIONER_AT",
+    help="Report as of this moment instead of now: batches expired by then count as expired, days left and "
+    "'expires soon' are counted from it, and the upcoming grants are those after it. The balances are "
+    f"those recorded (or read live with --refresh), not those of that moment. ISO 8601 with a time zone, e.g. "
+    f"{Moment.EXAMPLE}. Default: now ($PROVISIONER_AT if set).",
+)
+
+
+def moment(at: datetime | None, *, report: bool = False) -> datetime:
+    """The moment a command plans (or, ``report``, reports) for: --at, said on stderr so that nobody
+    mistakes it for now; else now."""
     if at is None:
         return now_utc()
     from provisioner.core.timestamps import format_timestamp
 
-    progress(f"Note: planning for {format_timestamp(at)} (--at), not for now: grants are expanded and expiries "
-             "judged for that moment.")
+    if report:  # said even with --quiet: $PROVISIONER_AT may be set without the reader knowing
+        progress(f"Note: reporting as of {format_timestamp(at)} (--at), not now: expiries and days left are "
+                 "judged at that moment.")
+    else:
+        progress(f"Note: planning for {format_timestamp(at)} (--at), not for now: grants are expanded and "
+                 "expiries judged for that moment.")
     return at
 
 
@@ -162,8 +186,13 @@ paths_argument = click.argument("paths", nargs=-1, required=True, type=click.Pat
 optional_paths_argument = click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 
 
-def with_backend(command):
-    """--state and --workspace, turned into the one ``backend`` object the command is given."""
+def with_backend(command=None, *, read_only: bool = False):
+    """--state and --workspace, turned into the one ``backend`` object the command is given.
+
+    ``read_only``: the command only reads the state (show, state list ...): when there is none, it
+    names the states that do exist rather than suggest creating one."""
+    if command is None:
+        return functools.partial(with_backend, read_only=read_only)
 
     @functools.wraps(command)
     def wrapper(*args, state_location, workspace, **kwargs):
@@ -182,7 +211,11 @@ def with_backend(command):
         with open_backend(state_location, workspace, sandbox=sandbox, location_given=given) as backend:
             if sandbox and not backend.exists():
                 backend.create()  # the sandbox is for trying things: it starts its own state
-            return command(*args, backend=backend, **kwargs)
+            try:
+                return command(*args, backend=backend, **kwargs)
+            except StateMissing as missing:
+                located_by = None if not state_location else "--state" if given else "PROVISIONER_STATE"
+                raise UserError(no_state_message(backend, str(missing), read_only, located_by)) from None
 
     wrapper = click.option(
         "--workspace",
@@ -200,6 +233,20 @@ def with_backend(command):
         help=f"State file, or postgresql://... for a shared state. Default: $PROVISIONER_STATE, else "
         f"{default_state_path('WORKSPACE')} ({SANDBOX_STATE} with --sandbox).",
     )(wrapper)
+
+
+def no_state_message(backend: Backend, message: str, read_only: bool, located_by: str | None = None) -> str:
+    """The backend's own words for a missing state, with the states that do exist named first; a
+    command that only reads is not told to create one (an empty state has nothing to show)."""
+    nearby = states_nearby(backend, located_by)
+    if not nearby:
+        return message
+    if read_only:
+        named = "\n".join(f"  - {location}: {how}" for location, how in nearby)
+        return f"there is no state at {backend.name}. These states exist:\n{named}"
+    first, rest = (message.split("\n", 1) + [""])[:2]
+    named = ", ".join(f"{location} ({how})" for location, how in nearby)
+    return f"{first}\n  - These states exist: {named}.\n{rest}".rstrip("\n")
 
 
 def _has_password(location: str) -> bool:
@@ -273,13 +320,35 @@ def api_options(command):
     return command
 
 
+class Seconds(click.ParamType):
+    """A wait in seconds: 90, 2.5, or as Terraform writes it, 90s, 2m, 1m30s."""
+
+    name = "SECONDS"
+    PATTERN = re.compile(r"(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?")
+
+    def convert(self, value, param, ctx) -> float:
+        if isinstance(value, int | float):
+            return float(value)
+        text = str(value).strip()
+        try:
+            seconds = float(text)
+        except ValueError:
+            match = self.PATTERN.fullmatch(text)
+            if not text or match is None:
+                self.fail(f"'{text}' is not a number of seconds; write e.g. 60, 60s or 2m", param, ctx)
+            seconds = float(match[1] or 0) * 60 + float(match[2] or 0)
+        if not seconds >= 0 or seconds == float("inf"):
+            self.fail(f"'{text}' is not a number of seconds of 0 or more", param, ctx)
+        return seconds
+
+
 def lock_option(command):
     return click.option(
         "--lock-timeout",
         default=0.0,
         show_default=True,
-        type=click.FloatRange(0),
-        help="Seconds to wait for another run's lock on the state before failing.",
+        type=Seconds(),
+        help="Seconds to wait for another run's lock on the state before failing (60, or 60s, 2m as in Terraform).",
     )(command)
 
 

@@ -48,9 +48,10 @@ def validate(paths: tuple[Path, ...], no_cache: bool) -> None:
     """Check manifests only: no state, no network."""
     desired = load_manifests(paths, no_cache)
     grants = f" and {plural(len(desired.grants), 'grant', 'grants')}" if desired.grants else ""
+    verb = "is" if len(desired.batches) == 1 and not grants else "are"
     click.echo(
         f"Success! {plural(len(desired.batches), 'batch', 'batches')}{grants} of "
-        f"{plural(len(desired.clients), 'client', 'clients')} are valid."
+        f"{plural(len(desired.clients), 'client', 'clients')} {verb} valid."
     )
 
 
@@ -68,7 +69,12 @@ def validate(paths: tuple[Path, ...], no_cache: bool) -> None:
     help="text for people, json for tools (documented format), markdown for a pull-request comment.",
 )
 @click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), help="Save the plan for 'provisioner apply FILE'.")
-@click.option("--detailed-exitcode", is_flag=True, help="Exit 0: no changes, 1: error, 2: changes present.")
+@click.option(
+    "--detailed-exitcode",
+    is_flag=True,
+    help="Exit 0: no changes, 2: changes that can be applied, 1: an error or a plan that cannot be applied "
+    "(without it: 0, or 1 for those). Also spelled -detailed-exitcode.",
+)
 @click.option("--no-color", is_flag=True, help="No ANSI colours in the text output.")
 @click.option("--replace", "replace", multiple=True, metavar="ADDRESS", help="Plan to recreate this batch on purpose.")
 @allow_duplicate_option
@@ -114,12 +120,45 @@ def plan(paths, backend, sandbox, base_url, parallelism, rate_limit, refresh, ou
         result = make_plan(desired, state, at, observed=observed, replace=replace, policy=policy,
                            allow_duplicates=allow_duplicate, real_now=real_now)
     emit_plan(result, output_format, color=color)
+    refusal = why_it_cannot_be_applied(result)
     if out_path is not None:
         save_plan(out_path, desired, result, state, policy, list(replace), refresh=refresh,
                   allow_duplicates=list(allow_duplicate))
-        progress(f"Saved the plan to {out_path}. Apply exactly this plan with: {apply_command(out_path, backend, base_url)}")
-    if detailed_exitcode and result.change_count:  # blocked and missing entries need a human too
+        if refusal is None:
+            progress(f"Saved the plan to {out_path}. Apply exactly this plan with: "
+                     f"{apply_command(out_path, backend, base_url)}")
+        else:
+            progress(f"Saved the plan to {out_path}, but apply refuses it as it stands (below).")
+    if refusal is not None:  # after the whole plan: the reviewer reads what is wrong in it
+        raise UserError(f"this plan cannot be applied: {refusal}")
+    if detailed_exitcode and result.change_count:
         sys.exit(2)
+
+
+def why_it_cannot_be_applied(result: Plan, allow_large: bool = False, then: str = "plan") -> str | None:
+    """Why apply would refuse this plan (blocked changes, batches missing from the API, guardrail
+    violations), or None. plan exits 1 for the same reasons, so CI needs nothing else to tell."""
+    blocked = result.count("blocked")
+    missing = result.count("missing")
+    reasons = []
+    if blocked:
+        reasons.append(f"{plural(blocked, 'change is', 'changes are')} blocked (marked '!' above)")
+    if missing:
+        reasons.append(f"{plural(missing, 'recorded batch is', 'recorded batches are')} missing from the API "
+                       "(marked '!' above)")
+    violations = len(result.violations)
+    broken = violations > 0 and not allow_large
+    if reasons:
+        also = (f" It also breaks {plural(violations, 'guardrail', 'guardrails')} of the policy "
+                "(listed above).") if broken else ""
+        return f"{' and '.join(reasons)}. Fix them as the plan says, then run {then} again.{also}"
+    if broken:
+        return (
+            f"it breaks {plural(violations, 'guardrail', 'guardrails')} of the policy (listed "
+            "above). If this is intended, raise the policy in the manifest (visible in review), or apply "
+            "with --allow-large."
+        )
+    return None
 
 
 def apply_command(out_path: Path, backend: Backend, base_url: str | None) -> str:

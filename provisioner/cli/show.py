@@ -9,7 +9,6 @@ import click
 from provisioner.cli.options import (
     api_context,
     api_options,
-    at_option,
     check_instance,
     expanded,
     hint_at_the_sandbox_state,
@@ -19,6 +18,7 @@ from provisioner.cli.options import (
     progress,
     refreshed,
     refuse_output_over_own_files,
+    report_at_option,
     user_errors,
     with_backend,
 )
@@ -49,11 +49,18 @@ from provisioner.report import DEFAULT_EXPIRING_WITHIN, FORMATS
     metavar="DAYS",
     help="Mark batches that expire within DAYS days.",
 )
-@at_option
+@report_at_option
+@click.option(
+    "--quiet",
+    "-q",
+    is_flag=True,
+    help="Fewer lines on stderr: no hints and no line about the file written; with --refresh, only the "
+    "estimate and the final line of its progress.",
+)
 @user_errors
-@with_backend
+@with_backend(read_only=True)
 def show(paths, backend, sandbox, base_url, parallelism, rate_limit, refresh, output_format, out_path,
-         expiring_within, at) -> None:
+         expiring_within, at, quiet) -> None:
     """Credits per client and in total: issued, used, remaining, expired unused; each batch with
     its name, expiry and status. The figures are those recorded in state, or read live with
     --refresh. With PATHS (manifests, optional), the batches their recurring grants will create
@@ -64,14 +71,17 @@ def show(paths, backend, sandbox, base_url, parallelism, rate_limit, refresh, ou
 
     if out_path is not None:
         refuse_output_over_own_files(out_path, backend, sandbox, what="report", example="credits.html or credits.csv")
-    at = moment(at)
+    at = moment(at, report=True)
     desired = expanded(load_manifests(paths), at) if paths else Desired()
     current = backend.read()
     observed = None
     if refresh:
-        with api_context(sandbox, base_url, backend, rate_limit, parallelism) as api:
+        from provisioner.render.progress import Progress
+
+        reporter = Progress.for_stream(quiet=quiet)
+        with api_context(sandbox, base_url, backend, rate_limit, parallelism, reporter) as api:
             check_instance(current, api, backend)
-            observed = refreshed(desired, current, api, parallelism)
+            observed = refreshed(desired, current, api, parallelism, reporter)
     credits = build_report(
         current, observed, at, recorded_at=backend.written_at(), expiring_within=expiring_within,
         upcoming=upcoming_grants(desired.grants.values(), at),
@@ -83,9 +93,11 @@ def show(paths, backend, sandbox, base_url, parallelism, rate_limit, refresh, ou
         # A byte-order mark tells spreadsheets the file is UTF-8 (names with accents); stdout stays plain.
         encoding = "utf-8-sig" if output_format == "csv" else "utf-8"
         out_path.write_text(output, encoding=encoding, newline="")
-        progress(
-            f"Wrote the credits report ({output_format}) to {out_path}: {plural(len(credits.clients), 'client', 'clients')}, "
-            f"{plural(len(credits.batches), 'batch', 'batches')}."
-        )
-    hint_at_the_sandbox_state(current, backend, sandbox)
+        if not quiet:
+            progress(
+                f"Wrote the credits report ({output_format}) to {out_path}: "
+                f"{plural(len(credits.clients), 'client', 'clients')}, {plural(len(credits.batches), 'batch', 'batches')}."
+            )
+    if not quiet:
+        hint_at_the_sandbox_state(current, backend, sandbox)
 

@@ -25,20 +25,49 @@ from provisioner.cli.options import (
     user_errors,
     with_backend,
 )
+from provisioner.cli.spellings import TerraformSpellings
 from provisioner.report.wording import plural
 
 
 @click.command(short_help="Create an empty state (first run only).")
+@click.option(
+    "--gitignore",
+    "write_gitignore",
+    is_flag=True,
+    help="Also add to ./.gitignore the lines for provisioner's local files (sandbox data, backups, the lock, "
+    "temporary files, the cache); a state that exists already is then left as it is, not an error.",
+)
 @user_errors
 @with_backend
-def init(backend) -> None:
+def init(backend, write_gitignore) -> None:
     """Create an empty state: a file, or a workspace in a PostgreSQL database.
 
     Every other command refuses a state that does not exist, so that a mistyped --state can never
-    make a plan that creates every batch again. Run init once, for the very first run.
+    make a plan that creates every batch again. Run init once, for the very first run. It names the
+    lines your repository's .gitignore still needs (--gitignore writes them).
     """
-    state = backend.create()
-    click.echo(f"Initialised an empty state at {backend.name} (lineage {state.lineage}).")
+    from provisioner.backends import StateError
+    from provisioner.operations.gitignore import ignore_lines, missing_lines, with_lines
+
+    try:
+        state = backend.create()
+    except StateError:
+        if not (write_gitignore and backend.exists()):
+            raise
+        click.echo(f"The state at {backend.name} exists already; it was left as it is.")
+    else:
+        click.echo(f"Initialised an empty state at {backend.name} (lineage {state.lineage}).")
+    own = backend.own_files()
+    gitignore = Path(".gitignore")
+    existing = gitignore.read_text(encoding="utf-8") if gitignore.is_file() else ""
+    missing = missing_lines(existing, ignore_lines(own[0] if own else None))
+    if missing and write_gitignore:
+        gitignore.write_text(with_lines(existing, missing), encoding="utf-8")
+        click.echo(f"Added {plural(len(missing), 'line', 'lines')} to .gitignore: {' '.join(missing)}")
+    elif missing:
+        click.echo("\nYour repository's .gitignore needs these lines (provisioner's local files; "
+                   "'provisioner init --gitignore' adds them):")
+        click.echo("\n".join(f"  {line}" for line in missing))
     click.echo(f"Next: provisioner plan PATHS...{backend.location_options()}")
 
 
@@ -107,15 +136,15 @@ def force_unlock(lock_id, backend, sandbox) -> None:
     click.echo(f"Lock {info.id} ({info.command} by {info.user}@{info.host}, pid {info.pid}) removed.")
 
 
-@click.group(short_help="Inspect and edit the state.")
+@click.group(cls=TerraformSpellings, short_help="Inspect and edit the state.")
 def state() -> None:
     """Inspect and edit the state (each edit under the lock, with a backup)."""
 
 
-@state.command(name="pull")
+@state.command(name="pull", short_help="Print the state as JSON, from any backend.")
 @sandbox_option
 @user_errors
-@with_backend
+@with_backend(read_only=True)
 def state_pull(backend, sandbox) -> None:
     """Print the state as JSON (the state file format), from any backend."""
     from provisioner.backends.file import render_snapshot
@@ -123,7 +152,7 @@ def state_pull(backend, sandbox) -> None:
     click.echo(render_snapshot(backend.read()), nl=False)
 
 
-@state.command(name="push")
+@state.command(name="push", short_help="Load a state file into this state.")
 @click.argument("source", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path))
 @sandbox_option
 @lock_option
@@ -143,6 +172,12 @@ def state_push(source, backend, sandbox, lock_timeout, force) -> None:
     pushed = read_pushed_state(source)
     with backend.writing("state push", timeout=lock_timeout, warn=progress) as writer:
         replaced = push_state(writer, pushed, force=force)
+    if replaced is None:
+        click.echo(
+            f"{backend.name} already records exactly this (lineage {pushed.lineage}, serial {writer.state.serial}): "
+            "nothing changed, and plans saved against it stay valid."
+        )
+        return
     click.echo(
         f"Pushed {plural(len(pushed.resources), 'batch', 'batches')}"
         + (f" and {len(pushed.pending)} interrupted create(s)" if pushed.pending else "")
@@ -151,10 +186,10 @@ def state_push(source, backend, sandbox, lock_timeout, force) -> None:
     )
 
 
-@state.command(name="list")
+@state.command(name="list", short_help="List recorded addresses and their batch ids.")
 @sandbox_option
 @user_errors
-@with_backend
+@with_backend(read_only=True)
 def state_list(backend, sandbox) -> None:
     """List recorded addresses and their batch ids."""
     from provisioner.render.state_views import render_resource_list
@@ -164,11 +199,11 @@ def state_list(backend, sandbox) -> None:
     hint_at_the_sandbox_state(recorded, backend, sandbox)
 
 
-@state.command(name="show")
+@state.command(name="show", short_help="Show everything recorded for ADDRESS.")
 @click.argument("address")
 @sandbox_option
 @user_errors
-@with_backend
+@with_backend(read_only=True)
 def state_show(address, backend, sandbox) -> None:
     """Show everything recorded for ADDRESS."""
     from provisioner.render.state_views import render_resource
@@ -176,7 +211,7 @@ def state_show(address, backend, sandbox) -> None:
     click.echo(render_resource(backend.read(), address))
 
 
-@state.command(name="rm")
+@state.command(name="rm", short_help="Forget ADDRESS; the batch itself stays.")
 @click.argument("address")
 @sandbox_option
 @lock_option
@@ -196,7 +231,7 @@ def state_rm(address, backend, sandbox, lock_timeout) -> None:
     )
 
 
-@state.command(name="release-client")
+@state.command(name="release-client", short_help="Give up this workspace's claim on a client (PostgreSQL).")
 @click.argument("client_id")
 @sandbox_option
 @lock_option
@@ -217,7 +252,7 @@ def state_release_client(client_id, backend, sandbox, lock_timeout) -> None:
         click.echo(f"{backend.name} had no claim on client {client_id}; nothing was changed.")
 
 
-@state.command(name="mv")
+@state.command(name="mv", short_help="Rename an address without recreating it.")
 @click.argument("source")
 @click.argument("destination")
 @sandbox_option
@@ -233,7 +268,7 @@ def state_mv(source, destination, backend, sandbox, lock_timeout) -> None:
     click.echo(f"Moved {source} to {destination}.")
 
 
-@state.command(name="forget-intent")
+@state.command(name="forget-intent", short_help="Give up an interrupted create, settled by hand.")
 @click.argument("address")
 @api_options
 @lock_option

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import date, datetime, time, timedelta, timezone
 
 
 def from_iso(text: str) -> datetime:
@@ -23,6 +23,24 @@ def format_timestamp(value: datetime) -> str:
     """UTC with milliseconds (finer digits dropped, not rounded) and a "Z"; the year always in four digits.
     OverflowError when the UTC moment is past the years 1 to 9999."""
     return value.astimezone(timezone.utc).replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
+
+
+def last_usable_day(expires_on: datetime) -> date:
+    """The last day (UTC) on which credits that expire at ``expires_on`` can still be used.
+
+    They can be used before that instant, not at it: an expiry at 00:00:00 UTC is gone at the end
+    of the day before, and the date of the instant itself would read a day late. Every place that
+    shows an expiry as a date (the report's text, CSV and HTML, the per-month figures, days left)
+    takes it from here."""
+    return (expires_on.astimezone(timezone.utc) - timedelta(microseconds=1)).date()
+
+
+def usable_all_day(expires_on: datetime) -> bool:
+    """Whether the credits can be used the whole of their last usable day (UTC): the expiry falls at
+    midnight UTC or in the last second of a day. Otherwise a date alone would overstate it, and the
+    time must be shown with it (an expiry at another time zone's midnight, say)."""
+    moment = expires_on.astimezone(timezone.utc).time()
+    return moment == time(0) or moment >= time(23, 59, 59)
 
 
 def utc_now_text() -> str:

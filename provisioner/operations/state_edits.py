@@ -237,12 +237,18 @@ def read_pushed_state(source: Path) -> State:
     return state
 
 
-def push_state(writer: StateWriter, pushed: State, force: bool = False) -> int:
-    """Puts ``pushed`` in place of what the writer's state records; returns how many batches it replaced.
+def push_state(writer: StateWriter, pushed: State, force: bool = False) -> int | None:
+    """Puts ``pushed`` in place of what the writer's state records; returns how many batches it replaced,
+    or None when the state already records exactly that (nothing is written, the serial stays).
 
     Terraform's rules: an empty state (as init leaves it) takes any push; otherwise the target
-    must be of the same lineage and not ahead (--force overrides both)."""
+    must be of the same lineage and not ahead (--force overrides both). The pushed serial is kept
+    wherever no plan saved against the target could then pass for one saved against the pushed
+    file: a plan names its lineage, so an empty target of another lineage takes the file's serial
+    as it is (a plan saved against the file stays valid); the same lineage never moves back."""
     current = writer.state
+    if current.lineage == pushed.lineage and current.content_digest() == pushed.content_digest():
+        return None
     if not current.is_empty() and not force:
         if current.lineage != pushed.lineage:
             raise StateCommandError(
@@ -256,13 +262,16 @@ def push_state(writer: StateWriter, pushed: State, force: bool = False) -> int:
                 "pushing would undo recorded changes. Nothing was changed; pull the newer state instead, or "
                 "pass --force to overwrite it."
             )
-        if current.serial == pushed.serial and current.content_digest() != pushed.content_digest():
+        if current.serial == pushed.serial:
             raise StateCommandError(
                 f"{writer.name} and the file are both at serial {current.serial} but record different things. "
                 "Nothing was changed; compare them (provisioner state pull), then pass --force to overwrite."
             )
     replaced = len(current.resources)
-    serial = pushed.serial if pushed.serial > current.serial else current.serial + 1
+    if current.is_empty() and current.lineage != pushed.lineage:
+        serial = pushed.serial
+    else:
+        serial = pushed.serial if pushed.serial > current.serial else current.serial + 1
     writer.replace(pushed.model_copy(update={"serial": serial}))
     return replaced
 

@@ -56,6 +56,31 @@ def lapsed_warnings(lapsed: dict[str, list[BatchSpec]], desired: Desired) -> Ite
         )
 
 
+def catch_up_warnings(created: dict[str, list[str]], current: dict[str, str], desired: Desired) -> Iterable[str]:
+    """A grant that issues periods begun before its current one (catchUp, the default) issues several
+    periods' credits at once: the plan says so, with how many and which."""
+    for grant, periods in sorted(created.items()):
+        earlier = [period for period in periods if period != current.get(grant)]
+        if not earlier:
+            continue
+        count = len(earlier)
+        yield (
+            f"grant {grant}: catching up {count} period{'' if count == 1 else 's'} that began before the "
+            f"current one ({current[grant]}): {period_span(desired.grants[grant], earlier)}. "
+            f"{'Its' if count == 1 else 'Their'} credits are issued now; 'catchUp: false' issues only the "
+            "current period."
+        )
+
+
+def period_span(grant, periods: list[str]) -> str:
+    """'2026-q1..2026-q3' for periods one after the other, else the list."""
+    if len(periods) > 2:  # in order and each once: one after the other when the ends are that far apart
+        first, last = grants.period_index(grant, periods[0]), grants.period_index(grant, periods[-1])
+        if first is not None and last is not None and last - first == len(periods) - 1:
+            return f"{periods[0]}..{periods[-1]}"
+    return listed_periods(periods)
+
+
 def listed_periods(periods: list[str], most: int = 4) -> str:
     if len(periods) <= most:
         return ", ".join(periods)

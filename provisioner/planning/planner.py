@@ -26,7 +26,13 @@ from provisioner.core.models import (
     Upcoming,
     batch_key,
 )
-from provisioner.planning.plan_warnings import lapsed_warnings, removed_grant_warnings, undeclared_warnings, unscheduled_warnings
+from provisioner.planning.plan_warnings import (
+    catch_up_warnings,
+    lapsed_warnings,
+    removed_grant_warnings,
+    undeclared_warnings,
+    unscheduled_warnings,
+)
 from provisioner.applying.matching import (
     EQUAL,
     compare_field,
@@ -91,6 +97,8 @@ def _plan(
     guard = _DuplicateGuard(state, observed, allow_duplicates) if observed is not None else None
     shares = _Shares()
     lapsed: dict[str, list[BatchSpec]] = {}
+    created_periods: dict[str, list[str]] = {}  # by grant: the periods this plan creates
+    current_period: dict[str, str] = {}  # by grant: the latest period begun (periods come in order)
     expired = _Expiry(now)
     share = None
     for address, spec in desired.batches.items():
@@ -102,12 +110,17 @@ def _plan(
         if (real_now is not None and spec.period is not None and isinstance(change, Change)
                 and change.action in ("create", "replace")):
             change = _marked_early(change, desired, spec, real_now)
+        if spec.grant is not None and spec.period is not None:
+            current_period[f"{spec.client_key}/{spec.grant}"] = spec.period
         if change is None:
             share.unchanged += 1
         elif change is LAPSED:
             lapsed.setdefault(f"{spec.client_key}/{spec.grant}", []).append(spec)
         else:
             share.changes.append(change)
+            if spec.grant is not None and spec.period is not None and isinstance(change, Change) \
+                    and change.action == "create":
+                created_periods.setdefault(f"{spec.client_key}/{spec.grant}", []).append(spec.period)
     for address, intent in state.pending.items():
         if address not in desired.batches:
             shares.of(client_of(address)).changes.append(_recover_change(intent, desired))
@@ -137,6 +150,7 @@ def _plan(
         *removed_grant_warnings(removed_grants),
         *unscheduled_warnings(unscheduled),
         *lapsed_warnings(lapsed, desired),
+        *catch_up_warnings(created_periods, current_period, desired),
     ]
     return combine(
         shares.parts(),

@@ -4,7 +4,8 @@ JSON: one object, keys sorted, two-space indentation. Within a major ``format_ve
 only ever added, never renamed, removed or given a new meaning; readers ignore keys they do not know.
 
 CSV: one row per batch (no totals row, so that a spreadsheet's sums are right), a header row, plain
-numbers (no thousands separators), ISO dates, UTF-8. Text cells that a spreadsheet would run as a
+numbers (no thousands separators), ISO dates (an expiry as the last day its credits can be used, beside
+the instant itself), UTF-8. Text cells that a spreadsheet would run as a
 formula (starting with = + - @) are prefixed with an apostrophe.
 """
 
@@ -17,7 +18,7 @@ import json
 from provisioner.report.model import BatchLine, Credits, CreditsReport
 from provisioner.core.timestamps import NO_EXPIRY, format_timestamp
 
-REPORT_FORMAT_VERSION = "1.1"
+REPORT_FORMAT_VERSION = "1.2"
 
 CSV_COLUMNS = (
     "client",
@@ -31,7 +32,7 @@ CSV_COLUMNS = (
     "expired_unused",
     "unknown",
     "current_balance",
-    "expiry_date",
+    "last_usable_day",
     "expires_on",
     "days_left",
     "status",
@@ -97,7 +98,8 @@ def _batch(line: BatchLine) -> dict:
         **_credits(line.credits),
         "current_balance": line.current_balance,
         "expires_on": format_timestamp(line.expires_on) if line.expires_on else None,
-        "expiry_date": line.expires_on.date().isoformat() if line.expires_on else None,
+        "expiry_date": line.expires_on.date().isoformat() if line.expires_on else None,  # kept as 1.0 had it
+        "last_usable_day": line.last_day.isoformat() if line.last_day else None,
         "days_left": line.days_left,
         "status": line.status,
         "expiring_soon": line.expiring_soon,
@@ -110,7 +112,7 @@ def render_csv(report: CreditsReport) -> str:
     writer.writerow(CSV_COLUMNS)
     for line in report.batches:
         row = _batch(line)
-        row["expiry_date"] = row["expiry_date"] or NO_EXPIRY
+        row["last_usable_day"] = row["last_usable_day"] or NO_EXPIRY
         row["expiring_soon"] = "yes" if line.expiring_soon else "no"
         for text in ("name", "status"):
             row[text] = _inert(row[text])

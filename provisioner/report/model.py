@@ -21,7 +21,7 @@ from datetime import date, datetime, timedelta, timezone
 from provisioner.planning.grants import add_step, upcoming_periods
 from provisioner.core.models import GrantSpec, Resource, State, Step, batch_key
 from provisioner.report import DEFAULT_EXPIRING_WITHIN
-from provisioner.core.timestamps import parse_timestamp
+from provisioner.core.timestamps import last_usable_day, parse_timestamp
 
 MONTHS_AHEAD = 12
 
@@ -56,7 +56,8 @@ class BatchLine:
     credits: Credits
     current_balance: Number | None  # None: unknown
     expires_on: datetime | None  # None: the batch never expires
-    days_left: int | None  # calendar days (UTC) to the expiry date; None when expired or never
+    last_day: date | None  # the last day (UTC) its credits can be used (timestamps.last_usable_day); None: never expires
+    days_left: int | None  # calendar days (UTC) from today to the last usable day; None when expired or never
     status: str  # "active", "expired", "missing" (from the API), another status the API reports, or "unknown"
     expiring_soon: bool
 
@@ -78,7 +79,7 @@ class ClientLine:
 @dataclass(frozen=True)
 class MonthExpiry:
     month: date  # the first day of the month
-    credits: Number  # credits still unused in batches expiring that month
+    credits: Number  # credits still unused in batches whose last usable day is in that month
     batches: int
 
 
@@ -193,7 +194,8 @@ def _batch_line(
     else:
         status = str(view.get("status") or "unknown")
     credits = _split(starting, current, expired)
-    days_left = None if expired or expires_on is None else (expires_on.date() - now.date()).days
+    last_day = None if expires_on is None else last_usable_day(expires_on)
+    days_left = None if expired or last_day is None else (last_day - now.date()).days
     return BatchLine(
         address=address,
         client=client,
@@ -203,6 +205,7 @@ def _batch_line(
         credits=credits,
         current_balance=current,
         expires_on=expires_on,
+        last_day=last_day,
         days_left=days_left,
         status=status,
         expiring_soon=(
@@ -226,9 +229,9 @@ def _expiring_by_month(lines: list[BatchLine], now: datetime) -> tuple[MonthExpi
     credits = dict.fromkeys(months, 0)
     batches = dict.fromkeys(months, 0)
     for line in lines:
-        if line.expires_on is None or line.status in ("expired", "missing"):
+        if line.last_day is None or line.status in ("expired", "missing"):
             continue
-        month = date(line.expires_on.year, line.expires_on.month, 1)
+        month = line.last_day.replace(day=1)  # the month of the last usable day, not of the instant
         if month in credits:
             credits[month] += line.credits.remaining
             batches[month] += 1

@@ -182,7 +182,7 @@ def _expiring(report: CreditsReport) -> str:
 <h2 id="expiring-heading">Credits expiring per month</h2>
 <figure aria-describedby="expiring-table">
 {expiry_chart(report)}
-<figcaption>Credits still unused in the batches that expire in each of the next 12 months (lost unless used by then).
+<figcaption>Credits still unused in the batches whose last usable day falls in each of the next 12 months (lost unless used by then).
 The figures are in the table below.</figcaption>
 </figure>
 <table id="expiring-table">
@@ -220,10 +220,10 @@ def _batches(report: CreditsReport) -> str:
 <section aria-labelledby="batches-heading">
 <h2 id="batches-heading">Batches</h2>
 <table>
-<caption>Every batch recorded, by client (expiry dates in UTC)</caption>
+<caption>Every batch recorded, by client (the last day each batch’s credits can be used, in UTC)</caption>
 <thead><tr><th scope="col">Client</th><th scope="col">Batch</th><th scope="col">Name</th>
 <th scope="col" class="num">Issued</th><th scope="col" class="num">Used</th><th scope="col" class="num">Remaining</th>
-<th scope="col">Expires</th><th scope="col">Status</th></tr></thead>
+<th scope="col">Last day</th><th scope="col">Status</th></tr></thead>
 <tbody>{rows}</tbody>
 </table>
 </section>"""

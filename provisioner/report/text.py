@@ -64,7 +64,7 @@ def _client_table(report: CreditsReport) -> list[str]:
 
 
 def _client_block(client: ClientLine, report: CreditsReport) -> list[str]:
-    header = ["", "batch", "name", "issued", "used", "remaining", "expires (UTC)", "status"]
+    header = ["", "batch", "name", "issued", "used", "remaining", "last day (UTC)", "status"]
     rows = [_batch_row(line, report.expiring_within) for line in client.batches]
     return [f"{_safe(client.client)}: {_sentence(client.credits)}"] + _table(header, rows, numeric={3, 4, 5})
 

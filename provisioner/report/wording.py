@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
-from provisioner.core.timestamps import NO_EXPIRY
+from provisioner.core.timestamps import NO_EXPIRY, usable_all_day
 
 if TYPE_CHECKING:  # the CLI takes plural() from here at start-up, without the report's model
     from provisioner.report.model import BatchLine, CreditsReport, Number
@@ -38,22 +38,31 @@ def figures_source(report: CreditsReport) -> str:
     return f"as recorded in state at {moment(report.figures_at)}"
 
 
-def expiry_date(line: BatchLine) -> str:
-    return line.expires_on.strftime("%Y-%m-%d") if line.expires_on else NO_EXPIRY
+def last_day(line: BatchLine) -> str:
+    """The last day the credits can be used (UTC), with the time they stop when that is not the end
+    of the day: '2027-03-31', '2027-03-31 until 22:00', or 'never'. Never the date of the expiry
+    instant itself, which reads a day late for an expiry at 00:00:00 UTC."""
+    if line.expires_on is None or line.last_day is None:
+        return NO_EXPIRY
+    day = line.last_day.isoformat()
+    if usable_all_day(line.expires_on):
+        return day
+    until = line.expires_on.astimezone(timezone.utc)
+    return f"{day} until {until.strftime('%H:%M:%S' if until.second else '%H:%M')}"
 
 
 def days_left(line: BatchLine) -> str:
     if line.days_left is None:
         return ""
     if line.days_left == 0:
-        return "expires today"
+        return "last day today"
     return f"{line.days_left:,} day{'' if line.days_left == 1 else 's'} left"
 
 
 def expiry(line: BatchLine) -> str:
-    """'2027-09-30 (4 days left)', 'never', or the bare date of a batch that has expired."""
+    """'2027-09-30 (4 days left)', 'never', or the last day of a batch that has expired."""
     left = days_left(line)
-    return f"{expiry_date(line)} ({left})" if left else expiry_date(line)
+    return f"{last_day(line)} ({left})" if left else last_day(line)
 
 
 def status(line: BatchLine, expiring_within: int) -> str:
