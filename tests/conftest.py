@@ -21,6 +21,10 @@ ACME_ID = "6a0c1d7e-3b2f-4c1a-9e8d-7f6a5b4c3d21"
 GLOBEX_ID = "0f1e2d3c-4b5a-4697-8877-665544332211"
 ACCOUNT_ID = "5e4d3c2b-1a09-4f8e-8d7c-6b5a49382716"
 
+# Fixtures kept in their own modules, available to every test: the PostgreSQL server and its
+# databases (pg.py), the finance book of the report tests (finance_book.py).
+pytest_plugins = ["pg", "finance_book"]
+
 
 @pytest.fixture
 def sandbox():

@@ -16,7 +16,6 @@ import yaml
 from provisioner.manifest import documents
 from provisioner.manifest import fast_reader
 from provisioner.manifest import fields
-from provisioner.manifest import loader
 from provisioner.manifest.loader import ManifestError, ManifestIssue, find_files, load
 from provisioner.core.models import Desired, Policy
 from provisioner.planning.saved_plan import is_saved_plan, save_plan
@@ -964,7 +963,7 @@ def test_validating_a_parent_of_other_yaml_gives_one_issue_per_file(cli):
     lines = result.output.splitlines()
     ci_files = sorted(str(path) for path in (EXAMPLES / "ci").iterdir() if path.suffix in (".yml", ".yaml"))
     assert len(ci_files) >= 2 and len(lines) == len(ci_files)
-    for line, ci_file in zip(lines, ci_files):
+    for line, ci_file in zip(lines, ci_files, strict=True):
         assert line.removeprefix("Error: ").startswith(f"{ci_file}:1:1: not a provisioner manifest (")
         assert line.endswith("; pass the directory of your manifests, not a parent of other YAML files")
 

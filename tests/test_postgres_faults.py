@@ -29,7 +29,7 @@ import psycopg
 import pytest
 from conftest import TEST_KEY, run_subprocess
 from faultproxy import FaultProxy, Forward
-from pg import pg_server, pg_url, start_server  # noqa: F401  (fixtures)
+from pg import start_server
 
 from provisioner.sandbox import Faults, Sandbox
 from provisioner.backends import open_backend
@@ -197,7 +197,7 @@ def test_applies_killed_at_random_instants_leave_each_batch_once(pg_url, tmp_pat
                 # Killed after a random number of creates reached the API, a random moment later.
                 creates_before_kill = chance.randint(1, len(declared(manifest)) - 2)
                 killed = start_apply(manifest, pg_url, workspace, proxy.url, "--parallelism", "4")
-                wait_until(lambda: witness.creates >= creates_before_kill or killed.poll() is not None,
+                wait_until(lambda: witness.creates >= creates_before_kill or killed.poll() is not None,  # noqa: B023
                            "creates reach the API")
                 time.sleep(chance.uniform(0, 0.05))
                 killed.send_signal(signal.SIGKILL)
@@ -343,7 +343,7 @@ def test_two_checkouts_applying_at_once_create_each_batch_once(pg_url, sandbox, 
     codes = sorted(code for code, _, _ in results)
     if lock_timeout == "0":
         assert codes == [0, 1], results
-        winner = next(run for run, (code, _, _) in zip(runs, results) if code == 0)
+        winner = next(run for run, (code, _, _) in zip(runs, results, strict=True) if code == 0)
         _, _, loser_err = next(result for result in results if result[0] == 1)
         assert "locked by another run" in loser_err and f"pid {winner.pid}" in loser_err
         assert "Command: apply" in loser_err and "Traceback" not in loser_err

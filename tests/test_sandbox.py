@@ -578,6 +578,6 @@ def test_request_log_and_stats_count_what_happened(sandbox, api):
 def test_url_is_only_known_once_started():
     sandbox = Sandbox()
     with pytest.raises(RuntimeError):
-        sandbox.url
+        sandbox.url  # noqa: B018 (the property raises)
     with sandbox:
         assert re.match(r"^http://127\.0\.0\.1:\d+$", sandbox.url)

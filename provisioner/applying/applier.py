@@ -280,10 +280,11 @@ class Applier:
 
     def _update(self, change: Change) -> None:
         resource = self.writer.state.resources[change.address]
+        after = change.after or {}
         body = {
-            name: change.after[name]
+            name: after[name]
             for name in UPDATABLE_FIELDS
-            if name in change.after and not same_value(name, (change.before or {}).get(name), change.after[name])
+            if name in after and not same_value(name, (change.before or {}).get(name), after[name])
         }
         batch = self.api.update_batch(resource.batch_id, body)
         attributes = {**resource.attributes, **body}

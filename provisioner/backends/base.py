@@ -95,7 +95,7 @@ class Backend(ABC):
         """Local files this state lives in, which no output may overwrite."""
         return []
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional: a backend without connections has nothing to release
         """Releases connections; a backend is used by one command."""
 
     def __enter__(self) -> Backend:
@@ -366,6 +366,7 @@ def _content(value: object) -> str | None:
     """As the content digest sees it (1 and 1.0 differ there, and so here)."""
     if value is _ABSENT:
         return None
+    assert isinstance(value, (Resource, Intent))
     return json.dumps(value.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
 
 

@@ -70,6 +70,7 @@ class FileBackend(Backend):
     @contextmanager
     def lock(self, command: str, timeout: float = 0.0, warn: Warn | None = None) -> Iterator[LockInfo]:
         with StateLock(self.path, command=command, timeout=timeout, warn=warn) as held:
+            assert held.info is not None  # held: its record is written
             yield held.info
 
     def open_writer(self) -> FileWriter:
@@ -168,7 +169,7 @@ def read_unfolded(path: Path) -> tuple[State, list[dict], bool] | None:
         serial = 0 if state is None else state.serial
         if base is None:
             return None if state is None else (state, [], False)
-        if base["serial"] < serial:
+        if state is not None and base["serial"] < serial:
             # Folded in already, unless a checkpoint wrote this snapshot while the run went on.
             return state, _after_checkpoint(entries, serial), True
         if base["serial"] == serial and state is not None:
@@ -314,7 +315,7 @@ class FileWriter(StateWriter):
             # A run killed while a checkpoint wrote its snapshot left a checkpoint line naming a serial no
             # snapshot holds. The fold's snapshot must come after it: under that serial, a crash before the
             # journal is dropped would have readers apply what follows that line a second time.
-            named = max((entry.get("serial") for entry in entries
+            named = max((entry["serial"] for entry in entries
                          if entry["op"] == "checkpoint" and type(entry.get("serial")) is int), default=0)
             if named > self.state.serial and self._changes.changed(self.state):
                 self.state.serial = named
@@ -361,7 +362,7 @@ class FileWriter(StateWriter):
         with self._guard:
             since, self._journaled_since_mark = self._journaled_since_mark, None
             try:
-                if since:
+                if since and self._journal is not None:
                     self._journal = self._journal.restart(snapshot.lineage, snapshot.serial, since)
                 else:
                     self._drop_journal()

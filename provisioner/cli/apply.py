@@ -142,10 +142,10 @@ def preflight(api, listings: ClientListings, result: Plan, desired: Desired, sta
         spec, intent = desired.batches.get(change.address), state.pending.get(change.address)
         return intent.client_id if intent else spec.client_id if spec else None
 
-    listed = [c for c in result.changes if c.action in ("create", "replace", "recover") and client_of(c)]
+    listed = [client for c in result.changes if c.action in ("create", "replace", "recover") and (client := client_of(c))]
     if listed:
         try:
-            listings.current(client_of(listed[0]))
+            listings.current(listed[0])
         except NotFoundError:
             pass  # the server answered and took the key: that is all this asks; the change says the rest
         return

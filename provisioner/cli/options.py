@@ -312,6 +312,14 @@ def effective_policy(desired: Desired | Declarations, overrides: dict) -> Policy
     return desired.policy.model_copy(update=changes)
 
 
+def sandbox_directory(backend: Backend) -> Path:
+    """Where the embedded sandbox keeps its data: beside its state file (--sandbox always has one)."""
+    from provisioner.backends.file import FileBackend
+
+    assert isinstance(backend, FileBackend), "--sandbox opens its own state file"
+    return backend.path.parent
+
+
 def api_context(sandbox: bool, base_url: str | None, backend: Backend, rate_limit: float | None, parallelism: int,
                 reporter: Progress | None = None):
     from provisioner.operations.connection import open_api
@@ -319,7 +327,7 @@ def api_context(sandbox: bool, base_url: str | None, backend: Backend, rate_limi
 
     return open_api(
         base_url=base_url,
-        sandbox_dir=backend.path.parent if sandbox else None,
+        sandbox_dir=sandbox_directory(backend) if sandbox else None,
         rate_limit=rate_limit,
         parallelism=parallelism,
         on_retry=(reporter or Progress.for_stream()).retry,
@@ -350,7 +358,7 @@ def refuse_output_over_own_files(out_path: Path, backend: Backend, sandbox: bool
     if sandbox:
         from provisioner.operations.connection import sandbox_files
 
-        own += sandbox_files(backend.path.parent)
+        own += sandbox_files(sandbox_directory(backend))
     if out_path.resolve() in {path.resolve() for path in own}:
         raise UserError(
             f"--out {out_path}: a file the state lives in (the state, its journal, backup or lock, or the "

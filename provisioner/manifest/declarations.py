@@ -13,6 +13,7 @@ import hashlib
 import json
 from collections.abc import Iterator, Sequence
 from datetime import date
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from provisioner.core.bulk import constructor
@@ -28,8 +29,8 @@ class DeclaredFile:
 
     __slots__ = ("path", "name", "content", "head", "_rows", "_text", "_cache", "_files")
 
-    def __init__(self, path: str, content: str, head: dict, rows: list | None = None, text: bytes | None = None,
-                 cache: ManifestCache | None = None, files: Sequence[str] = ()):
+    def __init__(self, path: str, content: str, head: dict, rows: list | None = None, text: bytes | memoryview | None = None,
+                 cache: ManifestCache | None = None, files: Sequence[str | Path] = ()):
         if type(head) is not dict or not isinstance(head.get("clients"), list) or "policy" not in head:
             raise ValueError("not a file's declarations")
         self.path = path
@@ -45,7 +46,7 @@ class DeclaredFile:
         cache dropped: it is rebuilt by the next command)."""
         if self._rows is None:
             try:
-                rows = json.loads(bytes(self._text))
+                rows = json.loads(bytes(self._text or b""))  # b"": not JSON, read again
                 if type(rows) is not list or not all(type(row) is list and len(row) == 8 for row in rows):
                     raise ValueError("not batch rows")
                 self._rows = rows
@@ -82,7 +83,10 @@ class Declarations:
 
     @property
     def policy(self) -> Policy:
-        return self._ready.policy if self._ready is not None else self._combined.policy_model()
+        if self._ready is not None:
+            return self._ready.policy
+        assert self._combined is not None  # declarations are either ready or combined
+        return self._combined.policy_model()
 
     @property
     def batches_only(self) -> bool:
@@ -96,6 +100,7 @@ class Declarations:
     def desired(self) -> Desired:
         if self._ready is None:
             combined = self._combined
+            assert combined is not None  # declarations are either ready or combined
             for file in self.files:
                 try:
                     combined.add_batches(file.name, file.head, file.rows())

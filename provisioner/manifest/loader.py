@@ -208,15 +208,16 @@ def _read(paths: Sequence[str | Path], cache: ManifestCache | None, timings: Loa
             fresh[content] = data
     timings.add("read + digest", clock() - started)
     started = clock()
+    records: dict[str, tuple[dict | None, bytes | None]]
     if cache is None:
-        records = dict(zip(fresh, parallel.in_two(_fast_reads, list(fresh.values()))))
+        records = dict(zip(fresh, parallel.in_two(_fast_reads, list(fresh.values())), strict=True))
     else:  # a child sends its records' rows as the cache keeps them (JSON) only: decoded where they are needed
-        records = dict(zip(fresh, parallel.in_two(_fast_reads_kept, list(fresh.values()), sent=_without_rows)))
+        records = dict(zip(fresh, parallel.in_two(_fast_reads_kept, list(fresh.values()), sent=_without_rows), strict=True))
     timings.add("fast read (yaml-rs + checks)", clock() - started)
     combined = Combined()
     declared: list[DeclaredFile] = []
     used: dict[str, Entry] = {}  # content digest -> (head, batch rows as JSON): what the cache keeps
-    for path, content in zip(files, contents):
+    for path, content in zip(files, contents, strict=True):
         entry = used.get(content) or known.get(content)
         if entry is None:
             record, rows_json = records[content]
@@ -235,6 +236,7 @@ def _read(paths: Sequence[str | Path], cache: ManifestCache | None, timings: Loa
             try:
                 file = DeclaredFile(path, content, entry[0], text=entry[1], cache=cache, files=files)
             except (ValueError, TypeError):  # a damaged entry (what is written was checked): drop the cache
+                assert cache is not None  # the entry came from it
                 cache.discard(files)
                 return _read(paths, cache, timings)
         if entry is not None:
@@ -242,7 +244,7 @@ def _read(paths: Sequence[str | Path], cache: ManifestCache | None, timings: Loa
         try:
             added = combined.add_head(file.name, file.head)
         except (ValueError, TypeError, KeyError, AttributeError):  # pydantic's ValidationError is a ValueError
-            if not known:
+            if not known or cache is None:
                 raise
             cache.discard(files)
             return _read(paths, cache, timings)
@@ -256,7 +258,7 @@ def _read(paths: Sequence[str | Path], cache: ManifestCache | None, timings: Loa
     return Declarations(declared, combined, digest.hexdigest(), paths=files)
 
 
-def _fast_reads(contents: list[bytes]) -> list[tuple[dict | None, None]]:
+def _fast_reads(contents: list[bytes]) -> list[tuple[dict | None, bytes | None]]:
     """Each file's record (None: only the located reader may judge it). Pure: parallel.in_two may
     give half of the files to a child process."""
     from provisioner.manifest import fast_reader
@@ -300,7 +302,7 @@ def read_one_located(file: str, data: bytes) -> dict | None:
     return located_reader.read_one(file, data)
 
 
-def read_bytes(path: Path, issues: list[ManifestIssue]) -> bytes | None:
+def read_bytes(path: str | Path, issues: list[ManifestIssue]) -> bytes | None:
     try:
         return read_whole(path)
     except OSError as error:
@@ -308,7 +310,7 @@ def read_bytes(path: Path, issues: list[ManifestIssue]) -> bytes | None:
         return None
 
 
-def read_whole(path: Path) -> bytes:
+def read_whole(path: str | Path) -> bytes:
     """The file's bytes with the fewest system calls: thousands of files are read per plan."""
     descriptor = os.open(path, os.O_RDONLY)
     try:
@@ -324,7 +326,7 @@ def read_whole(path: Path) -> bytes:
     return b"".join(chunks)
 
 
-def add_to_digest(digest: Any, path: Path, data: bytes) -> None:
+def add_to_digest(digest: Any, path: str | Path, data: bytes) -> None:
     # The name is hashed (not the whole path) so that the digest does not depend on the
     # directory plan and apply run from; lengths keep name/content boundaries unambiguous.
     name = os.path.basename(path).encode("utf-8", "surrogateescape")

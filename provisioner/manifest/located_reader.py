@@ -425,7 +425,7 @@ class _FileReader:
     def values(self, fields: dict, rules: dict[str, Rule], owner: yaml.Node, path: str) -> dict[str, Any]:
         """Each value rule's attribute -> its field's value; None when the field is absent (a required one is
         reported missing, unless a typo of it was) or its value is wrong (reported)."""
-        values = {}
+        values: dict[str, Any] = {}
         for name, rule in rules.items():
             if rule.kind not in READERS:  # a mapping: read on its own
                 continue

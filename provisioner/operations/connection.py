@@ -7,6 +7,7 @@ import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from provisioner.api.client import ConfigurationError, CreditsApi
 from provisioner.api.pacing import STANDARD_RATE, RateLimiter
@@ -37,7 +38,7 @@ def open_api(
     Standard plan's 120/min and follow the limit the server announces, up or down.
     """
     limiter = rate_limiter(rate_limit)
-    options = {"limiter": limiter, "pool_size": parallelism, "on_retry": on_retry}
+    options: dict[str, Any] = {"limiter": limiter, "pool_size": parallelism, "on_retry": on_retry}
     if timeout is not None:
         options["timeout"] = timeout
     if sandbox_dir is not None:

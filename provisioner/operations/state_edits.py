@@ -149,7 +149,7 @@ def intent_candidates(
             "was changed. Run this again once the API answers; --force only if you know the create never "
             "reached the API."
         )
-    if left > 0 and not force and findings.nothing:
+    if left > 0 and not force and not isinstance(findings, str) and findings.nothing:
         raise StateCommandError(
             f"the interrupted create of {address} may still be in progress on the server for another "
             f"{left:.0f} s: no listing can prove yet that it made nothing, and giving it up now could issue "

@@ -49,7 +49,7 @@ def lapsed_warnings(lapsed: dict[str, list[BatchSpec]], desired: Desired) -> Ite
         count = len(specs)
         yield (
             f"grant {grant}: {count} period{'' if count == 1 else 's'} began but {'is' if count == 1 else 'are'} "
-            f"not issued ({listed_periods([spec.period for spec in specs])}): "
+            f"not issued ({listed_periods([spec.period for spec in specs if spec.period])}): "
             f"{'its batch' if count == 1 else 'their batches'} would be created already expired "
             f"(expiresAfter: {expires_after.text if expires_after else ''}). To stop this note, move 'from' past "
             f"{'it' if count == 1 else 'them'} or set 'catchUp: false'."

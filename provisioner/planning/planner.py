@@ -93,6 +93,7 @@ def _plan(
         elif change is LAPSED:
             lapsed.setdefault(f"{spec.client_key}/{spec.grant}", []).append(spec)
         else:
+            assert isinstance(change, Change)
             share.changes.append(change)
     for address, intent in state.pending.items():
         if address not in desired.batches:
@@ -484,7 +485,7 @@ def _undeclared(desired: Desired, state: State) -> tuple[list[tuple[str, Resourc
 def _upcoming(desired: Desired) -> tuple[Upcoming, ...]:
     if not desired.grants:
         return ()
-    at = parse_timestamp(desired.expanded_at)
+    at = parse_timestamp(desired.expanded_at or "")
     found = (grants.upcoming(grant, at) for _, grant in sorted(desired.grants.items()))
     return tuple(next_period for next_period in found if next_period is not None)
 
@@ -494,6 +495,6 @@ def _usage_info(state: State, observed: Mapping[str, Mapping]) -> Iterable[dict]
         live = observed.get(batch_key(resource.batch_id))
         if live is None:
             continue
-        row = {"address": address, "batchId": resource.batch_id}
+        row: dict[str, object] = {"address": address, "batchId": resource.batch_id}
         row.update({field: live.get(field) for field in USAGE_FIELDS})
         yield row

@@ -199,8 +199,9 @@ class _CreateBlocks:
         if change.action != "create" or change.before is not None or change.reasons or not after:
             return self.general(change)
         shape = tuple(after)
-        entry = self.templates.get(shape, False)
-        if entry is False:
+        try:
+            entry = self.templates[shape]
+        except KeyError:
             entry = self.templates[shape] = self.template(shape)
         if entry is None or not self.plain(change.address):
             return self.general(change)
@@ -241,7 +242,7 @@ def _changes_by_client(plan: Plan) -> list[str]:
         [_strip_controls(client), *[f"{figures.counts[a]:,}" for a in actions], f"{figures.credits:,}"]
         for client, figures in by_client
     ]
-    widths = [max(map(len, column)) for column in zip(*rows)]
+    widths = [max(map(len, column)) for column in zip(*rows, strict=True)]
     # Client left-aligned, numbers right-aligned, two spaces apart: one format for every row.
     line = "  " + "  ".join([f"{{:<{widths[0]}}}", *(f"{{:>{width}}}" for width in widths[1:])])
     lines = [f"Changes by client ({_thousands(len(by_client))} clients; every change is listed below):"]

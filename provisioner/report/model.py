@@ -223,7 +223,7 @@ def _split(starting: Number, current: Number | None, expired: bool) -> Credits:
 
 def _expiring_by_month(lines: list[BatchLine], now: datetime) -> tuple[MonthExpiry, ...]:
     months = [_add_months(date(now.year, now.month, 1), n) for n in range(MONTHS_AHEAD)]
-    credits = dict.fromkeys(months, 0)
+    credits: dict[date, Number] = dict.fromkeys(months, 0)
     batches = dict.fromkeys(months, 0)
     for line in lines:
         if line.expires_on is None or line.status in ("expired", "missing"):

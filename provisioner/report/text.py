@@ -115,5 +115,5 @@ def _table(header: list[str], rows: list[list[str]], numeric: set[int]) -> list[
             cell.rjust(widths[i]) if i in numeric else cell.ljust(widths[i]) for i, cell in enumerate(cells)
         ).rstrip()
 
-    rule = ["-" * width if title else " " * width for title, width in zip(header, widths)]
+    rule = ["-" * width if title else " " * width for title, width in zip(header, widths, strict=True)]
     return [line(header), line(rule)] + [line(row) for row in rows]

@@ -31,7 +31,7 @@ def moment(value: datetime) -> str:
 
 def figures_source(report: CreditsReport) -> str:
     """Where the figures come from and when they were read: every format says it first."""
-    if report.live:
+    if report.live and report.figures_at is not None:
         return f"live from the API at {moment(report.figures_at)}"
     if report.figures_at is None:
         return "as recorded in state (the time they were recorded is unknown)"
