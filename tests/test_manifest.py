@@ -16,7 +16,9 @@ import yaml
 from provisioner.manifest import documents
 from provisioner.manifest import fast_reader
 from provisioner.manifest import fields
-from provisioner.manifest.loader import ManifestError, ManifestIssue, find_files, load
+from provisioner.manifest.files import find_files
+from provisioner.manifest.issues import ManifestError, ManifestIssue
+from provisioner.manifest.loader import load
 from provisioner.core.models import Desired, Policy
 from provisioner.planning.saved_plan import is_saved_plan, save_plan
 from provisioner.planning.planner import make_plan

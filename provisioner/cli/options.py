@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 # The errors a user can cause, by the module that defines them: a layer that was not imported
 # raised none of them, so it need not be imported to catch them.
 USER_ERRORS = {
-    "provisioner.manifest.loader": ("ManifestError",),
+    "provisioner.manifest.issues": ("ManifestError",),
     "provisioner.backends.base": ("StateError", "LockError"),
     "provisioner.api.client": ("ApiError",),
     "provisioner.planning.saved_plan": ("PlanFileError",),

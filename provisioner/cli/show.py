@@ -59,7 +59,7 @@ def show(paths, backend, sandbox, base_url, parallelism, rate_limit, refresh, ou
     --refresh. With PATHS (manifests, optional), the batches their recurring grants will create
     in the next 12 months too."""
     from provisioner.core.models import Desired
-    from provisioner.report import render
+    from provisioner.report.formats import render
     from provisioner.report.model import build_report, upcoming_grants
 
     if out_path is not None:

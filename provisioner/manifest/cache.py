@@ -39,7 +39,7 @@ CACHE_FORMAT = 3
 READER_MODULES = tuple(
     f"manifest/{name}.py" for name in (
         "loader", "declarations", "fields", "fast_reader", "fast_values", "located_reader", "yaml11", "grant_rules",
-        "cache", "cachefile", "located_values", "documents",
+        "cache", "cachefile", "located_values", "documents", "files", "issues",
     )
 ) + ("core/timestamps.py", "core/models.py", "core/bulk.py", "core/file_marks.py")
 

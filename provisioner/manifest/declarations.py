@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING
 
 from provisioner.core.bulk import constructor
 from provisioner.core.models import BatchSpec, ClientSpec, Desired, GrantSpec, Policy
+from provisioner.manifest.files import read_whole
+from provisioner.manifest.issues import ManifestError, ManifestIssue
 
 if TYPE_CHECKING:
     from provisioner.manifest.cache import ManifestCache
@@ -55,16 +57,15 @@ class DeclaredFile:
         return self._rows
 
     def _read_again(self) -> list:
-        # The loader's reading and errors, imported here: the loader imports this module.
-        from provisioner.manifest import fast_reader
-        from provisioner.manifest.loader import ManifestError, ManifestIssue, read_one_located, read_whole
+        # The readers, imported here: only a damaged cache entry needs them.
+        from provisioner.manifest import fast_reader, located_reader
 
         if self._cache is not None:
             self._cache.discard(self._files)
         data = read_whole(self.path)
         if hashlib.sha256(data).hexdigest() != self.content:
             raise ManifestError([ManifestIssue(self.name, 0, 0, "", "changed while being read; run the command again")])
-        record = fast_reader.read(data) or read_one_located(self.name, data)
+        record = fast_reader.read(data) or located_reader.read_one(self.name, data)
         if record is None:  # it was read before: only a changed file can fail now, and its digest says it did not
             raise ManifestError([ManifestIssue(self.name, 0, 0, "", "could not be read again; run the command again")])
         return record["batches"]

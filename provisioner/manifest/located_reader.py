@@ -42,14 +42,8 @@ from provisioner.manifest.fields import (
     shorten,
 )
 from provisioner.manifest.grant_rules import check_name_length, check_until
-from provisioner.manifest.loader import (
-    ManifestError,
-    ManifestIssue,
-    add_to_digest,
-    find_files,
-    read_bytes,
-    saved_plan_issue,
-)
+from provisioner.manifest.files import add_to_digest, find_files, read_bytes, saved_plan_issue
+from provisioner.manifest.issues import ManifestError, ManifestIssue
 from provisioner.core.models import BatchSpec, ClientSpec, Desired, GrantSpec, Policy
 from provisioner.core.file_marks import is_saved_plan_data
 from provisioner.manifest.located_values import MERGE, READERS, describe, is_null
