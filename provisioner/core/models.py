@@ -16,7 +16,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from provisioner.manifest.fields import DEFAULT_GRANT_NAME
+DEFAULT_GRANT_NAME = "{grant} {period}"  # a grant's name template when it has none
 
 # Fields the create call accepts; the update call can change only the first two.
 UPDATABLE_FIELDS = ("name", "expiresOn")

@@ -78,7 +78,6 @@ BATCH_RULES = {
 }
 
 # A recurring grant (see grants.py): one batch per period, addressed "client/grant@period".
-DEFAULT_GRANT_NAME = "{grant} {period}"  # a grant's name template when it has none
 GRANT_RULES = {
     "every": Rule("every", Kind.EVERY, required=True, example="every: quarter"),
     "from": Rule("from_date", Kind.DATE, required=True, example="from: 2026-01-01"),

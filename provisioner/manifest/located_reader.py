@@ -29,7 +29,6 @@ from provisioner.manifest.fields import (
     BATCH_RULES,
     CLIENT_FIELDS,
     CLIENT_RULES,
-    DEFAULT_GRANT_NAME,
     GRANT_FIELDS,
     GRANT_RULES,
     KEY,
@@ -44,7 +43,7 @@ from provisioner.manifest.fields import (
 from provisioner.manifest.grant_rules import check_name_length, check_until
 from provisioner.manifest.files import add_to_digest, find_files, read_bytes, saved_plan_issue
 from provisioner.manifest.issues import ManifestError, ManifestIssue
-from provisioner.core.models import BatchSpec, ClientSpec, Desired, GrantSpec, Policy
+from provisioner.core.models import DEFAULT_GRANT_NAME, BatchSpec, ClientSpec, Desired, GrantSpec, Policy
 from provisioner.core.file_marks import is_saved_plan_data
 from provisioner.manifest.located_values import MERGE, READERS, describe, is_null
 
