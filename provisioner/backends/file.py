@@ -15,14 +15,11 @@ its last ``checkpoint`` line for the snapshot's serial (see journal.py).
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-
-from pydantic import ValidationError
 
 from provisioner.backends.base import (
     CHECKPOINT_SECONDS,
@@ -35,7 +32,8 @@ from provisioner.backends.base import (
 )
 from provisioner.backends.filelock import StateLock, force_unlock, lock_path
 from provisioner.backends.journal import Journal, JournalError, fsync_directory, read_journal
-from provisioner.core.models import STATE_FORMAT_VERSION, State
+from provisioner.backends.snapshot import SnapshotText, parse_state
+from provisioner.core.models import State
 
 
 class FileBackend(Backend):
@@ -110,39 +108,6 @@ def read_snapshot(path: Path) -> State | None:
     except UnicodeDecodeError:
         raise StateError(f"{path}: the state file is not UTF-8 text; it was left untouched.") from None
     return parse_state(text, str(path), backup_hint=_backup_hint(path))
-
-
-def parse_state(text: str, where: str, backup_hint: str = "") -> State:
-    """A state from its JSON text (a snapshot, or what ``state pull`` printed)."""
-    try:
-        raw = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise StateError(
-            f"{where}:{exc.lineno}:{exc.colno}: the state file is not valid JSON ({exc.msg}). "
-            f"It was left untouched.{backup_hint}"
-        ) from None
-    if not isinstance(raw, dict):
-        raise StateError(f"{where}: the state file must hold a JSON object; it was left untouched.")
-    version = raw.get("version")
-    if type(version) is not int or version != STATE_FORMAT_VERSION:
-        from provisioner.planning.saved_plan import MARKER  # on this error path only: reading a state never loads the planner
-
-        if MARKER in raw:
-            raise StateError(f"{where}: this is a saved plan (plan --out), not a state. Apply it with "
-                             f"'provisioner apply {where}', and give the state with --state.")
-        raise StateError(
-            f"{where}: state format version {version!r} is not supported by this provisioner "
-            f"(it reads version {STATE_FORMAT_VERSION}). Use the provisioner release that wrote it; "
-            "the file was left untouched."
-        )
-    try:
-        return State.model_validate(raw)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(part) for part in first["loc"])
-        raise StateError(
-            f"{where}: the state file is damaged at '{field}': {first['msg']}. It was left untouched."
-        ) from None
 
 
 def _backup_hint(path: Path) -> str:
@@ -223,41 +188,6 @@ def _read_journal_checked(path: Path, state: State | None) -> tuple[list[dict], 
             f"the state file has {state.lineage}). Move it aside after checking which is right."
         )
     return entries, base
-
-
-def render_snapshot(state: State) -> str:
-    return SnapshotText().render(state)
-
-
-class SnapshotText:
-    """The snapshot's text, as ``json.dumps(state, indent=2, sort_keys=True)`` writes it, each resource
-    and intent rendered once: they are replaced, never changed in place, so the text of one that is
-    still the same object is still right, and a checkpoint renders only what changed."""
-
-    def __init__(self):
-        self._rendered: dict[str, dict[str, tuple[object, str]]] = {}  # table -> address -> (item, its text)
-
-    def render(self, state: State) -> str:
-        document = state.model_dump(mode="json", exclude={"resources", "pending"})
-        parts = {key: json.dumps(value) for key, value in document.items()}
-        parts["resources"] = self._table("resources", state.resources)
-        parts["pending"] = self._table("pending", state.pending)
-        lines = [f"  {json.dumps(key)}: {parts[key]}" for key in sorted(parts)]
-        return "{\n" + ",\n".join(lines) + "\n}\n"
-
-    def _table(self, table: str, items: dict) -> str:
-        before = self._rendered.get(table, {})
-        rendered = {}
-        for address, item in items.items():
-            known = before.get(address)
-            if known is None or known[0] is not item:
-                known = (item, json.dumps(item.model_dump(mode="json"), indent=2, sort_keys=True).replace("\n", "\n    "))
-            rendered[address] = known
-        self._rendered[table] = rendered
-        if not rendered:
-            return "{}"
-        lines = [f"    {json.dumps(address)}: {rendered[address][1]}" for address in sorted(rendered)]
-        return "{\n" + ",\n".join(lines) + "\n  }"
 
 
 def write_snapshot(path: Path, state: State, text: SnapshotText | None = None) -> None:

@@ -115,7 +115,7 @@ def state() -> None:
 @with_backend
 def state_pull(backend, sandbox) -> None:
     """Print the state as JSON (the state file format), from any backend."""
-    from provisioner.backends.file import render_snapshot
+    from provisioner.backends.snapshot import render_snapshot
 
     click.echo(render_snapshot(backend.read()), nl=False)
 

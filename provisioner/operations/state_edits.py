@@ -12,7 +12,8 @@ from pathlib import Path
 from provisioner.planning import grants
 from provisioner.api.client import ApiError, CreditsApi
 from provisioner.manifest.fields import KEY_PATTERN, KEY_RULE
-from provisioner.backends.file import parse_state, read_state
+from provisioner.backends.file import FileBackend
+from provisioner.backends.snapshot import parse_state
 from provisioner.core.models import COMPARED_FIELDS, BatchSpec, Desired, Intent, Resource, State, batch_key
 from provisioner.applying.listings import ClientListings
 from provisioner.planning.planner import live_attributes, normalized
@@ -214,10 +215,7 @@ def read_pushed_state(source: Path) -> State:
         return parse_state(sys.stdin.read(), "standard input")
     if not source.exists():
         raise StateCommandError(f"{source}: no such file; 'state push' loads a state file ('state pull' prints one).")
-    state = read_state(source)
-    if state is None:
-        raise StateCommandError(f"{source}: no state in it.")
-    return state
+    return FileBackend(source).read()  # its journal folded in
 
 
 def push_state(writer: StateWriter, pushed: State, force: bool = False) -> int:
