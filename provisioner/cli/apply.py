@@ -69,7 +69,8 @@ RECOVERY_WAIT_HELP = 60
     "--no-duplicate-check",
     is_flag=True,
     help="Skip listing each client before its first create (saves one request per client; a lost state "
-    "entry or a hand-made batch is then issued again). See the README before using it.",
+    "entry or a hand-made batch is then issued again). Read about the duplicate guard in the manual "
+    "(docs/state.md) before using it.",
 )
 @at_option
 @quiet_option
