@@ -23,63 +23,17 @@ address and a person decides (``provisioner import`` or ``state forget-intent``)
 
 from __future__ import annotations
 
-import re
 from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import Decimal, InvalidOperation
 
+from provisioner.core.comparison import DIFFERENT, EQUAL, HINT, UNKNOWN, compare_field
 from provisioner.core.models import COMPARED_FIELDS, Intent, batch_key
 from provisioner.core.timestamps import parse_timestamp
 
 # createdAt is compared with the intent's time on the server's clock, with this much slack: the
 # Date header has a 1 s resolution and the offset is measured over a network round trip.
 CREATED_MARGIN = timedelta(seconds=30)
-BARE_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-
-EQUAL, UNKNOWN, HINT, DIFFERENT = "equal", "unknown", "hint", "different"
-
-
-def compare_field(name: str, sent, listed) -> str:
-    """How a listed value compares with the value that was sent."""
-    if listed is None or listed == "":
-        return UNKNOWN
-    if name == "expiresOn":
-        return _compare_instants(str(sent), str(listed))
-    if name == "startingBalance":
-        return EQUAL if _number(sent) is not None and _number(sent) == _number(listed) else DIFFERENT
-    if name in ("clientId", "creditAccountId"):
-        return EQUAL if str(sent).strip().lower() == str(listed).strip().lower() else DIFFERENT
-    if name == "name":
-        if sent == listed:
-            return EQUAL
-        return HINT if str(sent).strip().casefold() == str(listed).strip().casefold() else DIFFERENT
-    return EQUAL if sent == listed else DIFFERENT
-
-
-def _compare_instants(sent: str, listed: str) -> str:
-    try:
-        sent_at = parse_timestamp(sent)
-    except ValueError:
-        return EQUAL if sent == listed else DIFFERENT
-    if BARE_DATE.fullmatch(listed.strip()):
-        # A server that keeps only the date: the sent instant's date in UTC, or the day beside it
-        # (a server storing it in its own time zone).
-        days = {(sent_at + timedelta(days=shift)).date().isoformat() for shift in (-1, 0, 1)}
-        return EQUAL if listed.strip() in days else DIFFERENT
-    try:
-        return EQUAL if parse_timestamp(listed) == sent_at else DIFFERENT
-    except ValueError:
-        return DIFFERENT
-
-
-def _number(value) -> Decimal | None:
-    if isinstance(value, bool):
-        return None
-    try:
-        return Decimal(str(value).strip())
-    except (InvalidOperation, ValueError):
-        return None
 
 
 def sent_fields_compared(batch: Mapping, attributes: Mapping) -> dict[str, str]:

@@ -16,7 +16,8 @@ from provisioner.backends.file import FileBackend
 from provisioner.backends.snapshot import parse_state
 from provisioner.core.models import COMPARED_FIELDS, BatchSpec, Desired, Intent, Resource, State, batch_key
 from provisioner.applying.listings import ClientListings
-from provisioner.planning.planner import live_attributes, normalized
+from provisioner.core.comparison import normalized
+from provisioner.planning.planner import live_attributes
 from provisioner.applying.matching import Findings, created_since, find, intent_since, is_look_alike, window_left
 from provisioner.backends.base import StateWriter
 

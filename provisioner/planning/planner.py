@@ -27,8 +27,9 @@ from provisioner.core.models import (
     batch_key,
 )
 from provisioner.planning.plan_warnings import lapsed_warnings, removed_grant_warnings, undeclared_warnings, unscheduled_warnings
-from provisioner.applying.matching import EQUAL, compare_field, duplicate_reasons, duplicates_of
-from provisioner.core.timestamps import format_timestamp, parse_timestamp
+from provisioner.applying.matching import duplicate_reasons, duplicates_of
+from provisioner.core.comparison import EQUAL, compare_field, normalized, same_value
+from provisioner.core.timestamps import parse_timestamp
 
 FIX_FOR_FIXED_FIELD = (
     "Fix: declare a new batch (a new key) for the new value, or restore the recorded value "
@@ -437,35 +438,8 @@ def live_attributes(recorded: Mapping, live: Mapping) -> dict:
     return current
 
 
-def normalized(field: str, value):
-    """An API value in the form the manifest loader produces, so equal values print alike."""
-    if field == "expiresOn":
-        try:
-            return format_timestamp(parse_timestamp(str(value)))
-        except ValueError:
-            return value
-    if field == "startingBalance" and isinstance(value, float) and value.is_integer():
-        return int(value)
-    if field in ("clientId", "creditAccountId"):
-        return str(value).lower()
-    return value
-
-
 def differing_fields(current: Mapping, wanted: Mapping) -> list[str]:
     return [field for field in COMPARED_FIELDS if not same_value(field, current.get(field), wanted.get(field))]
-
-
-def same_value(field: str, left, right) -> bool:
-    if left is None or right is None:
-        return left is None and right is None
-    if field == "expiresOn":
-        try:
-            return parse_timestamp(str(left)) == parse_timestamp(str(right))
-        except ValueError:
-            return left == right
-    if field in ("clientId", "creditAccountId"):
-        return str(left).lower() == str(right).lower()
-    return left == right
 
 
 def _undeclared(desired: Desired, state: State) -> tuple[list[tuple[str, Resource]], dict[str, list[str]]]:
