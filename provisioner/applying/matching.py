@@ -7,7 +7,7 @@ disagree.
 
 Servers store and list what they were sent in their own way: a name trimmed or
 case-folded, a timestamp listed as a bare date, ``clientId`` listed as null. So a
-listed field is compared the way a server may normalise it:
+listed field is compared the way a server may normalise it (core/comparison.py):
 
 - equal (as an instant, a number, a UUID in any case; a bare date equal to the sent
   instant's UTC date) counts as equal;
@@ -27,7 +27,7 @@ from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from provisioner.core.comparison import DIFFERENT, EQUAL, HINT, UNKNOWN, compare_field
+from provisioner.core.comparison import DIFFERENT, EQUAL, HINT, UNKNOWN, compare_field, identifier, whole
 from provisioner.core.models import COMPARED_FIELDS, Intent, batch_key
 from provisioner.core.timestamps import parse_timestamp
 
@@ -168,7 +168,7 @@ def find(
 def confusable_key(client_id: str, attributes: Mapping) -> tuple:
     """Creates that a listing could mistake for one another share this key (client and balance:
     a server may store names differently): they run one after the other, never at the same time."""
-    return (client_id.lower(), str(attributes.get("startingBalance")))
+    return (identifier(client_id), whole(attributes.get("startingBalance")))
 
 
 def duplicates_of(
@@ -191,7 +191,7 @@ def duplicates_of(
         if any(verdict == DIFFERENT for name, verdict in verdicts.items() if name != "name"):
             continue
         if any(made_exactly_as(batch, intent.attributes) for intent in open_intents
-               if intent.client_id.lower() == str(attributes.get("clientId", "")).lower()):
+               if identifier(intent.client_id) == identifier(attributes.get("clientId", ""))):
             continue
         found.append(dict(batch))
     return found

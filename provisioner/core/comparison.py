@@ -10,53 +10,87 @@
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 
 from provisioner.core.timestamps import format_timestamp, parse_timestamp
 
 BARE_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+ID_FIELDS = ("clientId", "creditAccountId")
 
 EQUAL, UNKNOWN, HINT, DIFFERENT = "equal", "unknown", "hint", "different"
+
+
+# --------------------------------------------------------------------------- the rules, once
+
+
+def instant(value) -> datetime | None:
+    """An expiry as an instant (any offset, any fraction of a second); None: not a timestamp."""
+    try:
+        return parse_timestamp(str(value))
+    except ValueError:
+        return None
+
+
+def identifier(value) -> str:
+    """An id (a UUID) without case or surrounding spaces."""
+    return str(value).strip().lower()
+
+
+def whole(value) -> Decimal | None:
+    """A balance as a number, however written (1200, 1200.0, "1200"); None: not a number."""
+    if isinstance(value, bool):
+        return None
+    try:
+        return Decimal(str(value).strip())
+    except (InvalidOperation, ValueError):
+        return None
+
+
+# --------------------------------------------------------------------------- their uses
 
 
 def normalized(field: str, value):
     """An API value in the form the manifest loader produces, so equal values print alike."""
     if field == "expiresOn":
-        try:
-            return format_timestamp(parse_timestamp(str(value)))
-        except ValueError:
-            return value
+        at = instant(value)
+        return value if at is None else format_timestamp(at)
     if field == "startingBalance" and isinstance(value, float) and value.is_integer():
         return int(value)
-    if field in ("clientId", "creditAccountId"):
-        return str(value).lower()
+    if field in ID_FIELDS:
+        return identifier(value)
     return value
 
 
 def same_value(field: str, left, right) -> bool:
+    """The recorded and the declared value of a field mean the same; None only equals None."""
+    if left == right:
+        return True
     if left is None or right is None:
-        return left is None and right is None
+        return False
     if field == "expiresOn":
-        try:
-            return parse_timestamp(str(left)) == parse_timestamp(str(right))
-        except ValueError:
-            return left == right
-    if field in ("clientId", "creditAccountId"):
-        return str(left).lower() == str(right).lower()
-    return left == right
+        left_at, right_at = instant(left), instant(right)
+        return left_at is not None and left_at == right_at
+    if field in ID_FIELDS:
+        return identifier(left) == identifier(right)
+    if field == "startingBalance":
+        left_number = whole(left)
+        return left_number is not None and left_number == whole(right)
+    return False
 
 
 def compare_field(name: str, sent, listed) -> str:
-    """How a listed value compares with the value that was sent."""
+    """How a listed value compares with the value that was sent, the way a server may have stored it:
+    missing or null is unknown, never different; a name equal once trimmed and case-folded is a hint."""
     if listed is None or listed == "":
         return UNKNOWN
     if name == "expiresOn":
-        return _compare_instants(str(sent), str(listed))
+        return _compare_instants(sent, str(listed))
     if name == "startingBalance":
-        return EQUAL if _number(sent) is not None and _number(sent) == _number(listed) else DIFFERENT
-    if name in ("clientId", "creditAccountId"):
-        return EQUAL if str(sent).strip().lower() == str(listed).strip().lower() else DIFFERENT
+        sent_number = whole(sent)
+        return EQUAL if sent_number is not None and sent_number == whole(listed) else DIFFERENT
+    if name in ID_FIELDS:
+        return EQUAL if identifier(sent) == identifier(listed) else DIFFERENT
     if name == "name":
         if sent == listed:
             return EQUAL
@@ -64,26 +98,13 @@ def compare_field(name: str, sent, listed) -> str:
     return EQUAL if sent == listed else DIFFERENT
 
 
-def _compare_instants(sent: str, listed: str) -> str:
-    try:
-        sent_at = parse_timestamp(sent)
-    except ValueError:
-        return EQUAL if sent == listed else DIFFERENT
+def _compare_instants(sent, listed: str) -> str:
+    sent_at = instant(sent)
+    if sent_at is None:
+        return EQUAL if str(sent) == listed else DIFFERENT
     if BARE_DATE.fullmatch(listed.strip()):
         # A server that keeps only the date: the sent instant's date in UTC, or the day beside it
         # (a server storing it in its own time zone).
         days = {(sent_at + timedelta(days=shift)).date().isoformat() for shift in (-1, 0, 1)}
         return EQUAL if listed.strip() in days else DIFFERENT
-    try:
-        return EQUAL if parse_timestamp(listed) == sent_at else DIFFERENT
-    except ValueError:
-        return DIFFERENT
-
-
-def _number(value) -> Decimal | None:
-    if isinstance(value, bool):
-        return None
-    try:
-        return Decimal(str(value).strip())
-    except (InvalidOperation, ValueError):
-        return None
+    return EQUAL if instant(listed) == sent_at else DIFFERENT

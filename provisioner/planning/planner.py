@@ -28,7 +28,7 @@ from provisioner.core.models import (
 )
 from provisioner.planning.plan_warnings import lapsed_warnings, removed_grant_warnings, undeclared_warnings, unscheduled_warnings
 from provisioner.applying.matching import duplicate_reasons, duplicates_of
-from provisioner.core.comparison import EQUAL, compare_field, normalized, same_value
+from provisioner.core.comparison import EQUAL, compare_field, identifier, normalized, same_value
 from provisioner.core.timestamps import parse_timestamp
 
 FIX_FOR_FIXED_FIELD = (
@@ -251,12 +251,12 @@ class _DuplicateGuard:
         self.allowed = allowed
         self.by_client: dict[str, list[Mapping]] = defaultdict(list)
         for batch in observed.values():
-            self.by_client[str(batch.get("clientId", "")).lower()].append(batch)
+            self.by_client[identifier(batch.get("clientId", ""))].append(batch)
 
     def check(self, change: Change, spec: BatchSpec) -> Change:
         if spec.address in self.allowed:
             return change
-        found = duplicates_of(change.after or {}, self.by_client.get(spec.client_id.lower(), ()), self.claimed,
+        found = duplicates_of(change.after or {}, self.by_client.get(identifier(spec.client_id), ()), self.claimed,
                               self.open_intents)
         if not found:
             return change
