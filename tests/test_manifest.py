@@ -19,6 +19,7 @@ from provisioner.manifest import fields
 from provisioner.manifest.files import find_files
 from provisioner.manifest.issues import ManifestError, ManifestIssue
 from provisioner.manifest.loader import load
+from provisioner.core.addresses import KEY_PATTERN
 from provisioner.core.models import Desired, Policy
 from provisioner.planning.saved_plan import is_saved_plan, save_plan
 from provisioner.planning.planner import make_plan
@@ -892,7 +893,7 @@ def test_schema_lists_the_fields_and_forbids_others():
 def test_schema_constrains_keys_with_the_loader_pattern():
     schema = manifest_schema()
     clients = next(option for option in schema["properties"]["clients"]["anyOf"] if option["type"] == "object")
-    assert clients["patternProperties"] == {f"^{fields.KEY_PATTERN}$": {"$ref": "#/$defs/ClientModel"}}
+    assert clients["patternProperties"] == {f"^{KEY_PATTERN}$": {"$ref": "#/$defs/ClientModel"}}
     assert clients["additionalProperties"] is False
 
 

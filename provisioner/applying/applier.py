@@ -38,7 +38,7 @@ from provisioner.backends.base import StateError, StateWriter
 from provisioner.applying.listings import ClientListings
 from provisioner.core.models import UPDATABLE_FIELDS, Change, Desired, Intent, Plan, Resource
 from provisioner.core.comparison import same_value
-from provisioner.planning.planner import client_of
+from provisioner.core.addresses import client_of
 from provisioner.render.progress import Progress, describe_work
 from provisioner.applying.matching import confusable_key, differences, duplicate_reasons, duplicates_of
 from provisioner.applying.settling import IntentSettler

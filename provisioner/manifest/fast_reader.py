@@ -40,13 +40,13 @@ except ImportError:  # a default dependency; without it (a platform with no whee
 
 from provisioner.manifest import grant_rules
 from provisioner.manifest import yaml11
+from provisioner.core.addresses import KEY
 from provisioner.core.models import DEFAULT_GRANT_NAME
 from provisioner.manifest.fast_values import UNKNOWN, Unsure, readers
 from provisioner.manifest.fields import (
     BATCH_RULES,
     CLIENT_RULES,
     GRANT_RULES,
-    KEY,
     MAX_NAME_LENGTH,
     POLICY_RULES,
     Kind,

@@ -14,9 +14,6 @@ import enum
 import re
 from typing import NamedTuple
 
-KEY_PATTERN = r"[a-z0-9][a-z0-9._-]{0,63}"
-KEY = re.compile(KEY_PATTERN)
-KEY_RULE = "1-64 characters: lower-case letters, digits, '.', '_' or '-', starting with a letter or digit"
 MAX_NAME_LENGTH = 255
 CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 # 2^53-1: the largest whole number that JSON tools reading plans and state (jq, JavaScript) hold exactly.

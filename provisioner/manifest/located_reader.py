@@ -31,8 +31,6 @@ from provisioner.manifest.fields import (
     CLIENT_RULES,
     GRANT_FIELDS,
     GRANT_RULES,
-    KEY,
-    KEY_RULE,
     MAX_NAME_LENGTH,
     POLICY_FIELDS,
     TOP_FIELDS,
@@ -40,6 +38,7 @@ from provisioner.manifest.fields import (
     Rule,
     shorten,
 )
+from provisioner.core.addresses import KEY, KEY_RULE
 from provisioner.manifest.grant_rules import check_name_length, check_until
 from provisioner.manifest.files import add_to_digest, find_files, read_bytes, saved_plan_issue
 from provisioner.manifest.issues import ManifestError, ManifestIssue

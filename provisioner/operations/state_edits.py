@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import sys
 from datetime import datetime, timezone
 from collections.abc import Mapping
@@ -11,7 +10,7 @@ from pathlib import Path
 
 from provisioner.planning import grants
 from provisioner.api.client import ApiError, CreditsApi
-from provisioner.manifest.fields import KEY_PATTERN, KEY_RULE
+from provisioner.core.addresses import ADDRESS, ADDRESS_RULE, grant_address
 from provisioner.backends.file import FileBackend
 from provisioner.backends.snapshot import parse_state
 from provisioner.core.models import COMPARED_FIELDS, BatchSpec, Desired, Intent, Resource, State, batch_key
@@ -21,10 +20,6 @@ from provisioner.planning.planner import live_attributes
 from provisioner.applying.matching import Findings, created_since, find, intent_since, is_look_alike, window_left
 from provisioner.backends.base import StateWriter
 
-# client/batch, or a grant's period: client/grant@2026-q1 (2026-01, 2026, 2026-01-15).
-PERIOD_PATTERN = r"[0-9]{4}(?:-q[1-4]|-[0-9]{2}(?:-[0-9]{2})?)?"
-ADDRESS = re.compile(f"{KEY_PATTERN}/{KEY_PATTERN}(?:@{PERIOD_PATTERN})?")
-ADDRESS_RULE = f"CLIENT_KEY/BATCH_KEY or CLIENT_KEY/GRANT_KEY@PERIOD (e.g. acme/quarterly@2026-q1), each key {KEY_RULE}"
 # On a failed import, how many other declared clients are listed to name the batch's owner:
 # enough for the usual mix-up, few enough not to spend minutes of rate limit on an error path.
 OWNER_SEARCH_LIMIT = 25
@@ -79,13 +74,13 @@ def import_batch(
 def _period_batch(desired: Desired, address: str) -> BatchSpec:
     """The batch a declared grant issues for the period ADDRESS names, begun or not (a batch made
     by hand ahead of its period can be adopted too); else why there is none."""
-    grant_address = grants.grant_address(address)
-    grant = desired.grants.get(grant_address or "")
+    grant_of = grant_address(address)
+    grant = desired.grants.get(grant_of or "")
     if grant is None:
-        what = f"grant {grant_address}" if grant_address else "batch"
+        what = f"grant {grant_of}" if grant_of else "batch"
         raise StateCommandError(
             f"{address} is not declared in the manifests given: declare the {what} first (client key / "
-            f"{'grant key, then @PERIOD' if grant_address else 'batch key'}), so that provisioner knows what it "
+            f"{'grant key, then @PERIOD' if grant_of else 'batch key'}), so that provisioner knows what it "
             "should look like."
         )
     period_id = address.partition("@")[2]

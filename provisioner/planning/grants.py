@@ -270,9 +270,3 @@ def period_index(grant: GrantSpec, period_id: str) -> int | None:
     elif style == "year" and _YEAR_ID.fullmatch(period_id):
         index = int(period_id) - start.year
     return None if index is None or index < 0 else index
-
-
-def grant_address(batch_address: str) -> str | None:
-    """``acme/quarterly@2026-q1`` -> ``acme/quarterly``; None for a plain batch's address."""
-    owner, separator, _ = batch_address.partition("@")
-    return owner if separator else None

@@ -47,7 +47,8 @@ from provisioner.manifest.declarations import Declarations, DeclaredFile, batch_
 from provisioner.manifest.fast_reader import PARSER
 from provisioner.manifest.loader import LoadTimings
 from provisioner.core.models import BatchSpec, Desired, Figures, Plan, PlanPart, Policy, State
-from provisioner.planning.planner import client_of, client_order, combine, make_plan
+from provisioner.core.addresses import client_of
+from provisioner.planning.planner import client_order, combine, make_plan
 from provisioner.render.text import part_text
 from provisioner.core.timestamps import format_timestamp
 

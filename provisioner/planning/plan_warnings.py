@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from provisioner.planning import grants
+from provisioner.core.addresses import grant_address
 from provisioner.core.models import BatchSpec, Desired, Resource
 
 
 def undeclared_warnings(undeclared: list[tuple[str, Resource]]) -> Iterable[tuple[str, str]]:
     for address, resource in undeclared:
-        if grants.grant_address(address) is None:
+        if grant_address(address) is None:
             yield address, (
                 f"{address} (batch {resource.batch_id}) is recorded in state but no longer declared: "
                 "left as is; the API cannot delete batches. Use 'provisioner state rm "

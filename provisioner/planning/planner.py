@@ -28,6 +28,7 @@ from provisioner.core.models import (
 )
 from provisioner.planning.plan_warnings import lapsed_warnings, removed_grant_warnings, undeclared_warnings, unscheduled_warnings
 from provisioner.applying.matching import duplicate_reasons, duplicates_of
+from provisioner.core.addresses import client_of, grant_address
 from provisioner.core.comparison import EQUAL, compare_field, identifier, normalized, same_value
 from provisioner.core.timestamps import parse_timestamp
 
@@ -104,7 +105,7 @@ def _plan(
         shares.of(client_of(address)).warnings.append(warning)
     unscheduled: dict[str, list[str]] = {}
     for address, resource in undeclared:
-        grant = desired.grants.get(grants.grant_address(address) or "")
+        grant = desired.grants.get(grant_address(address) or "")
         if grant is None or address in state.pending:
             continue
         # An issued period its grant does not declare now (catchUp: false, --at earlier than when
@@ -132,10 +133,6 @@ def _plan(
 
 
 _address = operator.attrgetter("address")
-
-
-def client_of(address: str) -> str:
-    return address.split("/", 1)[0]
 
 
 def client_order(client_key: str) -> str:
@@ -450,7 +447,7 @@ def _undeclared(desired: Desired, state: State) -> tuple[list[tuple[str, Resourc
     )
     removed: dict[str, list[str]] = {}
     for address, _ in undeclared:
-        grant = grants.grant_address(address)
+        grant = grant_address(address)
         if grant is not None and grant not in desired.grants:
             removed.setdefault(grant, []).append(address.partition("@")[2])
     return undeclared, removed
