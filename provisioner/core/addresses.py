@@ -22,7 +22,19 @@ ADDRESS_RULE = f"CLIENT_KEY/BATCH_KEY or CLIENT_KEY/GRANT_KEY@PERIOD (e.g. acme/
 
 
 def client_of(address: str) -> str:
+    """``acme/q1`` -> ``acme``."""
     return address.split("/", 1)[0]
+
+
+def split_address(address: str) -> tuple[str, str]:
+    """``acme/quarterly@2026-q1`` -> (``acme``, ``quarterly@2026-q1``)."""
+    client, _, rest = address.partition("/")
+    return client, rest
+
+
+def period_of(address: str) -> str:
+    """``acme/quarterly@2026-q1`` -> ``2026-q1``; "" for a plain batch's address."""
+    return address.partition("@")[2]
 
 
 def grant_address(batch_address: str) -> str | None:

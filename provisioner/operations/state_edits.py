@@ -10,7 +10,7 @@ from pathlib import Path
 
 from provisioner.planning import grants
 from provisioner.api.client import ApiError, CreditsApi
-from provisioner.core.addresses import ADDRESS, ADDRESS_RULE, grant_address
+from provisioner.core.addresses import ADDRESS, ADDRESS_RULE, client_of, grant_address, period_of
 from provisioner.backends.file import FileBackend
 from provisioner.backends.snapshot import parse_state
 from provisioner.core.models import COMPARED_FIELDS, BatchSpec, Desired, Intent, Resource, State, batch_key
@@ -83,7 +83,7 @@ def _period_batch(desired: Desired, address: str) -> BatchSpec:
             f"{'grant key, then @PERIOD' if grant_of else 'batch key'}), so that provisioner knows what it "
             "should look like."
         )
-    period_id = address.partition("@")[2]
+    period_id = period_of(address)
     index = grants.period_index(grant, period_id)
     try:
         period = None if index is None else grants.period_at(grant, index)
@@ -181,10 +181,11 @@ def move_resource(writer: StateWriter, source: str, destination: str) -> None:
         raise StateCommandError(f"{destination} is already recorded; choose another address or 'state rm' it first.")
     if not ADDRESS.fullmatch(destination):
         raise StateCommandError(f"{destination!r} is not an address; expected {ADDRESS_RULE}.")
-    if source.split("/")[0] != destination.split("/")[0]:
+    client = client_of(source)
+    if client != client_of(destination):
         raise StateCommandError(
-            f"{source} belongs to client {source.split('/')[0]}: a batch cannot move to another client "
-            f"({destination.split('/')[0]}). Rename the batch key only, e.g. {source.split('/')[0]}/new-key."
+            f"{source} belongs to client {client}: a batch cannot move to another client "
+            f"({client_of(destination)}). Rename the batch key only, e.g. {client}/new-key."
         )
     writer.move(source, destination)
 

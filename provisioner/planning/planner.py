@@ -28,7 +28,7 @@ from provisioner.core.models import (
 )
 from provisioner.planning.plan_warnings import lapsed_warnings, removed_grant_warnings, undeclared_warnings, unscheduled_warnings
 from provisioner.applying.matching import duplicate_reasons, duplicates_of
-from provisioner.core.addresses import client_of, grant_address
+from provisioner.core.addresses import client_of, grant_address, period_of
 from provisioner.core.comparison import EQUAL, compare_field, identifier, normalized, same_value
 from provisioner.core.timestamps import parse_timestamp
 
@@ -110,7 +110,7 @@ def _plan(
             continue
         # An issued period its grant does not declare now (catchUp: false, --at earlier than when
         # it was issued, a schedule edited since): frozen like the declared ones.
-        period = address.partition("@")[2]
+        period = period_of(address)
         if grants.period_index(grant, period) is None:
             unscheduled.setdefault(grant.address, []).append(period)
         change = _frozen_change(address, grant.client_key, resource, observed, declared=False)
@@ -395,7 +395,7 @@ def _create_change(
 
 
 def _recover_change(intent: Intent, desired: Desired | None, spec: BatchSpec | None = None) -> Change:
-    client_key = intent.address.split("/", 1)[0]
+    client_key = client_of(intent.address)
     reasons = [
         f"An earlier apply was interrupted while creating this batch (at {intent.at}). Apply will look "
         "for it in the API and record it if it was made, or create it if it was not: never twice."
@@ -449,7 +449,7 @@ def _undeclared(desired: Desired, state: State) -> tuple[list[tuple[str, Resourc
     for address, _ in undeclared:
         grant = grant_address(address)
         if grant is not None and grant not in desired.grants:
-            removed.setdefault(grant, []).append(address.partition("@")[2])
+            removed.setdefault(grant, []).append(period_of(address))
     return undeclared, removed
 
 

@@ -19,6 +19,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from provisioner.planning.grants import add_step, upcoming_periods
+from provisioner.core.addresses import split_address
 from provisioner.core.models import GrantSpec, Resource, State, Step, batch_key
 from provisioner.report import DEFAULT_EXPIRING_WITHIN
 from provisioner.core.timestamps import parse_timestamp
@@ -177,7 +178,7 @@ def upcoming_grants(
 def _batch_line(
     address: str, resource: Resource, observed: Mapping[str, Mapping] | None, now: datetime, expiring_within: int
 ) -> BatchLine:
-    client, batch = address.split("/", 1)
+    client, batch = split_address(address)
     missing = observed is not None and batch_key(resource.batch_id) not in observed
     view: Mapping = resource.remote if observed is None else observed.get(batch_key(resource.batch_id), {})
     starting = _number(view.get("startingBalance"))
