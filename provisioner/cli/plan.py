@@ -32,7 +32,7 @@ from provisioner.cli.options import (
     user_errors,
     with_backend,
 )
-from provisioner.report.wording import plural
+from provisioner.core.plurals import plural
 
 if TYPE_CHECKING:
     from provisioner.backends import Backend

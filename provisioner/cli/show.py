@@ -22,7 +22,7 @@ from provisioner.cli.options import (
     user_errors,
     with_backend,
 )
-from provisioner.report.wording import plural
+from provisioner.core.plurals import plural
 from provisioner.report import DEFAULT_EXPIRING_WITHIN, FORMATS
 
 

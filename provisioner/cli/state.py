@@ -25,7 +25,7 @@ from provisioner.cli.options import (
     user_errors,
     with_backend,
 )
-from provisioner.report.wording import plural
+from provisioner.core.plurals import plural
 
 
 @click.command(short_help="Create an empty state (first run only).")

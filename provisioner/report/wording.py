@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from provisioner.core.timestamps import NO_EXPIRY
 
-if TYPE_CHECKING:  # the CLI takes plural() from here at start-up, without the report's model
+if TYPE_CHECKING:  # for annotations only
     from provisioner.report.model import BatchLine, CreditsReport, Number
 
 # The columns of the per-client and per-batch tables; the four places credits go, in order.
@@ -72,7 +72,3 @@ def used(line: BatchLine) -> str:
         return "?"
     share = line.used_share
     return credits(line.credits.used) + (f" ({share:.0%})" if share is not None else "")
-
-
-def plural(count: int, one: str, many: str) -> str:
-    return f"{count:,} {one if count == 1 else many}"
