@@ -29,6 +29,7 @@ from datetime import datetime, timedelta
 
 from provisioner.core.comparison import DIFFERENT, EQUAL, HINT, UNKNOWN, compare_field, identifier, whole
 from provisioner.core.models import COMPARED_FIELDS, Intent, batch_key
+from provisioner.core.plurals import word_for
 from provisioner.core.timestamps import parse_timestamp
 
 # createdAt is compared with the intent's time on the server's clock, with this much slack: the
@@ -224,7 +225,7 @@ def ambiguity_message(intent: Intent, findings: Findings) -> str:
 
 
 def batches_phrase(count: int) -> str:
-    return "a batch" if count == 1 else f"{count} batches"
+    return word_for(count, "a batch", f"{count:,} batches")
 
 
 def describe(batches: Iterable[Mapping]) -> str:

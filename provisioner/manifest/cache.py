@@ -41,7 +41,7 @@ READER_MODULES = tuple(
         "loader", "declarations", "fields", "fast_reader", "fast_values", "located_reader", "yaml11", "grant_rules",
         "cache", "cachefile", "located_values", "documents", "files", "issues",
     )
-) + ("core/timestamps.py", "core/models.py", "core/bulk.py", "core/file_marks.py", "core/addresses.py")
+) + ("core/timestamps.py", "core/models.py", "core/bulk.py", "core/file_marks.py", "core/addresses.py", "core/plurals.py")
 
 
 def reader_identity() -> str:

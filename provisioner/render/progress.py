@@ -27,6 +27,8 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, TextIO
 
+from provisioner.core.plurals import plural, word_for
+
 SUMMARY_EVERY = 10.0  # seconds between summary lines in a log
 SUMMARY_STEPS = 10  # and one at every tenth of the work...
 SUMMARY_MIN_GAP = 1.0  # ...but never two within a second
@@ -152,7 +154,7 @@ class Progress:
                 return
             if self._retries_unsaid:
                 more = self._retries_unsaid
-                line += f" ({more} more {'retry' if more == 1 else 'retries'} since the last notice)"
+                line += f" ({more} more {word_for(more, 'retry', 'retries')} since the last notice)"
             self._last_retry_notice, self._retries_unsaid = now, 0
             if not self.quiet:
                 self._emit(f"Note: {line[:1].upper()}{line[1:]}")
@@ -372,7 +374,7 @@ def describe_work(actions: Mapping[str, int] | Counter) -> str:
     ]
     if len(named) == 1:
         return named[0]
-    return f"{total:,} change{'s' if total != 1 else ''} ({', '.join(named)})"
+    return f"{plural(total, 'change', 'changes')} ({', '.join(named)})"
 
 
 def duration(seconds: float, short: bool = False) -> str:

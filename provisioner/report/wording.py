@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from provisioner.core.plurals import plural
 from provisioner.core.timestamps import NO_EXPIRY
 
 if TYPE_CHECKING:  # for annotations only
@@ -47,7 +48,7 @@ def days_left(line: BatchLine) -> str:
         return ""
     if line.days_left == 0:
         return "expires today"
-    return f"{line.days_left:,} day{'' if line.days_left == 1 else 's'} left"
+    return f"{plural(line.days_left, 'day', 'days')} left"
 
 
 def expiry(line: BatchLine) -> str:
