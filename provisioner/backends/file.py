@@ -31,8 +31,9 @@ from provisioner.backends.base import (
     apply_entry,
 )
 from provisioner.backends.filelock import StateLock, force_unlock, lock_path
-from provisioner.backends.journal import Journal, JournalError, fsync_directory, read_journal
+from provisioner.backends.journal import Journal, JournalError, read_journal
 from provisioner.backends.snapshot import SnapshotText, parse_state
+from provisioner.core.atomic_files import temporary_beside, write_atomically
 from provisioner.core.models import State
 
 
@@ -191,27 +192,20 @@ def _read_journal_checked(path: Path, state: State | None) -> tuple[list[dict], 
 
 
 def write_snapshot(path: Path, state: State, text: SnapshotText | None = None) -> None:
-    """Atomic: temporary file, fsync, keep the previous file as .backup, rename."""
+    """Atomic and durable: the new snapshot written and fsynced, the previous file kept as .backup, renamed."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(temporary, "w", encoding="utf-8") as handle:
-            handle.write((text or SnapshotText()).render(state))
-            handle.flush()
-            os.fsync(handle.fileno())
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    if path.exists():
-        _keep_backup(path)
-    os.replace(temporary, path)
-    fsync_directory(path.parent)
+
+    def keep_backup() -> None:
+        if path.exists():
+            _keep_backup(path)
+
+    write_atomically(path, (text or SnapshotText()).render(state), durable=True, before_replace=keep_backup)
 
 
 def _keep_backup(path: Path) -> None:
     # A hard link keeps the old inode as the backup at no copying cost; the state
     # path itself is never absent, so a crash here cannot look like "no state".
-    staged = path.with_name(f".{path.name}.{os.getpid()}.backup.tmp")
+    staged = temporary_beside(path, "backup.tmp")
     try:
         if staged.exists():
             staged.unlink()

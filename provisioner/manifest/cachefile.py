@@ -27,6 +27,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from provisioner.core.atomic_files import write_atomically
+
 FORMAT = 3
 MOST_SEGMENTS = 32
 
@@ -142,21 +144,15 @@ class CacheFile:
     def _replace(self, chunks: list[bytes | memoryview]) -> None:
         """Write the file atomically, and remove the files it replaces: the same tree's of another identity."""
         path = self.path
-        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         try:
             _prepare_directory(path.parent)
-            with open(temporary, "wb", buffering=1 << 20) as out:  # tens of megabytes in pieces of a few kB
-                out.writelines(chunks)
-            os.replace(temporary, path)
+            write_atomically(path, chunks)
             kind, _, tree = path.name.split("-", 2)
             for other in path.parent.glob(f"{kind}-*-{tree}"):
                 if other != path:
                     other.unlink(missing_ok=True)
         except OSError:
-            try:
-                temporary.unlink()
-            except OSError:
-                pass
+            pass
 
 
 class TreeCache:
