@@ -13,26 +13,23 @@ import click
 from provisioner.cli.options import (
     UserError,
     allow_duplicate_option,
-    api_context,
     api_options,
     ask_yes,
     at_option,
     cache_option,
-    check_instance,
-    effective_policy,
-    expanded,
-    load_manifests,
     lock_option,
     moment,
     paths_argument,
     policy_options,
     progress,
     quiet_option,
-    refreshed,
     user_errors,
     with_backend,
 )
 from provisioner.cli.plan import check_replace_addresses, emit_plan
+from provisioner.operations.connection import api_context, check_instance
+from provisioner.operations.live_batches import refreshed
+from provisioner.operations.manifests import effective_policy, expanded, load_manifests
 
 if TYPE_CHECKING:
     from provisioner.applying.applier import ApplyResult

@@ -13,25 +13,21 @@ import click
 from provisioner.cli.options import (
     UserError,
     allow_duplicate_option,
-    api_context,
     api_options,
     at_option,
     cache_option,
-    check_instance,
-    effective_policy,
-    expanded,
-    load_manifests,
     moment,
     paths_argument,
     policy_options,
     progress,
     quiet_option,
-    read_manifests,
-    refreshed,
     refuse_output_over_own_files,
     user_errors,
     with_backend,
 )
+from provisioner.operations.connection import api_context, check_instance
+from provisioner.operations.live_batches import refreshed
+from provisioner.operations.manifests import effective_policy, expanded, load_manifests, read_manifests
 from provisioner.core.plurals import plural
 
 if TYPE_CHECKING:

@@ -7,21 +7,19 @@ from pathlib import Path
 import click
 
 from provisioner.cli.options import (
-    api_context,
     api_options,
     at_option,
-    check_instance,
-    expanded,
     hint_at_the_sandbox_state,
-    load_manifests,
     moment,
     optional_paths_argument,
     progress,
-    refreshed,
     refuse_output_over_own_files,
     user_errors,
     with_backend,
 )
+from provisioner.operations.connection import api_context, check_instance
+from provisioner.operations.live_batches import refreshed
+from provisioner.operations.manifests import expanded, load_manifests
 from provisioner.core.plurals import plural
 from provisioner.report import DEFAULT_EXPIRING_WITHIN, FORMATS
 

@@ -9,22 +9,21 @@ import click
 
 from provisioner.cli.apply import RECOVERY_WAIT_HELP
 from provisioner.cli.options import (
-    api_context,
     api_options,
     ask_yes,
     cache_option,
-    check_instance,
     hint_at_the_sandbox_state,
-    load_manifests,
     lock_option,
     paths_argument,
     progress,
     quiet_option,
-    refreshed,
     sandbox_option,
     user_errors,
     with_backend,
 )
+from provisioner.operations.connection import api_context, check_instance
+from provisioner.operations.live_batches import refreshed
+from provisioner.operations.manifests import load_manifests
 from provisioner.core.plurals import plural
 
 
