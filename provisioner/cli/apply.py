@@ -29,7 +29,7 @@ from provisioner.cli.options import (
 from provisioner.cli.plan import check_replace_addresses, emit_plan
 from provisioner.operations.connection import api_context, check_instance
 from provisioner.operations.live_batches import refreshed
-from provisioner.operations.manifests import effective_policy, expanded, load_manifests
+from provisioner.operations.apply_request import ApplyRequest
 
 if TYPE_CHECKING:
     from provisioner.applying.applier import ApplyResult
@@ -87,28 +87,27 @@ def apply(paths, backend, sandbox, base_url, parallelism, rate_limit, lock_timeo
     saved = saved_plan_in(paths)
     if saved:
         saved.refuse_options(replace=replace, refresh=refresh, allow_duplicate=allow_duplicate, **policy_overrides)
-    at = moment(at)
-    if saved:
-        at = saved.moment_to_apply(at, progress)
-    desired = expanded(saved.desired if saved else load_manifests(paths, no_cache), at)
-    policy = saved.policy if saved else effective_policy(desired, policy_overrides)
-    replace = saved.replace if saved else list(replace)
-    refresh = saved.refresh if saved else refresh
-    allow_duplicate = saved.allow_duplicates if saved else list(allow_duplicate)
+        request = ApplyRequest.from_saved_plan(saved, moment(at), progress)
+    else:
+        request = ApplyRequest.from_manifests(
+            paths, moment(at), no_cache=no_cache, policy_overrides=policy_overrides, replace=replace, refresh=refresh,
+            allow_duplicates=allow_duplicate,
+        )
+    desired = request.desired
     reporter = Progress.for_stream(quiet=quiet)
     with backend.lock("apply", timeout=lock_timeout, warn=progress):
         if saved:  # before the writer folds an interrupted run in (which moves the serial on)
             saved.check_against(backend.read(), backend.name)
         with backend.open_writer() as writer:
-            check_replace_addresses(replace, writer.state)
+            check_replace_addresses(request.replace, writer.state)
             with api_context(sandbox, base_url, backend, rate_limit, parallelism, reporter) as api:
                 check_instance(writer.state, api, backend)
                 # One listing per client for the whole run: the refresh's serve the preflight, the duplicate
                 # guard and recovery's first look; deciding that a create never happened lists again.
                 listings = ClientListings(api)
-                observed = refreshed(desired, writer.state, api, parallelism, reporter, listings) if refresh else None
-                result = make_plan(desired, writer.state, at, observed=observed, replace=replace, policy=policy,
-                                   allow_duplicates=allow_duplicate)
+                observed = refreshed(desired, writer.state, api, parallelism, reporter, listings) if request.refresh else None
+                result = make_plan(desired, writer.state, request.at, observed=observed, replace=request.replace,
+                                   policy=request.policy, allow_duplicates=request.allow_duplicates)
                 if result.has_changes:
                     preflight(api, listings, result, desired, writer.state)
                 if saved and not saved.matches(result):
@@ -125,7 +124,7 @@ def apply(paths, backend, sandbox, base_url, parallelism, rate_limit, lock_timeo
                 outcome = run_apply(
                     api, writer, result, desired, parallelism,
                     RECOVERY_WAIT if recovery_wait is None else recovery_wait, reporter,
-                    duplicate_check=not no_duplicate_check, allow_duplicates=allow_duplicate, listings=listings,
+                    duplicate_check=not no_duplicate_check, allow_duplicates=request.allow_duplicates, listings=listings,
                 )
     report(outcome, result)
 
