@@ -9,12 +9,11 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
-from conftest import init_state, run_subprocess, two_client_manifest
+from conftest import init_state, run_subprocess, two_client_manifest, wait_until
 
 from provisioner.backends.filelock import (
     LockError,
@@ -82,13 +81,6 @@ def foreign_lock(state: Path, **changes) -> LockInfo:
     return info
 
 
-def wait_until(condition, what: str, limit: float = 20.0) -> None:
-    deadline = time.monotonic() + limit
-    while not condition():
-        assert time.monotonic() < deadline, f"gave up waiting for {what}"
-        time.sleep(0.01)
-
-
 def process_state(pid: int) -> str:
     stat = Path(f"/proc/{pid}/stat").read_text()
     return stat[stat.rfind(")") + 2]
@@ -138,8 +130,9 @@ def test_lock_timeout_waits_for_the_holder_to_release(state):
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
-        time.sleep(1.0)  # long enough for the waiter to find the lock taken
-        assert waiter.poll() is None, "it waits instead of failing"
+        said = waiter.stderr.readline()  # the waiter says it found the lock taken and waits
+        assert said.startswith("Waiting up to 60 s for the lock on") and waiter.poll() is None, said
+        assert holder.info.id in waiter.stderr.readline()
     finally:
         holder.release()
     stdout, stderr = waiter.communicate(timeout=60)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import sys
 import textwrap
-import time
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
@@ -909,7 +908,8 @@ def test_schema_and_loader_know_the_same_fields():
 # --------------------------------------------------------------------------- speed
 
 
-def test_ten_thousand_batches_load_fast():
+def test_ten_thousand_batches_load():
+    # How fast is bench/plan's to measure (the manifest load step, with its target); here, only what is loaded.
     for part in range(10):
         lines = ["clients:"]
         for c in range(100):
@@ -923,12 +923,10 @@ def test_ten_thousand_batches_load_fast():
                     "        expiresOn: 2026-12-31T23:59:59Z",
                 ]
         write(f"big/part{part}.yaml", "\n".join(lines) + "\n")
-    started = time.perf_counter()
     desired = load(["big"])
-    elapsed = time.perf_counter() - started
     assert len(desired.batches) == 10_000 and len(desired.clients) == 1_000
     assert isinstance(desired, Desired)
-    assert elapsed < 1.5, f"loading 10,000 batches took {elapsed:.2f} s"  # ~0.4 s measured; slack for CI
+    assert desired.batches["client-0999/b9"].starting_balance == 1009
 
 
 def test_pure_python_yaml_gives_the_same_answers(monkeypatch):

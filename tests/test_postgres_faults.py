@@ -13,6 +13,7 @@ reaches it, that the create's intent was already committed in the database.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import random
@@ -28,6 +29,8 @@ from pathlib import Path
 import psycopg
 import pytest
 from conftest import TEST_KEY, run_subprocess
+from conftest import wait_until as wait_until_within
+from conftest import start_apply as start_apply_process
 from faultproxy import FaultProxy, Forward
 from pg import start_server
 
@@ -71,6 +74,10 @@ def declared(manifest: Path) -> dict[str, tuple[str, str, int]]:
             for address, spec in load([manifest]).batches.items()}
 
 
+# PostgreSQL servers are started, stopped and cut here: waits get a little longer than elsewhere.
+wait_until = functools.partial(wait_until_within, timeout=30.0)
+
+
 def apply_command(manifest: Path, url: str, workspace: str, *extra: str) -> list[str]:
     return [sys.executable, "-m", "provisioner", "apply", str(manifest), "--state", url, "--workspace", workspace,
             "--auto-approve", "--rate-limit", "0", "--recovery-wait", RECOVERY_WAIT, *extra]
@@ -78,9 +85,8 @@ def apply_command(manifest: Path, url: str, workspace: str, *extra: str) -> list
 
 def start_apply(manifest: Path, url: str, workspace: str, api_url: str, *extra: str,
                 cwd: Path | None = None) -> subprocess.Popen:
-    return subprocess.Popen(apply_command(manifest, url, workspace, *extra), cwd=cwd,
-                            env={**os.environ, "TI_BASE_URL": api_url, "TI_API_KEY": TEST_KEY},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return start_apply_process(manifest, url, api_url, "--workspace", workspace, "--rate-limit", "0",
+                               "--recovery-wait", RECOVERY_WAIT, *extra, cwd=cwd)
 
 
 def finish(process: subprocess.Popen, timeout: float = 60) -> tuple[int, str, str]:
@@ -102,13 +108,6 @@ def apply_until_done(manifest: Path, url: str, workspace: str, api_url: str) -> 
         if code == 0:
             return logs
     raise AssertionError(f"no apply succeeded in {MAX_APPLY_RUNS} runs; the last said:\n{logs[-1]}")
-
-
-def wait_until(condition, what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting until {what}"
-        time.sleep(0.005)
 
 
 def assert_each_batch_once(sandbox: Sandbox, manifest: Path, url: str, workspace: str) -> None:

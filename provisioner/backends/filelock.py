@@ -102,6 +102,7 @@ class StateLock:
 
     def acquire(self) -> None:
         deadline = time.monotonic() + self.timeout
+        said = False
         while True:
             holder = self._try_acquire()
             if holder is None:
@@ -111,6 +112,10 @@ class StateLock:
                     f"the state {self.state_path} is locked by another run:\n  {holder.describe()}\n"
                     + _what_to_do(holder)
                 )
+            if not said:  # a run that waits says why it is silent, and for whom
+                self.warn(f"Waiting up to {self.timeout:g} s for the lock on {self.state_path}, held by another "
+                          f"run:\n  {holder.describe()}")
+                said = True
             time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
 
     def _try_acquire(self) -> LockInfo | None:
