@@ -21,10 +21,16 @@ from provisioner.backends.filelock import (
     StateLock,
     lock_path,
     process_start_time,
-    read_lock_info,
 )
 from provisioner.core.models import Resource
 from provisioner.backends.file import FileWriter, read_state
+
+def read_lock_info(state_path: Path) -> LockInfo | None:
+    """What the lock file beside the state says of its holder, as the lock writes it (JSON)."""
+    path = lock_path(state_path)
+    text = path.read_text() if path.exists() else ""
+    return LockInfo(**json.loads(text)) if text.strip() else None
+
 
 # Takes the lock, prints its id, then dies the way `kill -9` kills an apply.
 LOCK_THEN_DIE = """

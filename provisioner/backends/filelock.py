@@ -72,17 +72,6 @@ def _read_info(fd: int) -> LockInfo | None:
         return None
 
 
-def read_lock_info(state_path: Path) -> LockInfo | None:
-    try:
-        fd = os.open(lock_path(state_path), os.O_RDONLY)
-    except FileNotFoundError:
-        return None
-    try:
-        return _read_info(fd)
-    finally:
-        os.close(fd)
-
-
 class StateLock:
     def __init__(self, state_path: str | Path, command: str, timeout: float = 0.0, warn=None):
         self.state_path = Path(state_path)
