@@ -1,4 +1,4 @@
-"""What the commands share: the user-error boundary, the options, and the few steps every command takes.
+"""What the commands share: the user-error boundary and the options (the steps they take are in operations/).
 
 Each command imports the layers it uses when it runs: `validate` and `plan` never load the HTTP
 client, and start-up stays short.
