@@ -25,9 +25,9 @@ from provisioner.cli.options import (
     user_errors,
     with_backend,
 )
-from provisioner.operations.connection import api_context, check_instance
-from provisioner.operations.live_batches import refreshed
-from provisioner.operations.manifests import effective_policy, expanded, load_manifests, read_manifests
+from provisioner.operations.live_batches import read_live
+from provisioner.operations.manifests import effective_policy, load_manifests, read_manifests
+from provisioner.operations.plans import plan_changes
 from provisioner.core.plurals import plural
 
 if TYPE_CHECKING:
@@ -76,7 +76,7 @@ def plan(paths, backend, sandbox, base_url, parallelism, rate_limit, refresh, ou
          detailed_exitcode, no_color, replace, allow_duplicate, at, quiet, no_cache, **policy_overrides) -> None:
     """Show what apply would change, and the credits it would issue."""
     from provisioner.planning.saved_plan import refuse_saved_plans, save_plan
-    from provisioner.planning.planner import make_plan
+    from provisioner.render.progress import Progress
 
     refuse_saved_plans(paths)
     if out_path is not None:
@@ -87,26 +87,20 @@ def plan(paths, backend, sandbox, base_url, parallelism, rate_limit, refresh, ou
     check_replace_addresses(replace, state)
     policy = effective_policy(declarations, policy_overrides)
     color = not no_color and sys.stdout.isatty()
-    # The text a reviewer's CI job keeps: reusing the parts of the last plan that still hold.
-    reusable = output_format == "text" and not (color or refresh or replace or out_path or no_cache)
-    from provisioner.planning import plan_memo
 
-    if reusable and plan_memo.usable(declarations, state):
-        result = plan_memo.plan(declarations, state, at, policy, plan_memo.PlanMemo())
-    else:
-        desired = expanded(declarations.desired(), at)
-        observed = None
-        if refresh:
-            from provisioner.render.progress import Progress
+    def observe(desired):
+        return read_live(desired, state, backend, sandbox=sandbox, base_url=base_url, rate_limit=rate_limit,
+                         parallelism=parallelism, reporter=Progress.for_stream(quiet=quiet))
 
-            reporter = Progress.for_stream(quiet=quiet)
-            with api_context(sandbox, base_url, backend, rate_limit, parallelism, reporter) as api:
-                check_instance(state, api, backend)
-                observed = refreshed(desired, state, api, parallelism, reporter)
-        result = make_plan(desired, state, at, observed=observed, replace=replace, policy=policy,
-                           allow_duplicates=allow_duplicate)
+    result, desired = plan_changes(
+        declarations, state, at, policy, replace=replace, allow_duplicates=allow_duplicate,
+        observe=observe if refresh else None,
+        # The text a reviewer's CI job keeps: reusing the parts of the last plan that still hold.
+        reuse_parts=output_format == "text" and not (color or refresh or replace or out_path or no_cache),
+    )
     emit_plan(result, output_format, color=color)
     if out_path is not None:
+        assert desired is not None  # --out never reuses the memo's parts: the batches were built
         save_plan(out_path, desired, result, state, policy, list(replace), refresh=refresh,
                   allow_duplicates=list(allow_duplicate))
         progress(f"Saved the plan to {out_path}. Apply exactly this plan with: {apply_command(out_path, backend, base_url)}")

@@ -17,8 +17,7 @@ from provisioner.cli.options import (
     user_errors,
     with_backend,
 )
-from provisioner.operations.connection import api_context, check_instance
-from provisioner.operations.live_batches import refreshed
+from provisioner.operations.live_batches import read_live
 from provisioner.operations.manifests import expanded, load_manifests
 from provisioner.core.plurals import plural
 from provisioner.report import DEFAULT_EXPIRING_WITHIN, FORMATS
@@ -67,9 +66,8 @@ def show(paths, backend, sandbox, base_url, parallelism, rate_limit, refresh, ou
     current = backend.read()
     observed = None
     if refresh:
-        with api_context(sandbox, base_url, backend, rate_limit, parallelism) as api:
-            check_instance(current, api, backend)
-            observed = refreshed(desired, current, api, parallelism)
+        observed = read_live(desired, current, backend, sandbox=sandbox, base_url=base_url, rate_limit=rate_limit,
+                             parallelism=parallelism)
     credits = build_report(
         current, observed, at, recorded_at=backend.written_at(), expiring_within=expiring_within,
         upcoming=upcoming_grants(desired.grants.values(), at),

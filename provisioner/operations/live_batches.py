@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from provisioner.backends import Backend
     from provisioner.core.models import Desired, State
     from provisioner.render.progress import Progress
 
@@ -19,3 +20,14 @@ def refreshed(desired: Desired, state: State, api, parallelism: int, reporter: P
     client_ids |= {resource.client_id for resource in state.resources.values()}
     return observe(api, sorted(client_ids), parallelism=parallelism, reporter=reporter or Progress.for_stream(),
                    listings=listings)
+
+
+def read_live(desired: Desired, state: State, backend: Backend, *, sandbox: bool, base_url: str | None,
+              rate_limit: float | None, parallelism: int, reporter: Progress | None = None) -> dict:
+    """For a command that only reads (plan --refresh, show --refresh): connects, checks that the API is
+    the state's instance, and lists the live batches."""
+    from provisioner.operations.connection import api_context, check_instance
+
+    with api_context(sandbox, base_url, backend, rate_limit, parallelism, reporter) as api:
+        check_instance(state, api, backend)
+        return refreshed(desired, state, api, parallelism, reporter)

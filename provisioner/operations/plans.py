@@ -1,0 +1,41 @@
+"""A plan of the manifests against the state: made whole, or from the parts of the last text plan that
+still hold (the plan memo), with the live batches when asked."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from provisioner.operations.manifests import expanded
+
+if TYPE_CHECKING:
+    from provisioner.core.models import Desired, Plan, Policy, State
+    from provisioner.manifest.declarations import Declarations
+
+
+def plan_changes(
+    declarations: Declarations,
+    state: State,
+    at: datetime,
+    policy: Policy,
+    *,
+    replace: Iterable[str] = (),
+    allow_duplicates: Iterable[str] = (),
+    observe: Callable[[Desired], dict] | None = None,
+    reuse_parts: bool = False,
+) -> tuple[Plan, Desired | None]:
+    """The plan, and the batches wanted (None when the memo made the plan: they were not built).
+
+    ``observe``: the live batches of these batches' clients (--refresh). ``reuse_parts``: the plan
+    may come from the memo's parts, when the memo can plan these manifests against this state."""
+    from provisioner.planning import plan_memo
+    from provisioner.planning.planner import make_plan
+
+    if reuse_parts and plan_memo.usable(declarations, state):
+        return plan_memo.plan(declarations, state, at, policy, plan_memo.PlanMemo()), None
+    desired = expanded(declarations.desired(), at)
+    observed = observe(desired) if observe is not None else None
+    result = make_plan(desired, state, at, observed=observed, replace=replace, policy=policy,
+                       allow_duplicates=allow_duplicates)
+    return result, desired
