@@ -212,6 +212,21 @@ def _checked_base_url(context, parameter, base_url: str | None) -> str | None:
     return base_url
 
 
+# Said here so that --help need not import the client (a test keeps the two equal).
+GIVE_UP_AFTER_HELP = 25
+
+
+def _keep_give_up_after(context, parameter, seconds: float | None) -> None:
+    """Kept for api_context, so that the commands need not pass it along."""
+    context.meta["give_up_after"] = seconds
+
+
+def given_give_up_after() -> float | None:
+    """--give-up-after of the command running (None: not given, the watcher's default)."""
+    context = click.get_current_context(silent=True)
+    return context.meta.get("give_up_after") if context is not None else None
+
+
 def api_options(command):
     options = [
         click.option("--sandbox", is_flag=True, help="Use an embedded local sandbox (data under state/) instead of TI_BASE_URL."),
@@ -226,6 +241,18 @@ def api_options(command):
             help="Requests per minute never to exceed (Standard plan: 120, Enterprise: 600; 0: no limit "
             "of our own). Default ($TI_RATE_LIMIT unset): start at 120 and follow the limit the server "
             "announces.",
+        ),
+        click.option(
+            "--give-up-after",
+            default=None,
+            envvar="PROVISIONER_GIVE_UP_AFTER",
+            type=click.FloatRange(1),
+            metavar="SECONDS",
+            expose_value=False,
+            callback=_keep_give_up_after,
+            help="When the API stops answering (connection refused, timeouts, 502/503/504), stop the whole "
+            "run after this many seconds without an answer, and say what is left to do. "
+            f"Default: {GIVE_UP_AFTER_HELP} ($PROVISIONER_GIVE_UP_AFTER if set).",
         ),
     ]
     for option in reversed(options):

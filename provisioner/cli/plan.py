@@ -16,6 +16,7 @@ from provisioner.cli.options import (
     api_options,
     at_option,
     cache_option,
+    given_give_up_after,
     moment,
     paths_argument,
     policy_options,
@@ -90,7 +91,8 @@ def plan(paths, backend, sandbox, base_url, parallelism, rate_limit, refresh, ou
 
     def observe(desired):
         return read_live(desired, state, backend, sandbox=sandbox, base_url=base_url, rate_limit=rate_limit,
-                         parallelism=parallelism, reporter=Progress.for_stream(quiet=quiet))
+                         parallelism=parallelism, reporter=Progress.for_stream(quiet=quiet),
+                         give_up_after=given_give_up_after())
 
     result, desired = plan_changes(
         declarations, state, at, policy, replace=replace, allow_duplicates=allow_duplicate,

@@ -9,6 +9,7 @@ import click
 from provisioner.cli.options import (
     api_options,
     at_option,
+    given_give_up_after,
     hint_at_the_sandbox_state,
     moment,
     optional_paths_argument,
@@ -67,7 +68,7 @@ def show(paths, backend, sandbox, base_url, parallelism, rate_limit, refresh, ou
     observed = None
     if refresh:
         observed = read_live(desired, current, backend, sandbox=sandbox, base_url=base_url, rate_limit=rate_limit,
-                             parallelism=parallelism)
+                             parallelism=parallelism, give_up_after=given_give_up_after())
     credits = build_report(
         current, observed, at, recorded_at=backend.written_at(), expiring_within=expiring_within,
         upcoming=upcoming_grants(desired.grants.values(), at),

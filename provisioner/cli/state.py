@@ -12,6 +12,7 @@ from provisioner.cli.options import (
     api_options,
     ask_yes,
     cache_option,
+    given_give_up_after,
     hint_at_the_sandbox_state,
     lock_option,
     paths_argument,
@@ -57,7 +58,7 @@ def refresh(paths, backend, sandbox, base_url, parallelism, rate_limit, lock_tim
     desired = load_manifests(paths, no_cache)
     reporter = Progress.for_stream(quiet=quiet)
     with backend.writing("refresh", timeout=lock_timeout, warn=progress) as writer:
-        with api_context(sandbox, base_url, backend, rate_limit, parallelism, reporter) as api:
+        with api_context(sandbox, base_url, backend, rate_limit, parallelism, reporter, given_give_up_after()) as api:
             check_instance(writer.state, api, backend)
             observed = refreshed(desired, writer.state, api, parallelism, reporter)
             missing = refresh_state(writer, observed)
@@ -85,7 +86,8 @@ def import_command(address, batch_id, paths, backend, sandbox, base_url, paralle
 
     desired = load_manifests(paths, no_cache)
     with backend.writing("import", timeout=lock_timeout, warn=progress) as writer:
-        with api_context(sandbox, base_url, backend, rate_limit, parallelism) as api:
+        with api_context(sandbox, base_url, backend, rate_limit, parallelism,
+                         give_up_after=given_give_up_after()) as api:
             check_instance(writer.state, api, backend)
             resource = import_batch(writer, api, desired, address, batch_id, force=force)
             writer.bind_instance(api.instance)
@@ -234,7 +236,8 @@ def state_forget_intent(address, backend, sandbox, base_url, parallelism, rate_l
     from provisioner.operations.state_edits import forget_intent, intent_candidates
 
     with backend.writing("state forget-intent", timeout=lock_timeout, warn=progress) as writer:
-        with api_context(sandbox, base_url, backend, rate_limit, parallelism) as api:
+        with api_context(sandbox, base_url, backend, rate_limit, parallelism,
+                         give_up_after=given_give_up_after()) as api:
             from provisioner.applying.applier import RECOVERY_WAIT
 
             window = RECOVERY_WAIT if recovery_wait is None else recovery_wait

@@ -10,12 +10,14 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 
 from provisioner.core.timestamps import format_timestamp, parse_timestamp
 
 BARE_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+UUID_TEXT = re.compile(r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}")
 ID_FIELDS = ("clientId", "creditAccountId")
 
 EQUAL, UNKNOWN, HINT, DIFFERENT = "equal", "unknown", "hint", "different"
@@ -38,13 +40,22 @@ def identifier(value) -> str:
 
 
 def whole(value) -> Decimal | None:
-    """A balance as a number, however written (1200, 1200.0, "1200"); None: not a number."""
-    if isinstance(value, bool):
+    """A balance as a number, however written (1200, 1200.0, "1200"); None: no finite number (true, an
+    object, "n/a", NaN)."""
+    if not isinstance(value, int | float | str) or isinstance(value, bool):
         return None
     try:
-        return Decimal(str(value).strip())
+        number = Decimal(str(value).strip())
     except (InvalidOperation, ValueError):
         return None
+    return number if number.is_finite() else None
+
+
+def normal_name(name: str) -> str:
+    """A name as a server may store it: Unicode normal form NFKC, trimmed, each run of whitespace
+    inside made one space, case-folded (NFKC again after folding, which can undo it)."""
+    folded = " ".join(unicodedata.normalize("NFKC", name).split()).casefold()
+    return " ".join(unicodedata.normalize("NFKC", folded).split())
 
 
 # --------------------------------------------------------------------------- their uses
@@ -81,20 +92,29 @@ def same_value(field: str, left, right) -> bool:
 
 def compare_field(name: str, sent, listed) -> str:
     """How a listed value compares with the value that was sent, the way a server may have stored it:
-    missing or null is unknown, never different; a name equal once trimmed and case-folded is a hint."""
+    missing, null or no value of its kind at all is unknown, never different; a name equal only as a
+    server may normalise it (normal_name) is a hint, not a match."""
     if listed is None or listed == "":
         return UNKNOWN
     if name == "expiresOn":
-        return _compare_instants(sent, str(listed))
+        return _compare_instants(sent, listed) if isinstance(listed, str) else UNKNOWN
     if name == "startingBalance":
-        sent_number = whole(sent)
-        return EQUAL if sent_number is not None and sent_number == whole(listed) else DIFFERENT
+        # A value that is no number at all (true, an object, "n/a") says nothing about the balance.
+        listed_number = whole(listed)
+        if listed_number is None:
+            return UNKNOWN
+        return EQUAL if whole(sent) == listed_number else DIFFERENT
     if name in ID_FIELDS:
+        # Only another UUID is another client or account; anything else is unreadable, so unknown.
+        if not isinstance(listed, str) or not UUID_TEXT.fullmatch(listed.strip()):
+            return UNKNOWN
         return EQUAL if identifier(sent) == identifier(listed) else DIFFERENT
     if name == "name":
         if sent == listed:
             return EQUAL
-        return HINT if str(sent).strip().casefold() == str(listed).strip().casefold() else DIFFERENT
+        if not isinstance(sent, str) or not isinstance(listed, str):
+            return DIFFERENT
+        return HINT if normal_name(sent) == normal_name(listed) else DIFFERENT
     return EQUAL if sent == listed else DIFFERENT
 
 
@@ -107,4 +127,7 @@ def _compare_instants(sent, listed: str) -> str:
         # (a server storing it in its own time zone).
         days = {(sent_at + timedelta(days=shift)).date().isoformat() for shift in (-1, 0, 1)}
         return EQUAL if listed.strip() in days else DIFFERENT
-    return EQUAL if instant(listed) == sent_at else DIFFERENT
+    listed_at = instant(listed)
+    if listed_at is None:
+        return UNKNOWN  # no instant at all: unreadable, not another expiry
+    return EQUAL if listed_at == sent_at else DIFFERENT

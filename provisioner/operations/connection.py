@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from provisioner.api.outage import GIVE_UP_AFTER
 from provisioner.api.pacing import STANDARD_RATE, RateLimiter
 
 if TYPE_CHECKING:  # the HTTP client is imported when a command connects, not at start-up
@@ -36,6 +37,8 @@ def open_api(
     parallelism: int,
     timeout: tuple[float, float] | None = None,
     on_retry: Callable[[str], None] | None = None,
+    on_notice: Callable[[str], None] | None = None,
+    give_up_after: float | None = None,
 ) -> Iterator[CreditsApi]:
     """An API client for one command; with ``sandbox_dir`` a local sandbox serves it.
 
@@ -45,7 +48,8 @@ def open_api(
     from provisioner.api.client import ConfigurationError, CreditsApi
 
     limiter = rate_limiter(rate_limit)
-    options: dict[str, Any] = {"limiter": limiter, "pool_size": parallelism, "on_retry": on_retry}
+    options: dict[str, Any] = {"limiter": limiter, "pool_size": parallelism, "on_retry": on_retry, "on_notice": on_notice,
+                               "give_up_after": GIVE_UP_AFTER if give_up_after is None else give_up_after}
     if timeout is not None:
         options["timeout"] = timeout
     if sandbox_dir is not None:
@@ -88,15 +92,19 @@ def sandbox_directory(backend: Backend) -> Path:
 
 
 def api_context(sandbox: bool, base_url: str | None, backend: Backend, rate_limit: float | None, parallelism: int,
-                reporter: Progress | None = None):
+                reporter: Progress | None = None, give_up_after: float | None = None):
+    """``give_up_after``: --give-up-after (None: the outage watcher's default)."""
     from provisioner.render.progress import Progress
 
+    reporter = reporter or Progress.for_stream()
     return open_api(
         base_url=base_url,
         sandbox_dir=sandbox_directory(backend) if sandbox else None,
         rate_limit=rate_limit,
         parallelism=parallelism,
-        on_retry=(reporter or Progress.for_stream()).retry,
+        on_retry=reporter.retry,
+        on_notice=reporter.warn,
+        give_up_after=give_up_after,
     )
 
 

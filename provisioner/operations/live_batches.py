@@ -18,16 +18,18 @@ def refreshed(desired: Desired, state: State, api, parallelism: int, reporter: P
 
     client_ids = {batch.client_id for batch in desired.batches.values()}
     client_ids |= {resource.client_id for resource in state.resources.values()}
+    api.name_clients({client.id: key for key, client in desired.clients.items()})
     return observe(api, sorted(client_ids), parallelism=parallelism, reporter=reporter or Progress.for_stream(),
                    listings=listings)
 
 
 def read_live(desired: Desired, state: State, backend: Backend, *, sandbox: bool, base_url: str | None,
-              rate_limit: float | None, parallelism: int, reporter: Progress | None = None) -> dict:
+              rate_limit: float | None, parallelism: int, reporter: Progress | None = None,
+              give_up_after: float | None = None) -> dict:
     """For a command that only reads (plan --refresh, show --refresh): connects, checks that the API is
     the state's instance, and lists the live batches."""
     from provisioner.operations.connection import api_context, check_instance
 
-    with api_context(sandbox, base_url, backend, rate_limit, parallelism, reporter) as api:
+    with api_context(sandbox, base_url, backend, rate_limit, parallelism, reporter, give_up_after) as api:
         check_instance(state, api, backend)
         return refreshed(desired, state, api, parallelism, reporter)

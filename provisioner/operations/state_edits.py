@@ -13,7 +13,7 @@ from provisioner.api.client import ApiError, CreditsApi
 from provisioner.core.addresses import ADDRESS, ADDRESS_RULE, client_of, grant_address, period_of
 from provisioner.backends.file import FileBackend
 from provisioner.backends.snapshot import parse_state
-from provisioner.core.models import COMPARED_FIELDS, BatchSpec, Desired, Intent, Resource, State, batch_key
+from provisioner.core.models import COMPARED_FIELDS, BatchSpec, Desired, Intent, Resource, State, batch_key, proper_id
 from provisioner.applying.listings import ClientListings
 from provisioner.core.comparison import normalized
 from provisioner.planning.planner import live_attributes
@@ -101,7 +101,8 @@ def _period_batch(desired: Desired, address: str) -> BatchSpec:
 
 def _listed(api: CreditsApi, client_id: str, batch_id: str) -> dict | None:
     wanted = batch_key(batch_id)
-    return next((batch for batch in api.list_batches(client_id) if batch_key(batch.get("id")) == wanted), None)
+    return next((batch for batch in api.list_batches(client_id)
+                 if (listed := proper_id(batch.get("id"))) is not None and batch_key(listed) == wanted), None)
 
 
 def _not_found_message(api: CreditsApi, desired: Desired, spec: BatchSpec, batch_id: str) -> str:
