@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,10 @@ TEST_KEY = "ti_test_" + "k" * 24
 ACME_ID = "6a0c1d7e-3b2f-4c1a-9e8d-7f6a5b4c3d21"
 GLOBEX_ID = "0f1e2d3c-4b5a-4697-8877-665544332211"
 ACCOUNT_ID = "5e4d3c2b-1a09-4f8e-8d7c-6b5a49382716"
+
+# Fixtures kept in their own modules, available to every test: the PostgreSQL server and its
+# databases (pg.py), the finance book of the report tests (finance_book.py).
+pytest_plugins = ["pg", "finance_book"]
 
 
 @pytest.fixture
@@ -142,6 +147,31 @@ def run_subprocess(*args: str, env: dict | None = None, cwd: Path | None = None,
         timeout=timeout,
         input=input,
     )
+
+
+def start_apply(manifest: Path, state: Path | str, api_url: str, *options: str, env: dict | None = None,
+                cwd: Path | None = None, log: Path | None = None) -> subprocess.Popen:
+    """``provisioner apply MANIFEST --state STATE --auto-approve OPTIONS`` as a real process, against the API at
+    ``api_url``. ``env``: variables over the test's environment (None as a value: left out). ``log``: a file
+    that gets stdout and stderr together; without it, both are pipes (text)."""
+    full_env = {**os.environ, "TI_BASE_URL": api_url, "TI_API_KEY": TEST_KEY, **(env or {})}
+    command = [sys.executable, "-m", "provisioner", "apply", str(manifest), "--state", str(state), "--auto-approve",
+               *options]
+    full_env = {name: value for name, value in full_env.items() if value is not None}
+    if log is None:
+        return subprocess.Popen(command, env=full_env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+    with open(log, "w") as output:
+        return subprocess.Popen(command, env=full_env, cwd=cwd, stdout=output, stderr=subprocess.STDOUT)
+
+
+def wait_until(condition, what: str, timeout: float = 20.0) -> None:
+    """Polls ``condition`` until it holds; fails naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting until {what}")
+        time.sleep(0.005)
 
 
 @pytest.fixture(autouse=True)

@@ -49,7 +49,7 @@ class Forward:
     after_upstream: Callable[[], None] | None = None  # runs once the sandbox has answered
     answer_when: Callable[[], bool] | None = None  # hold the answer until this is true...
     wait_limit: float = 2.0  # ...or this many seconds went by
-    rewrite: Callable[[dict], "dict | Answer"] | None = None  # edits the JSON answer, or answers otherwise
+    rewrite: Callable[[dict], dict | Answer] | None = None  # edits the JSON answer, or answers otherwise
 
 
 @dataclass(frozen=True)

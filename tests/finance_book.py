@@ -1,5 +1,5 @@
 """A realistic book of credits for the report tests: used credits, a batch expiring in 4 days, one that
-expired with credits unused, one that never expires. Import the fixture: ``from finance_book import finance``."""
+expired with credits unused, one that never expires. The fixture is loaded for every test by conftest.py."""
 
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ only; as root it runs them as a 'pgserver' system user). With PROVISIONER_TEST_P
 (a role that may CREATE DATABASE), the tests use that server instead. Tests that stop,
 restart or reconfigure a server always start one of their own with ``start_server``.
 
-Test modules import the fixtures they use: ``from pg import pg_server, pg_url``.
+Its fixtures (``pg_server``, ``pg_url``) are loaded for every test by conftest.py.
 """
 
 from __future__ import annotations

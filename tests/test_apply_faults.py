@@ -9,10 +9,8 @@ the judge: one live batch per declared address, every live id recorded.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
@@ -20,7 +18,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
-from conftest import TEST_KEY, init_state, run_subprocess
+from conftest import TEST_KEY, init_state, run_subprocess, wait_until
+from conftest import start_apply as start_apply_process
 
 from provisioner.api.client import CreditsApi
 from provisioner.sandbox import Faults, Sandbox
@@ -170,14 +169,7 @@ def cli_env(sandbox: Sandbox) -> dict:
 
 
 def start_apply(manifest: Path, state_path: Path, sandbox: Sandbox, *extra: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "provisioner", "apply", str(manifest), "--state", str(state_path),
-         "--auto-approve", "--rate-limit", "0", *extra],
-        env={**os.environ, **cli_env(sandbox)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    return start_apply_process(manifest, state_path, sandbox.url, "--rate-limit", "0", *extra)
 
 
 def run_apply(manifest: Path, state_path: Path, sandbox: Sandbox, *extra: str) -> subprocess.CompletedProcess:
@@ -189,14 +181,6 @@ def planned_actions(manifest: Path, state_path: Path, sandbox: Sandbox) -> dict[
     planned = run_subprocess("plan", manifest, "--state", state_path, "--format", "json", env=cli_env(sandbox))
     assert planned.returncode == 0, planned.stderr
     return {change["address"]: change["action"] for change in json.loads(planned.stdout)["changes"]}
-
-
-def wait_until(condition, what: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting until {what}")
-        time.sleep(0.005)
 
 
 def finish(process: subprocess.Popen, timeout: float = 30.0) -> tuple[int, str, str]:

@@ -16,7 +16,6 @@ import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from pg import pg_server, pg_url  # noqa: F401  (fixtures)
 
 from provisioner.backends import LockError, LockInfo, StateError, StateMissing, open_backend
 from provisioner.core.models import Intent, Resource, State

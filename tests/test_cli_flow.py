@@ -120,7 +120,7 @@ def test_a_state_file_refuses_the_ids_of_another_instance(cli, api_env, sandbox,
 def test_help_texts_are_whole_and_name_every_form(cli, write_manifest):
     state_help = cli("state", "--help").stdout
     summaries = state_help[state_help.index("Commands:"):].splitlines()[1:]
-    assert len(summaries) == 7 and not any(line.rstrip().endswith("...") for line in summaries), state_help
+    assert len(summaries) == 8 and not any(line.rstrip().endswith("...") for line in summaries), state_help
     top = cli("--help").stdout
     assert not any(line.rstrip().endswith("...") for line in top[top.index("Commands:"):].splitlines())
     assert "apply [OPTIONS] PATHS... | PLAN_FILE" in cli("apply", "--help").stdout

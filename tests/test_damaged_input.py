@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 from conftest import ACME_ID, TEST_KEY, run_subprocess
 from faultproxy import DropThenCommit, FaultProxy, Forward, ProxiedRequest
-from pg import pg_server, pg_url  # noqa: F401  (fixtures)
 
 from provisioner.backends.file import journal_path, read_state
 from provisioner.sandbox import Sandbox

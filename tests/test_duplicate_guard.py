@@ -158,7 +158,7 @@ def test_forget_intent_refuses_while_the_create_may_still_be_in_progress(cli, ap
     from provisioner.core.models import Intent
     from provisioner.core.timestamps import format_timestamp
 
-    manifest = write_manifest(two_client_manifest())
+    write_manifest(two_client_manifest())
     attributes = {"clientId": GLOBEX_ID, "name": "starter", "startingBalance": 1200}
     now = format_timestamp(datetime.now(timezone.utc))
     with FileWriter(state) as writer:
@@ -196,7 +196,7 @@ def test_forget_intent_refuses_a_create_that_may_be_running_when_the_api_cannot_
     """Review 2: the listing failed, and the create was given up without --force, window or not."""
     import socket
 
-    manifest = write_manifest(two_client_manifest())
+    write_manifest(two_client_manifest())
     fresh_intent(state)
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))
@@ -216,7 +216,7 @@ def test_forget_intent_refuses_to_list_another_instance_than_the_state_records(
     """Review 2: listing another instance finds "nothing", and giving the create up "loses nothing"."""
     from provisioner.backends.file import FileWriter
 
-    manifest = write_manifest(two_client_manifest())
+    write_manifest(two_client_manifest())
     fresh_intent(state)
     with FileWriter(state) as writer:
         writer.bind_instance("https://other.thoughtindustries.com")

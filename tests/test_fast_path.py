@@ -22,7 +22,8 @@ from hypothesis import strategies as st
 from provisioner.manifest import fast_reader
 from provisioner.manifest import located_reader
 from provisioner.manifest import yaml11
-from provisioner.manifest.loader import ManifestError, load
+from provisioner.manifest.issues import ManifestError
+from provisioner.manifest.loader import load
 
 ACME_ID = "6a0c1d7e-2f3b-4c5d-9e8f-0a1b2c3d4e5f"
 ACCOUNT_ID = "5e4d3c2b-1a09-4f8e-9d7c-6b5a49382716"

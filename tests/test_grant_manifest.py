@@ -13,7 +13,8 @@ import pytest
 from provisioner.manifest import fast_reader
 from provisioner.manifest import cache as manifest_cache
 from provisioner.manifest import located_reader
-from provisioner.manifest.loader import ManifestError, load
+from provisioner.manifest.issues import ManifestError
+from provisioner.manifest.loader import load
 from provisioner.manifest.cache import ManifestCache
 from provisioner.manifest.schema import manifest_schema
 

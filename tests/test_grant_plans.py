@@ -461,7 +461,7 @@ def test_every_begun_period_is_issued_exactly_once_never_early(case):
     rule, times, balances = case
     state = State()
     issued: set[str] = set()
-    for at, balance in zip(times, balances):
+    for at, balance in zip(times, balances, strict=False):
         edited = rule.model_copy(update={"starting_balance": balance})  # the grant may be edited between runs
         plan = make_plan(declared(edited, at=at), state, at)
         begun = oracle_periods(rule, at)

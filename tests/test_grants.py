@@ -23,10 +23,10 @@ from provisioner.planning.grants import (
     begun_periods,
     due_periods,
     expand,
-    grant_address,
     period_index,
     upcoming,
 )
+from provisioner.core.addresses import grant_address
 from provisioner.core.models import BatchSpec, Desired, GrantSpec
 
 UTC = timezone.utc

@@ -19,7 +19,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
-from conftest import ACME_ID, TEST_KEY, init_state
+from conftest import ACME_ID, TEST_KEY, init_state, wait_until
+from conftest import start_apply as start_apply_process
 from test_client import ScriptedServer, error_body, make_api
 
 from provisioner.api.client import OutcomeUnknown, RequestCancelled
@@ -43,22 +44,10 @@ def manifest_text(batches: int) -> str:
 def start_apply(tmp_path: Path, sandbox: Sandbox, batches: int, *extra: str) -> tuple[subprocess.Popen, Path]:
     manifest, state = tmp_path / "m.yaml", init_state(tmp_path / "state" / "default.json")
     manifest.write_text(manifest_text(batches), encoding="utf-8")
-    env = {name: value for name, value in os.environ.items() if name != "TI_RATE_LIMIT"}  # the default pacing
-    process = subprocess.Popen(
-        [sys.executable, "-m", "provisioner", "apply", str(manifest), "--state", str(state), "--auto-approve",
-         "--parallelism", "10", *extra],
-        env={**env, "TI_BASE_URL": sandbox.url, "TI_API_KEY": TEST_KEY},
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
+    # TI_RATE_LIMIT left out: the default pacing.
+    process = start_apply_process(manifest, state, sandbox.url, "--parallelism", "10", *extra,
+                                  env={"TI_RATE_LIMIT": None})
     return process, state
-
-
-def wait_until(condition, what: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting until {what}")
-        time.sleep(0.005)
 
 
 def interrupt(process: subprocess.Popen, timeout: float) -> tuple[int, str, float]:

@@ -9,12 +9,11 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
-from conftest import init_state, run_subprocess, two_client_manifest
+from conftest import init_state, run_subprocess, two_client_manifest, wait_until
 
 from provisioner.backends.filelock import (
     LockError,
@@ -22,10 +21,16 @@ from provisioner.backends.filelock import (
     StateLock,
     lock_path,
     process_start_time,
-    read_lock_info,
 )
 from provisioner.core.models import Resource
 from provisioner.backends.file import FileWriter, read_state
+
+def read_lock_info(state_path: Path) -> LockInfo | None:
+    """What the lock file beside the state says of its holder, as the lock writes it (JSON)."""
+    path = lock_path(state_path)
+    text = path.read_text() if path.exists() else ""
+    return LockInfo(**json.loads(text)) if text.strip() else None
+
 
 # Takes the lock, prints its id, then dies the way `kill -9` kills an apply.
 LOCK_THEN_DIE = """
@@ -82,13 +87,6 @@ def foreign_lock(state: Path, **changes) -> LockInfo:
     return info
 
 
-def wait_until(condition, what: str, limit: float = 20.0) -> None:
-    deadline = time.monotonic() + limit
-    while not condition():
-        assert time.monotonic() < deadline, f"gave up waiting for {what}"
-        time.sleep(0.01)
-
-
 def process_state(pid: int) -> str:
     stat = Path(f"/proc/{pid}/stat").read_text()
     return stat[stat.rfind(")") + 2]
@@ -138,8 +136,9 @@ def test_lock_timeout_waits_for_the_holder_to_release(state):
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
-        time.sleep(1.0)  # long enough for the waiter to find the lock taken
-        assert waiter.poll() is None, "it waits instead of failing"
+        said = waiter.stderr.readline()  # the waiter says it found the lock taken and waits
+        assert said.startswith("Acquiring state lock on") and "waiting up to 60 s" in said, said
+        assert f"pid {os.getpid()}" in said and waiter.poll() is None
     finally:
         holder.release()
     stdout, stderr = waiter.communicate(timeout=60)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import sys
 import textwrap
-import time
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
@@ -16,8 +15,10 @@ import yaml
 from provisioner.manifest import documents
 from provisioner.manifest import fast_reader
 from provisioner.manifest import fields
-from provisioner.manifest import loader
-from provisioner.manifest.loader import ManifestError, ManifestIssue, find_files, load
+from provisioner.manifest.files import find_files
+from provisioner.manifest.issues import ManifestError, ManifestIssue
+from provisioner.manifest.loader import load
+from provisioner.core.addresses import KEY_PATTERN
 from provisioner.core.models import Desired, Policy
 from provisioner.planning.saved_plan import is_saved_plan, save_plan
 from provisioner.planning.planner import make_plan
@@ -891,7 +892,7 @@ def test_schema_lists_the_fields_and_forbids_others():
 def test_schema_constrains_keys_with_the_loader_pattern():
     schema = manifest_schema()
     clients = next(option for option in schema["properties"]["clients"]["anyOf"] if option["type"] == "object")
-    assert clients["patternProperties"] == {f"^{fields.KEY_PATTERN}$": {"$ref": "#/$defs/ClientModel"}}
+    assert clients["patternProperties"] == {f"^{KEY_PATTERN}$": {"$ref": "#/$defs/ClientModel"}}
     assert clients["additionalProperties"] is False
 
 
@@ -907,7 +908,8 @@ def test_schema_and_loader_know_the_same_fields():
 # --------------------------------------------------------------------------- speed
 
 
-def test_ten_thousand_batches_load_fast():
+def test_ten_thousand_batches_load():
+    # How fast is bench/plan's to measure (the manifest load step, with its target); here, only what is loaded.
     for part in range(10):
         lines = ["clients:"]
         for c in range(100):
@@ -921,12 +923,10 @@ def test_ten_thousand_batches_load_fast():
                     "        expiresOn: 2026-12-31T23:59:59Z",
                 ]
         write(f"big/part{part}.yaml", "\n".join(lines) + "\n")
-    started = time.perf_counter()
     desired = load(["big"])
-    elapsed = time.perf_counter() - started
     assert len(desired.batches) == 10_000 and len(desired.clients) == 1_000
     assert isinstance(desired, Desired)
-    assert elapsed < 1.5, f"loading 10,000 batches took {elapsed:.2f} s"  # ~0.4 s measured; slack for CI
+    assert desired.batches["client-0999/b9"].starting_balance == 1009
 
 
 def test_pure_python_yaml_gives_the_same_answers(monkeypatch):
@@ -964,7 +964,7 @@ def test_validating_a_parent_of_other_yaml_gives_one_issue_per_file(cli):
     lines = result.output.splitlines()
     ci_files = sorted(str(path) for path in (EXAMPLES / "ci").iterdir() if path.suffix in (".yml", ".yaml"))
     assert len(ci_files) >= 2 and len(lines) == len(ci_files)
-    for line, ci_file in zip(lines, ci_files):
+    for line, ci_file in zip(lines, ci_files, strict=True):
         assert line.removeprefix("Error: ").startswith(f"{ci_file}:1:1: not a provisioner manifest (")
         assert line.endswith("; pass the directory of your manifests, not a parent of other YAML files")
 

@@ -13,7 +13,9 @@ from conftest import init_state, run_subprocess
 from provisioner.manifest import fast_reader
 from provisioner.manifest import cache as manifest_cache
 from provisioner.manifest import located_reader
-from provisioner.manifest.loader import ManifestError, find_files, load
+from provisioner.manifest.files import find_files
+from provisioner.manifest.issues import ManifestError
+from provisioner.manifest.loader import load
 from provisioner.manifest.cache import ManifestCache
 
 NAMESPACE = uuid.UUID("2b7c4f1e-9a3d-4e5f-8a6b-1c2d3e4f5a6b")

@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from itertools import pairwise
 
 import pytest
 import requests
@@ -325,7 +326,7 @@ def test_a_faster_pace_announced_while_a_caller_waits_shortens_its_wait():
 
 def created_gaps(sandbox: Sandbox) -> list[float]:
     created = sorted(parse_timestamp(batch["createdAt"]) for batch in sandbox.all_batches())
-    return [(later - earlier).total_seconds() for earlier, later in zip(created, created[1:])]
+    return [(later - earlier).total_seconds() for earlier, later in pairwise(created)]
 
 
 def apply_as_a_user(sandbox: Sandbox, tmp_path, batches: int, *extra: str):

@@ -17,7 +17,7 @@ import psycopg
 import pytest
 from conftest import init_state, run_subprocess, two_client_manifest
 from markdown_it import MarkdownIt
-from pg import pg_server, pg_url, start_server  # noqa: F401  (fixtures)
+from pg import start_server
 
 from provisioner.backends import open_backend
 from provisioner.backends.file import FileWriter, journal_path, read_state

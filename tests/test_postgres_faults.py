@@ -13,6 +13,7 @@ reaches it, that the create's intent was already committed in the database.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import random
@@ -28,8 +29,10 @@ from pathlib import Path
 import psycopg
 import pytest
 from conftest import TEST_KEY, run_subprocess
+from conftest import wait_until as wait_until_within
+from conftest import start_apply as start_apply_process
 from faultproxy import FaultProxy, Forward
-from pg import pg_server, pg_url, start_server  # noqa: F401  (fixtures)
+from pg import start_server
 
 from provisioner.sandbox import Faults, Sandbox
 from provisioner.backends import open_backend
@@ -71,6 +74,10 @@ def declared(manifest: Path) -> dict[str, tuple[str, str, int]]:
             for address, spec in load([manifest]).batches.items()}
 
 
+# PostgreSQL servers are started, stopped and cut here: waits get a little longer than elsewhere.
+wait_until = functools.partial(wait_until_within, timeout=30.0)
+
+
 def apply_command(manifest: Path, url: str, workspace: str, *extra: str) -> list[str]:
     return [sys.executable, "-m", "provisioner", "apply", str(manifest), "--state", url, "--workspace", workspace,
             "--auto-approve", "--rate-limit", "0", "--recovery-wait", RECOVERY_WAIT, *extra]
@@ -78,9 +85,8 @@ def apply_command(manifest: Path, url: str, workspace: str, *extra: str) -> list
 
 def start_apply(manifest: Path, url: str, workspace: str, api_url: str, *extra: str,
                 cwd: Path | None = None) -> subprocess.Popen:
-    return subprocess.Popen(apply_command(manifest, url, workspace, *extra), cwd=cwd,
-                            env={**os.environ, "TI_BASE_URL": api_url, "TI_API_KEY": TEST_KEY},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return start_apply_process(manifest, url, api_url, "--workspace", workspace, "--rate-limit", "0",
+                               "--recovery-wait", RECOVERY_WAIT, *extra, cwd=cwd)
 
 
 def finish(process: subprocess.Popen, timeout: float = 60) -> tuple[int, str, str]:
@@ -102,13 +108,6 @@ def apply_until_done(manifest: Path, url: str, workspace: str, api_url: str) -> 
         if code == 0:
             return logs
     raise AssertionError(f"no apply succeeded in {MAX_APPLY_RUNS} runs; the last said:\n{logs[-1]}")
-
-
-def wait_until(condition, what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting until {what}"
-        time.sleep(0.005)
 
 
 def assert_each_batch_once(sandbox: Sandbox, manifest: Path, url: str, workspace: str) -> None:
@@ -197,7 +196,7 @@ def test_applies_killed_at_random_instants_leave_each_batch_once(pg_url, tmp_pat
                 # Killed after a random number of creates reached the API, a random moment later.
                 creates_before_kill = chance.randint(1, len(declared(manifest)) - 2)
                 killed = start_apply(manifest, pg_url, workspace, proxy.url, "--parallelism", "4")
-                wait_until(lambda: witness.creates >= creates_before_kill or killed.poll() is not None,
+                wait_until(lambda: witness.creates >= creates_before_kill or killed.poll() is not None,  # noqa: B023
                            "creates reach the API")
                 time.sleep(chance.uniform(0, 0.05))
                 killed.send_signal(signal.SIGKILL)
@@ -343,7 +342,7 @@ def test_two_checkouts_applying_at_once_create_each_batch_once(pg_url, sandbox, 
     codes = sorted(code for code, _, _ in results)
     if lock_timeout == "0":
         assert codes == [0, 1], results
-        winner = next(run for run, (code, _, _) in zip(runs, results) if code == 0)
+        winner = next(run for run, (code, _, _) in zip(runs, results, strict=True) if code == 0)
         _, _, loser_err = next(result for result in results if result[0] == 1)
         assert "locked by another run" in loser_err and f"pid {winner.pid}" in loser_err
         assert "Command: apply" in loser_err and "Traceback" not in loser_err

@@ -17,7 +17,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ACCOUNT_ID, ACME_ID, GLOBEX_ID, TEST_KEY, run_subprocess
+from conftest import ACCOUNT_ID, ACME_ID, GLOBEX_ID, TEST_KEY, run_subprocess, wait_until
+from conftest import start_apply as start_apply_process
 from faultproxy import Answer, FaultProxy, Forward, ProxiedRequest
 
 from provisioner.sandbox import Faults, Quirks, Sandbox
@@ -111,21 +112,8 @@ def cli_env(url: str, shift: dict[str, str] | None = None) -> dict[str, str]:
 def start_apply(manifest: Path, state: Path, url: str, *options: str, shift: dict[str, str] | None = None,
                 log: Path | None = None) -> subprocess.Popen:
     """``provisioner apply --auto-approve`` as a real process; its output goes to ``log``."""
-    log = log or state.with_name("apply.log")
-    with open(log, "w") as output:
-        return subprocess.Popen(
-            [sys.executable, "-m", "provisioner", "apply", str(manifest), "--state", str(state), "--auto-approve",
-             *options],
-            env={**_base_env(), **cli_env(url, shift)}, stdout=output, stderr=subprocess.STDOUT,
-        )
-
-
-def wait_until(condition, what: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting until {what}")
-        time.sleep(0.01)
+    return start_apply_process(manifest, state, url, *options, env=cli_env(url, shift),
+                               log=log or state.with_name("apply.log"))
 
 
 def intent_written(state: Path) -> bool:

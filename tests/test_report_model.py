@@ -11,7 +11,7 @@ from datetime import date, datetime, timezone
 import pytest
 
 from provisioner.core.models import Intent, Resource
-from provisioner.report import render
+from provisioner.report.formats import render
 from provisioner.report.model import UpcomingGrant, build_report
 from provisioner.core.models import State
 

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 from conftest import init_state
-from finance_book import finance  # noqa: F401 (a fixture)
 
 # Debian's chromium, as .ci/run installs it; these flags keep it from reaching any network of its own.
 CHROMIUM_FLAGS = [

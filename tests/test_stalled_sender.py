@@ -21,7 +21,6 @@ from pathlib import Path
 import psycopg
 from conftest import ACME_ID as CLIENT_ID
 from conftest import TEST_KEY, init_state
-from pg import pg_server, pg_url  # noqa: F401  (fixtures)
 
 from provisioner.backends import open_backend
 from provisioner.backends.file import read_state

@@ -15,7 +15,6 @@ import uuid
 from pathlib import Path
 
 from conftest import TEST_KEY, run_subprocess
-from pg import pg_server, pg_url  # noqa: F401  (fixtures)
 
 from provisioner.backends import open_backend
 from provisioner.sandbox import Faults

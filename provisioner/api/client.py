@@ -77,7 +77,7 @@ def check_base_url(url: str) -> str:
     example = "https://yourschool.thoughtindustries.com"
     try:
         parts = urlsplit(url.strip())
-        parts.port  # urllib judges the port only when asked: a bad one is refused here, not retried
+        parts.port  # noqa: B018 - urllib judges the port only when asked: a bad one is refused here, not retried
     except ValueError as exc:
         # Not echoed: the URL may carry credentials.
         raise ConfigurationError(
@@ -443,10 +443,11 @@ class CreditsApi:
                 # A refusal before any work: even a create is safe to send again.
                 if after_refusal is not None:
                     after_refusal()
-                pause = retry_after
                 if retry_after is None:
                     pause = max(1.0, retrying.delay(attempt))
                     self.limiter.pause(pause)
+                else:
+                    pause = retry_after
                 if last:
                     raise ApiError(f"{method} {path}: still rate limited after {attempt} attempts (HTTP 429).", status)
                 retrying.notice(what, "HTTP 429, rate limited", attempt, pause)

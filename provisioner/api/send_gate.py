@@ -51,7 +51,7 @@ def gated(gate: Callable[[], None] | None) -> Iterator[None]:
 
 
 class _Gated:
-    def send(self, data) -> None:  # type: ignore[override]
+    def send(self, data) -> None:
         held: _Held | None = getattr(_current, "held", None)
         if held is None or held.done:
             return super().send(data)  # type: ignore[misc]

@@ -45,7 +45,8 @@ from provisioner.api.client import (
 from provisioner.backends.base import ClientClaimed, StateError, StateWriter
 from provisioner.applying.listings import ClientListings
 from provisioner.core.models import UPDATABLE_FIELDS, Change, Desired, Intent, Plan, Resource, proper_id, shown_id
-from provisioner.planning.planner import client_of, same_value
+from provisioner.core.comparison import same_value
+from provisioner.core.addresses import client_of
 from provisioner.render.progress import Progress, describe_work
 from provisioner.applying.matching import (
     SETTLE_AT_LEAST,
@@ -402,10 +403,11 @@ class Applier:
 
     def _update(self, change: Change) -> None:
         resource = self.writer.state.resources[change.address]
+        after = change.after or {}
         body = {
-            name: change.after[name]
+            name: after[name]
             for name in UPDATABLE_FIELDS
-            if name in change.after and not same_value(name, (change.before or {}).get(name), change.after[name])
+            if name in after and not same_value(name, (change.before or {}).get(name), after[name])
         }
         batch = self.api.update_batch(resource.batch_id, body, about=change.address)
         attributes = {**resource.attributes, **body}

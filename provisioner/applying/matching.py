@@ -7,7 +7,7 @@ disagree.
 
 Servers store and list what they were sent in their own way: a name trimmed or
 case-folded, a timestamp listed as a bare date, ``clientId`` listed as null. So a
-listed field is compared the way a server may normalise it:
+listed field is compared the way a server may normalise it (core/comparison.py):
 
 - equal (as an instant, a number, a UUID in any case; a bare date equal to the sent
   instant's UTC date) counts as equal;
@@ -25,14 +25,13 @@ address and a person decides (``provisioner import`` or ``state forget-intent``)
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import Decimal, InvalidOperation
 
+from provisioner.core.comparison import DIFFERENT, EQUAL, HINT, UNKNOWN, compare_field, identifier, whole
 from provisioner.core.models import COMPARED_FIELDS, Intent, Resource, batch_key, proper_id, shown_id
+from provisioner.core.plurals import word_for
 from provisioner.core.timestamps import parse_timestamp
 
 # createdAt is compared with the intent's time on the server's clock, with this much slack: the
@@ -56,69 +55,6 @@ SEND_FLOOR = 0.5
 SETTLE_AT_LEAST = 1.0
 # How long a confirmation of the lock vouches for a send: well within SETTLE_AT_LEAST.
 CONFIRMED_LOCK_AGE = 0.25
-BARE_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-UUID_TEXT = re.compile(r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}")
-
-EQUAL, UNKNOWN, HINT, DIFFERENT = "equal", "unknown", "hint", "different"
-
-
-def compare_field(name: str, sent, listed) -> str:
-    """How a listed value compares with the value that was sent."""
-    if listed is None or listed == "":
-        return UNKNOWN
-    if name == "expiresOn":
-        return _compare_instants(str(sent), listed) if isinstance(listed, str) else UNKNOWN
-    if name == "startingBalance":
-        # A value that is no number at all (true, an object, "n/a") says nothing about the balance.
-        listed_number = _number(listed)
-        if listed_number is None:
-            return UNKNOWN
-        return EQUAL if _number(sent) == listed_number else DIFFERENT
-    if name in ("clientId", "creditAccountId"):
-        # Only another UUID is another client or account; anything else is unreadable, so unknown.
-        if not isinstance(listed, str) or not UUID_TEXT.fullmatch(listed.strip()):
-            return UNKNOWN
-        return EQUAL if str(sent).strip().lower() == listed.strip().lower() else DIFFERENT
-    if name == "name":
-        if sent == listed:
-            return EQUAL
-        if not isinstance(sent, str) or not isinstance(listed, str):
-            return DIFFERENT
-        return HINT if normal_name(sent) == normal_name(listed) else DIFFERENT
-    return EQUAL if sent == listed else DIFFERENT
-
-
-def normal_name(name: str) -> str:
-    """A name as a server may store it: Unicode normal form NFKC, trimmed, each run of whitespace
-    inside made one space, case-folded (NFKC again after folding, which can undo it)."""
-    folded = " ".join(unicodedata.normalize("NFKC", name).split()).casefold()
-    return " ".join(unicodedata.normalize("NFKC", folded).split())
-
-
-def _compare_instants(sent: str, listed: str) -> str:
-    try:
-        sent_at = parse_timestamp(sent)
-    except ValueError:
-        return EQUAL if sent == listed else DIFFERENT
-    if BARE_DATE.fullmatch(listed.strip()):
-        # A server that keeps only the date: the sent instant's date in UTC, or the day beside it
-        # (a server storing it in its own time zone).
-        days = {(sent_at + timedelta(days=shift)).date().isoformat() for shift in (-1, 0, 1)}
-        return EQUAL if listed.strip() in days else DIFFERENT
-    try:
-        return EQUAL if parse_timestamp(listed) == sent_at else DIFFERENT
-    except ValueError:
-        return UNKNOWN  # no instant at all: unreadable, not another expiry
-
-
-def _number(value) -> Decimal | None:
-    if not isinstance(value, int | float | str) or isinstance(value, bool):
-        return None
-    try:
-        number = Decimal(str(value).strip())
-    except (InvalidOperation, ValueError):
-        return None
-    return number if number.is_finite() else None
 
 
 def sent_fields_compared(batch: Mapping, attributes: Mapping) -> dict[str, str]:
@@ -302,7 +238,7 @@ def find(
 def confusable_key(client_id: str, attributes: Mapping) -> tuple:
     """Creates that a listing could mistake for one another share this key (client and balance:
     a server may store names differently): they run one after the other, never at the same time."""
-    return (client_id.lower(), str(attributes.get("startingBalance")))
+    return (identifier(client_id), whole(attributes.get("startingBalance")))
 
 
 def duplicates_of(
@@ -313,7 +249,7 @@ def duplicates_of(
 ) -> list[dict]:
     """Unclaimed batches that already look like the batch a create would make: the duplicate guard.
 
-    Same name (as a server may normalise it: see normal_name), same starting balance, and, where
+    Same name (as a server may normalise it: see comparison.normal_name), same starting balance, and, where
     the create declares them, the same credit account and expiry. Batches an open intent made
     exactly are left to it; one listed without a proper id is claimed by no one, so it counts."""
     found = []
@@ -326,7 +262,7 @@ def duplicates_of(
         if any(verdict == DIFFERENT for name, verdict in verdicts.items() if name != "name"):
             continue
         if any(made_exactly_as(batch, intent.attributes) for intent in open_intents
-               if intent.client_id.lower() == str(attributes.get("clientId", "")).lower()):
+               if identifier(intent.client_id) == identifier(attributes.get("clientId", ""))):
             continue
         found.append(dict(batch))
     return found
@@ -412,7 +348,7 @@ def ambiguity_message(intent: Intent, findings: Findings) -> str:
 
 
 def batches_phrase(count: int) -> str:
-    return "a batch" if count == 1 else f"{count} batches"
+    return word_for(count, "a batch", f"{count:,} batches")
 
 
 def describe(batches: Iterable[Mapping]) -> str:

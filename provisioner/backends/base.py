@@ -103,7 +103,7 @@ class Backend(ABC):
         """Local files this state lives in, which no output may overwrite."""
         return []
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional: a backend without connections has nothing to release
         """Releases connections; a backend is used by one command."""
 
     def __enter__(self) -> Backend:
@@ -197,6 +197,7 @@ class StateWriter(ABC):
     def claim_client(self, instance: str, client_id: str) -> None:
         """Records that this state creates the batches of ``client_id`` on ``instance``; ClientClaimed when
         another state sharing the store claimed it first. A state file cannot know of other files: a no-op."""
+        return None
 
     def release_client(self, client_id: str) -> bool:
         """Gives the claim up; False when there was none to give up."""
@@ -388,6 +389,7 @@ def _content(value: object) -> str | None:
     """As the content digest sees it (1 and 1.0 differ there, and so here)."""
     if value is _ABSENT:
         return None
+    assert isinstance(value, (Resource, Intent))
     return json.dumps(value.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
 
 

@@ -15,15 +15,12 @@ its last ``checkpoint`` line for the snapshot's serial (see journal.py).
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-
-from pydantic import ValidationError
 
 from provisioner.backends.base import (
     CHECKPOINT_SECONDS,
@@ -36,8 +33,10 @@ from provisioner.backends.base import (
     apply_entry,
 )
 from provisioner.backends.filelock import StateLock, force_unlock, lock_path, read_lock_info
-from provisioner.backends.journal import Journal, JournalError, fsync_directory, read_journal
-from provisioner.core.models import STATE_FORMAT_VERSION, State
+from provisioner.backends.journal import Journal, JournalError, read_journal
+from provisioner.backends.snapshot import SnapshotText, parse_state
+from provisioner.core.atomic_files import temporary_beside, write_atomically
+from provisioner.core.models import State
 
 
 class FileBackend(Backend):
@@ -72,6 +71,7 @@ class FileBackend(Backend):
     @contextmanager
     def lock(self, command: str, timeout: float = 0.0, warn: Warn | None = None) -> Iterator[LockInfo]:
         with StateLock(self.path, command=command, timeout=timeout, warn=warn) as held:
+            assert held.info is not None  # held: its record is written
             yield held.info
 
     def open_writer(self) -> FileWriter:
@@ -113,45 +113,6 @@ def read_snapshot(path: Path) -> State | None:
     return parse_state(text, str(path), backup_hint=_backup_hint(path))
 
 
-def parse_state(text: str, where: str, backup_hint: str = "") -> State:
-    """A state from its JSON text (a snapshot, or what ``state pull`` printed)."""
-    try:
-        raw = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise StateError(
-            f"{where}:{exc.lineno}:{exc.colno}: the state file is not valid JSON ({exc.msg}). "
-            f"It was left untouched.{backup_hint}"
-        ) from None
-    except RecursionError:
-        raise StateError(
-            f"{where}: the state file nests lists or objects far deeper than any state does; it is not a "
-            f"state. It was left untouched.{backup_hint}"
-        ) from None
-    if not isinstance(raw, dict):
-        raise StateError(f"{where}: the state file must hold a JSON object; it was left untouched.")
-    version = raw.get("version")
-    if type(version) is not int or version != STATE_FORMAT_VERSION:
-        from provisioner.planning.saved_plan import MARKER  # on this error path only: reading a state never loads the planner
-
-        if MARKER in raw:
-            raise StateError(f"{where}: this is a saved plan (plan --out), not a state. Apply it with "
-                             f"'provisioner apply {where}', and give the state with --state.")
-        raise StateError(
-            f"{where}: state format version {version!r} is not supported by this provisioner "
-            f"(it reads version {STATE_FORMAT_VERSION}). Use the provisioner release that wrote it; "
-            "the file was left untouched."
-        )
-    try:
-        return State.model_validate(raw)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(part) for part in first["loc"])
-        message = first["msg"].removeprefix("Value error, ")
-        raise StateError(
-            f"{where}: the state file is damaged{f' at {field!r}' if field else ''}: {message}. It was left untouched."
-        ) from None
-
-
 def _backup_hint(path: Path) -> str:
     backup = backup_path(path)
     return f" The previous version is in {backup.name}, if you need to restore it." if backup.exists() else ""
@@ -176,7 +137,7 @@ def read_unfolded(path: Path) -> tuple[State, list[dict], bool] | None:
         serial = 0 if state is None else state.serial
         if base is None:
             return None if state is None else (state, [], False)
-        if base["serial"] < serial:
+        if state is not None and base["serial"] < serial:
             # Folded in already, unless a checkpoint wrote this snapshot while the run went on.
             return state, _after_checkpoint(entries, serial), True
         if base["serial"] == serial and state is not None:
@@ -232,63 +193,21 @@ def _read_journal_checked(path: Path, state: State | None) -> tuple[list[dict], 
     return entries, base
 
 
-def render_snapshot(state: State) -> str:
-    return SnapshotText().render(state)
-
-
-class SnapshotText:
-    """The snapshot's text, as ``json.dumps(state, indent=2, sort_keys=True)`` writes it, each resource
-    and intent rendered once: they are replaced, never changed in place, so the text of one that is
-    still the same object is still right, and a checkpoint renders only what changed."""
-
-    def __init__(self):
-        self._rendered: dict[str, dict[str, tuple[object, str]]] = {}  # table -> address -> (item, its text)
-
-    def render(self, state: State) -> str:
-        document = state.model_dump(mode="json", exclude={"resources", "pending"})
-        parts = {key: json.dumps(value) for key, value in document.items()}
-        parts["resources"] = self._table("resources", state.resources)
-        parts["pending"] = self._table("pending", state.pending)
-        lines = [f"  {json.dumps(key)}: {parts[key]}" for key in sorted(parts)]
-        return "{\n" + ",\n".join(lines) + "\n}\n"
-
-    def _table(self, table: str, items: dict) -> str:
-        before = self._rendered.get(table, {})
-        rendered = {}
-        for address, item in items.items():
-            known = before.get(address)
-            if known is None or known[0] is not item:
-                known = (item, json.dumps(item.model_dump(mode="json"), indent=2, sort_keys=True).replace("\n", "\n    "))
-            rendered[address] = known
-        self._rendered[table] = rendered
-        if not rendered:
-            return "{}"
-        lines = [f"    {json.dumps(address)}: {rendered[address][1]}" for address in sorted(rendered)]
-        return "{\n" + ",\n".join(lines) + "\n  }"
-
-
 def write_snapshot(path: Path, state: State, text: SnapshotText | None = None) -> None:
-    """Atomic: temporary file, fsync, keep the previous file as .backup, rename."""
+    """Atomic and durable: the new snapshot written and fsynced, the previous file kept as .backup, renamed."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(temporary, "w", encoding="utf-8") as handle:
-            handle.write((text or SnapshotText()).render(state))
-            handle.flush()
-            os.fsync(handle.fileno())
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    if path.exists():
-        _keep_backup(path)
-    os.replace(temporary, path)
-    fsync_directory(path.parent)
+
+    def keep_backup() -> None:
+        if path.exists():
+            _keep_backup(path)
+
+    write_atomically(path, (text or SnapshotText()).render(state), durable=True, before_replace=keep_backup)
 
 
 def _keep_backup(path: Path) -> None:
     # A hard link keeps the old inode as the backup at no copying cost; the state
     # path itself is never absent, so a crash here cannot look like "no state".
-    staged = path.with_name(f".{path.name}.{os.getpid()}.backup.tmp")
+    staged = temporary_beside(path, "backup.tmp")
     try:
         if staged.exists():
             staged.unlink()
@@ -325,7 +244,7 @@ class FileWriter(StateWriter):
             # A run killed while a checkpoint wrote its snapshot left a checkpoint line naming a serial no
             # snapshot holds. The fold's snapshot must come after it: under that serial, a crash before the
             # journal is dropped would have readers apply what follows that line a second time.
-            named = max((entry.get("serial") for entry in entries
+            named = max((entry["serial"] for entry in entries
                          if entry["op"] == "checkpoint" and type(entry.get("serial")) is int), default=0)
             if named > self.state.serial and self._changes.changed(self.state):
                 self.state.serial = named
@@ -376,7 +295,7 @@ class FileWriter(StateWriter):
         with self._guard:
             since, self._journaled_since_mark = self._journaled_since_mark, None
             try:
-                if since:
+                if since and self._journal is not None:
                     self._journal = self._journal.restart(snapshot.lineage, snapshot.serial, since)
                 else:
                     self._drop_journal()

@@ -74,6 +74,7 @@ def _read_info(fd: int) -> LockInfo | None:
 
 
 def read_lock_info(state_path: Path) -> LockInfo | None:
+    """Who holds the lock of ``state_path`` now, as its lock file says; None: nobody."""
     try:
         fd = os.open(lock_path(state_path), os.O_RDONLY)
     except FileNotFoundError:

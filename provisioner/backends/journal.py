@@ -19,6 +19,8 @@ import json
 import os
 from pathlib import Path
 
+from provisioner.core.atomic_files import fsync_directory, temporary_beside
+
 
 class JournalError(Exception):
     """The journal cannot be read or extended; nothing was written."""
@@ -47,7 +49,7 @@ class Journal:
     def restart(self, lineage: str, serial: int, entries: list[dict]) -> Journal:
         """A journal continuing serial ``serial`` with ``entries``, put in this one's place at once
         (rename): a crash leaves either journal whole. This one is closed; on failure it stays."""
-        temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        temporary = temporary_beside(self.path)
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
         # Opened before the rename: the new lines go to the inode that is then the journal.
         successor = Journal(self.path, fd)
@@ -92,19 +94,6 @@ class Journal:
 
 def _line(entry: dict) -> str:
     return json.dumps(entry, sort_keys=True, separators=(",", ":")) + "\n"
-
-
-def fsync_directory(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 # The fields each kind of entry carries, and their JSON types (what the entry holds inside, a resource

@@ -15,30 +15,24 @@ import click
 from provisioner.cli.options import (
     UserError,
     allow_duplicate_option,
-    api_context,
     api_options,
     ask_yes,
     at_option,
     cache_option,
-    check_instance,
-    effective_policy,
-    expanded,
-    load_manifests,
+    given_give_up_after,
     lock_option,
     moment,
     now_utc,
     policy_options,
     progress,
     quiet_option,
-    refreshed,
     user_errors,
     with_backend,
 )
-from provisioner.cli.plan import (
-    check_replace_addresses,
-    emit_plan,
-    why_it_cannot_be_applied,
-)
+from provisioner.cli.plan import check_replace_addresses, emit_plan, why_it_cannot_be_applied
+from provisioner.operations.connection import api_context, check_instance
+from provisioner.operations.live_batches import refreshed
+from provisioner.operations.apply_request import ApplyRequest
 
 if TYPE_CHECKING:
     from provisioner.applying.applier import ApplyResult
@@ -104,31 +98,31 @@ def apply(paths, backend, sandbox, base_url, parallelism, rate_limit, lock_timeo
     saved = saved_plan_in(paths)
     if saved:
         saved.refuse_options(replace=replace, refresh=refresh, allow_duplicate=allow_duplicate, **policy_overrides)
-    ahead = at is not None  # planning for a moment other than now: periods may not have begun
-    at = moment(at)
-    if saved:
-        at = saved.moment_to_apply(at, progress)
-    desired = expanded(saved.desired if saved else load_manifests(paths, no_cache), at)
-    policy = saved.policy if saved else effective_policy(desired, policy_overrides)
-    replace = saved.replace if saved else list(replace)
-    refresh = saved.refresh if saved else refresh
-    allow_duplicate = saved.allow_duplicates if saved else list(allow_duplicate)
+        request = ApplyRequest.from_saved_plan(saved, moment(at), progress)
+    else:
+        request = ApplyRequest.from_manifests(
+            paths, moment(at), no_cache=no_cache, policy_overrides=policy_overrides, replace=replace, refresh=refresh,
+            allow_duplicates=allow_duplicate,
+        )
+    desired = request.desired
+    ahead = saved is not None or at is not None  # a moment other than now: periods may not have begun
     reporter = Progress.for_stream(quiet=quiet)
     with backend.lock("apply", timeout=lock_timeout, warn=progress):
         if saved:  # before the writer folds an interrupted run in (which moves the serial on)
             saved.check_against(backend.read(), backend.name)
         with backend.open_writer() as writer:
-            check_replace_addresses(replace, writer.state)
-            with api_context(sandbox, base_url, backend, rate_limit, parallelism, reporter) as api:
+            check_replace_addresses(request.replace, writer.state)
+            with api_context(sandbox, base_url, backend, rate_limit, parallelism, reporter,
+                             given_give_up_after()) as api:
                 check_instance(writer.state, api, backend)
                 api.name_clients({client.id: key for key, client in desired.clients.items()})
                 # One listing per client for the whole run: the refresh's serve the preflight, the duplicate
                 # guard and recovery's first look; deciding that a create never happened lists again.
                 listings = ClientListings(api)
-                observed = refreshed(desired, writer.state, api, parallelism, reporter, listings) if refresh else None
-                real_now = (api.clock.now() or now_utc()) if ahead or saved else at
-                result = make_plan(desired, writer.state, at, observed=observed, replace=replace, policy=policy,
-                                   allow_duplicates=allow_duplicate, real_now=real_now)
+                observed = refreshed(desired, writer.state, api, parallelism, reporter, listings) if request.refresh else None
+                real_now = (api.clock.now() or now_utc()) if ahead else request.at
+                result = make_plan(desired, writer.state, request.at, observed=observed, replace=request.replace,
+                                   policy=request.policy, allow_duplicates=request.allow_duplicates, real_now=real_now)
                 if result.has_changes:
                     preflight(api, listings, result, desired, writer.state)
                     if (ahead or saved) and not issue_early:  # by the API's clock, known now
@@ -147,7 +141,7 @@ def apply(paths, backend, sandbox, base_url, parallelism, rate_limit, lock_timeo
                 outcome = run_apply(
                     api, writer, result, desired, parallelism,
                     RECOVERY_WAIT if recovery_wait is None else recovery_wait, reporter,
-                    duplicate_check=not no_duplicate_check, allow_duplicates=allow_duplicate, listings=listings,
+                    duplicate_check=not no_duplicate_check, allow_duplicates=request.allow_duplicates, listings=listings,
                 )
     report(outcome, result, rerun=rerun_advice(saved))
 
@@ -162,10 +156,10 @@ def preflight(api, listings: ClientListings, result: Plan, desired: Desired, sta
         spec, intent = desired.batches.get(change.address), state.pending.get(change.address)
         return intent.client_id if intent else spec.client_id if spec else None
 
-    listed = [c for c in result.changes if c.action in ("create", "replace", "recover") and client_of(c)]
+    listed = [client for c in result.changes if c.action in ("create", "replace", "recover") and (client := client_of(c))]
     if listed:
         try:
-            listings.current(client_of(listed[0]))
+            listings.current(listed[0])
         except NotFoundError:
             pass  # the server answered and took the key: that is all this asks; the change says the rest
         return
@@ -260,6 +254,7 @@ def rerun_advice(saved) -> str:
 
 def outage_summary(outcome: ApplyResult, rerun: str) -> str:
     """The one summary of an apply that stopped because the API stopped answering."""
+    assert outcome.outage is not None  # asked only for such an apply
     done = len(outcome.created) + len(outcome.updated) + len(outcome.adopted)
     lines = [
         outcome.outage,

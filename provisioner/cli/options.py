@@ -1,4 +1,4 @@
-"""What the commands share: the user-error boundary, the options, and the few steps every command takes.
+"""What the commands share: the user-error boundary and the options (the steps they take are in operations/).
 
 Each command imports the layers it uses when it runs: `validate` and `plan` never load the HTTP
 client, and start-up stays short.
@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 import re
 import sys
-from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,14 +26,12 @@ from provisioner.backends import (
 
 if TYPE_CHECKING:
     from provisioner.backends import Backend
-    from provisioner.manifest.declarations import Declarations
-    from provisioner.core.models import Desired, Policy, State
-    from provisioner.render.progress import Progress
+    from provisioner.core.models import State
 
 # The errors a user can cause, by the module that defines them: a layer that was not imported
 # raised none of them, so it need not be imported to catch them.
 USER_ERRORS = {
-    "provisioner.manifest.loader": ("ManifestError",),
+    "provisioner.manifest.issues": ("ManifestError",),
     "provisioner.backends.base": ("StateError", "LockError"),
     "provisioner.api.client": ("ApiError",),
     "provisioner.planning.saved_plan": ("PlanFileError",),
@@ -159,16 +156,6 @@ def moment(at: datetime | None, *, report: bool = False) -> datetime:
         progress(f"Note: planning for {format_timestamp(at)} (--at), not for now: grants are expanded and "
                  "expiries judged for that moment.")
     return at
-
-
-def expanded(desired: Desired, at: datetime) -> Desired:
-    """``desired`` with its grants' period batches for ``at`` (see grants.py)."""
-    from provisioner.planning.grants import expand
-
-    try:
-        return expand(desired, at)
-    except (OverflowError, ValueError) as error:  # a period past the year 9999
-        raise UserError(f"cannot expand the grants for --at {at.isoformat()}: {error}") from None
 
 
 def ask_yes(question: str, refusal: str, cancelled: str = "cancelled; nothing was changed.") -> None:
@@ -389,68 +376,13 @@ cache_option = click.option(
 # --- steps every command takes -------------------------------------------------------------
 
 
-def load_manifests(paths: Iterable[Path], no_cache: bool = False) -> Desired:
-    from provisioner.manifest.loader import load
-    from provisioner.manifest.cache import ManifestCache
-
-    return load(list(paths), cache=None if no_cache else ManifestCache())
-
-
-def read_manifests(paths: Iterable[Path], no_cache: bool = False) -> Declarations:
-    from provisioner.manifest.loader import read_declarations
-    from provisioner.manifest.cache import ManifestCache
-
-    return read_declarations(list(paths), cache=None if no_cache else ManifestCache())
-
-
-def effective_policy(desired: Desired | Declarations, overrides: dict) -> Policy:
-    changes = {name: value for name, value in overrides.items() if value is not None}
-    return desired.policy.model_copy(update=changes)
-
-
-def api_context(sandbox: bool, base_url: str | None, backend: Backend, rate_limit: float | None, parallelism: int,
-                reporter: Progress | None = None):
-    from provisioner.operations.connection import open_api
-    from provisioner.render.progress import Progress
-
-    reporter = reporter or Progress.for_stream()
-    return open_api(
-        base_url=base_url,
-        sandbox_dir=backend.path.parent if sandbox else None,
-        rate_limit=rate_limit,
-        parallelism=parallelism,
-        on_retry=reporter.retry,
-        on_notice=reporter.warn,
-        give_up_after=given_give_up_after(),
-    )
-
-
-def refreshed(desired: Desired, state: State, api, parallelism: int, reporter: Progress | None = None,
-              listings=None) -> dict:
-    """``listings``: a ClientListings that keeps each client's listing for the rest of the run."""
-    from provisioner.render.progress import Progress
-    from provisioner.applying.refresh import observe
-
-    client_ids = {batch.client_id for batch in desired.batches.values()}
-    client_ids |= {resource.client_id for resource in state.resources.values()}
-    api.name_clients({client.id: key for key, client in desired.clients.items()})
-    return observe(api, sorted(client_ids), parallelism=parallelism, reporter=reporter or Progress.for_stream(),
-                   listings=listings)
-
-
-def check_instance(state: State, api, backend: Backend) -> None:
-    from provisioner.backends import check_instance as check
-
-    check(state, api.instance, backend.name)
-
-
 def refuse_output_over_own_files(out_path: Path, backend: Backend, sandbox: bool, *, what: str, example: str) -> None:
     """--out never replaces a file the state lives in (the ids recorded there would be lost) or a manifest."""
     own = list(backend.own_files())
     if sandbox:
-        from provisioner.operations.connection import sandbox_files
+        from provisioner.operations.connection import sandbox_directory, sandbox_files
 
-        own += sandbox_files(backend.path.parent)
+        own += sandbox_files(sandbox_directory(backend))
     if out_path.resolve() in {path.resolve() for path in own}:
         raise UserError(
             f"--out {out_path}: a file the state lives in (the state, its journal, backup or lock, or the "

@@ -13,27 +13,24 @@ import click
 from provisioner.cli.options import (
     UserError,
     allow_duplicate_option,
-    api_context,
     api_options,
     at_option,
     cache_option,
-    check_instance,
-    effective_policy,
-    expanded,
-    load_manifests,
+    given_give_up_after,
     moment,
     now_utc,
     paths_argument,
     policy_options,
     progress,
     quiet_option,
-    read_manifests,
-    refreshed,
     refuse_output_over_own_files,
     user_errors,
     with_backend,
 )
-from provisioner.report.wording import plural
+from provisioner.operations.live_batches import read_live_at
+from provisioner.operations.manifests import effective_policy, load_manifests, read_manifests
+from provisioner.operations.plans import plan_changes
+from provisioner.core.plurals import plural
 
 if TYPE_CHECKING:
     from provisioner.backends import Backend
@@ -87,7 +84,7 @@ def plan(paths, backend, sandbox, base_url, parallelism, rate_limit, refresh, ou
          detailed_exitcode, no_color, replace, allow_duplicate, at, quiet, no_cache, **policy_overrides) -> None:
     """Show what apply would change, and the credits it would issue."""
     from provisioner.planning.saved_plan import refuse_saved_plans, save_plan
-    from provisioner.planning.planner import make_plan
+    from provisioner.render.progress import Progress
 
     refuse_saved_plans(paths)
     if out_path is not None:
@@ -98,30 +95,24 @@ def plan(paths, backend, sandbox, base_url, parallelism, rate_limit, refresh, ou
     check_replace_addresses(replace, state)
     policy = effective_policy(declarations, policy_overrides)
     color = not no_color and sys.stdout.isatty()
-    # The text a reviewer's CI job keeps: reusing the parts of the last plan that still hold.
-    real_now = now_utc() if asked_at is not None else at  # without --at, the moment is now
-    # (A later --at may mark periods early, which only a plan made whole says.)
-    reusable = output_format == "text" and not (color or refresh or replace or out_path or no_cache or at > real_now)
-    from provisioner.planning import plan_memo
+    # Without --at, the moment is now; a later --at may mark periods early, which only a plan made whole says.
+    real_now = now_utc() if asked_at is not None else at
 
-    if reusable and plan_memo.usable(declarations, state):
-        result = plan_memo.plan(declarations, state, at, policy, plan_memo.PlanMemo())
-    else:
-        desired = expanded(declarations.desired(), at)
-        observed = None
-        if refresh:
-            from provisioner.render.progress import Progress
+    def observe(desired):
+        return read_live_at(desired, state, backend, sandbox=sandbox, base_url=base_url, rate_limit=rate_limit,
+                            parallelism=parallelism, reporter=Progress.for_stream(quiet=quiet),
+                            give_up_after=given_give_up_after())
 
-            reporter = Progress.for_stream(quiet=quiet)
-            with api_context(sandbox, base_url, backend, rate_limit, parallelism, reporter) as api:
-                check_instance(state, api, backend)
-                observed = refreshed(desired, state, api, parallelism, reporter)
-                real_now = api.clock.now() or now_utc()
-        result = make_plan(desired, state, at, observed=observed, replace=replace, policy=policy,
-                           allow_duplicates=allow_duplicate, real_now=real_now)
+    result, desired = plan_changes(
+        declarations, state, at, policy, replace=replace, allow_duplicates=allow_duplicate,
+        observe=observe if refresh else None, real_now=real_now,
+        # The text a reviewer's CI job keeps: reusing the parts of the last plan that still hold.
+        reuse_parts=output_format == "text" and not (color or refresh or replace or out_path or no_cache or at > real_now),
+    )
     emit_plan(result, output_format, color=color)
     refusal = why_it_cannot_be_applied(result)
     if out_path is not None:
+        assert desired is not None  # --out never reuses the memo's parts: the batches were built
         save_plan(out_path, desired, result, state, policy, list(replace), refresh=refresh,
                   allow_duplicates=list(allow_duplicate))
         if refusal is None:

@@ -7,22 +7,20 @@ from pathlib import Path
 import click
 
 from provisioner.cli.options import (
-    api_context,
     api_options,
-    check_instance,
-    expanded,
+    given_give_up_after,
     hint_at_the_sandbox_state,
-    load_manifests,
     moment,
     optional_paths_argument,
     progress,
-    refreshed,
     refuse_output_over_own_files,
     report_at_option,
     user_errors,
     with_backend,
 )
-from provisioner.report.wording import plural
+from provisioner.operations.live_batches import read_live
+from provisioner.operations.manifests import expanded, load_manifests
+from provisioner.core.plurals import plural
 from provisioner.report import DEFAULT_EXPIRING_WITHIN, FORMATS
 
 
@@ -66,7 +64,7 @@ def show(paths, backend, sandbox, base_url, parallelism, rate_limit, refresh, ou
     --refresh. With PATHS (manifests, optional), the batches their recurring grants will create
     in the next 12 months too."""
     from provisioner.core.models import Desired
-    from provisioner.report import render
+    from provisioner.report.formats import render
     from provisioner.report.model import build_report, upcoming_grants
 
     if out_path is not None:
@@ -76,12 +74,8 @@ def show(paths, backend, sandbox, base_url, parallelism, rate_limit, refresh, ou
     current = backend.read()
     observed = None
     if refresh:
-        from provisioner.render.progress import Progress
-
-        reporter = Progress.for_stream(quiet=quiet)
-        with api_context(sandbox, base_url, backend, rate_limit, parallelism, reporter) as api:
-            check_instance(current, api, backend)
-            observed = refreshed(desired, current, api, parallelism, reporter)
+        observed = read_live(desired, current, backend, sandbox=sandbox, base_url=base_url, rate_limit=rate_limit,
+                             parallelism=parallelism, give_up_after=given_give_up_after())
     credits = build_report(
         current, observed, at, recorded_at=backend.written_at(), expiring_within=expiring_within,
         upcoming=upcoming_grants(desired.grants.values(), at),

@@ -9,24 +9,24 @@ import click
 
 from provisioner.cli.apply import RECOVERY_WAIT_HELP
 from provisioner.cli.options import (
-    api_context,
     api_options,
     ask_yes,
     cache_option,
-    check_instance,
+    given_give_up_after,
     hint_at_the_sandbox_state,
-    load_manifests,
     lock_option,
     paths_argument,
     progress,
     quiet_option,
-    refreshed,
     sandbox_option,
     user_errors,
     with_backend,
 )
 from provisioner.cli.spellings import TerraformSpellings
-from provisioner.report.wording import plural
+from provisioner.operations.connection import api_context, check_instance
+from provisioner.operations.live_batches import refreshed
+from provisioner.operations.manifests import load_manifests
+from provisioner.core.plurals import plural
 
 
 @click.command(short_help="Create an empty state (first run only).")
@@ -87,7 +87,7 @@ def refresh(paths, backend, sandbox, base_url, parallelism, rate_limit, lock_tim
     desired = load_manifests(paths, no_cache)
     reporter = Progress.for_stream(quiet=quiet)
     with backend.writing("refresh", timeout=lock_timeout, warn=progress) as writer:
-        with api_context(sandbox, base_url, backend, rate_limit, parallelism, reporter) as api:
+        with api_context(sandbox, base_url, backend, rate_limit, parallelism, reporter, given_give_up_after()) as api:
             check_instance(writer.state, api, backend)
             observed = refreshed(desired, writer.state, api, parallelism, reporter)
             missing = refresh_state(writer, observed)
@@ -118,7 +118,8 @@ def import_command(address, batch_id, paths, backend, sandbox, base_url, paralle
 
     desired = load_manifests(paths, no_cache)
     with backend.writing("import", timeout=lock_timeout, warn=progress) as writer:
-        with api_context(sandbox, base_url, backend, rate_limit, parallelism) as api:
+        with api_context(sandbox, base_url, backend, rate_limit, parallelism,
+                         give_up_after=given_give_up_after()) as api:
             check_instance(writer.state, api, backend)
             resource = import_batch(writer, api, desired, address, batch_id, force=force)
             writer.bind_instance(api.instance)
@@ -147,7 +148,7 @@ def state() -> None:
 @with_backend(read_only=True)
 def state_pull(backend, sandbox) -> None:
     """Print the state as JSON (the state file format), from any backend."""
-    from provisioner.backends.file import render_snapshot
+    from provisioner.backends.snapshot import render_snapshot
 
     click.echo(render_snapshot(backend.read()), nl=False)
 
@@ -294,7 +295,8 @@ def state_forget_intent(address, backend, sandbox, base_url, parallelism, rate_l
     from provisioner.operations.state_edits import forget_intent, intent_candidates
 
     with backend.writing("state forget-intent", timeout=lock_timeout, warn=progress) as writer:
-        with api_context(sandbox, base_url, backend, rate_limit, parallelism) as api:
+        with api_context(sandbox, base_url, backend, rate_limit, parallelism,
+                         give_up_after=given_give_up_after()) as api:
             from provisioner.applying.applier import RECOVERY_WAIT
 
             window = RECOVERY_WAIT if recovery_wait is None else recovery_wait

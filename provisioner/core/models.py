@@ -16,7 +16,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from provisioner.manifest.fields import DEFAULT_GRANT_NAME
+DEFAULT_GRANT_NAME = "{grant} {period}"  # a grant's name template when it has none
 
 # Fields the create call accepts; the update call can change only the first two.
 UPDATABLE_FIELDS = ("name", "expiresOn")
@@ -271,6 +271,8 @@ class Figures:
 
     __slots__ = ("counts", "credits", "credited", "issued", "creates", "largest")
 
+    counts: dict[str, int]
+
     def __init__(self, counts: dict[str, int] | None = None, credits: int = 0, credited: bool = False,
                  issued: int = 0, creates: int = 0, largest: int = 0):
         self.counts = dict.fromkeys(ACTIONS, 0) if counts is None else counts  # every action, in ACTIONS' order
@@ -318,7 +320,7 @@ class Figures:
         if len(numbers) != len(ACTIONS) + 5 or set(map(type, numbers)) != {int}:
             raise ValueError("not the numbers of a plan part")
         credits, credited, issued, creates, largest = numbers[len(ACTIONS):]
-        return cls(dict(zip(ACTIONS, numbers)), credits, credited == 1, issued, creates, largest)
+        return cls(dict(zip(ACTIONS, numbers, strict=False)), credits, credited == 1, issued, creates, largest)
 
 
 class PlanPart:
@@ -347,6 +349,7 @@ class PlanPart:
     @property
     def changes(self) -> tuple[Change, ...]:
         if self._changes is None:
+            assert self._remake is not None  # a part has either its changes or a way to make them again
             self._changes = tuple(self._remake())
         return self._changes
 
@@ -376,6 +379,15 @@ class Plan:
     declared batches need none, and what else a reviewer should read. Immutable."""
 
     __slots__ = ("parts", "unchanged", "warnings", "violations", "info", "upcoming", "_changes", "_by_client", "_total")
+    parts: tuple[PlanPart, ...]
+    unchanged: int
+    warnings: tuple[str, ...]
+    violations: tuple[Violation, ...]
+    info: tuple[dict, ...]
+    upcoming: tuple[Upcoming, ...]
+    _changes: tuple[Change, ...] | None
+    _by_client: dict[str, Figures] | None
+    _total: Figures | None
 
     def __init__(
         self,
@@ -411,7 +423,9 @@ class Plan:
     @property
     def changes(self) -> tuple[Change, ...]:
         if self._changes is None:
-            object.__setattr__(self, "_changes", tuple(change for part in self.parts for change in part.changes))
+            changes = tuple(change for part in self.parts for change in part.changes)
+            object.__setattr__(self, "_changes", changes)
+            return changes
         return self._changes
 
     def _values(self) -> tuple:
@@ -445,6 +459,7 @@ class Plan:
                         merged.add(known)
                         merged.add(part.figures)
             object.__setattr__(self, "_by_client", by_client)
+            return by_client
         return self._by_client
 
     @property
@@ -455,6 +470,7 @@ class Plan:
             for figures in self.figures_by_client().values():
                 total.add(figures)
             object.__setattr__(self, "_total", total)
+            return total
         return self._total
 
     @property

@@ -30,25 +30,24 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import yaml_rs
-
 from provisioner import __version__
 from provisioner.manifest.cachefile import TreeCache, code_identity
+from provisioner.manifest.fast_reader import PARSER
 
 CACHE_FORMAT = 3
 # The modules whose code decides what a file declares.
 READER_MODULES = tuple(
     f"manifest/{name}.py" for name in (
         "loader", "declarations", "fields", "fast_reader", "fast_values", "located_reader", "yaml11", "grant_rules",
-        "cache", "cachefile", "located_values", "documents",
+        "cache", "cachefile", "located_values", "documents", "files", "issues",
     )
-) + ("core/timestamps.py", "core/models.py", "core/bulk.py", "core/file_marks.py")
+) + ("core/timestamps.py", "core/models.py", "core/bulk.py", "core/file_marks.py", "core/addresses.py", "core/plurals.py")
 
 
 def reader_identity() -> str:
     """What the cached declarations depend on besides the files themselves."""
     # A grant's timeZone is checked against the zones this machine knows (tzdata, or the system's).
-    header = f"{CACHE_FORMAT} {__version__} yaml-rs {yaml_rs.__version__} python {sys.version_info[:2]} " \
+    header = f"{CACHE_FORMAT} {__version__} {PARSER} python {sys.version_info[:2]} " \
         f"zones {_zone_database()}"
     return code_identity(header, READER_MODULES)
 
@@ -62,7 +61,7 @@ def _zone_database() -> str:
 
 
 # A file's entry: its head (decoded) and its batch rows (JSON, still encoded).
-Entry = tuple[dict, bytes]
+Entry = tuple[dict, bytes | memoryview]
 
 
 class ManifestCache(TreeCache):
@@ -71,7 +70,7 @@ class ManifestCache(TreeCache):
     def __init__(self, directory: Path | None = None):
         super().__init__(directory, reader_identity())
 
-    def read(self, files: Sequence[Path]) -> dict[str, Entry]:
+    def read(self, files: Sequence[str | Path]) -> dict[str, Entry]:
         """The known declarations by content digest; {} when there is no usable cache."""
         cache = self.file_for(files)
         entries: dict[str, Entry] = {}
@@ -86,7 +85,7 @@ class ManifestCache(TreeCache):
         self.known = set(entries)
         return entries
 
-    def write(self, files: Sequence[Path], entries: dict[str, Entry]) -> None:
+    def write(self, files: Sequence[str | Path], entries: dict[str, Entry]) -> None:
         """Keep ``entries`` (those of the files just read): the new ones are appended, or the file
         is written again with these alone when most of what it held is no longer used."""
         known = self.known or set()
@@ -98,6 +97,6 @@ class ManifestCache(TreeCache):
         index = [[content, head, len(rows)] for content, (head, rows) in entries.items()]
         self.file_for(files).write(index, [rows for _, rows in entries.values()], append=append)
 
-    def discard(self, files: Sequence[Path]) -> None:
+    def discard(self, files: Sequence[str | Path]) -> None:
         self.file_for(files).discard()
         self.known = None

@@ -27,6 +27,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from provisioner.core.atomic_files import write_atomically
+
 FORMAT = 3
 MOST_SEGMENTS = 32
 
@@ -53,10 +55,10 @@ def code_identity(header: str, modules: Iterable[str] | None = None) -> str:
     return identity.hexdigest()
 
 
-def tree_key(files: Sequence[Path]) -> str:
+def tree_key(files: Sequence[str | Path]) -> str:
     """Which tree (the files given, from the working directory) a cache file is for."""
     tree = hashlib.sha256(os.getcwd().encode("utf-8", "surrogateescape") + b"\0")
-    tree.update("\n".join(map(os.fspath, files)).encode("utf-8", "surrogateescape"))
+    tree.update("\n".join(os.fspath(file) for file in files).encode("utf-8", "surrogateescape"))
     return tree.hexdigest()[:16]
 
 
@@ -73,7 +75,7 @@ class Segment:
 class CacheFile:
     """``kind-<identity>-<tree>.cache`` in ``directory``."""
 
-    def __init__(self, directory: Path, kind: str, identity: str, files: Sequence[Path]):
+    def __init__(self, directory: Path, kind: str, identity: str, files: Sequence[str | Path]):
         self.identity = identity
         self.path = Path(directory) / f"{kind}-{identity[:16]}-{tree_key(files)}.cache"
         self.segments = 0  # read back
@@ -112,7 +114,7 @@ class CacheFile:
         stale = read_entries - used_entries
         return self.damaged or self.segments >= MOST_SEGMENTS or stale > used_entries
 
-    def write(self, index: list, blob: Sequence[bytes], append: bool) -> None:
+    def write(self, index: list, blob: Sequence[bytes | memoryview], append: bool) -> None:
         """Append one segment, or replace the file with it (atomically). ``blob``: its pieces, in order
         (a blob of tens of megabytes is not joined). Silently skipped on failure."""
         encoded = json.dumps(index, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogatepass")
@@ -139,24 +141,18 @@ class CacheFile:
         return {"format": FORMAT, "identity": self.identity, "index": len(index), "blob": sum(map(len, blob)),
                 "sha256": digest.hexdigest()}
 
-    def _replace(self, chunks: list[bytes]) -> None:
+    def _replace(self, chunks: list[bytes | memoryview]) -> None:
         """Write the file atomically, and remove the files it replaces: the same tree's of another identity."""
         path = self.path
-        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         try:
             _prepare_directory(path.parent)
-            with open(temporary, "wb", buffering=1 << 20) as out:  # tens of megabytes in pieces of a few kB
-                out.writelines(chunks)
-            os.replace(temporary, path)
+            write_atomically(path, chunks)
             kind, _, tree = path.name.split("-", 2)
             for other in path.parent.glob(f"{kind}-*-{tree}"):
                 if other != path:
                     other.unlink(missing_ok=True)
         except OSError:
-            try:
-                temporary.unlink()
-            except OSError:
-                pass
+            pass
 
 
 class TreeCache:
@@ -170,16 +166,17 @@ class TreeCache:
         self.directory = default_directory() if directory is None else Path(directory)
         self.identity = identity
         self.known: Any = None
-        self._files: Sequence[Path] | None = None
+        self._files: Sequence[str | Path] | None = None
         self._file: CacheFile | None = None
 
-    def file_for(self, files: Sequence[Path]) -> CacheFile:
+    def file_for(self, files: Sequence[str | Path]) -> CacheFile:
         if files is not self._files:  # a command asks for the same list again: one tree digest
             self._files, self.known = files, None
             self._file = CacheFile(self.directory, self.kind, self.identity, files)
+        assert self._file is not None
         return self._file
 
-    def appends(self, files: Sequence[Path], read_entries: int, used_entries: int) -> bool:
+    def appends(self, files: Sequence[str | Path], read_entries: int, used_entries: int) -> bool:
         """Whether this write appends a segment to the file as read (else it writes the file again whole,
         with the entries used alone); what was read is forgotten."""
         cache, was_read = self.file_for(files), self.known is not None

@@ -13,10 +13,13 @@ import hashlib
 import json
 from collections.abc import Iterator, Sequence
 from datetime import date
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from provisioner.core.bulk import constructor
 from provisioner.core.models import BatchSpec, ClientSpec, Desired, GrantSpec, Policy
+from provisioner.manifest.files import read_whole
+from provisioner.manifest.issues import ManifestError, ManifestIssue
 
 if TYPE_CHECKING:
     from provisioner.manifest.cache import ManifestCache
@@ -28,8 +31,8 @@ class DeclaredFile:
 
     __slots__ = ("path", "name", "content", "head", "_rows", "_text", "_cache", "_files")
 
-    def __init__(self, path: str, content: str, head: dict, rows: list | None = None, text: bytes | None = None,
-                 cache: ManifestCache | None = None, files: Sequence[str] = ()):
+    def __init__(self, path: str, content: str, head: dict, rows: list | None = None, text: bytes | memoryview | None = None,
+                 cache: ManifestCache | None = None, files: Sequence[str | Path] = ()):
         if type(head) is not dict or not isinstance(head.get("clients"), list) or "policy" not in head:
             raise ValueError("not a file's declarations")
         self.path = path
@@ -45,7 +48,7 @@ class DeclaredFile:
         cache dropped: it is rebuilt by the next command)."""
         if self._rows is None:
             try:
-                rows = json.loads(bytes(self._text))
+                rows = json.loads(bytes(self._text or b""))  # b"": not JSON, read again
                 if type(rows) is not list or not all(type(row) is list and len(row) == 8 for row in rows):
                     raise ValueError("not batch rows")
                 self._rows = rows
@@ -54,16 +57,15 @@ class DeclaredFile:
         return self._rows
 
     def _read_again(self) -> list:
-        # The loader's reading and errors, imported here: the loader imports this module.
-        from provisioner.manifest import fast_reader
-        from provisioner.manifest.loader import ManifestError, ManifestIssue, read_one_located, read_whole
+        # The readers, imported here: only a damaged cache entry needs them.
+        from provisioner.manifest import fast_reader, located_reader
 
         if self._cache is not None:
             self._cache.discard(self._files)
         data = read_whole(self.path)
         if hashlib.sha256(data).hexdigest() != self.content:
             raise ManifestError([ManifestIssue(self.name, 0, 0, "", "changed while being read; run the command again")])
-        record = fast_reader.read(data) or read_one_located(self.name, data)
+        record = fast_reader.read(data) or located_reader.read_one(self.name, data)
         if record is None:  # it was read before: only a changed file can fail now, and its digest says it did not
             raise ManifestError([ManifestIssue(self.name, 0, 0, "", "could not be read again; run the command again")])
         return record["batches"]
@@ -82,7 +84,10 @@ class Declarations:
 
     @property
     def policy(self) -> Policy:
-        return self._ready.policy if self._ready is not None else self._combined.policy_model()
+        if self._ready is not None:
+            return self._ready.policy
+        assert self._combined is not None  # declarations are either ready or combined
+        return self._combined.policy_model()
 
     @property
     def batches_only(self) -> bool:
@@ -96,6 +101,7 @@ class Declarations:
     def desired(self) -> Desired:
         if self._ready is None:
             combined = self._combined
+            assert combined is not None  # declarations are either ready or combined
             for file in self.files:
                 try:
                     combined.add_batches(file.name, file.head, file.rows())

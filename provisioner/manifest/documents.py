@@ -8,7 +8,7 @@ import difflib
 import yaml
 
 from provisioner.manifest.fields import BATCH_FIELDS, CLIENT_FIELDS, POLICY_FIELDS, TOP_FIELDS
-from provisioner.manifest.loader import ManifestIssue
+from provisioner.manifest.issues import ManifestIssue
 from provisioner.manifest.located_values import MERGE, describe, is_null
 
 LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)

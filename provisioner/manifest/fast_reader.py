@@ -33,17 +33,20 @@ from __future__ import annotations
 import functools
 import re
 
-import yaml_rs
+try:
+    import yaml_rs
+except ImportError:  # a default dependency; without it (a platform with no wheel) the located reader reads every file
+    yaml_rs = None  # type: ignore[assignment]
 
 from provisioner.manifest import grant_rules
 from provisioner.manifest import yaml11
+from provisioner.core.addresses import KEY
+from provisioner.core.models import DEFAULT_GRANT_NAME
 from provisioner.manifest.fast_values import UNKNOWN, Unsure, readers
 from provisioner.manifest.fields import (
     BATCH_RULES,
     CLIENT_RULES,
-    DEFAULT_GRANT_NAME,
     GRANT_RULES,
-    KEY,
     MAX_NAME_LENGTH,
     POLICY_RULES,
     Kind,
@@ -57,6 +60,9 @@ from provisioner.manifest.fields import (
 #              creditAccountId, catchUp, line, column], ...]}
 # (every and expiresAfter as grant_rules.py writes them back, dates as YYYY-MM-DD, defaults filled in)
 Record = dict
+
+# The compiled parser this reader uses, as the caches name it (what they hold depends on it).
+PARSER = f"yaml-rs {yaml_rs.__version__}" if yaml_rs is not None else "no yaml-rs"
 
 
 # --------------------------------------------------------------------------- line shapes
@@ -135,6 +141,8 @@ def _decode(data: bytes) -> str:
 
 def read(data: bytes) -> Record | None:
     """The file's declarations, or None when only the located loader may judge it."""
+    if yaml_rs is None:
+        return None
     try:
         text = _decode(data)
         plain = _all_plain(data, text)

@@ -14,9 +14,6 @@ import enum
 import re
 from typing import NamedTuple
 
-KEY_PATTERN = r"[a-z0-9][a-z0-9._-]{0,63}"
-KEY = re.compile(KEY_PATTERN)
-KEY_RULE = "1-64 characters: lower-case letters, digits, '.', '_' or '-', starting with a letter or digit"
 MAX_NAME_LENGTH = 255
 CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 # 2^53-1: the largest whole number that JSON tools reading plans and state (jq, JavaScript) hold exactly.
@@ -78,7 +75,6 @@ BATCH_RULES = {
 }
 
 # A recurring grant (see grants.py): one batch per period, addressed "client/grant@period".
-DEFAULT_GRANT_NAME = "{grant} {period}"  # a grant's name template when it has none
 GRANT_RULES = {
     "every": Rule("every", Kind.EVERY, required=True, example="every: quarter"),
     "from": Rule("from_date", Kind.DATE, required=True, example="from: 2026-01-01"),

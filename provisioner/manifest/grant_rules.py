@@ -15,6 +15,7 @@ from datetime import date
 from zoneinfo import ZoneInfo, available_timezones
 
 from provisioner.core.models import Every, Step
+from provisioner.core.plurals import word_for
 from provisioner.manifest.fields import shorten
 
 MAX_COUNT = 9999
@@ -100,7 +101,7 @@ def _step(text: str, count: int, unit: str) -> Step:
 
 def _plural(unit: str, count: int) -> str:
     singular = unit.rstrip("s")
-    return singular if count == 1 else singular + "s"
+    return word_for(count, singular, singular + "s")
 
 
 def parse_time_zone(name: str) -> ZoneInfo:

@@ -29,11 +29,8 @@ from provisioner.manifest.fields import (
     BATCH_RULES,
     CLIENT_FIELDS,
     CLIENT_RULES,
-    DEFAULT_GRANT_NAME,
     GRANT_FIELDS,
     GRANT_RULES,
-    KEY,
-    KEY_RULE,
     MAX_NAME_LENGTH,
     POLICY_FIELDS,
     TOP_FIELDS,
@@ -41,16 +38,11 @@ from provisioner.manifest.fields import (
     Rule,
     shorten,
 )
+from provisioner.core.addresses import KEY, KEY_RULE
 from provisioner.manifest.grant_rules import check_name_length, check_until
-from provisioner.manifest.loader import (
-    ManifestError,
-    ManifestIssue,
-    add_to_digest,
-    find_files,
-    read_bytes,
-    saved_plan_issue,
-)
-from provisioner.core.models import BatchSpec, ClientSpec, Desired, GrantSpec, Policy
+from provisioner.manifest.files import add_to_digest, find_files, read_bytes, saved_plan_issue
+from provisioner.manifest.issues import ManifestError, ManifestIssue
+from provisioner.core.models import DEFAULT_GRANT_NAME, BatchSpec, ClientSpec, Desired, GrantSpec, Policy
 from provisioner.core.file_marks import is_saved_plan_data
 from provisioner.manifest.located_values import MERGE, READERS, describe, is_null
 
@@ -425,7 +417,7 @@ class _FileReader:
     def values(self, fields: dict, rules: dict[str, Rule], owner: yaml.Node, path: str) -> dict[str, Any]:
         """Each value rule's attribute -> its field's value; None when the field is absent (a required one is
         reported missing, unless a typo of it was) or its value is wrong (reported)."""
-        values = {}
+        values: dict[str, Any] = {}
         for name, rule in rules.items():
             if rule.kind not in READERS:  # a mapping: read on its own
                 continue

@@ -18,7 +18,6 @@ import yaml
 
 from provisioner.manifest.fields import (
     CONTROL_CHARACTER,
-    DEFAULT_GRANT_NAME,
     EXAMPLE_TIMESTAMP,
     EXAMPLE_UUID,
     MAX_NAME_LENGTH,
@@ -27,6 +26,7 @@ from provisioner.manifest.fields import (
     shorten,
 )
 from provisioner.manifest.grant_rules import check_name_template, parse_every, parse_expires_after, parse_time_zone
+from provisioner.core.models import DEFAULT_GRANT_NAME
 from provisioner.core.timestamps import format_timestamp, from_iso
 
 Read = tuple[Any, str | None]  # (the value, None) or (None, why not)

@@ -12,9 +12,10 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from pydantic.json_schema import SkipJsonSchema
 
-from provisioner.manifest.fields import DEFAULT_GRANT_NAME, EXAMPLE_TIMESTAMP, KEY_PATTERN, MAX_NAME_LENGTH, MAX_WHOLE_NUMBER
+from provisioner.core.addresses import KEY_PATTERN
+from provisioner.manifest.fields import EXAMPLE_TIMESTAMP, MAX_NAME_LENGTH, MAX_WHOLE_NUMBER
 from provisioner.manifest.grant_rules import EVERY_PATTERN, EXPIRES_AFTER_PATTERN
-from provisioner.core.models import Policy
+from provisioner.core.models import DEFAULT_GRANT_NAME, Policy
 
 Key = Annotated[str, StringConstraints(pattern=f"^{KEY_PATTERN}$")]
 UUIDText = Annotated[str, Field(json_schema_extra={"format": "uuid"})]

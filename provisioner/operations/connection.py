@@ -7,10 +7,16 @@ import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from provisioner.api.client import ConfigurationError, CreditsApi
 from provisioner.api.outage import GIVE_UP_AFTER
 from provisioner.api.pacing import STANDARD_RATE, RateLimiter
+
+if TYPE_CHECKING:  # the HTTP client is imported when a command connects, not at start-up
+    from provisioner.api.client import CreditsApi
+    from provisioner.backends import Backend
+    from provisioner.core.models import State
+    from provisioner.render.progress import Progress
 
 SANDBOX_DATA_FILE = "sandbox.sqlite"
 EMBEDDED_SANDBOX = "the embedded sandbox (--sandbox)"
@@ -39,9 +45,11 @@ def open_api(
     ``rate_limit`` (requests per minute) is a ceiling; 0: none of our own. None: start at the
     Standard plan's 120/min and follow the limit the server announces, up or down.
     """
+    from provisioner.api.client import ConfigurationError, CreditsApi
+
     limiter = rate_limiter(rate_limit)
-    options = {"limiter": limiter, "pool_size": parallelism, "on_retry": on_retry, "on_notice": on_notice,
-               "give_up_after": GIVE_UP_AFTER if give_up_after is None else give_up_after}
+    options: dict[str, Any] = {"limiter": limiter, "pool_size": parallelism, "on_retry": on_retry, "on_notice": on_notice,
+                               "give_up_after": GIVE_UP_AFTER if give_up_after is None else give_up_after}
     if timeout is not None:
         options["timeout"] = timeout
     if sandbox_dir is not None:
@@ -73,3 +81,34 @@ def rate_limiter(rate_limit: float | None) -> RateLimiter:
     if rate_limit is None:
         return RateLimiter(None, start=STANDARD_RATE)
     return RateLimiter(rate_limit or None)
+
+
+def sandbox_directory(backend: Backend) -> Path:
+    """Where the embedded sandbox keeps its data: beside its state file (--sandbox always has one)."""
+    from provisioner.backends.file import FileBackend
+
+    assert isinstance(backend, FileBackend), "--sandbox opens its own state file"
+    return backend.path.parent
+
+
+def api_context(sandbox: bool, base_url: str | None, backend: Backend, rate_limit: float | None, parallelism: int,
+                reporter: Progress | None = None, give_up_after: float | None = None):
+    """``give_up_after``: --give-up-after (None: the outage watcher's default)."""
+    from provisioner.render.progress import Progress
+
+    reporter = reporter or Progress.for_stream()
+    return open_api(
+        base_url=base_url,
+        sandbox_dir=sandbox_directory(backend) if sandbox else None,
+        rate_limit=rate_limit,
+        parallelism=parallelism,
+        on_retry=reporter.retry,
+        on_notice=reporter.warn,
+        give_up_after=give_up_after,
+    )
+
+
+def check_instance(state: State, api, backend: Backend) -> None:
+    from provisioner.backends import check_instance as check
+
+    check(state, api.instance, backend.name)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import sys
 from datetime import datetime, timezone
 from collections.abc import Mapping
@@ -11,11 +10,13 @@ from pathlib import Path
 
 from provisioner.planning import grants
 from provisioner.api.client import ApiError, CreditsApi
-from provisioner.manifest.fields import KEY_PATTERN, KEY_RULE
-from provisioner.backends.file import parse_state, read_state
+from provisioner.core.addresses import ADDRESS, ADDRESS_RULE, client_of, grant_address, period_of
+from provisioner.backends.file import FileBackend
+from provisioner.backends.snapshot import parse_state
 from provisioner.core.models import COMPARED_FIELDS, BatchSpec, Desired, Intent, Resource, State, batch_key, proper_id
 from provisioner.applying.listings import ClientListings
-from provisioner.planning.planner import live_attributes, normalized
+from provisioner.core.comparison import normalized
+from provisioner.planning.planner import live_attributes
 from provisioner.applying.matching import (
     Findings,
     created_since,
@@ -28,10 +29,6 @@ from provisioner.applying.matching import (
 )
 from provisioner.backends.base import StateWriter
 
-# client/batch, or a grant's period: client/grant@2026-q1 (2026-01, 2026, 2026-01-15).
-PERIOD_PATTERN = r"[0-9]{4}(?:-q[1-4]|-[0-9]{2}(?:-[0-9]{2})?)?"
-ADDRESS = re.compile(f"{KEY_PATTERN}/{KEY_PATTERN}(?:@{PERIOD_PATTERN})?")
-ADDRESS_RULE = f"CLIENT_KEY/BATCH_KEY or CLIENT_KEY/GRANT_KEY@PERIOD (e.g. acme/quarterly@2026-q1), each key {KEY_RULE}"
 # On a failed import, how many other declared clients are listed to name the batch's owner:
 # enough for the usual mix-up, few enough not to spend minutes of rate limit on an error path.
 OWNER_SEARCH_LIMIT = 25
@@ -86,16 +83,16 @@ def import_batch(
 def _period_batch(desired: Desired, address: str) -> BatchSpec:
     """The batch a declared grant issues for the period ADDRESS names, begun or not (a batch made
     by hand ahead of its period can be adopted too); else why there is none."""
-    grant_address = grants.grant_address(address)
-    grant = desired.grants.get(grant_address or "")
+    grant_of = grant_address(address)
+    grant = desired.grants.get(grant_of or "")
     if grant is None:
-        what = f"grant {grant_address}" if grant_address else "batch"
+        what = f"grant {grant_of}" if grant_of else "batch"
         raise StateCommandError(
             f"{address} is not declared in the manifests given: declare the {what} first (client key / "
-            f"{'grant key, then @PERIOD' if grant_address else 'batch key'}), so that provisioner knows what it "
+            f"{'grant key, then @PERIOD' if grant_of else 'batch key'}), so that provisioner knows what it "
             "should look like."
         )
-    period_id = address.partition("@")[2]
+    period_id = period_of(address)
     index = grants.period_index(grant, period_id)
     try:
         period = None if index is None else grants.period_at(grant, index)
@@ -159,7 +156,7 @@ def intent_candidates(
             "was changed. Run this again once the API answers; --force only if you know the create never "
             "reached the API."
         )
-    if left > 0 and not force and findings.nothing:
+    if left > 0 and not force and not isinstance(findings, str) and findings.nothing:
         raise StateCommandError(
             f"the interrupted create of {address} may still be in progress on the server for another "
             f"{left:.0f} s: no listing can prove yet that it made nothing, and giving it up now could issue "
@@ -194,10 +191,11 @@ def move_resource(writer: StateWriter, source: str, destination: str) -> None:
         raise StateCommandError(f"{destination} is already recorded; choose another address or 'state rm' it first.")
     if not ADDRESS.fullmatch(destination):
         raise StateCommandError(f"{destination!r} is not an address; expected {ADDRESS_RULE}.")
-    if source.split("/")[0] != destination.split("/")[0]:
+    client = client_of(source)
+    if client != client_of(destination):
         raise StateCommandError(
-            f"{source} belongs to client {source.split('/')[0]}: a batch cannot move to another client "
-            f"({destination.split('/')[0]}). Rename the batch key only, e.g. {source.split('/')[0]}/new-key."
+            f"{source} belongs to client {client}: a batch cannot move to another client "
+            f"({client_of(destination)}). Rename the batch key only, e.g. {client}/new-key."
         )
     writer.move(source, destination)
 
@@ -231,10 +229,7 @@ def read_pushed_state(source: Path) -> State:
         return parse_state(sys.stdin.read(), "standard input")
     if not source.exists():
         raise StateCommandError(f"{source}: no such file; 'state push' loads a state file ('state pull' prints one).")
-    state = read_state(source)
-    if state is None:
-        raise StateCommandError(f"{source}: no state in it.")
-    return state
+    return FileBackend(source).read()  # its journal folded in
 
 
 def push_state(writer: StateWriter, pushed: State, force: bool = False) -> int | None:

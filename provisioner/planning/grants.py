@@ -37,7 +37,7 @@ _UTC = timezone.utc
 
 
 class Period(NamedTuple):
-    index: int  # 0 for the period starting on ``from``
+    index: int  # type: ignore[assignment]  # 0 for the period starting on ``from`` (tuple.index is not used)
     id: str
     starts_on: date  # local date
     starts_at: datetime  # local midnight of starts_on, in UTC
@@ -123,9 +123,10 @@ def _last_begun_index(grant: GrantSpec, at: datetime, zone: ZoneInfo) -> int:
         lambda k: _start_of_day(add_step(grant.from_date, grant.every, k), zone) <= at,
         _steps_until(grant, local_day),
     )
-    if grant.until is not None and last >= 0:
-        last = min(last, _last_index(lambda k: add_step(grant.from_date, grant.every, k) <= grant.until,
-                                     _steps_until(grant, grant.until)))
+    until = grant.until
+    if until is not None and last >= 0:
+        last = min(last, _last_index(lambda k: add_step(grant.from_date, grant.every, k) <= until,
+                                     _steps_until(grant, until)))
     return last
 
 
@@ -298,9 +299,3 @@ def period_index(grant: GrantSpec, period_id: str) -> int | None:
     elif style == "year" and _YEAR_ID.fullmatch(period_id):
         index = int(period_id) - start.year
     return None if index is None or index < 0 else index
-
-
-def grant_address(batch_address: str) -> str | None:
-    """``acme/quarterly@2026-q1`` -> ``acme/quarterly``; None for a plain batch's address."""
-    owner, separator, _ = batch_address.partition("@")
-    return owner if separator else None

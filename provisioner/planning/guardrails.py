@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
 from provisioner.core.models import PlanPart, Policy, Violation
+from provisioner.core.plurals import plural
 
 
 class _Total(NamedTuple):
@@ -23,7 +24,7 @@ class _Total(NamedTuple):
 _TOTALS = (
     _Total("maxApplyCredits", "max_apply_credits", "issued", "issue", lambda total: f"{total:,} credits in total"),
     _Total("maxCreates", "max_creates", "creates", "create",
-           lambda creates: f"{creates:,} batch{'' if creates == 1 else 'es'}"),
+           lambda creates: plural(creates, "batch", "batches")),
 )
 
 

@@ -39,16 +39,16 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
 
-import yaml_rs
-
 from provisioner import __version__
 from provisioner.manifest import parallel
 from provisioner.core.bulk import paused_gc
 from provisioner.manifest.cachefile import TreeCache, code_identity
 from provisioner.manifest.declarations import Declarations, DeclaredFile, batch_specs
+from provisioner.manifest.fast_reader import PARSER
 from provisioner.manifest.loader import LoadTimings
 from provisioner.core.models import BatchSpec, Desired, Figures, Plan, PlanPart, Policy, State
-from provisioner.planning.planner import client_of, client_order, combine, make_plan
+from provisioner.core.addresses import client_of
+from provisioner.planning.planner import client_order, combine, make_plan
 from provisioner.render.text import part_text
 from provisioner.core.timestamps import format_timestamp
 
@@ -70,7 +70,7 @@ def usable(declarations: Declarations, state: State) -> bool:
 
 def package_identity() -> str:
     """What a part depends on besides the manifests, the state and the clock: this tool's code."""
-    return code_identity(f"{MEMO_FORMAT} {__version__} yaml-rs {yaml_rs.__version__} {sys.version}")
+    return code_identity(f"{MEMO_FORMAT} {__version__} {PARSER} {sys.version}")
 
 
 class _Stored:
@@ -106,7 +106,7 @@ class PlanMemo(TreeCache):
     def __init__(self, directory: Path | None = None):
         super().__init__(directory, package_identity())
 
-    def read(self, files: Sequence[Path]) -> dict[tuple[str, str, str], _Stored]:
+    def read(self, files: Sequence[str | Path]) -> dict[tuple[str, str, str], _Stored]:
         """The parts kept for this tree by (file name, content digest, client key); {} when none is usable."""
         cache = self.file_for(files)
         stored: dict[tuple[str, str, str], _Stored] = {}
@@ -127,16 +127,17 @@ class PlanMemo(TreeCache):
         self.known = (stored, entries)
         return stored
 
-    def write(self, files: Sequence[Path], kept: Iterable[_Stored]) -> None:
+    def write(self, files: Sequence[str | Path], kept: Iterable[_Stored]) -> None:
         """Keep these parts: the new ones are appended, or the file is written again with these alone
         when most of what it held is no longer used."""
-        known, entries = self.known or ({}, 0)
+        read: tuple[dict[tuple[str, str, str], _Stored], int] = self.known or ({}, 0)
+        known, entries = read
         append = self.appends(files, entries, sum(known.get(part.key) is part for part in kept))
         parts = [part for part in kept if not append or known.get(part.key) is not part]
         if append and not parts:
             return
         encoded = [part.text.encode("utf-8", "surrogatepass") for part in parts]
-        index = [part.index_entry(len(text)) for part, text in zip(parts, encoded)]
+        index = [part.index_entry(len(text)) for part, text in zip(parts, encoded, strict=True)]
         self.file_for(files).write(index, encoded, append=append)
 
 
@@ -181,8 +182,8 @@ class _Planner:
                 missed.append((file, missing))
         self.timings.add("parts reused", clock() - started)
         started = clock()
-        for (file, clients), planned in zip(missed, parallel.in_two(self.plan_files, missed)):
-            for client_key, (unchanged, warnings, figures, text, window) in zip(clients, planned):
+        for (file, clients), planned in zip(missed, parallel.in_two(self.plan_files, missed), strict=True):
+            for client_key, (unchanged, warnings, figures, text, window) in zip(clients, planned, strict=True):
                 self.add_planned(file, client_key, unchanged, warnings, Figures.from_list(figures), text, window)
         others = [client for client in self.recorded.clients() if client not in declared]
         if others:  # recorded under clients no manifest declares: never kept, planned every time
@@ -229,8 +230,8 @@ class _Planner:
         expiries: dict[str, list[str | None]] = {}
         for spec in specs:
             expiries.setdefault(spec.client_key, []).append(spec.expires_on)
-        planned = []
-        for file, clients in missed:
+        planned: list[list] = []
+        for _file, clients in missed:
             planned.append([])
             for client_key in clients:
                 part = parts.get(client_key) or PlanPart(client_key, ())

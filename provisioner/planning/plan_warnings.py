@@ -5,13 +5,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from provisioner.core.addresses import grant_address
+from provisioner.core.plurals import plural, word_for
 from provisioner.planning import grants
 from provisioner.core.models import BatchSpec, Desired, Resource
 
 
 def undeclared_warnings(undeclared: list[tuple[str, Resource]]) -> Iterable[tuple[str, str]]:
     for address, resource in undeclared:
-        if grants.grant_address(address) is None:
+        if grant_address(address) is None:
             yield address, (
                 f"{address} (batch {resource.batch_id}) is recorded in state but no longer declared: "
                 "left as is; the API cannot delete batches. Use 'provisioner state rm "
@@ -25,7 +27,7 @@ def removed_grant_warnings(removed: dict[str, list[str]]) -> Iterable[str]:
         count = len(periods)
         yield (
             f"grant {grant} is no longer declared: no further periods are issued. Its {count} issued "
-            f"period batch{'' if count == 1 else 'es'} ({listed_periods(periods)}) stay recorded as they are; "
+            f"{word_for(count, 'period batch', 'period batches')} ({listed_periods(periods)}) stay recorded as they are; "
             f"the API cannot delete batches. Use 'provisioner state rm {grant}@PERIOD' to stop tracking one."
         )
 
@@ -35,9 +37,9 @@ def unscheduled_warnings(unscheduled: dict[str, list[str]]) -> Iterable[str]:
     for grant, periods in unscheduled.items():
         count = len(periods)
         yield (
-            f"grant {grant}: {count} issued period{'' if count == 1 else 's'} ({listed_periods(periods)}) "
-            f"{'is' if count == 1 else 'are'} not in its schedule any more ('every' or 'from' changed since?). "
-            f"{'It stays' if count == 1 else 'They stay'} recorded as issued, and the schedule's own periods are "
+            f"grant {grant}: {plural(count, 'issued period', 'issued periods')} ({listed_periods(periods)}) "
+            f"{word_for(count, 'is', 'are')} not in its schedule any more ('every' or 'from' changed since?). "
+            f"{word_for(count, 'It stays', 'They stay')} recorded as issued, and the schedule's own periods are "
             "issued besides: check the creates of this grant. If they repeat credits already given, move each "
             "recorded period onto its new address with 'provisioner state mv' before applying."
         )
@@ -48,11 +50,11 @@ def lapsed_warnings(lapsed: dict[str, list[BatchSpec]], desired: Desired) -> Ite
         expires_after = desired.grants[grant].expires_after
         count = len(specs)
         yield (
-            f"grant {grant}: {count} period{'' if count == 1 else 's'} began but {'is' if count == 1 else 'are'} "
-            f"not issued ({listed_periods([spec.period for spec in specs])}): "
-            f"{'its batch' if count == 1 else 'their batches'} would be created already expired "
+            f"grant {grant}: {plural(count, 'period', 'periods')} began but {word_for(count, 'is', 'are')} "
+            f"not issued ({listed_periods([spec.period for spec in specs if spec.period])}): "
+            f"{word_for(count, 'its batch', 'their batches')} would be created already expired "
             f"(expiresAfter: {expires_after.text if expires_after else ''}). To stop this note, move 'from' past "
-            f"{'it' if count == 1 else 'them'} or set 'catchUp: false'."
+            f"{word_for(count, 'it', 'them')} or set 'catchUp: false'."
         )
 
 

@@ -33,14 +33,9 @@ from provisioner.planning.plan_warnings import (
     undeclared_warnings,
     unscheduled_warnings,
 )
-from provisioner.applying.matching import (
-    EQUAL,
-    compare_field,
-    duplicate_reasons,
-    duplicates_of,
-    look_alike_warning,
-    unclaimed_look_alikes,
-)
+from provisioner.applying.matching import duplicate_reasons, duplicates_of, look_alike_warning, unclaimed_look_alikes
+from provisioner.core.addresses import client_of, grant_address, period_of
+from provisioner.core.comparison import EQUAL, compare_field, identifier, normalized, same_value
 from provisioner.core.timestamps import format_timestamp, parse_timestamp
 
 FIX_FOR_FIXED_FIELD = (
@@ -117,6 +112,7 @@ def _plan(
         elif change is LAPSED:
             lapsed.setdefault(f"{spec.client_key}/{spec.grant}", []).append(spec)
         else:
+            assert isinstance(change, Change)
             share.changes.append(change)
             if spec.grant is not None and spec.period is not None and isinstance(change, Change) \
                     and change.action == "create":
@@ -129,12 +125,12 @@ def _plan(
         shares.of(client_of(address)).warnings.append(warning)
     unscheduled: dict[str, list[str]] = {}
     for address, resource in undeclared:
-        grant = desired.grants.get(grants.grant_address(address) or "")
+        grant = desired.grants.get(grant_address(address) or "")
         if grant is None or address in state.pending:
             continue
         # An issued period its grant does not declare now (catchUp: false, --at earlier than when
         # it was issued, a schedule edited since): frozen like the declared ones.
-        period = address.partition("@")[2]
+        period = period_of(address)
         if grants.period_index(grant, period) is None:
             unscheduled.setdefault(grant.address, []).append(period)
         change = _frozen_change(address, grant.client_key, resource, observed, declared=False)
@@ -162,10 +158,6 @@ def _plan(
 
 
 _address = operator.attrgetter("address")
-
-
-def client_of(address: str) -> str:
-    return address.split("/", 1)[0]
 
 
 def client_order(client_key: str) -> str:
@@ -281,12 +273,12 @@ class _DuplicateGuard:
         self.allowed = allowed
         self.by_client: dict[str, list[Mapping]] = defaultdict(list)
         for batch in observed.values():
-            self.by_client[str(batch.get("clientId", "")).lower()].append(batch)
+            self.by_client[identifier(batch.get("clientId", ""))].append(batch)
 
     def check(self, change: Change, spec: BatchSpec) -> Change:
         if spec.address in self.allowed:
             return change
-        found = duplicates_of(change.after or {}, self.by_client.get(spec.client_id.lower(), ()), self.claimed,
+        found = duplicates_of(change.after or {}, self.by_client.get(identifier(spec.client_id), ()), self.claimed,
                               self.open_intents)
         if not found:
             return change
@@ -428,7 +420,7 @@ def _create_change(
 
 
 def _recover_change(intent: Intent, desired: Desired | None, spec: BatchSpec | None = None) -> Change:
-    client_key = intent.address.split("/", 1)[0]
+    client_key = client_of(intent.address)
     reasons = [
         f"An earlier apply was interrupted while creating this batch (at {intent.at}). Apply will look "
         "for it in the API and record it if it was made, or create it if it was not: never twice."
@@ -468,35 +460,8 @@ def live_attributes(recorded: Mapping, live: Mapping) -> dict:
     return current
 
 
-def normalized(field: str, value):
-    """An API value in the form the manifest loader produces, so equal values print alike."""
-    if field == "expiresOn":
-        try:
-            return format_timestamp(parse_timestamp(str(value)))
-        except ValueError:
-            return value
-    if field == "startingBalance" and isinstance(value, float) and value.is_integer():
-        return int(value)
-    if field in ("clientId", "creditAccountId"):
-        return str(value).lower()
-    return value
-
-
 def differing_fields(current: Mapping, wanted: Mapping) -> list[str]:
     return [field for field in COMPARED_FIELDS if not same_value(field, current.get(field), wanted.get(field))]
-
-
-def same_value(field: str, left, right) -> bool:
-    if left is None or right is None:
-        return left is None and right is None
-    if field == "expiresOn":
-        try:
-            return parse_timestamp(str(left)) == parse_timestamp(str(right))
-        except ValueError:
-            return left == right
-    if field in ("clientId", "creditAccountId"):
-        return str(left).lower() == str(right).lower()
-    return left == right
 
 
 def _undeclared(desired: Desired, state: State) -> tuple[list[tuple[str, Resource]], dict[str, list[str]]]:
@@ -507,9 +472,9 @@ def _undeclared(desired: Desired, state: State) -> tuple[list[tuple[str, Resourc
     )
     removed: dict[str, list[str]] = {}
     for address, _ in undeclared:
-        grant = grants.grant_address(address)
+        grant = grant_address(address)
         if grant is not None and grant not in desired.grants:
-            removed.setdefault(grant, []).append(address.partition("@")[2])
+            removed.setdefault(grant, []).append(period_of(address))
     return undeclared, removed
 
 
@@ -518,10 +483,10 @@ def _upcoming(desired: Desired, state: State) -> tuple[Upcoming, ...]:
     may be issued already)."""
     if not desired.grants:
         return ()
-    at = parse_timestamp(desired.expanded_at)
+    at = parse_timestamp(desired.expanded_at or "")
     recorded: dict[str, int] = defaultdict(int)
     for address in state.resources:
-        grant = grants.grant_address(address)
+        grant = grant_address(address)
         if grant is not None:
             recorded[grant] += 1
     found = (grants.next_unissued(grant, at, state.resources, recorded[address])
@@ -555,6 +520,6 @@ def _usage_info(state: State, observed: Mapping[str, Mapping]) -> Iterable[dict]
         live = observed.get(batch_key(resource.batch_id))
         if live is None:
             continue
-        row = {"address": address, "batchId": resource.batch_id}
+        row: dict[str, object] = {"address": address, "batchId": resource.batch_id}
         row.update({field: live.get(field) for field in USAGE_FIELDS})
         yield row

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 
 from provisioner import __version__
+from provisioner.core.atomic_files import write_atomically
 from provisioner.core.file_marks import SAVED_PLAN_MARKER, is_saved_plan_data
 from provisioner.core.models import Desired, Plan, Policy, State
 from provisioner.planning.planner import differing_fields
@@ -67,7 +67,9 @@ def save_plan(
     # The marker leads, so that even a damaged file is recognised (and refused) as a saved plan.
     document = {MARKER: FILE_VERSION, "seal": _seal(body)}
     document.update((key, _sorted(body[key])) for key in sorted(body) if key != MARKER)
-    _write_atomically(Path(path), json.dumps(document, indent=2) + "\n")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomically(path, json.dumps(document, indent=2) + "\n")
 
 
 def _sorted(value):
@@ -76,13 +78,6 @@ def _sorted(value):
     if isinstance(value, list):
         return [_sorted(item) for item in value]
     return value
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)
 
 
 def is_saved_plan(path: str | Path) -> bool:

@@ -18,17 +18,17 @@ HEADLINES = {
 NO_CHANGES = "No changes. Your credit batches match the manifests."
 
 
-def _thousands(n: int) -> str:
+def thousands(n: int) -> str:
     return f"{n:,}"
 
 
-def _count_phrase(action: str, n: int) -> str:
+def count_phrase(action: str, n: int) -> str:
     if action in ("blocked", "missing", "unchanged"):
         return f"{n} {action}"
     return f"{n} to {action}"
 
 
-def _changed_fields(before: dict, after: dict) -> list[str]:
+def changed_fields(before: dict, after: dict) -> list[str]:
     return sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
 
 
@@ -38,14 +38,14 @@ def _used(entry: dict) -> str:
         return "-"
     used = starting - current
     percent = f" ({used * 100 // starting}%)" if starting > 0 else ""
-    return f"{_thousands(used)}{percent}"
+    return f"{thousands(used)}{percent}"
 
 
 def _number(value) -> str:
-    return _thousands(value) if isinstance(value, int) and not isinstance(value, bool) else "-"
+    return thousands(value) if isinstance(value, int) and not isinstance(value, bool) else "-"
 
 
-def _info_rows(plan: Plan) -> list[list[str]]:
+def info_rows(plan: Plan) -> list[list[str]]:
     return [
         [
             str(entry.get("address") or "-"),
@@ -59,5 +59,5 @@ def _info_rows(plan: Plan) -> list[list[str]]:
     ]
 
 
-def _sections(*blocks: list[str]) -> str:
+def sections(*blocks: list[str]) -> str:
     return "\n\n".join("\n".join(block) for block in blocks if block) + "\n"

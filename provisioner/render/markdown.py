@@ -9,11 +9,11 @@ from provisioner.planning.plan_document import summary_counts
 from provisioner.render.common import (
     HEADLINES,
     NO_CHANGES,
-    _changed_fields,
-    _count_phrase,
-    _info_rows,
-    _sections,
-    _thousands,
+    changed_fields,
+    count_phrase,
+    info_rows,
+    sections,
+    thousands,
 )
 from provisioner.render.text import render_text
 from provisioner.core.timestamps import NO_EXPIRY
@@ -42,15 +42,15 @@ def _plain_value(value, field: str = "") -> str:
     if value is None:
         return NO_EXPIRY if field == "expiresOn" else "(none)"
     if isinstance(value, int) and not isinstance(value, bool):
-        return _thousands(value)
+        return thousands(value)
     return str(value)
 
 
 def _markdown_summary(plan: Plan) -> str:
     counts = summary_counts(plan)
-    phrases = ", ".join(_count_phrase(a, n) for a, n in counts.items() if n)
+    phrases = ", ".join(count_phrase(a, n) for a, n in counts.items() if n)
     total = plan.total_credits
-    credits = f"{_thousands(total)} credits to issue" if total else "no credits to issue"
+    credits = f"{thousands(total)} credits to issue" if total else "no credits to issue"
     return f"**Plan: {phrases} — {credits}**"
 
 
@@ -68,13 +68,13 @@ def _detail_parts(change: Change) -> list[str]:
     before, after = change.before, change.after
     if change.action == "missing":
         parts = []
-    elif before is None or (change.action == "replace" and not _changed_fields(before, after or {})):
+    elif before is None or (change.action == "replace" and not changed_fields(before, after or {})):
         parts = [f"{k}: {_plain_value(v, k)}" for k, v in sorted((after or {}).items())]
     else:
         # "→", not "->": escaping ">" would leave "-\>" in the raw text of the comment.
         parts = [
             f"{k}: {_plain_value(before.get(k), k)} → {_plain_value((after or {}).get(k), k)}"
-            for k in _changed_fields(before, after or {})
+            for k in changed_fields(before, after or {})
         ]
     return [escape_markdown(p) for p in parts + list(change.reasons)]
 
@@ -91,7 +91,7 @@ def _client_table(client: str, changes: list[Change]) -> list[str]:
         _table_row(["---", "---", "---:", "---"]),
     ]
     for change in changes:
-        credits = _thousands(change.credits) if change.credits else "—"
+        credits = thousands(change.credits) if change.credits else "—"
         details = "<br>".join(_detail_parts(change)) or "—"
         lines.append(
             _table_row([MARKDOWN_SYMBOLS[change.action], escape_markdown(_batch_key(change)), credits, details])
@@ -128,10 +128,10 @@ def _client_summary(plan: Plan) -> list[str]:
         row[2] += change.credits
     lines = [_table_row(["Client", "Creates", "Updates", "Credits"]), _table_row(["---", "---:", "---:", "---:"])]
     for client, (creates, updates, credits) in sorted(rows.items()):
-        lines.append(_table_row([escape_markdown(client), str(creates), str(updates), _thousands(credits)]))
+        lines.append(_table_row([escape_markdown(client), str(creates), str(updates), thousands(credits)]))
     if len(rows) > 1:
         creates, updates, credits = (sum(row[i] for row in rows.values()) for i in range(3))
-        lines.append(_table_row(["**Total**", f"**{creates}**", f"**{updates}**", f"**{_thousands(credits)}**"]))
+        lines.append(_table_row(["**Total**", f"**{creates}**", f"**{updates}**", f"**{thousands(credits)}**"]))
     return lines
 
 
@@ -160,7 +160,7 @@ def _markdown_info(plan: Plan) -> list[str]:
         return []
     headers = ["Batch", "Starting", "Current", "Used", "Status", "Expires"]
     lines = ["### Credit usage", "", _table_row(headers), _table_row(["---", "---:", "---:", "---:", "---", "---"])]
-    lines += [_table_row([escape_markdown(c) for c in row]) for row in _info_rows(plan)]
+    lines += [_table_row([escape_markdown(c) for c in row]) for row in info_rows(plan)]
     return lines
 
 
@@ -171,7 +171,7 @@ def _markdown_upcoming(plan: Plan) -> list[str]:
              _table_row(["---", "---", "---", "---:"])]
     lines += [
         _table_row([escape_markdown(item.grant), escape_markdown(item.period),
-                    escape_markdown(f"{item.starts_on} ({item.time_zone})"), _thousands(item.credits)])
+                    escape_markdown(f"{item.starts_on} ({item.time_zone})"), thousands(item.credits)])
         for item in plan.upcoming
     ]
     return lines
@@ -201,14 +201,14 @@ def _full_plan(plan: Plan) -> list[str]:
 def render_markdown(plan: Plan) -> str:
     """GitHub-flavoured Markdown for a pull-request comment."""
     if not plan.changes:
-        return _sections(
+        return sections(
             [f"**No changes.** {NO_CHANGES.removeprefix('No changes. ')}"],
             _problem_items(plan),
             _markdown_warnings(plan),
             _markdown_upcoming(plan),
             _markdown_info(plan),
         )
-    return _sections(
+    return sections(
         [_markdown_summary(plan)],
         _problem_items(plan),
         _client_summary(plan),

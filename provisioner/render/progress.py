@@ -25,7 +25,9 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import TextIO
+from typing import Any, TextIO
+
+from provisioner.core.plurals import plural, word_for
 
 SUMMARY_EVERY = 10.0  # seconds between summary lines in a log
 SUMMARY_STEPS = 10  # and one at every tenth of the work...
@@ -67,7 +69,7 @@ class Progress:
         self._timestamps = timestamps
         self._clock = clock
         self._lock = threading.RLock()  # re-entrant: a signal handler may report mid-report
-        self._bar = None
+        self._bar: Any = None  # a tqdm bar while one is drawn
         self._ticker: threading.Thread | None = None
         self._ticking = threading.Event()
         self._tally: Tally | None = None  # the run under way, if any
@@ -155,7 +157,7 @@ class Progress:
                 return
             if self._retries_unsaid:
                 more = self._retries_unsaid
-                line += f" ({more} more {'retry' if more == 1 else 'retries'} since the last notice)"
+                line += f" ({more} more {word_for(more, 'retry', 'retries')} since the last notice)"
             self._last_retry_notice, self._retries_unsaid = now, 0
             if not self.quiet:
                 self._emit(f"Note: {line[:1].upper()}{line[1:]}")
@@ -197,17 +199,20 @@ class Progress:
         return self._tally
 
     def _after_count(self) -> None:
-        done = self._tally.done
+        tally = self._tally
+        assert tally is not None  # counted just before
+        done = tally.done
         if self._bar is not None:
             self._bar.set_postfix_str(self.status(counts=False), refresh=False)
             self._bar.update(1)
         elif self._summary_every and done >= self._next_mark:
             while self._next_mark <= done:
                 self._next_mark += self._step()
-            if self._clock() - self._last_summary >= SUMMARY_MIN_GAP and done < self._tally.total:
+            if self._clock() - self._last_summary >= SUMMARY_MIN_GAP and done < tally.total:
                 self._summary()
 
     def _step(self) -> int:
+        assert self._tally is not None  # asked while counting
         return max(1, math.ceil(self._tally.total / SUMMARY_STEPS))
 
     def _summary(self) -> None:
@@ -372,7 +377,7 @@ def describe_work(actions: Mapping[str, int] | Counter) -> str:
     ]
     if len(named) == 1:
         return named[0]
-    return f"{total:,} change{'s' if total != 1 else ''} ({', '.join(named)})"
+    return f"{plural(total, 'change', 'changes')} ({', '.join(named)})"
 
 
 def duration(seconds: float, short: bool = False) -> str:

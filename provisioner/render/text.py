@@ -15,11 +15,11 @@ from provisioner.render.common import (
 
     HEADLINES,
     NO_CHANGES,
-    _changed_fields,
-    _count_phrase,
-    _info_rows,
-    _sections,
-    _thousands,
+    changed_fields,
+    count_phrase,
+    info_rows,
+    sections,
+    thousands,
 )
 from provisioner.core.timestamps import NO_EXPIRY
 
@@ -93,7 +93,7 @@ def _field_rows(change: Change) -> list[tuple[str, str, str]]:
         return [("+", k, _value(v)) for k, v in sorted((after or {}).items())]
     after = after or {}
     if change.action == "replace":
-        changed = set(_changed_fields(before, after))
+        changed = set(changed_fields(before, after))
         return [
             ("~", k, _transition(before, after, k)) if k in changed else ("+", k, _value(after[k]))
             for k in sorted(set(after) | changed)
@@ -101,9 +101,9 @@ def _field_rows(change: Change) -> list[tuple[str, str, str]]:
     if change.action == "blocked":
         return [
             ("!" if k in FIXED_FIELDS else "~", k, _transition(before, after, k))
-            for k in _changed_fields(before, after)
+            for k in changed_fields(before, after)
         ]
-    return [("~", k, _transition(before, after, k)) for k in _changed_fields(before, after)]
+    return [("~", k, _transition(before, after, k)) for k in changed_fields(before, after)]
 
 def _reason_line(reason: str) -> str:
     # Reasons the planner already labels ("Fix: ...") keep their label.
@@ -128,15 +128,15 @@ def _change_block(change: Change, paint: _Painter) -> list[str]:
 def _summary_line(plan: Plan) -> str:
     counts = summary_counts(plan)
     always = ("create", "update", "blocked", "unchanged")
-    phrases = [_count_phrase(a, n) for a, n in counts.items() if n or a in always]
+    phrases = [count_phrase(a, n) for a, n in counts.items() if n or a in always]
     return "Plan: " + ", ".join(phrases) + "."
 
 def _credits_line(plan: Plan) -> str:
     total = plan.total_credits
     if not total:
         return "Credits to issue: 0."
-    per_client = "; ".join(f"{c} {_thousands(n)}" for c, n in plan.credits_by_client().items())
-    return f"Credits to issue: {_thousands(total)} ({_strip_controls(per_client)})."
+    per_client = "; ".join(f"{c} {thousands(n)}" for c, n in plan.credits_by_client().items())
+    return f"Credits to issue: {thousands(total)} ({_strip_controls(per_client)})."
 
 def _warning_lines(plan: Plan, paint: _Painter) -> list[str]:
     return [f"{paint('Warning:', 'yellow')} {_strip_controls(w)}" for w in plan.warnings]
@@ -153,7 +153,7 @@ _NUMERIC_INFO_COLUMNS = {1, 2, 3}
 def _info_table(plan: Plan) -> list[str]:
     if not plan.info:
         return []
-    rows = [list(INFO_HEADERS)] + [[_strip_controls(c) for c in r] for r in _info_rows(plan)]
+    rows = [list(INFO_HEADERS)] + [[_strip_controls(c) for c in r] for r in info_rows(plan)]
     widths = [max(len(row[i]) for row in rows) for i in range(len(INFO_HEADERS))]
 
     def line(row: list[str]) -> str:
@@ -173,7 +173,7 @@ def _upcoming_lines(plan: Plan) -> list[str]:
     return [UPCOMING_HEADING] + [
         _strip_controls(
             f"  {item.grant}: {item.period} starts {item.starts_on} ({item.time_zone}), "
-            f"{_thousands(item.credits)} credits"
+            f"{thousands(item.credits)} credits"
         )
         for item in plan.upcoming
     ]
@@ -199,8 +199,9 @@ class _CreateBlocks:
         if change.action != "create" or change.before is not None or change.reasons or not after:
             return self.general(change)
         shape = tuple(after)
-        entry = self.templates.get(shape, False)
-        if entry is False:
+        try:
+            entry = self.templates[shape]
+        except KeyError:
             entry = self.templates[shape] = self.template(shape)
         if entry is None or not self.plain(change.address):
             return self.general(change)
@@ -241,10 +242,10 @@ def _changes_by_client(plan: Plan) -> list[str]:
         [_strip_controls(client), *[f"{figures.counts[a]:,}" for a in actions], f"{figures.credits:,}"]
         for client, figures in by_client
     ]
-    widths = [max(map(len, column)) for column in zip(*rows)]
+    widths = [max(map(len, column)) for column in zip(*rows, strict=True)]
     # Client left-aligned, numbers right-aligned, two spaces apart: one format for every row.
     line = "  " + "  ".join([f"{{:<{widths[0]}}}", *(f"{{:>{width}}}" for width in widths[1:])])
-    lines = [f"Changes by client ({_thousands(len(by_client))} clients; every change is listed below):"]
+    lines = [f"Changes by client ({thousands(len(by_client))} clients; every change is listed below):"]
     lines += [line.format(*row).rstrip() for row in rows]
     return lines
 
@@ -258,7 +259,7 @@ def text_chunks(plan: Plan, color: bool = False, size: int = 1 << 20) -> Iterato
     paint = _Painter(color)
     count = plan.change_count
     if not count:
-        yield _sections(
+        yield sections(
             [paint(NO_CHANGES, "green")],
             _warning_lines(plan, paint),
             _violation_lines(plan, paint),
@@ -271,7 +272,7 @@ def text_chunks(plan: Plan, color: bool = False, size: int = 1 << 20) -> Iterato
     summary = [paint(_summary_line(plan), "bold"), credits]
     head = [[*summary, "", *_changes_by_client(plan)]] if large else []
     head.append(["provisioner will perform the following actions:"])
-    yield _sections(*head) + "\n"
+    yield sections(*head) + "\n"
     with paused_gc():
         pieces: list[str] = []
         length = 0
@@ -282,7 +283,7 @@ def text_chunks(plan: Plan, color: bool = False, size: int = 1 << 20) -> Iterato
                 yield "\n\n".join(pieces) + "\n\n"
                 pieces, length = [], 0
         yield "\n\n".join(pieces)
-    tail = _sections(
+    tail = sections(
         _warning_lines(plan, paint),
         _violation_lines(plan, paint),
         _upcoming_lines(plan),
@@ -317,4 +318,4 @@ def _credits_total_line(plan: Plan) -> str:
     if not total:
         return "Credits to issue: 0."
     clients = len(plan.credits_by_client())
-    return f"Credits to issue: {_thousands(total)} (to {_thousands(clients)} clients; per client under \"Changes by client\" above)."
+    return f"Credits to issue: {thousands(total)} (to {thousands(clients)} clients; per client under \"Changes by client\" above)."

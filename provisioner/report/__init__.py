@@ -4,6 +4,7 @@
     text.render_text(report)                             # the terminal
     export.render_json(report), export.render_csv(report)
     page.render_html(report)                             # one self-contained page, charts from charts.py
+    formats.render(report, output_format)                # one of FORMATS
 
 The HTML modules import pygal; they are imported only when a page is asked for, so that every
 other command starts as fast as before.
@@ -16,14 +17,3 @@ FORMATS = ("text", "json", "csv", "html")
 # CLI can show the default without importing the model.
 DEFAULT_EXPIRING_WITHIN = 30
 
-
-def render(report, output_format: str) -> str:
-    """The report in one of FORMATS."""
-    if output_format == "html":
-        from provisioner.report.page import render_html
-
-        return render_html(report)
-    from provisioner.report.export import render_csv, render_json
-    from provisioner.report.text import render_text
-
-    return {"text": render_text, "json": render_json, "csv": render_csv}[output_format](report)

@@ -19,6 +19,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from provisioner.planning.grants import add_step, upcoming_periods
+from provisioner.core.addresses import split_address
 from provisioner.core.models import GrantSpec, Resource, State, Step, batch_key
 from provisioner.report import DEFAULT_EXPIRING_WITHIN
 from provisioner.core.timestamps import last_usable_day, parse_timestamp
@@ -178,7 +179,7 @@ def upcoming_grants(
 def _batch_line(
     address: str, resource: Resource, observed: Mapping[str, Mapping] | None, now: datetime, expiring_within: int
 ) -> BatchLine:
-    client, batch = address.split("/", 1)
+    client, batch = split_address(address)
     missing = observed is not None and batch_key(resource.batch_id) not in observed
     view: Mapping = resource.remote if observed is None else observed.get(batch_key(resource.batch_id), {})
     starting = _number(view.get("startingBalance"))
@@ -226,7 +227,7 @@ def _split(starting: Number, current: Number | None, expired: bool) -> Credits:
 
 def _expiring_by_month(lines: list[BatchLine], now: datetime) -> tuple[MonthExpiry, ...]:
     months = [_add_months(date(now.year, now.month, 1), n) for n in range(MONTHS_AHEAD)]
-    credits = dict.fromkeys(months, 0)
+    credits: dict[date, Number] = dict.fromkeys(months, 0)
     batches = dict.fromkeys(months, 0)
     for line in lines:
         if line.last_day is None or line.status in ("expired", "missing"):

@@ -11,6 +11,7 @@ from __future__ import annotations
 from html import escape
 
 from provisioner import __version__
+from provisioner.core.plurals import plural
 from provisioner.report import wording
 from provisioner.report.charts import client_chart, expiry_chart
 from provisioner.report.model import BatchLine, Credits, CreditsReport
@@ -108,8 +109,8 @@ def _totals(report: CreditsReport) -> str:
         for name, title, value, colour in cards
     )
     counts = (
-        f"{wording.plural(len(report.clients), 'client', 'clients')}, "
-        f"{wording.plural(len(report.batches), 'batch', 'batches')}."
+        f"{plural(len(report.clients), 'client', 'clients')}, "
+        f"{plural(len(report.batches), 'batch', 'batches')}."
     )
     return f"""
 <section aria-labelledby="totals-heading">
@@ -127,7 +128,7 @@ def _expiring_soon_note(report: CreditsReport) -> str:
     unused = sum(line.credits.remaining for line in soon)
     return (
         f'<p class="warning" data-expiring-soon="{len(soon)}"><strong>Expiring soon:</strong> '
-        f"{wording.plural(len(soon), 'batch expires', 'batches expire')} within {report.expiring_within} days, "
+        f"{plural(len(soon), 'batch expires', 'batches expire')} within {report.expiring_within} days, "
         f"with {wording.credits(unused)} credits unused (marked “expires soon” in the table of batches).</p>"
     )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from provisioner.core.plurals import plural
 from provisioner.report import wording
 from provisioner.report.model import BatchLine, ClientLine, Credits, CreditsReport
 
@@ -30,7 +31,7 @@ def _totals(report: CreditsReport) -> list[str]:
     if soon:
         unused = sum(line.credits.remaining for line in soon)
         lines.append(
-            f"Expiring within {report.expiring_within} days: {wording.plural(len(soon), 'batch', 'batches')}, "
+            f"Expiring within {report.expiring_within} days: {plural(len(soon), 'batch', 'batches')}, "
             f"{wording.credits(unused)} credits unused (marked {MARKER})."
         )
     return lines
@@ -115,5 +116,5 @@ def _table(header: list[str], rows: list[list[str]], numeric: set[int]) -> list[
             cell.rjust(widths[i]) if i in numeric else cell.ljust(widths[i]) for i, cell in enumerate(cells)
         ).rstrip()
 
-    rule = ["-" * width if title else " " * width for title, width in zip(header, widths)]
+    rule = ["-" * width if title else " " * width for title, width in zip(header, widths, strict=True)]
     return [line(header), line(rule)] + [line(row) for row in rows]

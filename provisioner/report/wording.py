@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
+from provisioner.core.plurals import plural
 from provisioner.core.timestamps import NO_EXPIRY, usable_all_day
 
-if TYPE_CHECKING:  # the CLI takes plural() from here at start-up, without the report's model
+if TYPE_CHECKING:  # for annotations only
     from provisioner.report.model import BatchLine, CreditsReport, Number
 
 # The columns of the per-client and per-batch tables; the four places credits go, in order.
@@ -31,7 +32,7 @@ def moment(value: datetime) -> str:
 
 def figures_source(report: CreditsReport) -> str:
     """Where the figures come from and when they were read: every format says it first."""
-    if report.live:
+    if report.live and report.figures_at is not None:
         return f"live from the API at {moment(report.figures_at)}"
     if report.figures_at is None:
         return "as recorded in state (the time they were recorded is unknown)"
@@ -56,7 +57,7 @@ def days_left(line: BatchLine) -> str:
         return ""
     if line.days_left == 0:
         return "last day today"
-    return f"{line.days_left:,} day{'' if line.days_left == 1 else 's'} left"
+    return f"{plural(line.days_left, 'day', 'days')} left"
 
 
 def expiry(line: BatchLine) -> str:
@@ -81,7 +82,3 @@ def used(line: BatchLine) -> str:
         return "?"
     share = line.used_share
     return credits(line.credits.used) + (f" ({share:.0%})" if share is not None else "")
-
-
-def plural(count: int, one: str, many: str) -> str:
-    return f"{count:,} {one if count == 1 else many}"

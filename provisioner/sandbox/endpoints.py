@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from typing import Callable
+from collections.abc import Callable
 
 from provisioner.sandbox.faults import FaultInjector
 from provisioner.sandbox.messages import ApiError, Request, Response
@@ -128,5 +128,6 @@ class Endpoints:
             changes["allocatedCredits"] = batch["startingBalance"] - changes["currentBalance"]
         changes["updatedAt"] = now_text()
         updated = self._store.update(batch_id, changes)
+        assert updated is not None  # found above, and batches are never deleted
         self._traffic.count("updates")
         return Response(200, {"data": {"UpdateCreditBatch": present(updated)}})

@@ -226,6 +226,7 @@ class Sandbox:
             raise RuntimeError("the sandbox is already running")
         self._server = _SandboxHTTPServer(self._address, self._app, self._verbose)
         host, port = self._server.server_address[:2]
+        host = host.decode() if isinstance(host, bytes) else host
         self._url = f"http://{host}:{port}"
         return self._server
 

@@ -37,7 +37,7 @@ class BatchStore:
         self._path = Path(data_path) if data_path is not None else None
         self._lock = threading.Lock()
         with self._lock:
-            self._connection = self._open()
+            self._connection: sqlite3.Connection | None = self._open()
 
     def _open(self) -> sqlite3.Connection:
         # isolation_level=None: each statement commits on its own, so a 201 is

@@ -7,7 +7,7 @@ import math
 import re
 import uuid
 from datetime import datetime
-from typing import Callable
+from collections.abc import Callable
 
 from provisioner.sandbox.messages import ApiError
 from provisioner.sandbox.timestamps import format_timestamp
@@ -60,7 +60,8 @@ def _require_number(name: str, value: object) -> int | float:
 def _require_count(name: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise invalid(name, "must be an integer")
-    return _require_number(name, value)
+    _require_number(name, value)
+    return value
 
 
 def _require_string(name: str, value: object) -> str:

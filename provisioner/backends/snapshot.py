@@ -1,0 +1,84 @@
+"""The state's snapshot format: a State as JSON text and back. The state file is a snapshot (with a
+journal beside it while a run goes on); `state pull` prints one and `state push` reads one."""
+
+from __future__ import annotations
+
+import json
+
+from pydantic import ValidationError
+
+from provisioner.backends.base import StateError
+from provisioner.core.file_marks import SAVED_PLAN_MARKER
+from provisioner.core.models import STATE_FORMAT_VERSION, State
+
+
+def parse_state(text: str, where: str, backup_hint: str = "") -> State:
+    """A state from its JSON text (a snapshot, or what ``state pull`` printed)."""
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise StateError(
+            f"{where}:{exc.lineno}:{exc.colno}: the state file is not valid JSON ({exc.msg}). "
+            f"It was left untouched.{backup_hint}"
+        ) from None
+    except RecursionError:
+        raise StateError(
+            f"{where}: the state file nests lists or objects far deeper than any state does; it is not a "
+            f"state. It was left untouched.{backup_hint}"
+        ) from None
+    if not isinstance(raw, dict):
+        raise StateError(f"{where}: the state file must hold a JSON object; it was left untouched.")
+    version = raw.get("version")
+    if type(version) is not int or version != STATE_FORMAT_VERSION:
+        if SAVED_PLAN_MARKER in raw:
+            raise StateError(f"{where}: this is a saved plan (plan --out), not a state. Apply it with "
+                             f"'provisioner apply {where}', and give the state with --state.")
+        raise StateError(
+            f"{where}: state format version {version!r} is not supported by this provisioner "
+            f"(it reads version {STATE_FORMAT_VERSION}). Use the provisioner release that wrote it; "
+            "the file was left untouched."
+        )
+    try:
+        return State.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"])
+        message = first["msg"].removeprefix("Value error, ")
+        raise StateError(
+            f"{where}: the state file is damaged{f' at {field!r}' if field else ''}: {message}. It was left untouched."
+        ) from None
+
+
+def render_snapshot(state: State) -> str:
+    return SnapshotText().render(state)
+
+
+class SnapshotText:
+    """The snapshot's text, as ``json.dumps(state, indent=2, sort_keys=True)`` writes it, each resource
+    and intent rendered once: they are replaced, never changed in place, so the text of one that is
+    still the same object is still right, and a checkpoint renders only what changed."""
+
+    def __init__(self):
+        self._rendered: dict[str, dict[str, tuple[object, str]]] = {}  # table -> address -> (item, its text)
+
+    def render(self, state: State) -> str:
+        document = state.model_dump(mode="json", exclude={"resources", "pending"})
+        parts = {key: json.dumps(value) for key, value in document.items()}
+        parts["resources"] = self._table("resources", state.resources)
+        parts["pending"] = self._table("pending", state.pending)
+        lines = [f"  {json.dumps(key)}: {parts[key]}" for key in sorted(parts)]
+        return "{\n" + ",\n".join(lines) + "\n}\n"
+
+    def _table(self, table: str, items: dict) -> str:
+        before = self._rendered.get(table, {})
+        rendered = {}
+        for address, item in items.items():
+            known = before.get(address)
+            if known is None or known[0] is not item:
+                known = (item, json.dumps(item.model_dump(mode="json"), indent=2, sort_keys=True).replace("\n", "\n    "))
+            rendered[address] = known
+        self._rendered[table] = rendered
+        if not rendered:
+            return "{}"
+        lines = [f"    {json.dumps(address)}: {rendered[address][1]}" for address in sorted(rendered)]
+        return "{\n" + ",\n".join(lines) + "\n  }"

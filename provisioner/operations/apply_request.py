@@ -1,0 +1,64 @@
+"""What an apply is asked to do: the batches wanted, the moment, the policy and the run's choices,
+taken from a saved plan (as it was reviewed) or from the manifests and the command's options."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from provisioner.operations.manifests import effective_policy, expanded, load_manifests
+
+if TYPE_CHECKING:
+    from provisioner.core.models import Desired, Policy
+    from provisioner.planning.saved_plan import SavedPlan
+
+
+@dataclass(frozen=True)
+class ApplyRequest:
+    desired: Desired  # with the grants' period batches for ``at``
+    at: datetime
+    policy: Policy
+    replace: list[str]
+    refresh: bool
+    allow_duplicates: list[str]
+    saved: SavedPlan | None = None  # the reviewed plan the result must match, if one was given
+
+    @classmethod
+    def from_saved_plan(cls, saved: SavedPlan, now: datetime, say: Callable[[str], None]) -> ApplyRequest:
+        """Everything as the plan was made; the moment is the plan's own when it is still valid (``say``
+        tells the user which moment it is)."""
+        at = saved.moment_to_apply(now, say)
+        return cls(
+            desired=expanded(saved.desired, at),
+            at=at,
+            policy=saved.policy,
+            replace=list(saved.replace),
+            refresh=saved.refresh,
+            allow_duplicates=list(saved.allow_duplicates),
+            saved=saved,
+        )
+
+    @classmethod
+    def from_manifests(
+        cls,
+        paths: Iterable[Path],
+        at: datetime,
+        *,
+        no_cache: bool = False,
+        policy_overrides: dict | None = None,
+        replace: Iterable[str] = (),
+        refresh: bool = False,
+        allow_duplicates: Iterable[str] = (),
+    ) -> ApplyRequest:
+        desired = expanded(load_manifests(paths, no_cache), at)
+        return cls(
+            desired=desired,
+            at=at,
+            policy=effective_policy(desired, policy_overrides or {}),
+            replace=list(replace),
+            refresh=refresh,
+            allow_duplicates=list(allow_duplicates),
+        )
