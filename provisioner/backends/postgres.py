@@ -422,6 +422,22 @@ class PostgresWriter(StateWriter):
                     (workspace, entry["address"], json.dumps(entry["resource"])),
                 )
                 self._delete(conn, "intents", entry["address"])
+            elif op == "record_all":
+                rows = [(workspace, address, json.dumps(resource)) for address, resource in entry["resources"].items()]
+                with conn.cursor() as cursor:
+                    cursor.executemany(
+                        backend._query(
+                            "INSERT INTO {resources} (workspace, address, resource) VALUES (%s, %s, %s) "
+                            "ON CONFLICT (workspace, address) DO UPDATE SET resource = excluded.resource",
+                            resources="resources",
+                        ),
+                        rows,
+                    )
+                conn.execute(
+                    backend._query("DELETE FROM {intents} WHERE workspace = %s AND address = ANY(%s)",
+                                   intents="intents"),
+                    (workspace, list(entry["resources"])),
+                )
             elif op == "clear":
                 self._delete(conn, "intents", entry["address"])
             elif op == "forget":
