@@ -31,6 +31,7 @@ USER_ERRORS = {
     "provisioner.api.client": ("ApiError",),
     "provisioner.planfile": ("PlanFileError",),
     "provisioner.statecmd": ("StateCommandError",),
+    "provisioner.operations.generate": ("GenerateError",),
 }
 
 

@@ -17,6 +17,7 @@ from provisioner.cli.options import (
     hint_at_the_sandbox_state,
     load_manifests,
     lock_option,
+    now_utc,
     paths_argument,
     progress,
     quiet_option,
@@ -69,28 +70,116 @@ def refresh(paths, backend, sandbox, base_url, parallelism, rate_limit, lock_tim
         progress(f"Warning: {address} is recorded but the API no longer lists it (see 'provisioner plan --refresh').")
 
 
-@click.command(name="import", short_help="Adopt an existing batch under an address.")
-@click.argument("address")
-@click.argument("batch_id")
-@paths_argument
+IMPORT_USAGE = "ADDRESS BATCH_ID PATHS... | --generate-config-out DIR --client KEY=CLIENT_ID [PATHS...]"
+
+
+@click.command(name="import", short_help="Adopt existing batches: one under an address, or whole clients.")
+@click.argument("arguments", nargs=-1, metavar=IMPORT_USAGE)
+@click.option(
+    "--generate-config-out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Write one manifest per client (--client, --clients) into this directory, from the batches the API "
+    "lists, and record them all. PATHS, if given, are the manifests already in use.",
+)
+@click.option("--client", "client_options", multiple=True, metavar="KEY=CLIENT_ID",
+              help="With --generate-config-out: a client to adopt, and its key in the manifests. Repeat for more.")
+@click.option("--clients", "clients_file", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+              help="With --generate-config-out: a CSV of key,id, one client a line (a header line key,id is allowed).")
 @api_options
 @lock_option
+@quiet_option
 @cache_option
 @click.option("--force", is_flag=True, help="Settle an interrupted create with a batch made before it (you are sure).")
 @user_errors
 @with_backend
-def import_command(address, batch_id, paths, backend, sandbox, base_url, parallelism, rate_limit, lock_timeout,
-                   no_cache, force) -> None:
-    """Adopt an existing batch as ADDRESS, so provisioner manages it from now on."""
+def import_command(arguments, out_dir, client_options, clients_file, backend, sandbox, base_url, parallelism,
+                   rate_limit, lock_timeout, quiet, no_cache, force) -> None:
+    """Adopt existing batches, so that provisioner manages them from now on.
+
+    \b
+    One batch, declared already in PATHS:
+      provisioner import acme/q1 BATCH_ID manifests/
+    Whole clients, from an instance that has batches already (a manifest is written per client, and
+    every batch recorded; then 'provisioner plan DIR' says "No changes"):
+      provisioner import --generate-config-out manifests/ --client acme=CLIENT_ID [--client ...]
+      provisioner import --generate-config-out manifests/ --clients clients.csv
+    """
+    if out_dir is not None:
+        if force:
+            raise click.UsageError("--force belongs to the one-batch form (import ADDRESS BATCH_ID PATHS...).")
+        _generate(arguments, out_dir, client_options, clients_file, backend, sandbox, base_url, parallelism,
+                  rate_limit, lock_timeout, quiet, no_cache)
+        return
+    if client_options or clients_file:
+        raise click.UsageError("--client and --clients go with --generate-config-out DIR (the directory to write to).")
+    for position, name in enumerate(("ADDRESS", "BATCH_ID", "PATHS...")):
+        if len(arguments) <= position:
+            raise click.UsageError(f"Missing argument '{name}'. Usage: provisioner import {IMPORT_USAGE}")
     from provisioner.statecmd import import_batch
 
-    desired = load_manifests(paths, no_cache)
+    address, batch_id, *paths = arguments
+    desired = load_manifests([Path(path) for path in paths], no_cache)
     with backend.writing("import", timeout=lock_timeout, warn=progress) as writer:
         with api_context(sandbox, base_url, backend, rate_limit, parallelism) as api:
             check_instance(writer.state, api, backend)
             resource = import_batch(writer, api, desired, address, batch_id, force=force)
             writer.bind_instance(api.instance)
     click.echo(f"Import successful! {address} is batch {resource.batch_id}. Run 'provisioner plan' to see any differences.")
+
+
+def _generate(paths, out_dir, client_options, clients_file, backend, sandbox, base_url, parallelism, rate_limit,
+              lock_timeout, quiet, no_cache) -> None:
+    from provisioner.operations.generate import generate_config, parse_client, read_clients_file
+    from provisioner.progress import Progress
+
+    clients = [parse_client(text) for text in client_options]
+    if clients_file is not None:
+        clients += read_clients_file(clients_file)
+    desired = load_manifests([Path(path) for path in paths], no_cache) if paths else None
+    reporter = Progress.for_stream(quiet=quiet)
+    with backend.writing("import", timeout=lock_timeout, warn=progress) as writer:
+        with api_context(sandbox, base_url, backend, rate_limit, parallelism, reporter) as api:
+            check_instance(writer.state, api, backend)
+            from provisioner.models import Desired
+
+            result = generate_config(writer, api, clients, out_dir, desired or Desired(), now_utc(),
+                                     parallelism=parallelism, reporter=reporter)
+            if result.files:
+                writer.bind_instance(api.instance)
+    _say_left_out(result.skipped)
+    if not result.files:
+        click.echo(
+            f"No changes. Every batch listed is recorded already or left out ({len(result.skipped)}, named above); "
+            "nothing was written."
+        )
+        return
+    for path in result.files:
+        key = path.stem
+        click.echo(f"Wrote {path} ({plural(result.recorded.get(key, 0), 'batch', 'batches')}).")
+    if result.schema_file is not None:
+        click.echo(f"Wrote {result.schema_file} (the manifests' schema, for editors).")
+    click.echo(
+        f"Imported {plural(result.total, 'batch', 'batches')} of {plural(len(result.files), 'client', 'clients')} "
+        f"into {backend.name}"
+        + (f"; {len(result.skipped)} left out (named above)." if result.skipped else ".")
+    )
+    shown = " ".join(str(path) for path in [*paths, out_dir])
+    click.echo(f"Next: provisioner plan {shown}{backend.location_options()} (it should say \"No changes\").")
+
+
+def _say_left_out(skipped) -> None:
+    """Batches recorded already, a line per client (a second run names thousands); the others one by one."""
+    recorded: dict[str, list[str]] = {}
+    for item in skipped:
+        if item.address is not None:
+            recorded.setdefault(item.client_key, []).append(item.address)
+        else:
+            progress(f"Left out: batch {item.batch_id} of {item.client_key}: {item.reason}.")
+    for client_key, addresses in recorded.items():
+        addresses.sort()
+        shown = ", ".join(addresses[:3]) + (f" and {len(addresses) - 3} more" if len(addresses) > 3 else "")
+        progress(f"Left out: {plural(len(addresses), 'batch', 'batches')} of {client_key} recorded already ({shown}).")
 
 
 @click.command(name="force-unlock", short_help="Remove a lock left by a run that is gone.")
