@@ -283,7 +283,9 @@ def _write_all(out_dir: Path, texts: Mapping[Path, str], record, clients: Iterab
     schema = out_dir / SCHEMA_FILE
     written = None
     if not schema.exists():
-        from provisioner.schema import manifest_schema  # here: only a generation that writes files needs it
+        from provisioner.schema import (
+            manifest_schema,  # here: only a generation that writes files needs it
+        )
 
         schema.write_text(json.dumps(manifest_schema(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
         written = schema
