@@ -96,7 +96,7 @@ def declaration(batch: Mapping, client_id: str, now: datetime) -> Declaration | 
     if expired or batch.get("status") == "expired":
         notes.append(f"expired{f' at {expires_on}' if expires_on else ''}")
     current = batch.get("currentBalance")
-    if type(current) in (int, float) and current <= 0:
+    if isinstance(current, (int, float)) and not isinstance(current, bool) and current <= 0:
         notes.append(f"exhausted: 0 of {balance:,} credits left")
     created = batch.get("createdAt")
     return Declaration(
@@ -170,8 +170,8 @@ def unique_keys(names: Sequence[str], taken: Iterable[str] = ()) -> list[str]:
         else:
             used.add(key)
             keys.append(key)
-    for position, key in enumerate(keys):
-        if key is not None:
+    for position, given in enumerate(keys):
+        if given is not None:
             continue
         base, number = wanted[position], 2
         while True:
