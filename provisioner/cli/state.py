@@ -70,6 +70,7 @@ def refresh(paths, backend, sandbox, base_url, parallelism, rate_limit, lock_tim
         progress(f"Warning: {address} is recorded but the API no longer lists it (see 'provisioner plan --refresh').")
 
 
+SHOWN_FILES = 10  # manifests named one by one; beyond, counted
 IMPORT_USAGE = "ADDRESS BATCH_ID PATHS... | --generate-config-out DIR --client KEY=CLIENT_ID [PATHS...]"
 
 
@@ -145,8 +146,6 @@ def _generate(paths, out_dir, client_options, clients_file, backend, sandbox, ba
 
             result = generate_config(writer, api, clients, out_dir, desired or Desired(), now_utc(),
                                      parallelism=parallelism, reporter=reporter)
-            if result.files:
-                writer.bind_instance(api.instance)
     _say_left_out(result.skipped)
     if not result.files:
         click.echo(
@@ -154,9 +153,10 @@ def _generate(paths, out_dir, client_options, clients_file, backend, sandbox, ba
             "nothing was written."
         )
         return
-    for path in result.files:
-        key = path.stem
-        click.echo(f"Wrote {path} ({plural(result.recorded.get(key, 0), 'batch', 'batches')}).")
+    for path in result.files[:SHOWN_FILES]:
+        click.echo(f"Wrote {path} ({plural(result.recorded.get(path.stem, 0), 'batch', 'batches')}).")
+    if len(result.files) > SHOWN_FILES:
+        click.echo(f"Wrote {len(result.files) - SHOWN_FILES:,} more manifests into {out_dir}.")
     if result.schema_file is not None:
         click.echo(f"Wrote {result.schema_file} (the manifests' schema, for editors).")
     click.echo(

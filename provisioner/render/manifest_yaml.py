@@ -27,6 +27,7 @@ EMPTY_NAME_KEY = "batch"  # the key of a batch whose name has no letter or digit
 BARE_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _NOT_KEY = re.compile(r"[^a-z0-9._-]+")
 _DASHES = re.compile(r"-{2,}")
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _SEPARATORS = "._-"
 # What YAML 1.1 reads as something other than text when written plain: such a key is quoted.
 _NOT_TEXT = re.compile("|".join(IMPLICIT.values()))
@@ -58,6 +59,8 @@ def canonical_uuid(text: object) -> str | None:
     """A UUID as the manifest loader writes it (lower case, hyphens); None when it is not one."""
     if not isinstance(text, str):
         return None
+    if _CANONICAL_UUID.fullmatch(text):
+        return text
     try:
         return str(uuid.UUID(text))
     except ValueError:
