@@ -80,6 +80,7 @@ IMPORT_USAGE = "ADDRESS BATCH_ID PATHS... | --generate-config-out DIR --client K
     "--generate-config-out",
     "out_dir",
     type=click.Path(file_okay=False, path_type=Path),
+    metavar="DIR",
     help="Write one manifest per client (--client, --clients) into this directory, from the batches the API "
     "lists, and record them all. PATHS, if given, are the manifests already in use.",
 )
@@ -116,7 +117,7 @@ def import_command(arguments, out_dir, client_options, clients_file, backend, sa
         raise click.UsageError("--client and --clients go with --generate-config-out DIR (the directory to write to).")
     for position, name in enumerate(("ADDRESS", "BATCH_ID", "PATHS...")):
         if len(arguments) <= position:
-            raise click.UsageError(f"Missing argument '{name}'. Usage: provisioner import {IMPORT_USAGE}")
+            raise click.UsageError(f"Missing argument '{name}'.")
     from provisioner.statecmd import import_batch
 
     address, batch_id, *paths = arguments
