@@ -15,7 +15,7 @@ import yaml
 from conftest import ACCOUNT_ID, ACME_ID, GLOBEX_ID, call_api, run_subprocess
 from pg import pg_server, pg_url  # noqa: F401  (fixtures)
 
-from provisioner.backends import open_backend
+from provisioner.backends import StateError, open_backend
 from provisioner.backends.file import FileBackend, journal_path, read_state
 from provisioner.manifest import load
 from provisioner.models import Intent, Resource
@@ -322,13 +322,14 @@ def test_record_all_is_one_journal_line_that_a_crash_either_keeps_or_drops(tmp_p
     backend = FileBackend(path)
     backend.create()
     writer = backend.open_writer()
-    writer.record_all(resources(300))
+    writer.record_all(resources(300), instance="https://one.example")
     lines = journal_path(path).read_bytes().splitlines(keepends=True)
     assert [json.loads(line)["op"] for line in lines] == ["begin", "record_all"]
-    assert len(read_state(path).resources) == 300  # journaled: a reader sees all of them
+    state = read_state(path)  # journaled: a reader sees all of them, and the instance
+    assert len(state.resources) == 300 and state.instance == "https://one.example"
 
     journal_path(path).write_bytes(lines[0] + lines[1][: len(lines[1]) // 2])  # a crash in mid-write
-    assert read_state(path).resources == {}  # ... none of them
+    assert read_state(path).resources == {} and read_state(path).instance is None  # ... none of it
     journal_path(path).write_bytes(b"".join(lines))
     writer.close()
     assert not journal_path(path).exists() and read_state(path).serial == 1 and len(read_state(path).resources) == 300
@@ -338,12 +339,17 @@ def test_record_all_on_postgres_is_one_transaction(pg_url):
     with open_backend(pg_url) as backend:
         backend.create()
         with backend.writing("import") as writer:
-            writer.record_all(resources(500))
+            writer.record_all(resources(500), instance="https://one.example")
             claimed = writer.claimed_ids()
             assert "id-499" in claimed
     recorded = read(pg_url)
-    assert len(recorded.resources) == 500 and recorded.serial == 1
+    assert len(recorded.resources) == 500 and recorded.serial == 1 and recorded.instance == "https://one.example"
     assert recorded.resources["acme/b7"].attributes["startingBalance"] == 7
+    with open_backend(pg_url) as backend, backend.writing("import") as writer:
+        with pytest.raises(StateError, match="records the batches of https://one.example"):
+            writer.record_all({"acme/other": Resource(batch_id="x", client_id=ACME_ID, attributes={})},
+                              instance="https://two.example")
+    assert read(pg_url).resources.keys() == recorded.resources.keys() and read(pg_url).serial == 1
 
 
 # --- the pure parts ----------------------------------------------------------------------------------------

@@ -163,17 +163,23 @@ class StateWriter(ABC):
     def record(self, address: str, resource: Resource) -> None:
         self._write({"op": "record", "address": address, "resource": resource.model_dump(mode="json")})
 
-    def record_all(self, resources: Mapping[str, Resource]) -> None:
-        """Records many resources as one durable step: all of them, or (on any failure) none.
+    def record_all(self, resources: Mapping[str, Resource], instance: str | None = None) -> None:
+        """Records many resources as one durable step: all of them, or (on any failure) none; with
+        ``instance``, the state is bound to that API in the same step (see ``bind_instance``).
 
         One journal line, or one transaction: ``import --generate-config-out`` adopts a whole
         instance this way, so that an interrupted run never leaves half of it recorded."""
         if not resources:
             return
-        self._write({
+        entry: dict = {
             "op": "record_all",
             "resources": {address: resource.model_dump(mode="json") for address, resource in resources.items()},
-        })
+        }
+        if instance is not None:
+            check_instance(self.state, instance, self.name)
+            if self.state.instance is None:
+                entry["instance"] = instance
+        self._write(entry)
 
     def clear_intent(self, address: str) -> None:
         self._write({"op": "clear", "address": address})
@@ -410,6 +416,8 @@ def apply_entry(state: State, entry: dict) -> None:
         state.resources.update(recorded)
         for address in recorded:
             state.pending.pop(address, None)
+        if "instance" in entry:
+            state.instance = entry["instance"]
     elif op == "clear":
         state.pending.pop(entry["address"], None)
     elif op == "forget":

@@ -438,6 +438,12 @@ class PostgresWriter(StateWriter):
                                    intents="intents"),
                     (workspace, list(entry["resources"])),
                 )
+                if "instance" in entry:
+                    conn.execute(
+                        backend._query("UPDATE {workspaces} SET instance = %s WHERE name = %s",
+                                       workspaces="workspaces"),
+                        (entry["instance"], workspace),
+                    )
             elif op == "clear":
                 self._delete(conn, "intents", entry["address"])
             elif op == "forget":

@@ -179,40 +179,77 @@ def generate_config(
     check_clients(clients, desired)
     check_out_dir(out_dir, clients)
     _check_open_creates(writer, clients)
-    listings = ClientListings(api)
-    observe(api, [client.id for client in clients], parallelism=parallelism, reporter=reporter, listings=listings)
     listed_at = format_timestamp(now)
+    recorded_at = _recorded_addresses(writer)
+    by_id = {client.id: client for client in clients}
+
+    def manifest(client_id: str, listing: Sequence[Mapping]) -> _ClientManifest:
+        client = by_id[client_id.lower()]
+        return _client_manifest(client, listing, recorded_at, _taken_keys(writer, client.key), now, listed_at)
+
+    listings = _ListingsMadeInto(api, manifest)
+    observe(api, [client.id for client in clients], parallelism=parallelism, reporter=reporter, listings=listings)
     result = Generated()
     texts: dict[Path, str] = {}
     resources: dict[str, Resource] = {}
-    recorded_at = _recorded_addresses(writer)
     for client in clients:
-        listing = listings.current(client.id)
-        written, remote = _declarations(client, listing, recorded_at, now, result.skipped)
-        if not written and len(listing) > 0:
-            continue  # every batch recorded already (or unwritable): no second declaration of the client
-        taken = _taken_keys(writer, client.key)
-        ordered = in_key_order(written)
-        keys = unique_keys([item.name for item in ordered], taken)
-        pairs = list(zip(keys, ordered))
-        texts[manifest_path(out_dir, client.key)] = render_manifest(client.key, client.id, pairs, listed_at)
-        for key, item in pairs:
-            resources[f"{client.key}/{key}"] = Resource(
-                batch_id=item.batch_id, client_id=client.id, attributes=item.attributes(client.id),
-                remote=remote[item.batch_id],
-            )
-        result.recorded[client.key] = len(pairs)
+        made = listings.made.get(client.id) or manifest(client.id, listings.current(client.id))
+        result.skipped += made.skipped
+        if made.text is None:
+            continue
+        texts[manifest_path(out_dir, client.key)] = made.text
+        resources.update(made.resources)
+        result.recorded[client.key] = len(made.resources)
     if texts:
-
-        def record() -> None:
-            # The instance first: recorded after the batches, it would make the checkpoint write the
-            # whole state a second time.
-            writer.bind_instance(api.instance)
-            writer.record_all(resources)
-
-        result.schema_file = _write_all(out_dir, texts, record, clients)
+        result.schema_file = _write_all(
+            out_dir, texts, lambda: writer.record_all(resources, instance=api.instance), clients
+        )
     result.files = sorted(texts)
     return result
+
+
+@dataclass
+class _ClientManifest:
+    text: str | None  # None: no file for this client
+    resources: dict[str, Resource]
+    skipped: list[Skipped]
+
+
+class _ListingsMadeInto(ClientListings):
+    """Each client's manifest is made as soon as its listing arrives, in the listing's worker: the
+    work overlaps the waits of the rate limit instead of following them."""
+
+    def __init__(self, api: CreditsApi, make):
+        super().__init__(api)
+        self._make = make
+        self.made: dict[str, _ClientManifest] = {}
+
+    def current(self, client_id: str):
+        listing = super().current(client_id)
+        if client_id.lower() not in self.made:
+            self.made[client_id.lower()] = self._make(client_id, listing)
+        return listing
+
+
+def _client_manifest(
+    client: ClientToImport, listing: Sequence[Mapping], recorded_at: Mapping[str, str], taken: set[str],
+    now: datetime, listed_at: str,
+) -> _ClientManifest:
+    skipped: list[Skipped] = []
+    written, remote = _declarations(client, listing, recorded_at, now, skipped)
+    if not written and len(listing) > 0:
+        # Every batch recorded already (or one a manifest cannot hold): no second declaration of the client.
+        return _ClientManifest(None, {}, skipped)
+    ordered = in_key_order(written)
+    pairs = list(zip(unique_keys([item.name for item in ordered], taken), ordered))
+    resources = {
+        f"{client.key}/{key}": Resource(
+            batch_id=item.batch_id, client_id=client.id, attributes=item.attributes(client.id),
+            remote=remote[item.batch_id],
+        )
+        for key, item in pairs
+    }
+    return _ClientManifest(render_manifest(client.key, client.id, pairs, listed_at), resources, skipped)
 
 
 def _check_open_creates(writer: StateWriter, clients: Sequence[ClientToImport]) -> None:
