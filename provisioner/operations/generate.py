@@ -181,11 +181,12 @@ def generate_config(
     _check_open_creates(writer, clients)
     listed_at = format_timestamp(now)
     recorded_at = _recorded_addresses(writer)
+    taken = _taken_keys(writer)
     by_id = {client.id: client for client in clients}
 
     def manifest(client_id: str, listing: Sequence[Mapping]) -> _ClientManifest:
         client = by_id[client_id.lower()]
-        return _client_manifest(client, listing, recorded_at, _taken_keys(writer, client.key), now, listed_at)
+        return _client_manifest(client, listing, recorded_at, taken.get(client.key, set()), now, listed_at)
 
     listings = _ListingsMadeInto(api, manifest)
     observe(api, [client.id for client in clients], parallelism=parallelism, reporter=reporter, listings=listings)
@@ -271,11 +272,13 @@ def _recorded_addresses(writer: StateWriter) -> dict[str, str]:
     return {batch_key(resource.batch_id): address for address, resource in writer.state.resources.items()}
 
 
-def _taken_keys(writer: StateWriter, client_key: str) -> set[str]:
-    """Batch keys some address of this client key records or is creating: never given to another batch."""
-    prefix = client_key + "/"
-    addresses = [*writer.state.resources, *writer.state.pending]
-    return {address[len(prefix):] for address in addresses if address.startswith(prefix)}
+def _taken_keys(writer: StateWriter) -> dict[str, set[str]]:
+    """By client key, the batch keys its addresses record or are creating: never given to another batch."""
+    taken: dict[str, set[str]] = {}
+    for address in [*writer.state.resources, *writer.state.pending]:
+        client_key, _, key = address.partition("/")
+        taken.setdefault(client_key, set()).add(key)
+    return taken
 
 
 def _declarations(
