@@ -150,10 +150,10 @@ def test_forget_intent_refuses_while_the_create_may_still_be_in_progress(cli, ap
     nothing", and the next apply created the batch a second time."""
     from datetime import datetime, timezone
 
-    from provisioner.applier import request_digest
+    from provisioner.applying.applier import request_digest
     from provisioner.backends.file import FileWriter
-    from provisioner.models import Intent
-    from provisioner.timestamps import format_timestamp
+    from provisioner.core.models import Intent
+    from provisioner.core.timestamps import format_timestamp
 
     manifest = write_manifest(two_client_manifest())
     attributes = {"clientId": GLOBEX_ID, "name": "starter", "startingBalance": 1200}
@@ -176,10 +176,10 @@ def fresh_intent(state) -> None:
     """An interrupted create of globex/starter, written just now: it may still be landing on the server."""
     from datetime import datetime, timezone
 
-    from provisioner.applier import request_digest
+    from provisioner.applying.applier import request_digest
     from provisioner.backends.file import FileWriter
-    from provisioner.models import Intent
-    from provisioner.timestamps import format_timestamp
+    from provisioner.core.models import Intent
+    from provisioner.core.timestamps import format_timestamp
 
     attributes = {"clientId": GLOBEX_ID, "name": "starter", "startingBalance": 1200}
     now = format_timestamp(datetime.now(timezone.utc))

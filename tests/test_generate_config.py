@@ -17,8 +17,8 @@ from pg import pg_server, pg_url  # noqa: F401  (fixtures)
 
 from provisioner.backends import StateError, open_backend
 from provisioner.backends.file import FileBackend, journal_path, read_state
-from provisioner.manifest import load
-from provisioner.models import Intent, Resource
+from provisioner.core.models import Intent, Resource
+from provisioner.manifest.loader import load
 from provisioner.render.manifest_yaml import (
     Declaration,
     declaration,

@@ -10,7 +10,7 @@ import json
 import pytest
 from conftest import ACME_ID, recorded_nothing
 
-from provisioner.models import Policy
+from provisioner.core.models import Policy
 
 ONE_MILLION = 1_000_000
 

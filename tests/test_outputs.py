@@ -57,7 +57,7 @@ clients:
         startingBalance: 60000
 """
 
-# The examples the README shows, each with what it must print for the plan above.
+# The examples the manual shows (docs/reviewing.md), each with what it must print for the plan above.
 JQ_EXAMPLES = {
     ".summary.credits": "64000",
     '[.changes[] | select(.action == "create") | .address]': '["acme/q3","globex/huge"]',
@@ -127,7 +127,7 @@ def test_json_plan_is_versioned_and_describes_every_change(cli, reviewed, state)
 
 
 def python_equivalent(expression: str, document: dict):
-    """What each README jq example computes, written in Python."""
+    """What each jq example of the manual computes, written in Python."""
     changes = document["changes"]
     return {
         ".summary.credits": lambda: document["summary"]["credits"],

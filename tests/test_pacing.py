@@ -20,8 +20,8 @@ from conftest import ACME_ID, TEST_KEY, init_state
 from provisioner.api.client import CreditsApi
 from provisioner.api.pacing import RateLimiter
 from provisioner.sandbox import Sandbox
-from provisioner.connection import rate_limiter
-from provisioner.timestamps import parse_timestamp
+from provisioner.operations.connection import rate_limiter
+from provisioner.core.timestamps import parse_timestamp
 
 
 class FakeClock:

@@ -29,7 +29,7 @@ WRITER = textwrap.dedent(
     import os, resource, signal, sys
     from pathlib import Path
     from provisioner.backends.file import FileWriter, journal_path
-    from provisioner.models import Resource
+    from provisioner.core.models import Resource
 
     state = Path(sys.argv[1])
     writer = FileWriter(state, checkpoint_seconds=3600)

@@ -15,8 +15,8 @@ from conftest import ACME_ID, GLOBEX_ID, TEST_KEY, init_state, run_subprocess, t
 
 from provisioner import __version__
 from provisioner.api.client import CreditsApi
-from provisioner.models import Intent
-from provisioner.planfile import _seal
+from provisioner.core.models import Intent
+from provisioner.planning.saved_plan import _seal
 from provisioner.backends.file import FileWriter, journal_path, read_state
 
 EXTRA_BATCH = """

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from provisioner.models import Intent, Resource, State, batch_key
+from provisioner.core.models import Intent, Resource, State, batch_key
 
 CHECKPOINT_SECONDS = 5.0
 Warn = Callable[[str], None]

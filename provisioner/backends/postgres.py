@@ -35,7 +35,7 @@ from provisioner.backends.base import (
     Warn,
 )
 from provisioner.backends.pglock import AdvisoryLock
-from provisioner.models import State
+from provisioner.core.models import State
 
 SCHEMA_VERSION = 1
 DEFAULT_SCHEMA = "provisioner"
@@ -138,7 +138,8 @@ class PostgresBackend(Backend):
         except ImportError as exc:
             raise StateError(
                 f"a postgresql:// state needs the PostgreSQL driver, which is not installed ({_first_line(exc)}). "
-                "Install provisioner with it: pip install 'provisioner[postgres]'."
+                "Install provisioner with it: pip install 'ti-provisioner[postgres]' "
+                "(installed with pipx: pipx install --force 'ti-provisioner[postgres]')."
             ) from None
 
         self._psycopg = psycopg

@@ -53,8 +53,8 @@ def init(backend) -> None:
 @with_backend
 def refresh(paths, backend, sandbox, base_url, parallelism, rate_limit, lock_timeout, quiet, no_cache) -> None:
     """Update state from the live API (names, expiries, balances); creates nothing."""
-    from provisioner.progress import Progress
-    from provisioner.statecmd import refresh_state
+    from provisioner.render.progress import Progress
+    from provisioner.operations.state_edits import refresh_state
 
     desired = load_manifests(paths, no_cache)
     reporter = Progress.for_stream(quiet=quiet)
@@ -118,7 +118,7 @@ def import_command(arguments, out_dir, client_options, clients_file, backend, sa
     for position, name in enumerate(("ADDRESS", "BATCH_ID", "PATHS...")):
         if len(arguments) <= position:
             raise click.UsageError(f"Missing argument '{name}'.")
-    from provisioner.statecmd import import_batch
+    from provisioner.operations.state_edits import import_batch
 
     address, batch_id, *paths = arguments
     desired = load_manifests([Path(path) for path in paths], no_cache)
@@ -133,7 +133,7 @@ def import_command(arguments, out_dir, client_options, clients_file, backend, sa
 def _generate(paths, out_dir, client_options, clients_file, backend, sandbox, base_url, parallelism, rate_limit,
               lock_timeout, quiet, no_cache) -> None:
     from provisioner.operations.generate import generate_config, parse_client, read_clients_file
-    from provisioner.progress import Progress
+    from provisioner.render.progress import Progress
 
     clients = [parse_client(text) for text in client_options]
     if clients_file is not None:
@@ -143,7 +143,7 @@ def _generate(paths, out_dir, client_options, clients_file, backend, sandbox, ba
     with backend.writing("import", timeout=lock_timeout, warn=progress) as writer:
         with api_context(sandbox, base_url, backend, rate_limit, parallelism, reporter) as api:
             check_instance(writer.state, api, backend)
-            from provisioner.models import Desired
+            from provisioner.core.models import Desired
 
             result = generate_config(writer, api, clients, out_dir, desired or Desired(), now_utc(),
                                      parallelism=parallelism, reporter=reporter)
@@ -225,7 +225,7 @@ def state_push(source, backend, sandbox, lock_timeout, force) -> None:
       provisioner init --state postgresql://host/db
       provisioner state push state/default.json --state postgresql://host/db
     """
-    from provisioner.statecmd import push_state, read_pushed_state
+    from provisioner.operations.state_edits import push_state, read_pushed_state
 
     pushed = read_pushed_state(source)
     with backend.writing("state push", timeout=lock_timeout, warn=progress) as writer:
@@ -244,7 +244,7 @@ def state_push(source, backend, sandbox, lock_timeout, force) -> None:
 @with_backend
 def state_list(backend, sandbox) -> None:
     """List recorded addresses and their batch ids."""
-    from provisioner.views import render_resource_list
+    from provisioner.render.state_views import render_resource_list
 
     recorded = backend.read()
     click.echo(render_resource_list(recorded), nl=False)
@@ -258,7 +258,7 @@ def state_list(backend, sandbox) -> None:
 @with_backend
 def state_show(address, backend, sandbox) -> None:
     """Show everything recorded for ADDRESS."""
-    from provisioner.views import render_resource
+    from provisioner.render.state_views import render_resource
 
     click.echo(render_resource(backend.read(), address))
 
@@ -271,7 +271,7 @@ def state_show(address, backend, sandbox) -> None:
 @with_backend
 def state_rm(address, backend, sandbox, lock_timeout) -> None:
     """Forget ADDRESS: the batch stays in Thought Industries, unmanaged."""
-    from provisioner.statecmd import remove_resource
+    from provisioner.operations.state_edits import remove_resource
 
     with backend.writing("state rm", timeout=lock_timeout, warn=progress) as writer:
         resource = remove_resource(writer, address)
@@ -292,7 +292,7 @@ def state_rm(address, backend, sandbox, lock_timeout) -> None:
 @with_backend
 def state_mv(source, destination, backend, sandbox, lock_timeout) -> None:
     """Rename an address (after renaming its key in the manifest) without recreating it."""
-    from provisioner.statecmd import move_resource
+    from provisioner.operations.state_edits import move_resource
 
     with backend.writing("state mv", timeout=lock_timeout, warn=progress) as writer:
         move_resource(writer, source, destination)
@@ -321,12 +321,12 @@ def state_forget_intent(address, backend, sandbox, base_url, parallelism, rate_l
     instead (provisioner import ADDRESS BATCH_ID PATHS...). Once given up, the next apply creates the
     batch anew (issuing its credits) while it is declared.
     """
-    from provisioner.recovery import describe
-    from provisioner.statecmd import forget_intent, intent_candidates
+    from provisioner.applying.matching import describe
+    from provisioner.operations.state_edits import forget_intent, intent_candidates
 
     with backend.writing("state forget-intent", timeout=lock_timeout, warn=progress) as writer:
         with api_context(sandbox, base_url, backend, rate_limit, parallelism) as api:
-            from provisioner.applier import RECOVERY_WAIT
+            from provisioner.applying.applier import RECOVERY_WAIT
 
             window = RECOVERY_WAIT if recovery_wait is None else recovery_wait
             check_instance(writer.state, api, backend)

@@ -20,13 +20,13 @@ from datetime import datetime
 from pathlib import Path
 
 from provisioner.api.client import CreditsApi
+from provisioner.applying.listings import ClientListings
+from provisioner.applying.refresh import observe
 from provisioner.backends.base import StateWriter
 from provisioner.backends.journal import fsync_directory
-from provisioner.fields import KEY, KEY_RULE
-from provisioner.listings import ClientListings
-from provisioner.models import Desired, Resource, batch_key
-from provisioner.progress import Progress
-from provisioner.refresh import observe
+from provisioner.core.models import Desired, Resource, batch_key
+from provisioner.core.timestamps import format_timestamp
+from provisioner.manifest.fields import KEY, KEY_RULE
 from provisioner.render.manifest_yaml import (
     Declaration,
     canonical_uuid,
@@ -35,7 +35,7 @@ from provisioner.render.manifest_yaml import (
     render_manifest,
     unique_keys,
 )
-from provisioner.timestamps import format_timestamp
+from provisioner.render.progress import Progress
 
 SCHEMA_FILE = "manifest.schema.json"
 STAGING_THREADS = 8
@@ -337,7 +337,7 @@ def _write_all(out_dir: Path, texts: Mapping[Path, str], record, clients: Iterab
     schema = out_dir / SCHEMA_FILE
     written = None
     if not schema.exists():
-        from provisioner.schema import (
+        from provisioner.manifest.schema import (
             manifest_schema,  # here: only a generation that writes files needs it
         )
 

@@ -17,9 +17,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from provisioner.fields import CONTROL_CHARACTER, KEY, MAX_NAME_LENGTH, MAX_WHOLE_NUMBER
-from provisioner.timestamps import format_timestamp, parse_timestamp
-from provisioner.yaml11 import IMPLICIT
+from provisioner.core.timestamps import format_timestamp, parse_timestamp
+from provisioner.manifest.fields import (
+    CONTROL_CHARACTER,
+    KEY,
+    MAX_NAME_LENGTH,
+    MAX_WHOLE_NUMBER,
+)
+from provisioner.manifest.yaml11 import IMPLICIT
 
 SCHEMA_COMMENT = "# yaml-language-server: $schema=manifest.schema.json"
 KEY_LENGTH = 64
