@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -271,7 +272,7 @@ def indented_json(value: object) -> str:
     return "".join(out)
 
 
-def _emit(value: object, level: int, out: list[str]) -> None:
+def _emit(value: Any, level: int, out: list[str]) -> None:
     kind = type(value)
     if kind is str:
         out.append(encode_basestring_ascii(value))
