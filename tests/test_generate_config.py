@@ -186,6 +186,7 @@ def test_a_batch_recorded_under_another_address_is_left_out_and_named(cli, api_e
     result = generate(cli, tmp_path / "out", state_at, f"globex={GLOBEX_ID}")
     assert result.exit_code == 0, result.output
     assert "Left out: 1 batch of globex recorded already (legacy/old)" in result.output
+    assert "So globex is declared in another manifest too" in result.output
     globex = yaml.safe_load((tmp_path / "out" / "globex.yaml").read_text())["clients"]["globex"]
     assert sorted(globex["batches"]) == ["certification", "partner"]
     recorded = read(state_at)
@@ -411,3 +412,14 @@ def test_a_rendered_manifest_loads_as_what_was_recorded(tmp_path):
         "its startingBalance 1.5 is not a whole number")
     assert declaration({"id": "b", "name": "x", "startingBalance": 1, "clientId": GLOBEX_ID}, ACME_ID, now).startswith(
         "it is listed with clientId")
+
+
+def test_a_batch_made_since_gets_a_key_no_recorded_address_has(cli, api_env, sandbox, instance, tmp_path, state_at):
+    assert generate(cli, tmp_path / "first", state_at, f"acme={ACME_ID}").exit_code == 0
+    newer = make(sandbox, ACME_ID, name="Acme Q1 2027", startingBalance=7, creditAccountId=ACCOUNT_ID)
+    result = generate(cli, tmp_path / "second", state_at, f"acme={ACME_ID}")
+    assert result.exit_code == 0, result.output
+    assert "Imported 1 batch of 1 client" in result.output and "So acme is declared in another manifest too" in result.output
+    batches = yaml.safe_load((tmp_path / "second" / "acme.yaml").read_text())["clients"]["acme"]["batches"]
+    assert list(batches) == ["acme-q1-2027-5"]  # -2 to -4 are recorded
+    assert read(state_at).resources["acme/acme-q1-2027-5"].batch_id == newer["id"]

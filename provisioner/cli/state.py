@@ -147,7 +147,7 @@ def _generate(paths, out_dir, client_options, clients_file, backend, sandbox, ba
 
             result = generate_config(writer, api, clients, out_dir, desired or Desired(), now_utc(),
                                      parallelism=parallelism, reporter=reporter)
-    _say_left_out(result.skipped)
+    _say_left_out(result.skipped, {path.stem for path in result.files})
     if not result.files:
         click.echo(
             f"No changes. Every batch listed is recorded already or left out ({len(result.skipped)}, named above); "
@@ -169,8 +169,9 @@ def _generate(paths, out_dir, client_options, clients_file, backend, sandbox, ba
     click.echo(f"Next: provisioner plan {shown}{backend.location_options()} (it should say \"No changes\").")
 
 
-def _say_left_out(skipped) -> None:
-    """Batches recorded already, a line per client (a second run names thousands); the others one by one."""
+def _say_left_out(skipped, written: set[str]) -> None:
+    """Batches recorded already, a line per client (a second run names thousands); the others one by one.
+    ``written``: the client keys a manifest was written for."""
     recorded: dict[str, list[str]] = {}
     for item in skipped:
         if item.address is not None:
@@ -181,6 +182,12 @@ def _say_left_out(skipped) -> None:
         addresses.sort()
         shown = ", ".join(addresses[:3]) + (f" and {len(addresses) - 3} more" if len(addresses) > 3 else "")
         progress(f"Left out: {plural(len(addresses), 'batch', 'batches')} of {client_key} recorded already ({shown}).")
+        if client_key in written:
+            progress(
+                f"  So {client_key} is declared in another manifest too: move the new batches of {client_key}.yaml "
+                "into that declaration (a client is declared in one file only), or pass that manifest to import "
+                "to be stopped before anything is written."
+            )
 
 
 @click.command(name="force-unlock", short_help="Remove a lock left by a run that is gone.")
