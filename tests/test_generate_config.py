@@ -16,7 +16,7 @@ from conftest import ACCOUNT_ID, ACME_ID, GLOBEX_ID, call_api, run_subprocess
 from pg import pg_server, pg_url  # noqa: F401  (fixtures)
 
 from provisioner.backends import StateError, open_backend
-from provisioner.backends.file import FileBackend, journal_path, read_state
+from provisioner.backends.file import FileBackend, backup_path, journal_path, read_state
 from provisioner.core.models import Intent, Resource
 from provisioner.manifest.loader import load
 from provisioner.render.manifest_yaml import (
@@ -318,22 +318,37 @@ def resources(count: int) -> dict[str, Resource]:
     }
 
 
-def test_record_all_is_one_journal_line_that_a_crash_either_keeps_or_drops(tmp_path):
+def test_record_all_on_a_state_file_is_one_new_snapshot(tmp_path):
+    path = tmp_path / "state.json"
+    backend = FileBackend(path)
+    backend.create()
+    with backend.writing("import") as writer:
+        writer.record_all(resources(300), instance="https://one.example")
+        assert not journal_path(path).exists()  # written once, as the snapshot: renamed into place whole
+        state = read_state(path)
+        assert len(state.resources) == 300 and state.instance == "https://one.example" and state.serial == 1
+        assert "id-299" in writer.claimed_ids()
+    assert read_state(path).serial == 1  # nothing more to checkpoint
+    assert json.loads(backup_path(path).read_text())["resources"] == {}  # the state before it, as after any write
+
+
+def test_record_all_after_changes_journaled_is_one_journal_line_that_a_crash_keeps_or_drops(tmp_path):
     path = tmp_path / "state.json"
     backend = FileBackend(path)
     backend.create()
     writer = backend.open_writer()
+    writer.record("acme/first", Resource(batch_id="first", client_id=ACME_ID, attributes={}))
     writer.record_all(resources(300), instance="https://one.example")
     lines = journal_path(path).read_bytes().splitlines(keepends=True)
-    assert [json.loads(line)["op"] for line in lines] == ["begin", "record_all"]
+    assert [json.loads(line)["op"] for line in lines] == ["begin", "record", "record_all"]
     state = read_state(path)  # journaled: a reader sees all of them, and the instance
-    assert len(state.resources) == 300 and state.instance == "https://one.example"
+    assert len(state.resources) == 301 and state.instance == "https://one.example"
 
-    journal_path(path).write_bytes(lines[0] + lines[1][: len(lines[1]) // 2])  # a crash in mid-write
-    assert read_state(path).resources == {} and read_state(path).instance is None  # ... none of it
+    journal_path(path).write_bytes(b"".join(lines[:2]) + lines[2][: len(lines[2]) // 2])  # a crash in mid-write
+    assert list(read_state(path).resources) == ["acme/first"] and read_state(path).instance is None  # none of it
     journal_path(path).write_bytes(b"".join(lines))
     writer.close()
-    assert not journal_path(path).exists() and read_state(path).serial == 1 and len(read_state(path).resources) == 300
+    assert not journal_path(path).exists() and read_state(path).serial == 1 and len(read_state(path).resources) == 301
 
 
 def test_record_all_on_postgres_is_one_transaction(pg_url):

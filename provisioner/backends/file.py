@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from json.encoder import encode_basestring_ascii
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -34,10 +35,11 @@ from provisioner.backends.base import (
     StateWriter,
     Warn,
     apply_entry,
+    check_instance,
 )
 from provisioner.backends.filelock import StateLock, force_unlock, lock_path
 from provisioner.backends.journal import Journal, JournalError, fsync_directory, read_journal
-from provisioner.core.models import STATE_FORMAT_VERSION, State
+from provisioner.core.models import STATE_FORMAT_VERSION, Resource, State
 
 
 class FileBackend(Backend):
@@ -439,3 +441,25 @@ class FileWriter(StateWriter):
         with self._guard:
             self._saved_as(state.model_copy(deep=True))
             self._save(self.state, changed=True)
+
+    def record_all(self, resources: Mapping[str, Resource], instance: str | None = None) -> None:
+        """Many resources at once, on a state file: a new snapshot (temporary file, fsync, rename), all or
+        nothing, rather than a journal line that the checkpoint then writes again (for 50,000 batches
+        that took twice as long). Changes this run has journaled and not yet put in the snapshot come
+        first: then the resources are journaled after them, as every change is."""
+        with self._checkpointing, self._guard:
+            if self._journal is not None or not resources:
+                super().record_all(resources, instance)
+                return
+            if instance is not None:
+                check_instance(self.state, instance, self.name)
+            state = self.state
+            updated = state.model_copy(update={
+                "resources": {**state.resources, **resources},
+                "pending": {address: intent for address, intent in state.pending.items() if address not in resources},
+                "instance": state.instance if state.instance is not None else instance,
+                "serial": state.serial + 1,
+            })
+            write_snapshot(self.path, updated, self._text)
+            self._saved_as(updated)
+            self._last_checkpoint = time.monotonic()

@@ -243,9 +243,8 @@ def _client_manifest(
         return _ClientManifest(None, {}, skipped)
     ordered = in_key_order(written)
     pairs = list(zip(unique_keys([item.name for item in ordered], taken), ordered))
-    # Made of values checked here (pydantic's documented shortcut): record_all validates them as it records.
     resources = {
-        f"{client.key}/{key}": Resource.model_construct(
+        f"{client.key}/{key}": Resource(
             batch_id=item.batch_id, client_id=client.id, attributes=item.attributes(client.id),
             remote=remote[item.batch_id],
         )
