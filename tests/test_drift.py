@@ -1,4 +1,4 @@
-"""Issue 5: the live API as a second source of truth.
+"""Drift: the live API as a second source of truth.
 
 Every case edits the sandbox by hand, the way an admin edits Thought Industries (a PUT through the API,
 or a row deleted from its SQLite file), then checks what plan/apply/refresh make of it.

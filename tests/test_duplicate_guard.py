@@ -1,4 +1,4 @@
-"""Issue 8's stories: a missing state and a lost state entry no longer issue credits twice.
+"""Two stories: a missing state and a lost state entry no longer issue credits twice.
 
 The duplicate guard: before a client's first create, apply lists its batches; one already there,
 claimed by no address, with the same name and balance, stops that create. `plan --refresh` shows it
@@ -135,7 +135,7 @@ def test_the_guard_costs_one_listing_per_client_not_per_batch(cli, api_env, sand
 
 
 def test_a_refused_create_moves_no_serial(cli, api_env, sandbox, write_manifest, state):
-    """Issue 12: an apply that records nothing leaves the state, and so saved plans, as they were."""
+    """An apply that records nothing leaves the state, and so saved plans, as they were."""
     manifest = write_manifest(two_client_manifest())
     sandbox.stop()  # nothing listens any more
 

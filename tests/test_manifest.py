@@ -798,7 +798,7 @@ def test_invalid_yaml_names_the_place(text, start):
     ],
 )
 def test_a_leading_tab_says_to_indent_with_spaces(text, where, cli, tmp_path):
-    """Issue 13: 'found character that cannot start any token' said nothing about tabs."""
+    """Once, 'found character that cannot start any token' said nothing about tabs."""
     manifest = tmp_path / "m.yaml"
     manifest.write_text(text)
     result = cli("validate", manifest)
@@ -979,7 +979,7 @@ def test_validating_a_parent_of_other_yaml_gives_one_issue_per_file(cli):
     ],
 )
 def test_a_name_a_server_could_store_differently_is_refused_with_its_place(cli, write_manifest, name, phrase):
-    """Issue 11: a server that trims names could not recognise its batch after a lost answer."""
+    """Once, a server that trims names could not recognise its batch after a lost answer."""
     manifest = write_manifest(f"""
         clients:
           acme:

@@ -1,4 +1,4 @@
-"""Issues 5 and 13: `provisioner show`, what finance reads: totals, expiries, formats for tools."""
+"""`provisioner show`, what finance reads: totals, expiries, formats for tools."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue 5: adopting batches (import) and editing state by hand (state list|show|rm|mv).
+"""Adopting batches (import) and editing state by hand (state list|show|rm|mv).
 
 Every edit runs under the state lock and keeps the previous file as `.backup`.
 """
