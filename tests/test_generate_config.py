@@ -329,6 +329,9 @@ def test_record_all_on_a_state_file_is_one_new_snapshot(tmp_path):
         assert len(state.resources) == 300 and state.instance == "https://one.example" and state.serial == 1
         assert "id-299" in writer.claimed_ids()
     assert read_state(path).serial == 1  # nothing more to checkpoint
+    with backend.writing("import") as writer:
+        writer.record_all(resources(3), instance="https://one.example")  # recorded as they are already
+    assert read_state(path).serial == 1
     assert json.loads(backup_path(path).read_text())["resources"] == {}  # the state before it, as after any write
 
 

@@ -167,8 +167,9 @@ class StateWriter(ABC):
         """Records many resources as one durable step: all of them, or (on any failure) none; with
         ``instance``, the state is bound to that API in the same step (see ``bind_instance``).
 
-        One journal line, or one transaction: ``import --generate-config-out`` adopts a whole
-        instance this way, so that an interrupted run never leaves half of it recorded."""
+        One journal line (a state file with nothing journaled yet writes a new snapshot instead), or one
+        transaction: ``import --generate-config-out`` adopts a whole instance this way, so that an
+        interrupted run never leaves half of it recorded."""
         if not resources:
             return
         entry: dict = {

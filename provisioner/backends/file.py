@@ -454,6 +454,10 @@ class FileWriter(StateWriter):
             if instance is not None:
                 check_instance(self.state, instance, self.name)
             state = self.state
+            bound = state.instance is None and instance is not None
+            if not bound and all(state.resources.get(address) == resource and address not in state.pending
+                                 for address, resource in resources.items()):
+                return  # recorded as it is already: the serial moves only when what is recorded changes
             updated = state.model_copy(update={
                 "resources": {**state.resources, **resources},
                 "pending": {address: intent for address, intent in state.pending.items() if address not in resources},
