@@ -26,6 +26,8 @@ from json.encoder import encode_basestring
 from typing import Any
 from urllib.parse import SplitResult, parse_qsl, unquote, unquote_plus, urlsplit
 
+from pydantic import ValidationError
+
 from provisioner.backends.base import (
     CHECKPOINT_SECONDS,
     Backend,
@@ -283,9 +285,17 @@ class PostgresBackend(Backend):
             lineage, serial, instance, digest = row
             resources = self._aggregate(conn, "resources", "resource")
             pending = self._aggregate(conn, "intents", "intent")
-        state = State.model_validate(
-            {"lineage": lineage, "serial": serial, "instance": instance, "resources": resources, "pending": pending}
-        )
+        try:
+            state = State.model_validate(
+                {"lineage": lineage, "serial": serial, "instance": instance, "resources": resources, "pending": pending}
+            )
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            field = ".".join(str(part) for part in first["loc"])
+            raise StateError(
+                f"{self.name}: the state is damaged{f' at {field!r}' if field else ''}: "
+                f"{first['msg'].removeprefix('Value error, ')}. Nothing was changed."
+            ) from None
         return state, digest
 
     def _aggregate(self, conn, table: str, column: str) -> dict:
