@@ -660,7 +660,8 @@ def test_policy_limits_above_two_to_the_53_are_rejected(limit):
 
 @pytest.mark.parametrize(
     "written, name",
-    [("Acme Q1", "Acme Q1"), ('"2026"', "2026"), ("'true'", "true"), ("  padded  ", "padded"), ("x" * 255, "x" * 255)],
+    [("Acme Q1", "Acme Q1"), ('"2026"', "2026"), ("'true'", "true"), ("  padded  ", "padded"), ("x" * 255, "x" * 255),
+     ('""', ""), ("''", "")],
 )
 def test_names_are_text(written, name):
     assert one_batch(f"startingBalance: 1\nname: {written}\n").name == name
@@ -674,8 +675,7 @@ def test_names_are_text(written, name):
         ("true", "expected text, got a boolean (true); quote it: name: \"true\""),
         ("2026-01-01", "expected text, got a date (2026-01-01); quote it: name: \"2026-01-01\""),
         ("", "empty; write a name or remove the line (the default is the batch key)"),
-        ('""', "must not be empty; write a name or remove the line (the default is the batch key)"),
-        ("'   '", "must not be empty; write a name or remove the line (the default is the batch key)"),
+        ("'   '", 'blank; write a name, "" for no name at all, or remove the line (the default is the batch key)'),
         ("[a]", "expected text, got a list"),
         ("x" * 256, "too long: 256 characters, at most 255"),
         ('"two\\nlines"', "must be a single line"),

@@ -14,7 +14,7 @@ import json
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -171,6 +171,25 @@ class StateWriter(ABC):
     def record(self, address: str, resource: Resource) -> None:
         self._write({"op": "record", "address": address, "resource": resource.model_dump(mode="json")})
 
+    def record_all(self, resources: Mapping[str, Resource], instance: str | None = None) -> None:
+        """Records many resources as one durable step: all of them, or (on any failure) none; with
+        ``instance``, the state is bound to that API in the same step (see ``bind_instance``).
+
+        One journal line (a state file with nothing journaled yet writes a new snapshot instead), or one
+        transaction: ``import --generate-config-out`` adopts a whole instance this way, so that an
+        interrupted run never leaves half of it recorded."""
+        if not resources:
+            return
+        entry: dict = {
+            "op": "record_all",
+            "resources": {address: resource.model_dump(mode="json") for address, resource in resources.items()},
+        }
+        if instance is not None:
+            check_instance(self.state, instance, self.name)
+            if self.state.instance is None:
+                entry["instance"] = instance
+        self._write(entry)
+
     def clear_intent(self, address: str) -> None:
         self._write({"op": "clear", "address": address})
 
@@ -319,6 +338,10 @@ class ClaimedIds:
         if entry["op"] == "record":
             self._remove(state.resources.get(entry["address"]))
             self._add(entry["resource"]["batch_id"])
+        elif entry["op"] == "record_all":
+            for address, resource in entry["resources"].items():
+                self._remove(state.resources.get(address))
+                self._add(resource["batch_id"])
         elif entry["op"] == "forget":
             self._remove(state.resources.get(entry["address"]))
 
@@ -376,6 +399,8 @@ def _touched(entry: dict) -> list[tuple[str, str]]:
         return [("pending", entry["intent"]["address"])]
     if op == "record":
         return [("resources", entry["address"]), ("pending", entry["address"])]
+    if op == "record_all":
+        return [(table, address) for address in entry["resources"] for table in ("resources", "pending")]
     if op == "clear":
         return [("pending", entry["address"])]
     if op == "forget":
@@ -411,6 +436,13 @@ def apply_entry(state: State, entry: dict) -> None:
     elif op == "record":
         state.resources[entry["address"]] = Resource.model_validate(entry["resource"])
         state.pending.pop(entry["address"], None)
+    elif op == "record_all":
+        recorded = {address: Resource.model_validate(resource) for address, resource in entry["resources"].items()}
+        state.resources.update(recorded)
+        for address in recorded:
+            state.pending.pop(address, None)
+        if "instance" in entry:
+            state.instance = entry["instance"]
     elif op == "clear":
         state.pending.pop(entry["address"], None)
     elif op == "forget":

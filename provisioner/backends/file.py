@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -31,12 +32,13 @@ from provisioner.backends.base import (
     StateWriter,
     Warn,
     apply_entry,
+    check_instance,
 )
 from provisioner.backends.filelock import StateLock, force_unlock, lock_path, read_lock_info
 from provisioner.backends.journal import Journal, JournalError, read_journal
 from provisioner.backends.snapshot import SnapshotText, parse_state
 from provisioner.core.atomic_files import temporary_beside, write_atomically
-from provisioner.core.models import State
+from provisioner.core.models import Resource, State
 
 
 class FileBackend(Backend):
@@ -334,3 +336,29 @@ class FileWriter(StateWriter):
                 "taken by another run); it stopped writing and sending. Run the command again "
                 "once no other run is going: open creates are resolved by listing."
             )
+
+    def record_all(self, resources: Mapping[str, Resource], instance: str | None = None) -> None:
+        """Many resources at once, on a state file: a new snapshot (temporary file, fsync, rename), all or
+        nothing, rather than a journal line that the checkpoint then writes again (for 50,000 batches
+        that took twice as long). Changes this run has journaled and not yet put in the snapshot come
+        first: then the resources are journaled after them, as every change is."""
+        with self._checkpointing, self._guard:
+            if self._journal is not None or not resources:
+                super().record_all(resources, instance)
+                return
+            if instance is not None:
+                check_instance(self.state, instance, self.name)
+            state = self.state
+            bound = state.instance is None and instance is not None
+            if not bound and all(state.resources.get(address) == resource and address not in state.pending
+                                 for address, resource in resources.items()):
+                return  # recorded as it is already: the serial moves only when what is recorded changes
+            updated = state.model_copy(update={
+                "resources": {**state.resources, **resources},
+                "pending": {address: intent for address, intent in state.pending.items() if address not in resources},
+                "instance": state.instance if state.instance is not None else instance,
+                "serial": state.serial + 1,
+            })
+            write_snapshot(self.path, updated, self._text)
+            self._saved_as(updated)
+            self._last_checkpoint = time.monotonic()

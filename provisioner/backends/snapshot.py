@@ -4,6 +4,8 @@ journal beside it while a run goes on); `state pull` prints one and `state push`
 from __future__ import annotations
 
 import json
+from json.encoder import encode_basestring_ascii
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -75,10 +77,63 @@ class SnapshotText:
         for address, item in items.items():
             known = before.get(address)
             if known is None or known[0] is not item:
-                known = (item, json.dumps(item.model_dump(mode="json"), indent=2, sort_keys=True).replace("\n", "\n    "))
+                known = (item, indented_json(item.model_dump(mode="json")).replace("\n", "\n    "))
             rendered[address] = known
         self._rendered[table] = rendered
         if not rendered:
             return "{}"
         lines = [f"    {json.dumps(address)}: {rendered[address][1]}" for address in sorted(rendered)]
         return "{\n" + ",\n".join(lines) + "\n  }"
+
+
+def indented_json(value: object) -> str:
+    """``json.dumps(value, indent=2, sort_keys=True)``, the same text about twice as fast (the standard
+    library has no C encoder for indented output): a checkpoint of 50,000 batches renders each one."""
+    out: list[str] = []
+    try:
+        _emit(value, 0, out)
+    except TypeError:  # a key that is not text, a value that is not JSON's: as the library writes it
+        return json.dumps(value, indent=2, sort_keys=True)
+    return "".join(out)
+
+
+def _emit(value: Any, level: int, out: list[str]) -> None:
+    kind = type(value)
+    if kind is str:
+        out.append(encode_basestring_ascii(value))
+    elif kind is dict:
+        if not value:
+            out.append("{}")
+            return
+        inner = "\n" + "  " * (level + 1)
+        out.append("{")
+        for position, key in enumerate(sorted(value)):
+            if type(key) is not str:
+                raise TypeError(key)
+            out.append(inner if position == 0 else "," + inner)
+            out.append(encode_basestring_ascii(key))
+            out.append(": ")
+            _emit(value[key], level + 1, out)
+        out.append("\n" + "  " * level + "}")
+    elif value is None:
+        out.append("null")
+    elif value is True:
+        out.append("true")
+    elif value is False:
+        out.append("false")
+    elif kind is int:
+        out.append(int.__repr__(value))
+    elif kind is float:
+        out.append(json.dumps(value))  # NaN and Infinity as the library writes them
+    elif kind is list:
+        if not value:
+            out.append("[]")
+            return
+        inner = "\n" + "  " * (level + 1)
+        out.append("[")
+        for position, item in enumerate(value):
+            out.append(inner if position == 0 else "," + inner)
+            _emit(item, level + 1, out)
+        out.append("\n" + "  " * level + "]")
+    else:
+        raise TypeError(kind)

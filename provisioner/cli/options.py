@@ -36,6 +36,7 @@ USER_ERRORS = {
     "provisioner.api.client": ("ApiError",),
     "provisioner.planning.saved_plan": ("PlanFileError",),
     "provisioner.operations.state_edits": ("StateCommandError",),
+    "provisioner.operations.generate": ("GenerateError",),
 }
 
 

@@ -15,6 +15,7 @@ from provisioner.cli.options import (
     given_give_up_after,
     hint_at_the_sandbox_state,
     lock_option,
+    now_utc,
     paths_argument,
     progress,
     quiet_option,
@@ -101,22 +102,58 @@ def refresh(paths, backend, sandbox, base_url, parallelism, rate_limit, lock_tim
         progress(f"Warning: {address} is recorded but the API no longer lists it (see 'provisioner plan --refresh').")
 
 
-@click.command(name="import", short_help="Adopt an existing batch under an address.")
-@click.argument("address")
-@click.argument("batch_id")
-@paths_argument
+SHOWN_FILES = 10  # manifests named one by one; beyond, counted
+IMPORT_USAGE = "ADDRESS BATCH_ID PATHS... | --generate-config-out DIR --client KEY=CLIENT_ID [PATHS...]"
+
+
+@click.command(name="import", short_help="Adopt existing batches: one under an address, or whole clients.")
+@click.argument("arguments", nargs=-1, metavar=IMPORT_USAGE)
+@click.option(
+    "--generate-config-out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    metavar="DIR",
+    help="Write one manifest per client (--client, --clients) into this directory, from the batches the API "
+    "lists, and record them all. PATHS, if given, are the manifests already in use.",
+)
+@click.option("--client", "client_options", multiple=True, metavar="KEY=CLIENT_ID",
+              help="With --generate-config-out: a client to adopt, and its key in the manifests. Repeat for more.")
+@click.option("--clients", "clients_file", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+              help="With --generate-config-out: a CSV of key,id, one client a line (a header line key,id is allowed).")
 @api_options
 @lock_option
+@quiet_option
 @cache_option
 @click.option("--force", is_flag=True, help="Settle an interrupted create with a batch made before it (you are sure).")
 @user_errors
 @with_backend
-def import_command(address, batch_id, paths, backend, sandbox, base_url, parallelism, rate_limit, lock_timeout,
-                   no_cache, force) -> None:
-    """Adopt an existing batch as ADDRESS, so provisioner manages it from now on."""
+def import_command(arguments, out_dir, client_options, clients_file, backend, sandbox, base_url, parallelism,
+                   rate_limit, lock_timeout, quiet, no_cache, force) -> None:
+    """Adopt existing batches, so that provisioner manages them from now on.
+
+    \b
+    One batch, declared already in PATHS:
+      provisioner import acme/q1 BATCH_ID manifests/
+    Whole clients, from an instance that has batches already (a manifest is written per client, and
+    every batch recorded; then 'provisioner plan DIR' says "No changes"):
+      provisioner import --generate-config-out manifests/ --client acme=CLIENT_ID [--client ...]
+      provisioner import --generate-config-out manifests/ --clients clients.csv
+    """
+    if out_dir is not None:
+        if force:
+            raise click.UsageError("--force belongs to the one-batch form (import ADDRESS BATCH_ID PATHS...).")
+        _generate(arguments, out_dir, client_options, clients_file, backend, sandbox, base_url, parallelism,
+                  rate_limit, lock_timeout, quiet, no_cache)
+        return
+    if client_options or clients_file:
+        raise click.UsageError("--client and --clients go with --generate-config-out DIR (the directory to write to).")
+    for position, name in enumerate(("ADDRESS", "BATCH_ID", "PATHS...")):
+        if len(arguments) <= position:
+            raise click.UsageError(f"Missing argument '{name}'.")
     from provisioner.operations.state_edits import import_batch
 
-    desired = load_manifests(paths, no_cache)
+    address, batch_id, *paths = arguments
+    desired = load_manifests([Path(path) for path in paths], no_cache)
     with backend.writing("import", timeout=lock_timeout, warn=progress) as writer:
         with api_context(sandbox, base_url, backend, rate_limit, parallelism,
                          give_up_after=given_give_up_after()) as api:
@@ -124,6 +161,66 @@ def import_command(address, batch_id, paths, backend, sandbox, base_url, paralle
             resource = import_batch(writer, api, desired, address, batch_id, force=force)
             writer.bind_instance(api.instance)
     click.echo(f"Import successful! {address} is batch {resource.batch_id}. Run 'provisioner plan' to see any differences.")
+
+
+def _generate(paths, out_dir, client_options, clients_file, backend, sandbox, base_url, parallelism, rate_limit,
+              lock_timeout, quiet, no_cache) -> None:
+    from provisioner.operations.generate import generate_config, parse_client, read_clients_file
+    from provisioner.render.progress import Progress
+
+    clients = [parse_client(text) for text in client_options]
+    if clients_file is not None:
+        clients += read_clients_file(clients_file)
+    desired = load_manifests([Path(path) for path in paths], no_cache) if paths else None
+    reporter = Progress.for_stream(quiet=quiet)
+    with backend.writing("import", timeout=lock_timeout, warn=progress) as writer:
+        with api_context(sandbox, base_url, backend, rate_limit, parallelism, reporter) as api:
+            check_instance(writer.state, api, backend)
+            from provisioner.core.models import Desired
+
+            result = generate_config(writer, api, clients, out_dir, desired or Desired(), now_utc(),
+                                     parallelism=parallelism, reporter=reporter)
+    _say_left_out(result.skipped, {path.stem for path in result.files})
+    if not result.files:
+        click.echo(
+            f"No changes. Every batch listed is recorded already or left out ({len(result.skipped)}, named above); "
+            "nothing was written."
+        )
+        return
+    for path in result.files[:SHOWN_FILES]:
+        click.echo(f"Wrote {path} ({plural(result.recorded.get(path.stem, 0), 'batch', 'batches')}).")
+    if len(result.files) > SHOWN_FILES:
+        click.echo(f"Wrote {len(result.files) - SHOWN_FILES:,} more manifests into {out_dir}.")
+    if result.schema_file is not None:
+        click.echo(f"Wrote {result.schema_file} (the manifests' schema, for editors).")
+    click.echo(
+        f"Imported {plural(result.total, 'batch', 'batches')} of {plural(len(result.files), 'client', 'clients')} "
+        f"into {backend.name}"
+        + (f"; {len(result.skipped)} left out (named above)." if result.skipped else ".")
+    )
+    shown = " ".join(str(path) for path in [*paths, out_dir])
+    click.echo(f"Next: provisioner plan {shown}{backend.location_options()} (it should say \"No changes\").")
+
+
+def _say_left_out(skipped, written: set[str]) -> None:
+    """Batches recorded already, a line per client (a second run names thousands); the others one by one.
+    ``written``: the client keys a manifest was written for."""
+    recorded: dict[str, list[str]] = {}
+    for item in skipped:
+        if item.address is not None:
+            recorded.setdefault(item.client_key, []).append(item.address)
+        else:
+            progress(f"Left out: batch {item.batch_id} of {item.client_key}: {item.reason}.")
+    for client_key, addresses in recorded.items():
+        addresses.sort()
+        shown = ", ".join(addresses[:3]) + (f" and {len(addresses) - 3} more" if len(addresses) > 3 else "")
+        progress(f"Left out: {plural(len(addresses), 'batch', 'batches')} of {client_key} recorded already ({shown}).")
+        if client_key in written:
+            progress(
+                f"  So {client_key} is declared in another manifest too: move the new batches of {client_key}.yaml "
+                "into that declaration (a client is declared in one file only), or pass that manifest to import "
+                "to be stopped before anything is written."
+            )
 
 
 @click.command(name="force-unlock", short_help="Remove a lock left by a run that is gone.")

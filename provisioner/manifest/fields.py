@@ -29,7 +29,7 @@ def shorten(text: str, limit: int = 40) -> str:
 
 class Kind(enum.Enum):
     WHOLE = "a whole number, 0 to 2^53-1, written in plain decimal"
-    TEXT = "one line of text, not blank, at most 255 characters"
+    TEXT = "one line of text, not blank (\"\" for no name), at most 255 characters"
     UUID = "a UUID"
     TIMESTAMP = "an ISO 8601 timestamp with a time zone"
     POLICY = "a mapping of policy limits"

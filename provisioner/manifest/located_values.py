@@ -84,7 +84,7 @@ def whole_number(node: yaml.Node) -> Read:
 
 
 def line_of_text(node: yaml.Node) -> Read:
-    problem = _name_problem(node)
+    problem = _name_problem(node, empty_allowed=True)
     return (None, problem) if problem else (node.value, None)
 
 
@@ -231,7 +231,8 @@ def _is_whole_float(text: str) -> bool:
     return math.isfinite(number) and number.is_integer()
 
 
-def _name_problem(node: yaml.Node, default: str = "the batch key") -> str | None:
+def _name_problem(node: yaml.Node, default: str = "the batch key", empty_allowed: bool = False) -> str | None:
+    """``empty_allowed``: a quoted empty name (``name: ""``) is a name, as batches made by hand may have."""
     if not isinstance(node, yaml.ScalarNode):
         return f"expected text, got {describe(node)}"
     if node.tag == NULL:
@@ -239,6 +240,10 @@ def _name_problem(node: yaml.Node, default: str = "the batch key") -> str | None
     if node.tag != STR:
         return f"expected text, got {describe(node)}; quote it: name: \"{shorten(node.value)}\""
     name = node.value
+    if name == "" and empty_allowed:
+        return None
+    if not name.strip() and empty_allowed:
+        return f'blank; write a name, "" for no name at all, or remove the line (the default is {default})'
     if not name.strip():
         return f"must not be empty; write a name or remove the line (the default is {default})"
     if "\n" in name or "\r" in name:

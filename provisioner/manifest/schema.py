@@ -56,7 +56,7 @@ class BatchModel(_FormatModel):
         alias="startingBalance", ge=0, le=MAX_WHOLE_NUMBER, description="Credits put into the batch: a whole number, 0 or more."
     )
     name: str | SkipJsonSchema[None] = Field(
-        None, min_length=1, max_length=MAX_NAME_LENGTH, description="Display name. Default: the batch key."
+        None, max_length=MAX_NAME_LENGTH, description='Display name ("" for none). Default: the batch key.'
     )
     expires_on: TimestampText | SkipJsonSchema[None] = Field(
         None,
