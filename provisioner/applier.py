@@ -35,6 +35,7 @@ from provisioner.api.client import (
     RequestCancelled,
 )
 from provisioner.backends.base import StateError, StateWriter
+from provisioner.backends.history import ADOPT, CREATE, RECOVER, UPDATE
 from provisioner.listings import ClientListings
 from provisioner.models import UPDATABLE_FIELDS, Change, Desired, Intent, Plan, Resource
 from provisioner.planner import client_of, same_value
@@ -290,6 +291,7 @@ class Applier:
         self.writer.record(
             change.address,
             Resource(batch_id=resource.batch_id, client_id=resource.client_id, attributes=attributes, remote=batch),
+            UPDATE,
         )
         self.tally.done(change.address, "updated", f"updated ({', '.join(sorted(body))})")
 
@@ -299,9 +301,11 @@ class Applier:
         batch_id = batch.get("id")
         if batch_id in (None, ""):
             raise ApiError(f"{intent.address}: the API answered without a batch id; the intent stays open.")
+        action = ADOPT if kind == "adopted" else RECOVER if outcome == CONFIRMED else CREATE
         self.writer.record(
             intent.address,
             Resource(batch_id=str(batch_id), client_id=intent.client_id, attributes=intent.attributes, remote=batch),
+            action,
         )
         for difference in differences(batch, intent.attributes):
             self.tally.warn(f"Warning: {intent.address}: the API stored it differently: {difference}.")

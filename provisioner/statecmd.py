@@ -12,12 +12,13 @@ from pathlib import Path
 from provisioner import grants
 from provisioner.api.client import ApiError, CreditsApi
 from provisioner.fields import KEY_PATTERN, KEY_RULE
-from provisioner.backends.file import parse_state, read_state
+from provisioner.backends.file import parse_document, read_history, read_state
 from provisioner.models import COMPARED_FIELDS, BatchSpec, Desired, Intent, Resource, State, batch_key
 from provisioner.listings import ClientListings
 from provisioner.planner import live_attributes, normalized
 from provisioner.recovery import Findings, created_since, find, intent_since, is_look_alike, window_left
-from provisioner.backends.base import StateWriter
+from provisioner.backends.base import StateError, StateWriter
+from provisioner.backends.history import FORGET_INTENT, IMPORT, REFRESH, STATE_PUSH, Note, extends, verify
 
 # client/batch, or a grant's period: client/grant@2026-q1 (2026-01, 2026, 2026-01-15).
 PERIOD_PATTERN = r"[0-9]{4}(?:-q[1-4]|-[0-9]{2}(?:-[0-9]{2})?)?"
@@ -70,7 +71,7 @@ def import_batch(
     }
     attributes["clientId"] = spec.client_id
     resource = Resource(batch_id=batch_id, client_id=spec.client_id, attributes=attributes, remote=dict(live))
-    writer.record(address, resource)
+    writer.record(address, resource, IMPORT)
     return resource
 
 
@@ -163,7 +164,7 @@ def forget_intent(writer: StateWriter, address: str) -> None:
     """Gives up an interrupted create a person has settled: the next apply creates the batch anew."""
     if address not in writer.state.pending:
         raise StateCommandError(f"no interrupted create is recorded for {address}; nothing was changed.")
-    writer.clear_intent(address)
+    writer.clear_intent(address, FORGET_INTENT)
 
 
 def remove_resource(writer: StateWriter, address: str) -> Resource:
@@ -204,27 +205,49 @@ def refresh_state(writer: StateWriter, observed: Mapping[str, Mapping]) -> list[
             update={"attributes": live_attributes(resource.attributes, live), "remote": dict(live)}
         )
         if updated != resource:
-            writer.record(address, updated)
+            writer.record(address, updated, REFRESH)
     return missing
 
 
-def read_pushed_state(source: Path) -> State:
-    """A state file to push, its journal folded in; '-' reads what 'state pull' printed from stdin."""
+def read_pushed_state(source: Path) -> tuple[State, list[dict]]:
+    """A state file to push, its journal folded in, and its history (the one 'state pull' printed
+    into it, else the file's own); '-' reads what 'state pull' printed from stdin."""
     if str(source) == "-":
-        return parse_state(sys.stdin.read(), "standard input")
+        state, history = parse_document(sys.stdin.read(), "standard input")
+        return state, history or []
     if not source.exists():
         raise StateCommandError(f"{source}: no such file; 'state push' loads a state file ('state pull' prints one).")
     state = read_state(source)
     if state is None:
         raise StateCommandError(f"{source}: no state in it.")
-    return state
+    try:
+        _, embedded = parse_document(source.read_text(encoding="utf-8"), str(source))
+    except (StateError, OSError):
+        embedded = None  # read_state read it: only a journal's lines are in doubt here
+    return state, embedded if embedded is not None else read_history(source)
 
 
-def push_state(writer: StateWriter, pushed: State, force: bool = False) -> int:
+def push_state(writer: StateWriter, pushed: State, force: bool = False, history: list[dict] | None = None,
+               recorded_history: list[dict] | None = None) -> int:
     """Puts ``pushed`` in place of what the writer's state records; returns how many batches it replaced.
 
     Terraform's rules: an empty state (as init leaves it) takes any push; otherwise the target
-    must be of the same lineage and not ahead (--force overrides both)."""
+    must be of the same lineage and not ahead (--force overrides both). The audit trail is
+    append-only, --force or not: ``history`` (the pushed one) must extend ``recorded_history``."""
+    history, recorded_history = history or [], recorded_history or []
+    problem = verify(history)
+    if problem:
+        raise StateCommandError(
+            f"the history of the state to push does not verify ({problem}). Nothing was changed; "
+            "push a state as 'provisioner state pull' printed it."
+        )
+    problem = extends(recorded_history, history)
+    if problem:
+        raise StateCommandError(
+            f"the history of the state to push does not extend the one {writer.name} records: {problem}. "
+            "The audit trail is append-only, so nothing was changed (--force does not change that). Pull "
+            "this state (it carries its history), edit that copy, and push it back."
+        )
     current = writer.state
     if not current.is_empty() and not force:
         if current.lineage != pushed.lineage:
@@ -246,7 +269,9 @@ def push_state(writer: StateWriter, pushed: State, force: bool = False) -> int:
             )
     replaced = len(current.resources)
     serial = pushed.serial if pushed.serial > current.serial else current.serial + 1
-    writer.replace(pushed.model_copy(update={"serial": serial}))
+    note = Note(STATE_PUSH, detail=f"lineage {pushed.lineage}, serial {serial}, "
+                                   f"{len(pushed.resources)} batch(es), replacing {replaced}")
+    writer.replace(pushed.model_copy(update={"serial": serial}), history[len(recorded_history):], note)
     return replaced
 
 

@@ -430,11 +430,11 @@ def test_tables_live_in_their_own_schema_and_a_newer_schema_is_refused(pg_url, b
         schemas = {row[0] for row in conn.execute("SELECT DISTINCT table_schema FROM information_schema.tables "
                                                  "WHERE table_schema NOT IN ('pg_catalog', 'information_schema')")}
         assert schemas == {"team_state"}
-        conn.execute("UPDATE team_state.meta SET value = '2' WHERE key = 'schema_version'")
+        conn.execute("UPDATE team_state.meta SET value = '3' WHERE key = 'schema_version'")
 
     with pytest.raises(StateError, match="newer provisioner") as raised:
         backend_at(custom).read()
-    assert "schema version 2" in str(raised.value)
+    assert "schema version 3" in str(raised.value)
 
 
 def test_two_first_inits_at_once_on_an_empty_database_both_succeed(pg_url, backend_at):

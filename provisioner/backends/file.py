@@ -6,18 +6,23 @@ Layout on disk, beside ``state/default.json``:
 - ``default.json.backup``   the previous snapshot.
 - ``default.json.journal``  the write-ahead journal of the run in progress (see journal.py).
 - ``default.json.lock``     the lock of the run in progress (see filelock.py).
+- ``default.json.history``  the audit trail: one event a line, append-only (see history.py).
 
 Readers fold the journal into the snapshot, so an apply killed at any instant
 loses nothing: every intent and every id reached the journal (fsync) first. A
 journal behind the snapshot was folded into it already, except for what follows
 its last ``checkpoint`` line for the snapshot's serial (see journal.py).
+
+Each change's event travels in its journal line; the history file receives the events of a
+journal before that journal is dropped or restarted, so every event is in one or the other (or
+both: the history is read as the file, then the journal's events past its end).
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -34,6 +39,7 @@ from provisioner.backends.base import (
     apply_entry,
 )
 from provisioner.backends.filelock import StateLock, force_unlock, lock_path
+from provisioner.backends.history import FORCE_UNLOCK, Head, Note, after, line_of, parse_line
 from provisioner.backends.journal import Journal, JournalError, fsync_directory, read_journal
 from provisioner.models import STATE_FORMAT_VERSION, State
 
@@ -75,8 +81,20 @@ class FileBackend(Backend):
     def open_writer(self) -> FileWriter:
         return FileWriter(self.path, name=self.name)
 
-    def force_unlock(self, lock_id: str) -> LockInfo:
-        return force_unlock(self.path, lock_id)
+    def force_unlock(self, lock_id: str, run: Mapping[str, object] | None = None) -> LockInfo:
+        def record(holder: LockInfo) -> None:
+            # Under the dead run's lock, taken over: its event first, then the lock file goes.
+            if not self.exists():
+                return
+            with self.open_writer() as writer:
+                writer.attribute(run or {})
+                writer.record_event(Note(FORCE_UNLOCK, detail=f"lock {holder.id} of {holder.command} by "
+                                                              f"{holder.user}@{holder.host}, pid {holder.pid}"))
+
+        return force_unlock(self.path, lock_id, before_removal=record)
+
+    def read_history(self) -> list[dict]:
+        return read_history(self.path)
 
     def written_at(self) -> datetime | None:
         """The state file's or its journal's modification time, whichever is newer (in a fresh git
@@ -85,7 +103,8 @@ class FileBackend(Backend):
         return datetime.fromtimestamp(max(times), timezone.utc) if times else None
 
     def own_files(self) -> list[Path]:
-        return [self.path, journal_path(self.path), backup_path(self.path), lock_path(self.path)]
+        return [self.path, journal_path(self.path), backup_path(self.path), lock_path(self.path),
+                history_path(self.path)]
 
 
 def backup_path(path: Path) -> Path:
@@ -94,6 +113,99 @@ def backup_path(path: Path) -> Path:
 
 def journal_path(path: Path) -> Path:
     return path.with_name(path.name + ".journal")
+
+
+def history_path(path: Path) -> Path:
+    return path.with_name(path.name + ".history")
+
+
+def read_history(path: Path) -> list[dict]:
+    """The state's whole audit trail: the history file, then the events of the journal past its end."""
+    journaled = journal_events(path)  # first: events move from the journal to the file, never back
+    filed = read_history_file(history_path(path))
+    return filed + after(journaled, filed[-1]["seq"] if filed else 0)
+
+
+def journal_events(path: Path) -> list[dict]:
+    """The events of every whole line of the journal (a change there happened, folded in or not)."""
+    try:
+        _, entries = read_journal(journal_path(path))
+    except JournalError as exc:
+        raise StateError(str(exc)) from None
+    return [event for entry in entries for event in entry.get("events", ())]
+
+
+def read_history_file(path: Path) -> list[dict]:
+    """Every whole line; a last line without its newline was cut by a crash and never counted."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise StateError(f"{path}: cannot read the history: {exc.strerror}.") from None
+    lines = data.split(b"\n")[:-1]  # what follows the last newline was torn
+    events = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            events.append(parse_line(line))
+        except ValueError:
+            raise StateError(
+                f"{path}:{number}: this line of the history is not an event (the file was altered or damaged). "
+                "It was left untouched; 'provisioner log --verify' checks the rest."
+            ) from None
+    return events
+
+
+def history_tail(path: Path) -> Head:
+    """Where the history file ends, read from its last whole line only."""
+    try:
+        with open(path, "rb") as handle:
+            size = handle.seek(0, os.SEEK_END)
+            chunk = b""
+            position = size
+            while position > 0:
+                step = min(65536, position)
+                position -= step
+                handle.seek(position)
+                chunk = handle.read(step) + chunk
+                whole = chunk[: chunk.rfind(b"\n") + 1]
+                if whole.count(b"\n") >= 2 or (position == 0 and whole):
+                    break
+    except FileNotFoundError:
+        return Head()
+    whole = chunk[: chunk.rfind(b"\n")]
+    if not whole:
+        return Head()
+    last = whole[whole.rfind(b"\n") + 1 :]
+    try:
+        return Head.of(parse_line(last))
+    except (ValueError, KeyError):
+        raise StateError(
+            f"{path}: its last event cannot be read (the file was altered or damaged); nothing was changed. "
+            "'provisioner log --verify' tells where."
+        ) from None
+
+
+def append_history(path: Path, events: list[dict]) -> None:
+    """Appends whole lines, fsynced; a torn last line a crash left is cut off first."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        size = os.lseek(fd, 0, os.SEEK_END)
+        if size:
+            os.lseek(fd, max(0, size - 65536), os.SEEK_SET)
+            tail = os.read(fd, 65536)
+            if not tail.endswith(b"\n"):
+                cut = tail.rfind(b"\n")
+                os.ftruncate(fd, size - len(tail) + cut + 1 if cut >= 0 else max(0, size - len(tail)))
+        data = memoryview("".join(line_of(event) for event in events).encode("utf-8"))
+        os.lseek(fd, 0, os.SEEK_END)
+        while data:
+            data = data[os.write(fd, data) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    if not size:
+        fsync_directory(path.parent)
 
 
 def read_snapshot(path: Path) -> State | None:
@@ -113,6 +225,11 @@ def read_snapshot(path: Path) -> State | None:
 
 def parse_state(text: str, where: str, backup_hint: str = "") -> State:
     """A state from its JSON text (a snapshot, or what ``state pull`` printed)."""
+    return parse_document(text, where, backup_hint)[0]
+
+
+def parse_document(text: str, where: str, backup_hint: str = "") -> tuple[State, list[dict] | None]:
+    """A state and the history printed with it (``state pull``), None when it carries none."""
     try:
         raw = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -122,6 +239,9 @@ def parse_state(text: str, where: str, backup_hint: str = "") -> State:
         ) from None
     if not isinstance(raw, dict):
         raise StateError(f"{where}: the state file must hold a JSON object; it was left untouched.")
+    history = raw.pop("history", None)
+    if history is not None and (not isinstance(history, list) or not all(isinstance(e, dict) for e in history)):
+        raise StateError(f"{where}: its 'history' must be a list of events (as 'state pull' prints it).")
     version = raw.get("version")
     if type(version) is not int or version != STATE_FORMAT_VERSION:
         from provisioner.planfile import MARKER  # on this error path only: reading a state never loads the planner
@@ -135,7 +255,7 @@ def parse_state(text: str, where: str, backup_hint: str = "") -> State:
             "the file was left untouched."
         )
     try:
-        return State.model_validate(raw)
+        return State.model_validate(raw), history
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(part) for part in first["loc"])
@@ -217,6 +337,11 @@ def _read_journal_checked(path: Path, state: State | None) -> tuple[list[dict], 
     except JournalError as exc:
         raise StateError(str(exc)) from None
     if base is not None and state is not None and base["lineage"] != state.lineage:
+        if any(entry["op"] == "replace" and entry.get("state", {}).get("lineage") == state.lineage
+               for entry in entries):
+            # A push killed once its snapshot (of the pushed lineage) was in place: that journal is
+            # spent, as one behind the snapshot is.
+            return [], {"op": "begin", "lineage": state.lineage, "serial": -1}
         raise StateError(
             f"{journal_path(path)}: this journal belongs to another state (lineage {base['lineage']}, "
             f"the state file has {state.lineage}). Move it aside after checking which is right."
@@ -224,8 +349,14 @@ def _read_journal_checked(path: Path, state: State | None) -> tuple[list[dict], 
     return entries, base
 
 
-def render_snapshot(state: State) -> str:
-    return SnapshotText().render(state)
+def render_snapshot(state: State, history: list[dict] | None = None) -> str:
+    """The snapshot's text; with ``history``, the state as ``state pull`` prints it (one event a line)."""
+    text = SnapshotText().render(state)
+    if history is None:
+        return text
+    events = ",\n".join(f"    {json.dumps(event, sort_keys=True)}" for event in history)
+    return text[:-3] + f',\n  "history": [\n{events}\n  ]\n}}\n' if history else text[:-3] + ',\n  "history": []\n}\n'
+
 
 
 class SnapshotText:
@@ -305,7 +436,11 @@ class FileWriter(StateWriter):
         if unfolded is None:
             raise FileBackend(self.path).missing_error()
         snapshot, entries, journal_found = unfolded
-        super().__init__(snapshot, checkpoint_seconds)
+        # The events a killed run journaled that the history file does not hold yet: filed first.
+        filed = history_tail(history_path(self.path))
+        self._unfiled = after(journal_events(self.path), filed.seq)
+        super().__init__(snapshot, checkpoint_seconds, head=Head.of(self._unfiled[-1]) if self._unfiled else filed)
+        self._file_events()
         # An interrupted run's journal: folded in here, so that the changes it made are seen as changes.
         for entry in entries:
             self._changes.note(self.state, entry)
@@ -338,6 +473,13 @@ class FileWriter(StateWriter):
             ) from None
         if self._journaled_since_mark is not None:
             self._journaled_since_mark.append(entry)
+        self._unfiled.extend(entry.get("events", ()))
+
+    def _file_events(self) -> None:
+        """The journaled events into the history file: before the journal that holds them goes."""
+        if self._unfiled:
+            append_history(history_path(self.path), self._unfiled)
+            self._unfiled = []
 
     def _begin_save(self, state: State, changed: bool):
         if not changed or self._journal is None:
@@ -361,6 +503,7 @@ class FileWriter(StateWriter):
         with self._guard:
             since, self._journaled_since_mark = self._journaled_since_mark, None
             try:
+                self._file_events()
                 if since:
                     self._journal = self._journal.restart(snapshot.lineage, snapshot.serial, since)
                 else:
@@ -375,12 +518,18 @@ class FileWriter(StateWriter):
         self._drop_journal()
 
     def _drop_journal(self) -> None:
+        self._file_events()
         if self._journal is not None:
             self._journal.close()
             self._journal = None
         journal_path(self.path).unlink(missing_ok=True)
 
-    def replace(self, state: State) -> None:
+    def replace(self, state: State, events: list[dict] | None = None, note: Note | None = None) -> None:
         with self._guard:
+            pushed = self._pushed_events(events, note)
+            if pushed:
+                # The new state and its events in one journal line: a crash leaves both or neither.
+                self._persist({"op": "replace", "state": state.model_dump(mode="json"), "events": pushed})
+                self.head = Head.of(pushed[-1])
             self._saved_as(state.model_copy(deep=True))
             self._save(self.state, changed=True)

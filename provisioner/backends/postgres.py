@@ -2,6 +2,8 @@
 
 - The journal is transactions: an intent is committed on its own before its create
   leaves; a result (the resource row, the intent closed) is one transaction.
+- The audit trail is its own table, ``history``, written by INSERT only, in the transaction
+  of the change each event records (the docs give the grants that keep it append-only).
 - The lock (pglock.py) is a session advisory lock per workspace plus a holder row.
   Every write checks, in its own transaction, that this run still holds it. A lost
   connection is re-opened and the lock taken again before anything more is written;
@@ -19,7 +21,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from json.encoder import encode_basestring
@@ -34,10 +36,12 @@ from provisioner.backends.base import (
     StateWriter,
     Warn,
 )
+from provisioner.backends.history import FORCE_UNLOCK, Head, Note, seal
 from provisioner.backends.pglock import AdvisoryLock
+from provisioner.timestamps import utc_now_text
 from provisioner.models import State
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the history table
 DEFAULT_SCHEMA = "provisioner"
 # Reconnecting after the database went away (a restart takes a few seconds): attempts and pause.
 RECONNECT_ATTEMPTS = 8
@@ -244,16 +248,32 @@ class PostgresBackend(Backend):
         sql = self._psycopg.sql
         # Two first runs at once must not race on CREATE TABLE.
         conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"provisioner schema {self.schema}",))
-        if self._schema_version(conn) is not None:
+        version = self._schema_version(conn)
+        if version is not None:
+            if version < SCHEMA_VERSION:
+                self._upgrade_schema(conn)
             return
         conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema)))
-        for statement in SCHEMA:
+        for statement in (*SCHEMA, HISTORY_TABLE):
             conn.execute(self._query(statement, meta="meta", workspaces="workspaces", resources="resources",
-                                     intents="intents", locks="locks"))
+                                     intents="intents", locks="locks", history="history"))
         conn.execute(
             self._query("INSERT INTO {meta} (key, value) VALUES ('schema_version', %s)", meta="meta"),
             (str(SCHEMA_VERSION),),
         )
+
+    def _upgrade_schema(self, conn) -> None:
+        """A database set up before the history existed: its table added (under the schema lock)."""
+        conn.execute(self._query(HISTORY_TABLE.replace("CREATE TABLE", "CREATE TABLE IF NOT EXISTS"), history="history"))
+        conn.execute(self._query("UPDATE {meta} SET value = %s WHERE key = 'schema_version'", meta="meta"),
+                     (str(SCHEMA_VERSION),))
+
+    def _ensure_history(self) -> None:
+        """Before a write: a schema of version 1 gets its history table."""
+        with self._transaction() as conn:
+            version = self._schema_version(conn)
+            if version is not None and version < SCHEMA_VERSION:
+                self._create_schema(conn)
 
     # --- reading -------------------------------------------------------------------------
 
@@ -271,10 +291,10 @@ class PostgresBackend(Backend):
         ).fetchone()
 
     def read(self) -> State:
-        state, _ = self._read_with_digest()
+        state, _, _ = self._read_with_digest()
         return state
 
-    def _read_with_digest(self) -> tuple[State, str]:
+    def _read_with_digest(self) -> tuple[State, str, Head]:
         with self._transaction(read_only=True) as conn:
             row = self._workspace_row(conn)
             if row is None:
@@ -282,10 +302,50 @@ class PostgresBackend(Backend):
             lineage, serial, instance, digest = row
             resources = self._aggregate(conn, "resources", "resource")
             pending = self._aggregate(conn, "intents", "intent")
+            head = self._history_head(conn)
         state = State.model_validate(
             {"lineage": lineage, "serial": serial, "instance": instance, "resources": resources, "pending": pending}
         )
-        return state, digest
+        return state, digest, head
+
+    def _history_head(self, conn) -> Head:
+        if self._schema_version(conn) < SCHEMA_VERSION:
+            return Head()
+        row = conn.execute(
+            self._query("SELECT seq, event->>'digest' FROM {history} WHERE workspace = %s ORDER BY seq DESC LIMIT 1",
+                        history="history"),
+            (self.workspace,),
+        ).fetchone()
+        return Head() if row is None else Head(row[0], row[1])
+
+    def read_history(self) -> list[dict]:
+        with self._transaction(read_only=True) as conn:
+            if self._workspace_row(conn) is None:
+                raise self.missing_error()
+            if self._schema_version(conn) < SCHEMA_VERSION:
+                return []
+            rows = conn.execute(
+                self._query("SELECT event::text FROM {history} WHERE workspace = %s ORDER BY seq", history="history"),
+                (self.workspace,),
+            ).fetchall()
+        return [json.loads(text) for (text,) in rows]
+
+    def insert_events(self, conn, events: list[dict]) -> None:
+        """In the transaction of their change. ON CONFLICT: a retry after a commit whose answer was lost
+        (this run holds the lock: the row there is this very event); INSERT privilege is all it needs."""
+        if not events:
+            return
+        statement = self._query(
+            "INSERT INTO {history} (workspace, seq, event) VALUES (%s, %s, %s) ON CONFLICT (workspace, seq) DO NOTHING",
+            history="history",
+        )
+        rows = [(self.workspace, event["seq"], json.dumps(event, sort_keys=True, separators=(",", ":")))
+                for event in events]
+        if len(rows) == 1:
+            conn.execute(statement, rows[0])
+        else:
+            with conn.cursor() as cursor:
+                cursor.executemany(statement, rows)
 
     def _aggregate(self, conn, table: str, column: str) -> dict:
         # The rows as text, joined into one JSON object here: a single parse instead of one per row,
@@ -336,14 +396,22 @@ class PostgresBackend(Backend):
     def lock(self, command: str, timeout: float = 0.0, warn: Warn | None = None) -> AbstractContextManager[LockInfo]:
         return self.advisory.held(command, timeout, warn)
 
-    def force_unlock(self, lock_id: str) -> LockInfo:
-        return self.advisory.force_unlock(lock_id)
+    def force_unlock(self, lock_id: str, run: Mapping[str, object] | None = None) -> LockInfo:
+        self._ensure_history()
+
+        def record(conn, holder: LockInfo) -> None:
+            note = Note(FORCE_UNLOCK, detail=f"lock {holder.id} of {holder.command} by {holder.user}@{holder.host}, "
+                                             f"pid {holder.pid}")
+            self.insert_events(conn, [seal(note, run or {}, utc_now_text(), "local", self._history_head(conn))])
+
+        return self.advisory.force_unlock(lock_id, with_removal=record)
 
     # --- writing ---------------------------------------------------------------------------
 
     def open_writer(self) -> PostgresWriter:
-        state, digest = self._read_with_digest()
-        return PostgresWriter(self, state, digest)
+        self._ensure_history()
+        state, digest, head = self._read_with_digest()
+        return PostgresWriter(self, state, digest, head=head)
 
     def write(self, statements: Callable[[Any], None]) -> None:
         """One transaction under the lock; a broken connection is re-opened (lock taken again) and
@@ -385,10 +453,10 @@ class PostgresBackend(Backend):
 
 class PostgresWriter(StateWriter):
     def __init__(self, backend: PostgresBackend, state: State, saved_digest: str,
-                 checkpoint_seconds: float = CHECKPOINT_SECONDS):
+                 checkpoint_seconds: float = CHECKPOINT_SECONDS, head: Head | None = None):
         self.backend = backend
         unsaved = saved_digest != state.content_digest()
-        super().__init__(state, checkpoint_seconds, unsaved=unsaved)
+        super().__init__(state, checkpoint_seconds, unsaved=unsaved, head=head)
         if unsaved:
             self.checkpoint()  # a run that was killed recorded things: they move the serial now
 
@@ -437,8 +505,9 @@ class PostgresWriter(StateWriter):
                     backend._query("UPDATE {workspaces} SET instance = %s WHERE name = %s", workspaces="workspaces"),
                     (entry["name"], workspace),
                 )
-            else:
+            elif op != "event":
                 raise StateError(f"unknown state change {op!r}")
+            backend.insert_events(conn, entry.get("events", []))
 
         backend.write(statements)
 
@@ -462,11 +531,13 @@ class PostgresWriter(StateWriter):
             )
         )
 
-    def replace(self, state: State) -> None:
+    def replace(self, state: State, events: list[dict] | None = None, note: Note | None = None) -> None:
         backend = self.backend
         workspace = backend.workspace
+        pushed = self._pushed_events(events, note)
 
         def statements(conn) -> None:
+            backend.insert_events(conn, pushed)
             for table in ("resources", "intents"):
                 conn.execute(backend._query("DELETE FROM {t} WHERE workspace = %s", t=table), (workspace,))
             with conn.cursor() as cursor:
@@ -492,6 +563,8 @@ class PostgresWriter(StateWriter):
 
         with self._guard:
             backend.write(statements)
+            if pushed:
+                self.head = Head.of(pushed[-1])
             self._saved_as(state.model_copy(deep=True))
 
 
@@ -528,6 +601,14 @@ SCHEMA = (
         created text NOT NULL,
         session_pid integer NOT NULL)""",
 )
+
+
+# No foreign key: the history outlives its workspace. Written by INSERT only (see the docs' grants).
+HISTORY_TABLE = """CREATE TABLE {history} (
+        workspace text NOT NULL,
+        seq bigint NOT NULL,
+        event json NOT NULL,
+        PRIMARY KEY (workspace, seq))"""
 
 
 def _first_line(exc: Exception) -> str:

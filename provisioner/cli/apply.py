@@ -28,7 +28,9 @@ from provisioner.cli.options import (
     policy_options,
     progress,
     quiet_option,
+    reason_option,
     refreshed,
+    run_context,
     user_errors,
     with_backend,
 )
@@ -74,15 +76,16 @@ RECOVERY_WAIT_HELP = 60
 @at_option
 @quiet_option
 @cache_option
+@reason_option
 @user_errors
 @with_backend
 def apply(paths, backend, sandbox, base_url, parallelism, rate_limit, lock_timeout, auto_approve, refresh,
           replace, allow_large, recovery_wait, no_color, allow_duplicate, no_duplicate_check, at, quiet, no_cache,
-          **policy_overrides) -> None:
+          reason, **policy_overrides) -> None:
     """Create and update batches so the API matches the manifests (or a saved plan)."""
     from provisioner.applier import RECOVERY_WAIT
     from provisioner.listings import ClientListings
-    from provisioner.planfile import PlanFileError, saved_plan_in
+    from provisioner.planfile import PlanFileError, plan_digest, saved_plan_in
     from provisioner.planner import make_plan
     from provisioner.progress import Progress
 
@@ -98,6 +101,7 @@ def apply(paths, backend, sandbox, base_url, parallelism, rate_limit, lock_timeo
     refresh = saved.refresh if saved else refresh
     allow_duplicate = saved.allow_duplicates if saved else list(allow_duplicate)
     reporter = Progress.for_stream(quiet=quiet)
+    run = run_context(reason, paths)
     with backend.lock("apply", timeout=lock_timeout, warn=progress):
         if saved:  # before the writer folds an interrupted run in (which moves the serial on)
             saved.check_against(backend.read(), backend.name)
@@ -124,6 +128,9 @@ def apply(paths, backend, sandbox, base_url, parallelism, rate_limit, lock_timeo
                     return
                 if not (auto_approve or saved):
                     confirm()
+                # The audit trail names the plan applied: the saved plan's file, or this plan's changes.
+                run = run.with_plan_digest(saved.digest if saved else plan_digest(result))
+                writer.attribute(run.fields(), server_clock=api.clock.now)
                 outcome = run_apply(
                     api, writer, result, desired, parallelism,
                     RECOVERY_WAIT if recovery_wait is None else recovery_wait, reporter,

@@ -19,6 +19,7 @@ from provisioner.backends import SANDBOX_STATE, check_workspace, default_state_p
 
 if TYPE_CHECKING:
     from provisioner.backends import Backend
+    from provisioner.operations.run_context import RunContext
     from provisioner.declarations import Declarations
     from provisioner.models import Desired, Policy, State
     from provisioner.progress import Progress
@@ -276,6 +277,22 @@ def policy_options(command):
     for option in reversed(options):
         command = option(command)
     return command
+
+
+reason_option = click.option(
+    "--reason",
+    default=None,
+    metavar="TEXT",
+    help="Why this change is made, for the audit trail (provisioner log). Default: $PROVISIONER_REASON.",
+)
+
+
+def run_context(reason: str | None, paths: Iterable[Path] = ()) -> RunContext:
+    """Who, from which commit and run, and why: gathered once for the whole command."""
+    from provisioner.operations.run_context import gather_run_context
+
+    first = next(iter(paths), None)
+    return gather_run_context(reason, manifests=first if first is not None else Path.cwd())
 
 
 quiet_option = click.option(

@@ -20,7 +20,9 @@ from provisioner.cli.options import (
     paths_argument,
     progress,
     quiet_option,
+    reason_option,
     refreshed,
+    run_context,
     sandbox_option,
     user_errors,
     with_backend,
@@ -48,17 +50,20 @@ def init(backend) -> None:
 @lock_option
 @quiet_option
 @cache_option
+@reason_option
 @user_errors
 @with_backend
-def refresh(paths, backend, sandbox, base_url, parallelism, rate_limit, lock_timeout, quiet, no_cache) -> None:
+def refresh(paths, backend, sandbox, base_url, parallelism, rate_limit, lock_timeout, quiet, no_cache, reason) -> None:
     """Update state from the live API (names, expiries, balances); creates nothing."""
     from provisioner.progress import Progress
     from provisioner.statecmd import refresh_state
 
     desired = load_manifests(paths, no_cache)
     reporter = Progress.for_stream(quiet=quiet)
-    with backend.writing("refresh", timeout=lock_timeout, warn=progress) as writer:
+    run = run_context(reason, paths).fields()
+    with backend.writing("refresh", timeout=lock_timeout, warn=progress, run=run) as writer:
         with api_context(sandbox, base_url, backend, rate_limit, parallelism, reporter) as api:
+            writer.attribute(run, server_clock=api.clock.now)
             check_instance(writer.state, api, backend)
             observed = refreshed(desired, writer.state, api, parallelism, reporter)
             missing = refresh_state(writer, observed)
@@ -77,16 +82,19 @@ def refresh(paths, backend, sandbox, base_url, parallelism, rate_limit, lock_tim
 @lock_option
 @cache_option
 @click.option("--force", is_flag=True, help="Settle an interrupted create with a batch made before it (you are sure).")
+@reason_option
 @user_errors
 @with_backend
 def import_command(address, batch_id, paths, backend, sandbox, base_url, parallelism, rate_limit, lock_timeout,
-                   no_cache, force) -> None:
+                   no_cache, force, reason) -> None:
     """Adopt an existing batch as ADDRESS, so provisioner manages it from now on."""
     from provisioner.statecmd import import_batch
 
     desired = load_manifests(paths, no_cache)
-    with backend.writing("import", timeout=lock_timeout, warn=progress) as writer:
+    run = run_context(reason, paths).fields()
+    with backend.writing("import", timeout=lock_timeout, warn=progress, run=run) as writer:
         with api_context(sandbox, base_url, backend, rate_limit, parallelism) as api:
+            writer.attribute(run, server_clock=api.clock.now)
             check_instance(writer.state, api, backend)
             resource = import_batch(writer, api, desired, address, batch_id, force=force)
             writer.bind_instance(api.instance)
@@ -96,11 +104,12 @@ def import_command(address, batch_id, paths, backend, sandbox, base_url, paralle
 @click.command(name="force-unlock", short_help="Remove a lock left by a run that is gone.")
 @click.argument("lock_id")
 @sandbox_option
+@reason_option
 @user_errors
 @with_backend
-def force_unlock(lock_id, backend, sandbox) -> None:
+def force_unlock(lock_id, backend, sandbox, reason) -> None:
     """Remove the lock LOCK_ID left by a run that is gone (see the lock error for the ID)."""
-    info = backend.force_unlock(lock_id)
+    info = backend.force_unlock(lock_id, run=run_context(reason).fields())
     click.echo(f"Lock {info.id} ({info.command} by {info.user}@{info.host}, pid {info.pid}) removed.")
 
 
@@ -114,10 +123,11 @@ def state() -> None:
 @user_errors
 @with_backend
 def state_pull(backend, sandbox) -> None:
-    """Print the state as JSON (the state file format), from any backend."""
+    """Print the state as JSON (the state file format), from any backend, with its audit trail."""
     from provisioner.backends.file import render_snapshot
 
-    click.echo(render_snapshot(backend.read()), nl=False)
+    state = backend.read()
+    click.echo(render_snapshot(state, history=backend.read_history()), nl=False)
 
 
 @state.command(name="push")
@@ -125,9 +135,10 @@ def state_pull(backend, sandbox) -> None:
 @sandbox_option
 @lock_option
 @click.option("--force", is_flag=True, help="Overwrite a state of another lineage or with a higher serial.")
+@reason_option
 @user_errors
 @with_backend
-def state_push(source, backend, sandbox, lock_timeout, force) -> None:
+def state_push(source, backend, sandbox, lock_timeout, force, reason) -> None:
     """Load a state file (as 'state pull' prints it; its journal folded in) into this state.
 
     \b
@@ -137,9 +148,9 @@ def state_push(source, backend, sandbox, lock_timeout, force) -> None:
     """
     from provisioner.statecmd import push_state, read_pushed_state
 
-    pushed = read_pushed_state(source)
-    with backend.writing("state push", timeout=lock_timeout, warn=progress) as writer:
-        replaced = push_state(writer, pushed, force=force)
+    pushed, history = read_pushed_state(source)
+    with backend.writing("state push", timeout=lock_timeout, warn=progress, run=run_context(reason).fields()) as writer:
+        replaced = push_state(writer, pushed, force=force, history=history, recorded_history=backend.read_history())
     click.echo(
         f"Pushed {plural(len(pushed.resources), 'batch', 'batches')}"
         + (f" and {len(pushed.pending)} interrupted create(s)" if pushed.pending else "")
@@ -177,13 +188,14 @@ def state_show(address, backend, sandbox) -> None:
 @click.argument("address")
 @sandbox_option
 @lock_option
+@reason_option
 @user_errors
 @with_backend
-def state_rm(address, backend, sandbox, lock_timeout) -> None:
+def state_rm(address, backend, sandbox, lock_timeout, reason) -> None:
     """Forget ADDRESS: the batch stays in Thought Industries, unmanaged."""
     from provisioner.statecmd import remove_resource
 
-    with backend.writing("state rm", timeout=lock_timeout, warn=progress) as writer:
+    with backend.writing("state rm", timeout=lock_timeout, warn=progress, run=run_context(reason).fields()) as writer:
         resource = remove_resource(writer, address)
     click.echo(f"Removed {address} (batch {resource.batch_id}) from state; the batch itself is untouched.")
     progress(
@@ -198,13 +210,14 @@ def state_rm(address, backend, sandbox, lock_timeout) -> None:
 @click.argument("destination")
 @sandbox_option
 @lock_option
+@reason_option
 @user_errors
 @with_backend
-def state_mv(source, destination, backend, sandbox, lock_timeout) -> None:
+def state_mv(source, destination, backend, sandbox, lock_timeout, reason) -> None:
     """Rename an address (after renaming its key in the manifest) without recreating it."""
     from provisioner.statecmd import move_resource
 
-    with backend.writing("state mv", timeout=lock_timeout, warn=progress) as writer:
+    with backend.writing("state mv", timeout=lock_timeout, warn=progress, run=run_context(reason).fields()) as writer:
         move_resource(writer, source, destination)
     click.echo(f"Moved {source} to {destination}.")
 
@@ -221,10 +234,11 @@ def state_mv(source, destination, backend, sandbox, lock_timeout) -> None:
     help=f"Seconds an interrupted create may still be running on the server (as for apply). Default: {RECOVERY_WAIT_HELP}.",
 )
 @click.option("--force", is_flag=True, help="Give it up even while the create may still be in progress.")
+@reason_option
 @user_errors
 @with_backend
 def state_forget_intent(address, backend, sandbox, base_url, parallelism, rate_limit, lock_timeout,
-                        auto_approve, recovery_wait, force) -> None:
+                        auto_approve, recovery_wait, force, reason) -> None:
     """Give up the interrupted create of ADDRESS, once you have settled it by hand.
 
     It first lists the batches that create may have made: if one of them is its batch, import it
@@ -234,8 +248,10 @@ def state_forget_intent(address, backend, sandbox, base_url, parallelism, rate_l
     from provisioner.recovery import describe
     from provisioner.statecmd import forget_intent, intent_candidates
 
-    with backend.writing("state forget-intent", timeout=lock_timeout, warn=progress) as writer:
+    run = run_context(reason).fields()
+    with backend.writing("state forget-intent", timeout=lock_timeout, warn=progress, run=run) as writer:
         with api_context(sandbox, base_url, backend, rate_limit, parallelism) as api:
+            writer.attribute(run, server_clock=api.clock.now)
             from provisioner.applier import RECOVERY_WAIT
 
             window = RECOVERY_WAIT if recovery_wait is None else recovery_wait
