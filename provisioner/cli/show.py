@@ -76,6 +76,12 @@ def show(paths, backend, sandbox, base_url, parallelism, rate_limit, refresh, ou
         current, observed, at, recorded_at=backend.written_at(), expiring_within=expiring_within,
         upcoming=upcoming_grants(desired.grants.values(), at),
     )
+    if output_format == "html":
+        from dataclasses import replace
+
+        from provisioner.backends.history import issuers
+
+        credits = replace(credits, issuers=issuers(backend.read_history()))
     output = render(credits, output_format)
     if out_path is None:
         click.echo(output, nl=False)
