@@ -233,21 +233,9 @@ def push_state(writer: StateWriter, pushed: State, force: bool = False, history:
 
     Terraform's rules: an empty state (as init leaves it) takes any push; otherwise the target
     must be of the same lineage and not ahead (--force overrides both). The audit trail is
-    append-only, --force or not: ``history`` (the pushed one) must extend ``recorded_history``."""
+    append-only: ``history`` (the pushed one) must extend ``recorded_history``. --force pushes
+    the state anyway, but never its history: the recorded one stays, and the push's event says so."""
     history, recorded_history = history or [], recorded_history or []
-    problem = verify(history)
-    if problem:
-        raise StateCommandError(
-            f"the history of the state to push does not verify ({problem}). Nothing was changed; "
-            "push a state as 'provisioner state pull' printed it."
-        )
-    problem = extends(recorded_history, history)
-    if problem:
-        raise StateCommandError(
-            f"the history of the state to push does not extend the one {writer.name} records: {problem}. "
-            "The audit trail is append-only, so nothing was changed (--force does not change that). Pull "
-            "this state (it carries its history), edit that copy, and push it back."
-        )
     current = writer.state
     if not current.is_empty() and not force:
         if current.lineage != pushed.lineage:
@@ -267,11 +255,22 @@ def push_state(writer: StateWriter, pushed: State, force: bool = False, history:
                 f"{writer.name} and the file are both at serial {current.serial} but record different things. "
                 "Nothing was changed; compare them (provisioner state pull), then pass --force to overwrite."
             )
+    problem = verify(history)
+    problem = f"it does not verify ({problem})" if problem else extends(recorded_history, history)
+    if problem and not force:
+        raise StateCommandError(
+            f"the history of the state to push does not extend the one {writer.name} records: {problem}. The "
+            "audit trail is append-only, so nothing was changed. Pull this state (it carries its history), edit "
+            "that copy and push it back; or --force to push the state without its history (the recorded history "
+            "stays, and the push's event says so)."
+        )
     replaced = len(current.resources)
     serial = pushed.serial if pushed.serial > current.serial else current.serial + 1
-    note = Note(STATE_PUSH, detail=f"lineage {pushed.lineage}, serial {serial}, "
-                                   f"{len(pushed.resources)} batch(es), replacing {replaced}")
-    writer.replace(pushed.model_copy(update={"serial": serial}), history[len(recorded_history):], note)
+    detail = f"lineage {pushed.lineage}, serial {serial}, {len(pushed.resources)} batch(es), replacing {replaced}"
+    if problem:
+        detail += f"; forced: its own history ({len(history)} event(s)) was not carried, as {problem}"
+    carried = [] if problem else history[len(recorded_history):]
+    writer.replace(pushed.model_copy(update={"serial": serial}), carried, Note(STATE_PUSH, detail=detail))
     return replaced
 
 

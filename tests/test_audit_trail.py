@@ -251,17 +251,23 @@ def test_pull_carries_the_history_and_push_refuses_one_that_does_not_extend_it(c
     events = assert_events_are_the_changes(str(other))
     assert [e["action"] for e in events] == ["create", "create", "create", "state-push"]
     assert events[:3] == json.loads(pulled)["history"]
-    # A copy whose history was rewritten is refused, even with --force; nothing changes.
+    # A copy whose history was rewritten, or cut short, is refused; nothing changes.
     document = json.loads(pulled)
     document["history"][0]["reason"] = "rewritten"
-    refused = run_subprocess("state", "push", "-", "--state", other, "--force", input=json.dumps(document))
-    assert refused.returncode == 1 and "does not verify" in refused.stderr
-    document = json.loads(pulled)
-    document["history"] = document["history"][:1]
     document["serial"] += 10
-    refused = run_subprocess("state", "push", "-", "--state", other, "--force", input=json.dumps(document))
+    refused = run_subprocess("state", "push", "-", "--state", other, input=json.dumps(document))
+    assert refused.returncode == 1 and "does not verify" in refused.stderr
+    shorter = json.loads(pulled)
+    shorter["history"] = shorter["history"][:1]
+    shorter["serial"] += 10
+    refused = run_subprocess("state", "push", "-", "--state", other, input=json.dumps(shorter))
     assert refused.returncode == 1 and "does not extend" in refused.stderr and "Traceback" not in refused.stderr
     assert events_and_state(str(other))[0] == events
+    # --force pushes the state, never its history: the recorded one stays, and the push says so.
+    forced = run_subprocess("state", "push", "-", "--state", other, "--force", input=json.dumps(document))
+    assert forced.returncode == 0, forced.stderr
+    after = assert_events_are_the_changes(str(other))
+    assert after[:4] == events and after[4]["action"] == "state-push" and "was not carried" in after[4]["detail"]
 
 
 def test_show_html_names_who_issued_each_batch_and_links_the_run(ci_env, write_manifest, state):
@@ -381,3 +387,24 @@ def test_a_schema_of_the_release_before_gets_its_history_table_on_the_first_writ
     manifest = write_manifest(two_client_manifest())
     assert run_subprocess("apply", manifest, "--state", pg_url, "--auto-approve").returncode == 0
     assert [e["action"] for e in assert_events_are_the_changes(pg_url)] == ["create"] * 3
+
+
+def test_giving_up_an_interrupted_create_is_an_event_with_its_credits(tmp_path):
+    from provisioner.backends.file import FileBackend
+    from provisioner.models import Intent
+
+    backend = FileBackend(tmp_path / "default.json")
+    backend.create()
+    with backend.writing("state forget-intent", run={"actor": "alice@desk", "reason": "settled by hand"}) as writer:
+        writer.record_intent(Intent(address="acme/q1", client_id="c", attributes={"startingBalance": 300},
+                                    digest="0" * 64, at="2026-01-02T03:04:05.000Z"))
+        writer.clear_intent("acme/q1", "forget-intent")
+    (event,) = backend.read_history()
+    assert (event["action"], event["address"], event["credits"], event["actor"], event["reason"], event["clock"]) == (
+        "forget-intent", "acme/q1", 300, "alice@desk", "settled by hand", "local")
+    assert "batch_id" not in event and verify([event]) is None
+
+
+def test_log_of_a_state_that_does_not_exist_says_so(tmp_path):
+    result = run_subprocess("log", "--state", tmp_path / "nowhere.json")
+    assert result.returncode == 1 and "there is no state" in result.stderr and "Traceback" not in result.stderr

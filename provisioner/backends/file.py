@@ -94,6 +94,8 @@ class FileBackend(Backend):
         return force_unlock(self.path, lock_id, before_removal=record)
 
     def read_history(self) -> list[dict]:
+        if not self.exists():
+            raise self.missing_error()
         return read_history(self.path)
 
     def written_at(self) -> datetime | None:
@@ -157,28 +159,24 @@ def read_history_file(path: Path) -> list[dict]:
 
 
 def history_tail(path: Path) -> Head:
-    """Where the history file ends, read from its last whole line only."""
+    """Where the history file ends: its last whole line, read from the end of the file only."""
     try:
-        with open(path, "rb") as handle:
-            size = handle.seek(0, os.SEEK_END)
-            chunk = b""
-            position = size
-            while position > 0:
-                step = min(65536, position)
-                position -= step
-                handle.seek(position)
-                chunk = handle.read(step) + chunk
-                whole = chunk[: chunk.rfind(b"\n") + 1]
-                if whole.count(b"\n") >= 2 or (position == 0 and whole):
-                    break
+        handle = open(path, "rb")
     except FileNotFoundError:
         return Head()
-    whole = chunk[: chunk.rfind(b"\n")]
-    if not whole:
-        return Head()
-    last = whole[whole.rfind(b"\n") + 1 :]
+    with handle:
+        data, position = b"", handle.seek(0, os.SEEK_END)
+        # Enough bytes to hold the last two newlines: the last whole line lies between them.
+        while position > 0 and data.count(b"\n") < 2:
+            step = min(65536, position)
+            position -= step
+            handle.seek(position)
+            data = handle.read(step) + data
+    if b"\n" not in data:
+        return Head()  # empty, or only a line a crash cut short
+    whole = data[: data.rfind(b"\n")]
     try:
-        return Head.of(parse_line(last))
+        return Head.of(parse_line(whole[whole.rfind(b"\n") + 1 :]))
     except (ValueError, KeyError):
         raise StateError(
             f"{path}: its last event cannot be read (the file was altered or damaged); nothing was changed. "
@@ -187,7 +185,8 @@ def history_tail(path: Path) -> Head:
 
 
 def append_history(path: Path, events: list[dict]) -> None:
-    """Appends whole lines, fsynced; a torn last line a crash left is cut off first."""
+    """Appends whole lines, fsynced. A torn last line a crash left is cut off first; a write that
+    fails midway is cut back off, so that no event is ever written twice or glued to a fragment."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         size = os.lseek(fd, 0, os.SEEK_END)
@@ -195,13 +194,17 @@ def append_history(path: Path, events: list[dict]) -> None:
             os.lseek(fd, max(0, size - 65536), os.SEEK_SET)
             tail = os.read(fd, 65536)
             if not tail.endswith(b"\n"):
-                cut = tail.rfind(b"\n")
-                os.ftruncate(fd, size - len(tail) + cut + 1 if cut >= 0 else max(0, size - len(tail)))
+                size = size - len(tail) + tail.rfind(b"\n") + 1
+                os.ftruncate(fd, size)
         data = memoryview("".join(line_of(event) for event in events).encode("utf-8"))
-        os.lseek(fd, 0, os.SEEK_END)
-        while data:
-            data = data[os.write(fd, data) :]
-        os.fsync(fd)
+        os.lseek(fd, size, os.SEEK_SET)
+        try:
+            while data:
+                data = data[os.write(fd, data) :]
+            os.fsync(fd)
+        except OSError:
+            os.ftruncate(fd, size)
+            raise
     finally:
         os.close(fd)
     if not size:
@@ -354,9 +357,9 @@ def render_snapshot(state: State, history: list[dict] | None = None) -> str:
     text = SnapshotText().render(state)
     if history is None:
         return text
-    events = ",\n".join(f"    {json.dumps(event, sort_keys=True)}" for event in history)
-    return text[:-3] + f',\n  "history": [\n{events}\n  ]\n}}\n' if history else text[:-3] + ',\n  "history": []\n}\n'
-
+    events = "".join(f"\n    {json.dumps(event, sort_keys=True)}," for event in history).rstrip(",")
+    closing = "\n  ]" if history else "]"
+    return text.removesuffix("\n}\n") + f',\n  "history": [{events}{closing}\n}}\n'
 
 
 class SnapshotText:
