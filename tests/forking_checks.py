@@ -12,10 +12,12 @@ from datetime import datetime, timezone
 
 import pytest
 
-from provisioner import manifest, parallel, planmemo
-from provisioner.manifestcache import ManifestCache
-from provisioner.models import State
-from provisioner.planmemo import PlanMemo
+from provisioner.manifest import loader
+from provisioner.manifest import parallel
+from provisioner.planning import plan_memo
+from provisioner.manifest.cache import ManifestCache
+from provisioner.core.models import State
+from provisioner.planning.plan_memo import PlanMemo
 from provisioner.render.text import render_text
 
 NOW = datetime(2026, 6, 1, 12, 0, 0, tzinfo=timezone.utc)
@@ -75,8 +77,8 @@ def test_a_cold_plan_in_two_processes_is_the_plan_in_one(tmp_path, monkeypatch):
 
     def cold_plan():
         cache = tmp_path / f"cache-{parallel.LEAST_ITEMS}"
-        declarations = manifest.read_declarations([manifests], ManifestCache(cache))
-        return planmemo.plan(declarations, State(), NOW, declarations.policy, PlanMemo(cache))
+        declarations = loader.read_declarations([manifests], ManifestCache(cache))
+        return plan_memo.plan(declarations, State(), NOW, declarations.policy, PlanMemo(cache))
 
     monkeypatch.setattr(parallel, "LEAST_ITEMS", 10**9)
     alone = cold_plan()

@@ -24,14 +24,14 @@ from conftest import TEST_KEY, init_state, run_subprocess
 
 from provisioner.api.client import CreditsApi
 from provisioner.sandbox import Faults, Sandbox
-from provisioner.applier import Applier, ApplyResult, request_digest
-from provisioner.recovery import is_exact as attributes_match
+from provisioner.applying.applier import Applier, ApplyResult, request_digest
+from provisioner.applying.matching import is_exact as attributes_match
 from provisioner.backends.filelock import StateLock
-from provisioner.manifest import load
-from provisioner.models import Desired, Intent
-from provisioner.planner import make_plan
+from provisioner.manifest.loader import load
+from provisioner.core.models import Desired, Intent
+from provisioner.planning.planner import make_plan
 from provisioner.backends.file import FileWriter, read_state
-from provisioner.timestamps import utc_now_text
+from provisioner.core.timestamps import utc_now_text
 
 FAST_RETRY_AFTER = 0.05  # seconds the sandbox sends in Retry-After for injected 429/503
 MAX_APPLY_RUNS = 6

@@ -391,7 +391,7 @@ def test_a_schema_of_the_release_before_gets_its_history_table_on_the_first_writ
 
 def test_giving_up_an_interrupted_create_is_an_event_with_its_credits(tmp_path):
     from provisioner.backends.file import FileBackend
-    from provisioner.models import Intent
+    from provisioner.core.models import Intent
 
     backend = FileBackend(tmp_path / "default.json")
     backend.create()

@@ -19,7 +19,7 @@ import pytest
 from pg import pg_server, pg_url  # noqa: F401  (fixtures)
 
 from provisioner.backends import LockError, LockInfo, StateError, StateMissing, open_backend
-from provisioner.models import Intent, Resource, State
+from provisioner.core.models import Intent, Resource, State
 
 BACKENDS = ["file", "postgres"]
 
@@ -223,7 +223,7 @@ def test_the_serial_moves_once_per_run_that_changed_something(backend, location,
 RECORD_THEN_DIE = """
 import os, sys
 from provisioner.backends import open_backend
-from provisioner.models import Resource
+from provisioner.core.models import Resource
 backend = open_backend(sys.argv[1])
 with backend.writing("apply") as writer:
     for number in range(int(sys.argv[2])):

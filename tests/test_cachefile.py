@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from provisioner import cachefile
-from provisioner.cachefile import MOST_SEGMENTS, CacheFile
+from provisioner.manifest import cachefile
+from provisioner.manifest.cachefile import MOST_SEGMENTS, CacheFile
 
 FILES = [Path("a.yaml"), Path("b.yaml")]
 
@@ -81,7 +81,7 @@ def test_the_code_identity_changes_with_the_source_of_the_modules_it_names(tmp_p
     (package / "sub").mkdir(parents=True)
     for name in ("a.py", "b.py", "sub/c.py"):
         (package / name).write_text(f"# {name}\n")
-    monkeypatch.setattr(cachefile, "__file__", str(package / "cachefile.py"))
+    monkeypatch.setattr(cachefile, "__file__", str(package / "manifest" / "cachefile.py"))
     named, every = cachefile.code_identity("v1", ["a.py"]), cachefile.code_identity("v1")
     assert cachefile.code_identity("v2", ["a.py"]) != named  # the header: versions
     (package / "b.py").write_text("# b.py, changed\n")

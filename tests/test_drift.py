@@ -1,4 +1,4 @@
-"""Issue 5: the live API as a second source of truth.
+"""Drift: the live API as a second source of truth.
 
 Every case edits the sandbox by hand, the way an admin edits Thought Industries (a PUT through the API,
 or a row deleted from its SQLite file), then checks what plan/apply/refresh make of it.
@@ -25,8 +25,8 @@ from conftest import (
 from provisioner.api.client import CreditsApi
 from provisioner.api.pacing import RateLimiter
 from provisioner.sandbox import Sandbox
-from provisioner.progress import Progress
-from provisioner.refresh import observe
+from provisioner.render.progress import Progress
+from provisioner.applying.refresh import observe
 
 Q1_EXPIRES = "2030-03-31T23:59:59.000Z"
 FAST = ("--rate-limit", "0")  # the sandbox has no rate limit; pacing is tested on its own below

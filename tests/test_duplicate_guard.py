@@ -1,4 +1,4 @@
-"""Issue 8's stories: a missing state and a lost state entry no longer issue credits twice.
+"""Two stories: a missing state and a lost state entry no longer issue credits twice.
 
 The duplicate guard: before a client's first create, apply lists its batches; one already there,
 claimed by no address, with the same name and balance, stops that create. `plan --refresh` shows it
@@ -135,7 +135,7 @@ def test_the_guard_costs_one_listing_per_client_not_per_batch(cli, api_env, sand
 
 
 def test_a_refused_create_moves_no_serial(cli, api_env, sandbox, write_manifest, state):
-    """Issue 12: an apply that records nothing leaves the state, and so saved plans, as they were."""
+    """An apply that records nothing leaves the state, and so saved plans, as they were."""
     manifest = write_manifest(two_client_manifest())
     sandbox.stop()  # nothing listens any more
 
@@ -150,10 +150,10 @@ def test_forget_intent_refuses_while_the_create_may_still_be_in_progress(cli, ap
     nothing", and the next apply created the batch a second time."""
     from datetime import datetime, timezone
 
-    from provisioner.applier import request_digest
+    from provisioner.applying.applier import request_digest
     from provisioner.backends.file import FileWriter
-    from provisioner.models import Intent
-    from provisioner.timestamps import format_timestamp
+    from provisioner.core.models import Intent
+    from provisioner.core.timestamps import format_timestamp
 
     manifest = write_manifest(two_client_manifest())
     attributes = {"clientId": GLOBEX_ID, "name": "starter", "startingBalance": 1200}
@@ -176,10 +176,10 @@ def fresh_intent(state) -> None:
     """An interrupted create of globex/starter, written just now: it may still be landing on the server."""
     from datetime import datetime, timezone
 
-    from provisioner.applier import request_digest
+    from provisioner.applying.applier import request_digest
     from provisioner.backends.file import FileWriter
-    from provisioner.models import Intent
-    from provisioner.timestamps import format_timestamp
+    from provisioner.core.models import Intent
+    from provisioner.core.timestamps import format_timestamp
 
     attributes = {"clientId": GLOBEX_ID, "name": "starter", "startingBalance": 1200}
     now = format_timestamp(datetime.now(timezone.utc))

@@ -19,8 +19,10 @@ import yaml
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from provisioner import fastreader, nodereader, yaml11
-from provisioner.manifest import ManifestError, load
+from provisioner.manifest import fast_reader
+from provisioner.manifest import located_reader
+from provisioner.manifest import yaml11
+from provisioner.manifest.loader import ManifestError, load
 
 ACME_ID = "6a0c1d7e-2f3b-4c5d-9e8f-0a1b2c3d4e5f"
 ACCOUNT_ID = "5e4d3c2b-1a09-4f8e-9d7c-6b5a49382716"
@@ -223,12 +225,12 @@ def good_grant_manifest(**values: str) -> str:
 
 
 def _located(text: str) -> dict | None:
-    return nodereader.read_one("m.yaml", text.encode("utf-8", "surrogatepass"))
+    return located_reader.read_one("m.yaml", text.encode("utf-8", "surrogatepass"))
 
 
 def _same_meaning(text: str, accepted: list[str]) -> None:
     """A file the fast reader accepts (kept in ``accepted``) reads the same to the located reader."""
-    fast = fastreader.read(text.encode("utf-8", "surrogatepass"))
+    fast = fast_reader.read(text.encode("utf-8", "surrogatepass"))
     if fast is not None:
         assert fast == _located(text), text
         accepted.append(text)
@@ -259,13 +261,13 @@ LEFT_EXAMPLES = [
 
 @pytest.mark.parametrize("text", GOOD_EXAMPLES)
 def test_the_good_examples_go_the_fast_way_and_mean_the_same(text):
-    fast = fastreader.read(text.encode())
+    fast = fast_reader.read(text.encode())
     assert fast is not None and fast == _located(text)
 
 
 @pytest.mark.parametrize("text", LEFT_EXAMPLES)
 def test_the_other_examples_are_left_to_the_located_reader(text):
-    assert fastreader.read(text.encode()) is None
+    assert fast_reader.read(text.encode()) is None
 
 
 def test_a_file_the_fast_reader_accepts_means_the_same_to_the_located_reader():
@@ -283,8 +285,8 @@ def test_a_file_the_fast_reader_accepts_means_the_same_to_the_located_reader():
 
 
 # Plain values only (no quotes, flow, tags...): the files the fast reader checks without the line
-# pattern (fastreader._all_plain), with the values on which YAML 1.1 and yaml-rs disagree.
-PLAIN_TRICKY = [value for value in TRICKY if not set(value) & set(fastreader._NOT_PLAIN + "\n")] + [
+# pattern (fast_reader._all_plain), with the values on which YAML 1.1 and yaml-rs disagree.
+PLAIN_TRICKY = [value for value in TRICKY if not set(value) & set(fast_reader._NOT_PLAIN + "\n")] + [
     "-x", ",x", ":x", "#x", "x #y", "0", "-0", "+0", "00", "0_0", "007", "0b1", "0x1F", "Onboarding", "on the 1st",
     "2026-01-01 launch", "1.5", "1,000", "~x", "=", "y", "n", "No way", ".5", "5.", "0o", "9:30", "1:30:00",
 ]
@@ -333,13 +335,13 @@ def test_a_plain_file_the_fast_reader_accepts_means_the_same_to_the_located_read
 
 def test_plain_files_skip_the_line_pattern_and_tricky_plain_values_do_not_pass(monkeypatch):
     unused = lambda: pytest.fail("the line pattern was used")  # noqa: E731
-    monkeypatch.setattr(fastreader, "_lines_pattern", unused)
-    assert fastreader.read(good_manifest().encode()) == _located(good_manifest())
+    monkeypatch.setattr(fast_reader, "_lines_pattern", unused)
+    assert fast_reader.read(good_manifest().encode()) == _located(good_manifest())
     monkeypatch.undo()
     for tricky in ("yes", "2026-01-01", "-x", ",x", "~", "1.5", "=", "Off"):
-        assert fastreader.read(good_manifest(name=tricky).encode()) is None, tricky
+        assert fast_reader.read(good_manifest(name=tricky).encode()) is None, tricky
     for tricky in ("0500", "0x10", "0o17", "00", "0b1"):
-        assert fastreader.read(good_manifest(balance=tricky).encode()) is None, tricky
+        assert fast_reader.read(good_manifest(balance=tricky).encode()) is None, tricky
 
 
 def test_a_grant_file_the_fast_reader_accepts_means_the_same_to_the_located_reader():
@@ -362,7 +364,7 @@ def test_the_loader_accepts_and_rejects_what_the_located_reader_does(tmp_path_fa
     for number, text in enumerate(files):
         (directory / f"m{number}.yaml").write_bytes(text.encode("utf-8", "surrogatepass"))
     try:
-        expected = nodereader.load([directory])
+        expected = located_reader.load([directory])
     except ManifestError as located_error:
         with pytest.raises(ManifestError) as fast_error:
             load([directory])
@@ -382,20 +384,20 @@ def test_yaml11_types_are_pyyaml_s(text):
 
 def test_the_property_sees_both_outcomes():
     """Guards the generator: plain manifests go the fast way, tricky ones do not."""
-    assert fastreader.read(good_manifest().encode()) is not None
+    assert fast_reader.read(good_manifest().encode()) is not None
     for tricky in ("yes", "2026", "2026-01-01", "!!str x", "&a x", "|\n      x"):
-        assert fastreader.read(good_manifest(name=tricky).encode()) is None, tricky
+        assert fast_reader.read(good_manifest(name=tricky).encode()) is None, tricky
     for tricky in ("0x10", "0500", "0o17", "1e3", "'5000'", "1:30"):
-        assert fastreader.read(good_manifest(balance=tricky).encode()) is None, tricky
-    assert fastreader.read(good_grant_manifest().encode()) is not None
-    assert fastreader.read(good_grant_manifest(name=None, timeZone=None, until=None, catchUp=None).encode())
+        assert fast_reader.read(good_manifest(balance=tricky).encode()) is None, tricky
+    assert fast_reader.read(good_grant_manifest().encode()) is not None
+    assert fast_reader.read(good_grant_manifest(name=None, timeZone=None, until=None, catchUp=None).encode())
     for field, tricky in [("catchUp", "yes"), ("catchUp", "True"), ("catchUp", "'true'"), ("from", "'2026-1-5'"),
                           ("from", "2026-01-01T00:00:00Z"), ("every", "monthly"), ("timeZone", "Europe/Berln"),
                           ("name", '"{client}"'), ("until", "2025-12-31"), ("expiresAfter", "0 days"),
                           ("every", None)]:
-        assert fastreader.read(good_grant_manifest(**{field: tricky}).encode()) is None, (field, tricky)
+        assert fast_reader.read(good_grant_manifest(**{field: tricky}).encode()) is None, (field, tricky)
     clash = good_grant_manifest().replace("      quarterly:", "      q1:")
-    assert fastreader.read(clash.encode()) is None  # a grant key that is also a batch key
+    assert fast_reader.read(clash.encode()) is None  # a grant key that is also a batch key
 
 
 # --------------------------------------------------------------------------- the fast reader by example
@@ -403,7 +405,7 @@ def test_the_property_sees_both_outcomes():
 
 def test_values_and_positions_match_the_located_reader():
     text = "# comment\n\npolicy:\n  maxCreates: 7   # why\n" + good_manifest(name='"Acme: Q1 #1"')
-    fast = fastreader.read(text.encode())
+    fast = fast_reader.read(text.encode())
     assert fast == _located(text)
     assert fast["policy"] == [3, {"max_creates": 7}]
     assert fast["clients"] == [["acme", ACME_ID, 6, 3]]
@@ -425,7 +427,7 @@ def test_values_and_positions_match_the_located_reader():
     ],
 )
 def test_what_the_fast_reader_leaves_to_the_located_reader(text):
-    assert fastreader.read(text.encode()) is None
+    assert fast_reader.read(text.encode()) is None
 
 
 def test_duplicate_keys_are_still_reported_with_both_lines(tmp_path, monkeypatch):
@@ -447,8 +449,8 @@ def test_ten_thousand_batches_load_the_fast_way(tmp_path, monkeypatch):
                 lines += [f"      b{b}:", f"        name: Client {n} batch {b}", f"        startingBalance: {1000 + b}",
                           "        expiresOn: 2026-12-31T23:59:59Z"]
         (tmp_path / f"part{part}.yaml").write_text("\n".join(lines) + "\n")
-    expected = nodereader.load([tmp_path])
-    monkeypatch.setattr(nodereader, "read_one", lambda *args: pytest.fail("the located reader was asked"))
+    expected = located_reader.load([tmp_path])
+    monkeypatch.setattr(located_reader, "read_one", lambda *args: pytest.fail("the located reader was asked"))
     desired = load([tmp_path])
     assert len(desired.batches) == 10_000 and len(desired.clients) == 1_000
     assert desired == expected

@@ -1,7 +1,8 @@
 """The GitOps flow of examples/ci/, run locally with real git, real processes and the sandbox.
 
 A bare repository plays the git host; clones play developers and CI runners. The shell of the
-GitHub Actions example's steps is executed as written (with `gh` replaced by a recorder), so the
+GitHub Actions example's steps is executed as written, and its pull-request job runs the repository's
+own action (action.yml) with the example's inputs against a local fake of GitHub's comments API, so the
 example and the tested flow cannot drift apart. The other CI examples are checked for the same
 commands and safety settings.
 """
@@ -21,10 +22,11 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import ACCOUNT_ID, ACME_ID, GLOBEX_ID, TEST_KEY
+from github_fake import FakeGitHub, run_action
 from markdown_it import MarkdownIt
 
 from provisioner.sandbox import Sandbox
-from provisioner.models import Intent
+from provisioner.core.models import Intent
 from provisioner.backends.file import FileBackend, FileWriter, read_state
 
 CI = Path(__file__).resolve().parent.parent / "examples" / "ci"
@@ -154,21 +156,10 @@ def git(tmp_path):
 
 @pytest.fixture
 def bin_dir(tmp_path):
-    """`provisioner` as CI installs it, and a `gh` that records the comments it would post."""
+    """`provisioner` as CI installs it."""
     directory = tmp_path / "bin"
     directory.mkdir()
     shim(directory / "provisioner", f'exec "{sys.executable}" -m provisioner "$@"')
-    shim(
-        directory / "gh",
-        """
-        call="$GH_CALLS/$(ls "$GH_CALLS" | wc -l)"
-        printf '%s\\n' "$@" > "$call.args"
-        while [ $# -gt 0 ]; do
-          if [ "$1" = --body-file ]; then cp "$2" "$call.body"; fi
-          shift
-        done
-        """,
-    )
     return directory
 
 
@@ -185,15 +176,12 @@ class Runner:
         self.workspace = workspace
         self.outputs_file = workspace.parent / f"{workspace.name}.outputs"
         self.outputs_file.touch()
-        self.gh_calls = workspace.parent / f"{workspace.name}.gh"
-        self.gh_calls.mkdir()
         self.env = {
             **os.environ,
             **env,
             "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
             "GITHUB_OUTPUT": str(self.outputs_file),
             "GITHUB_SHA": "0123456789abcdef0123456789abcdef01234567",
-            "GH_CALLS": str(self.gh_calls),
         }
 
     def step(self, name: str, **env: str) -> subprocess.CompletedProcess:
@@ -213,9 +201,6 @@ class Runner:
         lines = self.outputs_file.read_text().splitlines()
         return dict(line.split("=", 1) for line in lines)
 
-    def comments(self) -> list[str]:
-        return [path.read_text() for path in sorted(self.gh_calls.glob("*.body"))]
-
 
 def workflow_step(job: str, name: str) -> dict:
     return next(step for step in GITHUB["jobs"][job]["steps"] if step.get("name") == name)
@@ -232,13 +217,25 @@ def run(command: str, cwd: Path, env: dict[str, str], bin_dir: Path) -> subproce
     return subprocess.run(shlex.split(command), cwd=cwd, env=full_env, capture_output=True, text=True, timeout=60)
 
 
-def plan_job(git: Git, bin_dir: Path, branch: str) -> tuple[Runner, subprocess.CompletedProcess]:
-    """The pull-request job on a fresh checkout of the branch: no API key, no API address."""
-    runner = Runner("plan", git.clone(f"pr-{branch}", branch), bin_dir, env={"PR": "7"})
-    for name in ("Plan", "Comment on the pull request"):
-        succeeded(runner.step(name))
-    check = runner.step("Check the plan can be applied", EXITCODE=runner.outputs["exitcode"])
-    return runner, check
+class Review:
+    """What the pull-request job left: its checkout, the action step's outputs and the comments posted."""
+
+    def __init__(self, workspace: Path, outputs: dict[str, str], github: FakeGitHub):
+        self.workspace, self.outputs, self.github = workspace, outputs, github
+
+    def comments(self) -> list[str]:
+        return [comment["body"] for comments in self.github.comments.values() for comment in comments]
+
+
+def plan_job(git: Git, bin_dir: Path, branch: str) -> tuple[Review, subprocess.CompletedProcess]:
+    """The pull-request job on a fresh checkout of the branch (no API key, no API address): the action's
+    step with the example's inputs. Its result is the check's."""
+    workspace = git.clone(f"pr-{branch}", branch)
+    step = next(s for s in GITHUB["jobs"]["plan"]["steps"] if "/provisioner@" in s.get("uses", ""))
+    given = {name: value for name, value in step["with"].items() if "${{" not in value}
+    with FakeGitHub() as github:
+        check, outputs = run_action(workspace, bin_dir, given, github=github)
+    return Review(workspace, outputs, github), check
 
 
 def apply_job(git: Git, bin_dir: Path, api_env: dict, name: str) -> tuple[Runner, subprocess.CompletedProcess]:
@@ -332,7 +329,8 @@ def test_review_merge_apply_commit_then_no_changes(git, bin_dir, api_env, sandbo
 
 
 def assert_plan_comment(comment: str, summary: str, tables: int) -> None:
-    heading, blank, first, *_ = comment.splitlines()
+    marker, heading, blank, first, *_ = comment.splitlines()
+    assert marker.startswith("<!-- provisioner-action comment:") and marker.endswith("-->")  # hidden
     assert heading == "### provisioner plan for 0123456"
     assert (blank, first) == ("", summary)
     tokens = MarkdownIt("commonmark").enable("table").parse(comment)
@@ -362,19 +360,16 @@ def test_pull_request_with_a_blocked_change_fails_its_check(git, bin_dir, api_en
     assert review.outputs["exitcode"] == "2"
     [comment] = review.comments()
     assert "⛔ **acme/q1** cannot be applied" in comment
-    if shutil.which("jq"):  # the check's gate is a jq program over the saved plan
-        assert check.returncode != 0
+    assert check.returncode != 0 and review.outputs["blocked"] == "true"
 
 
 def test_pull_request_with_a_broken_manifest_posts_the_error(git, bin_dir, tmp_path):
     open_pull_request(git, "typo", {"manifests/acme.yaml": ACME.replace("startingBalance", "startingBalence")})
-    runner = Runner("plan", git.clone("pr-typo", "typo"), bin_dir, env={"PR": "8"})
-    succeeded(runner.step("Plan"))  # records the failure for the comment instead of stopping
-    assert runner.outputs["exitcode"] == "1"
-    succeeded(runner.step("Comment on the pull request"))
-    [comment] = runner.comments()
+    review, check = plan_job(git, bin_dir, "typo")
+    assert review.outputs["exitcode"] == "1"
+    [comment] = review.comments()  # the failure is posted, then the check fails
     assert "**The plan failed:**" in comment and "did you mean 'startingBalance'?" in comment
-    assert runner.step("Check the plan can be applied", EXITCODE="1").returncode != 0
+    assert check.returncode != 0
 
 
 def test_plan_too_long_for_a_comment_is_shortened_to_fit(git, bin_dir):
@@ -387,11 +382,9 @@ def test_plan_too_long_for_a_comment_is_shortened_to_fit(git, bin_dir):
     assert len((review.workspace / "plan.md").read_bytes()) > 65536  # the artifact keeps it all
     [comment] = review.comments()
     assert len(comment.encode()) <= 65536  # GitHub's limit for a comment
-    assert comment.splitlines()[2] == "**Plan: 401 to create — 85,200 credits to issue**"
-    assert comment.rstrip().endswith('_Shortened: the full plan is in the "provisioner-plan" artifact of this run._')
-    tokens = MarkdownIt("commonmark").enable("table").parse(comment)
-    rows = [t for t in tokens if t.type == "tr_open"]
-    assert 100 < len(rows) < 401
+    assert comment.splitlines()[3] == "**Plan: 401 to create — 85,200 credits to issue**"
+    assert comment.rstrip().endswith("the full plan is in this run's log and in `plan.md`._")
+    assert "<details><summary>Full plan" not in comment  # folded full plan dropped; the tables kept
 
 
 def test_apply_that_fails_partway_still_commits_what_it_created(git, bin_dir, tmp_path):
@@ -486,7 +479,8 @@ def test_github_workflow_plans_pull_requests_and_applies_main_one_at_a_time():
     assert checkout["with"]["ref"] == "main"  # the tip with the last committed state, not the pushed SHA
     uploads = [step for step in plan["steps"] if step.get("uses", "").startswith("actions/upload-artifact")]
     assert uploads and "provisioner.plan" in uploads[0]["with"]["path"]
-    assert "gh pr comment" in workflow_step("plan", "Comment on the pull request")["run"]
+    [action] = [step for step in plan["steps"] if "/provisioner@" in step.get("uses", "")]
+    assert action["with"]["command"] == "plan" and action["id"] == "plan"
 
 
 def test_gitlab_pipeline_does_the_same():
@@ -525,7 +519,7 @@ def flatten(items):
 @pytest.mark.parametrize(
     ("name", "commands"),
     [
-        ("github-actions.yml", (PR_PLAN, MAIN_PLAN, APPLY_SAVED, STAGE_STATE)),  # steps run above
+        ("github-actions.yml", (MAIN_PLAN, APPLY_SAVED, STAGE_STATE)),  # steps run above; the plan is the action's
         ("gitlab-ci.yml", (VALIDATE, PR_PLAN, MAIN_PLAN, APPLY_SAVED, STAGE_STATE)),
     ],
 )
@@ -540,20 +534,3 @@ def test_ci_examples_hold_no_secrets():
         text = path.read_text(encoding="utf-8")
         assert not re.search(r"ti_(live|test)_\w+", text), path.name
         assert not re.search(r"TI_API_KEY\s*[:=]\s*['\"]?[A-Za-z0-9]", text), path.name
-
-
-def test_pre_commit_hook_runs_validate_on_the_manifests(git, bin_dir):
-    config = yaml.safe_load((CI / "pre-commit-config.yaml").read_text())
-    [hook] = config["repos"][0]["hooks"]
-    published = yaml.safe_load((CI / "pre-commit-hooks.yaml").read_text())
-    assert published[0]["id"] == hook["id"] and published[0]["entry"] == hook["entry"]
-    assert hook["pass_filenames"] is False  # validate needs every file at once
-    command = " ".join([hook["entry"], *hook["args"]])
-    assert command == VALIDATE
-    checkout = git.clone("dev")
-    assert re.search(hook["files"], "manifests/acme.yaml")
-
-    assert succeeded(run(command, checkout, {}, bin_dir)).stdout.startswith("Success!")
-    write(checkout, "manifests/acme-copy.yaml", ACME)  # acme declared twice
-    broken = run(command, checkout, {}, bin_dir)
-    assert broken.returncode == 1 and "declare each client in one file only" in broken.stderr

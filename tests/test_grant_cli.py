@@ -1,4 +1,4 @@
-"""Recurring grants through the CLI, against the sandbox, on a fixed clock (--at): the README's example
+"""Recurring grants through the CLI, against the sandbox, on a fixed clock (--at): the manual's example
 applied at several moments, daylight saving and month ends, saved plans across a period's start, and
 period addresses in import, state commands, recovery, the duplicate guard and drift."""
 
@@ -12,18 +12,18 @@ from pathlib import Path
 import pytest
 from conftest import ACCOUNT_ID, ACME_ID, call_api, recorded_nothing, run_subprocess
 
-from provisioner.applier import request_digest
+from provisioner.applying.applier import request_digest
 from provisioner.backends.file import FileWriter, read_state
-from provisioner.models import Intent
-from provisioner.timestamps import utc_now_text
+from provisioner.core.models import Intent
+from provisioner.core.timestamps import utc_now_text
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+MANUAL_PAGE = Path(__file__).resolve().parent.parent / "docs" / "manifests.md"
 FAST = ("--rate-limit", "0")
 
 
 def readme_grant_example() -> str:
-    """The first YAML block of the README's "Recurring grants" section, as written there."""
-    section = README.read_text(encoding="utf-8").split("## Recurring grants", 1)[1]
+    """The first YAML block of the manual's "Recurring grants" section, as written there."""
+    section = MANUAL_PAGE.read_text(encoding="utf-8").split("## Recurring grants", 1)[1]
     return section.split("```yaml\n", 1)[1].split("```", 1)[0]
 
 
@@ -53,10 +53,10 @@ def period(name: str, expires_on: str) -> dict:
             "expiresOn": expires_on}
 
 
-# --------------------------------------------------------------------------- the README's example
+# --------------------------------------------------------------------------- the manual's example
 
 
-def test_the_readme_example_applied_over_two_years(cli, api_env, sandbox, example, state):
+def test_the_manual_example_applied_over_two_years(cli, api_env, sandbox, example, state):
     # February 2026: the first quarter has begun; the plan shows it and the next one.
     first = plan_json(cli, example, state, "2026-02-10T09:00:00Z")
     assert creates(first) == {"acme/quarterly@2026-q1": period("Acme 2026-q1", "2026-12-31T23:00:00.000Z")}

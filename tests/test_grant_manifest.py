@@ -10,10 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from provisioner import fastreader, manifestcache, nodereader
-from provisioner.manifest import ManifestError, load
-from provisioner.manifestcache import ManifestCache
-from provisioner.schema import manifest_schema
+from provisioner.manifest import fast_reader
+from provisioner.manifest import cache as manifest_cache
+from provisioner.manifest import located_reader
+from provisioner.manifest.loader import ManifestError, load
+from provisioner.manifest.cache import ManifestCache
+from provisioner.manifest.schema import manifest_schema
 
 ACME_ID = "6a0c1d7e-3b2f-4c1a-9e8d-7f6a5b4c3d21"
 ACCOUNT_ID = "5e4d3c2b-1a09-4f8e-8d7c-6b5a49382716"
@@ -76,12 +78,12 @@ REQUIRED = "every: quarter\nfrom: 2026-01-01\nstartingBalance: 5000\n"
 
 def test_the_issue_example_reads_the_same_both_ways():
     data = ISSUE_EXAMPLE.encode()
-    fast = fastreader.read(data)
+    fast = fast_reader.read(data)
     assert fast is not None, "the fast reader vouches for the issue's plain example"
-    assert fast == nodereader.read_one("m.yaml", data)
+    assert fast == located_reader.read_one("m.yaml", data)
     write("m.yaml", ISSUE_EXAMPLE)
     desired = load(["m.yaml"])
-    assert desired == nodereader.load(["m.yaml"])
+    assert desired == located_reader.load(["m.yaml"])
     [grant] = desired.grants.values()
     assert grant.address == "acme/quarterly"
     assert (grant.every.text, grant.every.months, grant.every.period_id) == ("quarter", 3, "quarter")
@@ -130,7 +132,7 @@ def test_values_in_their_other_forms(line, attribute, value):
     elif attribute == "expires_after":
         found = (found.text, found.months, found.days)
     assert found == value
-    assert load(["m.yaml"]) == nodereader.load(["m.yaml"])
+    assert load(["m.yaml"]) == located_reader.load(["m.yaml"])
 
 
 # --------------------------------------------------------------------------- every rule, located
@@ -318,7 +320,7 @@ def test_the_cache_keeps_grants_and_its_identity_covers_their_code(tmp_path):
     cold = load(["m.yaml"], cache=cache)
     warm = load(["m.yaml"], cache=ManifestCache(tmp_path / "cache"))
     assert warm == cold and warm.grants
-    assert "grants.py" in manifestcache.READER_MODULES
+    assert "manifest/grant_rules.py" in manifest_cache.READER_MODULES
 
 
 def test_the_schema_describes_grants_as_the_loader_reads_them():

@@ -12,10 +12,11 @@ from conftest import ACCOUNT_ID, ACME_ID
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from provisioner.grants import expand, parse_every, parse_expires_after, period_index
-from provisioner.models import BatchSpec, Desired, GrantSpec, Intent, Policy, Resource
-from provisioner.planner import make_plan
-from provisioner.models import State
+from provisioner.manifest.grant_rules import parse_every, parse_expires_after
+from provisioner.planning.grants import expand, period_index
+from provisioner.core.models import BatchSpec, Desired, GrantSpec, Intent, Policy, Resource
+from provisioner.planning.planner import make_plan
+from provisioner.core.models import State
 
 UTC = timezone.utc
 NOW = datetime(2026, 7, 15, 12, tzinfo=UTC)

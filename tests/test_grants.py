@@ -10,22 +10,24 @@ from zoneinfo import ZoneInfo
 import pytest
 from conftest import ACCOUNT_ID, ACME_ID
 
-from provisioner.grants import (
-    add_step,
-    begun_periods,
+from provisioner.manifest.grant_rules import (
     check_name_template,
     check_until,
-    due_periods,
-    expand,
-    grant_address,
     parse_every,
     parse_expires_after,
     parse_time_zone,
-    period_index,
     period_name,
+)
+from provisioner.planning.grants import (
+    add_step,
+    begun_periods,
+    due_periods,
+    expand,
+    grant_address,
+    period_index,
     upcoming,
 )
-from provisioner.models import BatchSpec, Desired, GrantSpec
+from provisioner.core.models import BatchSpec, Desired, GrantSpec
 
 UTC = timezone.utc
 

@@ -10,7 +10,7 @@ import json
 import pytest
 from conftest import ACME_ID, recorded_nothing
 
-from provisioner.models import Policy
+from provisioner.core.models import Policy
 
 ONE_MILLION = 1_000_000
 
@@ -102,7 +102,7 @@ def test_plan_lists_every_violation(cli, write_manifest, state):
 
 
 def test_json_violations_are_objects_naming_rule_limit_actual_and_address(cli, write_manifest, state):
-    """Issue 13: tools read the rule and the numbers, not a sentence (format 1.1)."""
+    """Tools read the rule and the numbers, not a sentence (format 1.1)."""
     policy = {"maxBatchCredits": 1000, "maxApplyCredits": 2500, "maxCreates": 2}
     manifest = write_manifest(manifest_text({"small": 500, "big": 1500, "bigger": 2000}, policy))
 

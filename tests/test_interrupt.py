@@ -26,7 +26,7 @@ from provisioner.api.client import OutcomeUnknown, RequestCancelled
 from provisioner.api.pacing import RateLimiter, Stopped
 from provisioner.sandbox import Faults, Sandbox
 from provisioner.backends.file import read_state
-from provisioner.timestamps import parse_timestamp
+from provisioner.core.timestamps import parse_timestamp
 
 CLIENTS = 4
 

@@ -24,7 +24,7 @@ from provisioner.backends.filelock import (
     process_start_time,
     read_lock_info,
 )
-from provisioner.models import Resource
+from provisioner.core.models import Resource
 from provisioner.backends.file import FileWriter, read_state
 
 # Takes the lock, prints its id, then dies the way `kill -9` kills an apply.

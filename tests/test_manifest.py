@@ -13,12 +13,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from provisioner import documents, fastreader, fields, manifest
-from provisioner.manifest import ManifestError, ManifestIssue, find_files, load
-from provisioner.models import Desired, Policy
-from provisioner.planfile import is_saved_plan, save_plan
-from provisioner.planner import make_plan
-from provisioner.schema import manifest_schema
+from provisioner.manifest import documents
+from provisioner.manifest import fast_reader
+from provisioner.manifest import fields
+from provisioner.manifest import loader
+from provisioner.manifest.loader import ManifestError, ManifestIssue, find_files, load
+from provisioner.core.models import Desired, Policy
+from provisioner.planning.saved_plan import is_saved_plan, save_plan
+from provisioner.planning.planner import make_plan
+from provisioner.manifest.schema import manifest_schema
 from provisioner.backends.file import State
 
 ACME_ID = "6a0c1d7e-2f3b-4c5d-9e8f-0a1b2c3d4e5f"
@@ -795,7 +798,7 @@ def test_invalid_yaml_names_the_place(text, start):
     ],
 )
 def test_a_leading_tab_says_to_indent_with_spaces(text, where, cli, tmp_path):
-    """Issue 13: 'found character that cannot start any token' said nothing about tabs."""
+    """Once, 'found character that cannot start any token' said nothing about tabs."""
     manifest = tmp_path / "m.yaml"
     manifest.write_text(text)
     result = cli("validate", manifest)
@@ -933,7 +936,7 @@ def test_pure_python_yaml_gives_the_same_answers(monkeypatch):
     text = batch_text("startingBalance: '5000'\nname: 2026\nexpiresOn: 2026-12-31\n")
     fast_problems = problems(("m.yaml", text))
     monkeypatch.setattr(documents, "LOADER", yaml.SafeLoader)
-    monkeypatch.setattr(fastreader, "read", lambda data: None)  # the located reader alone
+    monkeypatch.setattr(fast_reader, "read", lambda data: None)  # the located reader alone
     assert load(["acme.yaml"]) == fast
     assert problems(("m.yaml", text)) == fast_problems
 
@@ -976,7 +979,7 @@ def test_validating_a_parent_of_other_yaml_gives_one_issue_per_file(cli):
     ],
 )
 def test_a_name_a_server_could_store_differently_is_refused_with_its_place(cli, write_manifest, name, phrase):
-    """Issue 11: a server that trims names could not recognise its batch after a lost answer."""
+    """Once, a server that trims names could not recognise its batch after a lost answer."""
     manifest = write_manifest(f"""
         clients:
           acme:

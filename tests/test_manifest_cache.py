@@ -10,9 +10,11 @@ from pathlib import Path
 import pytest
 from conftest import init_state, run_subprocess
 
-from provisioner import fastreader, manifestcache, nodereader
-from provisioner.manifest import ManifestError, find_files, load
-from provisioner.manifestcache import ManifestCache
+from provisioner.manifest import fast_reader
+from provisioner.manifest import cache as manifest_cache
+from provisioner.manifest import located_reader
+from provisioner.manifest.loader import ManifestError, find_files, load
+from provisioner.manifest.cache import ManifestCache
 
 NAMESPACE = uuid.UUID("2b7c4f1e-9a3d-4e5f-8a6b-1c2d3e4f5a6b")
 
@@ -82,8 +84,8 @@ def counting(monkeypatch, module, name) -> list:
 def test_a_warm_load_is_the_cold_load_and_reads_no_unchanged_file(tree, cache, monkeypatch):
     cold = load([tree])
     assert load([tree], cache=cache) == cold  # fills the cache
-    fast = counting(monkeypatch, fastreader, "read")
-    located = counting(monkeypatch, nodereader, "read_one")
+    fast = counting(monkeypatch, fast_reader, "read")
+    located = counting(monkeypatch, located_reader, "read_one")
     assert load([tree], cache=cache) == cold
     assert fast == [] and located == []
 
@@ -91,7 +93,7 @@ def test_a_warm_load_is_the_cold_load_and_reads_no_unchanged_file(tree, cache, m
 def test_one_changed_file_is_the_only_one_read_again(tree, cache, monkeypatch):
     load([tree], cache=cache)
     (tree / "client-007.yaml").write_text(client_file(7, balance=4242))
-    fast = counting(monkeypatch, fastreader, "read")
+    fast = counting(monkeypatch, fast_reader, "read")
     warm = load([tree], cache=cache)
     assert len(fast) == 1
     assert warm == load([tree])
@@ -124,7 +126,7 @@ def test_errors_are_the_located_readers_whatever_the_cache_holds(tree, cache):
     with pytest.raises(ManifestError) as warm:
         load([tree], cache=cache)
     with pytest.raises(ManifestError) as cold:
-        nodereader.load([tree])
+        located_reader.load([tree])
     assert warm.value.issues == cold.value.issues
     assert "did you mean 'startingBalance'?" in str(warm.value)
 
@@ -191,10 +193,10 @@ def test_entries_of_the_wrong_shape_are_caught_when_the_models_are_built(tree, c
 def test_a_cache_of_another_version_is_not_used(tree, tmp_path, monkeypatch):
     old = ManifestCache(tmp_path / "cache")
     load([tree], cache=old)
-    monkeypatch.setattr(manifestcache, "__version__", "99.0")
+    monkeypatch.setattr(manifest_cache, "__version__", "99.0")
     new = ManifestCache(tmp_path / "cache")
     assert new.identity != old.identity and new.read(sorted(tree.iterdir())) == {}
-    fast = counting(monkeypatch, fastreader, "read")
+    fast = counting(monkeypatch, fast_reader, "read")
     assert load([tree], cache=new) == load([tree])
     assert len(fast) >= 20
 
@@ -214,9 +216,9 @@ def test_writes_are_atomic_and_the_directory_ignores_itself(tree, cache):
 
 def test_default_directory_is_xdg_or_dot_provisioner(monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    assert manifestcache.ManifestCache().directory == tmp_path / "provisioner"
+    assert manifest_cache.ManifestCache().directory == tmp_path / "provisioner"
     monkeypatch.delenv("XDG_CACHE_HOME")
-    assert manifestcache.ManifestCache().directory == Path(".provisioner") / "cache"
+    assert manifest_cache.ManifestCache().directory == Path(".provisioner") / "cache"
 
 
 # --------------------------------------------------------------------------- the CLI

@@ -30,16 +30,16 @@ from faultproxy import (
     ProxiedRequest,
 )
 
-from provisioner import planfile
+from provisioner.planning import saved_plan
 from provisioner.backends import journal
 from provisioner.api.client import ApiError, CreditsApi
-from provisioner.applier import Applier, ApplyResult, request_digest
+from provisioner.applying.applier import Applier, ApplyResult, request_digest
 from provisioner.backends.filelock import LockError, StateLock, force_unlock, lock_path
-from provisioner.manifest import load
-from provisioner.models import BatchSpec, Intent, Resource
-from provisioner.planner import make_plan
+from provisioner.manifest.loader import load
+from provisioner.core.models import BatchSpec, Intent, Resource
+from provisioner.planning.planner import make_plan
 from provisioner.backends.file import FileWriter, read_state
-from provisioner.timestamps import format_timestamp, parse_timestamp, utc_now_text
+from provisioner.core.timestamps import format_timestamp, parse_timestamp, utc_now_text
 
 CLIENT = "3f9d6c1e-8a2b-4c7d-9e0f-1a2b3c4d5e6f"
 SETTLE = 0.05  # seconds between an ambiguous answer and the first lookup, at least
@@ -388,7 +388,7 @@ def test_a_saved_plan_made_before_plans_carried_a_state_digest_is_refused_as_sta
     assert cli("plan", manifest, "--state", state, "--replace", "c0/q1", "--out", saved).exit_code == 0
     document = json.loads(saved.read_text())
     del document["seal"], document["state_digest"]
-    saved.write_text(json.dumps({**document, "seal": planfile._seal(document)}))
+    saved.write_text(json.dumps({**document, "seal": saved_plan._seal(document)}))
 
     applied = cli("apply", saved, "--state", state)
 
@@ -821,7 +821,7 @@ def test_the_server_clock_is_read_from_date_headers_and_trusted_only_while_readi
 
 
 def test_a_batch_made_before_its_intent_on_the_servers_clock_is_a_look_alike_not_adopted():
-    from provisioner.recovery import find
+    from provisioner.applying.matching import find
 
     attributes = {"clientId": ACME_ID, "name": "Q1", "startingBalance": 100}
     server_at = datetime.now(timezone.utc) - timedelta(hours=6)  # the writer's clock was 6 hours ahead

@@ -57,7 +57,7 @@ clients:
         startingBalance: 60000
 """
 
-# The examples the README shows, each with what it must print for the plan above.
+# The examples the manual shows (docs/reviewing.md), each with what it must print for the plan above.
 JQ_EXAMPLES = {
     ".summary.credits": "64000",
     '[.changes[] | select(.action == "create") | .address]': '["acme/q3","globex/huge"]',
@@ -127,7 +127,7 @@ def test_json_plan_is_versioned_and_describes_every_change(cli, reviewed, state)
 
 
 def python_equivalent(expression: str, document: dict):
-    """What each README jq example computes, written in Python."""
+    """What each jq example of the manual computes, written in Python."""
     changes = document["changes"]
     return {
         ".summary.credits": lambda: document["summary"]["credits"],
@@ -253,7 +253,7 @@ def test_markdown_without_changes(cli, api_env, sandbox, write_manifest, state):
 
 
 def test_markdown_per_client_table_sits_outside_the_folded_plan(cli, reviewed, state):
-    """Issue 13: the subtotals a reviewer checks first are not hidden in <details>."""
+    """The subtotals a reviewer checks first are not hidden in <details>."""
     text = plan_output(cli, reviewed, state, "markdown")
     visible = text[: text.index("<details>")]
 
@@ -325,7 +325,7 @@ def test_markdown_raw_text_has_no_escaped_arrows_and_one_word_for_no_expiry(
 def test_a_changed_starting_balance_says_how_to_top_up_with_the_numbers(
     cli, api_env, sandbox, write_manifest, state, declared, fix
 ):
-    """Issue 13: 'declare a new batch for the new value' read as 'a batch of the new total'."""
+    """Once, 'declare a new batch for the new value' read as 'a batch of the new total'."""
     manifest = write_manifest(two_client_manifest())
     assert cli("apply", manifest, "--state", state, "--auto-approve").exit_code == 0
     write_manifest(two_client_manifest(acme_balance=declared))
@@ -340,7 +340,7 @@ def test_a_changed_starting_balance_says_how_to_top_up_with_the_numbers(
 
 
 def test_one_word_for_no_expiry_in_plan_and_show(cli, api_env, sandbox, write_manifest, state):
-    """Issue 13: show said 'never' where the plan's usage table said '(none)'."""
+    """Once, show said 'never' where the plan's usage table said '(none)'."""
     manifest = write_manifest(two_client_manifest())
     assert cli("apply", manifest, "--state", state, "--auto-approve").exit_code == 0
 
@@ -480,7 +480,7 @@ def test_example_manifests_point_editors_at_the_schema():
 
 
 def test_schema_comment_works_where_users_keep_manifests(cli, tmp_path):
-    """Issue 13: '../schema/...' pointed outside a user's manifests/ directory. The schema now sits
+    """Once, '../schema/...' pointed outside a user's manifests/ directory. The schema now sits
     beside the manifests, where `provisioner schema > manifests/manifest.schema.json` puts it."""
     repository = tmp_path / "our-credits"
     manifests = repository / "manifests"

@@ -1,6 +1,6 @@
 """The client-side rate limiter: with a fake clock for the arithmetic, against the real sandbox for the promise.
 
-The promise (issue 3): paced at the instance's limit, an apply meets no 429 in steady state.
+The promise: paced at the instance's limit, an apply meets no 429 in steady state.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from conftest import ACME_ID, TEST_KEY, init_state
 from provisioner.api.client import CreditsApi
 from provisioner.api.pacing import RateLimiter
 from provisioner.sandbox import Sandbox
-from provisioner.connection import rate_limiter
-from provisioner.timestamps import parse_timestamp
+from provisioner.operations.connection import rate_limiter
+from provisioner.core.timestamps import parse_timestamp
 
 
 class FakeClock:
@@ -268,7 +268,7 @@ def test_the_same_creates_sent_unpaced_do_meet_429():
     assert statuses[:5] == [201] * 5 and 429 in statuses[5:]
 
 
-# ---------------------------------------------------------------- following the server (issue 12)
+# ---------------------------------------------------------------- following the server's announced limit
 
 
 def test_without_a_ceiling_the_announced_limit_is_followed_up_and_down():

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from provisioner import parallel
+from provisioner.manifest import parallel
 
 HERE = Path(__file__).parent
 

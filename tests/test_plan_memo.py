@@ -18,12 +18,14 @@ from conftest import init_state
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from provisioner import fastreader, planmemo, planner
-from provisioner.manifest import read_declarations
-from provisioner.manifestcache import ManifestCache
-from provisioner.models import Intent, Policy, Resource, State
-from provisioner.planmemo import PlanMemo
-from provisioner.planner import make_plan
+from provisioner.manifest import fast_reader
+from provisioner.planning import plan_memo
+from provisioner.planning import planner
+from provisioner.manifest.loader import read_declarations
+from provisioner.manifest.cache import ManifestCache
+from provisioner.core.models import Intent, Policy, Resource, State
+from provisioner.planning.plan_memo import PlanMemo
+from provisioner.planning.planner import make_plan
 from provisioner.render.text import render_text
 
 NAMESPACE = uuid.UUID("3c1b2a4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d")
@@ -136,8 +138,8 @@ def test_a_plan_with_the_memo_is_the_plan_from_scratch_whatever_changes_between_
         if not list(manifests.glob("*.yaml")):
             continue
         declarations = read_declarations([manifests], cache)
-        assert planmemo.usable(declarations, state)
-        reused = planmemo.plan(declarations, state, now, policy, memo)
+        assert plan_memo.usable(declarations, state)
+        reused = plan_memo.plan(declarations, state, now, policy, memo)
         scratch = make_plan(read_declarations([manifests]).desired(), state, now, policy=policy)
         assert reused == scratch
         assert render_text(reused) == render_text(scratch)
@@ -167,13 +169,13 @@ def planning(tmp_path, monkeypatch, cli):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     state = init_state(tmp_path / "state.json")
     planned: list[str] = []  # the clients whose parts were not reused
-    original = planmemo._Planner.add_planned
+    original = plan_memo._Planner.add_planned
 
     def counting(self, file, client_key, *rest):
         planned.append(client_key)
         return original(self, file, client_key, *rest)
 
-    monkeypatch.setattr(planmemo._Planner, "add_planned", counting)
+    monkeypatch.setattr(plan_memo._Planner, "add_planned", counting)
 
     def plan(*options, manifests=None):
         planned.clear()
@@ -198,7 +200,7 @@ def test_only_the_clients_of_a_changed_file_are_planned_again(tree, planning, mo
     planning()
     (tree / "client-007.yaml").write_text(client_file(7, balance=4242))
     fast = []
-    monkeypatch.setattr(fastreader, "read", lambda data, read=fastreader.read: fast.append(1) or read(data))
+    monkeypatch.setattr(fast_reader, "read", lambda data, read=fast_reader.read: fast.append(1) or read(data))
     warm = planning()
     assert planning.planned == ["client-007"] and len(fast) == 1
     assert warm == planning("--no-cache")
@@ -273,7 +275,7 @@ def test_the_memo_grows_by_appending_and_is_written_again_when_mostly_stale(tree
 
 def test_another_version_of_the_tool_does_not_use_the_memo(tree, planning, monkeypatch):
     planning()
-    monkeypatch.setattr(planmemo, "__version__", "99.0")
+    monkeypatch.setattr(plan_memo, "__version__", "99.0")
     warm = planning()
     assert len(planning.planned) == 30 and warm == planning("--no-cache")
 
@@ -294,7 +296,7 @@ def test_a_state_with_grant_periods_takes_the_general_path(tree, planning):
 def test_the_planner_is_asked_only_for_the_clients_it_must_plan(tree, planning, monkeypatch):
     """The memo calls the planner itself (no second planner): one make_plan per batch of misses."""
     calls = []
-    monkeypatch.setattr(planmemo, "make_plan", lambda *a, **k: calls.append(1) or planner.make_plan(*a, **k))
+    monkeypatch.setattr(plan_memo, "make_plan", lambda *a, **k: calls.append(1) or planner.make_plan(*a, **k))
     planning()
     assert len(calls) == 1
     calls.clear()

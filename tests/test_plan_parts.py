@@ -10,10 +10,10 @@ from datetime import datetime, timezone
 
 from conftest import ACCOUNT_ID, ACME_ID, GLOBEX_ID
 
-from provisioner.manifest import load
-from provisioner.models import BatchSpec, Change, Desired, Intent, Plan, PlanPart, Policy, Resource, State
-from provisioner.planner import make_plan
-from provisioner.render.jsonplan import render_json
+from provisioner.manifest.loader import load
+from provisioner.core.models import BatchSpec, Change, Desired, Intent, Plan, PlanPart, Policy, Resource, State
+from provisioner.planning.planner import make_plan
+from provisioner.planning.plan_document import render_json
 from provisioner.render.markdown import render_markdown
 from provisioner.render.text import render_text
 

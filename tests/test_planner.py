@@ -12,9 +12,9 @@ from datetime import datetime, timezone
 import pytest
 from conftest import ACCOUNT_ID, ACME_ID, GLOBEX_ID, init_state, two_client_manifest
 
-from provisioner.manifest import load
-from provisioner.models import BatchSpec, Desired, Intent, Policy, Resource
-from provisioner.planner import make_plan
+from provisioner.manifest.loader import load
+from provisioner.core.models import BatchSpec, Desired, Intent, Policy, Resource
+from provisioner.planning.planner import make_plan
 from provisioner.backends.file import State, read_state, write_snapshot
 
 NOW = datetime(2026, 6, 1, 12, 0, 0, tzinfo=timezone.utc)

@@ -17,7 +17,7 @@ from pg import pg_server, pg_url, start_server  # noqa: F401  (fixtures)
 
 from provisioner.backends import open_backend
 from provisioner.backends.file import FileWriter, journal_path, read_state
-from provisioner.models import Intent
+from provisioner.core.models import Intent
 
 EXTRA_CLIENT = """
 clients:

@@ -65,7 +65,7 @@ def write_manifest(directory: Path, tag: str, **shape) -> Path:
 
 def declared(manifest: Path) -> dict[str, tuple[str, str, int]]:
     """address -> (client id, name, starting balance), read back from the manifest's text."""
-    from provisioner.manifest import load
+    from provisioner.manifest.loader import load
 
     return {address: (spec.client_id, spec.attributes()["name"], spec.attributes()["startingBalance"])
             for address, spec in load([manifest]).batches.items()}

@@ -22,7 +22,7 @@ import pytest
 from conftest import TEST_KEY, init_state
 
 from provisioner.sandbox import Faults, Sandbox
-from provisioner.progress import Progress, describe_work, duration, estimate
+from provisioner.render.progress import Progress, describe_work, duration, estimate
 
 STAMP = r"\[\d\d:\d\d:\d\d\] "
 

@@ -1,4 +1,4 @@
-"""Issue 11's hardening, proven on real processes and real servers: a journal line that fails midway
+"""Recovery's hardening, proven on real processes and real servers: a journal line that fails midway
 leaves no fragment, ids are compared whatever their JSON type, and a listing that does not say how many
 batches there are is cross-checked before it proves that a create never happened.
 """
@@ -29,7 +29,7 @@ WRITER = textwrap.dedent(
     import os, resource, signal, sys
     from pathlib import Path
     from provisioner.backends.file import FileWriter, journal_path
-    from provisioner.models import Resource
+    from provisioner.core.models import Resource
 
     state = Path(sys.argv[1])
     writer = FileWriter(state, checkpoint_seconds=3600)

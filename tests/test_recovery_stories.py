@@ -1,5 +1,6 @@
-"""The five stories of issue 11, replayed through the CLI as real processes: each declared batch ends up
-issued exactly once with its id in state, or the run stops with a clear message and sends no second create.
+"""Five stories of recovery (lost answers, crashes, skewed clocks, normalising servers), replayed through
+the CLI as real processes: each declared batch ends up issued exactly once with its id in state, or the
+run stops with a clear message and sends no second create.
 
 Clocks are shifted on the real apply process with libfaketime (LD_PRELOAD): its wall clock moves, its
 monotonic clock does not, exactly as on a machine whose clock is wrong. The API is the sandbox, a real

@@ -6,8 +6,8 @@ import sys
 import pytest
 from markdown_it import MarkdownIt
 
-from provisioner.models import Change, Plan, Violation
-from provisioner.render.jsonplan import JSON_FORMAT_VERSION, plan_to_json, render_json
+from provisioner.core.models import Change, Plan, Violation
+from provisioner.planning.plan_document import JSON_FORMAT_VERSION, plan_to_json, render_json
 from provisioner.render.markdown import escape_markdown, render_markdown
 from provisioner.render.text import render_text
 
@@ -433,8 +433,10 @@ def test_every_renderer_handles_an_empty_plan(render):
 # ---------------------------------------------------------------- the package
 
 
-def test_validate_loads_the_json_plan_but_not_the_text_or_markdown_plans():
-    # provisioner.manifest (every command, validate too) reaches plan_to_json through planfile.py.
-    code = "import sys, provisioner.manifest; print(*sorted(m for m in sys.modules if m.startswith('provisioner.render')))"
+def test_reading_manifests_loads_nothing_but_the_shared_values_and_the_readers():
+    code = (
+        "import sys, provisioner.manifest.loader, provisioner.manifest.cache; "
+        "print(*sorted(m for m in sys.modules if m.startswith('provisioner.')))"
+    )
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
-    assert loaded == ["provisioner.render", "provisioner.render.common", "provisioner.render.jsonplan"]
+    assert loaded and all(m.startswith(("provisioner.core", "provisioner.manifest")) for m in loaded), loaded

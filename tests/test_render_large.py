@@ -6,7 +6,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from provisioner.models import Change, Plan
+from provisioner.core.models import Change, Plan
 from provisioner.render.text import LARGE_PLAN, _change_block, _CreateBlocks, _Painter, render_text, text_chunks
 
 VALUES = st.one_of(

@@ -8,10 +8,10 @@ from datetime import date, datetime, timezone
 
 import pytest
 
-from provisioner.models import Intent, Resource
+from provisioner.core.models import Intent, Resource
 from provisioner.report import render
 from provisioner.report.model import UpcomingGrant, build_report
-from provisioner.models import State
+from provisioner.core.models import State
 
 NOW = datetime(2027, 1, 30, 12, 0, tzinfo=timezone.utc)
 ACME = "6a0c1d7e-0000-4000-8000-000000000001"

@@ -1,4 +1,4 @@
-"""Issue 13: `show --format html`, one self-contained page, checked as markup and in a real Chromium."""
+"""`show --format html`, one self-contained page, checked as markup and in a real Chromium."""
 
 from __future__ import annotations
 

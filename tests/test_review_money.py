@@ -32,7 +32,7 @@ from test_recovery_stories import (
 
 from provisioner.sandbox import Faults, Sandbox
 from provisioner.backends.file import read_state
-from provisioner.timestamps import format_timestamp
+from provisioner.core.timestamps import format_timestamp
 
 # --- scenery ------------------------------------------------------------------------------------------------
 

@@ -15,8 +15,8 @@ from conftest import ACME_ID, GLOBEX_ID, TEST_KEY, init_state, run_subprocess, t
 
 from provisioner import __version__
 from provisioner.api.client import CreditsApi
-from provisioner.models import Intent
-from provisioner.planfile import _seal
+from provisioner.core.models import Intent
+from provisioner.planning.saved_plan import _seal
 from provisioner.backends.file import FileWriter, journal_path, read_state
 
 EXTRA_BATCH = """
@@ -93,7 +93,7 @@ def test_apply_saved_plan_creates_exactly_the_planned_batches_without_manifests_
 def test_the_saved_plan_hint_repeats_every_option_apply_needs(
     cli, api_env, sandbox, write_manifest, state, tmp_path, monkeypatch, options, repeated
 ):
-    """Issue 13: 'provisioner apply pr.plan' alone failed when the plan was made with --state."""
+    """Once, 'provisioner apply pr.plan' alone failed when the plan was made with --state."""
     monkeypatch.chdir(tmp_path)
     manifest = write_manifest(two_client_manifest())
     options = [option.format(state=state) for option in options]

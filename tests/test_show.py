@@ -1,4 +1,4 @@
-"""Issues 5 and 13: `provisioner show`, what finance reads: totals, expiries, formats for tools."""
+"""`provisioner show`, what finance reads: totals, expiries, formats for tools."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 from conftest import ACME_ID, call_api, init_state, run_subprocess
 from finance_book import FAST, finance, in_days  # noqa: F401 (finance is a fixture)
 
-from provisioner.models import Intent
+from provisioner.core.models import Intent
 from provisioner.backends.file import FileWriter, read_state
 
 

@@ -27,14 +27,14 @@ def test_plan_and_validate_import_neither_pyyaml_nor_the_http_client(tmp_path):
 
 def test_the_recovery_wait_default_shown_is_the_applier_s(cli):
     """apply reads it from the applier only when it runs; its help must still say the truth."""
-    from provisioner.applier import RECOVERY_WAIT
+    from provisioner.applying.applier import RECOVERY_WAIT
 
     assert f"Default: {RECOVERY_WAIT:g}." in " ".join(cli("apply", "--help").output.split())
 
 
 def test_forget_intent_shows_the_same_recovery_wait_default_and_takes_no_manifests(cli):
     """Review 14, 15: its help repeats apply's default; a PATHS argument that changed nothing is gone."""
-    from provisioner.applier import RECOVERY_WAIT
+    from provisioner.applying.applier import RECOVERY_WAIT
 
     help_text = cli("state", "forget-intent", "--help").output
     assert f"Default: {RECOVERY_WAIT:g}." in " ".join(help_text.split())

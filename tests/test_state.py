@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import ACME_ID, run_subprocess, two_client_manifest
 
-from provisioner.models import STATE_FORMAT_VERSION, Intent, Resource
+from provisioner.core.models import STATE_FORMAT_VERSION, Intent, Resource
 from provisioner.backends.file import (
     FileBackend,
 
@@ -35,7 +35,7 @@ def new_state(path: Path) -> Path:
 # A writer that records COUNT batches, then dies the way `kill -9` kills an apply.
 RECORD_THEN_DIE = """
 import os, sys
-from provisioner.models import Resource
+from provisioner.core.models import Resource
 from provisioner.backends.file import FileWriter
 path, count, checkpoint = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
 writer = FileWriter(path, checkpoint_seconds=checkpoint)
@@ -47,7 +47,7 @@ os.kill(os.getpid(), 9)
 # A writer that prints each address once record() has returned, until it is killed.
 RECORD_AND_ACKNOWLEDGE = """
 import sys
-from provisioner.models import Resource
+from provisioner.core.models import Resource
 from provisioner.backends.file import FileWriter
 writer = FileWriter(sys.argv[1], checkpoint_seconds=float(sys.argv[2]))
 for number in range(int(sys.argv[3])):
@@ -63,7 +63,7 @@ writer.close()
 WRITE_PAST_SIZE_LIMIT = """
 import errno, resource, signal, sys
 from pathlib import Path
-from provisioner.models import Resource
+from provisioner.core.models import Resource
 from provisioner.backends.file import read_state, write_snapshot
 path, mode = Path(sys.argv[1]), sys.argv[2]
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN if mode == "fail" else signal.SIG_DFL)

@@ -1,4 +1,4 @@
-"""Issue 5: adopting batches (import) and editing state by hand (state list|show|rm|mv).
+"""Adopting batches (import) and editing state by hand (state list|show|rm|mv).
 
 Every edit runs under the state lock and keeps the previous file as `.backup`.
 """
@@ -22,11 +22,11 @@ from conftest import (
 )
 
 from provisioner.sandbox import Sandbox
-from provisioner.applier import request_digest
+from provisioner.applying.applier import request_digest
 from provisioner.backends.filelock import StateLock
-from provisioner.models import Intent
+from provisioner.core.models import Intent
 from provisioner.backends.file import FileWriter, read_state
-from provisioner.timestamps import utc_now_text
+from provisioner.core.timestamps import utc_now_text
 
 FAST = ("--rate-limit", "0")  # the sandbox has no rate limit
 

@@ -8,7 +8,7 @@ import textwrap
 from pathlib import Path
 
 from provisioner.backends.file import FileWriter, journal_path, read_state, write_snapshot
-from provisioner.models import Resource, State
+from provisioner.core.models import Resource, State
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -17,7 +17,7 @@ import os, signal, sys, threading
 from pathlib import Path
 from provisioner.backends import file as backend
 from provisioner.backends.file import FileWriter
-from provisioner.models import Intent, Resource
+from provisioner.core.models import Intent, Resource
 
 path = Path(sys.argv[1])
 

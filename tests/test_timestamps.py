@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from provisioner.timestamps import format_timestamp, from_iso, parse_timestamp
+from provisioner.core.timestamps import format_timestamp, from_iso, parse_timestamp
 
 
 @pytest.mark.parametrize("year", [1000, 1970, 2026, 9000, 9999])

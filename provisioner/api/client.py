@@ -23,7 +23,7 @@ from requests.adapters import HTTPAdapter
 from provisioner.api.clock import ServerClock
 from provisioner.api.pacing import RateLimiter, Stopped
 from provisioner.api.retrying import Retrying
-from provisioner.models import batch_key
+from provisioner.core.models import batch_key
 
 CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 30.0

@@ -25,9 +25,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from types import MappingProxyType
 
-from provisioner.backends.history import STATE_MV, STATE_RM, Head, Note, seal_all
-from provisioner.models import Intent, Resource, State, batch_key
-from provisioner.timestamps import format_timestamp
+from provisioner.backends.history import STATE_MV, STATE_RM, Head, Note, draft, seal_all
+from provisioner.core.models import Intent, Resource, State, batch_key
+from provisioner.core.timestamps import format_timestamp
 
 CHECKPOINT_SECONDS = 5.0
 Warn = Callable[[str], None]
@@ -242,13 +242,17 @@ class StateWriter(ABC):
             events += self._seal((note,), head)
         return events
 
-    def _seal(self, notes, head: Head | None = None) -> list[dict]:
+    def _draft(self, notes) -> list:
+        """The events but for their place in the chain: done before the guard is taken."""
         server_now = self._server_clock() if self._server_clock is not None else None
         if server_now is not None:
             at, clock = format_timestamp(server_now), "api"
         else:
             at, clock = format_timestamp(datetime.now(timezone.utc)), "local"
-        return seal_all(notes, self.run, at, clock, self.head if head is None else head)
+        return [draft(note, self.run, at, clock) for note in notes]
+
+    def _seal(self, notes, head: Head | None = None) -> list[dict]:
+        return seal_all(self._draft(notes), self.head if head is None else head)
 
     # --- reading, under the guard --------------------------------------------------
 
@@ -294,9 +298,10 @@ class StateWriter(ABC):
     def _write(self, entry: dict, notes=()) -> None:
         """One change, durable before it returns; ``notes``: its events (several for a bulk change),
         sealed here and written in the same step (the journal line, the transaction)."""
+        drafts = self._draft(notes) if notes else ()
         with self._guard:
-            if notes:
-                entry = {**entry, "events": self._seal(notes)}
+            if drafts:
+                entry = {**entry, "events": seal_all(drafts, self.head)}
             self._persist(entry)
             if notes:
                 self.head = Head.of(entry["events"][-1])

@@ -41,7 +41,7 @@ from provisioner.backends.base import (
 from provisioner.backends.filelock import StateLock, force_unlock, lock_path
 from provisioner.backends.history import FORCE_UNLOCK, Head, Note, after, line_of, parse_line
 from provisioner.backends.journal import Journal, JournalError, fsync_directory, read_journal
-from provisioner.models import STATE_FORMAT_VERSION, State
+from provisioner.core.models import STATE_FORMAT_VERSION, State
 
 
 class FileBackend(Backend):
@@ -247,7 +247,7 @@ def parse_document(text: str, where: str, backup_hint: str = "") -> tuple[State,
         raise StateError(f"{where}: its 'history' must be a list of events (as 'state pull' prints it).")
     version = raw.get("version")
     if type(version) is not int or version != STATE_FORMAT_VERSION:
-        from provisioner.planfile import MARKER  # on this error path only: reading a state never loads the planner
+        from provisioner.planning.saved_plan import MARKER  # on this error path only: reading a state never loads the planner
 
         if MARKER in raw:
             raise StateError(f"{where}: this is a saved plan (plan --out), not a state. Apply it with "

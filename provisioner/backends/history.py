@@ -80,26 +80,46 @@ def digest_of(event: Mapping) -> str:
     return hashlib.sha256(canonical(event)).hexdigest()
 
 
-def seal(note: Note, run: Mapping[str, object], at: str, clock: str, head: Head) -> dict:
-    """The event that continues the history ending at ``head``."""
-    event: dict = {"seq": head.seq + 1, "at": at, "clock": clock, "action": note.action}
+@dataclass(frozen=True)
+class Draft:
+    """An event but for its place in the chain (seq, prev, digest), its canonical JSON made already:
+    a writer drafts outside its lock and seals under it, where only the chain is left to do."""
+
+    body: dict
+    fragments: tuple[tuple[str, str], ...]  # ("key", '"key":value'), sorted by key
+
+
+def draft(note: Note, run: Mapping[str, object], at: str, clock: str) -> Draft:
+    body: dict = {"at": at, "clock": clock, "action": note.action}
     for name in ("address", "from_address", "batch_id", "credits", "detail"):
         value = getattr(note, name)
         if value is not None and value != "":
-            event[name] = value
+            body[name] = value
     for name in RUN_FIELDS:
         value = run.get(name)
         if value is not None and value != "":
-            event[name] = value
-    event["prev"] = head.digest
-    event["digest"] = digest_of(event)
-    return event
+            body[name] = value
+    return Draft(body, tuple(sorted((key, f"{json.dumps(key)}:{json.dumps(value)}") for key, value in body.items())))
 
 
-def seal_all(notes: Iterable[Note], run: Mapping[str, object], at: str, clock: str, head: Head) -> list[dict]:
+def seal_draft(drafted: Draft, head: Head) -> dict:
+    """The event that continues the history ending at ``head``; its digest is ``digest_of(event)``,
+    the canonical JSON assembled from the draft's sorted parts and the two the chain adds."""
+    seq, prev = head.seq + 1, head.digest
+    parts = sorted((*drafted.fragments, ("prev", f'"prev":{json.dumps(prev)}'), ("seq", f'"seq":{seq}')))
+    canonical_text = "{" + ",".join(part for _, part in parts) + "}"
+    return {"seq": seq, **drafted.body, "prev": prev, "digest": hashlib.sha256(canonical_text.encode()).hexdigest()}
+
+
+def seal(note: Note, run: Mapping[str, object], at: str, clock: str, head: Head) -> dict:
+    """The event that continues the history ending at ``head``."""
+    return seal_draft(draft(note, run, at, clock), head)
+
+
+def seal_all(drafts: Iterable[Draft], head: Head) -> list[dict]:
     events = []
-    for note in notes:
-        event = seal(note, run, at, clock, head)
+    for drafted in drafts:
+        event = seal_draft(drafted, head)
         events.append(event)
         head = Head.of(event)
     return events

@@ -38,8 +38,8 @@ from provisioner.backends.base import (
 )
 from provisioner.backends.history import FORCE_UNLOCK, Head, Note, seal
 from provisioner.backends.pglock import AdvisoryLock
-from provisioner.timestamps import utc_now_text
-from provisioner.models import State
+from provisioner.core.models import State
+from provisioner.core.timestamps import utc_now_text
 
 SCHEMA_VERSION = 2  # 2: the history table
 DEFAULT_SCHEMA = "provisioner"
@@ -142,7 +142,8 @@ class PostgresBackend(Backend):
         except ImportError as exc:
             raise StateError(
                 f"a postgresql:// state needs the PostgreSQL driver, which is not installed ({_first_line(exc)}). "
-                "Install provisioner with it: pip install 'provisioner[postgres]'."
+                "Install provisioner with it: pip install 'ti-provisioner[postgres]' "
+                "(installed with pipx: pipx install --force 'ti-provisioner[postgres]')."
             ) from None
 
         self._psycopg = psycopg

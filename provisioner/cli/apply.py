@@ -37,11 +37,11 @@ from provisioner.cli.options import (
 from provisioner.cli.plan import check_replace_addresses, emit_plan
 
 if TYPE_CHECKING:
-    from provisioner.applier import ApplyResult
-    from provisioner.listings import ClientListings
+    from provisioner.applying.applier import ApplyResult
+    from provisioner.applying.listings import ClientListings
     from provisioner.backends import StateWriter
-    from provisioner.models import Desired, Plan, State
-    from provisioner.progress import Progress
+    from provisioner.core.models import Desired, Plan, State
+    from provisioner.render.progress import Progress
 
 # The applier's own default, said here so that `apply --help` need not import the applier (a test
 # keeps the two equal).
@@ -71,7 +71,8 @@ RECOVERY_WAIT_HELP = 60
     "--no-duplicate-check",
     is_flag=True,
     help="Skip listing each client before its first create (saves one request per client; a lost state "
-    "entry or a hand-made batch is then issued again). See the README before using it.",
+    "entry or a hand-made batch is then issued again). Read about the duplicate guard in the manual "
+    "(docs/state.md) before using it.",
 )
 @at_option
 @quiet_option
@@ -83,11 +84,11 @@ def apply(paths, backend, sandbox, base_url, parallelism, rate_limit, lock_timeo
           replace, allow_large, recovery_wait, no_color, allow_duplicate, no_duplicate_check, at, quiet, no_cache,
           reason, **policy_overrides) -> None:
     """Create and update batches so the API matches the manifests (or a saved plan)."""
-    from provisioner.applier import RECOVERY_WAIT
-    from provisioner.listings import ClientListings
-    from provisioner.planfile import PlanFileError, plan_digest, saved_plan_in
-    from provisioner.planner import make_plan
-    from provisioner.progress import Progress
+    from provisioner.applying.applier import RECOVERY_WAIT
+    from provisioner.applying.listings import ClientListings
+    from provisioner.planning.saved_plan import PlanFileError, plan_digest, saved_plan_in
+    from provisioner.planning.planner import make_plan
+    from provisioner.render.progress import Progress
 
     saved = saved_plan_in(paths)
     if saved:
@@ -191,7 +192,7 @@ def run_apply(
     api, writer: StateWriter, result: Plan, desired: Desired, parallelism: int, recovery_wait: float,
     reporter: Progress, duplicate_check: bool = True, allow_duplicates=(), listings: ClientListings | None = None,
 ) -> ApplyResult:
-    from provisioner.applier import Applier
+    from provisioner.applying.applier import Applier
 
     stop = api.stop  # set, it cancels every request that has not left (worker, rate-limit slot, pause)
 

@@ -16,7 +16,7 @@ def _since(context, parameter, value: str | None) -> str | None:
     """--since: a date (midnight UTC) or an ISO 8601 time with its zone, as events write times."""
     if value is None:
         return None
-    from provisioner.timestamps import format_timestamp, parse_timestamp
+    from provisioner.core.timestamps import format_timestamp, parse_timestamp
 
     text = value.strip()
     try:

@@ -19,19 +19,19 @@ from provisioner.backends import SANDBOX_STATE, check_workspace, default_state_p
 
 if TYPE_CHECKING:
     from provisioner.backends import Backend
+    from provisioner.manifest.declarations import Declarations
+    from provisioner.core.models import Desired, Policy, State
+    from provisioner.render.progress import Progress
     from provisioner.operations.run_context import RunContext
-    from provisioner.declarations import Declarations
-    from provisioner.models import Desired, Policy, State
-    from provisioner.progress import Progress
 
 # The errors a user can cause, by the module that defines them: a layer that was not imported
 # raised none of them, so it need not be imported to catch them.
 USER_ERRORS = {
-    "provisioner.manifest": ("ManifestError",),
+    "provisioner.manifest.loader": ("ManifestError",),
     "provisioner.backends.base": ("StateError", "LockError"),
     "provisioner.api.client": ("ApiError",),
-    "provisioner.planfile": ("PlanFileError",),
-    "provisioner.statecmd": ("StateCommandError",),
+    "provisioner.planning.saved_plan": ("PlanFileError",),
+    "provisioner.operations.state_edits": ("StateCommandError",),
 }
 
 
@@ -98,7 +98,7 @@ class Moment(click.ParamType):
             self.fail(f"{error}{f' (from {text_from})' if text_from else ''}", param, ctx)
 
     def parse(self, text: str) -> datetime:
-        from provisioner.timestamps import from_iso
+        from provisioner.core.timestamps import from_iso
 
         try:
             moment = from_iso(text)
@@ -131,7 +131,7 @@ def moment(at: datetime | None) -> datetime:
     """The moment a command plans for: --at, said on stderr so that nobody mistakes it for now; else now."""
     if at is None:
         return now_utc()
-    from provisioner.timestamps import format_timestamp
+    from provisioner.core.timestamps import format_timestamp
 
     progress(f"Note: planning for {format_timestamp(at)} (--at), not for now: grants are expanded and expiries "
              "judged for that moment.")
@@ -140,7 +140,7 @@ def moment(at: datetime | None) -> datetime:
 
 def expanded(desired: Desired, at: datetime) -> Desired:
     """``desired`` with its grants' period batches for ``at`` (see grants.py)."""
-    from provisioner.grants import expand
+    from provisioner.planning.grants import expand
 
     try:
         return expand(desired, at)
@@ -311,15 +311,15 @@ cache_option = click.option(
 
 
 def load_manifests(paths: Iterable[Path], no_cache: bool = False) -> Desired:
-    from provisioner.manifest import load
-    from provisioner.manifestcache import ManifestCache
+    from provisioner.manifest.loader import load
+    from provisioner.manifest.cache import ManifestCache
 
     return load(list(paths), cache=None if no_cache else ManifestCache())
 
 
 def read_manifests(paths: Iterable[Path], no_cache: bool = False) -> Declarations:
-    from provisioner.manifest import read_declarations
-    from provisioner.manifestcache import ManifestCache
+    from provisioner.manifest.loader import read_declarations
+    from provisioner.manifest.cache import ManifestCache
 
     return read_declarations(list(paths), cache=None if no_cache else ManifestCache())
 
@@ -331,8 +331,8 @@ def effective_policy(desired: Desired | Declarations, overrides: dict) -> Policy
 
 def api_context(sandbox: bool, base_url: str | None, backend: Backend, rate_limit: float | None, parallelism: int,
                 reporter: Progress | None = None):
-    from provisioner.connection import open_api
-    from provisioner.progress import Progress
+    from provisioner.operations.connection import open_api
+    from provisioner.render.progress import Progress
 
     return open_api(
         base_url=base_url,
@@ -346,8 +346,8 @@ def api_context(sandbox: bool, base_url: str | None, backend: Backend, rate_limi
 def refreshed(desired: Desired, state: State, api, parallelism: int, reporter: Progress | None = None,
               listings=None) -> dict:
     """``listings``: a ClientListings that keeps each client's listing for the rest of the run."""
-    from provisioner.progress import Progress
-    from provisioner.refresh import observe
+    from provisioner.render.progress import Progress
+    from provisioner.applying.refresh import observe
 
     client_ids = {batch.client_id for batch in desired.batches.values()}
     client_ids |= {resource.client_id for resource in state.resources.values()}
@@ -365,7 +365,7 @@ def refuse_output_over_own_files(out_path: Path, backend: Backend, sandbox: bool
     """--out never replaces a file the state lives in (the ids recorded there would be lost) or a manifest."""
     own = list(backend.own_files())
     if sandbox:
-        from provisioner.connection import sandbox_files
+        from provisioner.operations.connection import sandbox_files
 
         own += sandbox_files(backend.path.parent)
     if out_path.resolve() in {path.resolve() for path in own}:

@@ -36,7 +36,7 @@ from provisioner.report.wording import plural
 
 if TYPE_CHECKING:
     from provisioner.backends import Backend
-    from provisioner.models import Plan, State
+    from provisioner.core.models import Plan, State
 
 
 @click.command(short_help="Check manifests only: no state, no network.")
@@ -79,8 +79,8 @@ def validate(paths: tuple[Path, ...], no_cache: bool) -> None:
 def plan(paths, backend, sandbox, base_url, parallelism, rate_limit, refresh, output_format, out_path,
          detailed_exitcode, no_color, replace, allow_duplicate, at, quiet, no_cache, **policy_overrides) -> None:
     """Show what apply would change, and the credits it would issue."""
-    from provisioner.planfile import refuse_saved_plans, save_plan
-    from provisioner.planner import make_plan
+    from provisioner.planning.saved_plan import refuse_saved_plans, save_plan
+    from provisioner.planning.planner import make_plan
 
     refuse_saved_plans(paths)
     if out_path is not None:
@@ -93,15 +93,15 @@ def plan(paths, backend, sandbox, base_url, parallelism, rate_limit, refresh, ou
     color = not no_color and sys.stdout.isatty()
     # The text a reviewer's CI job keeps: reusing the parts of the last plan that still hold.
     reusable = output_format == "text" and not (color or refresh or replace or out_path or no_cache)
-    from provisioner import planmemo
+    from provisioner.planning import plan_memo
 
-    if reusable and planmemo.usable(declarations, state):
-        result = planmemo.plan(declarations, state, at, policy, planmemo.PlanMemo())
+    if reusable and plan_memo.usable(declarations, state):
+        result = plan_memo.plan(declarations, state, at, policy, plan_memo.PlanMemo())
     else:
         desired = expanded(declarations.desired(), at)
         observed = None
         if refresh:
-            from provisioner.progress import Progress
+            from provisioner.render.progress import Progress
 
             reporter = Progress.for_stream(quiet=quiet)
             with api_context(sandbox, base_url, backend, rate_limit, parallelism, reporter) as api:
@@ -128,7 +128,7 @@ def apply_command(out_path: Path, backend: Backend, base_url: str | None) -> str
 
 def emit_plan(result: Plan, output_format: str, color: bool) -> None:
     if output_format == "json":
-        from provisioner.render.jsonplan import render_json
+        from provisioner.planning.plan_document import render_json
 
         click.echo(render_json(result))
     elif output_format == "markdown":
@@ -155,6 +155,6 @@ def check_replace_addresses(replace, state: State) -> None:
 @click.command(short_help="Print the JSON Schema of a manifest file.")
 def schema() -> None:
     """Print the JSON Schema of a manifest file (for editors and CI)."""
-    from provisioner.schema import manifest_schema
+    from provisioner.manifest.schema import manifest_schema
 
     click.echo(json.dumps(manifest_schema(), indent=2, sort_keys=True))

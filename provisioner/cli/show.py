@@ -58,7 +58,7 @@ def show(paths, backend, sandbox, base_url, parallelism, rate_limit, refresh, ou
     its name, expiry and status. The figures are those recorded in state, or read live with
     --refresh. With PATHS (manifests, optional), the batches their recurring grants will create
     in the next 12 months too."""
-    from provisioner.models import Desired
+    from provisioner.core.models import Desired
     from provisioner.report import render
     from provisioner.report.model import build_report, upcoming_grants
 

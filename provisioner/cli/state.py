@@ -55,8 +55,8 @@ def init(backend) -> None:
 @with_backend
 def refresh(paths, backend, sandbox, base_url, parallelism, rate_limit, lock_timeout, quiet, no_cache, reason) -> None:
     """Update state from the live API (names, expiries, balances); creates nothing."""
-    from provisioner.progress import Progress
-    from provisioner.statecmd import refresh_state
+    from provisioner.render.progress import Progress
+    from provisioner.operations.state_edits import refresh_state
 
     desired = load_manifests(paths, no_cache)
     reporter = Progress.for_stream(quiet=quiet)
@@ -88,7 +88,7 @@ def refresh(paths, backend, sandbox, base_url, parallelism, rate_limit, lock_tim
 def import_command(address, batch_id, paths, backend, sandbox, base_url, parallelism, rate_limit, lock_timeout,
                    no_cache, force, reason) -> None:
     """Adopt an existing batch as ADDRESS, so provisioner manages it from now on."""
-    from provisioner.statecmd import import_batch
+    from provisioner.operations.state_edits import import_batch
 
     desired = load_manifests(paths, no_cache)
     run = run_context(reason, paths).fields()
@@ -146,7 +146,7 @@ def state_push(source, backend, sandbox, lock_timeout, force, reason) -> None:
       provisioner init --state postgresql://host/db
       provisioner state push state/default.json --state postgresql://host/db
     """
-    from provisioner.statecmd import push_state, read_pushed_state
+    from provisioner.operations.state_edits import push_state, read_pushed_state
 
     pushed, history = read_pushed_state(source)
     with backend.writing("state push", timeout=lock_timeout, warn=progress, run=run_context(reason).fields()) as writer:
@@ -165,7 +165,7 @@ def state_push(source, backend, sandbox, lock_timeout, force, reason) -> None:
 @with_backend
 def state_list(backend, sandbox) -> None:
     """List recorded addresses and their batch ids."""
-    from provisioner.views import render_resource_list
+    from provisioner.render.state_views import render_resource_list
 
     recorded = backend.read()
     click.echo(render_resource_list(recorded), nl=False)
@@ -179,7 +179,7 @@ def state_list(backend, sandbox) -> None:
 @with_backend
 def state_show(address, backend, sandbox) -> None:
     """Show everything recorded for ADDRESS."""
-    from provisioner.views import render_resource
+    from provisioner.render.state_views import render_resource
 
     click.echo(render_resource(backend.read(), address))
 
@@ -193,7 +193,7 @@ def state_show(address, backend, sandbox) -> None:
 @with_backend
 def state_rm(address, backend, sandbox, lock_timeout, reason) -> None:
     """Forget ADDRESS: the batch stays in Thought Industries, unmanaged."""
-    from provisioner.statecmd import remove_resource
+    from provisioner.operations.state_edits import remove_resource
 
     with backend.writing("state rm", timeout=lock_timeout, warn=progress, run=run_context(reason).fields()) as writer:
         resource = remove_resource(writer, address)
@@ -215,7 +215,7 @@ def state_rm(address, backend, sandbox, lock_timeout, reason) -> None:
 @with_backend
 def state_mv(source, destination, backend, sandbox, lock_timeout, reason) -> None:
     """Rename an address (after renaming its key in the manifest) without recreating it."""
-    from provisioner.statecmd import move_resource
+    from provisioner.operations.state_edits import move_resource
 
     with backend.writing("state mv", timeout=lock_timeout, warn=progress, run=run_context(reason).fields()) as writer:
         move_resource(writer, source, destination)
@@ -245,14 +245,14 @@ def state_forget_intent(address, backend, sandbox, base_url, parallelism, rate_l
     instead (provisioner import ADDRESS BATCH_ID PATHS...). Once given up, the next apply creates the
     batch anew (issuing its credits) while it is declared.
     """
-    from provisioner.recovery import describe
-    from provisioner.statecmd import forget_intent, intent_candidates
+    from provisioner.applying.matching import describe
+    from provisioner.operations.state_edits import forget_intent, intent_candidates
 
     run = run_context(reason).fields()
     with backend.writing("state forget-intent", timeout=lock_timeout, warn=progress, run=run) as writer:
         with api_context(sandbox, base_url, backend, rate_limit, parallelism) as api:
             writer.attribute(run, server_clock=api.clock.now)
-            from provisioner.applier import RECOVERY_WAIT
+            from provisioner.applying.applier import RECOVERY_WAIT
 
             window = RECOVERY_WAIT if recovery_wait is None else recovery_wait
             check_instance(writer.state, api, backend)

@@ -3,11 +3,8 @@ fields a change alters, credit usage as rows of cells, and sections joined by bl
 
 from __future__ import annotations
 
-from provisioner.models import Plan
-from provisioner.timestamps import NO_EXPIRY
-
-# Order in which actions appear in summaries.
-ACTIONS = ("create", "update", "replace", "recover", "blocked", "missing")
+from provisioner.core.models import Plan
+from provisioner.core.timestamps import NO_EXPIRY
 
 HEADLINES = {
     "create": "will be created",
@@ -23,13 +20,6 @@ NO_CHANGES = "No changes. Your credit batches match the manifests."
 
 def _thousands(n: int) -> str:
     return f"{n:,}"
-
-
-def _summary_counts(plan: Plan) -> dict[str, int]:
-    by_action = plan.figures.counts
-    counts = {action: by_action[action] for action in ACTIONS}
-    counts["unchanged"] = plan.unchanged
-    return counts
 
 
 def _count_phrase(action: str, n: int) -> str:

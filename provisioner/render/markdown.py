@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 
-from provisioner.models import Change, Plan
+from provisioner.core.models import Change, Plan
+from provisioner.planning.plan_document import summary_counts
 from provisioner.render.common import (
     HEADLINES,
     NO_CHANGES,
@@ -12,11 +13,10 @@ from provisioner.render.common import (
     _count_phrase,
     _info_rows,
     _sections,
-    _summary_counts,
     _thousands,
 )
 from provisioner.render.text import render_text
-from provisioner.timestamps import NO_EXPIRY
+from provisioner.core.timestamps import NO_EXPIRY
 
 # Characters that would start emphasis, links, HTML, entities, strikethrough,
 # math (GitHub) or end a table cell.
@@ -47,7 +47,7 @@ def _plain_value(value, field: str = "") -> str:
 
 
 def _markdown_summary(plan: Plan) -> str:
-    counts = _summary_counts(plan)
+    counts = summary_counts(plan)
     phrases = ", ".join(_count_phrase(a, n) for a, n in counts.items() if n)
     total = plan.total_credits
     credits = f"{_thousands(total)} credits to issue" if total else "no credits to issue"

@@ -8,20 +8,20 @@ import json
 import re
 from collections.abc import Iterator
 
-from provisioner.bulk import paused_gc
-from provisioner.models import FIXED_FIELDS, Change, Plan, PlanPart
+from provisioner.core.bulk import paused_gc
+from provisioner.core.models import FIXED_FIELDS, Change, Plan, PlanPart
+from provisioner.planning.plan_document import SUMMARY_ORDER, summary_counts
 from provisioner.render.common import (
-    ACTIONS,
+
     HEADLINES,
     NO_CHANGES,
     _changed_fields,
     _count_phrase,
     _info_rows,
     _sections,
-    _summary_counts,
     _thousands,
 )
-from provisioner.timestamps import NO_EXPIRY
+from provisioner.core.timestamps import NO_EXPIRY
 
 SYMBOLS = {
     "create": "+",
@@ -44,7 +44,6 @@ _ANSI = {
 
 _SYMBOL_COLORS = {"+": "green", "~": "yellow", "!": "red", "?": "cyan", "-/+": "magenta"}
 
-
 def _strip_controls(text: str) -> str:
     """Show control characters escaped: manifest text must not drive the terminal."""
     text = str(text)
@@ -52,9 +51,7 @@ def _strip_controls(text: str) -> str:
         return text
     return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
 
-
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
 
 def _value(value) -> str:
     if value is None:
@@ -66,16 +63,13 @@ def _value(value) -> str:
     # json.dumps quotes strings and escapes control characters.
     return json.dumps(value, ensure_ascii=False)
 
-
 def _transition(before: dict, after: dict, field: str) -> str:
     return f"{_shown(before, field)} -> {_shown(after, field)}"
-
 
 def _shown(values: dict, field: str) -> str:
     if field == "expiresOn" and values.get(field) is None:
         return NO_EXPIRY
     return _value(values.get(field))
-
 
 class _Painter:
     def __init__(self, color: bool):
@@ -89,7 +83,6 @@ class _Painter:
     def symbol(self, symbol: str) -> str:
         style = _SYMBOL_COLORS.get(symbol)
         return self(symbol, style) if style else symbol
-
 
 def _field_rows(change: Change) -> list[tuple[str, str, str]]:
     """(marker, field, shown value) for the lines inside a change's block."""
@@ -112,13 +105,11 @@ def _field_rows(change: Change) -> list[tuple[str, str, str]]:
         ]
     return [("~", k, _transition(before, after, k)) for k in _changed_fields(before, after)]
 
-
 def _reason_line(reason: str) -> str:
     # Reasons the planner already labels ("Fix: ...") keep their label.
     if re.match(r"^[A-Z][A-Za-z ]{0,20}: ", reason):
         return reason
     return f"Reason: {reason}"
-
 
 def _change_block(change: Change, paint: _Painter) -> list[str]:
     symbol = SYMBOLS[change.action]
@@ -134,13 +125,11 @@ def _change_block(change: Change, paint: _Painter) -> list[str]:
     lines.extend(f"    {_strip_controls(_reason_line(r))}" for r in change.reasons)
     return lines
 
-
 def _summary_line(plan: Plan) -> str:
-    counts = _summary_counts(plan)
+    counts = summary_counts(plan)
     always = ("create", "update", "blocked", "unchanged")
     phrases = [_count_phrase(a, n) for a, n in counts.items() if n or a in always]
     return "Plan: " + ", ".join(phrases) + "."
-
 
 def _credits_line(plan: Plan) -> str:
     total = plan.total_credits
@@ -149,10 +138,8 @@ def _credits_line(plan: Plan) -> str:
     per_client = "; ".join(f"{c} {_thousands(n)}" for c, n in plan.credits_by_client().items())
     return f"Credits to issue: {_thousands(total)} ({_strip_controls(per_client)})."
 
-
 def _warning_lines(plan: Plan, paint: _Painter) -> list[str]:
     return [f"{paint('Warning:', 'yellow')} {_strip_controls(w)}" for w in plan.warnings]
-
 
 def _violation_lines(plan: Plan, paint: _Painter) -> list[str]:
     if not plan.violations:
@@ -160,10 +147,8 @@ def _violation_lines(plan: Plan, paint: _Painter) -> list[str]:
     heading = paint("Guardrail violations (apply refuses them without --allow-large):", "bold")
     return [heading] + [f"  {paint.symbol('!')} {_strip_controls(v.message)}" for v in plan.violations]
 
-
 INFO_HEADERS = ("address", "starting", "current", "used", "status", "expires")
 _NUMERIC_INFO_COLUMNS = {1, 2, 3}
-
 
 def _info_table(plan: Plan) -> list[str]:
     if not plan.info:
@@ -180,9 +165,7 @@ def _info_table(plan: Plan) -> list[str]:
 
     return ["Credit usage (from refresh):"] + [line(row) for row in rows]
 
-
 UPCOMING_HEADING = "Next period of each grant (issued once it begins):"
-
 
 def _upcoming_lines(plan: Plan) -> list[str]:
     if not plan.upcoming:
@@ -195,13 +178,11 @@ def _upcoming_lines(plan: Plan) -> list[str]:
         for item in plan.upcoming
     ]
 
-
 # A plan with more changes than this leads with a summary per client, so that a reviewer
 # sees the shape of it before the (complete) list of changes.
 LARGE_PLAN = 100
 # Addresses and field names made of these need no escaping (manifest keys always are).
 _PLAIN_TEXT = re.compile(r"[A-Za-z0-9._/ -]*")
-
 
 class _CreateBlocks:
     """``_change_block`` of plain creates, for large plans: one template per set of fields
@@ -251,11 +232,10 @@ class _CreateBlocks:
         lines.append("    }}")
         return "\n".join(lines), order
 
-
 def _changes_by_client(plan: Plan) -> list[str]:
     """One line per client: its changes by action, and the credits it receives."""
     by_client = sorted((client, figures) for client, figures in plan.figures_by_client().items() if figures.changes)
-    actions = [action for action in ACTIONS if any(figures.counts[action] for _, figures in by_client)]
+    actions = [action for action in SUMMARY_ORDER if any(figures.counts[action] for _, figures in by_client)]
     headers = ["client", *actions, "credits"]
     rows = [headers] + [
         [_strip_controls(client), *[f"{figures.counts[a]:,}" for a in actions], f"{figures.credits:,}"]
@@ -268,11 +248,9 @@ def _changes_by_client(plan: Plan) -> list[str]:
     lines += [line.format(*row).rstrip() for row in rows]
     return lines
 
-
 def render_text(plan: Plan, color: bool = False) -> str:
     """Terraform-style plan for a terminal; ANSI colours only when ``color``."""
     return "".join(text_chunks(plan, color))
-
 
 def text_chunks(plan: Plan, color: bool = False, size: int = 1 << 20) -> Iterator[str]:
     """``render_text`` in pieces of about ``size`` characters, to be written as they come:
@@ -313,7 +291,6 @@ def text_chunks(plan: Plan, color: bool = False, size: int = 1 << 20) -> Iterato
     )
     yield "\n\n" + tail if pieces else tail
 
-
 def _change_texts(plan: Plan, paint: _Painter) -> Iterator[str]:
     """The text of every change, in order: a part's whole text when it has one (and no colours are
     wanted), else one block per change."""
@@ -325,17 +302,14 @@ def _change_texts(plan: Plan, paint: _Painter) -> Iterator[str]:
         else:
             yield from map(blocks, part.changes)
 
-
 def part_text(part: PlanPart) -> str:
     """The changes of one part as the text plan shows them without colours: what a reused part
     carries as its ``text`` (planmemo.py)."""
     return "\n\n".join(map(_plain_blocks(), part.changes))
 
-
 @functools.cache
 def _plain_blocks() -> _CreateBlocks:
     return _CreateBlocks(_Painter(False))  # one for all parts: its templates and quoted values are reused
-
 
 def _credits_total_line(plan: Plan) -> str:
     """The credits line of a large plan: the amounts per client are in its summary."""

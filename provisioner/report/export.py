@@ -15,7 +15,7 @@ import io
 import json
 
 from provisioner.report.model import BatchLine, Credits, CreditsReport
-from provisioner.timestamps import NO_EXPIRY, format_timestamp
+from provisioner.core.timestamps import NO_EXPIRY, format_timestamp
 
 REPORT_FORMAT_VERSION = "1.1"
 

@@ -18,10 +18,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
-from provisioner.grants import add_step, upcoming_periods
-from provisioner.models import GrantSpec, Resource, State, Step, batch_key
+from provisioner.planning.grants import add_step, upcoming_periods
+from provisioner.core.models import GrantSpec, Resource, State, Step, batch_key
 from provisioner.report import DEFAULT_EXPIRING_WITHIN
-from provisioner.timestamps import parse_timestamp
+from provisioner.core.timestamps import parse_timestamp
 
 MONTHS_AHEAD = 12
 

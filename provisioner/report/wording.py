@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from provisioner.timestamps import NO_EXPIRY
+from provisioner.core.timestamps import NO_EXPIRY
 
 if TYPE_CHECKING:  # the CLI takes plural() from here at start-up, without the report's model
     from provisioner.report.model import BatchLine, CreditsReport, Number

@@ -1,0 +1,342 @@
+"""Executes a Plan through the API, exactly once per batch.
+
+The rules that keep credits from being issued twice or ids from being lost:
+- before each create, its intent is made durable (a fsynced journal line or a
+  committed transaction); its id closes it the moment the answer arrives;
+- before a client's first create of the run, its batches are listed: a batch
+  already there, claimed by no address, with the same name and balance, stops
+  that create (the duplicate guard): import it, or allow the duplicate on purpose;
+- a create whose answer was lost (timeout, 5xx, dropped connection) is never sent
+  blindly again: the client's batches are listed at once, and the batch made as
+  asked is adopted (recovery.py holds the rules). Only when nothing is found does
+  the applier wait out the recovery window, then list again: still nothing proves
+  the create never happened. A batch that only looks alike stops that address;
+- open intents left by a crash are settled the same way before new work (settling.py);
+- creates that a listing could confuse (same client, name and balance) never run
+  at the same time, so a listing can always tell them apart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+
+from provisioner.api.client import (
+    READ_TIMEOUT,
+    ApiError,
+    AuthError,
+    CreditsApi,
+    OutcomeUnknown,
+    RequestCancelled,
+)
+from provisioner.backends.base import StateError, StateWriter
+from provisioner.backends.history import ADOPT, CREATE, RECOVER, UPDATE
+from provisioner.applying.listings import ClientListings
+from provisioner.core.models import UPDATABLE_FIELDS, Change, Desired, Intent, Plan, Resource
+from provisioner.planning.planner import client_of, same_value
+from provisioner.render.progress import Progress, describe_work
+from provisioner.applying.matching import confusable_key, differences, duplicate_reasons, duplicates_of
+from provisioner.applying.settling import IntentSettler
+from provisioner.applying.tally import ApplyResult, Tally
+from provisioner.core.timestamps import format_timestamp, utc_now_text
+
+# How long a create may still be in progress on the server after its sender stopped
+# waiting for it: the client's read timeout, and as much again as a margin.
+RECOVERY_WAIT = 2 * READ_TIMEOUT
+RECOVERY_ROUNDS = 3
+CONFIRMED = "created (its answer was lost; found by listing)"
+
+
+class DuplicateFound(ApiError):
+    """The client already has an unclaimed batch just like the one a create would make."""
+
+
+def request_digest(client_id: str, attributes: dict) -> str:
+    canonical = json.dumps({"clientId": client_id, "body": attributes}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class Applier:
+    def __init__(
+        self,
+        api: CreditsApi,
+        writer: StateWriter,
+        *,
+        parallelism: int = 10,
+        progress: Callable[[str], None] = lambda line: None,
+        reporter: Progress | None = None,
+        stop: threading.Event | None = None,
+        settle_seconds: float = 1.0,
+        recovery_wait: float = RECOVERY_WAIT,
+        duplicate_check: bool = True,
+        allow_duplicates: Iterable[str] = (),
+        listings: ClientListings | None = None,
+    ):
+        self.api = api
+        self.writer = writer
+        self.parallelism = max(1, parallelism)
+        # Without a reporter, every line goes to ``progress``.
+        self.tally = Tally(reporter or Progress(write=progress))
+        # Setting it (Ctrl-C) cancels every request that has not left; the client raises RequestCancelled.
+        self.stop = stop or api.stop
+        self.recovery_wait = recovery_wait
+        self.duplicate_check = duplicate_check
+        self.allow_duplicates = set(allow_duplicates)
+        self.listings = listings or ClientListings(api)
+        self.settler = IntentSettler(
+            api,
+            writer,
+            self.listings,
+            self.tally,
+            stop=self.stop,
+            settle_seconds=settle_seconds,
+            recovery_wait=recovery_wait,
+            record_created=self._record_created,
+        )
+
+    # --- entry point ------------------------------------------------------
+
+    def apply(self, plan: Plan, desired: Desired) -> ApplyResult:
+        work = [change for change in plan.changes if change.action in ("create", "replace", "update", "recover")]
+        reporter = self.tally.reporter
+        reporter.start(len(work), self.api.limiter.rpm, what=describe_work(Counter(c.action for c in work)))
+        try:
+            return self._apply(work, desired)
+        finally:
+            reporter.finish()
+
+    def _apply(self, work: list[Change], desired: Desired) -> ApplyResult:
+        # Groups no listing could confuse run side by side: a recovery that must wait to prove a
+        # negative holds up only its own look-alikes, never the rest of the run.
+        self._run_groups(look_alike_groups(work, desired, self.writer.state.pending), desired)
+        # A recovery that never happened and whose manifest changed since belongs to another group:
+        # its create runs once every group is done, unless a look-alike of it is still unresolved.
+        deferred = [
+            Change(address=address, client_key=client_of(address), action="create")
+            for address in self.settler.deferred
+        ]
+        self._run_groups(request_groups(self._not_blocked(deferred, desired), desired), desired)
+        return self.tally.result
+
+    def _not_blocked(self, creates: list[Change], desired: Desired) -> list[Change]:
+        unresolved = {confusable_key(intent.client_id, intent.attributes) for intent in self.writer.open_intents()}
+        ready = []
+        for change in creates:
+            if request_key(change, desired) in unresolved:
+                self.tally.not_started(change.address, "a look-alike of it is unresolved")
+            else:
+                ready.append(change)
+        return ready
+
+    def _run_groups(self, groups: list[list[Change]], desired: Desired) -> None:
+        if not groups:
+            return
+        with ThreadPoolExecutor(max_workers=min(self.parallelism, len(groups))) as pool:
+            pending: set[Future] = {pool.submit(self._run_group, group, desired) for group in groups}
+            while pending:
+                finished, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    future.result()  # internal bugs surface here; API errors are caught per change
+
+    def _run_group(self, group: list[Change], desired: Desired) -> None:
+        for change in group:
+            if self.stop.is_set():
+                self.tally.interrupted(skipped=True)
+                continue
+            try:
+                self._run_change(change, desired)
+            except RequestCancelled:
+                self._cancelled(change)  # Ctrl-C: the stop check above skips the rest of the group
+            except (ApiError, StateError) as exc:
+                self.tally.failed(change.address, str(exc))
+                if isinstance(exc, AuthError | StateError):
+                    self.stop.set()  # every other request would fail the same way, or could not be recorded
+                if change.address in self.writer.state.pending:
+                    # Its create may yet turn up: a look-alike sent now could be mistaken for it.
+                    for rest in group[group.index(change) + 1 :]:
+                        self.tally.not_started(rest.address, f"{change.address}, which looks alike, is unresolved")
+                    return
+
+    def _cancelled(self, change: Change) -> None:
+        """The stop event cancelled this change's next request before it left."""
+        unresolved = change.address in self.writer.state.pending
+        if unresolved:
+            # A create that was sent may have happened: its intent stays for the next apply.
+            self.tally.failed(
+                change.address,
+                "interrupted while checking whether the create happened; the next plan shows it "
+                "as a recovery and apply resolves it",
+            )
+        self.tally.interrupted(skipped=not unresolved)  # nothing sent: not started
+
+    def _run_change(self, change: Change, desired: Desired) -> None:
+        if change.action == "update":
+            self._update(change)
+        elif change.action == "recover":
+            unmade = self.settler.settle(change.address, desired)
+            if unmade is not None:
+                self._create(change.address, desired, previous=unmade)
+        else:
+            self._create(change.address, desired)
+
+    # --- creates ------------------------------------------------------------
+
+    def _create(self, address: str, desired: Desired, previous: Intent | None = None) -> None:
+        spec = desired.batches[address]
+        attributes = spec.attributes()
+        if previous is None:
+            self._guard_against_duplicates(address, spec.client_id, attributes)
+        intent, batch = self._send_create(address, spec.client_id, attributes, previous)
+        if batch is None:
+            self._resolve_after_ambiguity(intent, time.monotonic())
+        else:
+            self._record_created(intent, batch, "created", "created")
+
+    def _guard_against_duplicates(self, address: str, client_id: str, attributes: dict) -> None:
+        """Never create what already exists, unrecorded: a lost state entry, a batch made by hand."""
+        if not self.duplicate_check or address in self.allow_duplicates:
+            return
+        listed = self.listings.current(client_id)
+        found = duplicates_of(attributes, listed, self.writer.claimed_ids(), self.writer.open_intents())
+        if found:
+            problem, fix = duplicate_reasons(address, client_of(address), found)
+            raise DuplicateFound(f"not created: {problem} {fix}")
+
+    def _send_create(
+        self, address: str, client_id: str, attributes: dict, previous: Intent | None = None
+    ) -> tuple[Intent, dict | None]:
+        """Sends one create, its intent written the instant before the request leaves.
+
+        Returns the intent and the batch made, or None for the batch when the outcome is unknown.
+        ``previous`` is the intent of an earlier attempt whose outcome was never settled for
+        certain: a definite refusal of this attempt puts it back rather than forgetting it.
+        """
+        written: list[Intent] = []
+
+        def write_intent() -> None:
+            # Tied to its instance with the first thing it records, not before: an apply that
+            # records nothing leaves the state (and its serial) as it was.
+            self.writer.bind_instance(self.api.instance)
+            server_now = self.api.clock.now()
+            intent = Intent(
+                address=address,
+                client_id=client_id,
+                attributes=attributes,
+                digest=request_digest(client_id, attributes),
+                at=utc_now_text(),
+                server_at=format_timestamp(server_now) if server_now is not None else None,
+            )
+            self.writer.record_intent(intent)
+            written.append(intent)
+
+        def settle_refused() -> None:
+            """A definite refusal: this attempt made nothing. An earlier attempt still in doubt stands."""
+            if previous is not None:
+                self.writer.record_intent(previous)
+            else:
+                self.writer.clear_intent(address)
+
+        try:
+            batch = self.api.create_batch(client_id, attributes, before_send=write_intent, after_refusal=settle_refused)
+        except OutcomeUnknown as exc:
+            self.tally.note(address, f"outcome unknown ({exc}); looking it up")
+            return written[-1], None
+        except ApiError:
+            if written:
+                settle_refused()
+            raise
+        return written[-1], batch
+
+    def _resolve_after_ambiguity(self, intent: Intent, failed_at: float) -> None:
+        """Look at once; wait out the recovery window only when nothing is found, then look again.
+        A batch found was made by this run's create: it counts as created (its credits issued now)."""
+        for _ in range(RECOVERY_ROUNDS):
+            if self.settler.adopt_if_found(intent, self.listings.fresh(intent.client_id), CONFIRMED, kind="created"):
+                return
+            self.settler.wait(self.recovery_wait - (time.monotonic() - failed_at))
+            if self.stop.is_set():
+                raise OutcomeUnknown(
+                    "interrupted while checking whether the create happened; the next plan shows it "
+                    "as a recovery and apply resolves it"
+                )
+            if self.settler.adopt_if_found(intent, self.listings.confirmed(intent.client_id), CONFIRMED, kind="created"):
+                return
+            self.tally.note(intent.address, "the create did not happen; sending it again")
+            intent, batch = self._send_create(intent.address, intent.client_id, intent.attributes, previous=intent)
+            if batch is not None:
+                self._record_created(intent, batch, "created", "created")
+                return
+            failed_at = time.monotonic()
+        raise OutcomeUnknown(
+            f"the create's outcome is still unknown after {RECOVERY_ROUNDS} attempts; the intent stays "
+            "recorded, and the next apply looks it up before doing anything else"
+        )
+
+    # --- updates -------------------------------------------------------------------
+
+    def _update(self, change: Change) -> None:
+        resource = self.writer.state.resources[change.address]
+        body = {
+            name: change.after[name]
+            for name in UPDATABLE_FIELDS
+            if name in change.after and not same_value(name, (change.before or {}).get(name), change.after[name])
+        }
+        batch = self.api.update_batch(resource.batch_id, body)
+        attributes = {**resource.attributes, **body}
+        self.writer.record(
+            change.address,
+            Resource(batch_id=resource.batch_id, client_id=resource.client_id, attributes=attributes, remote=batch),
+            UPDATE,
+        )
+        self.tally.done(change.address, "updated", f"updated ({', '.join(sorted(body))})")
+
+    # --- recording ------------------------------------------------------------
+
+    def _record_created(self, intent: Intent, batch: dict, kind: str, outcome: str) -> None:
+        batch_id = batch.get("id")
+        if batch_id in (None, ""):
+            raise ApiError(f"{intent.address}: the API answered without a batch id; the intent stays open.")
+        action = ADOPT if kind == "adopted" else RECOVER if outcome == CONFIRMED else CREATE
+        self.writer.record(
+            intent.address,
+            Resource(batch_id=str(batch_id), client_id=intent.client_id, attributes=intent.attributes, remote=batch),
+            action,
+        )
+        for difference in differences(batch, intent.attributes):
+            self.tally.warn(f"Warning: {intent.address}: the API stored it differently: {difference}.")
+        self.tally.done(intent.address, kind, f"{outcome} [id={batch_id}]")
+
+
+def look_alike_groups(work: list[Change], desired: Desired, pending: Mapping[str, Intent]) -> list[list[Change]]:
+    """One group per request a listing could confuse; in each, interrupted creates come first
+    (oldest first): new work must not claim what they made."""
+    groups: dict[tuple, list[Change]] = defaultdict(list)
+    for change in work:
+        if change.action == "recover":
+            intent = pending[change.address]
+            groups[confusable_key(intent.client_id, intent.attributes)].append(change)
+        else:
+            groups[request_key(change, desired)].append(change)
+    return [
+        sorted(group, key=lambda c: (c.action != "recover", pending[c.address].at if c.action == "recover" else ""))
+        for group in groups.values()
+    ]
+
+
+def request_groups(changes: list[Change], desired: Desired) -> list[list[Change]]:
+    groups: dict[tuple, list[Change]] = defaultdict(list)
+    for change in changes:
+        groups[request_key(change, desired)].append(change)
+    return list(groups.values())
+
+
+def request_key(change: Change, desired: Desired) -> tuple:
+    if change.action == "update":
+        return ("update", change.address)
+    spec = desired.batches[change.address]
+    return confusable_key(spec.client_id, spec.attributes())

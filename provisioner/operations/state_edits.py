@@ -1,0 +1,283 @@
+"""State edits a user asks for: import, rm, mv, refresh. Callers hold the lock."""
+
+from __future__ import annotations
+
+import re
+import sys
+from datetime import datetime, timezone
+from collections.abc import Mapping
+from itertools import islice
+from pathlib import Path
+
+from provisioner.planning import grants
+from provisioner.api.client import ApiError, CreditsApi
+from provisioner.manifest.fields import KEY_PATTERN, KEY_RULE
+from provisioner.backends.file import parse_document, read_history, read_state
+from provisioner.core.models import COMPARED_FIELDS, BatchSpec, Desired, Intent, Resource, State, batch_key
+from provisioner.applying.listings import ClientListings
+from provisioner.planning.planner import live_attributes, normalized
+from provisioner.applying.matching import Findings, created_since, find, intent_since, is_look_alike, window_left
+from provisioner.backends.base import StateError, StateWriter
+from provisioner.backends.history import FORGET_INTENT, IMPORT, REFRESH, STATE_PUSH, Note, extends, verify
+
+# client/batch, or a grant's period: client/grant@2026-q1 (2026-01, 2026, 2026-01-15).
+PERIOD_PATTERN = r"[0-9]{4}(?:-q[1-4]|-[0-9]{2}(?:-[0-9]{2})?)?"
+ADDRESS = re.compile(f"{KEY_PATTERN}/{KEY_PATTERN}(?:@{PERIOD_PATTERN})?")
+ADDRESS_RULE = f"CLIENT_KEY/BATCH_KEY or CLIENT_KEY/GRANT_KEY@PERIOD (e.g. acme/quarterly@2026-q1), each key {KEY_RULE}"
+# On a failed import, how many other declared clients are listed to name the batch's owner:
+# enough for the usual mix-up, few enough not to spend minutes of rate limit on an error path.
+OWNER_SEARCH_LIMIT = 25
+
+
+class StateCommandError(Exception):
+    """The edit does not make sense; state was not changed."""
+
+
+def import_batch(
+    writer: StateWriter, api: CreditsApi, desired: Desired, address: str, batch_id: str, force: bool = False
+) -> Resource:
+    spec = desired.batches.get(address) or _period_batch(desired, address)
+    existing = writer.state.resources.get(address)
+    if existing is not None:
+        raise StateCommandError(
+            f"{address} is already recorded as batch {existing.batch_id}; run 'provisioner state rm "
+            f"{address}' first if you mean to manage another batch under that address."
+        )
+    owner = next(
+        (name for name, res in writer.state.resources.items() if batch_key(res.batch_id) == batch_key(batch_id)), None
+    )
+    if owner is not None:
+        raise StateCommandError(f"batch {batch_id} is already recorded as {owner}; one batch, one address.")
+    live = _listed(api, spec.client_id, batch_id)
+    if live is None:
+        raise StateCommandError(_not_found_message(api, desired, spec, batch_id))
+    intent = writer.state.pending.get(address)
+    if intent is not None and not is_look_alike(live, intent.attributes):
+        # Recording would close the intent, and a batch that create did make would be lost;
+        # importing one of the batches it may have made is how an ambiguous recovery is settled.
+        raise StateCommandError(
+            f"an interrupted apply was creating {address}, and batch {batch_id} cannot be the one it "
+            "made (another client or starting balance). Run 'provisioner apply' first: it finds and "
+            "records that batch if it was made; when it reports candidates, import one of those."
+        )
+    if intent is not None and not force and not created_since(live, intent_since(intent)):
+        raise StateCommandError(
+            f"an interrupted apply was creating {address}, and batch {batch_id} was made before that create "
+            f"(at {live.get('createdAt')}): it cannot be the one the create made, which would stay unrecorded. "
+            "Import one of the candidates 'provisioner apply' names; --force if you are sure of this one."
+        )
+    attributes = {
+        field: normalized(field, live[field]) for field in COMPARED_FIELDS if live.get(field) not in (None, "")
+    }
+    attributes["clientId"] = spec.client_id
+    resource = Resource(batch_id=batch_id, client_id=spec.client_id, attributes=attributes, remote=dict(live))
+    writer.record(address, resource, IMPORT)
+    return resource
+
+
+def _period_batch(desired: Desired, address: str) -> BatchSpec:
+    """The batch a declared grant issues for the period ADDRESS names, begun or not (a batch made
+    by hand ahead of its period can be adopted too); else why there is none."""
+    grant_address = grants.grant_address(address)
+    grant = desired.grants.get(grant_address or "")
+    if grant is None:
+        what = f"grant {grant_address}" if grant_address else "batch"
+        raise StateCommandError(
+            f"{address} is not declared in the manifests given: declare the {what} first (client key / "
+            f"{'grant key, then @PERIOD' if grant_address else 'batch key'}), so that provisioner knows what it "
+            "should look like."
+        )
+    period_id = address.partition("@")[2]
+    index = grants.period_index(grant, period_id)
+    try:
+        period = None if index is None else grants.period_at(grant, index)
+    except (OverflowError, ValueError):  # past the year 9999
+        period = None
+    if period is None or period.id != period_id or (grant.until is not None and period.starts_on > grant.until):
+        first = grants.period_at(grant, 0)
+        raise StateCommandError(
+            f"{address}: grant {grant.address} (every {grant.every.text} from {grant.from_date.isoformat()}"
+            f"{f' until {grant.until.isoformat()}' if grant.until else ''}) has no period '{period_id}'; its "
+            f"periods are named like {first.id} ({grant.address}@{first.id})."
+        )
+    return grants.period_batch(grant, period)
+
+
+def _listed(api: CreditsApi, client_id: str, batch_id: str) -> dict | None:
+    wanted = batch_key(batch_id)
+    return next((batch for batch in api.list_batches(client_id) if batch_key(batch.get("id")) == wanted), None)
+
+
+def _not_found_message(api: CreditsApi, desired: Desired, spec: BatchSpec, batch_id: str) -> str:
+    """Says whose batch it is when another declared client owns it: the likely mistake."""
+    others = (client for client in desired.clients.values() if client.id != spec.client_id)
+    for client in islice(others, OWNER_SEARCH_LIMIT):
+        if _listed(api, client.id, batch_id) is not None:
+            return (
+                f"batch {batch_id} belongs to client {client.key} ({client.id}), not to {spec.client_key} "
+                f"({spec.client_id}): import it under a {client.key}/... address, or check the batch id."
+            )
+    return (
+        f"batch {batch_id} is not among the batches of client {spec.client_key} ({spec.client_id}) at "
+        f"{api.base_url}: check the batch id and the client's id in the manifest."
+    )
+
+
+def intent_candidates(
+    writer: StateWriter, api: CreditsApi, address: str, window: float, force: bool = False
+) -> tuple[Intent, Findings | str]:
+    """The open intent of ADDRESS and the batches it may have made (or why they cannot be listed).
+
+    While its recovery window runs, the create may still be made on the server: no listing can
+    prove it never was, so giving it up is refused unless ``force``."""
+    intent = writer.state.pending.get(address)
+    if intent is None:
+        raise StateCommandError(
+            f"no interrupted create is recorded for {address}; 'provisioner state list' shows open ones."
+        )
+    try:
+        listed = ClientListings(api).confirmed(intent.client_id)
+    except ApiError as exc:
+        findings: Findings | str = f"its client's batches cannot be listed ({exc})"
+    else:
+        findings = find(listed, intent, writer.claimed_ids(), writer.open_intents())
+    # Judged whether the listing answered or not (an unanswered one leaves the whole window).
+    left = window_left(intent, window, api.clock.now(), datetime.now(timezone.utc))
+    if left > 0 and not force and isinstance(findings, str):
+        raise StateCommandError(
+            f"the interrupted create of {address} may still be in progress on the server, and {findings}: "
+            "nothing shows whether it made a batch, and giving it up now could issue its credits twice. Nothing "
+            "was changed. Run this again once the API answers; --force only if you know the create never "
+            "reached the API."
+        )
+    if left > 0 and not force and findings.nothing:
+        raise StateCommandError(
+            f"the interrupted create of {address} may still be in progress on the server for another "
+            f"{left:.0f} s: no listing can prove yet that it made nothing, and giving it up now could issue "
+            "its credits twice. Nothing was changed. Run this again after that (or run apply, which waits "
+            "and decides by itself); --force only if you know the create never reached the API."
+        )
+    return intent, findings
+
+
+def forget_intent(writer: StateWriter, address: str) -> None:
+    """Gives up an interrupted create a person has settled: the next apply creates the batch anew."""
+    if address not in writer.state.pending:
+        raise StateCommandError(f"no interrupted create is recorded for {address}; nothing was changed.")
+    writer.clear_intent(address, FORGET_INTENT)
+
+
+def remove_resource(writer: StateWriter, address: str) -> Resource:
+    resource = _recorded(writer, address)
+    writer.forget(address)
+    return resource
+
+
+def move_resource(writer: StateWriter, source: str, destination: str) -> None:
+    _recorded(writer, source)
+    for address in (source, destination):
+        if address in writer.state.pending:
+            raise StateCommandError(
+                f"an interrupted apply was creating {address}; run 'provisioner apply' first, so that "
+                "the batch it may have made is recorded before addresses move."
+            )
+    if destination in writer.state.resources:
+        raise StateCommandError(f"{destination} is already recorded; choose another address or 'state rm' it first.")
+    if not ADDRESS.fullmatch(destination):
+        raise StateCommandError(f"{destination!r} is not an address; expected {ADDRESS_RULE}.")
+    if source.split("/")[0] != destination.split("/")[0]:
+        raise StateCommandError(
+            f"{source} belongs to client {source.split('/')[0]}: a batch cannot move to another client "
+            f"({destination.split('/')[0]}). Rename the batch key only, e.g. {source.split('/')[0]}/new-key."
+        )
+    writer.move(source, destination)
+
+
+def refresh_state(writer: StateWriter, observed: Mapping[str, Mapping]) -> list[str]:
+    """Records the live values; returns the addresses the API no longer lists."""
+    missing = []
+    for address, resource in sorted(writer.state.resources.items()):
+        live = observed.get(batch_key(resource.batch_id))
+        if live is None:
+            missing.append(address)
+            continue
+        updated = resource.model_copy(
+            update={"attributes": live_attributes(resource.attributes, live), "remote": dict(live)}
+        )
+        if updated != resource:
+            writer.record(address, updated, REFRESH)
+    return missing
+
+
+def read_pushed_state(source: Path) -> tuple[State, list[dict]]:
+    """A state file to push, its journal folded in, and its history (the one 'state pull' printed
+    into it, else the file's own); '-' reads what 'state pull' printed from stdin."""
+    if str(source) == "-":
+        state, history = parse_document(sys.stdin.read(), "standard input")
+        return state, history or []
+    if not source.exists():
+        raise StateCommandError(f"{source}: no such file; 'state push' loads a state file ('state pull' prints one).")
+    state = read_state(source)
+    if state is None:
+        raise StateCommandError(f"{source}: no state in it.")
+    try:
+        _, embedded = parse_document(source.read_text(encoding="utf-8"), str(source))
+    except (StateError, OSError):
+        embedded = None  # read_state read it: only a journal's lines are in doubt here
+    return state, embedded if embedded is not None else read_history(source)
+
+
+def push_state(writer: StateWriter, pushed: State, force: bool = False, history: list[dict] | None = None,
+               recorded_history: list[dict] | None = None) -> int:
+    """Puts ``pushed`` in place of what the writer's state records; returns how many batches it replaced.
+
+    Terraform's rules: an empty state (as init leaves it) takes any push; otherwise the target
+    must be of the same lineage and not ahead (--force overrides both). The audit trail is
+    append-only: ``history`` (the pushed one) must extend ``recorded_history``. --force pushes
+    the state anyway, but never its history: the recorded one stays, and the push's event says so."""
+    history, recorded_history = history or [], recorded_history or []
+    current = writer.state
+    if not current.is_empty() and not force:
+        if current.lineage != pushed.lineage:
+            raise StateCommandError(
+                f"{writer.name} holds another state (lineage {current.lineage}, {len(current.resources)} batch(es)); "
+                f"the file is lineage {pushed.lineage}. Nothing was changed. Push into an empty state (provisioner "
+                "init), or pass --force to overwrite it (its records are lost: pull a copy first)."
+            )
+        if current.serial > pushed.serial:
+            raise StateCommandError(
+                f"{writer.name} is at serial {current.serial}, newer than the file's {pushed.serial}: "
+                "pushing would undo recorded changes. Nothing was changed; pull the newer state instead, or "
+                "pass --force to overwrite it."
+            )
+        if current.serial == pushed.serial and current.content_digest() != pushed.content_digest():
+            raise StateCommandError(
+                f"{writer.name} and the file are both at serial {current.serial} but record different things. "
+                "Nothing was changed; compare them (provisioner state pull), then pass --force to overwrite."
+            )
+    problem = verify(history)
+    problem = f"it does not verify ({problem})" if problem else extends(recorded_history, history)
+    if problem and not force:
+        raise StateCommandError(
+            f"the history of the state to push does not extend the one {writer.name} records: {problem}. The "
+            "audit trail is append-only, so nothing was changed. Pull this state (it carries its history), edit "
+            "that copy and push it back; or --force to push the state without its history (the recorded history "
+            "stays, and the push's event says so)."
+        )
+    replaced = len(current.resources)
+    serial = pushed.serial if pushed.serial > current.serial else current.serial + 1
+    detail = f"lineage {pushed.lineage}, serial {serial}, {len(pushed.resources)} batch(es), replacing {replaced}"
+    if problem:
+        detail += f"; forced: its own history ({len(history)} event(s)) was not carried, as {problem}"
+    carried = [] if problem else history[len(recorded_history):]
+    writer.replace(pushed.model_copy(update={"serial": serial}), carried, Note(STATE_PUSH, detail=detail))
+    return replaced
+
+
+def _recorded(writer: StateWriter, address: str) -> Resource:
+    resource = writer.state.resources.get(address)
+    if resource is None:
+        raise StateCommandError(
+            f"{address} is not recorded in {writer.name}; 'provisioner state list' shows what is."
+        )
+    return resource
