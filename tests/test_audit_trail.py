@@ -26,7 +26,7 @@ from pg import pg_server, pg_url  # noqa: F401  (fixtures)
 from test_postgres_faults import declared, finish, start_apply, wait_until, write_manifest
 
 from provisioner.backends import open_backend
-from provisioner.backends.history import GENESIS, Head, Note, extends, issuers, seal, select, verify
+from provisioner.core.audit_trail import GENESIS, Head, Note, digest_of, extends, issuers, seal, select, verify
 from provisioner.operations.run_context import gather_run_context
 from provisioner.sandbox import Faults, Sandbox
 
@@ -91,6 +91,14 @@ def test_each_event_carries_the_digest_of_the_one_before_and_its_own():
     assert events[1]["prev"] == events[0]["digest"] and events[2]["prev"] == events[1]["digest"]
     assert verify(events) is None
     assert "null" not in json.dumps(events)
+
+
+def test_a_sealed_digest_is_the_digest_of_the_event_as_stored_whatever_its_text():
+    run = {"actor": "zoë@büro", "reason": 'quarter "Q1" \\ café ✓', "commit": "abc1234"}
+    event = seal(Note("state-mv", "acme/é", batch_id="1", from_address="acme/a", detail="x\ty"), run,
+                 "2026-01-02T03:04:05.000Z", "api", Head(41, "a" * 64))
+    stored = json.loads(json.dumps(event, ensure_ascii=False))
+    assert stored["digest"] == digest_of(stored) and stored["seq"] == 42 and stored["prev"] == "a" * 64
 
 
 @pytest.mark.parametrize(("damage", "named"), [

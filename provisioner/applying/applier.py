@@ -35,7 +35,7 @@ from provisioner.api.client import (
     RequestCancelled,
 )
 from provisioner.backends.base import StateError, StateWriter
-from provisioner.backends.history import ADOPT, CREATE, RECOVER, UPDATE
+from provisioner.core.audit_trail import ADOPT, CREATE, RECOVER, UPDATE
 from provisioner.applying.listings import ClientListings
 from provisioner.core.models import UPDATABLE_FIELDS, Change, Desired, Intent, Plan, Resource
 from provisioner.planning.planner import client_of, same_value

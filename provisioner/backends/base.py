@@ -8,7 +8,7 @@ fsynced journal line, or a committed transaction), so a run killed at any
 instant loses nothing; its ``serial`` moves only when what is recorded changed.
 
 Each change a person or a run makes (not the intents around a create) carries its audit
-event (history.py) in the same durable step: the writer seals it, naming the run it was given
+event (core/audit_trail.py) in the same durable step: the writer seals it, naming the run it was given
 (``attribute``), and the backend writes both at once.
 """
 
@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from types import MappingProxyType
 
-from provisioner.backends.history import STATE_MV, STATE_RM, Head, Note, draft, seal_all
+from provisioner.core.audit_trail import STATE_MV, STATE_RM, Head, Note, draft, seal_all
 from provisioner.core.models import Intent, Resource, State, batch_key
 from provisioner.core.timestamps import format_timestamp
 
@@ -98,7 +98,7 @@ class Backend(ABC):
 
     @abstractmethod
     def read_history(self) -> list[dict]:
-        """Every event of this state's audit trail, oldest first (see history.py)."""
+        """Every event of this state's audit trail, oldest first (see core/audit_trail.py)."""
 
     @abstractmethod
     def written_at(self) -> datetime | None:
@@ -190,7 +190,7 @@ class StateWriter(ABC):
         self._write({"op": "intent", "intent": intent.model_dump(mode="json", exclude_none=True)})
 
     def record(self, address: str, resource: Resource, action: str | None = None) -> None:
-        """``action``: the event this change is (history.py); None for none (an intent's bookkeeping)."""
+        """``action``: the event this change is (core/audit_trail.py); None for none (an intent's bookkeeping)."""
         notes = () if action is None else (event_note(action, address, resource),)
         self._write({"op": "record", "address": address, "resource": resource.model_dump(mode="json")}, notes)
 

@@ -6,7 +6,7 @@ Layout on disk, beside ``state/default.json``:
 - ``default.json.backup``   the previous snapshot.
 - ``default.json.journal``  the write-ahead journal of the run in progress (see journal.py).
 - ``default.json.lock``     the lock of the run in progress (see filelock.py).
-- ``default.json.history``  the audit trail: one event a line, append-only (see history.py).
+- ``default.json.history``  the audit trail: one event a line, append-only (see core/audit_trail.py).
 
 Readers fold the journal into the snapshot, so an apply killed at any instant
 loses nothing: every intent and every id reached the journal (fsync) first. A
@@ -39,7 +39,7 @@ from provisioner.backends.base import (
     apply_entry,
 )
 from provisioner.backends.filelock import StateLock, force_unlock, lock_path
-from provisioner.backends.history import FORCE_UNLOCK, Head, Note, after, line_of, parse_line
+from provisioner.core.audit_trail import FORCE_UNLOCK, Head, Note, after, line_of, parse_line
 from provisioner.backends.journal import Journal, JournalError, fsync_directory, read_journal
 from provisioner.core.models import STATE_FORMAT_VERSION, State
 

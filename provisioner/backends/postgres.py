@@ -36,7 +36,7 @@ from provisioner.backends.base import (
     StateWriter,
     Warn,
 )
-from provisioner.backends.history import FORCE_UNLOCK, Head, Note, seal
+from provisioner.core.audit_trail import FORCE_UNLOCK, Head, Note, seal
 from provisioner.backends.pglock import AdvisoryLock
 from provisioner.core.models import State
 from provisioner.core.timestamps import utc_now_text

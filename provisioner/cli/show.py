@@ -79,7 +79,7 @@ def show(paths, backend, sandbox, base_url, parallelism, rate_limit, refresh, ou
     if output_format == "html":
         from dataclasses import replace
 
-        from provisioner.backends.history import issuers
+        from provisioner.core.audit_trail import issuers
 
         credits = replace(credits, issuers=issuers(backend.read_history()))
     output = render(credits, output_format)

@@ -18,7 +18,7 @@ from provisioner.applying.listings import ClientListings
 from provisioner.planning.planner import live_attributes, normalized
 from provisioner.applying.matching import Findings, created_since, find, intent_since, is_look_alike, window_left
 from provisioner.backends.base import StateError, StateWriter
-from provisioner.backends.history import FORGET_INTENT, IMPORT, REFRESH, STATE_PUSH, Note, extends, verify
+from provisioner.core.audit_trail import FORGET_INTENT, IMPORT, REFRESH, STATE_PUSH, Note, extends, verify
 
 # client/batch, or a grant's period: client/grant@2026-q1 (2026-01, 2026, 2026-01-15).
 PERIOD_PATTERN = r"[0-9]{4}(?:-q[1-4]|-[0-9]{2}(?:-[0-9]{2})?)?"

@@ -13,7 +13,7 @@ import io
 import json
 from collections.abc import Mapping, Sequence
 
-from provisioner.backends.history import FIELDS
+from provisioner.core.audit_trail import FIELDS
 
 
 def render_log(events: Sequence[Mapping], output_format: str) -> str:
