@@ -23,10 +23,26 @@ import pytest
 from conftest import GLOBEX_ID, TEST_KEY, call_api, run_subprocess, two_client_manifest
 from faultproxy import FaultProxy, Forward
 from pg import pg_server, pg_url  # noqa: F401  (fixtures)
-from test_postgres_faults import declared, finish, start_apply, wait_until, write_manifest
+from test_postgres_faults import (
+    declared,
+    finish,
+    start_apply,
+    wait_until,
+    write_manifest,
+)
 
 from provisioner.backends import open_backend
-from provisioner.core.audit_trail import GENESIS, Head, Note, digest_of, extends, issuers, seal, select, verify
+from provisioner.core.audit_trail import (
+    GENESIS,
+    Head,
+    Note,
+    digest_of,
+    extends,
+    issuers,
+    seal,
+    select,
+    verify,
+)
 from provisioner.operations.run_context import gather_run_context
 from provisioner.sandbox import Faults, Sandbox
 
@@ -152,7 +168,7 @@ def test_the_run_context_from_gitlab_and_from_a_workstation(tmp_path):
         "gl-user", "abcdef1234567", "https://gitlab.example/j/9", "31", "from the environment")
     repository = tmp_path / "repo"
     repository.mkdir()
-    run_git = lambda *args: run_subprocess_git(repository, *args)  # noqa: E731
+    run_git = lambda *args: run_subprocess_git(repository, *args)
     run_git("init", "-q")
     run_git("-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-q", "--allow-empty", "-m", "m")
     head = run_git("rev-parse", "HEAD").strip()
@@ -416,3 +432,55 @@ def test_giving_up_an_interrupted_create_is_an_event_with_its_credits(tmp_path):
 def test_log_of_a_state_that_does_not_exist_says_so(tmp_path):
     result = run_subprocess("log", "--state", tmp_path / "nowhere.json")
     assert result.returncode == 1 and "there is no state" in result.stderr and "Traceback" not in result.stderr
+
+
+PUSH_KILLED = """
+import os, signal, sys
+from pathlib import Path
+from provisioner.backends import file as backend
+from provisioner.backends.file import FileBackend, read_history
+from provisioner.core.audit_trail import Note
+from provisioner.operations.state_edits import push_state, read_pushed_state
+
+path, pulled, where = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
+
+def killed(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGKILL)
+
+if where == "before the snapshot":
+    backend.write_snapshot = killed
+else:
+    backend.append_history = killed
+state, history = read_pushed_state(pulled)
+with FileBackend(path).writing("state push", run={"actor": "pusher"}) as writer:
+    push_state(writer, state, history=history, recorded_history=read_history(path))
+"""
+
+
+@pytest.mark.parametrize("where", ["before the snapshot", "after the snapshot, before filing"])
+def test_a_push_killed_leaves_the_state_and_its_event_together(ci_env, write_manifest, state, tmp_path, where):
+    import subprocess
+    import sys
+
+    from provisioner.backends.file import FileWriter, history_path
+
+    manifest = write_manifest(two_client_manifest())
+    assert run_subprocess("apply", manifest, "--state", state, "--auto-approve").returncode == 0
+    document = json.loads(run_subprocess("state", "pull", "--state", state).stdout)
+    del document["resources"]["acme/q1"]  # what the push changes
+    document["serial"] += 1
+    pulled = tmp_path / "pulled.json"
+    pulled.write_text(json.dumps(document))
+    killed = subprocess.run([sys.executable, "-c", PUSH_KILLED, str(state), str(pulled), where],
+                            capture_output=True, text=True, timeout=60)
+    assert killed.returncode == -9, killed.stderr
+
+    events, recorded = events_and_state(str(state))
+    pushed = where != "before the snapshot"
+    assert ("acme/q1" not in recorded) == pushed
+    assert [e["action"] for e in events] == ["create"] * 3 + (["state-push"] if pushed else [])
+    assert verify(events) is None
+    FileWriter(state).close()  # the next writer files what the snapshot carried
+    assert events_and_state(str(state))[0] == events
+    filed = [json.loads(line) for line in history_path(state).read_text().splitlines()]
+    assert filed == events and run_subprocess("log", "--verify", "--state", state).returncode == 0

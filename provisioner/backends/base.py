@@ -196,7 +196,7 @@ class StateWriter(ABC):
 
     def clear_intent(self, address: str, action: str | None = None) -> None:
         """Closes an intent: a refused create (no event), or one given up by a person (``forget-intent``)."""
-        notes = ()
+        notes: tuple[Note, ...] = ()
         if action is not None:
             intent = self.state.pending.get(address)
             credits = intent.attributes.get("startingBalance") if intent is not None else None
@@ -402,8 +402,6 @@ class Changes:
 
     def note(self, state: State, entry: dict) -> None:
         """Before ``entry`` is applied to ``state``."""
-        if entry["op"] == "replace":
-            self._unsaved = True
         for table, address in _touched(entry):
             self._stored.setdefault((table, address), getattr(state, table).get(address, _ABSENT))
 
@@ -479,10 +477,6 @@ def apply_entry(state: State, entry: dict) -> None:
         state.resources[entry["to"]] = state.resources.pop(entry["from"])
     elif op == "instance":
         state.instance = entry["name"]
-    elif op == "replace":
-        pushed = State.model_validate(entry["state"])
-        for name in ("lineage", "serial", "instance", "resources", "pending"):
-            setattr(state, name, getattr(pushed, name))
     elif op in ("checkpoint", "event"):
         pass  # the file journal's mark of where a snapshot took over (see file.py); an event alone
     else:

@@ -13,9 +13,11 @@ loses nothing: every intent and every id reached the journal (fsync) first. A
 journal behind the snapshot was folded into it already, except for what follows
 its last ``checkpoint`` line for the snapshot's serial (see journal.py).
 
-Each change's event travels in its journal line; the history file receives the events of a
-journal before that journal is dropped or restarted, so every event is in one or the other (or
-both: the history is read as the file, then the journal's events past its end).
+Each change's event travels in its journal line, or in the snapshot that makes the change (a
+push: the snapshot's last key, ``history``, holds the events its history file may not hold yet);
+the history file receives them before that journal is dropped or restarted, or right after that
+snapshot is in place. So every event is in one or the other, or both: the history is read as the
+file, then the snapshot's events past its end, then the journal's past those.
 """
 
 from __future__ import annotations
@@ -123,9 +125,44 @@ def history_path(path: Path) -> Path:
 
 def read_history(path: Path) -> list[dict]:
     """The state's whole audit trail: the history file, then the events of the journal past its end."""
-    journaled = journal_events(path)  # first: events move from the journal to the file, never back
+    # In this order: events move from the journal or the snapshot to the file, never back.
+    journaled = journal_events(path)
+    carried = snapshot_events(path)
     filed = read_history_file(history_path(path))
-    return filed + after(journaled, filed[-1]["seq"] if filed else 0)
+    return _merged(filed, carried, journaled)
+
+
+def _merged(filed: list[dict], carried: list[dict], journaled: list[dict]) -> list[dict]:
+    events = filed + after(carried, filed[-1]["seq"] if filed else 0)
+    return events + after(journaled, events[-1]["seq"] if events else 0)
+
+
+SNAPSHOT_HISTORY = b'\n  "history": ['
+
+
+def snapshot_events(path: Path) -> list[dict]:
+    """The events a snapshot carries (its last key, as render_snapshot writes it); [] for none."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise StateError(f"{path}: cannot read the state file: {exc.strerror}.") from None
+    start = data.rfind(SNAPSHOT_HISTORY)
+    if start < 0:
+        if b'"history"' not in data:
+            return []
+        try:  # laid out another way (a pulled state reformatted): the whole document read
+            return parse_document(data.decode("utf-8"), str(path))[1] or []
+        except (StateError, UnicodeDecodeError):
+            return []
+    try:
+        events = json.loads(data[start + len(SNAPSHOT_HISTORY) - 1 : data.rindex(b"]") + 1])
+    except ValueError:
+        raise StateError(f"{path}: the events the state file carries cannot be read; it was left untouched.") from None
+    if not isinstance(events, list) or not all(isinstance(event, dict) for event in events):
+        raise StateError(f"{path}: its 'history' must be a list of events; it was left untouched.")
+    return events
 
 
 def journal_events(path: Path) -> list[dict]:
@@ -340,11 +377,6 @@ def _read_journal_checked(path: Path, state: State | None) -> tuple[list[dict], 
     except JournalError as exc:
         raise StateError(str(exc)) from None
     if base is not None and state is not None and base["lineage"] != state.lineage:
-        if any(entry["op"] == "replace" and entry.get("state", {}).get("lineage") == state.lineage
-               for entry in entries):
-            # A push killed once its snapshot (of the pushed lineage) was in place: that journal is
-            # spent, as one behind the snapshot is.
-            return [], {"op": "begin", "lineage": state.lineage, "serial": -1}
         raise StateError(
             f"{journal_path(path)}: this journal belongs to another state (lineage {base['lineage']}, "
             f"the state file has {state.lineage}). Move it aside after checking which is right."
@@ -354,7 +386,11 @@ def _read_journal_checked(path: Path, state: State | None) -> tuple[list[dict], 
 
 def render_snapshot(state: State, history: list[dict] | None = None) -> str:
     """The snapshot's text; with ``history``, the state as ``state pull`` prints it (one event a line)."""
-    text = SnapshotText().render(state)
+    return with_history(SnapshotText().render(state), history)
+
+
+def with_history(text: str, history: list[dict] | None) -> str:
+    """A snapshot's text with ``history`` as its last key, one event a line."""
     if history is None:
         return text
     events = "".join(f"\n    {json.dumps(event, sort_keys=True)}," for event in history).rstrip(",")
@@ -393,13 +429,15 @@ class SnapshotText:
         return "{\n" + ",\n".join(lines) + "\n  }"
 
 
-def write_snapshot(path: Path, state: State, text: SnapshotText | None = None) -> None:
-    """Atomic: temporary file, fsync, keep the previous file as .backup, rename."""
+def write_snapshot(path: Path, state: State, text: SnapshotText | None = None,
+                   history: list[dict] | None = None) -> None:
+    """Atomic: temporary file, fsync, keep the previous file as .backup, rename. ``history``: events
+    this snapshot carries, the change it makes and its events in one step (see read_history)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(temporary, "w", encoding="utf-8") as handle:
-            handle.write((text or SnapshotText()).render(state))
+            handle.write(with_history((text or SnapshotText()).render(state), history or None))
             handle.flush()
             os.fsync(handle.fileno())
     except BaseException:
@@ -441,7 +479,8 @@ class FileWriter(StateWriter):
         snapshot, entries, journal_found = unfolded
         # The events a killed run journaled that the history file does not hold yet: filed first.
         filed = history_tail(history_path(self.path))
-        self._unfiled = after(journal_events(self.path), filed.seq)
+        self._unfiled = _merged([], after(snapshot_events(self.path), filed.seq),
+                                after(journal_events(self.path), filed.seq))
         super().__init__(snapshot, checkpoint_seconds, head=Head.of(self._unfiled[-1]) if self._unfiled else filed)
         self._file_events()
         # An interrupted run's journal: folded in here, so that the changes it made are seen as changes.
@@ -529,10 +568,16 @@ class FileWriter(StateWriter):
 
     def replace(self, state: State, events: list[dict] | None = None, note: Note | None = None) -> None:
         with self._guard:
-            pushed = self._pushed_events(events, note)
-            if pushed:
-                # The new state and its events in one journal line: a crash leaves both or neither.
-                self._persist({"op": "replace", "state": state.model_dump(mode="json"), "events": pushed})
-                self.head = Head.of(pushed[-1])
-            self._saved_as(state.model_copy(deep=True))
-            self._save(self.state, changed=True)
+            self.put_snapshot(state.model_copy(deep=True), self._pushed_events(events, note))
+
+    def put_snapshot(self, state: State, events: list[dict]) -> None:
+        """``state`` in place as one new snapshot carrying its ``events`` (sealed already): the change
+        and its events in one rename. Then they are filed, and the journal goes (its changes were
+        folded into ``state``). For a replace, and a bulk record made as one snapshot."""
+        with self._guard:
+            write_snapshot(self.path, state, self._text, history=events)
+            self._saved_as(state)
+            if events:
+                self.head = Head.of(events[-1])
+                self._unfiled.extend(events)
+            self._drop_journal()

@@ -310,7 +310,7 @@ class PostgresBackend(Backend):
         return state, digest, head
 
     def _history_head(self, conn) -> Head:
-        if self._schema_version(conn) < SCHEMA_VERSION:
+        if (self._schema_version(conn) or 0) < SCHEMA_VERSION:
             return Head()
         row = conn.execute(
             self._query("SELECT seq, event->>'digest' FROM {history} WHERE workspace = %s ORDER BY seq DESC LIMIT 1",
@@ -323,7 +323,7 @@ class PostgresBackend(Backend):
         with self._transaction(read_only=True) as conn:
             if self._workspace_row(conn) is None:
                 raise self.missing_error()
-            if self._schema_version(conn) < SCHEMA_VERSION:
+            if (self._schema_version(conn) or 0) < SCHEMA_VERSION:
                 return []
             rows = conn.execute(
                 self._query("SELECT event::text FROM {history} WHERE workspace = %s ORDER BY seq", history="history"),

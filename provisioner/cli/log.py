@@ -6,8 +6,8 @@ from datetime import datetime, timezone
 
 import click
 
-from provisioner.core.audit_trail import ACTIONS
 from provisioner.cli.options import UserError, sandbox_option, user_errors, with_backend
+from provisioner.core.audit_trail import ACTIONS
 
 LOG_FORMATS = ("text", "json", "csv")
 
@@ -52,7 +52,8 @@ def log(addresses, client, since, actions, output_format, verify, backend, sandb
       provisioner log --client acme --since 2026-01-01 --format csv > acme.csv
       provisioner log --verify                check that no event was altered, removed or added
     """
-    from provisioner.core.audit_trail import select, verify as verify_chain
+    from provisioner.core.audit_trail import select
+    from provisioner.core.audit_trail import verify as verify_chain
 
     events = backend.read_history()
     if verify:
