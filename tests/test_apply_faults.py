@@ -95,7 +95,8 @@ def faulty():
         sandbox.stop()
 
 
-def fast_api(sandbox: Sandbox, *, read_timeout: float = 5.0, max_attempts: int = 6, pool_size: int = 4) -> CreditsApi:
+def fast_api(sandbox: Sandbox, *, read_timeout: float = 5.0, max_attempts: int = 6, pool_size: int = 4,
+             give_up_after: float | None = 25.0) -> CreditsApi:
     return CreditsApi(
         sandbox.url,
         TEST_KEY,
@@ -104,6 +105,7 @@ def fast_api(sandbox: Sandbox, *, read_timeout: float = 5.0, max_attempts: int =
         backoff_base=0.01,
         backoff_cap=0.1,
         pool_size=pool_size,
+        give_up_after=give_up_after,
     )
 
 
@@ -241,9 +243,10 @@ def test_latency_beyond_the_read_timeout_leaves_intents_the_next_apply_adopts(fa
     sandbox = faulty(latency=0.5)
     declared = len(load([manifest]).batches)
 
-    # Without the duplicate guard, whose listing would time out before any create is sent.
-    slow = apply_in_process(manifest, state_path, fast_api(sandbox, read_timeout=0.2, max_attempts=2),
-                            duplicate_check=False)
+    # Without the duplicate guard, whose listing would time out before any create is sent; and
+    # without the run-wide outage watcher (tests/test_outage.py), so that each lookup gives up alone.
+    slow = apply_in_process(manifest, state_path, fast_api(sandbox, read_timeout=0.2, max_attempts=2,
+                                                           give_up_after=None), duplicate_check=False)
 
     # Every create sent committed but its answer timed out, and so did every lookup: nothing is
     # resent, and a look-alike (the twin) is not even started while its double is unresolved.

@@ -483,3 +483,46 @@ def test_a_state_url_is_shown_as_written_less_its_password(url, shown, libpq, sc
     assert split_schema(url) == (libpq, schema)
     assert url_has_password(url) == ("pw" in url)
     assert not url_has_password("postgresql://ci:@/team") and url_has_password("postgresql:///t?pass%77ord=x")
+
+
+def test_a_run_waiting_for_the_lock_says_for_whom_at_once_then_again(backend, location, backend_at, monkeypatch):
+    """--lock-timeout: "Acquiring state lock..." naming the holder, then a line every so often,
+    then that it got the lock (Terraform's words)."""
+    from provisioner.backends import lockwait
+
+    monkeypatch.setattr(lockwait, "NOTICE_EVERY", 0.5)
+    holder = backend_at(location)
+    release, held = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with holder.lock("apply") as info:
+            holding.append(info)
+            held.set()
+            release.wait(10)
+
+    holding: list[LockInfo] = []
+    thread = threading.Thread(target=hold)
+    thread.start()
+    said: list[str] = []
+    try:
+        held.wait(10)
+        threading.Timer(1.3, release.set).start()
+        with backend_at(location).lock("plan", timeout=10, warn=said.append):
+            pass
+    finally:
+        release.set()
+        thread.join(10)
+    first = said[0]
+    assert first.startswith("Acquiring state lock on ") and "waiting up to 10 s (--lock-timeout)" in first, said
+    assert f"pid {os.getpid()}" in first and "apply" in first and holding[0].id in first
+    assert any(line.startswith("Still waiting for the state lock (") for line in said[1:]), said
+    assert said[-1].startswith("Acquired the state lock after")
+
+
+def test_a_run_that_does_not_wait_says_nothing_about_waiting(backend, location, backend_at):
+    said: list[str] = []
+    with backend_at(location).lock("apply"):
+        with pytest.raises(LockError):
+            with backend_at(location).lock("plan", timeout=0, warn=said.append):
+                pass
+    assert said == []

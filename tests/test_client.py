@@ -34,6 +34,9 @@ from provisioner.sandbox import Faults, Sandbox
 WRONG_KEY = "ti_test_" + "w" * 24
 BATCHES_PATH = f"/incoming/v2/clients/{ACME_ID}/creditBatches"
 FAST = {"backoff_base": 0.001, "backoff_cap": 0.004}
+# The client on its own: each request gives up after its attempts, with no run-wide outage watcher
+# (tests/test_outage.py tests the watcher).
+ALONE = {"give_up_after": None}
 
 
 # ---------------------------------------------------------------- helpers
@@ -58,7 +61,7 @@ class SleepRecorder:
 def make_api(url: str, key: str = TEST_KEY, **options) -> CreditsApi:
     options.setdefault("sleep", SleepRecorder())
     options.setdefault("timeout", (1.0, 2.0))
-    for name, value in FAST.items():
+    for name, value in {**FAST, **ALONE}.items():
         options.setdefault(name, value)
     return CreditsApi(url, key, **options)
 
@@ -640,3 +643,19 @@ def test_the_proxy_of_the_environment_is_used(monkeypatch):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_retry_notices_name_the_address_and_the_client_key_not_an_id():
+    said: list[str] = []
+    created = {"data": {"CreateCreditBatch": {"id": "b-1"}}}
+    with ScriptedServer((429, {"Retry-After": "0"}, {"error": "rate_limit_exceeded"}), (200, {}, created),
+                        error_body(503, "busy"), (200, {}, {"data": {"APICreditBatchesByClientAndCreditAccount": {
+                            "creditBatches": [], "pageInfo": {"hasMore": False, "total": 0}}}})) as server:
+        api = make_api(server.url, on_retry=said.append)
+        api.name_clients({ACME_ID: "acme"})
+        api.create_batch(ACME_ID, {"startingBalance": 1}, about="acme/q1")
+        api.list_batches(ACME_ID)
+
+    assert said[0].startswith("retrying the create of acme/q1: HTTP 429"), said
+    assert said[1].startswith("retrying the listing of client acme: HTTP 503"), said
+    assert not any(ACME_ID in line for line in said)

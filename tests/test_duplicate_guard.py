@@ -8,11 +8,14 @@ as blocked. Every test runs the CLI as a user does, against a real sandbox.
 from __future__ import annotations
 
 import json
+import unicodedata
 from collections import Counter
 
-from conftest import ACME_ID, GLOBEX_ID, call_api, recorded_nothing, run_subprocess, two_client_manifest
+from conftest import ACME_ID, GLOBEX_ID, TEST_KEY, call_api, recorded_nothing, run_subprocess, two_client_manifest
+from faultproxy import FaultProxy, Forward, ProxiedRequest
 
 from provisioner.backends.file import read_state
+from provisioner.sandbox import Quirks, Sandbox
 
 FAST = ("--rate-limit", "0")
 
@@ -237,3 +240,56 @@ def test_apply_refresh_lists_each_client_once(cli, api_env, sandbox, write_manif
     listed = Counter(path for method, path, _ in sandbox.request_log if method == "GET")
     assert listed == {f"/incoming/v2/clients/{ACME_ID}/creditBatches": 1,
                       f"/incoming/v2/clients/{GLOBEX_ID}/creditBatches": 1}
+
+
+# --- names as a server may normalise them ---------------------------------------------------------------------
+
+
+def respaced_manifest(write_manifest, name: str):
+    return write_manifest(f'clients:\n  acme:\n    id: {ACME_ID}\n    batches:\n      q1:\n        name: "{name}"\n'
+                          "        startingBalance: 5000\n")
+
+
+def test_a_name_the_server_respaced_is_still_caught_once_its_state_entry_is_lost(write_manifest, state):
+    """A server that collapses inner runs of spaces (the sandbox's trim-names) stores "Acme  Q1" as "Acme Q1".
+    With acme/q1's state entry lost, the next apply used to compare the names trimmed and case-folded only,
+    see another name, and issue q1 a second time (exit 0). The guard must stop it and name the batch."""
+    with Sandbox(api_key=TEST_KEY, quirks=Quirks(trim_names=True)) as sandbox:
+        env = {"TI_BASE_URL": sandbox.url, "TI_API_KEY": TEST_KEY, "TI_RATE_LIMIT": "0"}
+        manifest = respaced_manifest(write_manifest, "Acme  Q1")
+        first = run_subprocess("apply", manifest, "--state", state, "--auto-approve", env=env)
+        batch_id = lose_entry(state, "acme/q1")
+
+        second = run_subprocess("apply", manifest, "--state", state, "--auto-approve", env=env)
+
+        assert first.returncode == 0, first.stderr
+        assert [batch["name"] for batch in sandbox.all_batches(ACME_ID)] == ["Acme Q1"], "issued twice"
+        assert second.returncode == 1, second.stderr
+        assert batch_id in second.stderr and f"provisioner import acme/q1 {batch_id}" in second.stderr, second.stderr
+        assert "Traceback" not in second.stderr
+        assert not read_state(state).resources and not read_state(state).pending
+
+
+def test_a_name_the_server_stores_in_unicode_normal_form_is_still_caught(write_manifest, state):
+    """A server that stores names in Unicode normal form NFKC (full-width letters made ASCII, a ligature
+    split, a no-break space made a space) lists "Ｑ１ ﬁnal\u00a0run" as "Q1 final run": the same name to a
+    person, and to the guard."""
+    with Sandbox(api_key=TEST_KEY) as sandbox:
+        def stored_in_nfkc(request: ProxiedRequest) -> Forward:
+            def normalise(answer: dict) -> dict:
+                for batch in answer["data"]["APICreditBatchesByClientAndCreditAccount"]["creditBatches"]:
+                    batch["name"] = unicodedata.normalize("NFKC", batch["name"])
+                return answer
+
+            return Forward(rewrite=normalise if request.method == "GET" else None)
+
+        with FaultProxy(sandbox.url, stored_in_nfkc) as proxy:
+            env = {"TI_BASE_URL": proxy.url, "TI_API_KEY": TEST_KEY, "TI_RATE_LIMIT": "0"}
+            manifest = respaced_manifest(write_manifest, "Ｑ１ ﬁnal\u00a0run")
+            first = run_subprocess("apply", manifest, "--state", state, "--auto-approve", env=env)
+            lose_entry(state, "acme/q1")
+            second = run_subprocess("apply", manifest, "--state", state, "--auto-approve", env=env)
+
+        assert first.returncode == 0, first.stderr
+        assert len(sandbox.all_batches(ACME_ID)) == 1, f"issued twice:\n{second.stderr}"
+        assert second.returncode == 1 and "just like it" in second.stderr, second.stderr

@@ -292,3 +292,13 @@ def test_force_unlock_refuses_while_the_holder_is_alive_on_this_machine(state):
         assert result.returncode == 1 and "Traceback" not in result.stderr
         assert "still alive" in result.stderr
         assert lock_path(state).read_bytes() == before
+
+
+def test_the_cli_waiting_for_the_lock_says_who_holds_it(state):
+    with StateLock(state, command="apply") as holder:
+        result = run_subprocess("state", "rm", "acme/q1", "--state", state, "--lock-timeout", "1")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    waiting = result.stderr.splitlines()[0]
+    assert waiting.startswith(f"Acquiring state lock on {state}... it is held by "), result.stderr
+    assert f"pid {os.getpid()}, apply" in waiting and holder.info.id in waiting
+    assert "waiting up to 1 s (--lock-timeout)" in waiting

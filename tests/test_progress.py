@@ -173,7 +173,9 @@ def test_apply_in_a_ci_log_says_the_estimate_first_then_timestamped_summaries(tm
 
     assert applied.returncode == 0, applied.stderr
     lines = applied.stderr.splitlines()
-    assert re.fullmatch(STAMP + r"Applying 30 creates at 600 requests/min: about 3 s\.", lines[0])
+    # The duplicate guard lists the two clients the preflight did not: 32 requests.
+    assert re.fullmatch(STAMP + r"Applying 30 creates and 2 listings for the duplicate guard at 600 requests/min: "
+                        r"about 3 s\.", lines[0])
     assert sum(1 for line in lines if re.match(r"\[\d+/30\] c\d/b\d: created \[id=", line)) == 30
     assert any(re.fullmatch(STAMP + r"Applying: \d+/30 \(\d+%\), [\d.]+/min, elapsed .*, ETA .*, 0 failed", line)
                for line in lines)
@@ -189,7 +191,7 @@ def test_apply_quiet_prints_no_line_per_batch(tmp_path):
 
     assert applied.returncode == 0, applied.stderr
     assert "created [id=" not in applied.stderr
-    assert re.search(STAMP + r"Applying 6 creates (at|with)", applied.stderr)
+    assert re.search(STAMP + r"Applying 6 creates and 1 listing for the duplicate guard (at|with)", applied.stderr)
     assert re.search(STAMP + r"Done \(6/6 changes", applied.stderr)
     assert "Apply complete! Batches: 6 created" in applied.stdout
 
@@ -215,9 +217,10 @@ def test_retries_are_announced_with_why_and_when(tmp_path):
         failed_answers = sum(1 for _, _, status in sandbox.request_log if status >= 500)
 
     assert planned.returncode == 0, planned.stderr
-    notices = [line for line in planned.stderr.splitlines() if line.startswith("Note: Retrying GET")]
+    notices = [line for line in planned.stderr.splitlines() if line.startswith("Note: Retrying ")]
     assert failed_answers > len(notices) >= 1  # several retries, at most one line per few seconds
-    assert re.fullmatch(r"Note: Retrying GET for client [0-9a-f-]+: HTTP 50[023] \(attempt \d of 6\); "
+    # The client's key in the manifest, not its id.
+    assert re.fullmatch(r"Note: Retrying the listing of client c\d+: HTTP 50[023] \(attempt \d of 6\); "
                         r"next try in \d+\.\d s.*", notices[0])
 
 
@@ -252,7 +255,7 @@ def test_the_live_line_on_a_terminal(tmp_path, columns):
             ["apply", manifest, "--state", init_state(tmp_path / "s.json"), "--auto-approve"], user_env(sandbox), columns)
 
     assert code == 0, output
-    estimate_at = output.index("Applying 20 creates at 600 requests/min: about 2 s.")
+    estimate_at = output.index("Applying 20 creates and 1 listing for the duplicate guard at 600 requests/min: about 2 s.")
     assert estimate_at < output.index("[1/20] c")
     # One line redrawn in place (carriage returns, no new line) with its figures...
     tail = ", 0 failed" if columns else ""  # 80 columns (a terminal of no size) may cut it short

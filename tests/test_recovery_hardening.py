@@ -14,7 +14,6 @@ import sys
 import textwrap
 from pathlib import Path
 
-import pytest
 from conftest import ACME_ID, run_subprocess
 from faultproxy import Answer, DropThenCommit, FaultProxy, Forward, ProxiedRequest
 
@@ -150,11 +149,11 @@ SECOND_TWIN = """      twin-b:
 """
 
 
-@pytest.mark.parametrize("style", ["number", "capitals"])
-def test_ids_are_compared_whatever_their_json_type(sandbox, api_env, write_manifest, state, style):
-    """twin-a is recorded with the id its create answer gave (a string); listings show it as a number or in
-    capitals. The duplicate guard must see it as claimed (not block twin-b as a copy of it), and the
-    recovery of twin-b's lost answer must leave it to twin-a (not see two candidates and stop)."""
+def test_ids_are_compared_whatever_their_case(sandbox, api_env, write_manifest, state):
+    """twin-a is recorded with the id its create answer gave; listings show it in capitals. The duplicate
+    guard must see it as claimed (not block twin-b as a copy of it), and the recovery of twin-b's lost
+    answer must leave it to twin-a (not see two candidates and stop)."""
+    style = "capitals"
     ids = PresentedIds(style)
     lose_the_second_answer = {"POST": 0}
 
@@ -181,9 +180,32 @@ def test_ids_are_compared_whatever_their_json_type(sandbox, api_env, write_manif
     assert gateway.posts() == 2
     recorded = read_state(state)
     live = sandbox.all_batches(ACME_ID)
-    shown = {str(ids.numbers[b["id"]]) if style == "number" else b["id"].lower() for b in live}
-    assert len(live) == 2 and {r.batch_id.lower() for r in recorded.resources.values()} == shown
+    assert len(live) == 2 and {r.batch_id.lower() for r in recorded.resources.values()} == {b["id"] for b in live}
     assert not recorded.pending
+
+
+def test_an_id_listed_as_a_number_is_no_id_and_stops_rather_than_guessing(sandbox, api_env, write_manifest, state):
+    """The contract's ids are strings (UUIDs). twin-a's create answer gives "1001"; listings give 1001, a
+    JSON number. Turned into text, it used to pass for twin-a's id. Now it is no batch's id: the listed
+    batch is claimed by nobody, so twin-b, just like it, is stopped by the duplicate guard, naming it."""
+    ids = PresentedIds("number")
+
+    def rule(request: ProxiedRequest):
+        return Forward(rewrite=ids.in_create_answer if request.method == "POST" else ids.in_listing)
+
+    with FaultProxy(sandbox.url, rule) as gateway:
+        env = {**api_env, "TI_BASE_URL": gateway.url}
+        first = run_subprocess("apply", write_manifest(TWINS.format(client=ACME_ID, second="")), "--state", state,
+                               "--auto-approve", env=env)
+        both = write_manifest(TWINS.format(client=ACME_ID, second=SECOND_TWIN))
+        second = run_subprocess("apply", both, "--state", state, "--auto-approve", env=env)
+
+    assert first.returncode == 0, first.stderr
+    assert second.returncode == 1, second.stderr
+    assert gateway.posts() == 1, second.stderr
+    assert "1001 (not a batch id)" in second.stderr and "without a proper id" in second.stderr, second.stderr
+    assert "Traceback" not in second.stderr
+    assert set(read_state(state).resources) == {"acme/twin-a"}
 
 
 # --- a listing without pageInfo.total ------------------------------------------------------------------------

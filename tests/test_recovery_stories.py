@@ -400,11 +400,12 @@ def test_story4_a_mistyped_client_is_refused_by_the_duplicate_guard_before_any_c
     assert_issued_once_and_recorded(sandbox, state, {"acme/q1": ACME_ID})
 
 
-def test_story4_after_a_502_and_a_404_listing_the_fixed_manifest_converges(serve, write_manifest, state):
+def test_story4_after_a_502_and_a_404_listing_the_intent_waits_for_a_person(serve, write_manifest, state):
     """The create for a mistyped client is answered 502 (a gateway), so its outcome is unknown; the listing
-    then says 404: no such client. Once the id is fixed, apply used to exit 1 on '? recover' forever.
-    A 404 for the client, once the API has proven its address (the fixed client lists fine), proves the
-    create made nothing: the intent is closed with a warning and the batch is created for the right client."""
+    then says 404. Even with the API's address proven (the fixed client lists fine), a 404 alone does not
+    prove the create made nothing (the same answer comes from a replica that does not know a client yet):
+    the intent stays open and the message names the way out, `state forget-intent`; after it, the fixed
+    manifest converges."""
     sandbox = serve(known_clients={ACME_ID})
     with FaultProxy(sandbox.url, gateway_answering_502_to_creates) as gateway:
         first, _ = apply(acme_manifest(write_manifest, client_id=MISTYPED_ACME_ID), state, gateway.url,
@@ -416,11 +417,20 @@ def test_story4_after_a_502_and_a_404_listing_the_fixed_manifest_converges(serve
 
     fixed = acme_manifest(write_manifest)
     second, _ = apply(fixed, state, sandbox.url, *SHORT_WINDOW)
-    third, _ = apply(fixed, state, sandbox.url, "--refresh")
 
-    assert second.returncode == 0, second.stderr
-    assert f"client {MISTYPED_ACME_ID} does not exist in the API (404)" in second.stderr, second.stderr
-    assert "No changes" in third.stdout, third.stdout + third.stderr
+    assert second.returncode == 1, second.stderr
+    assert f"the API answers 404 for client {MISTYPED_ACME_ID}" in second.stderr, second.stderr
+    assert "provisioner state forget-intent acme/q1" in second.stderr, second.stderr
+    assert set(read_state(state).pending) == {"acme/q1"} and not sandbox.all_batches(ACME_ID)
+
+    given_up = run_subprocess("state", "forget-intent", "acme/q1", "--state", state, "--auto-approve", *NO_WINDOW,
+                              env=cli_env(sandbox.url))
+    third, _ = apply(fixed, state, sandbox.url)
+    fourth, _ = apply(fixed, state, sandbox.url, "--refresh")
+
+    assert given_up.returncode == 0, given_up.stderr
+    assert third.returncode == 0, third.stderr
+    assert "No changes" in fourth.stdout, fourth.stdout + fourth.stderr
     assert_issued_once_and_recorded(sandbox, state, {"acme/q1": ACME_ID})
 
 

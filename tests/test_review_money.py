@@ -137,6 +137,50 @@ def test_a_404_while_the_interrupted_create_is_in_progress_closes_nothing(serve,
     assert_issued_once_and_recorded(sandbox, state, {"acme/q1": ACME_ID, "globex/starter": GLOBEX_ID})
 
 
+def test_a_404_that_outlasts_the_window_stops_that_client_and_closes_nothing(serve, proxy_to, write_manifest, state):
+    """The killed run's create is still being saved; on the next apply every listing of acme answers 404 (a
+    gateway that lost the client for a while), past the whole window. Recovery used to take that for "no such
+    client" (globex had proven the API's address), close the intent, and, with --no-duplicate-check, send
+    the create again: two batches, one id lost (with the guard, the next apply wedged on the unclaimed one).
+    A 404 alone closes nothing: acme's work stops with a message naming the way out, globex's goes on, and
+    once acme answers again its batch is adopted."""
+    sandbox = serve()
+    proxy = proxy_to(sandbox)
+    starter = manifest_of(write_manifest, globex=True)
+    assert cli("apply", starter, "--state", state, "--auto-approve", url=proxy.url).returncode == 0
+    held = HeldCreates(sandbox, seconds=2.0)
+    manifest = manifest_of(write_manifest, "q1", globex=True)
+    killed_while_its_create_is_in_progress(manifest, state, held, proxy.url)
+    manifest.write_text(manifest.read_text() + "      bonus:\n        startingBalance: 7\n")
+
+    def acme_unknown_for_a_while(request: ProxiedRequest):
+        if request.method == "GET" and ACME_ID in request.path:
+            return Answer(404, body={"error": "not_found", "message": "client not found"})
+        return Forward()
+
+    proxy.rule = acme_unknown_for_a_while
+    stopped = cli("apply", manifest, "--state", state, "--auto-approve", "--recovery-wait", 3,
+                  "--no-duplicate-check", url=proxy.url)
+    held.wait_until_committed()
+    recorded = read_state(state)
+
+    assert len(named(sandbox, "Q1")) == 1, f"acme/q1 was issued twice:\n{stopped.stderr}"
+    assert "acme/q1" in recorded.pending, f"the intent was closed on a 404:\n{stopped.stderr}"
+    assert stopped.returncode == 1, stopped.stderr
+    assert f"the API answers 404 for client {ACME_ID}" in stopped.stderr, stopped.stderr
+    assert "provisioner state forget-intent acme/q1" in stopped.stderr
+    assert "does not exist" not in stopped.stderr and "Traceback" not in stopped.stderr
+    assert "globex/bonus" in recorded.resources, f"another client's work stopped too:\n{stopped.stderr}"
+
+    proxy.rule = lambda request: Forward()
+    again = cli("apply", manifest, "--state", state, "--auto-approve", "--recovery-wait", 3, url=proxy.url)
+
+    assert again.returncode == 0, again.stderr
+    assert "found and recorded (made by an interrupted apply)" in again.stderr, again.stderr
+    assert_issued_once_and_recorded(sandbox, state, {"acme/q1": ACME_ID, "globex/starter": GLOBEX_ID,
+                                                     "globex/bonus": GLOBEX_ID})
+
+
 # --- A. a 404 on a later page -------------------------------------------------------------------------------
 
 

@@ -4,7 +4,9 @@ with what to check; a server that has answered once gets the patience a running 
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -12,9 +14,9 @@ from pathlib import Path
 
 import pytest
 from conftest import ACME_ID, TEST_KEY, init_state, recorded_nothing, two_client_manifest
-from test_client import SleepRecorder, make_api
+from test_client import ScriptedServer, SleepRecorder, error_body, make_api
 
-from provisioner.api.client import ApiError
+from provisioner.api.client import ApiError, CreditsApi
 from provisioner.api.retrying import UNREACHABLE_PATIENCE
 from provisioner.sandbox import Sandbox
 
@@ -105,3 +107,67 @@ def test_a_server_never_reached_is_given_up_on_within_the_patience():
 
     assert time.monotonic() - started <= UNREACHABLE_PATIENCE + 0.5
     assert "attempt" in str(caught.value)
+
+
+# --- TLS: the cause and the fix ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def self_signed(tmp_path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 that no authority signed (the openssl command line makes it)."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    certificate, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+                    str(certificate), "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    return certificate, key
+
+
+def tls_server(certificate: Path, key: Path) -> ScriptedServer:
+    server = ScriptedServer(error_body(404, "no such client"))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(certificate, key)
+    server._server.socket = context.wrap_socket(server._server.socket, server_side=True)
+    server.url = server.url.replace("http://", "https://")
+    return server
+
+
+def test_a_certificate_that_cannot_be_verified_is_said_at_once_with_the_fix(self_signed, monkeypatch):
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    with tls_server(*self_signed) as server:
+        started = time.monotonic()
+        with pytest.raises(ApiError) as refused:
+            CreditsApi(server.url, TEST_KEY).preflight(ACME_ID)
+        took = time.monotonic() - started
+
+        message = str(refused.value)
+        assert "certificate could not be verified (self-signed certificate)" in message, message
+        assert "REQUESTS_CA_BUNDLE" in message and took < 2
+
+        # The fix the message names works.
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(self_signed[0]))
+        CreditsApi(server.url, TEST_KEY).preflight(ACME_ID)  # the server answered (404): reached
+        assert server.received
+
+
+def test_https_to_a_plain_http_server_says_the_port_speaks_http(manifest, tmp_path):
+    with Sandbox(api_key=TEST_KEY) as sandbox:
+        url = sandbox.url.replace("http://", "https://")
+        result, took = run("plan", manifest, "--state", init_state(tmp_path / "state.json"), "--refresh", url=url)
+
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "does not speak https" in result.stderr and "http:// only for a local sandbox" in result.stderr
+    assert took < UNREACHABLE_PATIENCE + 5
+
+
+def test_http_to_a_tls_server_suggests_https(self_signed):
+    with tls_server(*self_signed) as server:
+        plain = server.url.replace("https://", "http://")
+        started = time.monotonic()
+        with pytest.raises(ApiError) as refused:
+            CreditsApi(plain, TEST_KEY).preflight(ACME_ID)
+
+    assert "write https:// in TI_BASE_URL" in str(refused.value)
+    assert time.monotonic() - started < UNREACHABLE_PATIENCE + 3

@@ -9,11 +9,12 @@ it by listing, never by a blind second POST.
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from urllib.parse import quote, urlsplit
 
 import requests
@@ -21,9 +22,11 @@ import urllib3
 from requests.adapters import HTTPAdapter
 
 from provisioner.api.clock import ServerClock
+from provisioner.api.outage import GIVE_UP_AFTER, OUTAGE_STATUSES, Outage
 from provisioner.api.pacing import RateLimiter, Stopped
+from provisioner.api.redaction import Redactor
 from provisioner.api.retrying import Retrying
-from provisioner.core.models import batch_key
+from provisioner.core.models import batch_key, proper_id, shown_id
 
 CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 30.0
@@ -61,6 +64,11 @@ class ConfigurationError(ApiError):
 
 class RequestCancelled(ApiError):
     """The stop event was set (Ctrl-C) before this request left: the server saw nothing."""
+
+
+class ApiUnavailable(RequestCancelled):
+    """The API stopped answering for longer than the run waits: this request, never sent, gave up
+    with every other one. The message says since when and why."""
 
 
 def check_base_url(url: str) -> str:
@@ -124,9 +132,16 @@ class CreditsApi:
         pool_size: int = 10,
         sleep: Callable[[float], None] | None = None,
         on_retry: Callable[[str], None] | None = None,
+        give_up_after: float | None = GIVE_UP_AFTER,
+        on_notice: Callable[[str], None] | None = None,
     ):
         """``sleep`` replaces the (interruptible) backoff wait, for tests; ``on_retry`` is told, in
-        one sentence, each time a request is tried again and why."""
+        one sentence, each time a request is tried again and why.
+
+        ``give_up_after``: seconds the API may go without answering (see outage.py) before the
+        whole run stops; meanwhile a request failing for that reason is tried beyond
+        ``max_attempts``. None: no watcher, each request gives up after ``max_attempts``.
+        ``on_notice`` is told when the API stops answering and when it answers again."""
         if not api_key:
             raise ConfigurationError(
                 "no API key: set TI_API_KEY in the environment (keys are never read from flags or files)."
@@ -138,6 +153,9 @@ class CreditsApi:
                 "(a trailing newline or \\r from a copied file?). Set it again without them."
             )
         self.base_url = check_base_url(base_url)
+        # Everything the server says passes through it before it is printed or kept: a server
+        # echoing the request's headers must not put the key in an error message or in state.
+        self.redactor = Redactor([api_key])
         self.instance = instance_name(self.base_url)
         self.clock = ServerClock()
         self.answered_ok = False  # the API has answered 2xx in this run: its address is right
@@ -146,6 +164,11 @@ class CreditsApi:
         self.retrying = Retrying(max_attempts=max_attempts, backoff_base=backoff_base, backoff_cap=backoff_cap,
                                  stop=self.limiter.stop, sleep=sleep, on_retry=on_retry)
         self.answered = False  # has the server answered once (any HTTP status) in this run?
+        # Shared by every request of the run: the API away for too long stops them all at once.
+        self.outage = Outage(give_up_after, self.limiter.stop,
+                             where=f"the API at {self.base_url}", on_notice=on_notice)
+        self.watching = give_up_after is not None
+        self.client_names: dict[str, str] = {}
         self.session = requests.Session()
         self.session.headers.update(
             {"Authorization": f"Bearer {api_key}", "Accept": "application/json", "User-Agent": "provisioner"}
@@ -160,12 +183,21 @@ class CreditsApi:
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
 
+    def name_clients(self, names: Mapping[str, str]) -> None:
+        """Client id -> the manifest's key for it: retry notices name "client acme", not an id."""
+        self.client_names.update({client_id.lower(): key for client_id, key in names.items()})
+
+    def _listing_of(self, client_id: str) -> str | None:
+        key = self.client_names.get(client_id.lower())
+        return f"the listing of client {key}" if key else None
+
     @property
     def stop(self) -> threading.Event:
         """Once set (Ctrl-C), no request leaves any more: waiting ones raise RequestCancelled."""
         return self.limiter.stop
 
     def close(self) -> None:
+        self.outage.close()
         self.session.close()
 
     def preflight(self, client_id: str) -> None:
@@ -177,22 +209,23 @@ class CreditsApi:
         path = f"/incoming/v2/clients/{quote(client_id, safe='')}/creditBatches"
         try:
             self._request("GET", path, params={"clientId": client_id, "page": 1}, idempotent=True,
-                          subject=f"client {client_id}")
+                          subject=f"client {client_id}", label=self._listing_of(client_id))
         except NotFoundError:
             pass  # the server answered and took the key: that is all this asks
 
     # --- the three calls -------------------------------------------------
 
     def create_batch(self, client_id: str, body: dict, before_send: Callable[[], None] | None = None,
-                     after_refusal: Callable[[], None] | None = None) -> dict:
+                     after_refusal: Callable[[], None] | None = None, about: str | None = None) -> dict:
         """``before_send`` runs the instant before each attempt leaves (after pacing and any
         Retry-After pause), so the caller's record of when the create went out is never early;
         ``after_refusal`` the instant a 429 says this attempt did nothing, before the pause, so that
-        a run killed during the pause leaves nothing to prove."""
+        a run killed during the pause leaves nothing to prove. ``about``: the batch's address, for
+        the retry notices."""
         path = f"/incoming/v2/clients/{quote(client_id, safe='')}/creditBatches"
         payload = self._request(
             "POST", path, json=body, idempotent=False, subject=f"client {client_id}", before_send=before_send,
-            after_refusal=after_refusal,
+            after_refusal=after_refusal, label=f"the create of {about}" if about else None,
         )
         # The server accepted the create: the batch may exist even though we cannot read it.
         try:
@@ -202,11 +235,18 @@ class CreditsApi:
         if not isinstance(batch, dict):
             raise OutcomeUnknown("unexpected answer: data.CreateCreditBatch is not a credit batch. "
                                  "The create was accepted, so the batch may exist.")
+        if proper_id(batch.get("id")) is None:
+            # Never recorded as it came: the batch's real id would be lost. Looked up instead.
+            raise OutcomeUnknown(
+                f"the API accepted the create but answered with no proper batch id (id: {shown_id(batch.get('id'))}); "
+                "the batch may exist, so its intent stays open until a listing shows it."
+            )
         return batch
 
-    def update_batch(self, batch_id: str, body: dict) -> dict:
+    def update_batch(self, batch_id: str, body: dict, about: str | None = None) -> dict:
         path = f"/incoming/v2/clients/creditBatches/{quote(batch_id, safe='')}"
-        payload = self._request("PUT", path, json=body, idempotent=True, subject=f"batch {batch_id}")
+        payload = self._request("PUT", path, json=body, idempotent=True, subject=f"batch {batch_id}",
+                                label=f"the update of {about}" if about else None)
         return _unwrap(payload, "UpdateCreditBatch")
 
     def list_batches(self, client_id: str) -> Listing:
@@ -217,7 +257,8 @@ class CreditsApi:
         while True:
             params = {"clientId": client_id, "page": page}
             try:
-                payload = self._request("GET", path, params=params, idempotent=True, subject=f"client {client_id}")
+                payload = self._request("GET", path, params=params, idempotent=True, subject=f"client {client_id}",
+                                        label=self._listing_of(client_id))
             except NotFoundError as exc:
                 if page == 1:
                     raise  # no such client
@@ -228,10 +269,15 @@ class CreditsApi:
                     exc.status,
                 ) from None
             listing = _unwrap(payload, "APICreditBatchesByClientAndCreditAccount")
-            page_info = listing.get("pageInfo") or {}
+            items, page_info = self._listed_page(listing, client_id, page)
             before = len(batches)
-            for batch in listing.get("creditBatches") or []:
-                batches.setdefault(batch_key(batch.get("id")), batch)
+            for batch in items:
+                batch_id = proper_id(batch.get("id"))
+                # A batch without a usable id is kept (it may be the one a create made), under its
+                # whole text: listed twice while pages shift, it still counts once.
+                key = "id " + batch_key(batch_id) if batch_id is not None else "whole " + json.dumps(
+                    batch, sort_keys=True, default=repr)
+                batches.setdefault(key, batch)
             # A page with nothing new ends the walk even if hasMore says otherwise (a server
             # ignoring ?page would otherwise be asked forever).
             if page_info.get("hasMore") and len(batches) == before:
@@ -244,6 +290,37 @@ class CreditsApi:
                 return Listing(batches.values(), counted=counted)
             page += 1
 
+    def _listed_page(self, listing, client_id: str, page: int) -> tuple[list[dict], dict]:
+        """The batches and pageInfo of one listed page, their shape checked: anything else is said
+        once, naming the server, and nothing is decided on it."""
+        where = f"the API at {self.base_url} listed the batches of client {client_id} (page {page})"
+        undecided = "Nothing was decided on it."
+        if not isinstance(listing, dict):
+            raise ApiError(f"{where} as {self._kind(listing)}, not as an object with creditBatches and pageInfo. "
+                           f"{undecided}")
+        items = listing.get("creditBatches")
+        if items is None:
+            items = []
+        if not isinstance(items, list):
+            raise ApiError(f"{where}: creditBatches is {self._kind(items)}, not a list of batches. {undecided}")
+        for number, item in enumerate(items, start=1):
+            if not isinstance(item, dict):
+                raise ApiError(f"{where}: creditBatches item {number} is {self._kind(item)}, not a batch object. "
+                               f"{undecided}")
+        page_info = listing.get("pageInfo")
+        if page_info is None:
+            page_info = {}
+        if not isinstance(page_info, dict):
+            raise ApiError(f"{where}: pageInfo is {self._kind(page_info)}, not an object. {undecided}")
+        return items, page_info
+
+    def _kind(self, value) -> str:
+        """What a JSON value from the server is, for a message: its type and the start of its text."""
+        names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "a number",
+                 float: "a number", type(None): "null"}
+        text = self.redactor.message(json.dumps(value, default=repr), 40)
+        return f"{names.get(type(value), type(value).__name__)} ({text})"
+
     # --- one request, with retries --------------------------------------
 
     def _request(
@@ -255,62 +332,88 @@ class CreditsApi:
         subject: str,
         before_send: Callable[[], None] | None = None,
         after_refusal: Callable[[], None] | None = None,
+        label: str | None = None,
         **kwargs,
     ) -> dict:
         try:
-            return self._attempts(method, path, idempotent=idempotent, subject=subject,
+            return self._attempts(method, path, idempotent=idempotent, subject=subject, label=label,
                                   before_send=before_send, after_refusal=after_refusal, **kwargs)
         except Stopped:  # raised only where no request is on its way
+            if self.outage.gave_up:
+                raise ApiUnavailable(
+                    f"{self.outage.describe()} Run the command again once the API answers."
+                ) from None
             raise RequestCancelled(
                 f"{method} {path}: interrupted before it was sent; the server did nothing for it."
             ) from None
 
     def _attempts(self, method: str, path: str, *, idempotent: bool, subject: str,
                   before_send: Callable[[], None] | None, after_refusal: Callable[[], None] | None = None,
-                  **kwargs) -> dict:
+                  label: str | None = None, **kwargs) -> dict:
         url = self.base_url + path
-        what = f"{method} for {subject}"
+        what = label or f"{method} for {subject}"  # what a retry notice names
         retrying = self.retrying
         first_try = time.monotonic()
-        for attempt in range(1, retrying.max_attempts + 1):
-            last = attempt == retrying.max_attempts
+        attempt = 0
+        while True:
+            attempt += 1
+            last = attempt >= retrying.max_attempts
+            # A request the API is not answering waits for the run's verdict (outage.py), not its own.
+            last_alone = last and not self.watching
             self.limiter.acquire()
             if before_send is not None:
                 before_send()
                 if self.stop.is_set():  # the interrupt came while the caller got ready
                     raise Stopped()
+            sent_at = time.monotonic()
             try:
                 # Never follow redirects: a 301/302 would turn a create into a GET, a 307 repeat it.
                 response = self.session.request(method, url, timeout=self.timeout, allow_redirects=False, **kwargs)
             except requests.RequestException as exc:
+                self.outage.failed(_reason(exc), sent_at)
                 if not _may_have_been_sent(exc):
+                    if not self.answered and _tls_problem(exc):
+                        # A certificate or a scheme that is wrong stays wrong: said at once, with the fix.
+                        raise ApiError(f"cannot reach the API at {self.base_url}: {_tls_problem(exc)}") from None
                     delay = retrying.delay(attempt)
-                    if last or retrying.gives_up_reaching(first_try, delay, self.answered):
+                    if last_alone or retrying.gives_up_reaching(first_try, delay, self.answered):
                         raise self._unreachable(exc, attempt, first_try) from None
-                    retrying.notice(what, _reason(exc), attempt, delay)
+                    if not self.outage.waiting:  # the outage's own notice said it once for all
+                        retrying.notice(what, _reason(exc), attempt, delay)
                     retrying.wait(delay)
                     continue
                 if not idempotent:
                     raise OutcomeUnknown(
                         f"{method} {path}: no answer ({_reason(exc)}); the request may have been processed."
                     ) from None
-                if last:
+                if last_alone:
                     raise ApiError(f"{method} {path}: no answer from {self.base_url} ({_reason(exc)}).") from None
-                retrying.back_off(attempt, what, _reason(exc))
+                delay = retrying.delay(attempt)
+                if not isinstance(exc, requests.exceptions.Timeout) and retrying.gives_up_reaching(
+                        first_try, delay, self.answered):
+                    # A connection dropped by a server that never answered: a wrong port or scheme.
+                    raise self._unreachable(exc, attempt, first_try) from None
+                retrying.notice(what, _reason(exc), attempt, delay)
+                retrying.wait(delay)
                 continue
             self.answered = True
+            if response.status_code in OUTAGE_STATUSES:
+                self.outage.failed(f"HTTP {response.status_code}", sent_at)
+            else:
+                self.outage.answered()
             self.limiter.observe(response.headers)
             self.clock.observe(response.headers)
             if 300 <= response.status_code < 400:
                 raise (ApiError if idempotent else OutcomeUnknown)(
-                    f"{method} {path}: the server redirected to {response.headers.get('Location', '?')} "
+                    f"{method} {path}: the server redirected to "
+                    f"{self.redactor.message(response.headers.get('Location', '?'))} "
                     f"(HTTP {response.status_code}). Check TI_BASE_URL: it should be the instance's https address.",
                     response.status_code,
                 )
             if response.status_code < 300:
                 self.answered_ok = True
                 try:
-                    return _json(response, method, path)
+                    return _json(response, method, path, self.redactor)
                 except ApiError as exc:
                     if idempotent:
                         raise
@@ -339,19 +442,23 @@ class CreditsApi:
                     f"{method} {path}: the server failed (HTTP {status}); the request may have been processed.",
                     status,
                 )
-            if status in RETRYABLE_STATUSES and not last:
+            if status in RETRYABLE_STATUSES and (not last or (status in OUTAGE_STATUSES and self.watching)):
                 retrying.back_off(attempt, what, f"HTTP {status}", paused=retry_after if status == 503 else None)
                 continue
-            raise _error_for(response, method, path, subject, self.base_url)
+            raise _error_for(response, method, path, subject, self.base_url, self.redactor)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _unreachable(self, exc: Exception, attempts: int, first_try: float) -> ApiError:
         seconds = time.monotonic() - first_try
         tried = f"{attempts} attempt{'s' if attempts > 1 else ''} in {seconds:.1f} s"
+        scheme = ""
+        if self.base_url.startswith("http://") and isinstance(exc, requests.RequestException) \
+                and _may_have_been_sent(exc):
+            scheme = " If the server on that port speaks https, write https:// in TI_BASE_URL."
         return ApiError(
             f"cannot reach the API at {self.base_url} ({_reason(exc)}; {tried}). Check TI_BASE_URL (or "
             "--base-url) and that the instance is up; to try provisioner locally, use --sandbox or "
-            "run 'provisioner sandbox'."
+            f"run 'provisioner sandbox'.{scheme}"
         )
 
 
@@ -393,6 +500,8 @@ def _may_have_been_sent(exc: requests.RequestException) -> bool:
     """False only when the request never left, so the server saw nothing."""
     if isinstance(exc, NEVER_SENT):
         return False
+    if _tls_problem(exc):  # the handshake failed: not a byte of the request was sent
+        return False
     if isinstance(exc, requests.exceptions.ConnectionError):
         reason = getattr(exc.args[0], "reason", None) if exc.args else None
         if isinstance(reason, urllib3.exceptions.NewConnectionError | urllib3.exceptions.NameResolutionError):
@@ -400,9 +509,36 @@ def _may_have_been_sent(exc: requests.RequestException) -> bool:
     return True
 
 
+CERTIFICATE_DETAIL = re.compile(r"certificate verify failed: ([^()]*?)\s*\(_ssl")
+
+
+def _tls_problem(exc: Exception) -> str | None:
+    """What a failed TLS handshake says about the set-up, and the fix; None for any other error."""
+    if not isinstance(exc, requests.exceptions.SSLError):
+        return None
+    text = str(exc)
+    if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
+        detail = CERTIFICATE_DETAIL.search(text)
+        return (
+            "TLS: the server's certificate could not be verified"
+            + (f" ({detail.group(1)})" if detail else "")
+            + ". If the instance is reached through your organisation's proxy or its own certificate "
+            "authority, set REQUESTS_CA_BUNDLE to that authority's certificate file (PEM); otherwise "
+            "check that TI_BASE_URL names the instance itself."
+        )
+    if "WRONG_VERSION_NUMBER" in text or "wrong version number" in text or "record layer failure" in text:
+        return (
+            "TLS: the server on this port does not speak https (a plain http server?). Check the scheme "
+            "and port of TI_BASE_URL: https:// for an instance; http:// only for a local sandbox."
+        )
+    return None
+
+
 def _reason(exc: Exception) -> str:
     if isinstance(exc, requests.exceptions.Timeout):
         return "timed out"
+    if _tls_problem(exc):
+        return "TLS handshake failed"
     text = str(exc)
     reasons = {
         "Connection refused": "connection refused",
@@ -426,13 +562,15 @@ def _retry_after(response: requests.Response) -> float | None:
         return None
 
 
-def _json(response: requests.Response, method: str, path: str) -> dict:
+def _json(response: requests.Response, method: str, path: str, redactor: Redactor) -> dict:
     try:
         payload = response.json()
-    except ValueError:
+    except (ValueError, RecursionError):
         raise ApiError(f"{method} {path}: the server answered HTTP {response.status_code} without JSON.") from None
     if not isinstance(payload, dict):
         raise ApiError(f"{method} {path}: unexpected answer shape (expected a JSON object).")
+    if redactor.in_body(response.content):
+        payload = redactor.value(payload)  # never kept in state, nor shown
     return payload
 
 
@@ -443,21 +581,24 @@ def _unwrap(payload: dict, operation: str):
         raise ApiError(f"unexpected answer: no data.{operation} in the response.") from None
 
 
-def _server_message(response: requests.Response) -> str:
+def _server_message(response: requests.Response, redactor: Redactor) -> str:
+    """The server's own words about a refusal: redacted, one line, cut short."""
     try:
         body = response.json()
-    except ValueError:
-        return response.text.strip()[:200]
+    except (ValueError, RecursionError):
+        return redactor.message(response.text) or "no message"
     if isinstance(body, dict):
         for key in ("message", "error", "errors"):
             if body.get(key):
-                return str(body[key])[:300]
-    return str(body)[:200]
+                text = body[key] if isinstance(body[key], str) else json.dumps(body[key], default=repr)
+                return redactor.message(text)
+    return redactor.message(json.dumps(body, default=repr))
 
 
-def _error_for(response: requests.Response, method: str, path: str, subject: str, base_url: str) -> ApiError:
+def _error_for(response: requests.Response, method: str, path: str, subject: str, base_url: str,
+               redactor: Redactor) -> ApiError:
     status = response.status_code
-    message = _server_message(response)
+    message = _server_message(response, redactor)
     if status == 401:
         return AuthError(
             f"the API rejected the key in TI_API_KEY (HTTP 401 Unauthorized) at {base_url}. "

@@ -42,7 +42,7 @@ class Retrying:
 
     def delay(self, attempt: int) -> float:
         # Full jitter: spreads retries of parallel workers apart.
-        return self.random.uniform(0, min(self.backoff_cap, self.backoff_base * 2 ** (attempt - 1)))
+        return self.random.uniform(0, min(self.backoff_cap, self.backoff_base * 2 ** min(attempt - 1, 40)))
 
     def back_off(self, attempt: int, what: str, why: str, paused: float | None = None) -> None:
         """Says so, then waits a backoff; ``paused``: the limiter already holds every worker that long."""
@@ -59,7 +59,8 @@ class Retrying:
             raise Stopped()
 
     def notice(self, what: str, why: str, attempt: int, delay: float) -> None:
-        self.on_retry(f"retrying {what}: {why} (attempt {attempt} of {self.max_attempts}); next try in {delay:.1f} s")
+        of = f" of {self.max_attempts}" if attempt < self.max_attempts else ""  # an outage waits longer
+        self.on_retry(f"retrying {what}: {why} (attempt {attempt}{of}); next try in {delay:.1f} s")
 
     @staticmethod
     def gives_up_reaching(first_try: float, delay: float, answered: bool) -> bool:

@@ -8,7 +8,7 @@ The rules that keep credits from being issued twice or ids from being lost:
   that create (the duplicate guard): import it, or allow the duplicate on purpose;
 - a create whose answer was lost (timeout, 5xx, dropped connection) is never sent
   blindly again: the client's batches are listed at once, and the batch made as
-  asked is adopted (recovery.py holds the rules). Only when nothing is found does
+  asked is adopted (matching.py holds the rules). Only when nothing is found does
   the applier wait out the recovery window, then list again: still nothing proves
   the create never happened. A batch that only looks alike stops that address;
 - open intents left by a crash are settled the same way before new work (settling.py);
@@ -29,19 +29,21 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from provisioner.api.client import (
     READ_TIMEOUT,
     ApiError,
+    ApiUnavailable,
     AuthError,
     CreditsApi,
+    NotFoundError,
     OutcomeUnknown,
     RequestCancelled,
 )
 from provisioner.backends.base import StateError, StateWriter
 from provisioner.core.audit_trail import ADOPT, CREATE, RECOVER, UPDATE
 from provisioner.applying.listings import ClientListings
-from provisioner.core.models import UPDATABLE_FIELDS, Change, Desired, Intent, Plan, Resource
+from provisioner.core.models import UPDATABLE_FIELDS, Change, Desired, Intent, Plan, Resource, proper_id, shown_id
 from provisioner.planning.planner import client_of, same_value
 from provisioner.render.progress import Progress, describe_work
 from provisioner.applying.matching import confusable_key, differences, duplicate_reasons, duplicates_of
-from provisioner.applying.settling import IntentSettler
+from provisioner.applying.settling import ClientNotFound, IntentSettler, not_found_message
 from provisioner.applying.tally import ApplyResult, Tally
 from provisioner.core.timestamps import format_timestamp, utc_now_text
 
@@ -50,6 +52,10 @@ from provisioner.core.timestamps import format_timestamp, utc_now_text
 RECOVERY_WAIT = 2 * READ_TIMEOUT
 RECOVERY_ROUNDS = 3
 CONFIRMED = "created (its answer was lost; found by listing)"
+UNKNOWN_WHEN_API_AWAY = (
+    "outcome unknown: the API stopped answering before the create could be looked up; its intent stays "
+    "recorded, and the next apply looks it up before anything else"
+)
 
 
 class DuplicateFound(ApiError):
@@ -88,6 +94,10 @@ class Applier:
         self.duplicate_check = duplicate_check
         self.allow_duplicates = set(allow_duplicates)
         self.listings = listings or ClientListings(api)
+        # Clients the API answered 404 for while an intent of theirs was unresolved: the rest of their
+        # work waits for the next apply (other clients go on).
+        self.stopped_clients: set[str] = set()
+        self._stopped_guard = threading.Lock()
         self.settler = IntentSettler(
             api,
             writer,
@@ -104,11 +114,32 @@ class Applier:
     def apply(self, plan: Plan, desired: Desired) -> ApplyResult:
         work = [change for change in plan.changes if change.action in ("create", "replace", "update", "recover")]
         reporter = self.tally.reporter
-        reporter.start(len(work), self.api.limiter.rpm, what=describe_work(Counter(c.action for c in work)))
+        what = describe_work(Counter(c.action for c in work))
+        guarded = self._clients_to_list(work, desired)
+        if guarded:
+            what += f" and {len(guarded)} listing{'s' if len(guarded) != 1 else ''} for the duplicate guard"
+        reporter.start(len(work), self.api.limiter.rpm, what=what, requests=len(work) + len(guarded))
         try:
-            return self._apply(work, desired)
+            result = self._apply(work, desired)
         finally:
             reporter.finish()
+        if self.api.outage.gave_up:
+            result.outage = self.api.outage.describe()
+        addresses = {change.address for change in work}
+        result.unresolved = sorted(address for address in self.writer.state.pending if address in addresses)
+        return result
+
+    def _clients_to_list(self, work: list[Change], desired: Desired) -> set[str]:
+        """The clients the duplicate guard lists before their first create: those not listed yet."""
+        if not self.duplicate_check:
+            return set()
+        return {
+            desired.batches[change.address].client_id.lower()
+            for change in work
+            if change.action in ("create", "replace") and change.address in desired.batches
+            and change.address not in self.allow_duplicates
+            and not self.listings.has(desired.batches[change.address].client_id)
+        }
 
     def _apply(self, work: list[Change], desired: Desired) -> ApplyResult:
         # Groups no listing could confuse run side by side: a recovery that must wait to prove a
@@ -148,12 +179,24 @@ class Applier:
             if self.stop.is_set():
                 self.tally.interrupted(skipped=True)
                 continue
+            client_id = self._client_id(change, desired)
+            with self._stopped_guard:
+                stopped = client_id is not None and client_id.lower() in self.stopped_clients
+            if stopped:
+                self.tally.not_started(change.address, f"client {client_id} answered 404 while an interrupted "
+                                       "create of it is unresolved")
+                continue
             try:
                 self._run_change(change, desired)
-            except RequestCancelled:
-                self._cancelled(change)  # Ctrl-C: the stop check above skips the rest of the group
+            except RequestCancelled as exc:
+                # Ctrl-C, or the API away too long: the stop check above skips the rest of the group.
+                self._cancelled(change, gave_up=isinstance(exc, ApiUnavailable))
             except (ApiError, StateError) as exc:
-                self.tally.failed(change.address, str(exc))
+                if isinstance(exc, ClientNotFound) and client_id is not None:
+                    with self._stopped_guard:
+                        self.stopped_clients.add(client_id.lower())
+                outage = self.api.outage.gave_up and str(exc) == UNKNOWN_WHEN_API_AWAY
+                self.tally.failed(change.address, str(exc), in_summary_only=outage)
                 if isinstance(exc, AuthError | StateError):
                     self.stop.set()  # every other request would fail the same way, or could not be recorded
                 if change.address in self.writer.state.pending:
@@ -162,16 +205,23 @@ class Applier:
                         self.tally.not_started(rest.address, f"{change.address}, which looks alike, is unresolved")
                     return
 
-    def _cancelled(self, change: Change) -> None:
+    def _client_id(self, change: Change, desired: Desired) -> str | None:
+        intent = self.writer.state.pending.get(change.address)
+        if intent is not None:
+            return intent.client_id
+        spec = desired.batches.get(change.address)
+        return spec.client_id if spec is not None else None
+
+    def _cancelled(self, change: Change, gave_up: bool = False) -> None:
         """The stop event cancelled this change's next request before it left."""
         unresolved = change.address in self.writer.state.pending
         if unresolved:
             # A create that was sent may have happened: its intent stays for the next apply.
-            self.tally.failed(
-                change.address,
-                "interrupted while checking whether the create happened; the next plan shows it "
-                "as a recovery and apply resolves it",
-            )
+            if gave_up:  # the outage's summary names every one of them
+                self.tally.failed(change.address, UNKNOWN_WHEN_API_AWAY, in_summary_only=True)
+            else:
+                self.tally.failed(change.address, "interrupted while checking whether the create happened; "
+                                  "the next plan shows it as a recovery and apply resolves it")
         self.tally.interrupted(skipped=not unresolved)  # nothing sent: not started
 
     def _run_change(self, change: Change, desired: Desired) -> None:
@@ -242,7 +292,8 @@ class Applier:
                 self.writer.clear_intent(address)
 
         try:
-            batch = self.api.create_batch(client_id, attributes, before_send=write_intent, after_refusal=settle_refused)
+            batch = self.api.create_batch(client_id, attributes, before_send=write_intent, after_refusal=settle_refused,
+                                          about=address)
         except OutcomeUnknown as exc:
             self.tally.note(address, f"outcome unknown ({exc}); looking it up")
             return written[-1], None
@@ -255,16 +306,23 @@ class Applier:
     def _resolve_after_ambiguity(self, intent: Intent, failed_at: float) -> None:
         """Look at once; wait out the recovery window only when nothing is found, then look again.
         A batch found was made by this run's create: it counts as created (its credits issued now)."""
+        try:
+            self._look_up_after_ambiguity(intent, failed_at)
+        except NotFoundError:
+            raise ClientNotFound(not_found_message(intent)) from None
+
+    def _look_up_after_ambiguity(self, intent: Intent, failed_at: float) -> None:
         for _ in range(RECOVERY_ROUNDS):
             if self.settler.adopt_if_found(intent, self.listings.fresh(intent.client_id), CONFIRMED, kind="created"):
                 return
             self.settler.wait(self.recovery_wait - (time.monotonic() - failed_at))
             if self.stop.is_set():
-                raise OutcomeUnknown(
+                raise OutcomeUnknown(UNKNOWN_WHEN_API_AWAY if self.api.outage.gave_up else (
                     "interrupted while checking whether the create happened; the next plan shows it "
                     "as a recovery and apply resolves it"
-                )
-            if self.settler.adopt_if_found(intent, self.listings.confirmed(intent.client_id), CONFIRMED, kind="created"):
+                ))
+            confirmed = self.listings.confirmed(intent.client_id)
+            if self.settler.adopt_if_found(intent, confirmed, CONFIRMED, kind="created"):
                 return
             self.tally.note(intent.address, "the create did not happen; sending it again")
             intent, batch = self._send_create(intent.address, intent.client_id, intent.attributes, previous=intent)
@@ -286,7 +344,7 @@ class Applier:
             for name in UPDATABLE_FIELDS
             if name in change.after and not same_value(name, (change.before or {}).get(name), change.after[name])
         }
-        batch = self.api.update_batch(resource.batch_id, body)
+        batch = self.api.update_batch(resource.batch_id, body, about=change.address)
         attributes = {**resource.attributes, **body}
         self.writer.record(
             change.address,
@@ -298,13 +356,14 @@ class Applier:
     # --- recording ------------------------------------------------------------
 
     def _record_created(self, intent: Intent, batch: dict, kind: str, outcome: str) -> None:
-        batch_id = batch.get("id")
-        if batch_id in (None, ""):
-            raise ApiError(f"{intent.address}: the API answered without a batch id; the intent stays open.")
+        batch_id = proper_id(batch.get("id"))
+        if batch_id is None:  # never reached: the client and the rules take no batch without one
+            raise ApiError(f"{intent.address}: the API gave no proper batch id ({shown_id(batch.get('id'))}); "
+                           "the intent stays open.")
         action = ADOPT if kind == "adopted" else RECOVER if outcome == CONFIRMED else CREATE
         self.writer.record(
             intent.address,
-            Resource(batch_id=str(batch_id), client_id=intent.client_id, attributes=intent.attributes, remote=batch),
+            Resource(batch_id=batch_id, client_id=intent.client_id, attributes=intent.attributes, remote=batch),
             action,
         )
         for difference in differences(batch, intent.attributes):

@@ -7,11 +7,12 @@ second one when the API does not say how many batches there are.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections import defaultdict
 
 from provisioner.api.client import ApiError, CreditsApi, Listing
-from provisioner.core.models import batch_key
+from provisioner.core.models import batch_key, proper_id
 
 CONFIRMATIONS = 3
 
@@ -26,6 +27,10 @@ class ClientListings:
     def _lock(self, client_id: str) -> threading.Lock:
         with self._guard:
             return self._locks[client_id.lower()]
+
+    def has(self, client_id: str) -> bool:
+        """Whether this run has listed the client already."""
+        return client_id.lower() in self._listed
 
     def current(self, client_id: str) -> Listing:
         """This run's listing of the client, made now if there is none yet."""
@@ -48,7 +53,7 @@ class ClientListings:
                 if listing.counted:
                     return listing
                 again = self._fetch(client_id)
-                if {batch_key(b.get("id")) for b in again} == {batch_key(b.get("id")) for b in listing}:
+                if _identities(again) == _identities(listing):
                     return again
                 listing = again
             raise ApiError(
@@ -61,3 +66,12 @@ class ClientListings:
         listing = self.api.list_batches(client_id)
         self._listed[client_id.lower()] = listing
         return listing
+
+
+def _identities(listing: Listing) -> set[str]:
+    """Each batch by its id, or by its whole text when it has no proper id."""
+    return {
+        batch_key(batch_id) if (batch_id := proper_id(batch.get("id"))) is not None
+        else json.dumps(batch, sort_keys=True, default=repr)
+        for batch in listing
+    }

@@ -11,8 +11,10 @@ listed field is compared the way a server may normalise it:
 
 - equal (as an instant, a number, a UUID in any case; a bare date equal to the sent
   instant's UTC date) counts as equal;
-- missing or null counts as unknown, never as different;
-- a name equal only once trimmed and case-folded is a hint, not a match.
+- missing or null, or no value of its kind at all (a balance that is no number, a client id
+  that is no UUID, an expiry that is no instant), counts as unknown, never as different;
+- a name equal only as a server may normalise it (trimmed, each run of inner whitespace made
+  one space, case-folded, in Unicode normal form NFKC) is a hint, not a match.
 
 An *exact* match has every sent field equal or unknown, with its name and starting
 balance equal, and was made after the intent (on the server's clock). A *loose*
@@ -24,18 +26,20 @@ address and a person decides (``provisioner import`` or ``state forget-intent``)
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 
-from provisioner.core.models import COMPARED_FIELDS, Intent, batch_key
+from provisioner.core.models import COMPARED_FIELDS, Intent, batch_key, proper_id, shown_id
 from provisioner.core.timestamps import parse_timestamp
 
 # createdAt is compared with the intent's time on the server's clock, with this much slack: the
 # Date header has a 1 s resolution and the offset is measured over a network round trip.
 CREATED_MARGIN = timedelta(seconds=30)
 BARE_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+UUID_TEXT = re.compile(r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}")
 
 EQUAL, UNKNOWN, HINT, DIFFERENT = "equal", "unknown", "hint", "different"
 
@@ -45,16 +49,32 @@ def compare_field(name: str, sent, listed) -> str:
     if listed is None or listed == "":
         return UNKNOWN
     if name == "expiresOn":
-        return _compare_instants(str(sent), str(listed))
+        return _compare_instants(str(sent), listed) if isinstance(listed, str) else UNKNOWN
     if name == "startingBalance":
-        return EQUAL if _number(sent) is not None and _number(sent) == _number(listed) else DIFFERENT
+        # A value that is no number at all (true, an object, "n/a") says nothing about the balance.
+        listed_number = _number(listed)
+        if listed_number is None:
+            return UNKNOWN
+        return EQUAL if _number(sent) == listed_number else DIFFERENT
     if name in ("clientId", "creditAccountId"):
-        return EQUAL if str(sent).strip().lower() == str(listed).strip().lower() else DIFFERENT
+        # Only another UUID is another client or account; anything else is unreadable, so unknown.
+        if not isinstance(listed, str) or not UUID_TEXT.fullmatch(listed.strip()):
+            return UNKNOWN
+        return EQUAL if str(sent).strip().lower() == listed.strip().lower() else DIFFERENT
     if name == "name":
         if sent == listed:
             return EQUAL
-        return HINT if str(sent).strip().casefold() == str(listed).strip().casefold() else DIFFERENT
+        if not isinstance(sent, str) or not isinstance(listed, str):
+            return DIFFERENT
+        return HINT if normal_name(sent) == normal_name(listed) else DIFFERENT
     return EQUAL if sent == listed else DIFFERENT
+
+
+def normal_name(name: str) -> str:
+    """A name as a server may store it: Unicode normal form NFKC, trimmed, each run of whitespace
+    inside made one space, case-folded (NFKC again after folding, which can undo it)."""
+    folded = " ".join(unicodedata.normalize("NFKC", name).split()).casefold()
+    return " ".join(unicodedata.normalize("NFKC", folded).split())
 
 
 def _compare_instants(sent: str, listed: str) -> str:
@@ -70,16 +90,17 @@ def _compare_instants(sent: str, listed: str) -> str:
     try:
         return EQUAL if parse_timestamp(listed) == sent_at else DIFFERENT
     except ValueError:
-        return DIFFERENT
+        return UNKNOWN  # no instant at all: unreadable, not another expiry
 
 
 def _number(value) -> Decimal | None:
-    if isinstance(value, bool):
+    if not isinstance(value, int | float | str) or isinstance(value, bool):
         return None
     try:
-        return Decimal(str(value).strip())
+        number = Decimal(str(value).strip())
     except (InvalidOperation, ValueError):
         return None
+    return number if number.is_finite() else None
 
 
 def sent_fields_compared(batch: Mapping, attributes: Mapping) -> dict[str, str]:
@@ -173,13 +194,25 @@ class Findings:
 
     @property
     def adoptable(self) -> dict | None:
-        if 0 < len(self.exact) <= self.allowed:
+        # A batch listed without a proper id can be recorded by no one: while one could be this
+        # create's, none is taken for it.
+        if 0 < len(self.exact) <= self.allowed and not self.without_id:
             return min(self.exact, key=lambda batch: (str(batch.get("createdAt")), str(batch.get("id"))))
         return None
 
     @property
     def candidates(self) -> tuple[dict, ...]:
         return self.exact + self.look_alikes
+
+    @property
+    def without_id(self) -> tuple[dict, ...]:
+        return tuple(batch for batch in self.candidates if proper_id(batch.get("id")) is None)
+
+
+def is_claimed(batch: Mapping, claimed: Container[str]) -> bool:
+    """Some address records this listed batch's id (one without a proper id is nobody's)."""
+    batch_id = proper_id(batch.get("id"))
+    return batch_id is not None and batch_key(batch_id) in claimed
 
 
 def find(
@@ -199,7 +232,7 @@ def find(
     since = intent_since(intent)
     exact, look_alikes = [], []
     for batch in listed:
-        if batch_key(batch.get("id")) in claimed or not is_look_alike(batch, intent.attributes):
+        if is_claimed(batch, claimed) or not is_look_alike(batch, intent.attributes):
             continue
         if any(made_exactly_as(batch, other.attributes) for other in different_requests
                if other.client_id == intent.client_id):
@@ -225,11 +258,12 @@ def duplicates_of(
 ) -> list[dict]:
     """Unclaimed batches that already look like the batch a create would make: the duplicate guard.
 
-    Same name (trimmed, any case), same starting balance, and, where the create declares them,
-    the same credit account and expiry. Batches an open intent made exactly are left to it."""
+    Same name (as a server may normalise it: see normal_name), same starting balance, and, where
+    the create declares them, the same credit account and expiry. Batches an open intent made
+    exactly are left to it; one listed without a proper id is claimed by no one, so it counts."""
     found = []
     for batch in listed:
-        if batch_key(batch.get("id")) in claimed:
+        if is_claimed(batch, claimed):
             continue
         verdicts = sent_fields_compared(batch, attributes)
         if verdicts.get("startingBalance") not in (EQUAL, UNKNOWN) or verdicts.get("name") not in (EQUAL, HINT):
@@ -246,11 +280,16 @@ def duplicates_of(
 def duplicate_reasons(address: str, client_key: str, found: list[dict]) -> tuple[str, str]:
     """Why the duplicate guard stops a create, and the fix: a plan shows them as two reasons, apply
     as one error."""
+    importable = next((proper_id(batch.get("id")) for batch in found if proper_id(batch.get("id"))), None)
+    record = (
+        f"'provisioner import {address} {importable} PATHS...'" if importable is not None
+        else "the API lists it without a proper id, so it cannot be imported: ask the API's owner to fix the listing"
+    )
     return (
         f"client {client_key} already has {batches_phrase(len(found))} just like it that no address claims: "
         f"{describe(found)}. Creating it would issue its credits again.",
-        f"If that batch is this one (made by hand, or its state entry was lost): 'provisioner import {address} "
-        f"{found[0].get('id')} PATHS...'; to issue another one on purpose: --allow-duplicate {address}",
+        f"If that batch is this one (made by hand, or its state entry was lost): {record}; to issue another "
+        f"one on purpose: --allow-duplicate {address}",
     )
 
 
@@ -260,6 +299,9 @@ def ambiguity_message(intent: Intent, findings: Findings) -> str:
         f"{len(findings.exact)} made exactly as asked" if findings.exact else "none made exactly as asked (the "
         "API may have changed the name's case or spacing, or listed fields as null)"
     )
+    if findings.without_id:
+        exact_note += (f"; {len(findings.without_id)} listed with no proper id, which provisioner cannot "
+                       "record: the API's listing must give each batch its id")
     return (
         f"{batches_phrase(len(findings.candidates))} of client {intent.client_id}, claimed by no address, could be the one the "
         f"interrupted create of {intent.address} made ({exact_note}): {describe(findings.candidates)}. "
@@ -280,7 +322,7 @@ def describe(batches: Iterable[Mapping]) -> str:
         return "credits not listed" if balance in (None, "") else f"{balance} credits"
 
     return "; ".join(
-        f"{batch.get('id')} (name {batch.get('name')!r}, {credits(batch)}, "
+        f"{shown_id(batch.get('id'))} (name {batch.get('name')!r}, {credits(batch)}, "
         f"made {batch.get('createdAt') or 'at an unknown time'})"
         for batch in batches
     )

@@ -7,7 +7,8 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 
 from provisioner.api.client import CreditsApi
 from provisioner.applying.listings import ClientListings
-from provisioner.core.models import batch_key
+from provisioner.applying.matching import batches_phrase, describe
+from provisioner.core.models import batch_key, proper_id
 from provisioner.render.progress import Progress
 
 
@@ -48,12 +49,21 @@ def observe(
             finished, pending = wait(pending, timeout=0.5, return_when=FIRST_EXCEPTION)
             for future in finished:
                 client_id = client_of[future]
+                without_id = []
                 for batch in future.result():
-                    if batch.get("id") not in (None, ""):
-                        # A server may list clientId as null: the listing says whose batch it is.
-                        observed[batch_key(batch["id"])] = (
-                            batch if batch.get("clientId") else {**batch, "clientId": client_id}
-                        )
+                    batch_id = proper_id(batch.get("id"))
+                    if batch_id is None:  # one without a proper id can be nobody's recorded batch
+                        without_id.append(batch)
+                        continue
+                    # A server may list clientId as null: the listing says whose batch it is.
+                    observed[batch_key(batch_id)] = (
+                        batch if batch.get("clientId") else {**batch, "clientId": client_id}
+                    )
+                if without_id:
+                    reporter.warn(
+                        f"Warning: the API lists {batches_phrase(len(without_id))} of client {client_id} without "
+                        f"a proper id, left out: {describe(without_id)}."
+                    )
                 reporter.done()
     except BaseException:
         reporter.close()

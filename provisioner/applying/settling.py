@@ -1,5 +1,5 @@
 """Settles the intents an interrupted apply left open: finds the batch each create made and records
-its id, or proves the create never happened. recovery.py holds the rules; this module does the
+its id, or proves the create never happened. matching.py holds the rules; this module does the
 looking (listing, waiting).
 
 A create cut off by a crash may have been made, or may still be in progress on the server. So its
@@ -26,6 +26,21 @@ ADOPTED = "found and recorded (made by an interrupted apply)"
 
 class AmbiguousRecovery(ApiError):
     """Batches that could be the one an interrupted create made: a person must decide."""
+
+
+class ClientNotFound(ApiError):
+    """The API answers 404 for the client of an open intent: that client's work stops, the intent stays."""
+
+
+def not_found_message(intent: Intent) -> str:
+    return (
+        f"the API answers 404 for client {intent.client_id}, whose interrupted create of {intent.address} is "
+        "unresolved. A 404 alone proves nothing (a gateway, a replica or a brief outage may not know the client "
+        "for a while, and the create may have made its batch), so the intent stays open and nothing more is done "
+        "for this client in this run. Run apply again once the client answers; if it was really deleted in "
+        f"Thought Industries, or its id was mistyped, give the create up: provisioner state forget-intent "
+        f"{intent.address}"
+    )
 
 
 class IntentSettler:
@@ -72,8 +87,7 @@ class IntentSettler:
             if self.adopt_if_found(intent, self.listings.confirmed(intent.client_id), ADOPTED):
                 return None
         except NotFoundError:
-            self._settle_unknown_client(intent, desired)
-            return None
+            raise ClientNotFound(not_found_message(intent)) from None
         return self._never_made(address, intent, desired)
 
     def adopt_if_found(self, intent: Intent, listed, outcome: str, kind: str = "adopted") -> bool:
@@ -132,41 +146,3 @@ class IntentSettler:
             self.tally.warn(f"Note: {reason}; waiting the whole recovery window before deciding that a "
                             "create never happened.")
         return window_left(intent, self.recovery_wait, server_now, datetime.now(timezone.utc))
-
-    def _settle_unknown_client(self, intent: Intent, desired: Desired) -> None:
-        """The API says the intent's client does not exist: then it has no batch, and the intent is
-        closed, but only once the API has proven it answers at this address (a wrong TI_BASE_URL
-        answers 404 to everything). A batch still declared (its client's id fixed) is then created."""
-        if not self._api_address_proven(intent.client_id, desired):
-            raise ApiError(
-                f"the API answers 404 for client {intent.client_id} and has answered nothing else yet, so "
-                f"provisioner cannot tell a deleted client from a wrong TI_BASE_URL. Check TI_BASE_URL; if the "
-                f"client is really gone: provisioner state forget-intent {intent.address}"
-            ) from None
-        self.writer.clear_intent(intent.address)
-        self.tally.warn(
-            f"Warning: {intent.address}: client {intent.client_id} does not exist in the API (404), so the "
-            "interrupted create made nothing; its intent is closed. Check the client's id in the manifest."
-        )
-        self._defer_or_close(
-            intent.address,
-            desired,
-            deferred="it is created with the new work, for the client the manifest names now",
-            closed="closed: the client does not exist, so nothing was made",
-        )
-
-    def _api_address_proven(self, unknown_client: str, desired: Desired) -> bool:
-        if self.api.answered_ok:  # a 2xx: a 404 from a wrong TI_BASE_URL proves nothing
-            return True
-        # Any other client that lists proves the address: those recorded, and those declared (after a
-        # mistyped id is fixed, the manifest's is often the only one there is).
-        known = {resource.client_id for resource in self.writer.state.resources.values()}
-        known |= {intent.client_id for intent in self.writer.open_intents()}
-        known |= {client.id for client in desired.clients.values()}
-        for client_id in sorted(known - {unknown_client}):
-            try:
-                self.listings.current(client_id)
-                return True
-            except NotFoundError:
-                continue
-        return False

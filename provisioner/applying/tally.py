@@ -17,10 +17,14 @@ class ApplyResult:
     failed: list[tuple[str, str]] = field(default_factory=list)
     skipped: int = 0
     interrupted: bool = False
+    # Set when the run stopped because the API stopped answering: what happened, in one sentence.
+    outage: str | None = None
+    # Creates sent whose outcome is still unknown: their intents stay for the next apply.
+    unresolved: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not self.failed and not self.interrupted
+        return not self.failed and not self.interrupted and not self.outage
 
 
 class Tally:
@@ -37,10 +41,11 @@ class Tally:
                 getattr(self.result, kind).append(address)
         self.reporter.done(f"{address}: {outcome}")
 
-    def failed(self, address: str, message: str) -> None:
+    def failed(self, address: str, message: str, *, in_summary_only: bool = False) -> None:
+        """``in_summary_only``: no line now; the final summary groups it with the others of its cause."""
         with self._guard:
             self.result.failed.append((address, message))
-        self.reporter.failed(f"{address}: error: {message}")
+        self.reporter.failed(None if in_summary_only else f"{address}: error: {message}")
 
     def not_started(self, address: str, why: str) -> None:
         self.skipped()

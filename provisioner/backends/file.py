@@ -277,6 +277,11 @@ def parse_document(text: str, where: str, backup_hint: str = "") -> tuple[State,
             f"{where}:{exc.lineno}:{exc.colno}: the state file is not valid JSON ({exc.msg}). "
             f"It was left untouched.{backup_hint}"
         ) from None
+    except RecursionError:
+        raise StateError(
+            f"{where}: the state file nests lists or objects far deeper than any state does; it is not a "
+            f"state. It was left untouched.{backup_hint}"
+        ) from None
     if not isinstance(raw, dict):
         raise StateError(f"{where}: the state file must hold a JSON object; it was left untouched.")
     history = raw.pop("history", None)
@@ -299,8 +304,9 @@ def parse_document(text: str, where: str, backup_hint: str = "") -> tuple[State,
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(part) for part in first["loc"])
+        message = first["msg"].removeprefix("Value error, ")
         raise StateError(
-            f"{where}: the state file is damaged at '{field}': {first['msg']}. It was left untouched."
+            f"{where}: the state file is damaged{f' at {field!r}' if field else ''}: {message}. It was left untouched."
         ) from None
 
 

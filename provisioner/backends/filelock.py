@@ -23,6 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from provisioner.backends.base import LockError, LockInfo
+from provisioner.backends.lockwait import LockWait
 
 
 def lock_path(state_path: Path) -> Path:
@@ -103,15 +104,18 @@ class StateLock:
 
     def acquire(self) -> None:
         deadline = time.monotonic() + self.timeout
+        waiting = LockWait(str(self.state_path), self.timeout, self.warn)
         while True:
             holder = self._try_acquire()
             if holder is None:
+                waiting.acquired()
                 return
             if time.monotonic() >= deadline:
                 raise LockError(
                     f"the state {self.state_path} is locked by another run:\n  {holder.describe()}\n"
                     + _what_to_do(holder)
                 )
+            waiting.blocked(holder)
             time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
 
     def _try_acquire(self) -> LockInfo | None:

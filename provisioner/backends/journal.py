@@ -107,6 +107,39 @@ def fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
+# The fields each kind of entry carries, and their JSON types (what the entry holds inside, a resource
+# or an intent, is checked as the state checks it, when it is applied).
+ENTRY_FIELDS: dict[str, dict[str, type]] = {
+    "begin": {"lineage": str, "serial": int},
+    "intent": {"intent": dict},
+    "record": {"address": str, "resource": dict},
+    "clear": {"address": str},
+    "forget": {"address": str},
+    "move": {"from": str, "to": str},
+    "instance": {"name": str},
+    "checkpoint": {"serial": int},
+}
+TYPE_NAMES = {str: "a string", int: "a whole number", dict: "an object"}
+
+
+def entry_problem(entry: dict) -> str | None:
+    """What is wrong with an entry's shape, or None. An unknown op is left to the reader, which says
+    it was written by a newer provisioner."""
+    for name, kind in ENTRY_FIELDS.get(entry["op"], {}).items():
+        value = entry.get(name)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            return f"has no {name!r} ({TYPE_NAMES[kind]})" if value is None else (
+                f"has {name!r} as {type(value).__name__}, not {TYPE_NAMES[kind]}")
+    addresses = [entry.get(name) for name in ("address", "from", "to") if name in ENTRY_FIELDS.get(entry["op"], {})]
+    if entry["op"] == "intent":
+        addresses.append(entry["intent"].get("address"))
+    for address in addresses:
+        client, slash, batch = address.partition("/") if isinstance(address, str) else ("", "", "")
+        if not (client and slash and batch):
+            return f"names {address!r}, which is not an address (client/batch)"
+    return None
+
+
 def read_journal(path: Path) -> tuple[dict | None, list[dict]]:
     """(the begin entry, the entries after it); (None, []) when there is no journal."""
     try:
@@ -121,14 +154,21 @@ def read_journal(path: Path) -> tuple[dict | None, list[dict]]:
             entry = json.loads(line)
             if not isinstance(entry, dict) or not isinstance(entry.get("op"), str):
                 raise ValueError("not an entry")
-            entries.append(entry)
-        except ValueError:
+        except (ValueError, RecursionError):
             if number == len(lines) or (number == len(lines) - 1 and not lines[-1]):
                 break  # torn by a crash while it was written: it never happened
             raise JournalError(
                 f"{path}:{number}: the journal is damaged in the middle, not only at its end. "
                 "It was left untouched: keep it, it may hold ids of created batches."
             ) from None
+        # Whole and well formed, yet not an entry this program writes: damage, wherever it is.
+        problem = entry_problem(entry)
+        if problem is not None:
+            raise JournalError(
+                f"{path}:{number}: this {entry['op']!r} entry {problem}; provisioner never writes one like it. "
+                "The journal was left untouched: keep it, it may hold ids of created batches."
+            )
+        entries.append(entry)
     if not entries:
         return None, []
     begin = entries[0]

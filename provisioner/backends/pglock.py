@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from provisioner.backends.base import LockError, LockInfo, StateError, Warn
 from provisioner.backends.filelock import current_user
+from provisioner.backends.lockwait import LockWait
 
 if TYPE_CHECKING:
     from provisioner.backends.postgres import PostgresBackend
@@ -107,6 +108,7 @@ class AdvisoryLock:
             command=command,
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         )
+        waiting = LockWait(self.name, timeout, warn)
         while True:
             with self._transaction() as conn:
                 if self._workspace_row(conn) is None:
@@ -116,6 +118,7 @@ class AdvisoryLock:
                     self.locked_on = self.backend._conn
                     self._take_holder_row(info, warn)
                     self.holding = info
+                    waiting.acquired()
                     return info
                 with self._transaction() as conn:
                     holder = self._named_holder(conn)
@@ -129,6 +132,8 @@ class AdvisoryLock:
                     "Wait for it to finish, or pass --lock-timeout SECONDS to wait. The lock is held by that run's "
                     "database session and is released when it ends, even if the run is killed."
                 )
+            if holder is not None or time.monotonic() - waiting.since >= NAMING_GRACE:
+                waiting.blocked(holder)
             time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
 
     def _take_holder_row(self, info: LockInfo, warn: Warn) -> None:

@@ -28,6 +28,8 @@ from json.encoder import encode_basestring
 from typing import Any
 from urllib.parse import SplitResult, parse_qsl, unquote, unquote_plus, urlsplit
 
+from pydantic import ValidationError
+
 from provisioner.backends.base import (
     CHECKPOINT_SECONDS,
     Backend,
@@ -304,9 +306,17 @@ class PostgresBackend(Backend):
             resources = self._aggregate(conn, "resources", "resource")
             pending = self._aggregate(conn, "intents", "intent")
             head = self._history_head(conn)
-        state = State.model_validate(
-            {"lineage": lineage, "serial": serial, "instance": instance, "resources": resources, "pending": pending}
-        )
+        try:
+            state = State.model_validate(
+                {"lineage": lineage, "serial": serial, "instance": instance, "resources": resources, "pending": pending}
+            )
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            field = ".".join(str(part) for part in first["loc"])
+            raise StateError(
+                f"{self.name}: the state is damaged{f' at {field!r}' if field else ''}: "
+                f"{first['msg'].removeprefix('Value error, ')}. Nothing was changed."
+            ) from None
         return state, digest, head
 
     def _history_head(self, conn) -> Head:

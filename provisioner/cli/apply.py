@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import sys
 import threading
@@ -110,6 +111,7 @@ def apply(paths, backend, sandbox, base_url, parallelism, rate_limit, lock_timeo
             check_replace_addresses(replace, writer.state)
             with api_context(sandbox, base_url, backend, rate_limit, parallelism, reporter) as api:
                 check_instance(writer.state, api, backend)
+                api.name_clients({client.id: key for key, client in desired.clients.items()})
                 # One listing per client for the whole run: the refresh's serve the preflight, the duplicate
                 # guard and recovery's first look; deciding that a create never happened lists again.
                 listings = ClientListings(api)
@@ -137,7 +139,7 @@ def apply(paths, backend, sandbox, base_url, parallelism, rate_limit, lock_timeo
                     RECOVERY_WAIT if recovery_wait is None else recovery_wait, reporter,
                     duplicate_check=not no_duplicate_check, allow_duplicates=allow_duplicate, listings=listings,
                 )
-    report(outcome, result)
+    report(outcome, result, rerun=rerun_advice(saved))
 
 
 def preflight(api, listings: ClientListings, result: Plan, desired: Desired, state: State) -> None:
@@ -217,19 +219,55 @@ def run_apply(
             signal.signal(signal.SIGINT, previous)
 
 
-def report(outcome: ApplyResult, result: Plan) -> None:
+def report(outcome: ApplyResult, result: Plan, rerun: str = "run apply again") -> None:
     created = set(outcome.created)
     issued = sum(change.credits for change in result.changes if change.address in created)
     click.echo(
         f"\nApply {'complete' if outcome.ok else 'stopped'}! Batches: {len(outcome.created)} created, "
         f"{len(outcome.updated)} updated, {len(outcome.adopted)} recovered. Credits issued: {issued:,}."
     )
+    if outcome.outage:
+        raise UserError(outage_summary(outcome, rerun))
     if outcome.interrupted:
         progress(f"Interrupted: {outcome.skipped} change(s) not started; run apply again to finish.")
     if outcome.failed:
         raise UserError(failure_summary(outcome.failed))
     if outcome.interrupted:
         sys.exit(1)
+
+
+def rerun_advice(saved) -> str:
+    """What to run to finish: the same command; a saved plan is stale once anything was applied."""
+    if saved:
+        return "make and review a new plan (provisioner plan ... --out FILE), then apply it"
+    return "run the same command again: " + shlex.join(["provisioner", *sys.argv[1:]])
+
+
+def outage_summary(outcome: ApplyResult, rerun: str) -> str:
+    """The one summary of an apply that stopped because the API stopped answering."""
+    done = len(outcome.created) + len(outcome.updated) + len(outcome.adopted)
+    lines = [
+        outcome.outage,
+        f"  Done and recorded: {done} ({len(outcome.created)} created, {len(outcome.updated)} updated, "
+        f"{len(outcome.adopted)} recovered). Not started: {outcome.skipped}.",
+    ]
+    if outcome.unresolved:
+        lines.append(
+            f"  Outcome unknown: {len(outcome.unresolved)} create(s) sent whose answer was lost or not yet "
+            f"looked up ({shown(outcome.unresolved)}): each stays recorded as an intent, and the next apply "
+            "looks it up before anything else."
+        )
+    lines.append("  Nothing was sent twice: a create whose answer was lost is never sent again until a "
+                 "listing proves it never happened.")
+    others = [(address, message) for address, message in outcome.failed if address not in outcome.unresolved]
+    if others:
+        lines.append("  " + failure_summary(others).replace("\n", "\n  "))
+    lines.append(f"  When the API answers again, {rerun}")
+    return "\n".join(lines)
+
+
+def shown(addresses: list[str], most: int = 5) -> str:
+    return ", ".join(addresses[:most]) + (f" and {len(addresses) - most} more" if len(addresses) > most else "")
 
 
 def failure_summary(failed: list[tuple[str, str]]) -> str:
@@ -239,6 +277,5 @@ def failure_summary(failed: list[tuple[str, str]]) -> str:
         by_message.setdefault(message, []).append(address)
     lines = []
     for message, addresses in by_message.items():
-        shown = ", ".join(addresses[:5]) + (f" and {len(addresses) - 5} more" if len(addresses) > 5 else "")
-        lines.append(f"  {shown}: {message}")
+        lines.append(f"  {shown(addresses)}: {message}")
     return f"{len(failed)} change(s) failed:\n" + "\n".join(lines)

@@ -226,6 +226,21 @@ def _checked_base_url(context, parameter, base_url: str | None) -> str | None:
     return base_url
 
 
+# Said here so that --help need not import the client (a test keeps the two equal).
+GIVE_UP_AFTER_HELP = 25
+
+
+def _keep_give_up_after(context, parameter, seconds: float | None) -> None:
+    """Kept for api_context, so that the commands need not pass it along."""
+    context.meta["give_up_after"] = seconds
+
+
+def given_give_up_after() -> float | None:
+    """--give-up-after of the command running (None: not given, the watcher's default)."""
+    context = click.get_current_context(silent=True)
+    return context.meta.get("give_up_after") if context is not None else None
+
+
 def api_options(command):
     options = [
         click.option("--sandbox", is_flag=True, help="Use an embedded local sandbox (data under state/) instead of TI_BASE_URL."),
@@ -240,6 +255,18 @@ def api_options(command):
             help="Requests per minute never to exceed (Standard plan: 120, Enterprise: 600; 0: no limit "
             "of our own). Default ($TI_RATE_LIMIT unset): start at 120 and follow the limit the server "
             "announces.",
+        ),
+        click.option(
+            "--give-up-after",
+            default=None,
+            envvar="PROVISIONER_GIVE_UP_AFTER",
+            type=click.FloatRange(1),
+            metavar="SECONDS",
+            expose_value=False,
+            callback=_keep_give_up_after,
+            help="When the API stops answering (connection refused, timeouts, 502/503/504), stop the whole "
+            "run after this many seconds without an answer, and say what is left to do. "
+            f"Default: {GIVE_UP_AFTER_HELP} ($PROVISIONER_GIVE_UP_AFTER if set).",
         ),
     ]
     for option in reversed(options):
@@ -334,12 +361,15 @@ def api_context(sandbox: bool, base_url: str | None, backend: Backend, rate_limi
     from provisioner.operations.connection import open_api
     from provisioner.render.progress import Progress
 
+    reporter = reporter or Progress.for_stream()
     return open_api(
         base_url=base_url,
         sandbox_dir=backend.path.parent if sandbox else None,
         rate_limit=rate_limit,
         parallelism=parallelism,
-        on_retry=(reporter or Progress.for_stream()).retry,
+        on_retry=reporter.retry,
+        on_notice=reporter.warn,
+        give_up_after=given_give_up_after(),
     )
 
 
@@ -351,6 +381,7 @@ def refreshed(desired: Desired, state: State, api, parallelism: int, reporter: P
 
     client_ids = {batch.client_id for batch in desired.batches.values()}
     client_ids |= {resource.client_id for resource in state.resources.values()}
+    api.name_clients({client.id: key for key, client in desired.clients.items()})
     return observe(api, sorted(client_ids), parallelism=parallelism, reporter=reporter or Progress.for_stream(),
                    listings=listings)
 

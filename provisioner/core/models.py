@@ -14,7 +14,7 @@ from datetime import date
 from collections.abc import Callable, Iterable
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from provisioner.manifest.fields import DEFAULT_GRANT_NAME
 
@@ -190,6 +190,20 @@ class State(BaseModel):
     resources: dict[str, Resource] = Field(default_factory=dict)
     pending: dict[str, Intent] = Field(default_factory=dict)
 
+    @model_validator(mode="after")
+    def _addresses_are_addresses(self) -> State:
+        """Every key is a client/batch address, and an open intent is filed under its own address:
+        a state that breaks either cannot be read safely by anything that follows."""
+        for table in (self.resources, self.pending):
+            for address in table:
+                client, slash, batch = address.partition("/")
+                if not (client and slash and batch):
+                    raise ValueError(f"{address!r} is not an address (expected client/batch)")
+        for address, intent in self.pending.items():
+            if intent.address != address:
+                raise ValueError(f"the open intent filed under {address!r} is the create of {intent.address!r}")
+        return self
+
     def claimed_ids(self) -> set[str]:
         return {batch_key(resource.batch_id) for resource in self.resources.values()}
 
@@ -202,9 +216,26 @@ class State(BaseModel):
         return hashlib.sha256(json.dumps(content, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
-def batch_key(batch_id) -> str:
-    """A batch id as compared: servers may list an id as a number or in another case."""
-    return str(batch_id).strip().lower()
+def batch_key(batch_id: str) -> str:
+    """A batch id as compared: servers may list an id in another case. Only ever given a proper id
+    (see proper_id): ``str()`` of something else (``True``, ``{'x': 1}``) is no batch's id."""
+    return batch_id.strip().lower()
+
+
+def proper_id(value: object) -> str | None:
+    """A batch id as the API must give it, a non-empty string; None for anything else (a number,
+    a boolean, a list, an object, an empty or blank string), which is never turned into one."""
+    if isinstance(value, str) and value.strip():
+        return value
+    return None
+
+
+def shown_id(value: object) -> str:
+    """How a listed or answered id is named in a message, whatever the API sent."""
+    if proper_id(value) is not None:
+        return str(value)
+    text = json.dumps(value) if isinstance(value, (bool, int, float, list, dict, type(None))) else repr(value)
+    return f"{text[:60]}{'...' if len(text) > 60 else ''} (not a batch id)"
 
 
 Action = Literal["create", "update", "blocked", "recover", "replace", "missing"]

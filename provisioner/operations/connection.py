@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from provisioner.api.client import ConfigurationError, CreditsApi
+from provisioner.api.outage import GIVE_UP_AFTER
 from provisioner.api.pacing import STANDARD_RATE, RateLimiter
 
 SANDBOX_DATA_FILE = "sandbox.sqlite"
@@ -30,6 +31,8 @@ def open_api(
     parallelism: int,
     timeout: tuple[float, float] | None = None,
     on_retry: Callable[[str], None] | None = None,
+    on_notice: Callable[[str], None] | None = None,
+    give_up_after: float | None = None,
 ) -> Iterator[CreditsApi]:
     """An API client for one command; with ``sandbox_dir`` a local sandbox serves it.
 
@@ -37,7 +40,8 @@ def open_api(
     Standard plan's 120/min and follow the limit the server announces, up or down.
     """
     limiter = rate_limiter(rate_limit)
-    options = {"limiter": limiter, "pool_size": parallelism, "on_retry": on_retry}
+    options = {"limiter": limiter, "pool_size": parallelism, "on_retry": on_retry, "on_notice": on_notice,
+               "give_up_after": GIVE_UP_AFTER if give_up_after is None else give_up_after}
     if timeout is not None:
         options["timeout"] = timeout
     if sandbox_dir is not None:

@@ -13,7 +13,7 @@ from provisioner.planning import grants
 from provisioner.api.client import ApiError, CreditsApi
 from provisioner.manifest.fields import KEY_PATTERN, KEY_RULE
 from provisioner.backends.file import parse_document, read_history, read_state
-from provisioner.core.models import COMPARED_FIELDS, BatchSpec, Desired, Intent, Resource, State, batch_key
+from provisioner.core.models import COMPARED_FIELDS, BatchSpec, Desired, Intent, Resource, State, batch_key, proper_id
 from provisioner.applying.listings import ClientListings
 from provisioner.planning.planner import live_attributes, normalized
 from provisioner.applying.matching import Findings, created_since, find, intent_since, is_look_alike, window_left
@@ -105,7 +105,8 @@ def _period_batch(desired: Desired, address: str) -> BatchSpec:
 
 def _listed(api: CreditsApi, client_id: str, batch_id: str) -> dict | None:
     wanted = batch_key(batch_id)
-    return next((batch for batch in api.list_batches(client_id) if batch_key(batch.get("id")) == wanted), None)
+    return next((batch for batch in api.list_batches(client_id)
+                 if (listed := proper_id(batch.get("id"))) is not None and batch_key(listed) == wanted), None)
 
 
 def _not_found_message(api: CreditsApi, desired: Desired, spec: BatchSpec, batch_id: str) -> str:

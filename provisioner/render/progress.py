@@ -99,15 +99,17 @@ class Progress:
     # --- events -------------------------------------------------------------
 
     def start(self, total: int, rate: float | None, *, title: str = "Applying", what: str | None = None,
-              unit: str = "changes") -> None:
+              unit: str = "changes", requests: int | None = None) -> None:
         """Before the first request: ``total`` pieces of work (``what`` describes them, default
-        "N changes") at ``rate`` requests per minute (None: no limit)."""
+        "N changes") at ``rate`` requests per minute (None: no limit); ``requests``: how many
+        requests the estimate counts, when not one per piece."""
         with self._lock:
             self._tally = Tally(total, rate, self._clock)
             self._title, self._unit = title.rstrip(":"), unit
             self._last_summary = self._clock()
             self._next_mark = self._step()
-            self._stamped(f"{title} {what or f'{total:,} {unit}'} {estimate(total, rate)}.")
+            requests = total if requests is None else requests
+            self._stamped(f"{title} {what or f'{total:,} {unit}'} {estimate(requests, rate)}.")
             if self._live:
                 self._bar = _live_bar(total, self._stream, self._title)
                 self._redraw()
@@ -124,11 +126,12 @@ class Progress:
                 self._emit(f"[{tally.done}/{tally.total}] {line}")
             self._after_count()
 
-    def failed(self, line: str) -> None:
-        """One piece of work failed (it counts as done: it will not be tried again in this run)."""
+    def failed(self, line: str | None) -> None:
+        """One piece of work failed (it counts as done: it will not be tried again in this run);
+        ``line`` None: the run's summary says it, with the others failed for the same cause."""
         with self._lock:
             self._count(failed=True)
-            if not self.quiet:
+            if line is not None and not self.quiet:
                 self._emit(line)
             self._after_count()
 
