@@ -81,7 +81,8 @@ def test_a_schema_set_up_by_the_previous_release_is_upgraded_by_the_first_run_th
     env = env_for(sandbox)
     run_subprocess("init", "--state", pg_url, env=env)
     with psycopg.connect(pg_url, autocommit=True) as conn:  # as version 1 left it: no claims
-        conn.execute("DROP TABLE provisioner.client_claims")
+        conn.execute("DROP TABLE provisioner.client_claims")  # the release before had neither table
+        conn.execute("DROP TABLE provisioner.history")
         conn.execute("UPDATE provisioner.meta SET value = '1' WHERE key = 'schema_version'")
 
     applied = run_subprocess("apply", path, "--state", pg_url, "--auto-approve", env=env)

@@ -43,6 +43,7 @@ from provisioner.api.client import (
     RequestCancelled,
 )
 from provisioner.backends.base import ClientClaimed, StateError, StateWriter
+from provisioner.core.audit_trail import ADOPT, CREATE, RECOVER, UPDATE
 from provisioner.applying.listings import ClientListings
 from provisioner.core.models import UPDATABLE_FIELDS, Change, Desired, Intent, Plan, Resource, proper_id, shown_id
 from provisioner.core.comparison import same_value
@@ -414,6 +415,7 @@ class Applier:
         self.writer.record(
             change.address,
             Resource(batch_id=resource.batch_id, client_id=resource.client_id, attributes=attributes, remote=batch),
+            UPDATE,
         )
         self.tally.done(change.address, "updated", f"updated ({', '.join(sorted(body))})")
 
@@ -424,10 +426,12 @@ class Applier:
         if batch_id is None:  # never reached: the client and the rules take no batch without one
             raise ApiError(f"{intent.address}: the API gave no proper batch id ({shown_id(batch.get('id'))}); "
                            "the intent stays open.")
+        action = ADOPT if kind == "adopted" else RECOVER if outcome == CONFIRMED else CREATE
         try:
             self.writer.record(
                 intent.address,
                 Resource(batch_id=batch_id, client_id=intent.client_id, attributes=intent.attributes, remote=batch),
+                action,
             )
         except StateError as exc:
             # Said at once, with its id: the credits were issued, and the id must not be lost.

@@ -6,6 +6,10 @@ included), creates an empty one (``init``), takes the lock, and opens a
 ``StateWriter``. The writer records each change durably before it returns (a
 fsynced journal line, or a committed transaction), so a run killed at any
 instant loses nothing; its ``serial`` moves only when what is recorded changed.
+
+Each change a person or a run makes (not the intents around a create) carries its audit
+event (core/audit_trail.py) in the same durable step: the writer seals it, naming the run it was given
+(``attribute``), and the backend writes both at once.
 """
 
 from __future__ import annotations
@@ -17,10 +21,13 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
+from types import MappingProxyType
 
+from provisioner.core.audit_trail import GENERATE, STATE_MV, STATE_RM, Head, Note, draft, seal_all
 from provisioner.core.models import Intent, Resource, State, batch_key
+from provisioner.core.timestamps import format_timestamp
 
 CHECKPOINT_SECONDS = 5.0
 Warn = Callable[[str], None]
@@ -92,8 +99,14 @@ class Backend(ABC):
         """The one writer of this state; the caller holds the lock."""
 
     @abstractmethod
-    def force_unlock(self, lock_id: str) -> LockInfo:
-        """Removes a lock left by a run that is gone; refuses while its holder is alive."""
+    def force_unlock(self, lock_id: str, run: Mapping[str, object] | None = None) -> LockInfo:
+        """Removes a lock left by a run that is gone; refuses while its holder is alive. Its event
+        (naming ``run``) is written with the removal where the backend can (one transaction), else
+        just before it."""
+
+    @abstractmethod
+    def read_history(self) -> list[dict]:
+        """Every event of this state's audit trail, oldest first (see core/audit_trail.py)."""
 
     @abstractmethod
     def written_at(self) -> datetime | None:
@@ -121,10 +134,13 @@ class Backend(ABC):
         return ""
 
     @contextmanager
-    def writing(self, command: str, timeout: float = 0.0, warn: Warn | None = None) -> Iterator[StateWriter]:
-        """Lock, then the writer; the writer's last checkpoint happens before the lock is released."""
+    def writing(self, command: str, timeout: float = 0.0, warn: Warn | None = None,
+                run: Mapping[str, object] | None = None) -> Iterator[StateWriter]:
+        """Lock, then the writer (its events naming ``run``); the writer's last checkpoint happens
+        before the lock is released."""
         with self.lock(command, timeout=timeout, warn=warn):
             with self.open_writer() as writer:
+                writer.attribute(run or {})
                 yield writer
 
     def missing_error(self) -> StateMissing:
@@ -146,10 +162,14 @@ class StateWriter(ABC):
     moves: at a checkpoint, and only if the content changed.
     """
 
-    def __init__(self, state: State, checkpoint_seconds: float = CHECKPOINT_SECONDS, unsaved: bool = False):
+    def __init__(self, state: State, checkpoint_seconds: float = CHECKPOINT_SECONDS, unsaved: bool = False,
+                 head: Head | None = None):
         """``unsaved``: ``state`` differs from what is stored (a killed run's changes); the first
-        checkpoint moves the serial."""
+        checkpoint moves the serial. ``head``: where the stored history ends."""
         self.state = state
+        self.head = head or Head()
+        self.run: Mapping[str, object] = MappingProxyType({})
+        self._server_clock: Callable[[], datetime | None] | None = None
         self.checkpoint_seconds = checkpoint_seconds
         self._guard = threading.RLock()
         self._checkpointing = threading.Lock()  # one checkpoint at a time
@@ -163,21 +183,33 @@ class StateWriter(ABC):
     def __exit__(self, *exc_info) -> None:
         self.close()
 
+    # --- the run its events name ----------------------------------------------------
+
+    def attribute(self, run: Mapping[str, object], server_clock: Callable[[], datetime | None] | None = None) -> None:
+        """The run this writer's events name (gathered once per run: actor, commit, reason...), and
+        the API server's clock their time is read from while it can be told (else this machine's)."""
+        self.run = MappingProxyType(dict(run))
+        if server_clock is not None:
+            self._server_clock = server_clock
+
     # --- the changes -------------------------------------------------------------
 
     def record_intent(self, intent: Intent) -> None:
         self._write({"op": "intent", "intent": intent.model_dump(mode="json", exclude_none=True)})
 
-    def record(self, address: str, resource: Resource) -> None:
-        self._write({"op": "record", "address": address, "resource": resource.model_dump(mode="json")})
+    def record(self, address: str, resource: Resource, action: str | None = None) -> None:
+        """``action``: the event this change is (core/audit_trail.py); None for none (an intent's bookkeeping)."""
+        notes = () if action is None else (event_note(action, address, resource),)
+        self._write({"op": "record", "address": address, "resource": resource.model_dump(mode="json")}, notes)
 
-    def record_all(self, resources: Mapping[str, Resource], instance: str | None = None) -> None:
+    def record_all(self, resources: Mapping[str, Resource], instance: str | None = None,
+                   action: str = GENERATE) -> None:
         """Records many resources as one durable step: all of them, or (on any failure) none; with
         ``instance``, the state is bound to that API in the same step (see ``bind_instance``).
 
         One journal line (a state file with nothing journaled yet writes a new snapshot instead), or one
         transaction: ``import --generate-config-out`` adopts a whole instance this way, so that an
-        interrupted run never leaves half of it recorded."""
+        interrupted run never leaves half of it recorded. Each resource gets its ``action`` event, in the same step."""
         if not resources:
             return
         entry: dict = {
@@ -188,20 +220,34 @@ class StateWriter(ABC):
             check_instance(self.state, instance, self.name)
             if self.state.instance is None:
                 entry["instance"] = instance
-        self._write(entry)
+        self._write(entry, [event_note(action, address, resource) for address, resource in resources.items()])
 
-    def clear_intent(self, address: str) -> None:
-        self._write({"op": "clear", "address": address})
+    def clear_intent(self, address: str, action: str | None = None) -> None:
+        """Closes an intent: a refused create (no event), or one given up by a person (``forget-intent``)."""
+        notes: tuple[Note, ...] = ()
+        if action is not None:
+            intent = self.state.pending.get(address)
+            credits = intent.attributes.get("startingBalance") if intent is not None else None
+            notes = (Note(action, address, credits=credits if type(credits) is int else None),)
+        self._write({"op": "clear", "address": address}, notes)
 
-    def forget(self, address: str) -> None:
-        self._write({"op": "forget", "address": address})
+    def forget(self, address: str, action: str = STATE_RM) -> None:
+        with self._guard:
+            resource = self.state.resources.get(address)
+            notes = () if resource is None else (event_note(action, address, resource),)
+            self._write({"op": "forget", "address": address}, notes)
 
     def move(self, source: str, destination: str) -> None:
         with self._guard:
             if source not in self.state.resources:
                 # Journaled first, such a move could never be replayed: the state would stop reading.
                 raise StateError(f"{source} is not recorded in {self.name}: nothing to move.")
-            self._write({"op": "move", "from": source, "to": destination})
+            note = event_note(STATE_MV, destination, self.state.resources[source], from_address=source)
+            self._write({"op": "move", "from": source, "to": destination}, (note,))
+
+    def record_event(self, note: Note) -> None:
+        """An event whose change is not in the recorded state itself (a lock removed)."""
+        self._write({"op": "event"}, (note,))
 
     def bind_instance(self, instance: str) -> None:
         """Ties the state to the API it records; refuses another one."""
@@ -210,8 +256,31 @@ class StateWriter(ABC):
             self._write({"op": "instance", "name": instance})
 
     @abstractmethod
-    def replace(self, state: State) -> None:
-        """Puts a whole state in place (``state push``), as one durable step."""
+    def replace(self, state: State, events: list[dict] | None = None, note: Note | None = None) -> None:
+        """Puts a whole state in place (``state push``), as one durable step: with it, ``events`` (the
+        pushed history past this one's end, already chained to it) and the event of ``note``."""
+
+    def _pushed_events(self, events: list[dict] | None, note: Note | None) -> list[dict]:
+        """The events a replace appends: the pushed ones, then its own, chained after them."""
+        events = [dict(event) for event in events or ()]
+        head = Head.of(events[-1]) if events else self.head
+        if events and (events[0].get("seq") != self.head.seq + 1 or events[0].get("prev") != self.head.digest):
+            raise StateError(f"the pushed history does not continue the one {self.name} records; nothing was changed.")
+        if note is not None:
+            events += self._seal((note,), head)
+        return events
+
+    def _draft(self, notes) -> list:
+        """The events but for their place in the chain: done before the guard is taken."""
+        server_now = self._server_clock() if self._server_clock is not None else None
+        if server_now is not None:
+            at, clock = format_timestamp(server_now), "api"
+        else:
+            at, clock = format_timestamp(datetime.now(timezone.utc)), "local"
+        return [draft(note, self.run, at, clock) for note in notes]
+
+    def _seal(self, notes, head: Head | None = None) -> list[dict]:
+        return seal_all(self._draft(notes), self.head if head is None else head)
 
     def claim_client(self, instance: str, client_id: str) -> None:
         """Records that this state creates the batches of ``client_id`` on ``instance``; ClientClaimed when
@@ -269,9 +338,16 @@ class StateWriter(ABC):
         self._changes = Changes(state)
         self._claimed = None
 
-    def _write(self, entry: dict) -> None:
+    def _write(self, entry: dict, notes=()) -> None:
+        """One change, durable before it returns; ``notes``: its events (several for a bulk change),
+        sealed here and written in the same step (the journal line, the transaction)."""
+        drafts = self._draft(notes) if notes else ()
         with self._guard:
+            if drafts:
+                entry = {**entry, "events": seal_all(drafts, self.head)}
             self._persist(entry)
+            if notes:
+                self.head = Head.of(entry["events"][-1])
             self._changes.note(self.state, entry)
             if self._claimed is not None:
                 self._claimed.note(self.state, entry)
@@ -418,6 +494,13 @@ def _content(value: object) -> str | None:
     return json.dumps(value.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
 
 
+def event_note(action: str, address: str, resource: Resource, from_address: str | None = None) -> Note:
+    """The event of a change to ``resource`` at ``address``: its id and its credits."""
+    credits = resource.attributes.get("startingBalance")
+    return Note(action, address, batch_id=resource.batch_id, credits=credits if type(credits) is int else None,
+                from_address=from_address)
+
+
 def check_instance(state: State, instance: str, where: str) -> None:
     if state.instance is not None and state.instance != instance:
         raise StateError(
@@ -451,7 +534,7 @@ def apply_entry(state: State, entry: dict) -> None:
         state.resources[entry["to"]] = state.resources.pop(entry["from"])
     elif op == "instance":
         state.instance = entry["name"]
-    elif op == "checkpoint":
-        pass  # the file journal's mark of where a snapshot took over (see file.py)
+    elif op in ("checkpoint", "event"):
+        pass  # the file journal's mark of where a snapshot took over (see file.py); an event alone
     else:
         raise StateError(f"unknown journal entry {op!r}: written by a newer provisioner?")

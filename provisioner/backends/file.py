@@ -6,15 +6,23 @@ Layout on disk, beside ``state/default.json``:
 - ``default.json.backup``   the previous snapshot.
 - ``default.json.journal``  the write-ahead journal of the run in progress (see journal.py).
 - ``default.json.lock``     the lock of the run in progress (see filelock.py).
+- ``default.json.history``  the audit trail: one event a line, append-only (see core/audit_trail.py).
 
 Readers fold the journal into the snapshot, so an apply killed at any instant
 loses nothing: every intent and every id reached the journal (fsync) first. A
 journal behind the snapshot was folded into it already, except for what follows
 its last ``checkpoint`` line for the snapshot's serial (see journal.py).
+
+Each change's event travels in its journal line, or in the snapshot that makes the change (a
+push: the snapshot's last key, ``history``, holds the events its history file may not hold yet);
+the history file receives them before that journal is dropped or restarted, or right after that
+snapshot is in place. So every event is in one or the other, or both: the history is read as the
+file, then the snapshot's events past its end, then the journal's past those.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import time
@@ -33,11 +41,13 @@ from provisioner.backends.base import (
     Warn,
     apply_entry,
     check_instance,
+    event_note,
 )
 from provisioner.backends.filelock import StateLock, force_unlock, lock_path, read_lock_info
-from provisioner.backends.journal import Journal, JournalError, read_journal
-from provisioner.backends.snapshot import SnapshotText, parse_state
+from provisioner.backends.journal import Journal, JournalError, fsync_directory, read_journal
+from provisioner.backends.snapshot import SnapshotText, parse_document, parse_state, with_history
 from provisioner.core.atomic_files import temporary_beside, write_atomically
+from provisioner.core.audit_trail import FORCE_UNLOCK, GENERATE, Head, Note, after, line_of, parse_line
 from provisioner.core.models import Resource, State
 
 
@@ -79,8 +89,22 @@ class FileBackend(Backend):
     def open_writer(self) -> FileWriter:
         return FileWriter(self.path, name=self.name)
 
-    def force_unlock(self, lock_id: str) -> LockInfo:
-        return force_unlock(self.path, lock_id)
+    def force_unlock(self, lock_id: str, run: Mapping[str, object] | None = None) -> LockInfo:
+        def record(holder: LockInfo) -> None:
+            # Under the dead run's lock, taken over: its event first, then the lock file goes.
+            if not self.exists():
+                return
+            with self.open_writer() as writer:
+                writer.attribute(run or {})
+                writer.record_event(Note(FORCE_UNLOCK, detail=f"lock {holder.id} of {holder.command} by "
+                                                              f"{holder.user}@{holder.host}, pid {holder.pid}"))
+
+        return force_unlock(self.path, lock_id, before_removal=record)
+
+    def read_history(self) -> list[dict]:
+        if not self.exists():
+            raise self.missing_error()
+        return read_history(self.path)
 
     def written_at(self) -> datetime | None:
         """The state file's or its journal's modification time, whichever is newer (in a fresh git
@@ -89,7 +113,8 @@ class FileBackend(Backend):
         return datetime.fromtimestamp(max(times), timezone.utc) if times else None
 
     def own_files(self) -> list[Path]:
-        return [self.path, journal_path(self.path), backup_path(self.path), lock_path(self.path)]
+        return [self.path, journal_path(self.path), backup_path(self.path), lock_path(self.path),
+                history_path(self.path)]
 
 
 def backup_path(path: Path) -> Path:
@@ -98,6 +123,134 @@ def backup_path(path: Path) -> Path:
 
 def journal_path(path: Path) -> Path:
     return path.with_name(path.name + ".journal")
+
+
+def history_path(path: Path) -> Path:
+    return path.with_name(path.name + ".history")
+
+
+def read_history(path: Path) -> list[dict]:
+    """The state's whole audit trail: the history file, then the events of the journal past its end."""
+    # In this order: events move from the journal or the snapshot to the file, never back.
+    journaled = journal_events(path)
+    carried = snapshot_events(path)
+    filed = read_history_file(history_path(path))
+    return _merged(filed, carried, journaled)
+
+
+def _merged(filed: list[dict], carried: list[dict], journaled: list[dict]) -> list[dict]:
+    events = filed + after(carried, filed[-1]["seq"] if filed else 0)
+    return events + after(journaled, events[-1]["seq"] if events else 0)
+
+
+SNAPSHOT_HISTORY = b'\n  "history": ['
+
+
+def snapshot_events(path: Path) -> list[dict]:
+    """The events a snapshot carries (its last key, as render_snapshot writes it); [] for none."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise StateError(f"{path}: cannot read the state file: {exc.strerror}.") from None
+    start = data.rfind(SNAPSHOT_HISTORY)
+    if start < 0:
+        if b'"history"' not in data:
+            return []
+        try:  # laid out another way (a pulled state reformatted): the whole document read
+            return parse_document(data.decode("utf-8"), str(path))[1] or []
+        except (StateError, UnicodeDecodeError):
+            return []
+    try:
+        events = json.loads(data[start + len(SNAPSHOT_HISTORY) - 1 : data.rindex(b"]") + 1])
+    except ValueError:
+        raise StateError(f"{path}: the events the state file carries cannot be read; it was left untouched.") from None
+    if not isinstance(events, list) or not all(isinstance(event, dict) for event in events):
+        raise StateError(f"{path}: its 'history' must be a list of events; it was left untouched.")
+    return events
+
+
+def journal_events(path: Path) -> list[dict]:
+    """The events of every whole line of the journal (a change there happened, folded in or not)."""
+    try:
+        _, entries = read_journal(journal_path(path))
+    except JournalError as exc:
+        raise StateError(str(exc)) from None
+    return [event for entry in entries for event in entry.get("events", ())]
+
+
+def read_history_file(path: Path) -> list[dict]:
+    """Every whole line; a last line without its newline was cut by a crash and never counted."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise StateError(f"{path}: cannot read the history: {exc.strerror}.") from None
+    lines = data.split(b"\n")[:-1]  # what follows the last newline was torn
+    events = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            events.append(parse_line(line))
+        except ValueError:
+            raise StateError(
+                f"{path}:{number}: this line of the history is not an event (the file was altered or damaged). "
+                "It was left untouched; 'provisioner log --verify' checks the rest."
+            ) from None
+    return events
+
+
+def history_tail(path: Path) -> Head:
+    """Where the history file ends: its last whole line, read from the end of the file only."""
+    try:
+        with open(path, "rb") as handle:
+            data, position = b"", handle.seek(0, os.SEEK_END)
+            # Enough bytes to hold the last two newlines: the last whole line lies between them.
+            while position > 0 and data.count(b"\n") < 2:
+                step = min(65536, position)
+                position -= step
+                handle.seek(position)
+                data = handle.read(step) + data
+    except FileNotFoundError:
+        return Head()
+    if b"\n" not in data:
+        return Head()  # empty, or only a line a crash cut short
+    whole = data[: data.rfind(b"\n")]
+    try:
+        return Head.of(parse_line(whole[whole.rfind(b"\n") + 1 :]))
+    except (ValueError, KeyError):
+        raise StateError(
+            f"{path}: its last event cannot be read (the file was altered or damaged); nothing was changed. "
+            "'provisioner log --verify' tells where."
+        ) from None
+
+
+def append_history(path: Path, events: list[dict]) -> None:
+    """Appends whole lines, fsynced. A torn last line a crash left is cut off first; a write that
+    fails midway is cut back off, so that no event is ever written twice or glued to a fragment."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        size = os.lseek(fd, 0, os.SEEK_END)
+        if size:
+            os.lseek(fd, max(0, size - 65536), os.SEEK_SET)
+            tail = os.read(fd, 65536)
+            if not tail.endswith(b"\n"):
+                size = size - len(tail) + tail.rfind(b"\n") + 1
+                os.ftruncate(fd, size)
+        data = memoryview("".join(line_of(event) for event in events).encode("utf-8"))
+        os.lseek(fd, size, os.SEEK_SET)
+        try:
+            while data:
+                data = data[os.write(fd, data) :]
+            os.fsync(fd)
+        except OSError:
+            os.ftruncate(fd, size)
+            raise
+    finally:
+        os.close(fd)
+    if not size:
+        fsync_directory(path.parent)
 
 
 def read_snapshot(path: Path) -> State | None:
@@ -195,15 +348,18 @@ def _read_journal_checked(path: Path, state: State | None) -> tuple[list[dict], 
     return entries, base
 
 
-def write_snapshot(path: Path, state: State, text: SnapshotText | None = None) -> None:
-    """Atomic and durable: the new snapshot written and fsynced, the previous file kept as .backup, renamed."""
+def write_snapshot(path: Path, state: State, text: SnapshotText | None = None,
+                   history: list[dict] | None = None) -> None:
+    """Atomic and durable: the new snapshot written and fsynced, the previous file kept as .backup, renamed.
+    ``history``: events this snapshot carries, the change it makes and its events in one step (see read_history)."""
     path.parent.mkdir(parents=True, exist_ok=True)
 
     def keep_backup() -> None:
         if path.exists():
             _keep_backup(path)
 
-    write_atomically(path, (text or SnapshotText()).render(state), durable=True, before_replace=keep_backup)
+    write_atomically(path, with_history((text or SnapshotText()).render(state), history or None), durable=True,
+                     before_replace=keep_backup)
 
 
 def _keep_backup(path: Path) -> None:
@@ -234,7 +390,12 @@ class FileWriter(StateWriter):
         if unfolded is None:
             raise FileBackend(self.path).missing_error()
         snapshot, entries, journal_found = unfolded
-        super().__init__(snapshot, checkpoint_seconds)
+        # The events a killed run journaled that the history file does not hold yet: filed first.
+        filed = history_tail(history_path(self.path))
+        self._unfiled = _merged([], after(snapshot_events(self.path), filed.seq),
+                                after(journal_events(self.path), filed.seq))
+        super().__init__(snapshot, checkpoint_seconds, head=Head.of(self._unfiled[-1]) if self._unfiled else filed)
+        self._file_events()
         # Opened under this process's lock: every write checks that the lock is still its own (after a
         # stall, its lock file may have been removed and another run may write the state now).
         self._under_lock = self._holds_lock()
@@ -272,6 +433,13 @@ class FileWriter(StateWriter):
             ) from None
         if self._journaled_since_mark is not None:
             self._journaled_since_mark.append(entry)
+        self._unfiled.extend(entry.get("events", ()))
+
+    def _file_events(self) -> None:
+        """The journaled events into the history file: before the journal that holds them goes."""
+        if self._unfiled:
+            append_history(history_path(self.path), self._unfiled)
+            self._unfiled = []
 
     def _begin_save(self, state: State, changed: bool):
         if getattr(self, "_under_lock", False):
@@ -297,6 +465,7 @@ class FileWriter(StateWriter):
         with self._guard:
             since, self._journaled_since_mark = self._journaled_since_mark, None
             try:
+                self._file_events()
                 if since and self._journal is not None:
                     self._journal = self._journal.restart(snapshot.lineage, snapshot.serial, since)
                 else:
@@ -311,15 +480,27 @@ class FileWriter(StateWriter):
         self._drop_journal()
 
     def _drop_journal(self) -> None:
+        self._file_events()
         if self._journal is not None:
             self._journal.close()
             self._journal = None
         journal_path(self.path).unlink(missing_ok=True)
 
-    def replace(self, state: State) -> None:
+    def replace(self, state: State, events: list[dict] | None = None, note: Note | None = None) -> None:
         with self._guard:
-            self._saved_as(state.model_copy(deep=True))
-            self._save(self.state, changed=True)
+            self.put_snapshot(state.model_copy(deep=True), self._pushed_events(events, note))
+
+    def put_snapshot(self, state: State, events: list[dict]) -> None:
+        """``state`` in place as one new snapshot carrying its ``events`` (sealed already): the change
+        and its events in one rename. Then they are filed, and the journal goes (its changes were
+        folded into ``state``). For a replace, and a bulk record made as one snapshot."""
+        with self._guard:
+            write_snapshot(self.path, state, self._text, history=events)
+            self._saved_as(state)
+            if events:
+                self.head = Head.of(events[-1])
+                self._unfiled.extend(events)
+            self._drop_journal()
 
     def _holds_lock(self) -> bool:
         try:
@@ -337,14 +518,15 @@ class FileWriter(StateWriter):
                 "once no other run is going: open creates are resolved by listing."
             )
 
-    def record_all(self, resources: Mapping[str, Resource], instance: str | None = None) -> None:
+    def record_all(self, resources: Mapping[str, Resource], instance: str | None = None,
+                   action: str = GENERATE) -> None:
         """Many resources at once, on a state file: a new snapshot (temporary file, fsync, rename), all or
         nothing, rather than a journal line that the checkpoint then writes again (for 50,000 batches
         that took twice as long). Changes this run has journaled and not yet put in the snapshot come
         first: then the resources are journaled after them, as every change is."""
         with self._checkpointing, self._guard:
             if self._journal is not None or not resources:
-                super().record_all(resources, instance)
+                super().record_all(resources, instance, action)
                 return
             if instance is not None:
                 check_instance(self.state, instance, self.name)
@@ -359,6 +541,6 @@ class FileWriter(StateWriter):
                 "instance": state.instance if state.instance is not None else instance,
                 "serial": state.serial + 1,
             })
-            write_snapshot(self.path, updated, self._text)
-            self._saved_as(updated)
+            notes = [event_note(action, address, resource) for address, resource in resources.items()]
+            self.put_snapshot(updated, self._seal(notes))
             self._last_checkpoint = time.monotonic()

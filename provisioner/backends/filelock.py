@@ -17,6 +17,7 @@ import socket
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
@@ -191,8 +192,10 @@ def _what_to_do(holder: LockInfo) -> str:
     )
 
 
-def force_unlock(state_path: str | Path, lock_id: str) -> LockInfo:
-    """Removes a lock left by a run that is gone; refuses while its holder still runs here."""
+def force_unlock(state_path: str | Path, lock_id: str,
+                 before_removal: Callable[[LockInfo], None] | None = None) -> LockInfo:
+    """Removes a lock left by a run that is gone; refuses while its holder still runs here.
+    ``before_removal``: run while the lock is held here, once the lock is known to be the one to remove."""
     state_path = Path(state_path)
     path = lock_path(state_path)
     try:
@@ -219,6 +222,8 @@ def force_unlock(state_path: str | Path, lock_id: str) -> LockInfo:
             raise LockError(
                 f"the lock on {state_path} has ID {info.id}, not {lock_id}; nothing was changed.\n  {info.describe()}"
             )
+        if before_removal is not None:
+            before_removal(info)
         path.unlink()
         return info
     except FileNotFoundError:

@@ -237,7 +237,8 @@ class AdvisoryLock:
         ).fetchone()
         return row[0] if row else None
 
-    def force_unlock(self, lock_id: str) -> LockInfo:
+    def force_unlock(self, lock_id: str, with_removal=None) -> LockInfo:
+        """``with_removal(conn, holder)``: run in the transaction that removes the lock (its event)."""
         with self._transaction() as conn:
             if self._workspace_row(conn) is None:
                 raise self.missing_error()
@@ -264,6 +265,8 @@ class AdvisoryLock:
                         self._query("DELETE FROM {locks} WHERE workspace = %s AND id = %s", locks="locks"),
                         (self.workspace, lock_id),
                     )
+                    if with_removal is not None:
+                        with_removal(conn, holder)
             finally:
                 self._call("pg_advisory_unlock")
         return holder

@@ -2,6 +2,8 @@
 
 - The journal is transactions: an intent is committed on its own before its create
   leaves; a result (the resource row, the intent closed) is one transaction.
+- The audit trail is its own table, ``history``, written by INSERT only, in the transaction
+  of the change each event records (the docs give the grants that keep it append-only).
 - The lock (pglock.py) is a session advisory lock per workspace plus a holder row.
   Every write checks, in its own transaction, that this run still holds it. A lost
   connection is re-opened and the lock taken again before anything more is written;
@@ -19,7 +21,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from json.encoder import encode_basestring
@@ -37,10 +39,12 @@ from provisioner.backends.base import (
     StateWriter,
     Warn,
 )
+from provisioner.core.audit_trail import FORCE_UNLOCK, Head, Note, seal
 from provisioner.backends.pglock import AdvisoryLock
 from provisioner.core.models import State
+from provisioner.core.timestamps import utc_now_text
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 2  # 2: the workspace claims and the history tables
 DEFAULT_SCHEMA = "provisioner"
 # Reconnecting after the database went away (a restart takes a few seconds): attempts and pause.
 RECONNECT_ATTEMPTS = 8
@@ -260,7 +264,7 @@ class PostgresBackend(Backend):
 
     def _schema_query(self, statement: str):
         return self._query(statement, meta="meta", workspaces="workspaces", resources="resources", intents="intents",
-                           locks="locks", claims="client_claims")
+                           locks="locks", claims="client_claims", history="history")
 
     def _upgrade_schema(self) -> None:
         """Brings a schema an older release set up to this release's version (before a run writes)."""
@@ -272,7 +276,8 @@ class PostgresBackend(Backend):
             version = self._schema_version(conn)  # another run may have upgraded it meanwhile
             for step in range(version or SCHEMA_VERSION, SCHEMA_VERSION):
                 for statement in UPGRADES[step]:
-                    conn.execute(self._schema_query(statement))
+                    # A table that exists already (an upgrade done by hand, in part) is kept as it is.
+                    conn.execute(self._schema_query(statement.replace("CREATE TABLE", "CREATE TABLE IF NOT EXISTS", 1)))
             conn.execute(self._query("UPDATE {meta} SET value = %s WHERE key = 'schema_version'", meta="meta"),
                          (str(SCHEMA_VERSION),))
 
@@ -292,10 +297,10 @@ class PostgresBackend(Backend):
         ).fetchone()
 
     def read(self) -> State:
-        state, _ = self._read_with_digest()
+        state, _, _ = self._read_with_digest()
         return state
 
-    def _read_with_digest(self) -> tuple[State, str]:
+    def _read_with_digest(self) -> tuple[State, str, Head]:
         with self._transaction(read_only=True) as conn:
             row = self._workspace_row(conn)
             if row is None:
@@ -303,6 +308,7 @@ class PostgresBackend(Backend):
             lineage, serial, instance, digest = row
             resources = self._aggregate(conn, "resources", "resource")
             pending = self._aggregate(conn, "intents", "intent")
+            head = self._history_head(conn)
         try:
             state = State.model_validate(
                 {"lineage": lineage, "serial": serial, "instance": instance, "resources": resources, "pending": pending}
@@ -314,7 +320,46 @@ class PostgresBackend(Backend):
                 f"{self.name}: the state is damaged{f' at {field!r}' if field else ''}: "
                 f"{first['msg'].removeprefix('Value error, ')}. Nothing was changed."
             ) from None
-        return state, digest
+        return state, digest, head
+
+    def _history_head(self, conn) -> Head:
+        if (self._schema_version(conn) or 0) < SCHEMA_VERSION:
+            return Head()
+        row = conn.execute(
+            self._query("SELECT seq, event->>'digest' FROM {history} WHERE workspace = %s ORDER BY seq DESC LIMIT 1",
+                        history="history"),
+            (self.workspace,),
+        ).fetchone()
+        return Head() if row is None else Head(row[0], row[1])
+
+    def read_history(self) -> list[dict]:
+        with self._transaction(read_only=True) as conn:
+            if self._workspace_row(conn) is None:
+                raise self.missing_error()
+            if (self._schema_version(conn) or 0) < SCHEMA_VERSION:
+                return []
+            rows = conn.execute(
+                self._query("SELECT event::text FROM {history} WHERE workspace = %s ORDER BY seq", history="history"),
+                (self.workspace,),
+            ).fetchall()
+        return [json.loads(text) for (text,) in rows]
+
+    def insert_events(self, conn, events: list[dict]) -> None:
+        """In the transaction of their change. ON CONFLICT: a retry after a commit whose answer was lost
+        (this run holds the lock: the row there is this very event); INSERT privilege is all it needs."""
+        if not events:
+            return
+        statement = self._query(
+            "INSERT INTO {history} (workspace, seq, event) VALUES (%s, %s, %s) ON CONFLICT (workspace, seq) DO NOTHING",
+            history="history",
+        )
+        rows = [(self.workspace, event["seq"], json.dumps(event, sort_keys=True, separators=(",", ":")))
+                for event in events]
+        if len(rows) == 1:
+            conn.execute(statement, rows[0])
+        else:
+            with conn.cursor() as cursor:
+                cursor.executemany(statement, rows)
 
     def _aggregate(self, conn, table: str, column: str) -> dict:
         # The rows as text, joined into one JSON object here: a single parse instead of one per row,
@@ -365,15 +410,22 @@ class PostgresBackend(Backend):
     def lock(self, command: str, timeout: float = 0.0, warn: Warn | None = None) -> AbstractContextManager[LockInfo]:
         return self.advisory.held(command, timeout, warn)
 
-    def force_unlock(self, lock_id: str) -> LockInfo:
-        return self.advisory.force_unlock(lock_id)
+    def force_unlock(self, lock_id: str, run: Mapping[str, object] | None = None) -> LockInfo:
+        self._upgrade_schema()
+
+        def record(conn, holder: LockInfo) -> None:
+            note = Note(FORCE_UNLOCK, detail=f"lock {holder.id} of {holder.command} by {holder.user}@{holder.host}, "
+                                             f"pid {holder.pid}")
+            self.insert_events(conn, [seal(note, run or {}, utc_now_text(), "local", self._history_head(conn))])
+
+        return self.advisory.force_unlock(lock_id, with_removal=record)
 
     # --- writing ---------------------------------------------------------------------------
 
     def open_writer(self) -> PostgresWriter:
         self._upgrade_schema()
-        state, digest = self._read_with_digest()
-        return PostgresWriter(self, state, digest)
+        state, digest, head = self._read_with_digest()
+        return PostgresWriter(self, state, digest, head=head)
 
     def write(self, statements: Callable[[Any], None]) -> None:
         """One transaction under the lock; a broken connection is re-opened (lock taken again) and
@@ -415,10 +467,10 @@ class PostgresBackend(Backend):
 
 class PostgresWriter(StateWriter):
     def __init__(self, backend: PostgresBackend, state: State, saved_digest: str,
-                 checkpoint_seconds: float = CHECKPOINT_SECONDS):
+                 checkpoint_seconds: float = CHECKPOINT_SECONDS, head: Head | None = None):
         self.backend = backend
         unsaved = saved_digest != state.content_digest()
-        super().__init__(state, checkpoint_seconds, unsaved=unsaved)
+        super().__init__(state, checkpoint_seconds, unsaved=unsaved, head=head)
         if unsaved:
             self.checkpoint()  # a run that was killed recorded things: they move the serial now
 
@@ -497,8 +549,9 @@ class PostgresWriter(StateWriter):
                     backend._query("UPDATE {workspaces} SET instance = %s WHERE name = %s", workspaces="workspaces"),
                     (entry["name"], workspace),
                 )
-            else:
+            elif op != "event":
                 raise StateError(f"unknown state change {op!r}")
+            backend.insert_events(conn, entry.get("events", []))
 
         backend.write(statements)
 
@@ -568,11 +621,13 @@ class PostgresWriter(StateWriter):
             )
         )
 
-    def replace(self, state: State) -> None:
+    def replace(self, state: State, events: list[dict] | None = None, note: Note | None = None) -> None:
         backend = self.backend
         workspace = backend.workspace
+        pushed = self._pushed_events(events, note)
 
         def statements(conn) -> None:
+            backend.insert_events(conn, pushed)
             for table in ("resources", "intents"):
                 conn.execute(backend._query("DELETE FROM {t} WHERE workspace = %s", t=table), (workspace,))
             with conn.cursor() as cursor:
@@ -598,6 +653,8 @@ class PostgresWriter(StateWriter):
 
         with self._guard:
             backend.write(statements)
+            if pushed:
+                self.head = Head.of(pushed[-1])
             self._saved_as(state.model_copy(deep=True))
 
 
@@ -609,6 +666,13 @@ CLAIMS = """CREATE TABLE {claims} (
     workspace text NOT NULL REFERENCES {workspaces} (name) ON DELETE CASCADE,
     claimed_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (instance, client_id))"""
+
+# No foreign key: the history outlives its workspace. Written by INSERT only (see the docs' grants).
+HISTORY_TABLE = """CREATE TABLE {history} (
+        workspace text NOT NULL,
+        seq bigint NOT NULL,
+        event json NOT NULL,
+        PRIMARY KEY (workspace, seq))"""
 
 # Resources and intents are json, not jsonb: json keeps the text as written, so a state reads back
 # with the digest it was written with (jsonb would rewrite 1e+20 as an integer, say, and every run
@@ -643,8 +707,9 @@ SCHEMA = (
         created text NOT NULL,
         session_pid integer NOT NULL)""",
     CLAIMS,
+    HISTORY_TABLE,
 )
-UPGRADES = {1: (CLAIMS,)}  # from version N to N + 1
+UPGRADES = {1: (CLAIMS, HISTORY_TABLE)}  # from version N to N + 1
 
 
 def client_claimed_message(client_id: str, instance: str, owner: str, since, backend: PostgresBackend) -> str:

@@ -1,5 +1,5 @@
 """The state's snapshot format: a State as JSON text and back. The state file is a snapshot (with a
-journal beside it while a run goes on); `state pull` prints one and `state push` reads one."""
+journal beside it while a run goes on); `state pull` prints one with its history and `state push` reads one."""
 
 from __future__ import annotations
 
@@ -16,6 +16,11 @@ from provisioner.core.models import STATE_FORMAT_VERSION, State
 
 def parse_state(text: str, where: str, backup_hint: str = "") -> State:
     """A state from its JSON text (a snapshot, or what ``state pull`` printed)."""
+    return parse_document(text, where, backup_hint)[0]
+
+
+def parse_document(text: str, where: str, backup_hint: str = "") -> tuple[State, list[dict] | None]:
+    """A state and the history printed with it (``state pull``), None when it carries none."""
     try:
         raw = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -30,6 +35,9 @@ def parse_state(text: str, where: str, backup_hint: str = "") -> State:
         ) from None
     if not isinstance(raw, dict):
         raise StateError(f"{where}: the state file must hold a JSON object; it was left untouched.")
+    history = raw.pop("history", None)
+    if history is not None and (not isinstance(history, list) or not all(isinstance(e, dict) for e in history)):
+        raise StateError(f"{where}: its 'history' must be a list of events (as 'state pull' prints it).")
     version = raw.get("version")
     if type(version) is not int or version != STATE_FORMAT_VERSION:
         if SAVED_PLAN_MARKER in raw:
@@ -41,7 +49,7 @@ def parse_state(text: str, where: str, backup_hint: str = "") -> State:
             "the file was left untouched."
         )
     try:
-        return State.model_validate(raw)
+        return State.model_validate(raw), history
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(part) for part in first["loc"])
@@ -51,8 +59,18 @@ def parse_state(text: str, where: str, backup_hint: str = "") -> State:
         ) from None
 
 
-def render_snapshot(state: State) -> str:
-    return SnapshotText().render(state)
+def render_snapshot(state: State, history: list[dict] | None = None) -> str:
+    """The snapshot's text; with ``history``, the state as ``state pull`` prints it (one event a line)."""
+    return with_history(SnapshotText().render(state), history)
+
+
+def with_history(text: str, history: list[dict] | None) -> str:
+    """A snapshot's text with ``history`` as its last key, one event a line."""
+    if history is None:
+        return text
+    events = "".join(f"\n    {json.dumps(event, sort_keys=True)}," for event in history).rstrip(",")
+    closing = "\n  ]" if history else "]"
+    return text.removesuffix("\n}\n") + f',\n  "history": [{events}{closing}\n}}\n'
 
 
 class SnapshotText:

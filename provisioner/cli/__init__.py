@@ -1,7 +1,7 @@
 """Command line: parse options, call the layers, map user errors to exit code 1.
 
 One module per job: options.py (what every command shares), plan.py (validate, plan, schema),
-apply.py, state.py (init, refresh, import, force-unlock, state ...), show.py, sandbox.py.
+apply.py, state.py (init, refresh, import, force-unlock, state ...), show.py, log.py, sandbox.py.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from provisioner import __version__
 os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 
 from provisioner.cli.apply import apply  # noqa: E402
+from provisioner.cli.log import log  # noqa: E402
 from provisioner.cli.plan import plan, schema, validate  # noqa: E402
 from provisioner.cli.sandbox import sandbox  # noqa: E402
 from provisioner.cli.show import show  # noqa: E402
@@ -62,5 +63,6 @@ def main() -> None:
     """
 
 
-for command in (init, validate, plan, apply, refresh, import_command, show, force_unlock, state, schema, sandbox):
+for command in (init, validate, plan, apply, refresh, import_command, show, log, force_unlock, state, schema,
+                sandbox):
     main.add_command(command)

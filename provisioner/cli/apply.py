@@ -26,6 +26,8 @@ from provisioner.cli.options import (
     policy_options,
     progress,
     quiet_option,
+    reason_option,
+    run_context,
     user_errors,
     with_backend,
 )
@@ -81,17 +83,18 @@ RECOVERY_WAIT_HELP = 60
 )
 @quiet_option
 @cache_option
+@reason_option
 @user_errors
 @with_backend
 def apply(paths, backend, sandbox, base_url, parallelism, rate_limit, lock_timeout, auto_approve, refresh,
           replace, allow_large, recovery_wait, no_color, allow_duplicate, no_duplicate_check, at, issue_early, quiet,
-          no_cache, **policy_overrides) -> None:
+          no_cache, reason, **policy_overrides) -> None:
     """Create and update batches so the API matches the manifests in PATHS, after asking for 'yes';
     or apply exactly the plan saved in PLAN_FILE by 'provisioner plan --out PLAN_FILE' (reviewed
     already: no question asked)."""
     from provisioner.applying.applier import RECOVERY_WAIT
     from provisioner.applying.listings import ClientListings
-    from provisioner.planning.saved_plan import PlanFileError, saved_plan_in
+    from provisioner.planning.saved_plan import PlanFileError, plan_digest, saved_plan_in
     from provisioner.planning.planner import make_plan
     from provisioner.render.progress import Progress
 
@@ -107,6 +110,7 @@ def apply(paths, backend, sandbox, base_url, parallelism, rate_limit, lock_timeo
     desired = request.desired
     ahead = saved is not None or at is not None  # a moment other than now: periods may not have begun
     reporter = Progress.for_stream(quiet=quiet)
+    run = run_context(reason, paths)
     with backend.lock("apply", timeout=lock_timeout, warn=progress):
         if saved:  # before the writer folds an interrupted run in (which moves the serial on)
             saved.check_against(backend.read(), backend.name)
@@ -138,6 +142,9 @@ def apply(paths, backend, sandbox, base_url, parallelism, rate_limit, lock_timeo
                     return
                 if not (auto_approve or saved):
                     confirm()
+                # The audit trail names the plan applied: the saved plan's file, or this plan's changes.
+                run = run.with_plan_digest(saved.digest if saved else plan_digest(result))
+                writer.attribute(run.fields(), server_clock=api.clock.now)
                 outcome = run_apply(
                     api, writer, result, desired, parallelism,
                     RECOVERY_WAIT if recovery_wait is None else recovery_wait, reporter,

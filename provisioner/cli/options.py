@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import re
 import sys
+from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,6 +28,7 @@ from provisioner.backends import (
 if TYPE_CHECKING:
     from provisioner.backends import Backend
     from provisioner.core.models import State
+    from provisioner.operations.run_context import RunContext
 
 # The errors a user can cause, by the module that defines them: a layer that was not imported
 # raised none of them, so it need not be imported to catch them.
@@ -360,6 +362,22 @@ def policy_options(command):
     for option in reversed(options):
         command = option(command)
     return command
+
+
+reason_option = click.option(
+    "--reason",
+    default=None,
+    metavar="TEXT",
+    help="Why this change is made, for the audit trail (provisioner log). Default: $PROVISIONER_REASON.",
+)
+
+
+def run_context(reason: str | None, paths: Iterable[Path] = ()) -> RunContext:
+    """Who, from which commit and run, and why: gathered once for the whole command."""
+    from provisioner.operations.run_context import gather_run_context
+
+    first = next(iter(paths), None)
+    return gather_run_context(reason, manifests=first if first is not None else Path.cwd())
 
 
 quiet_option = click.option(

@@ -80,6 +80,12 @@ def show(paths, backend, sandbox, base_url, parallelism, rate_limit, refresh, ou
         current, observed, at, recorded_at=backend.written_at(), expiring_within=expiring_within,
         upcoming=upcoming_grants(desired.grants.values(), at),
     )
+    if output_format == "html":
+        from dataclasses import replace
+
+        from provisioner.core.audit_trail import issuers
+
+        credits = replace(credits, issuers=issuers(backend.read_history()))
     output = render(credits, output_format)
     if out_path is None:
         click.echo(output, nl=False)

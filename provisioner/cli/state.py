@@ -19,6 +19,8 @@ from provisioner.cli.options import (
     paths_argument,
     progress,
     quiet_option,
+    reason_option,
+    run_context,
     sandbox_option,
     user_errors,
     with_backend,
@@ -78,17 +80,20 @@ def init(backend, write_gitignore) -> None:
 @lock_option
 @quiet_option
 @cache_option
+@reason_option
 @user_errors
 @with_backend
-def refresh(paths, backend, sandbox, base_url, parallelism, rate_limit, lock_timeout, quiet, no_cache) -> None:
+def refresh(paths, backend, sandbox, base_url, parallelism, rate_limit, lock_timeout, quiet, no_cache, reason) -> None:
     """Update state from the live API (names, expiries, balances); creates nothing."""
     from provisioner.render.progress import Progress
     from provisioner.operations.state_edits import duplicate_warnings, refresh_state
 
     desired = load_manifests(paths, no_cache)
     reporter = Progress.for_stream(quiet=quiet)
-    with backend.writing("refresh", timeout=lock_timeout, warn=progress) as writer:
+    run = run_context(reason, paths).fields()
+    with backend.writing("refresh", timeout=lock_timeout, warn=progress, run=run) as writer:
         with api_context(sandbox, base_url, backend, rate_limit, parallelism, reporter, given_give_up_after()) as api:
+            writer.attribute(run, server_clock=api.clock.now)
             check_instance(writer.state, api, backend)
             observed = refreshed(desired, writer.state, api, parallelism, reporter)
             missing = refresh_state(writer, observed)
@@ -125,10 +130,11 @@ IMPORT_USAGE = "ADDRESS BATCH_ID PATHS... | --generate-config-out DIR --client K
 @quiet_option
 @cache_option
 @click.option("--force", is_flag=True, help="Settle an interrupted create with a batch made before it (you are sure).")
+@reason_option
 @user_errors
 @with_backend
 def import_command(arguments, out_dir, client_options, clients_file, backend, sandbox, base_url, parallelism,
-                   rate_limit, lock_timeout, quiet, no_cache, force) -> None:
+                   rate_limit, lock_timeout, quiet, no_cache, force, reason) -> None:
     """Adopt existing batches, so that provisioner manages them from now on.
 
     \b
@@ -143,7 +149,7 @@ def import_command(arguments, out_dir, client_options, clients_file, backend, sa
         if force:
             raise click.UsageError("--force belongs to the one-batch form (import ADDRESS BATCH_ID PATHS...).")
         _generate(arguments, out_dir, client_options, clients_file, backend, sandbox, base_url, parallelism,
-                  rate_limit, lock_timeout, quiet, no_cache)
+                  rate_limit, lock_timeout, quiet, no_cache, reason)
         return
     if client_options or clients_file:
         raise click.UsageError("--client and --clients go with --generate-config-out DIR (the directory to write to).")
@@ -154,9 +160,11 @@ def import_command(arguments, out_dir, client_options, clients_file, backend, sa
 
     address, batch_id, *paths = arguments
     desired = load_manifests([Path(path) for path in paths], no_cache)
-    with backend.writing("import", timeout=lock_timeout, warn=progress) as writer:
+    run = run_context(reason, paths).fields()
+    with backend.writing("import", timeout=lock_timeout, warn=progress, run=run) as writer:
         with api_context(sandbox, base_url, backend, rate_limit, parallelism,
                          give_up_after=given_give_up_after()) as api:
+            writer.attribute(run, server_clock=api.clock.now)
             check_instance(writer.state, api, backend)
             resource = import_batch(writer, api, desired, address, batch_id, force=force)
             writer.bind_instance(api.instance)
@@ -164,7 +172,7 @@ def import_command(arguments, out_dir, client_options, clients_file, backend, sa
 
 
 def _generate(paths, out_dir, client_options, clients_file, backend, sandbox, base_url, parallelism, rate_limit,
-              lock_timeout, quiet, no_cache) -> None:
+              lock_timeout, quiet, no_cache, reason) -> None:
     from provisioner.operations.generate import generate_config, parse_client, read_clients_file
     from provisioner.render.progress import Progress
 
@@ -173,8 +181,10 @@ def _generate(paths, out_dir, client_options, clients_file, backend, sandbox, ba
         clients += read_clients_file(clients_file)
     desired = load_manifests([Path(path) for path in paths], no_cache) if paths else None
     reporter = Progress.for_stream(quiet=quiet)
-    with backend.writing("import", timeout=lock_timeout, warn=progress) as writer:
-        with api_context(sandbox, base_url, backend, rate_limit, parallelism, reporter) as api:
+    run = run_context(reason, [Path(path) for path in paths] or [out_dir]).fields()
+    with backend.writing("import", timeout=lock_timeout, warn=progress, run=run) as writer:
+        with api_context(sandbox, base_url, backend, rate_limit, parallelism, reporter, given_give_up_after()) as api:
+            writer.attribute(run, server_clock=api.clock.now)
             check_instance(writer.state, api, backend)
             from provisioner.core.models import Desired
 
@@ -226,11 +236,12 @@ def _say_left_out(skipped, written: set[str]) -> None:
 @click.command(name="force-unlock", short_help="Remove a lock left by a run that is gone.")
 @click.argument("lock_id")
 @sandbox_option
+@reason_option
 @user_errors
 @with_backend
-def force_unlock(lock_id, backend, sandbox) -> None:
+def force_unlock(lock_id, backend, sandbox, reason) -> None:
     """Remove the lock LOCK_ID left by a run that is gone (see the lock error for the ID)."""
-    info = backend.force_unlock(lock_id)
+    info = backend.force_unlock(lock_id, run=run_context(reason).fields())
     click.echo(f"Lock {info.id} ({info.command} by {info.user}@{info.host}, pid {info.pid}) removed.")
 
 
@@ -244,10 +255,11 @@ def state() -> None:
 @user_errors
 @with_backend(read_only=True)
 def state_pull(backend, sandbox) -> None:
-    """Print the state as JSON (the state file format), from any backend."""
+    """Print the state as JSON (the state file format), from any backend, with its audit trail."""
     from provisioner.backends.snapshot import render_snapshot
 
-    click.echo(render_snapshot(backend.read()), nl=False)
+    state = backend.read()
+    click.echo(render_snapshot(state, history=backend.read_history()), nl=False)
 
 
 @state.command(name="push", short_help="Load a state file into this state.")
@@ -255,9 +267,10 @@ def state_pull(backend, sandbox) -> None:
 @sandbox_option
 @lock_option
 @click.option("--force", is_flag=True, help="Overwrite a state of another lineage or with a higher serial.")
+@reason_option
 @user_errors
 @with_backend
-def state_push(source, backend, sandbox, lock_timeout, force) -> None:
+def state_push(source, backend, sandbox, lock_timeout, force, reason) -> None:
     """Load a state file (as 'state pull' prints it; its journal folded in) into this state.
 
     \b
@@ -267,9 +280,9 @@ def state_push(source, backend, sandbox, lock_timeout, force) -> None:
     """
     from provisioner.operations.state_edits import push_state, read_pushed_state
 
-    pushed = read_pushed_state(source)
-    with backend.writing("state push", timeout=lock_timeout, warn=progress) as writer:
-        replaced = push_state(writer, pushed, force=force)
+    pushed, history = read_pushed_state(source)
+    with backend.writing("state push", timeout=lock_timeout, warn=progress, run=run_context(reason).fields()) as writer:
+        replaced = push_state(writer, pushed, force=force, history=history, recorded_history=backend.read_history())
     if replaced is None:
         click.echo(
             f"{backend.name} already records exactly this (lineage {pushed.lineage}, serial {writer.state.serial}): "
@@ -313,13 +326,14 @@ def state_show(address, backend, sandbox) -> None:
 @click.argument("address")
 @sandbox_option
 @lock_option
+@reason_option
 @user_errors
 @with_backend
-def state_rm(address, backend, sandbox, lock_timeout) -> None:
+def state_rm(address, backend, sandbox, lock_timeout, reason) -> None:
     """Forget ADDRESS: the batch stays in Thought Industries, unmanaged."""
     from provisioner.operations.state_edits import remove_resource
 
-    with backend.writing("state rm", timeout=lock_timeout, warn=progress) as writer:
+    with backend.writing("state rm", timeout=lock_timeout, warn=progress, run=run_context(reason).fields()) as writer:
         resource = remove_resource(writer, address)
     click.echo(f"Removed {address} (batch {resource.batch_id}) from state; the batch itself is untouched.")
     progress(
@@ -355,13 +369,14 @@ def state_release_client(client_id, backend, sandbox, lock_timeout) -> None:
 @click.argument("destination")
 @sandbox_option
 @lock_option
+@reason_option
 @user_errors
 @with_backend
-def state_mv(source, destination, backend, sandbox, lock_timeout) -> None:
+def state_mv(source, destination, backend, sandbox, lock_timeout, reason) -> None:
     """Rename an address (after renaming its key in the manifest) without recreating it."""
     from provisioner.operations.state_edits import move_resource
 
-    with backend.writing("state mv", timeout=lock_timeout, warn=progress) as writer:
+    with backend.writing("state mv", timeout=lock_timeout, warn=progress, run=run_context(reason).fields()) as writer:
         move_resource(writer, source, destination)
     click.echo(f"Moved {source} to {destination}.")
 
@@ -378,10 +393,11 @@ def state_mv(source, destination, backend, sandbox, lock_timeout) -> None:
     help=f"Seconds an interrupted create may still be running on the server (as for apply). Default: {RECOVERY_WAIT_HELP}.",
 )
 @click.option("--force", is_flag=True, help="Give it up even while the create may still be in progress.")
+@reason_option
 @user_errors
 @with_backend
 def state_forget_intent(address, backend, sandbox, base_url, parallelism, rate_limit, lock_timeout,
-                        auto_approve, recovery_wait, force) -> None:
+                        auto_approve, recovery_wait, force, reason) -> None:
     """Give up the interrupted create of ADDRESS, once you have settled it by hand.
 
     It first lists the batches that create may have made: if one of them is its batch, import it
@@ -391,9 +407,11 @@ def state_forget_intent(address, backend, sandbox, base_url, parallelism, rate_l
     from provisioner.applying.matching import describe
     from provisioner.operations.state_edits import forget_intent, intent_candidates
 
-    with backend.writing("state forget-intent", timeout=lock_timeout, warn=progress) as writer:
+    run = run_context(reason).fields()
+    with backend.writing("state forget-intent", timeout=lock_timeout, warn=progress, run=run) as writer:
         with api_context(sandbox, base_url, backend, rate_limit, parallelism,
                          give_up_after=given_give_up_after()) as api:
+            writer.attribute(run, server_clock=api.clock.now)
             from provisioner.applying.applier import RECOVERY_WAIT
 
             window = RECOVERY_WAIT if recovery_wait is None else recovery_wait

@@ -11,8 +11,8 @@ from pathlib import Path
 from provisioner.planning import grants
 from provisioner.api.client import ApiError, CreditsApi
 from provisioner.core.addresses import ADDRESS, ADDRESS_RULE, client_of, grant_address, period_of
-from provisioner.backends.file import FileBackend
-from provisioner.backends.snapshot import parse_state
+from provisioner.backends.file import FileBackend, read_history
+from provisioner.backends.snapshot import parse_document
 from provisioner.core.models import COMPARED_FIELDS, BatchSpec, Desired, Intent, Resource, State, batch_key, proper_id
 from provisioner.applying.listings import ClientListings
 from provisioner.core.comparison import normalized
@@ -27,7 +27,8 @@ from provisioner.applying.matching import (
     unclaimed_look_alikes,
     window_left,
 )
-from provisioner.backends.base import StateWriter
+from provisioner.backends.base import StateError, StateWriter
+from provisioner.core.audit_trail import FORGET_INTENT, IMPORT, REFRESH, STATE_PUSH, Note, extends, verify
 
 # On a failed import, how many other declared clients are listed to name the batch's owner:
 # enough for the usual mix-up, few enough not to spend minutes of rate limit on an error path.
@@ -76,7 +77,7 @@ def import_batch(
     }
     attributes["clientId"] = spec.client_id
     resource = Resource(batch_id=batch_id, client_id=spec.client_id, attributes=attributes, remote=dict(live))
-    writer.record(address, resource)
+    writer.record(address, resource, IMPORT)
     return resource
 
 
@@ -170,7 +171,7 @@ def forget_intent(writer: StateWriter, address: str) -> None:
     """Gives up an interrupted create a person has settled: the next apply creates the batch anew."""
     if address not in writer.state.pending:
         raise StateCommandError(f"no interrupted create is recorded for {address}; nothing was changed.")
-    writer.clear_intent(address)
+    writer.clear_intent(address, FORGET_INTENT)
 
 
 def remove_resource(writer: StateWriter, address: str) -> Resource:
@@ -212,7 +213,7 @@ def refresh_state(writer: StateWriter, observed: Mapping[str, Mapping]) -> list[
             update={"attributes": live_attributes(resource.attributes, live), "remote": dict(live)}
         )
         if updated != resource:
-            writer.record(address, updated)
+            writer.record(address, updated, REFRESH)
     return missing
 
 
@@ -223,26 +224,39 @@ def duplicate_warnings(state: State, observed: Mapping[str, Mapping]) -> list[st
     return [look_alike_warning(address, state.resources[address].batch_id, batches) for address, batches in found.items()]
 
 
-def read_pushed_state(source: Path) -> State:
-    """A state file to push, its journal folded in; '-' reads what 'state pull' printed from stdin."""
+def read_pushed_state(source: Path) -> tuple[State, list[dict]]:
+    """A state file to push, its journal folded in, and its history (the one 'state pull' printed
+    into it, else the file's own); '-' reads what 'state pull' printed from stdin."""
     if str(source) == "-":
-        return parse_state(sys.stdin.read(), "standard input")
+        state, history = parse_document(sys.stdin.read(), "standard input")
+        return state, history or []
     if not source.exists():
         raise StateCommandError(f"{source}: no such file; 'state push' loads a state file ('state pull' prints one).")
-    return FileBackend(source).read()  # its journal folded in
+    state = FileBackend(source).read()  # its journal folded in
+    try:
+        _, embedded = parse_document(source.read_text(encoding="utf-8"), str(source))
+    except (StateError, OSError):
+        embedded = None  # the backend read it: only a journal's lines are in doubt here
+    return state, embedded if embedded is not None else read_history(source)
 
 
-def push_state(writer: StateWriter, pushed: State, force: bool = False) -> int | None:
+def push_state(writer: StateWriter, pushed: State, force: bool = False, history: list[dict] | None = None,
+               recorded_history: list[dict] | None = None) -> int | None:
     """Puts ``pushed`` in place of what the writer's state records; returns how many batches it replaced,
-    or None when the state already records exactly that (nothing is written, the serial stays).
+    or None when the state already records exactly that and its history adds nothing (nothing is
+    written, the serial stays).
 
     Terraform's rules: an empty state (as init leaves it) takes any push; otherwise the target
     must be of the same lineage and not ahead (--force overrides both). The pushed serial is kept
     wherever no plan saved against the target could then pass for one saved against the pushed
     file: a plan names its lineage, so an empty target of another lineage takes the file's serial
-    as it is (a plan saved against the file stays valid); the same lineage never moves back."""
+    as it is (a plan saved against the file stays valid); the same lineage never moves back. The
+    audit trail is append-only: ``history`` (the pushed one) must extend ``recorded_history``. --force
+    pushes the state anyway, but never its history: the recorded one stays, and the push's event says so."""
+    history, recorded_history = history or [], recorded_history or []
     current = writer.state
-    if current.lineage == pushed.lineage and current.content_digest() == pushed.content_digest():
+    if (current.lineage == pushed.lineage and current.content_digest() == pushed.content_digest()
+            and len(history) <= len(recorded_history)):
         return None
     if not current.is_empty() and not force:
         if current.lineage != pushed.lineage:
@@ -262,12 +276,25 @@ def push_state(writer: StateWriter, pushed: State, force: bool = False) -> int |
                 f"{writer.name} and the file are both at serial {current.serial} but record different things. "
                 "Nothing was changed; compare them (provisioner state pull), then pass --force to overwrite."
             )
+    problem = verify(history)
+    problem = f"it does not verify ({problem})" if problem else extends(recorded_history, history)
+    if problem and not force:
+        raise StateCommandError(
+            f"the history of the state to push does not extend the one {writer.name} records: {problem}. The "
+            "audit trail is append-only, so nothing was changed. Pull this state (it carries its history), edit "
+            "that copy and push it back; or --force to push the state without its history (the recorded history "
+            "stays, and the push's event says so)."
+        )
     replaced = len(current.resources)
     if current.is_empty() and current.lineage != pushed.lineage:
         serial = pushed.serial
     else:
         serial = pushed.serial if pushed.serial > current.serial else current.serial + 1
-    writer.replace(pushed.model_copy(update={"serial": serial}))
+    detail = f"lineage {pushed.lineage}, serial {serial}, {len(pushed.resources)} batch(es), replacing {replaced}"
+    if problem:
+        detail += f"; forced: its own history ({len(history)} event(s)) was not carried, as {problem}"
+    carried = [] if problem else history[len(recorded_history):]
+    writer.replace(pushed.model_copy(update={"serial": serial}), carried, Note(STATE_PUSH, detail=detail))
     return replaced
 
 

@@ -114,10 +114,16 @@ def refuse_saved_plans(paths: Sequence[str | Path]) -> None:
             )
 
 
+def plan_digest(plan: Plan) -> str:
+    """sha256 of a plan's changes as a saved plan writes them: what an apply without a saved plan applied."""
+    return _seal({"changes": plan_to_json(plan)["changes"]})
+
+
 class SavedPlan:
-    def __init__(self, path: Path, body: dict):
+    def __init__(self, path: Path, body: dict, digest: str = ""):
         self.path = path
         self.body = body
+        self.digest = digest  # sha256 of the file as it was read: the plan that was reviewed
         self.desired = Desired.model_validate(body["desired"])
         self.policy = Policy.model_validate(body["policy"])
         self.replace: list[str] = list(body["replace"])
@@ -196,7 +202,8 @@ def _given(value) -> bool:
 def load_plan(path: str | Path) -> SavedPlan:
     path = Path(path)
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
+        data = path.read_bytes()
+        document = json.loads(data.decode("utf-8"))
     except (OSError, ValueError) as exc:
         raise PlanFileError(
             f"{path}: cannot read the saved plan ({exc}); was it altered? Run 'provisioner plan --out' again."
@@ -217,6 +224,6 @@ def load_plan(path: str | Path) -> SavedPlan:
             "Make the plan and apply it with the same version."
         )
     try:
-        return SavedPlan(path, document)
+        return SavedPlan(path, document, hashlib.sha256(data).hexdigest())
     except (KeyError, TypeError, ValueError) as exc:
         raise PlanFileError(f"{path}: the saved plan is incomplete: {exc}") from None

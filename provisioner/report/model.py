@@ -107,6 +107,9 @@ class CreditsReport:
     expiring_by_month: tuple[MonthExpiry, ...]  # MONTHS_AHEAD months, from the current one
     interrupted: tuple[str, ...] = ()  # addresses whose create an apply left open: not counted yet
     upcoming: tuple[UpcomingGrant, ...] = field(default=())
+    # address -> the audit event that brought its batch under management (history.issuers); the
+    # page names who issued each batch and links the run. Empty: not asked for, or no history.
+    issuers: Mapping[str, Mapping] = field(default_factory=dict)
 
     @property
     def batches(self) -> tuple[BatchLine, ...]:

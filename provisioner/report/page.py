@@ -8,6 +8,7 @@ in tables beside them, markers spelled out in words (never colour alone).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from html import escape
 
 from provisioner import __version__
@@ -216,7 +217,7 @@ def _upcoming(report: CreditsReport) -> str:
 def _batches(report: CreditsReport) -> str:
     if not report.batches:
         return ""
-    rows = "".join(_batch_row(line, report.expiring_within) for line in report.batches)
+    rows = "".join(_batch_row(line, report.expiring_within, report.issuers) for line in report.batches)
     return f"""
 <section aria-labelledby="batches-heading">
 <h2 id="batches-heading">Batches</h2>
@@ -224,13 +225,13 @@ def _batches(report: CreditsReport) -> str:
 <caption>Every batch recorded, by client (the last day each batch’s credits can be used, in UTC)</caption>
 <thead><tr><th scope="col">Client</th><th scope="col">Batch</th><th scope="col">Name</th>
 <th scope="col" class="num">Issued</th><th scope="col" class="num">Used</th><th scope="col" class="num">Remaining</th>
-<th scope="col">Last day</th><th scope="col">Status</th></tr></thead>
+<th scope="col">Last day</th><th scope="col">Status</th>{'<th scope="col">Issued by</th>' if report.issuers else ""}</tr></thead>
 <tbody>{rows}</tbody>
 </table>
 </section>"""
 
 
-def _batch_row(line: BatchLine, expiring_within: int) -> str:
+def _batch_row(line: BatchLine, expiring_within: int, issuers: Mapping[str, Mapping]) -> str:
     remaining = "?" if line.credits.unknown else wording.credits(line.credits.remaining)
     if line.expiring_soon:
         status = f'<span class="marker">⚠ expires soon</span><br>{escape(line.status)}'
@@ -240,5 +241,20 @@ def _batch_row(line: BatchLine, expiring_within: int) -> str:
         f'<tr{" class=soon" if line.expiring_soon else ""}><td>{escape(line.client)}</td>'
         f"<td>{escape(line.batch)}</td><td>{escape(line.name)}</td>"
         f'<td class="num">{wording.credits(line.credits.issued)}</td><td class="num">{escape(wording.used(line))}</td>'
-        f'<td class="num">{remaining}</td><td>{escape(wording.expiry(line))}</td><td>{status}</td></tr>'
+        f'<td class="num">{remaining}</td><td>{escape(wording.expiry(line))}</td><td>{status}</td>'
+        + (_issuer_cell(issuers.get(line.address)) if issuers else "")
+        + "</tr>"
     )
+
+
+def _issuer_cell(event: Mapping | None) -> str:
+    """Who brought the batch under management, how (created, imported...), and a link to the run."""
+    if event is None:
+        return "<td>not in the history</td>"
+    details = [f"{event.get('action')} at {event.get('at')}"]
+    details += [f"{name} {event[name]}" for name in ("commit", "review", "reason") if event.get(name)]
+    cell = f'<span title="{escape("; ".join(details))}">{escape(str(event.get("actor", "unknown")))}</span>'
+    url = str(event.get("run_url", ""))
+    if url.startswith(("https://", "http://")):
+        cell += f' <a href="{escape(url)}">run</a>'
+    return f"<td>{cell}</td>"
