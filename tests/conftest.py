@@ -13,9 +13,9 @@ import pytest
 import requests
 from click.testing import CliRunner
 
-from provisioner.sandbox import Sandbox
 from provisioner.backends.file import FileBackend
 from provisioner.cli import main
+from provisioner.sandbox import Sandbox
 
 TEST_KEY = "ti_test_" + "k" * 24
 ACME_ID = "6a0c1d7e-3b2f-4c1a-9e8d-7f6a5b4c3d21"
@@ -134,8 +134,9 @@ def cli(tmp_path):
     return run
 
 
-def run_subprocess(*args: str, env: dict | None = None, cwd: Path | None = None, timeout: float = 60,
-                   input: str | None = None) -> subprocess.CompletedProcess:
+def run_subprocess(
+    *args: str, env: dict | None = None, cwd: Path | None = None, timeout: float = 60, input: str | None = None
+) -> subprocess.CompletedProcess:
     """The CLI as a user runs it: a real process."""
     full_env = {**os.environ, **(env or {})}
     return subprocess.run(
@@ -149,18 +150,35 @@ def run_subprocess(*args: str, env: dict | None = None, cwd: Path | None = None,
     )
 
 
-def start_apply(manifest: Path, state: Path | str, api_url: str, *options: str, env: dict | None = None,
-                cwd: Path | None = None, log: Path | None = None) -> subprocess.Popen:
+def start_apply(
+    manifest: Path,
+    state: Path | str,
+    api_url: str,
+    *options: str,
+    env: dict | None = None,
+    cwd: Path | None = None,
+    log: Path | None = None,
+) -> subprocess.Popen:
     """``provisioner apply MANIFEST --state STATE --auto-approve OPTIONS`` as a real process, against the API at
     ``api_url``. ``env``: variables over the test's environment (None as a value: left out). ``log``: a file
     that gets stdout and stderr together; without it, both are pipes (text)."""
     full_env = {**os.environ, "TI_BASE_URL": api_url, "TI_API_KEY": TEST_KEY, **(env or {})}
-    command = [sys.executable, "-m", "provisioner", "apply", str(manifest), "--state", str(state), "--auto-approve",
-               *options]
+    command = [
+        sys.executable,
+        "-m",
+        "provisioner",
+        "apply",
+        str(manifest),
+        "--state",
+        str(state),
+        "--auto-approve",
+        *options,
+    ]
     full_env = {name: value for name, value in full_env.items() if value is not None}
     if log is None:
-        return subprocess.Popen(command, env=full_env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True)
+        return subprocess.Popen(
+            command, env=full_env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
     with open(log, "w") as output:
         return subprocess.Popen(command, env=full_env, cwd=cwd, stdout=output, stderr=subprocess.STDOUT)
 

@@ -26,8 +26,12 @@ def finance(cli, api_env, sandbox, write_manifest, tmp_path):
 
     Returns (manifest, state); the state was refreshed, so it records the used credits.
     """
-    expired = call_api(sandbox, "POST", f"/incoming/v2/clients/{GLOBEX_ID}/creditBatches",
-                       {"name": "2024 pilot", "startingBalance": 400, "expiresOn": "2024-06-30T23:59:59Z"})
+    expired = call_api(
+        sandbox,
+        "POST",
+        f"/incoming/v2/clients/{GLOBEX_ID}/creditBatches",
+        {"name": "2024 pilot", "startingBalance": 400, "expiresOn": "2024-06-30T23:59:59Z"},
+    )
     call_api(sandbox, "PUT", f"/incoming/v2/clients/creditBatches/{expired['id']}", {"currentBalance": 100})
     manifest = write_manifest(f"""
         clients:

@@ -12,11 +12,10 @@ from datetime import datetime, timezone
 
 import pytest
 
-from provisioner.manifest import loader
-from provisioner.manifest import parallel
-from provisioner.planning import plan_memo
-from provisioner.manifest.cache import ManifestCache
 from provisioner.core.models import State
+from provisioner.manifest import loader, parallel
+from provisioner.manifest.cache import ManifestCache
+from provisioner.planning import plan_memo
 from provisioner.planning.plan_memo import PlanMemo
 from provisioner.render.text import render_text
 
@@ -25,9 +24,11 @@ PARENT = os.getpid()
 
 
 def client_file(number: int) -> str:
-    return (f"clients:\n  client-{number:03d}:\n    id: {uuid.UUID(int=number + 1)}\n    batches:\n"
-            f"      q1:\n        startingBalance: {10 + number}\n        expiresOn: 2031-03-31T23:59:59+02:00\n"
-            f"      q2:\n        name: Second\n        startingBalance: 7\n")
+    return (
+        f"clients:\n  client-{number:03d}:\n    id: {uuid.UUID(int=number + 1)}\n    batches:\n"
+        f"      q1:\n        startingBalance: {10 + number}\n        expiresOn: 2031-03-31T23:59:59+02:00\n"
+        f"      q2:\n        name: Second\n        startingBalance: 7\n"
+    )
 
 
 def squares(numbers: list[int]) -> list[int]:

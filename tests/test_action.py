@@ -248,7 +248,10 @@ def test_a_plan_that_cannot_be_applied_fails_after_commenting(workspace, bin_dir
     assert outputs["exitcode"] == "1" and outputs["blocked"] == "true" and outputs["has-changes"] == "true"
     assert "::error::The plan cannot be applied: acme/q1 issues 5,000 credits" in done.stdout
     [comment] = ours(github)  # the reason, then the whole plan
-    assert "this plan cannot be applied: it breaks 1 guardrail" in comment["body"] and "Plan: 1 to create" in comment["body"]
+    assert (
+        "this plan cannot be applied: it breaks 1 guardrail" in comment["body"]
+        and "Plan: 1 to create" in comment["body"]
+    )
 
     done, outputs = run_action(workspace, bin_dir, {"fail-on-blocked": "false"}, github=github)
     assert done.returncode == 0 and outputs["blocked"] == "true"

@@ -22,15 +22,15 @@ from conftest import TEST_KEY, init_state, run_subprocess, wait_until
 from conftest import start_apply as start_apply_process
 
 from provisioner.api.client import CreditsApi
-from provisioner.sandbox import Faults, Sandbox
 from provisioner.applying.applier import Applier, ApplyResult, request_digest
 from provisioner.applying.matching import is_exact as attributes_match
-from provisioner.backends.filelock import StateLock
-from provisioner.manifest.loader import load
-from provisioner.core.models import Desired, Intent
-from provisioner.planning.planner import make_plan
 from provisioner.backends.file import FileWriter, read_state
+from provisioner.backends.filelock import StateLock
+from provisioner.core.models import Desired, Intent
 from provisioner.core.timestamps import utc_now_text
+from provisioner.manifest.loader import load
+from provisioner.planning.planner import make_plan
+from provisioner.sandbox import Faults, Sandbox
 
 FAST_RETRY_AFTER = 0.05  # seconds the sandbox sends in Retry-After for injected 429/503
 MAX_APPLY_RUNS = 6
@@ -94,8 +94,14 @@ def faulty():
         sandbox.stop()
 
 
-def fast_api(sandbox: Sandbox, *, read_timeout: float = 5.0, max_attempts: int = 6, pool_size: int = 4,
-             give_up_after: float | None = 25.0) -> CreditsApi:
+def fast_api(
+    sandbox: Sandbox,
+    *,
+    read_timeout: float = 5.0,
+    max_attempts: int = 6,
+    pool_size: int = 4,
+    give_up_after: float | None = 25.0,
+) -> CreditsApi:
     return CreditsApi(
         sandbox.url,
         TEST_KEY,
@@ -108,15 +114,22 @@ def fast_api(sandbox: Sandbox, *, read_timeout: float = 5.0, max_attempts: int =
     )
 
 
-def apply_in_process(manifest: Path, state_path: Path, api: CreditsApi, parallelism: int = 4,
-                     duplicate_check: bool = True) -> ApplyResult:
+def apply_in_process(
+    manifest: Path, state_path: Path, api: CreditsApi, parallelism: int = 4, duplicate_check: bool = True
+) -> ApplyResult:
     """What `provisioner apply --auto-approve` does, with short waits before each lookup."""
     desired = load([manifest])
     with StateLock(state_path, command="apply"):
         with FileWriter(state_path) as writer:
             plan = make_plan(desired, writer.state, datetime.now(timezone.utc))
-            applier = Applier(api, writer, parallelism=parallelism, settle_seconds=0.05, recovery_wait=RECOVERY_WAIT,
-                              duplicate_check=duplicate_check)
+            applier = Applier(
+                api,
+                writer,
+                parallelism=parallelism,
+                settle_seconds=0.05,
+                recovery_wait=RECOVERY_WAIT,
+                duplicate_check=duplicate_check,
+            )
             return applier.apply(plan, desired)
 
 
@@ -173,8 +186,19 @@ def start_apply(manifest: Path, state_path: Path, sandbox: Sandbox, *extra: str)
 
 
 def run_apply(manifest: Path, state_path: Path, sandbox: Sandbox, *extra: str) -> subprocess.CompletedProcess:
-    return run_subprocess("apply", manifest, "--state", state_path, "--auto-approve", "--rate-limit", "0",
-                          "--recovery-wait", str(RECOVERY_WAIT), *extra, env=cli_env(sandbox))
+    return run_subprocess(
+        "apply",
+        manifest,
+        "--state",
+        state_path,
+        "--auto-approve",
+        "--rate-limit",
+        "0",
+        "--recovery-wait",
+        str(RECOVERY_WAIT),
+        *extra,
+        env=cli_env(sandbox),
+    )
 
 
 def planned_actions(manifest: Path, state_path: Path, sandbox: Sandbox) -> dict[str, str]:
@@ -229,8 +253,12 @@ def test_latency_beyond_the_read_timeout_leaves_intents_the_next_apply_adopts(fa
 
     # Without the duplicate guard, whose listing would time out before any create is sent; and
     # without the run-wide outage watcher (tests/test_outage.py), so that each lookup gives up alone.
-    slow = apply_in_process(manifest, state_path, fast_api(sandbox, read_timeout=0.2, max_attempts=2,
-                                                           give_up_after=None), duplicate_check=False)
+    slow = apply_in_process(
+        manifest,
+        state_path,
+        fast_api(sandbox, read_timeout=0.2, max_attempts=2, give_up_after=None),
+        duplicate_check=False,
+    )
 
     # Every create sent committed but its answer timed out, and so did every lookup: nothing is
     # resent, and a look-alike (the twin) is not even started while its double is unresolved.
@@ -286,7 +314,9 @@ def test_an_intent_whose_create_never_happened_is_created_once(cli, api_env, san
 
     assert planned_actions(manifest, state_path, sandbox)["c0/b0"] == "recover"
 
-    applied = cli("apply", manifest, "--state", state_path, "--auto-approve", "--rate-limit", "0", "--recovery-wait", "0")
+    applied = cli(
+        "apply", manifest, "--state", state_path, "--auto-approve", "--rate-limit", "0", "--recovery-wait", "0"
+    )
     assert applied.exit_code == 0, applied.output
     assert "never happened" in applied.output
     assert_each_declared_batch_exists_once(sandbox, manifest, state_path)
@@ -298,7 +328,9 @@ def test_recovery_refuses_to_guess_between_two_matching_batches(cli, api_env, sa
     made_by_the_crash = api.create_batch(intent.client_id, intent.attributes)["id"]
     made_by_hand = api.create_batch(intent.client_id, intent.attributes)["id"]
 
-    applied = cli("apply", manifest, "--state", state_path, "--auto-approve", "--rate-limit", "0", "--recovery-wait", "0")
+    applied = cli(
+        "apply", manifest, "--state", state_path, "--auto-approve", "--rate-limit", "0", "--recovery-wait", "0"
+    )
 
     assert applied.exit_code == 1
     assert "will not guess" in applied.output and "Traceback" not in applied.output

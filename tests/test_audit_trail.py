@@ -82,8 +82,10 @@ def assert_events_are_the_changes(location: str, workspace: str = "default") -> 
     events, recorded = events_and_state(location, workspace)
     assert verify(events) is None, verify(events)
     told = replayed(events)
-    assert told == recorded, (f"events without their change: {sorted(set(told.items()) - set(recorded.items()))}; "
-                              f"changes without their event: {sorted(set(recorded.items()) - set(told.items()))}")
+    assert told == recorded, (
+        f"events without their change: {sorted(set(told.items()) - set(recorded.items()))}; "
+        f"changes without their event: {sorted(set(recorded.items()) - set(told.items()))}"
+    )
     return events
 
 
@@ -93,8 +95,13 @@ def assert_events_are_the_changes(location: str, workspace: str = "default") -> 
 def chain(count: int) -> list[dict]:
     events, head = [], Head()
     for number in range(count):
-        event = seal(Note("create", f"acme/b{number}", batch_id=f"id-{number}", credits=100), {"actor": "a"},
-                     "2026-01-02T03:04:05.000Z", "local", head)
+        event = seal(
+            Note("create", f"acme/b{number}", batch_id=f"id-{number}", credits=100),
+            {"actor": "a"},
+            "2026-01-02T03:04:05.000Z",
+            "local",
+            head,
+        )
         events.append(event)
         head = Head.of(event)
     return events
@@ -110,18 +117,26 @@ def test_each_event_carries_the_digest_of_the_one_before_and_its_own():
 
 def test_a_sealed_digest_is_the_digest_of_the_event_as_stored_whatever_its_text():
     run = {"actor": "zoë@büro", "reason": 'quarter "Q1" \\ café ✓', "commit": "abc1234"}
-    event = seal(Note("state-mv", "acme/é", batch_id="1", from_address="acme/a", detail="x\ty"), run,
-                 "2026-01-02T03:04:05.000Z", "api", Head(41, "a" * 64))
+    event = seal(
+        Note("state-mv", "acme/é", batch_id="1", from_address="acme/a", detail="x\ty"),
+        run,
+        "2026-01-02T03:04:05.000Z",
+        "api",
+        Head(41, "a" * 64),
+    )
     stored = json.loads(json.dumps(event, ensure_ascii=False))
     assert stored["digest"] == digest_of(stored) and stored["seq"] == 42 and stored["prev"] == "a" * 64
 
 
-@pytest.mark.parametrize(("damage", "named"), [
-    (lambda events: events[1].update(credits=101), "event 2 (create acme/b1): its content does not match"),
-    (lambda events: events.pop(1), "event 3: expected event 2 here"),
-    (lambda events: events[2].update(prev="f" * 64), "event 3 (create acme/b2): its prev does not match"),
-    (lambda events: events[3].update(address="acme/other"), "event 4 (create acme/other): its content"),
-])
+@pytest.mark.parametrize(
+    ("damage", "named"),
+    [
+        (lambda events: events[1].update(credits=101), "event 2 (create acme/b1): its content does not match"),
+        (lambda events: events.pop(1), "event 3: expected event 2 here"),
+        (lambda events: events[2].update(prev="f" * 64), "event 3 (create acme/b2): its prev does not match"),
+        (lambda events: events[3].update(address="acme/other"), "event 4 (create acme/other): its content"),
+    ],
+)
 def test_verify_names_the_first_event_that_does_not_match(damage, named):
     events = chain(5)
     damage(events)
@@ -139,8 +154,12 @@ def test_a_history_extends_another_only_by_adding_to_its_end():
 
 def test_issuers_follow_moves_and_forget_removed_batches():
     head, events = Head(), []
-    for note in (Note("create", "acme/a", batch_id="1"), Note("import", "acme/b", batch_id="2"),
-                 Note("state-mv", "acme/c", batch_id="1", from_address="acme/a"), Note("state-rm", "acme/b", batch_id="2")):
+    for note in (
+        Note("create", "acme/a", batch_id="1"),
+        Note("import", "acme/b", batch_id="2"),
+        Note("state-mv", "acme/c", batch_id="1", from_address="acme/a"),
+        Note("state-rm", "acme/b", batch_id="2"),
+    ):
         events.append(seal(note, {"actor": "x"}, "2026-01-01T00:00:00.000Z", "local", head))
         head = Head.of(events[-1])
     assert {address: event["batch_id"] for address, event in issuers(events).items()} == {"acme/c": "1"}
@@ -152,19 +171,39 @@ def test_issuers_follow_moves_and_forget_removed_batches():
 
 
 def test_the_run_context_comes_from_github_actions_and_never_carries_a_token(tmp_path):
-    context = gather_run_context("quarterly top-up", tmp_path,
-                                 environ={**CI, "GITHUB_TOKEN": "ghs_secret", "TI_API_KEY": TEST_KEY})
-    assert context.fields() == {"version": context.version, "actor": "octo-auditor", "commit": CI["GITHUB_SHA"],
-                                "run_url": RUN_URL, "review": "17", "reason": "quarterly top-up"}
+    context = gather_run_context(
+        "quarterly top-up", tmp_path, environ={**CI, "GITHUB_TOKEN": "ghs_secret", "TI_API_KEY": TEST_KEY}
+    )
+    assert context.fields() == {
+        "version": context.version,
+        "actor": "octo-auditor",
+        "commit": CI["GITHUB_SHA"],
+        "run_url": RUN_URL,
+        "review": "17",
+        "reason": "quarterly top-up",
+    }
     assert "ghs_secret" not in repr(context) and TEST_KEY not in repr(context)
 
 
 def test_the_run_context_from_gitlab_and_from_a_workstation(tmp_path):
-    gitlab = gather_run_context(None, tmp_path, environ={
-        "GITLAB_USER_LOGIN": "gl-user", "CI_COMMIT_SHA": "abcdef1234567", "CI_JOB_URL": "https://gitlab.example/j/9",
-        "CI_MERGE_REQUEST_IID": "31", "PROVISIONER_REASON": "from\nthe\tenvironment"})
+    gitlab = gather_run_context(
+        None,
+        tmp_path,
+        environ={
+            "GITLAB_USER_LOGIN": "gl-user",
+            "CI_COMMIT_SHA": "abcdef1234567",
+            "CI_JOB_URL": "https://gitlab.example/j/9",
+            "CI_MERGE_REQUEST_IID": "31",
+            "PROVISIONER_REASON": "from\nthe\tenvironment",
+        },
+    )
     assert (gitlab.actor, gitlab.commit, gitlab.run_url, gitlab.review, gitlab.reason) == (
-        "gl-user", "abcdef1234567", "https://gitlab.example/j/9", "31", "from the environment")
+        "gl-user",
+        "abcdef1234567",
+        "https://gitlab.example/j/9",
+        "31",
+        "from the environment",
+    )
     repository = tmp_path / "repo"
     repository.mkdir()
 
@@ -202,7 +241,12 @@ def test_every_change_of_a_run_and_of_state_edits_is_in_the_log_with_who_and_why
     assert [e["action"] for e in events] == ["create"] * 3
     for event in events:
         assert (event["actor"], event["commit"], event["run_url"], event["review"], event["reason"]) == (
-            "octo-auditor", CI["GITHUB_SHA"], RUN_URL, "17", "Q1 credits")
+            "octo-auditor",
+            CI["GITHUB_SHA"],
+            RUN_URL,
+            "17",
+            "Q1 credits",
+        )
         assert event["clock"] == "api" and len(event["plan_digest"]) == 64 and event["credits"] in (5000, 2500, 1200)
     assert len({e["plan_digest"] for e in events}) == 1
     address = events[0]["address"]
@@ -211,7 +255,9 @@ def test_every_change_of_a_run_and_of_state_edits_is_in_the_log_with_who_and_why
     assert run_subprocess("state", "rm", moved, "--state", state).returncode == 0
     events = assert_events_are_the_changes(str(state))
     assert [(e["action"], e["address"], e.get("from_address")) for e in events[3:]] == [
-        ("state-mv", moved, address), ("state-rm", moved, None)]
+        ("state-mv", moved, address),
+        ("state-rm", moved, None),
+    ]
     assert events[3]["reason"] == "renamed key" and events[4]["reason"] == "Q1 credits"
 
     text = run_subprocess("log", "--state", state)
@@ -221,13 +267,20 @@ def test_every_change_of_a_run_and_of_state_edits_is_in_the_log_with_who_and_why
     about = json.loads(run_subprocess("log", address, "--format", "json", "--state", state).stdout)["events"]
     assert [e["seq"] for e in about] == [events[0]["seq"], 4]
     assert about[0] == events[0]  # every field
-    rows = list(csv.DictReader(io.StringIO(run_subprocess("log", "--action", "state-rm", "--format", "csv",
-                                                          "--state", state).stdout)))
+    rows = list(
+        csv.DictReader(
+            io.StringIO(run_subprocess("log", "--action", "state-rm", "--format", "csv", "--state", state).stdout)
+        )
+    )
     assert [(row["seq"], row["action"], row["actor"]) for row in rows] == [("5", "state-rm", "octo-auditor")]
     assert run_subprocess("log", "--since", "2999-01-01", "--state", state).stdout == "No events recorded.\n"
     client = address.split("/")[0]
-    assert {e["address"].split("/")[0] for e in json.loads(run_subprocess(
-        "log", "--client", client, "--format", "json", "--state", state).stdout)["events"]} == {client}
+    assert {
+        e["address"].split("/")[0]
+        for e in json.loads(run_subprocess("log", "--client", client, "--format", "json", "--state", state).stdout)[
+            "events"
+        ]
+    } == {client}
     bad = run_subprocess("log", "--since", "yesterday", "--state", state)
     assert bad.returncode == 1 and "expected a date" in bad.stderr and "Traceback" not in bad.stderr
 
@@ -249,18 +302,32 @@ def test_one_byte_altered_in_a_stored_event_is_found_by_log_verify(ci_env, write
 
 def test_import_is_an_event_and_so_is_force_unlock(ci_env, sandbox, write_manifest, state):
     manifest = write_manifest(two_client_manifest())
-    batch = call_api(sandbox, "POST", f"/incoming/v2/clients/{GLOBEX_ID}/creditBatches",
-                     {"name": "starter", "startingBalance": 1200})
+    batch = call_api(
+        sandbox, "POST", f"/incoming/v2/clients/{GLOBEX_ID}/creditBatches", {"name": "starter", "startingBalance": 1200}
+    )
     imported = run_subprocess("import", "globex/starter", batch["id"], manifest, "--state", state, "--reason", "adopt")
     assert imported.returncode == 0, imported.stderr
     lock = state.with_name(state.name + ".lock")
-    lock.write_text(json.dumps({"id": "dead-lock", "pid": 1, "host": "elsewhere", "user": "u", "command": "apply",
-                                "created": "2026-01-01T00:00:00+00:00", "process_start": None}))
+    lock.write_text(
+        json.dumps(
+            {
+                "id": "dead-lock",
+                "pid": 1,
+                "host": "elsewhere",
+                "user": "u",
+                "command": "apply",
+                "created": "2026-01-01T00:00:00+00:00",
+                "process_start": None,
+            }
+        )
+    )
     unlocked = run_subprocess("force-unlock", "dead-lock", "--state", state, "--reason", "runner died")
     assert unlocked.returncode == 0, unlocked.stderr
     events = assert_events_are_the_changes(str(state))
     assert [(e["action"], e.get("address"), e["reason"]) for e in events] == [
-        ("import", "globex/starter", "adopt"), ("force-unlock", None, "runner died")]
+        ("import", "globex/starter", "adopt"),
+        ("force-unlock", None, "runner died"),
+    ]
     assert events[0]["batch_id"] == batch["id"] and "dead-lock" in events[1]["detail"]
 
 
@@ -327,8 +394,14 @@ def test_applies_killed_at_random_instants_leave_no_change_without_its_event(kin
         monkeypatch.setenv(name, value)
     chance = random.Random(21)
     seen: Counter = Counter()
-    faults = Faults(latency=0.02, error_rate=0.05, error_after_commit_rate=0.05, drop_after_commit_rate=0.05,
-                    retry_after=0.05, seed=21)
+    faults = Faults(
+        latency=0.02,
+        error_rate=0.05,
+        error_after_commit_rate=0.05,
+        drop_after_commit_rate=0.05,
+        retry_after=0.05,
+        seed=21,
+    )
     with Sandbox(api_key=TEST_KEY, page_size=5, faults=faults) as sandbox:
         for trial in range(KILL_TRIALS):
             tag = f"audit-{kind}-{trial}"
@@ -343,9 +416,12 @@ def test_applies_killed_at_random_instants_leave_no_change_without_its_event(kin
             with FaultProxy(sandbox.url, counter) as proxy:
                 killed = start_apply(manifest, location, workspace, proxy.url, "--parallelism", "4")
                 creates_before_kill = chance.randint(1, len(declared(manifest)) - 2)
-                wait_until(lambda counter=counter, creates_before_kill=creates_before_kill, killed=killed:
-                           counter.creates >= creates_before_kill or killed.poll() is not None,
-                           "creates reach the API")
+                wait_until(
+                    lambda counter=counter, creates_before_kill=creates_before_kill, killed=killed: (
+                        counter.creates >= creates_before_kill or killed.poll() is not None
+                    ),
+                    "creates reach the API",
+                )
                 time.sleep(chance.uniform(0, 0.05))
                 killed.send_signal(signal.SIGKILL)
                 finish(killed)
@@ -378,8 +454,10 @@ def test_postgres_history_is_a_table_the_apply_role_can_only_append_to(pg_url, s
         # The grants of docs/audit-trail.md.
         conn.execute("GRANT USAGE ON SCHEMA provisioner TO provisioner_apply")
         conn.execute("GRANT SELECT ON provisioner.meta TO provisioner_apply")
-        conn.execute("GRANT SELECT, INSERT, UPDATE, DELETE ON provisioner.workspaces, provisioner.resources, "
-                     "provisioner.intents, provisioner.locks TO provisioner_apply")
+        conn.execute(
+            "GRANT SELECT, INSERT, UPDATE, DELETE ON provisioner.workspaces, provisioner.resources, "
+            "provisioner.intents, provisioner.locks TO provisioner_apply"
+        )
         conn.execute("GRANT SELECT, INSERT ON provisioner.history TO provisioner_apply")
     apply_url = admin_url.replace("postgres@", "provisioner_apply@", 1)
     try:
@@ -389,14 +467,19 @@ def test_postgres_history_is_a_table_the_apply_role_can_only_append_to(pg_url, s
         events = assert_events_are_the_changes(apply_url)
         assert [e["action"] for e in events] == ["create"] * 3
         with psycopg.connect(apply_url, autocommit=True) as conn:
-            for statement in ("UPDATE provisioner.history SET event = event", "DELETE FROM provisioner.history",
-                              "TRUNCATE provisioner.history"):
+            for statement in (
+                "UPDATE provisioner.history SET event = event",
+                "DELETE FROM provisioner.history",
+                "TRUNCATE provisioner.history",
+            ):
                 with pytest.raises(psycopg.errors.InsufficientPrivilege):
                     conn.execute(statement)
         # The owner can alter a row; log --verify names it.
         with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute("UPDATE provisioner.history SET event = replace(event::text, '\"credits\":2500', "
-                         "'\"credits\":2501')::json WHERE event::text LIKE '%\"credits\":2500%'")
+            conn.execute(
+                "UPDATE provisioner.history SET event = replace(event::text, '\"credits\":2500', "
+                "'\"credits\":2501')::json WHERE event::text LIKE '%\"credits\":2500%'"
+            )
         found = run_subprocess("log", "--verify", "--state", apply_url)
         assert found.returncode == 1 and "does not match its digest" in found.stderr
     finally:
@@ -424,12 +507,25 @@ def test_giving_up_an_interrupted_create_is_an_event_with_its_credits(tmp_path):
     backend = FileBackend(tmp_path / "default.json")
     backend.create()
     with backend.writing("state forget-intent", run={"actor": "alice@desk", "reason": "settled by hand"}) as writer:
-        writer.record_intent(Intent(address="acme/q1", client_id="c", attributes={"startingBalance": 300},
-                                    digest="0" * 64, at="2026-01-02T03:04:05.000Z"))
+        writer.record_intent(
+            Intent(
+                address="acme/q1",
+                client_id="c",
+                attributes={"startingBalance": 300},
+                digest="0" * 64,
+                at="2026-01-02T03:04:05.000Z",
+            )
+        )
         writer.clear_intent("acme/q1", "forget-intent")
     (event,) = backend.read_history()
     assert (event["action"], event["address"], event["credits"], event["actor"], event["reason"], event["clock"]) == (
-        "forget-intent", "acme/q1", 300, "alice@desk", "settled by hand", "local")
+        "forget-intent",
+        "acme/q1",
+        300,
+        "alice@desk",
+        "settled by hand",
+        "local",
+    )
     assert "batch_id" not in event and verify([event]) is None
 
 
@@ -475,8 +571,9 @@ def test_a_push_killed_leaves_the_state_and_its_event_together(ci_env, write_man
     document["serial"] += 1
     pulled = tmp_path / "pulled.json"
     pulled.write_text(json.dumps(document))
-    killed = subprocess.run([sys.executable, "-c", PUSH_KILLED, str(state), str(pulled), where],
-                            capture_output=True, text=True, timeout=60)
+    killed = subprocess.run(
+        [sys.executable, "-c", PUSH_KILLED, str(state), str(pulled), where], capture_output=True, text=True, timeout=60
+    )
     assert killed.returncode == -9, killed.stderr
 
     events, recorded = events_and_state(str(state))

@@ -33,10 +33,12 @@ AWKWARD_REMOTE = {
     "tiny": 1.5e-7,
     "whole": 3.0,
     "bignum": 2**63 + 5,
-    "name": "Größe ✓ \"quoted\" \\ back\nslash",
+    "name": 'Größe ✓ "quoted" \\ back\nslash',
     "expiresOn": None,
     "tags": ["a", "", {"nested": [1, 2.5, None]}],
-    "z": "", "aa": 1, "b": True,
+    "z": "",
+    "aa": 1,
+    "b": True,
 }
 
 
@@ -50,8 +52,14 @@ def resource(number: int, **remote) -> Resource:
 
 
 def intent(address: str) -> Intent:
-    return Intent(address=address, client_id="c-1", attributes={"clientId": "c-1", "startingBalance": 700},
-                  digest="d" * 64, at="2030-01-02T03:04:05.000006Z", server_at="2030-01-02T03:04:05Z")
+    return Intent(
+        address=address,
+        client_id="c-1",
+        attributes={"clientId": "c-1", "startingBalance": 700},
+        digest="d" * 64,
+        at="2030-01-02T03:04:05.000006Z",
+        server_at="2030-01-02T03:04:05Z",
+    )
 
 
 @pytest.fixture(params=BACKENDS)
@@ -177,9 +185,12 @@ def test_a_recorded_resource_reads_back_exactly_with_the_same_digest(backend, lo
 
 
 def test_the_same_content_has_the_same_digest_on_every_backend(location, backend_at, tmp_path):
-    pushed = State(serial=4, instance="acme.thoughtindustries.com",
-                   resources={"acme/b1": resource(1, **AWKWARD_REMOTE), "acme/b2": resource(2)},
-                   pending={"acme/b3": intent("acme/b3")})
+    pushed = State(
+        serial=4,
+        instance="acme.thoughtindustries.com",
+        resources={"acme/b1": resource(1, **AWKWARD_REMOTE), "acme/b2": resource(2)},
+        pending={"acme/b3": intent("acme/b3")},
+    )
     target = backend_at(location)
     target.create()
     with target.writing("state push") as writer:
@@ -232,8 +243,9 @@ with backend.writing("apply") as writer:
 
 
 def test_a_killed_run_loses_nothing_and_the_next_run_moves_the_serial(backend, location, backend_at):
-    killed = subprocess.run([sys.executable, "-c", RECORD_THEN_DIE, location, "20"], capture_output=True, text=True,
-                            timeout=60)
+    killed = subprocess.run(
+        [sys.executable, "-c", RECORD_THEN_DIE, location, "20"], capture_output=True, text=True, timeout=60
+    )
     assert killed.returncode == -signal.SIGKILL, killed.stderr
 
     seen = backend_at(location).read()
@@ -251,8 +263,13 @@ def test_a_killed_run_loses_nothing_and_the_next_run_moves_the_serial(backend, l
 
 def test_replace_puts_a_whole_state_in_place(backend, location, backend_at):
     record_some(backend, 1, 2)
-    pushed = State(lineage="3f1c2d4e-0000-4000-8000-000000000001", serial=9, instance="acme.thoughtindustries.com",
-                   resources={"acme/b7": resource(7)}, pending={"acme/b8": intent("acme/b8")})
+    pushed = State(
+        lineage="3f1c2d4e-0000-4000-8000-000000000001",
+        serial=9,
+        instance="acme.thoughtindustries.com",
+        resources={"acme/b7": resource(7)},
+        pending={"acme/b8": intent("acme/b8")},
+    )
 
     with backend.writing("state push") as writer:
         writer.replace(pushed)
@@ -286,8 +303,14 @@ def test_a_run_refused_between_the_winners_lock_and_its_holder_row_still_names_t
     backend_at(pg_url).create()
     winner = backend_at(pg_url)
     assert winner.advisory._call("pg_try_advisory_lock")  # the first half of acquire, as a winner does it
-    info = LockInfo(id="winner-lock", pid=4242, host="ci-runner", user="ci", command="apply",
-                    created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    info = LockInfo(
+        id="winner-lock",
+        pid=4242,
+        host="ci-runner",
+        user="ci",
+        command="apply",
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
     naming = threading.Timer(0.5, winner.advisory._take_holder_row, (info, lambda message: None))
     naming.start()
     try:
@@ -340,8 +363,13 @@ with backend.lock("apply") as held:
 
 
 def start_holder(location: str) -> tuple[subprocess.Popen, str]:
-    process = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, location], stdin=subprocess.PIPE,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, location],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     lock_id = process.stdout.readline().strip()
     assert lock_id, process.stderr.read()
     return process, lock_id
@@ -426,8 +454,13 @@ def test_tables_live_in_their_own_schema_and_a_newer_schema_is_refused(pg_url, b
     custom = in_schema(pg_url, "team_state")
     backend_at(custom).create()
     with psycopg.connect(pg_url) as conn:
-        schemas = {row[0] for row in conn.execute("SELECT DISTINCT table_schema FROM information_schema.tables "
-                                                 "WHERE table_schema NOT IN ('pg_catalog', 'information_schema')")}
+        schemas = {
+            row[0]
+            for row in conn.execute(
+                "SELECT DISTINCT table_schema FROM information_schema.tables "
+                "WHERE table_schema NOT IN ('pg_catalog', 'information_schema')"
+            )
+        }
         assert schemas == {"team_state"}
         conn.execute("UPDATE team_state.meta SET value = '9' WHERE key = 'schema_version'")
 
@@ -464,15 +497,24 @@ def test_two_first_inits_at_once_on_an_empty_database_both_succeed(pg_url, backe
     "url, shown, libpq, schema",
     [
         ("postgresql:///team", "postgresql:///team", "postgresql:///team", "provisioner"),
-        ("postgres://db.internal/team?host=/var/run/postgresql&schema=ops",
-         "postgres://db.internal/team?host=/var/run/postgresql&schema=ops",
-         "postgres://db.internal/team?host=/var/run/postgresql", "ops"),
-        ("postgresql://ci:pw@[::1]:5433/team?sslmode=require&password=pw2",
-         "postgresql://ci@[::1]:5433/team?sslmode=require",
-         "postgresql://ci:pw@[::1]:5433/team?sslmode=require&password=pw2", "provisioner"),
-        ("postgresql://ci:pw@h1:5432,h2:5433/team?target_session_attrs=read-write",
-         "postgresql://ci@h1:5432,h2:5433/team?target_session_attrs=read-write",
-         "postgresql://ci:pw@h1:5432,h2:5433/team?target_session_attrs=read-write", "provisioner"),
+        (
+            "postgres://db.internal/team?host=/var/run/postgresql&schema=ops",
+            "postgres://db.internal/team?host=/var/run/postgresql&schema=ops",
+            "postgres://db.internal/team?host=/var/run/postgresql",
+            "ops",
+        ),
+        (
+            "postgresql://ci:pw@[::1]:5433/team?sslmode=require&password=pw2",
+            "postgresql://ci@[::1]:5433/team?sslmode=require",
+            "postgresql://ci:pw@[::1]:5433/team?sslmode=require&password=pw2",
+            "provisioner",
+        ),
+        (
+            "postgresql://ci:pw@h1:5432,h2:5433/team?target_session_attrs=read-write",
+            "postgresql://ci@h1:5432,h2:5433/team?target_session_attrs=read-write",
+            "postgresql://ci:pw@h1:5432,h2:5433/team?target_session_attrs=read-write",
+            "provisioner",
+        ),
     ],
 )
 def test_a_state_url_is_shown_as_written_less_its_password(url, shown, libpq, schema):

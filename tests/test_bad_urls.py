@@ -53,8 +53,16 @@ def test_plan_out_refuses_a_base_url_with_credentials_before_writing_the_plan(tm
     state = init_state(tmp_path / "s.json")
     plan_file = tmp_path / "p.plan"
 
-    result = run_subprocess("plan", tmp_path / "m.yaml", "--state", state, "--out", plan_file,
-                            "--base-url", "https://bob:hunter2@school.example.com")
+    result = run_subprocess(
+        "plan",
+        tmp_path / "m.yaml",
+        "--state",
+        state,
+        "--out",
+        plan_file,
+        "--base-url",
+        "https://bob:hunter2@school.example.com",
+    )
 
     assert_one_clear_error(result, "--base-url", "carries credentials")
     assert "hunter2" not in result.stdout + result.stderr
@@ -82,8 +90,16 @@ def test_a_base_url_urllib_cannot_read_is_refused_at_once(tmp_path, url, source)
     state = init_state(tmp_path / "s.json")
     args, env = (["--base-url", url], {}) if source == "--base-url" else ([], {"TI_BASE_URL": url})
 
-    result = run_subprocess("plan", tmp_path / "m.yaml", "--state", state, "--refresh", *args,
-                            env={"TI_API_KEY": "ti_test_" + "k" * 24, **env}, timeout=20)
+    result = run_subprocess(
+        "plan",
+        tmp_path / "m.yaml",
+        "--state",
+        state,
+        "--refresh",
+        *args,
+        env={"TI_API_KEY": "ti_test_" + "k" * 24, **env},
+        timeout=20,
+    )
 
     assert_one_clear_error(result, "base URL", "https://yourschool.thoughtindustries.com")
     assert "Retrying" not in result.stderr and "cannot reach" not in result.stderr

@@ -38,8 +38,9 @@ def env_for(url: str) -> dict[str, str]:
 
 
 def apply(manifest, state, url: str):
-    return run_subprocess("apply", manifest, "--state", state, "--auto-approve", "--recovery-wait", "1",
-                          env=env_for(url), timeout=120)
+    return run_subprocess(
+        "apply", manifest, "--state", state, "--auto-approve", "--recovery-wait", "1", env=env_for(url), timeout=120
+    )
 
 
 def create_answered_with(batch_id):
@@ -59,13 +60,15 @@ def listed_with(batch_id):
     return rewrite
 
 
-@pytest.mark.parametrize("odd_id", [True, [], {"x": 1}, 1001, "", "  "], ids=["true", "list", "object", "number",
-                                                                              "empty", "blank"])
+@pytest.mark.parametrize(
+    "odd_id", [True, [], {"x": 1}, 1001, "", "  "], ids=["true", "list", "object", "number", "empty", "blank"]
+)
 def test_a_create_answered_without_a_proper_id_is_looked_up_and_its_real_id_recorded(
     sandbox, write_manifest, state, odd_id
 ):
     """The create's answer carries an odd id; the listing gives the real one. The answer is not recorded: it is
     looked up like a lost answer, and the batch the listing shows is adopted with its real id."""
+
     def rule(request: ProxiedRequest):
         return Forward(rewrite=create_answered_with(odd_id) if request.method == "POST" else None)
 
@@ -108,6 +111,7 @@ def test_a_listed_batch_whose_id_is_an_object_is_not_adopted(sandbox, write_mani
     """The create's answer is lost (the connection dropped once the server has it); the listing gives the
     batch's id as an object. It used to be adopted, recorded as "{'x': 1}". It is named and left: the intent
     stays open and the create is not sent again."""
+
     def rule(request: ProxiedRequest):
         if request.method == "POST":
             return DropThenCommit(after=0)

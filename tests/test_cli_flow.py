@@ -46,7 +46,9 @@ def test_apply_without_terminal_or_auto_approve_refuses(api_env, sandbox, write_
 
 def test_key_never_printed(api_env, sandbox, write_manifest, tmp_path):
     manifest = write_manifest(two_client_manifest())
-    result = run_subprocess("apply", manifest, "--state", init_state(tmp_path / "s.json"), "--auto-approve", env=api_env)
+    result = run_subprocess(
+        "apply", manifest, "--state", init_state(tmp_path / "s.json"), "--auto-approve", env=api_env
+    )
     assert result.returncode == 0, result.stderr
     assert TEST_KEY not in result.stdout + result.stderr
     assert TEST_KEY not in (tmp_path / "s.json").read_text()
@@ -65,7 +67,11 @@ def run_on_terminal(args, env, answer: str, timeout: float = 30) -> tuple[int, s
     controller, terminal = pty.openpty()
     process = subprocess.Popen(
         [sys.executable, "-m", "provisioner", *map(str, args)],
-        stdin=terminal, stdout=terminal, stderr=terminal, env={**os.environ, **env}, close_fds=True,
+        stdin=terminal,
+        stdout=terminal,
+        stderr=terminal,
+        env={**os.environ, **env},
+        close_fds=True,
     )
     os.close(terminal)
     output, answered, deadline = b"", False, time.monotonic() + timeout
@@ -119,10 +125,10 @@ def test_a_state_file_refuses_the_ids_of_another_instance(cli, api_env, sandbox,
 
 def test_help_texts_are_whole_and_name_every_form(cli, write_manifest):
     state_help = cli("state", "--help").stdout
-    summaries = state_help[state_help.index("Commands:"):].splitlines()[1:]
+    summaries = state_help[state_help.index("Commands:") :].splitlines()[1:]
     assert len(summaries) == 8 and not any(line.rstrip().endswith("...") for line in summaries), state_help
     top = cli("--help").stdout
-    assert not any(line.rstrip().endswith("...") for line in top[top.index("Commands:"):].splitlines())
+    assert not any(line.rstrip().endswith("...") for line in top[top.index("Commands:") :].splitlines())
     assert "apply [OPTIONS] PATHS... | PLAN_FILE" in cli("apply", "--help").stdout
     assert "--quiet" in cli("show", "--help").stdout
 
@@ -159,10 +165,18 @@ def test_init_names_the_gitignore_lines_and_writes_them_with_a_flag(tmp_path):
     (tmp_path / "state" / "default.json.journal").write_text("")  # an interrupted run's ids: committed
     (tmp_path / ".provisioner").mkdir(exist_ok=True)
     (tmp_path / ".provisioner" / "plan-memo").write_text("")  # the cache directory ($XDG_CACHE_HOME aside)
-    status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=tmp_path,
-                            capture_output=True, text=True, check=True).stdout
+    status = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=all"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert sorted(line[3:] for line in status.splitlines()) == [
-        ".gitignore", "state/default.json", "state/default.json.journal"], status
+        ".gitignore",
+        "state/default.json",
+        "state/default.json.journal",
+    ], status
     assert (tmp_path / "state" / "sandbox.sqlite").exists() and (tmp_path / "state" / "sandbox.json").exists()
 
 

@@ -131,8 +131,13 @@ def error_body(status: int, message: str) -> tuple[int, dict, dict]:
 
 def test_create_sends_exactly_the_documented_body(sandbox):
     api = make_api(sandbox.url)
-    body = {"startingBalance": 5000, "clientId": ACME_ID, "creditAccountId": ACCOUNT_ID,
-            "name": "Acme Q1", "expiresOn": "2030-03-31T23:59:59Z"}
+    body = {
+        "startingBalance": 5000,
+        "clientId": ACME_ID,
+        "creditAccountId": ACCOUNT_ID,
+        "name": "Acme Q1",
+        "expiresOn": "2030-03-31T23:59:59Z",
+    }
 
     batch = api.create_batch(ACME_ID, dict(body))
 
@@ -149,7 +154,11 @@ def test_create_with_only_the_required_field_adds_nothing(sandbox):
 
     [stored] = sandbox.all_batches(ACME_ID)
     assert (stored["startingBalance"], stored["name"], stored["expiresOn"], stored["creditAccountId"]) == (
-        7, "", None, None)
+        7,
+        "",
+        None,
+        None,
+    )
 
 
 def test_the_bytes_on_the_wire_are_the_body_given():
@@ -243,11 +252,14 @@ def test_update_of_an_unknown_batch_is_not_found_naming_the_batch(sandbox):
     assert len(sandbox.request_log) == 1
 
 
-@pytest.mark.parametrize("body, server_message", [
-    ({"startingBalance": 1, "startingBalence": 2}, "startingBalence: unknown field"),
-    ({"startingBalance": 1, "name": None}, "name: must be a string"),
-    ({"name": "no balance"}, "startingBalance: is required"),
-])
+@pytest.mark.parametrize(
+    "body, server_message",
+    [
+        ({"startingBalance": 1, "startingBalence": 2}, "startingBalence: unknown field"),
+        ({"startingBalance": 1, "name": None}, "name: must be a string"),
+        ({"name": "no balance"}, "startingBalance: is required"),
+    ],
+)
 def test_invalid_create_is_rejected_with_the_server_message(sandbox, body, server_message):
     with pytest.raises(RequestRejected) as caught:
         make_api(sandbox.url).create_batch(ACME_ID, body)
@@ -297,32 +309,39 @@ def test_a_create_against_a_closed_port_fails_clearly():
 
     with pytest.raises(ApiError) as caught:
         make_api(f"http://127.0.0.1:{free_port()}", sleep=sleep, max_attempts=3).create_batch(
-            ACME_ID, {"startingBalance": 1})
+            ACME_ID, {"startingBalance": 1}
+        )
 
     assert type(caught.value) is ApiError and "cannot reach" in str(caught.value)
     assert len(sleep.delays) == 2
 
 
-@pytest.mark.parametrize("url", [
-    "https://school.thoughtindustries.com",
-    "https://school.thoughtindustries.com/",
-    "http://127.0.0.1:8080",
-    "http://localhost:8080",
-    "http://[::1]:8080",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://school.thoughtindustries.com",
+        "https://school.thoughtindustries.com/",
+        "http://127.0.0.1:8080",
+        "http://localhost:8080",
+        "http://[::1]:8080",
+    ],
+)
 def test_accepted_base_urls(url):
     assert check_base_url(url) == url.rstrip("/")
 
 
-@pytest.mark.parametrize("url", [
-    "http://school.thoughtindustries.com",
-    "http://10.0.0.5:8080",
-    "http://127.0.0.1@evil.example.com",
-    "http://localhost.evil.example.com",
-    "ftp://school.thoughtindustries.com",
-    "school.thoughtindustries.com",
-    "",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://school.thoughtindustries.com",
+        "http://10.0.0.5:8080",
+        "http://127.0.0.1@evil.example.com",
+        "http://localhost.evil.example.com",
+        "ftp://school.thoughtindustries.com",
+        "school.thoughtindustries.com",
+        "",
+    ],
+)
 def test_refused_base_urls(url):
     with pytest.raises(ConfigurationError):
         check_base_url(url)
@@ -347,8 +366,9 @@ def test_the_client_adopts_the_limit_the_server_announces():
 
 
 def test_an_answer_that_empties_the_window_pauses_the_next_request():
-    listing = {"data": {"APICreditBatchesByClientAndCreditAccount": {
-        "creditBatches": [], "pageInfo": {"hasMore": False}}}}
+    listing = {
+        "data": {"APICreditBatchesByClientAndCreditAccount": {"creditBatches": [], "pageInfo": {"hasMore": False}}}
+    }
     window = {"X-RateLimit-Limit": "120", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(int(time.time()) + 30)}
     paused = SleepRecorder()
     with ScriptedServer((200, window, listing)) as server:
@@ -411,8 +431,9 @@ def test_backoff_is_jittered():
 
 
 def test_gateway_timeout_is_retried_for_a_list():
-    listing = {"data": {"APICreditBatchesByClientAndCreditAccount": {
-        "creditBatches": [], "pageInfo": {"hasMore": False}}}}
+    listing = {
+        "data": {"APICreditBatchesByClientAndCreditAccount": {"creditBatches": [], "pageInfo": {"hasMore": False}}}
+    }
     with ScriptedServer(error_body(504, "gateway timeout"), (200, {}, listing)) as server:
         assert make_api(server.url).list_batches(ACME_ID) == []
     assert len(server.received) == 2
@@ -458,8 +479,9 @@ def test_a_list_that_keeps_timing_out_fails_clearly(sandbox):
 
 
 def test_service_unavailable_retry_after_pauses_the_limiter():
-    listing = {"data": {"APICreditBatchesByClientAndCreditAccount": {
-        "creditBatches": [], "pageInfo": {"hasMore": False}}}}
+    listing = {
+        "data": {"APICreditBatchesByClientAndCreditAccount": {"creditBatches": [], "pageInfo": {"hasMore": False}}}
+    }
     paused = SleepRecorder()
     limiter = RateLimiter(None, sleep=paused)
     with ScriptedServer((503, {"Retry-After": "7"}, {"error": "busy"}), (200, {}, listing)) as server:
@@ -522,12 +544,15 @@ def test_create_that_meets_a_gateway_timeout_is_outcome_unknown():
     assert len(server.received) == 1
 
 
-@pytest.mark.parametrize("answer", [
-    b"<html>created</html>",
-    {"data": {"SomethingElse": {}}},
-    {"data": {"CreateCreditBatch": None}},
-    ["not", "an", "object"],
-])
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"<html>created</html>",
+        {"data": {"SomethingElse": {}}},
+        {"data": {"CreateCreditBatch": None}},
+        ["not", "an", "object"],
+    ],
+)
 def test_create_accepted_with_an_unreadable_answer_is_outcome_unknown(answer):
     """A 2xx means the batch may well exist: a plain error would let the caller think nothing was made."""
     with ScriptedServer((201, {}, answer)) as server:
@@ -648,9 +673,23 @@ def test_the_proxy_of_the_environment_is_used(monkeypatch):
 def test_retry_notices_name_the_address_and_the_client_key_not_an_id():
     said: list[str] = []
     created = {"data": {"CreateCreditBatch": {"id": "b-1"}}}
-    with ScriptedServer((429, {"Retry-After": "0"}, {"error": "rate_limit_exceeded"}), (200, {}, created),
-                        error_body(503, "busy"), (200, {}, {"data": {"APICreditBatchesByClientAndCreditAccount": {
-                            "creditBatches": [], "pageInfo": {"hasMore": False, "total": 0}}}})) as server:
+    with ScriptedServer(
+        (429, {"Retry-After": "0"}, {"error": "rate_limit_exceeded"}),
+        (200, {}, created),
+        error_body(503, "busy"),
+        (
+            200,
+            {},
+            {
+                "data": {
+                    "APICreditBatchesByClientAndCreditAccount": {
+                        "creditBatches": [],
+                        "pageInfo": {"hasMore": False, "total": 0},
+                    }
+                }
+            },
+        ),
+    ) as server:
         api = make_api(server.url, on_retry=said.append)
         api.name_clients({ACME_ID: "acme"})
         api.create_batch(ACME_ID, {"startingBalance": 1}, about="acme/q1")

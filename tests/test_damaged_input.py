@@ -63,8 +63,14 @@ COMMANDS = {
     "plan-refresh": lambda manifest, state: ("plan", manifest, "--state", state, "--refresh"),
     "show-refresh": lambda manifest, state: ("show", manifest, "--state", state, "--refresh"),
     "refresh": lambda manifest, state: ("refresh", manifest, "--state", state),
-    "import": lambda manifest, state: ("import", "acme/q2", "0f1e2d3c-4b5a-4697-8877-000000000000", manifest,
-                                       "--state", state),
+    "import": lambda manifest, state: (
+        "import",
+        "acme/q2",
+        "0f1e2d3c-4b5a-4697-8877-000000000000",
+        manifest,
+        "--state",
+        state,
+    ),
 }
 
 
@@ -73,11 +79,18 @@ CASES = [(command, "strings") for command in sorted(COMMANDS)] + [("apply", "an-
 
 
 @pytest.mark.parametrize(("command", "damage"), CASES, ids=[f"{command}-{damage}" for command, damage in CASES])
-def test_a_listing_whose_items_are_not_batches_is_one_error_naming_the_api(sandbox, write_manifest, state, damage,
-                                                                           command):
+def test_a_listing_whose_items_are_not_batches_is_one_error_naming_the_api(
+    sandbox, write_manifest, state, damage, command
+):
     manifest = write_manifest(MANIFEST + "      q2:\n        name: Q2\n        startingBalance: 200\n")
-    applied = run_subprocess("apply", write_manifest(MANIFEST, name="first.yaml"), "--state", state,
-                             "--auto-approve", env=env_for(sandbox.url))
+    applied = run_subprocess(
+        "apply",
+        write_manifest(MANIFEST, name="first.yaml"),
+        "--state",
+        state,
+        "--auto-approve",
+        env=env_for(sandbox.url),
+    )
     assert applied.returncode == 0, applied.stderr
     before = files_of(state)
 
@@ -85,7 +98,8 @@ def test_a_listing_whose_items_are_not_batches_is_one_error_naming_the_api(sandb
         def rewrite(answer: dict) -> dict:
             data = answer["data"]
             data["APICreditBatchesByClientAndCreditAccount"] = DAMAGES[damage](
-                data["APICreditBatchesByClientAndCreditAccount"])
+                data["APICreditBatchesByClientAndCreditAccount"]
+            )
             return answer
 
         return Forward(rewrite=rewrite if request.method == "GET" else None)
@@ -94,8 +108,9 @@ def test_a_listing_whose_items_are_not_batches_is_one_error_naming_the_api(sandb
         result = run_subprocess(*COMMANDS[command](manifest, state), env=env_for(proxy.url))
         sent = proxy.posts()
 
-    assert_one_clear_error(result, f"the API at {proxy.url} listed the batches of client {ACME_ID}",
-                           "Nothing was decided on it")
+    assert_one_clear_error(
+        result, f"the API at {proxy.url} listed the batches of client {ACME_ID}", "Nothing was decided on it"
+    )
     assert sent == 0
     assert files_of(state) == before, "the state changed"
 
@@ -109,10 +124,14 @@ def write_state(state: Path, **parts) -> None:
     state.write_text(json.dumps(document))
 
 
-RESOURCE = {"batch_id": "b-1", "client_id": ACME_ID, "attributes": {"name": "Q1", "startingBalance": 100},
-            "remote": {}}
-INTENT = {"address": "acme/q9", "client_id": ACME_ID, "attributes": {"name": "Q1", "startingBalance": 100},
-          "digest": "d", "at": "2026-01-01T00:00:00Z"}
+RESOURCE = {"batch_id": "b-1", "client_id": ACME_ID, "attributes": {"name": "Q1", "startingBalance": 100}, "remote": {}}
+INTENT = {
+    "address": "acme/q9",
+    "client_id": ACME_ID,
+    "attributes": {"name": "Q1", "startingBalance": 100},
+    "digest": "d",
+    "at": "2026-01-01T00:00:00Z",
+}
 
 
 def test_an_address_without_a_slash_is_named_by_show(write_manifest, state):
@@ -174,8 +193,10 @@ def test_a_postgres_state_with_an_address_without_a_slash_is_named_by_show(pg_ur
 
     assert run_subprocess("init", "--state", pg_url).returncode == 0
     with psycopg.connect(pg_url) as connection:
-        connection.execute("INSERT INTO provisioner.resources (workspace, address, resource) VALUES (%s, %s, %s)",
-                           ("default", "q1", json.dumps(RESOURCE)))
+        connection.execute(
+            "INSERT INTO provisioner.resources (workspace, address, resource) VALUES (%s, %s, %s)",
+            ("default", "q1", json.dumps(RESOURCE)),
+        )
 
     result = run_subprocess("show", "--state", pg_url, env=UNREACHABLE)
 
@@ -187,17 +208,23 @@ def test_a_postgres_state_with_an_address_without_a_slash_is_named_by_show(pg_ur
 
 @pytest.mark.parametrize(
     ("field", "value", "adopted"),
-    [("startingBalance", "n/a", False), ("startingBalance", {"amount": 100}, False), ("clientId", 12345, True),
-     ("clientId", "acme", True)],
+    [
+        ("startingBalance", "n/a", False),
+        ("startingBalance", {"amount": 100}, False),
+        ("clientId", 12345, True),
+        ("clientId", "acme", True),
+    ],
     ids=["balance-text", "balance-object", "client-number", "client-not-a-uuid"],
 )
-def test_a_listed_value_that_is_not_of_its_kind_is_unknown_never_another(sandbox, write_manifest, state, field,
-                                                                          value, adopted):
+def test_a_listed_value_that_is_not_of_its_kind_is_unknown_never_another(
+    sandbox, write_manifest, state, field, value, adopted
+):
     """The create's answer is lost (the connection dropped once the server had it); the listing gives the
     batch's balance or client as something no balance or client id is. Taken for "another balance" or
     "another client", the batch was not the create's: after the window the create was sent again, two
     batches. Unreadable is unknown: with the balance unknown it is a look-alike (the run stops and names it),
     with the client unknown (the listing is that client's) the batch is adopted. Never a second create."""
+
     def rule(request: ProxiedRequest):
         if request.method == "POST":
             return DropThenCommit(after=0)
@@ -210,8 +237,16 @@ def test_a_listed_value_that_is_not_of_its_kind_is_unknown_never_another(sandbox
         return Forward(rewrite=rewrite)
 
     with FaultProxy(sandbox.url, rule) as proxy:
-        result = run_subprocess("apply", write_manifest(MANIFEST), "--state", state, "--auto-approve",
-                                "--recovery-wait", "1", env=env_for(proxy.url))
+        result = run_subprocess(
+            "apply",
+            write_manifest(MANIFEST),
+            "--state",
+            state,
+            "--auto-approve",
+            "--recovery-wait",
+            "1",
+            env=env_for(proxy.url),
+        )
         sent = proxy.posts()
 
     assert sent == 1 and len(sandbox.all_batches(ACME_ID)) == 1, f"the create was sent again:\n{result.stderr}"

@@ -13,20 +13,20 @@ import threading
 
 import pytest
 from conftest import (
-    init_state,
     ACME_ID,
     GLOBEX_ID,
     TEST_KEY,
     call_api,
+    init_state,
     run_subprocess,
     two_client_manifest,
 )
 
 from provisioner.api.client import CreditsApi
 from provisioner.api.pacing import RateLimiter
-from provisioner.sandbox import Sandbox
-from provisioner.render.progress import Progress
 from provisioner.applying.refresh import observe
+from provisioner.render.progress import Progress
+from provisioner.sandbox import Sandbox
 
 Q1_EXPIRES = "2030-03-31T23:59:59.000Z"
 FAST = ("--rate-limit", "0")  # the sandbox has no rate limit; pacing is tested on its own below
@@ -53,7 +53,7 @@ def batch_id(state_path, address: str) -> str:
 
 def changed_line(field: str, before: str, after: str) -> re.Pattern:
     """The plan's line for a field updated in place: `~ name = "live" -> "manifest"`."""
-    return re.compile(rf'~ {field}\s+= {re.escape(before)} -> {re.escape(after)}')
+    return re.compile(rf"~ {field}\s+= {re.escape(before)} -> {re.escape(after)}")
 
 
 # --- fixtures ----------------------------------------------------------------------
@@ -155,9 +155,7 @@ def test_batch_gone_is_drift_never_recreated_unless_replaced(cli, disk_sandbox, 
     assert "acme/q1 is recorded but the API no longer lists it" in refreshed.stderr
     assert batch_id(state, "acme/q1") == gone
 
-    replaced = cli(
-        "apply", manifest, "--state", state, "--refresh", "--replace", "acme/q1", "--auto-approve", *FAST
-    )
+    replaced = cli("apply", manifest, "--state", state, "--refresh", "--replace", "acme/q1", "--auto-approve", *FAST)
     assert replaced.exit_code == 0, replaced.output
     assert "1 to replace" in replaced.stdout
     assert sandbox.stats["creates"] == 4  # exactly one new batch
@@ -189,7 +187,7 @@ def test_usage_and_expired_status_appear_in_plan_info(applied, cli, sandbox):
     edit_by_hand(sandbox, q1, currentBalance=3800, expiresOn="2024-01-01T00:00:00Z")
 
     text = cli("plan", manifest, "--state", state, "--refresh", *FAST).stdout
-    usage = text[text.index("Credit usage (from refresh):"):]
+    usage = text[text.index("Credit usage (from refresh):") :]
     q1_row = next(line for line in usage.splitlines() if line.strip().startswith("acme/q1"))
     assert re.search(r"5,000\s+3,800\s+1,200 \(24%\)\s+expired\s+2024-01-01T00:00:00.000Z", q1_row), q1_row
     assert changed_line("expiresOn", '"2024-01-01T00:00:00.000Z"', f'"{Q1_EXPIRES}"').search(text)
@@ -282,8 +280,9 @@ def test_refresh_lists_clients_in_parallel_with_progress(sandbox):
     assert len(observed) == 6 + 7 + 8 + 9
     assert {batch["clientId"] for batch in observed.values()} == set(clients)
     # The sandbox announces no limit that matters: the estimate says so rather than a rate.
-    assert lines[0] == ("Refreshing: listing the batches of 4 client(s) with no rate limit (the server announces "
-                        "none that matters).")
+    assert lines[0] == (
+        "Refreshing: listing the batches of 4 client(s) with no rate limit (the server announces none that matters)."
+    )
     assert lines[-1].startswith("Refreshed: 30 batches found (4/4 clients in ")
 
 

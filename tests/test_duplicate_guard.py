@@ -28,7 +28,9 @@ def lose_entry(state, address: str) -> str:
     return batch_id
 
 
-def test_a_mistyped_state_path_refuses_to_plan_instead_of_planning_every_create(cli, api_env, sandbox, applied, tmp_path):
+def test_a_mistyped_state_path_refuses_to_plan_instead_of_planning_every_create(
+    cli, api_env, sandbox, applied, tmp_path
+):
     manifest, _ = applied
 
     result = cli("plan", manifest, "--state", tmp_path / "lost-state.json", "--refresh", *FAST)
@@ -87,8 +89,12 @@ def test_apply_without_refresh_lists_first_and_does_not_send_the_duplicate(cli, 
 def test_a_batch_made_by_hand_with_the_same_name_and_balance_is_caught_whatever_the_case(
     cli, api_env, sandbox, write_manifest, state
 ):
-    call_api(sandbox, "POST", f"/incoming/v2/clients/{GLOBEX_ID}/creditBatches",
-             {"clientId": GLOBEX_ID, "name": "  STARTER ", "startingBalance": 1200})
+    call_api(
+        sandbox,
+        "POST",
+        f"/incoming/v2/clients/{GLOBEX_ID}/creditBatches",
+        {"clientId": GLOBEX_ID, "name": "  STARTER ", "startingBalance": 1200},
+    )
     manifest = write_manifest(two_client_manifest())
 
     result = cli("apply", manifest, "--state", state, "--auto-approve", *FAST)
@@ -104,8 +110,18 @@ def test_allow_duplicate_issues_it_again_on_purpose_and_a_saved_plan_keeps_that(
     lose_entry(state, "globex/starter")
     plan_file = tmp_path / "reviewed.plan"
 
-    planned = cli("plan", manifest, "--state", state, "--refresh", "--allow-duplicate", "globex/starter",
-                  "--out", plan_file, *FAST)
+    planned = cli(
+        "plan",
+        manifest,
+        "--state",
+        state,
+        "--refresh",
+        "--allow-duplicate",
+        "globex/starter",
+        "--out",
+        plan_file,
+        *FAST,
+    )
     assert planned.exit_code == 0, planned.output
     assert '+ batch "globex/starter"' in planned.stdout
 
@@ -162,15 +178,22 @@ def test_forget_intent_refuses_while_the_create_may_still_be_in_progress(cli, ap
     attributes = {"clientId": GLOBEX_ID, "name": "starter", "startingBalance": 1200}
     now = format_timestamp(datetime.now(timezone.utc))
     with FileWriter(state) as writer:
-        writer.record_intent(Intent(address="globex/starter", client_id=GLOBEX_ID, attributes=attributes,
-                                    digest=request_digest(GLOBEX_ID, attributes), at=now, server_at=now))
+        writer.record_intent(
+            Intent(
+                address="globex/starter",
+                client_id=GLOBEX_ID,
+                attributes=attributes,
+                digest=request_digest(GLOBEX_ID, attributes),
+                at=now,
+                server_at=now,
+            )
+        )
 
     refused = cli("state", "forget-intent", "globex/starter", "--state", state, "--auto-approve", *FAST)
 
     assert refused.exit_code == 1 and "may still be in progress on the server" in refused.stderr
     assert "globex/starter" in read_state(state).pending
-    forced = cli("state", "forget-intent", "globex/starter", "--state", state, "--auto-approve",
-                 "--force", *FAST)
+    forced = cli("state", "forget-intent", "globex/starter", "--state", state, "--auto-approve", "--force", *FAST)
     assert forced.exit_code == 0, forced.output
     assert not read_state(state).pending
 
@@ -187,12 +210,21 @@ def fresh_intent(state) -> None:
     attributes = {"clientId": GLOBEX_ID, "name": "starter", "startingBalance": 1200}
     now = format_timestamp(datetime.now(timezone.utc))
     with FileWriter(state) as writer:
-        writer.record_intent(Intent(address="globex/starter", client_id=GLOBEX_ID, attributes=attributes,
-                                    digest=request_digest(GLOBEX_ID, attributes), at=now, server_at=now))
+        writer.record_intent(
+            Intent(
+                address="globex/starter",
+                client_id=GLOBEX_ID,
+                attributes=attributes,
+                digest=request_digest(GLOBEX_ID, attributes),
+                at=now,
+                server_at=now,
+            )
+        )
 
 
 def test_forget_intent_refuses_a_create_that_may_be_running_when_the_api_cannot_be_listed(
-        cli, api_env, write_manifest, state, monkeypatch):
+    cli, api_env, write_manifest, state, monkeypatch
+):
     """Review 2: the listing failed, and the create was given up without --force, window or not."""
     import socket
 
@@ -212,7 +244,8 @@ def test_forget_intent_refuses_a_create_that_may_be_running_when_the_api_cannot_
 
 
 def test_forget_intent_refuses_to_list_another_instance_than_the_state_records(
-        cli, api_env, sandbox, write_manifest, state):
+    cli, api_env, sandbox, write_manifest, state
+):
     """Review 2: listing another instance finds "nothing", and giving the create up "loses nothing"."""
     from provisioner.backends.file import FileWriter
 
@@ -221,8 +254,9 @@ def test_forget_intent_refuses_to_list_another_instance_than_the_state_records(
     with FileWriter(state) as writer:
         writer.bind_instance("https://other.thoughtindustries.com")
 
-    refused = cli("state", "forget-intent", "globex/starter", "--state", state, "--auto-approve",
-                  "--recovery-wait", "0", *FAST)
+    refused = cli(
+        "state", "forget-intent", "globex/starter", "--state", state, "--auto-approve", "--recovery-wait", "0", *FAST
+    )
 
     assert refused.exit_code == 1, refused.output
     assert "records the batches of https://other.thoughtindustries.com" in refused.stderr
@@ -238,8 +272,10 @@ def test_apply_refresh_lists_each_client_once(cli, api_env, sandbox, write_manif
     assert result.exit_code == 0, result.output
     assert sandbox.stats["creates"] == 3
     listed = Counter(path for method, path, _ in sandbox.request_log if method == "GET")
-    assert listed == {f"/incoming/v2/clients/{ACME_ID}/creditBatches": 1,
-                      f"/incoming/v2/clients/{GLOBEX_ID}/creditBatches": 1}
+    assert listed == {
+        f"/incoming/v2/clients/{ACME_ID}/creditBatches": 1,
+        f"/incoming/v2/clients/{GLOBEX_ID}/creditBatches": 1,
+    }
 
 
 def test_a_duplicate_that_slipped_through_is_shown_by_plan_refresh_and_refresh(cli, api_env, sandbox, applied):
@@ -264,8 +300,10 @@ def test_a_duplicate_that_slipped_through_is_shown_by_plan_refresh_and_refresh(c
 
 
 def respaced_manifest(write_manifest, name: str):
-    return write_manifest(f'clients:\n  acme:\n    id: {ACME_ID}\n    batches:\n      q1:\n        name: "{name}"\n'
-                          "        startingBalance: 5000\n")
+    return write_manifest(
+        f'clients:\n  acme:\n    id: {ACME_ID}\n    batches:\n      q1:\n        name: "{name}"\n'
+        "        startingBalance: 5000\n"
+    )
 
 
 def test_a_name_the_server_respaced_is_still_caught_once_its_state_entry_is_lost(write_manifest, state):
@@ -293,6 +331,7 @@ def test_a_name_the_server_stores_in_unicode_normal_form_is_still_caught(write_m
     split, a no-break space made a space) lists "Ｑ１ ﬁnal\u00a0run" as "Q1 final run": the same name to a
     person, and to the guard."""
     with Sandbox(api_key=TEST_KEY) as sandbox:
+
         def stored_in_nfkc(request: ProxiedRequest) -> Forward:
             def normalise(answer: dict) -> dict:
                 for batch in answer["data"]["APICreditBatchesByClientAndCreditAccount"]["creditBatches"]:

@@ -19,9 +19,7 @@ import yaml
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from provisioner.manifest import fast_reader
-from provisioner.manifest import located_reader
-from provisioner.manifest import yaml11
+from provisioner.manifest import fast_reader, located_reader, yaml11
 from provisioner.manifest.issues import ManifestError
 from provisioner.manifest.loader import load
 
@@ -32,27 +30,130 @@ PROPERTY = settings(max_examples=400, deadline=None, suppress_health_check=[Heal
 # Values written in the forms where readers may differ: YAML 1.1 vs 1.2 types, quoting,
 # tags, anchors, flow and block styles, comments, bounds, odd timestamps and UUIDs.
 TRICKY = [
-    "5000", "0", "+7", "-0", "-1", "1_000", "1__0", "0500", "00", "0x10", "0o17", "0b11", "1e3", "1.0e3",
-    "5000.0", "5000.5", ".inf", "-.inf", ".nan", "1:30", "9007199254740991", "9007199254740992",
-    "yes", "no", "on", "Off", "y", "true", "True", "FALSE", "tRue", "~", "null", "NULL", "", "=", "<<",
-    "'5000'", '"5000"', "'yes'", '"2026"', "'  padded '", "'it''s'", '"a\\tb"', '"two\\nlines"', '""',
-    "Acme Q1", "Acme Q1 # a comment", "Acme#1", "a: b", "- a", "[5000]", "{a: 1}", "|\n  block", ">-\n  folded",
-    "!!str 5000", "!!int '5000'", "!!float 5", "!custom x", "&anchor 5", "*alias",
-    "2026-12-31", "2026-12-31T23:59:59Z", "2026-12-31t23:59:59z", "2026-12-31T23:59:59+01:00",
-    "2026-12-31 23:59:59 +01:00", "2026-1-5 23:59:59 +1", "2026-12-31T23:59:59+0100", "2026-12-31T23:59:59",
-    "20261231T235959Z", "2026-12-31T23:59:59.123456Z", "'2026-12-31T23:59:59Z'", "'2026-06-30'", "2026-02-30T00:00:00Z",
-    ACME_ID, ACME_ID.upper(), f"'{ACCOUNT_ID}'", ACME_ID.replace("-", ""), "{" + ACME_ID + "}", f"urn:uuid:{ACME_ID}",
-    "12345678123456781234567812345678", "00000000000000000000000000000001", "not-a-uuid",
-    "x" * 255, "x" * 256, "Café Ünïcode", "tab\there", "nel\x85x", "ls\u2028x", "bom\ufeffx", "ctl\x01x", "del\x7fx",
+    "5000",
+    "0",
+    "+7",
+    "-0",
+    "-1",
+    "1_000",
+    "1__0",
+    "0500",
+    "00",
+    "0x10",
+    "0o17",
+    "0b11",
+    "1e3",
+    "1.0e3",
+    "5000.0",
+    "5000.5",
+    ".inf",
+    "-.inf",
+    ".nan",
+    "1:30",
+    "9007199254740991",
+    "9007199254740992",
+    "yes",
+    "no",
+    "on",
+    "Off",
+    "y",
+    "true",
+    "True",
+    "FALSE",
+    "tRue",
+    "~",
+    "null",
+    "NULL",
+    "",
+    "=",
+    "<<",
+    "'5000'",
+    '"5000"',
+    "'yes'",
+    '"2026"',
+    "'  padded '",
+    "'it''s'",
+    '"a\\tb"',
+    '"two\\nlines"',
+    '""',
+    "Acme Q1",
+    "Acme Q1 # a comment",
+    "Acme#1",
+    "a: b",
+    "- a",
+    "[5000]",
+    "{a: 1}",
+    "|\n  block",
+    ">-\n  folded",
+    "!!str 5000",
+    "!!int '5000'",
+    "!!float 5",
+    "!custom x",
+    "&anchor 5",
+    "*alias",
+    "2026-12-31",
+    "2026-12-31T23:59:59Z",
+    "2026-12-31t23:59:59z",
+    "2026-12-31T23:59:59+01:00",
+    "2026-12-31 23:59:59 +01:00",
+    "2026-1-5 23:59:59 +1",
+    "2026-12-31T23:59:59+0100",
+    "2026-12-31T23:59:59",
+    "20261231T235959Z",
+    "2026-12-31T23:59:59.123456Z",
+    "'2026-12-31T23:59:59Z'",
+    "'2026-06-30'",
+    "2026-02-30T00:00:00Z",
+    ACME_ID,
+    ACME_ID.upper(),
+    f"'{ACCOUNT_ID}'",
+    ACME_ID.replace("-", ""),
+    "{" + ACME_ID + "}",
+    f"urn:uuid:{ACME_ID}",
+    "12345678123456781234567812345678",
+    "00000000000000000000000000000001",
+    "not-a-uuid",
+    "x" * 255,
+    "x" * 256,
+    "Café Ünïcode",
+    "tab\there",
+    "nel\x85x",
+    "ls\u2028x",
+    "bom\ufeffx",
+    "ctl\x01x",
+    "del\x7fx",
 ]
 VALUES = st.one_of(st.sampled_from(TRICKY), st.text(max_size=12))
-_ODD_KEYS = st.sampled_from(["acme", "beta", "q1", "2026-q1", "b.1", "x_y", "Acme", "2026", "yes", "true", "1_000",
-                             "null", "'acme'", "-a", "a b", "name", "id", "startingBalance", "<<"])
+_ODD_KEYS = st.sampled_from(
+    [
+        "acme",
+        "beta",
+        "q1",
+        "2026-q1",
+        "b.1",
+        "x_y",
+        "Acme",
+        "2026",
+        "yes",
+        "true",
+        "1_000",
+        "null",
+        "'acme'",
+        "-a",
+        "a b",
+        "name",
+        "id",
+        "startingBalance",
+        "<<",
+    ]
+)
 _KEY = st.from_regex(r"[a-z0-9][a-z0-9._-]{0,5}", fullmatch=True)
 
 
 def keys(odd: int) -> st.SearchStrategy[str]:
     return st.integers(0, odd).flatmap(lambda n: _ODD_KEYS if n == odd else _KEY)
+
+
 BATCH_FIELDS = ["startingBalance", "name", "expiresOn", "creditAccountId"]
 CLIENT_FIELDS = ["id", "creditAccountId", "batches", "grants"]
 POLICY_FIELDS = ["maxBatchCredits", "maxApplyCredits", "maxCreates"]
@@ -76,8 +177,14 @@ def fields(known: list[str], odd: int) -> st.SearchStrategy[list[str]]:
 GOOD = {
     "startingBalance": ["5000", "0", "+7", "1_000", "9007199254740991", "12 # credits"],
     "name": ["Acme Q1", "'yes'", '"2026"', "Café Ünïcode", "x" * 255, "Q1: launch", "'  padded '", "a#b"],
-    "expiresOn": ["2026-12-31T23:59:59Z", "2026-12-31T23:59:59+01:00", "'2026-12-31T10:00:00-05:30'",
-                  "2026-12-31T23:59:59.5Z", "20261231T235959Z", "2026-12-31 23:59:59+00:00"],
+    "expiresOn": [
+        "2026-12-31T23:59:59Z",
+        "2026-12-31T23:59:59+01:00",
+        "'2026-12-31T10:00:00-05:30'",
+        "2026-12-31T23:59:59.5Z",
+        "20261231T235959Z",
+        "2026-12-31 23:59:59+00:00",
+    ],
     "id": [ACME_ID, ACME_ID.upper(), f'"{ACME_ID}"', "0f1e2d3c-4b5a-4697-8877-665544332211"],
     "creditAccountId": [ACCOUNT_ID, f"'{ACCOUNT_ID}'", ACCOUNT_ID.replace("-", "")],
 }
@@ -90,8 +197,15 @@ GOOD_IN_GRANTS = {
     "from": ["2026-01-01", "'2026-01-31'", "2024-02-29", '"2026-03-15"'],
     "until": ["2027-12-31", "'2026-06-30'", "2026-01-01"],
     "timeZone": ["Europe/Berlin", "UTC", "'America/New_York'", "Asia/Kolkata"],
-    "name": ["Acme {period}", "'{grant} {period}'", "Acme {{x}} {period}", '"{period}"', "Acme Q1", "'yes'",
-             "x" * 246 + "{grant}"],
+    "name": [
+        "Acme {period}",
+        "'{grant} {period}'",
+        "Acme {{x}} {period}",
+        '"{period}"',
+        "Acme Q1",
+        "'yes'",
+        "x" * 246 + "{grant}",
+    ],
     "expiresAfter": ["12 months", "1 year", "30 days", "'6 weeks'", "2 years"],
     "catchUp": ["true", "false"],
 }
@@ -188,8 +302,14 @@ def grant_manifests(draw) -> str:
     grant_keys = st.sampled_from(["quarterly", "monthly", "annual", "q1", "2026-plan"])
     for section in sections:
         lines.append(f"{inner}{section}:")
-        names = draw(st.lists(grant_keys if section == "grants" else st.sampled_from(["q1", "bonus"]),
-                              min_size=1, max_size=3, unique=True))
+        names = draw(
+            st.lists(
+                grant_keys if section == "grants" else st.sampled_from(["q1", "bonus"]),
+                min_size=1,
+                max_size=3,
+                unique=True,
+            )
+        )
         for key in names:
             lines.append(f"{inner}{step}{key}:")
             for field in draw(grant_fields(odd)) if section == "grants" else ["startingBalance"]:
@@ -215,9 +335,18 @@ def good_manifest(balance: str = "5000", name: str = "Acme Q1") -> str:
 
 def good_grant_manifest(**values: str) -> str:
     """The issue's grant, beside a batch; ``values`` replace a field's value (None: drop the line)."""
-    fields = {"every": "quarter", "from": "2026-01-01", "until": "2027-12-31", "timeZone": "Europe/Berlin",
-              "startingBalance": "5000", "name": '"Acme {period}"', "expiresAfter": "12 months",
-              "creditAccountId": ACCOUNT_ID, "catchUp": "true", **values}
+    fields = {
+        "every": "quarter",
+        "from": "2026-01-01",
+        "until": "2027-12-31",
+        "timeZone": "Europe/Berlin",
+        "startingBalance": "5000",
+        "name": '"Acme {period}"',
+        "expiresAfter": "12 months",
+        "creditAccountId": ACCOUNT_ID,
+        "catchUp": "true",
+        **values,
+    }
     lines = [f"      {name}: {value}" for name, value in fields.items() if value is not None]
     return good_manifest() + "    grants:\n      quarterly:\n" + "\n".join(f"  {line}" for line in lines) + "\n"
 
@@ -288,10 +417,38 @@ def test_a_file_the_fast_reader_accepts_means_the_same_to_the_located_reader():
 # Plain values only (no quotes, flow, tags...): the files the fast reader checks without the line
 # pattern (fast_reader._all_plain), with the values on which YAML 1.1 and yaml-rs disagree.
 PLAIN_TRICKY = [value for value in TRICKY if not set(value) & set(fast_reader._NOT_PLAIN + "\n")] + [
-    "-x", ",x", ":x", "#x", "x #y", "0", "-0", "+0", "00", "0_0", "007", "0b1", "0x1F", "Onboarding", "on the 1st",
-    "2026-01-01 launch", "1.5", "1,000", "~x", "=", "y", "n", "No way", ".5", "5.", "0o", "9:30", "1:30:00",
+    "-x",
+    ",x",
+    ":x",
+    "#x",
+    "x #y",
+    "0",
+    "-0",
+    "+0",
+    "00",
+    "0_0",
+    "007",
+    "0b1",
+    "0x1F",
+    "Onboarding",
+    "on the 1st",
+    "2026-01-01 launch",
+    "1.5",
+    "1,000",
+    "~x",
+    "=",
+    "y",
+    "n",
+    "No way",
+    ".5",
+    "5.",
+    "0o",
+    "9:30",
+    "1:30:00",
 ]
-PLAIN_VALUES = st.one_of(st.sampled_from(PLAIN_TRICKY), st.text(alphabet="yesnoYNtrufal0123456789+-.:_ ~=#,Ox", max_size=10))
+PLAIN_VALUES = st.one_of(
+    st.sampled_from(PLAIN_TRICKY), st.text(alphabet="yesnoYNtrufal0123456789+-.:_ ~=#,Ox", max_size=10)
+)
 
 
 @st.composite
@@ -307,12 +464,18 @@ def plain_manifests(draw) -> str:
         lines += ["policy:", f"  maxCreates: {value('10')}"]
     lines.append("clients:")
     for number in range(draw(st.integers(1, 2))):
-        key = value("acme") if draw(st.integers(1, odd)) > 1 else draw(st.sampled_from(["yes", "1_000", "2026-01-01", "0x1", "on"]))
+        key = (
+            value("acme")
+            if draw(st.integers(1, odd)) > 1
+            else draw(st.sampled_from(["yes", "1_000", "2026-01-01", "0x1", "on"]))
+        )
         lines += [f"  {key}{number}:", f"    id: {value(str(draw(st.uuids())))}"]
         if draw(st.booleans()):
             lines.append(f"    creditAccountId: {value(draw(st.sampled_from([ACCOUNT_ID, '0' + ACCOUNT_ID[1:]])))}")
         lines.append("    batches:")
-        keys = st.sampled_from(["q1", "q2", "b-1", "yes", "2026", "on", "0o7", "1_0"] if odd < 40 else ["q1", "q2", "b-1"])
+        keys = st.sampled_from(
+            ["q1", "q2", "b-1", "yes", "2026", "on", "0o7", "1_0"] if odd < 40 else ["q1", "q2", "b-1"]
+        )
         for key in draw(st.lists(keys, min_size=1, max_size=3, unique=True)):
             lines.append(f"      {key}:")
             others = draw(st.permutations(["name", "expiresOn"]))[: draw(st.integers(0, 2))]
@@ -375,7 +538,9 @@ def test_the_loader_accepts_and_rejects_what_the_located_reader_does(tmp_path_fa
 
 
 @PROPERTY
-@given(st.one_of(st.sampled_from(TRICKY), st.text(alphabet="0123456789+-._:eExXoObBtTzZ ~yesnoYNfalsetrue<=", max_size=14)))
+@given(
+    st.one_of(st.sampled_from(TRICKY), st.text(alphabet="0123456789+-._:eExXoObBtTzZ ~yesnoYNfalsetrue<=", max_size=14))
+)
 def test_yaml11_types_are_pyyaml_s(text):
     assume("\n" not in text)
     resolved = yaml.resolver.Resolver().resolve(yaml.ScalarNode, text, (True, False))
@@ -392,10 +557,19 @@ def test_the_property_sees_both_outcomes():
         assert fast_reader.read(good_manifest(balance=tricky).encode()) is None, tricky
     assert fast_reader.read(good_grant_manifest().encode()) is not None
     assert fast_reader.read(good_grant_manifest(name=None, timeZone=None, until=None, catchUp=None).encode())
-    for field, tricky in [("catchUp", "yes"), ("catchUp", "True"), ("catchUp", "'true'"), ("from", "'2026-1-5'"),
-                          ("from", "2026-01-01T00:00:00Z"), ("every", "monthly"), ("timeZone", "Europe/Berln"),
-                          ("name", '"{client}"'), ("until", "2025-12-31"), ("expiresAfter", "0 days"),
-                          ("every", None)]:
+    for field, tricky in [
+        ("catchUp", "yes"),
+        ("catchUp", "True"),
+        ("catchUp", "'true'"),
+        ("from", "'2026-1-5'"),
+        ("from", "2026-01-01T00:00:00Z"),
+        ("every", "monthly"),
+        ("timeZone", "Europe/Berln"),
+        ("name", '"{client}"'),
+        ("until", "2025-12-31"),
+        ("expiresAfter", "0 days"),
+        ("every", None),
+    ]:
         assert fast_reader.read(good_grant_manifest(**{field: tricky}).encode()) is None, (field, tricky)
     clash = good_grant_manifest().replace("      quarterly:", "      q1:")
     assert fast_reader.read(clash.encode()) is None  # a grant key that is also a batch key
@@ -447,8 +621,12 @@ def test_ten_thousand_batches_load_the_fast_way(tmp_path, monkeypatch):
             n = part * 100 + c
             lines += [f"  client-{n:04d}:", f"    id: {uuid.UUID(int=n + 1)}", "    batches:"]
             for b in range(10):
-                lines += [f"      b{b}:", f"        name: Client {n} batch {b}", f"        startingBalance: {1000 + b}",
-                          "        expiresOn: 2026-12-31T23:59:59Z"]
+                lines += [
+                    f"      b{b}:",
+                    f"        name: Client {n} batch {b}",
+                    f"        startingBalance: {1000 + b}",
+                    "        expiresOn: 2026-12-31T23:59:59Z",
+                ]
         (tmp_path / f"part{part}.yaml").write_text("\n".join(lines) + "\n")
     expected = located_reader.load([tmp_path])
     monkeypatch.setattr(located_reader, "read_one", lambda *args: pytest.fail("the located reader was asked"))

@@ -56,12 +56,36 @@ def instance(sandbox):
     """Batches made by hand: acme's twelve over three pages (twins, an empty name, names no key can be, one
     expired, one used up), all on one credit account; globex's on two accounts and none; initech none."""
     acme = {}
-    for name in ["Acme Q1 2027", "Acme Q1 2027", "", "Ünïcode  Name!", "2027", "yes", "日本語", "acme-q1-2027-2",
-                 "Spring / Summer (2027)", "Acme Q1 2027"]:
-        acme.setdefault(name, []).append(make(sandbox, ACME_ID, name=name, startingBalance=100,
-                                              creditAccountId=ACCOUNT_ID, expiresOn="2031-01-01T01:00:00+01:00"))
-    expired = make(sandbox, ACME_ID, name="Acme 2020", startingBalance=5, creditAccountId=ACCOUNT_ID,
-                   expiresOn="2020-06-30T23:59:59Z")
+    for name in [
+        "Acme Q1 2027",
+        "Acme Q1 2027",
+        "",
+        "Ünïcode  Name!",
+        "2027",
+        "yes",
+        "日本語",
+        "acme-q1-2027-2",
+        "Spring / Summer (2027)",
+        "Acme Q1 2027",
+    ]:
+        acme.setdefault(name, []).append(
+            make(
+                sandbox,
+                ACME_ID,
+                name=name,
+                startingBalance=100,
+                creditAccountId=ACCOUNT_ID,
+                expiresOn="2031-01-01T01:00:00+01:00",
+            )
+        )
+    expired = make(
+        sandbox,
+        ACME_ID,
+        name="Acme 2020",
+        startingBalance=5,
+        creditAccountId=ACCOUNT_ID,
+        expiresOn="2020-06-30T23:59:59Z",
+    )
     used_up = make(sandbox, ACME_ID, name="Acme trial", startingBalance=50, creditAccountId=ACCOUNT_ID)
     call_api(sandbox, "PUT", f"/incoming/v2/clients/creditBatches/{used_up['id']}", {"currentBalance": 0})
     globex = [
@@ -97,29 +121,46 @@ def generate(cli, out, state_at, *clients, extra=()):
 def refused(result, *phrases):
     assert result.exit_code == 1, result.output
     assert "Traceback" not in result.output
-    message = result.output[result.output.index("Error: "):]
+    message = result.output[result.output.index("Error: ") :]
     for phrase in phrases:
         assert phrase in message, message
     return message
 
 
-def test_the_manifests_and_state_plan_no_changes_against_state_and_api(cli, api_env, sandbox, instance, tmp_path,
-                                                                        state_at):
+def test_the_manifests_and_state_plan_no_changes_against_state_and_api(
+    cli, api_env, sandbox, instance, tmp_path, state_at
+):
     out = tmp_path / "generated"
     result = generate(cli, out, state_at, f"acme={ACME_ID}", f"globex={GLOBEX_ID.upper()}", f"initech={INITECH_ID}")
     assert result.exit_code == 0, result.output
-    assert sorted(path.name for path in out.iterdir()) == ["acme.yaml", "globex.yaml", "initech.yaml",
-                                                           "manifest.schema.json"]
+    assert sorted(path.name for path in out.iterdir()) == [
+        "acme.yaml",
+        "globex.yaml",
+        "initech.yaml",
+        "manifest.schema.json",
+    ]
     assert "Imported 15 batches of 3 clients" in result.output
 
     acme_text = (out / "acme.yaml").read_text()
     assert acme_text.splitlines()[0] == "# yaml-language-server: $schema=manifest.schema.json"
     acme = yaml.safe_load(acme_text)["clients"]["acme"]
     assert acme["id"] == ACME_ID and acme["creditAccountId"] == ACCOUNT_ID  # shared by all: the client's default
-    assert sorted(acme["batches"]) == sorted([
-        "acme-q1-2027", "acme-q1-2027-3", "acme-q1-2027-4", "batch", "unicode-name", "2027", "yes", "batch-2",
-        "acme-q1-2027-2", "spring-summer-2027", "acme-2020", "acme-trial",
-    ])
+    assert sorted(acme["batches"]) == sorted(
+        [
+            "acme-q1-2027",
+            "acme-q1-2027-3",
+            "acme-q1-2027-4",
+            "batch",
+            "unicode-name",
+            "2027",
+            "yes",
+            "batch-2",
+            "acme-q1-2027-2",
+            "spring-summer-2027",
+            "acme-2020",
+            "acme-trial",
+        ]
+    )
     # The oldest batch of a name keeps the plain key; a name whose own key is that of a later twin keeps it.
     twins = instance["acme"]["Acme Q1 2027"]
     first_twin, second_twin, third_twin = sorted(twins, key=lambda batch: (batch["createdAt"], batch["id"].lower()))
@@ -132,7 +173,11 @@ def test_the_manifests_and_state_plan_no_changes_against_state_and_api(cli, api_
     assert acme["batches"]["batch"]["name"] == ""  # kept verbatim
     assert acme["batches"]["batch-2"]["name"] == "日本語"
     assert acme["batches"]["2027"]["name"] == "2027"
-    assert acme["batches"]["yes"] == {"name": "yes", "startingBalance": 100, "expiresOn": datetime(2031, 1, 1, tzinfo=timezone.utc)}
+    assert acme["batches"]["yes"] == {
+        "name": "yes",
+        "startingBalance": 100,
+        "expiresOn": datetime(2031, 1, 1, tzinfo=timezone.utc),
+    }
     assert '"2027":' in acme_text and '"yes":' in acme_text  # YAML 1.1 would read them as a number, a boolean
     assert "expiresOn: 2031-01-01T00:00:00.000Z" in acme_text  # the canonical form
     lines = acme_text.splitlines()
@@ -168,18 +213,23 @@ def test_a_second_run_over_the_same_clients_changes_nothing_and_says_so(cli, api
     again = generate(cli, tmp_path / "second", state_at, f"acme={ACME_ID}")
     assert again.exit_code == 0, again.output
     assert "No changes." in again.output and "nothing was written" in again.output
-    assert "Left out: 12 batches of acme recorded already (acme/2027, acme/acme-2020, acme/acme-q1-2027 and 9 more)" \
+    assert (
+        "Left out: 12 batches of acme recorded already (acme/2027, acme/acme-2020, acme/acme-q1-2027 and 9 more)"
         in again.output
+    )
     assert not (tmp_path / "second").exists()
     after = read(state_at)
     assert after.serial == before.serial and after.resources == before.resources
 
 
-def test_a_batch_recorded_under_another_address_is_left_out_and_named(cli, api_env, sandbox, instance, tmp_path,
-                                                                      state_at, write_manifest):
+def test_a_batch_recorded_under_another_address_is_left_out_and_named(
+    cli, api_env, sandbox, instance, tmp_path, state_at, write_manifest
+):
     starter = instance["globex"][0]
-    manifest = write_manifest(f"clients:\n  legacy:\n    id: {GLOBEX_ID}\n    batches:\n      old:\n"
-                              "        name: Starter\n        startingBalance: 1200\n")
+    manifest = write_manifest(
+        f"clients:\n  legacy:\n    id: {GLOBEX_ID}\n    batches:\n      old:\n"
+        "        name: Starter\n        startingBalance: 1200\n"
+    )
     assert cli("import", "legacy/old", starter["id"], manifest, "--state", state_at, *FAST).exit_code == 0
 
     result = generate(cli, tmp_path / "out", state_at, f"globex={GLOBEX_ID}")
@@ -198,8 +248,8 @@ def test_names_no_manifest_can_hold_are_left_out_and_named(cli, api_env, sandbox
     good = make(sandbox, INITECH_ID, name="Tab\u2028free", startingBalance=1)
     result = generate(cli, tmp_path / "out", state_at, f"initech={INITECH_ID}")
     assert result.exit_code == 0, result.output
-    assert f"Left out: batch {padded['id']} of initech: its name \" padded \" starts or ends with spaces" in result.output
-    assert f"Left out: batch {two_lines['id']} of initech: its name \"two\\nlines\" has a line break" in result.output
+    assert f'Left out: batch {padded["id"]} of initech: its name " padded " starts or ends with spaces' in result.output
+    assert f'Left out: batch {two_lines["id"]} of initech: its name "two\\nlines" has a line break' in result.output
     assert f"'provisioner import initech/BATCH_KEY {padded['id']} PATHS...'" in result.output
     assert [resource.batch_id for resource in read(state_at).resources.values()] == [good["id"]]
     text = (tmp_path / "out" / "initech.yaml").read_text()
@@ -226,15 +276,34 @@ def test_a_file_that_exists_is_refused(cli, api_env, instance, tmp_path, state_a
     assert read(state_at).serial == 0 and not read(state_at).resources
 
 
-def test_a_client_declared_in_the_manifests_given_is_refused(cli, api_env, instance, tmp_path, state_at,
-                                                              write_manifest):
+def test_a_client_declared_in_the_manifests_given_is_refused(
+    cli, api_env, instance, tmp_path, state_at, write_manifest
+):
     manifest = write_manifest(f"clients:\n  globex-corp:\n    id: {GLOBEX_ID}\n")
     out = tmp_path / "out"
-    by_id = cli("import", "--generate-config-out", out, "--client", f"globex={GLOBEX_ID}", manifest.parent,
-                "--state", state_at, *FAST)
+    by_id = cli(
+        "import",
+        "--generate-config-out",
+        out,
+        "--client",
+        f"globex={GLOBEX_ID}",
+        manifest.parent,
+        "--state",
+        state_at,
+        *FAST,
+    )
     refused(by_id, f"client globex ({GLOBEX_ID}) is declared already, as globex-corp", "m.yaml:2")
-    by_key = cli("import", "--generate-config-out", out, "--client", f"globex-corp={ACME_ID}", manifest,
-                 "--state", state_at, *FAST)
+    by_key = cli(
+        "import",
+        "--generate-config-out",
+        out,
+        "--client",
+        f"globex-corp={ACME_ID}",
+        manifest,
+        "--state",
+        state_at,
+        *FAST,
+    )
     refused(by_key, "declared already, as globex-corp")
     assert_nothing_written(state_at, out)
 
@@ -264,13 +333,20 @@ def test_a_clients_file(cli, api_env, instance, tmp_path, state_at):
     assert min(read(state_at).resources).startswith("acme/") and len(read(state_at).resources) == 15
 
     listing.write_text(f"acme,{ACME_ID}\nglobex\n")
-    refused(cli("import", "--generate-config-out", tmp_path / "again", "--clients", listing, "--state", state_at),
-            f"{listing}:2: expected two columns, key and id")
+    refused(
+        cli("import", "--generate-config-out", tmp_path / "again", "--clients", listing, "--state", state_at),
+        f"{listing}:2: expected two columns, key and id",
+    )
 
 
 def test_an_open_create_for_a_client_is_refused(cli, api_env, instance, tmp_path, state_at):
-    intent = Intent(address="acme/new", client_id=ACME_ID, attributes={"clientId": ACME_ID, "startingBalance": 1},
-                    digest="x", at="2026-01-01T00:00:00.000Z")
+    intent = Intent(
+        address="acme/new",
+        client_id=ACME_ID,
+        attributes={"clientId": ACME_ID, "startingBalance": 1},
+        digest="x",
+        at="2026-01-01T00:00:00.000Z",
+    )
     with open_backend(state_at) as backend, backend.writing("test") as writer:
         writer.record_intent(intent)
     serial = read(state_at).serial
@@ -280,11 +356,14 @@ def test_an_open_create_for_a_client_is_refused(cli, api_env, instance, tmp_path
     assert not (tmp_path / "out").exists()
 
 
-def test_the_one_batch_form_still_works_and_the_forms_do_not_mix(cli, api_env, sandbox, tmp_path, state_at,
-                                                                   write_manifest):
+def test_the_one_batch_form_still_works_and_the_forms_do_not_mix(
+    cli, api_env, sandbox, tmp_path, state_at, write_manifest
+):
     batch = make(sandbox, GLOBEX_ID, name="Starter", startingBalance=1200)
-    manifest = write_manifest(f"clients:\n  globex:\n    id: {GLOBEX_ID}\n    batches:\n      starter:\n"
-                              "        name: Starter\n        startingBalance: 1200\n")
+    manifest = write_manifest(
+        f"clients:\n  globex:\n    id: {GLOBEX_ID}\n    batches:\n      starter:\n"
+        "        name: Starter\n        startingBalance: 1200\n"
+    )
     assert cli("import", "globex/starter", batch["id"], manifest, "--state", state_at, *FAST).exit_code == 0
     assert "Missing argument 'PATHS...'" in cli("import", "globex/starter", batch["id"], "--state", state_at).output
     mixed = cli("import", "globex/starter", batch["id"], manifest, "--client", f"a={ACME_ID}", "--state", state_at)
@@ -295,8 +374,9 @@ def test_as_a_real_process_with_its_progress(api_env, instance, tmp_path):
     state = tmp_path / "state.json"
     FileBackend(state).create()
     out = tmp_path / "out"
-    result = run_subprocess("import", "--generate-config-out", out, "--client", f"acme={ACME_ID}",
-                            "--state", state, *FAST, env=api_env)
+    result = run_subprocess(
+        "import", "--generate-config-out", out, "--client", f"acme={ACME_ID}", "--state", state, *FAST, env=api_env
+    )
     assert result.returncode == 0, result.stderr
     assert "listing the batches of 1 client(s)" in result.stderr and "12 batches found" in result.stderr
     assert f"Wrote {out / 'acme.yaml'} (12 batches)." in result.stdout
@@ -311,8 +391,11 @@ def test_as_a_real_process_with_its_progress(api_env, instance, tmp_path):
 
 def resources(count: int) -> dict[str, Resource]:
     return {
-        f"acme/b{number}": Resource(batch_id=f"id-{number}", client_id=ACME_ID,
-                                    attributes={"clientId": ACME_ID, "name": "", "startingBalance": number})
+        f"acme/b{number}": Resource(
+            batch_id=f"id-{number}",
+            client_id=ACME_ID,
+            attributes={"clientId": ACME_ID, "name": "", "startingBalance": number},
+        )
         for number in range(count)
     }
 
@@ -365,8 +448,9 @@ def test_record_all_on_postgres_is_one_transaction(pg_url):
     assert recorded.resources["acme/b7"].attributes["startingBalance"] == 7
     with open_backend(pg_url) as backend, backend.writing("import") as writer:
         with pytest.raises(StateError, match="records the batches of https://one.example"):
-            writer.record_all({"acme/other": Resource(batch_id="x", client_id=ACME_ID, attributes={})},
-                              instance="https://two.example")
+            writer.record_all(
+                {"acme/other": Resource(batch_id="x", client_id=ACME_ID, attributes={})}, instance="https://two.example"
+            )
     assert read(pg_url).resources.keys() == recorded.resources.keys() and read(pg_url).serial == 1
 
 
@@ -395,14 +479,25 @@ def test_keys_are_unique_and_do_not_depend_on_the_listing_order():
     names = ["Q1", "q1", "Q1-2", "", "", "x" * 64, "x" * 64]
     assert unique_keys(names) == ["q1", "q1-3", "q1-2", "batch", "batch-2", "x" * 64, "x" * 62 + "-2"]
     assert unique_keys(["Q1", "Q1"], taken={"q1", "q1-2"}) == ["q1-3", "q1-4"]
-    made = [Declaration(batch_id=f"id-{n}", name="Same", starting_balance=1, expires_on=None, credit_account_id=None,
-                        created_at=f"2026-01-0{n}T00:00:00.000Z") for n in (3, 1, 2)]
+    made = [
+        Declaration(
+            batch_id=f"id-{n}",
+            name="Same",
+            starting_balance=1,
+            expires_on=None,
+            credit_account_id=None,
+            created_at=f"2026-01-0{n}T00:00:00.000Z",
+        )
+        for n in (3, 1, 2)
+    ]
     ordered = in_key_order(made)
     assert [item.batch_id for item in ordered] == ["id-1", "id-2", "id-3"]
     assert in_key_order(list(reversed(made))) == ordered
 
 
-@pytest.mark.parametrize("name", ["", "plain", 'quote " and \\ backslash', "é\u00a0\u2028\u2029\ufeff\U0001f600", "#x: y"])
+@pytest.mark.parametrize(
+    "name", ["", "plain", 'quote " and \\ backslash', "é\u00a0\u2028\u2029\ufeff\U0001f600", "#x: y"]
+)
 def test_names_are_written_verbatim(name):
     assert yaml.safe_load(f"name: {double_quoted(name)}")["name"] == name
 
@@ -410,13 +505,28 @@ def test_names_are_written_verbatim(name):
 def test_a_rendered_manifest_loads_as_what_was_recorded(tmp_path):
     now = datetime(2026, 6, 1, tzinfo=timezone.utc)
     listed_batches = [
-        {"id": "b-1", "name": "", "startingBalance": 10.0, "expiresOn": "2027-01-01", "clientId": ACME_ID.upper(),
-         "creditAccountId": ACCOUNT_ID.upper(), "createdAt": "2026-01-01T00:00:00.000Z"},
-        {"id": "b-2", "name": "On", "startingBalance": 0, "expiresOn": "2026-01-01T00:00:00Z", "currentBalance": 0,
-         "creditAccountId": None},
+        {
+            "id": "b-1",
+            "name": "",
+            "startingBalance": 10.0,
+            "expiresOn": "2027-01-01",
+            "clientId": ACME_ID.upper(),
+            "creditAccountId": ACCOUNT_ID.upper(),
+            "createdAt": "2026-01-01T00:00:00.000Z",
+        },
+        {
+            "id": "b-2",
+            "name": "On",
+            "startingBalance": 0,
+            "expiresOn": "2026-01-01T00:00:00Z",
+            "currentBalance": 0,
+            "creditAccountId": None,
+        },
     ]
     made = [declaration(batch, ACME_ID, now) for batch in listed_batches]
-    assert made[0].expires_on == "2027-01-01T00:00:00.000Z" and "listed with the date 2027-01-01 only" in made[0].notes[0]
+    assert (
+        made[0].expires_on == "2027-01-01T00:00:00.000Z" and "listed with the date 2027-01-01 only" in made[0].notes[0]
+    )
     assert made[1].notes == ("expired at 2026-01-01T00:00:00.000Z", "exhausted: 0 of 0 credits left")
     keys = unique_keys([item.name for item in made])
     path = tmp_path / "acme.yaml"
@@ -426,9 +536,11 @@ def test_a_rendered_manifest_loads_as_what_was_recorded(tmp_path):
         f"acme/{key}": item.attributes(ACME_ID) for key, item in zip(keys, made, strict=True)
     }
     assert declaration({"id": "b", "name": "x", "startingBalance": 1.5}, ACME_ID, now).startswith(
-        "its startingBalance 1.5 is not a whole number")
+        "its startingBalance 1.5 is not a whole number"
+    )
     assert declaration({"id": "b", "name": "x", "startingBalance": 1, "clientId": GLOBEX_ID}, ACME_ID, now).startswith(
-        "it is listed with clientId")
+        "it is listed with clientId"
+    )
 
 
 def test_a_batch_made_since_gets_a_key_no_recorded_address_has(cli, api_env, sandbox, instance, tmp_path, state_at):
@@ -436,7 +548,10 @@ def test_a_batch_made_since_gets_a_key_no_recorded_address_has(cli, api_env, san
     newer = make(sandbox, ACME_ID, name="Acme Q1 2027", startingBalance=7, creditAccountId=ACCOUNT_ID)
     result = generate(cli, tmp_path / "second", state_at, f"acme={ACME_ID}")
     assert result.exit_code == 0, result.output
-    assert "Imported 1 batch of 1 client" in result.output and "So acme is declared in another manifest too" in result.output
+    assert (
+        "Imported 1 batch of 1 client" in result.output
+        and "So acme is declared in another manifest too" in result.output
+    )
     batches = yaml.safe_load((tmp_path / "second" / "acme.yaml").read_text())["clients"]["acme"]["batches"]
     assert list(batches) == ["acme-q1-2027-5"]  # -2 to -4 are recorded
     assert read(state_at).resources["acme/acme-q1-2027-5"].batch_id == newer["id"]

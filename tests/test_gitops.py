@@ -25,9 +25,9 @@ from conftest import ACCOUNT_ID, ACME_ID, GLOBEX_ID, TEST_KEY
 from github_fake import FakeGitHub, run_action
 from markdown_it import MarkdownIt
 
-from provisioner.sandbox import Sandbox
-from provisioner.core.models import Intent
 from provisioner.backends.file import FileBackend, FileWriter, read_state
+from provisioner.core.models import Intent
+from provisioner.sandbox import Sandbox
 
 CI = Path(__file__).resolve().parent.parent / "examples" / "ci"
 INITECH_ID = "9b8a7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d"
@@ -443,8 +443,9 @@ def test_commit_step_keeps_the_journal_of_an_interrupted_apply_and_skips_lock_an
     state = ci / "state" / "default.json"
     writer = FileWriter(state)
     attributes = {"clientId": ACME_ID, "name": "q9", "startingBalance": 9}
-    writer.record_intent(Intent(address="acme/q9", client_id=ACME_ID, attributes=attributes, digest="d",
-                                at="2026-01-01T00:00:00.000Z"))
+    writer.record_intent(
+        Intent(address="acme/q9", client_id=ACME_ID, attributes=attributes, digest="d", at="2026-01-01T00:00:00.000Z")
+    )
     del writer  # killed before its first checkpoint: only the journal knows
     (ci / "state" / "default.json.lock").write_text("{}")
     (ci / "state" / "default.json.backup").write_text("{}")

@@ -53,8 +53,13 @@ def apply_at(cli, manifest, state, at: str, *options):
 
 
 def period(name: str, expires_on: str) -> dict:
-    return {"clientId": ACME_ID, "creditAccountId": ACCOUNT_ID, "name": name, "startingBalance": 5000,
-            "expiresOn": expires_on}
+    return {
+        "clientId": ACME_ID,
+        "creditAccountId": ACCOUNT_ID,
+        "name": name,
+        "startingBalance": 5000,
+        "expiresOn": expires_on,
+    }
 
 
 # --------------------------------------------------------------------------- the manual's example
@@ -64,11 +69,19 @@ def test_the_manual_example_applied_over_two_years(cli, api_env, sandbox, exampl
     # February 2026: the first quarter has begun; the plan shows it and the next one.
     first = plan_json(cli, example, state, "2026-02-10T09:00:00Z")
     assert creates(first) == {"acme/quarterly@2026-q1": period("Acme 2026-q1", "2026-12-31T23:00:00.000Z")}
-    assert first["upcoming"] == [{
-        "grant": "acme/quarterly", "address": "acme/quarterly@2026-q2", "period": "2026-q2",
-        "starts_on": "2026-04-01", "starts_at": "2026-03-31T22:00:00.000Z", "time_zone": "Europe/Berlin",
-        "credits": 5000, "name": "Acme 2026-q2", "expires_on": "2027-03-31T22:00:00.000Z",
-    }]
+    assert first["upcoming"] == [
+        {
+            "grant": "acme/quarterly",
+            "address": "acme/quarterly@2026-q2",
+            "period": "2026-q2",
+            "starts_on": "2026-04-01",
+            "starts_at": "2026-03-31T22:00:00.000Z",
+            "time_zone": "Europe/Berlin",
+            "credits": 5000,
+            "name": "Acme 2026-q2",
+            "expires_on": "2027-03-31T22:00:00.000Z",
+        }
+    ]
     applied = apply_at(cli, example, state, "2026-02-10T09:00:00Z")
     assert applied.exit_code == 0, applied.output
     assert "Credits issued: 5,000." in applied.stdout
@@ -94,8 +107,10 @@ def test_the_manual_example_applied_over_two_years(cli, api_env, sandbox, exampl
     last = apply_at(cli, example, state, "2028-06-01T00:00:00Z")
     assert last.exit_code == 0, last.output
     assert "Apply complete! Batches: 2 created" in last.stdout
-    assert ("grant acme/quarterly: 1 period began but is not issued (2027-q2): its batch would be created "
-            "already expired (expiresAfter: 12 months)") in last.stdout
+    assert (
+        "grant acme/quarterly: 1 period began but is not issued (2027-q2): its batch would be created "
+        "already expired (expiresAfter: 12 months)"
+    ) in last.stdout
     assert "Next period of each grant" not in last.stdout  # the grant has ended
 
     expected = {
@@ -114,7 +129,10 @@ def test_the_manual_example_applied_over_two_years(cli, api_env, sandbox, exampl
     for address, resource in resources.items():
         batch = live[resource.batch_id]
         assert (batch["name"], batch["startingBalance"], batch["creditAccountId"]) == (
-            expected[address]["name"], 5000, ACCOUNT_ID)
+            expected[address]["name"],
+            5000,
+            ACCOUNT_ID,
+        )
         assert batch["expiresOn"] == expected[address]["expiresOn"]
 
     # A refresh agrees: nothing drifted, nothing to do.
@@ -126,8 +144,10 @@ def test_a_grant_that_catches_up_says_so_in_the_plan(cli, api_env, sandbox, exam
     at = "2026-10-15T09:00:00Z"  # q1..q3 began while nothing ran; q4 is the current quarter
     planned = cli("plan", example, "--state", state, "--at", at)
     assert planned.exit_code == 0, planned.output
-    assert ("Warning: grant acme/quarterly: catching up 3 periods that began before the current one (2026-q4): "
-            "2026-q1..2026-q3. Their credits are issued now;") in planned.stdout
+    assert (
+        "Warning: grant acme/quarterly: catching up 3 periods that began before the current one (2026-q4): "
+        "2026-q1..2026-q3. Their credits are issued now;"
+    ) in planned.stdout
     markdown = cli("plan", example, "--state", state, "--at", at, "--format", "markdown").stdout
     assert "catching up 3 periods" in markdown
     assert apply_at(cli, example, state, at).exit_code == 0
@@ -155,8 +175,14 @@ def grant_manifest(write_manifest, **fields: str):
 
 def test_periods_follow_daylight_saving_through_the_cli(cli, write_manifest, state):
     # New York: the period of March 8 (the day clocks go forward) starts at 05:00 UTC, April's at 04:00 UTC.
-    manifest = grant_manifest(write_manifest, every="month", **{"from": "2026-03-08"}, timeZone="America/New_York",
-                              startingBalance="100", expiresAfter="1 month")
+    manifest = grant_manifest(
+        write_manifest,
+        every="month",
+        **{"from": "2026-03-08"},
+        timeZone="America/New_York",
+        startingBalance="100",
+        expiresAfter="1 month",
+    )
     before = plan_json(cli, manifest, state, "2026-04-08T03:59:59Z")
     assert list(creates(before)) == ["acme/g@2026-03"]
     assert creates(before)["acme/g@2026-03"]["expiresOn"] == "2026-04-08T04:00:00.000Z"
@@ -165,18 +191,28 @@ def test_periods_follow_daylight_saving_through_the_cli(cli, write_manifest, sta
     assert list(creates(april)) == ["acme/g@2026-04"]  # and March's batch would expire that very instant:
     assert april["warnings"] == [  # not created, said once
         "grant acme/g: 1 period began but is not issued (2026-03): its batch would be created already expired "
-        "(expiresAfter: 1 month). To stop this note, move 'from' past it or set 'catchUp: false'."]
+        "(expiresAfter: 1 month). To stop this note, move 'from' past it or set 'catchUp: false'."
+    ]
     # Santiago skips the midnight of 2026-09-06: that day's period starts at the clock change.
-    daily = grant_manifest(write_manifest, every="1 days", **{"from": "2026-09-05"}, timeZone="America/Santiago",
-                           startingBalance="1")
+    daily = grant_manifest(
+        write_manifest, every="1 days", **{"from": "2026-09-05"}, timeZone="America/Santiago", startingBalance="1"
+    )
     assert list(creates(plan_json(cli, daily, state, "2026-09-06T03:59:59Z"))) == ["acme/g@2026-09-05"]
     assert list(creates(plan_json(cli, daily, state, "2026-09-06T04:00:00Z"))) == [
-        "acme/g@2026-09-05", "acme/g@2026-09-06"]
+        "acme/g@2026-09-05",
+        "acme/g@2026-09-06",
+    ]
 
 
 def test_month_ends_and_leap_years_through_the_cli(cli, write_manifest, state):
-    manifest = grant_manifest(write_manifest, every="1 months", **{"from": "2028-01-31"}, startingBalance="10",
-                              name='"Monthly {period}"', expiresAfter="1 year")
+    manifest = grant_manifest(
+        write_manifest,
+        every="1 months",
+        **{"from": "2028-01-31"},
+        startingBalance="10",
+        name='"Monthly {period}"',
+        expiresAfter="1 year",
+    )
     document = plan_json(cli, manifest, state, "2028-05-31T00:00:00Z")
     assert {address: after["expiresOn"] for address, after in creates(document).items()} == {
         "acme/g@2028-01-31": "2029-01-31T00:00:00.000Z",
@@ -194,15 +230,17 @@ def test_catch_up_false_and_guardrails_through_the_cli(cli, api_env, write_manif
     assert refused.exit_code == 1
     assert "this plan creates 19 batches, more than one apply may create (12, policy maxCreates)." in refused.stdout
     assert recorded_nothing(state)
-    latest_only = grant_manifest(write_manifest, every="month", **{"from": "2025-01-01"}, startingBalance="1000",
-                                 catchUp="false")
+    latest_only = grant_manifest(
+        write_manifest, every="month", **{"from": "2025-01-01"}, startingBalance="1000", catchUp="false"
+    )
     assert list(creates(plan_json(cli, latest_only, state, "2026-07-15T00:00:00Z"))) == ["acme/g@2026-07"]
 
 
 def test_a_grant_from_before_the_year_1000_plans_its_latest_period(cli, write_manifest, state):
     # Its periods' start instants were once written "500-01-01T...", which the planner could not read back.
-    manifest = grant_manifest(write_manifest, every="year", **{"from": "0500-01-01"}, startingBalance="5",
-                              expiresAfter="12 months")
+    manifest = grant_manifest(
+        write_manifest, every="year", **{"from": "0500-01-01"}, startingBalance="5", expiresAfter="12 months"
+    )
     document = plan_json(cli, manifest, state, "2026-07-15T00:00:00Z")
     assert list(creates(document)) == ["acme/g@2026"]
 
@@ -212,8 +250,10 @@ def test_a_grant_from_before_the_year_1000_plans_its_latest_period(cli, write_ma
     [
         ("2026-04-01", "'2026-04-01' is a date without a time and time zone; write e.g. 2026-04-01T00:00:00Z"),
         ("2026-04-01T00:00:00", "'2026-04-01T00:00:00' has no time zone; write e.g. 2026-04-01T00:00:00Z"),
-        ("next tuesday", "'next tuesday' is not an ISO 8601 timestamp; write it with a time zone, e.g. "
-                         "2026-04-01T00:00:00Z"),
+        (
+            "next tuesday",
+            "'next tuesday' is not an ISO 8601 timestamp; write it with a time zone, e.g. 2026-04-01T00:00:00Z",
+        ),
         ("0001-01-01T00:00:00Z", "out of range; give a moment between the years 1970 and 9000"),
     ],
 )
@@ -229,8 +269,10 @@ def test_a_bad_at_is_one_clear_error(cli, example, state, at, message):
 def test_a_bad_moment_in_the_environment_says_where_it_came_from(api_env, example, state):
     done = run_subprocess("plan", example, "--state", state, env={**api_env, "PROVISIONER_AT": "tomorrow"})
     assert done.returncode == 1 and "Traceback" not in done.stderr
-    assert "Error: Invalid value for '--at': 'tomorrow' is not an ISO 8601 timestamp; write it with a time zone, " \
-           "e.g. 2026-04-01T00:00:00Z (from $PROVISIONER_AT)" in done.stderr
+    assert (
+        "Error: Invalid value for '--at': 'tomorrow' is not an ISO 8601 timestamp; write it with a time zone, "
+        "e.g. 2026-04-01T00:00:00Z (from $PROVISIONER_AT)" in done.stderr
+    )
 
 
 # --------------------------------------------------------------------------- saved plans
@@ -275,8 +317,13 @@ def create_by_hand(sandbox, **body) -> dict:
 
 
 def test_import_adopts_a_hand_made_period_batch(cli, api_env, sandbox, example, state):
-    made = create_by_hand(sandbox, name="Acme Q1 (by hand)", startingBalance=5000, creditAccountId=ACCOUNT_ID,
-                          expiresOn="2026-12-31T23:00:00.000Z")
+    made = create_by_hand(
+        sandbox,
+        name="Acme Q1 (by hand)",
+        startingBalance=5000,
+        creditAccountId=ACCOUNT_ID,
+        expiresOn="2026-12-31T23:00:00.000Z",
+    )
     imported = cli("import", "acme/quarterly@2026-q1", made["id"], example, "--state", state, *FAST)
     assert imported.exit_code == 0, imported.output
     plan = plan_json(cli, example, state, "2026-02-10T00:00:00Z")
@@ -291,11 +338,16 @@ def test_import_adopts_a_hand_made_period_batch(cli, api_env, sandbox, example, 
 @pytest.mark.parametrize(
     ("address", "message"),
     [
-        ("acme/quarterly@2026-05", "acme/quarterly@2026-05: grant acme/quarterly (every quarter from 2026-01-01 until "
-                                   "2027-12-31) has no period '2026-05'; its periods are named like 2026-q1"),
+        (
+            "acme/quarterly@2026-05",
+            "acme/quarterly@2026-05: grant acme/quarterly (every quarter from 2026-01-01 until "
+            "2027-12-31) has no period '2026-05'; its periods are named like 2026-q1",
+        ),
         ("acme/quarterly@2028-q1", "has no period '2028-q1'"),  # after until
-        ("acme/yearly@2026", "acme/yearly@2026 is not declared in the manifests given: declare the grant "
-                             "acme/yearly first"),
+        (
+            "acme/yearly@2026",
+            "acme/yearly@2026 is not declared in the manifests given: declare the grant acme/yearly first",
+        ),
     ],
 )
 def test_import_of_a_period_the_schedule_does_not_have(cli, api_env, sandbox, example, state, address, message):
@@ -306,7 +358,8 @@ def test_import_of_a_period_the_schedule_does_not_have(cli, api_env, sandbox, ex
 
 
 def test_state_mv_moves_hand_declared_batches_onto_a_grant(cli, api_env, sandbox, write_manifest, state):
-    manifest = write_manifest(textwrap.dedent(f"""\
+    manifest = write_manifest(
+        textwrap.dedent(f"""\
         clients:
           acme:
             id: {ACME_ID}
@@ -314,19 +367,24 @@ def test_state_mv_moves_hand_declared_batches_onto_a_grant(cli, api_env, sandbox
               2026-q1:
                 name: Acme 2026-q1
                 startingBalance: 5000
-        """))
+        """)
+    )
     assert apply_at(cli, manifest, state, "2026-02-01T00:00:00Z").exit_code == 0
     moved = cli("state", "mv", "acme/2026-q1", "acme/quarterly@2026-q1", "--state", state)
     assert moved.exit_code == 0, moved.output
-    write_manifest(f"clients:\n  acme:\n    id: {ACME_ID}\n    grants:\n      quarterly:\n"
-                   "        every: quarter\n        from: 2026-01-01\n        name: Acme {period}\n"
-                   "        startingBalance: 5000\n")
+    write_manifest(
+        f"clients:\n  acme:\n    id: {ACME_ID}\n    grants:\n      quarterly:\n"
+        "        every: quarter\n        from: 2026-01-01\n        name: Acme {period}\n"
+        "        startingBalance: 5000\n"
+    )
     plan = plan_json(cli, manifest, state, "2026-02-01T00:00:00Z", "--refresh", *FAST)
     assert plan["changes"] == [] and plan["warnings"] == []
     refused = cli("state", "mv", "acme/quarterly@2026-q1", "acme/quarterly@q1", "--state", state)
     assert refused.exit_code == 1
-    assert ("'acme/quarterly@q1' is not an address; expected CLIENT_KEY/BATCH_KEY or CLIENT_KEY/GRANT_KEY@PERIOD "
-            "(e.g. acme/quarterly@2026-q1)") in refused.stderr
+    assert (
+        "'acme/quarterly@q1' is not an address; expected CLIENT_KEY/BATCH_KEY or CLIENT_KEY/GRANT_KEY@PERIOD "
+        "(e.g. acme/quarterly@2026-q1)"
+    ) in refused.stderr
 
 
 def test_state_rm_of_a_removed_grants_period(cli, api_env, example, write_manifest, state):
@@ -334,8 +392,10 @@ def test_state_rm_of_a_removed_grants_period(cli, api_env, example, write_manife
     write_manifest(f"clients:\n  acme:\n    id: {ACME_ID}\n")  # the grant is removed
     plan = cli("plan", example, "--state", state, "--at", "2026-05-01T00:00:00Z")
     assert plan.stdout.count("Warning:") == 1
-    assert "grant acme/quarterly is no longer declared: no further periods are issued. Its 2 issued period " \
-           "batches (2026-q1, 2026-q2) stay recorded" in plan.stdout
+    assert (
+        "grant acme/quarterly is no longer declared: no further periods are issued. Its 2 issued period "
+        "batches (2026-q1, 2026-q2) stay recorded" in plan.stdout
+    )
     removed = cli("state", "rm", "acme/quarterly@2026-q1", "--state", state)
     assert removed.exit_code == 0, removed.output
     assert set(read_state(state).resources) == {"acme/quarterly@2026-q2"}
@@ -344,14 +404,23 @@ def test_state_rm_of_a_removed_grants_period(cli, api_env, example, write_manife
 def open_intent(state: Path, address: str, attributes: dict) -> None:
     """What an apply killed after writing its intent leaves behind."""
     with FileWriter(state) as writer:
-        writer.record_intent(Intent(address=address, client_id=ACME_ID, attributes=attributes,
-                                    digest=request_digest(ACME_ID, attributes), at=utc_now_text()))
+        writer.record_intent(
+            Intent(
+                address=address,
+                client_id=ACME_ID,
+                attributes=attributes,
+                digest=request_digest(ACME_ID, attributes),
+                at=utc_now_text(),
+            )
+        )
 
 
 def test_an_interrupted_period_create_is_recovered_not_repeated(cli, api_env, sandbox, example, state):
     attributes = period("Acme 2026-q1", "2026-12-31T23:00:00.000Z")
     open_intent(state, "acme/quarterly@2026-q1", attributes)
-    made = create_by_hand(sandbox, **{k: v for k, v in attributes.items() if k != "clientId"})  # the create went through
+    made = create_by_hand(
+        sandbox, **{k: v for k, v in attributes.items() if k != "clientId"}
+    )  # the create went through
 
     plan = cli("plan", example, "--state", state, "--at", "2026-02-10T00:00:00Z")
     assert "acme/quarterly@2026-q1 was interrupted while being created" in plan.stdout
@@ -364,16 +433,30 @@ def test_an_interrupted_period_create_is_recovered_not_repeated(cli, api_env, sa
 
 def test_forget_intent_takes_a_period_address(cli, api_env, sandbox, example, state):
     open_intent(state, "acme/quarterly@2026-q1", period("Acme 2026-q1", "2026-12-31T23:00:00.000Z"))
-    result = cli("state", "forget-intent", "acme/quarterly@2026-q1", "--state", state, "--auto-approve",
-                 "--recovery-wait", "0", *FAST)
+    result = cli(
+        "state",
+        "forget-intent",
+        "acme/quarterly@2026-q1",
+        "--state",
+        state,
+        "--auto-approve",
+        "--recovery-wait",
+        "0",
+        *FAST,
+    )
     assert result.exit_code == 0, result.output
     assert "Gave up the interrupted create of acme/quarterly@2026-q1" in result.stdout
     assert read_state(state).pending == {}
 
 
 def test_the_duplicate_guard_stops_a_period_made_by_hand(cli, api_env, sandbox, example, state):
-    made = create_by_hand(sandbox, name="Acme 2026-q1", startingBalance=5000, creditAccountId=ACCOUNT_ID,
-                          expiresOn="2026-12-31T23:00:00.000Z")
+    made = create_by_hand(
+        sandbox,
+        name="Acme 2026-q1",
+        startingBalance=5000,
+        creditAccountId=ACCOUNT_ID,
+        expiresOn="2026-12-31T23:00:00.000Z",
+    )
     plan = plan_json(cli, example, state, "2026-02-10T00:00:00Z", "--refresh", *FAST)
     [blocked] = plan["changes"]
     assert (blocked["address"], blocked["action"]) == ("acme/quarterly@2026-q1", "blocked")
@@ -408,14 +491,22 @@ def test_show_lists_the_upcoming_periods_in_every_format(cli, api_env, example, 
     upcoming = text.stdout.split("Upcoming grants:", 1)[1]
     assert re.search(r"acme\s+quarterly\s+2026-q2\s+2026-04-01\s+5,000", upcoming)
     assert "2027-q1" in upcoming and "2027-q2" not in upcoming  # the next 12 months
-    document = json.loads(cli("show", example, "--state", state, "--at", "2026-02-10T00:00:00Z",
-                              "--format", "json").stdout)
+    document = json.loads(
+        cli("show", example, "--state", state, "--at", "2026-02-10T00:00:00Z", "--format", "json").stdout
+    )
     assert [(g["address"], g["date"]) for g in document["upcoming_grants"]] == [
-        ("acme/quarterly@2026-q2", "2026-04-01"), ("acme/quarterly@2026-q3", "2026-07-01"),
-        ("acme/quarterly@2026-q4", "2026-10-01"), ("acme/quarterly@2027-q1", "2027-01-01")]
+        ("acme/quarterly@2026-q2", "2026-04-01"),
+        ("acme/quarterly@2026-q3", "2026-07-01"),
+        ("acme/quarterly@2026-q4", "2026-10-01"),
+        ("acme/quarterly@2027-q1", "2027-01-01"),
+    ]
     page = tmp_path / "credits.html"
-    assert cli("show", example, "--state", state, "--at", "2026-02-10T00:00:00Z", "--format", "html",
-               "--out", page).exit_code == 0
+    assert (
+        cli(
+            "show", example, "--state", state, "--at", "2026-02-10T00:00:00Z", "--format", "html", "--out", page
+        ).exit_code
+        == 0
+    )
     assert 'data-total="upcoming">20,000<' in page.read_text()
     # Without manifests there is nothing to look ahead at.
     assert "Upcoming grants" not in cli("show", "--state", state).stdout
@@ -452,8 +543,9 @@ def test_apply_at_a_later_moment_refuses_periods_that_have_not_begun_without_iss
     assert refused.exit_code == 1 and "--issue-early" in refused.stderr and "have not begun" in refused.stderr
     assert sandbox.all_batches() == [] and recorded_nothing(state)
 
-    issued = cli("apply", manifest, "--state", state, "--at", "2031-01-01T00:00:00Z", "--auto-approve",
-                 "--issue-early", *FAST)
+    issued = cli(
+        "apply", manifest, "--state", state, "--at", "2031-01-01T00:00:00Z", "--auto-approve", "--issue-early", *FAST
+    )
     assert issued.exit_code == 0, issued.output
     assert len(sandbox.all_batches()) == 61
 

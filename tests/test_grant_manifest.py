@@ -10,12 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from provisioner.manifest import fast_reader
 from provisioner.manifest import cache as manifest_cache
-from provisioner.manifest import located_reader
+from provisioner.manifest import fast_reader, located_reader
+from provisioner.manifest.cache import ManifestCache
 from provisioner.manifest.issues import ManifestError
 from provisioner.manifest.loader import load
-from provisioner.manifest.cache import ManifestCache
 from provisioner.manifest.schema import manifest_schema
 
 ACME_ID = "6a0c1d7e-3b2f-4c1a-9e8d-7f6a5b4c3d21"
@@ -98,7 +97,12 @@ def test_defaults_and_the_client_account():
     write("m.yaml", grant_text(REQUIRED))
     grant = load(["m.yaml"]).grants["acme/quarterly"]
     assert (grant.time_zone, grant.name, grant.expires_after, grant.until, grant.catch_up) == (
-        "UTC", "{grant} {period}", None, None, True)
+        "UTC",
+        "{grant} {period}",
+        None,
+        None,
+        True,
+    )
     assert grant.credit_account_id == ACCOUNT_ID
     write("m.yaml", grant_text(REQUIRED + f"creditAccountId: {OTHER_ACCOUNT_ID}\ncatchUp: false\n"))
     grant = load(["m.yaml"]).grants["acme/quarterly"]
@@ -189,14 +193,14 @@ def test_values_in_their_other_forms(line, attribute, value):
         (
             REQUIRED + "expiresAfter: 0 days\n",
             "m.yaml:10:23: clients.acme.grants.quarterly.expiresAfter: '0 days': the number must be at least 1: "
-            "a period's batch must expire after its period starts; expected \"N days\", \"N weeks\", \"N months\" "
-            "or \"N years\" (e.g. \"12 months\")",
+            'a period\'s batch must expire after its period starts; expected "N days", "N weeks", "N months" '
+            'or "N years" (e.g. "12 months")',
         ),
         (
             REQUIRED + "expiresAfter: -3 months\n",
             "m.yaml:10:23: clients.acme.grants.quarterly.expiresAfter: '-3 months': the number must be at least 1: "
-            "a period's batch must expire after its period starts; expected \"N days\", \"N weeks\", \"N months\" "
-            "or \"N years\" (e.g. \"12 months\")",
+            'a period\'s batch must expire after its period starts; expected "N days", "N weeks", "N months" '
+            'or "N years" (e.g. "12 months")',
         ),
         (
             REQUIRED + "expiresOn: 2027-01-01T00:00:00Z\n",
@@ -308,8 +312,10 @@ def test_validate_counts_grants(cli):
     write("m.yaml", grant_text("every: quarterly\nfrom: 2026-01-01\nstartingBalance: 1\n"))
     result = cli("validate", "m.yaml")
     assert result.exit_code == 1 and "Traceback" not in result.output
-    assert "m.yaml:7:16: clients.acme.grants.quarterly.every: 'quarterly' is not understood; did you mean 'quarter'?" \
+    assert (
+        "m.yaml:7:16: clients.acme.grants.quarterly.every: 'quarterly' is not understood; did you mean 'quarter'?"
         in result.output
+    )
 
 
 # --------------------------------------------------------------------------- cache and schema
@@ -332,11 +338,28 @@ def test_the_schema_describes_grants_as_the_loader_reads_them():
     assert grant["properties"]["from"]["format"] == "date"
     jsonschema = pytest.importorskip("jsonschema")
     validator = jsonschema.Draft202012Validator(json.loads(json.dumps(manifest_schema())))
-    good = {"clients": {"acme": {"id": ACME_ID, "grants": {"quarterly": {
-        "every": "quarter", "from": "2026-01-01", "startingBalance": 5000, "expiresAfter": "12 months"}}}}}
+    good = {
+        "clients": {
+            "acme": {
+                "id": ACME_ID,
+                "grants": {
+                    "quarterly": {
+                        "every": "quarter",
+                        "from": "2026-01-01",
+                        "startingBalance": 5000,
+                        "expiresAfter": "12 months",
+                    }
+                },
+            }
+        }
+    }
     assert list(validator.iter_errors(good)) == []
-    for wrong in ({"every": "monthly"}, {"expiresAfter": "12 moths"}, {"expiresOn": "2027-01-01T00:00:00Z"},
-                  {"catchUp": "yes"}):
+    for wrong in (
+        {"every": "monthly"},
+        {"expiresAfter": "12 moths"},
+        {"expiresOn": "2027-01-01T00:00:00Z"},
+        {"catchUp": "yes"},
+    ):
         bad = json.loads(json.dumps(good))
         bad["clients"]["acme"]["grants"]["quarterly"].update(wrong)
         assert list(validator.iter_errors(bad)), wrong

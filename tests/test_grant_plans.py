@@ -12,31 +12,50 @@ from conftest import ACCOUNT_ID, ACME_ID
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from provisioner.core.models import BatchSpec, Desired, GrantSpec, Intent, Policy, Resource, State
 from provisioner.manifest.grant_rules import parse_every, parse_expires_after
 from provisioner.planning.grants import expand, period_index
-from provisioner.core.models import BatchSpec, Desired, GrantSpec, Intent, Policy, Resource
 from provisioner.planning.planner import make_plan
-from provisioner.core.models import State
 
 UTC = timezone.utc
 NOW = datetime(2026, 7, 15, 12, tzinfo=UTC)
 
 
-def grant(every: str = "quarter", start: date = date(2026, 1, 1), *, key: str = "quarterly", balance: int = 5000,
-          name: str = "Acme {period}", expires_after: str | None = "12 months", catch_up: bool = True,
-          until: date | None = None, zone: str = "Europe/Berlin") -> GrantSpec:
+def grant(
+    every: str = "quarter",
+    start: date = date(2026, 1, 1),
+    *,
+    key: str = "quarterly",
+    balance: int = 5000,
+    name: str = "Acme {period}",
+    expires_after: str | None = "12 months",
+    catch_up: bool = True,
+    until: date | None = None,
+    zone: str = "Europe/Berlin",
+) -> GrantSpec:
     return GrantSpec(
-        client_key="acme", grant_key=key, client_id=ACME_ID, every=parse_every(every), from_date=start,
-        until=until, time_zone=zone, starting_balance=balance, name=name,
+        client_key="acme",
+        grant_key=key,
+        client_id=ACME_ID,
+        every=parse_every(every),
+        from_date=start,
+        until=until,
+        time_zone=zone,
+        starting_balance=balance,
+        name=name,
         expires_after=parse_expires_after(expires_after) if expires_after else None,
-        credit_account_id=ACCOUNT_ID, catch_up=catch_up, source="m.yaml:4:5",
+        credit_account_id=ACCOUNT_ID,
+        catch_up=catch_up,
+        source="m.yaml:4:5",
     )
 
 
-def declared(*grants: GrantSpec, batches: tuple[BatchSpec, ...] = (), at: datetime = NOW,
-             policy: Policy | None = None) -> Desired:
-    desired = Desired(batches={b.address: b for b in batches}, grants={g.address: g for g in grants},
-                      policy=policy or Policy())
+def declared(
+    *grants: GrantSpec, batches: tuple[BatchSpec, ...] = (), at: datetime = NOW, policy: Policy | None = None
+) -> Desired:
+    desired = Desired(
+        batches={b.address: b for b in batches}, grants={g.address: g for g in grants}, policy=policy or Policy()
+    )
     return expand(desired, at)
 
 
@@ -47,14 +66,24 @@ def apply_creates(plan, state: State) -> State:
         assert change.action in ("create", "update"), change
         if change.action == "create":
             batch_id = str(uuid.uuid4())
-            resources[change.address] = Resource(batch_id=batch_id, client_id=change.after["clientId"],
-                                                 attributes=dict(change.after), remote={"id": batch_id})
+            resources[change.address] = Resource(
+                batch_id=batch_id,
+                client_id=change.after["clientId"],
+                attributes=dict(change.after),
+                remote={"id": batch_id},
+            )
     return State(resources=resources, pending=dict(state.pending))
 
 
 def live(resource: Resource, **changed) -> dict:
-    return {"id": resource.batch_id, **resource.attributes, "currentBalance": 0, "allocatedCredits": 0,
-            "status": "active", **changed}
+    return {
+        "id": resource.batch_id,
+        **resource.attributes,
+        "currentBalance": 0,
+        "allocatedCredits": 0,
+        "status": "active",
+        **changed,
+    }
 
 
 def issued_until(rule: GrantSpec, at: datetime = NOW) -> State:
@@ -73,8 +102,11 @@ def test_each_begun_period_is_a_create_with_its_credits_name_and_expiry():
         ("acme/quarterly@2026-q3", "create", 5000),
     ]
     assert plan.changes[2].after == {
-        "clientId": ACME_ID, "name": "Acme 2026-q3", "startingBalance": 5000,
-        "expiresOn": "2027-06-30T22:00:00.000Z", "creditAccountId": ACCOUNT_ID,
+        "clientId": ACME_ID,
+        "name": "Acme 2026-q3",
+        "startingBalance": 5000,
+        "expiresOn": "2027-06-30T22:00:00.000Z",
+        "creditAccountId": ACCOUNT_ID,
     }
     assert plan.total_credits == 15000
     assert plan.warnings == (  # the periods before the current one are issued at once: said so
@@ -175,8 +207,11 @@ def test_an_edited_grant_applies_to_the_periods_still_to_come():
     october = datetime(2026, 10, 1, 9, tzinfo=UTC)
     plan = make_plan(declared(grant(balance=8000, name="Acme credits {period}"), at=october), state, october)
     change = plan.changes[0]
-    assert (change.address, change.credits, change.after["name"]) == ("acme/quarterly@2026-q4", 8000,
-                                                                      "Acme credits 2026-q4")
+    assert (change.address, change.credits, change.after["name"]) == (
+        "acme/quarterly@2026-q4",
+        8000,
+        "Acme credits 2026-q4",
+    )
 
 
 def test_a_hand_edit_of_an_issued_period_is_compared_with_what_was_recorded():
@@ -235,12 +270,19 @@ def test_replacing_a_period_whose_expiry_has_passed_is_blocked_with_a_grant_fix(
 def test_an_interrupted_create_of_a_period_is_recovered():
     rule = grant()
     spec = declared(rule).batches["acme/quarterly@2026-q3"]
-    intent = Intent(address=spec.address, client_id=ACME_ID, attributes=spec.attributes(), digest="d" * 64,
-                    at="2026-07-01T00:00:00.000Z")
+    intent = Intent(
+        address=spec.address,
+        client_id=ACME_ID,
+        attributes=spec.attributes(),
+        digest="d" * 64,
+        at="2026-07-01T00:00:00.000Z",
+    )
     plan = make_plan(declared(rule), State(pending={spec.address: intent}), NOW)
     assert [(c.address, c.action) for c in plan.changes] == [
-        ("acme/quarterly@2026-q1", "create"), ("acme/quarterly@2026-q2", "create"),
-        ("acme/quarterly@2026-q3", "recover")]
+        ("acme/quarterly@2026-q1", "create"),
+        ("acme/quarterly@2026-q2", "create"),
+        ("acme/quarterly@2026-q3", "recover"),
+    ]
 
 
 def test_catch_up_false_keeps_earlier_issued_periods_quietly():
@@ -300,8 +342,7 @@ def test_periods_whose_batch_would_be_created_expired_are_noted_not_blocked():
     monthly = grant("month", date(2026, 1, 1), key="monthly", expires_after="3 months")
     plan = make_plan(declared(monthly), State(), NOW)
     # Jan..Apr would have expired by July 15 (Apr 1 + 3 months = Jul 1); May, June, July are issued.
-    assert [c.address for c in plan.changes] == [
-        "acme/monthly@2026-05", "acme/monthly@2026-06", "acme/monthly@2026-07"]
+    assert [c.address for c in plan.changes] == ["acme/monthly@2026-05", "acme/monthly@2026-06", "acme/monthly@2026-07"]
     assert plan.blocked == ()
     assert plan.warnings == (
         "grant acme/monthly: 4 periods began but are not issued (2026-01, 2026-02, 2026-03, 2026-04): their "
@@ -326,8 +367,15 @@ def test_recorded_periods_that_have_expired_since_are_simply_unchanged():
 
 
 def test_the_plan_shows_each_grants_next_period():
-    monthly = grant("month", date(2026, 1, 20), key="monthly", balance=100, name="{grant} {period}",
-                    zone="America/New_York", expires_after=None)
+    monthly = grant(
+        "month",
+        date(2026, 1, 20),
+        key="monthly",
+        balance=100,
+        name="{grant} {period}",
+        zone="America/New_York",
+        expires_after=None,
+    )
     ended = grant("quarter", date(2025, 1, 1), key="old", until=date(2025, 12, 31))
     plan = make_plan(declared(grant(), monthly, ended), issued_until(grant()), NOW)
     assert [(u.grant, u.period, u.starts_on, u.starts_at, u.credits, u.name) for u in plan.upcoming] == [
@@ -345,8 +393,16 @@ def test_upcoming_follows_the_expansion_moment_not_the_clock():
 
 # --------------------------------------------------------------------------- property: plan + apply over time
 
-ZONES = ["UTC", "Europe/Berlin", "America/New_York", "America/Havana", "America/Santiago", "Australia/Lord_Howe",
-         "Asia/Kathmandu", "Pacific/Auckland"]
+ZONES = [
+    "UTC",
+    "Europe/Berlin",
+    "America/New_York",
+    "America/Havana",
+    "America/Santiago",
+    "Australia/Lord_Howe",
+    "Asia/Kathmandu",
+    "Pacific/Auckland",
+]
 
 
 @st.composite
@@ -359,30 +415,50 @@ def month_ends(draw):
 
 @st.composite
 def grants_and_times(draw):
-    every = draw(st.one_of(
-        st.sampled_from(["month", "quarter", "year"]),
-        st.integers(1, 45).map(lambda n: f"{n} days"),
-        st.integers(1, 6).map(lambda n: f"{n} weeks"),
-        st.sampled_from([1, 1, 2, 3, 5, 12, 14]).map(lambda n: f"{n} months"),
-    ))
+    every = draw(
+        st.one_of(
+            st.sampled_from(["month", "quarter", "year"]),
+            st.integers(1, 45).map(lambda n: f"{n} days"),
+            st.integers(1, 6).map(lambda n: f"{n} weeks"),
+            st.sampled_from([1, 1, 2, 3, 5, 12, 14]).map(lambda n: f"{n} months"),
+        )
+    )
     start = draw(st.one_of(st.dates(date(2023, 1, 1), date(2030, 12, 31)), month_ends()))
     until = draw(st.one_of(st.none(), st.integers(0, 900).map(lambda days: start + timedelta(days=days))))
-    expires_after = draw(st.one_of(
-        st.none(),
-        st.integers(1, 60).map(lambda n: f"{n} days"),
-        st.integers(1, 24).map(lambda n: f"{n} months"),
-    ))
-    rule = grant(every, start, key="g", until=until, zone=draw(st.sampled_from(ZONES)), expires_after=expires_after,
-                 catch_up=draw(st.booleans()), balance=draw(st.integers(1, 10_000)), name="{grant}-{period}")
+    expires_after = draw(
+        st.one_of(
+            st.none(),
+            st.integers(1, 60).map(lambda n: f"{n} days"),
+            st.integers(1, 24).map(lambda n: f"{n} months"),
+        )
+    )
+    rule = grant(
+        every,
+        start,
+        key="g",
+        until=until,
+        zone=draw(st.sampled_from(ZONES)),
+        expires_after=expires_after,
+        catch_up=draw(st.booleans()),
+        balance=draw(st.integers(1, 10_000)),
+        name="{grant}-{period}",
+    )
     # Apply times: from a little before `from` on, in steps of seconds to months, so that some
     # land right at period boundaries and some skip many periods.
     first = datetime.combine(start, datetime.min.time(), tzinfo=UTC) + timedelta(
-        hours=draw(st.integers(-24 * 40, 24 * 40)))
-    steps = draw(st.lists(st.one_of(
-        st.integers(1, 120).map(lambda s: timedelta(seconds=s)),
-        st.integers(1, 48).map(lambda h: timedelta(hours=h)),
-        st.integers(1, 400).map(lambda d: timedelta(days=d)),
-    ), min_size=0, max_size=7))
+        hours=draw(st.integers(-24 * 40, 24 * 40))
+    )
+    steps = draw(
+        st.lists(
+            st.one_of(
+                st.integers(1, 120).map(lambda s: timedelta(seconds=s)),
+                st.integers(1, 48).map(lambda h: timedelta(hours=h)),
+                st.integers(1, 400).map(lambda d: timedelta(days=d)),
+            ),
+            min_size=0,
+            max_size=7,
+        )
+    )
     times = [first]
     for step in steps:
         times.append(times[-1] + step)
@@ -448,15 +524,26 @@ def oracle_periods(rule: GrantSpec, at: datetime) -> list[tuple[int, datetime, d
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(grants_and_times())
 # Month ends: anchored (Mar 31), not chained (Mar 28); an apply on Mar 29 must not issue March.
-@example((grant("1 months", date(2026, 1, 31), key="g", expires_after=None, zone="UTC"),
-          [datetime(2026, 1, 31, tzinfo=UTC), datetime(2026, 3, 29, tzinfo=UTC), datetime(2026, 6, 1, tzinfo=UTC)],
-          [10, 20, 30]))
+@example(
+    (
+        grant("1 months", date(2026, 1, 31), key="g", expires_after=None, zone="UTC"),
+        [datetime(2026, 1, 31, tzinfo=UTC), datetime(2026, 3, 29, tzinfo=UTC), datetime(2026, 6, 1, tzinfo=UTC)],
+        [10, 20, 30],
+    )
+)
 # catchUp false, applies exactly at period starts (local midnight in New York) and a millisecond before.
-@example((grant("quarter", date(2026, 1, 1), key="g", catch_up=False, expires_after="1 months",
-                zone="America/New_York"),
-          [datetime(2026, 1, 1, 5, tzinfo=UTC), datetime(2026, 4, 1, 3, 59, 59, 999000, tzinfo=UTC),
-           datetime(2026, 4, 1, 4, tzinfo=UTC), datetime(2027, 1, 1, 5, tzinfo=UTC)],
-          [1, 2, 3, 4]))
+@example(
+    (
+        grant("quarter", date(2026, 1, 1), key="g", catch_up=False, expires_after="1 months", zone="America/New_York"),
+        [
+            datetime(2026, 1, 1, 5, tzinfo=UTC),
+            datetime(2026, 4, 1, 3, 59, 59, 999000, tzinfo=UTC),
+            datetime(2026, 4, 1, 4, tzinfo=UTC),
+            datetime(2027, 1, 1, 5, tzinfo=UTC),
+        ],
+        [1, 2, 3, 4],
+    )
+)
 def test_every_begun_period_is_issued_exactly_once_never_early(case):
     rule, times, balances = case
     state = State()

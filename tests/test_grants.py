@@ -10,6 +10,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from conftest import ACCOUNT_ID, ACME_ID
 
+from provisioner.core.addresses import grant_address
+from provisioner.core.models import BatchSpec, Desired, GrantSpec
 from provisioner.manifest.grant_rules import (
     check_name_template,
     check_until,
@@ -26,15 +28,23 @@ from provisioner.planning.grants import (
     period_index,
     upcoming,
 )
-from provisioner.core.addresses import grant_address
-from provisioner.core.models import BatchSpec, Desired, GrantSpec
 
 UTC = timezone.utc
 
 
-def grant(every: str = "quarter", start: date = date(2026, 1, 1), *, until: date | None = None, zone: str = "UTC",
-          balance: int = 5000, name: str = "{grant} {period}", expires_after: str | None = None,
-          catch_up: bool = True, account: str | None = None, key: str = "quarterly") -> GrantSpec:
+def grant(
+    every: str = "quarter",
+    start: date = date(2026, 1, 1),
+    *,
+    until: date | None = None,
+    zone: str = "UTC",
+    balance: int = 5000,
+    name: str = "{grant} {period}",
+    expires_after: str | None = None,
+    catch_up: bool = True,
+    account: str | None = None,
+    key: str = "quarterly",
+) -> GrantSpec:
     return GrantSpec(
         client_key="acme",
         grant_key=key,
@@ -115,8 +125,14 @@ def test_every_that_is_not_text_is_an_error():
 
 @pytest.mark.parametrize(
     ("text", "months", "days"),
-    [("30 days", 0, 30), ("1 week", 0, 7), ("6 weeks", 0, 42), ("12 months", 12, 0), ("1 year", 12, 0),
-     ("2 years", 24, 0)],
+    [
+        ("30 days", 0, 30),
+        ("1 week", 0, 7),
+        ("6 weeks", 0, 42),
+        ("12 months", 12, 0),
+        ("1 year", 12, 0),
+        ("2 years", 24, 0),
+    ],
 )
 def test_expires_after_units(text, months, days):
     step = parse_expires_after(text)
@@ -127,9 +143,9 @@ def test_expires_after_units(text, months, days):
     ("text", "message"),
     [
         ("12 moths", "unknown unit 'moths'; did you mean 'months'? expected \"N days\", \"N weeks\""),
-        ("a year", "expected \"N days\", \"N weeks\", \"N months\" or \"N years\""),
+        ("a year", 'expected "N days", "N weeks", "N months" or "N years"'),
         ("0 months", "the number must be at least 1"),
-        ("quarter", "expected \"N days\""),
+        ("quarter", 'expected "N days"'),
     ],
 )
 def test_expires_after_errors(text, message):
@@ -190,33 +206,61 @@ def test_period_ids_per_unit():
 
 def test_periods_align_to_from_and_calendar_ids_name_the_start():
     assert starts(grant("month", date(2026, 1, 15)), utc(2026, 3, 20)) == [
-        date(2026, 1, 15), date(2026, 2, 15), date(2026, 3, 15)]
+        date(2026, 1, 15),
+        date(2026, 2, 15),
+        date(2026, 3, 15),
+    ]
     # A contract quarter starting in February: named by the calendar quarter it starts in.
     assert ids(grant("quarter", date(2026, 2, 1)), utc(2027, 2, 1)) == [
-        "2026-q1", "2026-q2", "2026-q3", "2026-q4", "2027-q1"]
+        "2026-q1",
+        "2026-q2",
+        "2026-q3",
+        "2026-q4",
+        "2027-q1",
+    ]
 
 
 def test_monthly_from_the_31st_is_anchored_not_chained():
     rule = grant("1 months", date(2026, 1, 31))
     assert starts(rule, utc(2026, 8, 1)) == [
-        date(2026, 1, 31), date(2026, 2, 28), date(2026, 3, 31), date(2026, 4, 30),
-        date(2026, 5, 31), date(2026, 6, 30), date(2026, 7, 31)]
+        date(2026, 1, 31),
+        date(2026, 2, 28),
+        date(2026, 3, 31),
+        date(2026, 4, 30),
+        date(2026, 5, 31),
+        date(2026, 6, 30),
+        date(2026, 7, 31),
+    ]
     assert ids(rule, utc(2026, 3, 31)) == ["2026-01-31", "2026-02-28", "2026-03-31"]
     # The 30th: February clamps, March is the 30th again.
     assert starts(grant("month", date(2026, 1, 30)), utc(2026, 3, 30)) == [
-        date(2026, 1, 30), date(2026, 2, 28), date(2026, 3, 30)]
+        date(2026, 1, 30),
+        date(2026, 2, 28),
+        date(2026, 3, 30),
+    ]
 
 
 def test_leap_years():
     assert starts(grant("1 months", date(2024, 1, 31)), utc(2024, 3, 31)) == [
-        date(2024, 1, 31), date(2024, 2, 29), date(2024, 3, 31)]
+        date(2024, 1, 31),
+        date(2024, 2, 29),
+        date(2024, 3, 31),
+    ]
     assert starts(grant("year", date(2024, 2, 29)), utc(2029, 1, 1)) == [
-        date(2024, 2, 29), date(2025, 2, 28), date(2026, 2, 28), date(2027, 2, 28), date(2028, 2, 29)]
+        date(2024, 2, 29),
+        date(2025, 2, 28),
+        date(2026, 2, 28),
+        date(2027, 2, 28),
+        date(2028, 2, 29),
+    ]
     assert add_step(date(2024, 2, 29), parse_expires_after("1 year")) == date(2025, 2, 28)
     assert add_step(date(2023, 2, 28), parse_expires_after("1 year")) == date(2024, 2, 28)
     # Day steps count real days across February 29.
     assert starts(grant("7 days", date(2024, 2, 22)), utc(2024, 3, 8)) == [
-        date(2024, 2, 22), date(2024, 2, 29), date(2024, 3, 7)]
+        date(2024, 2, 22),
+        date(2024, 2, 29),
+        date(2024, 3, 7),
+    ]
 
 
 def test_a_period_has_begun_at_its_first_instant_not_a_millisecond_before():
@@ -249,22 +293,41 @@ def test_at_may_carry_any_offset():
 def test_berlin_days_start_at_local_midnight_across_both_changes():
     rule = grant("1 days", date(2026, 3, 28), zone="Europe/Berlin")
     assert [period.starts_at for period in due_periods(rule, utc(2026, 3, 31))] == [
-        utc(2026, 3, 27, 23), utc(2026, 3, 28, 23),  # winter time, UTC+1 (the change is at 02:00 on the 29th)
-        utc(2026, 3, 29, 22), utc(2026, 3, 30, 22)]  # summer time, UTC+2
+        utc(2026, 3, 27, 23),
+        utc(2026, 3, 28, 23),  # winter time, UTC+1 (the change is at 02:00 on the 29th)
+        utc(2026, 3, 29, 22),
+        utc(2026, 3, 30, 22),
+    ]  # summer time, UTC+2
     autumn = grant("1 days", date(2026, 10, 24), zone="Europe/Berlin")
     assert [period.starts_at for period in due_periods(autumn, utc(2026, 10, 27))] == [
-        utc(2026, 10, 23, 22), utc(2026, 10, 24, 22), utc(2026, 10, 25, 23), utc(2026, 10, 26, 23)]
+        utc(2026, 10, 23, 22),
+        utc(2026, 10, 24, 22),
+        utc(2026, 10, 25, 23),
+        utc(2026, 10, 26, 23),
+    ]
 
 
 def test_new_york_months_and_weeks_follow_daylight_saving():
     monthly = grant("month", date(2026, 2, 1), zone="America/New_York")
     assert [period.starts_at for period in due_periods(monthly, utc(2026, 12, 1, 5))] == [
-        utc(2026, 2, 1, 5), utc(2026, 3, 1, 5), utc(2026, 4, 1, 4), utc(2026, 5, 1, 4), utc(2026, 6, 1, 4),
-        utc(2026, 7, 1, 4), utc(2026, 8, 1, 4), utc(2026, 9, 1, 4), utc(2026, 10, 1, 4), utc(2026, 11, 1, 4),
-        utc(2026, 12, 1, 5)]
+        utc(2026, 2, 1, 5),
+        utc(2026, 3, 1, 5),
+        utc(2026, 4, 1, 4),
+        utc(2026, 5, 1, 4),
+        utc(2026, 6, 1, 4),
+        utc(2026, 7, 1, 4),
+        utc(2026, 8, 1, 4),
+        utc(2026, 9, 1, 4),
+        utc(2026, 10, 1, 4),
+        utc(2026, 11, 1, 4),
+        utc(2026, 12, 1, 5),
+    ]
     weekly = grant("1 weeks", date(2026, 3, 1), zone="America/New_York")
     assert [period.starts_at for period in due_periods(weekly, utc(2026, 3, 15, 12))] == [
-        utc(2026, 3, 1, 5), utc(2026, 3, 8, 5), utc(2026, 3, 15, 4)]
+        utc(2026, 3, 1, 5),
+        utc(2026, 3, 8, 5),
+        utc(2026, 3, 15, 4),
+    ]
     # The Sunday the clocks change: 00:00 still exists (the change is at 02:00), in winter time.
     assert ids(weekly, utc(2026, 3, 8, 4, 59)) == ["2026-03-01"]
 
@@ -292,7 +355,9 @@ def test_expiry_is_local_midnight_after_the_step_written_as_every_expiresOn():
     assert batch_of(yearly, due_periods(yearly, utc(2026, 1, 1))[0]).expires_on == "2026-12-31T23:00:00.000Z"
     days = grant("1 months", date(2026, 1, 31), expires_after="30 days")
     assert [batch_of(days, p).expires_on for p in due_periods(days, utc(2026, 3, 1))] == [
-        "2026-03-02T00:00:00.000Z", "2026-03-30T00:00:00.000Z"]
+        "2026-03-02T00:00:00.000Z",
+        "2026-03-30T00:00:00.000Z",
+    ]
     clamped = grant("1 months", date(2026, 1, 31), expires_after="1 months")
     assert batch_of(clamped, due_periods(clamped, utc(2026, 1, 31))[0]).expires_on == "2026-02-28T00:00:00.000Z"
 
@@ -311,7 +376,8 @@ def test_until_includes_a_period_starting_that_day_and_nothing_after():
     assert ids(grant("quarter", date(2026, 1, 1), until=date(2026, 6, 30)), utc(2030, 1, 1)) == ["2026-q1", "2026-q2"]
     assert ids(grant("quarter", date(2026, 1, 1), until=date(2026, 1, 1)), utc(2030, 1, 1)) == ["2026-q1"]
     assert ids(grant("quarter", date(2026, 1, 1), until=date(2026, 7, 1), catch_up=False), utc(2030, 1, 1)) == [
-        "2026-q3"]
+        "2026-q3"
+    ]
 
 
 def test_until_is_a_local_date_even_when_the_instant_is_the_evening_before_in_utc():
@@ -338,8 +404,14 @@ def test_long_schedules_are_computed_directly():
 
 
 def test_expand_adds_one_addressed_batch_per_begun_period():
-    rule = grant("quarter", date(2026, 1, 1), zone="Europe/Berlin", name="Acme {period}",
-                 expires_after="12 months", account=ACCOUNT_ID)
+    rule = grant(
+        "quarter",
+        date(2026, 1, 1),
+        zone="Europe/Berlin",
+        name="Acme {period}",
+        expires_after="12 months",
+        account=ACCOUNT_ID,
+    )
     plain = BatchSpec(client_key="acme", batch_key="welcome", client_id=ACME_ID, name="Welcome", starting_balance=10)
     desired = Desired(batches={plain.address: plain}, grants={rule.address: rule})
     expanded = expand(desired, utc(2026, 4, 1))
@@ -347,7 +419,12 @@ def test_expand_adds_one_addressed_batch_per_begun_period():
     assert expanded.expanded_at == "2026-04-01T00:00:00.000Z"
     q2 = expanded.batches["acme/quarterly@2026-q2"]
     assert (q2.client_key, q2.batch_key, q2.grant, q2.period, q2.source) == (
-        "acme", "quarterly@2026-q2", "quarterly", "2026-q2", "m.yaml:4:5")
+        "acme",
+        "quarterly@2026-q2",
+        "quarterly",
+        "2026-q2",
+        "m.yaml:4:5",
+    )
     # What is sent is exactly a batch's create body: no grant or period field.
     assert q2.attributes() == {
         "clientId": ACME_ID,
@@ -380,8 +457,9 @@ def test_expand_needs_an_aware_moment():
 
 
 def test_expanded_desired_survives_a_saved_plan_round_trip():
-    rule = grant("1 months", date(2026, 1, 31), until=date(2027, 1, 31), zone="America/New_York",
-                 expires_after="2 weeks")
+    rule = grant(
+        "1 months", date(2026, 1, 31), until=date(2027, 1, 31), zone="America/New_York", expires_after="2 weeks"
+    )
     expanded = expand(Desired(grants={rule.address: rule}), utc(2026, 5, 1))
     assert Desired.model_validate(expanded.model_dump(mode="json")) == expanded
 
@@ -395,8 +473,9 @@ def test_grant_address_of_a_period_batch():
 
 
 def test_upcoming_is_the_next_period_with_its_date_and_credits():
-    rule = grant("quarter", date(2026, 1, 1), zone="Europe/Berlin", name="Acme {period}", expires_after="1 year",
-                 balance=5000)
+    rule = grant(
+        "quarter", date(2026, 1, 1), zone="Europe/Berlin", name="Acme {period}", expires_after="1 year", balance=5000
+    )
     following = upcoming(rule, utc(2026, 2, 10))
     assert following.model_dump() == {
         "grant": "acme/quarterly",

@@ -230,9 +230,7 @@ def test_replace_counts_as_a_create(cli, api_env, sandbox, write_manifest, state
 # ------------------------------------------------------------------ saved plans carry their policy
 
 
-def test_saved_plan_with_a_violation_needs_allow_large_at_apply(
-    cli, api_env, sandbox, write_manifest, state, tmp_path
-):
+def test_saved_plan_with_a_violation_needs_allow_large_at_apply(cli, api_env, sandbox, write_manifest, state, tmp_path):
     manifest = write_manifest(manifest_text({"huge": ONE_MILLION + 1}))
     plan_file = tmp_path / "plan.json"
     planned = cli("plan", manifest, "--state", state, "--out", plan_file)

@@ -21,8 +21,10 @@ MODULES = {module_name(path): path for path in sorted(PACKAGE.rglob("*.py"))}
 
 def is_type_checking(node: ast.AST) -> bool:
     test = node.test if isinstance(node, ast.If) else None
-    return isinstance(test, ast.Name) and test.id == "TYPE_CHECKING" or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    return (
+        isinstance(test, ast.Name)
+        and test.id == "TYPE_CHECKING"
+        or (isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
     )
 
 
@@ -127,7 +129,8 @@ def test_reading_manifests_imports_only_core_and_manifest():
         for module in MODULES
         if module.startswith("provisioner.manifest.")
         for imported, _ in imports_of(module)
-        if imported != "provisioner" and not imported.startswith(tuple(f"{prefix}." for prefix in allowed))
+        if imported != "provisioner"
+        and not imported.startswith(tuple(f"{prefix}." for prefix in allowed))
         and imported not in allowed
     ]
     assert not wrong, wrong

@@ -25,9 +25,9 @@ from test_client import ScriptedServer, error_body, make_api
 
 from provisioner.api.client import OutcomeUnknown, RequestCancelled
 from provisioner.api.pacing import RateLimiter, Stopped
-from provisioner.sandbox import Faults, Sandbox
 from provisioner.backends.file import read_state
 from provisioner.core.timestamps import parse_timestamp
+from provisioner.sandbox import Faults, Sandbox
 
 CLIENTS = 4
 
@@ -45,8 +45,9 @@ def start_apply(tmp_path: Path, sandbox: Sandbox, batches: int, *extra: str) -> 
     manifest, state = tmp_path / "m.yaml", init_state(tmp_path / "state" / "default.json")
     manifest.write_text(manifest_text(batches), encoding="utf-8")
     # TI_RATE_LIMIT left out: the default pacing.
-    process = start_apply_process(manifest, state, sandbox.url, "--parallelism", "10", *extra,
-                                  env={"TI_RATE_LIMIT": None})
+    process = start_apply_process(
+        manifest, state, sandbox.url, "--parallelism", "10", *extra, env={"TI_RATE_LIMIT": None}
+    )
     return process, state
 
 
@@ -202,8 +203,10 @@ def test_a_run_killed_during_a_retry_after_pause_leaves_no_intent_to_prove(tmp_p
         process, state = start_apply(tmp_path, sandbox, 4, "--rate-limit", "0")
         wait_until(lambda: sandbox.request_log, "the first request arrived")
         sandbox.set_faults(Faults(burst_429_rate=1.0, burst_429_length=10_000, retry_after=30, seed=1))
-        wait_until(lambda: any(method == "POST" and status == 429 for method, _, status in sandbox.request_log),
-                   "a create was refused")
+        wait_until(
+            lambda: any(method == "POST" and status == 429 for method, _, status in sandbox.request_log),
+            "a create was refused",
+        )
         time.sleep(0.3)  # within the 30 s pause
 
         process.kill()
@@ -213,10 +216,22 @@ def test_a_run_killed_during_a_retry_after_pause_leaves_no_intent_to_prove(tmp_p
         assert not read_state(state).pending, "a refused create left an intent to prove"
         started = time.monotonic()
         rerun = subprocess.run(
-            [sys.executable, "-m", "provisioner", "apply", str(tmp_path / "m.yaml"), "--state", str(state),
-             "--auto-approve", "--rate-limit", "0"],
+            [
+                sys.executable,
+                "-m",
+                "provisioner",
+                "apply",
+                str(tmp_path / "m.yaml"),
+                "--state",
+                str(state),
+                "--auto-approve",
+                "--rate-limit",
+                "0",
+            ],
             env={**os.environ, "TI_BASE_URL": sandbox.url, "TI_API_KEY": TEST_KEY},
-            capture_output=True, text=True, timeout=60,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         took = time.monotonic() - started
         assert rerun.returncode == 0, rerun.stderr

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import init_state, run_subprocess, two_client_manifest, wait_until
 
+from provisioner.backends.file import FileWriter, read_state
 from provisioner.backends.filelock import (
     LockError,
     LockInfo,
@@ -23,7 +24,7 @@ from provisioner.backends.filelock import (
     process_start_time,
 )
 from provisioner.core.models import Resource
-from provisioner.backends.file import FileWriter, read_state
+
 
 def read_lock_info(state_path: Path) -> LockInfo | None:
     """What the lock file beside the state says of its holder, as the lock writes it (JSON)."""
@@ -79,9 +80,15 @@ def state(tmp_path) -> Path:
 
 def foreign_lock(state: Path, **changes) -> LockInfo:
     """Writes a lock file as another run would leave it (no process holds its flock)."""
-    info = LockInfo(id="2b7c9d4e-0000-4000-8000-00000000abcd", pid=os.getpid(), host=socket.gethostname(),
-                    user="alice", command="apply", created="2030-01-01T00:00:00+00:00",
-                    process_start=process_start_time(os.getpid()))
+    info = LockInfo(
+        id="2b7c9d4e-0000-4000-8000-00000000abcd",
+        pid=os.getpid(),
+        host=socket.gethostname(),
+        user="alice",
+        command="apply",
+        created="2030-01-01T00:00:00+00:00",
+        process_start=process_start_time(os.getpid()),
+    )
     info = replace(info, **changes)
     lock_path(state).write_text(json.dumps(asdict(info), indent=2))
     return info
@@ -97,7 +104,11 @@ def test_the_lock_file_records_who_holds_it(state):
         recorded = read_lock_info(state)
         assert recorded == lock.info
         assert (recorded.pid, recorded.host, recorded.user, recorded.command) == (
-            os.getpid(), socket.gethostname(), getpass.getuser(), "apply")
+            os.getpid(),
+            socket.gethostname(),
+            getpass.getuser(),
+            "apply",
+        )
         assert recorded.process_start == process_start_time(os.getpid())
     assert not lock_path(state).exists(), "released: the file goes away"
 
@@ -108,8 +119,7 @@ def test_a_second_lock_fails_at_once_naming_the_holder(state):
             StateLock(state, command="state rm").acquire()
     message = str(raised.value)
     info = holder.info
-    for detail in (info.id, f"pid {info.pid}", info.host, info.user, "Command: apply",
-                   "still going", str(state)):
+    for detail in (info.id, f"pid {info.pid}", info.host, info.user, "Command: apply", "still going", str(state)):
         assert detail in message, detail
     assert "force-unlock" not in message, "a live holder must not be forced out"
 
@@ -133,7 +143,9 @@ def test_lock_timeout_waits_for_the_holder_to_release(state):
     holder.acquire()
     waiter = subprocess.Popen(
         [sys.executable, "-m", "provisioner", "state", "rm", "acme/q1", "--state", str(state), "--lock-timeout", "60"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         said = waiter.stderr.readline()  # the waiter says it found the lock taken and waits
@@ -178,8 +190,12 @@ def test_the_cli_takes_over_the_lock_of_a_killed_run(state):
 
 
 def test_a_killed_holder_not_yet_reaped_by_its_parent_is_taken_over(state):
-    holder = subprocess.Popen([sys.executable, "-c", LOCK_THEN_DIE, str(state), "wait"],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", LOCK_THEN_DIE, str(state), "wait"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         holder.stdout.readline()
         holder.stdin.write("go\n")
@@ -256,8 +272,12 @@ def race(state: Path, race_dir: Path, contenders: int) -> tuple[list[int], list[
     """(pids of the winners, (stdout, stderr) of each loser)."""
     race_dir.mkdir()
     processes = [
-        subprocess.Popen([sys.executable, "-c", CONTENDER, str(state), str(race_dir)],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", CONTENDER, str(state), str(race_dir)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for _ in range(contenders)
     ]
     wait_until(lambda: len(list(race_dir.glob("ready-*"))) == contenders, "every contender at the start line")
@@ -266,8 +286,10 @@ def race(state: Path, race_dir: Path, contenders: int) -> tuple[list[int], list[
     def winners() -> list[int]:
         return sorted(int(path.name.split("-")[1]) for path in race_dir.glob("won-*"))
 
-    wait_until(lambda: len(winners()) + sum(p.poll() is not None for p in processes) == contenders,
-               "every contender to win or give up")
+    wait_until(
+        lambda: len(winners()) + sum(p.poll() is not None for p in processes) == contenders,
+        "every contender to win or give up",
+    )
     (race_dir / "over").touch()
     results = [(process, *process.communicate(timeout=60)) for process in processes]
     assert winners() == sorted(process.pid for process, _, _ in results if process.returncode == 0)

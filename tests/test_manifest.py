@@ -12,18 +12,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from provisioner.manifest import documents
-from provisioner.manifest import fast_reader
-from provisioner.manifest import fields
+from provisioner.backends.file import State
+from provisioner.core.addresses import KEY_PATTERN
+from provisioner.core.models import Desired, Policy
+from provisioner.manifest import documents, fast_reader, fields
 from provisioner.manifest.files import find_files
 from provisioner.manifest.issues import ManifestError, ManifestIssue
 from provisioner.manifest.loader import load
-from provisioner.core.addresses import KEY_PATTERN
-from provisioner.core.models import Desired, Policy
-from provisioner.planning.saved_plan import is_saved_plan, save_plan
-from provisioner.planning.planner import make_plan
 from provisioner.manifest.schema import manifest_schema
-from provisioner.backends.file import State
+from provisioner.planning.planner import make_plan
+from provisioner.planning.saved_plan import is_saved_plan, save_plan
 
 ACME_ID = "6a0c1d7e-2f3b-4c5d-9e8f-0a1b2c3d4e5f"
 BETA_ID = "7b1d2e8f-3a4c-4d6e-8f90-1b2c3d4e5f60"
@@ -220,7 +218,10 @@ def test_no_manifest_found_is_an_error():
 
 def test_issue_format():
     issue = ManifestIssue(
-        "examples/acme.yaml", 12, 9, "clients.acme.batches.2026-q1.startingBalence",
+        "examples/acme.yaml",
+        12,
+        9,
+        "clients.acme.batches.2026-q1.startingBalence",
         "unknown field; did you mean 'startingBalance'?",
     )
     assert str(issue) == (
@@ -232,7 +233,10 @@ def test_issue_format():
 def test_all_issues_of_all_files_are_reported_sorted():
     lines = problems(
         ("b.yaml", "clientz: {}\n"),
-        ("a.yaml", f"clients:\n  acme:\n    id: {ACME_ID}\n    batches:\n      q1: {{}}\n      q2: {{startingBalance: -1}}\n"),
+        (
+            "a.yaml",
+            f"clients:\n  acme:\n    id: {ACME_ID}\n    batches:\n      q1: {{}}\n      q2: {{startingBalance: -1}}\n",
+        ),
     )
     assert lines == [
         "a.yaml:5:7: clients.acme.batches.q1.startingBalance: required field missing; add e.g. 'startingBalance: 5000'",
@@ -304,7 +308,9 @@ def test_a_required_field_is_still_missing_next_to_an_unrelated_unknown_field():
 
 
 def test_a_typo_in_one_batch_does_not_excuse_another_batch():
-    text = f"clients:\n  acme:\n    id: {ACME_ID}\n    batches:\n      q1: {{startingBalence: 1}}\n      q2: {{name: x}}\n"
+    text = (
+        f"clients:\n  acme:\n    id: {ACME_ID}\n    batches:\n      q1: {{startingBalence: 1}}\n      q2: {{name: x}}\n"
+    )
     assert problems(("m.yaml", text)) == [
         "m.yaml:5:12: clients.acme.batches.q1.startingBalence: unknown field; did you mean 'startingBalance'?",
         "m.yaml:6:7: clients.acme.batches.q2.startingBalance: required field missing; add e.g. 'startingBalance: 5000'",
@@ -350,7 +356,11 @@ def test_other_yaml_is_one_issue_for_the_file(text):
 
 @pytest.mark.parametrize(
     "text, shape",
-    [("- id: validate\n  entry: provisioner validate\n", "a list"), ("just text\n", "text ('just text')"), ("42\n", "a number (42)")],
+    [
+        ("- id: validate\n  entry: provisioner validate\n", "a list"),
+        ("just text\n", "text ('just text')"),
+        ("42\n", "a number (42)"),
+    ],
 )
 def test_a_top_level_that_is_no_mapping_is_not_a_manifest(text, shape):
     assert problems(("m.yaml", text)) == [
@@ -457,7 +467,10 @@ def test_a_yaml_manifest_mentioning_the_marker_is_no_saved_plan():
             f"clients:\n  acme:\n    id: {ACME_ID}\n    batches:\n      q1:\n        startingBalance: 1\n        startingBalance: 2\n",
             "m.yaml:7:9: clients.acme.batches.q1.startingBalance: duplicate key 'startingBalance' (first on line 6)",
         ),
-        ("policy:\n  maxCreates: 1\n  maxCreates: 2\n", "m.yaml:3:3: policy.maxCreates: duplicate key 'maxCreates' (first on line 2)"),
+        (
+            "policy:\n  maxCreates: 1\n  maxCreates: 2\n",
+            "m.yaml:3:3: policy.maxCreates: duplicate key 'maxCreates' (first on line 2)",
+        ),
     ],
 )
 def test_duplicate_keys_are_rejected_naming_both_lines(text, expected):
@@ -495,7 +508,9 @@ def test_two_clients_may_not_share_an_id(second_file):
 
 
 def test_client_key_clash_is_found_even_when_its_id_is_wrong():
-    lines = problems(("a.yaml", "clients:\n  acme:\n    id: nope\n"), ("b.yaml", f"clients:\n  acme:\n    id: {ACME_ID}\n"))
+    lines = problems(
+        ("a.yaml", "clients:\n  acme:\n    id: nope\n"), ("b.yaml", f"clients:\n  acme:\n    id: {ACME_ID}\n")
+    )
     assert lines[0].startswith("a.yaml:3:9: clients.acme.id: 'nope' is not a UUID")
     assert lines[1].startswith("b.yaml:2:3: clients.acme: client 'acme' is also declared at a.yaml:2:3")
 
@@ -542,7 +557,10 @@ def test_bad_client_ids_are_rejected(field, value, message):
 
 def test_batch_credit_account_must_be_a_uuid():
     (line,) = batch_problems("startingBalance: 1\ncreditAccountId: 42\n")
-    assert line == "m.yaml:7:26: clients.acme.batches.q1.creditAccountId: '42' is not a UUID; expected e.g. 6a0c1d7e-2f3b-4c5d-9e8f-0a1b2c3d4e5f"
+    assert (
+        line
+        == "m.yaml:7:26: clients.acme.batches.q1.creditAccountId: '42' is not a UUID; expected e.g. 6a0c1d7e-2f3b-4c5d-9e8f-0a1b2c3d4e5f"
+    )
 
 
 def test_client_id_is_required():
@@ -574,7 +592,9 @@ def test_bad_batch_key_is_rejected():
 # --------------------------------------------------------------------------- startingBalance
 
 
-@pytest.mark.parametrize("written, value", [("0", 0), ("5000", 5000), ("5_000", 5000), ("+7", 7), ("10000000000", 10**10)])
+@pytest.mark.parametrize(
+    "written, value", [("0", 0), ("5000", 5000), ("5_000", 5000), ("+7", 7), ("10000000000", 10**10)]
+)
 def test_starting_balance_accepts_whole_numbers(written, value):
     assert one_batch(f"startingBalance: {written}\n").starting_balance == value
 
@@ -611,7 +631,10 @@ def test_starting_balance_rejects_everything_else(written, message):
 
 def test_starting_balance_is_required():
     (line,) = batch_problems("name: x\n")
-    assert line == "m.yaml:5:7: clients.acme.batches.q1.startingBalance: required field missing; add e.g. 'startingBalance: 5000'"
+    assert (
+        line
+        == "m.yaml:5:7: clients.acme.batches.q1.startingBalance: required field missing; add e.g. 'startingBalance: 5000'"
+    )
 
 
 @pytest.mark.parametrize("written", ["true", "-5", "1.0", "'10'"])
@@ -626,8 +649,13 @@ TOO_LARGE = "at most 9,007,199,254,740,991 (2^53-1), the largest whole number JS
 
 def test_the_largest_whole_number_json_holds_exactly_is_allowed():
     assert one_batch(f"startingBalance: {MAX_WHOLE}\n").starting_balance == MAX_WHOLE
-    write("p.yaml", f"policy:\n  maxBatchCredits: {MAX_WHOLE}\n  maxApplyCredits: {MAX_WHOLE}\n  maxCreates: {MAX_WHOLE}\n")
-    assert load(["p.yaml"]).policy == Policy(max_batch_credits=MAX_WHOLE, max_apply_credits=MAX_WHOLE, max_creates=MAX_WHOLE)
+    write(
+        "p.yaml",
+        f"policy:\n  maxBatchCredits: {MAX_WHOLE}\n  maxApplyCredits: {MAX_WHOLE}\n  maxCreates: {MAX_WHOLE}\n",
+    )
+    assert load(["p.yaml"]).policy == Policy(
+        max_batch_credits=MAX_WHOLE, max_apply_credits=MAX_WHOLE, max_creates=MAX_WHOLE
+    )
 
 
 @pytest.mark.parametrize(
@@ -660,8 +688,15 @@ def test_policy_limits_above_two_to_the_53_are_rejected(limit):
 
 @pytest.mark.parametrize(
     "written, name",
-    [("Acme Q1", "Acme Q1"), ('"2026"', "2026"), ("'true'", "true"), ("  padded  ", "padded"), ("x" * 255, "x" * 255),
-     ('""', ""), ("''", "")],
+    [
+        ("Acme Q1", "Acme Q1"),
+        ('"2026"', "2026"),
+        ("'true'", "true"),
+        ("  padded  ", "padded"),
+        ("x" * 255, "x" * 255),
+        ('""', ""),
+        ("''", ""),
+    ],
 )
 def test_names_are_text(written, name):
     assert one_batch(f"startingBalance: 1\nname: {written}\n").name == name
@@ -670,10 +705,10 @@ def test_names_are_text(written, name):
 @pytest.mark.parametrize(
     "written, message",
     [
-        ("2026", "expected text, got a number (2026); quote it: name: \"2026\""),
-        ("1.5", "expected text, got a number (1.5); quote it: name: \"1.5\""),
-        ("true", "expected text, got a boolean (true); quote it: name: \"true\""),
-        ("2026-01-01", "expected text, got a date (2026-01-01); quote it: name: \"2026-01-01\""),
+        ("2026", 'expected text, got a number (2026); quote it: name: "2026"'),
+        ("1.5", 'expected text, got a number (1.5); quote it: name: "1.5"'),
+        ("true", 'expected text, got a boolean (true); quote it: name: "true"'),
+        ("2026-01-01", 'expected text, got a date (2026-01-01); quote it: name: "2026-01-01"'),
         ("", "empty; write a name or remove the line (the default is the batch key)"),
         ("'   '", 'blank; write a name, "" for no name at all, or remove the line (the default is the batch key)'),
         ("[a]", "expected text, got a list"),
@@ -715,11 +750,26 @@ def test_expires_on_is_normalised_to_utc_milliseconds(written, sent):
 @pytest.mark.parametrize(
     "written, message",
     [
-        ("2026-12-31", "'2026-12-31' is a date without a time and time zone; write it with a time zone, e.g. 2026-12-31T23:59:59Z"),
-        ("'2026-06-30'", "'2026-06-30' is a date without a time and time zone; write it with a time zone, e.g. 2026-06-30T23:59:59Z"),
-        ("2026-12-31T23:59:59", "'2026-12-31T23:59:59' has no time zone; write it with a time zone, e.g. 2026-12-31T23:59:59Z"),
-        ('"2026-12-31T10:00:00"', "'2026-12-31T10:00:00' has no time zone; write it with a time zone, e.g. 2026-12-31T10:00:00Z"),
-        ("next week", "'next week' is not a valid ISO 8601 timestamp; write it with a time zone, e.g. 2026-12-31T23:59:59Z"),
+        (
+            "2026-12-31",
+            "'2026-12-31' is a date without a time and time zone; write it with a time zone, e.g. 2026-12-31T23:59:59Z",
+        ),
+        (
+            "'2026-06-30'",
+            "'2026-06-30' is a date without a time and time zone; write it with a time zone, e.g. 2026-06-30T23:59:59Z",
+        ),
+        (
+            "2026-12-31T23:59:59",
+            "'2026-12-31T23:59:59' has no time zone; write it with a time zone, e.g. 2026-12-31T23:59:59Z",
+        ),
+        (
+            '"2026-12-31T10:00:00"',
+            "'2026-12-31T10:00:00' has no time zone; write it with a time zone, e.g. 2026-12-31T10:00:00Z",
+        ),
+        (
+            "next week",
+            "'next week' is not a valid ISO 8601 timestamp; write it with a time zone, e.g. 2026-12-31T23:59:59Z",
+        ),
         ("2026-13-01T00:00:00Z", "'2026-13-01T00:00:00Z' is not a valid ISO 8601 timestamp; write it with a time zone"),
         ("2026-02-30", "'2026-02-30' is not a valid ISO 8601 timestamp; write it with a time zone"),
         ("20261231", "expected an ISO 8601 timestamp, got a number (20261231); write it with a time zone"),
@@ -794,8 +844,10 @@ def test_invalid_yaml_names_the_place(text, start):
     "text, where",
     [
         ("clients:\n\tacme: {}\n", "m.yaml:2:1"),
-        ("clients:\n  acme:\n    id: 6a0c1d7e-3b2f-4c1a-9e8d-7f6a5b4c3d21\n    batches:\n      q1:\n \t  startingBalance: 5\n",
-         "m.yaml:6:2"),
+        (
+            "clients:\n  acme:\n    id: 6a0c1d7e-3b2f-4c1a-9e8d-7f6a5b4c3d21\n    batches:\n      q1:\n \t  startingBalance: 5\n",
+            "m.yaml:6:2",
+        ),
     ],
 )
 def test_a_leading_tab_says_to_indent_with_spaces(text, where, cli, tmp_path):
@@ -804,8 +856,10 @@ def test_a_leading_tab_says_to_indent_with_spaces(text, where, cli, tmp_path):
     manifest.write_text(text)
     result = cli("validate", manifest)
     assert result.exit_code == 1
-    assert result.stderr.strip() == f"Error: {tmp_path}/{where}: invalid YAML: a tab where YAML expects indentation; " \
+    assert (
+        result.stderr.strip() == f"Error: {tmp_path}/{where}: invalid YAML: a tab where YAML expects indentation; "
         "indent with spaces, not tabs"
+    )
 
 
 def test_bytes_that_are_not_utf8_are_an_error():

@@ -10,13 +10,12 @@ from pathlib import Path
 import pytest
 from conftest import init_state, run_subprocess
 
-from provisioner.manifest import fast_reader
 from provisioner.manifest import cache as manifest_cache
-from provisioner.manifest import located_reader
+from provisioner.manifest import fast_reader, located_reader
+from provisioner.manifest.cache import ManifestCache
 from provisioner.manifest.files import find_files
 from provisioner.manifest.issues import ManifestError
 from provisioner.manifest.loader import load
-from provisioner.manifest.cache import ManifestCache
 
 NAMESPACE = uuid.UUID("2b7c4f1e-9a3d-4e5f-8a6b-1c2d3e4f5a6b")
 
@@ -24,7 +23,8 @@ NAMESPACE = uuid.UUID("2b7c4f1e-9a3d-4e5f-8a6b-1c2d3e4f5a6b")
 def client_file(number: int, balance: int = 1000, extra: str = "") -> str:
     client_id = uuid.uuid5(NAMESPACE, f"client-{number}")
     account = uuid.uuid5(NAMESPACE, f"account-{number}")
-    return textwrap.dedent(f"""\
+    return (
+        textwrap.dedent(f"""\
         clients:
           client-{number:03d}:
             id: {client_id}
@@ -36,7 +36,9 @@ def client_file(number: int, balance: int = 1000, extra: str = "") -> str:
                 expiresOn: 2031-03-31T23:59:59+02:00
               q2:
                 startingBalance: {balance * 2}
-        """) + extra
+        """)
+        + extra
+    )
 
 
 @pytest.fixture

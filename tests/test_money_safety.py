@@ -30,16 +30,16 @@ from faultproxy import (
     ProxiedRequest,
 )
 
-from provisioner.planning import saved_plan
-from provisioner.backends import journal
 from provisioner.api.client import ApiError, CreditsApi
 from provisioner.applying.applier import Applier, ApplyResult, request_digest
-from provisioner.backends.filelock import LockError, StateLock, force_unlock, lock_path
-from provisioner.manifest.loader import load
-from provisioner.core.models import BatchSpec, Intent, Resource
-from provisioner.planning.planner import make_plan
+from provisioner.backends import journal
 from provisioner.backends.file import FileWriter, read_state
+from provisioner.backends.filelock import LockError, StateLock, force_unlock, lock_path
+from provisioner.core.models import BatchSpec, Intent, Resource
 from provisioner.core.timestamps import format_timestamp, parse_timestamp, utc_now_text
+from provisioner.manifest.loader import load
+from provisioner.planning import saved_plan
+from provisioner.planning.planner import make_plan
 
 CLIENT = "3f9d6c1e-8a2b-4c7d-9e0f-1a2b3c4d5e6f"
 SETTLE = 0.05  # seconds between an ambiguous answer and the first lookup, at least
@@ -73,7 +73,9 @@ def fast_api(url: str, max_attempts: int = 6) -> CreditsApi:
     return CreditsApi(url, TEST_KEY, timeout=(1.0, 5.0), max_attempts=max_attempts, backoff_base=0.01, backoff_cap=0.05)
 
 
-def apply_in_process(manifest: Path, state: Path, api: CreditsApi, *, recovery_wait: float, parallelism: int = 4) -> ApplyResult:
+def apply_in_process(
+    manifest: Path, state: Path, api: CreditsApi, *, recovery_wait: float, parallelism: int = 4
+) -> ApplyResult:
     """What `provisioner apply --auto-approve` does, with a short settle time."""
     desired = load([manifest])
     with StateLock(state, command="apply"), FileWriter(state) as writer:
@@ -82,8 +84,9 @@ def apply_in_process(manifest: Path, state: Path, api: CreditsApi, *, recovery_w
         return applier.apply(plan, desired)
 
 
-def open_intent(state: Path, address: str, spec: BatchSpec, at: str | None = None,
-                server_at: str | None = None) -> None:
+def open_intent(
+    state: Path, address: str, spec: BatchSpec, at: str | None = None, server_at: str | None = None
+) -> None:
     """The journal line written before a create, left open as a killed apply leaves it."""
     attributes = spec.attributes()
     intent = Intent(
@@ -232,7 +235,9 @@ def test_recovery_leaves_the_batch_of_another_open_intent_to_that_intent(sandbox
 # --- r4: settling an ambiguous recovery --------------------------------------------------------------
 
 
-def test_an_ambiguous_recovery_is_settled_by_importing_one_of_its_candidates(cli, api_env, sandbox, write_manifest, state):
+def test_an_ambiguous_recovery_is_settled_by_importing_one_of_its_candidates(
+    cli, api_env, sandbox, write_manifest, state
+):
     """Review P4: apply said 'import one of them', and import refused while the intent was open."""
     manifest = write_manifest(manifest_text(one_batch()))
     spec = load([manifest]).batches["c0/q1"]
@@ -310,7 +315,9 @@ def linked_state(tmp_path) -> tuple[Path, Path]:
     return shared, link
 
 
-def test_apply_through_a_symlinked_state_records_in_the_file_it_points_to(cli, api_env, sandbox, write_manifest, linked_state):
+def test_apply_through_a_symlinked_state_records_in_the_file_it_points_to(
+    cli, api_env, sandbox, write_manifest, linked_state
+):
     """Review P6: the snapshot's atomic rename replaced the symlink itself; the shared file never
     learnt the new id, and an apply through it would issue the batch again."""
     shared, link = linked_state
@@ -328,7 +335,9 @@ def test_apply_through_a_symlinked_state_records_in_the_file_it_points_to(cli, a
     assert len(live_by_id(sandbox)) == 2
 
 
-def test_a_lock_on_the_real_state_file_stops_an_apply_through_a_symlink(cli, api_env, sandbox, write_manifest, linked_state):
+def test_a_lock_on_the_real_state_file_stops_an_apply_through_a_symlink(
+    cli, api_env, sandbox, write_manifest, linked_state
+):
     """Review P6: the lock was taken on <link>.lock, so two applies of one state ran at once."""
     shared, link = linked_state
     manifest = write_manifest(manifest_text(one_batch()))
@@ -353,7 +362,9 @@ main()
 """
 
 
-def test_a_saved_replace_is_refused_after_an_apply_of_it_was_killed(cli, api_env, sandbox, write_manifest, state, tmp_path):
+def test_a_saved_replace_is_refused_after_an_apply_of_it_was_killed(
+    cli, api_env, sandbox, write_manifest, state, tmp_path
+):
     """Review P7: killed after the replace reached the journal but before a snapshot, the serial had
     not moved, so the same saved plan passed its checks and issued the replacement again."""
     manifest = write_manifest(manifest_text(one_batch()))
@@ -364,7 +375,11 @@ def test_a_saved_replace_is_refused_after_an_apply_of_it_was_killed(cli, api_env
 
     killed = subprocess.run(
         [sys.executable, "-c", KILLED_BEFORE_THE_FINAL_CHECKPOINT, "apply", str(saved), "--state", str(state)],
-        env={**os.environ, **api_env}, capture_output=True, text=True, timeout=60, check=False,
+        env={**os.environ, **api_env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     replacement = recorded_ids(state)["c0/q1"]  # from the journal the killed run left
@@ -401,8 +416,16 @@ def test_a_saved_plan_made_before_plans_carried_a_state_digest_is_refused_as_sta
 
 
 def listed_batch(batch_id: str) -> dict:
-    return {"id": batch_id, "name": "Q1", "startingBalance": 10, "currentBalance": 10, "clientId": CLIENT,
-            "expiresOn": None, "creditAccountId": None, "createdAt": "2026-01-01T00:00:00.000Z"}
+    return {
+        "id": batch_id,
+        "name": "Q1",
+        "startingBalance": 10,
+        "currentBalance": 10,
+        "clientId": CLIENT,
+        "expiresOn": None,
+        "creditAccountId": None,
+        "createdAt": "2026-01-01T00:00:00.000Z",
+    }
 
 
 def listing(ids: str, *, total: int | None, has_more: bool) -> dict:
@@ -520,8 +543,13 @@ def apply_watched(
     with StateLock(state, command="apply"), FileWriter(state) as writer:
         plan = make_plan(desired, writer.state, datetime.now(timezone.utc))
         applier = Applier(
-            api, writer, parallelism=parallelism, settle_seconds=SETTLE, recovery_wait=recovery_wait,
-            stop=stop, progress=lines.append,
+            api,
+            writer,
+            parallelism=parallelism,
+            settle_seconds=SETTLE,
+            recovery_wait=recovery_wait,
+            stop=stop,
+            progress=lines.append,
         )
         return applier.apply(plan, desired)
 
@@ -587,10 +615,12 @@ def test_a_look_alike_is_not_sent_while_an_earlier_create_of_its_group_is_unreso
     which a listing can mistake for a, was sent; killed while b's answer was lost, the run left both
     open. The server filled b's expiry, so the exclusion "made exactly as another intent asked" no
     longer held b's batch back: a's recovery adopted it and b was issued a second time."""
-    manifest = write_manifest(manifest_text(
-        ("a", "        name: Q1\n        startingBalance: 100"),
-        ("b", f"        name: Q1\n        startingBalance: 100\n        creditAccountId: {ACCOUNT_ID}"),
-    ))
+    manifest = write_manifest(
+        manifest_text(
+            ("a", "        name: Q1\n        startingBalance: 100"),
+            ("b", f"        name: Q1\n        startingBalance: 100\n        creditAccountId: {ACCOUNT_ID}"),
+        )
+    )
     first_run = threading.Event()
     first_run.set()
     stop = threading.Event()
@@ -632,6 +662,7 @@ def test_a_look_alike_is_not_sent_while_an_earlier_create_of_its_group_is_unreso
 def test_a_listing_whose_next_page_adds_nothing_while_more_are_announced_is_an_api_error(total):
     """Review2 P3: a server ignoring ?page without a usable integer total gave page 1 only, silently;
     recovery would have decided "never made" on it."""
+
     def pages(page: int) -> dict:
         if server.requests_served > GIVE_UP:
             return listing("", total=None, has_more=False)
@@ -653,16 +684,21 @@ def test_a_recovery_whose_manifest_changed_creates_in_the_group_of_its_new_attri
     created what the manifest says now. Here each manifest entry was changed into what the other's
     intent had asked, so each create ran beside a recovery looking for exactly that batch: the
     second lookup adopted the first's fresh batch, and both addresses recorded one id."""
-    before = write_manifest(manifest_text(
-        ("a", "        name: Q1\n        startingBalance: 100"),
-        ("b", "        name: Q1\n        startingBalance: 200"),
-    ), name="before.yaml")
+    before = write_manifest(
+        manifest_text(
+            ("a", "        name: Q1\n        startingBalance: 100"),
+            ("b", "        name: Q1\n        startingBalance: 200"),
+        ),
+        name="before.yaml",
+    )
     for address, spec in load([before]).batches.items():
         open_intent(state, address, spec)  # neither create reached the server before the kill
-    manifest = write_manifest(manifest_text(
-        ("a", "        name: Q1\n        startingBalance: 200"),
-        ("b", "        name: Q1\n        startingBalance: 100"),
-    ))
+    manifest = write_manifest(
+        manifest_text(
+            ("a", "        name: Q1\n        startingBalance: 200"),
+            ("b", "        name: Q1\n        startingBalance: 100"),
+        )
+    )
     created = threading.Event()
     gets: list[ProxiedRequest] = []
 
@@ -742,8 +778,15 @@ def leave_lock_of_a_dead_run(state: Path) -> str:
     finished = subprocess.Popen(["true"])
     finished.wait()
     lock_id = "0d1e2a3d-0000-4000-8000-000000000001"
-    info = {"id": lock_id, "pid": finished.pid, "host": socket.gethostname(), "user": "ci", "command": "apply",
-            "created": "2026-01-01T00:00:00+00:00", "process_start": None}
+    info = {
+        "id": lock_id,
+        "pid": finished.pid,
+        "host": socket.gethostname(),
+        "user": "ci",
+        "command": "apply",
+        "created": "2026-01-01T00:00:00+00:00",
+        "process_start": None,
+    }
     state.parent.mkdir(parents=True, exist_ok=True)
     lock_path(state).write_text(json.dumps(info))
     return lock_id
@@ -825,9 +868,14 @@ def test_a_batch_made_before_its_intent_on_the_servers_clock_is_a_look_alike_not
 
     attributes = {"clientId": ACME_ID, "name": "Q1", "startingBalance": 100}
     server_at = datetime.now(timezone.utc) - timedelta(hours=6)  # the writer's clock was 6 hours ahead
-    intent = Intent(address="acme/q1", client_id=ACME_ID, attributes=attributes,
-                    digest=request_digest(ACME_ID, attributes), at=utc_now_text(),
-                    server_at=format_timestamp(server_at))
+    intent = Intent(
+        address="acme/q1",
+        client_id=ACME_ID,
+        attributes=attributes,
+        digest=request_digest(ACME_ID, attributes),
+        at=utc_now_text(),
+        server_at=format_timestamp(server_at),
+    )
     made = {**attributes, "id": "b1", "createdAt": format_timestamp(server_at + timedelta(seconds=1))}
     older = {**attributes, "id": "b0", "createdAt": format_timestamp(server_at - timedelta(hours=1))}
 

@@ -51,9 +51,21 @@ class SandboxProcess:
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "provisioner", "sandbox", "--port", str(self.port), "--data", str(self.data),
-             "--api-key", TEST_KEY],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            [
+                sys.executable,
+                "-m",
+                "provisioner",
+                "sandbox",
+                "--port",
+                str(self.port),
+                "--data",
+                str(self.data),
+                "--api-key",
+                TEST_KEY,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         for line in self.process.stderr:  # "Sandbox listening on ..." once it serves
             if "listening" in line:
@@ -119,9 +131,21 @@ def test_an_api_killed_mid_apply_stops_it_within_the_bound_and_apply_again_conve
     manifest.write_text(manifest_text(BATCHES), encoding="utf-8")
     env = environment(api_process.url)
     apply = subprocess.Popen(
-        cli("apply", str(manifest), "--state", str(state), "--auto-approve", "--rate-limit", "600",
-            "--give-up-after", str(BOUND)),
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        cli(
+            "apply",
+            str(manifest),
+            "--state",
+            str(state),
+            "--auto-approve",
+            "--rate-limit",
+            "600",
+            "--give-up-after",
+            str(BOUND),
+        ),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     output = Output(apply.stderr)
     wait_until(lambda: output.count(": created [id=") >= 30, "30 batches were created")
@@ -155,9 +179,13 @@ def test_an_api_killed_mid_apply_stops_it_within_the_bound_and_apply_again_conve
     # The API is back: apply again makes every batch exactly once.
     api_process.start()
     again = subprocess.run(
-        cli("apply", str(manifest), "--state", str(state), "--auto-approve", "--rate-limit", "0",
-            "--recovery-wait", "1"),
-        env=env, capture_output=True, text=True, timeout=120,
+        cli(
+            "apply", str(manifest), "--state", str(state), "--auto-approve", "--rate-limit", "0", "--recovery-wait", "1"
+        ),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert again.returncode == 0, again.stderr
     api_process.stop()
@@ -177,9 +205,21 @@ def test_refresh_stops_within_the_bound_with_one_message(tmp_path, api_process, 
     manifest.write_text(manifest_text(40), encoding="utf-8")
     env = environment(api_process.url)
     process = subprocess.Popen(
-        cli(command[0], str(manifest), "--state", str(state), *command[1:], "--rate-limit", "60",
-            "--give-up-after", str(BOUND)),
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        cli(
+            command[0],
+            str(manifest),
+            "--state",
+            str(state),
+            *command[1:],
+            "--rate-limit",
+            "60",
+            "--give-up-after",
+            str(BOUND),
+        ),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     output = Output(process.stderr)
     wait_until(lambda: output.count("Refreshing") >= 1, "the refresh began")  # after the first listing

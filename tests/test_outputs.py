@@ -103,8 +103,12 @@ def test_json_plan_is_versioned_and_describes_every_change(cli, reviewed, state)
         "client": "acme",
         "action": "create",
         "before": None,
-        "after": {"clientId": ACME_ID, "creditAccountId": ACCOUNT_ID, "name": "Acme | Q3 *bonus*",
-                  "startingBalance": 4000},
+        "after": {
+            "clientId": ACME_ID,
+            "creditAccountId": ACCOUNT_ID,
+            "name": "Acme | Q3 *bonus*",
+            "startingBalance": 4000,
+        },
         "reasons": [],
         "credits": 4000,
     }
@@ -113,8 +117,15 @@ def test_json_plan_is_versioned_and_describes_every_change(cli, reviewed, state)
     assert (blocked["before"]["startingBalance"], blocked["after"]["startingBalance"]) == (1200, 1300)
     assert any("cannot be changed" in reason for reason in blocked["reasons"])
     assert document["summary"] == {
-        "create": 2, "update": 1, "blocked": 1, "recover": 0, "replace": 0, "missing": 0, "unchanged": 1,
-        "credits": 64000, "credits_by_client": {"acme": 4000, "globex": 60000},
+        "create": 2,
+        "update": 1,
+        "blocked": 1,
+        "recover": 0,
+        "replace": 0,
+        "missing": 0,
+        "unchanged": 1,
+        "credits": 64000,
+        "credits_by_client": {"acme": 4000, "globex": 60000},
     }
     assert document["violations"] == [
         {
@@ -286,7 +297,8 @@ def test_markdown_chart_keeps_to_the_largest_clients(cli, write_manifest, state)
     batches:
       b:
         startingBalance: {100 * (i + 1)}
-""" for i in range(12)
+"""
+        for i in range(12)
     )
     text = plan_output(cli, write_manifest("clients:" + clients), state, "markdown")
     chart = next(t for t in markdown_tokens(text) if t.type == "fence" and t.info == "mermaid")
@@ -319,9 +331,15 @@ def test_markdown_raw_text_has_no_escaped_arrows_and_one_word_for_no_expiry(
 @pytest.mark.parametrize(
     "declared, fix",
     [
-        (6000, "Fix: to add 1,000 credits, declare a new batch of 1,000 (a new key, e.g. q1-topup with "
-               "startingBalance: 1000) and put startingBalance back to 5,000 here."),
-        (4000, "Fix: put startingBalance back to 5,000: credits a batch was given cannot be taken back by lowering it."),
+        (
+            6000,
+            "Fix: to add 1,000 credits, declare a new batch of 1,000 (a new key, e.g. q1-topup with "
+            "startingBalance: 1000) and put startingBalance back to 5,000 here.",
+        ),
+        (
+            4000,
+            "Fix: put startingBalance back to 5,000: credits a batch was given cannot be taken back by lowering it.",
+        ),
     ],
 )
 def test_a_changed_starting_balance_says_how_to_top_up_with_the_numbers(

@@ -20,9 +20,9 @@ from conftest import ACME_ID, TEST_KEY, init_state
 
 from provisioner.api.client import CreditsApi
 from provisioner.api.pacing import RateLimiter
-from provisioner.sandbox import Sandbox
-from provisioner.operations.connection import rate_limiter
 from provisioner.core.timestamps import parse_timestamp
+from provisioner.operations.connection import rate_limiter
+from provisioner.sandbox import Sandbox
 
 
 class FakeClock:
@@ -183,12 +183,15 @@ def test_an_unpaced_limiter_adopts_the_announced_limit():
     assert limiter.rpm == 120
 
 
-@pytest.mark.parametrize("headers", [
-    {"X-RateLimit-Limit": "soon"},
-    {"X-RateLimit-Limit": "0"},
-    {"X-RateLimit-Limit": "-5"},
-    {},
-])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"X-RateLimit-Limit": "soon"},
+        {"X-RateLimit-Limit": "0"},
+        {"X-RateLimit-Limit": "-5"},
+        {},
+    ],
+)
 def test_unusable_limit_headers_are_ignored(headers):
     limiter = RateLimiter(120)
 
@@ -337,10 +340,21 @@ def apply_as_a_user(sandbox: Sandbox, tmp_path, batches: int, *extra: str):
     manifest.write_text("\n".join(lines) + "\n", encoding="utf-8")
     env = {name: value for name, value in os.environ.items() if name != "TI_RATE_LIMIT"}
     return subprocess.run(
-        [sys.executable, "-m", "provisioner", "apply", str(manifest), "--state", str(init_state(tmp_path / "s.json")),
-         "--auto-approve", *extra],
+        [
+            sys.executable,
+            "-m",
+            "provisioner",
+            "apply",
+            str(manifest),
+            "--state",
+            str(init_state(tmp_path / "s.json")),
+            "--auto-approve",
+            *extra,
+        ],
         env={**env, "TI_BASE_URL": sandbox.url, "TI_API_KEY": TEST_KEY},
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 

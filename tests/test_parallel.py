@@ -18,7 +18,10 @@ HERE = Path(__file__).parent
 def test_work_shared_with_a_forked_process_is_the_work_done_here():
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs", str(HERE / "forking_checks.py")],
-        capture_output=True, text=True, cwd=HERE.parent, timeout=300,
+        capture_output=True,
+        text=True,
+        cwd=HERE.parent,
+        timeout=300,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert " passed" in done.stdout and "skipped" not in done.stdout and "failed" not in done.stdout

@@ -18,12 +18,11 @@ from conftest import init_state
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from provisioner.manifest import fast_reader
-from provisioner.planning import plan_memo
-from provisioner.planning import planner
-from provisioner.manifest.loader import read_declarations
-from provisioner.manifest.cache import ManifestCache
 from provisioner.core.models import Intent, Policy, Resource, State
+from provisioner.manifest import fast_reader
+from provisioner.manifest.cache import ManifestCache
+from provisioner.manifest.loader import read_declarations
+from provisioner.planning import plan_memo, planner
 from provisioner.planning.plan_memo import PlanMemo
 from provisioner.planning.planner import make_plan
 from provisioner.render.text import render_text
@@ -50,8 +49,11 @@ def batch_text(key: str, balance: int, expiry: str | None, name: str | None) -> 
 
 BATCHES = st.dictionaries(
     st.sampled_from(["q1", "q2", "q3"]),
-    st.tuples(st.sampled_from([0, 10, 600, 2_000_000]), st.sampled_from([None, *EXPIRIES]),
-              st.sampled_from([None, "Launch", "Second"])),
+    st.tuples(
+        st.sampled_from([0, 10, 600, 2_000_000]),
+        st.sampled_from([None, *EXPIRIES]),
+        st.sampled_from([None, "Launch", "Second"]),
+    ),
     max_size=3,
 )
 
@@ -82,16 +84,25 @@ def states(draw) -> State:
     """Recorded batches (as declared, renamed, of another balance), interrupted creates, anywhere."""
     resources, pending = {}, {}
     for client, key in draw(st.lists(ADDRESSES, unique=True, max_size=5)):
-        attributes = {"clientId": client_id(client), "name": draw(st.sampled_from([key, "Launch", "Old"])),
-                      "startingBalance": draw(st.sampled_from([0, 10, 600]))}
+        attributes = {
+            "clientId": client_id(client),
+            "name": draw(st.sampled_from([key, "Launch", "Old"])),
+            "startingBalance": draw(st.sampled_from([0, 10, 600])),
+        }
         if draw(st.booleans()):
             attributes["expiresOn"] = draw(st.sampled_from(EXPIRIES[2:]))
-        resources[f"{client}/{key}"] = Resource(batch_id=str(uuid.uuid5(NAMESPACE, f"{client}/{key}")),
-                                                client_id=client_id(client), attributes=attributes)
+        resources[f"{client}/{key}"] = Resource(
+            batch_id=str(uuid.uuid5(NAMESPACE, f"{client}/{key}")), client_id=client_id(client), attributes=attributes
+        )
     for client, key in draw(st.lists(ADDRESSES, unique=True, max_size=2)):
         attributes = {"clientId": client_id(client), "name": key, "startingBalance": 10}
-        pending[f"{client}/{key}"] = Intent(address=f"{client}/{key}", client_id=client_id(client),
-                                            attributes=attributes, digest="d" * 64, at="2026-05-31T10:00:00.000Z")
+        pending[f"{client}/{key}"] = Intent(
+            address=f"{client}/{key}",
+            client_id=client_id(client),
+            attributes=attributes,
+            digest="d" * 64,
+            at="2026-05-31T10:00:00.000Z",
+        )
     return State(resources=resources, pending=pending)
 
 
@@ -115,11 +126,13 @@ def write_tree(directory: Path, files: list[dict[str, dict]]) -> None:
             (directory / f"m{number}.yaml").write_text(file_text(clients))
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                    HealthCheck.too_slow])
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 @given(first=trees(), state=states(), steps=STEPS)
-def test_a_plan_with_the_memo_is_the_plan_from_scratch_whatever_changes_between_plans(tmp_path_factory, first,
-                                                                                       state, steps):
+def test_a_plan_with_the_memo_is_the_plan_from_scratch_whatever_changes_between_plans(
+    tmp_path_factory, first, state, steps
+):
     root = tmp_path_factory.mktemp("tree")
     manifests = root / "manifests"
     manifests.mkdir()
@@ -150,8 +163,9 @@ def test_a_plan_with_the_memo_is_the_plan_from_scratch_whatever_changes_between_
 
 def client_file(number: int, balance: int = 1000) -> str:
     client = f"client-{number:03d}"
-    return file_text({client: {"q1": (balance, "2031-03-31T23:59:59+02:00", f"Client {number}"),
-                               "q2": (balance * 2, None, None)}})
+    return file_text(
+        {client: {"q1": (balance, "2031-03-31T23:59:59+02:00", f"Client {number}"), "q2": (balance * 2, None, None)}}
+    )
 
 
 @pytest.fixture
@@ -212,7 +226,9 @@ def test_a_client_whose_recorded_batches_changed_is_planned_again(tree, planning
     planning()
     state = json.loads(planning.state.read_text())
     state["resources"]["client-003/q2"] = {
-        "batch_id": "b-1", "client_id": str(uuid.uuid5(NAMESPACE, "client-003")), "remote": {},
+        "batch_id": "b-1",
+        "client_id": str(uuid.uuid5(NAMESPACE, "client-003")),
+        "remote": {},
         "attributes": {"clientId": str(uuid.uuid5(NAMESPACE, "client-003")), "name": "q2", "startingBalance": 2000},
     }
     planning.state.write_text(json.dumps(state))
@@ -247,8 +263,10 @@ def test_formats_colours_and_saved_plans_take_the_general_path(tree, planning, t
         assert general == planning(*options, "--no-cache")
 
 
-@pytest.mark.parametrize("damage", [lambda raw: raw[: len(raw) // 2], lambda raw: raw.replace(b"Client 1", b"Client 9"),
-                                    lambda raw: b"garbage"])
+@pytest.mark.parametrize(
+    "damage",
+    [lambda raw: raw[: len(raw) // 2], lambda raw: raw.replace(b"Client 1", b"Client 9"), lambda raw: b"garbage"],
+)
 def test_a_damaged_memo_is_ignored_and_written_again(tree, planning, tmp_path, damage):
     cold = planning()
     (memo_file,) = (tmp_path / "xdg" / "provisioner").glob("plans-*.cache")
@@ -285,7 +303,9 @@ def test_a_state_with_grant_periods_takes_the_general_path(tree, planning):
     planning()
     state = json.loads(planning.state.read_text())
     state["resources"]["client-001/monthly@2026-01"] = {
-        "batch_id": "b-2", "client_id": str(uuid.uuid5(NAMESPACE, "client-001")), "remote": {},
+        "batch_id": "b-2",
+        "client_id": str(uuid.uuid5(NAMESPACE, "client-001")),
+        "remote": {},
         "attributes": {"clientId": str(uuid.uuid5(NAMESPACE, "client-001")), "name": "m", "startingBalance": 5},
     }
     planning.state.write_text(json.dumps(state))

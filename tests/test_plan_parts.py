@@ -10,10 +10,10 @@ from datetime import datetime, timezone
 
 from conftest import ACCOUNT_ID, ACME_ID, GLOBEX_ID
 
-from provisioner.manifest.loader import load
 from provisioner.core.models import BatchSpec, Change, Desired, Intent, Plan, PlanPart, Policy, Resource, State
-from provisioner.planning.planner import make_plan
+from provisioner.manifest.loader import load
 from provisioner.planning.plan_document import render_json
+from provisioner.planning.planner import make_plan
 from provisioner.render.markdown import render_markdown
 from provisioner.render.text import render_text
 
@@ -24,15 +24,31 @@ PAST = "2026-01-01T00:00:00.000Z"
 
 def spec(address: str, balance: int = 100, expires: str | None = FUTURE) -> BatchSpec:
     client_key, batch_key = address.split("/")
-    return BatchSpec(client_key=client_key, batch_key=batch_key, client_id=ACME_ID, name=batch_key,
-                     starting_balance=balance, expires_on=expires, credit_account_id=ACCOUNT_ID, source="m.yaml:1:1")
+    return BatchSpec(
+        client_key=client_key,
+        batch_key=batch_key,
+        client_id=ACME_ID,
+        name=batch_key,
+        starting_balance=balance,
+        expires_on=expires,
+        credit_account_id=ACCOUNT_ID,
+        source="m.yaml:1:1",
+    )
 
 
 def every_kind_of_plan() -> Plan:
     """Creates, an update, a blocked create, a blocked balance, an interrupted create (declared
     and not), recorded batches no longer declared, across clients whose keys sort around '/'."""
-    specs = [spec("a/x"), spec("a/y", expires=PAST), spec("a-b/x", balance=70), spec("a.b/x"), spec("a0/x"),
-             spec("a0/y"), spec("zed/q", balance=2_000_000), spec("zed/r")]
+    specs = [
+        spec("a/x"),
+        spec("a/y", expires=PAST),
+        spec("a-b/x", balance=70),
+        spec("a.b/x"),
+        spec("a0/x"),
+        spec("a0/y"),
+        spec("zed/q", balance=2_000_000),
+        spec("zed/r"),
+    ]
     recorded = {
         "a0/x": Resource(batch_id="1", client_id=ACME_ID, attributes={**specs[4].attributes(), "name": "old"}),
         "a0/y": Resource(batch_id="2", client_id=ACME_ID, attributes={**specs[5].attributes(), "startingBalance": 1}),
@@ -44,8 +60,10 @@ def every_kind_of_plan() -> Plan:
         "a-b/x": Intent(address="a-b/x", client_id=ACME_ID, attributes=specs[2].attributes(), digest="d", at=PAST),
         "b/lost": Intent(address="b/lost", client_id=ACME_ID, attributes={"startingBalance": 9}, digest="d", at=PAST),
     }
-    desired = Desired(batches={s.address: s for s in sorted(specs, key=lambda s: s.address)},
-                      policy=Policy(max_batch_credits=1_000_000, max_creates=2))
+    desired = Desired(
+        batches={s.address: s for s in sorted(specs, key=lambda s: s.address)},
+        policy=Policy(max_batch_credits=1_000_000, max_creates=2),
+    )
     return make_plan(desired, State(resources=recorded, pending=pending), NOW)
 
 
@@ -79,8 +97,13 @@ def test_each_client_has_one_part_with_its_changes_its_unchanged_batches_and_its
 def test_a_part_made_again_on_demand_is_the_same():
     plan = every_kind_of_plan()
     original = plan.parts[0]
-    again = PlanPart(original.client_key, unchanged=original.unchanged, figures=original.figures,
-                     text="(rendered)", remake=lambda: original.changes)
+    again = PlanPart(
+        original.client_key,
+        unchanged=original.unchanged,
+        figures=original.figures,
+        text="(rendered)",
+        remake=lambda: original.changes,
+    )
     assert again.changes == original.changes
     assert Plan(parts=[again, *plan.parts[1:]], unchanged=plan.unchanged).changes == plan.changes
 

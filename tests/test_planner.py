@@ -12,10 +12,10 @@ from datetime import datetime, timezone
 import pytest
 from conftest import ACCOUNT_ID, ACME_ID, GLOBEX_ID, init_state, two_client_manifest
 
-from provisioner.manifest.loader import load
-from provisioner.core.models import BatchSpec, Desired, Intent, Policy, Resource
-from provisioner.planning.planner import make_plan
 from provisioner.backends.file import State, read_state, write_snapshot
+from provisioner.core.models import BatchSpec, Desired, Intent, Policy, Resource
+from provisioner.manifest.loader import load
+from provisioner.planning.planner import make_plan
 
 NOW = datetime(2026, 6, 1, 12, 0, 0, tzinfo=timezone.utc)
 FUTURE = "2030-03-31T23:59:59.000Z"
@@ -27,8 +27,16 @@ ANSI = re.compile(r"\x1b\[")
 # --------------------------------------------------------------------------- plain values
 
 
-def spec(address: str = "acme/q1", *, balance: int = 5000, name: str | None = None, expires: str | None = FUTURE,
-         account: str | None = ACCOUNT_ID, client_id: str | None = None, source: str = "m.yaml:5:5") -> BatchSpec:
+def spec(
+    address: str = "acme/q1",
+    *,
+    balance: int = 5000,
+    name: str | None = None,
+    expires: str | None = FUTURE,
+    account: str | None = ACCOUNT_ID,
+    client_id: str | None = None,
+    source: str = "m.yaml:5:5",
+) -> BatchSpec:
     client_key, batch_key = address.split("/")
     return BatchSpec(
         client_key=client_key,
@@ -57,8 +65,13 @@ def state_of(resources: dict[str, Resource] | None = None, pending: dict[str, In
 
 
 def intent_for(batch: BatchSpec, **changed) -> Intent:
-    return Intent(address=batch.address, client_id=batch.client_id, attributes={**batch.attributes(), **changed},
-                  digest="d" * 64, at="2026-05-31T10:00:00.000Z")
+    return Intent(
+        address=batch.address,
+        client_id=batch.client_id,
+        attributes={**batch.attributes(), **changed},
+        digest="d" * 64,
+        at="2026-05-31T10:00:00.000Z",
+    )
 
 
 def only_change(plan):
@@ -271,8 +284,9 @@ def test_name_changed_by_hand_is_updated_back_showing_the_live_value():
 
 def test_live_values_in_the_api_forms_equal_to_the_manifest_are_no_change():
     batch = spec(expires="2030-03-31T23:59:59.000Z", balance=5000)
-    observed = {BATCH_ID: live(batch, expiresOn="2030-04-01T01:59:59+02:00", startingBalance=5000.0,
-                               clientId=ACME_ID.upper())}
+    observed = {
+        BATCH_ID: live(batch, expiresOn="2030-04-01T01:59:59+02:00", startingBalance=5000.0, clientId=ACME_ID.upper())
+    }
     plan = make_plan(desired(batch), state_of({batch.address: recorded(batch)}), NOW, observed=observed)
     assert plan.changes == ()
     assert plan.unchanged == 1
@@ -335,10 +349,16 @@ def test_usage_rows_come_from_the_observed_batches_sorted_by_address():
 
 def test_batch_over_max_batch_credits_is_a_violation_at_the_limit_is_not():
     policy = Policy(max_batch_credits=1000)
-    plan = make_plan(desired(spec("acme/ok", balance=1000), spec("acme/big", balance=1001)), state_of(), NOW,
-                     policy=policy)
+    plan = make_plan(
+        desired(spec("acme/ok", balance=1000), spec("acme/big", balance=1001)), state_of(), NOW, policy=policy
+    )
     (violation,) = plan.violations
-    assert (violation.rule, violation.limit, violation.actual, violation.address) == ("maxBatchCredits", 1000, 1001, "acme/big")
+    assert (violation.rule, violation.limit, violation.actual, violation.address) == (
+        "maxBatchCredits",
+        1000,
+        1001,
+        "acme/big",
+    )
     assert "acme/big" in violation.message and "1,001" in violation.message and "maxBatchCredits" in violation.message
 
 
@@ -346,7 +366,12 @@ def test_total_over_max_apply_credits_is_a_violation():
     batches = [spec(f"acme/b{i}", balance=400) for i in range(3)]
     assert make_plan(desired(*batches), state_of(), NOW, policy=Policy(max_apply_credits=1200)).violations == ()
     (violation,) = make_plan(desired(*batches), state_of(), NOW, policy=Policy(max_apply_credits=1199)).violations
-    assert (violation.rule, violation.limit, violation.actual, violation.address) == ("maxApplyCredits", 1199, 1200, None)
+    assert (violation.rule, violation.limit, violation.actual, violation.address) == (
+        "maxApplyCredits",
+        1199,
+        1200,
+        None,
+    )
     assert "1,200" in violation.message and "maxApplyCredits" in violation.message
 
 
@@ -361,8 +386,12 @@ def test_more_creates_than_max_creates_is_a_violation():
 def test_policy_from_the_manifests_applies_when_none_is_passed():
     plan = make_plan(desired(spec(balance=50), policy=Policy(max_batch_credits=10)), state_of(), NOW)
     assert len(plan.violations) == 1
-    assert make_plan(desired(spec(balance=50), policy=Policy(max_batch_credits=10)), state_of(), NOW,
-                     policy=Policy()).violations == ()
+    assert (
+        make_plan(
+            desired(spec(balance=50), policy=Policy(max_batch_credits=10)), state_of(), NOW, policy=Policy()
+        ).violations
+        == ()
+    )
 
 
 def test_blocked_changes_count_toward_no_guardrail():
@@ -416,8 +445,10 @@ def io_watch() -> _FileAndNetworkWatch:
 def test_planner_does_no_io_on_a_state_never_written(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     batch, gone, pending = spec("acme/q1"), spec("acme/gone"), spec("globex/p")
-    state = state_of({gone.address: recorded(gone), "acme/q1": recorded(batch, name="Old")},
-                     pending={pending.address: intent_for(pending)})
+    state = state_of(
+        {gone.address: recorded(gone), "acme/q1": recorded(batch, name="Old")},
+        pending={pending.address: intent_for(pending)},
+    )
     everything = desired(batch, spec("acme/new"), pending)
     watch = io_watch()
     watch.seen.clear()
@@ -445,7 +476,9 @@ def test_the_watch_sees_file_access_so_the_no_io_test_can_fail(tmp_path):
 def test_changes_are_sorted_by_address_and_planning_is_deterministic():
     specs = [spec("globex/z"), spec("acme/b"), spec("globex/a", name="renamed"), spec("acme/a")]
     undeclared_pending = spec("acme/c")
-    state = state_of({"globex/a": recorded(spec("globex/a"))}, pending={undeclared_pending.address: intent_for(undeclared_pending)})
+    state = state_of(
+        {"globex/a": recorded(spec("globex/a"))}, pending={undeclared_pending.address: intent_for(undeclared_pending)}
+    )
     first = make_plan(desired(*specs), state, NOW)
     again = make_plan(desired(*reversed(specs)), state, NOW)
     assert [c.address for c in first.changes] == ["acme/a", "acme/b", "acme/c", "globex/a", "globex/z"]
@@ -457,8 +490,10 @@ def test_warnings_and_usage_rows_do_not_depend_on_state_order():
     forward = state_of({"acme/a": recorded(a, "b-a"), "acme/b": recorded(b, "b-b")})
     backward = state_of({"acme/b": recorded(b, "b-b"), "acme/a": recorded(a, "b-a")})
     observed = {"b-a": live(a, "b-a"), "b-b": live(b, "b-b")}
-    assert make_plan(desired(), forward, NOW, observed=observed).info == \
-        make_plan(desired(), backward, NOW, observed=observed).info
+    assert (
+        make_plan(desired(), forward, NOW, observed=observed).info
+        == make_plan(desired(), backward, NOW, observed=observed).info
+    )
     assert make_plan(desired(), forward, NOW).warnings == make_plan(desired(), backward, NOW).warnings
 
 
@@ -469,8 +504,9 @@ def record_everything(manifest, state_path) -> None:
     """A state in which every declared batch is recorded as declared: the next plan has nothing to do."""
     declared = load([manifest])
     resources = {
-        address: Resource(batch_id=f"b0000000-0000-4000-8000-{index:012d}", client_id=batch.client_id,
-                          attributes=batch.attributes())
+        address: Resource(
+            batch_id=f"b0000000-0000-4000-8000-{index:012d}", client_id=batch.client_id, attributes=batch.attributes()
+        )
         for index, (address, batch) in enumerate(declared.batches.items())
     }
     write_snapshot(state_path, State(resources=resources))
@@ -482,7 +518,7 @@ def test_plan_lists_creates_and_update_before_to_after_and_exits_0(cli, write_ma
     manifest = write_manifest(two_client_manifest(acme_name="Acme Q1 2026"))
     result = cli("plan", manifest, "--state", state, "--no-color")
     assert result.exit_code == 0, result.output
-    assert '~ name' in result.output and '"Acme Q1" -> "Acme Q1 2026"' in result.output
+    assert "~ name" in result.output and '"Acme Q1" -> "Acme Q1 2026"' in result.output
     assert "Plan: 0 to create, 1 to update, 0 blocked, 2 unchanged." in result.output
 
 
@@ -510,8 +546,12 @@ def test_detailed_exitcode_is_2_with_changes_and_0_without(cli, write_manifest, 
 def run_on_terminal(*args: str, timeout: float = 60) -> tuple[int, str]:
     """`python -m provisioner ARGS` with stdout on a pseudo-terminal, as a user at a shell sees it."""
     controller, terminal = pty.openpty()
-    process = subprocess.Popen([sys.executable, "-m", "provisioner", *map(str, args)], stdout=terminal,
-                               stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "provisioner", *map(str, args)],
+        stdout=terminal,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+    )
     os.close(terminal)
     chunks = []
     while True:

@@ -43,7 +43,7 @@ def assert_refused(result, *phrases: str) -> str:
     assert result.exit_code == 1, result.output
     assert "Traceback" not in result.output
     assert result.stderr.count("Error: ") == 1, result.stderr
-    message = result.stderr[result.stderr.index("Error: "):]
+    message = result.stderr[result.stderr.index("Error: ") :]
     for phrase in phrases:
         assert phrase in message, message
     return message
@@ -166,7 +166,7 @@ def test_plan_in_every_format_is_the_same_from_postgres_as_from_its_pulled_file(
         assert from_postgres.stdout == from_file.stdout, output_format
 
     text = cli("plan", manifest.parent, "--state", applied, "--no-color").stdout
-    assert "+ batch \"initech/extra\"" in text and "Plan: 1 to create, 0 to update, 0 blocked, 3 unchanged" in text
+    assert '+ batch "initech/extra"' in text and "Plan: 1 to create, 0 to update, 0 blocked, 3 unchanged" in text
     document = json.loads(cli("plan", manifest.parent, "--state", applied, "--format", "json").stdout)
     assert [(change["address"], change["action"]) for change in document["changes"]] == [("initech/extra", "create")]
     markdown = cli("plan", manifest.parent, "--state", applied, "--format", "markdown").stdout
@@ -219,8 +219,9 @@ def test_a_plan_for_another_workspace_is_refused_as_another_state(cli, api_env, 
     assert len(sandbox.all_batches()) == 3
 
 
-def test_a_plan_made_on_postgres_applies_to_the_file_it_was_pulled_into(cli, api_env, sandbox, applied, manifest,
-                                                                       write_manifest, tmp_path):
+def test_a_plan_made_on_postgres_applies_to_the_file_it_was_pulled_into(
+    cli, api_env, sandbox, applied, manifest, write_manifest, tmp_path
+):
     # The same lineage, serial and content digest: the same state, wherever it lives.
     write_manifest(EXTRA_CLIENT, name="initech.yaml")
     plan_file = tmp_path / "reviewed.plan"
@@ -273,13 +274,21 @@ def test_refresh_import_and_every_state_edit(cli, api_env, sandbox, applied, man
 def test_forget_intent_gives_up_an_interrupted_create(cli, api_env, sandbox, applied):
     attributes = {"clientId": "9b8a7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d", "name": "extra", "startingBalance": 999}
     with open_backend(applied) as backend, backend.writing("apply") as writer:
-        writer.record_intent(Intent(address="initech/extra", client_id=attributes["clientId"], attributes=attributes,
-                                    digest="d", at="2026-01-01T00:00:00.000Z"))
+        writer.record_intent(
+            Intent(
+                address="initech/extra",
+                client_id=attributes["clientId"],
+                attributes=attributes,
+                digest="d",
+                at="2026-01-01T00:00:00.000Z",
+            )
+        )
     listed = cli("state", "list", "--state", applied)
     assert "initech/extra   (create interrupted" in listed.stdout
 
-    forgot = cli("state", "forget-intent", "initech/extra", "--state", applied, "--auto-approve",
-                 "--recovery-wait", "0")
+    forgot = cli(
+        "state", "forget-intent", "initech/extra", "--state", applied, "--auto-approve", "--recovery-wait", "0"
+    )
 
     assert forgot.exit_code == 0, forgot.output
     assert "No unclaimed batch of its client looks like it" in forgot.stdout
@@ -345,8 +354,15 @@ def interrupted_file_state(cli, manifest, path):
     init_state(path)
     assert cli("apply", manifest, "--state", path, "--auto-approve").exit_code == 0
     writer = FileWriter(path)
-    writer.record_intent(Intent(address="initech/extra", client_id="9b8a7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d",
-                                attributes={"startingBalance": 999}, digest="d", at="2026-01-01T00:00:00.000Z"))
+    writer.record_intent(
+        Intent(
+            address="initech/extra",
+            client_id="9b8a7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d",
+            attributes={"startingBalance": 999},
+            digest="d",
+            at="2026-01-01T00:00:00.000Z",
+        )
+    )
     del writer  # killed: only the journal knows
     assert journal_path(path).exists()
     return read_state(path)
@@ -377,12 +393,27 @@ def test_a_team_moves_its_state_file_to_postgres_and_back(cli, api_env, sandbox,
     assert read_state(tmp_path / "empty.json") == original
 
 
-def test_push_refuses_another_lineage_and_a_newer_target_unless_forced(cli, api_env, sandbox, applied, manifest,
-                                                                       tmp_path):
+def test_push_refuses_another_lineage_and_a_newer_target_unless_forced(
+    cli, api_env, sandbox, applied, manifest, tmp_path
+):
     stranger = tmp_path / "stranger.json"
     init_state(stranger)
-    assert cli("apply", manifest, "--state", stranger, "--auto-approve", "--allow-duplicate", "acme/q1",
-               "--allow-duplicate", "acme/q2", "--allow-duplicate", "globex/starter").exit_code == 0
+    assert (
+        cli(
+            "apply",
+            manifest,
+            "--state",
+            stranger,
+            "--auto-approve",
+            "--allow-duplicate",
+            "acme/q1",
+            "--allow-duplicate",
+            "acme/q2",
+            "--allow-duplicate",
+            "globex/starter",
+        ).exit_code
+        == 0
+    )
     before = read(applied)
 
     refused = cli("state", "push", stranger, "--state", applied)
@@ -475,8 +506,9 @@ def documented_read_only_role_sql() -> str:
     return textwrap.dedent(section.split("```sql\n", 1)[1].split("```", 1)[0])
 
 
-def test_the_documented_read_only_role_plans_and_shows_but_cannot_apply(cli, api_env, sandbox, applied, write_manifest,
-                                                                    pg_server):
+def test_the_documented_read_only_role_plans_and_shows_but_cannot_apply(
+    cli, api_env, sandbox, applied, write_manifest, pg_server
+):
     role = f"ci_{uuid.uuid4().hex[:8]}"
     database = urlsplit(applied).path.lstrip("/")
     statements = documented_read_only_role_sql().replace("provisioner_ci", role).replace("credits", database)
@@ -567,8 +599,11 @@ def test_a_missing_or_wrong_password_is_one_clear_error(api_env, manifest, team_
 
 def test_no_password_reaches_output_errors_pulled_state_or_plan_files(api_env, sandbox, manifest, team_url, tmp_path):
     url, workspace = team_url
-    from_env = {"PROVISIONER_STATE": url.replace("team@", f"team:{SECRET}@"), "PROVISIONER_WORKSPACE": workspace,
-                "PGPASSWORD": ""}
+    from_env = {
+        "PROVISIONER_STATE": url.replace("team@", f"team:{SECRET}@"),
+        "PROVISIONER_WORKSPACE": workspace,
+        "PGPASSWORD": "",
+    }
     plan_file = tmp_path / "reviewed.plan"
     outputs = []
 

@@ -29,13 +29,13 @@ from pathlib import Path
 import psycopg
 import pytest
 from conftest import TEST_KEY, run_subprocess
-from conftest import wait_until as wait_until_within
 from conftest import start_apply as start_apply_process
+from conftest import wait_until as wait_until_within
 from faultproxy import FaultProxy, Forward
 from pg import start_server
 
-from provisioner.sandbox import Faults, Sandbox
 from provisioner.backends import open_backend
+from provisioner.sandbox import Faults, Sandbox
 
 RECOVERY_WAIT = "0.5"  # the sandbox commits a create the moment it reads it
 MAX_APPLY_RUNS = 6
@@ -51,8 +51,11 @@ def manifest_text(tag: str, clients: int = 2, batches: int = 6) -> str:
         client = uuid.uuid5(uuid.NAMESPACE_URL, f"provisioner-pg-faults/{tag}/{number}")
         lines += [f"  c{number}:", f"    id: {client}", "    batches:"]
         for batch in range(batches):
-            lines += [f"      b{batch}:", f"        name: Client {number} batch {batch}",
-                      f"        startingBalance: {100 * (batch + 1)}"]
+            lines += [
+                f"      b{batch}:",
+                f"        name: Client {number} batch {batch}",
+                f"        startingBalance: {100 * (batch + 1)}",
+            ]
         if number == 0:
             for twin in ("twin-a", "twin-b"):
                 lines += [f"      {twin}:", "        name: Twin", "        startingBalance: 777"]
@@ -70,8 +73,10 @@ def declared(manifest: Path) -> dict[str, tuple[str, str, int]]:
     """address -> (client id, name, starting balance), read back from the manifest's text."""
     from provisioner.manifest.loader import load
 
-    return {address: (spec.client_id, spec.attributes()["name"], spec.attributes()["startingBalance"])
-            for address, spec in load([manifest]).batches.items()}
+    return {
+        address: (spec.client_id, spec.attributes()["name"], spec.attributes()["startingBalance"])
+        for address, spec in load([manifest]).batches.items()
+    }
 
 
 # PostgreSQL servers are started, stopped and cut here: waits get a little longer than elsewhere.
@@ -79,14 +84,41 @@ wait_until = functools.partial(wait_until_within, timeout=30.0)
 
 
 def apply_command(manifest: Path, url: str, workspace: str, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "provisioner", "apply", str(manifest), "--state", url, "--workspace", workspace,
-            "--auto-approve", "--rate-limit", "0", "--recovery-wait", RECOVERY_WAIT, *extra]
+    return [
+        sys.executable,
+        "-m",
+        "provisioner",
+        "apply",
+        str(manifest),
+        "--state",
+        url,
+        "--workspace",
+        workspace,
+        "--auto-approve",
+        "--rate-limit",
+        "0",
+        "--recovery-wait",
+        RECOVERY_WAIT,
+        *extra,
+    ]
 
 
-def start_apply(manifest: Path, url: str, workspace: str, api_url: str, *extra: str,
-                cwd: Path | None = None) -> subprocess.Popen:
-    return start_apply_process(manifest, url, api_url, "--workspace", workspace, "--rate-limit", "0",
-                               "--recovery-wait", RECOVERY_WAIT, *extra, cwd=cwd)
+def start_apply(
+    manifest: Path, url: str, workspace: str, api_url: str, *extra: str, cwd: Path | None = None
+) -> subprocess.Popen:
+    return start_apply_process(
+        manifest,
+        url,
+        api_url,
+        "--workspace",
+        workspace,
+        "--rate-limit",
+        "0",
+        "--recovery-wait",
+        RECOVERY_WAIT,
+        *extra,
+        cwd=cwd,
+    )
 
 
 def finish(process: subprocess.Popen, timeout: float = 60) -> tuple[int, str, str]:
@@ -119,8 +151,9 @@ def assert_each_batch_once(sandbox: Sandbox, manifest: Path, url: str, workspace
         state = backend.read()
     assert not state.pending, f"open intents left: {sorted(state.pending)}"
     made = Counter((batch["clientId"], batch["name"], batch["startingBalance"]) for batch in live)
-    assert made == Counter(wanted.values()), f"duplicated or missing: {made - Counter(wanted.values())} / " \
-                                             f"{Counter(wanted.values()) - made}"
+    assert made == Counter(wanted.values()), (
+        f"duplicated or missing: {made - Counter(wanted.values())} / {Counter(wanted.values()) - made}"
+    )
     live_by_id = {batch["id"]: batch for batch in live}
     assert sorted(resource.batch_id for resource in state.resources.values()) == sorted(live_by_id), "an id was lost"
     for address, resource in state.resources.items():
@@ -159,14 +192,16 @@ class IntentWitness:
         while True:
             try:
                 with psycopg.connect(self.url, connect_timeout=2) as conn:
-                    intents = conn.execute("SELECT intent::text FROM provisioner.intents WHERE workspace = %s",
-                                           (self.workspace,)).fetchall()
+                    intents = conn.execute(
+                        "SELECT intent::text FROM provisioner.intents WHERE workspace = %s", (self.workspace,)
+                    ).fetchall()
                 break
             except psycopg.OperationalError:
                 assert time.monotonic() < deadline, "the database never came back"
                 time.sleep(0.05)
-        return any(json.loads(text)["client_id"] == client and json.loads(text)["attributes"] == body
-                   for (text,) in intents)
+        return any(
+            json.loads(text)["client_id"] == client and json.loads(text)["attributes"] == body for (text,) in intents
+        )
 
 
 def init_workspace(url: str, workspace: str) -> None:
@@ -184,8 +219,14 @@ KILL_TRIALS = int(os.environ.get("PG_KILL_TRIALS", "5"))
 def test_applies_killed_at_random_instants_leave_each_batch_once(pg_url, tmp_path):
     chance = random.Random(8)
     creates = left_open = adopted = reruns = 0
-    faults = Faults(latency=0.03, error_rate=0.05, error_after_commit_rate=0.05, drop_after_commit_rate=0.05,
-                    retry_after=0.05, seed=8)
+    faults = Faults(
+        latency=0.03,
+        error_rate=0.05,
+        error_after_commit_rate=0.05,
+        drop_after_commit_rate=0.05,
+        retry_after=0.05,
+        seed=8,
+    )
     with Sandbox(api_key=TEST_KEY, page_size=5, faults=faults) as sandbox:
         for trial in range(KILL_TRIALS):
             workspace = f"trial-{trial}"
@@ -196,8 +237,10 @@ def test_applies_killed_at_random_instants_leave_each_batch_once(pg_url, tmp_pat
                 # Killed after a random number of creates reached the API, a random moment later.
                 creates_before_kill = chance.randint(1, len(declared(manifest)) - 2)
                 killed = start_apply(manifest, pg_url, workspace, proxy.url, "--parallelism", "4")
-                wait_until(lambda: witness.creates >= creates_before_kill or killed.poll() is not None,  # noqa: B023
-                           "creates reach the API")
+                wait_until(
+                    lambda: witness.creates >= creates_before_kill or killed.poll() is not None,  # noqa: B023
+                    "creates reach the API",
+                )
                 time.sleep(chance.uniform(0, 0.05))
                 killed.send_signal(signal.SIGKILL)
                 finish(killed)
@@ -212,8 +255,10 @@ def test_applies_killed_at_random_instants_leave_each_batch_once(pg_url, tmp_pat
             assert "Traceback" not in "".join(logs)
             assert_each_batch_once(sandbox, manifest, pg_url, workspace)
             creates += witness.creates
-    print(f"\nkill trials={KILL_TRIALS} duplicates=0 lost=0 create requests={creates} (each after its committed intent) open intents "
-          f"left by the kills={left_open} adopted by listing={adopted} applies after the kills={reruns}")
+    print(
+        f"\nkill trials={KILL_TRIALS} duplicates=0 lost=0 create requests={creates} (each after its committed intent) open intents "
+        f"left by the kills={left_open} adopted by listing={adopted} applies after the kills={reruns}"
+    )
 
 
 def test_the_lock_of_a_killed_apply_is_released_by_postgres_and_taken_over_with_a_warning(pg_url, sandbox, tmp_path):
@@ -294,13 +339,28 @@ def test_a_database_gone_for_good_stops_the_run_clearly_and_the_next_apply_conve
     sandbox.set_faults(Faults(latency=0.25))
 
     stopped_at = []
-    stopper = threading.Thread(target=lambda: (
-        wait_until(lambda: sandbox.stats["creates"] >= 3, "creates are under way"), own_server.stop(),
-        stopped_at.append(time.monotonic())))
+    stopper = threading.Thread(
+        target=lambda: (
+            wait_until(lambda: sandbox.stats["creates"] >= 3, "creates are under way"),
+            own_server.stop(),
+            stopped_at.append(time.monotonic()),
+        )
+    )
     stopper.start()
     try:
-        result = cli("apply", manifest, "--state", own_url, "--auto-approve", "--rate-limit", "0",
-                     "--parallelism", "5", "--base-url", sandbox.url)
+        result = cli(
+            "apply",
+            manifest,
+            "--state",
+            own_url,
+            "--auto-approve",
+            "--rate-limit",
+            "0",
+            "--parallelism",
+            "5",
+            "--base-url",
+            sandbox.url,
+        )
         stopped_after = time.monotonic() - stopped_at[0]
     finally:
         stopper.join(30)
@@ -335,8 +395,20 @@ def test_two_checkouts_applying_at_once_create_each_batch_once(pg_url, sandbox, 
     init_workspace(pg_url, "default")
     sandbox.set_faults(Faults(latency=0.3))  # the winner holds the lock a few seconds: both start within it
 
-    runs = [start_apply(Path("manifests"), pg_url, "default", sandbox.url, "--parallelism", "2",
-                        "--lock-timeout", lock_timeout, cwd=checkout) for checkout in checkouts]
+    runs = [
+        start_apply(
+            Path("manifests"),
+            pg_url,
+            "default",
+            sandbox.url,
+            "--parallelism",
+            "2",
+            "--lock-timeout",
+            lock_timeout,
+            cwd=checkout,
+        )
+        for checkout in checkouts
+    ]
     results = [finish(run) for run in runs]
 
     codes = sorted(code for code, _, _ in results)
@@ -364,8 +436,10 @@ def test_force_unlock_refuses_a_frozen_run_until_its_session_ends_and_that_run_t
     sandbox.set_faults(Faults(latency=0.3))
     env = {"TI_BASE_URL": sandbox.url, "TI_API_KEY": TEST_KEY}
     frozen = start_apply(manifest, pg_url, "default", sandbox.url, "--parallelism", "2")
-    wait_until(lambda: holder_pid(pg_url, "default") == frozen.pid and sandbox.stats["creates"] >= 2,
-               "the apply holds the lock and creates")
+    wait_until(
+        lambda: holder_pid(pg_url, "default") == frozen.pid and sandbox.stats["creates"] >= 2,
+        "the apply holds the lock and creates",
+    )
     frozen.send_signal(signal.SIGSTOP)  # a machine that hangs: its database session stays open
     try:
         with psycopg.connect(pg_url) as conn:
@@ -377,8 +451,11 @@ def test_force_unlock_refuses_a_frozen_run_until_its_session_ends_and_that_run_t
 
         with pg_server.admin() as admin:  # what the message tells an administrator to do
             admin.execute("SELECT pg_terminate_backend(%s)", (session,))
-        wait_until(lambda: run_subprocess("force-unlock", lock_id, "--state", pg_url, env=env).returncode == 0,
-                   "force-unlock succeeds once the session is gone", timeout=10)
+        wait_until(
+            lambda: run_subprocess("force-unlock", lock_id, "--state", pg_url, env=env).returncode == 0,
+            "force-unlock succeeds once the session is gone",
+            timeout=10,
+        )
     finally:
         frozen.send_signal(signal.SIGCONT)
     code, _, err = finish(frozen)
@@ -394,9 +471,7 @@ def test_force_unlock_refuses_a_frozen_run_until_its_session_ends_and_that_run_t
 # --- the network cut, the server unaware ------------------------------------------------------------------
 
 
-def test_a_network_cut_mid_apply_is_ridden_out_though_the_server_keeps_the_old_session(
-    own_server, sandbox, tmp_path
-):
+def test_a_network_cut_mid_apply_is_ridden_out_though_the_server_keeps_the_old_session(own_server, sandbox, tmp_path):
     from pg import NetworkCut
 
     network = NetworkCut(own_server)

@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 from conftest import TEST_KEY, init_state
 
-from provisioner.sandbox import Faults, Sandbox
 from provisioner.render.progress import Progress, describe_work, duration, estimate
+from provisioner.sandbox import Faults, Sandbox
 
 STAMP = r"\[\d\d:\d\d:\d\d\] "
 
@@ -46,16 +46,27 @@ def log_reporter(clock: FakeClock, **options) -> tuple[Progress, list[str]]:
 # ---------------------------------------------------------------- words and figures
 
 
-@pytest.mark.parametrize("seconds, text", [
-    (0.4, "under a second"), (45, "45 s"), (150, "2 min 30 s"), (120, "2 min"), (3900, "1 h 05 min"),
-])
+@pytest.mark.parametrize(
+    "seconds, text",
+    [
+        (0.4, "under a second"),
+        (45, "45 s"),
+        (150, "2 min 30 s"),
+        (120, "2 min"),
+        (3900, "1 h 05 min"),
+    ],
+)
 def test_durations_read_as_a_person_says_them(seconds, text):
     assert duration(seconds) == text
 
 
 def test_the_estimate_says_how_many_at_what_rate_and_how_long():
-    assert f"{describe_work({'create': 300})} {estimate(300, 120)}" == "300 creates at 120 requests/min: about 2 min 30 s"
-    assert describe_work({"create": 298, "update": 1, "recover": 2}) == "301 changes (298 creates, 1 update, 2 recoveries)"
+    assert (
+        f"{describe_work({'create': 300})} {estimate(300, 120)}" == "300 creates at 120 requests/min: about 2 min 30 s"
+    )
+    assert (
+        describe_work({"create": 298, "update": 1, "recover": 2}) == "301 changes (298 creates, 1 update, 2 recoveries)"
+    )
     assert estimate(10, None) == "with no rate limit of our own"
 
 
@@ -162,23 +173,31 @@ def user_env(sandbox: Sandbox) -> dict:
 
 
 def run(*args, env: dict) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "provisioner", *map(str, args)], env=env,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "provisioner", *map(str, args)], env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_apply_in_a_ci_log_says_the_estimate_first_then_timestamped_summaries(tmp_path):
     with Sandbox(api_key=TEST_KEY, rate_limit=600, burst=5) as sandbox:
         manifest = manifest_file(tmp_path, clients=3, batches_per_client=10)
-        applied = run("apply", manifest, "--state", init_state(tmp_path / "s.json"), "--auto-approve", env=user_env(sandbox))
+        applied = run(
+            "apply", manifest, "--state", init_state(tmp_path / "s.json"), "--auto-approve", env=user_env(sandbox)
+        )
 
     assert applied.returncode == 0, applied.stderr
     lines = applied.stderr.splitlines()
     # The duplicate guard lists the two clients the preflight did not: 32 requests.
-    assert re.fullmatch(STAMP + r"Applying 30 creates and 2 listings for the duplicate guard at 600 requests/min: "
-                        r"about 3 s\.", lines[0])
+    assert re.fullmatch(
+        STAMP + r"Applying 30 creates and 2 listings for the duplicate guard at 600 requests/min: "
+        r"about 3 s\.",
+        lines[0],
+    )
     assert sum(1 for line in lines if re.match(r"\[\d+/30\] c\d/b\d: created \[id=", line)) == 30
-    assert any(re.fullmatch(STAMP + r"Applying: \d+/30 \(\d+%\), [\d.]+/min, elapsed .*, ETA .*, 0 failed", line)
-               for line in lines)
+    assert any(
+        re.fullmatch(STAMP + r"Applying: \d+/30 \(\d+%\), [\d.]+/min, elapsed .*, ETA .*, 0 failed", line)
+        for line in lines
+    )
     assert re.fullmatch(STAMP + r"Done \(30/30 changes in .*\)\.", lines[-1])
     assert "\r" not in applied.stderr, "a log must not get a redrawn line"
 
@@ -186,8 +205,15 @@ def test_apply_in_a_ci_log_says_the_estimate_first_then_timestamped_summaries(tm
 def test_apply_quiet_prints_no_line_per_batch(tmp_path):
     with Sandbox(api_key=TEST_KEY) as sandbox:
         manifest = manifest_file(tmp_path, clients=2, batches_per_client=3)
-        applied = run("apply", manifest, "--state", init_state(tmp_path / "s.json"), "--auto-approve", "--quiet",
-                      env=user_env(sandbox))
+        applied = run(
+            "apply",
+            manifest,
+            "--state",
+            init_state(tmp_path / "s.json"),
+            "--auto-approve",
+            "--quiet",
+            env=user_env(sandbox),
+        )
 
     assert applied.returncode == 0, applied.stderr
     assert "created [id=" not in applied.stderr
@@ -203,8 +229,9 @@ def test_plan_refresh_over_many_clients_reports_progress_in_a_log(tmp_path):
 
     assert planned.returncode == 0, planned.stderr
     assert "Plan: 30 to create" in planned.stdout and "Refreshing" not in planned.stdout
-    assert re.search(STAMP + r"Refreshing: listing the batches of 30 client\(s\) at 600 requests/min: about 3 s\.",
-                     planned.stderr)
+    assert re.search(
+        STAMP + r"Refreshing: listing the batches of 30 client\(s\) at 600 requests/min: about 3 s\.", planned.stderr
+    )
     assert re.search(STAMP + r"Refreshing: \d+/30 \(\d+%\), .*ETA", planned.stderr)
     assert re.search(STAMP + r"Refreshed: 0 batches found \(30/30 clients in .*\)\.", planned.stderr)
 
@@ -220,16 +247,25 @@ def test_retries_are_announced_with_why_and_when(tmp_path):
     notices = [line for line in planned.stderr.splitlines() if line.startswith("Note: Retrying ")]
     assert failed_answers > len(notices) >= 1  # several retries, at most one line per few seconds
     # The client's key in the manifest, not its id.
-    assert re.fullmatch(r"Note: Retrying the listing of client c\d+: HTTP 50[023] \(attempt \d of 6\); "
-                        r"next try in \d+\.\d s.*", notices[0])
+    assert re.fullmatch(
+        r"Note: Retrying the listing of client c\d+: HTTP 50[023] \(attempt \d of 6\); "
+        r"next try in \d+\.\d s.*",
+        notices[0],
+    )
 
 
 def on_terminal(args, env: dict, columns: int, timeout: float = 60) -> tuple[int, str]:
     """Runs the CLI on a real pseudo-terminal of ``columns`` x 40 (0: one that reports no size)."""
     controller, terminal = pty.openpty()
     fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 40 if columns else 0, columns, 0, 0))
-    process = subprocess.Popen([sys.executable, "-m", "provisioner", *map(str, args)],
-                               stdin=terminal, stdout=terminal, stderr=terminal, env=env, close_fds=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "provisioner", *map(str, args)],
+        stdin=terminal,
+        stdout=terminal,
+        stderr=terminal,
+        env=env,
+        close_fds=True,
+    )
     os.close(terminal)
     output = b""
     while True:
@@ -252,15 +288,21 @@ def test_the_live_line_on_a_terminal(tmp_path, columns):
     with Sandbox(api_key=TEST_KEY, rate_limit=600, burst=5) as sandbox:
         manifest = manifest_file(tmp_path, clients=2, batches_per_client=10)
         code, output = on_terminal(
-            ["apply", manifest, "--state", init_state(tmp_path / "s.json"), "--auto-approve"], user_env(sandbox), columns)
+            ["apply", manifest, "--state", init_state(tmp_path / "s.json"), "--auto-approve"],
+            user_env(sandbox),
+            columns,
+        )
 
     assert code == 0, output
-    estimate_at = output.index("Applying 20 creates and 1 listing for the duplicate guard at 600 requests/min: about 2 s.")
+    estimate_at = output.index(
+        "Applying 20 creates and 1 listing for the duplicate guard at 600 requests/min: about 2 s."
+    )
     assert estimate_at < output.index("[1/20] c")
     # One line redrawn in place (carriage returns, no new line) with its figures...
     tail = ", 0 failed" if columns else ""  # 80 columns (a terminal of no size) may cut it short
-    redraws = re.findall(rf"\rApplying: (\d+)/20 [^\r\n]*?(\d+)%, ([\d.]+/min, )?elapsed [^,]+, ETA [^,]+{tail}",
-                         output)
+    redraws = re.findall(
+        rf"\rApplying: (\d+)/20 [^\r\n]*?(\d+)%, ([\d.]+/min, )?elapsed [^,]+, ETA [^,]+{tail}", output
+    )
     assert len(redraws) >= 5 and {int(done) for done, _, _ in redraws} >= {0, 10}
     # ...below the log of events, which stays: every batch's line, each on a line of its own.
     assert len(re.findall(r"\[\d+/20\] c\d/b\d: created \[id=[0-9a-f-]+\]\r\n", output)) == 20

@@ -88,17 +88,35 @@ def test_an_apply_whose_journal_cannot_grow_stops_with_one_message_and_the_next_
     """The disk fills up under apply: it stops naming the journal, sends no create whose intent was not
     written, and the next apply finds what was made and creates the rest, each batch once."""
     manifest = four_batches(write_manifest)
-    command = [sys.executable, "-m", "provisioner", "apply", str(manifest), "--state", str(state), "--auto-approve",
-               "--parallelism", "1"]
-    full = subprocess.run(command, env={**os.environ, **api_env}, capture_output=True, text=True, timeout=120,
-                          preexec_fn=with_file_size_limit(2500))
+    command = [
+        sys.executable,
+        "-m",
+        "provisioner",
+        "apply",
+        str(manifest),
+        "--state",
+        str(state),
+        "--auto-approve",
+        "--parallelism",
+        "1",
+    ]
+    full = subprocess.run(
+        command,
+        env={**os.environ, **api_env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=with_file_size_limit(2500),
+    )
 
     assert full.returncode == 1, full.stderr
     assert "Traceback" not in full.stderr
     assert str(journal_path(state)) in full.stderr and "File too large" in full.stderr, full.stderr
     made = sandbox.all_batches(ACME_ID)
     assert 0 < len(made) < 4, "the limit falls in the middle of the run"
-    assert len(made) <= len(read_state(state).resources) + len(read_state(state).pending), "a create left without its intent"
+    assert len(made) <= len(read_state(state).resources) + len(read_state(state).pending), (
+        "a create left without its intent"
+    )
 
     again = run_subprocess("apply", manifest, "--state", state, "--auto-approve", env=api_env)
 
@@ -195,8 +213,14 @@ def test_an_id_listed_as_a_number_is_no_id_and_stops_rather_than_guessing(sandbo
 
     with FaultProxy(sandbox.url, rule) as gateway:
         env = {**api_env, "TI_BASE_URL": gateway.url}
-        first = run_subprocess("apply", write_manifest(TWINS.format(client=ACME_ID, second="")), "--state", state,
-                               "--auto-approve", env=env)
+        first = run_subprocess(
+            "apply",
+            write_manifest(TWINS.format(client=ACME_ID, second="")),
+            "--state",
+            state,
+            "--auto-approve",
+            env=env,
+        )
         both = write_manifest(TWINS.format(client=ACME_ID, second=SECOND_TWIN))
         second = run_subprocess("apply", both, "--state", state, "--auto-approve", env=env)
 
@@ -216,7 +240,9 @@ def without_total(payload: dict) -> dict:
     return payload
 
 
-def test_without_a_total_a_negative_is_concluded_only_on_two_listings_that_agree(sandbox, api_env, write_manifest, state):
+def test_without_a_total_a_negative_is_concluded_only_on_two_listings_that_agree(
+    sandbox, api_env, write_manifest, state
+):
     """The API lists without pageInfo.total; a create is answered 503 before any work. Before it is sent
     again, the client's batches are listed twice, and only the same batches twice prove it never happened."""
 
@@ -228,8 +254,18 @@ def test_without_a_total_a_negative_is_concluded_only_on_two_listings_that_agree
     manifest = four_batches(write_manifest)
     with FaultProxy(sandbox.url, rule) as gateway:
         env = {**api_env, "TI_BASE_URL": gateway.url}
-        result = run_subprocess("apply", manifest, "--state", state, "--auto-approve", "--parallelism", "1",
-                                "--recovery-wait", "0.5", env=env)
+        result = run_subprocess(
+            "apply",
+            manifest,
+            "--state",
+            state,
+            "--auto-approve",
+            "--parallelism",
+            "1",
+            "--recovery-wait",
+            "0.5",
+            env=env,
+        )
         log = list(gateway.log)
 
     assert result.returncode == 0, result.stderr
@@ -262,8 +298,18 @@ def test_listings_without_a_total_that_never_agree_stop_the_run_instead_of_creat
     manifest = four_batches(write_manifest)
     with FaultProxy(sandbox.url, rule) as gateway:
         env = {**api_env, "TI_BASE_URL": gateway.url}
-        result = run_subprocess("apply", manifest, "--state", state, "--auto-approve", "--parallelism", "1",
-                                "--recovery-wait", "0.5", env=env)
+        result = run_subprocess(
+            "apply",
+            manifest,
+            "--state",
+            state,
+            "--auto-approve",
+            "--parallelism",
+            "1",
+            "--recovery-wait",
+            "0.5",
+            env=env,
+        )
         posts = gateway.posts()
 
     assert result.returncode == 1

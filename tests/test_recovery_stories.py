@@ -21,8 +21,8 @@ from conftest import ACCOUNT_ID, ACME_ID, GLOBEX_ID, TEST_KEY, run_subprocess, w
 from conftest import start_apply as start_apply_process
 from faultproxy import Answer, FaultProxy, Forward, ProxiedRequest
 
-from provisioner.sandbox import Faults, Quirks, Sandbox
 from provisioner.backends.file import journal_path, read_state
+from provisioner.sandbox import Faults, Quirks, Sandbox
 
 # The manifest's id for acme with two digits swapped: a UUID like any other, of no client at all.
 MISTYPED_ACME_ID = "6a0c1d7e-3b2f-4c1a-9e8d-7f6a5b4c3d12"
@@ -48,8 +48,9 @@ def clocks_of_a_process(env: dict[str, str]) -> tuple[float, float]:
     """(wall clock minus ours, monotonic clock minus ours) of a process started with ``env``, in seconds."""
     code = "import time; print(time.time(), time.monotonic())"
     before_wall, before_monotonic = time.time(), time.monotonic()
-    output = subprocess.run([sys.executable, "-c", code], env={**_base_env(), **env}, capture_output=True,
-                            text=True, check=True).stdout.split()
+    output = subprocess.run(
+        [sys.executable, "-c", code], env={**_base_env(), **env}, capture_output=True, text=True, check=True
+    ).stdout.split()
     return float(output[0]) - before_wall, float(output[1]) - before_monotonic
 
 
@@ -109,11 +110,13 @@ def cli_env(url: str, shift: dict[str, str] | None = None) -> dict[str, str]:
     return {"TI_BASE_URL": url, "TI_API_KEY": TEST_KEY, "TI_RATE_LIMIT": "0", **(shift or {})}
 
 
-def start_apply(manifest: Path, state: Path, url: str, *options: str, shift: dict[str, str] | None = None,
-                log: Path | None = None) -> subprocess.Popen:
+def start_apply(
+    manifest: Path, state: Path, url: str, *options: str, shift: dict[str, str] | None = None, log: Path | None = None
+) -> subprocess.Popen:
     """``provisioner apply --auto-approve`` as a real process; its output goes to ``log``."""
-    return start_apply_process(manifest, state, url, *options, env=cli_env(url, shift),
-                               log=log or state.with_name("apply.log"))
+    return start_apply_process(
+        manifest, state, url, *options, env=cli_env(url, shift), log=log or state.with_name("apply.log")
+    )
 
 
 def intent_written(state: Path) -> bool:
@@ -132,12 +135,14 @@ def kill_after_its_create_left(process: subprocess.Popen, state: Path, after: fl
     process.wait()
 
 
-def apply(manifest: Path, state: Path, url: str, *options: str, shift: dict[str, str] | None = None
-          ) -> tuple[subprocess.CompletedProcess, float]:
+def apply(
+    manifest: Path, state: Path, url: str, *options: str, shift: dict[str, str] | None = None
+) -> tuple[subprocess.CompletedProcess, float]:
     """A whole apply as a real process: (its result, its wall time in seconds)."""
     started = time.monotonic()
-    result = run_subprocess("apply", manifest, "--state", state, "--auto-approve", *options,
-                            env=cli_env(url, shift), timeout=180)
+    result = run_subprocess(
+        "apply", manifest, "--state", state, "--auto-approve", *options, env=cli_env(url, shift), timeout=180
+    )
     return result, time.monotonic() - started
 
 
@@ -230,7 +235,8 @@ def start_sandbox_process(tmp_path: Path, *flags: str) -> tuple[subprocess.Popen
     with open(log, "w") as output:
         process = subprocess.Popen(
             [sys.executable, "-m", "provisioner", "sandbox", "--port", "0", "--api-key", TEST_KEY, *flags],
-            stdout=subprocess.DEVNULL, stderr=output,
+            stdout=subprocess.DEVNULL,
+            stderr=output,
         )
     try:
         wait_until(lambda: "listening on" in log.read_text() or process.poll() is not None, "the sandbox listens")
@@ -245,8 +251,12 @@ def start_sandbox_process(tmp_path: Path, *flags: str) -> tuple[subprocess.Popen
 def listed(url: str, client_id: str) -> list[dict]:
     import requests
 
-    answer = requests.get(f"{url}/incoming/v2/clients/{client_id}/creditBatches", params={"clientId": client_id},
-                          headers={"Authorization": f"Bearer {TEST_KEY}"}, timeout=10)
+    answer = requests.get(
+        f"{url}/incoming/v2/clients/{client_id}/creditBatches",
+        params={"clientId": client_id},
+        headers={"Authorization": f"Bearer {TEST_KEY}"},
+        timeout=10,
+    )
     answer.raise_for_status()
     return answer.json()["data"]["APICreditBatchesByClientAndCreditAccount"]["creditBatches"]
 
@@ -342,8 +352,7 @@ def test_story3_a_name_stored_otherwise_stops_the_address_and_import_settles_it(
     assert set(read_state(state).pending) == {"acme/q1"}
 
     sandbox.set_faults(Faults())
-    imported = run_subprocess("import", "acme/q1", made["id"], manifest, "--state", state,
-                              env=cli_env(sandbox.url))
+    imported = run_subprocess("import", "acme/q1", made["id"], manifest, "--state", state, env=cli_env(sandbox.url))
     assert imported.returncode == 0, imported.stderr
     settled, _ = apply(manifest, state, sandbox.url)
 
@@ -396,8 +405,9 @@ def test_story4_after_a_502_and_a_404_listing_the_intent_waits_for_a_person(serv
     manifest converges."""
     sandbox = serve(known_clients={ACME_ID})
     with FaultProxy(sandbox.url, gateway_answering_502_to_creates) as gateway:
-        first, _ = apply(acme_manifest(write_manifest, client_id=MISTYPED_ACME_ID), state, gateway.url,
-                         "--no-duplicate-check")
+        first, _ = apply(
+            acme_manifest(write_manifest, client_id=MISTYPED_ACME_ID), state, gateway.url, "--no-duplicate-check"
+        )
         assert gateway.posts() == 1
     assert first.returncode == 1, first.stderr
     assert "Traceback" not in first.stderr
@@ -411,8 +421,9 @@ def test_story4_after_a_502_and_a_404_listing_the_intent_waits_for_a_person(serv
     assert "provisioner state forget-intent acme/q1" in second.stderr, second.stderr
     assert set(read_state(state).pending) == {"acme/q1"} and not sandbox.all_batches(ACME_ID)
 
-    given_up = run_subprocess("state", "forget-intent", "acme/q1", "--state", state, "--auto-approve", *NO_WINDOW,
-                              env=cli_env(sandbox.url))
+    given_up = run_subprocess(
+        "state", "forget-intent", "acme/q1", "--state", state, "--auto-approve", *NO_WINDOW, env=cli_env(sandbox.url)
+    )
     third, _ = apply(fixed, state, sandbox.url)
     fourth, _ = apply(fixed, state, sandbox.url, "--refresh")
 
@@ -437,13 +448,15 @@ def test_story4_forget_intent_is_the_documented_way_out_of_any_open_intent(serve
     assert "provisioner state forget-intent acme/q1" in stuck.stderr, stuck.stderr
     assert not sandbox.all_batches(ACME_ID)
 
-    refused = run_subprocess("state", "forget-intent", "acme/q1", "--state", state, *NO_WINDOW,
-                             env=cli_env(sandbox.url))
+    refused = run_subprocess(
+        "state", "forget-intent", "acme/q1", "--state", state, *NO_WINDOW, env=cli_env(sandbox.url)
+    )
     assert refused.returncode == 1 and "--auto-approve" in refused.stderr, refused.stderr
     assert set(read_state(state).pending) == {"acme/q1"}, "no 'yes', nothing given up"
 
-    given_up = run_subprocess("state", "forget-intent", "acme/q1", "--state", state, "--auto-approve", *NO_WINDOW,
-                              env=cli_env(sandbox.url))
+    given_up = run_subprocess(
+        "state", "forget-intent", "acme/q1", "--state", state, "--auto-approve", *NO_WINDOW, env=cli_env(sandbox.url)
+    )
     assert given_up.returncode == 0, given_up.stderr
     assert "cannot be shown" in given_up.stdout and "404" in given_up.stdout, given_up.stdout
     assert not read_state(state).pending

@@ -205,9 +205,7 @@ def test_text_summary_counts_and_credit_totals():
 def test_text_summary_includes_recover_replace_missing_only_when_present():
     assert "recover" not in render_text(Plan(changes=(create(),))).split("Plan:")[1]
     text = render_text(every_action_plan(unchanged=2))
-    assert (
-        "Plan: 1 to create, 1 to update, 1 to replace, 1 to recover, 1 blocked, 1 missing, 2 unchanged." in text
-    )
+    assert "Plan: 1 to create, 1 to update, 1 to replace, 1 to recover, 1 blocked, 1 missing, 2 unchanged." in text
     assert "Credits to issue: 6,000 (acme 5,300; globex 700)." in text
 
 
@@ -278,7 +276,9 @@ def test_markdown_summary_line_first():
 
 
 def test_markdown_blocked_and_violations_on_top():
-    plan = Plan(changes=(create(), blocked(), missing()), violations=(violation("acme/2026-q1 exceeds max_batch_credits"),))
+    plan = Plan(
+        changes=(create(), blocked(), missing()), violations=(violation("acme/2026-q1 exceeds max_batch_credits"),)
+    )
     text = render_markdown(plan)
     top = text[: text.index("### ")]
     assert "⛔ **globex/2026** cannot be applied" in top
@@ -300,7 +300,12 @@ def test_markdown_table_per_client_is_well_formed():
     assert [row[1] for row in acme[1:]] == ["2026-q1", "2026-q2", "2026-q3"]
     assert acme[1][2] == "5,000"
     assert {row[0].split()[-1] for row in acme[1:] + globex[1:]} == {
-        "create", "update", "blocked", "recover", "replace", "missing"
+        "create",
+        "update",
+        "blocked",
+        "recover",
+        "replace",
+        "missing",
     }
 
 
@@ -360,7 +365,12 @@ def test_json_round_trips_every_action():
     assert document == plan_to_json(plan)
     assert document["format_version"] == JSON_FORMAT_VERSION == "1.2"
     assert [c["action"] for c in document["changes"]] == [
-        "create", "update", "blocked", "recover", "replace", "missing"
+        "create",
+        "update",
+        "blocked",
+        "recover",
+        "replace",
+        "missing",
     ]
     rebuilt = Plan(
         changes=tuple(

@@ -25,7 +25,9 @@ def create(address: str, after: dict, credits: int = 0) -> Change:
 
 @settings(max_examples=300, deadline=None)
 @given(
-    address=st.one_of(st.from_regex(r"[a-z0-9][a-z0-9._-]{0,8}/[a-z0-9][a-z0-9._-]{0,8}", fullmatch=True), st.text(max_size=12)),
+    address=st.one_of(
+        st.from_regex(r"[a-z0-9][a-z0-9._-]{0,8}/[a-z0-9][a-z0-9._-]{0,8}", fullmatch=True), st.text(max_size=12)
+    ),
     after=st.dictionaries(FIELD_NAMES, VALUES, min_size=1, max_size=6),
     color=st.booleans(),
 )
@@ -37,8 +39,11 @@ def test_a_create_from_its_template_reads_exactly_as_the_general_layout(address,
 
 def large_plan(clients: int = 30, batches: int = 5) -> Plan:
     changes = tuple(
-        create(f"client-{c:02d}/b{b}", {"clientId": f"id-{c}", "name": f"Client {c} batch {b}", "startingBalance": 10 * b},
-               credits=10 * b)
+        create(
+            f"client-{c:02d}/b{b}",
+            {"clientId": f"id-{c}", "name": f"Client {c} batch {b}", "startingBalance": 10 * b},
+            credits=10 * b,
+        )
         for c in range(clients)
         for b in range(batches)
     )
@@ -58,12 +63,14 @@ def test_a_large_plan_leads_with_a_summary_per_client_and_lists_every_create():
     text = render_text(plan)
     head, body = text.split("provisioner will perform the following actions:")
     assert head.startswith("Plan: 150 to create, 0 to update, 0 blocked, 3 unchanged.\n")
-    assert "Credits to issue: 3,000 (to 30 clients; per client under \"Changes by client\" above)." in head
+    assert 'Credits to issue: 3,000 (to 30 clients; per client under "Changes by client" above).' in head
     assert "Changes by client (30 clients; every change is listed below):" in head
     assert "  client     create  credits\n  client-00       5      100\n" in head
     for change in plan.changes:
-        assert f"  + batch \"{change.address}\" {{\n" in body
-    assert body.rstrip().endswith("Credits to issue: 3,000 (to 30 clients; per client under \"Changes by client\" above).")
+        assert f'  + batch "{change.address}" {{\n' in body
+    assert body.rstrip().endswith(
+        'Credits to issue: 3,000 (to 30 clients; per client under "Changes by client" above).'
+    )
 
 
 def test_a_small_plan_keeps_its_layout():

@@ -10,17 +10,22 @@ from datetime import date, datetime, timezone
 
 import pytest
 
-from provisioner.core.models import Intent, Resource
+from provisioner.core.models import Intent, Resource, State
 from provisioner.report.formats import render
 from provisioner.report.model import UpcomingGrant, build_report
-from provisioner.core.models import State
 
 NOW = datetime(2027, 1, 30, 12, 0, tzinfo=timezone.utc)
 ACME = "6a0c1d7e-0000-4000-8000-000000000001"
 
 
-def resource(batch_id: str, starting, current=None, expires: str | None = None, status: str | None = "active",
-             name: str | None = None) -> Resource:
+def resource(
+    batch_id: str,
+    starting,
+    current=None,
+    expires: str | None = None,
+    status: str | None = "active",
+    name: str | None = None,
+) -> Resource:
     attributes = {"clientId": ACME, "name": name or batch_id, "startingBalance": starting}
     if expires:
         attributes["expiresOn"] = expires
@@ -67,10 +72,10 @@ def test_days_left_count_calendar_days_in_utc():
     )
     report = build_report(book, None, NOW)
 
-    assert [(line(report, f"acme/{k}").days_left, line(report, f"acme/{k}").expiring_soon)
-            for k in ("today", "tomorrow", "edge", "beyond", "offset")] == [
-        (0, True), (1, True), (30, True), (30, False), (1, True)
-    ]
+    assert [
+        (line(report, f"acme/{k}").days_left, line(report, f"acme/{k}").expiring_soon)
+        for k in ("today", "tomorrow", "edge", "beyond", "offset")
+    ] == [(0, True), (1, True), (30, True), (30, False), (1, True)]
     assert render(report, "text").count("last day today") == 1
 
 
@@ -125,8 +130,9 @@ def test_last_usable_day_is_one_function():
 
 def test_live_figures_win_and_a_batch_the_api_no_longer_lists_is_missing():
     book = state(acme__a=resource("a", 1000, 1000), acme__b=resource("b", 200, 200))
-    observed = {"a": {"id": "a", "name": "Renamed by hand", "startingBalance": 1000, "currentBalance": 250,
-                      "status": "active"}}
+    observed = {
+        "a": {"id": "a", "name": "Renamed by hand", "startingBalance": 1000, "currentBalance": 250, "status": "active"}
+    }
     report = build_report(book, observed, NOW, recorded_at=datetime(2020, 1, 1, tzinfo=timezone.utc))
 
     assert report.live and report.figures_at == NOW
@@ -153,18 +159,31 @@ def test_expiring_by_month_covers_twelve_months_from_this_one():
 
 
 def test_interrupted_creates_are_named_and_not_counted():
-    intent = Intent(address="acme/new", client_id=ACME, attributes={"startingBalance": 5}, digest="d",
-                    at="2027-01-01T00:00:00.000Z")
+    intent = Intent(
+        address="acme/new", client_id=ACME, attributes={"startingBalance": 5}, digest="d", at="2027-01-01T00:00:00.000Z"
+    )
     report = build_report(State(pending={"acme/new": intent}), None, NOW)
     assert report.interrupted == ("acme/new",) and report.totals.issued == 0
     assert "interrupted while creating acme/new" in render(report, "text")
 
 
 UPCOMING = (
-    UpcomingGrant(client="acme", period="2027-03", on=date(2027, 3, 1), credits=5000, grant="monthly",
-                  address="acme/monthly@2027-03"),
-    UpcomingGrant(client="acme", period="2027-02", on=date(2027, 2, 1), credits=5000, grant="monthly",
-                  address="acme/monthly@2027-02"),
+    UpcomingGrant(
+        client="acme",
+        period="2027-03",
+        on=date(2027, 3, 1),
+        credits=5000,
+        grant="monthly",
+        address="acme/monthly@2027-03",
+    ),
+    UpcomingGrant(
+        client="acme",
+        period="2027-02",
+        on=date(2027, 2, 1),
+        credits=5000,
+        grant="monthly",
+        address="acme/monthly@2027-02",
+    ),
 )
 
 
@@ -180,10 +199,22 @@ def test_upcoming_grants_have_their_place_in_every_format(output_format):
     elif output_format == "json":
         assert json.loads(without)["upcoming_grants"] == []
         assert json.loads(with_grants)["upcoming_grants"] == [
-            {"client": "acme", "grant": "monthly", "address": "acme/monthly@2027-02", "period": "2027-02",
-             "date": "2027-02-01", "credits": 5000},
-            {"client": "acme", "grant": "monthly", "address": "acme/monthly@2027-03", "period": "2027-03",
-             "date": "2027-03-01", "credits": 5000},
+            {
+                "client": "acme",
+                "grant": "monthly",
+                "address": "acme/monthly@2027-02",
+                "period": "2027-02",
+                "date": "2027-02-01",
+                "credits": 5000,
+            },
+            {
+                "client": "acme",
+                "grant": "monthly",
+                "address": "acme/monthly@2027-03",
+                "period": "2027-03",
+                "date": "2027-03-01",
+                "credits": 5000,
+            },
         ]
     else:
         heading = "Upcoming grants"

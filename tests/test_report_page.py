@@ -103,7 +103,10 @@ def test_page_is_accessible_markup(report):
     assert parsed.all("html")[0]["lang"] == "en"
     assert [h for h in parsed.headings if h[0] == "h1"] == [("h1", "Credits report")]
     assert [title for level, title in parsed.headings if level == "h2"] == [
-        "Totals", "Where each client’s credits went", "Credits expiring per month", "Batches"
+        "Totals",
+        "Where each client’s credits went",
+        "Credits expiring per month",
+        "Batches",
     ]
     assert len(parsed.all("table")) == len(parsed.all("caption")) == 3
     assert all(th.get("scope") in ("col", "row") for th in parsed.all("th"))
@@ -165,7 +168,10 @@ def browser_page():
         unavailable("playwright is not installed (pip install -e '.[test]')")
     with sync_playwright() as playwright, tempfile.TemporaryDirectory() as profile:
         context = playwright.chromium.launch_persistent_context(
-            profile, executable_path=executable, headless=True, args=CHROMIUM_FLAGS,
+            profile,
+            executable_path=executable,
+            headless=True,
+            args=CHROMIUM_FLAGS,
             viewport={"width": 1100, "height": 900},
         )
         try:

@@ -19,7 +19,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from conftest import ACME_ID, GLOBEX_ID, TEST_KEY, call_api, run_subprocess
+from conftest import ACME_ID, GLOBEX_ID, TEST_KEY, call_api, run_subprocess, wait_until
 from faultproxy import Answer, FaultProxy, Forward, ProxiedRequest
 from test_recovery_stories import (
     assert_issued_once_and_recorded,
@@ -28,11 +28,10 @@ from test_recovery_stories import (
     posts,
     start_apply,
 )
-from conftest import wait_until
 
-from provisioner.sandbox import Faults, Sandbox
 from provisioner.backends.file import read_state
 from provisioner.core.timestamps import format_timestamp
+from provisioner.sandbox import Faults, Sandbox
 
 # --- scenery ------------------------------------------------------------------------------------------------
 
@@ -111,8 +110,12 @@ def test_a_404_while_the_interrupted_create_is_in_progress_closes_nothing(serve,
     again, and adopts the batch."""
     sandbox = serve()
     proxy = proxy_to(sandbox)
-    assert cli("apply", manifest_of(write_manifest, globex=True), "--state", state, "--auto-approve",
-               url=proxy.url).returncode == 0  # globex answers: the API's address is proven
+    assert (
+        cli(
+            "apply", manifest_of(write_manifest, globex=True), "--state", state, "--auto-approve", url=proxy.url
+        ).returncode
+        == 0
+    )  # globex answers: the API's address is proven
     held = HeldCreates(sandbox, seconds=3.0)
     manifest = manifest_of(write_manifest, "q1", globex=True)
     killed_while_its_create_is_in_progress(manifest, state, held, proxy.url)
@@ -159,8 +162,17 @@ def test_a_404_that_outlasts_the_window_stops_that_client_and_closes_nothing(ser
         return Forward()
 
     proxy.rule = acme_unknown_for_a_while
-    stopped = cli("apply", manifest, "--state", state, "--auto-approve", "--recovery-wait", 3,
-                  "--no-duplicate-check", url=proxy.url)
+    stopped = cli(
+        "apply",
+        manifest,
+        "--state",
+        state,
+        "--auto-approve",
+        "--recovery-wait",
+        3,
+        "--no-duplicate-check",
+        url=proxy.url,
+    )
     held.wait_until_committed()
     recorded = read_state(state)
 
@@ -177,8 +189,9 @@ def test_a_404_that_outlasts_the_window_stops_that_client_and_closes_nothing(ser
 
     assert again.returncode == 0, again.stderr
     assert "found and recorded (made by an interrupted apply)" in again.stderr, again.stderr
-    assert_issued_once_and_recorded(sandbox, state, {"acme/q1": ACME_ID, "globex/starter": GLOBEX_ID,
-                                                     "globex/bonus": GLOBEX_ID})
+    assert_issued_once_and_recorded(
+        sandbox, state, {"acme/q1": ACME_ID, "globex/starter": GLOBEX_ID, "globex/bonus": GLOBEX_ID}
+    )
 
 
 # --- A. a 404 on a later page -------------------------------------------------------------------------------
@@ -210,8 +223,10 @@ def test_a_404_on_a_later_page_is_not_taken_for_no_such_client(serve, proxy_to, 
     It must stop with the intent open and send nothing; once the listing pages normally, it adopts."""
     sandbox = serve(page_size=2)
     proxy = proxy_to(sandbox, pages_end_in_a_404)
-    assert cli("apply", manifest_of(write_manifest, "q1"), "--state", state, "--auto-approve",
-               url=proxy.url).returncode == 0
+    assert (
+        cli("apply", manifest_of(write_manifest, "q1"), "--state", state, "--auto-approve", url=proxy.url).returncode
+        == 0
+    )
     held = HeldCreates(sandbox, seconds=1.0)
     manifest = manifest_of(write_manifest, "q1", "q2")
     killed_while_its_create_is_in_progress(manifest, state, held, proxy.url)
@@ -330,13 +345,13 @@ def test_a_balance_listed_as_null_is_a_look_alike_never_a_stranger(serve, proxy_
     assert_issued_once_and_recorded(sandbox, state, {"acme/q1": ACME_ID})
 
 
-def test_the_duplicate_guard_stops_at_a_batch_whose_balance_is_listed_as_null(serve, proxy_to, write_manifest,
-                                                                                state):
+def test_the_duplicate_guard_stops_at_a_batch_whose_balance_is_listed_as_null(serve, proxy_to, write_manifest, state):
     """The same listing habit before a first create: a batch "Q1" made by hand, its balance listed as null,
     used to count as another balance, and apply issued q1 beside it. The guard must stop that create."""
     sandbox = serve()
-    by_hand = call_api(sandbox, "POST", f"/incoming/v2/clients/{ACME_ID}/creditBatches",
-                       {"name": "Q1", "startingBalance": 100})
+    by_hand = call_api(
+        sandbox, "POST", f"/incoming/v2/clients/{ACME_ID}/creditBatches", {"name": "Q1", "startingBalance": 100}
+    )
     proxy = proxy_to(sandbox, lambda request: Forward(rewrite=balances_unknown if request.method == "GET" else None))
 
     stopped = cli("apply", manifest_of(write_manifest, "q1"), "--state", state, "--auto-approve", url=proxy.url)
@@ -356,8 +371,12 @@ def test_import_refuses_a_batch_made_before_the_open_intent_unless_forced(tmp_pa
     create made would be nobody's: refused, nothing changed; --force (you are sure) imports it."""
     data = tmp_path / "sandbox.sqlite"
     sandbox = serve(data_path=data)
-    by_hand = call_api(sandbox, "POST", f"/incoming/v2/clients/{ACME_ID}/creditBatches",
-                       {"name": "Spring promo", "startingBalance": 100})
+    by_hand = call_api(
+        sandbox,
+        "POST",
+        f"/incoming/v2/clients/{ACME_ID}/creditBatches",
+        {"name": "Spring promo", "startingBalance": 100},
+    )
     last_month = format_timestamp(datetime.now(timezone.utc) - timedelta(days=30))
     with sqlite3.connect(data) as connection:  # made by hand last month
         connection.execute("UPDATE creditBatches SET createdAt = ? WHERE id = ?", (last_month, by_hand["id"]))

@@ -102,9 +102,15 @@ def iso_in(delta: timedelta) -> str:
 
 
 def test_create_answers_201_with_the_wrapped_batch(sandbox, api):
-    response = create(api, sandbox, startingBalance=100, name="Q3 onboarding",
-                      clientId=CLIENT, creditAccountId=ACCOUNT,
-                      expiresOn="2030-01-01T05:00:00+05:00")
+    response = create(
+        api,
+        sandbox,
+        startingBalance=100,
+        name="Q3 onboarding",
+        clientId=CLIENT,
+        creditAccountId=ACCOUNT,
+        expiresOn="2030-01-01T05:00:00+05:00",
+    )
 
     assert response.status_code == 201
     assert response.headers["Content-Type"] == "application/json"
@@ -140,20 +146,23 @@ def test_each_create_makes_a_new_batch(sandbox, api):
     assert len(sandbox.all_batches(CLIENT)) == 2
 
 
-@pytest.mark.parametrize("body, field", [
-    ({"startingBalance": 5, "colour": "red"}, "colour"),
-    ({"startingBalance": True}, "startingBalance"),
-    ({"startingBalance": "5"}, "startingBalance"),
-    ({"startingBalance": None}, "startingBalance"),
-    ({"startingBalance": -1}, "startingBalance"),
-    ({"name": "no balance"}, "startingBalance"),
-    ({"startingBalance": 5, "name": 7}, "name"),
-    ({"startingBalance": 5, "clientId": str(uuid.uuid4())}, "clientId"),
-    ({"startingBalance": 5, "clientId": "not-a-uuid"}, "clientId"),
-    ({"startingBalance": 5, "creditAccountId": "acct-1"}, "creditAccountId"),
-    ({"startingBalance": 5, "expiresOn": "2030-01-01T00:00:00"}, "expiresOn"),
-    ({"startingBalance": 5, "expiresOn": "next tuesday"}, "expiresOn"),
-])
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"startingBalance": 5, "colour": "red"}, "colour"),
+        ({"startingBalance": True}, "startingBalance"),
+        ({"startingBalance": "5"}, "startingBalance"),
+        ({"startingBalance": None}, "startingBalance"),
+        ({"startingBalance": -1}, "startingBalance"),
+        ({"name": "no balance"}, "startingBalance"),
+        ({"startingBalance": 5, "name": 7}, "name"),
+        ({"startingBalance": 5, "clientId": str(uuid.uuid4())}, "clientId"),
+        ({"startingBalance": 5, "clientId": "not-a-uuid"}, "clientId"),
+        ({"startingBalance": 5, "creditAccountId": "acct-1"}, "creditAccountId"),
+        ({"startingBalance": 5, "expiresOn": "2030-01-01T00:00:00"}, "expiresOn"),
+        ({"startingBalance": 5, "expiresOn": "next tuesday"}, "expiresOn"),
+    ],
+)
 def test_create_rejects_invalid_bodies_with_422(sandbox, api, body, field):
     response = api.post(batches_url(sandbox), json=body, timeout=5)
 
@@ -162,11 +171,11 @@ def test_create_rejects_invalid_bodies_with_422(sandbox, api, body, field):
     assert sandbox.all_batches() == []
 
 
-@pytest.mark.parametrize("raw_body", [b'{"startingBalance": 5', b"", b"startingBalance=5", b"[1, 2]",
-                                      b'{"startingBalance": NaN}'])
+@pytest.mark.parametrize(
+    "raw_body", [b'{"startingBalance": 5', b"", b"startingBalance=5", b"[1, 2]", b'{"startingBalance": NaN}']
+)
 def test_create_rejects_bodies_that_are_not_a_json_object_with_400(sandbox, api, raw_body):
-    response = api.post(batches_url(sandbox), data=raw_body,
-                        headers={"Content-Type": "application/json"}, timeout=5)
+    response = api.post(batches_url(sandbox), data=raw_body, headers={"Content-Type": "application/json"}, timeout=5)
 
     assert_error(response, 400, "bad_request")
     assert sandbox.all_batches() == []
@@ -175,8 +184,9 @@ def test_create_rejects_bodies_that_are_not_a_json_object_with_400(sandbox, api,
 # ---------------------------------------------------------------- auth, routing
 
 
-@pytest.mark.parametrize("authorization", [None, "Bearer ", "Bearer ti_live_realkey", "Basic ti_test_x",
-                                           "ti_test_sandbox"])
+@pytest.mark.parametrize(
+    "authorization", [None, "Bearer ", "Bearer ti_live_realkey", "Basic ti_test_x", "ti_test_sandbox"]
+)
 def test_requests_without_a_sandbox_key_get_401(sandbox, authorization):
     headers = {"Authorization": authorization} if authorization else {}
     response = requests.post(batches_url(sandbox), json={"startingBalance": 1}, headers=headers, timeout=5)
@@ -191,10 +201,12 @@ def test_a_configured_api_key_is_the_only_one_accepted(make_sandbox):
     sandbox = make_sandbox(api_key="ti_test_exact")
     url = batches_url(sandbox)
 
-    wrong = requests.post(url, json={"startingBalance": 1},
-                          headers={"Authorization": "Bearer ti_test_other"}, timeout=5)
-    right = requests.post(url, json={"startingBalance": 1},
-                          headers={"Authorization": "Bearer ti_test_exact"}, timeout=5)
+    wrong = requests.post(
+        url, json={"startingBalance": 1}, headers={"Authorization": "Bearer ti_test_other"}, timeout=5
+    )
+    right = requests.post(
+        url, json={"startingBalance": 1}, headers={"Authorization": "Bearer ti_test_exact"}, timeout=5
+    )
 
     assert_error(wrong, 401, "unauthorized")
     assert right.status_code == 201
@@ -276,14 +288,17 @@ def test_listing_filters_by_credit_account_and_client(sandbox, api):
     assert page["pageInfo"]["total"] == 1
 
 
-@pytest.mark.parametrize("params, status", [
-    ({"clientId": ""}, 400),
-    ({"page": "0"}, 400),
-    ({"page": "-1"}, 400),
-    ({"page": "two"}, 400),
-    ({"creditAccountId": "acct-1"}, 400),
-    ({"clientId": str(uuid.uuid4())}, 422),
-])
+@pytest.mark.parametrize(
+    "params, status",
+    [
+        ({"clientId": ""}, 400),
+        ({"page": "0"}, 400),
+        ({"page": "-1"}, 400),
+        ({"page": "two"}, 400),
+        ({"creditAccountId": "acct-1"}, 400),
+        ({"clientId": str(uuid.uuid4())}, 422),
+    ],
+)
 def test_listing_rejects_bad_queries(sandbox, api, params, status):
     assert list_page(api, sandbox, **params).status_code == status
 
@@ -301,8 +316,9 @@ def test_update_changes_name_expiry_and_balance(sandbox, api):
     batch = created_batch(api, sandbox, startingBalance=100, creditAccountId=ACCOUNT)
     time.sleep(0.002)
 
-    response = update(api, sandbox, batch["id"], name="renamed", currentBalance=60,
-                      expiresOn="2031-06-30T23:00:00-01:00")
+    response = update(
+        api, sandbox, batch["id"], name="renamed", currentBalance=60, expiresOn="2031-06-30T23:00:00-01:00"
+    )
 
     assert response.status_code == 200
     updated = response.json()["data"]["UpdateCreditBatch"]
@@ -314,17 +330,20 @@ def test_update_changes_name_expiry_and_balance(sandbox, api):
     assert sandbox.all_batches() == [updated]
 
 
-@pytest.mark.parametrize("body, field", [
-    ({"startingBalance": 5}, "startingBalance"),
-    ({"clientId": CLIENT}, "clientId"),
-    ({"creditAccountId": ACCOUNT}, "creditAccountId"),
-    ({"status": "expired"}, "status"),
-    ({"currentBalance": 1.5}, "currentBalance"),
-    ({"currentBalance": False}, "currentBalance"),
-    ({"currentBalance": -1}, "currentBalance"),
-    ({"currentBalance": 11}, "currentBalance"),
-    ({"expiresOn": "2031-01-01"}, "expiresOn"),
-])
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"startingBalance": 5}, "startingBalance"),
+        ({"clientId": CLIENT}, "clientId"),
+        ({"creditAccountId": ACCOUNT}, "creditAccountId"),
+        ({"status": "expired"}, "status"),
+        ({"currentBalance": 1.5}, "currentBalance"),
+        ({"currentBalance": False}, "currentBalance"),
+        ({"currentBalance": -1}, "currentBalance"),
+        ({"currentBalance": 11}, "currentBalance"),
+        ({"expiresOn": "2031-01-01"}, "expiresOn"),
+    ],
+)
 def test_update_rejects_fixed_unknown_and_invalid_fields_with_422(sandbox, api, body, field):
     batch = created_batch(api, sandbox, startingBalance=10)
 
@@ -365,18 +384,26 @@ def test_batches_in_a_data_file_survive_a_restart(tmp_path, api):
 def test_a_committed_create_survives_sigkill(tmp_path):
     data_path = tmp_path / "sandbox.sqlite"
     server = subprocess.Popen(
-        [sys.executable, "-c",
-         "import sys, time\n"
-         "from provisioner.sandbox import Sandbox\n"
-         "print(Sandbox(data_path=sys.argv[1]).start().url, flush=True)\n"
-         "time.sleep(60)\n",
-         str(data_path)],
-        stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\n"
+            "from provisioner.sandbox import Sandbox\n"
+            "print(Sandbox(data_path=sys.argv[1]).start().url, flush=True)\n"
+            "time.sleep(60)\n",
+            str(data_path),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         url = server.stdout.readline().strip()
-        response = requests.post(f"{url}/incoming/v2/clients/{CLIENT}/creditBatches",
-                                 json={"startingBalance": 9},
-                                 headers={"Authorization": f"Bearer {API_KEY}"}, timeout=5)
+        response = requests.post(
+            f"{url}/incoming/v2/clients/{CLIENT}/creditBatches",
+            json={"startingBalance": 9},
+            headers={"Authorization": f"Bearer {API_KEY}"},
+            timeout=5,
+        )
         assert response.status_code == 201
     finally:
         server.kill()  # SIGKILL: no chance to flush or close anything
@@ -530,12 +557,12 @@ def test_connections_are_kept_alive(sandbox):
     connection = http.client.HTTPConnection(address.hostname, address.port, timeout=5)
     headers = {"Authorization": f"Bearer {API_KEY}"}
     try:
-        connection.request("GET", f"/incoming/v2/clients/{CLIENT}/creditBatches?clientId={CLIENT}",
-                           headers=headers)
+        connection.request("GET", f"/incoming/v2/clients/{CLIENT}/creditBatches?clientId={CLIENT}", headers=headers)
         connection.getresponse().read()
         first_socket = connection.sock
-        connection.request("POST", f"/incoming/v2/clients/{CLIENT}/creditBatches",
-                           body=b'{"startingBalance": 1}', headers=headers)
+        connection.request(
+            "POST", f"/incoming/v2/clients/{CLIENT}/creditBatches", body=b'{"startingBalance": 1}', headers=headers
+        )
         assert connection.getresponse().status == 201
         assert connection.sock is first_socket
     finally:

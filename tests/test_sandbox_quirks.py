@@ -11,8 +11,13 @@ from conftest import ACCOUNT_ID, ACME_ID, TEST_KEY
 from provisioner.sandbox import Faults, Quirks, Sandbox
 
 HEADERS = {"Authorization": f"Bearer {TEST_KEY}"}
-BODY = {"clientId": ACME_ID, "name": "  Acme   Q1 ", "startingBalance": 10, "creditAccountId": ACCOUNT_ID,
-        "expiresOn": "2030-03-31T23:59:59Z"}
+BODY = {
+    "clientId": ACME_ID,
+    "name": "  Acme   Q1 ",
+    "startingBalance": 10,
+    "creditAccountId": ACCOUNT_ID,
+    "expiresOn": "2030-03-31T23:59:59Z",
+}
 
 
 def batches_url(sandbox: Sandbox) -> str:
@@ -42,7 +47,11 @@ def test_without_quirks_a_batch_is_listed_as_it_was_sent():
     with Sandbox(api_key=TEST_KEY) as sandbox:
         requests.post(batches_url(sandbox), json=BODY, headers=HEADERS, timeout=5).raise_for_status()
         [batch] = listed(sandbox)
-    assert (batch["name"], batch["clientId"], batch["expiresOn"]) == ("  Acme   Q1 ", ACME_ID, "2030-03-31T23:59:59.000Z")
+    assert (batch["name"], batch["clientId"], batch["expiresOn"]) == (
+        "  Acme   Q1 ",
+        ACME_ID,
+        "2030-03-31T23:59:59.000Z",
+    )
 
 
 def test_quirks_trim_names_and_list_client_and_expiry_as_some_servers_do():
@@ -55,7 +64,9 @@ def test_quirks_trim_names_and_list_client_and_expiry_as_some_servers_do():
     assert made["name"] == "Acme Q1" and made["clientId"] == ACME_ID, "the create's answer shows the stored batch"
     assert (batch["name"], batch["clientId"], batch["expiresOn"]) == ("Acme Q1", None, "2030-03-31")
     assert batch["id"] == made["id"] and batch["creditAccountId"] == ACCOUNT_ID
-    assert stored["clientId"] == ACME_ID and stored["expiresOn"] == "2030-03-31T23:59:59.000Z", "an admin sees the truth"
+    assert stored["clientId"] == ACME_ID and stored["expiresOn"] == "2030-03-31T23:59:59.000Z", (
+        "an admin sees the truth"
+    )
 
 
 def test_quirks_are_named_as_the_cli_names_them():

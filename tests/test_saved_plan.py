@@ -15,9 +15,9 @@ from conftest import ACME_ID, GLOBEX_ID, TEST_KEY, init_state, run_subprocess, t
 
 from provisioner import __version__
 from provisioner.api.client import CreditsApi
+from provisioner.backends.file import FileWriter, journal_path, read_state
 from provisioner.core.models import Intent
 from provisioner.planning.saved_plan import _seal
-from provisioner.backends.file import FileWriter, journal_path, read_state
 
 EXTRA_BATCH = """
 clients:
@@ -50,7 +50,7 @@ def assert_refused(result, *phrases: str) -> None:
     assert result.exit_code == 1, result.output
     assert "Traceback" not in result.output
     assert result.stderr.count("Error: ") == 1, result.stderr
-    message = result.stderr[result.stderr.index("Error: "):]
+    message = result.stderr[result.stderr.index("Error: ") :]
     for phrase in phrases:
         assert phrase in message, message
 
@@ -159,8 +159,13 @@ def test_saved_plan_resolves_an_interrupted_create_recorded_in_the_journal(
     writer = FileWriter(state)
     attributes = {"clientId": "9b8a7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d", "name": "extra", "startingBalance": 999}
     writer.record_intent(
-        Intent(address="initech/extra", client_id=attributes["clientId"], attributes=attributes,
-               digest="d", at="2026-01-01T00:00:00.000Z")
+        Intent(
+            address="initech/extra",
+            client_id=attributes["clientId"],
+            attributes=attributes,
+            digest="d",
+            at="2026-01-01T00:00:00.000Z",
+        )
     )
     del writer  # the process "died" here: no checkpoint, only the journal knows
     assert journal_path(state).exists()
@@ -223,7 +228,7 @@ def altered_balance(text: str) -> str:
 
 def altered_one_byte(text: str) -> str:
     position = text.index('"Acme Q1"') + 2
-    return text[:position] + "B" + text[position + 1:]
+    return text[:position] + "B" + text[position + 1 :]
 
 
 def truncated(text: str) -> str:
@@ -347,9 +352,7 @@ def test_json_that_is_not_a_saved_plan_is_read_as_a_manifest(cli, write_manifest
 # ------------------------------------------------------------------ contents
 
 
-def test_saved_plan_holds_no_secrets_and_records_what_apply_checks(
-    api_env, sandbox, write_manifest, state, plan_file
-):
+def test_saved_plan_holds_no_secrets_and_records_what_apply_checks(api_env, sandbox, write_manifest, state, plan_file):
     manifest = write_manifest(two_client_manifest())
     result = run_subprocess("plan", manifest, "--state", state, "--refresh", "--out", plan_file, env=api_env)
     assert result.returncode == 0, result.stderr

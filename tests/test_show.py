@@ -12,13 +12,13 @@ from pathlib import Path
 from conftest import ACME_ID, call_api, init_state, run_subprocess
 from finance_book import FAST, in_days
 
-from provisioner.core.models import Intent
 from provisioner.backends.file import FileWriter, read_state
+from provisioner.core.models import Intent
 
 
 def row(output: str, client: str, batch: str) -> str:
     """The table line of one batch, under its client's heading."""
-    block = output[output.index(f"\n{client}: "):]
+    block = output[output.index(f"\n{client}: ") :]
     return next(line for line in block.splitlines() if re.match(rf"\s*!?\s+{re.escape(batch)} ", line))
 
 
@@ -37,7 +37,7 @@ def test_show_totals_per_client_and_in_all(finance, cli, monkeypatch):
     assert "Total: 3,900 credits issued, 550 used, 3,250 remaining, 100 expired unused." in result.stdout
     assert "acme: 3,500 credits issued, 250 used, 3,250 remaining, 0 expired unused" in result.stdout
     assert "globex: 400 credits issued, 300 used, 0 remaining, 100 expired unused" in result.stdout
-    table = result.stdout[result.stdout.index("  client"):result.stdout.index("\nacme:")]
+    table = result.stdout[result.stdout.index("  client") : result.stdout.index("\nacme:")]
     assert re.search(r"\n\s+acme\s+3,500\s+250\s+3,250\s+0\s+3\n", table)
     assert re.search(r"\n\s+total\s+3,900\s+550\s+3,250\s+100\s+4\n", table)
 
@@ -49,12 +49,16 @@ def test_show_batches_with_names_dates_days_left_and_status(finance, cli):
 
     assert re.fullmatch(
         rf"\s*!\s+soon\s+Acme spring workshop\s+1,000\s+250 \(25%\)\s+750\s+{soon_date} \(4 days left\)\s+"
-        r"active, expires within 30 days", row(out, "acme", "soon")
+        r"active, expires within 30 days",
+        row(out, "acme", "soon"),
     ), out
-    assert re.search(r"Acme annual\s+2,000\s+0 \(0%\)\s+2,000\s+\S+ \(100 days left\)\s+active$", row(out, "acme", "later"))
+    assert re.search(
+        r"Acme annual\s+2,000\s+0 \(0%\)\s+2,000\s+\S+ \(100 days left\)\s+active$", row(out, "acme", "later")
+    )
     assert re.search(r"forever\s+500\s+0 \(0%\)\s+500\s+never\s+active$", row(out, "acme", "forever"))
-    assert re.search(r"2024 pilot\s+400\s+300 \(75%\)\s+0\s+2024-06-30\s+expired, 100 unused$",
-                     row(out, "globex", "pilot-2024"))
+    assert re.search(
+        r"2024 pilot\s+400\s+300 \(75%\)\s+0\s+2024-06-30\s+expired, 100 unused$", row(out, "globex", "pilot-2024")
+    )
     assert "Expiring within 30 days: 1 batch, 750 credits unused (marked !)." in out
     assert "T23:59:59" not in out  # dates, not API timestamps
 
@@ -181,9 +185,14 @@ def test_show_gives_the_last_usable_day_of_an_expiry_at_midnight(cli, api_env, s
     assert re.search(r"midnight .* 2030-03-31 \(11 days left\)", text), text
     assert re.search(r"second .* 2030-04-01 until 00:00:01 \(12 days left\)", text), text
     assert re.search(r"berlin .* 2030-04-30 until 22:00 \(41 days left\)", text), text
-    rows = {r["batch"]: r for r in csv.DictReader(io.StringIO(cli("show", "--state", state, "--format", "csv", *at).stdout))}
+    rows = {
+        r["batch"]: r for r in csv.DictReader(io.StringIO(cli("show", "--state", state, "--format", "csv", *at).stdout))
+    }
     assert [rows[b]["last_usable_day"] for b in ("midnight", "second", "berlin")] == [
-        "2030-03-31", "2030-04-01", "2030-04-30"]
+        "2030-03-31",
+        "2030-04-01",
+        "2030-04-30",
+    ]
     months = json.loads(cli("show", "--state", state, "--format", "json", *at).stdout)["expiring_by_month"]
     assert [(m["month"], m["batches"]) for m in months[:3]] == [("2030-03", 1), ("2030-04", 2), ("2030-05", 0)]
     html = cli("show", "--state", state, "--format", "html", *at).stdout
@@ -194,8 +203,11 @@ def test_show_mentions_an_interrupted_create(finance, cli):
     _, state = finance
     writer = FileWriter(state)
     attributes = {"clientId": ACME_ID, "name": "extra", "startingBalance": 5}
-    writer.record_intent(Intent(address="acme/extra", client_id=ACME_ID, attributes=attributes, digest="d",
-                                at="2026-01-01T00:00:00.000Z"))
+    writer.record_intent(
+        Intent(
+            address="acme/extra", client_id=ACME_ID, attributes=attributes, digest="d", at="2026-01-01T00:00:00.000Z"
+        )
+    )
     del writer  # killed before its first checkpoint: only the journal knows
     out = cli("show", "--state", state).stdout
     assert "an apply was interrupted while creating acme/extra" in out
@@ -214,7 +226,11 @@ def test_show_json_is_versioned_and_adds_up(finance, cli):
     assert report["expiring_within_days"] == 30
     totals = report["totals"]
     assert {k: totals[k] for k in ("issued", "used", "remaining", "expired_unused", "unknown")} == {
-        "issued": 3900, "used": 550, "remaining": 3250, "expired_unused": 100, "unknown": 0
+        "issued": 3900,
+        "used": 550,
+        "remaining": 3250,
+        "expired_unused": 100,
+        "unknown": 0,
     }
     assert totals["expiring_soon"] == {"batches": 1, "credits": 750}
     for part in [totals, *report["clients"], *report["batches"]]:
@@ -226,7 +242,11 @@ def test_show_json_is_versioned_and_adds_up(finance, cli):
     assert soon["expiry_date"] == soon["last_usable_day"] == in_days(4)[:10]  # at 23:59:59: the same day
     forever = next(batch for batch in report["batches"] if batch["address"] == "acme/forever")
     assert (forever["expires_on"], forever["expiry_date"], forever["last_usable_day"], forever["days_left"]) == (
-        None, None, None, None)
+        None,
+        None,
+        None,
+        None,
+    )
     months = report["expiring_by_month"]
     assert len(months) == 12
     assert months[0]["month"] == datetime.now(timezone.utc).strftime("%Y-%m")
@@ -283,7 +303,7 @@ def test_csv_cells_never_run_as_formulas(cli, api_env, sandbox, write_manifest, 
     state = init_state(tmp_path / "state.json")
     assert cli("apply", manifest, "--state", state, "--auto-approve", *FAST).exit_code == 0
     rows = list(csv.DictReader(io.StringIO(cli("show", "--state", state, "--format", "csv").stdout, newline="")))
-    assert rows[0]["name"] == "'=HYPERLINK(\"http://example.invalid\")"
+    assert rows[0]["name"] == '\'=HYPERLINK("http://example.invalid")'
 
 
 def test_show_refuses_to_write_over_its_state_or_a_manifest(finance, cli):

@@ -66,8 +66,11 @@ STALLING_APPLY = textwrap.dedent(
 def manifest(directory: Path) -> tuple[Path, str]:
     client = str(uuid.uuid4())
     path = directory / "m.yaml"
-    path.write_text(f"clients:\n  c0:\n    id: {client}\n    batches:\n      q1:\n        name: Q1\n"
-                    "        startingBalance: 1000\n", encoding="utf-8")
+    path.write_text(
+        f"clients:\n  c0:\n    id: {client}\n    batches:\n      q1:\n        name: Q1\n"
+        "        startingBalance: 1000\n",
+        encoding="utf-8",
+    )
     return path, client
 
 
@@ -76,13 +79,19 @@ def environment(api_url: str, **extra: str) -> dict:
 
 
 def start_stalling(args: list[str], env: dict) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", STALLING_APPLY, *args], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", STALLING_APPLY, *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def apply(args: list[str], env: dict) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "provisioner", *args], env=env, capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "provisioner", *args], env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 def wait_stopped(process: subprocess.Popen, times: int = 1, timeout: float = 60) -> None:
@@ -114,9 +123,7 @@ def end_lock_session(url: str) -> None:
         conn.execute("SELECT pg_terminate_backend(%s)", (session,))
 
 
-def test_a_run_stalled_after_its_intent_never_sends_once_its_postgres_session_was_ended(
-    pg_url, sandbox, tmp_path
-):
+def test_a_run_stalled_after_its_intent_never_sends_once_its_postgres_session_was_ended(pg_url, sandbox, tmp_path):
     path, client = manifest(tmp_path)
     with open_backend(pg_url, "default") as backend:
         backend.create()
@@ -140,8 +147,9 @@ def test_a_run_stalled_after_its_intent_never_sends_once_its_postgres_session_wa
     with open_backend(pg_url, "default") as backend:
         recorded = backend.read()
     assert not recorded.pending
-    assert [resource.batch_id for resource in recorded.resources.values()] == \
-        [batch["id"] for batch in sandbox.all_batches(client)]
+    assert [resource.batch_id for resource in recorded.resources.values()] == [
+        batch["id"] for batch in sandbox.all_batches(client)
+    ]
 
 
 def test_a_run_stalled_after_its_intent_never_sends_once_its_lock_file_was_taken(sandbox, tmp_path):
@@ -164,8 +172,9 @@ def test_a_run_stalled_after_its_intent_never_sends_once_its_lock_file_was_taken
     assert len(sandbox.all_batches(client)) == 1, "the stalled run sent its create after it lost its lock"
     assert code == 1 and "no longer holds the lock" in err and "Traceback" not in err, err
     recorded = read_state(state_path)
-    assert [resource.batch_id for resource in recorded.resources.values()] == \
-        [batch["id"] for batch in sandbox.all_batches(client)], "the woken run wrote over the state"
+    assert [resource.batch_id for resource in recorded.resources.values()] == [
+        batch["id"] for batch in sandbox.all_batches(client)
+    ], "the woken run wrote over the state"
     assert not recorded.pending
 
 
@@ -188,9 +197,13 @@ def test_a_run_stalled_past_the_sending_part_of_its_window_writes_its_intent_aga
         stalled.send_signal(signal.SIGCONT)
         wait_stopped(stalled)  # in its first POST now, every check behind it
         end_lock_session(pg_url)
-        taking_over = subprocess.Popen([sys.executable, "-m", "provisioner", "apply", str(path), *state,
-                                        "--recovery-wait", "8"], env=env, stdout=subprocess.PIPE,
-                                       stderr=subprocess.PIPE, text=True)
+        taking_over = subprocess.Popen(
+            [sys.executable, "-m", "provisioner", "apply", str(path), *state, "--recovery-wait", "8"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         try:  # an intent older than its window: it lists, finds nothing, creates and is done in a moment
             taking_over.wait(timeout=5)
         except subprocess.TimeoutExpired:
@@ -205,8 +218,9 @@ def test_a_run_stalled_past_the_sending_part_of_its_window_writes_its_intent_aga
     with open_backend(pg_url, "default") as backend:
         recorded = backend.read()
     assert not recorded.pending
-    assert [resource.batch_id for resource in recorded.resources.values()] == \
-        [batch["id"] for batch in sandbox.all_batches(client)]
+    assert [resource.batch_id for resource in recorded.resources.values()] == [
+        batch["id"] for batch in sandbox.all_batches(client)
+    ]
 
 
 def test_a_create_withheld_at_the_socket_leaves_nothing_and_is_made_ready_again(sandbox):
@@ -226,17 +240,19 @@ def test_a_create_withheld_at_the_socket_leaves_nothing_and_is_made_ready_again(
 
     with FaultProxy(sandbox.url) as proxy:
         api = CreditsApi(proxy.url, TEST_KEY, backoff_base=0.01)
-        batch = api.create_batch(CLIENT_ID, {"clientId": CLIENT_ID, "name": "Q1", "startingBalance": 5},
-                                 before_send=lambda: readied.append(1), at_socket=gate)
+        batch = api.create_batch(
+            CLIENT_ID,
+            {"clientId": CLIENT_ID, "name": "Q1", "startingBalance": 5},
+            before_send=lambda: readied.append(1),
+            at_socket=gate,
+        )
         api.list_batches(CLIENT_ID)  # a request without a gate: untouched
 
     assert gated == [1, 2] and len(readied) == 2
     assert proxy.posts() == 1 and [b["id"] for b in sandbox.all_batches(CLIENT_ID)] == [batch["id"]]
 
 
-def test_a_batch_created_but_not_recorded_is_printed_with_its_id_and_found_by_the_next_apply(
-    sandbox, tmp_path
-):
+def test_a_batch_created_but_not_recorded_is_printed_with_its_id_and_found_by_the_next_apply(sandbox, tmp_path):
     """The lock was taken while the create was on its way: its answer cannot be recorded. The id is said
     at once, and the intent stays open, so the next apply finds the batch by listing and records it."""
     from datetime import datetime, timezone
@@ -255,8 +271,9 @@ def test_a_batch_created_but_not_recorded_is_printed_with_its_id_and_found_by_th
     lock_file = state_path.parent / "default.json.lock"
 
     def rule(request):
-        return Forward(after_upstream=lambda: lock_file.unlink(missing_ok=True)) if request.method == "POST" \
-            else Forward()
+        return (
+            Forward(after_upstream=lambda: lock_file.unlink(missing_ok=True)) if request.method == "POST" else Forward()
+        )
 
     said: list[str] = []
     desired = load([path])
@@ -265,8 +282,9 @@ def test_a_batch_created_but_not_recorded_is_printed_with_its_id_and_found_by_th
         with StateLock(state_path, command="apply"), FileWriter(state_path) as writer:
             plan = make_plan(desired, writer.state, datetime.now(timezone.utc))
             try:
-                result = Applier(api, writer, progress=said.append, settle_seconds=0.05,
-                                 recovery_wait=0.5).apply(plan, desired)
+                result = Applier(api, writer, progress=said.append, settle_seconds=0.05, recovery_wait=0.5).apply(
+                    plan, desired
+                )
             finally:
                 writer._under_lock = False  # the test's own lock is gone: let the writer close
 
@@ -275,8 +293,10 @@ def test_a_batch_created_but_not_recorded_is_printed_with_its_id_and_found_by_th
     assert any(made["id"] in line for line in said), said
     assert "c0/q1" in read_state(state_path).pending
 
-    again = apply(["apply", str(path), "--state", str(state_path), "--auto-approve", "--recovery-wait", "0.5"],
-                  environment(sandbox.url))
+    again = apply(
+        ["apply", str(path), "--state", str(state_path), "--auto-approve", "--recovery-wait", "0.5"],
+        environment(sandbox.url),
+    )
     assert again.returncode == 0, again.stderr
     assert read_state(state_path).resources["c0/q1"].batch_id == made["id"]
     assert len(sandbox.all_batches(client)) == 1

@@ -19,8 +19,13 @@ def test_plan_and_validate_import_neither_pyyaml_nor_the_http_client(tmp_path):
         "print(sorted(m for m in ('yaml', 'requests', 'urllib3', 'provisioner.api.client') if m in sys.modules))\n"
     )
     for args in (["validate", str(tmp_path)], ["plan", str(tmp_path), "--state", str(state)]):
-        done = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, cwd=tmp_path,
-                              env={"PATH": "/usr/bin:/bin", "XDG_CACHE_HOME": str(tmp_path / "cache")})
+        done = subprocess.run(
+            [sys.executable, "-c", probe, *args],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            env={"PATH": "/usr/bin:/bin", "XDG_CACHE_HOME": str(tmp_path / "cache")},
+        )
         assert done.returncode == 0, done.stderr
         assert done.stdout.splitlines()[-1] == "[]", done.stdout
 

@@ -12,17 +12,16 @@ from pathlib import Path
 import pytest
 from conftest import ACME_ID, run_subprocess, two_client_manifest
 
-from provisioner.core.models import STATE_FORMAT_VERSION, Intent, Resource
 from provisioner.backends.file import (
     FileBackend,
-
-    StateError,
     FileWriter,
+    StateError,
     backup_path,
     journal_path,
     read_state,
     write_snapshot,
 )
+from provisioner.core.models import STATE_FORMAT_VERSION, Intent, Resource
 
 NEVER = 1e9
 
@@ -31,6 +30,7 @@ def new_state(path: Path) -> Path:
     """An empty state file, as 'provisioner init' leaves it."""
     FileBackend(path).create()
     return path  # checkpoint_seconds that keeps every change in the journal until close
+
 
 # A writer that records COUNT batches, then dies the way `kill -9` kills an apply.
 RECORD_THEN_DIE = """
@@ -88,8 +88,13 @@ def batch(number: int) -> Resource:
 
 
 def intent(address: str) -> Intent:
-    return Intent(address=address, client_id=ACME_ID, attributes={"startingBalance": 5}, digest="d1",
-                  at="2030-01-01T00:00:00.000Z")
+    return Intent(
+        address=address,
+        client_id=ACME_ID,
+        attributes={"startingBalance": 5},
+        digest="d1",
+        at="2030-01-01T00:00:00.000Z",
+    )
 
 
 def write_state(path: Path, *addresses: str) -> None:
@@ -99,8 +104,9 @@ def write_state(path: Path, *addresses: str) -> None:
 
 
 def run_python(script: str, *args, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", script, *map(str, args)], capture_output=True, text=True,
-                          timeout=60, **kwargs)
+    return subprocess.run(
+        [sys.executable, "-c", script, *map(str, args)], capture_output=True, text=True, timeout=60, **kwargs
+    )
 
 
 def files_in(directory: Path) -> dict[str, bytes]:
@@ -234,8 +240,13 @@ CORRUPTIONS = {
     "not an object": b"[]\n",
     "wrong shape": json.dumps({"version": 1, "lineage": "l", "serial": 1, "resources": [], "pending": {}}).encode(),
     "resource without id": json.dumps(
-        {"version": 1, "lineage": "l", "serial": 1, "pending": {},
-         "resources": {"acme/q1": {"client_id": ACME_ID, "attributes": {}}}}
+        {
+            "version": 1,
+            "lineage": "l",
+            "serial": 1,
+            "pending": {},
+            "resources": {"acme/q1": {"client_id": ACME_ID, "attributes": {}}},
+        }
     ).encode(),
     "unknown version": json.dumps({"version": 2, "lineage": "l", "serial": 1, "resources": {}, "pending": {}}).encode(),
     "no version": json.dumps({"lineage": "l", "serial": 1, "resources": {}, "pending": {}}).encode(),
@@ -329,7 +340,7 @@ def test_a_torn_last_line_is_ignored(tmp_path):
     writer.record("acme/q2", batch(2))
     complete = journal_path(path).read_bytes()
     writer.record("acme/q3", batch(3))
-    last_line = journal_path(path).read_bytes()[len(complete):]
+    last_line = journal_path(path).read_bytes()[len(complete) :]
     journal_path(path).write_bytes(complete + torn_copy(last_line))
 
     assert set(read_state(path).resources) == {"acme/q1", "acme/q2"}
@@ -525,8 +536,9 @@ def test_a_sigkilled_writer_loses_nothing(tmp_path, checkpoint_seconds):
 @pytest.mark.parametrize("acknowledged_count", [1, 9, 33, 80])
 def test_a_writer_killed_at_any_instant_keeps_everything_it_acknowledged(tmp_path, acknowledged_count):
     path = new_state(tmp_path / "default.json")
-    child = subprocess.Popen([sys.executable, "-c", RECORD_AND_ACKNOWLEDGE, str(path), "0", "100000"],
-                             stdout=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [sys.executable, "-c", RECORD_AND_ACKNOWLEDGE, str(path), "0", "100000"], stdout=subprocess.PIPE, text=True
+    )
     acknowledged = [child.stdout.readline().strip() for _ in range(acknowledged_count)]
     child.kill()
     child.wait()
@@ -542,8 +554,9 @@ def test_a_writer_killed_at_any_instant_keeps_everything_it_acknowledged(tmp_pat
 def test_a_reader_beside_a_busy_writer_always_sees_a_consistent_past_state(tmp_path):
     path = new_state(tmp_path / "default.json")
     # 100 checkpoints (about 1 s) expose the race between a checkpoint and a reader every time.
-    child = subprocess.Popen([sys.executable, "-c", RECORD_AND_ACKNOWLEDGE, str(path), "0", "100"],
-                             stdout=subprocess.DEVNULL)
+    child = subprocess.Popen(
+        [sys.executable, "-c", RECORD_AND_ACKNOWLEDGE, str(path), "0", "100"], stdout=subprocess.DEVNULL
+    )
     reads = 0
     try:
         while child.poll() is None or reads == 0:

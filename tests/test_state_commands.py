@@ -12,21 +12,21 @@ import socket
 
 import pytest
 from conftest import (
-    init_state,
     ACME_ID,
     GLOBEX_ID,
     TEST_KEY,
     call_api,
+    init_state,
     run_subprocess,
     two_client_manifest,
 )
 
-from provisioner.sandbox import Sandbox
 from provisioner.applying.applier import request_digest
+from provisioner.backends.file import FileWriter, read_state
 from provisioner.backends.filelock import StateLock
 from provisioner.core.models import Intent
-from provisioner.backends.file import FileWriter, read_state
 from provisioner.core.timestamps import utc_now_text
+from provisioner.sandbox import Sandbox
 
 FAST = ("--rate-limit", "0")  # the sandbox has no rate limit
 
@@ -74,7 +74,7 @@ def test_import_adopts_a_batch_made_by_hand(cli, api_env, sandbox, write_manifes
     manifest = write_manifest(legacy_manifest())
     state = init_state(tmp_path / "state.json")
     before = cli("plan", manifest, "--state", state).stdout
-    assert "+ batch \"globex/legacy\"" in before  # without import it would be issued a second time
+    assert '+ batch "globex/legacy"' in before  # without import it would be issued a second time
 
     result = cli("import", "globex/legacy", legacy["id"], manifest, "--state", state, *FAST)
 
@@ -99,8 +99,9 @@ def test_import_then_plan_shows_only_real_differences(cli, api_env, sandbox, wri
 
     planned = cli("plan", manifest, "--state", state, *FAST)
 
-    assert re.search(r'~ batch "globex/legacy" \{\n\s+~ name = "Globex legacy" -> "Globex legacy \(2031\)"\n\s+\}',
-                     planned.stdout), planned.stdout
+    assert re.search(
+        r'~ batch "globex/legacy" \{\n\s+~ name = "Globex legacy" -> "Globex legacy \(2031\)"\n\s+\}', planned.stdout
+    ), planned.stdout
     assert "Plan: 1 to create, 1 to update, 0 blocked, 0 unchanged." in planned.stdout
 
 
@@ -226,7 +227,7 @@ def test_state_rm_forgets_the_batch_but_leaves_it_in_the_api(applied, cli, sandb
     assert backup_of(state).read_text() == before
 
     planned = cli("plan", manifest, "--state", state, *FAST)
-    assert "+ batch \"acme/q2\"" in planned.stdout
+    assert '+ batch "acme/q2"' in planned.stdout
     assert "Plan: 1 to create" in planned.stdout
 
     before_import = state.read_text()
@@ -253,7 +254,7 @@ def test_state_mv_after_renaming_the_key_leaves_nothing_to_do(applied, cli, sand
     write_manifest(two_client_manifest().replace("          q1:", "          first-quarter:"), name="m.yaml")
 
     renamed_only = cli("plan", manifest, "--state", state, *FAST).stdout
-    assert "+ batch \"acme/first-quarter\"" in renamed_only  # what a rename alone would do: issue again
+    assert '+ batch "acme/first-quarter"' in renamed_only  # what a rename alone would do: issue again
     assert "acme/q1 (batch" in renamed_only
 
     before = state.read_text()
@@ -335,8 +336,15 @@ def test_a_held_lock_stops_state_rm_in_a_real_process(applied, api_env):
 def open_intent(state, attributes: dict) -> None:
     """What a crashed apply leaves behind for globex/legacy."""
     with FileWriter(state) as writer:
-        writer.record_intent(Intent(address="globex/legacy", client_id=GLOBEX_ID, attributes=attributes,
-                                    digest=request_digest(GLOBEX_ID, attributes), at=utc_now_text()))
+        writer.record_intent(
+            Intent(
+                address="globex/legacy",
+                client_id=GLOBEX_ID,
+                attributes=attributes,
+                digest=request_digest(GLOBEX_ID, attributes),
+                at=utc_now_text(),
+            )
+        )
 
 
 def test_import_refuses_a_batch_an_interrupted_create_cannot_have_made(cli, api_env, sandbox, write_manifest, tmp_path):

@@ -33,8 +33,9 @@ def resource(batch_id):
 
 
 def run_killed(script: str, path: Path) -> None:
-    result = subprocess.run([sys.executable, "-c", PRELUDE + textwrap.dedent(script), str(path)],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", PRELUDE + textwrap.dedent(script), str(path)], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == -9, result.stderr
 
 
@@ -47,7 +48,8 @@ def test_a_fold_killed_before_dropping_the_journal_does_not_replay_a_dead_checkp
     write_snapshot(path, State(serial=1, resources={"acme/a": Resource(batch_id="X", client_id="c", attributes={})}))
     # A run killed while its checkpoint wrote snapshot 2: its journal names serial 2, and the changes
     # made meanwhile follow that line (a move, then a new batch at the address it left).
-    run_killed("""
+    run_killed(
+        """
         writer = FileWriter(path, checkpoint_seconds=1e9)
         writer.record_intent(intent("acme/z"))
 
@@ -63,13 +65,18 @@ def test_a_fold_killed_before_dropping_the_journal_does_not_replay_a_dead_checkp
 
         backend.write_snapshot = writing_snapshot
         writer.checkpoint()
-    """, path)
+    """,
+        path,
+    )
     assert batches(read_state(path)) == {"acme/b": "X", "acme/a": "Y"}
     # The next writer folds that journal into a new snapshot and is killed before it drops the journal.
-    run_killed("""
+    run_killed(
+        """
         backend.FileWriter._drop_journal = lambda self: killed()
         FileWriter(path)
-    """, path)
+    """,
+        path,
+    )
     assert journal_path(path).exists()
 
     state = read_state(path)
@@ -84,7 +91,9 @@ def test_a_fold_killed_before_dropping_the_journal_does_not_replay_a_dead_checkp
 def test_kill_campaign_loses_no_acknowledged_change():
     result = subprocess.run(
         [sys.executable, str(REPO / "bench" / "statekill"), "--trials", "8", "--resources", "2000", "--seed", "7"],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "violations: 0" in result.stdout

@@ -27,6 +27,9 @@ def test_a_moment_past_the_year_9999_in_utc_is_an_overflow():
 
 
 def test_a_final_z_is_utc():
-    assert from_iso("2026-01-01T00:00:00Z") == from_iso("2026-01-01T00:00:00z") == \
-        datetime(2026, 1, 1, tzinfo=timezone.utc)
+    assert (
+        from_iso("2026-01-01T00:00:00Z")
+        == from_iso("2026-01-01T00:00:00z")
+        == datetime(2026, 1, 1, tzinfo=timezone.utc)
+    )
     assert from_iso("2026-01-01T00:00:00").tzinfo is None

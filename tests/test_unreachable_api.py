@@ -32,9 +32,13 @@ def closed_port_url() -> str:
 def run(*args, url: str, key: str = TEST_KEY) -> tuple[subprocess.CompletedProcess, float]:
     env = {name: value for name, value in os.environ.items() if name != "TI_RATE_LIMIT"}
     started = time.monotonic()
-    result = subprocess.run([sys.executable, "-m", "provisioner", *map(str, args)],
-                            env={**env, "TI_BASE_URL": url, "TI_API_KEY": key},
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "provisioner", *map(str, args)],
+        env={**env, "TI_BASE_URL": url, "TI_API_KEY": key},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     return result, time.monotonic() - started
 
 
@@ -62,8 +66,15 @@ def test_nothing_listening_fails_within_seconds_with_the_url_and_what_to_check(m
 
 def test_a_refused_key_is_said_before_the_plan_and_nothing_is_created(manifest, tmp_path):
     with Sandbox(api_key=TEST_KEY) as sandbox:
-        result, _ = run("apply", manifest, "--state", init_state(tmp_path / "state.json"), "--auto-approve",
-                        url=sandbox.url, key=WRONG_KEY)
+        result, _ = run(
+            "apply",
+            manifest,
+            "--state",
+            init_state(tmp_path / "state.json"),
+            "--auto-approve",
+            url=sandbox.url,
+            key=WRONG_KEY,
+        )
         requests_made = sandbox.request_log
 
     assert result.returncode == 1
@@ -76,11 +87,15 @@ def test_a_refused_key_is_said_before_the_plan_and_nothing_is_created(manifest, 
 
 def test_an_apply_with_nothing_to_do_sends_no_request(manifest, tmp_path):
     with Sandbox(api_key=TEST_KEY) as sandbox:
-        first, _ = run("apply", manifest, "--state", init_state(tmp_path / "state.json"), "--auto-approve", url=sandbox.url)
+        first, _ = run(
+            "apply", manifest, "--state", init_state(tmp_path / "state.json"), "--auto-approve", url=sandbox.url
+        )
         assert first.returncode == 0, first.stderr
         seen = len(sandbox.request_log)
 
-        again, _ = run("apply", manifest, "--state", init_state(tmp_path / "state.json"), "--auto-approve", url=sandbox.url)
+        again, _ = run(
+            "apply", manifest, "--state", init_state(tmp_path / "state.json"), "--auto-approve", url=sandbox.url
+        )
 
         assert again.returncode == 0 and "No changes." in again.stdout
         assert len(sandbox.request_log) == seen
@@ -118,9 +133,28 @@ def self_signed(tmp_path) -> tuple[Path, Path]:
     if shutil.which("openssl") is None:
         pytest.skip("openssl is not installed")
     certificate, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
-                    str(certificate), "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(certificate),
+            "-days",
+            "2",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+    )
     return certificate, key
 
 

@@ -25,7 +25,11 @@ def run_without_yaml_rs(code: str, tmp_path: Path, *args: str) -> subprocess.Com
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
     return subprocess.run(
         [sys.executable, "-c", WITHOUT_YAML_RS.format(code=code), *args],
-        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
     )
 
 

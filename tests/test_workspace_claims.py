@@ -40,11 +40,29 @@ def test_two_workspaces_applying_one_client_at_once_issue_its_batches_once(pg_ur
         with open_backend(pg_url, workspace) as backend:
             backend.create()
     sandbox.set_faults(Faults(latency=0.3))  # each guard's listing overlaps the other run's
-    runs = [subprocess.Popen([sys.executable, "-m", "provisioner", "apply", str(path), "--state", pg_url,
-                              "--workspace", workspace, "--auto-approve", "--parallelism", "2"],
-                             env={**os.environ, **env_for(sandbox)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True)
-            for workspace in ("team-a", "team-b")]
+    runs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "provisioner",
+                "apply",
+                str(path),
+                "--state",
+                pg_url,
+                "--workspace",
+                workspace,
+                "--auto-approve",
+                "--parallelism",
+                "2",
+            ],
+            env={**os.environ, **env_for(sandbox)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for workspace in ("team-a", "team-b")
+    ]
     results = [run.communicate(timeout=120) + (run.returncode,) for run in runs]
 
     assert len(sandbox.all_batches(client)) == 4, "two workspaces issued the client's batches twice"
@@ -61,8 +79,18 @@ def test_a_claimed_client_is_refused_to_another_workspace_until_released(pg_url,
     first = run_subprocess("apply", path, "--state", pg_url, "--workspace", "team-a", "--auto-approve", env=env)
     assert first.returncode == 0, first.stderr
 
-    second = run_subprocess("apply", path, "--state", pg_url, "--workspace", "team-b", "--auto-approve",
-                            "--allow-duplicate", "c0/b0", env=env)
+    second = run_subprocess(
+        "apply",
+        path,
+        "--state",
+        pg_url,
+        "--workspace",
+        "team-b",
+        "--auto-approve",
+        "--allow-duplicate",
+        "c0/b0",
+        env=env,
+    )
     assert second.returncode == 1
     assert f"client {client}" in second.stderr and "belongs to workspace 'team-a'" in second.stderr
     assert "--workspace team-a" in second.stderr
@@ -90,5 +118,6 @@ def test_a_schema_set_up_by_the_previous_release_is_upgraded_by_the_first_run_th
     assert applied.returncode == 0, applied.stderr
     with psycopg.connect(pg_url) as conn:
         assert conn.execute("SELECT value FROM provisioner.meta WHERE key = 'schema_version'").fetchone() == ("2",)
-        assert conn.execute("SELECT workspace FROM provisioner.client_claims WHERE client_id = %s",
-                            (client,)).fetchall() == [("default",)]
+        assert conn.execute(
+            "SELECT workspace FROM provisioner.client_claims WHERE client_id = %s", (client,)
+        ).fetchall() == [("default",)]

@@ -90,9 +90,7 @@ def check_base_url(url: str) -> str:
             "the API key comes from TI_API_KEY only."
         )
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigurationError(
-            f"the API base URL {url!r} is not an https:// address; expected e.g. {example}"
-        )
+        raise ConfigurationError(f"the API base URL {url!r} is not an https:// address; expected e.g. {example}")
     if parts.scheme == "http" and not is_loopback(parts.hostname):
         raise ConfigurationError(
             f"the API base URL {url!r} uses plain http: the API key would cross the network "
@@ -162,12 +160,17 @@ class CreditsApi:
         self.answered_ok = False  # the API has answered 2xx in this run: its address is right
         self.limiter = limiter or RateLimiter(None)
         self.timeout = timeout
-        self.retrying = Retrying(max_attempts=max_attempts, backoff_base=backoff_base, backoff_cap=backoff_cap,
-                                 stop=self.limiter.stop, sleep=sleep, on_retry=on_retry)
+        self.retrying = Retrying(
+            max_attempts=max_attempts,
+            backoff_base=backoff_base,
+            backoff_cap=backoff_cap,
+            stop=self.limiter.stop,
+            sleep=sleep,
+            on_retry=on_retry,
+        )
         self.answered = False  # has the server answered once (any HTTP status) in this run?
         # Shared by every request of the run: the API away for too long stops them all at once.
-        self.outage = Outage(give_up_after, self.limiter.stop,
-                             where=f"the API at {self.base_url}", on_notice=on_notice)
+        self.outage = Outage(give_up_after, self.limiter.stop, where=f"the API at {self.base_url}", on_notice=on_notice)
         self.watching = give_up_after is not None
         self.client_names: dict[str, str] = {}
         self.session = requests.Session()
@@ -210,16 +213,28 @@ class CreditsApi:
             return
         path = f"/incoming/v2/clients/{quote(client_id, safe='')}/creditBatches"
         try:
-            self._request("GET", path, params={"clientId": client_id, "page": 1}, idempotent=True,
-                          subject=f"client {client_id}", label=self._listing_of(client_id))
+            self._request(
+                "GET",
+                path,
+                params={"clientId": client_id, "page": 1},
+                idempotent=True,
+                subject=f"client {client_id}",
+                label=self._listing_of(client_id),
+            )
         except NotFoundError:
             pass  # the server answered and took the key: that is all this asks
 
     # --- the three calls -------------------------------------------------
 
-    def create_batch(self, client_id: str, body: dict, before_send: Callable[[], None] | None = None,
-                     after_refusal: Callable[[], None] | None = None, about: str | None = None,
-                     at_socket: Callable[[], None] | None = None) -> dict:
+    def create_batch(
+        self,
+        client_id: str,
+        body: dict,
+        before_send: Callable[[], None] | None = None,
+        after_refusal: Callable[[], None] | None = None,
+        about: str | None = None,
+        at_socket: Callable[[], None] | None = None,
+    ) -> dict:
         """``before_send`` runs the instant before each attempt leaves (after pacing and any
         Retry-After pause), so the caller's record of when the create went out is never early;
         ``after_refusal`` the instant a 429 says this attempt did nothing, before the pause, so that
@@ -228,8 +243,15 @@ class CreditsApi:
         again for the next attempt). ``about``: the batch's address, for the retry notices."""
         path = f"/incoming/v2/clients/{quote(client_id, safe='')}/creditBatches"
         payload = self._request(
-            "POST", path, json=body, idempotent=False, subject=f"client {client_id}", before_send=before_send,
-            after_refusal=after_refusal, at_socket=at_socket, label=f"the create of {about}" if about else None,
+            "POST",
+            path,
+            json=body,
+            idempotent=False,
+            subject=f"client {client_id}",
+            before_send=before_send,
+            after_refusal=after_refusal,
+            at_socket=at_socket,
+            label=f"the create of {about}" if about else None,
         )
         # The server accepted the create: the batch may exist even though we cannot read it.
         try:
@@ -237,8 +259,10 @@ class CreditsApi:
         except ApiError as exc:
             raise OutcomeUnknown(f"{exc} The create was accepted, so the batch may exist.") from None
         if not isinstance(batch, dict):
-            raise OutcomeUnknown("unexpected answer: data.CreateCreditBatch is not a credit batch. "
-                                 "The create was accepted, so the batch may exist.")
+            raise OutcomeUnknown(
+                "unexpected answer: data.CreateCreditBatch is not a credit batch. "
+                "The create was accepted, so the batch may exist."
+            )
         if proper_id(batch.get("id")) is None:
             # Never recorded as it came: the batch's real id would be lost. Looked up instead.
             raise OutcomeUnknown(
@@ -249,8 +273,14 @@ class CreditsApi:
 
     def update_batch(self, batch_id: str, body: dict, about: str | None = None) -> dict:
         path = f"/incoming/v2/clients/creditBatches/{quote(batch_id, safe='')}"
-        payload = self._request("PUT", path, json=body, idempotent=True, subject=f"batch {batch_id}",
-                                label=f"the update of {about}" if about else None)
+        payload = self._request(
+            "PUT",
+            path,
+            json=body,
+            idempotent=True,
+            subject=f"batch {batch_id}",
+            label=f"the update of {about}" if about else None,
+        )
         return _unwrap(payload, "UpdateCreditBatch")
 
     def list_batches(self, client_id: str) -> Listing:
@@ -261,8 +291,14 @@ class CreditsApi:
         while True:
             params = {"clientId": client_id, "page": page}
             try:
-                payload = self._request("GET", path, params=params, idempotent=True, subject=f"client {client_id}",
-                                        label=self._listing_of(client_id))
+                payload = self._request(
+                    "GET",
+                    path,
+                    params=params,
+                    idempotent=True,
+                    subject=f"client {client_id}",
+                    label=self._listing_of(client_id),
+                )
             except NotFoundError as exc:
                 if page == 1:
                     raise  # no such client
@@ -279,8 +315,11 @@ class CreditsApi:
                 batch_id = proper_id(batch.get("id"))
                 # A batch without a usable id is kept (it may be the one a create made), under its
                 # whole text: listed twice while pages shift, it still counts once.
-                key = "id " + batch_key(batch_id) if batch_id is not None else "whole " + json.dumps(
-                    batch, sort_keys=True, default=repr)
+                key = (
+                    "id " + batch_key(batch_id)
+                    if batch_id is not None
+                    else "whole " + json.dumps(batch, sort_keys=True, default=repr)
+                )
                 batches.setdefault(key, batch)
             # A page with nothing new ends the walk even if hasMore says otherwise (a server
             # ignoring ?page would otherwise be asked forever).
@@ -300,8 +339,9 @@ class CreditsApi:
         where = f"the API at {self.base_url} listed the batches of client {client_id} (page {page})"
         undecided = "Nothing was decided on it."
         if not isinstance(listing, dict):
-            raise ApiError(f"{where} as {self._kind(listing)}, not as an object with creditBatches and pageInfo. "
-                           f"{undecided}")
+            raise ApiError(
+                f"{where} as {self._kind(listing)}, not as an object with creditBatches and pageInfo. {undecided}"
+            )
         items = listing.get("creditBatches")
         if items is None:
             items = []
@@ -309,8 +349,9 @@ class CreditsApi:
             raise ApiError(f"{where}: creditBatches is {self._kind(items)}, not a list of batches. {undecided}")
         for number, item in enumerate(items, start=1):
             if not isinstance(item, dict):
-                raise ApiError(f"{where}: creditBatches item {number} is {self._kind(item)}, not a batch object. "
-                               f"{undecided}")
+                raise ApiError(
+                    f"{where}: creditBatches item {number} is {self._kind(item)}, not a batch object. {undecided}"
+                )
         page_info = listing.get("pageInfo")
         if page_info is None:
             page_info = {}
@@ -320,8 +361,15 @@ class CreditsApi:
 
     def _kind(self, value) -> str:
         """What a JSON value from the server is, for a message: its type and the start of its text."""
-        names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "a number",
-                 float: "a number", type(None): "null"}
+        names = {
+            dict: "an object",
+            list: "a list",
+            str: "a string",
+            bool: "a boolean",
+            int: "a number",
+            float: "a number",
+            type(None): "null",
+        }
         text = self.redactor.message(json.dumps(value, default=repr), 40)
         return f"{names.get(type(value), type(value).__name__)} ({text})"
 
@@ -341,21 +389,37 @@ class CreditsApi:
         **kwargs,
     ) -> dict:
         try:
-            return self._attempts(method, path, idempotent=idempotent, subject=subject, label=label,
-                                  before_send=before_send, after_refusal=after_refusal, at_socket=at_socket,
-                                  **kwargs)
+            return self._attempts(
+                method,
+                path,
+                idempotent=idempotent,
+                subject=subject,
+                label=label,
+                before_send=before_send,
+                after_refusal=after_refusal,
+                at_socket=at_socket,
+                **kwargs,
+            )
         except Stopped:  # raised only where no request is on its way
             if self.outage.gave_up:
-                raise ApiUnavailable(
-                    f"{self.outage.describe()} Run the command again once the API answers."
-                ) from None
+                raise ApiUnavailable(f"{self.outage.describe()} Run the command again once the API answers.") from None
             raise RequestCancelled(
                 f"{method} {path}: interrupted before it was sent; the server did nothing for it."
             ) from None
 
-    def _attempts(self, method: str, path: str, *, idempotent: bool, subject: str,
-                  before_send: Callable[[], None] | None, after_refusal: Callable[[], None] | None = None,
-                  at_socket: Callable[[], None] | None = None, label: str | None = None, **kwargs) -> dict:
+    def _attempts(
+        self,
+        method: str,
+        path: str,
+        *,
+        idempotent: bool,
+        subject: str,
+        before_send: Callable[[], None] | None,
+        after_refusal: Callable[[], None] | None = None,
+        at_socket: Callable[[], None] | None = None,
+        label: str | None = None,
+        **kwargs,
+    ) -> dict:
         url = self.base_url + path
         what = label or f"{method} for {subject}"  # what a retry notice names
         retrying = self.retrying
@@ -375,13 +439,14 @@ class CreditsApi:
             try:
                 # Never follow redirects: a 301/302 would turn a create into a GET, a 307 repeat it.
                 with gated(at_socket):
-                    response = self.session.request(method, url, timeout=self.timeout, allow_redirects=False,
-                                                    **kwargs)
+                    response = self.session.request(method, url, timeout=self.timeout, allow_redirects=False, **kwargs)
             except SendWithheld:
                 # Nothing left this machine: the next attempt makes its caller ready again (before_send).
                 if last:
-                    raise ApiError(f"{method} {path}: not sent: its caller withheld it at each of {attempt} "
-                                   "attempts (this machine stalls?); nothing was created.") from None
+                    raise ApiError(
+                        f"{method} {path}: not sent: its caller withheld it at each of {attempt} "
+                        "attempts (this machine stalls?); nothing was created."
+                    ) from None
                 continue
             except requests.RequestException as exc:
                 self.outage.failed(_reason(exc), sent_at)
@@ -404,7 +469,8 @@ class CreditsApi:
                     raise ApiError(f"{method} {path}: no answer from {self.base_url} ({_reason(exc)}).") from None
                 delay = retrying.delay(attempt)
                 if not isinstance(exc, requests.exceptions.Timeout) and retrying.gives_up_reaching(
-                        first_try, delay, self.answered):
+                    first_try, delay, self.answered
+                ):
                     # A connection dropped by a server that never answered: a wrong port or scheme.
                     raise self._unreachable(exc, attempt, first_try) from None
                 retrying.notice(what, _reason(exc), attempt, delay)
@@ -467,8 +533,11 @@ class CreditsApi:
         seconds = time.monotonic() - first_try
         tried = f"{attempts} attempt{'s' if attempts > 1 else ''} in {seconds:.1f} s"
         scheme = ""
-        if self.base_url.startswith("http://") and isinstance(exc, requests.RequestException) \
-                and _may_have_been_sent(exc):
+        if (
+            self.base_url.startswith("http://")
+            and isinstance(exc, requests.RequestException)
+            and _may_have_been_sent(exc)
+        ):
             scheme = " If the server on that port speaks https, write https:// in TI_BASE_URL."
         return ApiError(
             f"cannot reach the API at {self.base_url} ({_reason(exc)}; {tried}). Check TI_BASE_URL (or "
@@ -610,8 +679,9 @@ def _server_message(response: requests.Response, redactor: Redactor) -> str:
     return redactor.message(json.dumps(body, default=repr))
 
 
-def _error_for(response: requests.Response, method: str, path: str, subject: str, base_url: str,
-               redactor: Redactor) -> ApiError:
+def _error_for(
+    response: requests.Response, method: str, path: str, subject: str, base_url: str, redactor: Redactor
+) -> ApiError:
     status = response.status_code
     message = _server_message(response, redactor)
     if status == 401:

@@ -92,8 +92,11 @@ class Outage:
                     self._timer = threading.Timer(left, self._expire, args=(self._since,))
                     self._timer.daemon = True
                     self._timer.start()
-            due = (self._since is not None and self.give_up_after is not None
-                   and self._clock() - self._since >= self.give_up_after)
+            due = (
+                self._since is not None
+                and self.give_up_after is not None
+                and self._clock() - self._since >= self.give_up_after
+            )
         if notice:
             self.on_notice(notice)
         if due:

@@ -42,13 +42,8 @@ from provisioner.api.client import (
     OutcomeUnknown,
     RequestCancelled,
 )
-from provisioner.backends.base import ClientClaimed, StateError, StateWriter
-from provisioner.core.audit_trail import ADOPT, CREATE, RECOVER, UPDATE
+from provisioner.api.send_gate import SendWithheld
 from provisioner.applying.listings import ClientListings
-from provisioner.core.models import UPDATABLE_FIELDS, Change, Desired, Intent, Plan, Resource, proper_id, shown_id
-from provisioner.core.comparison import same_value
-from provisioner.core.addresses import client_of
-from provisioner.render.progress import Progress, describe_work
 from provisioner.applying.matching import (
     SETTLE_AT_LEAST,
     confusable_key,
@@ -59,10 +54,15 @@ from provisioner.applying.matching import (
     may_still_send,
     send_reserve,
 )
-from provisioner.api.send_gate import SendWithheld
 from provisioner.applying.settling import ClientNotFound, IntentSettler, not_found_message
 from provisioner.applying.tally import ApplyResult, Tally
+from provisioner.backends.base import ClientClaimed, StateError, StateWriter
+from provisioner.core.addresses import client_of
+from provisioner.core.audit_trail import ADOPT, CREATE, RECOVER, UPDATE
+from provisioner.core.comparison import same_value
+from provisioner.core.models import UPDATABLE_FIELDS, Change, Desired, Intent, Plan, Resource, proper_id, shown_id
 from provisioner.core.timestamps import format_timestamp, utc_now_text
+from provisioner.render.progress import Progress, describe_work
 
 # How long a create may still be in progress on the server after its sender stopped
 # waiting for it: the client's read timeout, and as much again as a margin.
@@ -162,7 +162,8 @@ class Applier:
         return {
             desired.batches[change.address].client_id.lower()
             for change in work
-            if change.action in ("create", "replace") and change.address in desired.batches
+            if change.action in ("create", "replace")
+            and change.address in desired.batches
             and change.address not in self.allow_duplicates
             and not self.listings.has(desired.batches[change.address].client_id)
         }
@@ -174,8 +175,7 @@ class Applier:
         # A recovery that never happened and whose manifest changed since belongs to another group:
         # its create runs once every group is done, unless a look-alike of it is still unresolved.
         deferred = [
-            Change(address=address, client_key=client_of(address), action="create")
-            for address in self.settler.deferred
+            Change(address=address, client_key=client_of(address), action="create") for address in self.settler.deferred
         ]
         self._run_groups(request_groups(self._not_blocked(deferred, desired), desired), desired)
         return self.tally.result
@@ -209,8 +209,9 @@ class Applier:
             with self._stopped_guard:
                 stopped = client_id is not None and client_id.lower() in self.stopped_clients
             if stopped:
-                self.tally.not_started(change.address, f"client {client_id} answered 404 while an interrupted "
-                                       "create of it is unresolved")
+                self.tally.not_started(
+                    change.address, f"client {client_id} answered 404 while an interrupted create of it is unresolved"
+                )
                 continue
             try:
                 self._run_change(change, desired)
@@ -246,8 +247,11 @@ class Applier:
             if gave_up:  # the outage's summary names every one of them
                 self.tally.failed(change.address, UNKNOWN_WHEN_API_AWAY, in_summary_only=True)
             else:
-                self.tally.failed(change.address, "interrupted while checking whether the create happened; "
-                                  "the next plan shows it as a recovery and apply resolves it")
+                self.tally.failed(
+                    change.address,
+                    "interrupted while checking whether the create happened; "
+                    "the next plan shows it as a recovery and apply resolves it",
+                )
         self.tally.interrupted(skipped=not unresolved)  # nothing sent: not started
 
     def _run_change(self, change: Change, desired: Desired) -> None:
@@ -331,8 +335,11 @@ class Applier:
                 if may_still_send(stalled, self.recovery_wait):
                     ready.append((started, confirmed))
                     return
-                self.tally.note(address, f"{stalled:.1f} s passed between writing its intent and sending it "
-                                         "(this machine stalled); writing the intent again before sending")
+                self.tally.note(
+                    address,
+                    f"{stalled:.1f} s passed between writing its intent and sending it "
+                    "(this machine stalled); writing the intent again before sending",
+                )
             raise CreateNotSent(
                 f"not sent: this machine stalled for more than {send_reserve(self.recovery_wait):.1f} s between "
                 f"writing the create's intent and sending it, {SEND_TRIES} times (overloaded, or paused?). "
@@ -352,13 +359,22 @@ class Applier:
             started, confirmed = ready[-1]
             now = time.monotonic()
             if not may_still_send(now - started, self.recovery_wait) or not lock_still_confirmed(now - confirmed):
-                self.tally.note(address, f"{now - confirmed:.1f} s passed between checking the lock and sending "
-                                         "(this machine stalled); checking again before sending")
+                self.tally.note(
+                    address,
+                    f"{now - confirmed:.1f} s passed between checking the lock and sending "
+                    "(this machine stalled); checking again before sending",
+                )
                 raise SendWithheld()
 
         try:
-            batch = self.api.create_batch(client_id, attributes, before_send=write_intent, after_refusal=settle_refused,
-                                          at_socket=at_socket, about=address)
+            batch = self.api.create_batch(
+                client_id,
+                attributes,
+                before_send=write_intent,
+                after_refusal=settle_refused,
+                at_socket=at_socket,
+                about=address,
+            )
         except OutcomeUnknown as exc:
             self.tally.note(address, f"outcome unknown ({exc}); looking it up")
             return written[-1], None
@@ -382,10 +398,14 @@ class Applier:
                 return
             self.settler.wait(self.recovery_wait - (time.monotonic() - failed_at))
             if self.stop.is_set():
-                raise OutcomeUnknown(UNKNOWN_WHEN_API_AWAY if self.api.outage.gave_up else (
-                    "interrupted while checking whether the create happened; the next plan shows it "
-                    "as a recovery and apply resolves it"
-                ))
+                raise OutcomeUnknown(
+                    UNKNOWN_WHEN_API_AWAY
+                    if self.api.outage.gave_up
+                    else (
+                        "interrupted while checking whether the create happened; the next plan shows it "
+                        "as a recovery and apply resolves it"
+                    )
+                )
             confirmed = self.listings.confirmed(intent.client_id)
             if self.settler.adopt_if_found(intent, confirmed, CONFIRMED, kind="created"):
                 return
@@ -424,8 +444,10 @@ class Applier:
     def _record_created(self, intent: Intent, batch: dict, kind: str, outcome: str) -> None:
         batch_id = proper_id(batch.get("id"))
         if batch_id is None:  # never reached: the client and the rules take no batch without one
-            raise ApiError(f"{intent.address}: the API gave no proper batch id ({shown_id(batch.get('id'))}); "
-                           "the intent stays open.")
+            raise ApiError(
+                f"{intent.address}: the API gave no proper batch id ({shown_id(batch.get('id'))}); "
+                "the intent stays open."
+            )
         action = ADOPT if kind == "adopted" else RECOVER if outcome == CONFIRMED else CREATE
         try:
             self.writer.record(

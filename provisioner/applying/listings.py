@@ -71,7 +71,8 @@ class ClientListings:
 def _identities(listing: Listing) -> set[str]:
     """Each batch by its id, or by its whole text when it has no proper id."""
     return {
-        batch_key(batch_id) if (batch_id := proper_id(batch.get("id"))) is not None
+        batch_key(batch_id)
+        if (batch_id := proper_id(batch.get("id"))) is not None
         else json.dumps(batch, sort_keys=True, default=repr)
         for batch in listing
     }

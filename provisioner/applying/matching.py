@@ -222,8 +222,11 @@ def find(
     for batch in listed:
         if is_claimed(batch, claimed) or not is_look_alike(batch, intent.attributes):
             continue
-        if any(made_exactly_as(batch, other.attributes) for other in different_requests
-               if other.client_id == intent.client_id):
+        if any(
+            made_exactly_as(batch, other.attributes)
+            for other in different_requests
+            if other.client_id == intent.client_id
+        ):
             continue
         if is_exact(batch, intent.attributes):
             if created_since(batch, since):
@@ -231,8 +234,9 @@ def find(
                 continue
             too_early.append(dict(batch))
         look_alikes.append(dict(batch))
-    return Findings(exact=tuple(exact), look_alikes=tuple(look_alikes), allowed=twins, too_early=tuple(too_early),
-                    since=since)
+    return Findings(
+        exact=tuple(exact), look_alikes=tuple(look_alikes), allowed=twins, too_early=tuple(too_early), since=since
+    )
 
 
 def confusable_key(client_id: str, attributes: Mapping) -> tuple:
@@ -261,8 +265,11 @@ def duplicates_of(
             continue
         if any(verdict == DIFFERENT for name, verdict in verdicts.items() if name != "name"):
             continue
-        if any(made_exactly_as(batch, intent.attributes) for intent in open_intents
-               if identifier(intent.client_id) == identifier(attributes.get("clientId", ""))):
+        if any(
+            made_exactly_as(batch, intent.attributes)
+            for intent in open_intents
+            if identifier(intent.client_id) == identifier(attributes.get("clientId", ""))
+        ):
             continue
         found.append(dict(batch))
     return found
@@ -309,7 +316,8 @@ def duplicate_reasons(address: str, client_key: str, found: list[dict]) -> tuple
     as one error."""
     importable = next((proper_id(batch.get("id")) for batch in found if proper_id(batch.get("id"))), None)
     record = (
-        f"'provisioner import {address} {importable} PATHS...'" if importable is not None
+        f"'provisioner import {address} {importable} PATHS...'"
+        if importable is not None
         else "the API lists it without a proper id, so it cannot be imported: ask the API's owner to fix the listing"
     )
     return (
@@ -333,11 +341,14 @@ def ambiguity_message(intent: Intent, findings: Findings) -> str:
             "clocks, or a proxy rewriting Date)"
         )
     else:
-        exact_note = ("none made exactly as asked (the API may have changed the name's case or spacing, or "
-                      "listed fields as null)")
+        exact_note = (
+            "none made exactly as asked (the API may have changed the name's case or spacing, or listed fields as null)"
+        )
     if findings.without_id:
-        exact_note += (f"; {len(findings.without_id)} listed with no proper id, which provisioner cannot "
-                       "record: the API's listing must give each batch its id")
+        exact_note += (
+            f"; {len(findings.without_id)} listed with no proper id, which provisioner cannot "
+            "record: the API's listing must give each batch its id"
+        )
     return (
         f"{batches_phrase(len(findings.candidates))} of client {intent.client_id}, claimed by no address, could be the one the "
         f"interrupted create of {intent.address} made ({exact_note}): {describe(findings.candidates)}. "
@@ -353,6 +364,7 @@ def batches_phrase(count: int) -> str:
 
 def describe(batches: Iterable[Mapping]) -> str:
     """Batches named for a person: id, name, balance, when made."""
+
     def credits(batch: Mapping) -> str:
         balance = batch.get("startingBalance")
         return "credits not listed" if balance in (None, "") else f"{balance} credits"

@@ -38,8 +38,11 @@ def observe(
     # before the estimate is printed. The listing is kept: the pool below does not ask again.
     listings.current(client_ids[0])
     reporter.start(
-        len(client_ids), api.limiter.rpm, title="Refreshing:",
-        what=f"listing the batches of {len(client_ids)} client(s)", unit="clients",
+        len(client_ids),
+        api.limiter.rpm,
+        title="Refreshing:",
+        what=f"listing the batches of {len(client_ids)} client(s)",
+        unit="clients",
     )
     pool = ThreadPoolExecutor(max_workers=max(1, min(parallelism, len(client_ids))))
     try:
@@ -56,9 +59,7 @@ def observe(
                         without_id.append(batch)
                         continue
                     # A server may list clientId as null: the listing says whose batch it is.
-                    observed[batch_key(batch_id)] = (
-                        batch if batch.get("clientId") else {**batch, "clientId": client_id}
-                    )
+                    observed[batch_key(batch_id)] = batch if batch.get("clientId") else {**batch, "clientId": client_id}
                 if without_id:
                     reporter.warn(
                         f"Warning: the API lists {batches_phrase(len(without_id))} of client {client_id} without "

@@ -15,11 +15,11 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 
 from provisioner.api.client import ApiError, CreditsApi, NotFoundError, OutcomeUnknown
-from provisioner.backends.base import StateWriter
 from provisioner.applying.listings import ClientListings
-from provisioner.core.models import Desired, Intent
 from provisioner.applying.matching import ambiguity_message, confusable_key, find, intent_since, window_left
 from provisioner.applying.tally import Tally
+from provisioner.backends.base import StateWriter
+from provisioner.core.models import Desired, Intent
 
 ADOPTED = "found and recorded (made by an interrupted apply)"
 
@@ -141,8 +141,12 @@ class IntentSettler:
         server_now = self.api.clock.now()
         if (intent_since(intent) is None or server_now is None) and not self._clock_warned:
             self._clock_warned = True
-            reason = ("the interrupted run could not read the API's clock" if intent_since(intent) is None
-                      else self.api.clock.describe())
-            self.tally.warn(f"Note: {reason}; waiting the whole recovery window before deciding that a "
-                            "create never happened.")
+            reason = (
+                "the interrupted run could not read the API's clock"
+                if intent_since(intent) is None
+                else self.api.clock.describe()
+            )
+            self.tally.warn(
+                f"Note: {reason}; waiting the whole recovery window before deciding that a create never happened."
+            )
         return window_left(intent, self.recovery_wait, server_now, datetime.now(timezone.utc))

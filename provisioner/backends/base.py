@@ -134,8 +134,9 @@ class Backend(ABC):
         return ""
 
     @contextmanager
-    def writing(self, command: str, timeout: float = 0.0, warn: Warn | None = None,
-                run: Mapping[str, object] | None = None) -> Iterator[StateWriter]:
+    def writing(
+        self, command: str, timeout: float = 0.0, warn: Warn | None = None, run: Mapping[str, object] | None = None
+    ) -> Iterator[StateWriter]:
         """Lock, then the writer (its events naming ``run``); the writer's last checkpoint happens
         before the lock is released."""
         with self.lock(command, timeout=timeout, warn=warn):
@@ -162,8 +163,13 @@ class StateWriter(ABC):
     moves: at a checkpoint, and only if the content changed.
     """
 
-    def __init__(self, state: State, checkpoint_seconds: float = CHECKPOINT_SECONDS, unsaved: bool = False,
-                 head: Head | None = None):
+    def __init__(
+        self,
+        state: State,
+        checkpoint_seconds: float = CHECKPOINT_SECONDS,
+        unsaved: bool = False,
+        head: Head | None = None,
+    ):
         """``unsaved``: ``state`` differs from what is stored (a killed run's changes); the first
         checkpoint moves the serial. ``head``: where the stored history ends."""
         self.state = state
@@ -202,8 +208,9 @@ class StateWriter(ABC):
         notes = () if action is None else (event_note(action, address, resource),)
         self._write({"op": "record", "address": address, "resource": resource.model_dump(mode="json")}, notes)
 
-    def record_all(self, resources: Mapping[str, Resource], instance: str | None = None,
-                   action: str = GENERATE) -> None:
+    def record_all(
+        self, resources: Mapping[str, Resource], instance: str | None = None, action: str = GENERATE
+    ) -> None:
         """Records many resources as one durable step: all of them, or (on any failure) none; with
         ``instance``, the state is bound to that API in the same step (see ``bind_instance``).
 
@@ -497,8 +504,13 @@ def _content(value: object) -> str | None:
 def event_note(action: str, address: str, resource: Resource, from_address: str | None = None) -> Note:
     """The event of a change to ``resource`` at ``address``: its id and its credits."""
     credits = resource.attributes.get("startingBalance")
-    return Note(action, address, batch_id=resource.batch_id, credits=credits if type(credits) is int else None,
-                from_address=from_address)
+    return Note(
+        action,
+        address,
+        batch_id=resource.batch_id,
+        credits=credits if type(credits) is int else None,
+        from_address=from_address,
+    )
 
 
 def check_instance(state: State, instance: str, where: str) -> None:

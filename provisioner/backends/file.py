@@ -96,8 +96,12 @@ class FileBackend(Backend):
                 return
             with self.open_writer() as writer:
                 writer.attribute(run or {})
-                writer.record_event(Note(FORCE_UNLOCK, detail=f"lock {holder.id} of {holder.command} by "
-                                                              f"{holder.user}@{holder.host}, pid {holder.pid}"))
+                writer.record_event(
+                    Note(
+                        FORCE_UNLOCK,
+                        detail=f"lock {holder.id} of {holder.command} by {holder.user}@{holder.host}, pid {holder.pid}",
+                    )
+                )
 
         return force_unlock(self.path, lock_id, before_removal=record)
 
@@ -113,8 +117,13 @@ class FileBackend(Backend):
         return datetime.fromtimestamp(max(times), timezone.utc) if times else None
 
     def own_files(self) -> list[Path]:
-        return [self.path, journal_path(self.path), backup_path(self.path), lock_path(self.path),
-                history_path(self.path)]
+        return [
+            self.path,
+            journal_path(self.path),
+            backup_path(self.path),
+            lock_path(self.path),
+            history_path(self.path),
+        ]
 
 
 def backup_path(path: Path) -> Path:
@@ -348,8 +357,9 @@ def _read_journal_checked(path: Path, state: State | None) -> tuple[list[dict], 
     return entries, base
 
 
-def write_snapshot(path: Path, state: State, text: SnapshotText | None = None,
-                   history: list[dict] | None = None) -> None:
+def write_snapshot(
+    path: Path, state: State, text: SnapshotText | None = None, history: list[dict] | None = None
+) -> None:
     """Atomic and durable: the new snapshot written and fsynced, the previous file kept as .backup, renamed.
     ``history``: events this snapshot carries, the change it makes and its events in one step (see read_history)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -358,8 +368,12 @@ def write_snapshot(path: Path, state: State, text: SnapshotText | None = None,
         if path.exists():
             _keep_backup(path)
 
-    write_atomically(path, with_history((text or SnapshotText()).render(state), history or None), durable=True,
-                     before_replace=keep_backup)
+    write_atomically(
+        path,
+        with_history((text or SnapshotText()).render(state), history or None),
+        durable=True,
+        before_replace=keep_backup,
+    )
 
 
 def _keep_backup(path: Path) -> None:
@@ -392,8 +406,9 @@ class FileWriter(StateWriter):
         snapshot, entries, journal_found = unfolded
         # The events a killed run journaled that the history file does not hold yet: filed first.
         filed = history_tail(history_path(self.path))
-        self._unfiled = _merged([], after(snapshot_events(self.path), filed.seq),
-                                after(journal_events(self.path), filed.seq))
+        self._unfiled = _merged(
+            [], after(snapshot_events(self.path), filed.seq), after(journal_events(self.path), filed.seq)
+        )
         super().__init__(snapshot, checkpoint_seconds, head=Head.of(self._unfiled[-1]) if self._unfiled else filed)
         self._file_events()
         # Opened under this process's lock: every write checks that the lock is still its own (after a
@@ -407,8 +422,14 @@ class FileWriter(StateWriter):
             # A run killed while a checkpoint wrote its snapshot left a checkpoint line naming a serial no
             # snapshot holds. The fold's snapshot must come after it: under that serial, a crash before the
             # journal is dropped would have readers apply what follows that line a second time.
-            named = max((entry["serial"] for entry in entries
-                         if entry["op"] == "checkpoint" and type(entry.get("serial")) is int), default=0)
+            named = max(
+                (
+                    entry["serial"]
+                    for entry in entries
+                    if entry["op"] == "checkpoint" and type(entry.get("serial")) is int
+                ),
+                default=0,
+            )
             if named > self.state.serial and self._changes.changed(self.state):
                 self.state.serial = named
             self.checkpoint()  # folds the interrupted run in (serial + 1), or drops a spent journal
@@ -518,8 +539,9 @@ class FileWriter(StateWriter):
                 "once no other run is going: open creates are resolved by listing."
             )
 
-    def record_all(self, resources: Mapping[str, Resource], instance: str | None = None,
-                   action: str = GENERATE) -> None:
+    def record_all(
+        self, resources: Mapping[str, Resource], instance: str | None = None, action: str = GENERATE
+    ) -> None:
         """Many resources at once, on a state file: a new snapshot (temporary file, fsync, rename), all or
         nothing, rather than a journal line that the checkpoint then writes again (for 50,000 batches
         that took twice as long). Changes this run has journaled and not yet put in the snapshot come
@@ -532,15 +554,21 @@ class FileWriter(StateWriter):
                 check_instance(self.state, instance, self.name)
             state = self.state
             bound = state.instance is None and instance is not None
-            if not bound and all(state.resources.get(address) == resource and address not in state.pending
-                                 for address, resource in resources.items()):
+            if not bound and all(
+                state.resources.get(address) == resource and address not in state.pending
+                for address, resource in resources.items()
+            ):
                 return  # recorded as it is already: the serial moves only when what is recorded changes
-            updated = state.model_copy(update={
-                "resources": {**state.resources, **resources},
-                "pending": {address: intent for address, intent in state.pending.items() if address not in resources},
-                "instance": state.instance if state.instance is not None else instance,
-                "serial": state.serial + 1,
-            })
+            updated = state.model_copy(
+                update={
+                    "resources": {**state.resources, **resources},
+                    "pending": {
+                        address: intent for address, intent in state.pending.items() if address not in resources
+                    },
+                    "instance": state.instance if state.instance is not None else instance,
+                    "serial": state.serial + 1,
+                }
+            )
             notes = [event_note(action, address, resource) for address, resource in resources.items()]
             self.put_snapshot(updated, self._seal(notes))
             self._last_checkpoint = time.monotonic()

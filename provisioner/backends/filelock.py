@@ -192,8 +192,9 @@ def _what_to_do(holder: LockInfo) -> str:
     )
 
 
-def force_unlock(state_path: str | Path, lock_id: str,
-                 before_removal: Callable[[LockInfo], None] | None = None) -> LockInfo:
+def force_unlock(
+    state_path: str | Path, lock_id: str, before_removal: Callable[[LockInfo], None] | None = None
+) -> LockInfo:
     """Removes a lock left by a run that is gone; refuses while its holder still runs here.
     ``before_removal``: run while the lock is held here, once the lock is known to be the one to remove."""
     state_path = Path(state_path)

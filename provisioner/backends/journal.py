@@ -117,8 +117,11 @@ def entry_problem(entry: dict) -> str | None:
     for name, kind in ENTRY_FIELDS.get(entry["op"], {}).items():
         value = entry.get(name)
         if not isinstance(value, kind) or isinstance(value, bool):
-            return f"has no {name!r} ({TYPE_NAMES[kind]})" if value is None else (
-                f"has {name!r} as {type(value).__name__}, not {TYPE_NAMES[kind]}")
+            return (
+                f"has no {name!r} ({TYPE_NAMES[kind]})"
+                if value is None
+                else (f"has {name!r} as {type(value).__name__}, not {TYPE_NAMES[kind]}")
+            )
     addresses = [entry.get(name) for name in ("address", "from", "to") if name in ENTRY_FIELDS.get(entry["op"], {})]
     if entry["op"] == "intent":
         addresses.append(entry["intent"].get("address"))

@@ -13,8 +13,9 @@ NOTICE_EVERY = 10.0
 
 
 class LockWait:
-    def __init__(self, name: str, timeout: float, warn: Callable[[str], None],
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self, name: str, timeout: float, warn: Callable[[str], None], clock: Callable[[], float] = time.monotonic
+    ):
         self.name = name
         self.timeout = timeout
         self.warn = warn
@@ -27,12 +28,16 @@ class LockWait:
         now = self._clock()
         if self._said is None:
             self._said = now
-            self.warn(f"Acquiring state lock on {self.name}... it is held by {holder_in_a_line(holder)}; "
-                      f"waiting up to {self.timeout:g} s (--lock-timeout).")
+            self.warn(
+                f"Acquiring state lock on {self.name}... it is held by {holder_in_a_line(holder)}; "
+                f"waiting up to {self.timeout:g} s (--lock-timeout)."
+            )
         elif now - self._said >= NOTICE_EVERY:
             self._said = now
-            self.warn(f"Still waiting for the state lock ({now - self.since:.0f} s of {self.timeout:g} s): "
-                      f"held by {holder_in_a_line(holder)}.")
+            self.warn(
+                f"Still waiting for the state lock ({now - self.since:.0f} s of {self.timeout:g} s): "
+                f"held by {holder_in_a_line(holder)}."
+            )
 
     def acquired(self) -> None:
         if self._said is not None:

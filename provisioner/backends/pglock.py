@@ -62,8 +62,9 @@ class AdvisoryLock:
 
     def _holder(self, conn) -> LockInfo | None:
         row = conn.execute(
-            self._query('SELECT id, pid, host, "user", command, created FROM {locks} WHERE workspace = %s',
-                        locks="locks"),
+            self._query(
+                'SELECT id, pid, host, "user", command, created FROM {locks} WHERE workspace = %s', locks="locks"
+            ),
             (self.workspace,),
         ).fetchone()
         return LockInfo(*row) if row else None
@@ -72,8 +73,10 @@ class AdvisoryLock:
         """The holder row of the run that holds the advisory lock now; None while that run has not
         written its row yet (a row left by a run before it names someone else)."""
         row = conn.execute(
-            self._query('SELECT id, pid, host, "user", command, created, session_pid FROM {locks} '
-                        "WHERE workspace = %s", locks="locks"),
+            self._query(
+                'SELECT id, pid, host, "user", command, created, session_pid FROM {locks} WHERE workspace = %s',
+                locks="locks",
+            ),
             (self.workspace,),
         ).fetchone()
         if row is None or row[6] != self._advisory_holder(conn):

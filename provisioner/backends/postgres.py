@@ -39,8 +39,8 @@ from provisioner.backends.base import (
     StateWriter,
     Warn,
 )
-from provisioner.core.audit_trail import FORCE_UNLOCK, Head, Note, seal
 from provisioner.backends.pglock import AdvisoryLock
+from provisioner.core.audit_trail import FORCE_UNLOCK, Head, Note, seal
 from provisioner.core.models import State
 from provisioner.core.timestamps import utc_now_text
 
@@ -95,7 +95,9 @@ def passwords_in(url: str) -> list[str]:
     parts = _split(url)
     userinfo, at, _ = parts.netloc.rpartition("@")
     written = [userinfo.partition(":")[2]] if at else []
-    written += [item.partition("=")[2] for item in parts.query.split("&") if unquote(item.partition("=")[0]) == "password"]
+    written += [
+        item.partition("=")[2] for item in parts.query.split("&") if unquote(item.partition("=")[0]) == "password"
+    ]
     forms = {form for raw in written for form in (raw, unquote(raw), unquote_plus(raw)) if form}
     return sorted(forms, key=len, reverse=True)  # the longest first: one form may contain another
 
@@ -263,8 +265,16 @@ class PostgresBackend(Backend):
         )
 
     def _schema_query(self, statement: str):
-        return self._query(statement, meta="meta", workspaces="workspaces", resources="resources", intents="intents",
-                           locks="locks", claims="client_claims", history="history")
+        return self._query(
+            statement,
+            meta="meta",
+            workspaces="workspaces",
+            resources="resources",
+            intents="intents",
+            locks="locks",
+            claims="client_claims",
+            history="history",
+        )
 
     def _upgrade_schema(self) -> None:
         """Brings a schema an older release set up to this release's version (before a run writes)."""
@@ -272,14 +282,18 @@ class PostgresBackend(Backend):
             version = self._schema_version(conn)
             if version is None or version >= SCHEMA_VERSION:
                 return
-            conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"provisioner schema {self.schema}",))
+            conn.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"provisioner schema {self.schema}",)
+            )
             version = self._schema_version(conn)  # another run may have upgraded it meanwhile
             for step in range(version or SCHEMA_VERSION, SCHEMA_VERSION):
                 for statement in UPGRADES[step]:
                     # A table that exists already (an upgrade done by hand, in part) is kept as it is.
                     conn.execute(self._schema_query(statement.replace("CREATE TABLE", "CREATE TABLE IF NOT EXISTS", 1)))
-            conn.execute(self._query("UPDATE {meta} SET value = %s WHERE key = 'schema_version'", meta="meta"),
-                         (str(SCHEMA_VERSION),))
+            conn.execute(
+                self._query("UPDATE {meta} SET value = %s WHERE key = 'schema_version'", meta="meta"),
+                (str(SCHEMA_VERSION),),
+            )
 
     # --- reading -------------------------------------------------------------------------
 
@@ -291,8 +305,9 @@ class PostgresBackend(Backend):
         if self._schema_version(conn) is None:
             return None
         return conn.execute(
-            self._query("SELECT lineage, serial, instance, digest FROM {workspaces} WHERE name = %s",
-                        workspaces="workspaces"),
+            self._query(
+                "SELECT lineage, serial, instance, digest FROM {workspaces} WHERE name = %s", workspaces="workspaces"
+            ),
             (self.workspace,),
         ).fetchone()
 
@@ -326,8 +341,10 @@ class PostgresBackend(Backend):
         if (self._schema_version(conn) or 0) < SCHEMA_VERSION:
             return Head()
         row = conn.execute(
-            self._query("SELECT seq, event->>'digest' FROM {history} WHERE workspace = %s ORDER BY seq DESC LIMIT 1",
-                        history="history"),
+            self._query(
+                "SELECT seq, event->>'digest' FROM {history} WHERE workspace = %s ORDER BY seq DESC LIMIT 1",
+                history="history",
+            ),
             (self.workspace,),
         ).fetchone()
         return Head() if row is None else Head(row[0], row[1])
@@ -353,8 +370,9 @@ class PostgresBackend(Backend):
             "INSERT INTO {history} (workspace, seq, event) VALUES (%s, %s, %s) ON CONFLICT (workspace, seq) DO NOTHING",
             history="history",
         )
-        rows = [(self.workspace, event["seq"], json.dumps(event, sort_keys=True, separators=(",", ":")))
-                for event in events]
+        rows = [
+            (self.workspace, event["seq"], json.dumps(event, sort_keys=True, separators=(",", ":"))) for event in events
+        ]
         if len(rows) == 1:
             conn.execute(statement, rows[0])
         else:
@@ -414,8 +432,10 @@ class PostgresBackend(Backend):
         self._upgrade_schema()
 
         def record(conn, holder: LockInfo) -> None:
-            note = Note(FORCE_UNLOCK, detail=f"lock {holder.id} of {holder.command} by {holder.user}@{holder.host}, "
-                                             f"pid {holder.pid}")
+            note = Note(
+                FORCE_UNLOCK,
+                detail=f"lock {holder.id} of {holder.command} by {holder.user}@{holder.host}, pid {holder.pid}",
+            )
             self.insert_events(conn, [seal(note, run or {}, utc_now_text(), "local", self._history_head(conn))])
 
         return self.advisory.force_unlock(lock_id, with_removal=record)
@@ -466,8 +486,14 @@ class PostgresBackend(Backend):
 
 
 class PostgresWriter(StateWriter):
-    def __init__(self, backend: PostgresBackend, state: State, saved_digest: str,
-                 checkpoint_seconds: float = CHECKPOINT_SECONDS, head: Head | None = None):
+    def __init__(
+        self,
+        backend: PostgresBackend,
+        state: State,
+        saved_digest: str,
+        checkpoint_seconds: float = CHECKPOINT_SECONDS,
+        head: Head | None = None,
+    ):
         self.backend = backend
         unsaved = saved_digest != state.content_digest()
         super().__init__(state, checkpoint_seconds, unsaved=unsaved, head=head)
@@ -530,8 +556,9 @@ class PostgresWriter(StateWriter):
                 )
                 if "instance" in entry:
                     conn.execute(
-                        backend._query("UPDATE {workspaces} SET instance = %s WHERE name = %s",
-                                       workspaces="workspaces"),
+                        backend._query(
+                            "UPDATE {workspaces} SET instance = %s WHERE name = %s", workspaces="workspaces"
+                        ),
                         (entry["instance"], workspace),
                     )
             elif op == "clear":
@@ -540,8 +567,10 @@ class PostgresWriter(StateWriter):
                 self._delete(conn, "resources", entry["address"])
             elif op == "move":
                 conn.execute(
-                    backend._query("UPDATE {resources} SET address = %s WHERE workspace = %s AND address = %s",
-                                   resources="resources"),
+                    backend._query(
+                        "UPDATE {resources} SET address = %s WHERE workspace = %s AND address = %s",
+                        resources="resources",
+                    ),
                     (entry["to"], workspace, entry["from"]),
                 )
             elif op == "instance":
@@ -570,15 +599,22 @@ class PostgresWriter(StateWriter):
 
         def statements(conn) -> None:
             conn.execute(
-                backend._query("INSERT INTO {claims} (instance, client_id, workspace) VALUES (%s, %s, %s) "
-                               "ON CONFLICT (instance, client_id) DO NOTHING", claims="client_claims"),
+                backend._query(
+                    "INSERT INTO {claims} (instance, client_id, workspace) VALUES (%s, %s, %s) "
+                    "ON CONFLICT (instance, client_id) DO NOTHING",
+                    claims="client_claims",
+                ),
                 (instance, key, backend.workspace),
             )
-            found.append(conn.execute(
-                backend._query("SELECT workspace, claimed_at FROM {claims} WHERE instance = %s AND client_id = %s",
-                               claims="client_claims"),
-                (instance, key),
-            ).fetchone())
+            found.append(
+                conn.execute(
+                    backend._query(
+                        "SELECT workspace, claimed_at FROM {claims} WHERE instance = %s AND client_id = %s",
+                        claims="client_claims",
+                    ),
+                    (instance, key),
+                ).fetchone()
+            )
 
         backend.write(statements)
         owner, since = found[-1]
@@ -592,8 +628,7 @@ class PostgresWriter(StateWriter):
 
         def statements(conn) -> None:
             cursor = conn.execute(
-                backend._query("DELETE FROM {claims} WHERE client_id = %s AND workspace = %s",
-                               claims="client_claims"),
+                backend._query("DELETE FROM {claims} WHERE client_id = %s AND workspace = %s", claims="client_claims"),
                 (client_id.lower(), backend.workspace),
             )
             released.append(cursor.rowcount)
@@ -632,15 +667,18 @@ class PostgresWriter(StateWriter):
                 conn.execute(backend._query("DELETE FROM {t} WHERE workspace = %s", t=table), (workspace,))
             with conn.cursor() as cursor:
                 cursor.executemany(
-                    backend._query("INSERT INTO {t} (workspace, address, resource) VALUES (%s, %s, %s)",
-                                   t="resources"),
-                    [(workspace, address, json.dumps(resource.model_dump(mode="json")))
-                     for address, resource in state.resources.items()],
+                    backend._query("INSERT INTO {t} (workspace, address, resource) VALUES (%s, %s, %s)", t="resources"),
+                    [
+                        (workspace, address, json.dumps(resource.model_dump(mode="json")))
+                        for address, resource in state.resources.items()
+                    ],
                 )
                 cursor.executemany(
                     backend._query("INSERT INTO {t} (workspace, address, intent) VALUES (%s, %s, %s)", t="intents"),
-                    [(workspace, address, json.dumps(intent.model_dump(mode="json", exclude_none=True)))
-                     for address, intent in state.pending.items()],
+                    [
+                        (workspace, address, json.dumps(intent.model_dump(mode="json", exclude_none=True)))
+                        for address, intent in state.pending.items()
+                    ],
                 )
             conn.execute(
                 backend._query(

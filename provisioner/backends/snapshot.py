@@ -41,8 +41,10 @@ def parse_document(text: str, where: str, backup_hint: str = "") -> tuple[State,
     version = raw.get("version")
     if type(version) is not int or version != STATE_FORMAT_VERSION:
         if SAVED_PLAN_MARKER in raw:
-            raise StateError(f"{where}: this is a saved plan (plan --out), not a state. Apply it with "
-                             f"'provisioner apply {where}', and give the state with --state.")
+            raise StateError(
+                f"{where}: this is a saved plan (plan --out), not a state. Apply it with "
+                f"'provisioner apply {where}', and give the state with --state."
+            )
         raise StateError(
             f"{where}: state format version {version!r} is not supported by this provisioner "
             f"(it reads version {STATE_FORMAT_VERSION}). Use the provisioner release that wrote it; "

@@ -63,6 +63,5 @@ def main() -> None:
     """
 
 
-for command in (init, validate, plan, apply, refresh, import_command, show, log, force_unlock, state, schema,
-                sandbox):
+for command in (init, validate, plan, apply, refresh, import_command, show, log, force_unlock, state, schema, sandbox):
     main.add_command(command)

@@ -32,9 +32,9 @@ from provisioner.cli.options import (
     with_backend,
 )
 from provisioner.cli.plan import check_replace_addresses, emit_plan, why_it_cannot_be_applied
+from provisioner.operations.apply_request import ApplyRequest
 from provisioner.operations.connection import api_context, check_instance
 from provisioner.operations.live_batches import refreshed
-from provisioner.operations.apply_request import ApplyRequest
 
 if TYPE_CHECKING:
     from provisioner.applying.applier import ApplyResult
@@ -55,7 +55,13 @@ RECOVERY_WAIT_HELP = 60
 @lock_option
 @click.option("--auto-approve", is_flag=True, help="Apply without asking for 'yes'.")
 @click.option("--refresh", is_flag=True, help="Compare with the live API before planning.")
-@click.option("--replace", "replace", multiple=True, metavar="ADDRESS", help="Recreate this batch on purpose (issues its credits again).")
+@click.option(
+    "--replace",
+    "replace",
+    multiple=True,
+    metavar="ADDRESS",
+    help="Recreate this batch on purpose (issues its credits again).",
+)
 @click.option("--allow-large", is_flag=True, help="Apply even when the plan breaks a guardrail of the policy.")
 @click.option(
     "--recovery-wait",
@@ -86,16 +92,36 @@ RECOVERY_WAIT_HELP = 60
 @reason_option
 @user_errors
 @with_backend
-def apply(paths, backend, sandbox, base_url, parallelism, rate_limit, lock_timeout, auto_approve, refresh,
-          replace, allow_large, recovery_wait, no_color, allow_duplicate, no_duplicate_check, at, issue_early, quiet,
-          no_cache, reason, **policy_overrides) -> None:
+def apply(
+    paths,
+    backend,
+    sandbox,
+    base_url,
+    parallelism,
+    rate_limit,
+    lock_timeout,
+    auto_approve,
+    refresh,
+    replace,
+    allow_large,
+    recovery_wait,
+    no_color,
+    allow_duplicate,
+    no_duplicate_check,
+    at,
+    issue_early,
+    quiet,
+    no_cache,
+    reason,
+    **policy_overrides,
+) -> None:
     """Create and update batches so the API matches the manifests in PATHS, after asking for 'yes';
     or apply exactly the plan saved in PLAN_FILE by 'provisioner plan --out PLAN_FILE' (reviewed
     already: no question asked)."""
     from provisioner.applying.applier import RECOVERY_WAIT
     from provisioner.applying.listings import ClientListings
-    from provisioner.planning.saved_plan import PlanFileError, plan_digest, saved_plan_in
     from provisioner.planning.planner import make_plan
+    from provisioner.planning.saved_plan import PlanFileError, plan_digest, saved_plan_in
     from provisioner.render.progress import Progress
 
     saved = saved_plan_in(paths)
@@ -104,7 +130,12 @@ def apply(paths, backend, sandbox, base_url, parallelism, rate_limit, lock_timeo
         request = ApplyRequest.from_saved_plan(saved, moment(at), progress)
     else:
         request = ApplyRequest.from_manifests(
-            paths, moment(at), no_cache=no_cache, policy_overrides=policy_overrides, replace=replace, refresh=refresh,
+            paths,
+            moment(at),
+            no_cache=no_cache,
+            policy_overrides=policy_overrides,
+            replace=replace,
+            refresh=refresh,
             allow_duplicates=allow_duplicate,
         )
     desired = request.desired
@@ -116,17 +147,28 @@ def apply(paths, backend, sandbox, base_url, parallelism, rate_limit, lock_timeo
             saved.check_against(backend.read(), backend.name)
         with backend.open_writer() as writer:
             check_replace_addresses(request.replace, writer.state)
-            with api_context(sandbox, base_url, backend, rate_limit, parallelism, reporter,
-                             given_give_up_after()) as api:
+            with api_context(
+                sandbox, base_url, backend, rate_limit, parallelism, reporter, given_give_up_after()
+            ) as api:
                 check_instance(writer.state, api, backend)
                 api.name_clients({client.id: key for key, client in desired.clients.items()})
                 # One listing per client for the whole run: the refresh's serve the preflight, the duplicate
                 # guard and recovery's first look; deciding that a create never happened lists again.
                 listings = ClientListings(api)
-                observed = refreshed(desired, writer.state, api, parallelism, reporter, listings) if request.refresh else None
+                observed = (
+                    refreshed(desired, writer.state, api, parallelism, reporter, listings) if request.refresh else None
+                )
                 real_now = (api.clock.now() or now_utc()) if ahead else request.at
-                result = make_plan(desired, writer.state, request.at, observed=observed, replace=request.replace,
-                                   policy=request.policy, allow_duplicates=request.allow_duplicates, real_now=real_now)
+                result = make_plan(
+                    desired,
+                    writer.state,
+                    request.at,
+                    observed=observed,
+                    replace=request.replace,
+                    policy=request.policy,
+                    allow_duplicates=request.allow_duplicates,
+                    real_now=real_now,
+                )
                 if result.has_changes:
                     preflight(api, listings, result, desired, writer.state)
                     if (ahead or saved) and not issue_early:  # by the API's clock, known now
@@ -146,9 +188,16 @@ def apply(paths, backend, sandbox, base_url, parallelism, rate_limit, lock_timeo
                 run = run.with_plan_digest(saved.digest if saved else plan_digest(result))
                 writer.attribute(run.fields(), server_clock=api.clock.now)
                 outcome = run_apply(
-                    api, writer, result, desired, parallelism,
-                    RECOVERY_WAIT if recovery_wait is None else recovery_wait, reporter,
-                    duplicate_check=not no_duplicate_check, allow_duplicates=request.allow_duplicates, listings=listings,
+                    api,
+                    writer,
+                    result,
+                    desired,
+                    parallelism,
+                    RECOVERY_WAIT if recovery_wait is None else recovery_wait,
+                    reporter,
+                    duplicate_check=not no_duplicate_check,
+                    allow_duplicates=request.allow_duplicates,
+                    listings=listings,
                 )
     report(outcome, result, rerun=rerun_advice(saved))
 
@@ -163,7 +212,9 @@ def preflight(api, listings: ClientListings, result: Plan, desired: Desired, sta
         spec, intent = desired.batches.get(change.address), state.pending.get(change.address)
         return intent.client_id if intent else spec.client_id if spec else None
 
-    listed = [client for c in result.changes if c.action in ("create", "replace", "recover") and (client := client_of(c))]
+    listed = [
+        client for c in result.changes if c.action in ("create", "replace", "recover") and (client := client_of(c))
+    ]
     if listed:
         try:
             listings.current(listed[0])
@@ -182,7 +233,9 @@ def refuse_early(result: Plan, desired: Desired, real_now) -> None:
     early = early_changes(result, desired, real_now)
     if early:
         credits = sum(change.credits for change in early)
-        shown = ", ".join(change.address for change in early[:5]) + (f" and {len(early) - 5} more" if len(early) > 5 else "")
+        shown = ", ".join(change.address for change in early[:5]) + (
+            f" and {len(early) - 5} more" if len(early) > 5 else ""
+        )
         raise UserError(
             f"{len(early)} grant period(s) have not begun yet ({shown}; {credits:,} credits): --at plans for a "
             "later moment, but issuing a period before it begins needs --issue-early as well. Nothing was changed."
@@ -207,8 +260,16 @@ def confirm() -> None:
 
 
 def run_apply(
-    api, writer: StateWriter, result: Plan, desired: Desired, parallelism: int, recovery_wait: float,
-    reporter: Progress, duplicate_check: bool = True, allow_duplicates=(), listings: ClientListings | None = None,
+    api,
+    writer: StateWriter,
+    result: Plan,
+    desired: Desired,
+    parallelism: int,
+    recovery_wait: float,
+    reporter: Progress,
+    duplicate_check: bool = True,
+    allow_duplicates=(),
+    listings: ClientListings | None = None,
 ) -> ApplyResult:
     from provisioner.applying.applier import Applier
 
@@ -221,13 +282,24 @@ def run_apply(
             progress("Second interrupt: exiting now. The next command resolves what was in flight.")
             os._exit(1)
         stop.set()
-        reporter.warn("Interrupt received: no new requests; waiting for those in flight (Ctrl-C again to exit at once).")
+        reporter.warn(
+            "Interrupt received: no new requests; waiting for those in flight (Ctrl-C again to exit at once)."
+        )
 
-    previous = signal.signal(signal.SIGINT, on_interrupt) if threading.current_thread() is threading.main_thread() else None
+    previous = (
+        signal.signal(signal.SIGINT, on_interrupt) if threading.current_thread() is threading.main_thread() else None
+    )
     try:
         applier = Applier(
-            api, writer, parallelism=parallelism, reporter=reporter, stop=stop, recovery_wait=recovery_wait,
-            duplicate_check=duplicate_check, allow_duplicates=allow_duplicates, listings=listings,
+            api,
+            writer,
+            parallelism=parallelism,
+            reporter=reporter,
+            stop=stop,
+            recovery_wait=recovery_wait,
+            duplicate_check=duplicate_check,
+            allow_duplicates=allow_duplicates,
+            listings=listings,
         )
         return applier.apply(result, desired)
     finally:
@@ -274,8 +346,10 @@ def outage_summary(outcome: ApplyResult, rerun: str) -> str:
             f"looked up ({shown(outcome.unresolved)}): each stays recorded as an intent, and the next apply "
             "looks it up before anything else."
         )
-    lines.append("  Nothing was sent twice: a create whose answer was lost is never sent again until a "
-                 "listing proves it never happened.")
+    lines.append(
+        "  Nothing was sent twice: a create whose answer was lost is never sent again until a "
+        "listing proves it never happened."
+    )
     others = [(address, message) for address, message in outcome.failed if address not in outcome.unresolved]
     if others:
         lines.append("  " + failure_summary(others).replace("\n", "\n  "))

@@ -36,9 +36,17 @@ def _since(context, parameter, value: str | None) -> str | None:
 @click.option("--client", "client", metavar="KEY", help="Only the events of this client's batches.")
 @click.option("--since", callback=_since, metavar="DATE", help="Only events at or after DATE (UTC), or an ISO time.")
 @click.option("--action", "actions", multiple=True, type=click.Choice(ACTIONS), help="Only these actions (repeatable).")
-@click.option("--format", "output_format", type=click.Choice(LOG_FORMATS), default="text", show_default=True,
-              help="text for people (newest first); json and csv carry every field (oldest first).")
-@click.option("--verify", is_flag=True, help="Recompute the hash chain; exit 1 naming the first event that does not match.")
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(LOG_FORMATS),
+    default="text",
+    show_default=True,
+    help="text for people (newest first); json and csv carry every field (oldest first).",
+)
+@click.option(
+    "--verify", is_flag=True, help="Recompute the hash chain; exit 1 naming the first event that does not match."
+)
 @sandbox_option
 @user_errors
 @with_backend

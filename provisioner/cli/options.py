@@ -94,8 +94,12 @@ class Moment(click.ParamType):
         if isinstance(value, datetime):
             return value
         text = str(value).strip()
-        if ctx is not None and param is not None and param.envvar and \
-                ctx.get_parameter_source(param.name) == click.core.ParameterSource.ENVIRONMENT:
+        if (
+            ctx is not None
+            and param is not None
+            and param.envvar
+            and ctx.get_parameter_source(param.name) == click.core.ParameterSource.ENVIRONMENT
+        ):
             text_from = f"${param.envvar}"
         else:
             text_from = ""
@@ -153,11 +157,15 @@ def moment(at: datetime | None, *, report: bool = False) -> datetime:
     from provisioner.core.timestamps import format_timestamp
 
     if report:  # said even with --quiet: $PROVISIONER_AT may be set without the reader knowing
-        progress(f"Note: reporting as of {format_timestamp(at)} (--at), not now: expiries and days left are "
-                 "judged at that moment.")
+        progress(
+            f"Note: reporting as of {format_timestamp(at)} (--at), not now: expiries and days left are "
+            "judged at that moment."
+        )
     else:
-        progress(f"Note: planning for {format_timestamp(at)} (--at), not for now: grants are expanded and "
-                 "expiries judged for that moment.")
+        progress(
+            f"Note: planning for {format_timestamp(at)} (--at), not for now: grants are expanded and "
+            "expiries judged for that moment."
+        )
     return at
 
 
@@ -279,10 +287,22 @@ def given_give_up_after() -> float | None:
 
 def api_options(command):
     options = [
-        click.option("--sandbox", is_flag=True, help="Use an embedded local sandbox (data under state/) instead of TI_BASE_URL."),
-        click.option("--base-url", envvar=None, callback=_checked_base_url,
-                     help="API base URL; default: $TI_BASE_URL. The key always comes from $TI_API_KEY."),
-        click.option("--parallelism", default=10, show_default=True, type=click.IntRange(1, 64), help="Requests in flight at once."),
+        click.option(
+            "--sandbox", is_flag=True, help="Use an embedded local sandbox (data under state/) instead of TI_BASE_URL."
+        ),
+        click.option(
+            "--base-url",
+            envvar=None,
+            callback=_checked_base_url,
+            help="API base URL; default: $TI_BASE_URL. The key always comes from $TI_API_KEY.",
+        ),
+        click.option(
+            "--parallelism",
+            default=10,
+            show_default=True,
+            type=click.IntRange(1, 64),
+            help="Requests in flight at once.",
+        ),
         click.option(
             "--rate-limit",
             default=None,

@@ -27,10 +27,10 @@ from provisioner.cli.options import (
     user_errors,
     with_backend,
 )
+from provisioner.core.plurals import plural
 from provisioner.operations.live_batches import read_live_at
 from provisioner.operations.manifests import effective_policy, load_manifests, read_manifests
 from provisioner.operations.plans import plan_changes
-from provisioner.core.plurals import plural
 
 if TYPE_CHECKING:
     from provisioner.backends import Backend
@@ -65,7 +65,12 @@ def validate(paths: tuple[Path, ...], no_cache: bool) -> None:
     show_default=True,
     help="text for people, json for tools (documented format), markdown for a pull-request comment.",
 )
-@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), help="Save the plan for 'provisioner apply FILE'.")
+@click.option(
+    "--out",
+    "out_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Save the plan for 'provisioner apply FILE'.",
+)
 @click.option(
     "--detailed-exitcode",
     is_flag=True,
@@ -80,8 +85,25 @@ def validate(paths: tuple[Path, ...], no_cache: bool) -> None:
 @cache_option
 @user_errors
 @with_backend
-def plan(paths, backend, sandbox, base_url, parallelism, rate_limit, refresh, output_format, out_path,
-         detailed_exitcode, no_color, replace, allow_duplicate, at, quiet, no_cache, **policy_overrides) -> None:
+def plan(
+    paths,
+    backend,
+    sandbox,
+    base_url,
+    parallelism,
+    rate_limit,
+    refresh,
+    output_format,
+    out_path,
+    detailed_exitcode,
+    no_color,
+    replace,
+    allow_duplicate,
+    at,
+    quiet,
+    no_cache,
+    **policy_overrides,
+) -> None:
     """Show what apply would change, and the credits it would issue."""
     from provisioner.planning.saved_plan import refuse_saved_plans, save_plan
     from provisioner.render.progress import Progress
@@ -99,25 +121,50 @@ def plan(paths, backend, sandbox, base_url, parallelism, rate_limit, refresh, ou
     real_now = now_utc() if asked_at is not None else at
 
     def observe(desired):
-        return read_live_at(desired, state, backend, sandbox=sandbox, base_url=base_url, rate_limit=rate_limit,
-                            parallelism=parallelism, reporter=Progress.for_stream(quiet=quiet),
-                            give_up_after=given_give_up_after())
+        return read_live_at(
+            desired,
+            state,
+            backend,
+            sandbox=sandbox,
+            base_url=base_url,
+            rate_limit=rate_limit,
+            parallelism=parallelism,
+            reporter=Progress.for_stream(quiet=quiet),
+            give_up_after=given_give_up_after(),
+        )
 
     result, desired = plan_changes(
-        declarations, state, at, policy, replace=replace, allow_duplicates=allow_duplicate,
-        observe=observe if refresh else None, real_now=real_now,
+        declarations,
+        state,
+        at,
+        policy,
+        replace=replace,
+        allow_duplicates=allow_duplicate,
+        observe=observe if refresh else None,
+        real_now=real_now,
         # The text a reviewer's CI job keeps: reusing the parts of the last plan that still hold.
-        reuse_parts=output_format == "text" and not (color or refresh or replace or out_path or no_cache or at > real_now),
+        reuse_parts=output_format == "text"
+        and not (color or refresh or replace or out_path or no_cache or at > real_now),
     )
     emit_plan(result, output_format, color=color)
     refusal = why_it_cannot_be_applied(result)
     if out_path is not None:
         assert desired is not None  # --out never reuses the memo's parts: the batches were built
-        save_plan(out_path, desired, result, state, policy, list(replace), refresh=refresh,
-                  allow_duplicates=list(allow_duplicate))
+        save_plan(
+            out_path,
+            desired,
+            result,
+            state,
+            policy,
+            list(replace),
+            refresh=refresh,
+            allow_duplicates=list(allow_duplicate),
+        )
         if refusal is None:
-            progress(f"Saved the plan to {out_path}. Apply exactly this plan with: "
-                     f"{apply_command(out_path, backend, base_url)}")
+            progress(
+                f"Saved the plan to {out_path}. Apply exactly this plan with: "
+                f"{apply_command(out_path, backend, base_url)}"
+            )
         else:
             progress(f"Saved the plan to {out_path}, but apply refuses it as it stands (below).")
     if refusal is not None:  # after the whole plan: the reviewer reads what is wrong in it
@@ -135,13 +182,17 @@ def why_it_cannot_be_applied(result: Plan, allow_large: bool = False, then: str 
     if blocked:
         reasons.append(f"{plural(blocked, 'change is', 'changes are')} blocked (marked '!' above)")
     if missing:
-        reasons.append(f"{plural(missing, 'recorded batch is', 'recorded batches are')} missing from the API "
-                       "(marked '!' above)")
+        reasons.append(
+            f"{plural(missing, 'recorded batch is', 'recorded batches are')} missing from the API (marked '!' above)"
+        )
     violations = len(result.violations)
     broken = violations > 0 and not allow_large
     if reasons:
-        also = (f" It also breaks {plural(violations, 'guardrail', 'guardrails')} of the policy "
-                "(listed above).") if broken else ""
+        also = (
+            (f" It also breaks {plural(violations, 'guardrail', 'guardrails')} of the policy (listed above).")
+            if broken
+            else ""
+        )
         return f"{' and '.join(reasons)}. Fix them as the plan says, then run {then} again.{also}"
     if broken:
         return (

@@ -18,9 +18,9 @@ from provisioner.cli.options import (
     user_errors,
     with_backend,
 )
+from provisioner.core.plurals import plural
 from provisioner.operations.live_batches import read_live
 from provisioner.operations.manifests import expanded, load_manifests
-from provisioner.core.plurals import plural
 from provisioner.report import DEFAULT_EXPIRING_WITHIN, FORMATS
 
 
@@ -57,8 +57,20 @@ from provisioner.report import DEFAULT_EXPIRING_WITHIN, FORMATS
 )
 @user_errors
 @with_backend(read_only=True)
-def show(paths, backend, sandbox, base_url, parallelism, rate_limit, refresh, output_format, out_path,
-         expiring_within, at, quiet) -> None:
+def show(
+    paths,
+    backend,
+    sandbox,
+    base_url,
+    parallelism,
+    rate_limit,
+    refresh,
+    output_format,
+    out_path,
+    expiring_within,
+    at,
+    quiet,
+) -> None:
     """Credits per client and in total: issued, used, remaining, expired unused; each batch with
     its name, expiry and status. The figures are those recorded in state, or read live with
     --refresh. With PATHS (manifests, optional), the batches their recurring grants will create
@@ -74,10 +86,22 @@ def show(paths, backend, sandbox, base_url, parallelism, rate_limit, refresh, ou
     current = backend.read()
     observed = None
     if refresh:
-        observed = read_live(desired, current, backend, sandbox=sandbox, base_url=base_url, rate_limit=rate_limit,
-                             parallelism=parallelism, give_up_after=given_give_up_after())
+        observed = read_live(
+            desired,
+            current,
+            backend,
+            sandbox=sandbox,
+            base_url=base_url,
+            rate_limit=rate_limit,
+            parallelism=parallelism,
+            give_up_after=given_give_up_after(),
+        )
     credits = build_report(
-        current, observed, at, recorded_at=backend.written_at(), expiring_within=expiring_within,
+        current,
+        observed,
+        at,
+        recorded_at=backend.written_at(),
+        expiring_within=expiring_within,
         upcoming=upcoming_grants(desired.grants.values(), at),
     )
     if output_format == "html":
@@ -100,4 +124,3 @@ def show(paths, backend, sandbox, base_url, parallelism, rate_limit, refresh, ou
             )
     if not quiet:
         hint_at_the_sandbox_state(current, backend, sandbox)
-

@@ -26,10 +26,10 @@ from provisioner.cli.options import (
     with_backend,
 )
 from provisioner.cli.spellings import TerraformSpellings
+from provisioner.core.plurals import plural
 from provisioner.operations.connection import api_context, check_instance
 from provisioner.operations.live_batches import refreshed
 from provisioner.operations.manifests import load_manifests
-from provisioner.core.plurals import plural
 
 
 @click.command(short_help="Create an empty state (first run only).")
@@ -68,8 +68,10 @@ def init(backend, write_gitignore) -> None:
         gitignore.write_text(with_lines(existing, missing), encoding="utf-8")
         click.echo(f"Added {plural(len(missing), 'line', 'lines')} to .gitignore: {' '.join(missing)}")
     elif missing:
-        click.echo("\nYour repository's .gitignore needs these lines (provisioner's local files; "
-                   "'provisioner init --gitignore' adds them):")
+        click.echo(
+            "\nYour repository's .gitignore needs these lines (provisioner's local files; "
+            "'provisioner init --gitignore' adds them):"
+        )
         click.echo("\n".join(f"  {line}" for line in missing))
     click.echo(f"Next: provisioner plan PATHS...{backend.location_options()}")
 
@@ -85,8 +87,8 @@ def init(backend, write_gitignore) -> None:
 @with_backend
 def refresh(paths, backend, sandbox, base_url, parallelism, rate_limit, lock_timeout, quiet, no_cache, reason) -> None:
     """Update state from the live API (names, expiries, balances); creates nothing."""
-    from provisioner.render.progress import Progress
     from provisioner.operations.state_edits import duplicate_warnings, refresh_state
+    from provisioner.render.progress import Progress
 
     desired = load_manifests(paths, no_cache)
     reporter = Progress.for_stream(quiet=quiet)
@@ -121,10 +123,20 @@ IMPORT_USAGE = "ADDRESS BATCH_ID PATHS... | --generate-config-out DIR --client K
     help="Write one manifest per client (--client, --clients) into this directory, from the batches the API "
     "lists, and record them all. PATHS, if given, are the manifests already in use.",
 )
-@click.option("--client", "client_options", multiple=True, metavar="KEY=CLIENT_ID",
-              help="With --generate-config-out: a client to adopt, and its key in the manifests. Repeat for more.")
-@click.option("--clients", "clients_file", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
-              help="With --generate-config-out: a CSV of key,id, one client a line (a header line key,id is allowed).")
+@click.option(
+    "--client",
+    "client_options",
+    multiple=True,
+    metavar="KEY=CLIENT_ID",
+    help="With --generate-config-out: a client to adopt, and its key in the manifests. Repeat for more.",
+)
+@click.option(
+    "--clients",
+    "clients_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="FILE",
+    help="With --generate-config-out: a CSV of key,id, one client a line (a header line key,id is allowed).",
+)
 @api_options
 @lock_option
 @quiet_option
@@ -133,8 +145,22 @@ IMPORT_USAGE = "ADDRESS BATCH_ID PATHS... | --generate-config-out DIR --client K
 @reason_option
 @user_errors
 @with_backend
-def import_command(arguments, out_dir, client_options, clients_file, backend, sandbox, base_url, parallelism,
-                   rate_limit, lock_timeout, quiet, no_cache, force, reason) -> None:
+def import_command(
+    arguments,
+    out_dir,
+    client_options,
+    clients_file,
+    backend,
+    sandbox,
+    base_url,
+    parallelism,
+    rate_limit,
+    lock_timeout,
+    quiet,
+    no_cache,
+    force,
+    reason,
+) -> None:
     """Adopt existing batches, so that provisioner manages them from now on.
 
     \b
@@ -148,8 +174,21 @@ def import_command(arguments, out_dir, client_options, clients_file, backend, sa
     if out_dir is not None:
         if force:
             raise click.UsageError("--force belongs to the one-batch form (import ADDRESS BATCH_ID PATHS...).")
-        _generate(arguments, out_dir, client_options, clients_file, backend, sandbox, base_url, parallelism,
-                  rate_limit, lock_timeout, quiet, no_cache, reason)
+        _generate(
+            arguments,
+            out_dir,
+            client_options,
+            clients_file,
+            backend,
+            sandbox,
+            base_url,
+            parallelism,
+            rate_limit,
+            lock_timeout,
+            quiet,
+            no_cache,
+            reason,
+        )
         return
     if client_options or clients_file:
         raise click.UsageError("--client and --clients go with --generate-config-out DIR (the directory to write to).")
@@ -162,17 +201,33 @@ def import_command(arguments, out_dir, client_options, clients_file, backend, sa
     desired = load_manifests([Path(path) for path in paths], no_cache)
     run = run_context(reason, paths).fields()
     with backend.writing("import", timeout=lock_timeout, warn=progress, run=run) as writer:
-        with api_context(sandbox, base_url, backend, rate_limit, parallelism,
-                         give_up_after=given_give_up_after()) as api:
+        with api_context(
+            sandbox, base_url, backend, rate_limit, parallelism, give_up_after=given_give_up_after()
+        ) as api:
             writer.attribute(run, server_clock=api.clock.now)
             check_instance(writer.state, api, backend)
             resource = import_batch(writer, api, desired, address, batch_id, force=force)
             writer.bind_instance(api.instance)
-    click.echo(f"Import successful! {address} is batch {resource.batch_id}. Run 'provisioner plan' to see any differences.")
+    click.echo(
+        f"Import successful! {address} is batch {resource.batch_id}. Run 'provisioner plan' to see any differences."
+    )
 
 
-def _generate(paths, out_dir, client_options, clients_file, backend, sandbox, base_url, parallelism, rate_limit,
-              lock_timeout, quiet, no_cache, reason) -> None:
+def _generate(
+    paths,
+    out_dir,
+    client_options,
+    clients_file,
+    backend,
+    sandbox,
+    base_url,
+    parallelism,
+    rate_limit,
+    lock_timeout,
+    quiet,
+    no_cache,
+    reason,
+) -> None:
     from provisioner.operations.generate import generate_config, parse_client, read_clients_file
     from provisioner.render.progress import Progress
 
@@ -188,8 +243,16 @@ def _generate(paths, out_dir, client_options, clients_file, backend, sandbox, ba
             check_instance(writer.state, api, backend)
             from provisioner.core.models import Desired
 
-            result = generate_config(writer, api, clients, out_dir, desired or Desired(), now_utc(),
-                                     parallelism=parallelism, reporter=reporter)
+            result = generate_config(
+                writer,
+                api,
+                clients,
+                out_dir,
+                desired or Desired(),
+                now_utc(),
+                parallelism=parallelism,
+                reporter=reporter,
+            )
     _say_left_out(result.skipped, {path.stem for path in result.files})
     if not result.files:
         click.echo(
@@ -205,11 +268,10 @@ def _generate(paths, out_dir, client_options, clients_file, backend, sandbox, ba
         click.echo(f"Wrote {result.schema_file} (the manifests' schema, for editors).")
     click.echo(
         f"Imported {plural(result.total, 'batch', 'batches')} of {plural(len(result.files), 'client', 'clients')} "
-        f"into {backend.name}"
-        + (f"; {len(result.skipped)} left out (named above)." if result.skipped else ".")
+        f"into {backend.name}" + (f"; {len(result.skipped)} left out (named above)." if result.skipped else ".")
     )
     shown = " ".join(str(path) for path in [*paths, out_dir])
-    click.echo(f"Next: provisioner plan {shown}{backend.location_options()} (it should say \"No changes\").")
+    click.echo(f'Next: provisioner plan {shown}{backend.location_options()} (it should say "No changes").')
 
 
 def _say_left_out(skipped, written: set[str]) -> None:
@@ -396,8 +458,19 @@ def state_mv(source, destination, backend, sandbox, lock_timeout, reason) -> Non
 @reason_option
 @user_errors
 @with_backend
-def state_forget_intent(address, backend, sandbox, base_url, parallelism, rate_limit, lock_timeout,
-                        auto_approve, recovery_wait, force, reason) -> None:
+def state_forget_intent(
+    address,
+    backend,
+    sandbox,
+    base_url,
+    parallelism,
+    rate_limit,
+    lock_timeout,
+    auto_approve,
+    recovery_wait,
+    force,
+    reason,
+) -> None:
     """Give up the interrupted create of ADDRESS, once you have settled it by hand.
 
     It first lists the batches that create may have made: if one of them is its batch, import it
@@ -409,8 +482,9 @@ def state_forget_intent(address, backend, sandbox, base_url, parallelism, rate_l
 
     run = run_context(reason).fields()
     with backend.writing("state forget-intent", timeout=lock_timeout, warn=progress, run=run) as writer:
-        with api_context(sandbox, base_url, backend, rate_limit, parallelism,
-                         give_up_after=given_give_up_after()) as api:
+        with api_context(
+            sandbox, base_url, backend, rate_limit, parallelism, give_up_after=given_give_up_after()
+        ) as api:
             writer.attribute(run, server_clock=api.clock.now)
             from provisioner.applying.applier import RECOVERY_WAIT
 

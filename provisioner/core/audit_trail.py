@@ -20,8 +20,24 @@ GENESIS = "0" * 64
 
 # Every field an event may carry, in the order people read them (CSV columns, JSON).
 FIELDS = (
-    "seq", "at", "clock", "action", "address", "from_address", "batch_id", "credits", "detail",
-    "actor", "commit", "run_url", "review", "reason", "plan_digest", "version", "prev", "digest",
+    "seq",
+    "at",
+    "clock",
+    "action",
+    "address",
+    "from_address",
+    "batch_id",
+    "credits",
+    "detail",
+    "actor",
+    "commit",
+    "run_url",
+    "review",
+    "reason",
+    "plan_digest",
+    "version",
+    "prev",
+    "digest",
 )
 # What the run adds to each of its events (see operations/run_context.py).
 RUN_FIELDS = ("actor", "commit", "run_url", "review", "reason", "plan_digest", "version")
@@ -40,8 +56,20 @@ STATE_MV = "state-mv"
 FORGET_INTENT = "forget-intent"
 STATE_PUSH = "state-push"
 FORCE_UNLOCK = "force-unlock"
-ACTIONS = (CREATE, RECOVER, ADOPT, UPDATE, IMPORT, GENERATE, REFRESH, STATE_RM, STATE_MV, FORGET_INTENT,
-           STATE_PUSH, FORCE_UNLOCK)
+ACTIONS = (
+    CREATE,
+    RECOVER,
+    ADOPT,
+    UPDATE,
+    IMPORT,
+    GENERATE,
+    REFRESH,
+    STATE_RM,
+    STATE_MV,
+    FORGET_INTENT,
+    STATE_PUSH,
+    FORCE_UNLOCK,
+)
 # The actions that issue the batch's credits.
 ISSUING = (CREATE, RECOVER, ADOPT)
 
@@ -72,8 +100,9 @@ class Head:
 
 def canonical(event: Mapping) -> bytes:
     """The bytes an event's digest is taken over: every field but ``digest``, keys sorted, ASCII."""
-    return json.dumps({key: value for key, value in event.items() if key != "digest"},
-                      sort_keys=True, separators=(",", ":")).encode()
+    return json.dumps(
+        {key: value for key, value in event.items() if key != "digest"}, sort_keys=True, separators=(",", ":")
+    ).encode()
 
 
 def digest_of(event: Mapping) -> str:
@@ -136,11 +165,15 @@ def verify(events: Iterable[Mapping]) -> str | None:
         if seq != head.seq + 1:
             return f"event {seq}: expected event {head.seq + 1} here (an event was removed, added or moved)"
         if event["prev"] != head.digest:
-            return (f"event {seq} ({event.get('action')} {event.get('address', '')}): its prev does not match "
-                    "the digest of the event before it (an event before it was altered, removed or added)")
+            return (
+                f"event {seq} ({event.get('action')} {event.get('address', '')}): its prev does not match "
+                "the digest of the event before it (an event before it was altered, removed or added)"
+            )
         if event["digest"] != digest_of(event):
-            return (f"event {seq} ({event.get('action')} {event.get('address', '')}): its content does not match "
-                    "its digest (it was altered after it was written)")
+            return (
+                f"event {seq} ({event.get('action')} {event.get('address', '')}): its content does not match "
+                "its digest (it was altered after it was written)"
+            )
         head = Head.of(event)
     return None
 
@@ -161,8 +194,7 @@ def _shape_problem(event: Mapping) -> str | None:
 def extends(current: Sequence[Mapping], pushed: Sequence[Mapping]) -> str | None:
     """None when ``pushed`` begins with every event of ``current``, unchanged; else where they part."""
     if len(pushed) < len(current):
-        return (f"it holds {len(pushed)} event(s), fewer than the {len(current)} recorded: "
-                "it would drop recorded events")
+        return f"it holds {len(pushed)} event(s), fewer than the {len(current)} recorded: it would drop recorded events"
     for mine, theirs in zip(current, pushed[: len(current)], strict=True):
         if mine.get("digest") != theirs.get("digest"):
             return f"its event {mine.get('seq')} differs from the one recorded"
@@ -186,8 +218,13 @@ def line_of(event: Mapping) -> str:
     return json.dumps(event, sort_keys=True, separators=(",", ":")) + "\n"
 
 
-def select(events: Iterable[Mapping], addresses: Sequence[str] = (), client: str | None = None,
-           since: str | None = None, actions: Sequence[str] = ()) -> list[dict]:
+def select(
+    events: Iterable[Mapping],
+    addresses: Sequence[str] = (),
+    client: str | None = None,
+    since: str | None = None,
+    actions: Sequence[str] = (),
+) -> list[dict]:
     """The events about any of ``addresses`` (moved from or to), of ``client``, at or after ``since``
     (an ISO 8601 UTC time as events write it), of any of ``actions``; oldest first."""
     chosen = []

@@ -10,8 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from datetime import date
 from collections.abc import Callable, Iterable
+from datetime import date
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -273,8 +273,15 @@ class Figures:
 
     counts: dict[str, int]
 
-    def __init__(self, counts: dict[str, int] | None = None, credits: int = 0, credited: bool = False,
-                 issued: int = 0, creates: int = 0, largest: int = 0):
+    def __init__(
+        self,
+        counts: dict[str, int] | None = None,
+        credits: int = 0,
+        credited: bool = False,
+        issued: int = 0,
+        creates: int = 0,
+        largest: int = 0,
+    ):
         self.counts = dict.fromkeys(ACTIONS, 0) if counts is None else counts  # every action, in ACTIONS' order
         self.credits = credits  # of every change
         self.credited = credited  # some change issues credits (the client is listed in credits_by_client)
@@ -319,7 +326,7 @@ class Figures:
     def from_list(cls, numbers: list[int]) -> Figures:
         if len(numbers) != len(ACTIONS) + 5 or set(map(type, numbers)) != {int}:
             raise ValueError("not the numbers of a plan part")
-        credits, credited, issued, creates, largest = numbers[len(ACTIONS):]
+        credits, credited, issued, creates, largest = numbers[len(ACTIONS) :]
         return cls(dict(zip(ACTIONS, numbers, strict=False)), credits, credited == 1, issued, creates, largest)
 
 
@@ -333,9 +340,17 @@ class PlanPart:
 
     __slots__ = ("client_key", "unchanged", "warnings", "text", "_changes", "_remake", "_figures")
 
-    def __init__(self, client_key: str, changes: Iterable[Change] | None = None, unchanged: int = 0,
-                 warnings: Iterable[str] = (), *, figures: Figures | None = None, text: str | None = None,
-                 remake: Callable[[], Iterable[Change]] | None = None):
+    def __init__(
+        self,
+        client_key: str,
+        changes: Iterable[Change] | None = None,
+        unchanged: int = 0,
+        warnings: Iterable[str] = (),
+        *,
+        figures: Figures | None = None,
+        text: str | None = None,
+        remake: Callable[[], Iterable[Change]] | None = None,
+    ):
         if (changes is None) == (remake is None):
             raise TypeError("a plan part has either its changes or a way to make them again")
         self.client_key = client_key
@@ -439,8 +454,10 @@ class Plan:
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
-        return (f"Plan(changes={self.changes!r}, unchanged={self.unchanged!r}, warnings={self.warnings!r}, "
-                f"violations={self.violations!r}, info={self.info!r}, upcoming={self.upcoming!r})")
+        return (
+            f"Plan(changes={self.changes!r}, unchanged={self.unchanged!r}, warnings={self.warnings!r}, "
+            f"violations={self.violations!r}, info={self.info!r}, upcoming={self.upcoming!r})"
+        )
 
     def figures_by_client(self) -> dict[str, Figures]:
         """Each client's figures, clients in plan order."""

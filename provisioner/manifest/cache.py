@@ -37,18 +37,37 @@ from provisioner.manifest.fast_reader import PARSER
 CACHE_FORMAT = 3
 # The modules whose code decides what a file declares.
 READER_MODULES = tuple(
-    f"manifest/{name}.py" for name in (
-        "loader", "declarations", "fields", "fast_reader", "fast_values", "located_reader", "yaml11", "grant_rules",
-        "cache", "cachefile", "located_values", "documents", "files", "issues",
+    f"manifest/{name}.py"
+    for name in (
+        "loader",
+        "declarations",
+        "fields",
+        "fast_reader",
+        "fast_values",
+        "located_reader",
+        "yaml11",
+        "grant_rules",
+        "cache",
+        "cachefile",
+        "located_values",
+        "documents",
+        "files",
+        "issues",
     )
-) + ("core/timestamps.py", "core/models.py", "core/bulk.py", "core/file_marks.py", "core/addresses.py", "core/plurals.py")
+) + (
+    "core/timestamps.py",
+    "core/models.py",
+    "core/bulk.py",
+    "core/file_marks.py",
+    "core/addresses.py",
+    "core/plurals.py",
+)
 
 
 def reader_identity() -> str:
     """What the cached declarations depend on besides the files themselves."""
     # A grant's timeZone is checked against the zones this machine knows (tzdata, or the system's).
-    header = f"{CACHE_FORMAT} {__version__} {PARSER} python {sys.version_info[:2]} " \
-        f"zones {_zone_database()}"
+    header = f"{CACHE_FORMAT} {__version__} {PARSER} python {sys.version_info[:2]} zones {_zone_database()}"
     return code_identity(header, READER_MODULES)
 
 

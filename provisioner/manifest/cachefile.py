@@ -138,8 +138,13 @@ class CacheFile:
         digest = hashlib.sha256(index)
         for piece in blob:
             digest.update(piece)
-        return {"format": FORMAT, "identity": self.identity, "index": len(index), "blob": sum(map(len, blob)),
-                "sha256": digest.hexdigest()}
+        return {
+            "format": FORMAT,
+            "identity": self.identity,
+            "index": len(index),
+            "blob": sum(map(len, blob)),
+            "sha256": digest.hexdigest(),
+        }
 
     def _replace(self, chunks: list[bytes | memoryview]) -> None:
         """Write the file atomically, and remove the files it replaces: the same tree's of another identity."""

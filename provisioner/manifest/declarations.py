@@ -31,8 +31,16 @@ class DeclaredFile:
 
     __slots__ = ("path", "name", "content", "head", "_rows", "_text", "_cache", "_files")
 
-    def __init__(self, path: str, content: str, head: dict, rows: list | None = None, text: bytes | memoryview | None = None,
-                 cache: ManifestCache | None = None, files: Sequence[str | Path] = ()):
+    def __init__(
+        self,
+        path: str,
+        content: str,
+        head: dict,
+        rows: list | None = None,
+        text: bytes | memoryview | None = None,
+        cache: ManifestCache | None = None,
+        files: Sequence[str | Path] = (),
+    ):
         if type(head) is not dict or not isinstance(head.get("clients"), list) or "policy" not in head:
             raise ValueError("not a file's declarations")
         self.path = path
@@ -74,8 +82,14 @@ class DeclaredFile:
 class Declarations:
     """What the manifests declare, file by file, checked across files; ``desired()`` makes the models."""
 
-    def __init__(self, files: list[DeclaredFile], combined: Combined | None, digest: str, ready: Desired | None = None,
-                 paths: list[str] | None = None):
+    def __init__(
+        self,
+        files: list[DeclaredFile],
+        combined: Combined | None,
+        digest: str,
+        ready: Desired | None = None,
+        paths: list[str] | None = None,
+    ):
         self.files = files
         self.paths = [file.path for file in files] if paths is None else paths  # as found (the caches' tree)
         self.digest = digest  # sha256 over the files' names and bytes
@@ -184,31 +198,51 @@ def batch_specs(file: str, rows: list, ids: dict[str, str], shared: dict) -> Ite
     shared_value = shared.setdefault
     for client_key, batch_key, name, balance, expires_on, account, line, column in rows:
         if not (
-            type(client_key) is str and type(batch_key) is str and type(name) is str and type(balance) is int
-            and (expires_on is None or type(expires_on) is str) and (account is None or type(account) is str)
-            and type(line) is int and type(column) is int
+            type(client_key) is str
+            and type(batch_key) is str
+            and type(name) is str
+            and type(balance) is int
+            and (expires_on is None or type(expires_on) is str)
+            and (account is None or type(account) is str)
+            and type(line) is int
+            and type(column) is int
         ):
             raise ValueError(f"{file}: a batch row of the wrong types: {client_key!r}/{batch_key!r}")
-        yield _batch_spec({
-            "client_key": shared_value(client_key, client_key),
-            "batch_key": batch_key,
-            "client_id": ids[client_key],
-            "name": name,
-            "starting_balance": balance,
-            "expires_on": shared_value(expires_on, expires_on),
-            "credit_account_id": shared_value(account, account),
-            "source": f"{file}:{line}:{column}",
-            "grant": None,
-            "period": None,
-        })
+        yield _batch_spec(
+            {
+                "client_key": shared_value(client_key, client_key),
+                "batch_key": batch_key,
+                "client_id": ids[client_key],
+                "name": name,
+                "starting_balance": balance,
+                "expires_on": shared_value(expires_on, expires_on),
+                "credit_account_id": shared_value(account, account),
+                "source": f"{file}:{line}:{column}",
+                "grant": None,
+                "period": None,
+            }
+        )
 
 
 def _grant_spec(file: str, row: list, ids: dict[str, str]) -> GrantSpec:
     """A grant from a file's record: its rules were checked when the file was read."""
     from provisioner.manifest.grant_rules import parse_every, parse_expires_after
 
-    (client_key, grant_key, every, from_date, until, time_zone, balance, name, expires_after, account, catch_up,
-     line, column) = row
+    (
+        client_key,
+        grant_key,
+        every,
+        from_date,
+        until,
+        time_zone,
+        balance,
+        name,
+        expires_after,
+        account,
+        catch_up,
+        line,
+        column,
+    ) = row
     return GrantSpec(
         client_key=client_key,
         grant_key=grant_key,

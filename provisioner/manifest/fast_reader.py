@@ -38,10 +38,9 @@ try:
 except ImportError:  # a default dependency; without it (a platform with no wheel) the located reader reads every file
     yaml_rs = None  # type: ignore[assignment]
 
-from provisioner.manifest import grant_rules
-from provisioner.manifest import yaml11
 from provisioner.core.addresses import KEY
 from provisioner.core.models import DEFAULT_GRANT_NAME
+from provisioner.manifest import grant_rules, yaml11
 from provisioner.manifest.fast_values import UNKNOWN, Unsure, readers
 from provisioner.manifest.fields import (
     BATCH_RULES,
@@ -108,9 +107,7 @@ def _lines_pattern() -> re.Pattern:
             if rule.kind in _VALUE_FORMS:
                 by_kind.setdefault(rule.kind, set()).add(name)
     special = sorted(name for names in by_kind.values() for name in names)
-    key_lines = [
-        rf"(?:{'|'.join(sorted(names))}):(?:[ \t]+{_VALUE_FORMS[kind]})?" for kind, names in by_kind.items()
-    ]
+    key_lines = [rf"(?:{'|'.join(sorted(names))}):(?:[ \t]+{_VALUE_FORMS[kind]})?" for kind, names in by_kind.items()]
     key_lines.append(rf"(?!(?:{'|'.join(special)}):)[A-Za-z0-9_][A-Za-z0-9_.\-]*:(?:[ \t]+{_OTHER_VALUE})?")
     line = rf" *(?:(?:{'|'.join(key_lines)}){_COMMENT}|[ \t]*(?:#[^\n]*)?)|---{_COMMENT}"
     return re.compile(rf"(?>(?:{line})(?:\n|\Z))*+")
@@ -341,15 +338,17 @@ class _FileWalk:
                 values[attribute] = reader(written)
             if "starting_balance" not in values:
                 raise Unsure
-            rows.append([
-                None,  # the client key, filled in by the caller
-                key,
-                values.get("name", key),
-                values["starting_balance"],
-                values.get("expires_on"),
-                values.get("credit_account_id"),
-                index,
-            ])
+            rows.append(
+                [
+                    None,  # the client key, filled in by the caller
+                    key,
+                    values.get("name", key),
+                    values["starting_balance"],
+                    values.get("expires_on"),
+                    values.get("credit_account_id"),
+                    index,
+                ]
+            )
         return rows
 
     def grants(self, value) -> list:
@@ -378,20 +377,22 @@ class _FileWalk:
                 grant_rules.check_name_length(name, key, every, MAX_NAME_LENGTH)
             except ValueError:
                 raise Unsure from None
-            rows.append([
-                None,  # the client key, filled in by the caller
-                key,
-                every.text,
-                values["from_date"],
-                until,
-                values.get("time_zone", "UTC"),
-                values["starting_balance"],
-                name,
-                None if expires_after is None else expires_after.text,
-                values.get("credit_account_id"),
-                values.get("catch_up", True),
-                index,
-            ])
+            rows.append(
+                [
+                    None,  # the client key, filled in by the caller
+                    key,
+                    every.text,
+                    values["from_date"],
+                    until,
+                    values.get("time_zone", "UTC"),
+                    values["starting_balance"],
+                    name,
+                    None if expires_after is None else expires_after.text,
+                    values.get("credit_account_id"),
+                    values.get("catch_up", True),
+                    index,
+                ]
+            )
         return rows
 
     # -- positions

@@ -11,9 +11,9 @@ import re
 import uuid
 from datetime import date
 
+from provisioner.core.timestamps import format_timestamp, from_iso
 from provisioner.manifest import grant_rules
 from provisioner.manifest.fields import CONTROL_CHARACTER, MAX_NAME_LENGTH, MAX_WHOLE_NUMBER, Kind
-from provisioner.core.timestamps import format_timestamp, from_iso
 
 
 class Unsure(Exception):
@@ -122,9 +122,18 @@ def _unknown(value):
 
 
 READERS = {
-    Kind.WHOLE: _whole, Kind.TEXT: _text, Kind.UUID: _uuid, Kind.TIMESTAMP: _timestamp, Kind.BATCHES: None,
-    Kind.GRANTS: None, Kind.EVERY: _parsed(grant_rules.parse_every), Kind.DURATION: _parsed(grant_rules.parse_expires_after),
-    Kind.TIME_ZONE: _time_zone, Kind.TEMPLATE: _template, Kind.DATE: _date, Kind.BOOLEAN: _boolean,
+    Kind.WHOLE: _whole,
+    Kind.TEXT: _text,
+    Kind.UUID: _uuid,
+    Kind.TIMESTAMP: _timestamp,
+    Kind.BATCHES: None,
+    Kind.GRANTS: None,
+    Kind.EVERY: _parsed(grant_rules.parse_every),
+    Kind.DURATION: _parsed(grant_rules.parse_expires_after),
+    Kind.TIME_ZONE: _time_zone,
+    Kind.TEMPLATE: _template,
+    Kind.DATE: _date,
+    Kind.BOOLEAN: _boolean,
 }
 UNKNOWN = (None, _unknown)  # a field of no rule
 

@@ -29,7 +29,7 @@ def shorten(text: str, limit: int = 40) -> str:
 
 class Kind(enum.Enum):
     WHOLE = "a whole number, 0 to 2^53-1, written in plain decimal"
-    TEXT = "one line of text, not blank (\"\" for no name), at most 255 characters"
+    TEXT = 'one line of text, not blank ("" for no name), at most 255 characters'
     UUID = "a UUID"
     TIMESTAMP = "an ISO 8601 timestamp with a time zone"
     POLICY = "a mapping of policy limits"
@@ -37,8 +37,8 @@ class Kind(enum.Enum):
     BATCHES = "a mapping of batch keys to batches"
     GRANTS = "a mapping of grant keys to grants"
     # A grant's own kinds: text with a grammar of its own (grants.py parses it), a date, a flag.
-    EVERY = "month, quarter, year, or \"N days\", \"N weeks\", \"N months\""
-    DURATION = "\"N days\", \"N weeks\", \"N months\" or \"N years\""
+    EVERY = 'month, quarter, year, or "N days", "N weeks", "N months"'
+    DURATION = '"N days", "N weeks", "N months" or "N years"'
     TIME_ZONE = "an IANA time zone name, e.g. Europe/Berlin"
     TEMPLATE = "a batch name with {period} and {grant}"
     DATE = "a date, e.g. 2026-01-01"

@@ -22,8 +22,8 @@ MAX_COUNT = 9999
 # For the JSON schema; the parsers below say more than "does not match".
 EVERY_PATTERN = r"^(month|quarter|year|[1-9][0-9]{0,3} +(days?|weeks?|months?))$"
 EXPIRES_AFTER_PATTERN = r"^[1-9][0-9]{0,3} +(days?|weeks?|months?|years?)$"
-EVERY_EXPECTED = "month, quarter, year, or \"N days\", \"N weeks\", \"N months\" (e.g. \"3 months\")"
-EXPIRES_AFTER_EXPECTED = "\"N days\", \"N weeks\", \"N months\" or \"N years\" (e.g. \"12 months\")"
+EVERY_EXPECTED = 'month, quarter, year, or "N days", "N weeks", "N months" (e.g. "3 months")'
+EXPIRES_AFTER_EXPECTED = '"N days", "N weeks", "N months" or "N years" (e.g. "12 months")'
 NAME_FIELDS = ("period", "grant")
 NAME_FIELDS_HINT = "{period} (the period id, e.g. 2026-q1) and {grant} (the grant key)"
 
@@ -131,9 +131,7 @@ def check_name_template(template: str) -> None:
     try:
         parts = list(string.Formatter().parse(template))
     except ValueError:
-        raise ValueError(
-            "unmatched '{' or '}' in the name template; write {{ or }} for a literal brace"
-        ) from None
+        raise ValueError("unmatched '{' or '}' in the name template; write {{ or }} for a literal brace") from None
     for _, field, spec, conversion in parts:
         if field is None:
             continue
@@ -156,8 +154,7 @@ def check_name_length(template: str, grant_key: str, every: Every, limit: int) -
     longest = period_name(template, grant_key, _LONGEST_PERIOD_ID[every.period_id])
     if len(longest) > limit:
         raise ValueError(
-            f"too long once filled in: names like '{shorten(longest)}' have {len(longest)} characters, "
-            f"at most {limit}"
+            f"too long once filled in: names like '{shorten(longest)}' have {len(longest)} characters, at most {limit}"
         )
 
 

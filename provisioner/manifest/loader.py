@@ -27,12 +27,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from provisioner.manifest import parallel
 from provisioner.core.bulk import paused_gc
+from provisioner.core.file_marks import is_saved_plan_data
+from provisioner.core.models import Desired
+from provisioner.manifest import parallel
 from provisioner.manifest.declarations import Combined, Declarations, DeclaredFile
 from provisioner.manifest.files import add_to_digest, find_names, read_bytes
-from provisioner.core.models import Desired
-from provisioner.core.file_marks import is_saved_plan_data
 
 if TYPE_CHECKING:
     from provisioner.manifest.cache import Entry, ManifestCache
@@ -107,7 +107,9 @@ def _read(paths: Sequence[str | Path], cache: ManifestCache | None, timings: Loa
     if cache is None:
         records = dict(zip(fresh, parallel.in_two(_fast_reads, list(fresh.values())), strict=True))
     else:  # a child sends its records' rows as the cache keeps them (JSON) only: decoded where they are needed
-        records = dict(zip(fresh, parallel.in_two(_fast_reads_kept, list(fresh.values()), sent=_without_rows), strict=True))
+        records = dict(
+            zip(fresh, parallel.in_two(_fast_reads_kept, list(fresh.values()), sent=_without_rows), strict=True)
+        )
     timings.add("fast read (yaml-rs + checks)", clock() - started)
     combined = Combined()
     declared: list[DeclaredFile] = []

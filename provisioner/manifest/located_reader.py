@@ -23,6 +23,9 @@ from typing import Any
 
 import yaml
 
+from provisioner.core.addresses import KEY, KEY_RULE
+from provisioner.core.file_marks import is_saved_plan_data
+from provisioner.core.models import DEFAULT_GRANT_NAME, BatchSpec, ClientSpec, Desired, GrantSpec, Policy
 from provisioner.manifest.documents import NOT_A_MANIFEST_HINT, compose, not_a_manifest
 from provisioner.manifest.fields import (
     BATCH_FIELDS,
@@ -38,12 +41,9 @@ from provisioner.manifest.fields import (
     Rule,
     shorten,
 )
-from provisioner.core.addresses import KEY, KEY_RULE
-from provisioner.manifest.grant_rules import check_name_length, check_until
 from provisioner.manifest.files import add_to_digest, find_files, read_bytes, saved_plan_issue
+from provisioner.manifest.grant_rules import check_name_length, check_until
 from provisioner.manifest.issues import ManifestError, ManifestIssue
-from provisioner.core.models import DEFAULT_GRANT_NAME, BatchSpec, ClientSpec, Desired, GrantSpec, Policy
-from provisioner.core.file_marks import is_saved_plan_data
 from provisioner.manifest.located_values import MERGE, READERS, describe, is_null
 
 
@@ -111,15 +111,32 @@ class _Collector:
             policy = [int(self.policy_source.rsplit(":", 1)[1]), self.policy]
         clients = [[c["key"], c["id"], *_line_column(c["source"])] for c in self.clients.values()]
         batches = [
-            [b["client_key"], b["batch_key"], b["name"], b["starting_balance"], b["expires_on"],
-             b["credit_account_id"], *_line_column(b["source"])]
+            [
+                b["client_key"],
+                b["batch_key"],
+                b["name"],
+                b["starting_balance"],
+                b["expires_on"],
+                b["credit_account_id"],
+                *_line_column(b["source"]),
+            ]
             for b in self.batches
         ]
         grants = [
-            [g["client_key"], g["grant_key"], g["every"].text, g["from_date"].isoformat(),
-             None if g["until"] is None else g["until"].isoformat(), g["time_zone"], g["starting_balance"],
-             g["name"], None if g["expires_after"] is None else g["expires_after"].text, g["credit_account_id"],
-             g["catch_up"], *_line_column(g["source"])]
+            [
+                g["client_key"],
+                g["grant_key"],
+                g["every"].text,
+                g["from_date"].isoformat(),
+                None if g["until"] is None else g["until"].isoformat(),
+                g["time_zone"],
+                g["starting_balance"],
+                g["name"],
+                None if g["expires_after"] is None else g["expires_after"].text,
+                g["credit_account_id"],
+                g["catch_up"],
+                *_line_column(g["source"]),
+            ]
             for g in self.grants
         ]
         return {"policy": policy, "clients": clients, "batches": batches, "grants": grants}
@@ -275,12 +292,15 @@ class _FileReader:
         if key in batch_keys:
             line = batch_keys[key].start_mark.line + 1
             self.report(
-                key_node, path,
+                key_node,
+                path,
                 f"'{shorten(key)}' is also a batch key of client {client} (line {line}); give the grant "
                 f"another key, so that {client}/{shorten(key)} names one thing",
             )
-        expected = "a mapping with 'every', 'from' and 'startingBalance' (and optionally 'until', 'timeZone', " \
+        expected = (
+            "a mapping with 'every', 'from' and 'startingBalance' (and optionally 'until', 'timeZone', "
             "'name', 'expiresAfter', 'creditAccountId', 'catchUp')"
+        )
         fields = self.fields(node, path, GRANT_FIELDS, expected, hints=_GRANT_HINTS)
         if fields is None:
             return
@@ -321,7 +341,12 @@ class _FileReader:
     # -- mappings
 
     def fields(
-        self, node: yaml.Node, path: str, known: dict[str, str], expected: str, nests: str | None = None,
+        self,
+        node: yaml.Node,
+        path: str,
+        known: dict[str, str],
+        expected: str,
+        nests: str | None = None,
         hints: dict[str, str] | None = None,
     ) -> dict[str, tuple[yaml.Node, yaml.Node]] | None:
         """The known fields of a mapping by name; unknown ones are reported.
@@ -441,8 +466,12 @@ _GRANT_HINTS = {
     "expiresOn": "a grant's batches expire a fixed time after their period starts: write e.g. 'expiresAfter: 12 months' "
     "(one fixed expiresOn would come before later periods start)",
     "batches": "a grant declares no batches: each period that begins is one (address client/grant@period)",
-    **dict.fromkeys(("start", "starts", "startsOn", "startDate", "since"), "did you mean 'from'? (the day the first period starts)"),
-    **dict.fromkeys(("end", "ends", "endsOn", "endDate", "to", "till"), "did you mean 'until'? (no period starts after it)"),
+    **dict.fromkeys(
+        ("start", "starts", "startsOn", "startDate", "since"), "did you mean 'from'? (the day the first period starts)"
+    ),
+    **dict.fromkeys(
+        ("end", "ends", "endsOn", "endDate", "to", "till"), "did you mean 'until'? (no period starts after it)"
+    ),
 }
 _BATCH_HINTS = {
     name: f"'{name}' belongs to a recurring grant: declare it under the client's 'grants:', not 'batches:'"

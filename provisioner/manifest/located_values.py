@@ -16,6 +16,8 @@ from typing import Any
 
 import yaml
 
+from provisioner.core.models import DEFAULT_GRANT_NAME
+from provisioner.core.timestamps import format_timestamp, from_iso
 from provisioner.manifest.fields import (
     CONTROL_CHARACTER,
     EXAMPLE_TIMESTAMP,
@@ -26,8 +28,6 @@ from provisioner.manifest.fields import (
     shorten,
 )
 from provisioner.manifest.grant_rules import check_name_template, parse_every, parse_expires_after, parse_time_zone
-from provisioner.core.models import DEFAULT_GRANT_NAME
-from provisioner.core.timestamps import format_timestamp, from_iso
 
 Read = tuple[Any, str | None]  # (the value, None) or (None, why not)
 
@@ -178,9 +178,16 @@ def time_zone(node: yaml.Node) -> Read:
 
 
 READERS: dict[Kind, Callable[[yaml.Node], Read]] = {
-    Kind.WHOLE: whole_number, Kind.TEXT: line_of_text, Kind.UUID: uuid_value, Kind.TIMESTAMP: timestamp,
-    Kind.EVERY: _parsed_text(parse_every, Kind.EVERY), Kind.DURATION: _parsed_text(parse_expires_after, Kind.DURATION),
-    Kind.TIME_ZONE: time_zone, Kind.TEMPLATE: template, Kind.DATE: calendar_date, Kind.BOOLEAN: boolean,
+    Kind.WHOLE: whole_number,
+    Kind.TEXT: line_of_text,
+    Kind.UUID: uuid_value,
+    Kind.TIMESTAMP: timestamp,
+    Kind.EVERY: _parsed_text(parse_every, Kind.EVERY),
+    Kind.DURATION: _parsed_text(parse_expires_after, Kind.DURATION),
+    Kind.TIME_ZONE: time_zone,
+    Kind.TEMPLATE: template,
+    Kind.DATE: calendar_date,
+    Kind.BOOLEAN: boolean,
 }
 
 
@@ -238,7 +245,7 @@ def _name_problem(node: yaml.Node, default: str = "the batch key", empty_allowed
     if node.tag == NULL:
         return f"empty; write a name or remove the line (the default is {default})"
     if node.tag != STR:
-        return f"expected text, got {describe(node)}; quote it: name: \"{shorten(node.value)}\""
+        return f'expected text, got {describe(node)}; quote it: name: "{shorten(node.value)}"'
     name = node.value
     if name == "" and empty_allowed:
         return None

@@ -30,8 +30,12 @@ LEAST_ITEMS = 1000  # files: below this, a second process costs about what it sa
 _LENGTH = struct.Struct("<Q")
 
 
-def in_two(function: Callable[[list[Item]], list[Result]], items: list[Item], least: int | None = None,
-           sent: Callable[[Result], Result] | None = None) -> list[Result]:
+def in_two(
+    function: Callable[[list[Item]], list[Result]],
+    items: list[Item],
+    least: int | None = None,
+    sent: Callable[[Result], Result] | None = None,
+) -> list[Result]:
     """``function(items)``, its second half computed by a child process when that is possible.
     ``function`` must be pure, return one result per item in order, and its results picklable;
     ``sent`` (optional) is what the child sends of each result, when the whole is not worth its

@@ -13,9 +13,9 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from pydantic.json_schema import SkipJsonSchema
 
 from provisioner.core.addresses import KEY_PATTERN
+from provisioner.core.models import DEFAULT_GRANT_NAME, Policy
 from provisioner.manifest.fields import EXAMPLE_TIMESTAMP, MAX_NAME_LENGTH, MAX_WHOLE_NUMBER
 from provisioner.manifest.grant_rules import EVERY_PATTERN, EXPIRES_AFTER_PATTERN
-from provisioner.core.models import DEFAULT_GRANT_NAME, Policy
 
 Key = Annotated[str, StringConstraints(pattern=f"^{KEY_PATTERN}$")]
 UUIDText = Annotated[str, Field(json_schema_extra={"format": "uuid"})]
@@ -26,7 +26,9 @@ TimestampText = Annotated[
     Field(json_schema_extra={"format": "date-time"}),
 ]
 
-DateText = Annotated[str, StringConstraints(pattern=r"^\d{4}-\d{2}-\d{2}$"), Field(json_schema_extra={"format": "date"})]
+DateText = Annotated[
+    str, StringConstraints(pattern=r"^\d{4}-\d{2}-\d{2}$"), Field(json_schema_extra={"format": "date"})
+]
 EveryText = Annotated[str, StringConstraints(pattern=EVERY_PATTERN)]
 DurationText = Annotated[str, StringConstraints(pattern=EXPIRES_AFTER_PATTERN)]
 
@@ -53,7 +55,10 @@ class BatchModel(_FormatModel):
     """One credit batch. Its address is "<client key>/<batch key>"."""
 
     starting_balance: int = Field(
-        alias="startingBalance", ge=0, le=MAX_WHOLE_NUMBER, description="Credits put into the batch: a whole number, 0 or more."
+        alias="startingBalance",
+        ge=0,
+        le=MAX_WHOLE_NUMBER,
+        description="Credits put into the batch: a whole number, 0 or more.",
     )
     name: str | SkipJsonSchema[None] = Field(
         None, max_length=MAX_NAME_LENGTH, description='Display name ("" for none). Default: the batch key.'
@@ -80,18 +85,23 @@ class GrantModel(_FormatModel):
     )
     until: DateText | SkipJsonSchema[None] = Field(None, description="No period starts after this day (YYYY-MM-DD).")
     time_zone: str | SkipJsonSchema[None] = Field(
-        None, alias="timeZone", min_length=1,
+        None,
+        alias="timeZone",
+        min_length=1,
         description="IANA time zone whose local midnight starts each period, e.g. Europe/Berlin. Default: UTC.",
     )
     starting_balance: int = Field(
         alias="startingBalance", ge=0, le=MAX_WHOLE_NUMBER, description="Credits each period's batch is given."
     )
     name: str | SkipJsonSchema[None] = Field(
-        None, min_length=1, max_length=MAX_NAME_LENGTH,
+        None,
+        min_length=1,
+        max_length=MAX_NAME_LENGTH,
         description=f'Batch name; {{period}} is the period id, {{grant}} the grant key. Default: "{DEFAULT_GRANT_NAME}".',
     )
     expires_after: DurationText | SkipJsonSchema[None] = Field(
-        None, alias="expiresAfter",
+        None,
+        alias="expiresAfter",
         description='Each batch expires this long after its period starts: "N days", "N weeks", "N months" or '
         '"N years". Default: never.',
     )
@@ -99,7 +109,8 @@ class GrantModel(_FormatModel):
         None, alias="creditAccountId", description="Credit account to link. Default: the client's creditAccountId."
     )
     catch_up: bool | SkipJsonSchema[None] = Field(
-        None, alias="catchUp",
+        None,
+        alias="catchUp",
         description="true (default): periods missed while nothing ran are issued too; false: only the latest "
         "period that has begun.",
     )

@@ -39,6 +39,7 @@ IMPLICIT = {
     "value": r"(?:=)",
 }
 
+
 def pattern_of(*tags: str) -> str:
     """One alternation of the given types' patterns, for embedding."""
     return "(?:" + "|".join(IMPLICIT[tag] for tag in tags) + ")"

@@ -48,8 +48,13 @@ def open_api(
     from provisioner.api.client import ConfigurationError, CreditsApi
 
     limiter = rate_limiter(rate_limit)
-    options: dict[str, Any] = {"limiter": limiter, "pool_size": parallelism, "on_retry": on_retry, "on_notice": on_notice,
-                               "give_up_after": GIVE_UP_AFTER if give_up_after is None else give_up_after}
+    options: dict[str, Any] = {
+        "limiter": limiter,
+        "pool_size": parallelism,
+        "on_retry": on_retry,
+        "on_notice": on_notice,
+        "give_up_after": GIVE_UP_AFTER if give_up_after is None else give_up_after,
+    }
     if timeout is not None:
         options["timeout"] = timeout
     if sandbox_dir is not None:
@@ -91,8 +96,15 @@ def sandbox_directory(backend: Backend) -> Path:
     return backend.path.parent
 
 
-def api_context(sandbox: bool, base_url: str | None, backend: Backend, rate_limit: float | None, parallelism: int,
-                reporter: Progress | None = None, give_up_after: float | None = None):
+def api_context(
+    sandbox: bool,
+    base_url: str | None,
+    backend: Backend,
+    rate_limit: float | None,
+    parallelism: int,
+    reporter: Progress | None = None,
+    give_up_after: float | None = None,
+):
     """``give_up_after``: --give-up-after (None: the outage watcher's default)."""
     from provisioner.render.progress import Progress
 

@@ -24,9 +24,9 @@ from provisioner.applying.listings import ClientListings
 from provisioner.applying.refresh import observe
 from provisioner.backends.base import StateWriter
 from provisioner.backends.journal import fsync_directory
+from provisioner.core.addresses import KEY, KEY_RULE
 from provisioner.core.models import Desired, Resource, batch_key
 from provisioner.core.timestamps import format_timestamp
-from provisioner.core.addresses import KEY, KEY_RULE
 from provisioner.render.manifest_yaml import (
     Declaration,
     canonical_uuid,
@@ -82,7 +82,9 @@ def parse_client(text: str, given: str = "--client") -> ClientToImport:
     key, equals, client_id = text.partition("=")
     key, client_id = key.strip(), client_id.strip()
     if not equals or not key or not client_id:
-        raise GenerateError(f"{given} {text!r}: expected KEY=CLIENT_ID, e.g. acme=6a0c1d7e-3b2f-4c1a-9e8d-7f6a5b4c3d21.")
+        raise GenerateError(
+            f"{given} {text!r}: expected KEY=CLIENT_ID, e.g. acme=6a0c1d7e-3b2f-4c1a-9e8d-7f6a5b4c3d21."
+        )
     if not KEY.fullmatch(key):
         raise GenerateError(f"{given} {text!r}: the client key {key!r} is not a key; a key is {KEY_RULE}.")
     canonical = canonical_uuid(client_id)
@@ -109,7 +111,9 @@ def read_clients_file(path: Path) -> list[ClientToImport]:
             continue
         where = f"{path}:{number}"
         if len(cells) != 2:
-            raise GenerateError(f"{where}: expected two columns, key and id (e.g. acme,6a0c1d7e-...), got {len(cells)}.")
+            raise GenerateError(
+                f"{where}: expected two columns, key and id (e.g. acme,6a0c1d7e-...), got {len(cells)}."
+            )
         clients.append(parse_client(f"{cells[0]}={cells[1]}", given=where))
     if not clients:
         raise GenerateError(f"--clients {path}: no clients in it; write one key,id a line.")
@@ -233,8 +237,12 @@ class _ListingsMadeInto(ClientListings):
 
 
 def _client_manifest(
-    client: ClientToImport, listing: Sequence[Mapping], recorded_at: Mapping[str, str], taken: set[str],
-    now: datetime, listed_at: str,
+    client: ClientToImport,
+    listing: Sequence[Mapping],
+    recorded_at: Mapping[str, str],
+    taken: set[str],
+    now: datetime,
+    listed_at: str,
 ) -> _ClientManifest:
     skipped: list[Skipped] = []
     written, remote = _declarations(client, listing, recorded_at, now, skipped)
@@ -245,7 +253,9 @@ def _client_manifest(
     pairs = list(zip(unique_keys([item.name for item in ordered], taken), ordered, strict=True))
     resources = {
         f"{client.key}/{key}": Resource(
-            batch_id=item.batch_id, client_id=client.id, attributes=item.attributes(client.id),
+            batch_id=item.batch_id,
+            client_id=client.id,
+            attributes=item.attributes(client.id),
             remote=remote[item.batch_id],
         )
         for key, item in pairs
@@ -281,7 +291,10 @@ def _taken_keys(writer: StateWriter) -> dict[str, set[str]]:
 
 
 def _declarations(
-    client: ClientToImport, listing: Sequence[Mapping], recorded_at: Mapping[str, str], now: datetime,
+    client: ClientToImport,
+    listing: Sequence[Mapping],
+    recorded_at: Mapping[str, str],
+    now: datetime,
     skipped: list[Skipped],
 ) -> tuple[list[Declaration], dict[str, dict]]:
     written: list[Declaration] = []
@@ -297,11 +310,14 @@ def _declarations(
             continue
         made = declaration(batch, client.id, now)
         if isinstance(made, str):
-            skipped.append(Skipped(
-                client.key, str(batch_id),
-                f"{made}, which a manifest cannot declare; declare it by hand (another name is changed at the next "
-                f"apply), then 'provisioner import {client.key}/BATCH_KEY {batch_id} PATHS...'",
-            ))
+            skipped.append(
+                Skipped(
+                    client.key,
+                    str(batch_id),
+                    f"{made}, which a manifest cannot declare; declare it by hand (another name is changed at the next "
+                    f"apply), then 'provisioner import {client.key}/BATCH_KEY {batch_id} PATHS...'",
+                )
+            )
             continue
         written.append(made)
         remote[made.batch_id] = dict(batch)

@@ -16,15 +16,15 @@ if TYPE_CHECKING:
 
 
 def load_manifests(paths: Iterable[Path], no_cache: bool = False) -> Desired:
-    from provisioner.manifest.loader import load
     from provisioner.manifest.cache import ManifestCache
+    from provisioner.manifest.loader import load
 
     return load(list(paths), cache=None if no_cache else ManifestCache())
 
 
 def read_manifests(paths: Iterable[Path], no_cache: bool = False) -> Declarations:
-    from provisioner.manifest.loader import read_declarations
     from provisioner.manifest.cache import ManifestCache
+    from provisioner.manifest.loader import read_declarations
 
     return read_declarations(list(paths), cache=None if no_cache else ManifestCache())
 

@@ -41,6 +41,14 @@ def plan_changes(
     observed = None
     if observe is not None:
         observed, real_now = observe(desired)
-    result = make_plan(desired, state, at, observed=observed, replace=replace, policy=policy,
-                       allow_duplicates=allow_duplicates, real_now=real_now)
+    result = make_plan(
+        desired,
+        state,
+        at,
+        observed=observed,
+        replace=replace,
+        policy=policy,
+        allow_duplicates=allow_duplicates,
+        real_now=real_now,
+    )
     return result, desired

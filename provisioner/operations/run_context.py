@@ -44,8 +44,9 @@ class RunContext:
         return replace(self, plan_digest=digest)
 
 
-def gather_run_context(reason: str | None = None, manifests: Path | None = None,
-                       environ: Mapping[str, str] | None = None) -> RunContext:
+def gather_run_context(
+    reason: str | None = None, manifests: Path | None = None, environ: Mapping[str, str] | None = None
+) -> RunContext:
     """``reason``: --reason (else PROVISIONER_REASON); ``manifests``: where ``git rev-parse HEAD``
     runs when no CI names the commit."""
     env = os.environ if environ is None else environ
@@ -80,7 +81,10 @@ def git_head(where: Path) -> str | None:
     try:
         answer = subprocess.run(
             ["git", "-C", str(directory), "rev-parse", "HEAD"],
-            capture_output=True, text=True, timeout=GIT_TIMEOUT, check=False,
+            capture_output=True,
+            text=True,
+            timeout=GIT_TIMEOUT,
+            check=False,
         )
     except (OSError, subprocess.SubprocessError):
         return None

@@ -3,20 +3,13 @@
 from __future__ import annotations
 
 import sys
-from datetime import datetime, timezone
 from collections.abc import Mapping
+from datetime import datetime, timezone
 from itertools import islice
 from pathlib import Path
 
-from provisioner.planning import grants
 from provisioner.api.client import ApiError, CreditsApi
-from provisioner.core.addresses import ADDRESS, ADDRESS_RULE, client_of, grant_address, period_of
-from provisioner.backends.file import FileBackend, read_history
-from provisioner.backends.snapshot import parse_document
-from provisioner.core.models import COMPARED_FIELDS, BatchSpec, Desired, Intent, Resource, State, batch_key, proper_id
 from provisioner.applying.listings import ClientListings
-from provisioner.core.comparison import normalized
-from provisioner.planning.planner import live_attributes
 from provisioner.applying.matching import (
     Findings,
     created_since,
@@ -28,7 +21,14 @@ from provisioner.applying.matching import (
     window_left,
 )
 from provisioner.backends.base import StateError, StateWriter
+from provisioner.backends.file import FileBackend, read_history
+from provisioner.backends.snapshot import parse_document
+from provisioner.core.addresses import ADDRESS, ADDRESS_RULE, client_of, grant_address, period_of
 from provisioner.core.audit_trail import FORGET_INTENT, IMPORT, REFRESH, STATE_PUSH, Note, extends, verify
+from provisioner.core.comparison import normalized
+from provisioner.core.models import COMPARED_FIELDS, BatchSpec, Desired, Intent, Resource, State, batch_key, proper_id
+from provisioner.planning import grants
+from provisioner.planning.planner import live_attributes
 
 # On a failed import, how many other declared clients are listed to name the batch's owner:
 # enough for the usual mix-up, few enough not to spend minutes of rate limit on an error path.
@@ -111,8 +111,14 @@ def _period_batch(desired: Desired, address: str) -> BatchSpec:
 
 def _listed(api: CreditsApi, client_id: str, batch_id: str) -> dict | None:
     wanted = batch_key(batch_id)
-    return next((batch for batch in api.list_batches(client_id)
-                 if (listed := proper_id(batch.get("id"))) is not None and batch_key(listed) == wanted), None)
+    return next(
+        (
+            batch
+            for batch in api.list_batches(client_id)
+            if (listed := proper_id(batch.get("id"))) is not None and batch_key(listed) == wanted
+        ),
+        None,
+    )
 
 
 def _not_found_message(api: CreditsApi, desired: Desired, spec: BatchSpec, batch_id: str) -> str:
@@ -221,7 +227,9 @@ def duplicate_warnings(state: State, observed: Mapping[str, Mapping]) -> list[st
     """A warning for each recorded batch whose client has an unclaimed batch just like it (a duplicate
     that slipped through), after a refresh."""
     found = unclaimed_look_alikes(state.resources, observed, state.pending.values())
-    return [look_alike_warning(address, state.resources[address].batch_id, batches) for address, batches in found.items()]
+    return [
+        look_alike_warning(address, state.resources[address].batch_id, batches) for address, batches in found.items()
+    ]
 
 
 def read_pushed_state(source: Path) -> tuple[State, list[dict]]:
@@ -240,8 +248,13 @@ def read_pushed_state(source: Path) -> tuple[State, list[dict]]:
     return state, embedded if embedded is not None else read_history(source)
 
 
-def push_state(writer: StateWriter, pushed: State, force: bool = False, history: list[dict] | None = None,
-               recorded_history: list[dict] | None = None) -> int | None:
+def push_state(
+    writer: StateWriter,
+    pushed: State,
+    force: bool = False,
+    history: list[dict] | None = None,
+    recorded_history: list[dict] | None = None,
+) -> int | None:
     """Puts ``pushed`` in place of what the writer's state records; returns how many batches it replaced,
     or None when the state already records exactly that and its history adds nothing (nothing is
     written, the serial stays).
@@ -255,8 +268,11 @@ def push_state(writer: StateWriter, pushed: State, force: bool = False, history:
     pushes the state anyway, but never its history: the recorded one stays, and the push's event says so."""
     history, recorded_history = history or [], recorded_history or []
     current = writer.state
-    if (current.lineage == pushed.lineage and current.content_digest() == pushed.content_digest()
-            and len(history) <= len(recorded_history)):
+    if (
+        current.lineage == pushed.lineage
+        and current.content_digest() == pushed.content_digest()
+        and len(history) <= len(recorded_history)
+    ):
         return None
     if not current.is_empty() and not force:
         if current.lineage != pushed.lineage:
@@ -293,7 +309,7 @@ def push_state(writer: StateWriter, pushed: State, force: bool = False, history:
     detail = f"lineage {pushed.lineage}, serial {serial}, {len(pushed.resources)} batch(es), replacing {replaced}"
     if problem:
         detail += f"; forced: its own history ({len(history)} event(s)) was not carried, as {problem}"
-    carried = [] if problem else history[len(recorded_history):]
+    carried = [] if problem else history[len(recorded_history) :]
     writer.replace(pushed.model_copy(update={"serial": serial}), carried, Note(STATE_PUSH, detail=detail))
     return replaced
 
@@ -301,9 +317,7 @@ def push_state(writer: StateWriter, pushed: State, force: bool = False, history:
 def _recorded(writer: StateWriter, address: str) -> Resource:
     resource = writer.state.resources.get(address)
     if resource is None:
-        raise StateCommandError(
-            f"{address} is not recorded in {writer.name}; 'provisioner state list' shows what is."
-        )
+        raise StateCommandError(f"{address} is not recorded in {writer.name}; 'provisioner state list' shows what is.")
     return resource
 
 

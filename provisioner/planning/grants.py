@@ -32,7 +32,6 @@ from zoneinfo import ZoneInfo
 from provisioner.core.models import BatchSpec, Desired, GrantSpec, Step, Upcoming
 from provisioner.core.timestamps import format_timestamp
 
-
 _UTC = timezone.utc
 
 
@@ -125,8 +124,9 @@ def _last_begun_index(grant: GrantSpec, at: datetime, zone: ZoneInfo) -> int:
     )
     until = grant.until
     if until is not None and last >= 0:
-        last = min(last, _last_index(lambda k: add_step(grant.from_date, grant.every, k) <= until,
-                                     _steps_until(grant, until)))
+        last = min(
+            last, _last_index(lambda k: add_step(grant.from_date, grant.every, k) <= until, _steps_until(grant, until))
+        )
     return last
 
 
@@ -175,8 +175,9 @@ def _period_batches(grant: GrantSpec, periods: list[Period], zone: ZoneInfo) -> 
             **same,
             batch_key=f"{key}@{period.id}",
             name=template.format(period=period.id, grant=key),
-            expires_on=None if expires_after is None else _start_of_day_text(
-                add_step(period.starts_on, expires_after), zone),
+            expires_on=None
+            if expires_after is None
+            else _start_of_day_text(add_step(period.starts_on, expires_after), zone),
             period=period.id,
         )
         for period in periods
@@ -212,8 +213,10 @@ def upcoming_periods(grant: GrantSpec, at: datetime, before: datetime, most: int
     always the next one: what the schedule will issue, oldest first; [] once the grant has ended."""
     zone = ZoneInfo(grant.time_zone)
     at = at.astimezone(_UTC)
-    index = _last_index(lambda k: _period(grant, k, zone).starts_at <= at,
-                        _steps_until(grant, at.astimezone(zone).date())) + 1
+    index = (
+        _last_index(lambda k: _period(grant, k, zone).starts_at <= at, _steps_until(grant, at.astimezone(zone).date()))
+        + 1
+    )
     found: list[Upcoming] = []
     while most is None or len(found) < max(most, 1):
         try:
@@ -290,8 +293,14 @@ def period_index(grant: GrantSpec, period_id: str) -> int | None:
             except ValueError:
                 return None
             estimate = _steps_until(grant, day)
-            index = next((k for k in (estimate, estimate - 1) if k >= 0 and _holds(
-                lambda k: add_step(start, grant.every, k) == day, k)), None)
+            index = next(
+                (
+                    k
+                    for k in (estimate, estimate - 1)
+                    if k >= 0 and _holds(lambda k: add_step(start, grant.every, k) == day, k)
+                ),
+                None,
+            )
     elif style == "month" and (match := _MONTH_ID.fullmatch(period_id)):
         index = (int(match[1]) - start.year) * 12 + int(match[2]) - start.month
     elif style == "quarter" and (match := _QUARTER_ID.fullmatch(period_id)):

@@ -23,8 +23,7 @@ class _Total(NamedTuple):
 
 _TOTALS = (
     _Total("maxApplyCredits", "max_apply_credits", "issued", "issue", lambda total: f"{total:,} credits in total"),
-    _Total("maxCreates", "max_creates", "creates", "create",
-           lambda creates: plural(creates, "batch", "batches")),
+    _Total("maxCreates", "max_creates", "creates", "create", lambda creates: plural(creates, "batch", "batches")),
 )
 
 

@@ -73,7 +73,6 @@ import json
 
 from provisioner.core.models import Change, Plan
 
-
 # Order in which actions appear in summaries.
 SUMMARY_ORDER = ("create", "update", "replace", "recover", "blocked", "missing")
 
@@ -84,6 +83,7 @@ def summary_counts(plan: Plan) -> dict[str, int]:
     counts = {action: by_action[action] for action in SUMMARY_ORDER}
     counts["unchanged"] = plan.unchanged
     return counts
+
 
 JSON_FORMAT_VERSION = "1.2"
 

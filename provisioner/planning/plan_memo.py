@@ -40,17 +40,17 @@ from datetime import datetime
 from pathlib import Path
 
 from provisioner import __version__
-from provisioner.manifest import parallel
+from provisioner.core.addresses import client_of
 from provisioner.core.bulk import paused_gc
+from provisioner.core.models import BatchSpec, Desired, Figures, Plan, PlanPart, Policy, State
+from provisioner.core.timestamps import format_timestamp
+from provisioner.manifest import parallel
 from provisioner.manifest.cachefile import TreeCache, code_identity
 from provisioner.manifest.declarations import Declarations, DeclaredFile, batch_specs
 from provisioner.manifest.fast_reader import PARSER
 from provisioner.manifest.loader import LoadTimings
-from provisioner.core.models import BatchSpec, Desired, Figures, Plan, PlanPart, Policy, State
-from provisioner.core.addresses import client_of
 from provisioner.planning.planner import client_order, combine, make_plan
 from provisioner.render.text import part_text
-from provisioner.core.timestamps import format_timestamp
 
 MEMO_FORMAT = 1
 # The files of misses planned at once: enough to make a plan's fixed costs small, few enough
@@ -76,11 +76,32 @@ def package_identity() -> str:
 class _Stored:
     """One client's part as the memo keeps it."""
 
-    __slots__ = ("file", "content", "client_key", "recorded", "after", "before", "unchanged", "warnings",
-                 "figures", "text")
+    __slots__ = (
+        "file",
+        "content",
+        "client_key",
+        "recorded",
+        "after",
+        "before",
+        "unchanged",
+        "warnings",
+        "figures",
+        "text",
+    )
 
-    def __init__(self, file: str, content: str, client_key: str, recorded: str, after: str | None,
-                 before: str | None, unchanged: int, warnings: list[str], figures: Figures, text: str):
+    def __init__(
+        self,
+        file: str,
+        content: str,
+        client_key: str,
+        recorded: str,
+        after: str | None,
+        before: str | None,
+        unchanged: int,
+        warnings: list[str],
+        figures: Figures,
+        text: str,
+    ):
         self.file, self.content, self.client_key = file, content, client_key
         self.recorded = recorded  # digest of what the state records under the client's addresses
         self.after = after  # the part holds from this instant on (None: from always)...
@@ -96,8 +117,18 @@ class _Stored:
 
     def index_entry(self, size: int) -> list:
         """What the memo's index says of it; its text, of ``size`` bytes, is in the blob."""
-        return [self.file, self.content, self.client_key, self.recorded, self.after, self.before, self.unchanged,
-                self.warnings, self.figures.as_list(), size]
+        return [
+            self.file,
+            self.content,
+            self.client_key,
+            self.recorded,
+            self.after,
+            self.before,
+            self.unchanged,
+            self.warnings,
+            self.figures.as_list(),
+            size,
+        ]
 
 
 class PlanMemo(TreeCache):
@@ -118,8 +149,18 @@ class PlanMemo(TreeCache):
                 for name, content, client_key, recorded, after, before, unchanged, warnings, figures, size in index:
                     text = str(blob[start : start + size], "utf-8", "surrogatepass")
                     start += size
-                    stored[name, content, client_key] = _Stored(name, content, client_key, recorded, after, before,
-                                                                unchanged, warnings, Figures.from_list(figures), text)
+                    stored[name, content, client_key] = _Stored(
+                        name,
+                        content,
+                        client_key,
+                        recorded,
+                        after,
+                        before,
+                        unchanged,
+                        warnings,
+                        Figures.from_list(figures),
+                        text,
+                    )
                 if start != len(blob):
                     raise ValueError("texts of other lengths")
         except (ValueError, TypeError):  # an index of the wrong shape
@@ -141,8 +182,14 @@ class PlanMemo(TreeCache):
         self.file_for(files).write(index, encoded, append=append)
 
 
-def plan(declarations: Declarations, state: State, now: datetime, policy: Policy, memo: PlanMemo | None = None,
-         timings: LoadTimings | None = None) -> Plan:
+def plan(
+    declarations: Declarations,
+    state: State,
+    now: datetime,
+    policy: Policy,
+    memo: PlanMemo | None = None,
+    timings: LoadTimings | None = None,
+) -> Plan:
     """``make_plan(declarations.desired(), state, now, policy=policy)``, reusing the parts the memo
     kept that still hold, and keeping the parts of this plan for the next one.
     Only when ``usable(declarations, state)``."""
@@ -151,8 +198,9 @@ def plan(declarations: Declarations, state: State, now: datetime, policy: Policy
 
 
 class _Planner:
-    def __init__(self, declarations: Declarations, state: State, now: datetime, memo: PlanMemo | None,
-                 timings: LoadTimings):
+    def __init__(
+        self, declarations: Declarations, state: State, now: datetime, memo: PlanMemo | None, timings: LoadTimings
+    ):
         self.declarations, self.now, self.memo, self.timings = declarations, now, memo, timings
         self.moment = _instant(now)
         self.recorded = _Recorded(state)
@@ -204,9 +252,16 @@ class _Planner:
     def reuse(self, file: DeclaredFile, stored: _Stored) -> None:
         self.kept.append(stored)
         client_key = stored.client_key
-        self.parts.append(PlanPart(client_key, unchanged=stored.unchanged, warnings=stored.warnings,
-                                   figures=stored.figures, text=stored.text,
-                                   remake=lambda: self.remake(file, client_key)))
+        self.parts.append(
+            PlanPart(
+                client_key,
+                unchanged=stored.unchanged,
+                warnings=stored.warnings,
+                figures=stored.figures,
+                text=stored.text,
+                remake=lambda: self.remake(file, client_key),
+            )
+        )
 
     def plan_files(self, missed: list[tuple[DeclaredFile, list[str]]]) -> list[list[tuple]]:
         """For each file, for each of the clients given: its part, as plain values (unchanged, warnings,
@@ -242,15 +297,32 @@ class _Planner:
         timings.add("not reused: rendering", clock() - started)
         return planned
 
-    def add_planned(self, file: DeclaredFile, client_key: str, unchanged: int, warnings: list[str], figures: Figures,
-                    text: str, window: tuple[str | None, str | None] | None) -> None:
+    def add_planned(
+        self,
+        file: DeclaredFile,
+        client_key: str,
+        unchanged: int,
+        warnings: list[str],
+        figures: Figures,
+        text: str,
+        window: tuple[str | None, str | None] | None,
+    ) -> None:
         """A part planned now: in this plan, and kept for the next one when it can be."""
-        self.parts.append(PlanPart(client_key, unchanged=unchanged, warnings=warnings, figures=figures, text=text,
-                                   remake=lambda: self.remake(file, client_key)))
+        self.parts.append(
+            PlanPart(
+                client_key,
+                unchanged=unchanged,
+                warnings=warnings,
+                figures=figures,
+                text=text,
+                remake=lambda: self.remake(file, client_key),
+            )
+        )
         recorded = self.recorded.digest(client_key)
         if window is not None and recorded is not None:
-            self.kept.append(_Stored(file.name, file.content, client_key, recorded, *window, unchanged, warnings,
-                                     figures, text))
+            self.kept.append(
+                _Stored(file.name, file.content, client_key, recorded, *window, unchanged, warnings, figures, text)
+            )
 
     def planned(self, specs: list[BatchSpec], clients: Iterable[str]) -> Plan:
         """The plan of these clients alone: their batches against what the state records under them."""
@@ -324,7 +396,7 @@ class _Recorded:
         return State.model_construct(resources=resources, pending=pending)
 
     def digest(self, client_key: str) -> str | None:
-        """"" when nothing is recorded under the client; None when what is cannot be digested."""
+        """ "" when nothing is recorded under the client; None when what is cannot be digested."""
         resources, pending = self.resources.get(client_key), self.pending.get(client_key)
         if not resources and not pending:
             return ""

@@ -6,18 +6,21 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from provisioner.core.addresses import grant_address
+from provisioner.core.models import BatchSpec, Desired, Resource
 from provisioner.core.plurals import plural, word_for
 from provisioner.planning import grants
-from provisioner.core.models import BatchSpec, Desired, Resource
 
 
 def undeclared_warnings(undeclared: list[tuple[str, Resource]]) -> Iterable[tuple[str, str]]:
     for address, resource in undeclared:
         if grant_address(address) is None:
-            yield address, (
-                f"{address} (batch {resource.batch_id}) is recorded in state but no longer declared: "
-                "left as is; the API cannot delete batches. Use 'provisioner state rm "
-                f"{address}' to stop tracking it."
+            yield (
+                address,
+                (
+                    f"{address} (batch {resource.batch_id}) is recorded in state but no longer declared: "
+                    "left as is; the API cannot delete batches. Use 'provisioner state rm "
+                    f"{address}' to stop tracking it."
+                ),
             )
 
 

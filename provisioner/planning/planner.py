@@ -7,9 +7,10 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 
-from provisioner.planning import grants
-from provisioner.planning import guardrails
+from provisioner.applying.matching import duplicate_reasons, duplicates_of, look_alike_warning, unclaimed_look_alikes
+from provisioner.core.addresses import client_of, grant_address, period_of
 from provisioner.core.bulk import constructor, paused_gc, share_fields_set
+from provisioner.core.comparison import EQUAL, compare_field, identifier, normalized, same_value
 from provisioner.core.models import (
     COMPARED_FIELDS,
     FIXED_FIELDS,
@@ -26,6 +27,8 @@ from provisioner.core.models import (
     Upcoming,
     batch_key,
 )
+from provisioner.core.timestamps import format_timestamp, parse_timestamp
+from provisioner.planning import grants, guardrails
 from provisioner.planning.plan_warnings import (
     catch_up_warnings,
     lapsed_warnings,
@@ -33,14 +36,9 @@ from provisioner.planning.plan_warnings import (
     undeclared_warnings,
     unscheduled_warnings,
 )
-from provisioner.applying.matching import duplicate_reasons, duplicates_of, look_alike_warning, unclaimed_look_alikes
-from provisioner.core.addresses import client_of, grant_address, period_of
-from provisioner.core.comparison import EQUAL, compare_field, identifier, normalized, same_value
-from provisioner.core.timestamps import format_timestamp, parse_timestamp
 
 FIX_FOR_FIXED_FIELD = (
-    "Fix: declare a new batch (a new key) for the new value, or restore the recorded value "
-    "in the manifest."
+    "Fix: declare a new batch (a new key) for the new value, or restore the recorded value in the manifest."
 )
 USAGE_FIELDS = ("startingBalance", "currentBalance", "allocatedCredits", "status", "expiresOn")
 FIX_FOR_FROZEN_PERIOD = (
@@ -86,8 +84,14 @@ def make_plan(
 
 
 def _plan(
-    desired: Desired, state: State, now: datetime, observed: Mapping[str, Mapping] | None, replace: set[str],
-    policy: Policy | None, allow_duplicates: set[str], real_now: datetime | None = None,
+    desired: Desired,
+    state: State,
+    now: datetime,
+    observed: Mapping[str, Mapping] | None,
+    replace: set[str],
+    policy: Policy | None,
+    allow_duplicates: set[str],
+    real_now: datetime | None = None,
 ) -> Plan:
     guard = _DuplicateGuard(state, observed, allow_duplicates) if observed is not None else None
     shares = _Shares()
@@ -102,8 +106,12 @@ def _plan(
         change = _change_for(address, spec, state, expired, observed, address in replace)
         if guard is not None and isinstance(change, Change) and change.action == "create":
             change = guard.check(change, spec)
-        if (real_now is not None and spec.period is not None and isinstance(change, Change)
-                and change.action in ("create", "replace")):
+        if (
+            real_now is not None
+            and spec.period is not None
+            and isinstance(change, Change)
+            and change.action in ("create", "replace")
+        ):
             change = _marked_early(change, desired, spec, real_now)
         if spec.grant is not None and spec.period is not None:
             current_period[f"{spec.client_key}/{spec.grant}"] = spec.period
@@ -114,8 +122,12 @@ def _plan(
         else:
             assert isinstance(change, Change)
             share.changes.append(change)
-            if spec.grant is not None and spec.period is not None and isinstance(change, Change) \
-                    and change.action == "create":
+            if (
+                spec.grant is not None
+                and spec.period is not None
+                and isinstance(change, Change)
+                and change.action == "create"
+            ):
                 created_periods.setdefault(f"{spec.client_key}/{spec.grant}", []).append(spec.period)
     for address, intent in state.pending.items():
         if address not in desired.batches:
@@ -197,7 +209,10 @@ class _Shares(dict):
 
 
 def combine(
-    parts: Iterable[PlanPart], policy: Policy, warnings: Iterable[str] = (), info: tuple[dict, ...] = (),
+    parts: Iterable[PlanPart],
+    policy: Policy,
+    warnings: Iterable[str] = (),
+    info: tuple[dict, ...] = (),
     upcoming: tuple[Upcoming, ...] = (),
 ) -> Plan:
     """The plan of these clients' parts (in address order): its totals, its warnings (each
@@ -229,7 +244,11 @@ class _Expiry:
 
 
 def _change_for(
-    address: str, spec: BatchSpec, state: State, expired: _Expiry, observed: Mapping[str, Mapping] | None,
+    address: str,
+    spec: BatchSpec,
+    state: State,
+    expired: _Expiry,
+    observed: Mapping[str, Mapping] | None,
     replace: bool,
 ) -> Change | object | None:
     """The change ``spec`` (declared at ``address``) needs; None when none; LAPSED for a period issued too
@@ -278,8 +297,9 @@ class _DuplicateGuard:
     def check(self, change: Change, spec: BatchSpec) -> Change:
         if spec.address in self.allowed:
             return change
-        found = duplicates_of(change.after or {}, self.by_client.get(identifier(spec.client_id), ()), self.claimed,
-                              self.open_intents)
+        found = duplicates_of(
+            change.after or {}, self.by_client.get(identifier(spec.client_id), ()), self.claimed, self.open_intents
+        )
         if not found:
             return change
         problem, fix = duplicate_reasons(spec.address, spec.client_key, found)
@@ -408,15 +428,17 @@ def _create_change(
     if action == "replace":
         reasons = ("Recreated on purpose (--replace): the recorded batch stays as it is in the API.",)
     # The values are the checked spec's: made without validating them again (a plan creates thousands).
-    return _change({
-        "address": address,
-        "client_key": spec.client_key,
-        "action": action,
-        "before": before,
-        "after": wanted,
-        "reasons": reasons,
-        "credits": spec.starting_balance,
-    })
+    return _change(
+        {
+            "address": address,
+            "client_key": spec.client_key,
+            "action": action,
+            "before": before,
+            "after": wanted,
+            "reasons": reasons,
+            "credits": spec.starting_balance,
+        }
+    )
 
 
 def _recover_change(intent: Intent, desired: Desired | None, spec: BatchSpec | None = None) -> Change:
@@ -489,8 +511,10 @@ def _upcoming(desired: Desired, state: State) -> tuple[Upcoming, ...]:
         grant = grant_address(address)
         if grant is not None:
             recorded[grant] += 1
-    found = (grants.next_unissued(grant, at, state.resources, recorded[address])
-             for address, grant in sorted(desired.grants.items()))
+    found = (
+        grants.next_unissued(grant, at, state.resources, recorded[address])
+        for address, grant in sorted(desired.grants.items())
+    )
     return tuple(next_period for next_period in found if next_period is not None)
 
 
@@ -502,15 +526,18 @@ def _marked_early(change: Change, desired: Desired, spec: BatchSpec, real_now: d
     if starts is None:
         return change
     reason = EARLY.format(starts=format_timestamp(starts), now=format_timestamp(real_now))
-    return change.model_copy(update={"reasons": (*change.reasons, reason + " Apply issues it only with "
-                                                 "--issue-early.")})
+    return change.model_copy(
+        update={"reasons": (*change.reasons, reason + " Apply issues it only with --issue-early.")}
+    )
 
 
 def early_changes(plan: Plan, desired: Desired, real_now: datetime) -> list[Change]:
     """The plan's creates of grant periods that have not begun at ``real_now``."""
     return [
-        change for change in plan.changes
-        if change.action in ("create", "replace") and change.address in desired.batches
+        change
+        for change in plan.changes
+        if change.action in ("create", "replace")
+        and change.address in desired.batches
         and grants.begins_after(desired, desired.batches[change.address], real_now) is not None
     ]
 

@@ -21,9 +21,9 @@ from provisioner import __version__
 from provisioner.core.atomic_files import write_atomically
 from provisioner.core.file_marks import SAVED_PLAN_MARKER, is_saved_plan_data
 from provisioner.core.models import Desired, Plan, Policy, State
-from provisioner.planning.planner import differing_fields
-from provisioner.planning.plan_document import plan_to_json
 from provisioner.core.timestamps import parse_timestamp
+from provisioner.planning.plan_document import plan_to_json
+from provisioner.planning.planner import differing_fields
 
 MARKER = SAVED_PLAN_MARKER
 FILE_VERSION = 1
@@ -211,7 +211,9 @@ def load_plan(path: str | Path) -> SavedPlan:
     if not isinstance(document, dict) or MARKER not in document:
         raise PlanFileError(f"{path}: not a saved plan made by 'provisioner plan --out'.")
     if document[MARKER] != FILE_VERSION:
-        raise PlanFileError(f"{path}: saved plan format {document[MARKER]!r} is not supported (expected {FILE_VERSION}).")
+        raise PlanFileError(
+            f"{path}: saved plan format {document[MARKER]!r} is not supported (expected {FILE_VERSION})."
+        )
     seal = document.pop("seal", None)
     if seal != _seal(document):
         raise PlanFileError(

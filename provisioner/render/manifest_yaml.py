@@ -17,8 +17,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from provisioner.core.timestamps import format_timestamp, parse_timestamp
 from provisioner.core.addresses import KEY
+from provisioner.core.timestamps import format_timestamp, parse_timestamp
 from provisioner.manifest.fields import CONTROL_CHARACTER, MAX_NAME_LENGTH, MAX_WHOLE_NUMBER
 from provisioner.manifest.yaml11 import IMPLICIT
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from provisioner.core.models import Change, Plan
+from provisioner.core.timestamps import NO_EXPIRY
 from provisioner.planning.plan_document import summary_counts
 from provisioner.render.common import (
     HEADLINES,
@@ -16,7 +17,6 @@ from provisioner.render.common import (
     thousands,
 )
 from provisioner.render.text import render_text
-from provisioner.core.timestamps import NO_EXPIRY
 
 # Characters that would start emphasis, links, HTML, entities, strikethrough,
 # math (GitHub) or end a table cell.
@@ -101,7 +101,7 @@ def _client_table(client: str, changes: list[Change]) -> list[str]:
 
 def _batch_key(change: Change) -> str:
     prefix = change.client_key + "/"
-    return change.address[len(prefix):] if change.address.startswith(prefix) else change.address
+    return change.address[len(prefix) :] if change.address.startswith(prefix) else change.address
 
 
 def _client_tables(plan: Plan) -> list[str]:
@@ -146,9 +146,11 @@ def _credits_chart(plan: Plan) -> list[str]:
     if others:
         slices.append((f"{len(others)} other clients", sum(credits for _, credits in others)))
     # Client keys are [a-z0-9._-] (checked by the loader): nothing in a label can end its quotes.
-    return ["```mermaid", "pie showData title Credits to issue per client"] + [
-        f'    "{label}" : {credits}' for label, credits in slices
-    ] + ["```"]
+    return (
+        ["```mermaid", "pie showData title Credits to issue per client"]
+        + [f'    "{label}" : {credits}' for label, credits in slices]
+        + ["```"]
+    )
 
 
 def _markdown_warnings(plan: Plan) -> list[str]:
@@ -167,11 +169,21 @@ def _markdown_info(plan: Plan) -> list[str]:
 def _markdown_upcoming(plan: Plan) -> list[str]:
     if not plan.upcoming:
         return []
-    lines = ["### Next period of each grant", "", _table_row(["Grant", "Period", "Starts", "Credits"]),
-             _table_row(["---", "---", "---", "---:"])]
+    lines = [
+        "### Next period of each grant",
+        "",
+        _table_row(["Grant", "Period", "Starts", "Credits"]),
+        _table_row(["---", "---", "---", "---:"]),
+    ]
     lines += [
-        _table_row([escape_markdown(item.grant), escape_markdown(item.period),
-                    escape_markdown(f"{item.starts_on} ({item.time_zone})"), thousands(item.credits)])
+        _table_row(
+            [
+                escape_markdown(item.grant),
+                escape_markdown(item.period),
+                escape_markdown(f"{item.starts_on} ({item.time_zone})"),
+                thousands(item.credits),
+            ]
+        )
         for item in plan.upcoming
     ]
     return lines

@@ -85,8 +85,9 @@ class Progress:
         """The CLI's reporter: a live line when ``stream`` is a terminal, summary lines otherwise."""
         stream = stream if stream is not None else sys.stderr
         live = _is_terminal(stream)
-        return cls(stream=stream, live=live, quiet=quiet, summary_every=None if live else SUMMARY_EVERY,
-                   timestamps=not live)
+        return cls(
+            stream=stream, live=live, quiet=quiet, summary_every=None if live else SUMMARY_EVERY, timestamps=not live
+        )
 
     @classmethod
     def silent(cls) -> Progress:
@@ -100,8 +101,16 @@ class Progress:
 
     # --- events -------------------------------------------------------------
 
-    def start(self, total: int, rate: float | None, *, title: str = "Applying", what: str | None = None,
-              unit: str = "changes", requests: int | None = None) -> None:
+    def start(
+        self,
+        total: int,
+        rate: float | None,
+        *,
+        title: str = "Applying",
+        what: str | None = None,
+        unit: str = "changes",
+        requests: int | None = None,
+    ) -> None:
         """Before the first request: ``total`` pieces of work (``what`` describes them, default
         "N changes") at ``rate`` requests per minute (None: no limit); ``requests``: how many
         requests the estimate counts, when not one per piece."""
@@ -292,7 +301,9 @@ class Tally:
         done/total itself: ``counts`` False leaves them out)."""
         parts = []
         if counts:
-            parts.append(f"{self.done:,}/{self.total:,}" + (f" ({self.done * 100 // self.total}%)" if self.total else ""))
+            parts.append(
+                f"{self.done:,}/{self.total:,}" + (f" ({self.done * 100 // self.total}%)" if self.total else "")
+            )
         pace = self.pace()
         if pace:
             parts.append(per_minute(pace * 60))
@@ -372,8 +383,7 @@ def describe_work(actions: Mapping[str, int] | Counter) -> str:
     counts = {action: count for action, count in actions.items() if count}
     total = sum(counts.values())
     named = [
-        f"{count:,} {ACTION_NAMES.get(action, (action, action + 's'))[count != 1]}"
-        for action, count in counts.items()
+        f"{count:,} {ACTION_NAMES.get(action, (action, action + 's'))[count != 1]}" for action, count in counts.items()
     ]
     if len(named) == 1:
         return named[0]

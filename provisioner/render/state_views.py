@@ -6,7 +6,6 @@ import json
 
 from provisioner.core.models import State
 
-
 NOTHING_RECORDED = "No batches recorded in this state file yet.\n"
 
 

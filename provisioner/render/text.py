@@ -10,9 +10,9 @@ from collections.abc import Iterator
 
 from provisioner.core.bulk import paused_gc
 from provisioner.core.models import FIXED_FIELDS, Change, Plan, PlanPart
+from provisioner.core.timestamps import NO_EXPIRY
 from provisioner.planning.plan_document import SUMMARY_ORDER, summary_counts
 from provisioner.render.common import (
-
     HEADLINES,
     NO_CHANGES,
     changed_fields,
@@ -21,7 +21,6 @@ from provisioner.render.common import (
     sections,
     thousands,
 )
-from provisioner.core.timestamps import NO_EXPIRY
 
 SYMBOLS = {
     "create": "+",
@@ -44,6 +43,7 @@ _ANSI = {
 
 _SYMBOL_COLORS = {"+": "green", "~": "yellow", "!": "red", "?": "cyan", "-/+": "magenta"}
 
+
 def _strip_controls(text: str) -> str:
     """Show control characters escaped: manifest text must not drive the terminal."""
     text = str(text)
@@ -51,7 +51,9 @@ def _strip_controls(text: str) -> str:
         return text
     return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
 
+
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
 
 def _value(value) -> str:
     if value is None:
@@ -63,13 +65,16 @@ def _value(value) -> str:
     # json.dumps quotes strings and escapes control characters.
     return json.dumps(value, ensure_ascii=False)
 
+
 def _transition(before: dict, after: dict, field: str) -> str:
     return f"{_shown(before, field)} -> {_shown(after, field)}"
+
 
 def _shown(values: dict, field: str) -> str:
     if field == "expiresOn" and values.get(field) is None:
         return NO_EXPIRY
     return _value(values.get(field))
+
 
 class _Painter:
     def __init__(self, color: bool):
@@ -83,6 +88,7 @@ class _Painter:
     def symbol(self, symbol: str) -> str:
         style = _SYMBOL_COLORS.get(symbol)
         return self(symbol, style) if style else symbol
+
 
 def _field_rows(change: Change) -> list[tuple[str, str, str]]:
     """(marker, field, shown value) for the lines inside a change's block."""
@@ -100,16 +106,17 @@ def _field_rows(change: Change) -> list[tuple[str, str, str]]:
         ]
     if change.action == "blocked":
         return [
-            ("!" if k in FIXED_FIELDS else "~", k, _transition(before, after, k))
-            for k in changed_fields(before, after)
+            ("!" if k in FIXED_FIELDS else "~", k, _transition(before, after, k)) for k in changed_fields(before, after)
         ]
     return [("~", k, _transition(before, after, k)) for k in changed_fields(before, after)]
+
 
 def _reason_line(reason: str) -> str:
     # Reasons the planner already labels ("Fix: ...") keep their label.
     if re.match(r"^[A-Z][A-Za-z ]{0,20}: ", reason):
         return reason
     return f"Reason: {reason}"
+
 
 def _change_block(change: Change, paint: _Painter) -> list[str]:
     symbol = SYMBOLS[change.action]
@@ -125,11 +132,13 @@ def _change_block(change: Change, paint: _Painter) -> list[str]:
     lines.extend(f"    {_strip_controls(_reason_line(r))}" for r in change.reasons)
     return lines
 
+
 def _summary_line(plan: Plan) -> str:
     counts = summary_counts(plan)
     always = ("create", "update", "blocked", "unchanged")
     phrases = [count_phrase(a, n) for a, n in counts.items() if n or a in always]
     return "Plan: " + ", ".join(phrases) + "."
+
 
 def _credits_line(plan: Plan) -> str:
     total = plan.total_credits
@@ -138,8 +147,10 @@ def _credits_line(plan: Plan) -> str:
     per_client = "; ".join(f"{c} {thousands(n)}" for c, n in plan.credits_by_client().items())
     return f"Credits to issue: {thousands(total)} ({_strip_controls(per_client)})."
 
+
 def _warning_lines(plan: Plan, paint: _Painter) -> list[str]:
     return [f"{paint('Warning:', 'yellow')} {_strip_controls(w)}" for w in plan.warnings]
+
 
 def _violation_lines(plan: Plan, paint: _Painter) -> list[str]:
     if not plan.violations:
@@ -147,8 +158,10 @@ def _violation_lines(plan: Plan, paint: _Painter) -> list[str]:
     heading = paint("Guardrail violations (apply refuses them without --allow-large):", "bold")
     return [heading] + [f"  {paint.symbol('!')} {_strip_controls(v.message)}" for v in plan.violations]
 
+
 INFO_HEADERS = ("address", "starting", "current", "used", "status", "expires")
 _NUMERIC_INFO_COLUMNS = {1, 2, 3}
+
 
 def _info_table(plan: Plan) -> list[str]:
     if not plan.info:
@@ -158,14 +171,15 @@ def _info_table(plan: Plan) -> list[str]:
 
     def line(row: list[str]) -> str:
         cells = [
-            cell.rjust(widths[i]) if i in _NUMERIC_INFO_COLUMNS else cell.ljust(widths[i])
-            for i, cell in enumerate(row)
+            cell.rjust(widths[i]) if i in _NUMERIC_INFO_COLUMNS else cell.ljust(widths[i]) for i, cell in enumerate(row)
         ]
         return ("  " + "  ".join(cells)).rstrip()
 
     return ["Credit usage (from refresh):"] + [line(row) for row in rows]
 
+
 UPCOMING_HEADING = "Next period of each grant (issued once it begins):"
+
 
 def _upcoming_lines(plan: Plan) -> list[str]:
     if not plan.upcoming:
@@ -178,11 +192,13 @@ def _upcoming_lines(plan: Plan) -> list[str]:
         for item in plan.upcoming
     ]
 
+
 # A plan with more changes than this leads with a summary per client, so that a reviewer
 # sees the shape of it before the (complete) list of changes.
 LARGE_PLAN = 100
 # Addresses and field names made of these need no escaping (manifest keys always are).
 _PLAIN_TEXT = re.compile(r"[A-Za-z0-9._/ -]*")
+
 
 class _CreateBlocks:
     """``_change_block`` of plain creates, for large plans: one template per set of fields
@@ -233,6 +249,7 @@ class _CreateBlocks:
         lines.append("    }}")
         return "\n".join(lines), order
 
+
 def _changes_by_client(plan: Plan) -> list[str]:
     """One line per client: its changes by action, and the credits it receives."""
     by_client = sorted((client, figures) for client, figures in plan.figures_by_client().items() if figures.changes)
@@ -249,9 +266,11 @@ def _changes_by_client(plan: Plan) -> list[str]:
     lines += [line.format(*row).rstrip() for row in rows]
     return lines
 
+
 def render_text(plan: Plan, color: bool = False) -> str:
     """Terraform-style plan for a terminal; ANSI colours only when ``color``."""
     return "".join(text_chunks(plan, color))
+
 
 def text_chunks(plan: Plan, color: bool = False, size: int = 1 << 20) -> Iterator[str]:
     """``render_text`` in pieces of about ``size`` characters, to be written as they come:
@@ -292,6 +311,7 @@ def text_chunks(plan: Plan, color: bool = False, size: int = 1 << 20) -> Iterato
     )
     yield "\n\n" + tail if pieces else tail
 
+
 def _change_texts(plan: Plan, paint: _Painter) -> Iterator[str]:
     """The text of every change, in order: a part's whole text when it has one (and no colours are
     wanted), else one block per change."""
@@ -303,14 +323,17 @@ def _change_texts(plan: Plan, paint: _Painter) -> Iterator[str]:
         else:
             yield from map(blocks, part.changes)
 
+
 def part_text(part: PlanPart) -> str:
     """The changes of one part as the text plan shows them without colours: what a reused part
     carries as its ``text`` (planmemo.py)."""
     return "\n\n".join(map(_plain_blocks(), part.changes))
 
+
 @functools.cache
 def _plain_blocks() -> _CreateBlocks:
     return _CreateBlocks(_Painter(False))  # one for all parts: its templates and quoted values are reused
+
 
 def _credits_total_line(plan: Plan) -> str:
     """The credits line of a large plan: the amounts per client are in its summary."""
@@ -318,4 +341,4 @@ def _credits_total_line(plan: Plan) -> str:
     if not total:
         return "Credits to issue: 0."
     clients = len(plan.credits_by_client())
-    return f"Credits to issue: {thousands(total)} (to {thousands(clients)} clients; per client under \"Changes by client\" above)."
+    return f'Credits to issue: {thousands(total)} (to {thousands(clients)} clients; per client under "Changes by client" above).'

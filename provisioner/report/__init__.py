@@ -16,4 +16,3 @@ FORMATS = ("text", "json", "csv", "html")
 # Batches expiring within this many days are listed (show --expiring-within); here, so that the
 # CLI can show the default without importing the model.
 DEFAULT_EXPIRING_WITHIN = 30
-

@@ -63,7 +63,8 @@ def client_chart(report: CreditsReport) -> str:
         chart.add(title, [getattr(credits, name) for _, credits in drawn])
     described = "; ".join(
         f"{label}: {_whole(c.issued)} issued, {_whole(c.used)} used, {_whole(c.remaining)} remaining, "
-        f"{_whole(c.expired_unused)} expired unused" for label, c in rows
+        f"{_whole(c.expired_unused)} expired unused"
+        for label, c in rows
     )
     return _render(chart, "Credits issued per client, split into used, remaining and expired unused", described)
 

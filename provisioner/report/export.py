@@ -15,8 +15,8 @@ import csv
 import io
 import json
 
-from provisioner.report.model import BatchLine, Credits, CreditsReport
 from provisioner.core.timestamps import NO_EXPIRY, format_timestamp
+from provisioner.report.model import BatchLine, Credits, CreditsReport
 
 REPORT_FORMAT_VERSION = "1.2"
 
@@ -67,8 +67,14 @@ def report_to_json(report: CreditsReport) -> dict:
         ],
         "interrupted": list(report.interrupted),
         "upcoming_grants": [
-            {"client": g.client, "grant": g.grant, "address": g.address, "period": g.period,
-             "date": g.on.isoformat(), "credits": g.credits}
+            {
+                "client": g.client,
+                "grant": g.grant,
+                "address": g.address,
+                "period": g.period,
+                "date": g.on.isoformat(),
+                "credits": g.credits,
+            }
             for g in report.upcoming
         ],
     }
@@ -123,4 +129,3 @@ def render_csv(report: CreditsReport) -> str:
 def _inert(text: str) -> str:
     """A spreadsheet runs a cell starting with = + - @ as a formula; names come from anyone with API access."""
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
-

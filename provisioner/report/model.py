@@ -18,11 +18,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
-from provisioner.planning.grants import add_step, upcoming_periods
+
 from provisioner.core.addresses import split_address
 from provisioner.core.models import GrantSpec, Resource, State, Step, batch_key
-from provisioner.report import DEFAULT_EXPIRING_WITHIN
 from provisioner.core.timestamps import last_usable_day, parse_timestamp
+from provisioner.planning.grants import add_step, upcoming_periods
+from provisioner.report import DEFAULT_EXPIRING_WITHIN
 
 MONTHS_AHEAD = 12
 
@@ -57,7 +58,9 @@ class BatchLine:
     credits: Credits
     current_balance: Number | None  # None: unknown
     expires_on: datetime | None  # None: the batch never expires
-    last_day: date | None  # the last day (UTC) its credits can be used (timestamps.last_usable_day); None: never expires
+    last_day: (
+        date | None
+    )  # the last day (UTC) its credits can be used (timestamps.last_usable_day); None: never expires
     days_left: int | None  # calendar days (UTC) from today to the last usable day; None when expired or never
     status: str  # "active", "expired", "missing" (from the API), another status the API reports, or "unknown"
     expiring_soon: bool
@@ -213,7 +216,9 @@ def _batch_line(
         days_left=days_left,
         status=status,
         expiring_soon=(
-            not expired and not missing and expires_on is not None
+            not expired
+            and not missing
+            and expires_on is not None
             and expires_on <= now + timedelta(days=expiring_within)
         ),
     )

@@ -109,10 +109,7 @@ def _totals(report: CreditsReport) -> str:
         f'<dd data-total="{name}">{wording.credits(value)}</dd></div>'
         for name, title, value, colour in cards
     )
-    counts = (
-        f"{plural(len(report.clients), 'client', 'clients')}, "
-        f"{plural(len(report.batches), 'batch', 'batches')}."
-    )
+    counts = f"{plural(len(report.clients), 'client', 'clients')}, {plural(len(report.batches), 'batch', 'batches')}."
     return f"""
 <section aria-labelledby="totals-heading">
 <h2 id="totals-heading">Totals</h2>
@@ -197,7 +194,7 @@ The figures are in the table below.</figcaption>
 
 def _upcoming(report: CreditsReport) -> str:
     rows = "".join(
-        f'<tr><td>{escape(grant.client)}</td><td>{escape(grant.grant)}</td><td>{escape(grant.period)}</td>'
+        f"<tr><td>{escape(grant.client)}</td><td>{escape(grant.grant)}</td><td>{escape(grant.period)}</td>"
         f'<td>{grant.on.isoformat()}</td><td class="num">{wording.credits(grant.credits)}</td></tr>'
         for grant in report.upcoming
     )
@@ -238,7 +235,7 @@ def _batch_row(line: BatchLine, expiring_within: int, issuers: Mapping[str, Mapp
     else:
         status = escape(wording.status(line, expiring_within))
     return (
-        f'<tr{" class=soon" if line.expiring_soon else ""}><td>{escape(line.client)}</td>'
+        f"<tr{' class=soon' if line.expiring_soon else ''}><td>{escape(line.client)}</td>"
         f"<td>{escape(line.batch)}</td><td>{escape(line.name)}</td>"
         f'<td class="num">{wording.credits(line.credits.issued)}</td><td class="num">{escape(wording.used(line))}</td>'
         f'<td class="num">{remaining}</td><td>{escape(wording.expiry(line))}</td><td>{status}</td>'

@@ -53,12 +53,14 @@ def _client_table(report: CreditsReport) -> list[str]:
     columns = list(wording.CREDIT_COLUMNS) + ([("unknown", "unknown")] if report.totals.unknown else [])
     header = ["client"] + [title for _, title in columns] + ["batches"]
     rows = [
-        [_safe(client.client)] + [wording.credits(getattr(client.credits, name)) for name, _ in columns]
+        [_safe(client.client)]
+        + [wording.credits(getattr(client.credits, name)) for name, _ in columns]
         + [f"{len(client.batches):,}"]
         for client in report.clients
     ]
     rows.append(
-        ["total"] + [wording.credits(getattr(report.totals, name)) for name, _ in columns]
+        ["total"]
+        + [wording.credits(getattr(report.totals, name)) for name, _ in columns]
         + [f"{len(report.batches):,}"]
     )
     return _table(header, rows, numeric=set(range(1, len(header))))
@@ -112,9 +114,12 @@ def _table(header: list[str], rows: list[list[str]], numeric: set[int]) -> list[
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
 
     def line(cells: list[str]) -> str:
-        return "  " + "  ".join(
-            cell.rjust(widths[i]) if i in numeric else cell.ljust(widths[i]) for i, cell in enumerate(cells)
-        ).rstrip()
+        return (
+            "  "
+            + "  ".join(
+                cell.rjust(widths[i]) if i in numeric else cell.ljust(widths[i]) for i, cell in enumerate(cells)
+            ).rstrip()
+        )
 
     rule = ["-" * width if title else " " * width for title, width in zip(header, widths, strict=True)]
     return [line(header), line(rule)] + [line(row) for row in rows]

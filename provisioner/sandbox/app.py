@@ -19,16 +19,31 @@ from provisioner.sandbox.traffic import Traffic
 class SandboxApp:
     """Turns a request into a response: auth, then rate limit, then faults, then routing."""
 
-    def __init__(self, *, store: BatchStore, api_key: str | None, limiter: RateLimiter,
-                 faults: FaultInjector, page_size: int, known_clients: set[str] | None,
-                 verbose: bool, quirks: Quirks | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        store: BatchStore,
+        api_key: str | None,
+        limiter: RateLimiter,
+        faults: FaultInjector,
+        page_size: int,
+        known_clients: set[str] | None,
+        verbose: bool,
+        quirks: Quirks | None = None,
+    ) -> None:
         self._api_key = api_key
         self._limiter = limiter
         self._faults = faults
         self._verbose = verbose
         self._traffic = Traffic()
-        self._routes = Endpoints(store=store, faults=faults, page_size=page_size, known_clients=known_clients,
-                                 quirks=quirks or Quirks(), traffic=self._traffic).routes()
+        self._routes = Endpoints(
+            store=store,
+            faults=faults,
+            page_size=page_size,
+            known_clients=known_clients,
+            quirks=quirks or Quirks(),
+            traffic=self._traffic,
+        ).routes()
         self.request_log = self._traffic.request_log
 
     def stats(self) -> Counter:
@@ -80,9 +95,12 @@ class SandboxApp:
         return ApiError(401, message, headers={"WWW-Authenticate": "Bearer"})
 
     def _rate_limited(self, verdict: RateVerdict) -> Response:
-        return ApiError(429, f"rate limit of {verdict.limit} requests per minute exceeded",
-                        headers={"Retry-After": str(verdict.retry_after)},
-                        extra={"retryAfter": verdict.retry_after}).to_response()
+        return ApiError(
+            429,
+            f"rate limit of {verdict.limit} requests per minute exceeded",
+            headers={"Retry-After": str(verdict.retry_after)},
+            extra={"retryAfter": verdict.retry_after},
+        ).to_response()
 
     # -- injected faults
 
@@ -90,14 +108,16 @@ class SandboxApp:
         retry_after = plan.faults.retry_after
         if plan.in_429_storm:
             self._traffic.count("injected_429")
-            return ApiError(429, "too many requests (injected by the sandbox)",
-                            headers={"Retry-After": _format_seconds(retry_after)},
-                            extra={"retryAfter": _json_seconds(retry_after)}).to_response()
+            return ApiError(
+                429,
+                "too many requests (injected by the sandbox)",
+                headers={"Retry-After": _format_seconds(retry_after)},
+                extra={"retryAfter": _json_seconds(retry_after)},
+            ).to_response()
         if plan.error_status is not None:
             self._traffic.count("injected_errors")
             headers = {"Retry-After": _format_seconds(retry_after)} if plan.error_status == 503 else {}
-            return ApiError(plan.error_status, "server error (injected by the sandbox)",
-                            headers=headers).to_response()
+            return ApiError(plan.error_status, "server error (injected by the sandbox)", headers=headers).to_response()
         return None
 
     def _after_commit(self, response: Response, plan: FaultPlan) -> Response:
@@ -107,8 +127,7 @@ class SandboxApp:
             return Response(0, drop_connection=True)
         if plan.error_after_commit:
             self._traffic.count("errors_after_commit")
-            return ApiError(500, "server error after the batch was saved (injected by the sandbox)"
-                            ).to_response()
+            return ApiError(500, "server error after the batch was saved (injected by the sandbox)").to_response()
         return response
 
     # -- routing
@@ -131,8 +150,9 @@ class SandboxApp:
                 continue
             handler = handlers.get(request.method)
             if handler is None:
-                raise ApiError(405, f"{request.method} is not allowed here",
-                               headers={"Allow": ", ".join(sorted(handlers))})
+                raise ApiError(
+                    405, f"{request.method} is not allowed here", headers={"Allow": ", ".join(sorted(handlers))}
+                )
             return handler, {name: unquote(value) for name, value in match.groupdict().items()}
         raise ApiError(404, f"no endpoint at {request.path}")
 

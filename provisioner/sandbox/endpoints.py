@@ -33,8 +33,16 @@ Handler = Callable[..., Response]  # (request, **values from the path) -> respon
 
 
 class Endpoints:
-    def __init__(self, *, store: BatchStore, faults: FaultInjector, page_size: int,
-                 known_clients: set[str] | None, quirks: Quirks, traffic: Traffic) -> None:
+    def __init__(
+        self,
+        *,
+        store: BatchStore,
+        faults: FaultInjector,
+        page_size: int,
+        known_clients: set[str] | None,
+        quirks: Quirks,
+        traffic: Traffic,
+    ) -> None:
         self._store = store
         self._faults = faults
         self._page_size = page_size
@@ -102,24 +110,30 @@ class Endpoints:
         batches, total = self._store.page(client_id, account, offset, self._page_size)
         has_more = offset + len(batches) < total
         now = now_text()
-        return Response(200, {"data": {"APICreditBatchesByClientAndCreditAccount": {
-            "clientId": client_id,
-            "creditAccountId": account,
-            "creditBatches": [self._quirks.listed(present(batch, now)) for batch in batches],
-            "pageInfo": {
-                "perPage": self._page_size,
-                "cursor": str(page + 1) if has_more else None,
-                "total": total,
-                "hasMore": has_more,
+        return Response(
+            200,
+            {
+                "data": {
+                    "APICreditBatchesByClientAndCreditAccount": {
+                        "clientId": client_id,
+                        "creditAccountId": account,
+                        "creditBatches": [self._quirks.listed(present(batch, now)) for batch in batches],
+                        "pageInfo": {
+                            "perPage": self._page_size,
+                            "cursor": str(page + 1) if has_more else None,
+                            "total": total,
+                            "hasMore": has_more,
+                        },
+                    }
+                }
             },
-        }}})
+        )
 
     def update_batch(self, request: Request, batch_id: str) -> Response:
         batch = self._store.get(batch_id)
         if batch is None:
             raise ApiError(404, "credit batch not found")
-        changes = validated_fields(parse_json_object(request.body), UPDATE_FIELDS,
-                                   fixed=FIELDS_FIXED_AT_CREATION)
+        changes = validated_fields(parse_json_object(request.body), UPDATE_FIELDS, fixed=FIELDS_FIXED_AT_CREATION)
         if "currentBalance" in changes:
             # Sandbox choice: a batch cannot hold more than it started with, which
             # keeps allocatedCredits (= starting - current) from going negative.

@@ -61,8 +61,11 @@ class FaultInjector:
             return FaultPlan(
                 faults=faults,
                 in_429_storm=self._advance_storm(storm < faults.burst_429_rate, faults),
-                error_status=(_INJECTED_ERROR_STATUSES[int(status * len(_INJECTED_ERROR_STATUSES))]
-                              if error < faults.error_rate else None),
+                error_status=(
+                    _INJECTED_ERROR_STATUSES[int(status * len(_INJECTED_ERROR_STATUSES))]
+                    if error < faults.error_rate
+                    else None
+                ),
                 drop_after_commit=drop < faults.drop_after_commit_rate,
                 error_after_commit=after < faults.error_after_commit_rate,
             )
@@ -75,4 +78,3 @@ class FaultInjector:
             self._storm_requests_left = max(1, faults.burst_429_length) - 1
             return True
         return False
-

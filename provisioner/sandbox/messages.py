@@ -38,8 +38,9 @@ class Response:
 class ApiError(Exception):
     """An error answer: becomes `{"error": ..., "message": ...}` with its status."""
 
-    def __init__(self, status: int, message: str, *, headers: dict[str, str] | None = None,
-                 extra: dict | None = None) -> None:
+    def __init__(
+        self, status: int, message: str, *, headers: dict[str, str] | None = None, extra: dict | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message

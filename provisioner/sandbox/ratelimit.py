@@ -63,5 +63,6 @@ class RateLimiter:
         assert self._per_minute is not None  # without a limit, no bucket is asked
         seconds_until_full = (self._capacity - tokens) / self._refill_per_second
         retry_after = 0 if allowed else max(1, math.ceil((1 - tokens) / self._refill_per_second))
-        return RateVerdict(allowed, self._per_minute, int(tokens),
-                           math.ceil(time.time() + seconds_until_full), retry_after)
+        return RateVerdict(
+            allowed, self._per_minute, int(tokens), math.ceil(time.time() + seconds_until_full), retry_after
+        )

@@ -58,8 +58,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
     def _read_body(self) -> bytes | None:
         length = self.headers.get("Content-Length", "0")
-        if self.headers.get("Transfer-Encoding") or not DIGITS.match(length) \
-                or int(length) > _MAX_BODY_BYTES:
+        if self.headers.get("Transfer-Encoding") or not DIGITS.match(length) or int(length) > _MAX_BODY_BYTES:
             self.close_connection = True  # the unread body would corrupt the next request
             return None
         return self.rfile.read(int(length))
@@ -138,12 +137,20 @@ class _SandboxHTTPServer(ThreadingHTTPServer):
 class Sandbox:
     """A local Thought Industries credits API: `with Sandbox() as sandbox: ... sandbox.url`."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0,
-                 data_path: str | Path | None = None, api_key: str | None = None,
-                 rate_limit: int | None = None, burst: int | None = None,
-                 faults: Faults | None = None, page_size: int = 25,
-                 known_clients: set[str] | None = None, verbose: bool = False,
-                 quirks: Quirks | None = None) -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        data_path: str | Path | None = None,
+        api_key: str | None = None,
+        rate_limit: int | None = None,
+        burst: int | None = None,
+        faults: Faults | None = None,
+        page_size: int = 25,
+        known_clients: set[str] | None = None,
+        verbose: bool = False,
+        quirks: Quirks | None = None,
+    ) -> None:
         if page_size < 1:
             raise ValueError("page_size must be at least 1")
         self._address = (host, port)
@@ -151,9 +158,14 @@ class Sandbox:
         self._store = BatchStore(data_path)
         self._faults = FaultInjector(faults or Faults())
         self._app = SandboxApp(
-            store=self._store, api_key=api_key, limiter=RateLimiter(rate_limit, burst),
-            faults=self._faults, page_size=page_size, known_clients=known_clients,
-            verbose=verbose, quirks=quirks,
+            store=self._store,
+            api_key=api_key,
+            limiter=RateLimiter(rate_limit, burst),
+            faults=self._faults,
+            page_size=page_size,
+            known_clients=known_clients,
+            verbose=verbose,
+            quirks=quirks,
         )
         self._server: _SandboxHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -186,8 +198,9 @@ class Sandbox:
 
     def start(self) -> Sandbox:
         server = self._bind()
-        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name=f"sandbox {self.url}", daemon=True)
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name=f"sandbox {self.url}", daemon=True
+        )
         self._thread.start()
         return self
 

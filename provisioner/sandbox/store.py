@@ -72,8 +72,7 @@ class BatchStore:
         columns = ", ".join(batch)
         placeholders = ", ".join("?" for _ in batch)
         with self._lock:
-            self._db().execute(f"INSERT INTO creditBatches ({columns}) VALUES ({placeholders})",
-                               tuple(batch.values()))
+            self._db().execute(f"INSERT INTO creditBatches ({columns}) VALUES ({placeholders})", tuple(batch.values()))
 
     def get(self, batch_id: str) -> dict | None:
         with self._lock:
@@ -87,26 +86,30 @@ class BatchStore:
         # Column names come from the validators' fixed field lists, never from the request.
         assignments = ", ".join(f"{column} = ?" for column in changes)
         with self._lock:
-            self._db().execute(f"UPDATE creditBatches SET {assignments} WHERE id = ?",
-                               (*changes.values(), batch_id))
+            self._db().execute(f"UPDATE creditBatches SET {assignments} WHERE id = ?", (*changes.values(), batch_id))
             return self._get(batch_id)
 
-    def page(self, client_id: str, credit_account_id: str | None,
-             offset: int, limit: int) -> tuple[list[dict], int]:
+    def page(self, client_id: str, credit_account_id: str | None, offset: int, limit: int) -> tuple[list[dict], int]:
         where = "clientId = ? AND (? IS NULL OR lower(creditAccountId) = lower(?))"
         arguments = (client_id, credit_account_id, credit_account_id)
         with self._lock:
             db = self._db()
             total = db.execute(f"SELECT count(*) FROM creditBatches WHERE {where}", arguments).fetchone()[0]
-            rows = db.execute(f"SELECT * FROM creditBatches WHERE {where} {self._ORDER} LIMIT ? OFFSET ?",
-                              (*arguments, limit, offset)).fetchall()
+            rows = db.execute(
+                f"SELECT * FROM creditBatches WHERE {where} {self._ORDER} LIMIT ? OFFSET ?", (*arguments, limit, offset)
+            ).fetchall()
         return [dict(row) for row in rows], total
 
     def all(self, client_id: str | None = None) -> list[dict]:
         with self._lock:
-            rows = self._db().execute(
-                f"SELECT * FROM creditBatches WHERE (? IS NULL OR clientId = ?) {self._ORDER}",
-                (client_id, client_id)).fetchall()
+            rows = (
+                self._db()
+                .execute(
+                    f"SELECT * FROM creditBatches WHERE (? IS NULL OR clientId = ?) {self._ORDER}",
+                    (client_id, client_id),
+                )
+                .fetchall()
+            )
         return [dict(row) for row in rows]
 
 

@@ -15,8 +15,10 @@ def format_timestamp(moment: datetime) -> str:
     Fixed width, so these strings sort and compare like the instants they name.
     """
     m = moment.astimezone(timezone.utc)
-    return (f"{m.year:04d}-{m.month:02d}-{m.day:02d}T{m.hour:02d}:{m.minute:02d}:{m.second:02d}"
-            f".{m.microsecond // 1000:03d}Z")
+    return (
+        f"{m.year:04d}-{m.month:02d}-{m.day:02d}T{m.hour:02d}:{m.minute:02d}:{m.second:02d}"
+        f".{m.microsecond // 1000:03d}Z"
+    )
 
 
 def now_text() -> str:

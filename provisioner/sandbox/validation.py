@@ -6,15 +6,13 @@ import json
 import math
 import re
 import uuid
-from datetime import datetime
 from collections.abc import Callable
+from datetime import datetime
 
 from provisioner.sandbox.messages import ApiError
 from provisioner.sandbox.timestamps import format_timestamp
 
-UUID_SHAPE = re.compile(
-    r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
-)
+UUID_SHAPE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 DIGITS = re.compile(r"^[0-9]+$")
 _INT64_MAX = 2**63 - 1
 _MAX_PAGE = 10**9
@@ -110,8 +108,7 @@ UPDATE_FIELDS: dict[str, _Validator] = {
 FIELDS_FIXED_AT_CREATION = ("startingBalance", "clientId", "creditAccountId")
 
 
-def validated_fields(payload: dict, rules: dict[str, _Validator],
-                     fixed: tuple[str, ...] = ()) -> dict:
+def validated_fields(payload: dict, rules: dict[str, _Validator], fixed: tuple[str, ...] = ()) -> dict:
     """Check names first, then values; the first problem found is the one reported.
 
     Sandbox choice: null is a wrong type, not "absent" (the reference types every
