@@ -353,6 +353,7 @@ def test_pull_carries_the_history_and_push_refuses_one_that_does_not_extend_it(c
     shorter = json.loads(pulled)
     shorter["history"] = shorter["history"][:1]
     shorter["serial"] += 10
+    shorter["resources"].pop("acme/q2")  # another state: the same one would be "nothing changed"
     refused = run_subprocess("state", "push", "-", "--state", other, input=json.dumps(shorter))
     assert refused.returncode == 1 and "does not extend" in refused.stderr and "Traceback" not in refused.stderr
     assert events_and_state(str(other))[0] == events
@@ -459,6 +460,7 @@ def test_postgres_history_is_a_table_the_apply_role_can_only_append_to(pg_url, s
             "provisioner.intents, provisioner.locks TO provisioner_apply"
         )
         conn.execute("GRANT SELECT, INSERT ON provisioner.history TO provisioner_apply")
+        conn.execute("GRANT SELECT, INSERT ON provisioner.client_claims TO provisioner_apply")
     apply_url = admin_url.replace("postgres@", "provisioner_apply@", 1)
     try:
         manifest = write_manifest(two_client_manifest())

@@ -320,7 +320,8 @@ def test_review_merge_apply_commit_then_no_changes(git, bin_dir, api_env, sandbo
     assert clean.returncode == 0, clean.stdout + clean.stderr
     assert clean.stdout.startswith("No changes.")
     assert git("status", "--porcelain", cwd=final) == ""
-    assert git.files_on_main("state") == ["state/.gitkeep", "state/default.json"]  # no lock, no backup
+    # No lock, no backup; the audit trail is committed with the state it explains.
+    assert git.files_on_main("state") == ["state/.gitkeep", "state/default.json", "state/default.json.history"]
     state_commits = git("log", "--format=%s", "main", "--", "state/default.json", cwd=git.origin).splitlines()
     # Three applies committed back, after the seed commit that holds the state 'provisioner init' made.
     assert len(state_commits) == 4 and all("[skip ci]" in subject for subject in state_commits[:3])

@@ -392,12 +392,12 @@ reason_option = click.option(
 )
 
 
-def run_context(reason: str | None, paths: Iterable[Path] = ()) -> RunContext:
+def run_context(reason: str | None, paths: Iterable[str | Path] = ()) -> RunContext:
     """Who, from which commit and run, and why: gathered once for the whole command."""
     from provisioner.operations.run_context import gather_run_context
 
     first = next(iter(paths), None)
-    return gather_run_context(reason, manifests=first if first is not None else Path.cwd())
+    return gather_run_context(reason, manifests=Path(first) if first is not None else Path.cwd())
 
 
 quiet_option = click.option(

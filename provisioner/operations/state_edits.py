@@ -268,11 +268,9 @@ def push_state(
     pushes the state anyway, but never its history: the recorded one stays, and the push's event says so."""
     history, recorded_history = history or [], recorded_history or []
     current = writer.state
-    if (
-        current.lineage == pushed.lineage
-        and current.content_digest() == pushed.content_digest()
-        and len(history) <= len(recorded_history)
-    ):
+    # What is recorded already, with a history the recorded one holds unchanged (or none): nothing to do.
+    adds_nothing = verify(history) is None and extends(history, recorded_history) is None
+    if current.lineage == pushed.lineage and current.content_digest() == pushed.content_digest() and adds_nothing:
         return None
     if not current.is_empty() and not force:
         if current.lineage != pushed.lineage:
