@@ -8,8 +8,10 @@ as blocked. Every test runs the CLI as a user does, against a real sandbox.
 from __future__ import annotations
 
 import json
+import socket
 import unicodedata
 from collections import Counter
+from urllib.parse import urlsplit
 
 from conftest import ACME_ID, GLOBEX_ID, TEST_KEY, call_api, recorded_nothing, run_subprocess, two_client_manifest
 from faultproxy import FaultProxy, Forward, ProxiedRequest
@@ -156,9 +158,12 @@ def test_the_guard_costs_one_listing_per_client_not_per_batch(cli, api_env, sand
 def test_a_refused_create_moves_no_serial(cli, api_env, sandbox, write_manifest, state):
     """An apply that records nothing leaves the state, and so saved plans, as they were."""
     manifest = write_manifest(two_client_manifest())
-    sandbox.stop()  # nothing listens any more
-
-    result = cli("apply", manifest, "--state", state, "--auto-approve", *FAST)
+    sandbox.stop()
+    # Nothing listens any more, and the port stays held: another test's server cannot take it meanwhile.
+    with socket.socket() as held:
+        held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        held.bind(("127.0.0.1", urlsplit(sandbox.url).port))
+        result = cli("apply", manifest, "--state", state, "--auto-approve", *FAST)
 
     assert result.exit_code == 1
     assert recorded_nothing(state)
