@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import shlex
-import signal
 import sys
-import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,13 +13,12 @@ from provisioner.cli.options import (
     UserError,
     allow_duplicate_option,
     api_options,
+    api_settings,
     ask_yes,
     at_option,
     cache_option,
-    given_give_up_after,
     lock_option,
     moment,
-    now_utc,
     policy_options,
     progress,
     quiet_option,
@@ -31,17 +27,12 @@ from provisioner.cli.options import (
     user_errors,
     with_backend,
 )
-from provisioner.cli.plan import check_replace_addresses, emit_plan, why_it_cannot_be_applied
+from provisioner.cli.plan import emit_plan
 from provisioner.operations.apply_request import ApplyRequest
-from provisioner.operations.connection import api_context, check_instance
-from provisioner.operations.live_batches import refreshed
 
 if TYPE_CHECKING:
     from provisioner.applying.applier import ApplyResult
-    from provisioner.applying.listings import ClientListings
-    from provisioner.backends import StateWriter
-    from provisioner.core.models import Desired, Plan, State
-    from provisioner.render.progress import Progress
+    from provisioner.core.models import Plan
 
 # The applier's own default, said here so that `apply --help` need not import the applier (a test
 # keeps the two equal).
@@ -118,134 +109,36 @@ def apply(
     """Create and update batches so the API matches the manifests in PATHS, after asking for 'yes';
     or apply exactly the plan saved in PLAN_FILE by 'provisioner plan --out PLAN_FILE' (reviewed
     already: no question asked)."""
-    from provisioner.applying.applier import RECOVERY_WAIT
-    from provisioner.applying.listings import ClientListings
-    from provisioner.planning.planner import make_plan
-    from provisioner.planning.saved_plan import PlanFileError, plan_digest, saved_plan_in
+    from provisioner.operations.apply_run import ApplyChoices, ApplyUser, apply_run
     from provisioner.render.progress import Progress
 
-    saved = saved_plan_in(paths)
-    if saved:
-        saved.refuse_options(replace=replace, refresh=refresh, allow_duplicate=allow_duplicate, **policy_overrides)
-        request = ApplyRequest.from_saved_plan(saved, moment(at), progress)
-    else:
-        request = ApplyRequest.from_manifests(
-            paths,
-            moment(at),
-            no_cache=no_cache,
-            policy_overrides=policy_overrides,
-            replace=replace,
-            refresh=refresh,
-            allow_duplicates=allow_duplicate,
-        )
-    desired = request.desired
-    ahead = saved is not None or at is not None  # a moment other than now: periods may not have begun
+    request = ApplyRequest.asked(
+        paths,
+        lambda: moment(at),
+        progress,
+        no_cache=no_cache,
+        policy_overrides=policy_overrides,
+        replace=replace,
+        refresh=refresh,
+        allow_duplicates=allow_duplicate,
+    )
+    choices = ApplyChoices(
+        lock_timeout=lock_timeout,
+        auto_approve=auto_approve,
+        allow_large=allow_large,
+        recovery_wait=recovery_wait,
+        duplicate_check=not no_duplicate_check,
+        issue_early=issue_early,
+        planned_ahead=at is not None,
+    )
+    color = not no_color and sys.stdout.isatty()
+    user = ApplyUser(show_plan=lambda result: emit_plan(result, "text", color=color), confirm=confirm, say=progress)
     reporter = Progress.for_stream(quiet=quiet)
     run = run_context(reason, paths)
-    with backend.lock("apply", timeout=lock_timeout, warn=progress):
-        if saved:  # before the writer folds an interrupted run in (which moves the serial on)
-            saved.check_against(backend.read(), backend.name)
-        with backend.open_writer() as writer:
-            check_replace_addresses(request.replace, writer.state)
-            with api_context(
-                sandbox, base_url, backend, rate_limit, parallelism, reporter, given_give_up_after()
-            ) as api:
-                check_instance(writer.state, api, backend)
-                api.name_clients({client.id: key for key, client in desired.clients.items()})
-                # One listing per client for the whole run: the refresh's serve the preflight, the duplicate
-                # guard and recovery's first look; deciding that a create never happened lists again.
-                listings = ClientListings(api)
-                observed = (
-                    refreshed(desired, writer.state, api, parallelism, reporter, listings) if request.refresh else None
-                )
-                real_now = (api.clock.now() or now_utc()) if ahead else request.at
-                result = make_plan(
-                    desired,
-                    writer.state,
-                    request.at,
-                    observed=observed,
-                    replace=request.replace,
-                    policy=request.policy,
-                    allow_duplicates=request.allow_duplicates,
-                    real_now=real_now,
-                )
-                if result.has_changes:
-                    preflight(api, listings, result, desired, writer.state)
-                    if (ahead or saved) and not issue_early:  # by the API's clock, known now
-                        refuse_early(result, desired, api.clock.now() or now_utc())
-                if saved and not saved.matches(result):
-                    raise PlanFileError(
-                        f"{saved.path}: applying it now would differ from what was reviewed (a batch "
-                        "expired, a grant's new period began, or the API changed). Make and review a new plan."
-                    )
-                emit_plan(result, "text", color=not no_color and sys.stdout.isatty())
-                refuse_unsafe(result, allow_large)
-                if not result.has_changes:
-                    return
-                if not (auto_approve or saved):
-                    confirm()
-                # The audit trail names the plan applied: the saved plan's file, or this plan's changes.
-                run = run.with_plan_digest(saved.digest if saved else plan_digest(result))
-                writer.attribute(run.fields(), server_clock=api.clock.now)
-                outcome = run_apply(
-                    api,
-                    writer,
-                    result,
-                    desired,
-                    parallelism,
-                    RECOVERY_WAIT if recovery_wait is None else recovery_wait,
-                    reporter,
-                    duplicate_check=not no_duplicate_check,
-                    allow_duplicates=request.allow_duplicates,
-                    listings=listings,
-                )
-    report(outcome, result, rerun=rerun_advice(saved))
-
-
-def preflight(api, listings: ClientListings, result: Plan, desired: Desired, state: State) -> None:
-    """Before the plan is printed for an apply: one request, so that a refused key or an unreachable
-    API is said now, not after the plan and the prompt. For a client the run creates for (or
-    recovers), it is that client's whole listing, which the duplicate guard and recovery then use."""
-    from provisioner.api.client import NotFoundError
-
-    def client_of(change) -> str | None:
-        spec, intent = desired.batches.get(change.address), state.pending.get(change.address)
-        return intent.client_id if intent else spec.client_id if spec else None
-
-    listed = [
-        client for c in result.changes if c.action in ("create", "replace", "recover") and (client := client_of(c))
-    ]
-    if listed:
-        try:
-            listings.current(listed[0])
-        except NotFoundError:
-            pass  # the server answered and took the key: that is all this asks; the change says the rest
-        return
-    for change in result.changes:
-        if change.action != "missing" and client_of(change):
-            api.preflight(client_of(change))
-            return
-
-
-def refuse_early(result: Plan, desired: Desired, real_now) -> None:
-    from provisioner.planning.planner import early_changes
-
-    early = early_changes(result, desired, real_now)
-    if early:
-        credits = sum(change.credits for change in early)
-        shown = ", ".join(change.address for change in early[:5]) + (
-            f" and {len(early) - 5} more" if len(early) > 5 else ""
-        )
-        raise UserError(
-            f"{len(early)} grant period(s) have not begun yet ({shown}; {credits:,} credits): --at plans for a "
-            "later moment, but issuing a period before it begins needs --issue-early as well. Nothing was changed."
-        )
-
-
-def refuse_unsafe(result: Plan, allow_large: bool) -> None:
-    refusal = why_it_cannot_be_applied(result, allow_large, then="apply")
-    if refusal is not None:
-        raise UserError(f"the plan cannot be applied, and nothing was changed: {refusal}")
+    settings = api_settings(sandbox, base_url, rate_limit, parallelism)
+    applied = apply_run(request, backend, settings, choices, user, reporter, run)
+    if applied.outcome is not None:
+        report(applied.outcome, applied.plan, rerun=rerun_advice(request.saved))
 
 
 def confirm() -> None:
@@ -257,54 +150,6 @@ def confirm() -> None:
         "again with --auto-approve (or apply a saved plan: provisioner plan --out FILE).",
         cancelled="apply cancelled; nothing was changed.",
     )
-
-
-def run_apply(
-    api,
-    writer: StateWriter,
-    result: Plan,
-    desired: Desired,
-    parallelism: int,
-    recovery_wait: float,
-    reporter: Progress,
-    duplicate_check: bool = True,
-    allow_duplicates=(),
-    listings: ClientListings | None = None,
-) -> ApplyResult:
-    from provisioner.applying.applier import Applier
-
-    stop = api.stop  # set, it cancels every request that has not left (worker, rate-limit slot, pause)
-
-    def on_interrupt(signum, frame):
-        if stop.is_set():
-            # Every intent and id is already durable (journal or database): leaving now loses nothing.
-            reporter.close(wait=False)
-            progress("Second interrupt: exiting now. The next command resolves what was in flight.")
-            os._exit(1)
-        stop.set()
-        reporter.warn(
-            "Interrupt received: no new requests; waiting for those in flight (Ctrl-C again to exit at once)."
-        )
-
-    previous = (
-        signal.signal(signal.SIGINT, on_interrupt) if threading.current_thread() is threading.main_thread() else None
-    )
-    try:
-        applier = Applier(
-            api,
-            writer,
-            parallelism=parallelism,
-            reporter=reporter,
-            stop=stop,
-            recovery_wait=recovery_wait,
-            duplicate_check=duplicate_check,
-            allow_duplicates=allow_duplicates,
-            listings=listings,
-        )
-        return applier.apply(result, desired)
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
 
 
 def report(outcome: ApplyResult, result: Plan, rerun: str = "run apply again") -> None:

@@ -28,6 +28,7 @@ from provisioner.backends import (
 if TYPE_CHECKING:
     from provisioner.backends import Backend
     from provisioner.core.models import State
+    from provisioner.operations.connection import ApiSettings
     from provisioner.operations.run_context import RunContext
 
 # The errors a user can cause, by the module that defines them: a layer that was not imported
@@ -39,6 +40,7 @@ USER_ERRORS = {
     "provisioner.planning.saved_plan": ("PlanFileError",),
     "provisioner.operations.state_edits": ("StateCommandError",),
     "provisioner.operations.generate": ("GenerateError",),
+    "provisioner.operations.plans": ("PlanRefused",),
 }
 
 
@@ -283,6 +285,19 @@ def given_give_up_after() -> float | None:
     """--give-up-after of the command running (None: not given, the watcher's default)."""
     context = click.get_current_context(silent=True)
     return context.meta.get("give_up_after") if context is not None else None
+
+
+def api_settings(sandbox: bool, base_url: str | None, rate_limit: float | None, parallelism: int) -> ApiSettings:
+    """The options of ``api_options``, as the operations take them."""
+    from provisioner.operations.connection import ApiSettings
+
+    return ApiSettings(
+        sandbox=sandbox,
+        base_url=base_url,
+        rate_limit=rate_limit,
+        parallelism=parallelism,
+        give_up_after=given_give_up_after(),
+    )
 
 
 def api_options(command):

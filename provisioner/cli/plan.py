@@ -30,11 +30,11 @@ from provisioner.cli.options import (
 from provisioner.core.plurals import plural
 from provisioner.operations.live_batches import read_live
 from provisioner.operations.manifests import effective_policy, load_manifests, read_manifests
-from provisioner.operations.plans import plan_changes
+from provisioner.operations.plans import check_replace_addresses, plan_changes, why_it_cannot_be_applied
 
 if TYPE_CHECKING:
     from provisioner.backends import Backend
-    from provisioner.core.models import Plan, State
+    from provisioner.core.models import Plan
 
 
 @click.command(short_help="Check manifests only: no state, no network.")
@@ -173,36 +173,6 @@ def plan(
         sys.exit(2)
 
 
-def why_it_cannot_be_applied(result: Plan, allow_large: bool = False, then: str = "plan") -> str | None:
-    """Why apply would refuse this plan (blocked changes, batches missing from the API, guardrail
-    violations), or None. plan exits 1 for the same reasons, so CI needs nothing else to tell."""
-    blocked = result.count("blocked")
-    missing = result.count("missing")
-    reasons = []
-    if blocked:
-        reasons.append(f"{plural(blocked, 'change is', 'changes are')} blocked (marked '!' above)")
-    if missing:
-        reasons.append(
-            f"{plural(missing, 'recorded batch is', 'recorded batches are')} missing from the API (marked '!' above)"
-        )
-    violations = len(result.violations)
-    broken = violations > 0 and not allow_large
-    if reasons:
-        also = (
-            (f" It also breaks {plural(violations, 'guardrail', 'guardrails')} of the policy (listed above).")
-            if broken
-            else ""
-        )
-        return f"{' and '.join(reasons)}. Fix them as the plan says, then run {then} again.{also}"
-    if broken:
-        return (
-            f"it breaks {plural(violations, 'guardrail', 'guardrails')} of the policy (listed "
-            "above). If this is intended, raise the policy in the manifest (visible in review), or apply "
-            "with --allow-large."
-        )
-    return None
-
-
 def apply_command(out_path: Path, backend: Backend, base_url: str | None) -> str:
     """The apply of a saved plan, with every option it needs to find the same state and API."""
     words = ["provisioner", "apply", str(out_path), *shlex.split(backend.location_options())]
@@ -227,14 +197,6 @@ def emit_plan(result: Plan, output_format: str, color: bool) -> None:
             # color=True: written as rendered (no colour codes unless asked), not scanned for them again.
             click.echo(chunk, nl=False, color=True)
         click.echo()
-
-
-def check_replace_addresses(replace, state: State) -> None:
-    unknown = [address for address in replace if address not in state.resources]
-    if unknown:
-        raise UserError(
-            f"--replace {unknown[0]}: no such address in state; 'provisioner state list' shows the recorded ones."
-        )
 
 
 @click.command(short_help="Print the JSON Schema of a manifest file.")

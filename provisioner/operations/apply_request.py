@@ -3,7 +3,7 @@ taken from a saved plan (as it was reviewed) or from the manifests and the comma
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -25,6 +25,38 @@ class ApplyRequest:
     refresh: bool
     allow_duplicates: list[str]
     saved: SavedPlan | None = None  # the reviewed plan the result must match, if one was given
+
+    @classmethod
+    def asked(
+        cls,
+        paths: Sequence[Path],
+        moment: Callable[[], datetime],
+        say: Callable[[str], None],
+        *,
+        no_cache: bool = False,
+        policy_overrides: dict | None = None,
+        replace: Iterable[str] = (),
+        refresh: bool = False,
+        allow_duplicates: Iterable[str] = (),
+    ) -> ApplyRequest:
+        """From PATHS as apply is given them: one saved plan (which refuses options that would change
+        it), else manifests. ``moment``: the moment asked for, taken once the options are accepted."""
+        from provisioner.planning.saved_plan import saved_plan_in
+
+        saved = saved_plan_in(paths)
+        if saved:
+            overrides = policy_overrides or {}
+            saved.refuse_options(replace=replace, refresh=refresh, allow_duplicate=allow_duplicates, **overrides)
+            return cls.from_saved_plan(saved, moment(), say)
+        return cls.from_manifests(
+            paths,
+            moment(),
+            no_cache=no_cache,
+            policy_overrides=policy_overrides,
+            replace=replace,
+            refresh=refresh,
+            allow_duplicates=allow_duplicates,
+        )
 
     @classmethod
     def from_saved_plan(cls, saved: SavedPlan, now: datetime, say: Callable[[str], None]) -> ApplyRequest:

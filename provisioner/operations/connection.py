@@ -6,6 +6,7 @@ import os
 import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -118,6 +119,24 @@ def api_context(
         on_notice=reporter.warn,
         give_up_after=give_up_after,
     )
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    """Where the API is and how hard to press it: a command's --sandbox, --base-url, --rate-limit,
+    --parallelism and --give-up-after (None: the outage watcher's default)."""
+
+    sandbox: bool = False
+    base_url: str | None = None
+    rate_limit: float | None = None
+    parallelism: int = 10
+    give_up_after: float | None = None
+
+    def open(self, backend: Backend, reporter: Progress | None = None):
+        """The API client for one command (a context manager); ``backend`` places the embedded sandbox."""
+        return api_context(
+            self.sandbox, self.base_url, backend, self.rate_limit, self.parallelism, reporter, self.give_up_after
+        )
 
 
 def check_instance(state: State, api, backend: Backend) -> None:

@@ -1,5 +1,5 @@
 """A plan of the manifests against the state: made whole, or from the parts of the last text plan that
-still hold (the plan memo), with the live batches when asked."""
+still hold (the plan memo), with the live batches when asked; and why apply would refuse one."""
 
 from __future__ import annotations
 
@@ -7,11 +7,16 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from provisioner.core.plurals import plural
 from provisioner.operations.manifests import expanded
 
 if TYPE_CHECKING:
     from provisioner.core.models import Desired, Plan, Policy, State
     from provisioner.manifest.declarations import Declarations
+
+
+class PlanRefused(Exception):
+    """The plan cannot be made or applied as asked; nothing was changed."""
 
 
 def plan_changes(
@@ -52,3 +57,41 @@ def plan_changes(
         real_now=real_now,
     )
     return result, desired
+
+
+def check_replace_addresses(replace: Iterable[str], state: State) -> None:
+    unknown = [address for address in replace if address not in state.resources]
+    if unknown:
+        raise PlanRefused(
+            f"--replace {unknown[0]}: no such address in state; 'provisioner state list' shows the recorded ones."
+        )
+
+
+def why_it_cannot_be_applied(result: Plan, allow_large: bool = False, then: str = "plan") -> str | None:
+    """Why apply would refuse this plan (blocked changes, batches missing from the API, guardrail
+    violations), or None. plan exits 1 for the same reasons, so CI needs nothing else to tell."""
+    blocked = result.count("blocked")
+    missing = result.count("missing")
+    reasons = []
+    if blocked:
+        reasons.append(f"{plural(blocked, 'change is', 'changes are')} blocked (marked '!' above)")
+    if missing:
+        reasons.append(
+            f"{plural(missing, 'recorded batch is', 'recorded batches are')} missing from the API (marked '!' above)"
+        )
+    violations = len(result.violations)
+    broken = violations > 0 and not allow_large
+    if reasons:
+        also = (
+            (f" It also breaks {plural(violations, 'guardrail', 'guardrails')} of the policy (listed above).")
+            if broken
+            else ""
+        )
+        return f"{' and '.join(reasons)}. Fix them as the plan says, then run {then} again.{also}"
+    if broken:
+        return (
+            f"it breaks {plural(violations, 'guardrail', 'guardrails')} of the policy (listed "
+            "above). If this is intended, raise the policy in the manifest (visible in review), or apply "
+            "with --allow-large."
+        )
+    return None
