@@ -10,9 +10,9 @@ import click
 from provisioner.cli.apply import RECOVERY_WAIT_HELP
 from provisioner.cli.options import (
     api_options,
+    api_settings,
     ask_yes,
     cache_option,
-    given_give_up_after,
     hint_at_the_sandbox_state,
     lock_option,
     now_utc,
@@ -27,8 +27,6 @@ from provisioner.cli.options import (
 )
 from provisioner.cli.spellings import TerraformSpellings
 from provisioner.core.plurals import plural
-from provisioner.operations.connection import api_context, check_instance
-from provisioner.operations.live_batches import refreshed
 from provisioner.operations.manifests import load_manifests
 
 
@@ -87,25 +85,18 @@ def init(backend, write_gitignore) -> None:
 @with_backend
 def refresh(paths, backend, sandbox, base_url, parallelism, rate_limit, lock_timeout, quiet, no_cache, reason) -> None:
     """Update state from the live API (names, expiries, balances); creates nothing."""
-    from provisioner.operations.state_edits import duplicate_warnings, refresh_state
+    from provisioner.operations.connected_edits import Locking, refresh_from_api
     from provisioner.render.progress import Progress
 
     desired = load_manifests(paths, no_cache)
     reporter = Progress.for_stream(quiet=quiet)
-    run = run_context(reason, paths).fields()
-    with backend.writing("refresh", timeout=lock_timeout, warn=progress, run=run) as writer:
-        with api_context(sandbox, base_url, backend, rate_limit, parallelism, reporter, given_give_up_after()) as api:
-            writer.attribute(run, server_clock=api.clock.now)
-            check_instance(writer.state, api, backend)
-            observed = refreshed(desired, writer.state, api, parallelism, reporter)
-            missing = refresh_state(writer, observed)
-            writer.bind_instance(api.instance)
-        recorded = len(writer.state.resources)
-        warnings = duplicate_warnings(writer.state, observed)
-    click.echo(f"Refreshed {recorded} recorded batches.")
-    for warning in warnings:
+    locking = Locking("refresh", lock_timeout, progress, run_context(reason, paths).fields())
+    settings = api_settings(sandbox, base_url, rate_limit, parallelism)
+    refreshed = refresh_from_api(desired, backend, locking, settings, reporter)
+    click.echo(f"Refreshed {refreshed.recorded} recorded batches.")
+    for warning in refreshed.warnings:
         progress(f"Warning: {warning}")
-    for address in missing:
+    for address in refreshed.missing:
         progress(f"Warning: {address} is recorded but the API no longer lists it (see 'provisioner plan --refresh').")
 
 
@@ -195,19 +186,13 @@ def import_command(
     for position, name in enumerate(("ADDRESS", "BATCH_ID", "PATHS...")):
         if len(arguments) <= position:
             raise click.UsageError(f"Missing argument '{name}'.")
-    from provisioner.operations.state_edits import import_batch
+    from provisioner.operations.connected_edits import Locking, import_one
 
     address, batch_id, *paths = arguments
     desired = load_manifests([Path(path) for path in paths], no_cache)
-    run = run_context(reason, paths).fields()
-    with backend.writing("import", timeout=lock_timeout, warn=progress, run=run) as writer:
-        with api_context(
-            sandbox, base_url, backend, rate_limit, parallelism, give_up_after=given_give_up_after()
-        ) as api:
-            writer.attribute(run, server_clock=api.clock.now)
-            check_instance(writer.state, api, backend)
-            resource = import_batch(writer, api, desired, address, batch_id, force=force)
-            writer.bind_instance(api.instance)
+    locking = Locking("import", lock_timeout, progress, run_context(reason, paths).fields())
+    settings = api_settings(sandbox, base_url, rate_limit, parallelism)
+    resource = import_one(desired, backend, locking, settings, address, batch_id, force=force)
     click.echo(
         f"Import successful! {address} is batch {resource.batch_id}. Run 'provisioner plan' to see any differences."
     )
@@ -228,7 +213,9 @@ def _generate(
     no_cache,
     reason,
 ) -> None:
-    from provisioner.operations.generate import generate_config, parse_client, read_clients_file
+    from provisioner.core.models import Desired
+    from provisioner.operations.connected_edits import Locking, import_clients
+    from provisioner.operations.generate import parse_client, read_clients_file
     from provisioner.render.progress import Progress
 
     clients = [parse_client(text) for text in client_options]
@@ -236,23 +223,11 @@ def _generate(
         clients += read_clients_file(clients_file)
     desired = load_manifests([Path(path) for path in paths], no_cache) if paths else None
     reporter = Progress.for_stream(quiet=quiet)
-    run = run_context(reason, [Path(path) for path in paths] or [out_dir]).fields()
-    with backend.writing("import", timeout=lock_timeout, warn=progress, run=run) as writer:
-        with api_context(sandbox, base_url, backend, rate_limit, parallelism, reporter, given_give_up_after()) as api:
-            writer.attribute(run, server_clock=api.clock.now)
-            check_instance(writer.state, api, backend)
-            from provisioner.core.models import Desired
-
-            result = generate_config(
-                writer,
-                api,
-                clients,
-                out_dir,
-                desired or Desired(),
-                now_utc(),
-                parallelism=parallelism,
-                reporter=reporter,
-            )
+    locking = Locking(
+        "import", lock_timeout, progress, run_context(reason, [Path(p) for p in paths] or [out_dir]).fields()
+    )
+    settings = api_settings(sandbox, base_url, rate_limit, parallelism)
+    result = import_clients(clients, out_dir, desired or Desired(), now_utc, backend, locking, settings, reporter)
     _say_left_out(result.skipped, {path.stem for path in result.files})
     if not result.files:
         click.echo(
@@ -478,19 +453,9 @@ def state_forget_intent(
     batch anew (issuing its credits) while it is declared.
     """
     from provisioner.applying.matching import describe
-    from provisioner.operations.state_edits import forget_intent, intent_candidates
+    from provisioner.operations.connected_edits import Locking, forget_intent_of
 
-    run = run_context(reason).fields()
-    with backend.writing("state forget-intent", timeout=lock_timeout, warn=progress, run=run) as writer:
-        with api_context(
-            sandbox, base_url, backend, rate_limit, parallelism, give_up_after=given_give_up_after()
-        ) as api:
-            writer.attribute(run, server_clock=api.clock.now)
-            from provisioner.applying.applier import RECOVERY_WAIT
-
-            window = RECOVERY_WAIT if recovery_wait is None else recovery_wait
-            check_instance(writer.state, api, backend)
-            intent, findings = intent_candidates(writer, api, address, window, force=force)
+    def confirm(intent, findings) -> None:
         click.echo(f"Interrupted create of {address} (at {intent.at}): {json.dumps(intent.attributes, sort_keys=True)}")
         if isinstance(findings, str):
             click.echo(f"Its candidates cannot be shown: {findings}.")
@@ -507,5 +472,8 @@ def state_forget_intent(
                 f"giving up {address}'s interrupted create needs a 'yes' and there is no terminal; nothing was "
                 "changed. Run it on a terminal, or with --auto-approve after reading the candidates above.",
             )
-        forget_intent(writer, address)
+
+    locking = Locking("state forget-intent", lock_timeout, progress, run_context(reason).fields())
+    settings = api_settings(sandbox, base_url, rate_limit, parallelism)
+    forget_intent_of(address, backend, locking, settings, recovery_wait, confirm, force=force)
     click.echo(f"Gave up the interrupted create of {address}; the next apply creates it while it is declared.")
