@@ -14,9 +14,9 @@ from provisioner.cli.options import (
     UserError,
     allow_duplicate_option,
     api_options,
+    api_settings,
     at_option,
     cache_option,
-    given_give_up_after,
     moment,
     now_utc,
     paths_argument,
@@ -28,9 +28,8 @@ from provisioner.cli.options import (
     with_backend,
 )
 from provisioner.core.plurals import plural
-from provisioner.operations.live_batches import read_live
-from provisioner.operations.manifests import effective_policy, load_manifests, read_manifests
-from provisioner.operations.plans import check_replace_addresses, plan_changes, why_it_cannot_be_applied
+from provisioner.operations.manifests import load_manifests
+from provisioner.operations.plans import plan_manifests, why_it_cannot_be_applied
 
 if TYPE_CHECKING:
     from provisioner.backends import Backend
@@ -112,50 +111,33 @@ def plan(
     if out_path is not None:
         refuse_output_over_own_files(out_path, backend, sandbox, what="saved plan", example="provisioner.plan")
     asked_at, at = at, moment(at)
-    declarations = read_manifests(paths, no_cache)
-    state = backend.read()
-    check_replace_addresses(replace, state)
-    policy = effective_policy(declarations, policy_overrides)
     color = not no_color and sys.stdout.isatty()
-    # Without --at, the moment is now; a later --at may mark periods early, which only a plan made whole says.
-    real_now = now_utc() if asked_at is not None else at
-
-    def observe(desired):
-        return read_live(
-            desired,
-            state,
-            backend,
-            sandbox=sandbox,
-            base_url=base_url,
-            rate_limit=rate_limit,
-            parallelism=parallelism,
-            reporter=Progress.for_stream(quiet=quiet),
-            give_up_after=given_give_up_after(),
-        )
-
-    result, desired = plan_changes(
-        declarations,
-        state,
+    planned = plan_manifests(
+        paths,
+        backend,
         at,
-        policy,
+        at_asked=asked_at is not None,
+        clock=now_utc,
+        no_cache=no_cache,
+        policy_overrides=policy_overrides,
         replace=replace,
         allow_duplicates=allow_duplicate,
-        observe=observe if refresh else None,
-        real_now=real_now,
+        live=api_settings(sandbox, base_url, rate_limit, parallelism) if refresh else None,
+        reporter=Progress.for_stream(quiet=quiet) if refresh else None,
         # The text a reviewer's CI job keeps: reusing the parts of the last plan that still hold.
-        reuse_parts=output_format == "text"
-        and not (color or refresh or replace or out_path or no_cache or at > real_now),
+        reuse_parts=output_format == "text" and not (color or refresh or replace or out_path or no_cache),
     )
+    result = planned.plan
     emit_plan(result, output_format, color=color)
     refusal = why_it_cannot_be_applied(result)
     if out_path is not None:
-        assert desired is not None  # --out never reuses the memo's parts: the batches were built
+        assert planned.desired is not None  # --out never reuses the memo's parts: the batches were built
         save_plan(
             out_path,
-            desired,
+            planned.desired,
             result,
-            state,
-            policy,
+            planned.state,
+            planned.policy,
             list(replace),
             refresh=refresh,
             allow_duplicates=list(allow_duplicate),

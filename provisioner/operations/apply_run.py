@@ -14,12 +14,12 @@ import signal
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from provisioner.operations.connection import ApiSettings, check_instance
 from provisioner.operations.live_batches import refreshed
-from provisioner.operations.plans import PlanRefused, check_replace_addresses, why_it_cannot_be_applied
+from provisioner.operations.plans import PlanRefused, check_replace_addresses, now_utc, why_it_cannot_be_applied
 
 if TYPE_CHECKING:
     from provisioner.applying.applier import ApplyResult
@@ -135,10 +135,6 @@ def apply_run(
                     listings=listings,
                 )
     return AppliedRun(result, outcome)
-
-
-def now_utc() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 def preflight(api, listings: ClientListings, result: Plan, desired: Desired, state: State) -> None:

@@ -3,20 +3,95 @@ still hold (the plan memo), with the live batches when asked; and why apply woul
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from datetime import datetime
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from provisioner.core.plurals import plural
-from provisioner.operations.manifests import expanded
+from provisioner.operations.manifests import effective_policy, expanded, read_manifests
 
 if TYPE_CHECKING:
+    from provisioner.backends import Backend
     from provisioner.core.models import Desired, Plan, Policy, State
     from provisioner.manifest.declarations import Declarations
+    from provisioner.operations.connection import ApiSettings
+    from provisioner.render.progress import Progress
+
+
+def now_utc() -> datetime:
+    return datetime.now(timezone.utc)
 
 
 class PlanRefused(Exception):
     """The plan cannot be made or applied as asked; nothing was changed."""
+
+
+@dataclass(frozen=True)
+class Planned:
+    """A plan, and what it was made from (for a saved plan)."""
+
+    plan: Plan
+    desired: Desired | None  # None when the memo made the plan: the batches were not built
+    state: State
+    policy: Policy
+
+
+def plan_manifests(
+    paths: Sequence[Path],
+    backend: Backend,
+    at: datetime,
+    *,
+    at_asked: bool = False,
+    clock: Callable[[], datetime] = now_utc,
+    no_cache: bool = False,
+    policy_overrides: dict | None = None,
+    replace: Iterable[str] = (),
+    allow_duplicates: Iterable[str] = (),
+    live: ApiSettings | None = None,
+    reporter: Progress | None = None,
+    reuse_parts: bool = False,
+) -> Planned:
+    """The plan of the manifests in ``paths`` against the state, for ``at``; with the live batches
+    when ``live`` says where the API is (--refresh). ``at_asked``: ``at`` was asked for (--at), so that
+    ``clock`` says the moment it really is. ``reuse_parts``: the output may come from the plan memo (the
+    memo is used only for a plan of now, or of a moment past)."""
+    from provisioner.operations.live_batches import read_live
+
+    declarations = read_manifests(paths, no_cache)
+    state = backend.read()
+    check_replace_addresses(replace, state)
+    policy = effective_policy(declarations, policy_overrides or {})
+    # Without --at, the moment is now; a later --at may mark periods early, which only a plan made whole says.
+    real_now = clock() if at_asked else at
+
+    def observe(desired: Desired) -> tuple[dict, datetime]:
+        assert live is not None
+        return read_live(
+            desired,
+            state,
+            backend,
+            sandbox=live.sandbox,
+            base_url=live.base_url,
+            rate_limit=live.rate_limit,
+            parallelism=live.parallelism,
+            reporter=reporter,
+            give_up_after=live.give_up_after,
+        )
+
+    result, desired = plan_changes(
+        declarations,
+        state,
+        at,
+        policy,
+        replace=replace,
+        allow_duplicates=allow_duplicates,
+        observe=observe if live is not None else None,
+        real_now=real_now,
+        reuse_parts=reuse_parts and not at > real_now,
+    )
+    return Planned(result, desired, state, policy)
 
 
 def plan_changes(
