@@ -9,6 +9,7 @@ through a saved plan's marker, and never the text or Markdown plans):
     jsonplan.py   render_json, plan_to_json, JSON_FORMAT_VERSION: the document for tools (its format
                   is described there)
     common.py     what they share: the actions' words, the counts, credit usage as cells
+    apply_outcome.py  an apply's closing line, and the summaries of one that stopped (outage, failures)
     manifest_yaml.py  an instance's listed batches as a manifest file's text (import
                   --generate-config-out): declarations, keys derived from names, the YAML
 """
