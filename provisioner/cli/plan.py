@@ -104,7 +104,7 @@ def plan(
     **policy_overrides,
 ) -> None:
     """Show what apply would change, and the credits it would issue."""
-    from provisioner.planning.saved_plan import refuse_saved_plans, save_plan
+    from provisioner.planning.saved_plan import refuse_saved_plans
     from provisioner.render.progress import Progress
 
     refuse_saved_plans(paths)
@@ -131,17 +131,7 @@ def plan(
     emit_plan(result, output_format, color=color)
     refusal = why_it_cannot_be_applied(result)
     if out_path is not None:
-        assert planned.desired is not None  # --out never reuses the memo's parts: the batches were built
-        save_plan(
-            out_path,
-            planned.desired,
-            result,
-            planned.state,
-            planned.policy,
-            list(replace),
-            refresh=refresh,
-            allow_duplicates=list(allow_duplicate),
-        )
+        planned.save(out_path)  # --out never reuses the memo's parts
         if refusal is None:
             progress(
                 f"Saved the plan to {out_path}. Apply exactly this plan with: "

@@ -48,7 +48,7 @@ def init(backend, write_gitignore) -> None:
     lines your repository's .gitignore still needs (--gitignore writes them).
     """
     from provisioner.backends import StateError
-    from provisioner.operations.gitignore import ignore_lines, missing_lines, with_lines
+    from provisioner.operations.gitignore import update_gitignore
 
     try:
         state = backend.create()
@@ -59,11 +59,8 @@ def init(backend, write_gitignore) -> None:
     else:
         click.echo(f"Initialised an empty state at {backend.name} (lineage {state.lineage}).")
     own = backend.own_files()
-    gitignore = Path(".gitignore")
-    existing = gitignore.read_text(encoding="utf-8") if gitignore.is_file() else ""
-    missing = missing_lines(existing, ignore_lines(own[0] if own else None))
+    missing = update_gitignore(own[0] if own else None, write=write_gitignore)
     if missing and write_gitignore:
-        gitignore.write_text(with_lines(existing, missing), encoding="utf-8")
         click.echo(f"Added {plural(len(missing), 'line', 'lines')} to .gitignore: {' '.join(missing)}")
     elif missing:
         click.echo(

@@ -3,7 +3,8 @@
 The state file and its journal are committed (the journal of an interrupted run holds ids that
 nothing else records); everything else provisioner leaves beside them is local: the sandbox's
 state and data, a run's lock, the backup an edit keeps, the temporary files of a write in
-progress, and the cache of manifests read before. Pure: the caller reads and writes the file.
+progress, and the cache of manifests read before. Pure, but for ``update_gitignore``, which reads and
+writes the file.
 """
 
 from __future__ import annotations
@@ -39,3 +40,13 @@ def with_lines(existing: str, missing: list[str]) -> str:
     text = existing if not existing or existing.endswith("\n") else existing + "\n"
     block = ([] if HEADING in existing else [HEADING]) + missing
     return text + ("\n" if text else "") + "\n".join(block) + "\n"
+
+
+def update_gitignore(state_file: Path | None, write: bool, gitignore: Path = Path(".gitignore")) -> list[str]:
+    """The lines ``gitignore`` still needs for a repository whose state is ``state_file``; added to it
+    when ``write``."""
+    existing = gitignore.read_text(encoding="utf-8") if gitignore.is_file() else ""
+    missing = missing_lines(existing, ignore_lines(state_file))
+    if missing and write:
+        gitignore.write_text(with_lines(existing, missing), encoding="utf-8")
+    return missing

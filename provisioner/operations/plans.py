@@ -36,6 +36,25 @@ class Planned:
     desired: Desired | None  # None when the memo made the plan: the batches were not built
     state: State
     policy: Policy
+    replace: list[str]
+    refresh: bool
+    allow_duplicates: list[str]
+
+    def save(self, path: Path) -> None:
+        """The plan file 'provisioner apply PATH' applies exactly (the plan was made whole: no memo)."""
+        from provisioner.planning.saved_plan import save_plan
+
+        assert self.desired is not None  # a plan to save never reuses the memo's parts: the batches were built
+        save_plan(
+            path,
+            self.desired,
+            self.plan,
+            self.state,
+            self.policy,
+            self.replace,
+            refresh=self.refresh,
+            allow_duplicates=self.allow_duplicates,
+        )
 
 
 def plan_manifests(
@@ -91,7 +110,7 @@ def plan_manifests(
         real_now=real_now,
         reuse_parts=reuse_parts and not at > real_now,
     )
-    return Planned(result, desired, state, policy)
+    return Planned(result, desired, state, policy, list(replace), live is not None, list(allow_duplicates))
 
 
 def plan_changes(
