@@ -613,3 +613,39 @@ def test_a_state_file_whose_snapshot_still_carries_its_last_events_is_pushed_wit
     assert moved.returncode == 0, moved.stderr
     carried = events_and_state(str(other))[0]
     assert verify(carried) is None and carried[:4] == events and [e["action"] for e in carried[4:]] == ["state-push"]
+
+
+def test_a_push_of_the_same_batches_with_events_the_target_lacks_is_not_called_another_state(
+    ci_env, write_manifest, state, tmp_path
+):
+    """A copy taken before a lock was removed (an event, and no change to the batches) is brought up to
+    date by pushing the state again: the same batches at the same serial, and a history that extends the
+    copy's. The push carries the event; it must not be refused as two states that "record different things"."""
+    manifest = write_manifest(two_client_manifest())
+    assert run_subprocess("apply", manifest, "--state", state, "--auto-approve").returncode == 0
+    copy = tmp_path / "copy.json"
+    copy.write_text(run_subprocess("state", "pull", "--state", state).stdout)
+    state.with_name(state.name + ".lock").write_text(
+        json.dumps(
+            {
+                "id": "dead-lock",
+                "pid": 1,
+                "host": "elsewhere",
+                "user": "u",
+                "command": "apply",
+                "created": "2026-01-01T00:00:00+00:00",
+                "process_start": None,
+            }
+        )
+    )
+    assert run_subprocess("force-unlock", "dead-lock", "--state", state).returncode == 0
+    events = events_and_state(str(state))[0]
+    assert [e["action"] for e in events] == ["create"] * 3 + ["force-unlock"]
+    assert json.loads(copy.read_text())["serial"] == json.loads(state.read_text())["serial"]
+
+    pushed = run_subprocess("state", "push", state, "--state", copy)
+
+    assert pushed.returncode == 0, pushed.stderr
+    carried = events_and_state(str(copy))[0]
+    assert verify(carried) is None and carried[:4] == events and carried[4]["action"] == "state-push"
+    assert json.loads(copy.read_text())["serial"] == json.loads(state.read_text())["serial"]  # the batches as they were

@@ -268,7 +268,8 @@ def push_state(
     current = writer.state
     # What is recorded already, with a history the recorded one holds unchanged (or none): nothing to do.
     adds_nothing = verify(history) is None and extends(history, recorded_history) is None
-    if current.lineage == pushed.lineage and current.content_digest() == pushed.content_digest() and adds_nothing:
+    same = current.lineage == pushed.lineage and current.content_digest() == pushed.content_digest()
+    if same and adds_nothing:
         return None
     if not current.is_empty() and not force:
         if current.lineage != pushed.lineage:
@@ -283,7 +284,7 @@ def push_state(
                 "pushing would undo recorded changes. Nothing was changed; pull the newer state instead, or "
                 "pass --force to overwrite it."
             )
-        if current.serial == pushed.serial:
+        if current.serial == pushed.serial and not same:
             raise StateCommandError(
                 f"{writer.name} and the file are both at serial {current.serial} but record different things. "
                 "Nothing was changed; compare them (provisioner state pull), then pass --force to overwrite."
@@ -300,6 +301,8 @@ def push_state(
     replaced = len(current.resources)
     if current.is_empty() and current.lineage != pushed.lineage:
         serial = pushed.serial
+    elif same:  # only events to add: the batches recorded, and so the serial, stay as they are
+        serial = current.serial
     else:
         serial = pushed.serial if pushed.serial > current.serial else current.serial + 1
     detail = f"lineage {pushed.lineage}, serial {serial}, {len(pushed.resources)} batch(es), replacing {replaced}"
