@@ -28,7 +28,7 @@ from provisioner.cli.options import (
     with_backend,
 )
 from provisioner.core.plurals import plural
-from provisioner.operations.live_batches import read_live_at
+from provisioner.operations.live_batches import read_live
 from provisioner.operations.manifests import effective_policy, load_manifests, read_manifests
 from provisioner.operations.plans import plan_changes
 
@@ -121,7 +121,7 @@ def plan(
     real_now = now_utc() if asked_at is not None else at
 
     def observe(desired):
-        observed, api_now = read_live_at(
+        observed, api_now = read_live(
             desired,
             state,
             backend,

@@ -86,7 +86,7 @@ def show(
     current = backend.read()
     observed = None
     if refresh:
-        observed = read_live(
+        observed, _ = read_live(
             desired,
             current,
             backend,

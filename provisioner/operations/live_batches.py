@@ -37,37 +37,11 @@ def read_live(
     parallelism: int,
     reporter: Progress | None = None,
     give_up_after: float | None = None,
-) -> dict:
-    """For a command that only reads (plan --refresh, show --refresh): connects, checks that the API is
-    the state's instance, and lists the live batches."""
-    observed, _ = read_live_at(
-        desired,
-        state,
-        backend,
-        sandbox=sandbox,
-        base_url=base_url,
-        rate_limit=rate_limit,
-        parallelism=parallelism,
-        reporter=reporter,
-        give_up_after=give_up_after,
-    )
-    return observed
-
-
-def read_live_at(
-    desired: Desired,
-    state: State,
-    backend: Backend,
-    *,
-    sandbox: bool,
-    base_url: str | None,
-    rate_limit: float | None,
-    parallelism: int,
-    reporter: Progress | None = None,
-    give_up_after: float | None = None,
 ) -> tuple[dict, datetime]:
-    """read_live, and the moment it was by the API's clock (this machine's when the API gave none): whether
-    a grant's period has begun is judged by the API's clock, not by a clock that may be ahead."""
+    """For a command that only reads (plan --refresh, show --refresh): connects, checks that the API is
+    the state's instance, and lists the live batches; with them, the moment it was by the API's clock
+    (this machine's when the API gave none): whether a grant's period has begun is judged by the API's
+    clock, not by a clock that may be ahead."""
     from provisioner.operations.connection import api_context, check_instance
 
     with api_context(sandbox, base_url, backend, rate_limit, parallelism, reporter, give_up_after) as api:
