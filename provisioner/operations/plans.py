@@ -87,7 +87,7 @@ def plan_manifests(
 
     def observe(desired: Desired) -> tuple[dict, datetime]:
         assert live is not None
-        return read_live(
+        observed, api_now = read_live(
             desired,
             state,
             backend,
@@ -98,6 +98,8 @@ def plan_manifests(
             reporter=reporter,
             give_up_after=live.give_up_after,
         )
+        # By the API's clock for a moment other than now; now is now, as apply judges it.
+        return observed, (api_now if at_asked else at)
 
     result, desired = plan_changes(
         declarations,
