@@ -26,7 +26,9 @@ class MalformedEntry(Exception):
 
 @dataclass(frozen=True)
 class Entry:
-    OP: ClassVar[str]
+    """One line of a journal: a change, or a mark. ``events``: the audit events written with it."""
+
+    OP: ClassVar[str]  # the line's "op"
     events: tuple[dict, ...] = field(default=(), kw_only=True)
 
     @property
@@ -308,7 +310,6 @@ class Unknown(Entry):
     """An entry of a kind this provisioner does not write (a newer one's): kept as read, and refused
     only when it would have to be applied (one the snapshot holds already is never applied)."""
 
-    OP = ""
     data: dict
 
     @property
