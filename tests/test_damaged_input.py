@@ -171,8 +171,20 @@ def test_an_open_intent_filed_under_another_address_is_refused_by_apply(write_ma
         ({"op": "clear", "address": ["x"]}, "this 'clear' entry has 'address' as list, not a string"),
         ({"op": "record", "address": "q1", "resource": RESOURCE}, "names 'q1', which is not an address"),
         ({"op": "move", "from": "acme/q1"}, "this 'move' entry has no 'to' (a string)"),
+        ({"op": "record_all"}, "this 'record_all' entry has no 'resources' (an object)"),
+        ({"op": "record_all", "resources": {"q1": RESOURCE}}, "names 'q1', which is not an address"),
+        ({"op": "forget", "address": "acme/q1", "events": "x"}, "has 'events' as str, not a list of events"),
     ],
-    ids=["record-bare", "intent-text", "clear-list", "record-no-slash", "move-half"],
+    ids=[
+        "record-bare",
+        "intent-text",
+        "clear-list",
+        "record-no-slash",
+        "move-half",
+        "record-all-bare",
+        "record-all-no-slash",
+        "events-text",
+    ],
 )
 def test_a_journal_line_of_the_wrong_shape_is_named_by_apply(write_manifest, state, line, said):
     lineage = json.loads(state.read_text())["lineage"]

@@ -25,6 +25,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from types import MappingProxyType
 
+from provisioner.backends import entries
+from provisioner.backends.entries import Entry
 from provisioner.core.audit_trail import GENERATE, STATE_MV, STATE_RM, Head, Note, draft, seal_all
 from provisioner.core.models import Intent, Resource, State, batch_key
 from provisioner.core.timestamps import format_timestamp
@@ -201,12 +203,12 @@ class StateWriter(ABC):
     # --- the changes -------------------------------------------------------------
 
     def record_intent(self, intent: Intent) -> None:
-        self._write({"op": "intent", "intent": intent.model_dump(mode="json", exclude_none=True)})
+        self._write(entries.Intent(intent.model_dump(mode="json", exclude_none=True)))
 
     def record(self, address: str, resource: Resource, action: str | None = None) -> None:
         """``action``: the event this change is (core/audit_trail.py); None for none (an intent's bookkeeping)."""
         notes = () if action is None else (event_note(action, address, resource),)
-        self._write({"op": "record", "address": address, "resource": resource.model_dump(mode="json")}, notes)
+        self._write(entries.Record(address, resource.model_dump(mode="json")), notes)
 
     def record_all(
         self, resources: Mapping[str, Resource], instance: str | None = None, action: str = GENERATE
@@ -219,14 +221,12 @@ class StateWriter(ABC):
         interrupted run never leaves half of it recorded. Each resource gets its ``action`` event, in the same step."""
         if not resources:
             return
-        entry: dict = {
-            "op": "record_all",
-            "resources": {address: resource.model_dump(mode="json") for address, resource in resources.items()},
-        }
         if instance is not None:
             check_instance(self.state, instance, self.name)
-            if self.state.instance is None:
-                entry["instance"] = instance
+        entry = entries.RecordAll(
+            {address: resource.model_dump(mode="json") for address, resource in resources.items()},
+            instance if self.state.instance is None else None,
+        )
         self._write(entry, [event_note(action, address, resource) for address, resource in resources.items()])
 
     def clear_intent(self, address: str, action: str | None = None) -> None:
@@ -236,13 +236,13 @@ class StateWriter(ABC):
             intent = self.state.pending.get(address)
             credits = intent.attributes.get("startingBalance") if intent is not None else None
             notes = (Note(action, address, credits=credits if type(credits) is int else None),)
-        self._write({"op": "clear", "address": address}, notes)
+        self._write(entries.Clear(address), notes)
 
     def forget(self, address: str, action: str = STATE_RM) -> None:
         with self._guard:
             resource = self.state.resources.get(address)
             notes = () if resource is None else (event_note(action, address, resource),)
-            self._write({"op": "forget", "address": address}, notes)
+            self._write(entries.Forget(address), notes)
 
     def move(self, source: str, destination: str) -> None:
         with self._guard:
@@ -250,17 +250,17 @@ class StateWriter(ABC):
                 # Journaled first, such a move could never be replayed: the state would stop reading.
                 raise StateError(f"{source} is not recorded in {self.name}: nothing to move.")
             note = event_note(STATE_MV, destination, self.state.resources[source], from_address=source)
-            self._write({"op": "move", "from": source, "to": destination}, (note,))
+            self._write(entries.Move(source, destination), (note,))
 
     def record_event(self, note: Note) -> None:
         """An event whose change is not in the recorded state itself (a lock removed)."""
-        self._write({"op": "event"}, (note,))
+        self._write(entries.Event(), (note,))
 
     def bind_instance(self, instance: str) -> None:
         """Ties the state to the API it records; refuses another one."""
         check_instance(self.state, instance, self.name)
         if self.state.instance is None:
-            self._write({"op": "instance", "name": instance})
+            self._write(entries.BindInstance(instance))
 
     @abstractmethod
     def replace(self, state: State, events: list[dict] | None = None, note: Note | None = None) -> None:
@@ -326,7 +326,7 @@ class StateWriter(ABC):
     def name(self) -> str: ...
 
     @abstractmethod
-    def _persist(self, entry: dict) -> None:
+    def _persist(self, entry: Entry) -> None:
         """Makes one entry durable (the state in memory does not have it yet)."""
 
     @abstractmethod
@@ -345,20 +345,20 @@ class StateWriter(ABC):
         self._changes = Changes(state)
         self._claimed = None
 
-    def _write(self, entry: dict, notes=()) -> None:
+    def _write(self, entry: Entry, notes=()) -> None:
         """One change, durable before it returns; ``notes``: its events (several for a bulk change),
         sealed here and written in the same step (the journal line, the transaction)."""
         drafts = self._draft(notes) if notes else ()
         with self._guard:
             if drafts:
-                entry = {**entry, "events": seal_all(drafts, self.head)}
+                entry = entry.with_events(seal_all(drafts, self.head))
             self._persist(entry)
             if notes:
-                self.head = Head.of(entry["events"][-1])
+                self.head = Head.of(entry.events[-1])
             self._changes.note(self.state, entry)
             if self._claimed is not None:
                 self._claimed.note(self.state, entry)
-            apply_entry(self.state, entry)
+            entry.apply_to(self.state)
             due = time.monotonic() - self._last_checkpoint >= self.checkpoint_seconds
         if due:
             try:
@@ -416,17 +416,13 @@ class ClaimedIds:
     def __contains__(self, key: object) -> bool:
         return key in self._counts
 
-    def note(self, state: State, entry: dict) -> None:
+    def note(self, state: State, entry: Entry) -> None:
         """Before ``entry`` is applied to ``state``."""
-        if entry["op"] == "record":
-            self._remove(state.resources.get(entry["address"]))
-            self._add(entry["resource"]["batch_id"])
-        elif entry["op"] == "record_all":
-            for address, resource in entry["resources"].items():
-                self._remove(state.resources.get(address))
-                self._add(resource["batch_id"])
-        elif entry["op"] == "forget":
-            self._remove(state.resources.get(entry["address"]))
+        for address, resource in entry.recorded().items():
+            self._remove(state.resources.get(address))
+            self._add(resource["batch_id"])
+        for address in entry.forgotten():
+            self._remove(state.resources.get(address))
 
     def _add(self, batch_id) -> None:
         key = batch_key(batch_id)
@@ -454,9 +450,9 @@ class Changes:
         self._stored: dict[tuple[str, str], object] = {}  # (table, address) -> Resource | Intent | _ABSENT
         self._unsaved = unsaved
 
-    def note(self, state: State, entry: dict) -> None:
+    def note(self, state: State, entry: Entry) -> None:
         """Before ``entry`` is applied to ``state``."""
-        for table, address in _touched(entry):
+        for table, address in entry.touched():
             self._stored.setdefault((table, address), getattr(state, table).get(address, _ABSENT))
 
     def changed(self, state: State) -> bool:
@@ -474,23 +470,6 @@ class Changes:
         merged._stored = {**later._stored, **self._stored}
         merged._unsaved = self._unsaved or later._unsaved
         return merged
-
-
-def _touched(entry: dict) -> list[tuple[str, str]]:
-    op = entry["op"]
-    if op == "intent":
-        return [("pending", entry["intent"]["address"])]
-    if op == "record":
-        return [("resources", entry["address"]), ("pending", entry["address"])]
-    if op == "record_all":
-        return [(table, address) for address in entry["resources"] for table in ("resources", "pending")]
-    if op == "clear":
-        return [("pending", entry["address"])]
-    if op == "forget":
-        return [("resources", entry["address"])]
-    if op == "move":
-        return [("resources", entry["from"]), ("resources", entry["to"])]
-    return []
 
 
 def _content(value: object) -> str | None:
@@ -520,33 +499,3 @@ def check_instance(state: State, instance: str, where: str) -> None:
             "Ids of one instance mean nothing to another: use that instance's state (--state, "
             "--workspace), or --sandbox for the embedded sandbox's."
         )
-
-
-def apply_entry(state: State, entry: dict) -> None:
-    """One recorded change, applied to a State; applying it twice gives the same state."""
-    op = entry["op"]
-    if op == "intent":
-        intent = Intent.model_validate(entry["intent"])
-        state.pending[intent.address] = intent
-    elif op == "record":
-        state.resources[entry["address"]] = Resource.model_validate(entry["resource"])
-        state.pending.pop(entry["address"], None)
-    elif op == "record_all":
-        recorded = {address: Resource.model_validate(resource) for address, resource in entry["resources"].items()}
-        state.resources.update(recorded)
-        for address in recorded:
-            state.pending.pop(address, None)
-        if "instance" in entry:
-            state.instance = entry["instance"]
-    elif op == "clear":
-        state.pending.pop(entry["address"], None)
-    elif op == "forget":
-        state.resources.pop(entry["address"], None)
-    elif op == "move":
-        state.resources[entry["to"]] = state.resources.pop(entry["from"])
-    elif op == "instance":
-        state.instance = entry["name"]
-    elif op in ("checkpoint", "event"):
-        pass  # the file journal's mark of where a snapshot took over (see file.py); an event alone
-    else:
-        raise StateError(f"unknown journal entry {op!r}: written by a newer provisioner?")

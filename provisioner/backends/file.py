@@ -39,10 +39,10 @@ from provisioner.backends.base import (
     StateError,
     StateWriter,
     Warn,
-    apply_entry,
     check_instance,
     event_note,
 )
+from provisioner.backends.entries import Begin, Checkpoint, Entry
 from provisioner.backends.filelock import StateLock, force_unlock, lock_path, read_lock_info
 from provisioner.backends.journal import Journal, JournalError, fsync_directory, read_journal
 from provisioner.backends.snapshot import SnapshotText, parse_document, parse_state, with_history
@@ -186,7 +186,7 @@ def journal_events(path: Path) -> list[dict]:
         _, entries = read_journal(journal_path(path))
     except JournalError as exc:
         raise StateError(str(exc)) from None
-    return [event for entry in entries for event in entry.get("events", ())]
+    return [event for entry in entries for event in entry.events]
 
 
 def read_history_file(path: Path) -> list[dict]:
@@ -293,7 +293,7 @@ def read_state(path: str | Path) -> State | None:
     return state
 
 
-def read_unfolded(path: Path) -> tuple[State, list[dict], bool] | None:
+def read_unfolded(path: Path) -> tuple[State, list[Entry], bool] | None:
     """(the snapshot, the journal entries it does not hold yet, whether there is a journal); None: no state."""
     while True:
         state = read_snapshot(path)
@@ -301,28 +301,28 @@ def read_unfolded(path: Path) -> tuple[State, list[dict], bool] | None:
         serial = 0 if state is None else state.serial
         if base is None:
             return None if state is None else (state, [], False)
-        if state is not None and base["serial"] < serial:
+        if state is not None and base.serial < serial:
             # Folded in already, unless a checkpoint wrote this snapshot while the run went on.
             return state, _after_checkpoint(entries, serial), True
-        if base["serial"] == serial and state is not None:
+        if base.serial == serial and state is not None:
             return state, entries, True
         # A writer starts a journal only after its snapshot is in place, so a journal
         # ahead of the snapshot we read means the snapshot was replaced meanwhile: read
         # both again. Still ahead of the current snapshot, it is a real mismatch.
-        if _snapshot_serial(path) < base["serial"] or read_snapshot(path) is None:
+        if _snapshot_serial(path) < base.serial or read_snapshot(path) is None:
             found = f"is at serial {serial}" if state is not None else "does not exist"
             raise StateError(
-                f"{journal_path(path)}: this journal continues state serial {base['serial']}, but "
+                f"{journal_path(path)}: this journal continues state serial {base.serial}, but "
                 f"{path.name} {found}: the state file looks older than its journal "
                 "(restored from an old copy?). Nothing was changed; restore the newer state file."
             )
 
 
-def _after_checkpoint(entries: list[dict], serial: int) -> list[dict]:
+def _after_checkpoint(entries: list[Entry], serial: int) -> list[Entry]:
     """What was journaled after the last checkpoint that wrote snapshot ``serial``: not in it."""
     for position in range(len(entries) - 1, -1, -1):
         entry = entries[position]
-        if entry["op"] == "checkpoint" and entry.get("serial") == serial:
+        if isinstance(entry, Checkpoint) and entry.serial == serial:
             return entries[position + 1 :]
     return []
 
@@ -332,26 +332,26 @@ def _snapshot_serial(path: Path) -> int:
     return 0 if state is None else state.serial
 
 
-def _replay(path: Path, state: State, entries: list[dict]) -> None:
+def _replay(path: Path, state: State, entries: list[Entry]) -> None:
     for number, entry in enumerate(entries, start=1):
         try:
-            apply_entry(state, entry)
-        except (KeyError, TypeError, ValueError, StateError) as exc:
-            reason = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc).splitlines()[0]
+            entry.apply_to(state)
+        except (TypeError, ValueError) as exc:
+            reason = str(exc).splitlines()[0]
             raise StateError(
-                f"{journal_path(path)}: entry {number} after the begin line ({entry['op']!r}) cannot be "
+                f"{journal_path(path)}: entry {number} after the begin line ({entry.op!r}) cannot be "
                 f"applied: {reason}. It was left untouched: keep it, it may hold ids of created batches."
             ) from None
 
 
-def _read_journal_checked(path: Path, state: State | None) -> tuple[list[dict], dict | None]:
+def _read_journal_checked(path: Path, state: State | None) -> tuple[list[Entry], Begin | None]:
     try:
         base, entries = read_journal(journal_path(path))
     except JournalError as exc:
         raise StateError(str(exc)) from None
-    if base is not None and state is not None and base["lineage"] != state.lineage:
+    if base is not None and state is not None and base.lineage != state.lineage:
         raise StateError(
-            f"{journal_path(path)}: this journal belongs to another state (lineage {base['lineage']}, "
+            f"{journal_path(path)}: this journal belongs to another state (lineage {base.lineage}, "
             f"the state file has {state.lineage}). Move it aside after checking which is right."
         )
     return entries, base
@@ -398,7 +398,7 @@ class FileWriter(StateWriter):
         self.path = Path(path)
         self._name = name or str(path)
         self._journal: Journal | None = None
-        self._journaled_since_mark: list[dict] | None = None  # while a checkpoint writes the snapshot
+        self._journaled_since_mark: list[Entry] | None = None  # while a checkpoint writes the snapshot
         self._text = SnapshotText()
         unfolded = read_unfolded(self.path)
         if unfolded is None:
@@ -422,14 +422,7 @@ class FileWriter(StateWriter):
             # A run killed while a checkpoint wrote its snapshot left a checkpoint line naming a serial no
             # snapshot holds. The fold's snapshot must come after it: under that serial, a crash before the
             # journal is dropped would have readers apply what follows that line a second time.
-            named = max(
-                (
-                    entry["serial"]
-                    for entry in entries
-                    if entry["op"] == "checkpoint" and type(entry.get("serial")) is int
-                ),
-                default=0,
-            )
+            named = max((entry.serial for entry in entries if isinstance(entry, Checkpoint)), default=0)
             if named > self.state.serial and self._changes.changed(self.state):
                 self.state.serial = named
             self.checkpoint()  # folds the interrupted run in (serial + 1), or drops a spent journal
@@ -438,7 +431,7 @@ class FileWriter(StateWriter):
     def name(self) -> str:
         return self._name
 
-    def _persist(self, entry: dict) -> None:
+    def _persist(self, entry: Entry) -> None:
         if self._under_lock:
             self.confirm_lock()
         try:
@@ -454,7 +447,7 @@ class FileWriter(StateWriter):
             ) from None
         if self._journaled_since_mark is not None:
             self._journaled_since_mark.append(entry)
-        self._unfiled.extend(entry.get("events", ()))
+        self._unfiled.extend(entry.events)
 
     def _file_events(self) -> None:
         """The journaled events into the history file: before the journal that holds them goes."""
@@ -471,7 +464,7 @@ class FileWriter(StateWriter):
             return None
         # Resources and intents are replaced, never changed in place: new dicts make a snapshot.
         snapshot = state.model_copy(update={"resources": dict(state.resources), "pending": dict(state.pending)})
-        self._journal.append({"op": "checkpoint", "serial": state.serial})
+        self._journal.append(Checkpoint(state.serial))
         self._journaled_since_mark = []
         return lambda: self._write_snapshot_then_journal(snapshot)
 

@@ -19,6 +19,7 @@ import json
 import os
 from pathlib import Path
 
+from provisioner.backends.entries import Begin, Entry, MalformedEntry, parse_entry
 from provisioner.core.atomic_files import fsync_directory, temporary_beside
 
 
@@ -37,7 +38,7 @@ class Journal:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
         journal = cls(path, fd)
         try:
-            journal.append({"op": "begin", "lineage": lineage, "serial": serial})
+            journal.append(Begin(lineage, serial))
             # The journal's name must survive a power cut too, not only its lines.
             fsync_directory(path.parent)
         except BaseException:
@@ -46,7 +47,7 @@ class Journal:
             raise
         return journal
 
-    def restart(self, lineage: str, serial: int, entries: list[dict]) -> Journal:
+    def restart(self, lineage: str, serial: int, entries: list[Entry]) -> Journal:
         """A journal continuing serial ``serial`` with ``entries``, put in this one's place at once
         (rename): a crash leaves either journal whole. This one is closed; on failure it stays."""
         temporary = temporary_beside(self.path)
@@ -54,7 +55,7 @@ class Journal:
         # Opened before the rename: the new lines go to the inode that is then the journal.
         successor = Journal(self.path, fd)
         try:
-            data = "".join(_line(entry) for entry in [{"op": "begin", "lineage": lineage, "serial": serial}, *entries])
+            data = "".join(_line(entry) for entry in [Begin(lineage, serial), *entries])
             view = memoryview(data.encode("utf-8"))
             while view:
                 view = view[os.write(fd, view) :]
@@ -68,7 +69,7 @@ class Journal:
         self.close()
         return successor
 
-    def append(self, entry: dict) -> None:
+    def append(self, entry: Entry) -> None:
         """Whole lines only: on a failed write the file is cut back to where the line began."""
         data = memoryview(_line(entry).encode("utf-8"))
         start = os.lseek(self._fd, 0, os.SEEK_END)
@@ -92,47 +93,11 @@ class Journal:
             self._fd = -1
 
 
-def _line(entry: dict) -> str:
-    return json.dumps(entry, sort_keys=True, separators=(",", ":")) + "\n"
+def _line(entry: Entry) -> str:
+    return json.dumps(entry.to_json(), sort_keys=True, separators=(",", ":")) + "\n"
 
 
-# The fields each kind of entry carries, and their JSON types (what the entry holds inside, a resource
-# or an intent, is checked as the state checks it, when it is applied).
-ENTRY_FIELDS: dict[str, dict[str, type]] = {
-    "begin": {"lineage": str, "serial": int},
-    "intent": {"intent": dict},
-    "record": {"address": str, "resource": dict},
-    "clear": {"address": str},
-    "forget": {"address": str},
-    "move": {"from": str, "to": str},
-    "instance": {"name": str},
-    "checkpoint": {"serial": int},
-}
-TYPE_NAMES = {str: "a string", int: "a whole number", dict: "an object"}
-
-
-def entry_problem(entry: dict) -> str | None:
-    """What is wrong with an entry's shape, or None. An unknown op is left to the reader, which says
-    it was written by a newer provisioner."""
-    for name, kind in ENTRY_FIELDS.get(entry["op"], {}).items():
-        value = entry.get(name)
-        if not isinstance(value, kind) or isinstance(value, bool):
-            return (
-                f"has no {name!r} ({TYPE_NAMES[kind]})"
-                if value is None
-                else (f"has {name!r} as {type(value).__name__}, not {TYPE_NAMES[kind]}")
-            )
-    addresses = [entry.get(name) for name in ("address", "from", "to") if name in ENTRY_FIELDS.get(entry["op"], {})]
-    if entry["op"] == "intent":
-        addresses.append(entry["intent"].get("address"))
-    for address in addresses:
-        client, slash, batch = address.partition("/") if isinstance(address, str) else ("", "", "")
-        if not (client and slash and batch):
-            return f"names {address!r}, which is not an address (client/batch)"
-    return None
-
-
-def read_journal(path: Path) -> tuple[dict | None, list[dict]]:
+def read_journal(path: Path) -> tuple[Begin | None, list[Entry]]:
     """(the begin entry, the entries after it); (None, []) when there is no journal."""
     try:
         lines = path.read_bytes().split(b"\n")
@@ -143,8 +108,8 @@ def read_journal(path: Path) -> tuple[dict | None, list[dict]]:
         if not line.strip():
             continue
         try:
-            entry = json.loads(line)
-            if not isinstance(entry, dict) or not isinstance(entry.get("op"), str):
+            data = json.loads(line)
+            if not isinstance(data, dict) or not isinstance(data.get("op"), str):
                 raise ValueError("not an entry")
         except (ValueError, RecursionError):
             if number == len(lines) or (number == len(lines) - 1 and not lines[-1]):
@@ -154,16 +119,16 @@ def read_journal(path: Path) -> tuple[dict | None, list[dict]]:
                 "It was left untouched: keep it, it may hold ids of created batches."
             ) from None
         # Whole and well formed, yet not an entry this program writes: damage, wherever it is.
-        problem = entry_problem(entry)
-        if problem is not None:
+        try:
+            entries.append(parse_entry(data))
+        except MalformedEntry as problem:
             raise JournalError(
-                f"{path}:{number}: this {entry['op']!r} entry {problem}; provisioner never writes one like it. "
+                f"{path}:{number}: this {data['op']!r} entry {problem}; provisioner never writes one like it. "
                 "The journal was left untouched: keep it, it may hold ids of created batches."
-            )
-        entries.append(entry)
+            ) from None
     if not entries:
         return None, []
     begin = entries[0]
-    if begin["op"] != "begin" or not isinstance(begin.get("lineage"), str) or type(begin.get("serial")) is not int:
+    if not isinstance(begin, Begin):
         raise JournalError(f"{path}:1: the journal does not start with its begin entry; it was left untouched.")
     return begin, entries[1:]

@@ -30,6 +30,7 @@ from urllib.parse import SplitResult, parse_qsl, unquote, unquote_plus, urlsplit
 
 from pydantic import ValidationError
 
+from provisioner.backends import entries
 from provisioner.backends.base import (
     CHECKPOINT_SECONDS,
     Backend,
@@ -39,6 +40,7 @@ from provisioner.backends.base import (
     StateWriter,
     Warn,
 )
+from provisioner.backends.entries import Entry
 from provisioner.backends.pglock import AdvisoryLock
 from provisioner.core.audit_trail import FORCE_UNLOCK, Head, Note, seal
 from provisioner.core.models import State
@@ -504,83 +506,15 @@ class PostgresWriter(StateWriter):
     def name(self) -> str:
         return self.backend.name
 
-    def _persist(self, entry: dict) -> None:
+    def _persist(self, entry: Entry) -> None:
+        store = STATEMENTS.get(type(entry))
+        if store is None:
+            raise StateError(f"unknown state change {entry.op!r}")
         backend = self.backend
-        workspace = backend.workspace
-        op = entry["op"]
 
         def statements(conn) -> None:
-            if op == "intent":
-                intent = entry["intent"]
-                conn.execute(
-                    backend._query(
-                        "INSERT INTO {intents} (workspace, address, intent) VALUES (%s, %s, %s) "
-                        "ON CONFLICT (workspace, address) DO UPDATE SET intent = excluded.intent",
-                        intents="intents",
-                    ),
-                    (workspace, intent["address"], json.dumps(intent)),
-                )
-            elif op == "record":
-                conn.execute(
-                    backend._query(
-                        "INSERT INTO {resources} (workspace, address, resource) VALUES (%s, %s, %s) "
-                        "ON CONFLICT (workspace, address) DO UPDATE SET resource = excluded.resource",
-                        resources="resources",
-                    ),
-                    (workspace, entry["address"], json.dumps(entry["resource"])),
-                )
-                self._delete(conn, "intents", entry["address"])
-            elif op == "record_all":
-                # COPY into a table of this transaction, then one INSERT: a row at a time, 50,000 batches
-                # took several times as long.
-                conn.execute("CREATE TEMPORARY TABLE recorded_all (address text, resource json) ON COMMIT DROP")
-                with conn.cursor() as cursor:
-                    with cursor.copy("COPY recorded_all (address, resource) FROM STDIN") as copy:
-                        for address, resource in entry["resources"].items():
-                            copy.write_row((address, json.dumps(resource)))
-                conn.execute(
-                    backend._query(
-                        "INSERT INTO {resources} (workspace, address, resource) "
-                        "SELECT %s, address, resource FROM recorded_all "
-                        "ON CONFLICT (workspace, address) DO UPDATE SET resource = excluded.resource",
-                        resources="resources",
-                    ),
-                    (workspace,),
-                )
-                conn.execute(
-                    backend._query(
-                        "DELETE FROM {intents} WHERE workspace = %s AND address IN (SELECT address FROM recorded_all)",
-                        intents="intents",
-                    ),
-                    (workspace,),
-                )
-                if "instance" in entry:
-                    conn.execute(
-                        backend._query(
-                            "UPDATE {workspaces} SET instance = %s WHERE name = %s", workspaces="workspaces"
-                        ),
-                        (entry["instance"], workspace),
-                    )
-            elif op == "clear":
-                self._delete(conn, "intents", entry["address"])
-            elif op == "forget":
-                self._delete(conn, "resources", entry["address"])
-            elif op == "move":
-                conn.execute(
-                    backend._query(
-                        "UPDATE {resources} SET address = %s WHERE workspace = %s AND address = %s",
-                        resources="resources",
-                    ),
-                    (entry["to"], workspace, entry["from"]),
-                )
-            elif op == "instance":
-                conn.execute(
-                    backend._query("UPDATE {workspaces} SET instance = %s WHERE name = %s", workspaces="workspaces"),
-                    (entry["name"], workspace),
-                )
-            elif op != "event":
-                raise StateError(f"unknown state change {op!r}")
-            backend.insert_events(conn, entry.get("events", []))
+            store(backend, conn, entry)
+            backend.insert_events(conn, list(entry.events))
 
         backend.write(statements)
 
@@ -636,12 +570,6 @@ class PostgresWriter(StateWriter):
         backend.write(statements)
         return bool(released and released[-1])
 
-    def _delete(self, conn, table: str, address: str) -> None:
-        conn.execute(
-            self.backend._query("DELETE FROM {t} WHERE workspace = %s AND address = %s", t=table),
-            (self.backend.workspace, address),
-        )
-
     def _save(self, state: State, changed: bool) -> None:
         if not changed:
             return
@@ -694,6 +622,112 @@ class PostgresWriter(StateWriter):
             if pushed:
                 self.head = Head.of(pushed[-1])
             self._saved_as(state.model_copy(deep=True))
+
+
+# The statements that make each kind of change in one transaction (its events are inserted with it).
+
+
+def _store_intent(backend: PostgresBackend, conn, entry: entries.Intent) -> None:
+    conn.execute(
+        backend._query(
+            "INSERT INTO {intents} (workspace, address, intent) VALUES (%s, %s, %s) "
+            "ON CONFLICT (workspace, address) DO UPDATE SET intent = excluded.intent",
+            intents="intents",
+        ),
+        (backend.workspace, entry.intent["address"], json.dumps(entry.intent)),
+    )
+
+
+def _store_record(backend: PostgresBackend, conn, entry: entries.Record) -> None:
+    conn.execute(
+        backend._query(
+            "INSERT INTO {resources} (workspace, address, resource) VALUES (%s, %s, %s) "
+            "ON CONFLICT (workspace, address) DO UPDATE SET resource = excluded.resource",
+            resources="resources",
+        ),
+        (backend.workspace, entry.address, json.dumps(entry.resource)),
+    )
+    _delete(backend, conn, "intents", entry.address)
+
+
+def _store_record_all(backend: PostgresBackend, conn, entry: entries.RecordAll) -> None:
+    # COPY into a table of this transaction, then one INSERT: a row at a time, 50,000 batches
+    # took several times as long.
+    conn.execute("CREATE TEMPORARY TABLE recorded_all (address text, resource json) ON COMMIT DROP")
+    with conn.cursor() as cursor:
+        with cursor.copy("COPY recorded_all (address, resource) FROM STDIN") as copy:
+            for address, resource in entry.resources.items():
+                copy.write_row((address, json.dumps(resource)))
+    conn.execute(
+        backend._query(
+            "INSERT INTO {resources} (workspace, address, resource) "
+            "SELECT %s, address, resource FROM recorded_all "
+            "ON CONFLICT (workspace, address) DO UPDATE SET resource = excluded.resource",
+            resources="resources",
+        ),
+        (backend.workspace,),
+    )
+    conn.execute(
+        backend._query(
+            "DELETE FROM {intents} WHERE workspace = %s AND address IN (SELECT address FROM recorded_all)",
+            intents="intents",
+        ),
+        (backend.workspace,),
+    )
+    if entry.instance is not None:
+        _set_instance(backend, conn, entry.instance)
+
+
+def _store_clear(backend: PostgresBackend, conn, entry: entries.Clear) -> None:
+    _delete(backend, conn, "intents", entry.address)
+
+
+def _store_forget(backend: PostgresBackend, conn, entry: entries.Forget) -> None:
+    _delete(backend, conn, "resources", entry.address)
+
+
+def _store_move(backend: PostgresBackend, conn, entry: entries.Move) -> None:
+    conn.execute(
+        backend._query(
+            "UPDATE {resources} SET address = %s WHERE workspace = %s AND address = %s",
+            resources="resources",
+        ),
+        (entry.destination, backend.workspace, entry.source),
+    )
+
+
+def _store_instance(backend: PostgresBackend, conn, entry: entries.BindInstance) -> None:
+    _set_instance(backend, conn, entry.name)
+
+
+def _store_event(backend: PostgresBackend, conn, entry: entries.Event) -> None:
+    """The event alone: inserted with every change."""
+
+
+def _set_instance(backend: PostgresBackend, conn, instance: str) -> None:
+    conn.execute(
+        backend._query("UPDATE {workspaces} SET instance = %s WHERE name = %s", workspaces="workspaces"),
+        (instance, backend.workspace),
+    )
+
+
+def _delete(backend: PostgresBackend, conn, table: str, address: str) -> None:
+    conn.execute(
+        backend._query("DELETE FROM {t} WHERE workspace = %s AND address = %s", t=table),
+        (backend.workspace, address),
+    )
+
+
+STATEMENTS: dict[type[Entry], Callable[[PostgresBackend, Any, Any], None]] = {
+    entries.Intent: _store_intent,
+    entries.Record: _store_record,
+    entries.RecordAll: _store_record_all,
+    entries.Clear: _store_clear,
+    entries.Forget: _store_forget,
+    entries.Move: _store_move,
+    entries.BindInstance: _store_instance,
+    entries.Event: _store_event,
+}
 
 
 # Which workspace creates the batches of a client of an instance: one only, so that two workspaces
