@@ -22,7 +22,7 @@ import psycopg
 import pytest
 from conftest import GLOBEX_ID, TEST_KEY, call_api, run_subprocess, two_client_manifest
 from faultproxy import FaultProxy, Forward
-from test_postgres_faults import (
+from pg_applies import (
     declared,
     finish,
     start_apply,

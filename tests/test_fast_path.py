@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import re
-import textwrap
 import uuid
 from pathlib import Path
 
@@ -18,13 +17,12 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
+from manifest_texts import ACCOUNT_ID, ACME_ID, good_manifest
 
 from provisioner.manifest import fast_reader, located_reader, yaml11
 from provisioner.manifest.issues import ManifestError
 from provisioner.manifest.loader import load
 
-ACME_ID = "6a0c1d7e-2f3b-4c5d-9e8f-0a1b2c3d4e5f"
-ACCOUNT_ID = "5e4d3c2b-1a09-4f8e-9d7c-6b5a49382716"
 PROPERTY = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 # Values written in the forms where readers may differ: YAML 1.1 vs 1.2 types, quoting,
@@ -315,22 +313,6 @@ def grant_manifests(draw) -> str:
             for field in draw(grant_fields(odd)) if section == "grants" else ["startingBalance"]:
                 lines += _entry(draw, inner + step * 2, field, odd, GOOD_IN_GRANTS, NEAR_MISSES)
     return "\n".join(lines) + "\n"
-
-
-def good_manifest(balance: str = "5000", name: str = "Acme Q1") -> str:
-    return textwrap.dedent(f"""\
-        clients:
-          acme:
-            id: {ACME_ID}
-            creditAccountId: {ACCOUNT_ID}
-            batches:
-              q1:
-                name: {name}
-                startingBalance: {balance}
-                expiresOn: 2030-03-31T23:59:59+02:00
-              q2:
-                startingBalance: 1_000
-        """)
 
 
 def good_grant_manifest(**values: str) -> str:

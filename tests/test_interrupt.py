@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from conftest import ACME_ID, TEST_KEY, init_state, wait_until
 from conftest import start_apply as start_apply_process
-from test_client import ScriptedServer, error_body, make_api
+from scripted_api import ScriptedServer, error_body, make_api
 
 from provisioner.api.client import OutcomeUnknown, RequestCancelled
 from provisioner.api.pacing import RateLimiter, Stopped

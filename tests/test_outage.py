@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ACME_ID, TEST_KEY, init_state
-from test_client import free_port, make_api
+from scripted_api import free_port, make_api
 
 from provisioner.api.client import ApiUnavailable
 from provisioner.api.outage import Outage

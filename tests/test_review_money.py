@@ -19,15 +19,15 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from conftest import ACME_ID, GLOBEX_ID, TEST_KEY, call_api, run_subprocess, wait_until
-from faultproxy import Answer, FaultProxy, Forward, ProxiedRequest
-from test_recovery_stories import (
+from apply_processes import (
     assert_issued_once_and_recorded,
     cli_env,
     kill_after_its_create_left,
     posts,
     start_apply,
 )
+from conftest import ACME_ID, GLOBEX_ID, TEST_KEY, call_api, run_subprocess, wait_until
+from faultproxy import Answer, FaultProxy, Forward, ProxiedRequest
 
 from provisioner.backends.file import read_state
 from provisioner.core.timestamps import format_timestamp

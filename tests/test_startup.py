@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 from conftest import init_state
-from test_fast_path import good_manifest
+from manifest_texts import good_manifest
 
 
 def test_plan_and_validate_import_neither_pyyaml_nor_the_http_client(tmp_path):

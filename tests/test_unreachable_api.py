@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ACME_ID, TEST_KEY, init_state, recorded_nothing, two_client_manifest
-from test_client import ScriptedServer, SleepRecorder, error_body, make_api
+from scripted_api import ScriptedServer, SleepRecorder, error_body, make_api
 
 from provisioner.api.client import ApiError, CreditsApi
 from provisioner.api.retrying import UNREACHABLE_PATIENCE
