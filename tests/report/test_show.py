@@ -130,7 +130,7 @@ def test_show_of_an_empty_state(cli, tmp_path):
 
 
 def test_show_without_a_state_names_the_states_that_exist_after_the_quick_start(tmp_path):
-    examples = Path(__file__).resolve().parent.parent / "examples" / "manifests"
+    examples = Path(__file__).resolve().parents[2] / "examples" / "manifests"
     quick_start = run_subprocess("apply", examples, "--sandbox", "--auto-approve", cwd=tmp_path)
     assert quick_start.returncode == 0, quick_start.stderr
     assert run_subprocess("init", "--workspace", "staging", cwd=tmp_path).returncode == 0
@@ -258,7 +258,7 @@ def test_show_json_format_is_documented(finance, cli):
     """Every key the report prints is described in docs/show-json.md."""
     _, state = finance
     report = json.loads(cli("show", "--state", state, "--format", "json").stdout)
-    doc = (Path(__file__).parent.parent / "docs" / "show-json.md").read_text(encoding="utf-8")
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "show-json.md").read_text(encoding="utf-8")
     keys = set(report) | set(report["totals"]) | set(report["figures"]) | set(report["batches"][0])
     keys |= set(report["clients"][0]) | set(report["expiring_by_month"][0]) | set(report["totals"]["expiring_soon"])
     undocumented = sorted(key for key in keys if f'"{key}"' not in doc)

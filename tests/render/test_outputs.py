@@ -27,7 +27,7 @@ from markdown_it import MarkdownIt
 from provisioner.render.markdown import escape_markdown
 from provisioner.sandbox import Sandbox
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 SCHEMA_FILE = EXAMPLES / "manifests" / "manifest.schema.json"
 SCHEMA_COMMENT = "# yaml-language-server: $schema=manifest.schema.json"
 
