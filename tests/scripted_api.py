@@ -14,7 +14,7 @@ from provisioner.api.client import CreditsApi
 
 FAST = {"backoff_base": 0.001, "backoff_cap": 0.004}
 # The client on its own: each request gives up after its attempts, with no run-wide outage watcher
-# (tests/test_outage.py tests the watcher).
+# (tests/api/test_outage.py tests the watcher).
 ALONE = {"give_up_after": None}
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from provisioner.manifest.loader import load
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "manifests"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "manifests"
 
 # Runs the given code with yaml_rs unimportable (a None entry in sys.modules makes `import` fail).
 WITHOUT_YAML_RS = """

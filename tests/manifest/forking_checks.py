@@ -1,6 +1,6 @@
 """Work shared with a forked process gives what the work gives in one process, whatever the child does.
 
-Run by tests/test_parallel.py in a fresh interpreter: a process that has started threads (the
+Run by tests/manifest/test_parallel.py in a fresh interpreter: a process that has started threads (the
 sandbox's, tqdm's) never forks, and the whole test session has.
 """
 

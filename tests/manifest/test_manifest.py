@@ -997,7 +997,7 @@ def test_pure_python_yaml_gives_the_same_answers(monkeypatch):
 
 # --------------------------------------------------------------------------- the shipped examples
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 def test_example_manifests_load():
