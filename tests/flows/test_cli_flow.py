@@ -158,7 +158,7 @@ def test_init_names_the_gitignore_lines_and_writes_them_with_a_flag(tmp_path):
     again = run_subprocess("init", "--gitignore", cwd=tmp_path)
     assert "Added" not in again.stdout and "needs these lines" not in again.stdout
 
-    examples = Path(__file__).resolve().parent.parent / "examples" / "manifests"
+    examples = Path(__file__).resolve().parents[2] / "examples" / "manifests"
     assert run_subprocess("apply", examples, "--sandbox", "--auto-approve", cwd=tmp_path).returncode == 0
     for local in ("default.json.lock", "default.json.backup", ".default.json.4242.tmp"):
         (tmp_path / "state" / local).write_text("")

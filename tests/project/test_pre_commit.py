@@ -25,8 +25,8 @@ from conftest import ACME_ID, init_state
 
 import provisioner
 
-ROOT = Path(__file__).resolve().parent.parent
-SCHEMAS = Path(__file__).resolve().parent / "schemas"
+ROOT = Path(__file__).resolve().parents[2]
+SCHEMAS = Path(__file__).resolve().parents[1] / "schemas"
 HOOKS = yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text())
 EXAMPLE = yaml.safe_load((ROOT / "examples" / "ci" / "pre-commit-config.yaml").read_text())
 OWN = yaml.safe_load((ROOT / ".pre-commit-config.yaml").read_text())

@@ -501,7 +501,7 @@ def test_push_waits_for_the_lock_like_any_edit(cli, api_env, applied, tmp_path):
 
 def documented_read_only_role_sql() -> str:
     """The SQL the manual (docs/state.md) gives for the CI's read-only role, as written there."""
-    manual = (Path(__file__).resolve().parent.parent / "docs" / "state.md").read_text(encoding="utf-8")
+    manual = (Path(__file__).resolve().parents[2] / "docs" / "state.md").read_text(encoding="utf-8")
     section = manual.split("**A read-only role**", 1)[1]
     return textwrap.dedent(section.split("```sql\n", 1)[1].split("```", 1)[0])
 

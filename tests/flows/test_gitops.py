@@ -29,7 +29,7 @@ from provisioner.backends.file import FileBackend, FileWriter, read_state
 from provisioner.core.models import Intent
 from provisioner.sandbox import Sandbox
 
-CI = Path(__file__).resolve().parent.parent / "examples" / "ci"
+CI = Path(__file__).resolve().parents[2] / "examples" / "ci"
 INITECH_ID = "9b8a7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d"
 UNKNOWN_CLIENT_ID = "11111111-2222-4333-8444-555555555555"
 

@@ -252,7 +252,7 @@ def test_latency_beyond_the_read_timeout_leaves_intents_the_next_apply_adopts(fa
     declared = len(load([manifest]).batches)
 
     # Without the duplicate guard, whose listing would time out before any create is sent; and
-    # without the run-wide outage watcher (tests/test_outage.py), so that each lookup gives up alone.
+    # without the run-wide outage watcher (tests/api/test_outage.py), so that each lookup gives up alone.
     slow = apply_in_process(
         manifest,
         state_path,

@@ -17,7 +17,7 @@ from provisioner.backends.file import FileWriter, read_state
 from provisioner.core.models import Intent
 from provisioner.core.timestamps import utc_now_text
 
-MANUAL_PAGE = Path(__file__).resolve().parent.parent / "docs" / "manifests.md"
+MANUAL_PAGE = Path(__file__).resolve().parents[2] / "docs" / "manifests.md"
 FAST = ("--rate-limit", "0")
 
 

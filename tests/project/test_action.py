@@ -25,7 +25,7 @@ from markdown_it import MarkdownIt
 
 import provisioner
 
-SCHEMAS = Path(__file__).resolve().parent / "schemas"
+SCHEMAS = Path(__file__).resolve().parents[1] / "schemas"
 MARKER_START = "<!-- provisioner-action comment: "
 
 ACME = f"""

@@ -10,7 +10,7 @@ from pathlib import Path
 from provisioner.backends.file import FileWriter, journal_path, read_state, write_snapshot
 from provisioner.core.models import Resource, State
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 PRELUDE = """
 import os, signal, sys, threading

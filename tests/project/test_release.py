@@ -15,7 +15,7 @@ import pytest
 import provisioner
 
 tomllib = pytest.importorskip("tomllib")  # Python 3.11 and later
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 
 
@@ -97,7 +97,7 @@ def test_no_issue_numbers_or_review_labels_in_what_users_and_contributors_read()
         *ROOT.glob("provisioner/**/*.py"),
         *ROOT.glob("examples/ci/*"),
         *ROOT.glob("action/*.py"),
-        *(path for path in ROOT.glob("tests/*.py") if path.name != "test_release.py"),
+        *(path for path in ROOT.glob("tests/**/*.py") if path.name != "test_release.py"),
     ]
     # "Issue 13:", "issues 9 and 10", "PR #12"; not "acme/q1 issues 5,000 credits", nor a colour (#333).
     pattern = re.compile(r"\b(?:issues?|PR|pull request)\s+#?\d+(?![\d,]*\s+credit)\b", re.IGNORECASE)
