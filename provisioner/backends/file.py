@@ -516,6 +516,8 @@ class FileWriter(StateWriter):
         and its events in one rename. Then they are filed, and the journal goes (its changes were
         folded into ``state``). For a replace, and a bulk record made as one snapshot."""
         with self._guard:
+            if self._under_lock:  # a whole snapshot from what this run read: never over another run's writes
+                self.confirm_lock()
             write_snapshot(self.path, state, self._text, history=events)
             self._saved_as(state)
             if events:

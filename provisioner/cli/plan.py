@@ -121,7 +121,7 @@ def plan(
     real_now = now_utc() if asked_at is not None else at
 
     def observe(desired):
-        return read_live(
+        observed, api_now = read_live(
             desired,
             state,
             backend,
@@ -132,6 +132,8 @@ def plan(
             reporter=Progress.for_stream(quiet=quiet),
             give_up_after=given_give_up_after(),
         )
+        # By the API's clock for a moment other than now; now is now, as apply judges it.
+        return observed, (api_now if asked_at is not None else at)
 
     result, desired = plan_changes(
         declarations,

@@ -20,7 +20,7 @@ from provisioner.applying.matching import (
     unclaimed_look_alikes,
     window_left,
 )
-from provisioner.backends.base import StateError, StateWriter
+from provisioner.backends.base import StateWriter
 from provisioner.backends.file import FileBackend, read_history
 from provisioner.backends.snapshot import parse_document
 from provisioner.core.addresses import ADDRESS, ADDRESS_RULE, client_of, grant_address, period_of
@@ -234,18 +234,16 @@ def duplicate_warnings(state: State, observed: Mapping[str, Mapping]) -> list[st
 
 def read_pushed_state(source: Path) -> tuple[State, list[dict]]:
     """A state file to push, its journal folded in, and its history (the one 'state pull' printed
-    into it, else the file's own); '-' reads what 'state pull' printed from stdin."""
+    into it, or the file's own with what its snapshot carries); '-' reads what 'state pull' printed from stdin."""
     if str(source) == "-":
         state, history = parse_document(sys.stdin.read(), "standard input")
         return state, history or []
     if not source.exists():
         raise StateCommandError(f"{source}: no such file; 'state push' loads a state file ('state pull' prints one).")
     state = FileBackend(source).read()  # its journal folded in
-    try:
-        _, embedded = parse_document(source.read_text(encoding="utf-8"), str(source))
-    except (StateError, OSError):
-        embedded = None  # the backend read it: only a journal's lines are in doubt here
-    return state, embedded if embedded is not None else read_history(source)
+    # The history file, then the events the snapshot carries past it (a pulled copy carries them all; a
+    # live state file's snapshot only those its last push or generated import may not have filed yet).
+    return state, read_history(source)
 
 
 def push_state(
@@ -270,7 +268,8 @@ def push_state(
     current = writer.state
     # What is recorded already, with a history the recorded one holds unchanged (or none): nothing to do.
     adds_nothing = verify(history) is None and extends(history, recorded_history) is None
-    if current.lineage == pushed.lineage and current.content_digest() == pushed.content_digest() and adds_nothing:
+    same = current.lineage == pushed.lineage and current.content_digest() == pushed.content_digest()
+    if same and adds_nothing:
         return None
     if not current.is_empty() and not force:
         if current.lineage != pushed.lineage:
@@ -285,7 +284,7 @@ def push_state(
                 "pushing would undo recorded changes. Nothing was changed; pull the newer state instead, or "
                 "pass --force to overwrite it."
             )
-        if current.serial == pushed.serial:
+        if current.serial == pushed.serial and not same:
             raise StateCommandError(
                 f"{writer.name} and the file are both at serial {current.serial} but record different things. "
                 "Nothing was changed; compare them (provisioner state pull), then pass --force to overwrite."
@@ -302,6 +301,8 @@ def push_state(
     replaced = len(current.resources)
     if current.is_empty() and current.lineage != pushed.lineage:
         serial = pushed.serial
+    elif same:  # only events to add: the batches recorded, and so the serial, stay as they are
+        serial = current.serial
     else:
         serial = pushed.serial if pushed.serial > current.serial else current.serial + 1
     detail = f"lineage {pushed.lineage}, serial {serial}, {len(pushed.resources)} batch(es), replacing {replaced}"

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import psycopg
 from conftest import ACME_ID as CLIENT_ID
-from conftest import TEST_KEY, init_state
+from conftest import GLOBEX_ID, TEST_KEY, call_api, init_state
 
 from provisioner.backends import open_backend
 from provisioner.backends.file import read_state
@@ -300,3 +300,71 @@ def test_a_batch_created_but_not_recorded_is_printed_with_its_id_and_found_by_th
     assert again.returncode == 0, again.stderr
     assert read_state(state_path).resources["c0/q1"].batch_id == made["id"]
     assert len(sandbox.all_batches(client)) == 1
+
+
+# An import --generate-config-out, stopped by itself just before it records every batch it found (the
+# listing of a thousand clients takes long enough for a lock to be judged stale and taken).
+STALLING_IMPORT = textwrap.dedent(
+    """
+    import os, signal, sys
+    from provisioner.backends.file import FileWriter
+    from provisioner.cli import main
+
+    record_all = FileWriter.record_all
+
+    def stop_first(self, *args, **kwargs):
+        os.kill(os.getpid(), signal.SIGSTOP)
+        return record_all(self, *args, **kwargs)
+
+    FileWriter.record_all = stop_first
+    sys.argv[0] = "provisioner"
+    main()
+    """
+)
+
+
+def test_an_import_stalled_before_its_one_snapshot_never_writes_over_the_run_that_took_its_lock(sandbox, tmp_path):
+    """record_all on a state file writes a whole new snapshot, from the state the import read: written after
+    another run took the lock and recorded a batch, it would drop that batch's id (the next apply issues it
+    again). The import must check its lock before that rename, as every journaled write does."""
+    call_api(  # a batch made by hand, for the import to find
+        sandbox,
+        "POST",
+        f"/incoming/v2/clients/{GLOBEX_ID}/creditBatches",
+        {"clientId": GLOBEX_ID, "name": "Starter", "startingBalance": 1200},
+    )
+    path, client = manifest(tmp_path)
+    state_path = init_state(tmp_path / "state" / "default.json")
+    env = environment(sandbox.url)
+
+    stalled = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            STALLING_IMPORT,
+            "import",
+            "--generate-config-out",
+            str(tmp_path / "out"),
+            "--client",
+            f"globex={GLOBEX_ID}",
+            "--state",
+            str(state_path),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_stopped(stalled)
+        (state_path.parent / "default.json.lock").unlink()  # judged hung, its lock removed by hand
+        taking_over = apply(["apply", str(path), "--state", str(state_path), "--auto-approve"], env)
+        assert taking_over.returncode == 0, taking_over.stderr
+    finally:
+        stalled.send_signal(signal.SIGCONT)
+    code, _, err = finish(stalled)
+
+    (issued,) = sandbox.all_batches(client)
+    assert code == 1 and "no longer holds the lock" in err and "Traceback" not in err, err
+    recorded = read_state(state_path)
+    assert recorded.resources["c0/q1"].batch_id == issued["id"], "the stalled import wrote over the state"

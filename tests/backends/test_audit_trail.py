@@ -587,3 +587,65 @@ def test_a_push_killed_leaves_the_state_and_its_event_together(ci_env, write_man
     assert events_and_state(str(state))[0] == events
     filed = [json.loads(line) for line in history_path(state).read_text().splitlines()]
     assert filed == events and run_subprocess("log", "--verify", "--state", state).returncode == 0
+
+
+def test_a_state_file_whose_snapshot_still_carries_its_last_events_is_pushed_with_its_whole_history(
+    ci_env, write_manifest, state, tmp_path
+):
+    """A push into a state file (and a generated import) writes a snapshot that carries its own events
+    until the next write: only those, the history file holds the rest. Moving that file to another state
+    (the documented move to PostgreSQL) must take its whole history, not the snapshot's tail."""
+    manifest = write_manifest(two_client_manifest())
+    assert run_subprocess("apply", manifest, "--state", state, "--auto-approve").returncode == 0
+    document = json.loads(run_subprocess("state", "pull", "--state", state).stdout)
+    del document["resources"]["acme/q1"]
+    document["serial"] += 1
+    pushed = run_subprocess("state", "push", "-", "--state", state, input=json.dumps(document))
+    assert pushed.returncode == 0, pushed.stderr
+    assert len(json.loads(state.read_text())["history"]) == 1  # the push's event, carried by its snapshot
+    events = events_and_state(str(state))[0]
+    assert verify(events) is None and [e["action"] for e in events] == ["create"] * 3 + ["state-push"]
+
+    other = tmp_path / "other" / "default.json"
+    assert run_subprocess("init", "--state", other).returncode == 0
+    moved = run_subprocess("state", "push", state, "--state", other)
+
+    assert moved.returncode == 0, moved.stderr
+    carried = events_and_state(str(other))[0]
+    assert verify(carried) is None and carried[:4] == events and [e["action"] for e in carried[4:]] == ["state-push"]
+
+
+def test_a_push_of_the_same_batches_with_events_the_target_lacks_is_not_called_another_state(
+    ci_env, write_manifest, state, tmp_path
+):
+    """A copy taken before a lock was removed (an event, and no change to the batches) is brought up to
+    date by pushing the state again: the same batches at the same serial, and a history that extends the
+    copy's. The push carries the event; it must not be refused as two states that "record different things"."""
+    manifest = write_manifest(two_client_manifest())
+    assert run_subprocess("apply", manifest, "--state", state, "--auto-approve").returncode == 0
+    copy = tmp_path / "copy.json"
+    copy.write_text(run_subprocess("state", "pull", "--state", state).stdout)
+    state.with_name(state.name + ".lock").write_text(
+        json.dumps(
+            {
+                "id": "dead-lock",
+                "pid": 1,
+                "host": "elsewhere",
+                "user": "u",
+                "command": "apply",
+                "created": "2026-01-01T00:00:00+00:00",
+                "process_start": None,
+            }
+        )
+    )
+    assert run_subprocess("force-unlock", "dead-lock", "--state", state).returncode == 0
+    events = events_and_state(str(state))[0]
+    assert [e["action"] for e in events] == ["create"] * 3 + ["force-unlock"]
+    assert json.loads(copy.read_text())["serial"] == json.loads(state.read_text())["serial"]
+
+    pushed = run_subprocess("state", "push", state, "--state", copy)
+
+    assert pushed.returncode == 0, pushed.stderr
+    carried = events_and_state(str(copy))[0]
+    assert verify(carried) is None and carried[:4] == events and carried[4]["action"] == "state-push"
+    assert json.loads(copy.read_text())["serial"] == json.loads(state.read_text())["serial"]  # the batches as they were

@@ -558,3 +558,28 @@ def test_plan_at_a_past_moment_does_not_call_an_issued_period_next(cli, api_env,
 
     upcoming = json.loads(earlier.stdout)["upcoming"]
     assert [entry["address"] for entry in upcoming] == ["acme/monthly@2026-04"], upcoming
+
+
+def test_plan_refresh_without_at_marks_no_period_early_as_apply_issues_it_without_issue_early(sandbox, tmp_path, state):
+    """Without --at, the moment planned for is now: apply issues the current period without --issue-early.
+    plan --refresh must not mark it early either (and tell the reviewer apply needs --issue-early) when the
+    API's clock is behind this machine's across the period's start."""
+    from datetime import datetime, timezone
+
+    from conftest import TEST_KEY
+    from faultproxy import FaultProxy
+
+    now = datetime.now(timezone.utc)
+    month = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    manifest = tmp_path / "monthly.yaml"
+    manifest.write_text(MONTHLY.replace("2026-01-01", month.date().isoformat()), encoding="utf-8")
+    with FaultProxy(sandbox.url) as proxy:
+        proxy.date_shift = -((now - month).total_seconds() + 3600)  # the API's clock: before this month began
+        env = {"TI_BASE_URL": proxy.url, "TI_API_KEY": TEST_KEY, "TI_RATE_LIMIT": "0"}
+        planned = run_subprocess("plan", manifest, "--state", state, "--refresh", "--format", "json", env=env)
+        applied = run_subprocess("apply", manifest, "--state", state, "--auto-approve", env=env)
+
+    assert applied.returncode == 0 and len(sandbox.all_batches()) == 1, applied.stderr
+    assert planned.returncode == 0, planned.stderr
+    (change,) = json.loads(planned.stdout)["changes"]
+    assert not [reason for reason in change["reasons"] if reason.startswith("Early: ")], change["reasons"]
