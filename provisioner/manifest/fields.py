@@ -4,7 +4,7 @@ Each level of a manifest (the file, ``policy``, a client, a batch, a grant) maps
 in the file to a ``Rule``: the attribute it fills and the kind of value it takes. The
 located reader checks a kind with messages (values.READERS); the fast reader (fastreader)
 checks the same kind without them. A new field is one line here, plus its kind's checks
-if the kind is new; ``tests/test_manifest.py`` holds the schema (schema.py) to the same
+if the kind is new; ``tests/manifest/test_manifest.py`` holds the schema (schema.py) to the same
 names.
 """
 

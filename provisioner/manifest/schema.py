@@ -1,6 +1,6 @@
 """The file format as pydantic models: the source of ``provisioner schema`` (JSON Schema).
 
-The readers follow the table in fields.py; ``tests/test_manifest.py`` holds these models
+The readers follow the table in fields.py; ``tests/manifest/test_manifest.py`` holds these models
 to the same field names. Imported only by the ``schema`` command: building the models
 costs start-up time that a plan does not need.
 """

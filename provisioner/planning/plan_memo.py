@@ -20,7 +20,7 @@ It serves the text plan without colours, planned against the state alone (no ref
 and a removed grant's periods in state make warnings about the grant). Everything else takes
 the general path (load, make_plan, render). A reused part makes its changes again from the
 declarations when something asks for them (a guardrail on one batch, a test), so the plan it
-stands in is the very plan of the general path: tests/test_plan_memo.py holds them to it.
+stands in is the very plan of the general path: tests/planning/test_plan_memo.py holds them to it.
 
 The memo is a file next to the manifest cache, one per tree and identity: a JSON header (with
 the sha256 of the rest), a JSON index of the parts, then their texts one after the other. It
