@@ -159,23 +159,23 @@ def import_command(
       provisioner import --generate-config-out manifests/ --client acme=CLIENT_ID [--client ...]
       provisioner import --generate-config-out manifests/ --clients clients.csv
     """
+    from provisioner.operations.connected_edits import Locking, import_one
+
+    settings = api_settings(sandbox, base_url, rate_limit, parallelism)
     if out_dir is not None:
         if force:
             raise click.UsageError("--force belongs to the one-batch form (import ADDRESS BATCH_ID PATHS...).")
+        run = run_context(reason, [*arguments, out_dir]).fields()
         _generate(
             arguments,
             out_dir,
             client_options,
             clients_file,
             backend,
-            sandbox,
-            base_url,
-            parallelism,
-            rate_limit,
-            lock_timeout,
+            Locking("import", lock_timeout, progress, run),
+            settings,
             quiet,
             no_cache,
-            reason,
         )
         return
     if client_options or clients_file:
@@ -183,35 +183,18 @@ def import_command(
     for position, name in enumerate(("ADDRESS", "BATCH_ID", "PATHS...")):
         if len(arguments) <= position:
             raise click.UsageError(f"Missing argument '{name}'.")
-    from provisioner.operations.connected_edits import Locking, import_one
-
     address, batch_id, *paths = arguments
     desired = load_manifests([Path(path) for path in paths], no_cache)
     locking = Locking("import", lock_timeout, progress, run_context(reason, paths).fields())
-    settings = api_settings(sandbox, base_url, rate_limit, parallelism)
     resource = import_one(desired, backend, locking, settings, address, batch_id, force=force)
     click.echo(
         f"Import successful! {address} is batch {resource.batch_id}. Run 'provisioner plan' to see any differences."
     )
 
 
-def _generate(
-    paths,
-    out_dir,
-    client_options,
-    clients_file,
-    backend,
-    sandbox,
-    base_url,
-    parallelism,
-    rate_limit,
-    lock_timeout,
-    quiet,
-    no_cache,
-    reason,
-) -> None:
+def _generate(paths, out_dir, client_options, clients_file, backend, locking, settings, quiet, no_cache) -> None:
     from provisioner.core.models import Desired
-    from provisioner.operations.connected_edits import Locking, import_clients
+    from provisioner.operations.connected_edits import import_clients
     from provisioner.operations.generate import parse_client, read_clients_file
     from provisioner.render.progress import Progress
 
@@ -220,10 +203,6 @@ def _generate(
         clients += read_clients_file(clients_file)
     desired = load_manifests([Path(path) for path in paths], no_cache) if paths else None
     reporter = Progress.for_stream(quiet=quiet)
-    locking = Locking(
-        "import", lock_timeout, progress, run_context(reason, [Path(p) for p in paths] or [out_dir]).fields()
-    )
-    settings = api_settings(sandbox, base_url, rate_limit, parallelism)
     result = import_clients(clients, out_dir, desired or Desired(), now_utc, backend, locking, settings, reporter)
     _say_left_out(result.skipped, {path.stem for path in result.files})
     if not result.files:
