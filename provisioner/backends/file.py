@@ -45,7 +45,7 @@ from provisioner.backends.base import (
 from provisioner.backends.entries import Begin, Checkpoint, Entry
 from provisioner.backends.filelock import StateLock, force_unlock, lock_path, read_lock_info
 from provisioner.backends.journal import Journal, JournalError, fsync_directory, read_journal
-from provisioner.backends.snapshot import SnapshotText, parse_document, parse_state, with_history
+from provisioner.backends.snapshot import HISTORY_OPENING, SnapshotText, parse_document, parse_state, with_history
 from provisioner.core.atomic_files import temporary_beside, write_atomically
 from provisioner.core.audit_trail import FORCE_UNLOCK, GENERATE, Head, Note, after, line_of, parse_line
 from provisioner.core.models import Resource, State
@@ -152,7 +152,7 @@ def _merged(filed: list[dict], carried: list[dict], journaled: list[dict]) -> li
     return events + after(journaled, events[-1]["seq"] if events else 0)
 
 
-SNAPSHOT_HISTORY = b'\n  "history": ['
+SNAPSHOT_HISTORY = HISTORY_OPENING.encode()
 
 
 def snapshot_events(path: Path) -> list[dict]:

@@ -66,13 +66,17 @@ def render_snapshot(state: State, history: list[dict] | None = None) -> str:
     return with_history(SnapshotText().render(state), history)
 
 
+# How a snapshot's history begins, as with_history writes it: a reader finds the events by it.
+HISTORY_OPENING = '\n  "history": ['
+
+
 def with_history(text: str, history: list[dict] | None) -> str:
     """A snapshot's text with ``history`` as its last key, one event a line."""
     if history is None:
         return text
     events = "".join(f"\n    {json.dumps(event, sort_keys=True)}," for event in history).rstrip(",")
     closing = "\n  ]" if history else "]"
-    return text.removesuffix("\n}\n") + f',\n  "history": [{events}{closing}\n}}\n'
+    return text.removesuffix("\n}\n") + f",{HISTORY_OPENING}{events}{closing}\n}}\n"
 
 
 class SnapshotText:
