@@ -26,10 +26,12 @@ from provisioner.backends import open_backend
 from provisioner.backends.file import read_state
 
 # The apply, stopped by itself right after its first intent is durable (and, with STALL_SEND set, once
-# more inside the first POST, after every check, before its bytes leave).
+# more inside the first POST, after every check, before its bytes leave). The thread that got there stops
+# itself (pthread_kill): os.kill of the process lets that thread run on until another thread takes the
+# stop, and under load it went on past the checks and stopped inside the send.
 STALLING_APPLY = textwrap.dedent(
     """
-    import os, signal, sys
+    import os, signal, sys, threading
     import requests
     from provisioner.backends.base import StateWriter
     from provisioner.cli import main
@@ -41,7 +43,7 @@ STALLING_APPLY = textwrap.dedent(
         record_intent(self, intent)
         intents.append(intent)
         if len(intents) == 1:
-            os.kill(os.getpid(), signal.SIGSTOP)
+            signal.pthread_kill(threading.get_ident(), signal.SIGSTOP)
 
     StateWriter.record_intent = stop_after_the_first
 
@@ -52,7 +54,7 @@ STALLING_APPLY = textwrap.dedent(
         def stop_in_the_first_post(self, request, **kwargs):
             if request.method == "POST" and not posts:
                 posts.append(request)
-                os.kill(os.getpid(), signal.SIGSTOP)
+                signal.pthread_kill(threading.get_ident(), signal.SIGSTOP)
             return send(self, request, **kwargs)
 
         requests.Session.send = stop_in_the_first_post
@@ -306,14 +308,14 @@ def test_a_batch_created_but_not_recorded_is_printed_with_its_id_and_found_by_th
 # listing of a thousand clients takes long enough for a lock to be judged stale and taken).
 STALLING_IMPORT = textwrap.dedent(
     """
-    import os, signal, sys
+    import os, signal, sys, threading
     from provisioner.backends.file import FileWriter
     from provisioner.cli import main
 
     record_all = FileWriter.record_all
 
     def stop_first(self, *args, **kwargs):
-        os.kill(os.getpid(), signal.SIGSTOP)
+        signal.pthread_kill(threading.get_ident(), signal.SIGSTOP)
         return record_all(self, *args, **kwargs)
 
     FileWriter.record_all = stop_first
